@@ -1,0 +1,21 @@
+//! The pure core: everything that decides, nothing that waits.
+//!
+//! No module below reads the clock, touches the network or the disk, or is `async`: time
+//! comes in as an argument, results go out as values. That keeps every rule testable fast
+//! and exhaustively (unit and property tests sit next to the code).
+
+pub mod auction;
+pub mod budget;
+pub mod caps;
+pub mod dedup;
+pub mod eligibility;
+pub mod geo;
+pub mod lead;
+pub mod market;
+pub mod model;
+pub mod money;
+pub mod payout;
+pub mod phone;
+pub mod rotation;
+pub mod schedule;
+pub mod trace;

@@ -1,0 +1,218 @@
+//! Exact money: a `rust_decimal::Decimal` that travels as a decimal string.
+//!
+//! Rationale: a float never touches a price, payout or balance (DESIGN §8.1). `Money`
+//! deserializes only from a JSON/TOML *string* ("38.50") or an integer, never from a float,
+//! so a client cannot smuggle binary rounding in; it serializes with two decimals.
+
+use std::fmt;
+use std::iter::Sum;
+use std::ops::{Add, AddAssign, Neg, Sub, SubAssign};
+use std::str::FromStr;
+
+use rust_decimal::{Decimal, RoundingStrategy};
+use serde::de::{self, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Money has cents: amounts are rounded half away from zero to this many decimals.
+pub const MONEY_SCALE: u32 = 2;
+
+/// The largest amount we accept from outside (a bid, a price, a top-up); far above any real
+/// lead price, far below where `Decimal` arithmetic could overflow when summed.
+pub const MONEY_ABS_MAX: Decimal = Decimal::from_parts(1_000_000_000, 0, 0, false, 0);
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Money(Decimal);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MoneyError {
+    #[error("not a decimal amount")]
+    NotDecimal,
+    #[error("more than {MONEY_SCALE} decimal places")]
+    TooPrecise,
+    #[error("amount out of range")]
+    OutOfRange,
+}
+
+impl Money {
+    pub const ZERO: Money = Money(Decimal::ZERO);
+
+    /// Rounds to cents (half away from zero): the one place rounding happens.
+    pub fn from_decimal(value: Decimal) -> Money {
+        Money(value.round_dp_with_strategy(MONEY_SCALE, RoundingStrategy::MidpointAwayFromZero))
+    }
+
+    /// Parses an amount from outside: at most two decimals, |amount| ≤ `MONEY_ABS_MAX`.
+    pub fn parse(text: &str) -> Result<Money, MoneyError> {
+        let text = text.trim();
+        if text.is_empty() || text.contains(['e', 'E']) {
+            return Err(MoneyError::NotDecimal);
+        }
+        let value = Decimal::from_str(text).map_err(|_| MoneyError::NotDecimal)?;
+        Money::checked(value)
+    }
+
+    pub fn checked(value: Decimal) -> Result<Money, MoneyError> {
+        if value.abs() > MONEY_ABS_MAX {
+            return Err(MoneyError::OutOfRange);
+        }
+        if value.normalize().scale() > MONEY_SCALE {
+            return Err(MoneyError::TooPrecise);
+        }
+        Ok(Money(value))
+    }
+
+    pub fn cents(cents: i64) -> Money {
+        Money(Decimal::new(cents, MONEY_SCALE))
+    }
+
+    pub fn amount(self) -> Decimal {
+        self.0
+    }
+
+    pub fn is_negative(self) -> bool {
+        self.0.is_sign_negative() && !self.0.is_zero()
+    }
+
+    pub fn is_zero(self) -> bool {
+        self.0.is_zero()
+    }
+
+    /// For Prometheus gauges only: metrics are floats by nature, money never is.
+    pub fn as_f64_for_metrics(self) -> f64 {
+        use rust_decimal::prelude::ToPrimitive;
+        self.0.to_f64().unwrap_or(0.0)
+    }
+}
+
+impl fmt::Display for Money {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut value = self.0;
+        value.rescale(MONEY_SCALE);
+        write!(f, "{value}")
+    }
+}
+
+impl FromStr for Money {
+    type Err = MoneyError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Money::parse(s)
+    }
+}
+
+impl Add for Money {
+    type Output = Money;
+    fn add(self, rhs: Money) -> Money {
+        Money(self.0 + rhs.0)
+    }
+}
+
+impl AddAssign for Money {
+    fn add_assign(&mut self, rhs: Money) {
+        self.0 += rhs.0;
+    }
+}
+
+impl Sub for Money {
+    type Output = Money;
+    fn sub(self, rhs: Money) -> Money {
+        Money(self.0 - rhs.0)
+    }
+}
+
+impl SubAssign for Money {
+    fn sub_assign(&mut self, rhs: Money) {
+        self.0 -= rhs.0;
+    }
+}
+
+impl Neg for Money {
+    type Output = Money;
+    fn neg(self) -> Money {
+        Money(-self.0)
+    }
+}
+
+impl Sum for Money {
+    fn sum<I: Iterator<Item = Money>>(iter: I) -> Money {
+        iter.fold(Money::ZERO, Add::add)
+    }
+}
+
+impl Serialize for Money {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Money {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Money, D::Error> {
+        struct MoneyVisitor;
+        impl Visitor<'_> for MoneyVisitor {
+            type Value = Money;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a decimal string such as \"38.50\"")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Money, E> {
+                Money::parse(v).map_err(|e| E::custom(format!("invalid amount {v:?}: {e}")))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Money, E> {
+                Money::checked(Decimal::from(v)).map_err(E::custom)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Money, E> {
+                Money::checked(Decimal::from(v)).map_err(E::custom)
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Money, E> {
+                Err(E::custom(
+                    "money must be a decimal string such as \"38.50\", not a float",
+                ))
+            }
+        }
+        deserializer.deserialize_any(MoneyVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn parses_and_prints_two_decimals() {
+        assert_eq!(Money::parse("38.5").unwrap().to_string(), "38.50");
+        assert_eq!(Money::parse("41").unwrap().to_string(), "41.00");
+        assert_eq!(
+            Money::parse("0.10").unwrap() + Money::parse("0.20").unwrap(),
+            Money::parse("0.3").unwrap()
+        );
+    }
+
+    #[test]
+    fn refuses_floats_exponents_and_fractions_of_cents() {
+        assert!(serde_json::from_str::<Money>("38.5").is_err());
+        assert!(serde_json::from_str::<Money>("\"38.50\"").is_ok());
+        assert_eq!(Money::parse("1e3"), Err(MoneyError::NotDecimal));
+        assert_eq!(Money::parse("0.001"), Err(MoneyError::TooPrecise));
+        assert_eq!(Money::parse("abc"), Err(MoneyError::NotDecimal));
+        assert_eq!(Money::parse("99999999999"), Err(MoneyError::OutOfRange));
+    }
+
+    #[test]
+    fn rounds_half_away_from_zero() {
+        assert_eq!(
+            Money::from_decimal(Decimal::new(1005, 3)).to_string(),
+            "1.01"
+        );
+        assert_eq!(
+            Money::from_decimal(Decimal::new(-1005, 3)).to_string(),
+            "-1.01"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn display_round_trips(cents in -100_000_000_000i64..100_000_000_000i64) {
+            let m = Money::cents(cents);
+            prop_assert_eq!(Money::parse(&m.to_string()).unwrap(), m);
+        }
+    }
+}
