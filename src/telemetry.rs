@@ -1,1 +1,150 @@
-//! TODO
+//! Metric names (DESIGN §10) and the Prometheus recorder.
+//!
+//! Every name the product exports is a constant here, so the contract is in one place.
+//! Labels are bounded: vertical, model, buyer id, outcome and reason codes, currency,
+//! route templates; never lead, ping or campaign ids, never lead data.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use parking_lot::Mutex;
+use rust_decimal::Decimal;
+
+use crate::domain::money::Money;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub const PINGS_TOTAL: &str = "leadrouter_pings_total";
+pub const POSTS_TOTAL: &str = "leadrouter_posts_total";
+pub const LEADS_TOTAL: &str = "leadrouter_leads_total";
+pub const SALES_TOTAL: &str = "leadrouter_sales_total";
+pub const REVENUE_TOTAL: &str = "leadrouter_revenue_total";
+pub const BUYER_REQUESTS_TOTAL: &str = "leadrouter_buyer_requests_total";
+pub const FILTERED_TOTAL: &str = "leadrouter_filtered_total";
+pub const RETURNS_TOTAL: &str = "leadrouter_returns_total";
+pub const DELIVERIES_TOTAL: &str = "leadrouter_deliveries_total";
+pub const DECISION_DURATION_SECONDS: &str = "leadrouter_decision_duration_seconds";
+pub const BUYER_REQUEST_DURATION_SECONDS: &str = "leadrouter_buyer_request_duration_seconds";
+pub const HTTP_REQUEST_DURATION_SECONDS: &str = "leadrouter_http_request_duration_seconds";
+pub const BUYER_AVAILABLE_BALANCE: &str = "leadrouter_buyer_available_balance";
+pub const LEDGER_SEQUENCE: &str = "leadrouter_ledger_sequence";
+pub const LEDGER_SUBSCRIBERS: &str = "leadrouter_ledger_subscribers";
+pub const OUTBOX_PENDING: &str = "leadrouter_outbox_pending";
+pub const CAMPAIGNS_ACTIVE: &str = "leadrouter_campaigns_active";
+
+/// Buckets in seconds: decisions live between ~50 µs (fixed price) and tmax (≤ 10 s).
+const LATENCY_BUCKETS: &[f64] = &[
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Revenue per currency, summed exactly. Rationale: `metrics` counters are integers, and a
+/// float sum would drift; we keep the decimal sum ourselves and render it next to the
+/// exporter's output.
+static REVENUE: OnceLock<Mutex<BTreeMap<String, Decimal>>> = OnceLock::new();
+
+pub fn record_revenue(currency: &str, amount: Money) {
+    let mut revenue = REVENUE.get_or_init(Default::default).lock();
+    *revenue.entry(currency.to_string()).or_default() += amount.amount();
+}
+
+/// The whole `/metrics` page: the exporter's metrics plus the exact revenue counter.
+pub fn render() -> String {
+    let mut page = prometheus().render();
+    page.push_str("# HELP leadrouter_revenue_total Sale prices settled, by currency.\n");
+    page.push_str("# TYPE leadrouter_revenue_total counter\n");
+    if let Some(revenue) = REVENUE.get() {
+        for (currency, total) in revenue.lock().iter() {
+            page.push_str(&format!(
+                "{REVENUE_TOTAL}{{currency=\"{currency}\"}} {total}\n"
+            ));
+        }
+    }
+    page
+}
+
+/// Installs the process-wide recorder once and returns its handle (several in-process
+/// servers in one test binary share it).
+pub fn prometheus() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".to_string()), LATENCY_BUCKETS)
+                .map(PrometheusBuilder::build_recorder);
+            match recorder {
+                Ok(recorder) => {
+                    let handle = recorder.handle();
+                    // Another recorder may already be global (an embedding program's); then
+                    // our handle renders only what we describe, which is still valid output.
+                    let _ = metrics::set_global_recorder(recorder);
+                    describe();
+                    handle
+                }
+                Err(_) => PrometheusBuilder::new().build_recorder().handle(),
+            }
+        })
+        .clone()
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_counter!(
+        PINGS_TOTAL,
+        "Pings answered, by vertical and outcome (bid, no_bid, invalid)."
+    );
+    describe_counter!(
+        POSTS_TOTAL,
+        "Posts answered, by vertical and outcome (sold, rejected, invalid)."
+    );
+    describe_counter!(
+        LEADS_TOTAL,
+        "Direct posts answered, by vertical and outcome (sold, rejected, invalid)."
+    );
+    describe_counter!(SALES_TOTAL, "Settled sales, by vertical.");
+    describe_counter!(
+        BUYER_REQUESTS_TOTAL,
+        "Calls to buyer endpoints by buyer, kind (ping|post) and outcome."
+    );
+    describe_counter!(
+        FILTERED_TOTAL,
+        "Campaigns filtered out of a decision, by reason code."
+    );
+    describe_counter!(RETURNS_TOTAL, "Returns by status.");
+    describe_counter!(DELIVERIES_TOTAL, "Lead deliveries by mode and outcome.");
+    describe_histogram!(
+        DECISION_DURATION_SECONDS,
+        Unit::Seconds,
+        "Time to decide a ping or lead, by vertical and model."
+    );
+    describe_histogram!(
+        BUYER_REQUEST_DURATION_SECONDS,
+        Unit::Seconds,
+        "Buyer endpoint latency by buyer and kind."
+    );
+    describe_histogram!(
+        HTTP_REQUEST_DURATION_SECONDS,
+        Unit::Seconds,
+        "HTTP request latency by route and status."
+    );
+    describe_gauge!(
+        BUYER_AVAILABLE_BALANCE,
+        "Balance minus holds (plus credit limit for invoice buyers), by buyer."
+    );
+    describe_gauge!(LEDGER_SEQUENCE, "Sequence of the last ledger event.");
+    describe_gauge!(LEDGER_SUBSCRIBERS, "Connected ledger stream subscribers.");
+    describe_gauge!(
+        OUTBOX_PENDING,
+        "Deliveries and notifications waiting in the outbox."
+    );
+    describe_gauge!(
+        CAMPAIGNS_ACTIVE,
+        "Active campaigns in the current configuration."
+    );
+    // Gauges that have no value until their feature runs still appear, so dashboards and
+    // `promtool` see the full contract from the first scrape.
+    metrics::gauge!(LEDGER_SEQUENCE).set(0.0);
+    metrics::gauge!(LEDGER_SUBSCRIBERS).set(0.0);
+    metrics::gauge!(OUTBOX_PENDING).set(0.0);
+}

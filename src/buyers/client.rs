@@ -27,6 +27,12 @@ pub enum PostAnswer {
     CircuitOpen,
 }
 
+pub struct PingCall {
+    pub url: String,
+    pub secret: String,
+    pub body: Bytes,
+}
+
 #[derive(Clone)]
 pub struct BuyerClient {}
 
@@ -43,6 +49,14 @@ impl BuyerClient {
         _body: Bytes,
         _deadline: Instant,
     ) -> (BidAnswer, Duration) {
+        todo!()
+    }
+
+    pub async fn ping_all(
+        &self,
+        _calls: Vec<PingCall>,
+        _deadline: Instant,
+    ) -> Vec<(BidAnswer, Duration)> {
         todo!()
     }
 

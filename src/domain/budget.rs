@@ -1,1 +1,382 @@
-//! TODO
+//! One buyer's money and cap usage: balance, holds, and what was settled in each cap window.
+//!
+//! A bid reserves (holds) the price and one unit of every cap of its campaign until the lead
+//! is posted or the hold expires; a post settles the hold. Every check counts settled *and*
+//! held amounts, so settled + held never exceeds the balance, credit limit or cap
+//! (DESIGN §8.2). The book is plain data; whoever owns it serializes access (one lock per
+//! buyer in memory, one Lua script per buyer key in Redis).
+//!
+//! Rationale for holding caps per window start: a hold remembers the windows it was counted
+//! in, and settles into those same windows, so a hold taken at 23:59 and posted at 00:01 can
+//! never push yesterday's count past its cap nor today's past its own.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+
+use super::caps::{window_start, Cap, Limit, Window};
+use super::model::BillingMode;
+use super::money::Money;
+
+/// How a buyer pays, as far as holding money is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Funding {
+    pub mode: BillingMode,
+    pub credit_limit: Option<Money>,
+}
+
+/// What a campaign asks the book to reserve for one lead.
+#[derive(Debug, Clone)]
+pub struct HoldRequest<'a> {
+    pub hold_id: String,
+    pub campaign_id: &'a str,
+    pub price: Money,
+    pub funding: Funding,
+    pub caps: &'a [Cap],
+    pub tz: Tz,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HoldRefusal {
+    #[error("balance does not cover the price")]
+    InsufficientBalance,
+    #[error("credit limit reached")]
+    CreditLimit,
+    #[error("cap {0} reached")]
+    CapReached(&'static str),
+}
+
+impl HoldRefusal {
+    /// The bounded reason code used in traces and metric labels.
+    pub fn code(&self) -> &'static str {
+        match self {
+            HoldRefusal::InsufficientBalance => "insufficient_balance",
+            HoldRefusal::CreditLimit => "credit_limit",
+            HoldRefusal::CapReached(_) => "cap_reached",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettleError {
+    #[error("hold not found (expired or already settled)")]
+    UnknownHold,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Hold {
+    campaign_id: String,
+    /// What the balance is reduced by on settle: the price, or zero for internal buyers.
+    charge: Money,
+    /// What spend caps count: the price, also for internal buyers.
+    spend: Money,
+    expires_at: DateTime<Utc>,
+    windows: Vec<WindowKey>,
+}
+
+/// A cap window of one campaign, identified by the instant it started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct WindowKey {
+    window: Window,
+    start: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Usage {
+    count: u32,
+    spend: Money,
+}
+
+/// The outcome of a settled hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settled {
+    pub charged: Money,
+    pub balance_after: Money,
+}
+
+/// Balance as a buyer sees it (`GET /v1/buyer/balance`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BalanceView {
+    pub balance: Money,
+    pub held: Money,
+    pub available: Money,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct BuyerBook {
+    /// Prepaid: money paid in minus money spent. Invoice: payments minus sales, so it goes
+    /// negative as the buyer runs up what it owes.
+    balance: Money,
+    holds: HashMap<String, Hold>,
+    /// Settled usage per campaign and cap window; old windows are pruned.
+    usage: HashMap<String, HashMap<WindowKey, Usage>>,
+}
+
+impl BuyerBook {
+    pub fn new(balance: Money) -> BuyerBook {
+        BuyerBook {
+            balance,
+            ..BuyerBook::default()
+        }
+    }
+
+    pub fn balance(&self) -> Money {
+        self.balance
+    }
+
+    pub fn held(&self) -> Money {
+        self.holds.values().map(|h| h.charge).sum()
+    }
+
+    pub fn hold_count(&self) -> usize {
+        self.holds.len()
+    }
+
+    pub fn view(&mut self, now: DateTime<Utc>, funding: Funding) -> BalanceView {
+        self.expire(now);
+        let held = self.held();
+        let available = match (funding.mode, funding.credit_limit) {
+            (BillingMode::Invoice, Some(limit)) => self.balance + limit - held,
+            _ => self.balance - held,
+        };
+        BalanceView {
+            balance: self.balance,
+            held,
+            available,
+        }
+    }
+
+    pub fn top_up(&mut self, amount: Money) -> Money {
+        self.balance += amount;
+        self.balance
+    }
+
+    /// Reserves the price and a unit of each cap, or says which limit refuses.
+    pub fn try_hold(
+        &mut self,
+        now: DateTime<Utc>,
+        request: HoldRequest<'_>,
+    ) -> Result<(), HoldRefusal> {
+        self.expire(now);
+        let charge = match request.funding.mode {
+            BillingMode::Internal => Money::ZERO,
+            BillingMode::Prepaid | BillingMode::Invoice => request.price,
+        };
+        self.check_money(request.funding, charge)?;
+        let windows = self.check_caps(now, &request)?;
+        self.holds.insert(
+            request.hold_id,
+            Hold {
+                campaign_id: request.campaign_id.to_string(),
+                charge,
+                spend: request.price,
+                expires_at: request.expires_at,
+                windows,
+            },
+        );
+        Ok(())
+    }
+
+    fn check_money(&self, funding: Funding, charge: Money) -> Result<(), HoldRefusal> {
+        let held = self.held();
+        match (funding.mode, funding.credit_limit) {
+            (BillingMode::Internal, _) | (BillingMode::Invoice, None) => Ok(()),
+            (BillingMode::Prepaid, _) if self.balance - held < charge => {
+                Err(HoldRefusal::InsufficientBalance)
+            }
+            (BillingMode::Invoice, Some(limit)) if self.balance + limit - held < charge => {
+                Err(HoldRefusal::CreditLimit)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn check_caps(
+        &self,
+        now: DateTime<Utc>,
+        request: &HoldRequest<'_>,
+    ) -> Result<Vec<WindowKey>, HoldRefusal> {
+        let mut windows = Vec::with_capacity(request.caps.len());
+        for cap in request.caps {
+            let key = WindowKey {
+                window: cap.window,
+                start: window_start(cap.window, now, request.tz),
+            };
+            let used = self.used(request.campaign_id, key);
+            let fits = match cap.limit {
+                Limit::Count(max) => used.count.saturating_add(1) <= max,
+                Limit::Spend(max) => used.spend + request.price <= max,
+            };
+            if !fits {
+                return Err(HoldRefusal::CapReached(cap.name));
+            }
+            if !windows.contains(&key) {
+                windows.push(key);
+            }
+        }
+        Ok(windows)
+    }
+
+    /// Settled plus held usage of one campaign in one window.
+    fn used(&self, campaign_id: &str, key: WindowKey) -> Usage {
+        let mut used = self
+            .usage
+            .get(campaign_id)
+            .and_then(|w| w.get(&key))
+            .copied()
+            .unwrap_or_default();
+        for hold in self.holds.values() {
+            if hold.campaign_id == campaign_id && hold.windows.contains(&key) {
+                used.count += 1;
+                used.spend += hold.spend;
+            }
+        }
+        used
+    }
+
+    /// Turns a hold into a sale: the balance pays, the cap windows count it.
+    pub fn settle(&mut self, hold_id: &str) -> Result<Settled, SettleError> {
+        let hold = self.holds.remove(hold_id).ok_or(SettleError::UnknownHold)?;
+        self.balance -= hold.charge;
+        let windows = self.usage.entry(hold.campaign_id).or_default();
+        for key in hold.windows {
+            let used = windows.entry(key).or_default();
+            used.count += 1;
+            used.spend += hold.spend;
+        }
+        Ok(Settled {
+            charged: hold.charge,
+            balance_after: self.balance,
+        })
+    }
+
+    /// Gives a hold back; releasing an unknown hold is a no-op (it may have expired).
+    pub fn release(&mut self, hold_id: &str) -> bool {
+        self.holds.remove(hold_id).is_some()
+    }
+
+    /// Drops expired holds and cap windows that ended long ago.
+    pub fn expire(&mut self, now: DateTime<Utc>) {
+        self.holds.retain(|_, hold| hold.expires_at > now);
+        // A month window is at most 31 days plus a DST hour; keep 40 days of history.
+        let horizon = now - chrono::Duration::days(40);
+        for windows in self.usage.values_mut() {
+            windows.retain(|key, _| key.start > horizon);
+        }
+        self.usage.retain(|_, windows| !windows.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn prepaid() -> Funding {
+        Funding {
+            mode: BillingMode::Prepaid,
+            credit_limit: None,
+        }
+    }
+
+    fn request<'a>(
+        id: &str,
+        price: &str,
+        caps: &'a [Cap],
+        expires_at: DateTime<Utc>,
+    ) -> HoldRequest<'a> {
+        HoldRequest {
+            hold_id: id.to_string(),
+            campaign_id: "c1",
+            price: Money::parse(price).unwrap(),
+            funding: prepaid(),
+            caps,
+            tz: chrono_tz::Europe::Berlin,
+            expires_at,
+        }
+    }
+
+    #[test]
+    fn holds_count_against_the_balance_until_released() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap();
+        let later = now + chrono::Duration::seconds(60);
+        let mut book = BuyerBook::new(Money::parse("100.00").unwrap());
+        book.try_hold(now, request("h1", "60.00", &[], later))
+            .unwrap();
+        assert_eq!(
+            book.try_hold(now, request("h2", "60.00", &[], later)),
+            Err(HoldRefusal::InsufficientBalance)
+        );
+        assert!(book.release("h1"));
+        book.try_hold(now, request("h2", "60.00", &[], later))
+            .unwrap();
+        let settled = book.settle("h2").unwrap();
+        assert_eq!(settled.balance_after, Money::parse("40.00").unwrap());
+        assert_eq!(book.settle("h2"), Err(SettleError::UnknownHold));
+    }
+
+    #[test]
+    fn expired_holds_free_the_balance() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap();
+        let mut book = BuyerBook::new(Money::parse("50.00").unwrap());
+        book.try_hold(
+            now,
+            request("h1", "50.00", &[], now + chrono::Duration::seconds(60)),
+        )
+        .unwrap();
+        let view = book.view(now, prepaid());
+        assert_eq!(view.available, Money::ZERO);
+        let view = book.view(now + chrono::Duration::seconds(60), prepaid());
+        assert_eq!(view.available, Money::parse("50.00").unwrap());
+    }
+
+    #[test]
+    fn internal_buyers_are_never_charged_but_caps_count() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap();
+        let caps = [Cap {
+            window: Window::Day,
+            limit: Limit::Count(1),
+            name: "daily",
+        }];
+        let mut book = BuyerBook::new(Money::ZERO);
+        let mut req = request("h1", "38.00", &caps, now + chrono::Duration::seconds(60));
+        req.funding = Funding {
+            mode: BillingMode::Internal,
+            credit_limit: None,
+        };
+        book.try_hold(now, req.clone()).unwrap();
+        assert_eq!(book.settle("h1").unwrap().charged, Money::ZERO);
+        req.hold_id = "h2".into();
+        assert_eq!(
+            book.try_hold(now, req),
+            Err(HoldRefusal::CapReached("daily"))
+        );
+    }
+
+    #[test]
+    fn invoice_buyers_stay_under_their_credit_limit() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap();
+        let funding = Funding {
+            mode: BillingMode::Invoice,
+            credit_limit: Some(Money::parse("100.00").unwrap()),
+        };
+        let mut book = BuyerBook::new(Money::ZERO);
+        for i in 0..2 {
+            let mut req = request(
+                &format!("h{i}"),
+                "50.00",
+                &[],
+                now + chrono::Duration::seconds(60),
+            );
+            req.funding = funding;
+            book.try_hold(now, req).unwrap();
+            book.settle(&format!("h{i}")).unwrap();
+        }
+        let mut req = request("h3", "0.01", &[], now + chrono::Duration::seconds(60));
+        req.funding = funding;
+        assert_eq!(book.try_hold(now, req), Err(HoldRefusal::CreditLimit));
+        assert_eq!(book.view(now, funding).available, Money::ZERO);
+    }
+}

@@ -104,6 +104,11 @@ impl ValidLead {
         todo!()
     }
 
+    /// Normalized contacts for duplicate detection: `phone:<E.164>`, `email:<lowercase>`.
+    pub fn dedup_keys(&self) -> [String; 2] {
+        todo!()
+    }
+
     /// A posted lead must be the lead that was pinged: same vertical and postal code.
     pub fn matches_ping(&self, _ping: &ValidPing) -> Result<(), Vec<FieldError>> {
         todo!()

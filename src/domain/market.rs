@@ -1,1 +1,566 @@
-//! TODO
+//! The market: one immutable snapshot of every supplier, buyer, campaign and vertical, with
+//! the per-vertical eligibility index built from it.
+//!
+//! Rationale: the hot path reads a snapshot through one atomic pointer load and never
+//! locks; an admin change builds a whole new `Market` and swaps it in, so an auction that
+//! started on the old snapshot finishes on it undisturbed (DESIGN §6).
+//!
+//! The index narrows a lead to the campaigns that could match its vertical, country and
+//! postal area (exact postal codes, postal prefixes, a 0.5° grid for radius campaigns,
+//! states, and the rest of the country), so matching does not scan every campaign.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+use super::budget::Funding;
+use super::caps::{caps_of, Cap};
+use super::eligibility::Subject;
+use super::geo::{bounding_box, Point, PostalTable};
+use super::model::{Buyer, Campaign, FieldError, Supplier, Vertical};
+use super::schedule::OpenHours;
+
+/// Grid cell edge for radius campaigns: 0.5° is ~55 km north–south, so a typical 25–50 km
+/// service area touches a handful of cells and a lead probes exactly one.
+const GRID_DEGREES: f64 = 0.5;
+/// A radius covering more cells than this is indexed with the country's rest instead
+/// (checked for every lead of that country); the grid would cost more than it saves.
+const GRID_CELLS_MAX: usize = 4_096;
+
+/// Everything an operator configures, as loaded from TOML or built by admin calls.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MarketConfig {
+    #[serde(default)]
+    pub verticals: Vec<Vertical>,
+    #[serde(default)]
+    pub suppliers: Vec<Supplier>,
+    #[serde(default)]
+    pub buyers: Vec<Buyer>,
+    #[serde(default)]
+    pub campaigns: Vec<Campaign>,
+}
+
+/// Who owns an API key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Party {
+    Supplier(String),
+    Buyer(String),
+}
+
+/// Postal codes a campaign includes or excludes: exact codes and `prefix*` patterns.
+#[derive(Debug, Clone, Default)]
+pub struct ZipSet {
+    exact: HashSet<Box<str>>,
+    prefixes: Vec<Box<str>>,
+}
+
+impl ZipSet {
+    fn new(patterns: &[String]) -> ZipSet {
+        let mut set = ZipSet::default();
+        for pattern in patterns {
+            match pattern.strip_suffix('*') {
+                Some(prefix) => set.prefixes.push(prefix.into()),
+                None => {
+                    set.exact.insert(pattern.as_str().into());
+                }
+            }
+        }
+        set
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.exact.is_empty() && self.prefixes.is_empty()
+    }
+
+    pub fn contains(&self, zip: &str) -> bool {
+        self.exact.contains(zip) || self.prefixes.iter().any(|p| zip.starts_with(&**p))
+    }
+}
+
+/// A campaign with everything the hot path needs already parsed and joined.
+#[derive(Debug)]
+pub struct CompiledCampaign {
+    pub campaign: Campaign,
+    pub id: Arc<str>,
+    pub buyer_id: Arc<str>,
+    pub tz: Tz,
+    pub open_hours: Option<OpenHours>,
+    pub caps: Vec<Cap>,
+    pub center: Option<Point>,
+    pub zips: ZipSet,
+    pub exclude_zips: ZipSet,
+    pub funding: Funding,
+    pub currency: Arc<str>,
+    pub webhook_secret: Arc<str>,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum MarketError {
+    #[error("invalid {kind}")]
+    Invalid {
+        kind: &'static str,
+        errors: Vec<FieldError>,
+    },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("unknown {0}")]
+    NotFound(&'static str),
+}
+
+#[derive(Debug, Default)]
+struct CountryIndex {
+    by_zip: HashMap<Box<str>, Vec<u32>>,
+    by_prefix: HashMap<Box<str>, Vec<u32>>,
+    prefix_lens: Vec<usize>,
+    grid: HashMap<(i32, i32), Vec<u32>>,
+    by_state: HashMap<Box<str>, Vec<u32>>,
+    rest: Vec<u32>,
+}
+
+#[derive(Debug, Default)]
+struct VerticalIndex {
+    campaigns: Vec<Arc<CompiledCampaign>>,
+    by_country: HashMap<Box<str>, CountryIndex>,
+    /// Campaigns with no country, postal or radius filter: candidates everywhere.
+    anywhere: Vec<u32>,
+}
+
+#[derive(Debug, Default)]
+pub struct Market {
+    config: MarketConfig,
+    suppliers: HashMap<String, Arc<Supplier>>,
+    buyers: HashMap<String, Arc<Buyer>>,
+    campaigns: HashMap<String, Arc<CompiledCampaign>>,
+    verticals: HashMap<String, Arc<Vertical>>,
+    api_keys: HashMap<String, Party>,
+    index: HashMap<String, VerticalIndex>,
+}
+
+impl Market {
+    /// Validates every object and every reference between them, then compiles and indexes.
+    pub fn build(mut config: MarketConfig, postal: &PostalTable) -> Result<Market, MarketError> {
+        sort_config(&mut config);
+        check_unique("vertical", &config.verticals, |v| &v.name)?;
+        check_unique("supplier", &config.suppliers, |s| &s.id)?;
+        check_unique("buyer", &config.buyers, |b| &b.id)?;
+        check_unique("campaign", &config.campaigns, |c| &c.id)?;
+        let mut market = Market::default();
+        for vertical in &config.verticals {
+            vertical.validate().map_err(|errors| MarketError::Invalid {
+                kind: "vertical",
+                errors,
+            })?;
+            market
+                .verticals
+                .insert(vertical.name.clone(), Arc::new(vertical.clone()));
+        }
+        for supplier in &config.suppliers {
+            supplier.validate().map_err(|errors| MarketError::Invalid {
+                kind: "supplier",
+                errors,
+            })?;
+            market.add_key(&supplier.api_key, Party::Supplier(supplier.id.clone()))?;
+            market
+                .suppliers
+                .insert(supplier.id.clone(), Arc::new(supplier.clone()));
+        }
+        for buyer in &config.buyers {
+            buyer.validate().map_err(|errors| MarketError::Invalid {
+                kind: "buyer",
+                errors,
+            })?;
+            market.add_key(&buyer.api_key, Party::Buyer(buyer.id.clone()))?;
+            market
+                .buyers
+                .insert(buyer.id.clone(), Arc::new(buyer.clone()));
+        }
+        for campaign in &config.campaigns {
+            let compiled = market.compile(campaign, postal)?;
+            market
+                .campaigns
+                .insert(campaign.id.clone(), Arc::new(compiled));
+        }
+        market.build_index(&config);
+        market.config = config;
+        Ok(market)
+    }
+
+    fn add_key(&mut self, key: &str, party: Party) -> Result<(), MarketError> {
+        if self.api_keys.insert(key.to_string(), party).is_some() {
+            return Err(MarketError::Invalid {
+                kind: "api key",
+                errors: vec![FieldError::new(
+                    "api_key",
+                    "already used by another supplier or buyer",
+                )],
+            });
+        }
+        Ok(())
+    }
+
+    fn compile(
+        &self,
+        campaign: &Campaign,
+        postal: &PostalTable,
+    ) -> Result<CompiledCampaign, MarketError> {
+        let invalid = |errors| MarketError::Invalid {
+            kind: "campaign",
+            errors,
+        };
+        campaign.validate().map_err(invalid)?;
+        let Some(buyer) = self.buyers.get(&campaign.buyer_id) else {
+            return Err(invalid(vec![FieldError::new("buyer_id", "unknown buyer")]));
+        };
+        if !self.verticals.contains_key(&campaign.vertical) {
+            return Err(invalid(vec![FieldError::new(
+                "vertical",
+                "unknown vertical",
+            )]));
+        }
+        let tz_name = campaign.timezone.as_deref().unwrap_or(&buyer.timezone);
+        let tz: Tz = tz_name
+            .parse()
+            .map_err(|_| invalid(vec![FieldError::new("timezone", "unknown time zone")]))?;
+        let open_hours = match &campaign.schedule {
+            Some(schedule) => Some(
+                OpenHours::from_schedule(schedule)
+                    .map_err(|e| invalid(vec![FieldError::new("schedule", e.to_string())]))?,
+            ),
+            None => None,
+        };
+        let center = match &campaign.filters.radius {
+            None => None,
+            Some(radius) => match (radius.lat, radius.lon, &radius.zip) {
+                (Some(lat), Some(lon), _) => Some(Point { lat, lon }),
+                (_, _, Some(zip)) => {
+                    let country = radius.country.as_deref().or(campaign
+                        .filters
+                        .countries
+                        .first()
+                        .map(String::as_str));
+                    let place = country.and_then(|c| {
+                        PostalTable::normalize(c, zip)
+                            .and_then(|z| postal.lookup(c, &z).map(|p| p.point))
+                    });
+                    Some(place.ok_or_else(|| {
+                        invalid(vec![FieldError::new(
+                            "filters.radius.zip",
+                            "unknown postal code",
+                        )])
+                    })?)
+                }
+                _ => None,
+            },
+        };
+        Ok(CompiledCampaign {
+            id: campaign.id.as_str().into(),
+            buyer_id: campaign.buyer_id.as_str().into(),
+            tz,
+            open_hours,
+            caps: caps_of(&campaign.caps),
+            center,
+            zips: ZipSet::new(&campaign.filters.zips),
+            exclude_zips: ZipSet::new(&campaign.filters.exclude_zips),
+            funding: Funding {
+                mode: buyer.billing.mode,
+                credit_limit: buyer.billing.credit_limit,
+            },
+            currency: buyer.currency.as_str().into(),
+            webhook_secret: buyer.webhook_secret.as_str().into(),
+            campaign: campaign.clone(),
+        })
+    }
+
+    fn build_index(&mut self, config: &MarketConfig) {
+        for campaign in &config.campaigns {
+            let Some(compiled) = self.campaigns.get(&campaign.id) else {
+                continue;
+            };
+            let index = self.index.entry(campaign.vertical.clone()).or_default();
+            let slot = u32::try_from(index.campaigns.len()).unwrap_or(u32::MAX);
+            index.campaigns.push(Arc::clone(compiled));
+            index_campaign(index, slot, compiled);
+        }
+    }
+
+    pub fn config(&self) -> &MarketConfig {
+        &self.config
+    }
+
+    pub fn supplier(&self, id: &str) -> Option<&Arc<Supplier>> {
+        self.suppliers.get(id)
+    }
+
+    pub fn buyer(&self, id: &str) -> Option<&Arc<Buyer>> {
+        self.buyers.get(id)
+    }
+
+    pub fn campaign(&self, id: &str) -> Option<&Arc<CompiledCampaign>> {
+        self.campaigns.get(id)
+    }
+
+    pub fn vertical(&self, name: &str) -> Option<&Arc<Vertical>> {
+        self.verticals.get(name)
+    }
+
+    pub fn party(&self, api_key: &str) -> Option<&Party> {
+        self.api_keys.get(api_key)
+    }
+
+    pub fn campaigns(&self) -> impl Iterator<Item = &Arc<CompiledCampaign>> {
+        self.campaigns.values()
+    }
+
+    pub fn active_campaign_count(&self) -> usize {
+        self.campaigns
+            .values()
+            .filter(|c| c.campaign.active)
+            .count()
+    }
+
+    /// The campaigns of the subject's vertical that its country and postal area could
+    /// match, each once, in a stable order. Every one still has to pass `eligibility::check`.
+    pub fn candidates(&self, subject: &Subject<'_>) -> Vec<&Arc<CompiledCampaign>> {
+        let Some(index) = self.index.get(subject.vertical) else {
+            return Vec::new();
+        };
+        let mut slots: Vec<u32> = index.anywhere.clone();
+        if let Some(country) = index.by_country.get(subject.country) {
+            if let Some(found) = country.by_zip.get(subject.zip) {
+                slots.extend_from_slice(found);
+            }
+            for &len in &country.prefix_lens {
+                if let Some(found) = subject
+                    .zip
+                    .get(..len)
+                    .and_then(|p| country.by_prefix.get(p))
+                {
+                    slots.extend_from_slice(found);
+                }
+            }
+            if let Some(found) = country.grid.get(&cell_of(subject.location)) {
+                slots.extend_from_slice(found);
+            }
+            if let Some(found) = subject.state.and_then(|s| country.by_state.get(s)) {
+                slots.extend_from_slice(found);
+            }
+            slots.extend_from_slice(&country.rest);
+        }
+        slots.sort_unstable();
+        slots.dedup();
+        slots
+            .iter()
+            .filter_map(|&slot| index.campaigns.get(slot as usize))
+            .collect()
+    }
+
+    // --- Admin changes: each returns a new market; the caller swaps it in. ---
+
+    pub fn with_supplier(
+        &self,
+        supplier: Supplier,
+        postal: &PostalTable,
+    ) -> Result<Market, MarketError> {
+        let mut config = self.config.clone();
+        upsert(&mut config.suppliers, supplier, |s| &s.id);
+        Market::build(config, postal)
+    }
+
+    pub fn with_buyer(&self, buyer: Buyer, postal: &PostalTable) -> Result<Market, MarketError> {
+        let mut config = self.config.clone();
+        upsert(&mut config.buyers, buyer, |b| &b.id);
+        Market::build(config, postal)
+    }
+
+    pub fn with_campaign(
+        &self,
+        campaign: Campaign,
+        postal: &PostalTable,
+    ) -> Result<Market, MarketError> {
+        let mut config = self.config.clone();
+        upsert(&mut config.campaigns, campaign, |c| &c.id);
+        Market::build(config, postal)
+    }
+
+    pub fn with_vertical(
+        &self,
+        vertical: Vertical,
+        postal: &PostalTable,
+    ) -> Result<Market, MarketError> {
+        let mut config = self.config.clone();
+        upsert(&mut config.verticals, vertical, |v| &v.name);
+        Market::build(config, postal)
+    }
+
+    pub fn without_supplier(&self, id: &str, postal: &PostalTable) -> Result<Market, MarketError> {
+        let mut config = self.config.clone();
+        remove(&mut config.suppliers, id, |s| &s.id).ok_or(MarketError::NotFound("supplier"))?;
+        Market::build(config, postal)
+    }
+
+    pub fn without_buyer(&self, id: &str, postal: &PostalTable) -> Result<Market, MarketError> {
+        if self.config.campaigns.iter().any(|c| c.buyer_id == id) {
+            return Err(MarketError::Conflict(
+                "the buyer still has campaigns: delete them first".into(),
+            ));
+        }
+        let mut config = self.config.clone();
+        remove(&mut config.buyers, id, |b| &b.id).ok_or(MarketError::NotFound("buyer"))?;
+        Market::build(config, postal)
+    }
+
+    pub fn without_campaign(&self, id: &str, postal: &PostalTable) -> Result<Market, MarketError> {
+        let mut config = self.config.clone();
+        remove(&mut config.campaigns, id, |c| &c.id).ok_or(MarketError::NotFound("campaign"))?;
+        Market::build(config, postal)
+    }
+
+    pub fn without_vertical(
+        &self,
+        name: &str,
+        postal: &PostalTable,
+    ) -> Result<Market, MarketError> {
+        if self.config.campaigns.iter().any(|c| c.vertical == name) {
+            return Err(MarketError::Conflict(
+                "the vertical still has campaigns: delete them first".into(),
+            ));
+        }
+        let mut config = self.config.clone();
+        remove(&mut config.verticals, name, |v| &v.name)
+            .ok_or(MarketError::NotFound("vertical"))?;
+        Market::build(config, postal)
+    }
+}
+
+fn sort_config(config: &mut MarketConfig) {
+    config.verticals.sort_by(|a, b| a.name.cmp(&b.name));
+    config.suppliers.sort_by(|a, b| a.id.cmp(&b.id));
+    config.buyers.sort_by(|a, b| a.id.cmp(&b.id));
+    config.campaigns.sort_by(|a, b| a.id.cmp(&b.id));
+}
+
+/// After sorting, a repeated id stands next to itself.
+fn check_unique<T>(
+    kind: &'static str,
+    items: &[T],
+    id: impl Fn(&T) -> &String,
+) -> Result<(), MarketError> {
+    match items.windows(2).find(|pair| id(&pair[0]) == id(&pair[1])) {
+        Some(pair) => Err(MarketError::Invalid {
+            kind,
+            errors: vec![FieldError::new(
+                "id",
+                format!("{} is defined twice", id(&pair[0])),
+            )],
+        }),
+        None => Ok(()),
+    }
+}
+
+fn upsert<T>(items: &mut Vec<T>, item: T, id: impl Fn(&T) -> &String) {
+    match items.iter().position(|existing| id(existing) == id(&item)) {
+        Some(i) => items[i] = item,
+        None => items.push(item),
+    }
+}
+
+fn remove<T>(items: &mut Vec<T>, key: &str, id: impl Fn(&T) -> &String) -> Option<T> {
+    let position = items.iter().position(|existing| id(existing) == key)?;
+    Some(items.remove(position))
+}
+
+fn cell_of(point: Point) -> (i32, i32) {
+    let lat = (point.lat / GRID_DEGREES).floor() as i32;
+    let lon = (point.lon / GRID_DEGREES).floor() as i32;
+    (lat, wrap_lon_cell(lon))
+}
+
+fn wrap_lon_cell(cell: i32) -> i32 {
+    let cells_around = (360.0 / GRID_DEGREES) as i32;
+    let half = cells_around / 2;
+    (cell + half).rem_euclid(cells_around) - half
+}
+
+/// Puts a campaign into the most selective bucket its filters allow; `check` then applies
+/// every filter, so a bucket only needs to be a superset.
+fn index_campaign(index: &mut VerticalIndex, slot: u32, compiled: &CompiledCampaign) {
+    let filters = &compiled.campaign.filters;
+    let mut countries: Vec<&str> = filters.countries.iter().map(String::as_str).collect();
+    if countries.is_empty() {
+        if let Some(radius_country) = filters.radius.as_ref().and_then(|r| r.country.as_deref()) {
+            countries.push(radius_country);
+        }
+    }
+    let has_geo =
+        !compiled.zips.is_empty() || compiled.center.is_some() || !filters.states.is_empty();
+    if countries.is_empty() && !has_geo {
+        index.anywhere.push(slot);
+        return;
+    }
+    if countries.is_empty() {
+        // A radius by coordinates or a state list without a country: any country's leads.
+        index.anywhere.push(slot);
+        return;
+    }
+    for country in countries {
+        let bucket = index.by_country.entry(country.into()).or_default();
+        if !compiled.zips.is_empty() {
+            for zip in &compiled.zips.exact {
+                bucket.by_zip.entry(zip.clone()).or_default().push(slot);
+            }
+            for prefix in &compiled.zips.prefixes {
+                bucket
+                    .by_prefix
+                    .entry(prefix.clone())
+                    .or_default()
+                    .push(slot);
+                if !bucket.prefix_lens.contains(&prefix.len()) {
+                    bucket.prefix_lens.push(prefix.len());
+                }
+            }
+        } else if let (Some(center), Some(radius)) = (compiled.center, &filters.radius) {
+            match cells_covering(center, radius.km) {
+                Some(cells) => {
+                    for cell in cells {
+                        bucket.grid.entry(cell).or_default().push(slot);
+                    }
+                }
+                None => bucket.rest.push(slot),
+            }
+        } else if !filters.states.is_empty() {
+            for state in &filters.states {
+                bucket
+                    .by_state
+                    .entry(state.to_ascii_uppercase().into())
+                    .or_default()
+                    .push(slot);
+            }
+        } else {
+            bucket.rest.push(slot);
+        }
+    }
+}
+
+/// The grid cells a circle's bounding box touches; None when they are too many to list.
+fn cells_covering(center: Point, km: f64) -> Option<Vec<(i32, i32)>> {
+    let bbox = bounding_box(center, km);
+    let lat_lo = (bbox.lat_min / GRID_DEGREES).floor() as i32;
+    let lat_hi = (bbox.lat_max / GRID_DEGREES).floor() as i32;
+    let lon_lo = (bbox.lon_min / GRID_DEGREES).floor() as i32;
+    let lon_hi = (bbox.lon_max / GRID_DEGREES).floor() as i32;
+    let lon_span = (lon_hi - lon_lo + 1).min((360.0 / GRID_DEGREES) as i32);
+    let lat_span = lat_hi - lat_lo + 1;
+    if (lat_span as i64) * (lon_span as i64) > GRID_CELLS_MAX as i64 {
+        return None;
+    }
+    let mut cells = Vec::with_capacity((lat_span * lon_span) as usize);
+    for lat in lat_lo..=lat_hi {
+        for lon in lon_lo..lon_lo + lon_span {
+            cells.push((lat, wrap_lon_cell(lon)));
+        }
+    }
+    Some(cells)
+}

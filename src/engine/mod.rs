@@ -1,1 +1,236 @@
-//! TODO
+//! The router: one async function per use case (ping, post, direct post, bulk, balance,
+//! admin changes), each driving the pure `domain` through the `store` ports and the
+//! `buyers` client, and each owning its deadline.
+//!
+//! Deadlines (DESIGN §8.4): a decision gets `tmax_ms` from the moment the request arrives.
+//! Buyer pings end at the bid deadline, deliveries at the decision deadline; nothing waits
+//! on a buyer past them, so an answer never waits past `tmax_ms` plus scheduling slack.
+
+mod answers;
+mod decide;
+mod ping;
+mod post;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use dashmap::DashMap;
+use parking_lot::Mutex;
+
+pub use answers::{LeadAnswer, PingAnswer};
+pub use post::PostInput;
+
+use crate::buyers::BuyerClient;
+use crate::clock::Clock;
+use crate::domain::budget::BalanceView;
+use crate::domain::geo::PostalTable;
+use crate::domain::market::{Market, MarketConfig, MarketError};
+use crate::domain::model::FieldError;
+use crate::domain::money::Money;
+use crate::domain::rotation::Rotation;
+use crate::domain::trace::Trace;
+use crate::store::dedup::Dedup;
+use crate::store::idempotency::Idempotency;
+use crate::store::pings::Pings;
+use crate::store::sales::Sales;
+use crate::store::traces::Traces;
+use crate::store::{Budget, BudgetError};
+use crate::telemetry;
+
+/// Whose fault an error is decides its HTTP status (mapped once, in `api::error`).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EngineError {
+    /// The supplier's or operator's input is wrong: 422 with field details.
+    #[error("validation failed")]
+    Invalid(Vec<FieldError>),
+    /// Unknown id, or another party's: 404, never revealing which.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("ping expired")]
+    PingExpired,
+    /// A state conflict: 409 with a code (`ping_already_posted`, `duplicate_external_id`...).
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    /// Our storage cannot answer; retrying later can help: 503.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<BudgetError> for EngineError {
+    fn from(error: BudgetError) -> EngineError {
+        EngineError::Unavailable(error.to_string())
+    }
+}
+
+impl From<MarketError> for EngineError {
+    fn from(error: MarketError) -> EngineError {
+        match error {
+            MarketError::Invalid { errors, .. } => EngineError::Invalid(errors),
+            MarketError::Conflict(message) => EngineError::Conflict {
+                code: "conflict",
+                message,
+            },
+            MarketError::NotFound(what) => EngineError::NotFound(what),
+        }
+    }
+}
+
+/// Everything the router shares between requests.
+pub struct Router {
+    market: ArcSwap<Market>,
+    /// Admin changes are rare and build a whole market; this lock only orders them with
+    /// each other. The hot path never takes it.
+    market_writer: Mutex<()>,
+    postal: &'static PostalTable,
+    clock: Arc<dyn Clock>,
+    budget: Arc<dyn Budget>,
+    buyers: BuyerClient,
+    pings: Pings,
+    dedup: Dedup,
+    idempotency: Idempotency,
+    sales: Sales,
+    traces: Traces,
+    rotations: DashMap<String, Mutex<Rotation>>,
+    tie_turn: AtomicU64,
+}
+
+impl Router {
+    pub fn new(
+        market: Market,
+        postal: &'static PostalTable,
+        clock: Arc<dyn Clock>,
+        budget: Arc<dyn Budget>,
+    ) -> Router {
+        let router = Router {
+            market: ArcSwap::from_pointee(market),
+            market_writer: Mutex::new(()),
+            postal,
+            clock,
+            budget,
+            buyers: BuyerClient::new(),
+            pings: Pings::default(),
+            dedup: Dedup::default(),
+            idempotency: Idempotency::default(),
+            sales: Sales::default(),
+            traces: Traces::default(),
+            rotations: DashMap::new(),
+            tie_turn: AtomicU64::new(0),
+        };
+        router.publish_market_gauges();
+        router
+    }
+
+    pub fn market(&self) -> Arc<Market> {
+        self.market.load_full()
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    pub fn idempotency(&self) -> &Idempotency {
+        &self.idempotency
+    }
+
+    pub fn sales(&self) -> &Sales {
+        &self.sales
+    }
+
+    pub fn trace(&self, id: &str) -> Option<Arc<Trace>> {
+        self.traces.get(id)
+    }
+
+    /// Applies an admin change: builds the new market from the current one and swaps it in.
+    /// In-flight decisions keep the snapshot they started with.
+    pub fn change_market(
+        &self,
+        change: impl FnOnce(&Market, &PostalTable) -> Result<Market, MarketError>,
+    ) -> Result<(), EngineError> {
+        let _writer = self.market_writer.lock();
+        let next = change(&self.market.load(), self.postal)?;
+        self.market.store(Arc::new(next));
+        self.publish_market_gauges();
+        Ok(())
+    }
+
+    pub fn replace_market(&self, config: MarketConfig) -> Result<(), EngineError> {
+        self.change_market(|_, postal| Market::build(config, postal))
+    }
+
+    fn publish_market_gauges(&self) {
+        let active = self.market.load().active_campaign_count();
+        metrics::gauge!(telemetry::CAMPAIGNS_ACTIVE).set(active as f64);
+        let live = self.market.load();
+        self.rotations.retain(|vertical, rotation| {
+            rotation.lock().retain(|id| {
+                live.campaign(id)
+                    .is_some_and(|c| &c.campaign.vertical == vertical)
+            });
+            live.vertical(vertical).is_some()
+        });
+    }
+
+    pub async fn top_up(&self, buyer_id: &str, amount: Money) -> Result<BalanceView, EngineError> {
+        let market = self.market();
+        let buyer = market
+            .buyer(buyer_id)
+            .ok_or(EngineError::NotFound("buyer"))?;
+        if amount.is_negative() || amount.is_zero() {
+            return Err(EngineError::Invalid(vec![FieldError::new(
+                "amount",
+                "must be positive",
+            )]));
+        }
+        self.budget.top_up(buyer_id, amount).await?;
+        let funding = crate::domain::budget::Funding {
+            mode: buyer.billing.mode,
+            credit_limit: buyer.billing.credit_limit,
+        };
+        let view = self
+            .budget
+            .balance(buyer_id, self.clock.now(), funding)
+            .await?;
+        metrics::gauge!(telemetry::BUYER_AVAILABLE_BALANCE, "buyer" => buyer_id.to_string())
+            .set(view.available.as_f64_for_metrics());
+        Ok(view)
+    }
+
+    pub async fn balance(&self, buyer_id: &str) -> Result<(BalanceView, String), EngineError> {
+        let market = self.market();
+        let buyer = market
+            .buyer(buyer_id)
+            .ok_or(EngineError::NotFound("buyer"))?;
+        let funding = crate::domain::budget::Funding {
+            mode: buyer.billing.mode,
+            credit_limit: buyer.billing.credit_limit,
+        };
+        let view = self
+            .budget
+            .balance(buyer_id, self.clock.now(), funding)
+            .await?;
+        Ok((view, buyer.currency.clone()))
+    }
+
+    /// Releases expired holds and forgets expired records; run about once a second.
+    pub async fn sweep(&self) {
+        let now = self.clock.now();
+        for hold in self.pings.sweep(now) {
+            let _ = self.budget.release(&hold).await;
+        }
+        let _ = self.budget.expire(now).await;
+        let longest_dedup = self
+            .market()
+            .campaigns()
+            .map(|c| c.campaign.dedup_days)
+            .max()
+            .unwrap_or(0);
+        self.dedup
+            .sweep(now, chrono::Duration::days(i64::from(longest_dedup)));
+        self.idempotency.sweep(now);
+    }
+
+    fn next_tie_turn(&self) -> u64 {
+        self.tie_turn.fetch_add(1, Ordering::Relaxed)
+    }
+}

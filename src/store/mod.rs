@@ -1,1 +1,61 @@
-//! TODO
+//! Ports (traits) for the state the engine shares across requests, and their adapters.
+//!
+//! `Budget` is the port that carries invariant 2 (no overspend): the embedded adapter keeps
+//! one `BuyerBook` per buyer behind its own lock; the Redis adapter (several nodes) runs
+//! the same checks in one atomic script per buyer. The other stores are in memory for one
+//! node; they keep the shape the durable and Redis versions will have.
+
+pub mod dedup;
+pub mod idempotency;
+pub mod memory;
+pub mod pings;
+pub mod sales;
+pub mod traces;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::domain::budget::{BalanceView, Funding, HoldRefusal, HoldRequest, Settled};
+use crate::domain::money::Money;
+
+/// A hold placed in a `Budget`: which buyer's book, which hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HoldHandle {
+    pub buyer_id: Arc<str>,
+    pub hold_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BudgetError {
+    #[error(transparent)]
+    Refused(#[from] HoldRefusal),
+    #[error("hold not found (expired or already settled)")]
+    UnknownHold,
+    /// The store cannot answer (e.g. Redis down): the caller must not sell.
+    #[error("budget store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Balances, holds and caps: every method is atomic per buyer.
+#[async_trait]
+pub trait Budget: Send + Sync + 'static {
+    async fn try_hold(
+        &self,
+        buyer_id: &Arc<str>,
+        now: DateTime<Utc>,
+        request: HoldRequest<'_>,
+    ) -> Result<HoldHandle, BudgetError>;
+    async fn settle(&self, hold: &HoldHandle) -> Result<Settled, BudgetError>;
+    async fn release(&self, hold: &HoldHandle) -> Result<(), BudgetError>;
+    async fn top_up(&self, buyer_id: &str, amount: Money) -> Result<Money, BudgetError>;
+    async fn balance(
+        &self,
+        buyer_id: &str,
+        now: DateTime<Utc>,
+        funding: Funding,
+    ) -> Result<BalanceView, BudgetError>;
+    /// Drops expired holds everywhere; answers how many buyers' books were swept.
+    async fn expire(&self, now: DateTime<Utc>) -> Result<usize, BudgetError>;
+}

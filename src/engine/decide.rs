@@ -1,0 +1,539 @@
+//! The steps every decision shares: gather offers (eligibility, standing bids, live pings),
+//! hold the best ones, and sell (deliver, settle, fall back to the next offer).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use tokio::time::Instant;
+
+use super::Router;
+use crate::buyers::client::PingCall;
+use crate::buyers::{BidAnswer, PostAnswer};
+use crate::domain::auction::{order_offers, Bid, Offer};
+use crate::domain::budget::{Funding, HoldRequest};
+use crate::domain::dedup;
+use crate::domain::eligibility::{self, Subject};
+use crate::domain::lead::{ValidLead, ValidPing};
+use crate::domain::market::{CompiledCampaign, Market};
+use crate::domain::model::{DeliveryMode, Model, Pricing, Supplier, Vertical};
+use crate::domain::payout::supplier_payout;
+use crate::domain::trace::{Outcome, Trace};
+use crate::engine::EngineError;
+use crate::ids;
+use crate::store::sales::Sale;
+use crate::store::{BudgetError, HoldHandle};
+use crate::telemetry;
+
+/// Below this much time left, no new delivery starts: it could not finish in time.
+const DELIVERY_WINDOW_MIN: Duration = Duration::from_millis(5);
+
+/// Holds outlive their ping by the longest possible post (`tmax_ms`) plus this, so a post
+/// accepted just before expiry still finds its hold when it settles.
+pub(super) const HOLD_GRACE: chrono::Duration = chrono::Duration::seconds(5);
+
+/// One decision in progress: the snapshot it runs on, its deadline, and its trace.
+pub(super) struct Decision {
+    pub market: Arc<Market>,
+    pub vertical: Arc<Vertical>,
+    pub supplier: Arc<Supplier>,
+    pub trace: Trace,
+    pub deadline: Instant,
+    pub started: Instant,
+}
+
+/// Why nothing sold, in order of precedence.
+#[derive(Debug, Default)]
+pub(super) struct Misses {
+    pub eligible: usize,
+    pub rejected: bool,
+    pub duplicate: bool,
+    pub out_of_time: bool,
+}
+
+impl Misses {
+    pub fn reason(&self) -> &'static str {
+        if self.out_of_time {
+            "deadline"
+        } else if self.rejected {
+            "buyer_rejected"
+        } else if self.duplicate {
+            "duplicate"
+        } else {
+            "no_eligible_buyer"
+        }
+    }
+}
+
+/// The lead being sold and the ids it is sold under.
+pub(super) struct Lot<'a> {
+    pub lead: &'a ValidLead,
+    pub lead_id: &'a str,
+    pub ping_id: &'a str,
+}
+
+impl Router {
+    /// Runs every candidate through eligibility, collects standing bids and live bids (until
+    /// `bid_deadline`), and orders them into offers for the vertical's model.
+    pub(super) async fn gather_offers(
+        &self,
+        d: &mut Decision,
+        subject: &Subject<'_>,
+        ping: (&str, &ValidPing),
+        bid_deadline: Instant,
+        now: DateTime<Utc>,
+        misses: &mut Misses,
+    ) -> Vec<Offer> {
+        let mut bids = Vec::new();
+        let mut live: Vec<Arc<CompiledCampaign>> = Vec::new();
+        for campaign in d.market.candidates(subject) {
+            if let Err(filtered) = eligibility::check(campaign, subject, now) {
+                filter(&mut d.trace, campaign, filtered.code, filtered.describe());
+                continue;
+            }
+            match &campaign.campaign.pricing {
+                Pricing::Fixed { price } => {
+                    d.trace
+                        .push(&campaign.id, &campaign.buyer_id, Outcome::Bid)
+                        .amount(*price);
+                    bids.push(bid_of(campaign, *price));
+                }
+                Pricing::Dynamic { .. } if d.vertical.model == Model::Bidding => {
+                    filter(
+                        &mut d.trace,
+                        campaign,
+                        "no_standing_bid",
+                        "no_standing_bid".into(),
+                    );
+                }
+                Pricing::Dynamic { .. } => live.push(Arc::clone(campaign)),
+            }
+        }
+        misses.eligible = bids.len() + live.len();
+        if !live.is_empty() {
+            bids.extend(self.ping_buyers(d, &live, ping, bid_deadline).await);
+        }
+        let rr_order = (d.vertical.model == Model::RoundRobin).then(|| {
+            let eligible: Vec<(&str, u32)> =
+                bids.iter().map(|b| (&*b.campaign_id, b.weight)).collect();
+            let rotation = self.rotations.entry(d.vertical.name.clone()).or_default();
+            let order = rotation.lock().next_order(&eligible);
+            order
+        });
+        order_offers(&d.vertical, bids, rr_order.as_deref(), self.next_tie_turn())
+    }
+
+    async fn ping_buyers(
+        &self,
+        d: &mut Decision,
+        live: &[Arc<CompiledCampaign>],
+        ping: (&str, &ValidPing),
+        bid_deadline: Instant,
+    ) -> Vec<Bid> {
+        let (ping_id, valid) = ping;
+        let tmax_ms = bid_deadline
+            .saturating_duration_since(Instant::now())
+            .as_millis() as u64;
+        let body = Bytes::from(
+            json!({
+                "ping_id": ping_id,
+                "vertical": valid.vertical,
+                "zip": valid.zip,
+                "country": valid.country,
+                "state": valid.state,
+                "fields": valid.fields,
+                "tmax_ms": tmax_ms,
+            })
+            .to_string(),
+        );
+        let calls = live
+            .iter()
+            .map(|c| PingCall {
+                url: ping_url(c).to_string(),
+                secret: c.webhook_secret.to_string(),
+                body: body.clone(),
+            })
+            .collect();
+        let answers = self.buyers.ping_all(calls, bid_deadline).await;
+        let mut bids = Vec::new();
+        for (campaign, (answer, latency)) in live.iter().zip(answers) {
+            let outcome = match &answer {
+                BidAnswer::Bid(_) => "bid",
+                BidAnswer::NoBid => "no_bid",
+                BidAnswer::Timeout => "timeout",
+                BidAnswer::Error(_) => "error",
+                BidAnswer::CircuitOpen => {
+                    filter(
+                        &mut d.trace,
+                        campaign,
+                        "circuit_open",
+                        "circuit_open".into(),
+                    );
+                    continue;
+                }
+            };
+            record_buyer_request(&campaign.buyer_id, "ping", outcome, latency);
+            let entry = match answer {
+                BidAnswer::Bid(amount) => match min_price(campaign) {
+                    Some(min) if amount < min => d
+                        .trace
+                        .push(&campaign.id, &campaign.buyer_id, Outcome::NoBid)
+                        .amount(amount)
+                        .reason("below_min_price"),
+                    _ => {
+                        bids.push(bid_of(campaign, amount));
+                        d.trace
+                            .push(&campaign.id, &campaign.buyer_id, Outcome::Bid)
+                            .amount(amount)
+                    }
+                },
+                BidAnswer::NoBid => d
+                    .trace
+                    .push(&campaign.id, &campaign.buyer_id, Outcome::NoBid),
+                BidAnswer::Timeout => {
+                    d.trace
+                        .push(&campaign.id, &campaign.buyer_id, Outcome::Timeout)
+                }
+                BidAnswer::Error(reason) => d
+                    .trace
+                    .push(&campaign.id, &campaign.buyer_id, Outcome::Error)
+                    .reason(reason),
+                BidAnswer::CircuitOpen => continue,
+            };
+            entry.latency(latency);
+        }
+        bids
+    }
+
+    /// Holds the next offer, from `cursor` on, whose buyer has nothing yet for this lead.
+    pub(super) async fn hold_next(
+        &self,
+        d: &mut Decision,
+        offers: &[Offer],
+        cursor: &mut usize,
+        taken: &HashSet<Arc<str>>,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<Option<(usize, HoldHandle)>, EngineError> {
+        while let Some(offer) = offers.get(*cursor) {
+            let index = *cursor;
+            *cursor += 1;
+            if taken.contains(&offer.bid.buyer_id) {
+                continue;
+            }
+            let Some(campaign) = d.market.campaign(&offer.bid.campaign_id) else {
+                continue;
+            };
+            let request = HoldRequest {
+                hold_id: ids::hold_id(),
+                campaign_id: &campaign.id,
+                price: offer.price,
+                funding: campaign.funding,
+                caps: &campaign.caps,
+                tz: campaign.tz,
+                expires_at,
+            };
+            match self.budget.try_hold(&campaign.buyer_id, now, request).await {
+                Ok(hold) => {
+                    self.publish_balance(&campaign.buyer_id, campaign.funding)
+                        .await;
+                    return Ok(Some((index, hold)));
+                }
+                Err(BudgetError::Refused(refusal)) => {
+                    filter(&mut d.trace, campaign, refusal.code(), refusal.to_string());
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Releases holds that will not be used (best effort: they also expire by themselves).
+    pub(super) async fn release_all(&self, holds: impl IntoIterator<Item = HoldHandle>) {
+        for hold in holds {
+            if let Err(error) = self.budget.release(&hold).await {
+                tracing::warn!(%error, "hold release failed; it will expire");
+            }
+        }
+    }
+
+    /// Delivers the lead to the held offers, settles each acceptance, and replaces each
+    /// refusal with the next offer while time remains, until `wanted` buyers bought it.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn sell(
+        &self,
+        d: &mut Decision,
+        lot: &Lot<'_>,
+        offers: &[Offer],
+        mut batch: Vec<(usize, HoldHandle)>,
+        mut cursor: usize,
+        hold_expires_at: DateTime<Utc>,
+        misses: &mut Misses,
+    ) -> Result<Vec<Sale>, EngineError> {
+        let wanted = d.vertical.max_winners as usize;
+        let mut sales: Vec<Sale> = Vec::new();
+        let mut taken: HashSet<Arc<str>> = batch
+            .iter()
+            .map(|(_, hold)| Arc::clone(&hold.buyer_id))
+            .collect();
+        loop {
+            let attempts = self.claim_dedup(d, lot, offers, batch, misses).await;
+            let deliveries = attempts
+                .iter()
+                .map(|attempt| self.deliver(d, lot, &offers[attempt.index], attempt));
+            let answers = futures::future::join_all(deliveries).await;
+            for (attempt, answer) in attempts.into_iter().zip(answers) {
+                let campaign = &attempt.campaign;
+                match answer {
+                    PostAnswer::Accepted => {
+                        sales.push(self.settle(d, lot, &offers[attempt.index], attempt).await)
+                    }
+                    refusal => {
+                        let reason = match refusal {
+                            PostAnswer::Rejected(reason) => reason,
+                            PostAnswer::Timeout => "timeout".to_string(),
+                            PostAnswer::Error(reason) => reason,
+                            PostAnswer::CircuitOpen => "circuit_open".to_string(),
+                            PostAnswer::Accepted => String::new(),
+                        };
+                        d.trace
+                            .push(&campaign.id, &campaign.buyer_id, Outcome::RejectedPost)
+                            .reason(reason);
+                        self.dedup.release(&attempt.dedup_keys);
+                        self.release_all([attempt.hold]).await;
+                        misses.rejected = true;
+                    }
+                }
+            }
+            if sales.len() >= wanted || cursor >= offers.len() {
+                break;
+            }
+            if Instant::now() + DELIVERY_WINDOW_MIN >= d.deadline {
+                misses.out_of_time = true;
+                break;
+            }
+            taken.extend(sales.iter().map(|s| Arc::from(s.buyer_id.as_str())));
+            batch = Vec::new();
+            let now = self.clock.now();
+            while batch.len() + sales.len() < wanted {
+                match self
+                    .hold_next(d, offers, &mut cursor, &taken, now, hold_expires_at)
+                    .await?
+                {
+                    Some((index, hold)) => {
+                        taken.insert(Arc::clone(&hold.buyer_id));
+                        batch.push((index, hold));
+                    }
+                    None => break,
+                }
+            }
+            if batch.is_empty() {
+                break;
+            }
+        }
+        Ok(sales)
+    }
+
+    /// Claims the lead's dedup keys for each held buyer; a duplicate gives its hold back.
+    async fn claim_dedup(
+        &self,
+        d: &mut Decision,
+        lot: &Lot<'_>,
+        offers: &[Offer],
+        batch: Vec<(usize, HoldHandle)>,
+        misses: &mut Misses,
+    ) -> Vec<Attempt> {
+        let now = self.clock.now();
+        let contacts = lot.lead.dedup_keys();
+        let mut attempts = Vec::with_capacity(batch.len());
+        for (index, hold) in batch {
+            let Some(campaign) = d.market.campaign(&offers[index].bid.campaign_id).cloned() else {
+                self.release_all([hold]).await;
+                continue;
+            };
+            let days = campaign.campaign.dedup_days;
+            let keys = if days == 0 {
+                Vec::new()
+            } else {
+                dedup::keys_for(&campaign.buyer_id, &contacts)
+            };
+            if !keys.is_empty()
+                && !self
+                    .dedup
+                    .claim(&keys, now, chrono::Duration::days(i64::from(days)))
+            {
+                filter(&mut d.trace, &campaign, "duplicate", "duplicate".into());
+                self.release_all([hold]).await;
+                misses.duplicate = true;
+                continue;
+            }
+            d.trace
+                .push(&campaign.id, &campaign.buyer_id, Outcome::Won)
+                .amount(offers[index].price);
+            attempts.push(Attempt {
+                index,
+                hold,
+                campaign,
+                dedup_keys: keys,
+                sale_id: ids::sale_id(),
+            });
+        }
+        attempts
+    }
+
+    async fn deliver(
+        &self,
+        d: &Decision,
+        lot: &Lot<'_>,
+        offer: &Offer,
+        attempt: &Attempt,
+    ) -> PostAnswer {
+        let campaign = &attempt.campaign;
+        let delivery = &campaign.campaign.delivery;
+        let url = match (delivery.mode, &delivery.url) {
+            (DeliveryMode::Webhook, Some(url)) => url,
+            (DeliveryMode::Webhook, None) => return PostAnswer::Error("no delivery url".into()),
+            // Sold on assignment; the outbox / pull queue delivers afterwards.
+            (DeliveryMode::WebhookAsync | DeliveryMode::Pull, _) => return PostAnswer::Accepted,
+        };
+        let body = json!({
+            "sale_id": attempt.sale_id,
+            "lead_id": lot.lead_id,
+            "ping_id": lot.ping_id,
+            "vertical": d.vertical.name,
+            "price": offer.price,
+            "currency": &*campaign.currency,
+            "lead": lot.lead,
+        });
+        let deadline = match delivery.timeout_ms {
+            Some(ms) => d.deadline.min(Instant::now() + Duration::from_millis(ms)),
+            None => d.deadline,
+        };
+        let (answer, latency) = self
+            .buyers
+            .post(
+                url,
+                &campaign.webhook_secret,
+                Bytes::from(body.to_string()),
+                deadline,
+            )
+            .await;
+        let outcome = match &answer {
+            PostAnswer::Accepted => "accepted",
+            PostAnswer::Rejected(_) => "rejected",
+            PostAnswer::Timeout => "timeout",
+            PostAnswer::Error(_) | PostAnswer::CircuitOpen => "error",
+        };
+        record_buyer_request(&campaign.buyer_id, "post", outcome, latency);
+        metrics::counter!(telemetry::DELIVERIES_TOTAL, "mode" => "webhook", "outcome" => outcome)
+            .increment(1);
+        answer
+    }
+
+    async fn settle(
+        &self,
+        d: &mut Decision,
+        lot: &Lot<'_>,
+        offer: &Offer,
+        attempt: Attempt,
+    ) -> Sale {
+        let campaign = &attempt.campaign;
+        let now = self.clock.now();
+        if let Err(error) = self.budget.settle(&attempt.hold).await {
+            // The buyer accepted the lead: the sale stands. This cannot happen while holds
+            // outlive their posts (HOLD_GRACE); if it does, an operator must see it.
+            tracing::error!(%error, sale_id = %attempt.sale_id, buyer = %campaign.buyer_id, "sale settled without its hold");
+        }
+        self.dedup.commit(&attempt.dedup_keys, now);
+        self.publish_balance(&campaign.buyer_id, campaign.funding)
+            .await;
+        let sale = Sale {
+            sale_id: attempt.sale_id,
+            lead_id: lot.lead_id.to_string(),
+            ping_id: Some(lot.ping_id.to_string()),
+            supplier_id: d.supplier.id.clone(),
+            buyer_id: campaign.buyer_id.to_string(),
+            campaign_id: campaign.id.to_string(),
+            vertical: d.vertical.name.clone(),
+            country: lot.lead.country.clone(),
+            model: d.vertical.model,
+            price: offer.price,
+            payout: supplier_payout(&d.supplier.payout, offer.price),
+            currency: campaign.currency.to_string(),
+            sold_at: now,
+            internal: campaign.funding.mode == crate::domain::model::BillingMode::Internal,
+        };
+        d.trace
+            .push(&campaign.id, &campaign.buyer_id, Outcome::Sold)
+            .amount(offer.price);
+        metrics::counter!(telemetry::SALES_TOTAL, "vertical" => d.vertical.name.clone())
+            .increment(1);
+        telemetry::record_revenue(&sale.currency, sale.price);
+        self.sales.record(sale.clone());
+        sale
+    }
+
+    pub(super) async fn publish_balance(&self, buyer_id: &str, funding: Funding) {
+        if let Ok(view) = self
+            .budget
+            .balance(buyer_id, self.clock.now(), funding)
+            .await
+        {
+            metrics::gauge!(telemetry::BUYER_AVAILABLE_BALANCE, "buyer" => buyer_id.to_string())
+                .set(view.available.as_f64_for_metrics());
+        }
+    }
+}
+
+/// One delivery about to happen: the held offer, its claimed dedup keys, its sale id.
+pub(super) struct Attempt {
+    index: usize,
+    hold: HoldHandle,
+    campaign: Arc<CompiledCampaign>,
+    dedup_keys: Vec<dedup::DedupKey>,
+    sale_id: String,
+}
+
+fn bid_of(campaign: &CompiledCampaign, amount: crate::domain::money::Money) -> Bid {
+    Bid {
+        campaign_id: Arc::clone(&campaign.id),
+        buyer_id: Arc::clone(&campaign.buyer_id),
+        tier: campaign.campaign.tier,
+        weight: campaign.campaign.weight,
+        amount,
+    }
+}
+
+fn ping_url(campaign: &CompiledCampaign) -> &str {
+    match &campaign.campaign.pricing {
+        Pricing::Dynamic { ping_url, .. } => ping_url,
+        Pricing::Fixed { .. } => "",
+    }
+}
+
+fn min_price(campaign: &CompiledCampaign) -> Option<crate::domain::money::Money> {
+    match &campaign.campaign.pricing {
+        Pricing::Dynamic { min_price, .. } => *min_price,
+        Pricing::Fixed { .. } => None,
+    }
+}
+
+fn filter(trace: &mut Trace, campaign: &CompiledCampaign, code: &'static str, description: String) {
+    trace
+        .push(&campaign.id, &campaign.buyer_id, Outcome::Filtered)
+        .reason(description);
+    metrics::counter!(telemetry::FILTERED_TOTAL, "reason" => code).increment(1);
+}
+
+fn record_buyer_request(
+    buyer_id: &str,
+    kind: &'static str,
+    outcome: &'static str,
+    latency: Duration,
+) {
+    metrics::counter!(telemetry::BUYER_REQUESTS_TOTAL, "buyer" => buyer_id.to_string(), "kind" => kind, "outcome" => outcome).increment(1);
+    metrics::histogram!(telemetry::BUYER_REQUEST_DURATION_SECONDS, "buyer" => buyer_id.to_string(), "kind" => kind).record(latency.as_secs_f64());
+}

@@ -1,0 +1,296 @@
+//! `POST /v1/post` (the full lead for an earlier ping), `POST /v1/leads` (direct post:
+//! decide and deliver in one call) and `POST /v1/leads/bulk` (many direct posts).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde::Deserialize;
+use tokio::time::Instant;
+
+use super::decide::{Decision, Lot, Misses, HOLD_GRACE};
+use super::ping::vertical_of;
+use super::{EngineError, LeadAnswer, Router};
+use crate::domain::eligibility::Subject;
+use crate::domain::lead::{validate_lead, LeadInput, ValidLead};
+use crate::domain::model::{FieldError, Vertical};
+use crate::domain::money::Money;
+use crate::domain::trace::Trace;
+use crate::ids;
+use crate::store::pings::PingError;
+use crate::store::sales::Sale;
+use crate::telemetry;
+
+/// Rows of one bulk file decided at once: enough to hide buyer latency, few enough that
+/// one supplier's file cannot crowd out live traffic.
+pub const BULK_CONCURRENCY: usize = 16;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct PostInput {
+    pub ping_id: Option<String>,
+    pub lead: Option<LeadInput>,
+}
+
+impl Router {
+    pub async fn post(
+        &self,
+        supplier_id: &str,
+        input: PostInput,
+    ) -> Result<LeadAnswer, EngineError> {
+        let started = Instant::now();
+        let now = self.clock.now();
+        let Some(ping_id) = input.ping_id.filter(|id| !id.is_empty()) else {
+            return Err(EngineError::Invalid(vec![FieldError::new(
+                "ping_id", "required",
+            )]));
+        };
+        let Some(lead_input) = input.lead else {
+            return Err(EngineError::Invalid(vec![FieldError::new(
+                "lead", "required",
+            )]));
+        };
+        let ctx =
+            self.pings
+                .begin_post(&ping_id, supplier_id, now)
+                .map_err(|error| match error {
+                    PingError::NotFound => EngineError::NotFound("ping"),
+                    PingError::Expired => EngineError::PingExpired,
+                    PingError::AlreadyPosted => EngineError::Conflict {
+                        code: "ping_already_posted",
+                        message: "this ping was already posted".into(),
+                    },
+                })?;
+        let market = self.market();
+        let prepared = market
+            .supplier(supplier_id)
+            .cloned()
+            .ok_or(EngineError::NotFound("supplier"))
+            .and_then(|supplier| {
+                let lead = validate_lead(lead_input, &ctx.vertical, self.postal)
+                    .map_err(EngineError::Invalid)?;
+                lead.matches_ping(&ctx.ping).map_err(EngineError::Invalid)?;
+                Ok((supplier, lead))
+            })
+            .and_then(|(supplier, lead)| {
+                let lead_id = ids::lead_id();
+                self.claim_external_id(supplier_id, &lead, &lead_id, now)?;
+                Ok((supplier, lead, lead_id))
+            });
+        let (supplier, lead, lead_id) = match prepared {
+            Ok(prepared) => prepared,
+            Err(error) => {
+                // Bad input changes nothing: the ping can still be posted.
+                self.pings.reopen(&ping_id);
+                count(&ctx.vertical, "posts", "invalid");
+                return Err(error);
+            }
+        };
+
+        let mut trace = Trace::new(
+            lead_id.clone(),
+            "lead",
+            ctx.vertical.name.clone(),
+            ctx.vertical.model.as_str(),
+            now,
+        );
+        if let Some(ping_trace) = self.traces.get(&ping_id) {
+            trace.entries = ping_trace.entries.clone();
+        }
+        let mut d = Decision {
+            market,
+            vertical: Arc::clone(&ctx.vertical),
+            supplier,
+            trace,
+            deadline: started + Duration::from_millis(ctx.vertical.tmax_ms),
+            started,
+        };
+        let lot = Lot {
+            lead: &lead,
+            lead_id: &lead_id,
+            ping_id: &ping_id,
+        };
+        let cursor = ctx.held.iter().map(|(i, _)| i + 1).max().unwrap_or(0);
+        let hold_expires_at =
+            now + chrono::Duration::milliseconds(ctx.vertical.tmax_ms as i64) + HOLD_GRACE;
+        let mut misses = Misses {
+            eligible: ctx.held.len(),
+            ..Misses::default()
+        };
+        let sold = self
+            .sell(
+                &mut d,
+                &lot,
+                &ctx.offers,
+                ctx.held,
+                cursor,
+                hold_expires_at,
+                &mut misses,
+            )
+            .await;
+        self.pings.finish_post(&ping_id);
+        let answer = finish(&mut d, lead_id, sold?, &misses);
+        count(&d.vertical, "posts", answer.status);
+        self.traces.put(d.trace);
+        Ok(answer)
+    }
+
+    pub async fn direct(
+        &self,
+        supplier_id: &str,
+        input: LeadInput,
+    ) -> Result<LeadAnswer, EngineError> {
+        let started = Instant::now();
+        let now = self.clock.now();
+        let market = self.market();
+        let supplier = Arc::clone(
+            market
+                .supplier(supplier_id)
+                .ok_or(EngineError::NotFound("supplier"))?,
+        );
+        let vertical = vertical_of(&market, input.vertical.as_deref())?;
+        let lead = validate_lead(input, &vertical, self.postal).map_err(|errors| {
+            count(&vertical, "leads", "invalid");
+            EngineError::Invalid(errors)
+        })?;
+        let lead_id = ids::lead_id();
+        self.claim_external_id(supplier_id, &lead, &lead_id, now)?;
+        let ping_id = ids::ping_id();
+        let tmax = Duration::from_millis(vertical.tmax_ms);
+        let mut d = Decision {
+            trace: Trace::new(
+                lead_id.clone(),
+                "lead",
+                vertical.name.clone(),
+                vertical.model.as_str(),
+                now,
+            ),
+            market,
+            vertical: Arc::clone(&vertical),
+            supplier,
+            deadline: started + tmax,
+            started,
+        };
+        // Live bids may take half the budget; delivery needs the rest.
+        let bid_deadline = started + tmax / 2;
+        let anonymous = lead.anonymized();
+        let subject = Subject::of_lead(supplier_id, &lead);
+        let mut misses = Misses::default();
+        let offers = self
+            .gather_offers(
+                &mut d,
+                &subject,
+                (&ping_id, &anonymous),
+                bid_deadline,
+                now,
+                &mut misses,
+            )
+            .await;
+
+        let hold_expires_at =
+            now + chrono::Duration::milliseconds(vertical.tmax_ms as i64) + HOLD_GRACE;
+        let mut batch = Vec::new();
+        let mut taken = HashSet::new();
+        let mut cursor = 0;
+        while batch.len() < vertical.max_winners as usize {
+            match self
+                .hold_next(&mut d, &offers, &mut cursor, &taken, now, hold_expires_at)
+                .await
+            {
+                Ok(Some((index, hold))) => {
+                    taken.insert(Arc::clone(&hold.buyer_id));
+                    batch.push((index, hold));
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    self.release_all(batch.into_iter().map(|(_, hold)| hold))
+                        .await;
+                    return Err(error);
+                }
+            }
+        }
+        let lot = Lot {
+            lead: &lead,
+            lead_id: &lead_id,
+            ping_id: &ping_id,
+        };
+        let sales = self
+            .sell(
+                &mut d,
+                &lot,
+                &offers,
+                batch,
+                cursor,
+                hold_expires_at,
+                &mut misses,
+            )
+            .await?;
+        let answer = finish(&mut d, lead_id, sales, &misses);
+        count(&vertical, "leads", answer.status);
+        metrics::histogram!(telemetry::DECISION_DURATION_SECONDS, "vertical" => vertical.name.clone(), "model" => vertical.model.as_str())
+            .record(d.started.elapsed().as_secs_f64());
+        self.traces.put(d.trace);
+        Ok(answer)
+    }
+
+    /// Decides every row as `direct` would, in order; a bad row never blocks good ones.
+    pub async fn bulk(
+        &self,
+        supplier_id: &str,
+        rows: Vec<Result<LeadInput, Vec<FieldError>>>,
+    ) -> Vec<Result<LeadAnswer, EngineError>> {
+        futures::stream::iter(rows)
+            .map(|row| async move {
+                match row {
+                    Ok(input) => self.direct(supplier_id, input).await,
+                    Err(errors) => Err(EngineError::Invalid(errors)),
+                }
+            })
+            .buffered(BULK_CONCURRENCY)
+            .collect()
+            .await
+    }
+
+    fn claim_external_id(
+        &self,
+        supplier_id: &str,
+        lead: &ValidLead,
+        lead_id: &str,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), EngineError> {
+        let Some(external_id) = &lead.external_id else {
+            return Ok(());
+        };
+        self.idempotency
+            .claim_external_id(supplier_id, external_id, lead_id, now)
+            .map_err(|existing| EngineError::Conflict {
+                code: "duplicate_external_id",
+                message: format!("external_id was already used for lead {existing}"),
+            })
+    }
+}
+
+fn finish(d: &mut Decision, lead_id: String, sales: Vec<Sale>, misses: &Misses) -> LeadAnswer {
+    let answer = match sales.first() {
+        Some(first) => LeadAnswer {
+            lead_id,
+            status: "sold",
+            payout: Some(sales.iter().map(|s| s.payout).sum::<Money>()),
+            currency: Some(first.currency.clone()),
+            reason: None,
+        },
+        None => LeadAnswer::rejected(lead_id, misses.reason()),
+    };
+    d.trace.status = answer.status.to_string();
+    d.trace.reason = answer.reason.map(str::to_string);
+    answer
+}
+
+fn count(vertical: &Vertical, what: &str, outcome: &'static str) {
+    let name = if what == "posts" {
+        telemetry::POSTS_TOTAL
+    } else {
+        telemetry::LEADS_TOTAL
+    };
+    metrics::counter!(name, "vertical" => vertical.name.clone(), "outcome" => outcome).increment(1);
+}

@@ -1,0 +1,99 @@
+//! Dedup claims: a lead's contact keys are claimed for a buyer before delivery and marked
+//! sold on success, so two concurrent copies of one lead cannot both sell to one buyer.
+
+use chrono::{DateTime, Duration, Utc};
+use dashmap::mapref::entry::Entry;
+use dashmap::DashMap;
+
+use crate::domain::dedup::DedupKey;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mark {
+    /// A delivery with this key is in flight.
+    Pending,
+    Sold(DateTime<Utc>),
+}
+
+#[derive(Default)]
+pub struct Dedup {
+    keys: DashMap<DedupKey, Mark>,
+}
+
+impl Dedup {
+    /// Claims all keys, or none if any was sold within `window` or is pending.
+    pub fn claim(&self, keys: &[DedupKey], now: DateTime<Utc>, window: Duration) -> bool {
+        for (i, key) in keys.iter().enumerate() {
+            let free = match self.keys.entry(*key) {
+                Entry::Vacant(vacant) => {
+                    vacant.insert(Mark::Pending);
+                    true
+                }
+                Entry::Occupied(mut occupied) => match *occupied.get() {
+                    Mark::Sold(at) if at + window <= now => {
+                        occupied.insert(Mark::Pending);
+                        true
+                    }
+                    _ => false,
+                },
+            };
+            if !free {
+                self.release(&keys[..i]);
+                return false;
+            }
+        }
+        true
+    }
+
+    pub fn commit(&self, keys: &[DedupKey], now: DateTime<Utc>) {
+        for key in keys {
+            self.keys.insert(*key, Mark::Sold(now));
+        }
+    }
+
+    pub fn release(&self, keys: &[DedupKey]) {
+        for key in keys {
+            self.keys.remove_if(key, |_, mark| *mark == Mark::Pending);
+        }
+    }
+
+    /// Forgets sales older than the longest dedup window in use.
+    pub fn sweep(&self, now: DateTime<Utc>, longest: Duration) {
+        self.keys.retain(|_, mark| match mark {
+            Mark::Pending => true,
+            Mark::Sold(at) => *at + longest > now,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn a_key_is_claimed_once_until_its_window_passes() {
+        let dedup = Dedup::default();
+        let now = Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap();
+        let keys = [[1u8; 32], [2u8; 32]];
+        assert!(dedup.claim(&keys, now, Duration::days(30)));
+        assert!(
+            !dedup.claim(&keys[1..], now, Duration::days(30)),
+            "pending blocks"
+        );
+        dedup.commit(&keys, now);
+        assert!(!dedup.claim(&keys[..1], now + Duration::days(29), Duration::days(30)));
+        assert!(dedup.claim(&keys[..1], now + Duration::days(30), Duration::days(30)));
+    }
+
+    #[test]
+    fn a_failed_claim_leaves_nothing_behind() {
+        let dedup = Dedup::default();
+        let now = Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap();
+        assert!(dedup.claim(&[[2u8; 32]], now, Duration::days(1)));
+        assert!(!dedup.claim(&[[1u8; 32], [2u8; 32]], now, Duration::days(1)));
+        assert!(
+            dedup.claim(&[[1u8; 32]], now, Duration::days(1)),
+            "key 1 was rolled back"
+        );
+    }
+}

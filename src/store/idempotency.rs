@@ -1,0 +1,114 @@
+//! `Idempotency-Key` records and `external_id` claims (DESIGN §4 "Retries are safe").
+//!
+//! The first request with a key runs; a concurrent or later one with the same key and body
+//! waits for and receives the first answer; one with another body is a conflict. Records
+//! live 24 hours.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use dashmap::DashMap;
+use tokio::sync::OnceCell;
+
+/// DESIGN §4: same key and body within 24 h → the first answer again.
+pub const IDEMPOTENCY_TTL_HOURS: i64 = 24;
+
+/// A stored answer: HTTP status and JSON body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAnswer {
+    pub status: u16,
+    pub body: bytes::Bytes,
+}
+
+pub struct Record {
+    body_hash: [u8; 32],
+    created_at: DateTime<Utc>,
+    pub answer: OnceCell<StoredAnswer>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Begin {
+    /// Same key and same body: run or await `Record::answer`.
+    Proceed,
+    /// Same key, another body.
+    Conflict,
+}
+
+#[derive(Default)]
+pub struct Idempotency {
+    records: DashMap<(String, String), Arc<Record>>,
+    external_ids: DashMap<(String, String), (String, DateTime<Utc>)>,
+}
+
+impl Idempotency {
+    /// Finds or creates the record of `(supplier, key)`.
+    pub fn begin(
+        &self,
+        supplier_id: &str,
+        key: &str,
+        body_hash: [u8; 32],
+        now: DateTime<Utc>,
+    ) -> (Begin, Arc<Record>) {
+        let ttl = Duration::hours(IDEMPOTENCY_TTL_HOURS);
+        let slot = (supplier_id.to_string(), key.to_string());
+        let mut entry = self.records.entry(slot).or_insert_with(|| {
+            Arc::new(Record {
+                body_hash,
+                created_at: now,
+                answer: OnceCell::new(),
+            })
+        });
+        if entry.created_at + ttl <= now {
+            *entry = Arc::new(Record {
+                body_hash,
+                created_at: now,
+                answer: OnceCell::new(),
+            });
+        }
+        let record = Arc::clone(&entry);
+        let begin = if record.body_hash == body_hash {
+            Begin::Proceed
+        } else {
+            Begin::Conflict
+        };
+        (begin, record)
+    }
+
+    /// Forgets a record whose answer must not be replayed (overload, shutdown).
+    pub fn forget(&self, supplier_id: &str, key: &str, record: &Arc<Record>) {
+        self.records
+            .remove_if(&(supplier_id.to_string(), key.to_string()), |_, r| {
+                Arc::ptr_eq(r, record)
+            });
+    }
+
+    /// Claims an external id for a lead; answers the lead id that already has it.
+    pub fn claim_external_id(
+        &self,
+        supplier_id: &str,
+        external_id: &str,
+        lead_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), String> {
+        let ttl = Duration::hours(IDEMPOTENCY_TTL_HOURS);
+        let mut entry = self
+            .external_ids
+            .entry((supplier_id.to_string(), external_id.to_string()))
+            .or_insert_with(|| (lead_id.to_string(), now));
+        if entry.0 == lead_id {
+            return Ok(());
+        }
+        if entry.1 + ttl <= now {
+            *entry = (lead_id.to_string(), now);
+            return Ok(());
+        }
+        Err(entry.0.clone())
+    }
+
+    pub fn sweep(&self, now: DateTime<Utc>) {
+        let ttl = Duration::hours(IDEMPOTENCY_TTL_HOURS);
+        self.records
+            .retain(|_, record| record.created_at + ttl > now);
+        self.external_ids.retain(|_, (_, at)| *at + ttl > now);
+    }
+}
