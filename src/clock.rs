@@ -29,9 +29,7 @@ pub struct ManualClock {
 
 impl ManualClock {
     pub fn new(start: DateTime<Utc>) -> ManualClock {
-        ManualClock {
-            now: Arc::new(Mutex::new(start)),
-        }
+        ManualClock { now: Arc::new(Mutex::new(start)) }
     }
 
     pub fn set(&self, to: DateTime<Utc>) {

@@ -13,12 +13,7 @@ pub fn new_id(prefix: &str) -> String {
     let mut id = String::with_capacity(prefix.len() + 1 + ID_RANDOM_LEN);
     id.push_str(prefix);
     id.push('_');
-    id.extend(
-        rand::thread_rng()
-            .sample_iter(&Alphanumeric)
-            .take(ID_RANDOM_LEN)
-            .map(char::from),
-    );
+    id.extend(rand::thread_rng().sample_iter(&Alphanumeric).take(ID_RANDOM_LEN).map(char::from));
     id
 }
 

@@ -1,1 +1,169 @@
-fn main() {}
+//! `leadrouter`: the command line (DESIGN §12). Flags with environment fallbacks, logging,
+//! the admin token, signals; everything else is `leadrouter::server`.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::{Parser, ValueEnum};
+use leadrouter::clock::SystemClock;
+use leadrouter::server::{self, FileConfig, ServerOptions};
+use rand::distributions::Alphanumeric;
+use rand::Rng;
+
+/// Real-time lead distribution server: validates leads, runs ping-post auctions, round
+/// robin, ping trees and bidding, delivers to buyers and draws from prepaid balances.
+#[derive(Debug, Parser)]
+#[command(name = "leadrouter", version, about, long_about = None)]
+struct Cli {
+    /// TOML file with verticals, suppliers, buyers, campaigns and opening top-ups.
+    /// Without it the bundled demo market runs.
+    #[arg(long, env = "LEADROUTER_CONFIG")]
+    config: Option<PathBuf>,
+
+    /// Public listener: supplier and buyer HTTP API.
+    #[arg(long, env = "LEADROUTER_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+
+    /// Ops listener: admin API, /metrics, /healthz, /readyz.
+    #[arg(long, env = "LEADROUTER_OPS_LISTEN", default_value = "127.0.0.1:9090")]
+    ops_listen: SocketAddr,
+
+    /// gRPC listener for the ledger stream.
+    #[arg(long, env = "LEADROUTER_GRPC_LISTEN", default_value = "127.0.0.1:50051")]
+    grpc_listen: SocketAddr,
+
+    /// Directory for embedded storage and the generated admin token.
+    #[arg(long, env = "LEADROUTER_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+
+    /// Bearer token for the admin API. When absent, one is generated into
+    /// <data-dir>/admin-token (mode 0600) and reused on later starts.
+    #[arg(long, env = "LEADROUTER_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+
+    /// Redis URL to share state between several nodes (redis://host:6379).
+    #[arg(long, env = "LEADROUTER_REDIS")]
+    redis: Option<String>,
+
+    /// Log format: one line per event, human-readable or JSON.
+    #[arg(long, env = "LEADROUTER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    if cli.redis.is_some() {
+        bail!("--redis is not available in this build yet: run one node with embedded storage");
+    }
+    std::fs::create_dir_all(&cli.data_dir).with_context(|| format!("creating {}", cli.data_dir.display()))?;
+    let admin_token = match cli.admin_token {
+        Some(token) if token.len() >= 16 => token,
+        Some(_) => bail!("--admin-token must be at least 16 characters"),
+        None => admin_token_file(&cli.data_dir)?,
+    };
+    let (config, demo) = match &cli.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            (FileConfig::parse(&text).with_context(|| format!("in {}", path.display()))?, false)
+        }
+        None => (FileConfig::parse(server::DEMO_CONFIG).context("the bundled demo configuration")?, true),
+    };
+    let supplier_keys: Vec<(String, String)> =
+        config.suppliers.iter().map(|s| (s.id.clone(), s.api_key.clone())).collect();
+    let options = ServerOptions {
+        listen: cli.listen,
+        ops_listen: cli.ops_listen,
+        admin_token,
+        config,
+        clock: Arc::new(SystemClock),
+    };
+    let running = server::start(options).await?;
+    tracing::info!(addr = %running.public_addr, "public API listening");
+    tracing::info!(addr = %running.ops_addr, "ops API listening (admin, /metrics, /healthz, /readyz)");
+    tracing::info!(addr = %cli.grpc_listen, "ledger stream (gRPC) not served by this build yet");
+    if demo {
+        for (id, key) in &supplier_keys {
+            tracing::info!(supplier = %id, api_key = %key, "demo market loaded; demo supplier key");
+        }
+    }
+    shutdown_signal().await;
+    tracing::info!("shutting down: no new requests, finishing in-flight ones");
+    running.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Reads `<data-dir>/admin-token`, or creates it with a fresh random token, mode 0600.
+fn admin_token_file(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join("admin-token");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let token = existing.trim().to_string();
+        if token.len() >= 16 {
+            tracing::info!(path = %path.display(), "admin token read");
+            return Ok(token);
+        }
+    }
+    let token: String = rand::thread_rng().sample_iter(&Alphanumeric).take(40).map(char::from).collect();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(&path).with_context(|| format!("writing {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    writeln!(file, "{token}")?;
+    tracing::info!(path = %path.display(), "admin token generated");
+    Ok(token)
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => {
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

@@ -1,1 +1,197 @@
-//! TODO
+//! Wiring: builds the router from a configuration, binds the listeners, runs the sweeper,
+//! and shuts down gracefully. `main` calls it; integration tests start it in-process on
+//! ephemeral ports with a clock they control.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::api::{self, AppState, Listener};
+use crate::clock::Clock;
+use crate::domain::geo::PostalTable;
+use crate::domain::market::{Market, MarketConfig, MarketError};
+use crate::domain::model::{Buyer, Campaign, Supplier, Vertical};
+use crate::domain::money::Money;
+use crate::engine::{EngineError, Router};
+use crate::store::memory::MemoryBudget;
+use crate::telemetry;
+
+/// The demo market the server runs when no `--config` is given.
+pub const DEMO_CONFIG: &str = include_str!("../config/demo.toml");
+
+/// How often expired holds, pings and records are swept.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// A client gets this long to send its request headers (slowloris guard).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// In-flight requests get this long to finish on shutdown.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The configuration file (`--config`, TOML): the market plus opening balances.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub verticals: Vec<Vertical>,
+    #[serde(default)]
+    pub suppliers: Vec<Supplier>,
+    #[serde(default)]
+    pub buyers: Vec<Buyer>,
+    #[serde(default)]
+    pub campaigns: Vec<Campaign>,
+    #[serde(default)]
+    pub topups: Vec<TopUpConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopUpConfig {
+    pub buyer_id: String,
+    pub amount: Money,
+    pub reference: String,
+}
+
+impl FileConfig {
+    pub fn parse(text: &str) -> Result<FileConfig, ServerError> {
+        toml::from_str(text).map_err(|e| ServerError::Config(e.to_string()))
+    }
+
+    pub fn market(&self) -> MarketConfig {
+        MarketConfig {
+            verticals: self.verticals.clone(),
+            suppliers: self.suppliers.clone(),
+            buyers: self.buyers.clone(),
+            campaigns: self.campaigns.clone(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+}
+
+impl From<MarketError> for ServerError {
+    fn from(error: MarketError) -> ServerError {
+        match error {
+            MarketError::Invalid { kind, errors } => {
+                let details: Vec<String> = errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect();
+                ServerError::Config(format!("invalid {kind}: {}", details.join("; ")))
+            }
+            other => ServerError::Config(other.to_string()),
+        }
+    }
+}
+
+pub struct ServerOptions {
+    pub listen: SocketAddr,
+    pub ops_listen: SocketAddr,
+    pub admin_token: String,
+    pub config: FileConfig,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// A started server: its bound addresses and a way to stop it.
+pub struct RunningServer {
+    pub public_addr: SocketAddr,
+    pub ops_addr: SocketAddr,
+    pub router: Arc<Router>,
+    state: Arc<AppState>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError> {
+    let postal = PostalTable::bundled();
+    let market = Market::build(options.config.market(), postal)?;
+    let router = Arc::new(Router::new(market, postal, options.clock, Arc::new(MemoryBudget::new())));
+    for topup in &options.config.topups {
+        match router.top_up(&topup.buyer_id, topup.amount, &topup.reference).await {
+            Ok(_) => {}
+            Err(EngineError::Conflict { .. }) => {}
+            Err(error) => return Err(ServerError::Config(format!("topup for {}: {error}", topup.buyer_id))),
+        }
+    }
+    let state = Arc::new(AppState::new(Arc::clone(&router), options.admin_token));
+    let _ = telemetry::prometheus();
+
+    let public = bind(options.listen).await?;
+    let ops = bind(options.ops_listen).await?;
+    let public_addr = public.local_addr().map_err(|source| ServerError::Bind { addr: options.listen, source })?;
+    let ops_addr = ops.local_addr().map_err(|source| ServerError::Bind { addr: options.ops_listen, source })?;
+    let (stop, stopped) = watch::channel(false);
+    let tasks = vec![
+        tokio::spawn(serve(public, Listener::Public, Arc::clone(&state), stopped.clone())),
+        tokio::spawn(serve(ops, Listener::Ops, Arc::clone(&state), stopped.clone())),
+        tokio::spawn(sweep(Arc::clone(&router), stopped)),
+    ];
+    Ok(RunningServer { public_addr, ops_addr, router, state, stop, tasks })
+}
+
+impl RunningServer {
+    /// Stops accepting, lets in-flight requests finish (up to the drain timeout), and
+    /// returns when every listener is closed.
+    pub async fn shutdown(self) {
+        self.state.begin_shutdown();
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })
+}
+
+async fn serve(listener: TcpListener, which: Listener, state: Arc<AppState>, mut stopped: watch::Receiver<bool>) {
+    let graceful = GracefulShutdown::new();
+    let mut builder = http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).keep_alive(true);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _peer)) = accepted else {
+                    // Out of file descriptors or similar: back off instead of spinning.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let state = Arc::clone(&state);
+                let service = service_fn(move |request| api::handle(Arc::clone(&state), which, request));
+                let connection = builder.serve_connection(TokioIo::new(stream), service);
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+            }
+            _ = stopped.changed() => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+        tracing::warn!("connections still open after the drain timeout; closing them");
+    }
+}
+
+async fn sweep(router: Arc<Router>, mut stopped: watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(SWEEP_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = every.tick() => router.sweep().await,
+            _ = stopped.changed() => break,
+        }
+    }
+}

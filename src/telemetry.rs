@@ -33,10 +33,8 @@ pub const OUTBOX_PENDING: &str = "leadrouter_outbox_pending";
 pub const CAMPAIGNS_ACTIVE: &str = "leadrouter_campaigns_active";
 
 /// Buckets in seconds: decisions live between ~50 µs (fixed price) and tmax (≤ 10 s).
-const LATENCY_BUCKETS: &[f64] = &[
-    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-    5.0, 10.0,
-];
+const LATENCY_BUCKETS: &[f64] =
+    &[0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -57,9 +55,7 @@ pub fn render() -> String {
     page.push_str("# TYPE leadrouter_revenue_total counter\n");
     if let Some(revenue) = REVENUE.get() {
         for (currency, total) in revenue.lock().iter() {
-            page.push_str(&format!(
-                "{REVENUE_TOTAL}{{currency=\"{currency}\"}} {total}\n"
-            ));
+            page.push_str(&format!("{REVENUE_TOTAL}{{currency=\"{currency}\"}} {total}\n"));
         }
     }
     page
@@ -90,27 +86,12 @@ pub fn prometheus() -> PrometheusHandle {
 
 fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
-    describe_counter!(
-        PINGS_TOTAL,
-        "Pings answered, by vertical and outcome (bid, no_bid, invalid)."
-    );
-    describe_counter!(
-        POSTS_TOTAL,
-        "Posts answered, by vertical and outcome (sold, rejected, invalid)."
-    );
-    describe_counter!(
-        LEADS_TOTAL,
-        "Direct posts answered, by vertical and outcome (sold, rejected, invalid)."
-    );
+    describe_counter!(PINGS_TOTAL, "Pings answered, by vertical and outcome (bid, no_bid, invalid).");
+    describe_counter!(POSTS_TOTAL, "Posts answered, by vertical and outcome (sold, rejected, invalid).");
+    describe_counter!(LEADS_TOTAL, "Direct posts answered, by vertical and outcome (sold, rejected, invalid).");
     describe_counter!(SALES_TOTAL, "Settled sales, by vertical.");
-    describe_counter!(
-        BUYER_REQUESTS_TOTAL,
-        "Calls to buyer endpoints by buyer, kind (ping|post) and outcome."
-    );
-    describe_counter!(
-        FILTERED_TOTAL,
-        "Campaigns filtered out of a decision, by reason code."
-    );
+    describe_counter!(BUYER_REQUESTS_TOTAL, "Calls to buyer endpoints by buyer, kind (ping|post) and outcome.");
+    describe_counter!(FILTERED_TOTAL, "Campaigns filtered out of a decision, by reason code.");
     describe_counter!(RETURNS_TOTAL, "Returns by status.");
     describe_counter!(DELIVERIES_TOTAL, "Lead deliveries by mode and outcome.");
     describe_histogram!(
@@ -118,30 +99,13 @@ fn describe() {
         Unit::Seconds,
         "Time to decide a ping or lead, by vertical and model."
     );
-    describe_histogram!(
-        BUYER_REQUEST_DURATION_SECONDS,
-        Unit::Seconds,
-        "Buyer endpoint latency by buyer and kind."
-    );
-    describe_histogram!(
-        HTTP_REQUEST_DURATION_SECONDS,
-        Unit::Seconds,
-        "HTTP request latency by route and status."
-    );
-    describe_gauge!(
-        BUYER_AVAILABLE_BALANCE,
-        "Balance minus holds (plus credit limit for invoice buyers), by buyer."
-    );
+    describe_histogram!(BUYER_REQUEST_DURATION_SECONDS, Unit::Seconds, "Buyer endpoint latency by buyer and kind.");
+    describe_histogram!(HTTP_REQUEST_DURATION_SECONDS, Unit::Seconds, "HTTP request latency by route and status.");
+    describe_gauge!(BUYER_AVAILABLE_BALANCE, "Balance minus holds (plus credit limit for invoice buyers), by buyer.");
     describe_gauge!(LEDGER_SEQUENCE, "Sequence of the last ledger event.");
     describe_gauge!(LEDGER_SUBSCRIBERS, "Connected ledger stream subscribers.");
-    describe_gauge!(
-        OUTBOX_PENDING,
-        "Deliveries and notifications waiting in the outbox."
-    );
-    describe_gauge!(
-        CAMPAIGNS_ACTIVE,
-        "Active campaigns in the current configuration."
-    );
+    describe_gauge!(OUTBOX_PENDING, "Deliveries and notifications waiting in the outbox.");
+    describe_gauge!(CAMPAIGNS_ACTIVE, "Active campaigns in the current configuration.");
     // Gauges that have no value until their feature runs still appear, so dashboards and
     // `promtool` see the full contract from the first scrape.
     metrics::gauge!(LEDGER_SEQUENCE).set(0.0);

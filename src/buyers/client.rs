@@ -42,32 +42,16 @@ impl BuyerClient {
     }
 
     /// POSTs a signed ping body to `url`; answers by `deadline` at the latest.
-    pub async fn ping(
-        &self,
-        _url: &str,
-        _secret: &str,
-        _body: Bytes,
-        _deadline: Instant,
-    ) -> (BidAnswer, Duration) {
+    pub async fn ping(&self, _url: &str, _secret: &str, _body: Bytes, _deadline: Instant) -> (BidAnswer, Duration) {
         todo!()
     }
 
-    pub async fn ping_all(
-        &self,
-        _calls: Vec<PingCall>,
-        _deadline: Instant,
-    ) -> Vec<(BidAnswer, Duration)> {
+    pub async fn ping_all(&self, _calls: Vec<PingCall>, _deadline: Instant) -> Vec<(BidAnswer, Duration)> {
         todo!()
     }
 
     /// POSTs a signed lead body to `url`; answers by `deadline` at the latest.
-    pub async fn post(
-        &self,
-        _url: &str,
-        _secret: &str,
-        _body: Bytes,
-        _deadline: Instant,
-    ) -> (PostAnswer, Duration) {
+    pub async fn post(&self, _url: &str, _secret: &str, _body: Bytes, _deadline: Instant) -> (PostAnswer, Duration) {
         todo!()
     }
 }

@@ -7,12 +7,6 @@ pub fn sign(_secret: &[u8], _unix_time: i64, _body: &[u8]) -> String {
 }
 
 /// Checks a header value against `body`; `tolerance_s` bounds the age of `t`.
-pub fn verify(
-    _secret: &[u8],
-    _header: &str,
-    _body: &[u8],
-    _now_unix: i64,
-    _tolerance_s: i64,
-) -> bool {
+pub fn verify(_secret: &[u8], _header: &str, _body: &[u8], _now_unix: i64, _tolerance_s: i64) -> bool {
     todo!()
 }

@@ -32,12 +32,7 @@ pub struct Offer {
 ///   each pays its own amount; bids below the reserve dropped.
 /// - ping_tree: tier asc; within a tier amount desc with rotation on ties; bids below the
 ///   tier's floor dropped; each pays its own amount.
-pub fn order_offers(
-    _vertical: &Vertical,
-    _bids: Vec<Bid>,
-    _rr_order: Option<&[usize]>,
-    _tie_turn: u64,
-) -> Vec<Offer> {
+pub fn order_offers(_vertical: &Vertical, _bids: Vec<Bid>, _rr_order: Option<&[usize]>, _tie_turn: u64) -> Vec<Offer> {
     let _ = Model::PingPost;
     todo!()
 }

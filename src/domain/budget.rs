@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use super::caps::{window_start, Cap, Limit, Window};
-use super::model::BillingMode;
+use super::model::{BillingMode, Buyer};
 use super::money::Money;
 
 /// How a buyer pays, as far as holding money is concerned.
@@ -24,6 +24,12 @@ use super::money::Money;
 pub struct Funding {
     pub mode: BillingMode,
     pub credit_limit: Option<Money>,
+}
+
+impl Funding {
+    pub fn of(buyer: &Buyer) -> Funding {
+        Funding { mode: buyer.billing.mode, credit_limit: buyer.billing.credit_limit }
+    }
 }
 
 /// What a campaign asks the book to reserve for one lead.
@@ -116,10 +122,7 @@ pub struct BuyerBook {
 
 impl BuyerBook {
     pub fn new(balance: Money) -> BuyerBook {
-        BuyerBook {
-            balance,
-            ..BuyerBook::default()
-        }
+        BuyerBook { balance, ..BuyerBook::default() }
     }
 
     pub fn balance(&self) -> Money {
@@ -141,11 +144,7 @@ impl BuyerBook {
             (BillingMode::Invoice, Some(limit)) => self.balance + limit - held,
             _ => self.balance - held,
         };
-        BalanceView {
-            balance: self.balance,
-            held,
-            available,
-        }
+        BalanceView { balance: self.balance, held, available }
     }
 
     pub fn top_up(&mut self, amount: Money) -> Money {
@@ -154,11 +153,7 @@ impl BuyerBook {
     }
 
     /// Reserves the price and a unit of each cap, or says which limit refuses.
-    pub fn try_hold(
-        &mut self,
-        now: DateTime<Utc>,
-        request: HoldRequest<'_>,
-    ) -> Result<(), HoldRefusal> {
+    pub fn try_hold(&mut self, now: DateTime<Utc>, request: HoldRequest<'_>) -> Result<(), HoldRefusal> {
         self.expire(now);
         let charge = match request.funding.mode {
             BillingMode::Internal => Money::ZERO,
@@ -183,9 +178,7 @@ impl BuyerBook {
         let held = self.held();
         match (funding.mode, funding.credit_limit) {
             (BillingMode::Internal, _) | (BillingMode::Invoice, None) => Ok(()),
-            (BillingMode::Prepaid, _) if self.balance - held < charge => {
-                Err(HoldRefusal::InsufficientBalance)
-            }
+            (BillingMode::Prepaid, _) if self.balance - held < charge => Err(HoldRefusal::InsufficientBalance),
             (BillingMode::Invoice, Some(limit)) if self.balance + limit - held < charge => {
                 Err(HoldRefusal::CreditLimit)
             }
@@ -193,17 +186,10 @@ impl BuyerBook {
         }
     }
 
-    fn check_caps(
-        &self,
-        now: DateTime<Utc>,
-        request: &HoldRequest<'_>,
-    ) -> Result<Vec<WindowKey>, HoldRefusal> {
+    fn check_caps(&self, now: DateTime<Utc>, request: &HoldRequest<'_>) -> Result<Vec<WindowKey>, HoldRefusal> {
         let mut windows = Vec::with_capacity(request.caps.len());
         for cap in request.caps {
-            let key = WindowKey {
-                window: cap.window,
-                start: window_start(cap.window, now, request.tz),
-            };
+            let key = WindowKey { window: cap.window, start: window_start(cap.window, now, request.tz) };
             let used = self.used(request.campaign_id, key);
             let fits = match cap.limit {
                 Limit::Count(max) => used.count.saturating_add(1) <= max,
@@ -221,12 +207,7 @@ impl BuyerBook {
 
     /// Settled plus held usage of one campaign in one window.
     fn used(&self, campaign_id: &str, key: WindowKey) -> Usage {
-        let mut used = self
-            .usage
-            .get(campaign_id)
-            .and_then(|w| w.get(&key))
-            .copied()
-            .unwrap_or_default();
+        let mut used = self.usage.get(campaign_id).and_then(|w| w.get(&key)).copied().unwrap_or_default();
         for hold in self.holds.values() {
             if hold.campaign_id == campaign_id && hold.windows.contains(&key) {
                 used.count += 1;
@@ -246,10 +227,7 @@ impl BuyerBook {
             used.count += 1;
             used.spend += hold.spend;
         }
-        Ok(Settled {
-            charged: hold.charge,
-            balance_after: self.balance,
-        })
+        Ok(Settled { charged: hold.charge, balance_after: self.balance })
     }
 
     /// Gives a hold back; releasing an unknown hold is a no-op (it may have expired).
@@ -275,18 +253,10 @@ mod tests {
     use chrono::TimeZone;
 
     fn prepaid() -> Funding {
-        Funding {
-            mode: BillingMode::Prepaid,
-            credit_limit: None,
-        }
+        Funding { mode: BillingMode::Prepaid, credit_limit: None }
     }
 
-    fn request<'a>(
-        id: &str,
-        price: &str,
-        caps: &'a [Cap],
-        expires_at: DateTime<Utc>,
-    ) -> HoldRequest<'a> {
+    fn request<'a>(id: &str, price: &str, caps: &'a [Cap], expires_at: DateTime<Utc>) -> HoldRequest<'a> {
         HoldRequest {
             hold_id: id.to_string(),
             campaign_id: "c1",
@@ -303,15 +273,10 @@ mod tests {
         let now = Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap();
         let later = now + chrono::Duration::seconds(60);
         let mut book = BuyerBook::new(Money::parse("100.00").unwrap());
-        book.try_hold(now, request("h1", "60.00", &[], later))
-            .unwrap();
-        assert_eq!(
-            book.try_hold(now, request("h2", "60.00", &[], later)),
-            Err(HoldRefusal::InsufficientBalance)
-        );
+        book.try_hold(now, request("h1", "60.00", &[], later)).unwrap();
+        assert_eq!(book.try_hold(now, request("h2", "60.00", &[], later)), Err(HoldRefusal::InsufficientBalance));
         assert!(book.release("h1"));
-        book.try_hold(now, request("h2", "60.00", &[], later))
-            .unwrap();
+        book.try_hold(now, request("h2", "60.00", &[], later)).unwrap();
         let settled = book.settle("h2").unwrap();
         assert_eq!(settled.balance_after, Money::parse("40.00").unwrap());
         assert_eq!(book.settle("h2"), Err(SettleError::UnknownHold));
@@ -321,11 +286,7 @@ mod tests {
     fn expired_holds_free_the_balance() {
         let now = Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap();
         let mut book = BuyerBook::new(Money::parse("50.00").unwrap());
-        book.try_hold(
-            now,
-            request("h1", "50.00", &[], now + chrono::Duration::seconds(60)),
-        )
-        .unwrap();
+        book.try_hold(now, request("h1", "50.00", &[], now + chrono::Duration::seconds(60))).unwrap();
         let view = book.view(now, prepaid());
         assert_eq!(view.available, Money::ZERO);
         let view = book.view(now + chrono::Duration::seconds(60), prepaid());
@@ -335,41 +296,23 @@ mod tests {
     #[test]
     fn internal_buyers_are_never_charged_but_caps_count() {
         let now = Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap();
-        let caps = [Cap {
-            window: Window::Day,
-            limit: Limit::Count(1),
-            name: "daily",
-        }];
+        let caps = [Cap { window: Window::Day, limit: Limit::Count(1), name: "daily" }];
         let mut book = BuyerBook::new(Money::ZERO);
         let mut req = request("h1", "38.00", &caps, now + chrono::Duration::seconds(60));
-        req.funding = Funding {
-            mode: BillingMode::Internal,
-            credit_limit: None,
-        };
+        req.funding = Funding { mode: BillingMode::Internal, credit_limit: None };
         book.try_hold(now, req.clone()).unwrap();
         assert_eq!(book.settle("h1").unwrap().charged, Money::ZERO);
         req.hold_id = "h2".into();
-        assert_eq!(
-            book.try_hold(now, req),
-            Err(HoldRefusal::CapReached("daily"))
-        );
+        assert_eq!(book.try_hold(now, req), Err(HoldRefusal::CapReached("daily")));
     }
 
     #[test]
     fn invoice_buyers_stay_under_their_credit_limit() {
         let now = Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap();
-        let funding = Funding {
-            mode: BillingMode::Invoice,
-            credit_limit: Some(Money::parse("100.00").unwrap()),
-        };
+        let funding = Funding { mode: BillingMode::Invoice, credit_limit: Some(Money::parse("100.00").unwrap()) };
         let mut book = BuyerBook::new(Money::ZERO);
         for i in 0..2 {
-            let mut req = request(
-                &format!("h{i}"),
-                "50.00",
-                &[],
-                now + chrono::Duration::seconds(60),
-            );
+            let mut req = request(&format!("h{i}"), "50.00", &[], now + chrono::Duration::seconds(60));
             req.funding = funding;
             book.try_hold(now, req).unwrap();
             book.settle(&format!("h{i}")).unwrap();

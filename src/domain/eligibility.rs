@@ -81,10 +81,7 @@ impl Filtered {
     }
 
     fn with(code: &'static str, detail: String) -> Filtered {
-        Filtered {
-            code,
-            detail: Some(detail),
-        }
+        Filtered { code, detail: Some(detail) }
     }
 
     /// The reason as the trace shows it: `code` or `code: detail`.
@@ -97,11 +94,7 @@ impl Filtered {
 }
 
 /// Every static check of §3 in a fixed order; the first failure is the reason.
-pub fn check(
-    campaign: &CompiledCampaign,
-    subject: &Subject<'_>,
-    now: DateTime<Utc>,
-) -> Result<(), Filtered> {
+pub fn check(campaign: &CompiledCampaign, subject: &Subject<'_>, now: DateTime<Utc>) -> Result<(), Filtered> {
     let config = &campaign.campaign;
     if !config.active {
         return Err(Filtered::new("inactive"));
@@ -110,28 +103,17 @@ pub fn check(
         return Err(Filtered::new("vertical"));
     }
     let filters = &config.filters;
-    if !filters.allow_suppliers.is_empty()
-        && !filters
-            .allow_suppliers
-            .iter()
-            .any(|s| s == subject.supplier_id)
-    {
+    if !filters.allow_suppliers.is_empty() && !filters.allow_suppliers.iter().any(|s| s == subject.supplier_id) {
         return Err(Filtered::new("supplier_not_allowed"));
     }
-    if filters
-        .deny_suppliers
-        .iter()
-        .any(|s| s == subject.supplier_id)
-    {
+    if filters.deny_suppliers.iter().any(|s| s == subject.supplier_id) {
         return Err(Filtered::new("supplier_denied"));
     }
     if !filters.countries.is_empty() && !filters.countries.iter().any(|c| c == subject.country) {
         return Err(Filtered::new("country"));
     }
     if !filters.states.is_empty()
-        && !subject
-            .state
-            .is_some_and(|s| filters.states.iter().any(|f| f.eq_ignore_ascii_case(s)))
+        && !subject.state.is_some_and(|s| filters.states.iter().any(|f| f.eq_ignore_ascii_case(s)))
     {
         return Err(Filtered::new("state"));
     }
@@ -144,10 +126,7 @@ pub fn check(
     if let (Some(center), Some(radius)) = (campaign.center, &filters.radius) {
         let km = distance_km(center, subject.location);
         if km > radius.km {
-            return Err(Filtered::with(
-                "radius",
-                format!("{km:.1} km > {} km", radius.km),
-            ));
+            return Err(Filtered::with("radius", format!("{km:.1} km > {} km", radius.km)));
         }
     }
     for rule in &filters.rules {
@@ -178,15 +157,9 @@ pub fn rule_holds(rule: &FieldRule, subject: &Subject<'_>) -> bool {
         RuleOp::In => list(expected).iter().any(|v| values_equal(&actual, v)),
         RuleOp::NotIn => !list(expected).iter().any(|v| values_equal(&actual, v)),
         RuleOp::Gt => compare(&actual, expected) == Some(Ordering::Greater),
-        RuleOp::Gte => matches!(
-            compare(&actual, expected),
-            Some(Ordering::Greater | Ordering::Equal)
-        ),
+        RuleOp::Gte => matches!(compare(&actual, expected), Some(Ordering::Greater | Ordering::Equal)),
         RuleOp::Lt => compare(&actual, expected) == Some(Ordering::Less),
-        RuleOp::Lte => matches!(
-            compare(&actual, expected),
-            Some(Ordering::Less | Ordering::Equal)
-        ),
+        RuleOp::Lte => matches!(compare(&actual, expected), Some(Ordering::Less | Ordering::Equal)),
     }
 }
 
@@ -210,9 +183,7 @@ fn as_decimal(value: &Value) -> Option<Decimal> {
     match value {
         Value::Number(n) => {
             let text = n.to_string();
-            Decimal::from_str(&text)
-                .or_else(|_| Decimal::from_scientific(&text))
-                .ok()
+            Decimal::from_str(&text).or_else(|_| Decimal::from_scientific(&text)).ok()
         }
         Value::String(s) => Decimal::from_str(s.trim()).ok(),
         _ => None,
@@ -252,56 +223,29 @@ mod tests {
             country: "DE",
             zip: "80331",
             state: Some("BY"),
-            location: Point {
-                lat: 48.13,
-                lon: 11.57,
-            },
+            location: Point { lat: 48.13, lon: 11.57 },
             fields,
         }
     }
 
     fn rule(field: &str, op: RuleOp, value: Value) -> FieldRule {
-        FieldRule {
-            field: field.into(),
-            op,
-            value: Some(value),
-        }
+        FieldRule { field: field.into(), op, value: Some(value) }
     }
 
     #[test]
     fn field_rules_compare_numbers_exactly_and_strings_as_text() {
-        let fields =
-            json!({"roof_area": "42.5", "owner": true, "roof": "tile", "since": "2020-05-01"});
+        let fields = json!({"roof_area": "42.5", "owner": true, "roof": "tile", "since": "2020-05-01"});
         let fields = fields.as_object().unwrap().clone();
         let s = subject(&fields);
         assert!(rule_holds(&rule("roof_area", RuleOp::Gte, json!(40)), &s));
-        assert!(!rule_holds(
-            &rule("roof_area", RuleOp::Gt, json!("42.5")),
-            &s
-        ));
+        assert!(!rule_holds(&rule("roof_area", RuleOp::Gt, json!("42.5")), &s));
         assert!(rule_holds(&rule("roof_area", RuleOp::Eq, json!(42.50)), &s));
         assert!(rule_holds(&rule("owner", RuleOp::Eq, json!(true)), &s));
-        assert!(rule_holds(
-            &rule("roof", RuleOp::In, json!(["tile", "metal"])),
-            &s
-        ));
-        assert!(rule_holds(
-            &rule("roof", RuleOp::NotIn, json!(["flat"])),
-            &s
-        ));
-        assert!(rule_holds(
-            &rule("since", RuleOp::Lt, json!("2021-01-01")),
-            &s
-        ));
+        assert!(rule_holds(&rule("roof", RuleOp::In, json!(["tile", "metal"])), &s));
+        assert!(rule_holds(&rule("roof", RuleOp::NotIn, json!(["flat"])), &s));
+        assert!(rule_holds(&rule("since", RuleOp::Lt, json!("2021-01-01")), &s));
         assert!(rule_holds(&rule("state", RuleOp::Eq, json!("by")), &s));
-        assert!(rule_holds(
-            &FieldRule {
-                field: "roof".into(),
-                op: RuleOp::Exists,
-                value: None
-            },
-            &s
-        ));
+        assert!(rule_holds(&FieldRule { field: "roof".into(), op: RuleOp::Exists, value: None }, &s));
     }
 
     #[test]
@@ -309,19 +253,9 @@ mod tests {
         let fields = Map::new();
         let s = subject(&fields);
         assert!(!rule_holds(&rule("roof", RuleOp::Eq, json!("tile")), &s));
-        assert!(!rule_holds(
-            &FieldRule {
-                field: "roof".into(),
-                op: RuleOp::Exists,
-                value: None
-            },
-            &s
-        ));
+        assert!(!rule_holds(&FieldRule { field: "roof".into(), op: RuleOp::Exists, value: None }, &s));
         assert!(rule_holds(&rule("roof", RuleOp::Ne, json!("tile")), &s));
-        assert!(rule_holds(
-            &rule("roof", RuleOp::NotIn, json!(["tile"])),
-            &s
-        ));
+        assert!(rule_holds(&rule("roof", RuleOp::NotIn, json!(["tile"])), &s));
         assert!(!rule_holds(&rule("roof", RuleOp::Lt, json!(3)), &s));
     }
 }

@@ -100,10 +100,7 @@ pub struct CompiledCampaign {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum MarketError {
     #[error("invalid {kind}")]
-    Invalid {
-        kind: &'static str,
-        errors: Vec<FieldError>,
-    },
+    Invalid { kind: &'static str, errors: Vec<FieldError> },
     #[error("{0}")]
     Conflict(String),
     #[error("unknown {0}")]
@@ -149,39 +146,22 @@ impl Market {
         check_unique("campaign", &config.campaigns, |c| &c.id)?;
         let mut market = Market::default();
         for vertical in &config.verticals {
-            vertical.validate().map_err(|errors| MarketError::Invalid {
-                kind: "vertical",
-                errors,
-            })?;
-            market
-                .verticals
-                .insert(vertical.name.clone(), Arc::new(vertical.clone()));
+            vertical.validate().map_err(|errors| MarketError::Invalid { kind: "vertical", errors })?;
+            market.verticals.insert(vertical.name.clone(), Arc::new(vertical.clone()));
         }
         for supplier in &config.suppliers {
-            supplier.validate().map_err(|errors| MarketError::Invalid {
-                kind: "supplier",
-                errors,
-            })?;
+            supplier.validate().map_err(|errors| MarketError::Invalid { kind: "supplier", errors })?;
             market.add_key(&supplier.api_key, Party::Supplier(supplier.id.clone()))?;
-            market
-                .suppliers
-                .insert(supplier.id.clone(), Arc::new(supplier.clone()));
+            market.suppliers.insert(supplier.id.clone(), Arc::new(supplier.clone()));
         }
         for buyer in &config.buyers {
-            buyer.validate().map_err(|errors| MarketError::Invalid {
-                kind: "buyer",
-                errors,
-            })?;
+            buyer.validate().map_err(|errors| MarketError::Invalid { kind: "buyer", errors })?;
             market.add_key(&buyer.api_key, Party::Buyer(buyer.id.clone()))?;
-            market
-                .buyers
-                .insert(buyer.id.clone(), Arc::new(buyer.clone()));
+            market.buyers.insert(buyer.id.clone(), Arc::new(buyer.clone()));
         }
         for campaign in &config.campaigns {
             let compiled = market.compile(campaign, postal)?;
-            market
-                .campaigns
-                .insert(campaign.id.clone(), Arc::new(compiled));
+            market.campaigns.insert(campaign.id.clone(), Arc::new(compiled));
         }
         market.build_index(&config);
         market.config = config;
@@ -192,38 +172,23 @@ impl Market {
         if self.api_keys.insert(key.to_string(), party).is_some() {
             return Err(MarketError::Invalid {
                 kind: "api key",
-                errors: vec![FieldError::new(
-                    "api_key",
-                    "already used by another supplier or buyer",
-                )],
+                errors: vec![FieldError::new("api_key", "already used by another supplier or buyer")],
             });
         }
         Ok(())
     }
 
-    fn compile(
-        &self,
-        campaign: &Campaign,
-        postal: &PostalTable,
-    ) -> Result<CompiledCampaign, MarketError> {
-        let invalid = |errors| MarketError::Invalid {
-            kind: "campaign",
-            errors,
-        };
+    fn compile(&self, campaign: &Campaign, postal: &PostalTable) -> Result<CompiledCampaign, MarketError> {
+        let invalid = |errors| MarketError::Invalid { kind: "campaign", errors };
         campaign.validate().map_err(invalid)?;
         let Some(buyer) = self.buyers.get(&campaign.buyer_id) else {
             return Err(invalid(vec![FieldError::new("buyer_id", "unknown buyer")]));
         };
         if !self.verticals.contains_key(&campaign.vertical) {
-            return Err(invalid(vec![FieldError::new(
-                "vertical",
-                "unknown vertical",
-            )]));
+            return Err(invalid(vec![FieldError::new("vertical", "unknown vertical")]));
         }
         let tz_name = campaign.timezone.as_deref().unwrap_or(&buyer.timezone);
-        let tz: Tz = tz_name
-            .parse()
-            .map_err(|_| invalid(vec![FieldError::new("timezone", "unknown time zone")]))?;
+        let tz: Tz = tz_name.parse().map_err(|_| invalid(vec![FieldError::new("timezone", "unknown time zone")]))?;
         let open_hours = match &campaign.schedule {
             Some(schedule) => Some(
                 OpenHours::from_schedule(schedule)
@@ -236,21 +201,15 @@ impl Market {
             Some(radius) => match (radius.lat, radius.lon, &radius.zip) {
                 (Some(lat), Some(lon), _) => Some(Point { lat, lon }),
                 (_, _, Some(zip)) => {
-                    let country = radius.country.as_deref().or(campaign
-                        .filters
-                        .countries
-                        .first()
-                        .map(String::as_str));
+                    let country = radius.country.as_deref().or(campaign.filters.countries.first().map(String::as_str));
                     let place = country.and_then(|c| {
-                        PostalTable::normalize(c, zip)
-                            .and_then(|z| postal.lookup(c, &z).map(|p| p.point))
+                        PostalTable::normalize(c, zip).and_then(|z| postal.lookup(c, &z).map(|p| p.point))
                     });
-                    Some(place.ok_or_else(|| {
-                        invalid(vec![FieldError::new(
-                            "filters.radius.zip",
-                            "unknown postal code",
-                        )])
-                    })?)
+                    Some(
+                        place.ok_or_else(|| {
+                            invalid(vec![FieldError::new("filters.radius.zip", "unknown postal code")])
+                        })?,
+                    )
                 }
                 _ => None,
             },
@@ -264,10 +223,7 @@ impl Market {
             center,
             zips: ZipSet::new(&campaign.filters.zips),
             exclude_zips: ZipSet::new(&campaign.filters.exclude_zips),
-            funding: Funding {
-                mode: buyer.billing.mode,
-                credit_limit: buyer.billing.credit_limit,
-            },
+            funding: Funding::of(buyer),
             currency: buyer.currency.as_str().into(),
             webhook_secret: buyer.webhook_secret.as_str().into(),
             campaign: campaign.clone(),
@@ -315,10 +271,7 @@ impl Market {
     }
 
     pub fn active_campaign_count(&self) -> usize {
-        self.campaigns
-            .values()
-            .filter(|c| c.campaign.active)
-            .count()
+        self.campaigns.values().filter(|c| c.campaign.active).count()
     }
 
     /// The campaigns of the subject's vertical that its country and postal area could
@@ -333,11 +286,7 @@ impl Market {
                 slots.extend_from_slice(found);
             }
             for &len in &country.prefix_lens {
-                if let Some(found) = subject
-                    .zip
-                    .get(..len)
-                    .and_then(|p| country.by_prefix.get(p))
-                {
+                if let Some(found) = subject.zip.get(..len).and_then(|p| country.by_prefix.get(p)) {
                     slots.extend_from_slice(found);
                 }
             }
@@ -351,19 +300,12 @@ impl Market {
         }
         slots.sort_unstable();
         slots.dedup();
-        slots
-            .iter()
-            .filter_map(|&slot| index.campaigns.get(slot as usize))
-            .collect()
+        slots.iter().filter_map(|&slot| index.campaigns.get(slot as usize)).collect()
     }
 
     // --- Admin changes: each returns a new market; the caller swaps it in. ---
 
-    pub fn with_supplier(
-        &self,
-        supplier: Supplier,
-        postal: &PostalTable,
-    ) -> Result<Market, MarketError> {
+    pub fn with_supplier(&self, supplier: Supplier, postal: &PostalTable) -> Result<Market, MarketError> {
         let mut config = self.config.clone();
         upsert(&mut config.suppliers, supplier, |s| &s.id);
         Market::build(config, postal)
@@ -375,21 +317,13 @@ impl Market {
         Market::build(config, postal)
     }
 
-    pub fn with_campaign(
-        &self,
-        campaign: Campaign,
-        postal: &PostalTable,
-    ) -> Result<Market, MarketError> {
+    pub fn with_campaign(&self, campaign: Campaign, postal: &PostalTable) -> Result<Market, MarketError> {
         let mut config = self.config.clone();
         upsert(&mut config.campaigns, campaign, |c| &c.id);
         Market::build(config, postal)
     }
 
-    pub fn with_vertical(
-        &self,
-        vertical: Vertical,
-        postal: &PostalTable,
-    ) -> Result<Market, MarketError> {
+    pub fn with_vertical(&self, vertical: Vertical, postal: &PostalTable) -> Result<Market, MarketError> {
         let mut config = self.config.clone();
         upsert(&mut config.verticals, vertical, |v| &v.name);
         Market::build(config, postal)
@@ -403,9 +337,7 @@ impl Market {
 
     pub fn without_buyer(&self, id: &str, postal: &PostalTable) -> Result<Market, MarketError> {
         if self.config.campaigns.iter().any(|c| c.buyer_id == id) {
-            return Err(MarketError::Conflict(
-                "the buyer still has campaigns: delete them first".into(),
-            ));
+            return Err(MarketError::Conflict("the buyer still has campaigns: delete them first".into()));
         }
         let mut config = self.config.clone();
         remove(&mut config.buyers, id, |b| &b.id).ok_or(MarketError::NotFound("buyer"))?;
@@ -418,19 +350,12 @@ impl Market {
         Market::build(config, postal)
     }
 
-    pub fn without_vertical(
-        &self,
-        name: &str,
-        postal: &PostalTable,
-    ) -> Result<Market, MarketError> {
+    pub fn without_vertical(&self, name: &str, postal: &PostalTable) -> Result<Market, MarketError> {
         if self.config.campaigns.iter().any(|c| c.vertical == name) {
-            return Err(MarketError::Conflict(
-                "the vertical still has campaigns: delete them first".into(),
-            ));
+            return Err(MarketError::Conflict("the vertical still has campaigns: delete them first".into()));
         }
         let mut config = self.config.clone();
-        remove(&mut config.verticals, name, |v| &v.name)
-            .ok_or(MarketError::NotFound("vertical"))?;
+        remove(&mut config.verticals, name, |v| &v.name).ok_or(MarketError::NotFound("vertical"))?;
         Market::build(config, postal)
     }
 }
@@ -443,18 +368,11 @@ fn sort_config(config: &mut MarketConfig) {
 }
 
 /// After sorting, a repeated id stands next to itself.
-fn check_unique<T>(
-    kind: &'static str,
-    items: &[T],
-    id: impl Fn(&T) -> &String,
-) -> Result<(), MarketError> {
+fn check_unique<T>(kind: &'static str, items: &[T], id: impl Fn(&T) -> &String) -> Result<(), MarketError> {
     match items.windows(2).find(|pair| id(&pair[0]) == id(&pair[1])) {
         Some(pair) => Err(MarketError::Invalid {
             kind,
-            errors: vec![FieldError::new(
-                "id",
-                format!("{} is defined twice", id(&pair[0])),
-            )],
+            errors: vec![FieldError::new("id", format!("{} is defined twice", id(&pair[0])))],
         }),
         None => Ok(()),
     }
@@ -494,8 +412,7 @@ fn index_campaign(index: &mut VerticalIndex, slot: u32, compiled: &CompiledCampa
             countries.push(radius_country);
         }
     }
-    let has_geo =
-        !compiled.zips.is_empty() || compiled.center.is_some() || !filters.states.is_empty();
+    let has_geo = !compiled.zips.is_empty() || compiled.center.is_some() || !filters.states.is_empty();
     if countries.is_empty() && !has_geo {
         index.anywhere.push(slot);
         return;
@@ -512,11 +429,7 @@ fn index_campaign(index: &mut VerticalIndex, slot: u32, compiled: &CompiledCampa
                 bucket.by_zip.entry(zip.clone()).or_default().push(slot);
             }
             for prefix in &compiled.zips.prefixes {
-                bucket
-                    .by_prefix
-                    .entry(prefix.clone())
-                    .or_default()
-                    .push(slot);
+                bucket.by_prefix.entry(prefix.clone()).or_default().push(slot);
                 if !bucket.prefix_lens.contains(&prefix.len()) {
                     bucket.prefix_lens.push(prefix.len());
                 }
@@ -532,11 +445,7 @@ fn index_campaign(index: &mut VerticalIndex, slot: u32, compiled: &CompiledCampa
             }
         } else if !filters.states.is_empty() {
             for state in &filters.states {
-                bucket
-                    .by_state
-                    .entry(state.to_ascii_uppercase().into())
-                    .or_default()
-                    .push(slot);
+                bucket.by_state.entry(state.to_ascii_uppercase().into()).or_default().push(slot);
             }
         } else {
             bucket.rest.push(slot);

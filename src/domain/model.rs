@@ -20,10 +20,7 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> FieldError {
-        FieldError {
-            field: field.into(),
-            message: message.into(),
-        }
+        FieldError { field: field.into(), message: message.into() }
     }
 }
 
@@ -77,10 +74,7 @@ pub struct AccountBilling {
 
 impl Default for AccountBilling {
     fn default() -> Self {
-        AccountBilling {
-            interval: BillingInterval::Monthly,
-            timezone: default_timezone(),
-        }
+        AccountBilling { interval: BillingInterval::Monthly, timezone: default_timezone() }
     }
 }
 
@@ -388,14 +382,8 @@ fn default_ping_ttl_s() -> u64 {
     60
 }
 
-pub const DEFAULT_RETURN_REASONS: [&str; 6] = [
-    "invalid_phone",
-    "invalid_email",
-    "duplicate",
-    "out_of_area",
-    "no_intent",
-    "other",
-];
+pub const DEFAULT_RETURN_REASONS: [&str; 6] =
+    ["invalid_phone", "invalid_email", "duplicate", "out_of_area", "no_intent", "other"];
 
 /// A plan's deadline must leave room for a network round trip and not hold a supplier
 /// for long; 10 s is far above any portal's own timeout.
@@ -440,23 +428,15 @@ pub enum PriceRule {
 fn check_id(errors: &mut Vec<FieldError>, field: &str, id: &str) {
     let ok = !id.is_empty()
         && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
     if !ok {
-        errors.push(FieldError::new(
-            field,
-            "1 to 64 characters of [A-Za-z0-9_.-]",
-        ));
+        errors.push(FieldError::new(field, "1 to 64 characters of [A-Za-z0-9_.-]"));
     }
 }
 
 fn check_url(errors: &mut Vec<FieldError>, field: &str, url: &str) {
     let ok = (url.starts_with("http://") || url.starts_with("https://"))
-        && url
-            .parse::<http::Uri>()
-            .map(|u| u.host().is_some())
-            .unwrap_or(false);
+        && url.parse::<http::Uri>().map(|u| u.host().is_some()).unwrap_or(false);
     if !ok {
         errors.push(FieldError::new(field, "an absolute http(s) URL"));
     }
@@ -464,19 +444,13 @@ fn check_url(errors: &mut Vec<FieldError>, field: &str, url: &str) {
 
 fn check_timezone(errors: &mut Vec<FieldError>, field: &str, tz: &str) {
     if tz.parse::<Tz>().is_err() {
-        errors.push(FieldError::new(
-            field,
-            "an IANA time zone such as Europe/Berlin",
-        ));
+        errors.push(FieldError::new(field, "an IANA time zone such as Europe/Berlin"));
     }
 }
 
 fn check_country(errors: &mut Vec<FieldError>, field: &str, country: &str) {
     if country.len() != 2 || !country.bytes().all(|b| b.is_ascii_uppercase()) {
-        errors.push(FieldError::new(
-            field,
-            "an ISO 3166-1 alpha-2 code such as DE",
-        ));
+        errors.push(FieldError::new(field, "an ISO 3166-1 alpha-2 code such as DE"));
     }
 }
 
@@ -521,10 +495,7 @@ impl Supplier {
             Payout::Fixed { amount } => check_not_negative(&mut errors, "payout.amount", *amount),
         }
         if self.rate_limit_per_s == Some(0) {
-            errors.push(FieldError::new(
-                "rate_limit_per_s",
-                "at least 1 (omit for unlimited)",
-            ));
+            errors.push(FieldError::new("rate_limit_per_s", "at least 1 (omit for unlimited)"));
         }
         finish(errors)
     }
@@ -546,10 +517,7 @@ impl Buyer {
         if let Some(limit) = self.billing.credit_limit {
             check_not_negative(&mut errors, "billing.credit_limit", limit);
             if self.billing.mode != BillingMode::Invoice {
-                errors.push(FieldError::new(
-                    "billing.credit_limit",
-                    "only for invoice buyers",
-                ));
+                errors.push(FieldError::new("billing.credit_limit", "only for invoice buyers"));
             }
         }
         finish(errors)
@@ -570,10 +538,7 @@ impl Campaign {
         }
         match &self.pricing {
             Pricing::Fixed { price } => check_not_negative(&mut errors, "pricing.price", *price),
-            Pricing::Dynamic {
-                ping_url,
-                min_price,
-            } => {
+            Pricing::Dynamic { ping_url, min_price } => {
                 check_url(&mut errors, "pricing.ping_url", ping_url);
                 if let Some(min) = min_price {
                     check_not_negative(&mut errors, "pricing.min_price", *min);
@@ -593,10 +558,9 @@ impl Campaign {
                 }
             }
         }
-        for (field, spend) in [
-            ("caps.daily_spend", self.caps.daily_spend),
-            ("caps.monthly_spend", self.caps.monthly_spend),
-        ] {
+        for (field, spend) in
+            [("caps.daily_spend", self.caps.daily_spend), ("caps.monthly_spend", self.caps.monthly_spend)]
+        {
             if let Some(spend) = spend {
                 check_not_negative(&mut errors, field, spend);
             }
@@ -604,19 +568,13 @@ impl Campaign {
         match self.delivery.mode {
             DeliveryMode::Webhook | DeliveryMode::WebhookAsync => match &self.delivery.url {
                 Some(url) => check_url(&mut errors, "delivery.url", url),
-                None => errors.push(FieldError::new(
-                    "delivery.url",
-                    "required for webhook delivery",
-                )),
+                None => errors.push(FieldError::new("delivery.url", "required for webhook delivery")),
             },
             DeliveryMode::Pull => {}
         }
         if let Some(timeout) = self.delivery.timeout_ms {
             if timeout == 0 || timeout > TMAX_MS_MAX {
-                errors.push(FieldError::new(
-                    "delivery.timeout_ms",
-                    format!("between 1 and {TMAX_MS_MAX}"),
-                ));
+                errors.push(FieldError::new("delivery.timeout_ms", format!("between 1 and {TMAX_MS_MAX}")));
             }
         }
         if let Some(tz) = &self.timezone {
@@ -637,37 +595,23 @@ impl Campaign {
             let has_zip = radius.zip.is_some();
             let has_point = radius.lat.is_some() || radius.lon.is_some();
             if has_zip == has_point {
-                errors.push(FieldError::new(
-                    "filters.radius",
-                    "either zip or lat and lon",
-                ));
+                errors.push(FieldError::new("filters.radius", "either zip or lat and lon"));
             }
             if has_point {
                 let lat_ok = radius.lat.is_some_and(|lat| (-90.0..=90.0).contains(&lat));
-                let lon_ok = radius
-                    .lon
-                    .is_some_and(|lon| (-180.0..=180.0).contains(&lon));
+                let lon_ok = radius.lon.is_some_and(|lon| (-180.0..=180.0).contains(&lon));
                 if !lat_ok {
                     errors.push(FieldError::new("filters.radius.lat", "between -90 and 90"));
                 }
                 if !lon_ok {
-                    errors.push(FieldError::new(
-                        "filters.radius.lon",
-                        "between -180 and 180",
-                    ));
+                    errors.push(FieldError::new("filters.radius.lon", "between -180 and 180"));
                 }
             }
             if has_zip && radius.country.is_none() && filters.countries.is_empty() {
-                errors.push(FieldError::new(
-                    "filters.radius.country",
-                    "required when filters.countries is empty",
-                ));
+                errors.push(FieldError::new("filters.radius.country", "required when filters.countries is empty"));
             }
             if !(radius.km > 0.0 && radius.km <= 20_000.0) {
-                errors.push(FieldError::new(
-                    "filters.radius.km",
-                    "between 0 (exclusive) and 20000",
-                ));
+                errors.push(FieldError::new("filters.radius.km", "between 0 (exclusive) and 20000"));
             }
         }
         for (i, rule) in filters.rules.iter().enumerate() {
@@ -678,9 +622,7 @@ impl Campaign {
                 (RuleOp::In | RuleOp::NotIn, Some(v)) if !v.is_array() => {
                     errors.push(FieldError::new(field, "a list for in/not_in"))
                 }
-                (RuleOp::Gt | RuleOp::Gte | RuleOp::Lt | RuleOp::Lte, Some(v))
-                    if !(v.is_number() || v.is_string()) =>
-                {
+                (RuleOp::Gt | RuleOp::Gte | RuleOp::Lt | RuleOp::Lte, Some(v)) if !(v.is_number() || v.is_string()) => {
                     errors.push(FieldError::new(field, "a number or string to compare with"))
                 }
                 _ => {}
@@ -702,30 +644,18 @@ impl Vertical {
         let mut errors = Vec::new();
         check_id(&mut errors, "name", &self.name);
         if !(TMAX_MS_MIN..=TMAX_MS_MAX).contains(&self.tmax_ms) {
-            errors.push(FieldError::new(
-                "tmax_ms",
-                format!("between {TMAX_MS_MIN} and {TMAX_MS_MAX}"),
-            ));
+            errors.push(FieldError::new("tmax_ms", format!("between {TMAX_MS_MIN} and {TMAX_MS_MAX}")));
         }
         check_not_negative(&mut errors, "reserve_price", self.reserve_price);
         if !(1..=MAX_WINNERS_MAX).contains(&self.max_winners) {
-            errors.push(FieldError::new(
-                "max_winners",
-                format!("between 1 and {MAX_WINNERS_MAX}"),
-            ));
+            errors.push(FieldError::new("max_winners", format!("between 1 and {MAX_WINNERS_MAX}")));
         }
         if !(1..=PING_TTL_S_MAX).contains(&self.ping_ttl_s) {
-            errors.push(FieldError::new(
-                "ping_ttl_s",
-                format!("between 1 and {PING_TTL_S_MAX}"),
-            ));
+            errors.push(FieldError::new("ping_ttl_s", format!("between 1 and {PING_TTL_S_MAX}")));
         }
         if let Some(reasons) = &self.return_reasons {
             if reasons.is_empty() {
-                errors.push(FieldError::new(
-                    "return_reasons",
-                    "at least one reason (omit for the defaults)",
-                ));
+                errors.push(FieldError::new("return_reasons", "at least one reason (omit for the defaults)"));
             }
         }
         if let Some(country) = &self.default_country {
@@ -733,10 +663,7 @@ impl Vertical {
         }
         for (tier, floor) in &self.tier_floors {
             if tier.parse::<u32>().map_or(true, |t| t == 0) {
-                errors.push(FieldError::new(
-                    format!("tier_floors.{tier}"),
-                    "keys are tier numbers from 1",
-                ));
+                errors.push(FieldError::new(format!("tier_floors.{tier}"), "keys are tier numbers from 1"));
             }
             check_not_negative(&mut errors, &format!("tier_floors.{tier}"), *floor);
         }
@@ -747,18 +674,12 @@ impl Vertical {
     pub fn return_reasons(&self) -> Vec<String> {
         match &self.return_reasons {
             Some(reasons) => reasons.clone(),
-            None => DEFAULT_RETURN_REASONS
-                .iter()
-                .map(|r| r.to_string())
-                .collect(),
+            None => DEFAULT_RETURN_REASONS.iter().map(|r| r.to_string()).collect(),
         }
     }
 
     /// The lowest acceptable offer for a ping-tree tier.
     pub fn tier_floor(&self, tier: u32) -> Money {
-        self.tier_floors
-            .get(&tier.to_string())
-            .copied()
-            .unwrap_or(self.reserve_price)
+        self.tier_floors.get(&tier.to_string()).copied().unwrap_or(self.reserve_price)
     }
 }

@@ -162,9 +162,7 @@ impl<'de> Deserialize<'de> for Money {
                 Money::checked(Decimal::from(v)).map_err(E::custom)
             }
             fn visit_f64<E: de::Error>(self, _: f64) -> Result<Money, E> {
-                Err(E::custom(
-                    "money must be a decimal string such as \"38.50\", not a float",
-                ))
+                Err(E::custom("money must be a decimal string such as \"38.50\", not a float"))
             }
         }
         deserializer.deserialize_any(MoneyVisitor)
@@ -180,10 +178,7 @@ mod tests {
     fn parses_and_prints_two_decimals() {
         assert_eq!(Money::parse("38.5").unwrap().to_string(), "38.50");
         assert_eq!(Money::parse("41").unwrap().to_string(), "41.00");
-        assert_eq!(
-            Money::parse("0.10").unwrap() + Money::parse("0.20").unwrap(),
-            Money::parse("0.3").unwrap()
-        );
+        assert_eq!(Money::parse("0.10").unwrap() + Money::parse("0.20").unwrap(), Money::parse("0.3").unwrap());
     }
 
     #[test]
@@ -198,14 +193,8 @@ mod tests {
 
     #[test]
     fn rounds_half_away_from_zero() {
-        assert_eq!(
-            Money::from_decimal(Decimal::new(1005, 3)).to_string(),
-            "1.01"
-        );
-        assert_eq!(
-            Money::from_decimal(Decimal::new(-1005, 3)).to_string(),
-            "-1.01"
-        );
+        assert_eq!(Money::from_decimal(Decimal::new(1005, 3)).to_string(), "1.01");
+        assert_eq!(Money::from_decimal(Decimal::new(-1005, 3)).to_string(), "-1.01");
     }
 
     proptest! {

@@ -56,16 +56,7 @@ impl Trace {
         model: &'static str,
         started_at: DateTime<Utc>,
     ) -> Trace {
-        Trace {
-            id,
-            kind,
-            vertical,
-            model,
-            started_at,
-            entries: Vec::new(),
-            status: String::new(),
-            reason: None,
-        }
+        Trace { id, kind, vertical, model, started_at, entries: Vec::new(), status: String::new(), reason: None }
     }
 
     pub fn push(&mut self, campaign_id: &str, buyer_id: &str, outcome: Outcome) -> &mut TraceEntry {

@@ -43,12 +43,6 @@ pub struct LeadAnswer {
 
 impl LeadAnswer {
     pub fn rejected(lead_id: String, reason: &'static str) -> LeadAnswer {
-        LeadAnswer {
-            lead_id,
-            status: "rejected",
-            payout: None,
-            currency: None,
-            reason: Some(reason),
-        }
+        LeadAnswer { lead_id, status: "rejected", payout: None, currency: None, reason: Some(reason) }
     }
 }

@@ -96,18 +96,11 @@ impl Router {
             }
             match &campaign.campaign.pricing {
                 Pricing::Fixed { price } => {
-                    d.trace
-                        .push(&campaign.id, &campaign.buyer_id, Outcome::Bid)
-                        .amount(*price);
+                    d.trace.push(&campaign.id, &campaign.buyer_id, Outcome::Bid).amount(*price);
                     bids.push(bid_of(campaign, *price));
                 }
                 Pricing::Dynamic { .. } if d.vertical.model == Model::Bidding => {
-                    filter(
-                        &mut d.trace,
-                        campaign,
-                        "no_standing_bid",
-                        "no_standing_bid".into(),
-                    );
+                    filter(&mut d.trace, campaign, "no_standing_bid", "no_standing_bid".into());
                 }
                 Pricing::Dynamic { .. } => live.push(Arc::clone(campaign)),
             }
@@ -117,8 +110,7 @@ impl Router {
             bids.extend(self.ping_buyers(d, &live, ping, bid_deadline).await);
         }
         let rr_order = (d.vertical.model == Model::RoundRobin).then(|| {
-            let eligible: Vec<(&str, u32)> =
-                bids.iter().map(|b| (&*b.campaign_id, b.weight)).collect();
+            let eligible: Vec<(&str, u32)> = bids.iter().map(|b| (&*b.campaign_id, b.weight)).collect();
             let rotation = self.rotations.entry(d.vertical.name.clone()).or_default();
             let order = rotation.lock().next_order(&eligible);
             order
@@ -134,9 +126,7 @@ impl Router {
         bid_deadline: Instant,
     ) -> Vec<Bid> {
         let (ping_id, valid) = ping;
-        let tmax_ms = bid_deadline
-            .saturating_duration_since(Instant::now())
-            .as_millis() as u64;
+        let tmax_ms = bid_deadline.saturating_duration_since(Instant::now()).as_millis() as u64;
         let body = Bytes::from(
             json!({
                 "ping_id": ping_id,
@@ -166,12 +156,7 @@ impl Router {
                 BidAnswer::Timeout => "timeout",
                 BidAnswer::Error(_) => "error",
                 BidAnswer::CircuitOpen => {
-                    filter(
-                        &mut d.trace,
-                        campaign,
-                        "circuit_open",
-                        "circuit_open".into(),
-                    );
+                    filter(&mut d.trace, campaign, "circuit_open", "circuit_open".into());
                     continue;
                 }
             };
@@ -185,22 +170,14 @@ impl Router {
                         .reason("below_min_price"),
                     _ => {
                         bids.push(bid_of(campaign, amount));
-                        d.trace
-                            .push(&campaign.id, &campaign.buyer_id, Outcome::Bid)
-                            .amount(amount)
+                        d.trace.push(&campaign.id, &campaign.buyer_id, Outcome::Bid).amount(amount)
                     }
                 },
-                BidAnswer::NoBid => d
-                    .trace
-                    .push(&campaign.id, &campaign.buyer_id, Outcome::NoBid),
-                BidAnswer::Timeout => {
-                    d.trace
-                        .push(&campaign.id, &campaign.buyer_id, Outcome::Timeout)
+                BidAnswer::NoBid => d.trace.push(&campaign.id, &campaign.buyer_id, Outcome::NoBid),
+                BidAnswer::Timeout => d.trace.push(&campaign.id, &campaign.buyer_id, Outcome::Timeout),
+                BidAnswer::Error(reason) => {
+                    d.trace.push(&campaign.id, &campaign.buyer_id, Outcome::Error).reason(reason)
                 }
-                BidAnswer::Error(reason) => d
-                    .trace
-                    .push(&campaign.id, &campaign.buyer_id, Outcome::Error)
-                    .reason(reason),
                 BidAnswer::CircuitOpen => continue,
             };
             entry.latency(latency);
@@ -238,8 +215,7 @@ impl Router {
             };
             match self.budget.try_hold(&campaign.buyer_id, now, request).await {
                 Ok(hold) => {
-                    self.publish_balance(&campaign.buyer_id, campaign.funding)
-                        .await;
+                    self.publish_balance(&campaign.buyer_id, campaign.funding).await;
                     return Ok(Some((index, hold)));
                 }
                 Err(BudgetError::Refused(refusal)) => {
@@ -275,22 +251,15 @@ impl Router {
     ) -> Result<Vec<Sale>, EngineError> {
         let wanted = d.vertical.max_winners as usize;
         let mut sales: Vec<Sale> = Vec::new();
-        let mut taken: HashSet<Arc<str>> = batch
-            .iter()
-            .map(|(_, hold)| Arc::clone(&hold.buyer_id))
-            .collect();
+        let mut taken: HashSet<Arc<str>> = batch.iter().map(|(_, hold)| Arc::clone(&hold.buyer_id)).collect();
         loop {
             let attempts = self.claim_dedup(d, lot, offers, batch, misses).await;
-            let deliveries = attempts
-                .iter()
-                .map(|attempt| self.deliver(d, lot, &offers[attempt.index], attempt));
+            let deliveries = attempts.iter().map(|attempt| self.deliver(d, lot, &offers[attempt.index], attempt));
             let answers = futures::future::join_all(deliveries).await;
             for (attempt, answer) in attempts.into_iter().zip(answers) {
                 let campaign = &attempt.campaign;
                 match answer {
-                    PostAnswer::Accepted => {
-                        sales.push(self.settle(d, lot, &offers[attempt.index], attempt).await)
-                    }
+                    PostAnswer::Accepted => sales.push(self.settle(d, lot, &offers[attempt.index], attempt).await),
                     refusal => {
                         let reason = match refusal {
                             PostAnswer::Rejected(reason) => reason,
@@ -299,9 +268,7 @@ impl Router {
                             PostAnswer::CircuitOpen => "circuit_open".to_string(),
                             PostAnswer::Accepted => String::new(),
                         };
-                        d.trace
-                            .push(&campaign.id, &campaign.buyer_id, Outcome::RejectedPost)
-                            .reason(reason);
+                        d.trace.push(&campaign.id, &campaign.buyer_id, Outcome::RejectedPost).reason(reason);
                         self.dedup.release(&attempt.dedup_keys);
                         self.release_all([attempt.hold]).await;
                         misses.rejected = true;
@@ -319,10 +286,7 @@ impl Router {
             batch = Vec::new();
             let now = self.clock.now();
             while batch.len() + sales.len() < wanted {
-                match self
-                    .hold_next(d, offers, &mut cursor, &taken, now, hold_expires_at)
-                    .await?
-                {
+                match self.hold_next(d, offers, &mut cursor, &taken, now, hold_expires_at).await? {
                     Some((index, hold)) => {
                         taken.insert(Arc::clone(&hold.buyer_id));
                         batch.push((index, hold));
@@ -355,42 +319,20 @@ impl Router {
                 continue;
             };
             let days = campaign.campaign.dedup_days;
-            let keys = if days == 0 {
-                Vec::new()
-            } else {
-                dedup::keys_for(&campaign.buyer_id, &contacts)
-            };
-            if !keys.is_empty()
-                && !self
-                    .dedup
-                    .claim(&keys, now, chrono::Duration::days(i64::from(days)))
-            {
+            let keys = if days == 0 { Vec::new() } else { dedup::keys_for(&campaign.buyer_id, &contacts) };
+            if !keys.is_empty() && !self.dedup.claim(&keys, now, chrono::Duration::days(i64::from(days))) {
                 filter(&mut d.trace, &campaign, "duplicate", "duplicate".into());
                 self.release_all([hold]).await;
                 misses.duplicate = true;
                 continue;
             }
-            d.trace
-                .push(&campaign.id, &campaign.buyer_id, Outcome::Won)
-                .amount(offers[index].price);
-            attempts.push(Attempt {
-                index,
-                hold,
-                campaign,
-                dedup_keys: keys,
-                sale_id: ids::sale_id(),
-            });
+            d.trace.push(&campaign.id, &campaign.buyer_id, Outcome::Won).amount(offers[index].price);
+            attempts.push(Attempt { index, hold, campaign, dedup_keys: keys, sale_id: ids::sale_id() });
         }
         attempts
     }
 
-    async fn deliver(
-        &self,
-        d: &Decision,
-        lot: &Lot<'_>,
-        offer: &Offer,
-        attempt: &Attempt,
-    ) -> PostAnswer {
+    async fn deliver(&self, d: &Decision, lot: &Lot<'_>, offer: &Offer, attempt: &Attempt) -> PostAnswer {
         let campaign = &attempt.campaign;
         let delivery = &campaign.campaign.delivery;
         let url = match (delivery.mode, &delivery.url) {
@@ -412,15 +354,8 @@ impl Router {
             Some(ms) => d.deadline.min(Instant::now() + Duration::from_millis(ms)),
             None => d.deadline,
         };
-        let (answer, latency) = self
-            .buyers
-            .post(
-                url,
-                &campaign.webhook_secret,
-                Bytes::from(body.to_string()),
-                deadline,
-            )
-            .await;
+        let (answer, latency) =
+            self.buyers.post(url, &campaign.webhook_secret, Bytes::from(body.to_string()), deadline).await;
         let outcome = match &answer {
             PostAnswer::Accepted => "accepted",
             PostAnswer::Rejected(_) => "rejected",
@@ -428,18 +363,11 @@ impl Router {
             PostAnswer::Error(_) | PostAnswer::CircuitOpen => "error",
         };
         record_buyer_request(&campaign.buyer_id, "post", outcome, latency);
-        metrics::counter!(telemetry::DELIVERIES_TOTAL, "mode" => "webhook", "outcome" => outcome)
-            .increment(1);
+        metrics::counter!(telemetry::DELIVERIES_TOTAL, "mode" => "webhook", "outcome" => outcome).increment(1);
         answer
     }
 
-    async fn settle(
-        &self,
-        d: &mut Decision,
-        lot: &Lot<'_>,
-        offer: &Offer,
-        attempt: Attempt,
-    ) -> Sale {
+    async fn settle(&self, d: &mut Decision, lot: &Lot<'_>, offer: &Offer, attempt: Attempt) -> Sale {
         let campaign = &attempt.campaign;
         let now = self.clock.now();
         if let Err(error) = self.budget.settle(&attempt.hold).await {
@@ -448,8 +376,7 @@ impl Router {
             tracing::error!(%error, sale_id = %attempt.sale_id, buyer = %campaign.buyer_id, "sale settled without its hold");
         }
         self.dedup.commit(&attempt.dedup_keys, now);
-        self.publish_balance(&campaign.buyer_id, campaign.funding)
-            .await;
+        self.publish_balance(&campaign.buyer_id, campaign.funding).await;
         let sale = Sale {
             sale_id: attempt.sale_id,
             lead_id: lot.lead_id.to_string(),
@@ -466,22 +393,15 @@ impl Router {
             sold_at: now,
             internal: campaign.funding.mode == crate::domain::model::BillingMode::Internal,
         };
-        d.trace
-            .push(&campaign.id, &campaign.buyer_id, Outcome::Sold)
-            .amount(offer.price);
-        metrics::counter!(telemetry::SALES_TOTAL, "vertical" => d.vertical.name.clone())
-            .increment(1);
+        d.trace.push(&campaign.id, &campaign.buyer_id, Outcome::Sold).amount(offer.price);
+        metrics::counter!(telemetry::SALES_TOTAL, "vertical" => d.vertical.name.clone()).increment(1);
         telemetry::record_revenue(&sale.currency, sale.price);
         self.sales.record(sale.clone());
         sale
     }
 
     pub(super) async fn publish_balance(&self, buyer_id: &str, funding: Funding) {
-        if let Ok(view) = self
-            .budget
-            .balance(buyer_id, self.clock.now(), funding)
-            .await
-        {
+        if let Ok(view) = self.budget.balance(buyer_id, self.clock.now(), funding).await {
             metrics::gauge!(telemetry::BUYER_AVAILABLE_BALANCE, "buyer" => buyer_id.to_string())
                 .set(view.available.as_f64_for_metrics());
         }
@@ -522,18 +442,12 @@ fn min_price(campaign: &CompiledCampaign) -> Option<crate::domain::money::Money>
 }
 
 fn filter(trace: &mut Trace, campaign: &CompiledCampaign, code: &'static str, description: String) {
-    trace
-        .push(&campaign.id, &campaign.buyer_id, Outcome::Filtered)
-        .reason(description);
+    trace.push(&campaign.id, &campaign.buyer_id, Outcome::Filtered).reason(description);
     metrics::counter!(telemetry::FILTERED_TOTAL, "reason" => code).increment(1);
 }
 
-fn record_buyer_request(
-    buyer_id: &str,
-    kind: &'static str,
-    outcome: &'static str,
-    latency: Duration,
-) {
+fn record_buyer_request(buyer_id: &str, kind: &'static str, outcome: &'static str, latency: Duration) {
     metrics::counter!(telemetry::BUYER_REQUESTS_TOTAL, "buyer" => buyer_id.to_string(), "kind" => kind, "outcome" => outcome).increment(1);
-    metrics::histogram!(telemetry::BUYER_REQUEST_DURATION_SECONDS, "buyer" => buyer_id.to_string(), "kind" => kind).record(latency.as_secs_f64());
+    metrics::histogram!(telemetry::BUYER_REQUEST_DURATION_SECONDS, "buyer" => buyer_id.to_string(), "kind" => kind)
+        .record(latency.as_secs_f64());
 }

@@ -23,7 +23,7 @@ pub use post::PostInput;
 
 use crate::buyers::BuyerClient;
 use crate::clock::Clock;
-use crate::domain::budget::BalanceView;
+use crate::domain::budget::{BalanceView, Funding};
 use crate::domain::geo::PostalTable;
 use crate::domain::market::{Market, MarketConfig, MarketError};
 use crate::domain::model::FieldError;
@@ -67,10 +67,7 @@ impl From<MarketError> for EngineError {
     fn from(error: MarketError) -> EngineError {
         match error {
             MarketError::Invalid { errors, .. } => EngineError::Invalid(errors),
-            MarketError::Conflict(message) => EngineError::Conflict {
-                code: "conflict",
-                message,
-            },
+            MarketError::Conflict(message) => EngineError::Conflict { code: "conflict", message },
             MarketError::NotFound(what) => EngineError::NotFound(what),
         }
     }
@@ -92,16 +89,12 @@ pub struct Router {
     sales: Sales,
     traces: Traces,
     rotations: DashMap<String, Mutex<Rotation>>,
+    top_up_references: DashMap<(String, String), ()>,
     tie_turn: AtomicU64,
 }
 
 impl Router {
-    pub fn new(
-        market: Market,
-        postal: &'static PostalTable,
-        clock: Arc<dyn Clock>,
-        budget: Arc<dyn Budget>,
-    ) -> Router {
+    pub fn new(market: Market, postal: &'static PostalTable, clock: Arc<dyn Clock>, budget: Arc<dyn Budget>) -> Router {
         let router = Router {
             market: ArcSwap::from_pointee(market),
             market_writer: Mutex::new(()),
@@ -115,6 +108,7 @@ impl Router {
             sales: Sales::default(),
             traces: Traces::default(),
             rotations: DashMap::new(),
+            top_up_references: DashMap::new(),
             tie_turn: AtomicU64::new(0),
         };
         router.publish_market_gauges();
@@ -163,34 +157,39 @@ impl Router {
         metrics::gauge!(telemetry::CAMPAIGNS_ACTIVE).set(active as f64);
         let live = self.market.load();
         self.rotations.retain(|vertical, rotation| {
-            rotation.lock().retain(|id| {
-                live.campaign(id)
-                    .is_some_and(|c| &c.campaign.vertical == vertical)
-            });
+            rotation.lock().retain(|id| live.campaign(id).is_some_and(|c| &c.campaign.vertical == vertical));
             live.vertical(vertical).is_some()
         });
     }
 
-    pub async fn top_up(&self, buyer_id: &str, amount: Money) -> Result<BalanceView, EngineError> {
+    /// Adds money to a buyer's balance once per `reference` (a bank transfer id, say), so an
+    /// operator's retried call never credits twice.
+    pub async fn top_up(&self, buyer_id: &str, amount: Money, reference: &str) -> Result<BalanceView, EngineError> {
         let market = self.market();
-        let buyer = market
-            .buyer(buyer_id)
-            .ok_or(EngineError::NotFound("buyer"))?;
+        let buyer = market.buyer(buyer_id).ok_or(EngineError::NotFound("buyer"))?;
+        let mut errors = Vec::new();
         if amount.is_negative() || amount.is_zero() {
-            return Err(EngineError::Invalid(vec![FieldError::new(
-                "amount",
-                "must be positive",
-            )]));
+            errors.push(FieldError::new("amount", "must be positive"));
         }
-        self.budget.top_up(buyer_id, amount).await?;
-        let funding = crate::domain::budget::Funding {
-            mode: buyer.billing.mode,
-            credit_limit: buyer.billing.credit_limit,
-        };
-        let view = self
-            .budget
-            .balance(buyer_id, self.clock.now(), funding)
-            .await?;
+        if reference.trim().is_empty() || reference.len() > 128 {
+            errors.push(FieldError::new("reference", "1 to 128 characters"));
+        }
+        if !errors.is_empty() {
+            return Err(EngineError::Invalid(errors));
+        }
+        let booked = (buyer_id.to_string(), reference.to_string());
+        if self.top_up_references.insert(booked.clone(), ()).is_some() {
+            return Err(EngineError::Conflict {
+                code: "duplicate_reference",
+                message: "a top-up with this reference was already booked".into(),
+            });
+        }
+        if let Err(error) = self.budget.top_up(buyer_id, amount).await {
+            self.top_up_references.remove(&booked);
+            return Err(error.into());
+        }
+        let funding = Funding::of(buyer);
+        let view = self.budget.balance(buyer_id, self.clock.now(), funding).await?;
         metrics::gauge!(telemetry::BUYER_AVAILABLE_BALANCE, "buyer" => buyer_id.to_string())
             .set(view.available.as_f64_for_metrics());
         Ok(view)
@@ -198,17 +197,8 @@ impl Router {
 
     pub async fn balance(&self, buyer_id: &str) -> Result<(BalanceView, String), EngineError> {
         let market = self.market();
-        let buyer = market
-            .buyer(buyer_id)
-            .ok_or(EngineError::NotFound("buyer"))?;
-        let funding = crate::domain::budget::Funding {
-            mode: buyer.billing.mode,
-            credit_limit: buyer.billing.credit_limit,
-        };
-        let view = self
-            .budget
-            .balance(buyer_id, self.clock.now(), funding)
-            .await?;
+        let buyer = market.buyer(buyer_id).ok_or(EngineError::NotFound("buyer"))?;
+        let view = self.budget.balance(buyer_id, self.clock.now(), Funding::of(buyer)).await?;
         Ok((view, buyer.currency.clone()))
     }
 
@@ -219,14 +209,8 @@ impl Router {
             let _ = self.budget.release(&hold).await;
         }
         let _ = self.budget.expire(now).await;
-        let longest_dedup = self
-            .market()
-            .campaigns()
-            .map(|c| c.campaign.dedup_days)
-            .max()
-            .unwrap_or(0);
-        self.dedup
-            .sweep(now, chrono::Duration::days(i64::from(longest_dedup)));
+        let longest_dedup = self.market().campaigns().map(|c| c.campaign.dedup_days).max().unwrap_or(0);
+        self.dedup.sweep(now, chrono::Duration::days(i64::from(longest_dedup)));
         self.idempotency.sweep(now);
     }
 

@@ -23,34 +23,21 @@ use crate::telemetry;
 const ANSWER_MARGIN: Duration = Duration::from_millis(5);
 
 impl Router {
-    pub async fn ping(
-        &self,
-        supplier_id: &str,
-        input: PingInput,
-    ) -> Result<PingAnswer, EngineError> {
+    pub async fn ping(&self, supplier_id: &str, input: PingInput) -> Result<PingAnswer, EngineError> {
         let started = Instant::now();
         let now = self.clock.now();
         let market = self.market();
-        let supplier = Arc::clone(
-            market
-                .supplier(supplier_id)
-                .ok_or(EngineError::NotFound("supplier"))?,
-        );
+        let supplier = Arc::clone(market.supplier(supplier_id).ok_or(EngineError::NotFound("supplier"))?);
         let vertical = vertical_of(&market, input.vertical.as_deref())?;
         let ping = validate_ping(input, &vertical, self.postal).map_err(|errors| {
-            metrics::counter!(telemetry::PINGS_TOTAL, "vertical" => vertical.name.clone(), "outcome" => "invalid").increment(1);
+            metrics::counter!(telemetry::PINGS_TOTAL, "vertical" => vertical.name.clone(), "outcome" => "invalid")
+                .increment(1);
             EngineError::Invalid(errors)
         })?;
         let ping_id = ids::ping_id();
         let deadline = started + Duration::from_millis(vertical.tmax_ms);
         let mut d = Decision {
-            trace: Trace::new(
-                ping_id.clone(),
-                "ping",
-                vertical.name.clone(),
-                vertical.model.as_str(),
-                now,
-            ),
+            trace: Trace::new(ping_id.clone(), "ping", vertical.name.clone(), vertical.model.as_str(), now),
             market: Arc::clone(&market),
             vertical: Arc::clone(&vertical),
             supplier,
@@ -60,47 +47,29 @@ impl Router {
         let subject = Subject::of_ping(supplier_id, &ping);
         let mut misses = Misses::default();
         let bid_deadline = deadline.checked_sub(ANSWER_MARGIN).unwrap_or(deadline);
-        let offers = self
-            .gather_offers(
-                &mut d,
-                &subject,
-                (&ping_id, &ping),
-                bid_deadline,
-                now,
-                &mut misses,
-            )
-            .await;
+        let offers = self.gather_offers(&mut d, &subject, (&ping_id, &ping), bid_deadline, now, &mut misses).await;
 
         let expires_at = now + chrono::Duration::seconds(vertical.ping_ttl_s as i64);
-        let hold_expires_at =
-            expires_at + chrono::Duration::milliseconds(vertical.tmax_ms as i64) + HOLD_GRACE;
+        let hold_expires_at = expires_at + chrono::Duration::milliseconds(vertical.tmax_ms as i64) + HOLD_GRACE;
         let mut held = Vec::new();
         let mut taken = HashSet::new();
         let mut cursor = 0;
         while held.len() < vertical.max_winners as usize {
-            match self
-                .hold_next(&mut d, &offers, &mut cursor, &taken, now, hold_expires_at)
-                .await
-            {
+            match self.hold_next(&mut d, &offers, &mut cursor, &taken, now, hold_expires_at).await {
                 Ok(Some((index, hold))) => {
                     taken.insert(Arc::clone(&hold.buyer_id));
                     held.push((index, hold));
                 }
                 Ok(None) => break,
                 Err(error) => {
-                    self.release_all(held.into_iter().map(|(_, hold)| hold))
-                        .await;
+                    self.release_all(held.into_iter().map(|(_, hold)| hold)).await;
                     return Err(error);
                 }
             }
         }
 
         let answer = if held.is_empty() {
-            let reason = if misses.eligible == 0 {
-                "no_eligible_buyer"
-            } else {
-                "no_bids"
-            };
+            let reason = if misses.eligible == 0 { "no_eligible_buyer" } else { "no_bids" };
             PingAnswer {
                 ping_id: ping_id.clone(),
                 status: "no_bid",
@@ -110,10 +79,7 @@ impl Router {
                 reason: Some(reason),
             }
         } else {
-            let payout: Money = held
-                .iter()
-                .map(|(i, _)| supplier_payout(&d.supplier.payout, offers[*i].price))
-                .sum();
+            let payout: Money = held.iter().map(|(i, _)| supplier_payout(&d.supplier.payout, offers[*i].price)).sum();
             let currency = held
                 .first()
                 .and_then(|(i, _)| market.campaign(&offers[*i].bid.campaign_id))
@@ -127,7 +93,8 @@ impl Router {
                 reason: None,
             }
         };
-        metrics::counter!(telemetry::PINGS_TOTAL, "vertical" => vertical.name.clone(), "outcome" => answer.status).increment(1);
+        metrics::counter!(telemetry::PINGS_TOTAL, "vertical" => vertical.name.clone(), "outcome" => answer.status)
+            .increment(1);
         metrics::histogram!(telemetry::DECISION_DURATION_SECONDS, "vertical" => vertical.name.clone(), "model" => vertical.model.as_str())
             .record(d.started.elapsed().as_secs_f64());
         d.trace.status = answer.status.to_string();
@@ -150,14 +117,9 @@ impl Router {
 }
 
 /// The vertical a lead or ping names; its absence or an unknown name is a 422.
-pub(super) fn vertical_of(
-    market: &Market,
-    name: Option<&str>,
-) -> Result<Arc<Vertical>, EngineError> {
+pub(super) fn vertical_of(market: &Market, name: Option<&str>) -> Result<Arc<Vertical>, EngineError> {
     let Some(name) = name.filter(|n| !n.trim().is_empty()) else {
-        return Err(EngineError::Invalid(vec![FieldError::new(
-            "vertical", "required",
-        )]));
+        return Err(EngineError::Invalid(vec![FieldError::new("vertical", "required")]));
     };
     market
         .vertical(name)

@@ -33,42 +33,29 @@ pub struct PostInput {
 }
 
 impl Router {
-    pub async fn post(
-        &self,
-        supplier_id: &str,
-        input: PostInput,
-    ) -> Result<LeadAnswer, EngineError> {
+    pub async fn post(&self, supplier_id: &str, input: PostInput) -> Result<LeadAnswer, EngineError> {
         let started = Instant::now();
         let now = self.clock.now();
         let Some(ping_id) = input.ping_id.filter(|id| !id.is_empty()) else {
-            return Err(EngineError::Invalid(vec![FieldError::new(
-                "ping_id", "required",
-            )]));
+            return Err(EngineError::Invalid(vec![FieldError::new("ping_id", "required")]));
         };
         let Some(lead_input) = input.lead else {
-            return Err(EngineError::Invalid(vec![FieldError::new(
-                "lead", "required",
-            )]));
+            return Err(EngineError::Invalid(vec![FieldError::new("lead", "required")]));
         };
-        let ctx =
-            self.pings
-                .begin_post(&ping_id, supplier_id, now)
-                .map_err(|error| match error {
-                    PingError::NotFound => EngineError::NotFound("ping"),
-                    PingError::Expired => EngineError::PingExpired,
-                    PingError::AlreadyPosted => EngineError::Conflict {
-                        code: "ping_already_posted",
-                        message: "this ping was already posted".into(),
-                    },
-                })?;
+        let ctx = self.pings.begin_post(&ping_id, supplier_id, now).map_err(|error| match error {
+            PingError::NotFound => EngineError::NotFound("ping"),
+            PingError::Expired => EngineError::PingExpired,
+            PingError::AlreadyPosted => {
+                EngineError::Conflict { code: "ping_already_posted", message: "this ping was already posted".into() }
+            }
+        })?;
         let market = self.market();
         let prepared = market
             .supplier(supplier_id)
             .cloned()
             .ok_or(EngineError::NotFound("supplier"))
             .and_then(|supplier| {
-                let lead = validate_lead(lead_input, &ctx.vertical, self.postal)
-                    .map_err(EngineError::Invalid)?;
+                let lead = validate_lead(lead_input, &ctx.vertical, self.postal).map_err(EngineError::Invalid)?;
                 lead.matches_ping(&ctx.ping).map_err(EngineError::Invalid)?;
                 Ok((supplier, lead))
             })
@@ -87,13 +74,8 @@ impl Router {
             }
         };
 
-        let mut trace = Trace::new(
-            lead_id.clone(),
-            "lead",
-            ctx.vertical.name.clone(),
-            ctx.vertical.model.as_str(),
-            now,
-        );
+        let mut trace =
+            Trace::new(lead_id.clone(), "lead", ctx.vertical.name.clone(), ctx.vertical.model.as_str(), now);
         if let Some(ping_trace) = self.traces.get(&ping_id) {
             trace.entries = ping_trace.entries.clone();
         }
@@ -105,29 +87,11 @@ impl Router {
             deadline: started + Duration::from_millis(ctx.vertical.tmax_ms),
             started,
         };
-        let lot = Lot {
-            lead: &lead,
-            lead_id: &lead_id,
-            ping_id: &ping_id,
-        };
+        let lot = Lot { lead: &lead, lead_id: &lead_id, ping_id: &ping_id };
         let cursor = ctx.held.iter().map(|(i, _)| i + 1).max().unwrap_or(0);
-        let hold_expires_at =
-            now + chrono::Duration::milliseconds(ctx.vertical.tmax_ms as i64) + HOLD_GRACE;
-        let mut misses = Misses {
-            eligible: ctx.held.len(),
-            ..Misses::default()
-        };
-        let sold = self
-            .sell(
-                &mut d,
-                &lot,
-                &ctx.offers,
-                ctx.held,
-                cursor,
-                hold_expires_at,
-                &mut misses,
-            )
-            .await;
+        let hold_expires_at = now + chrono::Duration::milliseconds(ctx.vertical.tmax_ms as i64) + HOLD_GRACE;
+        let mut misses = Misses { eligible: ctx.held.len(), ..Misses::default() };
+        let sold = self.sell(&mut d, &lot, &ctx.offers, ctx.held, cursor, hold_expires_at, &mut misses).await;
         self.pings.finish_post(&ping_id);
         let answer = finish(&mut d, lead_id, sold?, &misses);
         count(&d.vertical, "posts", answer.status);
@@ -135,19 +99,11 @@ impl Router {
         Ok(answer)
     }
 
-    pub async fn direct(
-        &self,
-        supplier_id: &str,
-        input: LeadInput,
-    ) -> Result<LeadAnswer, EngineError> {
+    pub async fn direct(&self, supplier_id: &str, input: LeadInput) -> Result<LeadAnswer, EngineError> {
         let started = Instant::now();
         let now = self.clock.now();
         let market = self.market();
-        let supplier = Arc::clone(
-            market
-                .supplier(supplier_id)
-                .ok_or(EngineError::NotFound("supplier"))?,
-        );
+        let supplier = Arc::clone(market.supplier(supplier_id).ok_or(EngineError::NotFound("supplier"))?);
         let vertical = vertical_of(&market, input.vertical.as_deref())?;
         let lead = validate_lead(input, &vertical, self.postal).map_err(|errors| {
             count(&vertical, "leads", "invalid");
@@ -158,13 +114,7 @@ impl Router {
         let ping_id = ids::ping_id();
         let tmax = Duration::from_millis(vertical.tmax_ms);
         let mut d = Decision {
-            trace: Trace::new(
-                lead_id.clone(),
-                "lead",
-                vertical.name.clone(),
-                vertical.model.as_str(),
-                now,
-            ),
+            trace: Trace::new(lead_id.clone(), "lead", vertical.name.clone(), vertical.model.as_str(), now),
             market,
             vertical: Arc::clone(&vertical),
             supplier,
@@ -176,55 +126,27 @@ impl Router {
         let anonymous = lead.anonymized();
         let subject = Subject::of_lead(supplier_id, &lead);
         let mut misses = Misses::default();
-        let offers = self
-            .gather_offers(
-                &mut d,
-                &subject,
-                (&ping_id, &anonymous),
-                bid_deadline,
-                now,
-                &mut misses,
-            )
-            .await;
+        let offers = self.gather_offers(&mut d, &subject, (&ping_id, &anonymous), bid_deadline, now, &mut misses).await;
 
-        let hold_expires_at =
-            now + chrono::Duration::milliseconds(vertical.tmax_ms as i64) + HOLD_GRACE;
+        let hold_expires_at = now + chrono::Duration::milliseconds(vertical.tmax_ms as i64) + HOLD_GRACE;
         let mut batch = Vec::new();
         let mut taken = HashSet::new();
         let mut cursor = 0;
         while batch.len() < vertical.max_winners as usize {
-            match self
-                .hold_next(&mut d, &offers, &mut cursor, &taken, now, hold_expires_at)
-                .await
-            {
+            match self.hold_next(&mut d, &offers, &mut cursor, &taken, now, hold_expires_at).await {
                 Ok(Some((index, hold))) => {
                     taken.insert(Arc::clone(&hold.buyer_id));
                     batch.push((index, hold));
                 }
                 Ok(None) => break,
                 Err(error) => {
-                    self.release_all(batch.into_iter().map(|(_, hold)| hold))
-                        .await;
+                    self.release_all(batch.into_iter().map(|(_, hold)| hold)).await;
                     return Err(error);
                 }
             }
         }
-        let lot = Lot {
-            lead: &lead,
-            lead_id: &lead_id,
-            ping_id: &ping_id,
-        };
-        let sales = self
-            .sell(
-                &mut d,
-                &lot,
-                &offers,
-                batch,
-                cursor,
-                hold_expires_at,
-                &mut misses,
-            )
-            .await?;
+        let lot = Lot { lead: &lead, lead_id: &lead_id, ping_id: &ping_id };
+        let sales = self.sell(&mut d, &lot, &offers, batch, cursor, hold_expires_at, &mut misses).await?;
         let answer = finish(&mut d, lead_id, sales, &misses);
         count(&vertical, "leads", answer.status);
         metrics::histogram!(telemetry::DECISION_DURATION_SECONDS, "vertical" => vertical.name.clone(), "model" => vertical.model.as_str())
@@ -261,12 +183,12 @@ impl Router {
         let Some(external_id) = &lead.external_id else {
             return Ok(());
         };
-        self.idempotency
-            .claim_external_id(supplier_id, external_id, lead_id, now)
-            .map_err(|existing| EngineError::Conflict {
+        self.idempotency.claim_external_id(supplier_id, external_id, lead_id, now).map_err(|existing| {
+            EngineError::Conflict {
                 code: "duplicate_external_id",
                 message: format!("external_id was already used for lead {existing}"),
-            })
+            }
+        })
     }
 }
 
@@ -287,10 +209,6 @@ fn finish(d: &mut Decision, lead_id: String, sales: Vec<Sale>, misses: &Misses) 
 }
 
 fn count(vertical: &Vertical, what: &str, outcome: &'static str) {
-    let name = if what == "posts" {
-        telemetry::POSTS_TOTAL
-    } else {
-        telemetry::LEADS_TOTAL
-    };
+    let name = if what == "posts" { telemetry::POSTS_TOTAL } else { telemetry::LEADS_TOTAL };
     metrics::counter!(name, "vertical" => vertical.name.clone(), "outcome" => outcome).increment(1);
 }

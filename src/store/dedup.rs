@@ -76,10 +76,7 @@ mod tests {
         let now = Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap();
         let keys = [[1u8; 32], [2u8; 32]];
         assert!(dedup.claim(&keys, now, Duration::days(30)));
-        assert!(
-            !dedup.claim(&keys[1..], now, Duration::days(30)),
-            "pending blocks"
-        );
+        assert!(!dedup.claim(&keys[1..], now, Duration::days(30)), "pending blocks");
         dedup.commit(&keys, now);
         assert!(!dedup.claim(&keys[..1], now + Duration::days(29), Duration::days(30)));
         assert!(dedup.claim(&keys[..1], now + Duration::days(30), Duration::days(30)));
@@ -91,9 +88,6 @@ mod tests {
         let now = Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap();
         assert!(dedup.claim(&[[2u8; 32]], now, Duration::days(1)));
         assert!(!dedup.claim(&[[1u8; 32], [2u8; 32]], now, Duration::days(1)));
-        assert!(
-            dedup.claim(&[[1u8; 32]], now, Duration::days(1)),
-            "key 1 was rolled back"
-        );
+        assert!(dedup.claim(&[[1u8; 32]], now, Duration::days(1)), "key 1 was rolled back");
     }
 }

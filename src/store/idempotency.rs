@@ -42,44 +42,24 @@ pub struct Idempotency {
 
 impl Idempotency {
     /// Finds or creates the record of `(supplier, key)`.
-    pub fn begin(
-        &self,
-        supplier_id: &str,
-        key: &str,
-        body_hash: [u8; 32],
-        now: DateTime<Utc>,
-    ) -> (Begin, Arc<Record>) {
+    pub fn begin(&self, supplier_id: &str, key: &str, body_hash: [u8; 32], now: DateTime<Utc>) -> (Begin, Arc<Record>) {
         let ttl = Duration::hours(IDEMPOTENCY_TTL_HOURS);
         let slot = (supplier_id.to_string(), key.to_string());
-        let mut entry = self.records.entry(slot).or_insert_with(|| {
-            Arc::new(Record {
-                body_hash,
-                created_at: now,
-                answer: OnceCell::new(),
-            })
-        });
+        let mut entry = self
+            .records
+            .entry(slot)
+            .or_insert_with(|| Arc::new(Record { body_hash, created_at: now, answer: OnceCell::new() }));
         if entry.created_at + ttl <= now {
-            *entry = Arc::new(Record {
-                body_hash,
-                created_at: now,
-                answer: OnceCell::new(),
-            });
+            *entry = Arc::new(Record { body_hash, created_at: now, answer: OnceCell::new() });
         }
         let record = Arc::clone(&entry);
-        let begin = if record.body_hash == body_hash {
-            Begin::Proceed
-        } else {
-            Begin::Conflict
-        };
+        let begin = if record.body_hash == body_hash { Begin::Proceed } else { Begin::Conflict };
         (begin, record)
     }
 
     /// Forgets a record whose answer must not be replayed (overload, shutdown).
     pub fn forget(&self, supplier_id: &str, key: &str, record: &Arc<Record>) {
-        self.records
-            .remove_if(&(supplier_id.to_string(), key.to_string()), |_, r| {
-                Arc::ptr_eq(r, record)
-            });
+        self.records.remove_if(&(supplier_id.to_string(), key.to_string()), |_, r| Arc::ptr_eq(r, record));
     }
 
     /// Claims an external id for a lead; answers the lead id that already has it.
@@ -107,8 +87,7 @@ impl Idempotency {
 
     pub fn sweep(&self, now: DateTime<Utc>) {
         let ttl = Duration::hours(IDEMPOTENCY_TTL_HOURS);
-        self.records
-            .retain(|_, record| record.created_at + ttl > now);
+        self.records.retain(|_, record| record.created_at + ttl > now);
         self.external_ids.retain(|_, (_, at)| *at + ttl > now);
     }
 }

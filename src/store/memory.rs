@@ -43,17 +43,11 @@ impl Budget for MemoryBudget {
     ) -> Result<HoldHandle, BudgetError> {
         let hold_id = request.hold_id.clone();
         self.book(buyer_id).lock().try_hold(now, request)?;
-        Ok(HoldHandle {
-            buyer_id: Arc::clone(buyer_id),
-            hold_id,
-        })
+        Ok(HoldHandle { buyer_id: Arc::clone(buyer_id), hold_id })
     }
 
     async fn settle(&self, hold: &HoldHandle) -> Result<Settled, BudgetError> {
-        self.book(&hold.buyer_id)
-            .lock()
-            .settle(&hold.hold_id)
-            .map_err(|_| BudgetError::UnknownHold)
+        self.book(&hold.buyer_id).lock().settle(&hold.hold_id).map_err(|_| BudgetError::UnknownHold)
     }
 
     async fn release(&self, hold: &HoldHandle) -> Result<(), BudgetError> {
@@ -65,21 +59,12 @@ impl Budget for MemoryBudget {
         Ok(self.book(buyer_id).lock().top_up(amount))
     }
 
-    async fn balance(
-        &self,
-        buyer_id: &str,
-        now: DateTime<Utc>,
-        funding: Funding,
-    ) -> Result<BalanceView, BudgetError> {
+    async fn balance(&self, buyer_id: &str, now: DateTime<Utc>, funding: Funding) -> Result<BalanceView, BudgetError> {
         Ok(self.book(buyer_id).lock().view(now, funding))
     }
 
     async fn expire(&self, now: DateTime<Utc>) -> Result<usize, BudgetError> {
-        let books: Vec<_> = self
-            .books
-            .iter()
-            .map(|entry| Arc::clone(entry.value()))
-            .collect();
+        let books: Vec<_> = self.books.iter().map(|entry| Arc::clone(entry.value())).collect();
         for book in &books {
             book.lock().expire(now);
         }

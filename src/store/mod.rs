@@ -50,12 +50,7 @@ pub trait Budget: Send + Sync + 'static {
     async fn settle(&self, hold: &HoldHandle) -> Result<Settled, BudgetError>;
     async fn release(&self, hold: &HoldHandle) -> Result<(), BudgetError>;
     async fn top_up(&self, buyer_id: &str, amount: Money) -> Result<Money, BudgetError>;
-    async fn balance(
-        &self,
-        buyer_id: &str,
-        now: DateTime<Utc>,
-        funding: Funding,
-    ) -> Result<BalanceView, BudgetError>;
+    async fn balance(&self, buyer_id: &str, now: DateTime<Utc>, funding: Funding) -> Result<BalanceView, BudgetError>;
     /// Drops expired holds everywhere; answers how many buyers' books were swept.
     async fn expire(&self, now: DateTime<Utc>) -> Result<usize, BudgetError>;
 }

@@ -60,23 +60,12 @@ pub struct Pings {
 
 impl Pings {
     pub fn put(&self, context: PingContext) {
-        self.by_id.insert(
-            context.ping_id.clone(),
-            Entry {
-                context,
-                state: PingState::Open,
-            },
-        );
+        self.by_id.insert(context.ping_id.clone(), Entry { context, state: PingState::Open });
     }
 
     /// Claims the ping for posting. Another supplier's ping is `NotFound`: never reveal
     /// that it exists.
-    pub fn begin_post(
-        &self,
-        ping_id: &str,
-        supplier_id: &str,
-        now: DateTime<Utc>,
-    ) -> Result<PingContext, PingError> {
+    pub fn begin_post(&self, ping_id: &str, supplier_id: &str, now: DateTime<Utc>) -> Result<PingContext, PingError> {
         let mut entry = self.by_id.get_mut(ping_id).ok_or(PingError::NotFound)?;
         if entry.context.supplier_id != supplier_id {
             return Err(PingError::NotFound);
@@ -112,10 +101,7 @@ impl Pings {
         let grace = Duration::hours(PING_GRACE_HOURS);
         self.by_id.retain(|_, entry| {
             let keep = entry.context.expires_at + grace > now;
-            if entry.state == PingState::Open
-                && entry.context.expires_at <= now
-                && !entry.context.held.is_empty()
-            {
+            if entry.state == PingState::Open && entry.context.expires_at <= now && !entry.context.held.is_empty() {
                 expired_holds.extend(entry.context.held.drain(..).map(|(_, hold)| hold));
             }
             keep

@@ -1,0 +1,281 @@
+//! The ops listener: admin API (DESIGN §6) behind the admin token, plus `/metrics`,
+//! `/healthz` and `/readyz`, which need no token.
+
+use std::sync::Arc;
+
+use ::http::{HeaderMap, Method};
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::Request;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use super::error::ApiError;
+use super::http::{self, ApiResponse, BODY_LIMIT_BYTES};
+use super::AppState;
+use crate::domain::market::Market;
+use crate::domain::model::{Buyer, Campaign, FieldError, Supplier, Vertical};
+use crate::domain::money::Money;
+use crate::telemetry;
+
+pub async fn route(state: &Arc<AppState>, request: Request<Incoming>) -> (&'static str, ApiResponse) {
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path().trim_end_matches('/').to_string();
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    match (&parts.method, segments.as_slice()) {
+        (&Method::GET, ["metrics"]) => {
+            ("/metrics", http::bytes_response(200, "text/plain; version=0.0.4", Bytes::from(telemetry::render())))
+        }
+        (&Method::GET, ["healthz"]) => ("/healthz", http::json(200, &json!({"status": "ok"}))),
+        (&Method::GET, ["readyz"]) => ready(state),
+        (_, ["admin", "v1", ..]) => {
+            if let Err(error) = authorize(state, &parts.headers) {
+                return ("/admin", http::error(&error));
+            }
+            let (route, result) = admin(state, &parts.method, &segments[2..], &parts.headers, body).await;
+            (route, result.unwrap_or_else(|e| http::error(&e)))
+        }
+        _ => ("unmatched", http::error(&ApiError::not_found())),
+    }
+}
+
+fn ready(state: &AppState) -> (&'static str, ApiResponse) {
+    if state.is_shutting_down() {
+        ("/readyz", http::json(503, &json!({"status": "shutting_down"})))
+    } else {
+        ("/readyz", http::json(200, &json!({"status": "ready"})))
+    }
+}
+
+/// Compares digests, so the comparison time does not depend on how much of the token matched.
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let token = http::bearer(headers).ok_or_else(ApiError::unauthorized)?;
+    if Sha256::digest(token.as_bytes()) == Sha256::digest(state.admin_token.as_bytes()) {
+        Ok(())
+    } else {
+        Err(ApiError::unauthorized())
+    }
+}
+
+async fn admin(
+    state: &Arc<AppState>,
+    method: &Method,
+    rest: &[&str],
+    headers: &HeaderMap,
+    body: Incoming,
+) -> (&'static str, Result<ApiResponse, ApiError>) {
+    match (method, rest) {
+        (&Method::POST, ["buyers", id, "topups"]) => {
+            ("/admin/v1/buyers/{id}/topups", top_up(state, id, headers, body).await)
+        }
+        (&Method::GET, ["pings", id, "trace"]) => ("/admin/v1/pings/{id}/trace", trace(state, "ping", id)),
+        (&Method::GET, ["leads", id, "trace"]) => ("/admin/v1/leads/{id}/trace", trace(state, "lead", id)),
+        (_, [kind]) => match Kind::parse(kind) {
+            Some(kind) if method == Method::GET => (kind.list_route(), Ok(list(state, kind))),
+            Some(kind) => (kind.list_route(), Err(ApiError::method_not_allowed())),
+            None => ("unmatched", Err(ApiError::not_found())),
+        },
+        (_, [kind, id]) => match Kind::parse(kind) {
+            Some(kind) => (kind.item_route(), item(state, kind, method, id, headers, body).await),
+            None => ("unmatched", Err(ApiError::not_found())),
+        },
+        _ => ("unmatched", Err(ApiError::not_found())),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Suppliers,
+    Buyers,
+    Campaigns,
+    Verticals,
+}
+
+impl Kind {
+    fn parse(segment: &str) -> Option<Kind> {
+        match segment {
+            "suppliers" => Some(Kind::Suppliers),
+            "buyers" => Some(Kind::Buyers),
+            "campaigns" => Some(Kind::Campaigns),
+            "verticals" => Some(Kind::Verticals),
+            _ => None,
+        }
+    }
+
+    fn list_route(self) -> &'static str {
+        match self {
+            Kind::Suppliers => "/admin/v1/suppliers",
+            Kind::Buyers => "/admin/v1/buyers",
+            Kind::Campaigns => "/admin/v1/campaigns",
+            Kind::Verticals => "/admin/v1/verticals",
+        }
+    }
+
+    fn item_route(self) -> &'static str {
+        match self {
+            Kind::Suppliers => "/admin/v1/suppliers/{id}",
+            Kind::Buyers => "/admin/v1/buyers/{id}",
+            Kind::Campaigns => "/admin/v1/campaigns/{id}",
+            Kind::Verticals => "/admin/v1/verticals/{id}",
+        }
+    }
+
+    /// The field that holds an object's id.
+    fn id_field(self) -> &'static str {
+        match self {
+            Kind::Verticals => "name",
+            _ => "id",
+        }
+    }
+}
+
+fn list(state: &AppState, kind: Kind) -> ApiResponse {
+    let market = state.router.market();
+    let config = market.config();
+    match kind {
+        Kind::Suppliers => http::json(200, &json!({ "suppliers": config.suppliers })),
+        Kind::Buyers => http::json(200, &json!({ "buyers": config.buyers })),
+        Kind::Campaigns => http::json(200, &json!({ "campaigns": config.campaigns })),
+        Kind::Verticals => http::json(200, &json!({ "verticals": config.verticals })),
+    }
+}
+
+async fn item(
+    state: &Arc<AppState>,
+    kind: Kind,
+    method: &Method,
+    id: &str,
+    headers: &HeaderMap,
+    body: Incoming,
+) -> Result<ApiResponse, ApiError> {
+    let router = &state.router;
+    match *method {
+        Method::GET => {
+            let market = router.market();
+            found(&market, kind, id).ok_or_else(ApiError::not_found)
+        }
+        Method::DELETE => {
+            router.change_market(|market, postal| match kind {
+                Kind::Suppliers => market.without_supplier(id, postal),
+                Kind::Buyers => market.without_buyer(id, postal),
+                Kind::Campaigns => market.without_campaign(id, postal),
+                Kind::Verticals => market.without_vertical(id, postal),
+            })?;
+            tracing::info!(kind = kind.list_route(), id, "deleted");
+            Ok(http::empty(204))
+        }
+        Method::PUT => {
+            http::require_content_type(headers, "application/json")?;
+            let body = http::read_body(headers, body, BODY_LIMIT_BYTES).await?;
+            let object = with_path_id(&body, kind.id_field(), id)?;
+            let existed = found(&router.market(), kind, id).is_some();
+            match kind {
+                Kind::Suppliers => {
+                    let supplier: Supplier = from_value(object)?;
+                    router.change_market(|m, postal| m.with_supplier(supplier, postal))?;
+                }
+                Kind::Buyers => {
+                    let buyer: Buyer = from_value(object)?;
+                    router.change_market(|m, postal| m.with_buyer(buyer, postal))?;
+                }
+                Kind::Campaigns => {
+                    let campaign: Campaign = from_value(object)?;
+                    router.change_market(|m, postal| m.with_campaign(campaign, postal))?;
+                }
+                Kind::Verticals => {
+                    let vertical: Vertical = from_value(object)?;
+                    router.change_market(|m, postal| m.with_vertical(vertical, postal))?;
+                }
+            }
+            tracing::info!(kind = kind.list_route(), id, created = !existed, "configured");
+            let market = router.market();
+            let mut response = found(&market, kind, id).ok_or_else(ApiError::not_found)?;
+            if !existed {
+                *response.status_mut() = http::StatusCode::CREATED;
+            }
+            Ok(response)
+        }
+        _ => Err(ApiError::method_not_allowed()),
+    }
+}
+
+fn found(market: &Market, kind: Kind, id: &str) -> Option<ApiResponse> {
+    match kind {
+        Kind::Suppliers => market.supplier(id).map(|s| http::json(200, &**s)),
+        Kind::Buyers => market.buyer(id).map(|b| http::json(200, &**b)),
+        Kind::Campaigns => market.campaign(id).map(|c| http::json(200, &c.campaign)),
+        Kind::Verticals => market.vertical(id).map(|v| http::json(200, &**v)),
+    }
+}
+
+/// The object of a PUT, with its id taken from the path when the body has none; a body id
+/// that differs from the path is a 422.
+fn with_path_id(body: &[u8], id_field: &str, id: &str) -> Result<Value, ApiError> {
+    let mut object: Value = http::parse_json(body)?;
+    let Some(map) = object.as_object_mut() else {
+        return Err(ApiError::new(400, "invalid_type", "the body must be a JSON object"));
+    };
+    match map.get(id_field) {
+        None => {
+            map.insert(id_field.to_string(), Value::String(id.to_string()));
+        }
+        Some(Value::String(body_id)) if body_id == id => {}
+        Some(_) => return Err(ApiError::invalid(vec![FieldError::new(id_field, "must equal the id in the path")])),
+    }
+    Ok(object)
+}
+
+fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
+    let text = value.to_string();
+    http::parse_json(text.as_bytes())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TopUp {
+    amount: Money,
+    reference: String,
+}
+
+#[derive(Serialize)]
+struct TopUpAnswer {
+    buyer_id: String,
+    amount: Money,
+    reference: String,
+    balance: Money,
+    held: Money,
+    available: Money,
+}
+
+async fn top_up(
+    state: &Arc<AppState>,
+    buyer_id: &str,
+    headers: &HeaderMap,
+    body: Incoming,
+) -> Result<ApiResponse, ApiError> {
+    http::require_content_type(headers, "application/json")?;
+    let body = http::read_body(headers, body, BODY_LIMIT_BYTES).await?;
+    let request: TopUp = http::parse_json(&body)?;
+    let view = state.router.top_up(buyer_id, request.amount, &request.reference).await?;
+    tracing::info!(buyer = buyer_id, amount = %request.amount, "balance topped up");
+    Ok(http::json(
+        201,
+        &TopUpAnswer {
+            buyer_id: buyer_id.to_string(),
+            amount: request.amount,
+            reference: request.reference,
+            balance: view.balance,
+            held: view.held,
+            available: view.available,
+        },
+    ))
+}
+
+fn trace(state: &AppState, kind: &str, id: &str) -> Result<ApiResponse, ApiError> {
+    match state.router.trace(id) {
+        Some(trace) if trace.kind == kind => Ok(http::json(200, &*trace)),
+        _ => Err(ApiError::not_found()),
+    }
+}

@@ -1,0 +1,157 @@
+//! `POST /v1/leads/bulk`: a CSV of leads, one result per row in order.
+//!
+//! The header row names lead fields (`first_name`, `email`, ...; `fields.<name>` for custom
+//! fields; `consent.tcpa` etc.). A row that cannot become a lead gets its own 422 result;
+//! it never blocks the rows around it.
+
+use serde_json::{Map, Value};
+
+use crate::domain::lead::{Consent, LeadInput};
+use crate::domain::model::FieldError;
+
+/// DESIGN §4: at most 10,000 rows per file (a portal's daily export).
+pub const BULK_ROWS_MAX: usize = 10_000;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BulkError {
+    #[error("the CSV has no header row")]
+    NoHeader,
+    #[error("the CSV header is not valid: {0}")]
+    BadHeader(String),
+    #[error("more than {BULK_ROWS_MAX} rows")]
+    TooManyRows,
+}
+
+pub fn parse(body: &[u8]) -> Result<Vec<Result<LeadInput, Vec<FieldError>>>, BulkError> {
+    let mut reader = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(body);
+    let headers = reader.headers().map_err(|e| BulkError::BadHeader(e.to_string()))?.clone();
+    if headers.is_empty() || headers.iter().all(str::is_empty) {
+        return Err(BulkError::NoHeader);
+    }
+    for name in headers.iter() {
+        if !known_column(name) {
+            return Err(BulkError::BadHeader(format!("unknown column {name:?}")));
+        }
+    }
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        if rows.len() == BULK_ROWS_MAX {
+            return Err(BulkError::TooManyRows);
+        }
+        rows.push(match record {
+            Err(e) => Err(vec![FieldError::new("row", format!("unreadable row: {e}"))]),
+            Ok(record) if record.len() != headers.len() => {
+                Err(vec![FieldError::new("row", format!("{} columns, the header has {}", record.len(), headers.len()))])
+            }
+            Ok(record) => to_lead(headers.iter().zip(record.iter())),
+        });
+    }
+    Ok(rows)
+}
+
+fn known_column(name: &str) -> bool {
+    matches!(
+        name,
+        "vertical"
+            | "first_name"
+            | "last_name"
+            | "email"
+            | "phone"
+            | "zip"
+            | "country"
+            | "state"
+            | "city"
+            | "street"
+            | "external_id"
+            | "consent.tcpa"
+            | "consent.certificate_url"
+            | "consent.ip"
+            | "consent.captured_at"
+    ) || name.strip_prefix("fields.").is_some_and(|f| !f.is_empty())
+}
+
+fn to_lead<'a>(cells: impl Iterator<Item = (&'a str, &'a str)>) -> Result<LeadInput, Vec<FieldError>> {
+    let mut lead = LeadInput::default();
+    let mut fields = Map::new();
+    let mut consent: Option<Consent> = None;
+    let mut errors = Vec::new();
+    for (column, cell) in cells {
+        if cell.is_empty() {
+            continue;
+        }
+        let text = Some(cell.to_string());
+        match column {
+            "vertical" => lead.vertical = text,
+            "first_name" => lead.first_name = text,
+            "last_name" => lead.last_name = text,
+            "email" => lead.email = text,
+            "phone" => lead.phone = text,
+            "zip" => lead.zip = text,
+            "country" => lead.country = text,
+            "state" => lead.state = text,
+            "city" => lead.city = text,
+            "street" => lead.street = text,
+            "external_id" => lead.external_id = text,
+            "consent.tcpa" => match cell.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => consent.get_or_insert_with(empty_consent).tcpa = true,
+                "false" | "0" | "no" => consent.get_or_insert_with(empty_consent).tcpa = false,
+                _ => errors.push(FieldError::new("consent.tcpa", "true or false")),
+            },
+            "consent.certificate_url" => consent.get_or_insert_with(empty_consent).certificate_url = text,
+            "consent.ip" => consent.get_or_insert_with(empty_consent).ip = text,
+            "consent.captured_at" => consent.get_or_insert_with(empty_consent).captured_at = text,
+            other => {
+                if let Some(name) = other.strip_prefix("fields.") {
+                    fields.insert(name.to_string(), Value::String(cell.to_string()));
+                }
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    lead.fields = (!fields.is_empty()).then_some(fields);
+    lead.consent = consent;
+    Ok(lead)
+}
+
+fn empty_consent() -> Consent {
+    Consent { tcpa: false, certificate_url: None, ip: None, captured_at: None }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_become_leads_and_bad_rows_stand_alone() {
+        let csv =
+            "vertical,first_name,email,zip,fields.roof\nsolar,Anna,a@example.com,80331,tile\nsolar,\"Bob\nsolar,x\n";
+        let rows = parse(csv.as_bytes()).unwrap();
+        assert_eq!(rows.len(), 1, "an unterminated quote swallows the rest into one bad record");
+        let csv = "vertical,first_name,email,zip,fields.roof\nsolar,Anna,a@example.com,80331,tile\nsolar,only,two\n";
+        let rows = parse(csv.as_bytes()).unwrap();
+        assert_eq!(rows.len(), 2);
+        let first = rows[0].as_ref().unwrap();
+        assert_eq!(first.first_name.as_deref(), Some("Anna"));
+        assert_eq!(first.fields.as_ref().unwrap()["roof"], "tile");
+        assert!(rows[1].is_err());
+    }
+
+    #[test]
+    fn unknown_columns_and_too_many_rows_are_refused() {
+        assert!(matches!(parse(b"vertical,password\nsolar,x\n"), Err(BulkError::BadHeader(_))));
+        let mut csv = String::from("vertical\n");
+        for _ in 0..=BULK_ROWS_MAX {
+            csv.push_str("solar\n");
+        }
+        assert_eq!(parse(csv.as_bytes()).unwrap_err(), BulkError::TooManyRows);
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        for input in [&b""[..], b"\xff\xfe\x00", b",,,\n,,,", b"\"", b"vertical\n\"\"\"\n"] {
+            let _ = parse(input);
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! The one mapping from errors to HTTP status and the error JSON of DESIGN §4:
+//! `{"error":{"code","message","details":[{"field","message"}]}}`.
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use crate::domain::model::FieldError;
+use crate::engine::EngineError;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+    pub details: Vec<FieldError>,
+}
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    error: Body<'a>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    code: &'a str,
+    message: &'a str,
+    details: &'a [FieldError],
+}
+
+impl ApiError {
+    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError { status, code, message: message.into(), details: Vec::new() }
+    }
+
+    pub fn with_details(mut self, details: Vec<FieldError>) -> ApiError {
+        self.details = details;
+        self
+    }
+
+    pub fn malformed(message: impl Into<String>) -> ApiError {
+        ApiError::new(400, "malformed_request", message)
+    }
+
+    pub fn unauthorized() -> ApiError {
+        ApiError::new(401, "unauthorized", "missing or unknown API key")
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError::new(403, "forbidden", message)
+    }
+
+    pub fn not_found() -> ApiError {
+        ApiError::new(404, "not_found", "no such resource")
+    }
+
+    pub fn method_not_allowed() -> ApiError {
+        ApiError::new(405, "method_not_allowed", "method not allowed on this resource")
+    }
+
+    pub fn too_large(limit: usize) -> ApiError {
+        ApiError::new(413, "body_too_large", format!("request body over the limit of {limit} bytes"))
+    }
+
+    pub fn unsupported_media_type(expected: &str) -> ApiError {
+        ApiError::new(415, "unsupported_media_type", format!("Content-Type must be {expected}"))
+    }
+
+    pub fn invalid(details: Vec<FieldError>) -> ApiError {
+        ApiError::new(422, "validation_failed", "the request is not valid").with_details(details)
+    }
+
+    pub fn rate_limited() -> ApiError {
+        ApiError::new(429, "rate_limited", "too many requests; slow down")
+    }
+
+    pub fn unavailable(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::new(503, code, message)
+    }
+
+    pub fn to_json(&self) -> Bytes {
+        let envelope = Envelope { error: Body { code: self.code, message: &self.message, details: &self.details } };
+        Bytes::from(serde_json::to_vec(&envelope).unwrap_or_else(|_| b"{\"error\":{\"code\":\"internal\"}}".to_vec()))
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(error: EngineError) -> ApiError {
+        match error {
+            EngineError::Invalid(details) => ApiError::invalid(details),
+            EngineError::NotFound(what) => ApiError::new(404, "not_found", format!("{what} not found")),
+            EngineError::PingExpired => ApiError::new(410, "ping_expired", "the ping expired; ping again"),
+            EngineError::Conflict { code, message } => ApiError::new(409, code, message),
+            EngineError::Unavailable(message) => {
+                tracing::error!(%message, "storage unavailable");
+                ApiError::unavailable("unavailable", "temporarily unable to record; retry later")
+            }
+        }
+    }
+}
+
+/// A serde error while reading a JSON body: syntax → malformed JSON, data → wrong type, both
+/// 400 with the field path when there is one.
+pub fn from_json_error(error: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let path = error.path().to_string();
+    let inner = error.into_inner();
+    let text = inner.to_string();
+    if let Some(rest) = text.strip_prefix("missing field `") {
+        // A missing required field is a validation failure (422), not a type error.
+        let name = rest.split('`').next().unwrap_or_default();
+        let field = if path == "." { name.to_string() } else { format!("{path}.{name}") };
+        return ApiError::invalid(vec![FieldError::new(field, "required")]);
+    }
+    match inner.classify() {
+        serde_json::error::Category::Data => {
+            let field = if path == "." { String::new() } else { path };
+            ApiError::new(400, "invalid_type", "a field has the wrong type")
+                .with_details(vec![FieldError::new(field, inner.to_string())])
+        }
+        _ => ApiError::new(400, "malformed_json", format!("malformed JSON: {inner}")),
+    }
+}

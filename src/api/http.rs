@@ -1,0 +1,94 @@
+//! Request and response plumbing shared by every route: bounded body reads, content types,
+//! bearer tokens, JSON answers.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
+pub use http::StatusCode;
+use http::{HeaderMap, Response};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::error::{from_json_error, ApiError};
+
+/// DESIGN §4: JSON bodies up to 64 KiB.
+pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
+/// A bulk CSV of 10,000 leads at ~400 bytes a row, with room to spare.
+pub const BULK_BODY_LIMIT_BYTES: usize = 16 * 1024 * 1024;
+/// A client that has not sent its whole body by then is not going to.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub type ApiResponse = Response<Full<Bytes>>;
+
+pub async fn read_body(headers: &HeaderMap, body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
+    let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(ApiError::too_large(limit));
+    }
+    match tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, limit).collect()).await {
+        Err(_) => Err(ApiError::malformed("request body not received in time")),
+        Ok(Err(error)) if error.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            Err(ApiError::too_large(limit))
+        }
+        Ok(Err(_)) => Err(ApiError::malformed("request body could not be read")),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
+}
+
+/// Checks the media type, ignoring parameters such as `charset=utf-8`.
+pub fn require_content_type(headers: &HeaderMap, expected: &str) -> Result<(), ApiError> {
+    let actual = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let media_type = actual.split(';').next().unwrap_or("").trim();
+    if media_type.eq_ignore_ascii_case(expected) {
+        Ok(())
+    } else {
+        Err(ApiError::unsupported_media_type(expected))
+    }
+}
+
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::new(400, "malformed_json", "empty body; a JSON object is expected"));
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(from_json_error)?;
+    deserializer.end().map_err(|e| ApiError::new(400, "malformed_json", format!("malformed JSON: {e}")))?;
+    Ok(value)
+}
+
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
+}
+
+pub fn json<T: Serialize>(status: u16, value: &T) -> ApiResponse {
+    match serde_json::to_vec(value) {
+        Ok(body) => bytes_response(status, "application/json", Bytes::from(body)),
+        Err(_) => error(&ApiError::new(500, "internal", "could not encode the answer")),
+    }
+}
+
+pub fn bytes_response(status: u16, content_type: &'static str, body: Bytes) -> ApiResponse {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+pub fn error(error: &ApiError) -> ApiResponse {
+    let mut response = bytes_response(error.status, "application/json", error.to_json());
+    if error.status == 401 {
+        response.headers_mut().insert(http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    response
+}
+
+pub fn empty(status: u16) -> ApiResponse {
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::NO_CONTENT);
+    response
+}

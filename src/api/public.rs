@@ -1,0 +1,231 @@
+//! Supplier and buyer endpoints of the public listener (DESIGN §4).
+
+use std::future::Future;
+use std::sync::Arc;
+
+use ::http::{HeaderMap, Method};
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::Request;
+use serde::Serialize;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::error::ApiError;
+use super::http::{self, ApiResponse, BODY_LIMIT_BYTES, BULK_BODY_LIMIT_BYTES};
+use super::{bulk, AppState};
+use crate::domain::lead::{LeadInput, PingInput};
+use crate::domain::market::Party;
+use crate::engine::{EngineError, PostInput, Router};
+use crate::store::idempotency::{Begin, StoredAnswer};
+
+/// Idempotency keys are opaque client strings; 255 printable characters is what the
+/// common client libraries generate at most.
+const IDEMPOTENCY_KEY_LEN_MAX: usize = 255;
+
+pub async fn route(state: &Arc<AppState>, request: Request<Incoming>) -> (&'static str, ApiResponse) {
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path().trim_end_matches('/');
+    let (route, result) = match (&parts.method, path) {
+        (&Method::POST, "/v1/ping") => ("/v1/ping", ping(state, &parts.headers, body).await),
+        (&Method::POST, "/v1/post") => ("/v1/post", post(state, &parts.headers, body).await),
+        (&Method::POST, "/v1/leads") => ("/v1/leads", direct(state, &parts.headers, body).await),
+        (&Method::POST, "/v1/leads/bulk") => ("/v1/leads/bulk", bulk_leads(state, &parts.headers, body).await),
+        (&Method::GET, "/v1/buyer/balance") => ("/v1/buyer/balance", balance(state, &parts.headers).await),
+        (_, "/v1/ping" | "/v1/post" | "/v1/leads" | "/v1/leads/bulk" | "/v1/buyer/balance") => {
+            ("method_not_allowed", Err(ApiError::method_not_allowed()))
+        }
+        _ => ("unmatched", Err(ApiError::not_found())),
+    };
+    (route, result.unwrap_or_else(|e| http::error(&e)))
+}
+
+/// Authenticates a supplier key and applies its rate limit.
+fn supplier(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
+    let key = http::bearer(headers).ok_or_else(ApiError::unauthorized)?;
+    let market = state.router.market();
+    let id = match market.party(key) {
+        None => return Err(ApiError::unauthorized()),
+        Some(Party::Buyer(_)) => {
+            return Err(ApiError::forbidden("this endpoint is for suppliers; the key belongs to a buyer"))
+        }
+        Some(Party::Supplier(id)) => id,
+    };
+    let supplier = market.supplier(id).ok_or_else(ApiError::unauthorized)?;
+    if !supplier.active {
+        return Err(ApiError::forbidden("this supplier is not active"));
+    }
+    if let Some(rate) = supplier.rate_limit_per_s {
+        if !state.rate_limits.allow(id, rate, std::time::Instant::now()) {
+            return Err(ApiError::rate_limited());
+        }
+    }
+    Ok(id.clone())
+}
+
+fn buyer(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
+    let key = http::bearer(headers).ok_or_else(ApiError::unauthorized)?;
+    match state.router.market().party(key) {
+        None => Err(ApiError::unauthorized()),
+        Some(Party::Supplier(_)) => {
+            Err(ApiError::forbidden("this endpoint is for buyers; the key belongs to a supplier"))
+        }
+        Some(Party::Buyer(id)) => Ok(id.clone()),
+    }
+}
+
+async fn json_body(headers: &HeaderMap, body: Incoming) -> Result<Bytes, ApiError> {
+    http::require_content_type(headers, "application/json")?;
+    http::read_body(headers, body, BODY_LIMIT_BYTES).await
+}
+
+async fn ping(state: &Arc<AppState>, headers: &HeaderMap, body: Incoming) -> Result<ApiResponse, ApiError> {
+    let supplier_id = supplier(state, headers)?;
+    let body = json_body(headers, body).await?;
+    let input: PingInput = http::parse_json(&body)?;
+    let router = Arc::clone(&state.router);
+    let answer = detached(async move { router.ping(&supplier_id, input).await }).await?;
+    Ok(http::json(200, &answer))
+}
+
+async fn post(state: &Arc<AppState>, headers: &HeaderMap, body: Incoming) -> Result<ApiResponse, ApiError> {
+    let supplier_id = supplier(state, headers)?;
+    let body = json_body(headers, body).await?;
+    once(state, "/v1/post", &supplier_id, headers, body, |router, supplier_id, body| async move {
+        let input: PostInput = http::parse_json(&body)?;
+        Ok(router.post(&supplier_id, input).await?)
+    })
+    .await
+}
+
+async fn direct(state: &Arc<AppState>, headers: &HeaderMap, body: Incoming) -> Result<ApiResponse, ApiError> {
+    let supplier_id = supplier(state, headers)?;
+    let body = json_body(headers, body).await?;
+    once(state, "/v1/leads", &supplier_id, headers, body, |router, supplier_id, body| async move {
+        let input: LeadInput = http::parse_json(&body)?;
+        Ok(router.direct(&supplier_id, input).await?)
+    })
+    .await
+}
+
+async fn bulk_leads(state: &Arc<AppState>, headers: &HeaderMap, body: Incoming) -> Result<ApiResponse, ApiError> {
+    let supplier_id = supplier(state, headers)?;
+    http::require_content_type(headers, "text/csv")?;
+    let body = http::read_body(headers, body, BULK_BODY_LIMIT_BYTES).await?;
+    let rows = bulk::parse(&body).map_err(|e| ApiError::new(422, "invalid_csv", e.to_string()))?;
+    let router = Arc::clone(&state.router);
+    let results = detached(async move { Ok::<_, EngineError>(router.bulk(&supplier_id, rows).await) }).await?;
+    let rows: Vec<serde_json::Value> = results
+        .into_iter()
+        .enumerate()
+        .map(|(i, result)| {
+            let mut row = match result {
+                Ok(answer) => serde_json::to_value(&answer).unwrap_or_default(),
+                Err(error) => {
+                    let error = ApiError::from(error);
+                    json!({"error": {"code": error.code, "message": error.message, "details": error.details}, "http_status": error.status})
+                }
+            };
+            if let Some(object) = row.as_object_mut() {
+                object.insert("row".into(), json!(i + 1));
+            }
+            row
+        })
+        .collect();
+    Ok(http::json(200, &json!({ "results": rows })))
+}
+
+async fn balance(state: &Arc<AppState>, headers: &HeaderMap) -> Result<ApiResponse, ApiError> {
+    let buyer_id = buyer(state, headers)?;
+    let (view, currency) = state.router.balance(&buyer_id).await?;
+    Ok(http::json(
+        200,
+        &json!({"balance": view.balance, "held": view.held, "available": view.available, "currency": currency}),
+    ))
+}
+
+/// Runs engine work in its own task: a client that hangs up must not cancel a sale
+/// half-way (a buyer may already have the lead).
+async fn detached<T, F>(work: F) -> Result<T, ApiError>
+where
+    F: Future<Output = Result<T, EngineError>> + Send + 'static,
+    T: Send + 'static,
+{
+    match tokio::spawn(work).await {
+        Ok(result) => result.map_err(ApiError::from),
+        Err(_) => Err(ApiError::new(500, "internal", "the request could not be completed")),
+    }
+}
+
+/// `Idempotency-Key` handling: the first request with a key runs, later ones with the same
+/// body get its answer, ones with another body get 409.
+async fn once<F, Fut, T>(
+    state: &Arc<AppState>,
+    route: &str,
+    supplier_id: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+    work: F,
+) -> Result<ApiResponse, ApiError>
+where
+    F: FnOnce(Arc<Router>, String, Bytes) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<T, ApiError>> + Send + 'static,
+    T: Serialize,
+{
+    let router = Arc::clone(&state.router);
+    let run = move |router: Arc<Router>, supplier_id: String, body: Bytes| async move {
+        match work(router, supplier_id, body).await {
+            Ok(answer) => match serde_json::to_vec(&answer) {
+                Ok(json) => StoredAnswer { status: 200, body: Bytes::from(json) },
+                Err(_) => StoredAnswer {
+                    status: 500,
+                    body: ApiError::new(500, "internal", "could not encode the answer").to_json(),
+                },
+            },
+            Err(error) => StoredAnswer { status: error.status, body: error.to_json() },
+        }
+    };
+    let Some(key) = headers.get("idempotency-key") else {
+        let supplier_id = supplier_id.to_string();
+        let answer = tokio::spawn(run(router, supplier_id, body))
+            .await
+            .map_err(|_| ApiError::new(500, "internal", "the request could not be completed"))?;
+        return Ok(http::bytes_response(answer.status, "application/json", answer.body));
+    };
+    let key = key
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= IDEMPOTENCY_KEY_LEN_MAX)
+        .ok_or_else(|| {
+            ApiError::new(400, "invalid_idempotency_key", "Idempotency-Key must be 1 to 255 visible ASCII characters")
+        })?
+        .to_string();
+    let mut hasher = Sha256::new();
+    hasher.update(route.as_bytes());
+    hasher.update([0]);
+    hasher.update(&body);
+    let (begin, record) = router.idempotency().begin(supplier_id, &key, hasher.finalize().into(), router.clock().now());
+    if begin == Begin::Conflict {
+        return Err(ApiError::new(
+            409,
+            "idempotency_key_reused",
+            "this Idempotency-Key was used with another request body",
+        ));
+    }
+    let replayed = record.answer.initialized();
+    let supplier = supplier_id.to_string();
+    let task_record = Arc::clone(&record);
+    let task_router = Arc::clone(&router);
+    let answer =
+        tokio::spawn(async move { task_record.answer.get_or_init(|| run(task_router, supplier, body)).await.clone() })
+            .await
+            .map_err(|_| ApiError::new(500, "internal", "the request could not be completed"))?;
+    if answer.status == 429 || answer.status >= 500 {
+        router.idempotency().forget(supplier_id, &key, &record);
+    }
+    let mut response = http::bytes_response(answer.status, "application/json", answer.body);
+    if replayed {
+        response.headers_mut().insert("idempotent-replayed", ::http::HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
