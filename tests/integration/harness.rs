@@ -1,0 +1,316 @@
+//! Test harness: the real server in-process on ephemeral ports, a plain HTTP client, and
+//! real buyer HTTP servers whose behaviour each test scripts.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use leadrouter::buyers::signature;
+use leadrouter::clock::{Clock, ManualClock, SystemClock};
+use leadrouter::server::{self, FileConfig, RunningServer, ServerOptions};
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+pub const SUPPLIER_KEY: &str = "supplier-key-aaaaaaaaaaaa";
+pub const OTHER_SUPPLIER_KEY: &str = "supplier-key-bbbbbbbbbbbb";
+pub const WEBHOOK_SECRET: &str = "webhook-secret-0123456789";
+
+pub struct TestServer {
+    pub running: RunningServer,
+    pub base: String,
+    pub ops: String,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+pub fn client() -> Client<HttpConnector, Full<Bytes>> {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+pub async fn start(config: Value) -> TestServer {
+    start_with_clock(config, Arc::new(SystemClock)).await
+}
+
+pub async fn start_manual(config: Value, clock: ManualClock) -> TestServer {
+    start_with_clock(config, Arc::new(clock)).await
+}
+
+async fn start_with_clock(config: Value, clock: Arc<dyn Clock>) -> TestServer {
+    let config: FileConfig = serde_json::from_value(config).expect("test config");
+    let options = ServerOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ops_listen: "127.0.0.1:0".parse().unwrap(),
+        admin_token: ADMIN_TOKEN.to_string(),
+        config,
+        clock,
+    };
+    let running = server::start(options).await.expect("server starts");
+    let base = format!("http://{}", running.public_addr);
+    let ops = format!("http://{}", running.ops_addr);
+    TestServer { running, base, ops, client: client() }
+}
+
+/// An HTTP answer: status, headers, body as JSON (Null when not JSON) and raw.
+pub struct Answer {
+    pub status: u16,
+    pub headers: hyper::HeaderMap,
+    pub json: Value,
+    pub raw: Bytes,
+}
+
+impl TestServer {
+    pub async fn send(&self, method: &str, url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Answer {
+        let mut request = Request::builder().method(method).uri(url);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(Full::new(body.into())).unwrap();
+        let response = self.client.request(request).await.expect("request");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let raw = response.into_body().collect().await.unwrap().to_bytes();
+        let json = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+        Answer { status, headers, json, raw }
+    }
+
+    pub async fn supplier(&self, path: &str, key: &str, body: &Value) -> Answer {
+        let auth = format!("Bearer {key}");
+        let url = format!("{}{}", self.base, path);
+        self.send("POST", &url, &[("authorization", &auth), ("content-type", "application/json")], body.to_string())
+            .await
+    }
+
+    pub async fn ping(&self, body: &Value) -> Answer {
+        self.supplier("/v1/ping", SUPPLIER_KEY, body).await
+    }
+
+    pub async fn post(&self, ping_id: &str, lead: &Value) -> Answer {
+        self.supplier("/v1/post", SUPPLIER_KEY, &json!({"ping_id": ping_id, "lead": lead})).await
+    }
+
+    pub async fn direct(&self, lead: &Value) -> Answer {
+        self.supplier("/v1/leads", SUPPLIER_KEY, lead).await
+    }
+
+    pub async fn admin(&self, method: &str, path: &str, body: Option<&Value>) -> Answer {
+        let auth = format!("Bearer {ADMIN_TOKEN}");
+        let url = format!("{}{}", self.ops, path);
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        self.send(method, &url, &[("authorization", &auth), ("content-type", "application/json")], body).await
+    }
+
+    pub async fn balance(&self, buyer_key: &str) -> Value {
+        let auth = format!("Bearer {buyer_key}");
+        let url = format!("{}/v1/buyer/balance", self.base);
+        let answer = self.send("GET", &url, &[("authorization", &auth)], Bytes::new()).await;
+        assert_eq!(answer.status, 200, "{}", answer.json);
+        answer.json
+    }
+
+    pub async fn metrics(&self) -> String {
+        let answer = self.send("GET", &format!("{}/metrics", self.ops), &[], Bytes::new()).await;
+        String::from_utf8(answer.raw.to_vec()).unwrap()
+    }
+
+    pub async fn trace(&self, kind: &str, id: &str) -> Value {
+        let answer = self.admin("GET", &format!("/admin/v1/{kind}/{id}/trace"), None).await;
+        assert_eq!(answer.status, 200, "trace of {id}: {}", answer.json);
+        answer.json
+    }
+}
+
+/// The value of one metric line (`name{labels} value`) whose labels contain all of `labels`.
+pub fn metric(page: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    page.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter(|line| line.starts_with(name) && line[name.len()..].starts_with(['{', ' ']))
+        .filter(|line| labels.iter().all(|(k, v)| line.contains(&format!("{k}=\"{v}\""))))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+// ------------------------------------------------------------------------ mock buyers
+
+/// What a mock buyer does with one request.
+#[derive(Clone, Debug)]
+pub enum Reply {
+    Json(u16, Value),
+    Status(u16),
+    /// Never answers.
+    Hang,
+    After(Duration, Box<Reply>),
+}
+
+pub fn bid(amount: &str) -> Reply {
+    Reply::Json(200, json!({ "bid": amount }))
+}
+
+pub fn accept() -> Reply {
+    Reply::Json(200, json!({ "accepted": true }))
+}
+
+pub fn reject(reason: &str) -> Reply {
+    Reply::Json(200, json!({ "accepted": false, "reason": reason }))
+}
+
+type Script = dyn Fn(&str, &Value) -> Reply + Send + Sync;
+
+/// A real HTTP buyer endpoint: `/ping` and `/post` answer as its script says; every request
+/// is recorded and its signature checked.
+pub struct MockBuyer {
+    pub url: String,
+    pub requests: Arc<Mutex<Vec<(String, Value)>>>,
+    pub bad_signatures: Arc<AtomicUsize>,
+}
+
+impl MockBuyer {
+    pub fn ping_url(&self) -> String {
+        format!("{}/ping", self.url)
+    }
+
+    pub fn post_url(&self) -> String {
+        format!("{}/post", self.url)
+    }
+
+    pub fn count(&self, path: &str) -> usize {
+        self.requests.lock().iter().filter(|(p, _)| p == path).count()
+    }
+
+    pub fn bodies(&self, path: &str) -> Vec<Value> {
+        self.requests.lock().iter().filter(|(p, _)| p == path).map(|(_, b)| b.clone()).collect()
+    }
+}
+
+pub async fn mock_buyer(script: impl Fn(&str, &Value) -> Reply + Send + Sync + 'static) -> MockBuyer {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    let requests: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
+    let bad_signatures = Arc::new(AtomicUsize::new(0));
+    let script: Arc<Script> = Arc::new(script);
+    let (recorded, bad) = (Arc::clone(&requests), Arc::clone(&bad_signatures));
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let (script, recorded, bad) = (Arc::clone(&script), Arc::clone(&recorded), Arc::clone(&bad));
+            tokio::spawn(async move {
+                let service = service_fn(move |request: Request<Incoming>| {
+                    let (script, recorded, bad) = (Arc::clone(&script), Arc::clone(&recorded), Arc::clone(&bad));
+                    async move { Ok::<_, Infallible>(answer(request, &*script, &recorded, &bad).await) }
+                });
+                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            });
+        }
+    });
+    MockBuyer { url: format!("http://{addr}"), requests, bad_signatures }
+}
+
+async fn answer(
+    request: Request<Incoming>,
+    script: &Script,
+    recorded: &Mutex<Vec<(String, Value)>>,
+    bad: &AtomicUsize,
+) -> Response<Full<Bytes>> {
+    let path = request.uri().path().to_string();
+    let header =
+        request.headers().get(signature::SIGNATURE_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let body = request.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let now = chrono::Utc::now().timestamp();
+    if !signature::verify(WEBHOOK_SECRET.as_bytes(), &header, &body, now, 300) {
+        bad.fetch_add(1, Ordering::SeqCst);
+    }
+    let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    recorded.lock().push((path.clone(), value.clone()));
+    let mut reply = script(&path, &value);
+    loop {
+        match reply {
+            Reply::After(delay, next) => {
+                tokio::time::sleep(delay).await;
+                reply = *next;
+            }
+            Reply::Hang => {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                return Response::new(Full::new(Bytes::new()));
+            }
+            Reply::Status(status) => {
+                let mut response = Response::new(Full::new(Bytes::new()));
+                *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                return response;
+            }
+            Reply::Json(status, json) => {
+                let mut response = Response::new(Full::new(Bytes::from(json.to_string())));
+                *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                response.headers_mut().insert("content-type", "application/json".parse().unwrap());
+                return response;
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------------------ configs
+
+pub fn supplier(id: &str, key: &str) -> Value {
+    json!({"id": id, "name": id, "api_key": key, "payout": {"type": "revshare", "percent": "50"}})
+}
+
+pub fn buyer(id: &str) -> Value {
+    json!({
+        "id": id, "name": id, "api_key": format!("buyer-key-{id}-xxxxxxxx"),
+        "webhook_secret": WEBHOOK_SECRET, "currency": "EUR", "timezone": "Europe/Berlin",
+        "billing": {"mode": "prepaid"}
+    })
+}
+
+pub fn buyer_key(id: &str) -> String {
+    format!("buyer-key-{id}-xxxxxxxx")
+}
+
+pub fn vertical(name: &str, model: &str) -> Value {
+    json!({"name": name, "model": model, "tmax_ms": 300, "default_country": "DE"})
+}
+
+pub fn fixed_campaign(id: &str, buyer_id: &str, vertical: &str, price: &str, post_url: &str) -> Value {
+    json!({
+        "id": id, "buyer_id": buyer_id, "vertical": vertical,
+        "pricing": {"type": "fixed", "price": price},
+        "filters": {"countries": ["DE"]},
+        "delivery": {"mode": "webhook", "url": post_url}
+    })
+}
+
+pub fn dynamic_campaign(id: &str, buyer_id: &str, vertical: &str, buyer: &MockBuyer) -> Value {
+    json!({
+        "id": id, "buyer_id": buyer_id, "vertical": vertical,
+        "pricing": {"type": "dynamic", "ping_url": buyer.ping_url()},
+        "filters": {"countries": ["DE"]},
+        "delivery": {"mode": "webhook", "url": buyer.post_url()}
+    })
+}
+
+pub fn topup(buyer_id: &str, amount: &str) -> Value {
+    json!({"buyer_id": buyer_id, "amount": amount, "reference": format!("opening-{buyer_id}")})
+}
+
+/// A valid Munich lead; `n` varies the contact so leads are not duplicates of each other.
+pub fn lead(vertical: &str, n: u32) -> Value {
+    json!({
+        "vertical": vertical, "first_name": "Anna", "last_name": "Muster",
+        "email": format!("anna{n}@example.com"), "phone": format!("089 {:07}", 1_000_000 + n),
+        "zip": "80331", "country": "DE", "fields": {"roof_type": "tile"}
+    })
+}
+
+pub fn ping_body(vertical: &str) -> Value {
+    json!({"vertical": vertical, "zip": "80331", "country": "DE", "fields": {"roof_type": "tile"}})
+}

@@ -1,0 +1,10 @@
+//! Integration tests: the real server in-process on ephemeral ports, real buyer HTTP
+//! servers, real HTTP. One test binary, so CI links once.
+
+mod harness;
+
+mod admin;
+mod errors;
+mod models;
+mod overspend;
+mod retries;
