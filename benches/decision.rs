@@ -1,1 +1,146 @@
-fn main() {}
+//! Decision benchmarks (BENCHMARKS.md):
+//! - `decision/{100,1000,10000}`: eligibility (index + every check) and the auction for one
+//!   Munich lead against N fixed-price campaigns spread over Germany;
+//! - `lead_json/parse_validate`: a lead body from bytes to a `ValidLead`;
+//! - `engine/direct_10000`: a whole direct post in-process (validation, decision, hold,
+//!   settle, sale record) with pull delivery, so no network is measured.
+
+use std::sync::Arc;
+
+use chrono::{TimeZone, Utc};
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
+use leadrouter::clock::ManualClock;
+use leadrouter::domain::auction::order_offers;
+use leadrouter::domain::eligibility::{evaluate, Subject, Verdict};
+use leadrouter::domain::geo::PostalTable;
+use leadrouter::domain::lead::{validate_lead, LeadInput};
+use leadrouter::domain::market::{Market, MarketConfig};
+use leadrouter::domain::model::{Buyer, Campaign, Supplier, Vertical};
+use leadrouter::engine::Router;
+use leadrouter::store::memory::MemoryBudget;
+use serde_json::json;
+
+const POSTAL_CSV: &str = include_str!("../assets/geo/postal-centroids.csv");
+
+/// German postal codes, evenly spread over the table.
+fn german_zips(count: usize) -> Vec<String> {
+    let all: Vec<&str> = POSTAL_CSV.lines().filter(|l| l.starts_with("DE,")).filter_map(|l| l.split(',').nth(1)).collect();
+    (0..count).map(|i| all[i * all.len() / count].to_string()).collect()
+}
+
+/// N fixed-price campaigns of 100 buyers: 70% radius (25–60 km), 20% postal prefixes,
+/// 10% whole states; prices 20.00–59.99.
+fn market(campaigns: usize) -> Market {
+    let buyers: Vec<Buyer> = (0..100)
+        .map(|i| {
+            serde_json::from_value(json!({
+                "id": format!("b{i}"), "name": format!("Buyer {i}"), "api_key": format!("bench-buyer-key-{i:04}"),
+                "webhook_secret": "bench-webhook-secret-0000", "currency": "EUR", "timezone": "Europe/Berlin",
+                "billing": {"mode": "prepaid"}
+            }))
+            .unwrap()
+        })
+        .collect();
+    let zips = german_zips(campaigns);
+    let states = ["BY", "BW", "NW", "HE", "NI", "SN", "BE", "HH"];
+    let campaigns: Vec<Campaign> = (0..campaigns)
+        .map(|i| {
+            let filters = match i % 10 {
+                0..=6 => json!({"countries": ["DE"], "radius": {"zip": zips[i], "km": 25 + (i % 36)}}),
+                7 | 8 => json!({"countries": ["DE"], "zips": [format!("{}*", &zips[i][..2])]}),
+                _ => json!({"countries": ["DE"], "states": [states[i % states.len()]]}),
+            };
+            serde_json::from_value(json!({
+                "id": format!("c{i:05}"), "buyer_id": format!("b{}", i % 100), "vertical": "solar",
+                "pricing": {"type": "fixed", "price": format!("{}.{:02}", 20 + i % 40, i % 100)},
+                "filters": filters,
+                "caps": {"daily": 1000},
+                "delivery": {"mode": "pull"}
+            }))
+            .unwrap()
+        })
+        .collect();
+    let vertical: Vertical =
+        serde_json::from_value(json!({"name": "solar", "model": "ping_post", "default_country": "DE"})).unwrap();
+    let supplier: Supplier = serde_json::from_value(json!({
+        "id": "s1", "name": "Portal", "api_key": "bench-supplier-key-0000", "payout": {"type": "revshare", "percent": "60"}
+    }))
+    .unwrap();
+    let config = MarketConfig { verticals: vec![vertical], suppliers: vec![supplier], buyers, campaigns };
+    Market::build(config, PostalTable::bundled()).expect("bench market")
+}
+
+fn lead_json(n: u64) -> String {
+    json!({
+        "vertical": "solar", "first_name": "Anna", "last_name": "Muster",
+        "email": format!("anna{n}@example.com"), "phone": format!("089 {:07}", 1_000_000 + n % 8_000_000),
+        "zip": "80331", "country": "DE", "street": "Marienplatz 1", "city": "München",
+        "fields": {"roof_type": "tile", "roof_area_m2": 42, "owner": true},
+        "consent": {"tcpa": true, "ip": "203.0.113.7", "captured_at": "2026-11-25T10:00:00Z"}
+    })
+    .to_string()
+}
+
+fn decision(c: &mut Criterion) {
+    let now = Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap();
+    let table = PostalTable::bundled();
+    let input: LeadInput = serde_json::from_str(&lead_json(1)).unwrap();
+    let mut group = c.benchmark_group("decision");
+    for size in [100, 1_000, 10_000] {
+        let market = market(size);
+        let vertical = Arc::clone(market.vertical("solar").unwrap());
+        let lead = validate_lead(input.clone(), &vertical, table).unwrap();
+        let subject = Subject::of_lead("s1", &lead);
+        let mut turn = 0u64;
+        group.bench_with_input(BenchmarkId::from_parameter(size), &size, |b, _| {
+            b.iter(|| {
+                turn += 1;
+                let bids = evaluate(&market, &subject, vertical.model, now)
+                    .into_iter()
+                    .filter_map(|v| match v {
+                        Verdict::Standing(campaign, price) => Some(campaign.bid(price)),
+                        _ => None,
+                    })
+                    .collect();
+                black_box(order_offers(&vertical, bids, None, turn))
+            })
+        });
+    }
+    group.finish();
+}
+
+fn lead_json_parse(c: &mut Criterion) {
+    let market = market(100);
+    let vertical = Arc::clone(market.vertical("solar").unwrap());
+    let body = lead_json(1);
+    let table = PostalTable::bundled();
+    c.bench_function("lead_json/parse_validate", |b| {
+        b.iter(|| {
+            let input: LeadInput = serde_json::from_slice(black_box(body.as_bytes())).unwrap();
+            black_box(validate_lead(input, &vertical, table).unwrap())
+        })
+    });
+}
+
+fn engine_direct(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap());
+    let router = Router::new(market(10_000), PostalTable::bundled(), Arc::new(clock), Arc::new(MemoryBudget::new()));
+    runtime.block_on(async {
+        for i in 0..100 {
+            router.top_up(&format!("b{i}"), "100000000.00".parse().unwrap(), "bench").await.unwrap();
+        }
+    });
+    let mut n = 0u64;
+    c.bench_function("engine/direct_10000", |b| {
+        b.iter(|| {
+            n += 1;
+            let input: LeadInput = serde_json::from_str(&lead_json(n)).unwrap();
+            let answer = runtime.block_on(router.direct("s1", input)).unwrap();
+            black_box(answer)
+        })
+    });
+}
+
+criterion_group!(benches, decision, lead_json_parse, engine_direct);
+criterion_main!(benches);

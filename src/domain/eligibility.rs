@@ -6,6 +6,7 @@
 
 use std::cmp::Ordering;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -13,8 +14,9 @@ use serde_json::{Map, Value};
 
 use super::geo::{distance_km, Point};
 use super::lead::{ValidLead, ValidPing};
-use super::market::CompiledCampaign;
-use super::model::{FieldRule, RuleOp};
+use super::market::{CompiledCampaign, Market};
+use super::model::{FieldRule, Model, Pricing, RuleOp};
+use super::money::Money;
 
 /// What eligibility sees of a lead or ping: never a name, email, phone or street.
 #[derive(Debug, Clone, Copy)]
@@ -91,6 +93,37 @@ impl Filtered {
             None => self.code.to_string(),
         }
     }
+}
+
+/// What eligibility made of one candidate campaign.
+#[derive(Debug)]
+pub enum Verdict<'m> {
+    Filtered(&'m Arc<CompiledCampaign>, Filtered),
+    /// A fixed price: the campaign bids it without a call.
+    Standing(&'m Arc<CompiledCampaign>, Money),
+    /// Dynamic pricing: the buyer must be pinged for a bid.
+    Live(&'m Arc<CompiledCampaign>),
+}
+
+/// Runs every candidate of the market's index through `check`, in index order, and sorts
+/// the survivors into standing and live bidders for `model`.
+pub fn evaluate<'m>(market: &'m Market, subject: &Subject<'_>, model: Model, now: DateTime<Utc>) -> Vec<Verdict<'m>> {
+    market
+        .candidates(subject)
+        .into_iter()
+        .map(|campaign| {
+            if let Err(filtered) = check(campaign, subject, now) {
+                return Verdict::Filtered(campaign, filtered);
+            }
+            match &campaign.campaign.pricing {
+                Pricing::Fixed { price } => Verdict::Standing(campaign, *price),
+                Pricing::Dynamic { .. } if model == Model::Bidding => {
+                    Verdict::Filtered(campaign, Filtered::new("no_standing_bid"))
+                }
+                Pricing::Dynamic { .. } => Verdict::Live(campaign),
+            }
+        })
+        .collect()
 }
 
 /// Every static check of §3 in a fixed order; the first failure is the reason.

@@ -15,11 +15,13 @@ use std::sync::Arc;
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
+use super::auction::Bid;
 use super::budget::Funding;
 use super::caps::{caps_of, Cap};
 use super::eligibility::Subject;
 use super::geo::{bounding_box, Point, PostalTable};
 use super::model::{Buyer, Campaign, FieldError, Supplier, Vertical};
+use super::money::Money;
 use super::schedule::OpenHours;
 
 /// Grid cell edge for radius campaigns: 0.5° is ~55 km north–south, so a typical 25–50 km
@@ -95,6 +97,19 @@ pub struct CompiledCampaign {
     pub funding: Funding,
     pub currency: Arc<str>,
     pub webhook_secret: Arc<str>,
+}
+
+impl CompiledCampaign {
+    /// This campaign's bid of `amount` for one lead.
+    pub fn bid(&self, amount: Money) -> Bid {
+        Bid {
+            campaign_id: Arc::clone(&self.id),
+            buyer_id: Arc::clone(&self.buyer_id),
+            tier: self.campaign.tier,
+            weight: self.campaign.weight,
+            amount,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

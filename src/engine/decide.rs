@@ -16,7 +16,7 @@ use crate::buyers::{BidAnswer, PostAnswer};
 use crate::domain::auction::{order_offers, Bid, Offer};
 use crate::domain::budget::{Funding, HoldRequest};
 use crate::domain::dedup;
-use crate::domain::eligibility::{self, Subject};
+use crate::domain::eligibility::{self, Subject, Verdict};
 use crate::domain::lead::{ValidLead, ValidPing};
 use crate::domain::market::{CompiledCampaign, Market};
 use crate::domain::model::{DeliveryMode, Model, Pricing, Supplier, Vertical};
@@ -89,20 +89,14 @@ impl Router {
     ) -> Vec<Offer> {
         let mut bids = Vec::new();
         let mut live: Vec<Arc<CompiledCampaign>> = Vec::new();
-        for campaign in d.market.candidates(subject) {
-            if let Err(filtered) = eligibility::check(campaign, subject, now) {
-                filter(&mut d.trace, campaign, filtered.code, filtered.describe());
-                continue;
-            }
-            match &campaign.campaign.pricing {
-                Pricing::Fixed { price } => {
-                    d.trace.push(&campaign.id, &campaign.buyer_id, Outcome::Bid).amount(*price);
-                    bids.push(bid_of(campaign, *price));
+        for verdict in eligibility::evaluate(&d.market, subject, d.vertical.model, now) {
+            match verdict {
+                Verdict::Filtered(campaign, filtered) => filter(&mut d.trace, campaign, filtered.code, filtered.describe()),
+                Verdict::Standing(campaign, price) => {
+                    d.trace.push(&campaign.id, &campaign.buyer_id, Outcome::Bid).amount(price);
+                    bids.push(campaign.bid(price));
                 }
-                Pricing::Dynamic { .. } if d.vertical.model == Model::Bidding => {
-                    filter(&mut d.trace, campaign, "no_standing_bid", "no_standing_bid".into());
-                }
-                Pricing::Dynamic { .. } => live.push(Arc::clone(campaign)),
+                Verdict::Live(campaign) => live.push(Arc::clone(campaign)),
             }
         }
         misses.eligible = bids.len() + live.len();
@@ -169,7 +163,7 @@ impl Router {
                         .amount(amount)
                         .reason("below_min_price"),
                     _ => {
-                        bids.push(bid_of(campaign, amount));
+                        bids.push(campaign.bid(amount));
                         d.trace.push(&campaign.id, &campaign.buyer_id, Outcome::Bid).amount(amount)
                     }
                 },
@@ -415,16 +409,6 @@ pub(super) struct Attempt {
     campaign: Arc<CompiledCampaign>,
     dedup_keys: Vec<dedup::DedupKey>,
     sale_id: String,
-}
-
-fn bid_of(campaign: &CompiledCampaign, amount: crate::domain::money::Money) -> Bid {
-    Bid {
-        campaign_id: Arc::clone(&campaign.id),
-        buyer_id: Arc::clone(&campaign.buyer_id),
-        tier: campaign.campaign.tier,
-        weight: campaign.campaign.weight,
-        amount,
-    }
 }
 
 fn ping_url(campaign: &CompiledCampaign) -> &str {
