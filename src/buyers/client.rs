@@ -1,11 +1,63 @@
-//! The pooled HTTP client for buyer pings and posts. (STUB: helper fills in.)
+//! The pooled HTTP client for buyer pings and posts (DESIGN §5, invariant §8.4).
+//!
+//! Owns every outbound byte to a buyer: one keep-alive connection pool shared by all
+//! auctions, the signature header, the deadline, the bounded read of the answer, and the
+//! per-endpoint circuit breaker. Parsing lives in `answer` (pure), signing in `signature`,
+//! the breaker state machine in `breaker`; this module only wires them around one client.
+//!
+//! Deadlines: the whole call (connect, send, read the body) runs under
+//! `tokio::time::timeout_at(deadline)`. When it fires the call is dropped, so a late answer
+//! is never seen and counts as a timeout; a hung or trickling buyer costs its auction at
+//! most the deadline. Bodies are read incrementally through `http_body_util::Limited`, so a
+//! huge answer is cut at the cap instead of buffered.
+//!
+//! Nothing here logs a request or answer body: lead bodies carry PII, and answers may echo
+//! it. Error texts are fixed short strings.
+//!
+//! Only `http://` endpoints are supported: the crate has no TLS connector dependency
+//! (hyper-rustls or hyper-tls), so an `https://` URL answers `Error("https not supported")`
+//! without a call.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_TYPE, USER_AGENT};
+use http::{Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use std::sync::Arc;
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::answer::{self, PostVerdict};
+use super::breaker::{BreakerConfig, Breakers};
+use super::signature::{self, SIGNATURE_HEADER};
 use crate::domain::money::Money;
+
+/// A ping answer is one small JSON object (`{"bid":"38.00"}`); 16 KiB leaves room for
+/// buyers that add tracking fields, and bounds what a broken buyer can make us buffer.
+pub const PING_ANSWER_BYTES_MAX: usize = 16 * 1024;
+
+/// A post answer is `{"accepted":..,"reason":..}` plus whatever a buyer's CRM adds; the
+/// reason is cut to 200 chars anyway, so 64 KiB is generous and still bounded.
+pub const POST_ANSWER_BYTES_MAX: usize = 64 * 1024;
+
+/// TCP connect bound, below any sane post deadline. Pings are bounded tighter by their own
+/// deadline; this only matters for a caller that passes a long one.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Idle keep-alive connections are closed after this: buyers are pinged many times a
+/// minute, so a warm connection saves a handshake per ping, while one unused for a minute
+/// is likely to be closed by the buyer's load balancer anyway.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Idle connections kept per buyer host: covers the pings in flight to one buyer at peak
+/// without holding hundreds of sockets per host.
+const POOL_IDLE_PER_HOST_MAX: usize = 32;
+
+const USER_AGENT_VALUE: &str = concat!("leadrouter/", env!("CARGO_PKG_VERSION"));
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BidAnswer {
@@ -27,32 +79,204 @@ pub enum PostAnswer {
     CircuitOpen,
 }
 
+/// One ping of a fan-out (`ping_all`).
+#[derive(Debug, Clone)]
 pub struct PingCall {
     pub url: String,
     pub secret: String,
     pub body: Bytes,
 }
 
+/// Cheap to clone: clones share the connection pool and the breakers.
 #[derive(Clone)]
-pub struct BuyerClient {}
+pub struct BuyerClient {
+    http: Client<HttpConnector, Full<Bytes>>,
+    /// Shared by clones so that every auction sees the same endpoint health.
+    breakers: Arc<Breakers>,
+}
+
+/// Why a call produced no HTTP answer we could read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    Connect,
+    Transport,
+    TooLarge,
+}
+
+impl Failure {
+    fn reason(self) -> &'static str {
+        match self {
+            Failure::Connect => "connect",
+            Failure::Transport => "transport",
+            Failure::TooLarge => "answer too large",
+        }
+    }
+}
+
+/// Status and (for 2xx other than 204) the body, read within its cap.
+type Exchange = Result<(StatusCode, Bytes), Failure>;
 
 impl BuyerClient {
     pub fn new() -> BuyerClient {
-        BuyerClient {}
+        BuyerClient::with_breaker_config(BreakerConfig::default())
     }
 
-    /// POSTs a signed ping body to `url`; answers by `deadline` at the latest.
-    pub async fn ping(&self, _url: &str, _secret: &str, _body: Bytes, _deadline: Instant) -> (BidAnswer, Duration) {
-        todo!()
+    pub fn with_breaker_config(config: BreakerConfig) -> BuyerClient {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        let http = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .pool_max_idle_per_host(POOL_IDLE_PER_HOST_MAX)
+            .build(connector);
+        BuyerClient {
+            http,
+            breakers: Arc::new(Breakers::new(config)),
+        }
     }
 
-    pub async fn ping_all(&self, _calls: Vec<PingCall>, _deadline: Instant) -> Vec<(BidAnswer, Duration)> {
-        todo!()
+    /// The endpoints' breakers (keyed by URL), for traces and metrics.
+    pub fn breakers(&self) -> &Breakers {
+        &self.breakers
     }
 
-    /// POSTs a signed lead body to `url`; answers by `deadline` at the latest.
-    pub async fn post(&self, _url: &str, _secret: &str, _body: Bytes, _deadline: Instant) -> (PostAnswer, Duration) {
-        todo!()
+    /// POSTs a signed ping body to `url`; answers by `deadline` at the latest. The duration
+    /// is the measured latency (zero when no call was made).
+    pub async fn ping(
+        &self,
+        url: &str,
+        secret: &str,
+        body: Bytes,
+        deadline: Instant,
+    ) -> (BidAnswer, Duration) {
+        let started = Instant::now();
+        let uri = match checked_uri(url) {
+            Ok(uri) => uri,
+            Err(reason) => return (BidAnswer::Error(reason.to_string()), Duration::ZERO),
+        };
+        if deadline <= started {
+            // Our lateness, not the buyer's: no call, and nothing held against the endpoint.
+            return (BidAnswer::Timeout, Duration::ZERO);
+        }
+        if !self.breakers.allow(url, started.into_std()) {
+            return (BidAnswer::CircuitOpen, Duration::ZERO);
+        }
+        let call = self.exchange(uri, secret, body, PING_ANSWER_BYTES_MAX);
+        let answer = match tokio::time::timeout_at(deadline, call).await {
+            Err(_elapsed) => BidAnswer::Timeout,
+            Ok(Err(failure)) => BidAnswer::Error(failure.reason().to_string()),
+            Ok(Ok((status, body))) => bid_answer(status, &body),
+        };
+        let finished = Instant::now();
+        let healthy = matches!(answer, BidAnswer::Bid(_) | BidAnswer::NoBid);
+        self.record(url, healthy, finished);
+        (answer, finished - started)
+    }
+
+    /// POSTs a signed lead body to `url`; answers by `deadline` at the latest. Per the
+    /// contract a non-2xx status rejects; `Timeout` and `Error` leave it unknown whether
+    /// the buyer received the lead.
+    pub async fn post(
+        &self,
+        url: &str,
+        secret: &str,
+        body: Bytes,
+        deadline: Instant,
+    ) -> (PostAnswer, Duration) {
+        let started = Instant::now();
+        let uri = match checked_uri(url) {
+            Ok(uri) => uri,
+            Err(reason) => return (PostAnswer::Error(reason.to_string()), Duration::ZERO),
+        };
+        if deadline <= started {
+            return (PostAnswer::Timeout, Duration::ZERO);
+        }
+        if !self.breakers.allow(url, started.into_std()) {
+            return (PostAnswer::CircuitOpen, Duration::ZERO);
+        }
+        let call = self.exchange(uri, secret, body, POST_ANSWER_BYTES_MAX);
+        let (answer, healthy) = match tokio::time::timeout_at(deadline, call).await {
+            Err(_elapsed) => (PostAnswer::Timeout, false),
+            Ok(Err(Failure::TooLarge)) => (rejected(Failure::TooLarge.reason()), false),
+            Ok(Err(failure)) => (PostAnswer::Error(failure.reason().to_string()), false),
+            Ok(Ok((status, body))) => post_answer(status, &body),
+        };
+        let finished = Instant::now();
+        self.record(url, healthy, finished);
+        (answer, finished - started)
+    }
+
+    /// Pings every call in parallel (one task each), all bounded by `deadline`; the answers
+    /// come back in the order of `calls`.
+    pub async fn ping_all(
+        &self,
+        calls: Vec<PingCall>,
+        deadline: Instant,
+    ) -> Vec<(BidAnswer, Duration)> {
+        let mut answers: Vec<Option<(BidAnswer, Duration)>> = vec![None; calls.len()];
+        let mut tasks = JoinSet::new();
+        for (index, call) in calls.into_iter().enumerate() {
+            let client = self.clone();
+            tasks.spawn(async move {
+                let answer = client
+                    .ping(&call.url, &call.secret, call.body, deadline)
+                    .await;
+                (index, answer)
+            });
+        }
+        // Dropping `tasks` (if this future is cancelled) aborts the pings still out.
+        while let Some(joined) = tasks.join_next().await {
+            if let Ok((index, answer)) = joined {
+                answers[index] = Some(answer);
+            }
+        }
+        answers
+            .into_iter()
+            .map(|answer| {
+                // Only a panicked task leaves a hole; `ping` does not panic by design.
+                answer.unwrap_or((BidAnswer::Error("internal".to_string()), Duration::ZERO))
+            })
+            .collect()
+    }
+
+    fn record(&self, url: &str, healthy: bool, now: Instant) {
+        if healthy {
+            self.breakers.record_success(url);
+        } else {
+            self.breakers.record_failure(url, now.into_std());
+        }
+    }
+
+    /// Sends one signed POST and reads the answer within `answer_bytes_max`. Bodies of
+    /// non-2xx and 204 answers are not read: they mean nothing under the contract.
+    async fn exchange(
+        &self,
+        uri: Uri,
+        secret: &str,
+        body: Bytes,
+        answer_bytes_max: usize,
+    ) -> Exchange {
+        let request = signed_request(uri, secret, body).map_err(|_| Failure::Transport)?;
+        let response = self.http.request(request).await.map_err(|error| {
+            if error.is_connect() {
+                Failure::Connect
+            } else {
+                Failure::Transport
+            }
+        })?;
+        let status = response.status();
+        if !status.is_success() || status == StatusCode::NO_CONTENT {
+            return Ok((status, Bytes::new()));
+        }
+        let limited = Limited::new(response.into_body(), answer_bytes_max);
+        match limited.collect().await {
+            Ok(collected) => Ok((status, collected.to_bytes())),
+            Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
+                Err(Failure::TooLarge)
+            }
+            Err(_) => Err(Failure::Transport),
+        }
     }
 }
 
@@ -60,4 +284,63 @@ impl Default for BuyerClient {
     fn default() -> Self {
         BuyerClient::new()
     }
+}
+
+fn checked_uri(url: &str) -> Result<Uri, &'static str> {
+    let uri: Uri = url.parse().map_err(|_| "bad url")?;
+    match uri.scheme_str() {
+        Some("http") if uri.host().is_some() => Ok(uri),
+        Some("https") => Err("https not supported"),
+        _ => Err("bad url"),
+    }
+}
+
+fn signed_request(
+    uri: Uri,
+    secret: &str,
+    body: Bytes,
+) -> Result<Request<Full<Bytes>>, http::Error> {
+    let unix_now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
+        });
+    let signature = signature::sign(secret.as_bytes(), unix_now, &body);
+    Request::builder()
+        .method(Method::POST)
+        .uri(uri)
+        .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
+        .header(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE))
+        .header(SIGNATURE_HEADER, signature)
+        .body(Full::new(body))
+}
+
+fn bid_answer(status: StatusCode, body: &[u8]) -> BidAnswer {
+    if status == StatusCode::NO_CONTENT {
+        return BidAnswer::NoBid;
+    }
+    if !status.is_success() {
+        return BidAnswer::Error(format!("http {}", status.as_u16()));
+    }
+    match answer::parse_bid(body) {
+        Ok(Some(bid)) => BidAnswer::Bid(bid),
+        Ok(None) => BidAnswer::NoBid,
+        Err(reason) => BidAnswer::Error(reason.to_string()),
+    }
+}
+
+/// The answer and whether it counts as a healthy endpoint for the breaker.
+fn post_answer(status: StatusCode, body: &[u8]) -> (PostAnswer, bool) {
+    if !status.is_success() {
+        return (rejected(&format!("http {}", status.as_u16())), false);
+    }
+    match answer::parse_post(body) {
+        PostVerdict::Accepted => (PostAnswer::Accepted, true),
+        PostVerdict::Rejected(reason) => (PostAnswer::Rejected(reason), true),
+        PostVerdict::Invalid => (rejected("invalid answer"), false),
+    }
+}
+
+fn rejected(reason: &str) -> PostAnswer {
+    PostAnswer::Rejected(reason.to_string())
 }

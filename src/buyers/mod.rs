@@ -1,9 +1,17 @@
 //! Outbound calls to buyers (DESIGN §5): signing, pings with deadlines, posts, parsing of
 //! whatever a buyer answers, and a circuit breaker per endpoint.
+//!
+//! Layers, each testable alone: `signature` (pure), `answer` (pure parsing of buyer
+//! bodies), `breaker` (pure state machine, time passed in), and `client`, the only part
+//! that does I/O, wiring them around one pooled HTTP client.
 
+pub mod answer;
 pub mod breaker;
 pub mod client;
 pub mod signature;
 
-pub use breaker::Breakers;
-pub use client::{BidAnswer, BuyerClient, PostAnswer};
+#[cfg(test)]
+mod tests;
+
+pub use breaker::{BreakerConfig, BreakerState, Breakers};
+pub use client::{BidAnswer, BuyerClient, PingCall, PostAnswer};
