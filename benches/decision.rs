@@ -24,7 +24,8 @@ const POSTAL_CSV: &str = include_str!("../assets/geo/postal-centroids.csv");
 
 /// German postal codes, evenly spread over the table.
 fn german_zips(count: usize) -> Vec<String> {
-    let all: Vec<&str> = POSTAL_CSV.lines().filter(|l| l.starts_with("DE,")).filter_map(|l| l.split(',').nth(1)).collect();
+    let all: Vec<&str> =
+        POSTAL_CSV.lines().filter(|l| l.starts_with("DE,")).filter_map(|l| l.split(',').nth(1)).collect();
     (0..count).map(|i| all[i * all.len() / count].to_string()).collect()
 }
 

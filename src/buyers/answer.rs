@@ -89,13 +89,7 @@ pub fn parse_post(body: &[u8]) -> PostVerdict {
 
 /// Control characters stripped (no forged log lines), at most `REASON_CHARS_MAX` chars.
 pub fn sanitize_reason(reason: &str) -> String {
-    reason
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(REASON_CHARS_MAX)
-        .collect::<String>()
-        .trim()
-        .to_string()
+    reason.chars().filter(|c| !c.is_control()).take(REASON_CHARS_MAX).collect::<String>().trim().to_string()
 }
 
 /// Strict decimal: `-?[0-9]+(\.[0-9]+)?`, then `Money`'s range and precision rules. Stricter
@@ -215,10 +209,7 @@ fn value_end(json: &[u8], start: usize) -> Option<usize> {
         }
         _ => {
             let mut pos = start;
-            while !matches!(
-                json.get(pos),
-                None | Some(b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
-            ) {
+            while !matches!(json.get(pos), None | Some(b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')) {
                 pos += 1;
             }
             Some(pos)
@@ -244,10 +235,7 @@ mod tests {
         assert_eq!(bid(r#"{"bid":"38.00"}"#), Ok(money("38")));
         assert_eq!(bid(r#"{"bid": 38.5}"#), Ok(money("38.50")));
         assert_eq!(bid(r#"{"bid":41}"#), Ok(money("41")));
-        assert_eq!(
-            bid(r#" { "x" : [1,{"bid":2}], "bid" : 0.10 } "#),
-            Ok(money("0.1"))
-        );
+        assert_eq!(bid(r#" { "x" : [1,{"bid":2}], "bid" : 0.10 } "#), Ok(money("0.1")));
         assert_eq!(bid(r#"{"b\u0069d":"7.25"}"#), Ok(money("7.25")));
         assert_eq!(bid(r#"{"bid":"1000000000"}"#), Ok(money("1000000000")));
         // A float would have turned this into 0.30000000000000004-ish; text stays exact.
@@ -271,10 +259,7 @@ mod tests {
             (r#"{"bid":1e3}"#, "bid has an exponent"),
             (r#"{"bid":"1e3"}"#, "bid not a decimal"),
             (r#"{"bid":38.505}"#, "bid has more than 2 decimals"),
-            (
-                r#"{"bid":38.5000000000000001}"#,
-                "bid has more than 2 decimals",
-            ),
+            (r#"{"bid":38.5000000000000001}"#, "bid has more than 2 decimals"),
             (r#"{"bid":"abc"}"#, "bid not a decimal"),
             (r#"{"bid":"+5"}"#, "bid not a decimal"),
             (r#"{"bid":"1_000"}"#, "bid not a decimal"),
@@ -302,15 +287,9 @@ mod tests {
             post(r#"{"accepted":false,"reason":"dup\nlead\u0007"}"#),
             PostVerdict::Rejected("duplead".to_string())
         );
-        assert_eq!(
-            post(r#"{"accepted":false}"#),
-            PostVerdict::Rejected("no reason given".to_string())
-        );
+        assert_eq!(post(r#"{"accepted":false}"#), PostVerdict::Rejected("no reason given".to_string()));
         let long = format!(r#"{{"accepted":false,"reason":"{}"}}"#, "é".repeat(500));
-        assert_eq!(
-            post(&long),
-            PostVerdict::Rejected("é".repeat(REASON_CHARS_MAX))
-        );
+        assert_eq!(post(&long), PostVerdict::Rejected("é".repeat(REASON_CHARS_MAX)));
         for invalid in [
             "",
             "{}",

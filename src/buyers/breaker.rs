@@ -57,11 +57,7 @@ pub struct BreakerConfig {
 
 impl Default for BreakerConfig {
     fn default() -> Self {
-        BreakerConfig {
-            failures_to_open: FAILURES_TO_OPEN,
-            open_for: OPEN_FOR,
-            probe_lease: PROBE_LEASE,
-        }
+        BreakerConfig { failures_to_open: FAILURES_TO_OPEN, open_for: OPEN_FOR, probe_lease: PROBE_LEASE }
     }
 }
 
@@ -102,19 +98,10 @@ impl Default for Breakers {
 
 impl Breakers {
     pub fn new(config: BreakerConfig) -> Breakers {
-        assert!(
-            config.failures_to_open >= 1,
-            "failures_to_open must be at least 1"
-        );
+        assert!(config.failures_to_open >= 1, "failures_to_open must be at least 1");
         assert!(config.open_for <= CONFIG_DURATION_MAX, "open_for too long");
-        assert!(
-            config.probe_lease <= CONFIG_DURATION_MAX,
-            "probe_lease too long"
-        );
-        Breakers {
-            config,
-            slots: DashMap::new(),
-        }
+        assert!(config.probe_lease <= CONFIG_DURATION_MAX, "probe_lease too long");
+        Breakers { config, slots: DashMap::new() }
     }
 
     pub fn config(&self) -> BreakerConfig {
@@ -146,8 +133,7 @@ impl Breakers {
     pub fn record_success(&self, endpoint: &str) {
         // A success that started before the breaker opened says nothing about now, so an
         // open slot stays; any other slot goes (closed and clean).
-        self.slots
-            .remove_if(endpoint, |_, slot| !matches!(slot, Slot::Open { .. }));
+        self.slots.remove_if(endpoint, |_, slot| !matches!(slot, Slot::Open { .. }));
     }
 
     pub fn record_failure(&self, endpoint: &str, now: Instant) {
@@ -174,9 +160,7 @@ impl Breakers {
     }
 
     fn after_failure(&self, slot: Option<Slot>, now: Instant) -> Slot {
-        let open = Slot::Open {
-            until: now + self.config.open_for,
-        };
+        let open = Slot::Open { until: now + self.config.open_for };
         match slot.unwrap_or(Slot::Failing { failures: 0 }) {
             Slot::Failing { failures } => {
                 let failures = failures.saturating_add(1);
@@ -302,10 +286,7 @@ mod tests {
     #[test]
     fn a_single_failure_opens_when_so_configured() {
         let t0 = Instant::now();
-        let b = Breakers::new(BreakerConfig {
-            failures_to_open: 1,
-            ..BreakerConfig::default()
-        });
+        let b = Breakers::new(BreakerConfig { failures_to_open: 1, ..BreakerConfig::default() });
         b.record_failure(EP, t0);
         assert!(!b.allow(EP, t0));
     }

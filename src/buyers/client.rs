@@ -130,10 +130,7 @@ impl BuyerClient {
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .pool_max_idle_per_host(POOL_IDLE_PER_HOST_MAX)
             .build(connector);
-        BuyerClient {
-            http,
-            breakers: Arc::new(Breakers::new(config)),
-        }
+        BuyerClient { http, breakers: Arc::new(Breakers::new(config)) }
     }
 
     /// The endpoints' breakers (keyed by URL), for traces and metrics.
@@ -143,13 +140,7 @@ impl BuyerClient {
 
     /// POSTs a signed ping body to `url`; answers by `deadline` at the latest. The duration
     /// is the measured latency (zero when no call was made).
-    pub async fn ping(
-        &self,
-        url: &str,
-        secret: &str,
-        body: Bytes,
-        deadline: Instant,
-    ) -> (BidAnswer, Duration) {
+    pub async fn ping(&self, url: &str, secret: &str, body: Bytes, deadline: Instant) -> (BidAnswer, Duration) {
         let started = Instant::now();
         let uri = match checked_uri(url) {
             Ok(uri) => uri,
@@ -177,13 +168,7 @@ impl BuyerClient {
     /// POSTs a signed lead body to `url`; answers by `deadline` at the latest. Per the
     /// contract a non-2xx status rejects; `Timeout` and `Error` leave it unknown whether
     /// the buyer received the lead.
-    pub async fn post(
-        &self,
-        url: &str,
-        secret: &str,
-        body: Bytes,
-        deadline: Instant,
-    ) -> (PostAnswer, Duration) {
+    pub async fn post(&self, url: &str, secret: &str, body: Bytes, deadline: Instant) -> (PostAnswer, Duration) {
         let started = Instant::now();
         let uri = match checked_uri(url) {
             Ok(uri) => uri,
@@ -209,19 +194,13 @@ impl BuyerClient {
 
     /// Pings every call in parallel (one task each), all bounded by `deadline`; the answers
     /// come back in the order of `calls`.
-    pub async fn ping_all(
-        &self,
-        calls: Vec<PingCall>,
-        deadline: Instant,
-    ) -> Vec<(BidAnswer, Duration)> {
+    pub async fn ping_all(&self, calls: Vec<PingCall>, deadline: Instant) -> Vec<(BidAnswer, Duration)> {
         let mut answers: Vec<Option<(BidAnswer, Duration)>> = vec![None; calls.len()];
         let mut tasks = JoinSet::new();
         for (index, call) in calls.into_iter().enumerate() {
             let client = self.clone();
             tasks.spawn(async move {
-                let answer = client
-                    .ping(&call.url, &call.secret, call.body, deadline)
-                    .await;
+                let answer = client.ping(&call.url, &call.secret, call.body, deadline).await;
                 (index, answer)
             });
         }
@@ -250,13 +229,7 @@ impl BuyerClient {
 
     /// Sends one signed POST and reads the answer within `answer_bytes_max`. Bodies of
     /// non-2xx and 204 answers are not read: they mean nothing under the contract.
-    async fn exchange(
-        &self,
-        uri: Uri,
-        secret: &str,
-        body: Bytes,
-        answer_bytes_max: usize,
-    ) -> Exchange {
+    async fn exchange(&self, uri: Uri, secret: &str, body: Bytes, answer_bytes_max: usize) -> Exchange {
         let request = signed_request(uri, secret, body).map_err(|_| Failure::Transport)?;
         let response = self.http.request(request).await.map_err(|error| {
             if error.is_connect() {
@@ -272,9 +245,7 @@ impl BuyerClient {
         let limited = Limited::new(response.into_body(), answer_bytes_max);
         match limited.collect().await {
             Ok(collected) => Ok((status, collected.to_bytes())),
-            Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => {
-                Err(Failure::TooLarge)
-            }
+            Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => Err(Failure::TooLarge),
             Err(_) => Err(Failure::Transport),
         }
     }
@@ -295,16 +266,10 @@ fn checked_uri(url: &str) -> Result<Uri, &'static str> {
     }
 }
 
-fn signed_request(
-    uri: Uri,
-    secret: &str,
-    body: Bytes,
-) -> Result<Request<Full<Bytes>>, http::Error> {
+fn signed_request(uri: Uri, secret: &str, body: Bytes) -> Result<Request<Full<Bytes>>, http::Error> {
     let unix_now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| {
-            i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
-        });
+        .map_or(0, |since| i64::try_from(since.as_secs()).unwrap_or(i64::MAX));
     let signature = signature::sign(secret.as_bytes(), unix_now, &body);
     Request::builder()
         .method(Method::POST)

@@ -30,10 +30,7 @@ const MAC_LEN: usize = 32;
 pub fn sign(secret: &[u8], unix_time: i64, body: &[u8]) -> String {
     let timestamp = unix_time.to_string();
     let mac = mac_of(secret, &timestamp, body);
-    format!(
-        "t={timestamp},v1={}",
-        hex::encode(mac.finalize().into_bytes())
-    )
+    format!("t={timestamp},v1={}", hex::encode(mac.finalize().into_bytes()))
 }
 
 /// Checks a header value against `body`; `tolerance_s` bounds the age of `t` (in both
@@ -89,9 +86,7 @@ fn parse_header(header: &str) -> Option<ParsedHeader<'_>> {
                 timestamp = Some(value.trim());
             }
             // A malformed value is skipped: its slot is reused by the next candidate.
-            "v1" if v1_len < V1_VALUES_MAX
-                && hex::decode_to_slice(value.trim(), &mut v1[v1_len]).is_ok() =>
-            {
+            "v1" if v1_len < V1_VALUES_MAX && hex::decode_to_slice(value.trim(), &mut v1[v1_len]).is_ok() => {
                 v1_len += 1;
             }
             _ => {}
@@ -102,12 +97,7 @@ fn parse_header(header: &str) -> Option<ParsedHeader<'_>> {
         return None;
     }
     let unix_time = timestamp.parse::<i64>().ok()?;
-    Some(ParsedHeader {
-        timestamp,
-        unix_time,
-        v1,
-        v1_len,
-    })
+    Some(ParsedHeader { timestamp, unix_time, v1, v1_len })
 }
 
 fn mac_of(secret: &[u8], timestamp: &str, body: &[u8]) -> HmacSha256 {
@@ -152,10 +142,7 @@ mod tests {
         // Computed outside Rust: python3 hmac.new(b"key", b"0.The quick brown fox jumps
         // over the lazy dog", sha256). Catches any change to the "<t>.<body>" layout.
         let header = sign(b"key", 0, b"The quick brown fox jumps over the lazy dog");
-        assert_eq!(
-            header,
-            "t=0,v1=8511f28f7a1949f0c42772b447d68b2daf760f5f0439a20a17e3b4e7cd395763"
-        );
+        assert_eq!(header, "t=0,v1=8511f28f7a1949f0c42772b447d68b2daf760f5f0439a20a17e3b4e7cd395763");
     }
 
     #[test]

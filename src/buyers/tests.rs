@@ -58,17 +58,11 @@ impl TestServer {
                     respond(request)
                 });
                 tokio::spawn(async move {
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
                 });
             }
         });
-        TestServer {
-            base,
-            requests,
-            connections,
-        }
+        TestServer { base, requests, connections }
     }
 
     fn url(&self, path: &str) -> String {
@@ -89,20 +83,13 @@ async fn respond(request: Request<Incoming>) -> Result<Response<TestBody>, Infal
     let Ok(body) = body else {
         return Ok(reply(StatusCode::BAD_REQUEST, ""));
     };
-    let unix_now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let unix_now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
     let signed = headers
         .get(SIGNATURE_HEADER)
         .and_then(|value| value.to_str().ok())
         .is_some_and(|value| signature::verify(SECRET.as_bytes(), value, &body, unix_now, 60));
-    let well_formed = headers.get("content-type").map(|v| v.as_bytes())
-        == Some(b"application/json")
-        && headers
-            .get("user-agent")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("leadrouter/"));
+    let well_formed = headers.get("content-type").map(|v| v.as_bytes()) == Some(b"application/json")
+        && headers.get("user-agent").and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("leadrouter/"));
     if !signed {
         return Ok(reply(StatusCode::UNAUTHORIZED, ""));
     }
@@ -148,9 +135,7 @@ impl Trickle {
     const EVERY: Duration = Duration::from_millis(20);
 
     fn new() -> Trickle {
-        Trickle {
-            next: Box::pin(tokio::time::sleep(Trickle::EVERY)),
-        }
+        Trickle { next: Box::pin(tokio::time::sleep(Trickle::EVERY)) }
     }
 }
 
@@ -158,10 +143,7 @@ impl Body for Trickle {
     type Data = Bytes;
     type Error = Infallible;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         ready!(self.next.as_mut().poll(cx));
         self.next.as_mut().reset(Instant::now() + Trickle::EVERY);
         Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b" ")))))
@@ -173,9 +155,7 @@ fn deadline_in(ms: u64) -> Instant {
 }
 
 async fn ping(client: &BuyerClient, url: &str) -> BidAnswer {
-    let (answer, _latency) = client
-        .ping(url, SECRET, Bytes::from_static(BODY), deadline_in(2_000))
-        .await;
+    let (answer, _latency) = client.ping(url, SECRET, Bytes::from_static(BODY), deadline_in(2_000)).await;
     answer
 }
 
@@ -203,14 +183,8 @@ async fn ping_answers_are_read_per_contract() {
 async fn signature_is_checked_by_the_buyer() {
     let server = TestServer::start().await;
     let client = BuyerClient::new();
-    let (answer, _) = client
-        .ping(
-            &server.url("bid-string"),
-            "wrong secret",
-            Bytes::from_static(BODY),
-            deadline_in(2_000),
-        )
-        .await;
+    let (answer, _) =
+        client.ping(&server.url("bid-string"), "wrong secret", Bytes::from_static(BODY), deadline_in(2_000)).await;
     assert_eq!(answer, BidAnswer::Error("http 401".into()));
 }
 
@@ -221,31 +195,14 @@ async fn hung_and_trickling_buyers_time_out_by_the_deadline() {
     for path in ["hang", "trickle"] {
         let started = Instant::now();
         let deadline = started + Duration::from_millis(300);
-        let (answer, latency) = client
-            .ping(
-                &server.url(path),
-                SECRET,
-                Bytes::from_static(BODY),
-                deadline,
-            )
-            .await;
+        let (answer, latency) = client.ping(&server.url(path), SECRET, Bytes::from_static(BODY), deadline).await;
         assert_eq!(answer, BidAnswer::Timeout, "{path}");
-        assert!(
-            Instant::now() < deadline + SLACK,
-            "{path} overran the deadline"
-        );
+        assert!(Instant::now() < deadline + SLACK, "{path} overran the deadline");
         assert!(latency >= Duration::from_millis(290), "{path}: {latency:?}");
     }
     let started = Instant::now();
     let deadline = started + Duration::from_millis(300);
-    let (answer, _) = client
-        .post(
-            &server.url("hang"),
-            SECRET,
-            Bytes::from_static(BODY),
-            deadline,
-        )
-        .await;
+    let (answer, _) = client.post(&server.url("hang"), SECRET, Bytes::from_static(BODY), deadline).await;
     assert_eq!(answer, PostAnswer::Timeout);
     assert!(Instant::now() < deadline + SLACK);
 }
@@ -254,14 +211,8 @@ async fn hung_and_trickling_buyers_time_out_by_the_deadline() {
 async fn past_deadline_makes_no_call() {
     let server = TestServer::start().await;
     let client = BuyerClient::new();
-    let (answer, latency) = client
-        .ping(
-            &server.url("bid-string"),
-            SECRET,
-            Bytes::from_static(BODY),
-            Instant::now(),
-        )
-        .await;
+    let (answer, latency) =
+        client.ping(&server.url("bid-string"), SECRET, Bytes::from_static(BODY), Instant::now()).await;
     assert_eq!((answer, latency), (BidAnswer::Timeout, Duration::ZERO));
     assert_eq!(server.requests(), 0);
 }
@@ -272,22 +223,10 @@ async fn transport_and_url_errors() {
     let url = format!("http://{}/ping", closed.local_addr().unwrap());
     drop(closed);
     let client = BuyerClient::new();
-    assert_eq!(
-        ping(&client, &url).await,
-        BidAnswer::Error("connect".into())
-    );
-    assert_eq!(
-        ping(&client, "https://buyer.example/ping").await,
-        BidAnswer::Error("https not supported".into())
-    );
-    assert_eq!(
-        ping(&client, "not a url").await,
-        BidAnswer::Error("bad url".into())
-    );
-    assert_eq!(
-        ping(&client, "ftp://x/y").await,
-        BidAnswer::Error("bad url".into())
-    );
+    assert_eq!(ping(&client, &url).await, BidAnswer::Error("connect".into()));
+    assert_eq!(ping(&client, "https://buyer.example/ping").await, BidAnswer::Error("https not supported".into()));
+    assert_eq!(ping(&client, "not a url").await, BidAnswer::Error("bad url".into()));
+    assert_eq!(ping(&client, "ftp://x/y").await, BidAnswer::Error("bad url".into()));
 }
 
 #[tokio::test]
@@ -295,10 +234,7 @@ async fn keep_alive_reuses_one_connection() {
     let server = TestServer::start().await;
     let client = BuyerClient::new();
     for _ in 0..3 {
-        assert!(matches!(
-            ping(&client, &server.url("bid-string")).await,
-            BidAnswer::Bid(_)
-        ));
+        assert!(matches!(ping(&client, &server.url("bid-string")).await, BidAnswer::Bid(_)));
     }
     assert_eq!(server.connections.load(Ordering::SeqCst), 1);
 }
@@ -311,9 +247,7 @@ async fn post_answers_are_read_per_contract() {
         let client = client.clone();
         let url = server.url(path);
         async move {
-            let (answer, _) = client
-                .post(&url, SECRET, Bytes::from_static(BODY), deadline_in(2_000))
-                .await;
+            let (answer, _) = client.post(&url, SECRET, Bytes::from_static(BODY), deadline_in(2_000)).await;
             answer
         }
     };
@@ -332,55 +266,30 @@ async fn breaker_opens_after_failures_and_stops_calling() {
     let client = BuyerClient::new();
     let url = server.url("server-error");
     for _ in 0..FAILURES_TO_OPEN {
-        assert_eq!(
-            ping(&client, &url).await,
-            BidAnswer::Error("http 500".into())
-        );
+        assert_eq!(ping(&client, &url).await, BidAnswer::Error("http 500".into()));
     }
     assert_eq!(client.breakers().state(&url), BreakerState::Open);
     assert_eq!(ping(&client, &url).await, BidAnswer::CircuitOpen);
     assert_eq!(server.requests(), FAILURES_TO_OPEN as usize);
     // Other endpoints of the same host are unaffected; no-bids count as healthy.
     for _ in 0..FAILURES_TO_OPEN + 1 {
-        assert_eq!(
-            ping(&client, &server.url("no-content")).await,
-            BidAnswer::NoBid
-        );
+        assert_eq!(ping(&client, &server.url("no-content")).await, BidAnswer::NoBid);
     }
-    assert_eq!(
-        client.breakers().state(&server.url("no-content")),
-        BreakerState::Closed
-    );
+    assert_eq!(client.breakers().state(&server.url("no-content")), BreakerState::Closed);
 }
 
 #[tokio::test]
 async fn ping_all_runs_in_parallel_and_keeps_order() {
     let server = TestServer::start().await;
     let client = BuyerClient::new();
-    let call = |path: &str| PingCall {
-        url: server.url(path),
-        secret: SECRET.to_string(),
-        body: Bytes::from_static(BODY),
-    };
-    let calls = vec![
-        call("hang"),
-        call("bid-string"),
-        call("hang"),
-        call("no-content"),
-        call("trickle"),
-    ];
+    let call =
+        |path: &str| PingCall { url: server.url(path), secret: SECRET.to_string(), body: Bytes::from_static(BODY) };
+    let calls = vec![call("hang"), call("bid-string"), call("hang"), call("no-content"), call("trickle")];
     let started = Instant::now();
     let deadline = started + Duration::from_millis(300);
-    let answers: Vec<BidAnswer> = client
-        .ping_all(calls, deadline)
-        .await
-        .into_iter()
-        .map(|(answer, _)| answer)
-        .collect();
-    assert!(
-        Instant::now() < deadline + SLACK,
-        "fan-out overran the deadline"
-    );
+    let answers: Vec<BidAnswer> =
+        client.ping_all(calls, deadline).await.into_iter().map(|(answer, _)| answer).collect();
+    assert!(Instant::now() < deadline + SLACK, "fan-out overran the deadline");
     assert_eq!(
         answers,
         vec![

@@ -322,4 +322,78 @@ mod tests {
         assert_eq!(book.try_hold(now, req), Err(HoldRefusal::CreditLimit));
         assert_eq!(book.view(now, funding).available, Money::ZERO);
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+        use std::collections::HashMap;
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            Hold { cents: i64 },
+            Settle(usize),
+            Release(usize),
+            Advance { minutes: i64 },
+            TopUp { cents: i64 },
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                4 => (1i64..5_000).prop_map(|cents| Op::Hold { cents }),
+                3 => (0usize..16).prop_map(Op::Settle),
+                1 => (0usize..16).prop_map(Op::Release),
+                2 => (0i64..600).prop_map(|minutes| Op::Advance { minutes }),
+                1 => (1i64..3_000).prop_map(|cents| Op::TopUp { cents }),
+            ]
+        }
+
+        proptest! {
+            /// DESIGN §8.2 for any sequence of holds, settles, releases, expiries and
+            /// top-ups: available never goes below zero, money is conserved, and no local
+            /// day (Europe/Berlin, across DST) settles more leads than the daily cap.
+            #[test]
+            fn no_sequence_overspends_or_exceeds_a_cap(ops in proptest::collection::vec(op(), 1..120), start_minute in 0i64..525_600) {
+                let caps = [Cap { window: Window::Day, limit: Limit::Count(3), name: "daily" },
+                            Cap { window: Window::Month, limit: Limit::Spend(Money::cents(20_000)), name: "monthly_spend" }];
+                let mut now = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap() + chrono::Duration::minutes(start_minute);
+                let mut book = BuyerBook::new(Money::cents(10_000));
+                let mut paid_in = Money::cents(10_000);
+                let mut spent = Money::ZERO;
+                let mut open: Vec<(String, Money, DateTime<Utc>)> = Vec::new();
+                let mut settled_per_day: HashMap<DateTime<Utc>, u32> = HashMap::new();
+                for (n, op) in ops.into_iter().enumerate() {
+                    match op {
+                        Op::Hold { cents } => {
+                            let id = format!("h{n}");
+                            let req = HoldRequest { hold_id: id.clone(), campaign_id: "c1", price: Money::cents(cents), funding: prepaid(), caps: &caps, tz: chrono_tz::Europe::Berlin, expires_at: now + chrono::Duration::minutes(90) };
+                            if book.try_hold(now, req).is_ok() {
+                                open.push((id, Money::cents(cents), now));
+                            }
+                        }
+                        Op::Settle(i) if i < open.len() => {
+                            let (id, price, held_at) = open.remove(i);
+                            if book.settle(&id).is_ok() {
+                                spent += price;
+                                *settled_per_day.entry(window_start(Window::Day, held_at, chrono_tz::Europe::Berlin)).or_default() += 1;
+                            }
+                        }
+                        Op::Release(i) if i < open.len() => {
+                            let (id, _, _) = open.remove(i);
+                            book.release(&id);
+                        }
+                        Op::Advance { minutes } => now += chrono::Duration::minutes(minutes),
+                        Op::TopUp { cents } => {
+                            book.top_up(Money::cents(cents));
+                            paid_in += Money::cents(cents);
+                        }
+                        _ => {}
+                    }
+                    let view = book.view(now, prepaid());
+                    prop_assert!(view.available >= Money::ZERO, "available {} after {:?}", view.available, n);
+                    prop_assert_eq!(view.balance, paid_in - spent);
+                    prop_assert!(settled_per_day.values().all(|&count| count <= 3), "{:?}", settled_per_day);
+                }
+            }
+        }
+    }
 }

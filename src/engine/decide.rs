@@ -91,7 +91,9 @@ impl Router {
         let mut live: Vec<Arc<CompiledCampaign>> = Vec::new();
         for verdict in eligibility::evaluate(&d.market, subject, d.vertical.model, now) {
             match verdict {
-                Verdict::Filtered(campaign, filtered) => filter(&mut d.trace, campaign, filtered.code, filtered.describe()),
+                Verdict::Filtered(campaign, filtered) => {
+                    filter(&mut d.trace, campaign, filtered.code, filtered.describe())
+                }
                 Verdict::Standing(campaign, price) => {
                     d.trace.push(&campaign.id, &campaign.buyer_id, Outcome::Bid).amount(price);
                     bids.push(campaign.bid(price));
