@@ -4,6 +4,8 @@
 mod harness;
 
 mod admin;
+mod binary;
+mod clock;
 mod errors;
 mod models;
 mod overspend;

@@ -1,0 +1,151 @@
+//! The real `leadrouter` binary: CLI help, generated admin token, demo market, SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::harness::*;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_leadrouter");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn help_explains_every_flag_and_its_environment_variable() {
+    let output = Command::new(BINARY).arg("--help").output().unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).unwrap();
+    for flag in ["--config", "--listen", "--ops-listen", "--grpc-listen", "--data-dir", "--admin-token", "--redis"] {
+        assert!(help.contains(flag), "{flag} missing from --help");
+    }
+    for env in ["LEADROUTER_LISTEN", "LEADROUTER_OPS_LISTEN", "LEADROUTER_DATA_DIR", "LEADROUTER_ADMIN_TOKEN"] {
+        assert!(help.contains(env), "{env} missing from --help");
+    }
+}
+
+#[test]
+fn a_broken_config_file_stops_the_start_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "[[verticals]]\nname = \"solar\"\nmodel = \"lottery\"\n").unwrap();
+    let output = Command::new(BINARY)
+        .args(["--config", config.to_str().unwrap(), "--data-dir", dir.path().to_str().unwrap()])
+        .args(["--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("lottery"), "{stderr}");
+}
+
+#[tokio::test]
+async fn the_demo_starts_with_a_generated_token_sells_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let (public, ops) = (free_port(), free_port());
+    let mut child = Command::new(BINARY)
+        .env("LEADROUTER_LISTEN", format!("127.0.0.1:{public}"))
+        .env("LEADROUTER_OPS_LISTEN", format!("127.0.0.1:{ops}"))
+        .env("LEADROUTER_DATA_DIR", dir.path())
+        .env_remove("LEADROUTER_ADMIN_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let lines = std::thread::spawn(move || BufReader::new(stdout).lines().map_while(Result::ok).collect::<Vec<_>>());
+
+    let client = client();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ready = hyper::Request::get(format!("http://127.0.0.1:{ops}/readyz")).body(Default::default()).unwrap();
+        if matches!(client.request(ready).await, Ok(r) if r.status() == 200) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the server did not become ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let token_path = dir.path().join("admin-token");
+    let token = std::fs::read_to_string(&token_path).unwrap().trim().to_string();
+    assert!(token.len() >= 32);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&token_path).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    let server =
+        External { base: format!("http://127.0.0.1:{public}"), ops: format!("http://127.0.0.1:{ops}"), client };
+    let sold = server
+        .post_json(
+            "/v1/leads",
+            "demo-supplier-key-solarportal",
+            &json!({"vertical": "solar", "first_name": "Jan", "last_name": "Meyer", "email": "jan@example.com",
+                    "phone": "040 1234567", "zip": "20095", "country": "DE", "fields": {"roof_type": "flat"}}),
+        )
+        .await;
+    assert_eq!(sold["status"], "sold", "{sold}");
+    assert_eq!(sold["payout"], "24.60", "60% of the Hamburg installer's 41.00");
+    assert_eq!(server.admin_status(&token).await, 200);
+    assert_eq!(server.admin_status("wrong-token-wrong-token").await, 401);
+
+    #[cfg(unix)]
+    {
+        let pid = child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(started.elapsed() < Duration::from_secs(20), "no exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(status.success(), "exit status {status}");
+        let log = lines.join().unwrap().join("\n");
+        assert!(log.contains("public API listening") && log.contains("stopped"), "{log}");
+        for pii in ["jan@example.com", "Meyer", "1234567"] {
+            assert!(!log.contains(pii), "the log contains PII ({pii}):\n{log}");
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = child.kill();
+    }
+}
+
+struct External {
+    base: String,
+    ops: String,
+    client: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        http_body_util::Full<bytes::Bytes>,
+    >,
+}
+
+impl External {
+    async fn post_json(&self, path: &str, key: &str, body: &serde_json::Value) -> serde_json::Value {
+        use http_body_util::BodyExt;
+        let request = hyper::Request::post(format!("{}{}", self.base, path))
+            .header("authorization", format!("Bearer {key}"))
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(bytes::Bytes::from(body.to_string())))
+            .unwrap();
+        let response = self.client.request(request).await.unwrap();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice(&body).unwrap()
+    }
+
+    async fn admin_status(&self, token: &str) -> u16 {
+        let request = hyper::Request::get(format!("{}/admin/v1/verticals", self.ops))
+            .header("authorization", format!("Bearer {token}"))
+            .body(Default::default())
+            .unwrap();
+        self.client.request(request).await.unwrap().status().as_u16()
+    }
+}
