@@ -297,11 +297,6 @@ impl ValidLead {
         }
     }
 
-    /// Normalized contacts for duplicate detection: `phone:<E.164>`, `email:<lowercase>`.
-    pub fn dedup_keys(&self) -> [String; 2] {
-        todo!()
-    }
-
     /// A posted lead must be the lead that was pinged: same vertical and postal code.
     pub fn matches_ping(&self, ping: &ValidPing) -> Result<(), Vec<FieldError>> {
         let mut errors = Vec::new();
