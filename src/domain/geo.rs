@@ -100,20 +100,11 @@ impl PostalTable {
             }
             let fields = split_csv_line(raw).map_err(|m| bad_line(line, m))?;
             let row = parse_row(&fields).map_err(|m| bad_line(line, m))?;
-            let state = states
-                .entry(row.state.to_owned())
-                .or_insert_with(|| Arc::from(row.state))
-                .clone();
-            let place = PostalPlace {
-                point: row.point,
-                state,
-            };
+            let state = states.entry(row.state.to_owned()).or_insert_with(|| Arc::from(row.state)).clone();
+            let place = PostalPlace { point: row.point, state };
             let codes = table.by_country.entry(row.country).or_default();
             if codes.insert(Box::from(row.code), place).is_some() {
-                return Err(bad_line(
-                    line,
-                    format!("duplicate postal code {}", row.code),
-                ));
+                return Err(bad_line(line, format!("duplicate postal code {}", row.code)));
             }
             table.len += 1;
         }
@@ -145,8 +136,7 @@ impl PostalTable {
             _ => {
                 let shape_ok = !b.is_empty()
                     && b.len() <= OTHER_CODE_LEN_MAX
-                    && b.iter()
-                        .all(|c| c.is_ascii_alphanumeric() || *c == b' ' || *c == b'-')
+                    && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b' ' || *c == b'-')
                     && b.iter().any(u8::is_ascii_alphanumeric);
                 shape_ok.then(|| code.to_ascii_uppercase())
             }
@@ -171,9 +161,7 @@ impl PostalTable {
 
     /// Rows for one country (0 for a country the table does not cover).
     pub fn count(&self, country: &str) -> usize {
-        country_key(country)
-            .and_then(|k| self.by_country.get(&k))
-            .map_or(0, HashMap::len)
+        country_key(country).and_then(|k| self.by_country.get(&k)).map_or(0, HashMap::len)
     }
 }
 
@@ -188,10 +176,7 @@ fn country_key(country: &str) -> Option<CountryKey> {
 }
 
 fn bad_line(line: usize, message: impl Into<String>) -> GeoError {
-    GeoError::BadLine {
-        line,
-        message: message.into(),
-    }
+    GeoError::BadLine { line, message: message.into() }
 }
 
 struct Row<'a> {
@@ -203,36 +188,22 @@ struct Row<'a> {
 
 fn parse_row<'a>(fields: &'a [std::borrow::Cow<'a, str>]) -> Result<Row<'a>, String> {
     let [country, code, state, _place, lat, lon] = fields else {
-        return Err(format!(
-            "expected {CSV_COLUMNS} columns, found {}",
-            fields.len()
-        ));
+        return Err(format!("expected {CSV_COLUMNS} columns, found {}", fields.len()));
     };
     let key = match country.as_bytes() {
         [a, b] if a.is_ascii_uppercase() && b.is_ascii_uppercase() => [*a, *b],
         _ => return Err(format!("country `{country}` is not two uppercase letters")),
     };
     if PostalTable::normalize(country, code).as_deref() != Some(code.as_ref()) {
-        return Err(format!(
-            "postal code `{code}` is not normalized for {country}"
-        ));
+        return Err(format!("postal code `{code}` is not normalized for {country}"));
     }
-    let lat =
-        parse_degrees(lat, 90.0).ok_or_else(|| format!("latitude `{lat}` is not in -90..=90"))?;
-    let lon = parse_degrees(lon, 180.0)
-        .ok_or_else(|| format!("longitude `{lon}` is not in -180..=180"))?;
-    Ok(Row {
-        country: key,
-        code,
-        state,
-        point: Point { lat, lon },
-    })
+    let lat = parse_degrees(lat, 90.0).ok_or_else(|| format!("latitude `{lat}` is not in -90..=90"))?;
+    let lon = parse_degrees(lon, 180.0).ok_or_else(|| format!("longitude `{lon}` is not in -180..=180"))?;
+    Ok(Row { country: key, code, state, point: Point { lat, lon } })
 }
 
 fn parse_degrees(text: &str, limit: f64) -> Option<f64> {
-    text.parse::<f64>()
-        .ok()
-        .filter(|v| v.is_finite() && v.abs() <= limit)
+    text.parse::<f64>().ok().filter(|v| v.is_finite() && v.abs() <= limit)
 }
 
 /// Splits one CSV line. Unquoted fields are taken verbatim; a quoted field runs to the
@@ -338,12 +309,7 @@ pub fn bounding_box(center: Point, km: f64) -> BoundingBox {
     // Not reaching a pole means r < 90° - |lat|, so the ratio is below 1; clamp for rounding.
     let ratio = (r.sin() / center.lat.to_radians().cos()).min(1.0);
     let half_width = ratio.asin().to_degrees() + BOX_PAD_DEG;
-    BoundingBox {
-        lat_min,
-        lat_max,
-        lon_min: center.lon - half_width,
-        lon_max: center.lon + half_width,
-    }
+    BoundingBox { lat_min, lat_max, lon_min: center.lon - half_width, lon_max: center.lon + half_width }
 }
 
 #[cfg(test)]
@@ -378,15 +344,9 @@ mod tests {
         assert_eq!(table().lookup("US", "90012").map(|p| &*p.state), Some("CA"));
         assert!(table().lookup("DE", "00000").is_none());
         assert!(table().lookup("DEU", "80331").is_none());
-        assert!(
-            table().lookup("US", "10001-1234").is_none(),
-            "lookup wants ZIP5"
-        );
+        assert!(table().lookup("US", "10001-1234").is_none(), "lookup wants ZIP5");
         // Rows without a state in the source keep an empty code.
-        assert_eq!(
-            table().lookup("DE", "87491").map(PostalPlace::state_code),
-            Some(None)
-        );
+        assert_eq!(table().lookup("DE", "87491").map(PostalPlace::state_code), Some(None));
     }
 
     #[test]
@@ -455,11 +415,7 @@ mod tests {
             ("", "80331", None),
         ];
         for (country, code, want) in cases {
-            assert_eq!(
-                PostalTable::normalize(country, code).as_deref(),
-                want,
-                "{country} {code:?}"
-            );
+            assert_eq!(PostalTable::normalize(country, code).as_deref(), want, "{country} {code:?}");
         }
     }
 
@@ -478,73 +434,28 @@ mod tests {
 
     #[test]
     fn distance_edge_cases() {
-        let p = Point {
-            lat: 10.0,
-            lon: 20.0,
-        };
+        let p = Point { lat: 10.0, lon: 20.0 };
         assert_eq!(distance_km(p, p), 0.0);
-        let north = Point {
-            lat: 90.0,
-            lon: 0.0,
-        };
-        let south = Point {
-            lat: -90.0,
-            lon: 45.0,
-        };
+        let north = Point { lat: 90.0, lon: 0.0 };
+        let south = Point { lat: -90.0, lon: 45.0 };
         let half = std::f64::consts::PI * EARTH_RADIUS_KM;
         assert!((distance_km(north, south) - half).abs() < 1e-6);
-        let west = Point {
-            lat: 0.0,
-            lon: 179.5,
-        };
-        let east = Point {
-            lat: 0.0,
-            lon: -179.5,
-        };
+        let west = Point { lat: 0.0, lon: 179.5 };
+        let east = Point { lat: 0.0, lon: -179.5 };
         assert!(distance_km(west, east) < 112.0, "across the antimeridian");
     }
 
     #[test]
     fn bounding_box_edge_cases() {
-        let b = bounding_box(
-            Point {
-                lat: 89.5,
-                lon: 10.0,
-            },
-            100.0,
-        );
+        let b = bounding_box(Point { lat: 89.5, lon: 10.0 }, 100.0);
         assert_eq!((b.lon_min, b.lon_max, b.lat_max), (-180.0, 180.0, 90.0));
-        let b = bounding_box(
-            Point {
-                lat: 0.0,
-                lon: 179.9,
-            },
-            50.0,
-        );
+        let b = bounding_box(Point { lat: 0.0, lon: 179.9 }, 50.0);
         assert!(b.lon_max > 180.0);
-        assert!(b.contains(Point {
-            lat: 0.0,
-            lon: -179.9
-        }));
-        assert!(!b.contains(Point {
-            lat: 0.0,
-            lon: 170.0
-        }));
-        let b = bounding_box(
-            Point {
-                lat: 48.0,
-                lon: 11.0,
-            },
-            -5.0,
-        );
-        assert!(b.contains(Point {
-            lat: 48.0,
-            lon: 11.0
-        }));
-        assert!(!b.contains(Point {
-            lat: 48.001,
-            lon: 11.0
-        }));
+        assert!(b.contains(Point { lat: 0.0, lon: -179.9 }));
+        assert!(!b.contains(Point { lat: 0.0, lon: 170.0 }));
+        let b = bounding_box(Point { lat: 48.0, lon: 11.0 }, -5.0);
+        assert!(b.contains(Point { lat: 48.0, lon: 11.0 }));
+        assert!(!b.contains(Point { lat: 48.001, lon: 11.0 }));
         let b = bounding_box(Point { lat: 0.0, lon: 0.0 }, f64::NAN);
         assert!(b.contains(Point { lat: 0.0, lon: 0.0 }));
         let b = bounding_box(Point { lat: 0.0, lon: 0.0 }, 30_000.0);
@@ -560,13 +471,9 @@ mod tests {
         let r = km / EARTH_RADIUS_KM;
         let (lat1, lon1) = (from.lat.to_radians(), from.lon.to_radians());
         let lat2 = (lat1.sin() * r.cos() + lat1.cos() * r.sin() * bearing.cos()).asin();
-        let lon2 =
-            lon1 + (bearing.sin() * r.sin() * lat1.cos()).atan2(r.cos() - lat1.sin() * lat2.sin());
+        let lon2 = lon1 + (bearing.sin() * r.sin() * lat1.cos()).atan2(r.cos() - lat1.sin() * lat2.sin());
         let lon = (lon2.to_degrees() + 540.0).rem_euclid(360.0) - 180.0;
-        Point {
-            lat: lat2.to_degrees(),
-            lon,
-        }
+        Point { lat: lat2.to_degrees(), lon }
     }
 
     proptest! {

@@ -45,10 +45,7 @@ pub fn normalize_e164(raw: &str, country: &str) -> Result<String, PhoneError> {
     // releases; a bad phone number must be a 422, never a dropped connection.
     let parsed = std::panic::catch_unwind(move || {
         let number = phonenumber::parse(Some(region), &raw).ok()?;
-        Some((
-            number.is_valid(),
-            number.format().mode(Mode::E164).to_string(),
-        ))
+        Some((number.is_valid(), number.format().mode(Mode::E164).to_string()))
     });
     match parsed {
         Ok(Some((true, e164))) => Ok(e164),
@@ -82,33 +79,21 @@ mod tests {
         ] {
             assert_eq!(normalize_e164(raw, "DE").as_deref(), Ok(munich), "{raw}");
         }
-        assert_eq!(
-            normalize_e164("0151 23456789", "de").as_deref(),
-            Ok("+4915123456789")
-        );
+        assert_eq!(normalize_e164("0151 23456789", "de").as_deref(), Ok("+4915123456789"));
     }
 
     #[test]
     fn us_formats() {
         let sf = "+14155552671";
-        for raw in [
-            "(415) 555-2671",
-            "415-555-2671",
-            "415.555.2671",
-            "4155552671",
-            "1 415 555 2671",
-            "+1 415 555 2671",
-        ] {
+        for raw in ["(415) 555-2671", "415-555-2671", "415.555.2671", "4155552671", "1 415 555 2671", "+1 415 555 2671"]
+        {
             assert_eq!(normalize_e164(raw, "US").as_deref(), Ok(sf), "{raw}");
         }
     }
 
     #[test]
     fn foreign_number_in_international_form_is_kept() {
-        assert_eq!(
-            normalize_e164("+1 415 555 2671", "DE").as_deref(),
-            Ok("+14155552671")
-        );
+        assert_eq!(normalize_e164("+1 415 555 2671", "DE").as_deref(), Ok("+14155552671"));
     }
 
     #[test]
@@ -125,23 +110,13 @@ mod tests {
             "1234567890123456789012345678901234567890",
         ];
         for raw in unparsable {
-            assert_eq!(
-                normalize_e164(raw, "DE"),
-                Err(PhoneError::Unparsable),
-                "{raw}"
-            );
+            assert_eq!(normalize_e164(raw, "DE"), Err(PhoneError::Unparsable), "{raw}");
         }
         for raw in ["123", "0000000", "089 12", "+49 000 0000000"] {
             assert!(normalize_e164(raw, "DE").is_err(), "{raw}");
         }
-        assert_eq!(
-            normalize_e164("555-2671", "US"),
-            Err(PhoneError::InvalidForCountry("US".to_owned()))
-        );
-        assert_eq!(
-            normalize_e164("089 1234567", "XX"),
-            Err(PhoneError::InvalidForCountry("XX".to_owned()))
-        );
+        assert_eq!(normalize_e164("555-2671", "US"), Err(PhoneError::InvalidForCountry("US".to_owned())));
+        assert_eq!(normalize_e164("089 1234567", "XX"), Err(PhoneError::InvalidForCountry("XX".to_owned())));
     }
 
     proptest! {
