@@ -1,11 +1,10 @@
-//! Auction models: who is offered the lead first, and at what price. (STUB: helper fills in.)
+//! Auction models. (TEMPORARY local version)
 
 use std::sync::Arc;
 
-use super::model::{Model, Vertical};
+use super::model::{Model, PriceRule, Vertical};
 use super::money::Money;
 
-/// A campaign's standing or live bid for one lead.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Bid {
     pub campaign_id: Arc<str>,
@@ -15,24 +14,68 @@ pub struct Bid {
     pub amount: Money,
 }
 
-/// A bid in the order it will be offered the lead, with the price it pays if it wins.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Offer {
     pub bid: Bid,
     pub price: Money,
 }
 
-/// Orders bids into offers for `vertical.model`:
-/// - ping_post, bidding: bids below the reserve dropped; amount desc, then tier asc, then
-///   rotation among exact ties (`tie_turn` picks which tied bid goes first); price by
-///   `price_rule` (second price only when `max_winners == 1`: max(next bid + 0.01,
-///   reserve), never above the bid; a lone bid pays the reserve when one is set, else its
-///   own amount).
-/// - round_robin: `rr_order` (from `Rotation::next_order`, indexes into `bids`) decides;
-///   each pays its own amount; bids below the reserve dropped.
-/// - ping_tree: tier asc; within a tier amount desc with rotation on ties; bids below the
-///   tier's floor dropped; each pays its own amount.
-pub fn order_offers(_vertical: &Vertical, _bids: Vec<Bid>, _rr_order: Option<&[usize]>, _tie_turn: u64) -> Vec<Offer> {
-    let _ = Model::PingPost;
-    todo!()
+pub fn order_offers(vertical: &Vertical, bids: Vec<Bid>, rr_order: Option<&[usize]>, tie_turn: u64) -> Vec<Offer> {
+    match vertical.model {
+        Model::RoundRobin => {
+            let order = rr_order.unwrap_or(&[]);
+            order
+                .iter()
+                .filter_map(|&i| bids.get(i))
+                .filter(|b| b.amount >= vertical.reserve_price)
+                .map(|b| Offer { bid: b.clone(), price: b.amount })
+                .collect()
+        }
+        Model::PingTree => {
+            let mut bids: Vec<Bid> = bids.into_iter().filter(|b| b.amount >= vertical.tier_floor(b.tier)).collect();
+            bids.sort_by(|a, b| {
+                a.tier.cmp(&b.tier).then(b.amount.cmp(&a.amount)).then(a.campaign_id.cmp(&b.campaign_id))
+            });
+            rotate_ties(&mut bids, tie_turn);
+            bids.into_iter().map(|b| Offer { price: b.amount, bid: b }).collect()
+        }
+        Model::PingPost | Model::Bidding => {
+            let mut bids: Vec<Bid> = bids.into_iter().filter(|b| b.amount >= vertical.reserve_price).collect();
+            bids.sort_by(|a, b| {
+                b.amount.cmp(&a.amount).then(a.tier.cmp(&b.tier)).then(a.campaign_id.cmp(&b.campaign_id))
+            });
+            rotate_ties(&mut bids, tie_turn);
+            let second = vertical.price_rule == PriceRule::SecondPrice && vertical.max_winners == 1;
+            (0..bids.len())
+                .map(|i| {
+                    let bid = bids[i].clone();
+                    let price = if !second {
+                        bid.amount
+                    } else {
+                        match bids.get(i + 1) {
+                            Some(next) => bid.amount.min((next.amount + Money::cents(1)).max(vertical.reserve_price)),
+                            None if !vertical.reserve_price.is_zero() => vertical.reserve_price.min(bid.amount),
+                            None => bid.amount,
+                        }
+                    };
+                    Offer { bid, price }
+                })
+                .collect()
+        }
+    }
+}
+
+fn rotate_ties(bids: &mut [Bid], turn: u64) {
+    let mut start = 0;
+    while start < bids.len() {
+        let mut end = start + 1;
+        while end < bids.len() && bids[end].amount == bids[start].amount && bids[end].tier == bids[start].tier {
+            end += 1;
+        }
+        let len = end - start;
+        if len > 1 {
+            bids[start..end].rotate_left((turn % len as u64) as usize);
+        }
+        start = end;
+    }
 }

@@ -289,6 +289,11 @@ impl Market {
         self.campaigns.values().filter(|c| c.campaign.active).count()
     }
 
+    /// How many campaigns a vertical has (active or not).
+    pub fn campaign_count(&self, vertical: &str) -> usize {
+        self.index.get(vertical).map_or(0, |index| index.campaigns.len())
+    }
+
     /// The campaigns of the subject's vertical that its country and postal area could
     /// match, each once, in a stable order. Every one still has to pass `eligibility::check`.
     pub fn candidates(&self, subject: &Subject<'_>) -> Vec<&Arc<CompiledCampaign>> {

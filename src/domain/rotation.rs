@@ -1,4 +1,4 @@
-//! Smooth weighted round robin. (STUB: helper fills in.)
+//! Smooth weighted round robin. (TEMPORARY local version)
 
 use std::collections::HashMap;
 
@@ -8,15 +8,24 @@ pub struct Rotation {
 }
 
 impl Rotation {
-    /// Orders `eligible` (campaign id, weight) for the next lead: the first index is the
-    /// smooth-WRR pick (its state updated), the rest are fallbacks in the order they would
-    /// be picked next (state not updated for them).
-    pub fn retain(&mut self, _live: impl Fn(&str) -> bool) {
-        todo!()
+    pub fn retain(&mut self, live: impl Fn(&str) -> bool) {
+        self.current.retain(|k, _| live(k));
     }
 
-    pub fn next_order(&mut self, _eligible: &[(&str, u32)]) -> Vec<usize> {
-        let _ = &self.current;
-        todo!()
+    pub fn next_order(&mut self, eligible: &[(&str, u32)]) -> Vec<usize> {
+        if eligible.is_empty() {
+            return Vec::new();
+        }
+        let total: i64 = eligible.iter().map(|(_, w)| i64::from(*w)).sum();
+        for (id, w) in eligible {
+            *self.current.entry(id.to_string()).or_default() += i64::from(*w);
+        }
+        let mut order: Vec<usize> = (0..eligible.len()).collect();
+        let value = |s: &Self, i: usize| s.current.get(eligible[i].0).copied().unwrap_or(0);
+        order.sort_by(|&a, &b| value(self, b).cmp(&value(self, a)).then(a.cmp(&b)));
+        if let Some(v) = self.current.get_mut(eligible[order[0]].0) {
+            *v -= total;
+        }
+        order
     }
 }

@@ -42,6 +42,9 @@ pub struct Trace {
     pub model: &'static str,
     pub started_at: DateTime<Utc>,
     pub entries: Vec<TraceEntry>,
+    /// Campaigns of the vertical the eligibility index ruled out by country or postal area
+    /// without evaluating them (so not listed in `entries`).
+    pub outside_area: usize,
     /// The final status given to the supplier (`bid`, `no_bid`, `sold`, `rejected`).
     pub status: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -56,7 +59,17 @@ impl Trace {
         model: &'static str,
         started_at: DateTime<Utc>,
     ) -> Trace {
-        Trace { id, kind, vertical, model, started_at, entries: Vec::new(), status: String::new(), reason: None }
+        Trace {
+            id,
+            kind,
+            vertical,
+            model,
+            started_at,
+            entries: Vec::new(),
+            outside_area: 0,
+            status: String::new(),
+            reason: None,
+        }
     }
 
     pub fn push(&mut self, campaign_id: &str, buyer_id: &str, outcome: Outcome) -> &mut TraceEntry {

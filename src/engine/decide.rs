@@ -89,7 +89,9 @@ impl Router {
     ) -> Vec<Offer> {
         let mut bids = Vec::new();
         let mut live: Vec<Arc<CompiledCampaign>> = Vec::new();
-        for verdict in eligibility::evaluate(&d.market, subject, d.vertical.model, now) {
+        let verdicts = eligibility::evaluate(&d.market, subject, d.vertical.model, now);
+        d.trace.outside_area = d.market.campaign_count(&d.vertical.name).saturating_sub(verdicts.len());
+        for verdict in verdicts {
             match verdict {
                 Verdict::Filtered(campaign, filtered) => {
                     filter(&mut d.trace, campaign, filtered.code, filtered.describe())

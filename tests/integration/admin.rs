@@ -103,6 +103,8 @@ async fn a_change_never_disturbs_an_auction_in_flight() {
 #[tokio::test]
 async fn traces_list_every_campaign_considered_with_its_reason() {
     let sink = mock_buyer(|_, _| accept()).await;
+    let mut freising = fixed_campaign("c-freising", "b1", "solar", "55.00", &sink.post_url());
+    freising["filters"]["radius"] = json!({"lat": 48.40, "lon": 11.74, "km": 10});
     let mut far = fixed_campaign("c-far", "b1", "solar", "50.00", &sink.post_url());
     far["filters"]["radius"] = json!({"zip": "20095", "km": 40});
     let mut closed = fixed_campaign("c-closed", "b1", "solar", "60.00", &sink.post_url());
@@ -110,7 +112,7 @@ async fn traces_list_every_campaign_considered_with_its_reason() {
     let near = fixed_campaign("c-near", "b1", "solar", "30.00", &sink.post_url());
     let mut config = empty_market();
     config["buyers"] = json!([buyer("b1")]);
-    config["campaigns"] = json!([far, closed, near]);
+    config["campaigns"] = json!([freising, far, closed, near]);
     config["topups"] = json!([topup("b1", "100.00")]);
     let server = start(config).await;
     let sold = server.direct(&lead("solar", 1)).await;
@@ -119,7 +121,9 @@ async fn traces_list_every_campaign_considered_with_its_reason() {
     let reason = |id: &str| {
         entries.iter().find(|e| e["campaign_id"] == id).map(|e| e["reason"].as_str().unwrap_or("").to_string())
     };
-    assert!(reason("c-far").unwrap().starts_with("radius"), "{trace}");
+    assert!(reason("c-freising").unwrap().starts_with("radius"), "{trace}");
+    assert!(reason("c-far").is_none(), "Hamburg is outside the lead's area: the index never considers it");
+    assert_eq!(trace["outside_area"], 1, "{trace}");
     assert_eq!(reason("c-closed").unwrap(), "schedule_closed");
     assert!(entries.iter().any(|e| e["campaign_id"] == "c-near" && e["outcome"] == "sold"));
     assert_eq!(trace["status"], "sold");

@@ -51,7 +51,7 @@ async fn malformed_oversized_wrong_type_and_hostile_input_get_4xx_and_change_not
     let oversized = format!("{{\"vertical\":\"solar\",\"first_name\":\"{}\"}}", "x".repeat(70 * 1024));
     assert_error(&server.send("POST", &url, &json_headers, oversized).await, 413, "body_too_large");
 
-    let nested = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let nested = format!("{}{}", "[".repeat(20_000), "]".repeat(20_000));
     assert_eq!(server.send("POST", &url, &json_headers, nested).await.status, 400);
 
     let text =
