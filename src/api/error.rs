@@ -79,7 +79,10 @@ impl ApiError {
 
     pub fn to_json(&self) -> Bytes {
         let envelope = Envelope { error: Body { code: self.code, message: &self.message, details: &self.details } };
-        Bytes::from(serde_json::to_vec(&envelope).unwrap_or_else(|_| b"{\"error\":{\"code\":\"internal\"}}".to_vec()))
+        let mut json =
+            serde_json::to_vec(&envelope).unwrap_or_else(|_| b"{\"error\":{\"code\":\"internal\"}}".to_vec());
+        json.push(b'\n');
+        Bytes::from(json)
     }
 }
 

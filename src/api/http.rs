@@ -67,7 +67,11 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 pub fn json<T: Serialize>(status: u16, value: &T) -> ApiResponse {
     match serde_json::to_vec(value) {
-        Ok(body) => bytes_response(status, "application/json", Bytes::from(body)),
+        Ok(mut body) => {
+            // A trailing newline keeps terminals and line-based tools tidy; still valid JSON.
+            body.push(b'\n');
+            bytes_response(status, "application/json", Bytes::from(body))
+        }
         Err(_) => error(&ApiError::new(500, "internal", "could not encode the answer")),
     }
 }

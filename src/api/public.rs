@@ -176,7 +176,10 @@ where
     let run = move |router: Arc<Router>, supplier_id: String, body: Bytes| async move {
         match work(router, supplier_id, body).await {
             Ok(answer) => match serde_json::to_vec(&answer) {
-                Ok(json) => StoredAnswer { status: 200, body: Bytes::from(json) },
+                Ok(mut json) => {
+                    json.push(b'\n');
+                    StoredAnswer { status: 200, body: Bytes::from(json) }
+                }
                 Err(_) => StoredAnswer {
                     status: 500,
                     body: ApiError::new(500, "internal", "could not encode the answer").to_json(),
