@@ -69,28 +69,39 @@ impl<'a> Subject<'a> {
     }
 }
 
-/// Why a campaign was filtered: the code is a bounded label, the detail (a field name, a
-/// distance) goes only to the trace.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Filtered {
+/// Why a campaign was filtered: the code is a bounded label (metrics, traces); the detail
+/// is kept as data and only turned into text when a trace is shown.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Filtered<'a> {
     pub code: &'static str,
-    pub detail: Option<String>,
+    pub detail: Option<Detail<'a>>,
 }
 
-impl Filtered {
-    fn new(code: &'static str) -> Filtered {
+#[derive(Debug, Clone, PartialEq)]
+pub enum Detail<'a> {
+    /// The lead lies outside the campaign's circle.
+    Radius { center: Point, point: Point },
+    /// The field rule on this field failed.
+    Field(&'a str),
+}
+
+impl Filtered<'_> {
+    fn new(code: &'static str) -> Filtered<'static> {
         Filtered { code, detail: None }
     }
 
-    fn with(code: &'static str, detail: String) -> Filtered {
-        Filtered { code, detail: Some(detail) }
+    /// The great-circle distance behind a radius filter, for the trace.
+    pub fn distance_km(&self) -> Option<f64> {
+        match self.detail {
+            Some(Detail::Radius { center, point }) => Some(distance_km(center, point)),
+            _ => None,
+        }
     }
 
-    /// The reason as the trace shows it: `code` or `code: detail`.
-    pub fn describe(&self) -> String {
-        match &self.detail {
-            Some(detail) => format!("{}: {}", self.code, detail),
-            None => self.code.to_string(),
+    pub fn field(&self) -> Option<&str> {
+        match self.detail {
+            Some(Detail::Field(field)) => Some(field),
+            _ => None,
         }
     }
 }
@@ -98,7 +109,7 @@ impl Filtered {
 /// What eligibility made of one candidate campaign.
 #[derive(Debug)]
 pub enum Verdict<'m> {
-    Filtered(&'m Arc<CompiledCampaign>, Filtered),
+    Filtered(&'m Arc<CompiledCampaign>, Filtered<'m>),
     /// A fixed price: the campaign bids it without a call.
     Standing(&'m Arc<CompiledCampaign>, Money),
     /// Dynamic pricing: the buyer must be pinged for a bid.
@@ -127,7 +138,11 @@ pub fn evaluate<'m>(market: &'m Market, subject: &Subject<'_>, model: Model, now
 }
 
 /// Every static check of §3 in a fixed order; the first failure is the reason.
-pub fn check(campaign: &CompiledCampaign, subject: &Subject<'_>, now: DateTime<Utc>) -> Result<(), Filtered> {
+pub fn check<'c>(
+    campaign: &'c CompiledCampaign,
+    subject: &Subject<'_>,
+    now: DateTime<Utc>,
+) -> Result<(), Filtered<'c>> {
     let config = &campaign.campaign;
     if !config.active {
         return Err(Filtered::new("inactive"));
@@ -156,15 +171,16 @@ pub fn check(campaign: &CompiledCampaign, subject: &Subject<'_>, now: DateTime<U
     if campaign.exclude_zips.contains(subject.zip) {
         return Err(Filtered::new("zip_excluded"));
     }
-    if let (Some(center), Some(radius)) = (campaign.center, &filters.radius) {
-        let km = distance_km(center, subject.location);
-        if km > radius.km {
-            return Err(Filtered::with("radius", format!("{km:.1} km > {} km", radius.km)));
+    if let Some(circle) = &campaign.circle {
+        // The box test is a few comparisons; the great circle needs trigonometry.
+        let point = subject.location;
+        if !circle.bbox.contains(point) || distance_km(circle.center, point) > circle.km {
+            return Err(Filtered { code: "radius", detail: Some(Detail::Radius { center: circle.center, point }) });
         }
     }
     for rule in &filters.rules {
         if !rule_holds(rule, subject) {
-            return Err(Filtered::with("field_rule", rule.field.clone()));
+            return Err(Filtered { code: "field_rule", detail: Some(Detail::Field(&rule.field)) });
         }
     }
     if let Some(hours) = &campaign.open_hours {

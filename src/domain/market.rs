@@ -19,7 +19,7 @@ use super::auction::Bid;
 use super::budget::Funding;
 use super::caps::{caps_of, Cap};
 use super::eligibility::Subject;
-use super::geo::{bounding_box, Point, PostalTable};
+use super::geo::{bounding_box, BoundingBox, Point, PostalTable};
 use super::model::{Buyer, Campaign, FieldError, Supplier, Vertical};
 use super::money::Money;
 use super::schedule::OpenHours;
@@ -82,6 +82,14 @@ impl ZipSet {
     }
 }
 
+/// A radius filter, compiled: its centre, radius and the lat/lon box around it.
+#[derive(Debug, Clone, Copy)]
+pub struct Circle {
+    pub center: Point,
+    pub km: f64,
+    pub bbox: BoundingBox,
+}
+
 /// A campaign with everything the hot path needs already parsed and joined.
 #[derive(Debug)]
 pub struct CompiledCampaign {
@@ -91,7 +99,7 @@ pub struct CompiledCampaign {
     pub tz: Tz,
     pub open_hours: Option<OpenHours>,
     pub caps: Vec<Cap>,
-    pub center: Option<Point>,
+    pub circle: Option<Circle>,
     pub zips: ZipSet,
     pub exclude_zips: ZipSet,
     pub funding: Funding,
@@ -235,7 +243,11 @@ impl Market {
             tz,
             open_hours,
             caps: caps_of(&campaign.caps),
-            center,
+            circle: center.zip(campaign.filters.radius.as_ref()).map(|(center, radius)| Circle {
+                center,
+                km: radius.km,
+                bbox: bounding_box(center, radius.km),
+            }),
             zips: ZipSet::new(&campaign.filters.zips),
             exclude_zips: ZipSet::new(&campaign.filters.exclude_zips),
             funding: Funding::of(buyer),
@@ -300,8 +312,12 @@ impl Market {
         let Some(index) = self.index.get(subject.vertical) else {
             return Vec::new();
         };
-        let mut slots: Vec<u32> = index.anywhere.clone();
+        let mut slots: Vec<u32> = Vec::with_capacity(64);
+        slots.extend_from_slice(&index.anywhere);
         if let Some(country) = index.by_country.get(subject.country) {
+            // Only a campaign with overlapping postal patterns ("80*" and "803*") can turn up
+            // twice, and only among the postal buckets: deduplicate just those.
+            let postal_from = slots.len();
             if let Some(found) = country.by_zip.get(subject.zip) {
                 slots.extend_from_slice(found);
             }
@@ -309,6 +325,12 @@ impl Market {
                 if let Some(found) = subject.zip.get(..len).and_then(|p| country.by_prefix.get(p)) {
                     slots.extend_from_slice(found);
                 }
+            }
+            if slots.len() - postal_from > 1 && !country.prefix_lens.is_empty() {
+                let mut postal = slots.split_off(postal_from);
+                postal.sort_unstable();
+                postal.dedup();
+                slots.append(&mut postal);
             }
             if let Some(found) = country.grid.get(&cell_of(subject.location)) {
                 slots.extend_from_slice(found);
@@ -318,8 +340,6 @@ impl Market {
             }
             slots.extend_from_slice(&country.rest);
         }
-        slots.sort_unstable();
-        slots.dedup();
         slots.iter().filter_map(|&slot| index.campaigns.get(slot as usize)).collect()
     }
 
@@ -432,7 +452,7 @@ fn index_campaign(index: &mut VerticalIndex, slot: u32, compiled: &CompiledCampa
             countries.push(radius_country);
         }
     }
-    let has_geo = !compiled.zips.is_empty() || compiled.center.is_some() || !filters.states.is_empty();
+    let has_geo = !compiled.zips.is_empty() || compiled.circle.is_some() || !filters.states.is_empty();
     if countries.is_empty() && !has_geo {
         index.anywhere.push(slot);
         return;
@@ -454,8 +474,8 @@ fn index_campaign(index: &mut VerticalIndex, slot: u32, compiled: &CompiledCampa
                     bucket.prefix_lens.push(prefix.len());
                 }
             }
-        } else if let (Some(center), Some(radius)) = (compiled.center, &filters.radius) {
-            match cells_covering(center, radius.km) {
+        } else if let Some(circle) = &compiled.circle {
+            match cells_covering(circle) {
                 Some(cells) => {
                     for cell in cells {
                         bucket.grid.entry(cell).or_default().push(slot);
@@ -474,8 +494,8 @@ fn index_campaign(index: &mut VerticalIndex, slot: u32, compiled: &CompiledCampa
 }
 
 /// The grid cells a circle's bounding box touches; None when they are too many to list.
-fn cells_covering(center: Point, km: f64) -> Option<Vec<(i32, i32)>> {
-    let bbox = bounding_box(center, km);
+fn cells_covering(circle: &Circle) -> Option<Vec<(i32, i32)>> {
+    let bbox = circle.bbox;
     let lat_lo = (bbox.lat_min / GRID_DEGREES).floor() as i32;
     let lat_hi = (bbox.lat_max / GRID_DEGREES).floor() as i32;
     let lon_lo = (bbox.lon_min / GRID_DEGREES).floor() as i32;

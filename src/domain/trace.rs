@@ -3,8 +3,11 @@
 //!
 //! Entries carry ids, amounts, reason codes and latencies: never lead data.
 
+use std::borrow::Cow;
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
 use super::money::Money;
 
@@ -21,17 +24,31 @@ pub enum Outcome {
     Sold,
 }
 
+/// One step for one campaign. Codes are static strings and numbers stay numbers, so a
+/// decision that filters hundreds of campaigns formats nothing until a trace is read.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TraceEntry {
-    pub campaign_id: String,
-    pub buyer_id: String,
+    pub campaign_id: Arc<str>,
+    pub buyer_id: Arc<str>,
     pub outcome: Outcome,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub reason: Option<Cow<'static, str>>,
+    /// What the reason is about: a field name, a cap name, a buyer's error text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<Cow<'static, str>>,
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "one_decimal")]
+    pub distance_km: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub amount: Option<Money>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<u64>,
+}
+
+fn one_decimal<S: Serializer>(value: &Option<f64>, serializer: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(km) => serializer.serialize_f64((km * 10.0).round() / 10.0),
+        None => serializer.serialize_none(),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -72,12 +89,14 @@ impl Trace {
         }
     }
 
-    pub fn push(&mut self, campaign_id: &str, buyer_id: &str, outcome: Outcome) -> &mut TraceEntry {
+    pub fn push(&mut self, campaign_id: &Arc<str>, buyer_id: &Arc<str>, outcome: Outcome) -> &mut TraceEntry {
         self.entries.push(TraceEntry {
-            campaign_id: campaign_id.to_string(),
-            buyer_id: buyer_id.to_string(),
+            campaign_id: Arc::clone(campaign_id),
+            buyer_id: Arc::clone(buyer_id),
             outcome,
             reason: None,
+            detail: None,
+            distance_km: None,
             amount: None,
             latency_ms: None,
         });
@@ -87,8 +106,18 @@ impl Trace {
 }
 
 impl TraceEntry {
-    pub fn reason(&mut self, reason: impl Into<String>) -> &mut TraceEntry {
+    pub fn reason(&mut self, reason: impl Into<Cow<'static, str>>) -> &mut TraceEntry {
         self.reason = Some(reason.into());
+        self
+    }
+
+    pub fn detail(&mut self, detail: impl Into<Cow<'static, str>>) -> &mut TraceEntry {
+        self.detail = Some(detail.into());
+        self
+    }
+
+    pub fn distance_km(&mut self, km: Option<f64>) -> &mut TraceEntry {
+        self.distance_km = km;
         self
     }
 

@@ -14,14 +14,14 @@ use super::Router;
 use crate::buyers::client::PingCall;
 use crate::buyers::{BidAnswer, PostAnswer};
 use crate::domain::auction::{order_offers, Bid, Offer};
-use crate::domain::budget::{Funding, HoldRequest};
+use crate::domain::budget::{Funding, HoldRefusal, HoldRequest};
 use crate::domain::dedup;
 use crate::domain::eligibility::{self, Subject, Verdict};
 use crate::domain::lead::{ValidLead, ValidPing};
 use crate::domain::market::{CompiledCampaign, Market};
 use crate::domain::model::{DeliveryMode, Model, Pricing, Supplier, Vertical};
 use crate::domain::payout::supplier_payout;
-use crate::domain::trace::{Outcome, Trace};
+use crate::domain::trace::{Outcome, Trace, TraceEntry};
 use crate::engine::EngineError;
 use crate::ids;
 use crate::store::sales::Sale;
@@ -94,7 +94,11 @@ impl Router {
         for verdict in verdicts {
             match verdict {
                 Verdict::Filtered(campaign, filtered) => {
-                    filter(&mut d.trace, campaign, filtered.code, filtered.describe())
+                    let entry = filter(&mut d.trace, campaign, filtered.code);
+                    entry.distance_km(filtered.distance_km());
+                    if let Some(field) = filtered.field() {
+                        entry.detail(field.to_string());
+                    }
                 }
                 Verdict::Standing(campaign, price) => {
                     d.trace.push(&campaign.id, &campaign.buyer_id, Outcome::Bid).amount(price);
@@ -154,7 +158,7 @@ impl Router {
                 BidAnswer::Timeout => "timeout",
                 BidAnswer::Error(_) => "error",
                 BidAnswer::CircuitOpen => {
-                    filter(&mut d.trace, campaign, "circuit_open", "circuit_open".into());
+                    filter(&mut d.trace, campaign, "circuit_open");
                     continue;
                 }
             };
@@ -217,7 +221,10 @@ impl Router {
                     return Ok(Some((index, hold)));
                 }
                 Err(BudgetError::Refused(refusal)) => {
-                    filter(&mut d.trace, campaign, refusal.code(), refusal.to_string());
+                    let entry = filter(&mut d.trace, campaign, refusal.code());
+                    if let HoldRefusal::CapReached(cap) = refusal {
+                        entry.detail(cap);
+                    }
                 }
                 Err(error) => return Err(error.into()),
             }
@@ -319,7 +326,7 @@ impl Router {
             let days = campaign.campaign.dedup_days;
             let keys = if days == 0 { Vec::new() } else { dedup::keys_for(&campaign.buyer_id, &contacts) };
             if !keys.is_empty() && !self.dedup.claim(&keys, now, chrono::Duration::days(i64::from(days))) {
-                filter(&mut d.trace, &campaign, "duplicate", "duplicate".into());
+                filter(&mut d.trace, &campaign, "duplicate");
                 self.release_all([hold]).await;
                 misses.duplicate = true;
                 continue;
@@ -429,9 +436,9 @@ fn min_price(campaign: &CompiledCampaign) -> Option<crate::domain::money::Money>
     }
 }
 
-fn filter(trace: &mut Trace, campaign: &CompiledCampaign, code: &'static str, description: String) {
-    trace.push(&campaign.id, &campaign.buyer_id, Outcome::Filtered).reason(description);
+fn filter<'t>(trace: &'t mut Trace, campaign: &CompiledCampaign, code: &'static str) -> &'t mut TraceEntry {
     metrics::counter!(telemetry::FILTERED_TOTAL, "reason" => code).increment(1);
+    trace.push(&campaign.id, &campaign.buyer_id, Outcome::Filtered).reason(code)
 }
 
 fn record_buyer_request(buyer_id: &str, kind: &'static str, outcome: &'static str, latency: Duration) {

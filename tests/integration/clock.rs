@@ -44,7 +44,7 @@ async fn a_daily_cap_resets_at_local_midnight_on_the_25_hour_dst_day() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|e| e["outcome"] == "filtered" && e["reason"] == "cap daily reached"),
+            .any(|e| e["outcome"] == "filtered" && e["reason"] == "cap_reached" && e["detail"] == "daily"),
         "{trace}"
     );
 
