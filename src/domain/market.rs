@@ -513,3 +513,87 @@ fn cells_covering(circle: &Circle) -> Option<Vec<(i32, i32)>> {
     }
     Some(cells)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::eligibility::check;
+    use chrono::{TimeZone, Utc};
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn market(campaigns: Vec<serde_json::Value>) -> Market {
+        let config = json!({
+            "verticals": [{"name": "solar", "model": "ping_post"}],
+            "buyers": [{"id": "b1", "name": "B", "api_key": "buyer-key-b1-xxxxxxxx", "webhook_secret": "secret-secret-secret",
+                        "currency": "EUR", "billing": {"mode": "prepaid"}}],
+            "campaigns": campaigns,
+        });
+        Market::build(serde_json::from_value(config).unwrap(), PostalTable::bundled()).unwrap()
+    }
+
+    fn campaign(i: usize, filters: serde_json::Value) -> serde_json::Value {
+        json!({"id": format!("c{i}"), "buyer_id": "b1", "vertical": "solar", "pricing": {"type": "fixed", "price": "10.00"},
+               "filters": filters, "delivery": {"mode": "pull"}})
+    }
+
+    /// A postal code of the bundled table, by index.
+    fn zip_at(country: &str, index: usize) -> String {
+        static CODES: std::sync::LazyLock<HashMap<&'static str, Vec<&'static str>>> = std::sync::LazyLock::new(|| {
+            let table = include_str!("../../assets/geo/postal-centroids.csv");
+            let mut codes: HashMap<&str, Vec<&str>> = HashMap::new();
+            for line in table.lines().skip(1) {
+                let mut cells = line.split(',');
+                if let (Some(country), Some(code)) = (cells.next(), cells.next()) {
+                    codes.entry(country).or_default().push(code);
+                }
+            }
+            codes
+        });
+        let codes = &CODES[country];
+        codes[index % codes.len()].to_string()
+    }
+
+    fn filters() -> impl Strategy<Value = serde_json::Value> {
+        prop_oneof![
+            (0usize..60_000, 1u32..300)
+                .prop_map(|(z, km)| json!({"countries": ["DE"], "radius": {"zip": zip_at("DE", z), "km": km}})),
+            (0usize..60_000, 1u32..300)
+                .prop_map(|(z, km)| json!({"radius": {"zip": zip_at("US", z), "country": "US", "km": km}})),
+            (-89.0f64..89.0, -179.9f64..179.9, 1u32..3000)
+                .prop_map(|(lat, lon, km)| json!({"radius": {"lat": lat, "lon": lon, "km": km}})),
+            (0usize..60_000, 1usize..4)
+                .prop_map(|(z, len)| json!({"countries": ["DE"], "zips": [format!("{}*", &zip_at("DE", z)[..len])]})),
+            (0usize..60_000).prop_map(|z| json!({"countries": ["US"], "zips": [zip_at("US", z)]})),
+            Just(json!({"countries": ["DE"], "states": ["BY", "HH"]})),
+            Just(json!({"countries": ["US"]})),
+            Just(json!({})),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        /// The index is only an optimization: every campaign that passes the full check
+        /// for a lead is among the lead's candidates.
+        #[test]
+        fn the_index_never_hides_an_eligible_campaign(
+            all_filters in proptest::collection::vec(filters(), 1..40),
+            leads in proptest::collection::vec((prop_oneof![Just("DE"), Just("US")], 0usize..60_000), 1..20),
+        ) {
+            let market = market(all_filters.into_iter().enumerate().map(|(i, f)| campaign(i, f)).collect());
+            let now = Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap();
+            let fields = serde_json::Map::new();
+            for (country, z) in leads {
+                let zip = zip_at(country, z);
+                let place = PostalTable::bundled().lookup(country, &zip).unwrap();
+                let subject = Subject { supplier_id: "s1", vertical: "solar", country, zip: &zip, state: place.state_code(), location: place.point, fields: &fields };
+                let candidates: Vec<&str> = market.candidates(&subject).iter().map(|c| &*c.id).collect();
+                for compiled in market.campaigns() {
+                    if check(compiled, &subject, now).is_ok() {
+                        prop_assert!(candidates.contains(&&*compiled.id), "{} eligible for {country} {zip} but not a candidate: {:?}", compiled.id, compiled.campaign.filters);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -181,3 +181,24 @@ async fn concurrent_posts_of_one_ping_sell_once() {
     assert_eq!(statuses, vec![200, 409, 409, 409, 409, 409, 409, 409]);
     assert_eq!(sink.count("/post"), 1);
 }
+
+#[tokio::test]
+async fn a_supplier_over_its_rate_limit_gets_429() {
+    let sink = mock_buyer(|_, _| accept()).await;
+    let mut config = solar_market(&sink).await;
+    config["suppliers"][0]["rate_limit_per_s"] = json!(1);
+    let server = start(config).await;
+    let statuses: Vec<u16> = futures_statuses(&server, 4).await;
+    assert_eq!(&statuses[..2], &[200, 200], "a burst of two seconds' worth passes");
+    assert_eq!(statuses[3], 429);
+    let limited = server.ping(&ping_body("solar")).await;
+    assert_error(&limited, 429, "rate_limited");
+}
+
+async fn futures_statuses(server: &TestServer, n: usize) -> Vec<u16> {
+    let mut statuses = Vec::new();
+    for _ in 0..n {
+        statuses.push(server.ping(&ping_body("solar")).await.status);
+    }
+    statuses
+}
