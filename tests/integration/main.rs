@@ -7,6 +7,7 @@ mod admin;
 mod binary;
 mod clock;
 mod errors;
+mod hostile;
 mod models;
 mod overspend;
 mod retries;
