@@ -65,6 +65,14 @@ impl Money {
         Money(Decimal::new(cents, MONEY_SCALE))
     }
 
+    /// Whole cents, for sorting and integer arithmetic; amounts are kept to cents, so this
+    /// is exact (saturating far beyond `MONEY_ABS_MAX`).
+    pub fn to_cents(self) -> i64 {
+        let mut value = self.0;
+        value.rescale(MONEY_SCALE);
+        i64::try_from(value.mantissa()).unwrap_or(if value.is_sign_negative() { i64::MIN } else { i64::MAX })
+    }
+
     pub fn amount(self) -> Decimal {
         self.0
     }
@@ -198,6 +206,12 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn cents_round_trip(cents in -100_000_000_000i64..100_000_000_000i64) {
+            prop_assert_eq!(Money::cents(cents).to_cents(), cents);
+            prop_assert_eq!(Money::parse(&Money::cents(cents).to_string()).unwrap().to_cents(), cents);
+        }
+
         #[test]
         fn display_round_trips(cents in -100_000_000_000i64..100_000_000_000i64) {
             let m = Money::cents(cents);

@@ -125,7 +125,7 @@ async fn traces_list_every_campaign_considered_with_its_reason() {
     assert!(reason("c-far").is_none(), "Hamburg is outside the lead's area: the index never considers it");
     assert_eq!(trace["outside_area"], 1, "{trace}");
     assert_eq!(reason("c-closed").unwrap(), "schedule_closed");
-    assert!(entries.iter().any(|e| e["campaign_id"] == "c-near" && e["outcome"] == "sold"));
+    assert!(entries.iter().any(|e| e["campaign_id"] == "c-near" && e["outcome"] == "sold"), "{trace}");
     assert_eq!(trace["status"], "sold");
     assert_eq!(server.admin("GET", "/admin/v1/pings/nope/trace", None).await.status, 404);
 }

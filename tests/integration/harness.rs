@@ -277,7 +277,7 @@ pub fn buyer_key(id: &str) -> String {
 }
 
 pub fn vertical(name: &str, model: &str) -> Value {
-    json!({"name": name, "model": model, "tmax_ms": 300, "default_country": "DE"})
+    json!({"name": name, "model": model, "tmax_ms": 1500, "default_country": "DE"})
 }
 
 pub fn fixed_campaign(id: &str, buyer_id: &str, vertical: &str, price: &str, post_url: &str) -> Value {

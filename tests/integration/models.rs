@@ -194,8 +194,10 @@ async fn ping_tree_walks_tiers_and_respects_floors() {
 async fn a_hanging_buyer_never_delays_the_answer_past_tmax() {
     let hanging = mock_buyer(|_, _| Reply::Hang).await;
     let quick = mock_buyer(|path, _| if path == "/ping" { bid("20.00") } else { accept() }).await;
+    let mut solar = vertical("solar", "ping_post");
+    solar["tmax_ms"] = json!(300);
     let server = start(market(
-        vertical("solar", "ping_post"),
+        solar,
         &["hang", "quick"],
         vec![
             dynamic_campaign("c-hang", "hang", "solar", &hanging),
@@ -207,7 +209,7 @@ async fn a_hanging_buyer_never_delays_the_answer_past_tmax() {
     let ping = server.ping(&ping_body("solar")).await;
     let elapsed = started.elapsed();
     assert_eq!(ping.json["status"], "bid", "{}", ping.json);
-    assert!(elapsed < Duration::from_millis(300 + 150), "ping took {elapsed:?}");
+    assert!(elapsed < Duration::from_millis(300 + 250), "ping took {elapsed:?}");
     let trace = server.trace("pings", ping.json["ping_id"].as_str().unwrap()).await;
     assert!(trace["entries"]
         .as_array()
@@ -226,7 +228,7 @@ async fn a_hanging_buyer_never_delays_the_answer_past_tmax() {
     let started = Instant::now();
     let sold = server.direct(&lead("solar", 7)).await;
     let elapsed = started.elapsed();
-    assert!(elapsed < Duration::from_millis(300 + 150), "direct post took {elapsed:?}");
+    assert!(elapsed < Duration::from_millis(300 + 250), "direct post took {elapsed:?}");
     assert!(sold.json["status"] == "sold" || sold.json["reason"] == "deadline", "{}", sold.json);
     assert_eq!(server.balance(&buyer_key("slow")).await["held"], "0.00", "a timed-out delivery releases its hold");
 }
