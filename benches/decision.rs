@@ -92,6 +92,9 @@ fn decision(c: &mut Criterion) {
         let vertical = Arc::clone(market.vertical("solar").unwrap());
         let lead = validate_lead(input.clone(), &vertical, table).unwrap();
         let subject = Subject::of_lead("s1", &lead);
+        let verdicts = evaluate(&market, &subject, vertical.model, now);
+        let standing = verdicts.iter().filter(|v| matches!(v, Verdict::Standing(..))).count();
+        eprintln!("decision/{size}: {} candidates of {size} campaigns, {standing} eligible bids", verdicts.len());
         let mut turn = 0u64;
         group.bench_with_input(BenchmarkId::from_parameter(size), &size, |b, _| {
             b.iter(|| {

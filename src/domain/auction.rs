@@ -10,17 +10,39 @@
 use std::cmp::Reverse;
 use std::sync::Arc;
 
+use super::market::CompiledCampaign;
 use super::model::{Model, PriceRule, Vertical};
 use super::money::Money;
 
 /// A campaign's standing or live bid for one lead.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Rationale: one `Arc` to the compiled campaign (not its ids) keeps a bid at 24 bytes and
+/// one reference count; a decision moves and sorts hundreds of them. A ping's post then
+/// delivers under the campaign exactly as it was when it bid.
+#[derive(Debug, Clone)]
 pub struct Bid {
-    pub campaign_id: Arc<str>,
-    pub buyer_id: Arc<str>,
-    pub tier: u32,
-    pub weight: u32,
+    pub campaign: Arc<CompiledCampaign>,
     pub amount: Money,
+}
+
+impl Bid {
+    pub fn tier(&self) -> u32 {
+        self.campaign.campaign.tier
+    }
+
+    pub fn campaign_id(&self) -> &Arc<str> {
+        &self.campaign.id
+    }
+
+    pub fn buyer_id(&self) -> &Arc<str> {
+        &self.campaign.buyer_id
+    }
+}
+
+impl PartialEq for Bid {
+    fn eq(&self, other: &Bid) -> bool {
+        Arc::ptr_eq(&self.campaign, &other.campaign) && self.amount == other.amount
+    }
 }
 
 /// A bid in the order it will be offered the lead, with the price it pays if it wins.
@@ -44,14 +66,14 @@ pub fn order_offers(vertical: &Vertical, bids: Vec<Bid>, rr_order: Option<&[usiz
     match vertical.model {
         Model::RoundRobin => round_robin(vertical, bids, rr_order.unwrap_or(&[])),
         Model::PingTree => {
-            let mut bids: Vec<Bid> = bids.into_iter().filter(|b| b.amount >= vertical.tier_floor(b.tier)).collect();
-            bids.sort_by_cached_key(|b| (b.tier, Reverse(b.amount.to_cents())));
+            let mut bids: Vec<Bid> = bids.into_iter().filter(|b| b.amount >= vertical.tier_floor(b.tier())).collect();
+            bids.sort_by_cached_key(|b| (b.tier(), Reverse(b.amount.to_cents())));
             rotate_ties(&mut bids, tie_turn);
             bids.into_iter().map(|bid| Offer { price: bid.amount, bid }).collect()
         }
         Model::PingPost | Model::Bidding => {
             let mut bids: Vec<Bid> = bids.into_iter().filter(|b| b.amount >= vertical.reserve_price).collect();
-            bids.sort_by_cached_key(|b| (Reverse(b.amount.to_cents()), b.tier));
+            bids.sort_by_cached_key(|b| (Reverse(b.amount.to_cents()), b.tier()));
             rotate_ties(&mut bids, tie_turn);
             let second_price = vertical.price_rule == PriceRule::SecondPrice && vertical.max_winners == 1;
             let next_amounts: Vec<Option<Money>> = (0..bids.len()).map(|i| bids.get(i + 1).map(|b| b.amount)).collect();
@@ -96,7 +118,7 @@ fn rotate_ties(bids: &mut [Bid], turn: u64) {
     let mut start = 0;
     while start < bids.len() {
         let mut end = start + 1;
-        while end < bids.len() && bids[end].amount == bids[start].amount && bids[end].tier == bids[start].tier {
+        while end < bids.len() && bids[end].amount == bids[start].amount && bids[end].tier() == bids[start].tier() {
             end += 1;
         }
         let len = end - start;
@@ -123,17 +145,11 @@ mod tests {
     }
 
     fn bid(id: &str, amount: &str, tier: u32) -> Bid {
-        Bid {
-            campaign_id: id.into(),
-            buyer_id: format!("b-{id}").into(),
-            tier,
-            weight: 1,
-            amount: amount.parse().unwrap(),
-        }
+        Bid { campaign: CompiledCampaign::stub(id, tier), amount: amount.parse().unwrap() }
     }
 
     fn ids(offers: &[Offer]) -> Vec<&str> {
-        offers.iter().map(|o| &*o.bid.campaign_id).collect()
+        offers.iter().map(|o| &*o.bid.campaign.id).collect()
     }
 
     fn prices(offers: &[Offer]) -> Vec<String> {
@@ -211,10 +227,7 @@ mod tests {
             raw.into_iter()
                 .enumerate()
                 .map(|(i, (cents, tier))| Bid {
-                    campaign_id: format!("c{i}").into(),
-                    buyer_id: format!("b{i}").into(),
-                    tier,
-                    weight: 1,
+                    campaign: CompiledCampaign::stub(&format!("c{i}"), tier),
                     amount: Money::cents(cents),
                 })
                 .collect()
@@ -240,7 +253,7 @@ mod tests {
             for pair in offers.windows(2) {
                 prop_assert!(pair[0].bid.amount >= pair[1].bid.amount);
                 if pair[0].bid.amount == pair[1].bid.amount {
-                    prop_assert!(pair[0].bid.tier <= pair[1].bid.tier);
+                    prop_assert!(pair[0].bid.tier() <= pair[1].bid.tier());
                 }
             }
         }
@@ -250,10 +263,10 @@ mod tests {
             let v = vertical(Model::PingTree, PriceRule::FirstPrice, "0", 1);
             let offers = order_offers(&v, bids, None, turn);
             for pair in offers.windows(2) {
-                prop_assert!(pair[0].bid.tier < pair[1].bid.tier
-                    || (pair[0].bid.tier == pair[1].bid.tier && pair[0].bid.amount >= pair[1].bid.amount));
+                prop_assert!(pair[0].bid.tier() < pair[1].bid.tier()
+                    || (pair[0].bid.tier() == pair[1].bid.tier() && pair[0].bid.amount >= pair[1].bid.amount));
             }
-            prop_assert!(offers.iter().all(|o| o.price == o.bid.amount && o.price >= v.tier_floor(o.bid.tier)));
+            prop_assert!(offers.iter().all(|o| o.price == o.bid.amount && o.price >= v.tier_floor(o.bid.tier())));
         }
     }
 }

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde_json::{Map, Value};
 
-use super::geo::{distance_km, Point};
+use super::geo::{distance_km, Point, UnitVector};
 use super::lead::{ValidLead, ValidPing};
 use super::market::{CompiledCampaign, Market};
 use super::model::{FieldRule, Model, Pricing, RuleOp};
@@ -27,6 +27,8 @@ pub struct Subject<'a> {
     pub zip: &'a str,
     pub state: Option<&'a str>,
     pub location: Point,
+    /// `location` as a unit vector, computed once per lead for the radius checks.
+    pub unit: UnitVector,
     pub fields: &'a Map<String, Value>,
 }
 
@@ -39,6 +41,7 @@ impl<'a> Subject<'a> {
             zip: &ping.zip,
             state: ping.state.as_deref(),
             location: ping.location,
+            unit: ping.location.unit(),
             fields: &ping.fields,
         }
     }
@@ -51,6 +54,7 @@ impl<'a> Subject<'a> {
             zip: &lead.zip,
             state: lead.state.as_deref(),
             location: lead.location,
+            unit: lead.location.unit(),
             fields: &lead.fields,
         }
     }
@@ -174,7 +178,7 @@ pub fn check<'c>(
     if let Some(circle) = &campaign.circle {
         // The box test is a few comparisons; the great circle needs trigonometry.
         let point = subject.location;
-        if !circle.bbox.contains(point) || distance_km(circle.center, point) > circle.km {
+        if !circle.bbox.contains(point) || subject.unit.dot(circle.center_unit) < circle.min_dot {
             return Err(Filtered { code: "radius", detail: Some(Detail::Radius { center: circle.center, point }) });
         }
     }
@@ -273,6 +277,7 @@ mod tests {
             zip: "80331",
             state: Some("BY"),
             location: Point { lat: 48.13, lon: 11.57 },
+            unit: Point { lat: 48.13, lon: 11.57 }.unit(),
             fields,
         }
     }

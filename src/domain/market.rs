@@ -19,17 +19,18 @@ use super::auction::Bid;
 use super::budget::Funding;
 use super::caps::{caps_of, Cap};
 use super::eligibility::Subject;
-use super::geo::{bounding_box, BoundingBox, Point, PostalTable};
+use super::geo::{bounding_box, min_dot_within, BoundingBox, Point, PostalTable, UnitVector};
 use super::model::{Buyer, Campaign, FieldError, Supplier, Vertical};
 use super::money::Money;
 use super::schedule::OpenHours;
 
-/// Grid cell edge for radius campaigns: 0.5° is ~55 km north–south, so a typical 25–50 km
-/// service area touches a handful of cells and a lead probes exactly one.
-const GRID_DEGREES: f64 = 0.5;
+/// Grid cell edge for radius campaigns: 0.25° is ~28 km north–south, so a typical 25–50 km
+/// service area touches a few dozen cells and a lead probes exactly one; finer cells would
+/// cost memory for little: candidates are then mostly the circle's own bounding box.
+const GRID_DEGREES: f64 = 0.25;
 /// A radius covering more cells than this is indexed with the country's rest instead
 /// (checked for every lead of that country); the grid would cost more than it saves.
-const GRID_CELLS_MAX: usize = 4_096;
+const GRID_CELLS_MAX: usize = 16_384;
 
 /// Everything an operator configures, as loaded from TOML or built by admin calls.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -86,6 +87,10 @@ impl ZipSet {
 #[derive(Debug, Clone, Copy)]
 pub struct Circle {
     pub center: Point,
+    pub center_unit: UnitVector,
+    /// `min_dot_within(km)`: a lead is inside when its unit vector's dot product with the
+    /// centre's is at least this.
+    pub min_dot: f64,
     pub km: f64,
     pub bbox: BoundingBox,
 }
@@ -109,14 +114,32 @@ pub struct CompiledCampaign {
 
 impl CompiledCampaign {
     /// This campaign's bid of `amount` for one lead.
-    pub fn bid(&self, amount: Money) -> Bid {
-        Bid {
-            campaign_id: Arc::clone(&self.id),
-            buyer_id: Arc::clone(&self.buyer_id),
-            tier: self.campaign.tier,
-            weight: self.campaign.weight,
-            amount,
-        }
+    pub fn bid(self: &Arc<Self>, amount: Money) -> Bid {
+        Bid { campaign: Arc::clone(self), amount }
+    }
+
+    /// A bare campaign of buyer `b-<id>` for unit tests of the auction.
+    #[cfg(test)]
+    pub(crate) fn stub(id: &str, tier: u32) -> Arc<CompiledCampaign> {
+        let campaign: Campaign = serde_json::from_value(serde_json::json!({
+            "id": id, "buyer_id": format!("b-{id}"), "vertical": "v", "tier": tier,
+            "pricing": {"type": "fixed", "price": "1.00"}, "delivery": {"mode": "pull"}
+        }))
+        .unwrap_or_else(|e| panic!("stub campaign: {e}"));
+        Arc::new(CompiledCampaign {
+            id: id.into(),
+            buyer_id: format!("b-{id}").into(),
+            tz: chrono_tz::UTC,
+            open_hours: None,
+            caps: Vec::new(),
+            circle: None,
+            zips: ZipSet::default(),
+            exclude_zips: ZipSet::default(),
+            funding: Funding { mode: super::model::BillingMode::Prepaid, credit_limit: None },
+            currency: "EUR".into(),
+            webhook_secret: "secret".into(),
+            campaign,
+        })
     }
 }
 
@@ -144,7 +167,10 @@ struct CountryIndex {
 struct VerticalIndex {
     campaigns: Vec<Arc<CompiledCampaign>>,
     by_country: HashMap<Box<str>, CountryIndex>,
-    /// Campaigns with no country, postal or radius filter: candidates everywhere.
+    /// Radius campaigns with no country filter: a circle does not stop at a border (US
+    /// military ZIPs have German centroids), so they are found by grid cell alone.
+    any_country_grid: HashMap<(i32, i32), Vec<u32>>,
+    /// Campaigns no country, postal or radius filter narrows: candidates everywhere.
     anywhere: Vec<u32>,
 }
 
@@ -245,6 +271,8 @@ impl Market {
             caps: caps_of(&campaign.caps),
             circle: center.zip(campaign.filters.radius.as_ref()).map(|(center, radius)| Circle {
                 center,
+                center_unit: center.unit(),
+                min_dot: min_dot_within(radius.km),
                 km: radius.km,
                 bbox: bounding_box(center, radius.km),
             }),
@@ -314,6 +342,9 @@ impl Market {
         };
         let mut slots: Vec<u32> = Vec::with_capacity(64);
         slots.extend_from_slice(&index.anywhere);
+        if let Some(found) = index.any_country_grid.get(&cell_of(subject.location)) {
+            slots.extend_from_slice(found);
+        }
         if let Some(country) = index.by_country.get(subject.country) {
             // Only a campaign with overlapping postal patterns ("80*" and "803*") can turn up
             // twice, and only among the postal buckets: deduplicate just those.
@@ -446,24 +477,20 @@ fn wrap_lon_cell(cell: i32) -> i32 {
 /// every filter, so a bucket only needs to be a superset.
 fn index_campaign(index: &mut VerticalIndex, slot: u32, compiled: &CompiledCampaign) {
     let filters = &compiled.campaign.filters;
-    let mut countries: Vec<&str> = filters.countries.iter().map(String::as_str).collect();
+    let countries = &filters.countries;
     if countries.is_empty() {
-        if let Some(radius_country) = filters.radius.as_ref().and_then(|r| r.country.as_deref()) {
-            countries.push(radius_country);
+        match compiled.circle.as_ref().and_then(cells_covering) {
+            Some(cells) if compiled.zips.is_empty() => {
+                for cell in cells {
+                    index.any_country_grid.entry(cell).or_default().push(slot);
+                }
+            }
+            _ => index.anywhere.push(slot),
         }
-    }
-    let has_geo = !compiled.zips.is_empty() || compiled.circle.is_some() || !filters.states.is_empty();
-    if countries.is_empty() && !has_geo {
-        index.anywhere.push(slot);
-        return;
-    }
-    if countries.is_empty() {
-        // A radius by coordinates or a state list without a country: any country's leads.
-        index.anywhere.push(slot);
         return;
     }
     for country in countries {
-        let bucket = index.by_country.entry(country.into()).or_default();
+        let bucket = index.by_country.entry(country.as_str().into()).or_default();
         if !compiled.zips.is_empty() {
             for zip in &compiled.zips.exact {
                 bucket.by_zip.entry(zip.clone()).or_default().push(slot);
@@ -572,7 +599,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(64))]
+        #![proptest_config(ProptestConfig::with_cases(256))]
         /// The index is only an optimization: every campaign that passes the full check
         /// for a lead is among the lead's candidates.
         #[test]
@@ -586,7 +613,7 @@ mod tests {
             for (country, z) in leads {
                 let zip = zip_at(country, z);
                 let place = PostalTable::bundled().lookup(country, &zip).unwrap();
-                let subject = Subject { supplier_id: "s1", vertical: "solar", country, zip: &zip, state: place.state_code(), location: place.point, fields: &fields };
+                let subject = Subject { supplier_id: "s1", vertical: "solar", country, zip: &zip, state: place.state_code(), location: place.point, unit: place.point.unit(), fields: &fields };
                 let candidates: Vec<&str> = market.candidates(&subject).iter().map(|c| &*c.id).collect();
                 for compiled in market.campaigns() {
                     if check(compiled, &subject, now).is_ok() {

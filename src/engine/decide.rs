@@ -112,7 +112,8 @@ impl Router {
             bids.extend(self.ping_buyers(d, &live, ping, bid_deadline).await);
         }
         let rr_order = (d.vertical.model == Model::RoundRobin).then(|| {
-            let eligible: Vec<(&str, u32)> = bids.iter().map(|b| (&*b.campaign_id, b.weight)).collect();
+            let eligible: Vec<(&str, u32)> =
+                bids.iter().map(|b| (&*b.campaign.id, b.campaign.campaign.weight)).collect();
             let rotation = self.rotations.entry(d.vertical.name.clone()).or_default();
             let order = rotation.lock().next_order(&eligible);
             order
@@ -200,12 +201,10 @@ impl Router {
         while let Some(offer) = offers.get(*cursor) {
             let index = *cursor;
             *cursor += 1;
-            if taken.contains(&offer.bid.buyer_id) {
+            if taken.contains(offer.bid.buyer_id()) {
                 continue;
             }
-            let Some(campaign) = d.market.campaign(&offer.bid.campaign_id) else {
-                continue;
-            };
+            let campaign = &offer.bid.campaign;
             let request = HoldRequest {
                 hold_id: ids::hold_id(),
                 campaign_id: &campaign.id,
@@ -319,10 +318,7 @@ impl Router {
         let contacts = lot.lead.dedup_keys();
         let mut attempts = Vec::with_capacity(batch.len());
         for (index, hold) in batch {
-            let Some(campaign) = d.market.campaign(&offers[index].bid.campaign_id).cloned() else {
-                self.release_all([hold]).await;
-                continue;
-            };
+            let campaign = Arc::clone(&offers[index].bid.campaign);
             let days = campaign.campaign.dedup_days;
             let keys = if days == 0 { Vec::new() } else { dedup::keys_for(&campaign.buyer_id, &contacts) };
             if !keys.is_empty() && !self.dedup.claim(&keys, now, chrono::Duration::days(i64::from(days))) {

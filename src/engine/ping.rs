@@ -80,10 +80,7 @@ impl Router {
             }
         } else {
             let payout: Money = held.iter().map(|(i, _)| supplier_payout(&d.supplier.payout, offers[*i].price)).sum();
-            let currency = held
-                .first()
-                .and_then(|(i, _)| market.campaign(&offers[*i].bid.campaign_id))
-                .map(|c| c.currency.to_string());
+            let currency = held.first().map(|(i, _)| offers[*i].bid.campaign.currency.to_string());
             PingAnswer {
                 ping_id: ping_id.clone(),
                 status: "bid",

@@ -104,7 +104,7 @@ async fn a_change_never_disturbs_an_auction_in_flight() {
 async fn traces_list_every_campaign_considered_with_its_reason() {
     let sink = mock_buyer(|_, _| accept()).await;
     let mut freising = fixed_campaign("c-freising", "b1", "solar", "55.00", &sink.post_url());
-    freising["filters"]["radius"] = json!({"lat": 48.40, "lon": 11.74, "km": 10});
+    freising["filters"]["radius"] = json!({"lat": 48.22, "lon": 11.70, "km": 3});
     let mut far = fixed_campaign("c-far", "b1", "solar", "50.00", &sink.post_url());
     far["filters"]["radius"] = json!({"zip": "20095", "km": 40});
     let mut closed = fixed_campaign("c-closed", "b1", "solar", "60.00", &sink.post_url());
