@@ -128,11 +128,16 @@ wait_for_port "$ECHO_ADDR"
 echo
 echo "== machine: nproc $(nproc), $(lscpu | grep 'Model name' | sed 's/  */ /g')"
 echo "== commands"
-printf '   %q ' "${MOCK_CMD[@]}"; echo
-printf '   %q ' "${SERVER_CMD[@]}"; echo
-printf '   %q ' "${ECHO_CMD[@]}"; echo
-printf '   %q ' "${ECHO_RUN[@]}"; echo
-printf '   %q ' "${LEADROUTER_RUN[@]}"; echo
+show() {
+    printf '  '
+    printf ' %q' "$@"
+    echo
+}
+show "${MOCK_CMD[@]}"
+show "${SERVER_CMD[@]}"
+show "${ECHO_CMD[@]}"
+show "${ECHO_RUN[@]}"
+show "${LEADROUTER_RUN[@]}"
 echo "   (config: $CONFIG, shown below)"
 head -n 40 "$CONFIG" | sed 's/^/   | /'
 echo "   | ... ($BUYERS buyers, campaigns and topups in all)"
