@@ -1,1 +1,289 @@
-fn main() {}
+//! `loadtest`: load generator and test servers for leadrouter, for this machine only.
+//!
+//! - `mock-buyer`: a buyer endpoint (pings bid, posts accept) with configurable latency.
+//! - `echo`: bare hyper answering every POST, the "HTTP alone" baseline.
+//! - `run`: closed- or open-loop load against leadrouter (or the echo server), with HDR
+//!   latency quantiles, status and outcome counts, JSON and an SVG plot.
+//!
+//! Hard bounds: targets and listeners are loopback only, a run lasts at most
+//! `DURATION_MAX` plus a bounded drain, and every queue (workers, connections, outstanding
+//! open-loop arrivals) has a ceiling named below.
+
+mod cents;
+mod client;
+mod echo;
+mod mock_buyer;
+mod plot;
+mod record;
+mod report;
+mod rng;
+mod run;
+mod schedule;
+mod serve;
+mod target;
+mod workload;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::run::{Load, Plan};
+use crate::workload::{LeadShape, Mix};
+
+/// The longest measured window: the tool loads this machine, it must not occupy it.
+const DURATION_MAX: Duration = Duration::from_secs(600);
+/// Warmup beyond a minute is a second run, not a warmup.
+const WARMUP_MAX: Duration = Duration::from_secs(60);
+/// Closed-loop workers (each one connection): far above what two cores keep busy, far
+/// below the 20k file descriptors a process gets here.
+const CONCURRENCY_MAX: usize = 4_096;
+/// Open-loop connections, same reasoning.
+const CONNECTIONS_MAX: usize = 4_096;
+/// Open-loop default connections: enough for any latency at the rates this machine serves.
+const CONNECTIONS_DEFAULT: usize = 256;
+/// Open-loop arrivals in flight (or waiting for a connection) before new ones are dropped:
+/// memory stays bounded when the target stalls.
+const OUTSTANDING_DEFAULT: usize = 10_000;
+const OUTSTANDING_MAX: usize = 100_000;
+/// The highest arrival rate: well past what one machine's loopback serves.
+const RATE_MAX: u64 = 1_000_000;
+/// A mock buyer slower than this would time out on every plan (`tmax_ms` ≤ 10 s).
+const BUYER_LATENCY_MS_MAX: u64 = 60_000;
+
+#[derive(Debug, Parser)]
+#[command(name = "loadtest", version, about = "Load generator and mock buyers for leadrouter (this machine only)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Runtime worker threads (default: the number of cores).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Answer leadrouter's buyer pings (`POST /ping`) and posts (`POST /post`).
+    MockBuyer(MockBuyerArgs),
+    /// Answer every POST with `{"status":"ok"}`: the HTTP-only baseline.
+    Echo(EchoArgs),
+    /// Send load to leadrouter (or the echo server) and report latency and throughput.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+struct MockBuyerArgs {
+    #[arg(long)]
+    listen: SocketAddr,
+    /// Delay before every answer.
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+    /// Extra delay drawn uniformly in 0..=jitter.
+    #[arg(long, default_value_t = 0)]
+    jitter_ms: u64,
+    #[arg(long, default_value = "20.00")]
+    bid_min: String,
+    #[arg(long, default_value = "60.00")]
+    bid_max: String,
+    /// Share of pings and posts answered 500.
+    #[arg(long, default_value_t = 0.0)]
+    failure_rate: f64,
+    /// Share of the remaining posts answered `{"accepted":false}`.
+    #[arg(long, default_value_t = 0.0)]
+    reject_rate: f64,
+    /// Seed of the random source (bids, failures, jitter).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+#[derive(Debug, Args)]
+struct EchoArgs {
+    #[arg(long)]
+    listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    /// N workers, each sends when its previous request was answered.
+    Closed,
+    /// A fixed arrival rate; latency counted from each arrival's scheduled time.
+    Open,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Base URL; loopback only.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    target: String,
+    /// Supplier API key (sent as `Authorization: Bearer`). Not needed for the echo server.
+    #[arg(long, env = "LOADTEST_KEY", hide_env_values = true)]
+    key: Option<String>,
+    #[arg(long, value_enum, default_value = "direct")]
+    mix: Mix,
+    #[arg(long, default_value = "solar")]
+    vertical: String,
+    #[arg(long, default_value = "80331")]
+    zip: String,
+    #[arg(long, default_value = "DE")]
+    country: String,
+    #[arg(long, value_enum, default_value = "closed")]
+    mode: Mode,
+    /// Closed loop: number of workers (one connection each).
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Open loop: arrivals per second.
+    #[arg(long)]
+    rate: Option<u64>,
+    /// Open loop: connections shared by the arrivals.
+    #[arg(long, default_value_t = CONNECTIONS_DEFAULT)]
+    connections: usize,
+    /// Open loop: arrivals in flight before new ones are dropped (and counted).
+    #[arg(long, default_value_t = OUTSTANDING_DEFAULT)]
+    max_outstanding: usize,
+    /// Measured window (`20s`, `500ms`, `2m`), at most 600 s.
+    #[arg(long, default_value = "20s")]
+    duration: String,
+    /// Load sent before the window and not recorded.
+    #[arg(long, default_value = "0s")]
+    warmup: String,
+    /// Stop after this many measured arrivals.
+    #[arg(long)]
+    max_requests: Option<u64>,
+    /// First lead number (emails `lt{n}@example.com`): change it to rerun against a
+    /// server that still remembers the previous run's leads.
+    #[arg(long, default_value_t = 0)]
+    first_id: u64,
+    #[arg(long)]
+    json: Option<PathBuf>,
+    #[arg(long)]
+    plot: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    match run_cli(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // `{:#}` prints the context chain on one line, without a backtrace.
+            eprintln!("loadtest: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_cli(cli: Cli) -> anyhow::Result<()> {
+    let threads = cli.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    if threads == 0 || threads > 64 {
+        bail!("--threads must be between 1 and 64");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::MockBuyer(args) => mock_buyer(args).await,
+            Command::Echo(args) => {
+                check_listen(args.listen)?;
+                echo::run(args.listen).await
+            }
+            Command::Run(args) => run_load(args, threads).await,
+        }
+    })
+}
+
+fn check_listen(listen: SocketAddr) -> anyhow::Result<()> {
+    if !listen.ip().is_loopback() {
+        bail!("--listen {listen} is not loopback: the test servers only serve this machine");
+    }
+    Ok(())
+}
+
+async fn mock_buyer(args: MockBuyerArgs) -> anyhow::Result<()> {
+    check_listen(args.listen)?;
+    if args.latency_ms > BUYER_LATENCY_MS_MAX || args.jitter_ms > BUYER_LATENCY_MS_MAX {
+        bail!("--latency-ms and --jitter-ms must be at most {BUYER_LATENCY_MS_MAX}");
+    }
+    let behaviour = mock_buyer::Behaviour {
+        latency_ms: args.latency_ms,
+        jitter_ms: args.jitter_ms,
+        bids: cents::BidRange::parse(&args.bid_min, &args.bid_max)?,
+        failure_ppm: rng::probability_ppm("--failure-rate", args.failure_rate)?,
+        reject_ppm: rng::probability_ppm("--reject-rate", args.reject_rate)?,
+    };
+    mock_buyer::run(args.listen, behaviour, args.seed).await
+}
+
+fn plan_load(args: &RunArgs) -> anyhow::Result<Load> {
+    match (args.mode, args.rate) {
+        (Mode::Closed, Some(_)) => bail!("--rate is for --mode open; closed loop takes --concurrency"),
+        (Mode::Closed, None) => {
+            if args.concurrency == 0 || args.concurrency > CONCURRENCY_MAX {
+                bail!("--concurrency must be between 1 and {CONCURRENCY_MAX}");
+            }
+            Ok(Load::Closed { concurrency: args.concurrency })
+        }
+        (Mode::Open, None) => bail!("--mode open needs --rate (arrivals per second)"),
+        (Mode::Open, Some(rate_per_s)) => {
+            if rate_per_s == 0 || rate_per_s > RATE_MAX {
+                bail!("--rate must be between 1 and {RATE_MAX}");
+            }
+            if args.connections == 0 || args.connections > CONNECTIONS_MAX {
+                bail!("--connections must be between 1 and {CONNECTIONS_MAX}");
+            }
+            if args.max_outstanding == 0 || args.max_outstanding > OUTSTANDING_MAX {
+                bail!("--max-outstanding must be between 1 and {OUTSTANDING_MAX}");
+            }
+            Ok(Load::Open { rate_per_s, connections: args.connections, outstanding_max: args.max_outstanding })
+        }
+    }
+}
+
+async fn run_load(args: RunArgs, threads: usize) -> anyhow::Result<()> {
+    let target = Arc::new(target::resolve(&args.target).await?);
+    let duration = target::parse_duration(&args.duration).context("--duration")?;
+    let warmup = target::parse_duration(&args.warmup).context("--warmup")?;
+    if duration.is_zero() || duration > DURATION_MAX {
+        bail!("--duration must be above 0 and at most {} s", DURATION_MAX.as_secs());
+    }
+    if warmup > WARMUP_MAX {
+        bail!("--warmup must be at most {} s", WARMUP_MAX.as_secs());
+    }
+    if args.max_requests == Some(0) {
+        bail!("--max-requests must be at least 1");
+    }
+    let load = plan_load(&args)?;
+    let headers = Arc::new(client::Headers::new(&target, args.key.as_deref())?);
+    client::probe(&target).await?;
+    let plan = Plan {
+        target: Arc::clone(&target),
+        headers,
+        mix: args.mix,
+        shape: LeadShape { vertical: args.vertical.clone(), zip: args.zip.clone(), country: args.country.clone() },
+        load,
+        warmup,
+        duration,
+        max_requests: args.max_requests,
+        first_id: args.first_id,
+        threads,
+    };
+    eprintln!("loadtest: {} {} for {:?} after {:?} warmup", target.display, args.mix.as_str(), duration, warmup);
+    let summary = tokio::time::timeout(run::longest(warmup, duration), run::run(plan))
+        .await
+        .context("the run overran its own bound")??;
+    print!("{}", summary.table());
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&summary)?;
+        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &args.plot {
+        let title = format!("{} {} latency per second", target.display, args.mix.as_str());
+        std::fs::write(path, plot::svg(&title, &summary.timeline))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
