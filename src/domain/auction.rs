@@ -75,19 +75,14 @@ pub fn order_offers(vertical: &Vertical, bids: Vec<Bid>, rr_order: Option<&[usiz
             let mut bids: Vec<Bid> = bids.into_iter().filter(|b| b.amount >= vertical.reserve_price).collect();
             bids.sort_by_cached_key(|b| (Reverse(b.amount.to_cents()), b.tier()));
             rotate_ties(&mut bids, tie_turn);
-            let second_price = vertical.price_rule == PriceRule::SecondPrice && vertical.max_winners == 1;
-            let next_amounts: Vec<Option<Money>> = (0..bids.len()).map(|i| bids.get(i + 1).map(|b| b.amount)).collect();
-            bids.into_iter()
-                .zip(next_amounts)
-                .map(|(bid, next)| {
-                    let price = if second_price {
-                        second_price_of(bid.amount, next, vertical.reserve_price)
-                    } else {
-                        bid.amount
-                    };
-                    Offer { bid, price }
-                })
-                .collect()
+            let mut offers: Vec<Offer> = bids.into_iter().map(|bid| Offer { price: bid.amount, bid }).collect();
+            if vertical.price_rule == PriceRule::SecondPrice && vertical.max_winners == 1 {
+                for i in 0..offers.len() {
+                    let next = offers.get(i + 1).map(|o| o.bid.amount);
+                    offers[i].price = second_price_of(offers[i].bid.amount, next, vertical.reserve_price);
+                }
+            }
+            offers
         }
     }
 }

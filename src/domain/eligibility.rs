@@ -121,12 +121,14 @@ pub enum Verdict<'m> {
 }
 
 /// Runs every candidate of the market's index through `check`, in index order, and sorts
-/// the survivors into standing and live bidders for `model`.
+/// the survivors into standing and live bidders for `model`. Candidates come from the
+/// subject's vertical's own index, so `check` need not compare verticals.
 pub fn evaluate<'m>(market: &'m Market, subject: &Subject<'_>, model: Model, now: DateTime<Utc>) -> Vec<Verdict<'m>> {
     market
         .candidates(subject)
         .into_iter()
         .map(|campaign| {
+            debug_assert_eq!(campaign.campaign.vertical, subject.vertical);
             if let Err(filtered) = check(campaign, subject, now) {
                 return Verdict::Filtered(campaign, filtered);
             }
@@ -141,7 +143,8 @@ pub fn evaluate<'m>(market: &'m Market, subject: &Subject<'_>, model: Model, now
         .collect()
 }
 
-/// Every static check of §3 in a fixed order; the first failure is the reason.
+/// Every static check of §3 in a fixed order; the first failure is the reason. The caller
+/// brings campaigns of the subject's vertical (the index does).
 pub fn check<'c>(
     campaign: &'c CompiledCampaign,
     subject: &Subject<'_>,
@@ -150,9 +153,6 @@ pub fn check<'c>(
     let config = &campaign.campaign;
     if !config.active {
         return Err(Filtered::new("inactive"));
-    }
-    if config.vertical != subject.vertical {
-        return Err(Filtered::new("vertical"));
     }
     let filters = &config.filters;
     if !filters.allow_suppliers.is_empty() && !filters.allow_suppliers.iter().any(|s| s == subject.supplier_id) {
