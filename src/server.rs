@@ -28,8 +28,10 @@ use crate::telemetry;
 /// The demo market the server runs when no `--config` is given.
 pub const DEMO_CONFIG: &str = include_str!("../config/demo.toml");
 
-/// How often expired holds, pings and records are swept.
-const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// How often expired holds and pings are swept.
+const SWEEP_HOLDS_EVERY: Duration = Duration::from_secs(1);
+/// How often dedup keys and idempotency records (windows of hours and days) are swept.
+const SWEEP_RECORDS_EVERY: Duration = Duration::from_secs(60);
 /// A client gets this long to send its request headers (slowloris guard).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// In-flight requests get this long to finish on shutdown.
@@ -186,11 +188,18 @@ async fn serve(listener: TcpListener, which: Listener, state: Arc<AppState>, mut
 }
 
 async fn sweep(router: Arc<Router>, mut stopped: watch::Receiver<bool>) {
-    let mut every = tokio::time::interval(SWEEP_EVERY);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut holds = tokio::time::interval(SWEEP_HOLDS_EVERY);
+    holds.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut records = tokio::time::interval(SWEEP_RECORDS_EVERY);
+    records.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = every.tick() => router.sweep().await,
+            _ = holds.tick() => router.sweep_holds().await,
+            _ = records.tick() => {
+                let router = Arc::clone(&router);
+                // A walk over every record: off the async workers.
+                let _ = tokio::task::spawn_blocking(move || router.sweep_records()).await;
+            }
             _ = stopped.changed() => break,
         }
     }

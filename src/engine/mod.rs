@@ -202,13 +202,20 @@ impl Router {
         Ok((view, buyer.currency.clone()))
     }
 
-    /// Releases expired holds and forgets expired records; run about once a second.
-    pub async fn sweep(&self) {
+    /// Releases the holds of expired pings and drops expired holds; run about once a second
+    /// (holds are also purged lazily whenever their buyer's book is touched).
+    pub async fn sweep_holds(&self) {
         let now = self.clock.now();
         for hold in self.pings.sweep(now) {
             let _ = self.budget.release(&hold).await;
         }
         let _ = self.budget.expire(now).await;
+    }
+
+    /// Forgets dedup keys and idempotency records past their windows (days, hours): a walk
+    /// over every record, so it runs about once a minute, not on the request path.
+    pub fn sweep_records(&self) {
+        let now = self.clock.now();
         let longest_dedup = self.market().campaigns().map(|c| c.campaign.dedup_days).max().unwrap_or(0);
         self.dedup.sweep(now, chrono::Duration::days(i64::from(longest_dedup)));
         self.idempotency.sweep(now);
