@@ -13,9 +13,10 @@ use crate::domain::auction::Offer;
 use crate::domain::lead::ValidPing;
 use crate::domain::model::Vertical;
 
-/// How long an expired or posted ping is remembered, so a late post gets 410 or 409
-/// instead of a misleading 404.
-pub const PING_GRACE_HOURS: i64 = 24;
+/// How long an expired or posted ping is remembered (as a small tombstone: its offers are
+/// dropped at once), so a late post gets 410 or 409 instead of a misleading 404. At 1,000
+/// pings a second that is ~1M tombstones of ~100 bytes.
+pub const PING_GRACE_MINUTES: i64 = 15;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PingState {
@@ -49,8 +50,12 @@ pub enum PingError {
 }
 
 struct Entry {
-    context: PingContext,
+    supplier_id: String,
+    expires_at: DateTime<Utc>,
     state: PingState,
+    /// The offers and holds, while the ping can still be posted; gone once it is posted or
+    /// expired.
+    context: Option<Box<PingContext>>,
 }
 
 #[derive(Default)]
@@ -60,23 +65,31 @@ pub struct Pings {
 
 impl Pings {
     pub fn put(&self, context: PingContext) {
-        self.by_id.insert(context.ping_id.clone(), Entry { context, state: PingState::Open });
+        let ping_id = context.ping_id.clone();
+        let entry = Entry {
+            supplier_id: context.supplier_id.clone(),
+            expires_at: context.expires_at,
+            state: PingState::Open,
+            context: Some(Box::new(context)),
+        };
+        self.by_id.insert(ping_id, entry);
     }
 
     /// Claims the ping for posting. Another supplier's ping is `NotFound`: never reveal
     /// that it exists.
     pub fn begin_post(&self, ping_id: &str, supplier_id: &str, now: DateTime<Utc>) -> Result<PingContext, PingError> {
         let mut entry = self.by_id.get_mut(ping_id).ok_or(PingError::NotFound)?;
-        if entry.context.supplier_id != supplier_id {
+        if entry.supplier_id != supplier_id {
             return Err(PingError::NotFound);
         }
         match entry.state {
             PingState::Posting | PingState::Posted => return Err(PingError::AlreadyPosted),
-            PingState::Open if now >= entry.context.expires_at => return Err(PingError::Expired),
+            PingState::Open if now >= entry.expires_at => return Err(PingError::Expired),
             PingState::Open => {}
         }
+        let context = entry.context.as_deref().cloned().ok_or(PingError::Expired)?;
         entry.state = PingState::Posting;
-        Ok(entry.context.clone())
+        Ok(context)
     }
 
     /// Gives a ping back after a post that changed nothing (invalid lead, conflict).
@@ -91,20 +104,22 @@ impl Pings {
     pub fn finish_post(&self, ping_id: &str) {
         if let Some(mut entry) = self.by_id.get_mut(ping_id) {
             entry.state = PingState::Posted;
+            entry.context = None;
         }
     }
 
-    /// Forgets pings whose grace period is over; answers the holds of pings that expired
-    /// unposted, for the caller to release.
+    /// Turns expired pings into tombstones and forgets tombstones whose grace period is
+    /// over; answers the holds of pings that expired unposted, for the caller to release.
     pub fn sweep(&self, now: DateTime<Utc>) -> Vec<HoldHandle> {
         let mut expired_holds = Vec::new();
-        let grace = Duration::hours(PING_GRACE_HOURS);
+        let grace = Duration::minutes(PING_GRACE_MINUTES);
         self.by_id.retain(|_, entry| {
-            let keep = entry.context.expires_at + grace > now;
-            if entry.state == PingState::Open && entry.context.expires_at <= now && !entry.context.held.is_empty() {
-                expired_holds.extend(entry.context.held.drain(..).map(|(_, hold)| hold));
+            if entry.state == PingState::Open && entry.expires_at <= now {
+                if let Some(context) = entry.context.take() {
+                    expired_holds.extend(context.held.into_iter().map(|(_, hold)| hold));
+                }
             }
-            keep
+            entry.expires_at + grace > now
         });
         expired_holds
     }
