@@ -1,6 +1,8 @@
 //! Decision benchmarks (BENCHMARKS.md):
 //! - `decision/{100,1000,10000}`: eligibility (index + every check) and the auction for one
 //!   Munich lead against N fixed-price campaigns spread over Germany;
+//! - `decision/full_scan_10000`: the same decision checking all 10,000 campaigns without
+//!   the index: the baseline the index is measured against;
 //! - `lead_json/parse_validate`: a lead body from bytes to a `ValidLead`;
 //! - `engine/direct_10000`: a whole direct post in-process (validation, decision, hold,
 //!   settle, sale record) with pull delivery, so no network is measured.
@@ -11,7 +13,7 @@ use chrono::{TimeZone, Utc};
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 use leadrouter::clock::ManualClock;
 use leadrouter::domain::auction::order_offers;
-use leadrouter::domain::eligibility::{evaluate, Subject, Verdict};
+use leadrouter::domain::eligibility::{check, evaluate, Subject, Verdict};
 use leadrouter::domain::geo::PostalTable;
 use leadrouter::domain::lead::{validate_lead, LeadInput};
 use leadrouter::domain::market::{Market, MarketConfig};
@@ -109,6 +111,20 @@ fn decision(c: &mut Criterion) {
                 black_box(order_offers(&vertical, bids, None, turn))
             })
         });
+        if size == 10_000 {
+            // Baseline in the same run: the same decision scanning every campaign (no index).
+            group.bench_function("full_scan_10000", |b| {
+                b.iter(|| {
+                    turn += 1;
+                    let bids = market
+                        .campaigns()
+                        .filter(|c| check(c, &subject, now).is_ok())
+                        .filter_map(|c| c.campaign.fixed_price().map(|price| c.bid(price)))
+                        .collect();
+                    black_box(order_offers(&vertical, bids, None, turn))
+                })
+            });
+        }
     }
     group.finish();
 }
