@@ -231,6 +231,36 @@ impl Router {
         Ok(None)
     }
 
+    /// Holds offers from `cursor` on until `wanted` distinct buyers hold one or the offers
+    /// run out. On a storage error it gives back what it held: nothing sells unrecorded.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn hold_winners(
+        &self,
+        d: &mut Decision,
+        offers: &[Offer],
+        cursor: &mut usize,
+        taken: &mut HashSet<Arc<str>>,
+        wanted: usize,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<Vec<(usize, HoldHandle)>, EngineError> {
+        let mut held = Vec::new();
+        while held.len() < wanted {
+            match self.hold_next(d, offers, cursor, taken, now, expires_at).await {
+                Ok(Some((index, hold))) => {
+                    taken.insert(Arc::clone(&hold.buyer_id));
+                    held.push((index, hold));
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    self.release_all(held.into_iter().map(|(_, hold)| hold)).await;
+                    return Err(error);
+                }
+            }
+        }
+        Ok(held)
+    }
+
     /// Releases holds that will not be used (best effort: they also expire by themselves).
     pub(super) async fn release_all(&self, holds: impl IntoIterator<Item = HoldHandle>) {
         for hold in holds {
@@ -286,18 +316,9 @@ impl Router {
                 misses.out_of_time = true;
                 break;
             }
-            taken.extend(sales.iter().map(|s| Arc::from(s.buyer_id.as_str())));
-            batch = Vec::new();
             let now = self.clock.now();
-            while batch.len() + sales.len() < wanted {
-                match self.hold_next(d, offers, &mut cursor, &taken, now, hold_expires_at).await? {
-                    Some((index, hold)) => {
-                        taken.insert(Arc::clone(&hold.buyer_id));
-                        batch.push((index, hold));
-                    }
-                    None => break,
-                }
-            }
+            let wanted_more = wanted - sales.len();
+            batch = self.hold_winners(d, offers, &mut cursor, &mut taken, wanted_more, now, hold_expires_at).await?;
             if batch.is_empty() {
                 break;
             }

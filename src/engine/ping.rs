@@ -51,22 +51,10 @@ impl Router {
 
         let expires_at = now + chrono::Duration::seconds(vertical.ping_ttl_s as i64);
         let hold_expires_at = expires_at + chrono::Duration::milliseconds(vertical.tmax_ms as i64) + HOLD_GRACE;
-        let mut held = Vec::new();
         let mut taken = HashSet::new();
         let mut cursor = 0;
-        while held.len() < vertical.max_winners as usize {
-            match self.hold_next(&mut d, &offers, &mut cursor, &taken, now, hold_expires_at).await {
-                Ok(Some((index, hold))) => {
-                    taken.insert(Arc::clone(&hold.buyer_id));
-                    held.push((index, hold));
-                }
-                Ok(None) => break,
-                Err(error) => {
-                    self.release_all(held.into_iter().map(|(_, hold)| hold)).await;
-                    return Err(error);
-                }
-            }
-        }
+        let wanted = vertical.max_winners as usize;
+        let held = self.hold_winners(&mut d, &offers, &mut cursor, &mut taken, wanted, now, hold_expires_at).await?;
 
         let answer = if held.is_empty() {
             let reason = if misses.eligible == 0 { "no_eligible_buyer" } else { "no_bids" };

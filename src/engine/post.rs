@@ -129,22 +129,10 @@ impl Router {
         let offers = self.gather_offers(&mut d, &subject, (&ping_id, &anonymous), bid_deadline, now, &mut misses).await;
 
         let hold_expires_at = now + chrono::Duration::milliseconds(vertical.tmax_ms as i64) + HOLD_GRACE;
-        let mut batch = Vec::new();
         let mut taken = HashSet::new();
         let mut cursor = 0;
-        while batch.len() < vertical.max_winners as usize {
-            match self.hold_next(&mut d, &offers, &mut cursor, &taken, now, hold_expires_at).await {
-                Ok(Some((index, hold))) => {
-                    taken.insert(Arc::clone(&hold.buyer_id));
-                    batch.push((index, hold));
-                }
-                Ok(None) => break,
-                Err(error) => {
-                    self.release_all(batch.into_iter().map(|(_, hold)| hold)).await;
-                    return Err(error);
-                }
-            }
-        }
+        let wanted = vertical.max_winners as usize;
+        let batch = self.hold_winners(&mut d, &offers, &mut cursor, &mut taken, wanted, now, hold_expires_at).await?;
         let lot = Lot { lead: &lead, lead_id: &lead_id, ping_id: &ping_id };
         let sales = self.sell(&mut d, &lot, &offers, batch, cursor, hold_expires_at, &mut misses).await?;
         let answer = finish(&mut d, lead_id, sales, &misses);
