@@ -11,6 +11,7 @@ pub mod dedup;
 pub mod eligibility;
 pub mod geo;
 pub mod lead;
+pub mod ledger;
 pub mod market;
 pub mod model;
 pub mod money;

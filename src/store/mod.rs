@@ -54,3 +54,16 @@ pub trait Budget: Send + Sync + 'static {
     /// Drops expired holds everywhere; answers how many buyers' books were swept.
     async fn expire(&self, now: DateTime<Utc>) -> Result<usize, BudgetError>;
 }
+
+/// The ledger as its consumers read it: history by sequence, then live events.
+///
+/// The embedded journal implements it on one node; a Redis Stream on several (issue 6).
+pub trait EventLog: Send + Sync + 'static {
+    /// Up to `max` events with `sequence > after`, in order.
+    fn read_after(&self, after: u64, max: usize) -> Result<Vec<crate::domain::ledger::LedgerEvent>, BudgetError>;
+    /// The sequence of the newest event (0 when empty).
+    fn last_sequence(&self) -> u64;
+    /// Wakes when events newer than what a reader saw are appended: `changed()` on the
+    /// receiver resolves with the new last sequence.
+    fn watch(&self) -> tokio::sync::watch::Receiver<u64>;
+}

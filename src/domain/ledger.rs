@@ -1,0 +1,77 @@
+//! Ledger events (DESIGN §7): what the billing worker and any other consumer learn, in one
+//! gap-free, strictly increasing sequence.
+//!
+//! These are plain data; the journal stores them and the gRPC stream sends them. Money
+//! stays `Money` (decimal strings on every wire).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::model::{Buyer, Model, Supplier};
+use super::money::Money;
+
+/// One event with its place in the ledger.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LedgerEvent {
+    /// 1, 2, 3, ... with no gaps.
+    pub sequence: u64,
+    pub at: DateTime<Utc>,
+    pub event: Event,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    SaleSettled(SaleSettled),
+    ReturnResolved(ReturnResolved),
+    BalanceToppedUp(BalanceToppedUp),
+    BuyerUpdated(Buyer),
+    SupplierUpdated(Supplier),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SaleSettled {
+    pub sale_id: String,
+    pub lead_id: String,
+    pub ping_id: Option<String>,
+    pub supplier_id: String,
+    pub buyer_id: String,
+    pub campaign_id: String,
+    pub vertical: String,
+    pub country: String,
+    pub model: Model,
+    pub price: Money,
+    pub payout: Money,
+    pub currency: String,
+    pub sold_at: DateTime<Utc>,
+    pub internal: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReturnResolved {
+    pub return_id: String,
+    pub sale_id: String,
+    pub buyer_id: String,
+    pub supplier_id: String,
+    pub approved: bool,
+    /// What the buyer gets back (the sale price when approved, else zero).
+    pub credit: Money,
+    /// What the supplier gives back (its payout when approved, else zero).
+    pub payout_reversed: Money,
+    pub currency: String,
+    pub reason: String,
+    pub note: Option<String>,
+    pub requested_at: DateTime<Utc>,
+    pub resolved_at: DateTime<Utc>,
+    /// When the returned lead was sold: refunds are booked against that period.
+    pub sold_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BalanceToppedUp {
+    pub buyer_id: String,
+    pub amount: Money,
+    pub reference: String,
+    pub balance_after: Money,
+    pub currency: String,
+}
