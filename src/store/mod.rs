@@ -55,12 +55,22 @@ pub trait Budget: Send + Sync + 'static {
     async fn expire(&self, now: DateTime<Utc>) -> Result<usize, BudgetError>;
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LogError {
+    /// The log cannot be read now (disk or Redis); a retry may help.
+    #[error("event log unavailable: {0}")]
+    Unavailable(String),
+    /// A stored event does not decode; an operator must look.
+    #[error("event log corrupt at sequence {sequence}: {message}")]
+    Corrupt { sequence: u64, message: String },
+}
+
 /// The ledger as its consumers read it: history by sequence, then live events.
 ///
 /// The embedded journal implements it on one node; a Redis Stream on several (issue 6).
 pub trait EventLog: Send + Sync + 'static {
     /// Up to `max` events with `sequence > after`, in order.
-    fn read_after(&self, after: u64, max: usize) -> Result<Vec<crate::domain::ledger::LedgerEvent>, BudgetError>;
+    fn read_after(&self, after: u64, max: usize) -> Result<Vec<crate::domain::ledger::LedgerEvent>, LogError>;
     /// The sequence of the newest event (0 when empty).
     fn last_sequence(&self) -> u64;
     /// Wakes when events newer than what a reader saw are appended: `changed()` on the
