@@ -7,6 +7,7 @@
 
 pub mod dedup;
 pub mod idempotency;
+pub mod journal;
 pub mod memory;
 pub mod pings;
 pub mod sales;
