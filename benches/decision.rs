@@ -5,7 +5,7 @@
 //!   the index: the baseline the index is measured against;
 //! - `lead_json/parse_validate`: a lead body from bytes to a `ValidLead`;
 //! - `engine/direct_10000`: a whole direct post in-process (validation, decision, hold,
-//!   settle, sale record) with pull delivery, so no network is measured.
+//!   settle, sale journaled with fsync) with pull delivery, so no network is measured.
 
 use std::sync::Arc;
 
@@ -19,6 +19,7 @@ use leadrouter::domain::lead::{validate_lead, LeadInput};
 use leadrouter::domain::market::{Market, MarketConfig};
 use leadrouter::domain::model::{Buyer, Campaign, Supplier, Vertical};
 use leadrouter::engine::Router;
+use leadrouter::store::journal::Journal;
 use leadrouter::store::memory::MemoryBudget;
 use serde_json::json;
 
@@ -145,7 +146,15 @@ fn lead_json_parse(c: &mut Criterion) {
 fn engine_direct(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap());
-    let router = Router::new(market(10_000), PostalTable::bundled(), Arc::new(clock), Arc::new(MemoryBudget::new()));
+    let data = tempfile::tempdir().unwrap();
+    let (journal, _) = Journal::open(data.path()).unwrap();
+    let router = Router::new(
+        market(10_000),
+        PostalTable::bundled(),
+        Arc::new(clock),
+        Arc::new(MemoryBudget::new()),
+        Arc::new(journal),
+    );
     runtime.block_on(async {
         for i in 0..100 {
             router.top_up(&format!("b{i}"), "100000000.00".parse().unwrap(), "bench").await.unwrap();

@@ -85,6 +85,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let supplier_keys: Vec<(String, String)> =
         config.suppliers.iter().map(|s| (s.id.clone(), s.api_key.clone())).collect();
     let options = ServerOptions {
+        data_dir: cli.data_dir.clone(),
         listen: cli.listen,
         ops_listen: cli.ops_listen,
         admin_token,

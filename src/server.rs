@@ -22,7 +22,9 @@ use crate::domain::market::{Market, MarketConfig, MarketError};
 use crate::domain::model::{Buyer, Campaign, Supplier, Vertical};
 use crate::domain::money::Money;
 use crate::engine::{EngineError, Router};
+use crate::store::journal::Journal;
 use crate::store::memory::MemoryBudget;
+use crate::store::EventLog;
 use crate::telemetry;
 
 /// The demo market the server runs when no `--config` is given.
@@ -80,6 +82,8 @@ impl FileConfig {
 pub enum ServerError {
     #[error("configuration: {0}")]
     Config(String),
+    #[error("storage: {0}")]
+    Storage(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
 }
@@ -97,6 +101,8 @@ impl From<MarketError> for ServerError {
 }
 
 pub struct ServerOptions {
+    /// Embedded storage: the journal lives in `<data_dir>/journal/`.
+    pub data_dir: std::path::PathBuf,
     pub listen: SocketAddr,
     pub ops_listen: SocketAddr,
     pub admin_token: String,
@@ -117,7 +123,18 @@ pub struct RunningServer {
 pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError> {
     let postal = PostalTable::bundled();
     let market = Market::build(options.config.market(), postal)?;
-    let router = Arc::new(Router::new(market, postal, options.clock, Arc::new(MemoryBudget::new())));
+    let (journal, recovery) =
+        Journal::open(&options.data_dir.join("journal")).map_err(|e| ServerError::Storage(e.to_string()))?;
+    if let Some(cut) = &recovery.truncated {
+        tracing::warn!(offset = cut.offset, bytes = cut.bytes, reason = %cut.reason, "journal recovered with a torn tail cut off");
+    }
+    let journal = Arc::new(journal);
+    let history = journal.read_after(0, usize::MAX).map_err(|e| ServerError::Storage(e.to_string()))?;
+    let router = Arc::new(Router::new(market, postal, options.clock, Arc::new(MemoryBudget::new()), journal));
+    router.replay(&history).await.map_err(|e| ServerError::Storage(e.to_string()))?;
+    router.journal_account_changes(&history).await.map_err(|e| ServerError::Storage(e.to_string()))?;
+    tracing::info!(events = recovery.events, last_sequence = recovery.last_sequence, "journal replayed");
+    drop(history);
     for topup in &options.config.topups {
         match router.top_up(&topup.buyer_id, topup.amount, &topup.reference).await {
             Ok(_) => {}

@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use super::error::ApiError;
 use super::http::{self, ApiResponse, BODY_LIMIT_BYTES};
 use super::AppState;
+use crate::domain::ledger::Event;
 use crate::domain::market::Market;
 use crate::domain::model::{Buyer, Campaign, FieldError, Supplier, Vertical};
 use crate::domain::money::Money;
@@ -174,11 +175,11 @@ async fn item(
             match kind {
                 Kind::Suppliers => {
                     let supplier: Supplier = from_value(object)?;
-                    router.change_market(|m, postal| m.with_supplier(supplier, postal))?;
+                    router.change_account(Event::SupplierUpdated(supplier)).await?;
                 }
                 Kind::Buyers => {
                     let buyer: Buyer = from_value(object)?;
-                    router.change_market(|m, postal| m.with_buyer(buyer, postal))?;
+                    router.change_account(Event::BuyerUpdated(buyer)).await?;
                 }
                 Kind::Campaigns => {
                     let campaign: Campaign = from_value(object)?;

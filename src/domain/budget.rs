@@ -230,6 +230,33 @@ impl BuyerBook {
         Ok(Settled { charged: hold.charge, balance_after: self.balance })
     }
 
+    /// Books a sale read back from the journal: the balance pays and the cap windows of
+    /// `sold_at` count it, as `settle` did when it happened.
+    pub fn replay_sale(
+        &mut self,
+        campaign_id: &str,
+        price: Money,
+        charged: bool,
+        caps: &[Cap],
+        tz: Tz,
+        sold_at: DateTime<Utc>,
+    ) {
+        if charged {
+            self.balance -= price;
+        }
+        let windows = self.usage.entry(campaign_id.to_string()).or_default();
+        let mut counted = Vec::with_capacity(caps.len());
+        for cap in caps {
+            let key = WindowKey { window: cap.window, start: window_start(cap.window, sold_at, tz) };
+            if !counted.contains(&key) {
+                counted.push(key);
+                let used = windows.entry(key).or_default();
+                used.count += 1;
+                used.spend += price;
+            }
+        }
+    }
+
     /// Gives a hold back; releasing an unknown hold is a no-op (it may have expired).
     pub fn release(&mut self, hold_id: &str) -> bool {
         self.holds.remove(hold_id).is_some()
@@ -304,6 +331,17 @@ mod tests {
         assert_eq!(book.settle("h1").unwrap().charged, Money::ZERO);
         req.hold_id = "h2".into();
         assert_eq!(book.try_hold(now, req), Err(HoldRefusal::CapReached("daily")));
+    }
+
+    #[test]
+    fn a_replayed_sale_counts_like_a_settled_one() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap();
+        let caps = [Cap { window: Window::Day, limit: Limit::Count(1), name: "daily" }];
+        let mut book = BuyerBook::new(Money::parse("100.00").unwrap());
+        book.replay_sale("c1", Money::parse("38.00").unwrap(), true, &caps, chrono_tz::Europe::Berlin, now);
+        assert_eq!(book.balance(), Money::parse("62.00").unwrap());
+        let refused = book.try_hold(now, request("h1", "1.00", &caps, now + chrono::Duration::seconds(60)));
+        assert_eq!(refused, Err(HoldRefusal::CapReached("daily")), "the replayed sale used today's cap");
     }
 
     #[test]

@@ -18,6 +18,7 @@ use crate::domain::budget::{Funding, HoldRefusal, HoldRequest};
 use crate::domain::dedup;
 use crate::domain::eligibility::{self, Subject, Verdict};
 use crate::domain::lead::{ValidLead, ValidPing};
+use crate::domain::ledger::Event;
 use crate::domain::market::{CompiledCampaign, Market};
 use crate::domain::model::{DeliveryMode, Model, Pricing, Supplier, Vertical};
 use crate::domain::payout::supplier_payout;
@@ -293,7 +294,7 @@ impl Router {
             for (attempt, answer) in attempts.into_iter().zip(answers) {
                 let campaign = &attempt.campaign;
                 match answer {
-                    PostAnswer::Accepted => sales.push(self.settle(d, lot, &offers[attempt.index], attempt).await),
+                    PostAnswer::Accepted => sales.push(self.settle(d, lot, &offers[attempt.index], attempt).await?),
                     refusal => {
                         let reason = match refusal {
                             PostAnswer::Rejected(reason) => reason,
@@ -389,7 +390,15 @@ impl Router {
         answer
     }
 
-    async fn settle(&self, d: &mut Decision, lot: &Lot<'_>, offer: &Offer, attempt: Attempt) -> Sale {
+    /// Settles an accepted delivery: the hold is paid, and the sale is journaled (on disk)
+    /// before anyone hears `sold` (DESIGN §8.3).
+    async fn settle(
+        &self,
+        d: &mut Decision,
+        lot: &Lot<'_>,
+        offer: &Offer,
+        attempt: Attempt,
+    ) -> Result<Sale, EngineError> {
         let campaign = &attempt.campaign;
         let now = self.clock.now();
         if let Err(error) = self.budget.settle(&attempt.hold).await {
@@ -415,11 +424,17 @@ impl Router {
             sold_at: now,
             internal: campaign.funding.mode == crate::domain::model::BillingMode::Internal,
         };
+        if let Err(error) = self.journal.append(Event::SaleSettled(sale.clone()), now).await {
+            // The buyer has the lead but we could not record the sale: never answer `sold`
+            // for what is not on disk. An operator must reconcile this one by hand.
+            tracing::error!(%error, sale_id = %sale.sale_id, buyer = %sale.buyer_id, "sale accepted by the buyer but not journaled");
+            return Err(error.into());
+        }
         d.trace.push(&campaign.id, &campaign.buyer_id, Outcome::Sold).amount(offer.price);
         metrics::counter!(telemetry::SALES_TOTAL, "vertical" => d.vertical.name.clone()).increment(1);
         telemetry::record_revenue(&sale.currency, sale.price);
         self.sales.record(sale.clone());
-        sale
+        Ok(sale)
     }
 
     pub(super) async fn publish_balance(&self, buyer_id: &str, funding: Funding) {

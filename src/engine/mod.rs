@@ -25,6 +25,7 @@ use crate::buyers::BuyerClient;
 use crate::clock::Clock;
 use crate::domain::budget::{BalanceView, Funding};
 use crate::domain::geo::PostalTable;
+use crate::domain::ledger::{BalanceToppedUp, Event, LedgerEvent};
 use crate::domain::market::{Market, MarketConfig, MarketError};
 use crate::domain::model::FieldError;
 use crate::domain::money::Money;
@@ -32,6 +33,7 @@ use crate::domain::rotation::Rotation;
 use crate::domain::trace::Trace;
 use crate::store::dedup::Dedup;
 use crate::store::idempotency::Idempotency;
+use crate::store::journal::{Journal, JournalError};
 use crate::store::pings::Pings;
 use crate::store::sales::Sales;
 use crate::store::traces::Traces;
@@ -63,6 +65,12 @@ impl From<BudgetError> for EngineError {
     }
 }
 
+impl From<JournalError> for EngineError {
+    fn from(error: JournalError) -> EngineError {
+        EngineError::Unavailable(error.to_string())
+    }
+}
+
 impl From<MarketError> for EngineError {
     fn from(error: MarketError) -> EngineError {
         match error {
@@ -90,11 +98,19 @@ pub struct Router {
     traces: Traces,
     rotations: DashMap<String, Mutex<Rotation>>,
     top_up_references: DashMap<(String, String), ()>,
+    /// Every sale, top-up and account change, on disk before it is acknowledged.
+    journal: Arc<Journal>,
     tie_turn: AtomicU64,
 }
 
 impl Router {
-    pub fn new(market: Market, postal: &'static PostalTable, clock: Arc<dyn Clock>, budget: Arc<dyn Budget>) -> Router {
+    pub fn new(
+        market: Market,
+        postal: &'static PostalTable,
+        clock: Arc<dyn Clock>,
+        budget: Arc<dyn Budget>,
+        journal: Arc<Journal>,
+    ) -> Router {
         let router = Router {
             market: ArcSwap::from_pointee(market),
             market_writer: Mutex::new(()),
@@ -110,6 +126,7 @@ impl Router {
             rotations: DashMap::new(),
             top_up_references: DashMap::new(),
             tie_turn: AtomicU64::new(0),
+            journal,
         };
         router.publish_market_gauges();
         router
@@ -184,7 +201,23 @@ impl Router {
                 message: "a top-up with this reference was already booked".into(),
             });
         }
-        if let Err(error) = self.budget.top_up(buyer_id, amount).await {
+        let balance_after = match self.budget.top_up(buyer_id, amount).await {
+            Ok(balance) => balance,
+            Err(error) => {
+                self.top_up_references.remove(&booked);
+                return Err(error.into());
+            }
+        };
+        let event = Event::BalanceToppedUp(BalanceToppedUp {
+            buyer_id: buyer_id.to_string(),
+            amount,
+            reference: reference.to_string(),
+            balance_after,
+            currency: buyer.currency.clone(),
+        });
+        if let Err(error) = self.journal.append(event, self.clock.now()).await {
+            // Not on disk, so not booked: take the money back out of memory too.
+            let _ = self.budget.top_up(buyer_id, -amount).await;
             self.top_up_references.remove(&booked);
             return Err(error.into());
         }
@@ -219,6 +252,97 @@ impl Router {
         let longest_dedup = self.market().campaigns().map(|c| c.campaign.dedup_days).max().unwrap_or(0);
         self.dedup.sweep(now, chrono::Duration::days(i64::from(longest_dedup)));
         self.idempotency.sweep(now);
+    }
+
+    /// Applies an admin change to a buyer or supplier and journals its new settings
+    /// (`BuyerUpdated` / `SupplierUpdated`) for ledger consumers.
+    pub async fn change_account(&self, account: Event) -> Result<(), EngineError> {
+        match &account {
+            Event::BuyerUpdated(buyer) => {
+                let buyer = buyer.clone();
+                self.change_market(|market, postal| market.with_buyer(buyer, postal))?;
+            }
+            Event::SupplierUpdated(supplier) => {
+                let supplier = supplier.clone();
+                self.change_market(|market, postal| market.with_supplier(supplier, postal))?;
+            }
+            _ => return Ok(()),
+        }
+        self.journal.append(account, self.clock.now()).await?;
+        Ok(())
+    }
+
+    pub fn journal(&self) -> &Arc<Journal> {
+        &self.journal
+    }
+
+    /// Rebuilds state from the journal at start: balances and cap usage, sales, top-up
+    /// references. Runs before the listeners open.
+    pub async fn replay(&self, events: &[LedgerEvent]) -> Result<(), EngineError> {
+        let market = self.market();
+        for event in events {
+            match &event.event {
+                Event::SaleSettled(sale) => {
+                    let (caps, tz) = match market.campaign(&sale.campaign_id) {
+                        Some(campaign) => (campaign.caps.clone(), campaign.tz),
+                        None => (Vec::new(), chrono_tz::UTC),
+                    };
+                    self.budget
+                        .replay_sale(
+                            &sale.buyer_id,
+                            &sale.campaign_id,
+                            sale.price,
+                            !sale.internal,
+                            &caps,
+                            tz,
+                            sale.sold_at,
+                        )
+                        .await?;
+                    self.sales.record(sale.clone());
+                }
+                Event::BalanceToppedUp(top_up) => {
+                    self.budget.top_up(&top_up.buyer_id, top_up.amount).await?;
+                    self.top_up_references.insert((top_up.buyer_id.clone(), top_up.reference.clone()), ());
+                }
+                Event::ReturnResolved(_) | Event::BuyerUpdated(_) | Event::SupplierUpdated(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Journals `BuyerUpdated` / `SupplierUpdated` for every account whose billing-relevant
+    /// settings differ from what the journal last said (or that it never saw), so a ledger
+    /// consumer needs no other source (DESIGN §7).
+    pub async fn journal_account_changes(&self, history: &[LedgerEvent]) -> Result<usize, EngineError> {
+        let mut buyers = std::collections::HashMap::new();
+        let mut suppliers = std::collections::HashMap::new();
+        for event in history {
+            match &event.event {
+                Event::BuyerUpdated(buyer) => {
+                    buyers.insert(buyer.id.clone(), buyer.clone());
+                }
+                Event::SupplierUpdated(supplier) => {
+                    suppliers.insert(supplier.id.clone(), supplier.clone());
+                }
+                _ => {}
+            }
+        }
+        let market = self.market();
+        let now = self.clock.now();
+        let mut appended = 0;
+        for buyer in &market.config().buyers {
+            if buyers.get(&buyer.id) != Some(buyer) {
+                self.journal.append(Event::BuyerUpdated(buyer.clone()), now).await?;
+                appended += 1;
+            }
+        }
+        for supplier in &market.config().suppliers {
+            if suppliers.get(&supplier.id) != Some(supplier) {
+                self.journal.append(Event::SupplierUpdated(supplier.clone()), now).await?;
+                appended += 1;
+            }
+        }
+        Ok(appended)
     }
 
     fn next_tie_turn(&self) -> u64 {

@@ -12,7 +12,10 @@ use dashmap::DashMap;
 use parking_lot::Mutex;
 
 use super::{Budget, BudgetError, HoldHandle};
+use chrono_tz::Tz;
+
 use crate::domain::budget::{BalanceView, BuyerBook, Funding, HoldRequest, Settled};
+use crate::domain::caps::Cap;
 use crate::domain::money::Money;
 
 #[derive(Default)]
@@ -61,6 +64,20 @@ impl Budget for MemoryBudget {
 
     async fn balance(&self, buyer_id: &str, now: DateTime<Utc>, funding: Funding) -> Result<BalanceView, BudgetError> {
         Ok(self.book(buyer_id).lock().view(now, funding))
+    }
+
+    async fn replay_sale(
+        &self,
+        buyer_id: &str,
+        campaign_id: &str,
+        price: Money,
+        charged: bool,
+        caps: &[Cap],
+        tz: Tz,
+        sold_at: DateTime<Utc>,
+    ) -> Result<(), BudgetError> {
+        self.book(buyer_id).lock().replay_sale(campaign_id, price, charged, caps, tz, sold_at);
+        Ok(())
     }
 
     async fn expire(&self, now: DateTime<Utc>) -> Result<usize, BudgetError> {

@@ -52,6 +52,18 @@ pub trait Budget: Send + Sync + 'static {
     async fn release(&self, hold: &HoldHandle) -> Result<(), BudgetError>;
     async fn top_up(&self, buyer_id: &str, amount: Money) -> Result<Money, BudgetError>;
     async fn balance(&self, buyer_id: &str, now: DateTime<Utc>, funding: Funding) -> Result<BalanceView, BudgetError>;
+    /// Books a sale read back from the journal at start (balance and cap windows).
+    #[allow(clippy::too_many_arguments)]
+    async fn replay_sale(
+        &self,
+        buyer_id: &str,
+        campaign_id: &str,
+        price: Money,
+        charged: bool,
+        caps: &[crate::domain::caps::Cap],
+        tz: chrono_tz::Tz,
+        sold_at: DateTime<Utc>,
+    ) -> Result<(), BudgetError>;
     /// Drops expired holds everywhere; answers how many buyers' books were swept.
     async fn expire(&self, now: DateTime<Utc>) -> Result<usize, BudgetError>;
 }

@@ -1,30 +1,9 @@
-//! Settled sales. In memory for now; the durable journal and the ledger stream take them
-//! over (issue 4).
+//! Settled sales by id, rebuilt from the journal at start (returns look sales up here).
 
-use chrono::{DateTime, Utc};
 use dashmap::DashMap;
-use serde::Serialize;
 
-use crate::domain::model::Model;
-use crate::domain::money::Money;
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Sale {
-    pub sale_id: String,
-    pub lead_id: String,
-    pub ping_id: Option<String>,
-    pub supplier_id: String,
-    pub buyer_id: String,
-    pub campaign_id: String,
-    pub vertical: String,
-    pub country: String,
-    pub model: Model,
-    pub price: Money,
-    pub payout: Money,
-    pub currency: String,
-    pub sold_at: DateTime<Utc>,
-    pub internal: bool,
-}
+/// A settled sale is exactly what the ledger says of it.
+pub type Sale = crate::domain::ledger::SaleSettled;
 
 #[derive(Default)]
 pub struct Sales {

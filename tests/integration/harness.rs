@@ -30,6 +30,8 @@ pub const WEBHOOK_SECRET: &str = "webhook-secret-0123456789";
 
 pub struct TestServer {
     pub running: RunningServer,
+    /// The server's data dir; removed when the test ends.
+    pub data: tempfile::TempDir,
     pub base: String,
     pub ops: String,
     client: Client<HttpConnector, Full<Bytes>>,
@@ -48,8 +50,14 @@ pub async fn start_manual(config: Value, clock: ManualClock) -> TestServer {
 }
 
 async fn start_with_clock(config: Value, clock: Arc<dyn Clock>) -> TestServer {
+    start_in(config, clock, tempfile::tempdir().expect("data dir")).await
+}
+
+/// Starts a server on an existing data dir (a restart).
+pub async fn start_in(config: Value, clock: Arc<dyn Clock>, data: tempfile::TempDir) -> TestServer {
     let config: FileConfig = serde_json::from_value(config).expect("test config");
     let options = ServerOptions {
+        data_dir: data.path().to_path_buf(),
         listen: "127.0.0.1:0".parse().unwrap(),
         ops_listen: "127.0.0.1:0".parse().unwrap(),
         admin_token: ADMIN_TOKEN.to_string(),
@@ -59,7 +67,7 @@ async fn start_with_clock(config: Value, clock: Arc<dyn Clock>) -> TestServer {
     let running = server::start(options).await.expect("server starts");
     let base = format!("http://{}", running.public_addr);
     let ops = format!("http://{}", running.ops_addr);
-    TestServer { running, base, ops, client: client() }
+    TestServer { running, data, base, ops, client: client() }
 }
 
 /// An HTTP answer: status, headers, body as JSON (Null when not JSON) and raw.
@@ -71,6 +79,12 @@ pub struct Answer {
 }
 
 impl TestServer {
+    /// Stops the server gracefully and hands back its data dir for a restart.
+    pub async fn stop(self) -> tempfile::TempDir {
+        self.running.shutdown().await;
+        self.data
+    }
+
     pub async fn send(&self, method: &str, url: &str, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Answer {
         let mut request = Request::builder().method(method).uri(url);
         for (name, value) in headers {

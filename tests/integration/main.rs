@@ -6,6 +6,7 @@ mod harness;
 mod admin;
 mod binary;
 mod clock;
+mod durability;
 mod errors;
 mod hostile;
 mod models;

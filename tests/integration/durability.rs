@@ -1,0 +1,161 @@
+//! DESIGN §8.3: once a supplier hears `sold`, the sale is on disk, also across a restart and
+//! a `kill -9`; state is rebuilt from the journal.
+
+use std::collections::HashSet;
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use leadrouter::clock::SystemClock;
+use leadrouter::domain::ledger::Event;
+use leadrouter::store::journal::Journal;
+use leadrouter::store::EventLog;
+use serde_json::json;
+
+use crate::harness::*;
+
+fn market(sink: &MockBuyer) -> serde_json::Value {
+    let mut capped = fixed_campaign("c1", "b1", "solar", "10.00", &sink.post_url());
+    capped["caps"] = json!({"daily": 3});
+    json!({
+        "verticals": [vertical("solar", "ping_post")],
+        "suppliers": [supplier("s1", SUPPLIER_KEY)],
+        "buyers": [buyer("b1")],
+        "campaigns": [capped],
+        "topups": [topup("b1", "100.00")],
+    })
+}
+
+#[tokio::test]
+async fn a_restart_rebuilds_balances_caps_and_sales_from_the_journal() {
+    let sink = mock_buyer(|_, _| accept()).await;
+    let server = start(market(&sink)).await;
+    for n in 0..2 {
+        assert_eq!(server.direct(&lead("solar", n)).await.json["status"], "sold");
+    }
+    let topped = server
+        .admin("POST", "/admin/v1/buyers/b1/topups", Some(&json!({"amount": "5.00", "reference": "wire-7"})))
+        .await;
+    assert_eq!(topped.status, 201);
+    let data = server.stop().await;
+
+    let server = start_in(market(&sink), Arc::new(SystemClock), data).await;
+    let balance = server.balance(&buyer_key("b1")).await;
+    assert_eq!(balance["balance"], "85.00", "100 opening (booked once) + 5 top-up - 2 x 10 sold");
+    assert_eq!(server.running.router.sales().len(), 2);
+    let again = server
+        .admin("POST", "/admin/v1/buyers/b1/topups", Some(&json!({"amount": "5.00", "reference": "wire-7"})))
+        .await;
+    assert_eq!(again.status, 409, "a reference is booked once, across restarts");
+    assert_eq!(server.direct(&lead("solar", 2)).await.json["status"], "sold");
+    let capped = server.direct(&lead("solar", 3)).await;
+    assert_eq!(capped.json["status"], "rejected", "the daily cap of 3 counts the sales before the restart");
+
+    let journal = server.running.router.journal();
+    let events = journal.read_after(0, 100).unwrap();
+    assert!(events.windows(2).all(|w| w[1].sequence == w[0].sequence + 1), "gap-free");
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| match e.event {
+            Event::SaleSettled(_) => "sale",
+            Event::BalanceToppedUp(_) => "topup",
+            Event::BuyerUpdated(_) => "buyer",
+            Event::SupplierUpdated(_) => "supplier",
+            Event::ReturnResolved(_) => "return",
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        ["buyer", "supplier", "topup", "sale", "sale", "topup", "sale"],
+        "accounts are journaled once, not per start"
+    );
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_during_direct_posts_loses_no_sale_answered_sold() {
+    let sink = mock_buyer(|_, _| accept()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config_value = market(&sink);
+    config_value["campaigns"][0]["caps"] = json!({});
+    config_value["topups"] = json!([topup("b1", "1000000.00")]);
+    let toml = toml_of(&config_value);
+    let config_path = dir.path().join("config.toml");
+    std::fs::write(&config_path, toml).unwrap();
+    let (public, ops) = (free_port(), free_port());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_leadrouter"))
+        .args(["--config", config_path.to_str().unwrap(), "--data-dir", dir.path().join("data").to_str().unwrap()])
+        .args(["--listen", &format!("127.0.0.1:{public}"), "--ops-listen", &format!("127.0.0.1:{ops}")])
+        .args(["--admin-token", ADMIN_TOKEN])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{public}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let http = client();
+    loop {
+        let ready = hyper::Request::get(format!("http://127.0.0.1:{ops}/readyz")).body(Default::default()).unwrap();
+        if matches!(http.request(ready).await, Ok(r) if r.status() == 200) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Eight clients post as fast as they can; the process is killed under them.
+    let sold: Arc<parking_lot::Mutex<Vec<String>>> = Arc::default();
+    let mut clients = Vec::new();
+    for worker in 0..8u32 {
+        let (sold, base) = (Arc::clone(&sold), base.clone());
+        clients.push(tokio::spawn(async move {
+            let http = client();
+            for n in 0..10_000u32 {
+                let body = lead("solar", worker * 100_000 + n).to_string();
+                let request = hyper::Request::post(format!("{base}/v1/leads"))
+                    .header("authorization", format!("Bearer {SUPPLIER_KEY}"))
+                    .header("content-type", "application/json")
+                    .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+                    .unwrap();
+                let Ok(response) = http.request(request).await else { break };
+                let Ok(body) = http_body_util::BodyExt::collect(response.into_body()).await else { break };
+                let answer: serde_json::Value = serde_json::from_slice(&body.to_bytes()).unwrap_or_default();
+                if answer["status"] == "sold" {
+                    sold.lock().push(answer["lead_id"].as_str().unwrap().to_string());
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    child.kill().unwrap(); // SIGKILL: no shutdown, no flush
+    child.wait().unwrap();
+    for client in clients {
+        let _ = client.await;
+    }
+    let answered_sold: Vec<String> = sold.lock().clone();
+    assert!(answered_sold.len() > 20, "the load ran: {} sold", answered_sold.len());
+
+    let (journal, recovery) = Journal::open(&dir.path().join("data").join("journal")).unwrap();
+    let events = journal.read_after(0, usize::MAX).unwrap();
+    assert_eq!(events.len() as u64, recovery.last_sequence);
+    assert!(events.iter().enumerate().all(|(i, e)| e.sequence == i as u64 + 1), "gap-free after the crash");
+    let mut journaled = HashSet::new();
+    for event in &events {
+        if let Event::SaleSettled(sale) = &event.event {
+            assert!(journaled.insert(sale.lead_id.clone()), "lead {} sold twice", sale.lead_id);
+        }
+    }
+    for lead_id in &answered_sold {
+        assert!(journaled.contains(lead_id), "{lead_id} was answered sold but is not in the journal");
+    }
+}
+
+/// The config as TOML, as an operator would write it.
+fn toml_of(config: &serde_json::Value) -> String {
+    let value: toml::Value = serde_json::from_value(config.clone()).expect("config as TOML");
+    toml::to_string(&value).expect("TOML text")
+}
