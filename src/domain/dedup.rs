@@ -23,6 +23,18 @@ pub fn keys_for(buyer_id: &str, contacts: &[String]) -> Vec<DedupKey> {
         .collect()
 }
 
+/// A key as journaled: lowercase hex.
+pub fn to_hex(key: &DedupKey) -> String {
+    hex::encode(key)
+}
+
+/// A journaled key back; None for anything that is not 64 hex digits.
+pub fn from_hex(text: &str) -> Option<DedupKey> {
+    let mut key = [0u8; 32];
+    hex::decode_to_slice(text, &mut key).ok()?;
+    Some(key)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -35,5 +47,7 @@ mod tests {
         assert_ne!(a, b);
         assert_ne!(a, c);
         assert_eq!(a, keys_for("b1", &["phone:+49891234567".into()]));
+        assert_eq!(from_hex(&to_hex(&a[0])), Some(a[0]));
+        assert_eq!(from_hex("not hex"), None);
     }
 }

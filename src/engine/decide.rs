@@ -423,6 +423,7 @@ impl Router {
             currency: campaign.currency.to_string(),
             sold_at: now,
             internal: campaign.funding.mode == crate::domain::model::BillingMode::Internal,
+            dedup_keys: attempt.dedup_keys.iter().map(dedup::to_hex).collect(),
         };
         if let Err(error) = self.journal.append(Event::SaleSettled(sale.clone()), now).await {
             // The buyer has the lead but we could not record the sale: never answer `sold`

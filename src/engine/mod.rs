@@ -298,6 +298,9 @@ impl Router {
                             sale.sold_at,
                         )
                         .await?;
+                    let keys: Vec<_> =
+                        sale.dedup_keys.iter().filter_map(|k| crate::domain::dedup::from_hex(k)).collect();
+                    self.dedup.commit(&keys, sale.sold_at);
                     self.sales.record(sale.clone());
                 }
                 Event::BalanceToppedUp(top_up) => {

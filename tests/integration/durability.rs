@@ -48,6 +48,8 @@ async fn a_restart_rebuilds_balances_caps_and_sales_from_the_journal() {
         .admin("POST", "/admin/v1/buyers/b1/topups", Some(&json!({"amount": "5.00", "reference": "wire-7"})))
         .await;
     assert_eq!(again.status, 409, "a reference is booked once, across restarts");
+    let duplicate = server.direct(&lead("solar", 1)).await;
+    assert_eq!(duplicate.json["reason"], "duplicate", "dedup keys survive the restart: {}", duplicate.json);
     assert_eq!(server.direct(&lead("solar", 2)).await.json["status"], "sold");
     let capped = server.direct(&lead("solar", 3)).await;
     assert_eq!(capped.json["status"], "rejected", "the daily cap of 3 counts the sales before the restart");
