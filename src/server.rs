@@ -132,6 +132,7 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
     let history = journal.read_after(0, usize::MAX).map_err(|e| ServerError::Storage(e.to_string()))?;
     let router = Arc::new(Router::new(market, postal, options.clock, Arc::new(MemoryBudget::new()), journal));
     router.replay(&history).await.map_err(|e| ServerError::Storage(e.to_string()))?;
+    router.restore(&recovery.internal);
     router.journal_account_changes(&history).await.map_err(|e| ServerError::Storage(e.to_string()))?;
     tracing::info!(events = recovery.events, last_sequence = recovery.last_sequence, "journal replayed");
     drop(history);

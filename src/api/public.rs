@@ -207,7 +207,8 @@ where
     hasher.update(route.as_bytes());
     hasher.update([0]);
     hasher.update(&body);
-    let (begin, record) = router.idempotency().begin(supplier_id, &key, hasher.finalize().into(), router.clock().now());
+    let body_hash: [u8; 32] = hasher.finalize().into();
+    let (begin, record) = router.idempotency().begin(supplier_id, &key, body_hash, router.clock().now());
     if begin == Begin::Conflict {
         return Err(ApiError::new(
             409,
@@ -219,11 +220,27 @@ where
     let supplier = supplier_id.to_string();
     let task_record = Arc::clone(&record);
     let task_router = Arc::clone(&router);
-    let answer =
-        tokio::spawn(async move { task_record.answer.get_or_init(|| run(task_router, supplier, body)).await.clone() })
+    let task_key = key.clone();
+    let answer = tokio::spawn(async move {
+        task_record
+            .answer
+            .get_or_init(|| async move {
+                let answer = run(Arc::clone(&task_router), supplier.clone(), body).await;
+                if replayable(answer.status) {
+                    if let Err(error) = task_router.journal_answer(&supplier, &task_key, body_hash, &answer).await {
+                        // The sale itself is journaled; only a retry after a crash could miss
+                        // this answer (and the external id still guards a resale).
+                        tracing::warn!(%error, "idempotency record not journaled");
+                    }
+                }
+                answer
+            })
             .await
-            .map_err(|_| ApiError::new(500, "internal", "the request could not be completed"))?;
-    if answer.status == 429 || answer.status >= 500 {
+            .clone()
+    })
+    .await
+    .map_err(|_| ApiError::new(500, "internal", "the request could not be completed"))?;
+    if !replayable(answer.status) {
         router.idempotency().forget(supplier_id, &key, &record);
     }
     let mut response = http::bytes_response(answer.status, "application/json", answer.body);
@@ -231,4 +248,9 @@ where
         response.headers_mut().insert("idempotent-replayed", ::http::HeaderValue::from_static("true"));
     }
     Ok(response)
+}
+
+/// Answers a retry may be given again: not rate limiting, overload or our own failures.
+fn replayable(status: u16) -> bool {
+    status != 429 && status < 500
 }

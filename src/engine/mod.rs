@@ -33,7 +33,8 @@ use crate::domain::rotation::Rotation;
 use crate::domain::trace::Trace;
 use crate::store::dedup::Dedup;
 use crate::store::idempotency::Idempotency;
-use crate::store::journal::{Journal, JournalError};
+use crate::store::idempotency::StoredAnswer;
+use crate::store::journal::{InternalRecord, Journal, JournalError};
 use crate::store::pings::Pings;
 use crate::store::sales::Sales;
 use crate::store::traces::Traces;
@@ -310,6 +311,47 @@ impl Router {
                 Event::ReturnResolved(_) | Event::BuyerUpdated(_) | Event::SupplierUpdated(_) => {}
             }
         }
+        Ok(())
+    }
+
+    /// Restores idempotency answers and external id claims younger than their 24 hours.
+    pub fn restore(&self, records: &[InternalRecord]) {
+        let horizon = self.clock.now() - chrono::Duration::hours(crate::store::idempotency::IDEMPOTENCY_TTL_HOURS);
+        for record in records {
+            match record {
+                InternalRecord::Idempotency { supplier_id, key, body_hash, status, body, created_at } => {
+                    let mut hash = [0u8; 32];
+                    if *created_at > horizon && hex::decode_to_slice(body_hash, &mut hash).is_ok() {
+                        let answer = StoredAnswer { status: *status, body: bytes::Bytes::from(body.clone()) };
+                        self.idempotency.restore(supplier_id, key, hash, answer, *created_at);
+                    }
+                }
+                InternalRecord::ExternalId { supplier_id, external_id, lead_id, at } if *at > horizon => {
+                    self.idempotency.restore_external_id(supplier_id, external_id, lead_id, *at);
+                }
+                InternalRecord::ExternalId { .. } => {}
+            }
+        }
+    }
+
+    /// Makes the first answer to an `Idempotency-Key` durable before it is returned, so a
+    /// retry after a crash still gets it.
+    pub async fn journal_answer(
+        &self,
+        supplier_id: &str,
+        key: &str,
+        body_hash: [u8; 32],
+        answer: &StoredAnswer,
+    ) -> Result<(), EngineError> {
+        let record = InternalRecord::Idempotency {
+            supplier_id: supplier_id.to_string(),
+            key: key.to_string(),
+            body_hash: hex::encode(body_hash),
+            status: answer.status,
+            body: String::from_utf8_lossy(&answer.body).into_owned(),
+            created_at: self.clock.now(),
+        };
+        self.journal.append_internal(record).await?;
         Ok(())
     }
 

@@ -14,11 +14,13 @@ use super::ping::vertical_of;
 use super::{EngineError, LeadAnswer, Router};
 use crate::domain::eligibility::Subject;
 use crate::domain::lead::{validate_lead, LeadInput, ValidLead};
-use crate::domain::model::{FieldError, Vertical};
+use crate::domain::market::Market;
+use crate::domain::model::{FieldError, Supplier, Vertical};
 use crate::domain::money::Money;
 use crate::domain::trace::Trace;
 use crate::ids;
-use crate::store::pings::PingError;
+use crate::store::journal::InternalRecord;
+use crate::store::pings::{PingContext, PingError};
 use crate::store::sales::Sale;
 use crate::telemetry;
 
@@ -50,20 +52,7 @@ impl Router {
             }
         })?;
         let market = self.market();
-        let prepared = market
-            .supplier(supplier_id)
-            .cloned()
-            .ok_or(EngineError::NotFound("supplier"))
-            .and_then(|supplier| {
-                let lead = validate_lead(lead_input, &ctx.vertical, self.postal).map_err(EngineError::Invalid)?;
-                lead.matches_ping(&ctx.ping).map_err(EngineError::Invalid)?;
-                Ok((supplier, lead))
-            })
-            .and_then(|(supplier, lead)| {
-                let lead_id = ids::lead_id();
-                self.claim_external_id(supplier_id, &lead, &lead_id, now)?;
-                Ok((supplier, lead, lead_id))
-            });
+        let prepared = self.prepare_post(&market, supplier_id, &ctx, lead_input, now).await;
         let (supplier, lead, lead_id) = match prepared {
             Ok(prepared) => prepared,
             Err(error) => {
@@ -110,7 +99,7 @@ impl Router {
             EngineError::Invalid(errors)
         })?;
         let lead_id = ids::lead_id();
-        self.claim_external_id(supplier_id, &lead, &lead_id, now)?;
+        self.claim_external_id(supplier_id, &lead, &lead_id, now).await?;
         let ping_id = ids::ping_id();
         let tmax = Duration::from_millis(vertical.tmax_ms);
         let mut d = Decision {
@@ -161,7 +150,27 @@ impl Router {
             .await
     }
 
-    fn claim_external_id(
+    /// Everything a post checks before it may sell: the supplier, the lead, its match with
+    /// the ping, and its external id.
+    async fn prepare_post(
+        &self,
+        market: &Market,
+        supplier_id: &str,
+        ctx: &PingContext,
+        input: LeadInput,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(Arc<Supplier>, ValidLead, String), EngineError> {
+        let supplier = Arc::clone(market.supplier(supplier_id).ok_or(EngineError::NotFound("supplier"))?);
+        let lead = validate_lead(input, &ctx.vertical, self.postal).map_err(EngineError::Invalid)?;
+        lead.matches_ping(&ctx.ping).map_err(EngineError::Invalid)?;
+        let lead_id = ids::lead_id();
+        self.claim_external_id(supplier_id, &lead, &lead_id, now).await?;
+        Ok((supplier, lead, lead_id))
+    }
+
+    /// Claims the lead's external id for its supplier, durably: a retry after a crash still
+    /// finds it taken.
+    async fn claim_external_id(
         &self,
         supplier_id: &str,
         lead: &ValidLead,
@@ -176,7 +185,15 @@ impl Router {
                 code: "duplicate_external_id",
                 message: format!("external_id was already used for lead {existing}"),
             }
-        })
+        })?;
+        let record = InternalRecord::ExternalId {
+            supplier_id: supplier_id.to_string(),
+            external_id: external_id.clone(),
+            lead_id: lead_id.to_string(),
+            at: now,
+        };
+        self.journal.append_internal(record).await?;
+        Ok(())
     }
 }
 

@@ -57,6 +57,24 @@ impl Idempotency {
         (begin, record)
     }
 
+    /// Puts back a record read from the journal at start (answered before a restart).
+    pub fn restore(
+        &self,
+        supplier_id: &str,
+        key: &str,
+        body_hash: [u8; 32],
+        answer: StoredAnswer,
+        created_at: DateTime<Utc>,
+    ) {
+        let record = Record { body_hash, created_at, answer: OnceCell::new_with(Some(answer)) };
+        self.records.insert((supplier_id.to_string(), key.to_string()), Arc::new(record));
+    }
+
+    /// Puts back an external id claim read from the journal at start.
+    pub fn restore_external_id(&self, supplier_id: &str, external_id: &str, lead_id: &str, at: DateTime<Utc>) {
+        self.external_ids.insert((supplier_id.to_string(), external_id.to_string()), (lead_id.to_string(), at));
+    }
+
     /// Forgets a record whose answer must not be replayed (overload, shutdown).
     pub fn forget(&self, supplier_id: &str, key: &str, record: &Arc<Record>) {
         self.records.remove_if(&(supplier_id.to_string(), key.to_string()), |_, r| Arc::ptr_eq(r, record));

@@ -25,6 +25,7 @@ use std::thread;
 
 use chrono::{DateTime, Utc};
 use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{EventLog, LogError};
@@ -54,6 +55,32 @@ impl From<io::Error> for JournalError {
     }
 }
 
+/// A record the router needs after a restart that is not a ledger event (so it takes no
+/// ledger sequence, and ledger consumers never see it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum InternalRecord {
+    /// The first answer to a request with an `Idempotency-Key`, replayed to retries.
+    Idempotency {
+        supplier_id: String,
+        key: String,
+        body_hash: String,
+        status: u16,
+        body: String,
+        created_at: DateTime<Utc>,
+    },
+    /// A supplier's `external_id` taken by a lead.
+    ExternalId { supplier_id: String, external_id: String, lead_id: String, at: DateTime<Utc> },
+}
+
+/// What one journal record holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+enum Record {
+    Ledger(LedgerEvent),
+    Internal { internal: InternalRecord },
+}
+
 /// What recovery found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recovery {
@@ -61,6 +88,8 @@ pub struct Recovery {
     pub last_sequence: u64,
     /// Set when a torn or corrupt tail was cut off.
     pub truncated: Option<Truncation>,
+    /// Internal records, oldest first, for the router to restore.
+    pub internal: Vec<InternalRecord>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,10 +101,15 @@ pub struct Truncation {
     pub reason: String,
 }
 
+enum Pending {
+    Ledger { event: Event, at: DateTime<Utc> },
+    Internal(InternalRecord),
+}
+
 struct Append {
-    event: Event,
-    at: DateTime<Utc>,
-    done: oneshot::Sender<Result<LedgerEvent, JournalError>>,
+    pending: Pending,
+    /// Answers the ledger event (with its sequence), or None for an internal record.
+    done: oneshot::Sender<Result<Option<LedgerEvent>, JournalError>>,
 }
 
 /// The events on disk, also kept in memory for readers (an index into the file replaces
@@ -98,13 +132,13 @@ impl Journal {
         std::fs::create_dir_all(dir)?;
         let path = dir.join("journal.log");
         let mut file = OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&path)?;
-        let (events, truncated) = recover(&mut file)?;
+        let (events, internal, truncated) = recover(&mut file)?;
         if truncated.is_some() {
             file.sync_all()?;
         }
         file.seek(SeekFrom::End(0))?;
         let last_sequence = events.last().map_or(0, |e| e.sequence);
-        let recovery = Recovery { events: events.len(), last_sequence, truncated };
+        let recovery = Recovery { events: events.len(), last_sequence, truncated, internal };
         let (last, _) = watch::channel(last_sequence);
         let shared = Arc::new(Shared {
             events: RwLock::new(events.into_iter().map(Arc::new).collect()),
@@ -122,8 +156,17 @@ impl Journal {
 
     /// Appends one event and returns it with its sequence once it is on disk.
     pub async fn append(&self, event: Event, at: DateTime<Utc>) -> Result<LedgerEvent, JournalError> {
+        self.submit(Pending::Ledger { event, at }).await?.ok_or(JournalError::Closed)
+    }
+
+    /// Appends an internal record; returns once it is on disk.
+    pub async fn append_internal(&self, record: InternalRecord) -> Result<(), JournalError> {
+        self.submit(Pending::Internal(record)).await.map(|_| ())
+    }
+
+    async fn submit(&self, pending: Pending) -> Result<Option<LedgerEvent>, JournalError> {
         let (done, answer) = oneshot::channel();
-        self.appends.send(Append { event, at, done }).await.map_err(|_| JournalError::Closed)?;
+        self.appends.send(Append { pending, done }).await.map_err(|_| JournalError::Closed)?;
         answer.await.map_err(|_| JournalError::Closed)?
     }
 
@@ -156,18 +199,24 @@ impl EventLog for Journal {
 }
 
 /// Reads every valid record; truncates the file at the first invalid one.
-fn recover(file: &mut File) -> Result<(Vec<LedgerEvent>, Option<Truncation>), JournalError> {
+#[allow(clippy::type_complexity)]
+fn recover(file: &mut File) -> Result<(Vec<LedgerEvent>, Vec<InternalRecord>, Option<Truncation>), JournalError> {
     let length = file.metadata()?.len();
     let mut bytes = Vec::with_capacity(usize::try_from(length).unwrap_or(0));
     file.seek(SeekFrom::Start(0))?;
     file.read_to_end(&mut bytes)?;
     let mut events = Vec::new();
+    let mut internal = Vec::new();
     let mut offset = 0usize;
     let mut cut = None;
     while offset < bytes.len() {
         match decode(&bytes[offset..], events.len() as u64 + 1) {
-            Ok((event, used)) => {
+            Ok((Record::Ledger(event), used)) => {
                 events.push(event);
+                offset += used;
+            }
+            Ok((Record::Internal { internal: record }, used)) => {
+                internal.push(record);
                 offset += used;
             }
             Err(reason) => {
@@ -190,11 +239,11 @@ fn recover(file: &mut File) -> Result<(Vec<LedgerEvent>, Option<Truncation>), Jo
             Some(truncation)
         }
     };
-    Ok((events, truncated))
+    Ok((events, internal, truncated))
 }
 
 /// Decodes one record from the front of `bytes`: the event and the bytes it used.
-fn decode(bytes: &[u8], expected_sequence: u64) -> Result<(LedgerEvent, usize), String> {
+fn decode(bytes: &[u8], expected_sequence: u64) -> Result<(Record, usize), String> {
     let header = bytes.get(..HEADER_BYTES).ok_or("record header cut short")?;
     let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
     let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
@@ -206,15 +255,17 @@ fn decode(bytes: &[u8], expected_sequence: u64) -> Result<(LedgerEvent, usize), 
     if crc32fast::hash(payload) != crc {
         return Err("record checksum mismatch".into());
     }
-    let event: LedgerEvent = serde_json::from_slice(payload).map_err(|e| format!("record does not decode: {e}"))?;
-    if event.sequence != expected_sequence {
-        return Err(format!("sequence {} where {expected_sequence} was expected", event.sequence));
+    let record: Record = serde_json::from_slice(payload).map_err(|e| format!("record does not decode: {e}"))?;
+    if let Record::Ledger(event) = &record {
+        if event.sequence != expected_sequence {
+            return Err(format!("sequence {} where {expected_sequence} was expected", event.sequence));
+        }
     }
-    Ok((event, end))
+    Ok((record, end))
 }
 
-fn encode(event: &LedgerEvent, out: &mut Vec<u8>) -> Result<(), JournalError> {
-    let payload = serde_json::to_vec(event).map_err(|e| JournalError::Io(format!("encoding an event: {e}")))?;
+fn encode(record: &Record, out: &mut Vec<u8>) -> Result<(), JournalError> {
+    let payload = serde_json::to_vec(record).map_err(|e| JournalError::Io(format!("encoding a record: {e}")))?;
     let len = u32::try_from(payload.len()).map_err(|_| JournalError::Io("event too large".into()))?;
     out.extend_from_slice(&len.to_le_bytes());
     out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
@@ -236,19 +287,25 @@ fn write_loop(mut file: File, mut queue: mpsc::Receiver<Append>, mut last_sequen
             }
         }
         buffer.clear();
-        let mut written = Vec::with_capacity(batch.len());
+        let mut written: Vec<Option<LedgerEvent>> = Vec::with_capacity(batch.len());
+        let mut sequence = last_sequence;
         let mut failed = None;
         for append in &batch {
-            let event = LedgerEvent {
-                sequence: last_sequence + written.len() as u64 + 1,
-                at: append.at,
-                event: append.event.clone(),
+            let record = match &append.pending {
+                Pending::Ledger { event, at } => {
+                    sequence += 1;
+                    Record::Ledger(LedgerEvent { sequence, at: *at, event: event.clone() })
+                }
+                Pending::Internal(record) => Record::Internal { internal: record.clone() },
             };
-            if let Err(error) = encode(&event, &mut buffer) {
+            if let Err(error) = encode(&record, &mut buffer) {
                 failed = Some(error);
                 break;
             }
-            written.push(event);
+            written.push(match record {
+                Record::Ledger(event) => Some(event),
+                Record::Internal { .. } => None,
+            });
         }
         let outcome = match failed {
             Some(error) => Err(error),
@@ -258,8 +315,8 @@ fn write_loop(mut file: File, mut queue: mpsc::Receiver<Append>, mut last_sequen
         match outcome {
             Ok(()) => {
                 valid_length += buffer.len() as u64;
-                last_sequence += written.len() as u64;
-                shared.events.write().extend(written.iter().cloned().map(Arc::new));
+                last_sequence = sequence;
+                shared.events.write().extend(written.iter().flatten().cloned().map(Arc::new));
                 shared.last.send_replace(last_sequence);
                 for (append, event) in batch.into_iter().zip(written) {
                     let _ = append.done.send(Ok(event));
@@ -305,7 +362,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let (journal, recovery) = Journal::open(dir.path()).unwrap();
-            assert_eq!(recovery, Recovery { events: 0, last_sequence: 0, truncated: None });
+            assert_eq!(recovery, Recovery { events: 0, last_sequence: 0, truncated: None, internal: Vec::new() });
             for n in 0..10 {
                 let event = journal.append(top_up(n), Utc::now()).await.unwrap();
                 assert_eq!(event.sequence, n + 1);
@@ -364,7 +421,7 @@ mod tests {
         let valid = std::fs::metadata(&path).unwrap().len();
         // A crash in the middle of the sixth record's write.
         let mut record = Vec::new();
-        encode(&LedgerEvent { sequence: 6, at: Utc::now(), event: top_up(5) }, &mut record).unwrap();
+        encode(&Record::Ledger(LedgerEvent { sequence: 6, at: Utc::now(), event: top_up(5) }), &mut record).unwrap();
         let mut file = OpenOptions::new().append(true).open(&path).unwrap();
         file.write_all(&record[..record.len() / 2]).unwrap();
         drop(file);
@@ -396,6 +453,27 @@ mod tests {
         assert_eq!(recovery.events, 2);
         assert!(recovery.truncated.unwrap().reason.contains("checksum"));
         assert_eq!(journal.read_after(0, 10).unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn internal_records_take_no_ledger_sequence_and_come_back_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let claim = InternalRecord::ExternalId {
+            supplier_id: "s1".into(),
+            external_id: "portal-1".into(),
+            lead_id: "led_1".into(),
+            at: Utc::now(),
+        };
+        {
+            let (journal, _) = Journal::open(dir.path()).unwrap();
+            journal.append(top_up(0), Utc::now()).await.unwrap();
+            journal.append_internal(claim.clone()).await.unwrap();
+            assert_eq!(journal.append(top_up(1), Utc::now()).await.unwrap().sequence, 2);
+        }
+        let (journal, recovery) = Journal::open(dir.path()).unwrap();
+        assert_eq!((recovery.events, recovery.last_sequence), (2, 2));
+        assert_eq!(recovery.internal, vec![claim]);
+        assert_eq!(journal.read_after(0, 10).unwrap().len(), 2, "readers see ledger events only");
     }
 
     #[test]

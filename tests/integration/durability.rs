@@ -161,3 +161,32 @@ fn toml_of(config: &serde_json::Value) -> String {
     let value: toml::Value = serde_json::from_value(config.clone()).expect("config as TOML");
     toml::to_string(&value).expect("TOML text")
 }
+
+#[tokio::test]
+async fn retries_after_a_restart_get_the_first_answer_and_never_a_second_sale() {
+    let sink = mock_buyer(|_, _| accept()).await;
+    let server = start(market(&sink)).await;
+    let mut first = lead("solar", 1);
+    first["external_id"] = json!("portal-0001");
+    let answer = keyed(&server, first.clone()).await;
+    assert_eq!(answer.json["status"], "sold");
+    let data = server.stop().await;
+
+    let server = start_in(market(&sink), Arc::new(SystemClock), data).await;
+    let replay = keyed(&server, first.clone()).await;
+    assert_eq!(replay.json, answer.json, "the same answer after the restart");
+    assert_eq!(replay.headers.get("idempotent-replayed").unwrap(), "true");
+    assert_eq!(keyed(&server, lead("solar", 2)).await.status, 409, "same key, other body");
+    let mut again = lead("solar", 3);
+    again["external_id"] = json!("portal-0001");
+    let duplicate = server.direct(&again).await;
+    assert_eq!(duplicate.json["error"]["code"], "duplicate_external_id", "{}", duplicate.json);
+    assert_eq!(sink.count("/post"), 1, "one sale, whatever the retries");
+}
+
+async fn keyed(server: &TestServer, body: serde_json::Value) -> Answer {
+    let auth = format!("Bearer {SUPPLIER_KEY}");
+    let url = format!("{}/v1/leads", server.base);
+    let headers = [("authorization", auth.as_str()), ("content-type", "application/json"), ("idempotency-key", "k-1")];
+    server.send("POST", &url, &headers, body.to_string()).await
+}
