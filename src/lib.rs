@@ -10,6 +10,7 @@ pub mod clock;
 pub mod domain;
 pub mod engine;
 pub mod ids;
+pub mod ledger;
 pub mod server;
 pub mod store;
 pub mod telemetry;

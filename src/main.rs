@@ -88,6 +88,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         data_dir: cli.data_dir.clone(),
         listen: cli.listen,
         ops_listen: cli.ops_listen,
+        grpc_listen: cli.grpc_listen,
         admin_token,
         config,
         clock: Arc::new(SystemClock),
@@ -95,7 +96,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let running = server::start(options).await?;
     tracing::info!(addr = %running.public_addr, "public API listening");
     tracing::info!(addr = %running.ops_addr, "ops API listening (admin, /metrics, /healthz, /readyz)");
-    tracing::info!(addr = %cli.grpc_listen, "ledger stream (gRPC) not served by this build yet");
+    tracing::info!(addr = %running.grpc_addr, "ledger stream listening (gRPC, with health and reflection)");
     if demo {
         for (id, key) in &supplier_keys {
             tracing::info!(supplier = %id, api_key = %key, "demo market loaded; demo supplier key");

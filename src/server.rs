@@ -22,6 +22,7 @@ use crate::domain::market::{Market, MarketConfig, MarketError};
 use crate::domain::model::{Buyer, Campaign, Supplier, Vertical};
 use crate::domain::money::Money;
 use crate::engine::{EngineError, Router};
+use crate::ledger;
 use crate::store::journal::Journal;
 use crate::store::memory::MemoryBudget;
 use crate::store::EventLog;
@@ -105,6 +106,8 @@ pub struct ServerOptions {
     pub data_dir: std::path::PathBuf,
     pub listen: SocketAddr,
     pub ops_listen: SocketAddr,
+    /// The gRPC ledger stream.
+    pub grpc_listen: SocketAddr,
     pub admin_token: String,
     pub config: FileConfig,
     pub clock: Arc<dyn Clock>,
@@ -114,6 +117,7 @@ pub struct ServerOptions {
 pub struct RunningServer {
     pub public_addr: SocketAddr,
     pub ops_addr: SocketAddr,
+    pub grpc_addr: SocketAddr,
     pub router: Arc<Router>,
     state: Arc<AppState>,
     stop: watch::Sender<bool>,
@@ -148,15 +152,27 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
 
     let public = bind(options.listen).await?;
     let ops = bind(options.ops_listen).await?;
+    let grpc = bind(options.grpc_listen).await?;
     let public_addr = public.local_addr().map_err(|source| ServerError::Bind { addr: options.listen, source })?;
     let ops_addr = ops.local_addr().map_err(|source| ServerError::Bind { addr: options.ops_listen, source })?;
+    let grpc_addr = grpc.local_addr().map_err(|source| ServerError::Bind { addr: options.grpc_listen, source })?;
     let (stop, stopped) = watch::channel(false);
+    let log: Arc<dyn EventLog> = Arc::clone(router.journal()) as Arc<dyn EventLog>;
+    let mut grpc_stopped = stopped.clone();
+    let grpc_shutdown = async move {
+        let _ = grpc_stopped.changed().await;
+    };
     let tasks = vec![
         tokio::spawn(serve(public, Listener::Public, Arc::clone(&state), stopped.clone())),
         tokio::spawn(serve(ops, Listener::Ops, Arc::clone(&state), stopped.clone())),
+        tokio::spawn(async move {
+            if let Err(error) = ledger::serve(grpc, log, grpc_shutdown).await {
+                tracing::error!(%error, "the ledger stream stopped");
+            }
+        }),
         tokio::spawn(sweep(Arc::clone(&router), stopped)),
     ];
-    Ok(RunningServer { public_addr, ops_addr, router, state, stop, tasks })
+    Ok(RunningServer { public_addr, ops_addr, grpc_addr, router, state, stop, tasks })
 }
 
 impl RunningServer {

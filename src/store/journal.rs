@@ -140,6 +140,7 @@ impl Journal {
         let last_sequence = events.last().map_or(0, |e| e.sequence);
         let recovery = Recovery { events: events.len(), last_sequence, truncated, internal };
         let (last, _) = watch::channel(last_sequence);
+        metrics::gauge!(crate::telemetry::LEDGER_SEQUENCE).set(last_sequence as f64);
         let shared = Arc::new(Shared {
             events: RwLock::new(events.into_iter().map(Arc::new).collect()),
             last,
@@ -318,6 +319,7 @@ fn write_loop(mut file: File, mut queue: mpsc::Receiver<Append>, mut last_sequen
                 last_sequence = sequence;
                 shared.events.write().extend(written.iter().flatten().cloned().map(Arc::new));
                 shared.last.send_replace(last_sequence);
+                metrics::gauge!(crate::telemetry::LEDGER_SEQUENCE).set(last_sequence as f64);
                 for (append, event) in batch.into_iter().zip(written) {
                     let _ = append.done.send(Ok(event));
                 }

@@ -50,6 +50,7 @@ async fn the_demo_starts_with_a_generated_token_sells_and_stops_cleanly_on_sigte
     let mut child = Command::new(BINARY)
         .env("LEADROUTER_LISTEN", format!("127.0.0.1:{public}"))
         .env("LEADROUTER_OPS_LISTEN", format!("127.0.0.1:{ops}"))
+        .env("LEADROUTER_GRPC_LISTEN", "127.0.0.1:0")
         .env("LEADROUTER_DATA_DIR", dir.path())
         .env_remove("LEADROUTER_ADMIN_TOKEN")
         .stdout(Stdio::piped())

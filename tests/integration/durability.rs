@@ -92,7 +92,7 @@ async fn kill_9_during_direct_posts_loses_no_sale_answered_sold() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_leadrouter"))
         .args(["--config", config_path.to_str().unwrap(), "--data-dir", dir.path().join("data").to_str().unwrap()])
         .args(["--listen", &format!("127.0.0.1:{public}"), "--ops-listen", &format!("127.0.0.1:{ops}")])
-        .args(["--admin-token", ADMIN_TOKEN])
+        .args(["--admin-token", ADMIN_TOKEN, "--grpc-listen", "127.0.0.1:0"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -60,6 +60,7 @@ pub async fn start_in(config: Value, clock: Arc<dyn Clock>, data: tempfile::Temp
         data_dir: data.path().to_path_buf(),
         listen: "127.0.0.1:0".parse().unwrap(),
         ops_listen: "127.0.0.1:0".parse().unwrap(),
+        grpc_listen: "127.0.0.1:0".parse().unwrap(),
         admin_token: ADMIN_TOKEN.to_string(),
         config,
         clock,

@@ -12,3 +12,4 @@ mod hostile;
 mod models;
 mod overspend;
 mod retries;
+mod stream;

@@ -1,0 +1,144 @@
+//! The ledger stream (DESIGN §7): gRPC `leadrouter.v1.LedgerStream/Subscribe` over the
+//! journal, plus gRPC health and reflection.
+//!
+//! Rationale for pulling per subscriber: each subscriber has its own task that reads the
+//! journal from its last sequence and feeds a small bounded channel. A slow subscriber only
+//! slows its own task (it reads on when it has room); it never holds up appends or other
+//! subscribers, and nothing is dropped, because there is no shared broadcast buffer to
+//! overflow: a lagging reader simply reads older events from the log.
+
+mod convert;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tonic::{Request, Response, Status};
+
+use crate::store::EventLog;
+use crate::telemetry;
+
+pub use convert::to_proto;
+
+/// The generated protobuf types, client and server.
+pub mod proto {
+    tonic::include_proto!("leadrouter.v1");
+}
+
+/// For gRPC reflection (`grpcurl -plaintext 127.0.0.1:50051 list`).
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/ledger_descriptor.bin"));
+
+/// Events waiting in one subscriber's channel: enough to keep the network busy, small
+/// enough that a thousand idle subscribers cost little.
+const SUBSCRIBER_BUFFER: usize = 1_024;
+/// Events read from the log at a time.
+const READ_BATCH: usize = 1_024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("gRPC listener: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("gRPC reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+pub struct LedgerService {
+    log: Arc<dyn EventLog>,
+}
+
+impl LedgerService {
+    pub fn new(log: Arc<dyn EventLog>) -> LedgerService {
+        LedgerService { log }
+    }
+}
+
+#[tonic::async_trait]
+impl proto::ledger_stream_server::LedgerStream for LedgerService {
+    type SubscribeStream = ReceiverStream<Result<proto::LedgerEvent, Status>>;
+
+    async fn subscribe(
+        &self,
+        request: Request<proto::SubscribeRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let after = request.into_inner().after_sequence;
+        let (events, stream) = mpsc::channel(SUBSCRIBER_BUFFER);
+        tokio::spawn(feed(Arc::clone(&self.log), after, events));
+        Ok(Response::new(ReceiverStream::new(stream)))
+    }
+}
+
+/// Counts a subscriber for as long as its feed runs, however it ends.
+struct Subscriber;
+
+impl Subscriber {
+    fn join() -> Subscriber {
+        metrics::gauge!(telemetry::LEDGER_SUBSCRIBERS).increment(1.0);
+        Subscriber
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        metrics::gauge!(telemetry::LEDGER_SUBSCRIBERS).decrement(1.0);
+    }
+}
+
+/// Replays from `after`, then tails: gap-free, in order, each event once.
+async fn feed(log: Arc<dyn EventLog>, mut after: u64, events: mpsc::Sender<Result<proto::LedgerEvent, Status>>) {
+    let _subscriber = Subscriber::join();
+    // Watch first, read second: an append between the two is seen either by the read or
+    // as a change of the watch.
+    let mut appended = log.watch();
+    loop {
+        let batch = match log.read_after(after, READ_BATCH) {
+            Ok(batch) => batch,
+            Err(error) => {
+                let _ = events.send(Err(Status::unavailable(error.to_string()))).await;
+                return;
+            }
+        };
+        if batch.is_empty() {
+            if *appended.borrow_and_update() > after {
+                continue;
+            }
+            tokio::select! {
+                changed = appended.changed() => if changed.is_err() { return },
+                _ = events.closed() => return,
+            }
+            continue;
+        }
+        for event in batch {
+            after = event.sequence;
+            if events.send(Ok(to_proto(&event))).await.is_err() {
+                return; // the subscriber left
+            }
+        }
+    }
+}
+
+/// Serves the ledger stream, health and reflection on `listener` until `shutdown`.
+pub async fn serve(
+    listener: TcpListener,
+    log: Arc<dyn EventLog>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), LedgerError> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<proto::ledger_stream_server::LedgerStreamServer<LedgerService>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(proto::ledger_stream_server::LedgerStreamServer::new(LedgerService::new(log)))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await?;
+    Ok(())
+}
+
+/// Binds `addr` (for callers that have no listener yet).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
