@@ -81,6 +81,71 @@ fn appends_per_second(runtime: &tokio::runtime::Runtime, writers: usize) -> (f64
     (rate, journal.fsyncs())
 }
 
+/// Events in the restart and replay measurements (issue 4: one million).
+const HISTORY: usize = 1_000_000;
+
+/// Fills a journal with `HISTORY` sales through 256 concurrent writers; answers its dir.
+fn history(runtime: &tokio::runtime::Runtime) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, _) = Journal::open(dir.path()).unwrap();
+    let journal = Arc::new(journal);
+    let writers = 256;
+    runtime.block_on(async {
+        let tasks: Vec<_> = (0..writers)
+            .map(|w| {
+                let journal = Arc::clone(&journal);
+                tokio::spawn(async move {
+                    for i in 0..HISTORY / writers {
+                        journal.append(sale(w * (HISTORY / writers) + i), Utc::now()).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+    });
+    dir
+}
+
+/// Restart: open (read, CRC-check and decode every record), as the server does first.
+fn restart_seconds(dir: &std::path::Path) -> (f64, u64, u64) {
+    let started = Instant::now();
+    let (_, recovery) = Journal::open(dir).unwrap();
+    let bytes = std::fs::metadata(dir.join("journal.log")).unwrap().len();
+    (started.elapsed().as_secs_f64(), recovery.last_sequence, bytes)
+}
+
+/// Replay to a real gRPC consumer on loopback: subscribe from 0 and count to the end.
+fn replay_per_second(runtime: &tokio::runtime::Runtime, dir: &std::path::Path) -> f64 {
+    use leadrouter::ledger::proto::ledger_stream_client::LedgerStreamClient;
+    use leadrouter::ledger::proto::SubscribeRequest;
+    use leadrouter::store::EventLog;
+    runtime.block_on(async {
+        let (journal, recovery) = Journal::open(dir).unwrap();
+        let log: Arc<dyn EventLog> = Arc::new(journal);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let server = tokio::spawn(leadrouter::ledger::serve(listener, log, stopped));
+        let mut client = LedgerStreamClient::connect(format!("http://{addr}")).await.unwrap();
+        let started = Instant::now();
+        let mut stream = client.subscribe(SubscribeRequest { after_sequence: 0 }).await.unwrap().into_inner();
+        let mut last = 0;
+        while last < recovery.last_sequence {
+            let event = stream.message().await.unwrap().unwrap();
+            assert_eq!(event.sequence, last + 1, "gap-free");
+            last = event.sequence;
+        }
+        let rate = last as f64 / started.elapsed().as_secs_f64();
+        drop(stream);
+        drop(client);
+        let _ = stop.send(true);
+        let _ = server.await;
+        rate
+    })
+}
+
 fn main() {
     // `cargo bench` passes flags such as --bench; this binary takes none.
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
@@ -92,4 +157,10 @@ fn main() {
             APPENDS / writers * writers
         );
     }
+    let started = Instant::now();
+    let dir = history(&runtime);
+    println!("wrote {HISTORY} sales with 256 writers in {:.1} s", started.elapsed().as_secs_f64());
+    let (seconds, events, bytes) = restart_seconds(dir.path());
+    println!("restart (open + recover) with {events} events, {:.0} MB: {seconds:.2} s", bytes as f64 / 1e6);
+    println!("replay to a gRPC consumer from sequence 0: {:>9.0} events/s", replay_per_second(&runtime, dir.path()));
 }

@@ -158,15 +158,12 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
     let grpc_addr = grpc.local_addr().map_err(|source| ServerError::Bind { addr: options.grpc_listen, source })?;
     let (stop, stopped) = watch::channel(false);
     let log: Arc<dyn EventLog> = Arc::clone(router.journal()) as Arc<dyn EventLog>;
-    let mut grpc_stopped = stopped.clone();
-    let grpc_shutdown = async move {
-        let _ = grpc_stopped.changed().await;
-    };
+    let grpc_stopped = stopped.clone();
     let tasks = vec![
         tokio::spawn(serve(public, Listener::Public, Arc::clone(&state), stopped.clone())),
         tokio::spawn(serve(ops, Listener::Ops, Arc::clone(&state), stopped.clone())),
         tokio::spawn(async move {
-            if let Err(error) = ledger::serve(grpc, log, grpc_shutdown).await {
+            if let Err(error) = ledger::serve(grpc, log, grpc_stopped).await {
                 tracing::error!(%error, "the ledger stream stopped");
             }
         }),

@@ -16,8 +16,10 @@ use super::http::{self, ApiResponse, BODY_LIMIT_BYTES, BULK_BODY_LIMIT_BYTES};
 use super::{bulk, AppState};
 use crate::domain::lead::{LeadInput, PingInput};
 use crate::domain::market::Party;
+use crate::domain::model::FieldError;
 use crate::engine::{EngineError, PostInput, Router};
 use crate::store::idempotency::{Begin, StoredAnswer};
+use crate::store::pull::PULL_LIMIT_MAX;
 
 /// Idempotency keys are opaque client strings; 255 printable characters is what the
 /// common client libraries generate at most.
@@ -32,7 +34,8 @@ pub async fn route(state: &Arc<AppState>, request: Request<Incoming>) -> (&'stat
         (&Method::POST, "/v1/leads") => ("/v1/leads", direct(state, &parts.headers, body).await),
         (&Method::POST, "/v1/leads/bulk") => ("/v1/leads/bulk", bulk_leads(state, &parts.headers, body).await),
         (&Method::GET, "/v1/buyer/balance") => ("/v1/buyer/balance", balance(state, &parts.headers).await),
-        (_, "/v1/ping" | "/v1/post" | "/v1/leads" | "/v1/leads/bulk" | "/v1/buyer/balance") => {
+        (&Method::GET, "/v1/buyer/leads") => ("/v1/buyer/leads", pull_leads(state, &parts.headers, parts.uri.query())),
+        (_, "/v1/ping" | "/v1/post" | "/v1/leads" | "/v1/leads/bulk" | "/v1/buyer/balance" | "/v1/buyer/leads") => {
             ("method_not_allowed", Err(ApiError::method_not_allowed()))
         }
         _ => ("unmatched", Err(ApiError::not_found())),
@@ -142,6 +145,44 @@ async fn balance(state: &Arc<AppState>, headers: &HeaderMap) -> Result<ApiRespon
         200,
         &json!({"balance": view.balance, "held": view.held, "available": view.available, "currency": currency}),
     ))
+}
+
+/// `GET /v1/buyer/leads?after=<cursor>&limit=<n>`: the leads of the buyer's pull
+/// campaigns after its cursor, oldest first; `next` is the cursor to pass back.
+fn pull_leads(state: &Arc<AppState>, headers: &HeaderMap, query: Option<&str>) -> Result<ApiResponse, ApiError> {
+    let buyer_id = buyer(state, headers)?;
+    let mut after = 0u64;
+    let mut limit = 100usize;
+    let mut errors = Vec::new();
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match name {
+            "after" => match value.parse() {
+                Ok(cursor) => after = cursor,
+                Err(_) => errors.push(FieldError::new("after", "a cursor from an earlier answer's `next`")),
+            },
+            "limit" => match value.parse() {
+                Ok(n) if (1..=PULL_LIMIT_MAX).contains(&n) => limit = n,
+                _ => errors.push(FieldError::new("limit", format!("between 1 and {PULL_LIMIT_MAX}"))),
+            },
+            _ => errors.push(FieldError::new(name.to_string(), "unknown parameter")),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::invalid(errors));
+    }
+    let leads = state.router.pull_leads(&buyer_id, after, limit);
+    let next = leads.last().map_or(after, |(position, _)| *position);
+    let leads: Vec<serde_json::Value> = leads
+        .into_iter()
+        .map(|(position, mut lead)| {
+            if let Some(object) = lead.as_object_mut() {
+                object.insert("cursor".into(), json!(position.to_string()));
+            }
+            lead
+        })
+        .collect();
+    Ok(http::json(200, &json!({"leads": leads, "next": next.to_string()})))
 }
 
 /// Runs engine work in its own task: a client that hangs up must not cancel a sale

@@ -25,6 +25,7 @@ use crate::domain::payout::supplier_payout;
 use crate::domain::trace::{Outcome, Trace, TraceEntry};
 use crate::engine::EngineError;
 use crate::ids;
+use crate::store::journal::InternalRecord;
 use crate::store::sales::Sale;
 use crate::store::{BudgetError, HoldHandle};
 use crate::telemetry;
@@ -358,12 +359,6 @@ impl Router {
     async fn deliver(&self, d: &Decision, lot: &Lot<'_>, offer: &Offer, attempt: &Attempt) -> PostAnswer {
         let campaign = &attempt.campaign;
         let delivery = &campaign.campaign.delivery;
-        let url = match (delivery.mode, &delivery.url) {
-            (DeliveryMode::Webhook, Some(url)) => url,
-            (DeliveryMode::Webhook, None) => return PostAnswer::Error("no delivery url".into()),
-            // Sold on assignment; the outbox / pull queue delivers afterwards.
-            (DeliveryMode::WebhookAsync | DeliveryMode::Pull, _) => return PostAnswer::Accepted,
-        };
         let body = json!({
             "sale_id": attempt.sale_id,
             "lead_id": lot.lead_id,
@@ -373,6 +368,13 @@ impl Router {
             "currency": &*campaign.currency,
             "lead": lot.lead,
         });
+        let url = match (delivery.mode, &delivery.url) {
+            (DeliveryMode::Webhook, Some(url)) => url,
+            (DeliveryMode::Webhook, None) => return PostAnswer::Error("no delivery url".into()),
+            (DeliveryMode::Pull, _) => return self.queue_for_pull(campaign, &attempt.sale_id, body).await,
+            // Sold on assignment; the durable outbox that delivers afterwards is issue 4.
+            (DeliveryMode::WebhookAsync, _) => return PostAnswer::Accepted,
+        };
         let deadline = match delivery.timeout_ms {
             Some(ms) => d.deadline.min(Instant::now() + Duration::from_millis(ms)),
             None => d.deadline,
@@ -392,6 +394,24 @@ impl Router {
 
     /// Settles an accepted delivery: the hold is paid, and the sale is journaled (on disk)
     /// before anyone hears `sold` (DESIGN §8.3).
+    /// Sold on assignment: the lead waits for its buyer's next fetch. Journaled first, so
+    /// a sale that is answered is never a lead the buyer cannot fetch.
+    async fn queue_for_pull(&self, campaign: &CompiledCampaign, sale_id: &str, body: serde_json::Value) -> PostAnswer {
+        let position = self.pull.next_position(&campaign.buyer_id);
+        let record = InternalRecord::PullLead {
+            buyer_id: campaign.buyer_id.to_string(),
+            sale_id: sale_id.to_string(),
+            position,
+            lead: body.clone(),
+        };
+        if let Err(error) = self.journal.append_internal(record).await {
+            return PostAnswer::Error(format!("pull queue: {error}"));
+        }
+        self.pull.put(&campaign.buyer_id, position, body);
+        metrics::counter!(telemetry::DELIVERIES_TOTAL, "mode" => "pull", "outcome" => "queued").increment(1);
+        PostAnswer::Accepted
+    }
+
     async fn settle(
         &self,
         d: &mut Decision,

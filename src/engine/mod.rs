@@ -36,6 +36,7 @@ use crate::store::idempotency::Idempotency;
 use crate::store::idempotency::StoredAnswer;
 use crate::store::journal::{InternalRecord, Journal, JournalError};
 use crate::store::pings::Pings;
+use crate::store::pull::PullQueues;
 use crate::store::sales::Sales;
 use crate::store::traces::Traces;
 use crate::store::{Budget, BudgetError};
@@ -101,6 +102,7 @@ pub struct Router {
     top_up_references: DashMap<(String, String), ()>,
     /// Every sale, top-up and account change, on disk before it is acknowledged.
     journal: Arc<Journal>,
+    pull: PullQueues,
     tie_turn: AtomicU64,
 }
 
@@ -128,6 +130,7 @@ impl Router {
             top_up_references: DashMap::new(),
             tie_turn: AtomicU64::new(0),
             journal,
+            pull: PullQueues::default(),
         };
         router.publish_market_gauges();
         router
@@ -273,6 +276,11 @@ impl Router {
         Ok(())
     }
 
+    /// Leads of the buyer's pull campaigns after `after` (DESIGN §4, `GET /v1/buyer/leads`).
+    pub fn pull_leads(&self, buyer_id: &str, after: u64, limit: usize) -> Vec<(u64, serde_json::Value)> {
+        self.pull.fetch(buyer_id, after, limit)
+    }
+
     pub fn journal(&self) -> &Arc<Journal> {
         &self.journal
     }
@@ -330,6 +338,10 @@ impl Router {
                     self.idempotency.restore_external_id(supplier_id, external_id, lead_id, *at);
                 }
                 InternalRecord::ExternalId { .. } => {}
+                InternalRecord::PullLead { buyer_id, sale_id, position, lead } if self.sales.get(sale_id).is_some() => {
+                    self.pull.put(buyer_id, *position, lead.clone());
+                }
+                InternalRecord::PullLead { .. } => {}
             }
         }
     }

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tonic::{Request, Response, Status};
 
@@ -46,11 +46,14 @@ pub enum LedgerError {
 
 pub struct LedgerService {
     log: Arc<dyn EventLog>,
+    /// Turns true on shutdown: every feed ends its stream, so connections can close and the
+    /// server can stop (a tailing subscriber would otherwise hold it open forever).
+    stopping: watch::Receiver<bool>,
 }
 
 impl LedgerService {
-    pub fn new(log: Arc<dyn EventLog>) -> LedgerService {
-        LedgerService { log }
+    pub fn new(log: Arc<dyn EventLog>, stopping: watch::Receiver<bool>) -> LedgerService {
+        LedgerService { log, stopping }
     }
 }
 
@@ -64,7 +67,7 @@ impl proto::ledger_stream_server::LedgerStream for LedgerService {
     ) -> Result<Response<Self::SubscribeStream>, Status> {
         let after = request.into_inner().after_sequence;
         let (events, stream) = mpsc::channel(SUBSCRIBER_BUFFER);
-        tokio::spawn(feed(Arc::clone(&self.log), after, events));
+        tokio::spawn(feed(Arc::clone(&self.log), after, events, self.stopping.clone()));
         Ok(Response::new(ReceiverStream::new(stream)))
     }
 }
@@ -85,13 +88,22 @@ impl Drop for Subscriber {
     }
 }
 
-/// Replays from `after`, then tails: gap-free, in order, each event once.
-async fn feed(log: Arc<dyn EventLog>, mut after: u64, events: mpsc::Sender<Result<proto::LedgerEvent, Status>>) {
+/// Replays from `after`, then tails: gap-free, in order, each event once; ends when the
+/// subscriber leaves or the server stops (the subscriber reconnects with its last sequence).
+async fn feed(
+    log: Arc<dyn EventLog>,
+    mut after: u64,
+    events: mpsc::Sender<Result<proto::LedgerEvent, Status>>,
+    mut stopping: watch::Receiver<bool>,
+) {
     let _subscriber = Subscriber::join();
     // Watch first, read second: an append between the two is seen either by the read or
     // as a change of the watch.
     let mut appended = log.watch();
     loop {
+        if *stopping.borrow() {
+            return;
+        }
         let batch = match log.read_after(after, READ_BATCH) {
             Ok(batch) => batch,
             Err(error) => {
@@ -106,24 +118,35 @@ async fn feed(log: Arc<dyn EventLog>, mut after: u64, events: mpsc::Sender<Resul
             tokio::select! {
                 changed = appended.changed() => if changed.is_err() { return },
                 _ = events.closed() => return,
+                _ = stopping.changed() => return,
             }
             continue;
         }
         for event in batch {
             after = event.sequence;
-            if events.send(Ok(to_proto(&event))).await.is_err() {
-                return; // the subscriber left
+            tokio::select! {
+                sent = events.send(Ok(to_proto(&event))) => if sent.is_err() { return }, // the subscriber left
+                _ = stopping.changed() => return,
             }
         }
     }
 }
 
-/// Serves the ledger stream, health and reflection on `listener` until `shutdown`.
+/// Serves the ledger stream, health and reflection on `listener` until `stopping` turns
+/// true; open streams end then, so the server stops without waiting for subscribers.
 pub async fn serve(
     listener: TcpListener,
     log: Arc<dyn EventLog>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    stopping: watch::Receiver<bool>,
 ) -> Result<(), LedgerError> {
+    let mut stopped = stopping.clone();
+    let shutdown = async move {
+        while !*stopped.borrow_and_update() {
+            if stopped.changed().await.is_err() {
+                break;
+            }
+        }
+    };
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<proto::ledger_stream_server::LedgerStreamServer<LedgerService>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
@@ -132,7 +155,7 @@ pub async fn serve(
     tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(proto::ledger_stream_server::LedgerStreamServer::new(LedgerService::new(log)))
+        .add_service(proto::ledger_stream_server::LedgerStreamServer::new(LedgerService::new(log, stopping)))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await?;
     Ok(())

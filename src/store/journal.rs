@@ -71,6 +71,9 @@ pub enum InternalRecord {
     },
     /// A supplier's `external_id` taken by a lead.
     ExternalId { supplier_id: String, external_id: String, lead_id: String, at: DateTime<Utc> },
+    /// A lead sold to a pull campaign, waiting for its buyer at `position`. Journaled before
+    /// the sale; restored only if its sale was journaled too.
+    PullLead { buyer_id: String, sale_id: String, position: u64, lead: serde_json::Value },
 }
 
 /// What one journal record holds.

@@ -10,6 +10,7 @@ pub mod idempotency;
 pub mod journal;
 pub mod memory;
 pub mod pings;
+pub mod pull;
 pub mod sales;
 pub mod traces;
 

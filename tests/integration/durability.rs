@@ -190,3 +190,54 @@ async fn keyed(server: &TestServer, body: serde_json::Value) -> Answer {
     let headers = [("authorization", auth.as_str()), ("content-type", "application/json"), ("idempotency-key", "k-1")];
     server.send("POST", &url, &headers, body.to_string()).await
 }
+
+#[tokio::test]
+async fn pull_buyers_fetch_their_leads_by_cursor_also_after_a_restart() {
+    let sink = mock_buyer(|_, _| accept()).await;
+    let mut pull = fixed_campaign("c1", "b1", "solar", "10.00", &sink.post_url());
+    pull["delivery"] = json!({"mode": "pull"});
+    let config = json!({
+        "verticals": [vertical("solar", "ping_post")],
+        "suppliers": [supplier("s1", SUPPLIER_KEY)],
+        "buyers": [buyer("b1"), buyer("b2")],
+        "campaigns": [pull],
+        "topups": [topup("b1", "100.00")],
+    });
+    let server = start(config.clone()).await;
+    let mut sold = Vec::new();
+    for n in 0..3 {
+        let answer = server.direct(&lead("solar", n)).await;
+        assert_eq!(answer.json["status"], "sold", "pull is sold on assignment: {}", answer.json);
+        sold.push(answer.json["lead_id"].as_str().unwrap().to_string());
+    }
+    let page = fetch(&server, buyer_key("b1"), "?limit=2").await;
+    assert_eq!(page.status, 200, "{}", page.json);
+    let leads = page.json["leads"].as_array().unwrap();
+    assert_eq!(leads.len(), 2);
+    assert_eq!(leads[0]["lead_id"], sold[0].as_str());
+    assert_eq!(leads[0]["lead"]["email"], "anna0@example.com", "the buyer gets the full lead");
+    assert_eq!(leads[0]["price"], "10.00");
+    assert_eq!(page.json["next"], "2");
+    let rest = fetch(&server, buyer_key("b1"), "?after=2").await;
+    assert_eq!(rest.json["leads"].as_array().unwrap().len(), 1);
+    assert_eq!(rest.json["leads"][0]["lead_id"], sold[2].as_str());
+    assert_eq!(fetch(&server, buyer_key("b2"), "").await.json["leads"].as_array().unwrap().len(), 0, "only its own");
+    assert_eq!(fetch(&server, buyer_key("b1"), "?limit=0").await.status, 422);
+    assert_eq!(fetch(&server, buyer_key("b1"), "?after=x").await.status, 422);
+    assert_eq!(fetch(&server, SUPPLIER_KEY.to_string(), "").await.status, 403);
+    assert_eq!(sink.count("/post"), 0, "pull leads are not pushed");
+
+    let data = server.stop().await;
+    let server = start_in(config, Arc::new(SystemClock), data).await;
+    let after_restart = fetch(&server, buyer_key("b1"), "?after=2").await;
+    assert_eq!(after_restart.json["leads"][0]["lead_id"], sold[2].as_str(), "not lost across the restart");
+    assert_eq!(fetch(&server, buyer_key("b1"), "?after=3").await.json["leads"].as_array().unwrap().len(), 0);
+    assert_eq!(server.direct(&lead("solar", 9)).await.json["status"], "sold");
+    assert_eq!(fetch(&server, buyer_key("b1"), "?after=3").await.json["leads"][0]["cursor"], "4", "positions continue");
+}
+
+async fn fetch(server: &TestServer, key: String, query: &str) -> Answer {
+    let url = format!("{}/v1/buyer/leads{query}", server.base);
+    let auth = format!("Bearer {key}");
+    server.send("GET", &url, &[("authorization", &auth)], "").await
+}

@@ -110,3 +110,14 @@ async fn reflection_lists_the_ledger_service_as_grpcurl_would() {
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
     assert!(names.contains(&"leadrouter.v1.LedgerStream".to_string()), "{names:?}");
 }
+
+#[tokio::test]
+async fn the_server_stops_promptly_while_a_subscriber_is_tailing() {
+    let server = start(json!({"verticals": [vertical("solar", "ping_post")]})).await;
+    let mut stream = subscribe(server.running.grpc_addr, 0).await;
+    let _ = tokio::time::timeout(Duration::from_millis(200), stream.message()).await;
+    let stopped = tokio::time::timeout(Duration::from_secs(5), server.stop()).await;
+    assert!(stopped.is_ok(), "shutdown waited for a subscriber that never leaves");
+    let end = tokio::time::timeout(Duration::from_secs(5), stream.message()).await.expect("the stream ends");
+    assert!(!matches!(end, Ok(Some(_))), "no event after the stop: {end:?}");
+}

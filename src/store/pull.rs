@@ -1,0 +1,82 @@
+//! Leads waiting for pull buyers (`GET /v1/buyer/leads`), by buyer and position.
+//!
+//! A position is a per-buyer counter; the cursor a buyer passes back (`after`) says up to
+//! where it has taken leads, so a lead is never handed out again past an acknowledged
+//! cursor, and never dropped before. Positions and leads are journaled with the sale and
+//! restored at start; what a buyer acknowledged is forgotten from memory on its next fetch.
+
+use std::collections::BTreeMap;
+
+use dashmap::DashMap;
+use parking_lot::Mutex;
+use serde_json::Value;
+
+/// At most this many leads per fetch: a page a buyer's CRM can take in one request.
+pub const PULL_LIMIT_MAX: usize = 1_000;
+
+#[derive(Default)]
+struct Queue {
+    next: u64,
+    waiting: BTreeMap<u64, Value>,
+}
+
+#[derive(Default)]
+pub struct PullQueues {
+    by_buyer: DashMap<String, Mutex<Queue>>,
+}
+
+impl PullQueues {
+    /// Takes the buyer's next position (1, 2, ...), for a lead about to be journaled.
+    pub fn next_position(&self, buyer_id: &str) -> u64 {
+        let queue = self.by_buyer.entry(buyer_id.to_string()).or_default();
+        let mut queue = queue.lock();
+        queue.next += 1;
+        queue.next
+    }
+
+    /// Makes a journaled lead available to its buyer (also on replay at start).
+    pub fn put(&self, buyer_id: &str, position: u64, lead: Value) {
+        let queue = self.by_buyer.entry(buyer_id.to_string()).or_default();
+        let mut queue = queue.lock();
+        queue.next = queue.next.max(position);
+        queue.waiting.insert(position, lead);
+    }
+
+    /// The leads after `after`, oldest first, up to `limit`; forgets those at or before
+    /// `after` (the buyer has acknowledged them by asking for what follows).
+    pub fn fetch(&self, buyer_id: &str, after: u64, limit: usize) -> Vec<(u64, Value)> {
+        let Some(queue) = self.by_buyer.get(buyer_id) else { return Vec::new() };
+        let mut queue = queue.lock();
+        queue.waiting = queue.waiting.split_off(&(after + 1));
+        queue.waiting.iter().take(limit.min(PULL_LIMIT_MAX)).map(|(p, lead)| (*p, lead.clone())).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn leads_come_in_order_and_never_again_past_the_cursor() {
+        let queues = PullQueues::default();
+        for n in 0..5 {
+            let position = queues.next_position("b1");
+            queues.put("b1", position, json!({"n": n}));
+        }
+        let first = queues.fetch("b1", 0, 2);
+        assert_eq!(first.iter().map(|(p, _)| *p).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(queues.fetch("b1", 0, 10).len(), 5, "not acknowledged yet: handed out again");
+        let next = queues.fetch("b1", 2, 10);
+        assert_eq!(next.iter().map(|(p, _)| *p).collect::<Vec<_>>(), [3, 4, 5]);
+        assert_eq!(queues.fetch("b1", 0, 10).len(), 3, "1 and 2 were acknowledged and are gone");
+        assert!(queues.fetch("b2", 0, 10).is_empty());
+    }
+
+    #[test]
+    fn restored_positions_continue_the_counter() {
+        let queues = PullQueues::default();
+        queues.put("b1", 7, json!({}));
+        assert_eq!(queues.next_position("b1"), 8);
+    }
+}
