@@ -83,7 +83,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         None => (FileConfig::parse(server::DEMO_CONFIG).context("the bundled demo configuration")?, true),
     };
     let supplier_keys: Vec<(String, String)> =
-        config.suppliers.iter().map(|s| (s.id.clone(), s.api_key.clone())).collect();
+        config.market.suppliers.iter().map(|s| (s.id.clone(), s.api_key.clone())).collect();
     let options = ServerOptions {
         data_dir: cli.data_dir.clone(),
         listen: cli.listen,

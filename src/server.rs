@@ -19,7 +19,6 @@ use crate::api::{self, AppState, Listener};
 use crate::clock::Clock;
 use crate::domain::geo::PostalTable;
 use crate::domain::market::{Market, MarketConfig, MarketError};
-use crate::domain::model::{Buyer, Campaign, Supplier, Vertical};
 use crate::domain::money::Money;
 use crate::engine::{EngineError, Router};
 use crate::ledger;
@@ -41,19 +40,27 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The configuration file (`--config`, TOML): the market plus opening balances.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+///
+/// Rationale for the hand-written `Deserialize`: serde cannot combine `flatten` with
+/// `deny_unknown_fields`, and a typo in a config file must be an error, so `topups` is taken
+/// out first and the rest must be exactly a `MarketConfig`.
+#[derive(Debug, Clone, Default)]
 pub struct FileConfig {
-    #[serde(default)]
-    pub verticals: Vec<Vertical>,
-    #[serde(default)]
-    pub suppliers: Vec<Supplier>,
-    #[serde(default)]
-    pub buyers: Vec<Buyer>,
-    #[serde(default)]
-    pub campaigns: Vec<Campaign>,
-    #[serde(default)]
+    pub market: MarketConfig,
     pub topups: Vec<TopUpConfig>,
+}
+
+impl<'de> Deserialize<'de> for FileConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<FileConfig, D::Error> {
+        use serde::de::Error;
+        let mut map = serde_json::Map::deserialize(deserializer)?;
+        let topups = match map.remove("topups") {
+            Some(topups) => serde_json::from_value(topups).map_err(|e| D::Error::custom(format!("topups: {e}")))?,
+            None => Vec::new(),
+        };
+        let market = serde_json::from_value(serde_json::Value::Object(map)).map_err(D::Error::custom)?;
+        Ok(FileConfig { market, topups })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -67,15 +74,6 @@ pub struct TopUpConfig {
 impl FileConfig {
     pub fn parse(text: &str) -> Result<FileConfig, ServerError> {
         toml::from_str(text).map_err(|e| ServerError::Config(e.to_string()))
-    }
-
-    pub fn market(&self) -> MarketConfig {
-        MarketConfig {
-            verticals: self.verticals.clone(),
-            suppliers: self.suppliers.clone(),
-            buyers: self.buyers.clone(),
-            campaigns: self.campaigns.clone(),
-        }
     }
 }
 
@@ -126,7 +124,7 @@ pub struct RunningServer {
 
 pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError> {
     let postal = PostalTable::bundled();
-    let market = Market::build(options.config.market(), postal)?;
+    let market = Market::build(options.config.market.clone(), postal)?;
     let (journal, recovery) =
         Journal::open(&options.data_dir.join("journal")).map_err(|e| ServerError::Storage(e.to_string()))?;
     if let Some(cut) = &recovery.truncated {
@@ -233,5 +231,21 @@ async fn sweep(router: Arc<Router>, mut stopped: watch::Receiver<bool>) {
             }
             _ = stopped.changed() => break,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_parses_and_a_typo_is_an_error() {
+        let demo = FileConfig::parse(DEMO_CONFIG).unwrap();
+        assert_eq!((demo.market.verticals.len(), demo.market.buyers.len(), demo.topups.len()), (4, 4, 2));
+        let typo = FileConfig::parse("[[campaign]]\nid = \"c1\"\n").unwrap_err();
+        assert!(typo.to_string().contains("campaign"), "{typo}");
+        let bad_topup =
+            FileConfig::parse("[[topups]]\nbuyer_id = \"b1\"\namount = 10.5\nreference = \"r\"\n").unwrap_err();
+        assert!(bad_topup.to_string().contains("topups"), "{bad_topup}");
     }
 }
