@@ -1,7 +1,6 @@
 //! The real `leadrouter` binary: CLI help, generated admin token, demo market, SIGTERM.
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -10,10 +9,6 @@ use serde_json::json;
 use crate::harness::*;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_leadrouter");
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 #[test]
 fn help_explains_every_flag_and_its_environment_variable() {
@@ -60,16 +55,8 @@ async fn the_demo_starts_with_a_generated_token_sells_and_stops_cleanly_on_sigte
     let stdout = child.stdout.take().unwrap();
     let lines = std::thread::spawn(move || BufReader::new(stdout).lines().map_while(Result::ok).collect::<Vec<_>>());
 
+    wait_ready(ops).await;
     let client = client();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let ready = hyper::Request::get(format!("http://127.0.0.1:{ops}/readyz")).body(Default::default()).unwrap();
-        if matches!(client.request(ready).await, Ok(r) if r.status() == 200) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the server did not become ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 
     let token_path = dir.path().join("admin-token");
     let token = std::fs::read_to_string(&token_path).unwrap().trim().to_string();

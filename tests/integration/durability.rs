@@ -2,10 +2,9 @@
 //! a `kill -9`; state is rebuilt from the journal.
 
 use std::collections::HashSet;
-use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use leadrouter::clock::SystemClock;
 use leadrouter::domain::ledger::Event;
@@ -74,10 +73,6 @@ async fn a_restart_rebuilds_balances_caps_and_sales_from_the_journal() {
     );
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_during_direct_posts_loses_no_sale_answered_sold() {
     let sink = mock_buyer(|_, _| accept()).await;
@@ -98,16 +93,7 @@ async fn kill_9_during_direct_posts_loses_no_sale_answered_sold() {
         .spawn()
         .unwrap();
     let base = format!("http://127.0.0.1:{public}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let http = client();
-    loop {
-        let ready = hyper::Request::get(format!("http://127.0.0.1:{ops}/readyz")).body(Default::default()).unwrap();
-        if matches!(http.request(ready).await, Ok(r) if r.status() == 200) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "not ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_ready(ops).await;
 
     // Eight clients post as fast as they can; the process is killed under them.
     let sold: Arc<parking_lot::Mutex<Vec<String>>> = Arc::default();

@@ -156,6 +156,27 @@ pub fn metric(page: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         .sum()
 }
 
+// ------------------------------------------------------------------------ real binary
+
+/// A loopback port that was free a moment ago (for the real binary's listeners).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Waits (at most 20 s) until a server's ops listener answers `/readyz` with 200.
+pub async fn wait_ready(ops_port: u16) {
+    let client = client();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let ready = Request::get(format!("http://127.0.0.1:{ops_port}/readyz")).body(Full::new(Bytes::new())).unwrap();
+        if matches!(client.request(ready).await, Ok(r) if r.status() == 200) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "the server did not become ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 // ------------------------------------------------------------------------ mock buyers
 
 /// What a mock buyer does with one request.
