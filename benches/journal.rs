@@ -35,6 +35,7 @@ fn sale(n: usize) -> Event {
         sold_at: Utc::now(),
         internal: false,
         dedup_keys: vec![hex_key(n, 1), hex_key(n, 2)],
+        return_terms: None,
     })
 }
 

@@ -5,10 +5,12 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, ValueEnum};
 use leadrouter::clock::SystemClock;
+use leadrouter::domain::retry::RetryPolicy;
 use leadrouter::server::{self, FileConfig, ServerOptions};
 use rand::distributions::Alphanumeric;
 use rand::Rng;
@@ -47,6 +49,19 @@ struct Cli {
     /// Redis URL to share state between several nodes (redis://host:6379).
     #[arg(long, env = "LEADROUTER_REDIS")]
     redis: Option<String>,
+
+    /// Outbox (async leads, notifications): delay before the first retry, doubling after
+    /// each failure, with jitter.
+    #[arg(long, env = "LEADROUTER_OUTBOX_RETRY_BASE_MS", default_value_t = 2_000)]
+    outbox_retry_base_ms: u64,
+
+    /// Outbox: the longest delay between two attempts.
+    #[arg(long, env = "LEADROUTER_OUTBOX_RETRY_MAX_MS", default_value_t = 900_000)]
+    outbox_retry_max_ms: u64,
+
+    /// Outbox: attempts in all before a delivery is dead-lettered for an operator.
+    #[arg(long, env = "LEADROUTER_OUTBOX_ATTEMPTS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    outbox_attempts: u32,
 
     /// Log format: one line per event, human-readable or JSON.
     #[arg(long, env = "LEADROUTER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -92,6 +107,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         admin_token,
         config,
         clock: Arc::new(SystemClock),
+        retry: RetryPolicy {
+            base: Duration::from_millis(cli.outbox_retry_base_ms),
+            cap: Duration::from_millis(cli.outbox_retry_max_ms),
+            attempts_max: cli.outbox_attempts,
+        },
     };
     let running = server::start(options).await?;
     tracing::info!(addr = %running.public_addr, "public API listening");

@@ -20,6 +20,7 @@ use crate::clock::Clock;
 use crate::domain::geo::PostalTable;
 use crate::domain::market::{Market, MarketConfig, MarketError};
 use crate::domain::money::Money;
+use crate::domain::retry::RetryPolicy;
 use crate::engine::{EngineError, Router};
 use crate::ledger;
 use crate::store::journal::Journal;
@@ -109,6 +110,8 @@ pub struct ServerOptions {
     pub admin_token: String,
     pub config: FileConfig,
     pub clock: Arc<dyn Clock>,
+    /// Backoff and budget of outbox deliveries (async leads, notifications).
+    pub retry: RetryPolicy,
 }
 
 /// A started server: its bound addresses and a way to stop it.
@@ -165,6 +168,7 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
                 tracing::error!(%error, "the ledger stream stopped");
             }
         }),
+        tokio::spawn(Arc::clone(&router).run_outbox(options.retry, stopped.clone())),
         tokio::spawn(sweep(Arc::clone(&router), stopped)),
     ];
     Ok(RunningServer { public_addr, ops_addr, grpc_addr, router, state, stop, tasks })

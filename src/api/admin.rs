@@ -19,6 +19,9 @@ use crate::domain::ledger::Event;
 use crate::domain::market::Market;
 use crate::domain::model::{Buyer, Campaign, FieldError, Supplier, Vertical};
 use crate::domain::money::Money;
+use crate::domain::returns::ReturnStatus;
+use crate::store::outbox::Status;
+use crate::store::returns::RETURNS_PAGE_MAX;
 use crate::telemetry;
 
 pub async fn route(state: &Arc<AppState>, request: Request<Incoming>) -> (&'static str, ApiResponse) {
@@ -35,7 +38,8 @@ pub async fn route(state: &Arc<AppState>, request: Request<Incoming>) -> (&'stat
             if let Err(error) = authorize(state, &parts.headers) {
                 return ("/admin", http::error(&error));
             }
-            let (route, result) = admin(state, &parts.method, &segments[2..], &parts.headers, body).await;
+            let query = parts.uri.query();
+            let (route, result) = admin(state, &parts.method, &segments[2..], query, &parts.headers, body).await;
             (route, result.unwrap_or_else(|e| http::error(&e)))
         }
         _ => ("unmatched", http::error(&ApiError::not_found())),
@@ -64,6 +68,7 @@ async fn admin(
     state: &Arc<AppState>,
     method: &Method,
     rest: &[&str],
+    query: Option<&str>,
     headers: &HeaderMap,
     body: Incoming,
 ) -> (&'static str, Result<ApiResponse, ApiError>) {
@@ -71,6 +76,20 @@ async fn admin(
         (&Method::POST, ["buyers", id, "topups"]) => {
             ("/admin/v1/buyers/{id}/topups", top_up(state, id, headers, body).await)
         }
+        (&Method::POST, ["returns", id, "approve"]) => {
+            ("/admin/v1/returns/{id}/approve", resolve_return(state, id, true, headers, body).await)
+        }
+        (&Method::POST, ["returns", id, "reject"]) => {
+            ("/admin/v1/returns/{id}/reject", resolve_return(state, id, false, headers, body).await)
+        }
+        (&Method::GET, ["returns"]) => ("/admin/v1/returns", list_returns(state, query)),
+        (&Method::GET, ["returns", id]) => ("/admin/v1/returns/{id}", get_return(state, id)),
+        (&Method::GET, ["deliveries"]) => ("/admin/v1/deliveries", list_deliveries(state, query)),
+        (&Method::GET, ["deliveries", id]) => ("/admin/v1/deliveries/{id}", get_delivery(state, id)),
+        (&Method::POST, ["deliveries", id, "retry"]) => {
+            ("/admin/v1/deliveries/{id}/retry", retry_delivery(state, id).await)
+        }
+        (_, ["returns" | "deliveries", ..]) => ("unmatched", Err(ApiError::method_not_allowed())),
         (&Method::GET, ["pings", id, "trace"]) => ("/admin/v1/pings/{id}/trace", trace(state, "ping", id)),
         (&Method::GET, ["leads", id, "trace"]) => ("/admin/v1/leads/{id}/trace", trace(state, "lead", id)),
         (_, [kind]) => match Kind::parse(kind) {
@@ -279,4 +298,71 @@ fn trace(state: &AppState, kind: &str, id: &str) -> Result<ApiResponse, ApiError
         Some(trace) if trace.kind == kind => Ok(http::json(200, &*trace)),
         _ => Err(ApiError::not_found()),
     }
+}
+
+/// The body of approve (optional) and reject (required): the operator's reason.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Resolution {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+async fn resolve_return(
+    state: &Arc<AppState>,
+    return_id: &str,
+    approve: bool,
+    headers: &HeaderMap,
+    body: Incoming,
+) -> Result<ApiResponse, ApiError> {
+    let body = http::read_body(headers, body, BODY_LIMIT_BYTES).await?;
+    let resolution: Resolution = if body.is_empty() && approve {
+        Resolution::default()
+    } else {
+        http::require_content_type(headers, "application/json")?;
+        http::parse_json(&body)?
+    };
+    let resolved = state.router.resolve_return(return_id, approve, resolution.reason).await?;
+    tracing::info!(return_id, status = resolved.status.as_str(), "return resolved");
+    Ok(http::json(200, &resolved))
+}
+
+fn list_returns(state: &AppState, query: Option<&str>) -> Result<ApiResponse, ApiError> {
+    let query = http::list_query(query, &["status"], 100, RETURNS_PAGE_MAX)?;
+    let after = http::numeric_cursor(query.after)?;
+    let status = super::returns::status_filter(&query.filters)?.unwrap_or(ReturnStatus::Pending);
+    let page = state.router.returns_with_status(status, after, query.limit);
+    let next = page.last().map_or(after, |stored| stored.created);
+    let returns: Vec<_> = page.into_iter().map(|stored| stored.lead_return).collect();
+    Ok(http::json(200, &json!({"returns": returns, "next": next.to_string()})))
+}
+
+fn get_return(state: &AppState, return_id: &str) -> Result<ApiResponse, ApiError> {
+    let found = state.router.any_return(return_id).ok_or_else(ApiError::not_found)?;
+    Ok(http::json(200, &found))
+}
+
+/// `GET /admin/v1/deliveries?status=dead_letter|pending`: outbox deliveries (dead letters
+/// when no status is given), oldest first, without their bodies.
+fn list_deliveries(state: &AppState, query: Option<&str>) -> Result<ApiResponse, ApiError> {
+    let query = http::list_query(query, &["status"], 100, 1_000)?;
+    let status = match query.filters.first() {
+        None | Some((_, "")) => Status::DeadLetter,
+        Some((_, value)) => Status::parse(value)
+            .ok_or_else(|| ApiError::invalid(vec![FieldError::new("status", "one of pending, dead_letter")]))?,
+    };
+    let page = state.router.deliveries(status, query.after, query.limit);
+    let next = page.last().map(|delivery| delivery.id.clone());
+    Ok(http::json(200, &json!({"deliveries": page, "next": next})))
+}
+
+fn get_delivery(state: &AppState, id: &str) -> Result<ApiResponse, ApiError> {
+    let found = state.router.delivery(id).ok_or_else(ApiError::not_found)?;
+    Ok(http::json(200, &found))
+}
+
+async fn retry_delivery(state: &AppState, id: &str) -> Result<ApiResponse, ApiError> {
+    let revived = state.router.retry_delivery(id).await?;
+    tracing::info!(delivery = id, "dead letter retried by an operator");
+    Ok(http::json(202, &revived))
 }

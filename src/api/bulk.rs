@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::domain::lead::{Consent, LeadInput};
 use crate::domain::model::FieldError;
+use crate::engine::ReturnInput;
 
 /// DESIGN §4: at most 10,000 rows per file (a portal's daily export).
 pub const BULK_ROWS_MAX: usize = 10_000;
@@ -44,6 +45,52 @@ pub fn parse(body: &[u8]) -> Result<Vec<Result<LeadInput, Vec<FieldError>>>, Bul
                 Err(vec![FieldError::new("row", format!("{} columns, the header has {}", record.len(), headers.len()))])
             }
             Ok(record) => to_lead(headers.iter().zip(record.iter())),
+        });
+    }
+    Ok(rows)
+}
+
+/// `POST /v1/returns/bulk`: header `sale_id,reason,note` (`note` may be left out, columns
+/// in any order), one return request per row.
+pub fn parse_returns(body: &[u8]) -> Result<Vec<Result<ReturnInput, Vec<FieldError>>>, BulkError> {
+    let mut reader = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(body);
+    let headers = reader.headers().map_err(|e| BulkError::BadHeader(e.to_string()))?.clone();
+    if headers.is_empty() || headers.iter().all(str::is_empty) {
+        return Err(BulkError::NoHeader);
+    }
+    let column = |name: &str| headers.iter().position(|h| h == name);
+    if let Some(unknown) = headers.iter().find(|h| !matches!(*h, "sale_id" | "reason" | "note")) {
+        return Err(BulkError::BadHeader(format!("unknown column {unknown:?}; expected sale_id,reason,note")));
+    }
+    let (Some(sale_id), Some(reason)) = (column("sale_id"), column("reason")) else {
+        return Err(BulkError::BadHeader("sale_id and reason are required columns".into()));
+    };
+    let note = column("note");
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        if rows.len() == BULK_ROWS_MAX {
+            return Err(BulkError::TooManyRows);
+        }
+        rows.push(match record {
+            Err(e) => Err(vec![FieldError::new("row", format!("unreadable row: {e}"))]),
+            Ok(record) if record.len() != headers.len() => {
+                Err(vec![FieldError::new("row", format!("{} columns, the header has {}", record.len(), headers.len()))])
+            }
+            Ok(record) => {
+                let cell = |at: usize| record.get(at).unwrap_or_default().to_string();
+                let mut errors = Vec::new();
+                for (name, at) in [("sale_id", sale_id), ("reason", reason)] {
+                    if cell(at).is_empty() {
+                        errors.push(FieldError::new(name, "required"));
+                    }
+                }
+                if errors.is_empty() {
+                    let note = note.map(cell).filter(|n| !n.is_empty());
+                    Ok(ReturnInput { sale_id: cell(sale_id), reason: cell(reason), note })
+                } else {
+                    Err(errors)
+                }
+            }
         });
     }
     Ok(rows)
@@ -152,9 +199,24 @@ mod tests {
     }
 
     #[test]
+    fn return_rows_stand_alone_and_the_header_is_checked() {
+        let rows =
+            parse_returns(b"sale_id,reason,note\nsal_1,invalid_phone,dead number\n,other,\nsal_3,duplicate\n").unwrap();
+        assert_eq!(rows.len(), 3);
+        let first = rows[0].as_ref().unwrap();
+        assert_eq!((first.sale_id.as_str(), first.note.as_deref()), ("sal_1", Some("dead number")));
+        assert!(rows[1].is_err() && rows[2].is_err(), "missing sale_id; short row");
+        let no_note = parse_returns(b"reason,sale_id\nother,sal_9\n").unwrap();
+        assert_eq!(no_note[0].as_ref().unwrap().sale_id, "sal_9");
+        assert!(matches!(parse_returns(b"sale_id,price\n"), Err(BulkError::BadHeader(_))));
+        assert!(matches!(parse_returns(b"sale_id,note\n"), Err(BulkError::BadHeader(_))));
+    }
+
+    #[test]
     fn garbage_never_panics() {
         for input in [&b""[..], b"\xff\xfe\x00", b",,,\n,,,", b"\"", b"vertical\n\"\"\"\n"] {
             let _ = parse(input);
+            let _ = parse_returns(input);
         }
     }
 }

@@ -91,6 +91,7 @@ impl From<EngineError> for ApiError {
         match error {
             EngineError::Invalid(details) => ApiError::invalid(details),
             EngineError::NotFound(what) => ApiError::new(404, "not_found", format!("{what} not found")),
+            EngineError::Refused { code, message } => ApiError::new(422, code, message),
             EngineError::PingExpired => ApiError::new(410, "ping_expired", "the ping expired; ping again"),
             EngineError::Conflict { code, message } => ApiError::new(409, code, message),
             EngineError::Unavailable(message) => {

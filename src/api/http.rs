@@ -12,6 +12,8 @@ use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::domain::model::FieldError;
+
 use super::error::{from_json_error, ApiError};
 
 /// DESIGN §4: JSON bodies up to 64 KiB.
@@ -95,4 +97,50 @@ pub fn empty(status: u16) -> ApiResponse {
     let mut response = Response::new(Full::new(Bytes::new()));
     *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::NO_CONTENT);
     response
+}
+
+/// A list endpoint's query string: `after` (a cursor from an earlier `next`), `limit`, and
+/// the filters in `filters`; any other name is a 422, so a typo is not silently ignored.
+pub struct ListQuery<'a> {
+    pub after: Option<&'a str>,
+    pub limit: usize,
+    pub filters: Vec<(&'a str, &'a str)>,
+}
+
+pub fn list_query<'a>(
+    query: Option<&'a str>,
+    filters: &[&str],
+    limit_default: usize,
+    limit_max: usize,
+) -> Result<ListQuery<'a>, ApiError> {
+    let mut list = ListQuery { after: None, limit: limit_default, filters: Vec::new() };
+    let mut errors = Vec::new();
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match name {
+            "after" if !value.is_empty() => list.after = Some(value),
+            "after" => {}
+            "limit" => match value.parse() {
+                Ok(n) if (1..=limit_max).contains(&n) => list.limit = n,
+                _ => errors.push(FieldError::new("limit", format!("between 1 and {limit_max}"))),
+            },
+            _ if filters.contains(&name) => list.filters.push((name, value)),
+            _ => errors.push(FieldError::new(name.to_string(), "unknown parameter")),
+        }
+    }
+    if errors.is_empty() {
+        Ok(list)
+    } else {
+        Err(ApiError::invalid(errors))
+    }
+}
+
+/// A numeric cursor (`after`), 0 when absent.
+pub fn numeric_cursor(after: Option<&str>) -> Result<u64, ApiError> {
+    match after {
+        None => Ok(0),
+        Some(text) => text
+            .parse()
+            .map_err(|_| ApiError::invalid(vec![FieldError::new("after", "a cursor from an earlier answer's `next`")])),
+    }
 }

@@ -8,6 +8,7 @@ pub mod error;
 pub mod http;
 pub mod limits;
 pub mod public;
+pub mod returns;
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
 use super::http::{self, ApiResponse, BODY_LIMIT_BYTES, BULK_BODY_LIMIT_BYTES};
-use super::{bulk, AppState};
+use super::{bulk, returns, AppState};
 use crate::domain::lead::{LeadInput, PingInput};
 use crate::domain::market::Party;
 use crate::domain::model::FieldError;
@@ -35,16 +35,35 @@ pub async fn route(state: &Arc<AppState>, request: Request<Incoming>) -> (&'stat
         (&Method::POST, "/v1/leads/bulk") => ("/v1/leads/bulk", bulk_leads(state, &parts.headers, body).await),
         (&Method::GET, "/v1/buyer/balance") => ("/v1/buyer/balance", balance(state, &parts.headers).await),
         (&Method::GET, "/v1/buyer/leads") => ("/v1/buyer/leads", pull_leads(state, &parts.headers, parts.uri.query())),
-        (_, "/v1/ping" | "/v1/post" | "/v1/leads" | "/v1/leads/bulk" | "/v1/buyer/balance" | "/v1/buyer/leads") => {
-            ("method_not_allowed", Err(ApiError::method_not_allowed()))
+        (&Method::POST, "/v1/returns") => ("/v1/returns", returns::request(state, &parts.headers, body).await),
+        (&Method::POST, "/v1/returns/bulk") => ("/v1/returns/bulk", returns::bulk(state, &parts.headers, body).await),
+        (&Method::GET, "/v1/returns") => ("/v1/returns", returns::list(state, &parts.headers, parts.uri.query())),
+        (&Method::GET, "/v1/supplier/returns") => {
+            ("/v1/supplier/returns", returns::supplier_feed(state, &parts.headers, parts.uri.query()))
         }
+        (&Method::GET, _) if path.strip_prefix("/v1/returns/").is_some_and(|id| !id.contains('/')) => {
+            let id = path.trim_start_matches("/v1/returns/");
+            ("/v1/returns/{id}", returns::get(state, &parts.headers, id))
+        }
+        (
+            _,
+            "/v1/ping"
+            | "/v1/post"
+            | "/v1/leads"
+            | "/v1/leads/bulk"
+            | "/v1/buyer/balance"
+            | "/v1/buyer/leads"
+            | "/v1/returns"
+            | "/v1/returns/bulk"
+            | "/v1/supplier/returns",
+        ) => ("method_not_allowed", Err(ApiError::method_not_allowed())),
         _ => ("unmatched", Err(ApiError::not_found())),
     };
     (route, result.unwrap_or_else(|e| http::error(&e)))
 }
 
 /// Authenticates a supplier key and applies its rate limit.
-fn supplier(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
+pub(super) fn supplier(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
     let key = http::bearer(headers).ok_or_else(ApiError::unauthorized)?;
     let market = state.router.market();
     let id = match market.party(key) {
@@ -66,7 +85,7 @@ fn supplier(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
     Ok(id.clone())
 }
 
-fn buyer(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
+pub(super) fn buyer(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
     let key = http::bearer(headers).ok_or_else(ApiError::unauthorized)?;
     match state.router.market().party(key) {
         None => Err(ApiError::unauthorized()),
@@ -77,7 +96,7 @@ fn buyer(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
     }
 }
 
-async fn json_body(headers: &HeaderMap, body: Incoming) -> Result<Bytes, ApiError> {
+pub(super) async fn json_body(headers: &HeaderMap, body: Incoming) -> Result<Bytes, ApiError> {
     http::require_content_type(headers, "application/json")?;
     http::read_body(headers, body, BODY_LIMIT_BYTES).await
 }
@@ -94,7 +113,7 @@ async fn ping(state: &Arc<AppState>, headers: &HeaderMap, body: Incoming) -> Res
 async fn post(state: &Arc<AppState>, headers: &HeaderMap, body: Incoming) -> Result<ApiResponse, ApiError> {
     let supplier_id = supplier(state, headers)?;
     let body = json_body(headers, body).await?;
-    once(state, "/v1/post", &supplier_id, headers, body, |router, supplier_id, body| async move {
+    once(state, "/v1/post", 200, &supplier_id, headers, body, |router, supplier_id, body| async move {
         let input: PostInput = http::parse_json(&body)?;
         Ok(router.post(&supplier_id, input).await?)
     })
@@ -104,7 +123,7 @@ async fn post(state: &Arc<AppState>, headers: &HeaderMap, body: Incoming) -> Res
 async fn direct(state: &Arc<AppState>, headers: &HeaderMap, body: Incoming) -> Result<ApiResponse, ApiError> {
     let supplier_id = supplier(state, headers)?;
     let body = json_body(headers, body).await?;
-    once(state, "/v1/leads", &supplier_id, headers, body, |router, supplier_id, body| async move {
+    once(state, "/v1/leads", 200, &supplier_id, headers, body, |router, supplier_id, body| async move {
         let input: LeadInput = http::parse_json(&body)?;
         Ok(router.direct(&supplier_id, input).await?)
     })
@@ -118,14 +137,18 @@ async fn bulk_leads(state: &Arc<AppState>, headers: &HeaderMap, body: Incoming) 
     let rows = bulk::parse(&body).map_err(|e| ApiError::new(422, "invalid_csv", e.to_string()))?;
     let router = Arc::clone(&state.router);
     let results = detached(async move { Ok::<_, EngineError>(router.bulk(&supplier_id, rows).await) }).await?;
+    Ok(row_results(results.into_iter().map(|result| result.map_err(ApiError::from))))
+}
+
+/// A bulk answer: one result per row, in order, numbered from 1; a failed row carries the
+/// error JSON a single request would have got and its `http_status`.
+pub(super) fn row_results<T: Serialize>(results: impl Iterator<Item = Result<T, ApiError>>) -> ApiResponse {
     let rows: Vec<serde_json::Value> = results
-        .into_iter()
         .enumerate()
         .map(|(i, result)| {
             let mut row = match result {
                 Ok(answer) => serde_json::to_value(&answer).unwrap_or_default(),
                 Err(error) => {
-                    let error = ApiError::from(error);
                     json!({"error": {"code": error.code, "message": error.message, "details": error.details}, "http_status": error.status})
                 }
             };
@@ -135,7 +158,7 @@ async fn bulk_leads(state: &Arc<AppState>, headers: &HeaderMap, body: Incoming) 
             row
         })
         .collect();
-    Ok(http::json(200, &json!({ "results": rows })))
+    http::json(200, &json!({ "results": rows }))
 }
 
 async fn balance(state: &Arc<AppState>, headers: &HeaderMap) -> Result<ApiResponse, ApiError> {
@@ -187,7 +210,7 @@ fn pull_leads(state: &Arc<AppState>, headers: &HeaderMap, query: Option<&str>) -
 
 /// Runs engine work in its own task: a client that hangs up must not cancel a sale
 /// half-way (a buyer may already have the lead).
-async fn detached<T, F>(work: F) -> Result<T, ApiError>
+pub(super) async fn detached<T, F>(work: F) -> Result<T, ApiError>
 where
     F: Future<Output = Result<T, EngineError>> + Send + 'static,
     T: Send + 'static,
@@ -199,10 +222,12 @@ where
 }
 
 /// `Idempotency-Key` handling: the first request with a key runs, later ones with the same
-/// body get its answer, ones with another body get 409.
-async fn once<F, Fut, T>(
+/// body get its answer, ones with another body get 409. Keys are per party (`supplier_id`
+/// names the party: a supplier id, or `buyer/<id>`, which no supplier id can be).
+pub(super) async fn once<F, Fut, T>(
     state: &Arc<AppState>,
     route: &str,
+    success: u16,
     supplier_id: &str,
     headers: &HeaderMap,
     body: Bytes,
@@ -219,7 +244,7 @@ where
             Ok(answer) => match serde_json::to_vec(&answer) {
                 Ok(mut json) => {
                     json.push(b'\n');
-                    StoredAnswer { status: 200, body: Bytes::from(json) }
+                    StoredAnswer { status: success, body: Bytes::from(json) }
                 }
                 Err(_) => StoredAnswer {
                     status: 500,

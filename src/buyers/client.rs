@@ -192,6 +192,22 @@ impl BuyerClient {
         (answer, finished - started)
     }
 
+    /// POSTs a signed outbox message (an async lead, a notification) to `url`. Any 2xx
+    /// delivers it; anything else is an error text for the retry log (never a body). The
+    /// outbox has its own backoff, so the circuit breakers of live auctions are neither
+    /// consulted nor fed: a buyer's slow CRM must not cost it its pings.
+    pub async fn deliver(&self, url: &str, secret: &str, body: Bytes, deadline: Instant) -> Result<(), String> {
+        let uri = checked_uri(url).map_err(str::to_string)?;
+        let call = self.exchange(uri, secret, body, POST_ANSWER_BYTES_MAX);
+        match tokio::time::timeout_at(deadline, call).await {
+            Err(_elapsed) => Err("timeout".to_string()),
+            Ok(Err(Failure::TooLarge)) => Ok(()),
+            Ok(Err(failure)) => Err(failure.reason().to_string()),
+            Ok(Ok((status, _))) if status.is_success() => Ok(()),
+            Ok(Ok((status, _))) => Err(format!("http {}", status.as_u16())),
+        }
+    }
+
     /// Pings every call in parallel (one task each), all bounded by `deadline`; the answers
     /// come back in the order of `calls`.
     pub async fn ping_all(&self, calls: Vec<PingCall>, deadline: Instant) -> Vec<(BidAnswer, Duration)> {

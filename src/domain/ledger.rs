@@ -50,6 +50,9 @@ pub struct SaleSettled {
     /// ledger stream does not carry them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dedup_keys: Vec<String>,
+    /// The campaign's return terms when the lead was sold (journal only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub return_terms: Option<super::returns::ReturnTerms>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -70,6 +73,25 @@ pub struct ReturnResolved {
     pub resolved_at: DateTime<Utc>,
     /// When the returned lead was sold: refunds are booked against that period.
     pub sold_at: DateTime<Utc>,
+    // Journal only (the ledger stream does not carry them; a consumer joins on `sale_id`):
+    // enough to rebuild the return at start without its sale.
+    /// The operator's words when deciding (always present for a rejection).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lead_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vertical: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub internal: bool,
+    /// The sale's price (the credit is zero when rejected or internal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub price: Option<Money>,
+    /// The return's revision (its place in the supplier feed).
+    #[serde(default)]
+    pub revision: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

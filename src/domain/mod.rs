@@ -17,6 +17,8 @@ pub mod model;
 pub mod money;
 pub mod payout;
 pub mod phone;
+pub mod retry;
+pub mod returns;
 pub mod rotation;
 pub mod schedule;
 pub mod trace;

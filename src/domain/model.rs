@@ -481,6 +481,9 @@ impl Supplier {
         check_secret(&mut errors, "api_key", &self.api_key);
         if let Some(url) = &self.notify_url {
             check_url(&mut errors, "notify_url", url);
+            if self.webhook_secret.is_none() {
+                errors.push(FieldError::new("webhook_secret", "required with notify_url: notifications are signed"));
+            }
         }
         if let Some(secret) = &self.webhook_secret {
             check_secret(&mut errors, "webhook_secret", secret);

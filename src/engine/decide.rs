@@ -26,6 +26,7 @@ use crate::domain::trace::{Outcome, Trace, TraceEntry};
 use crate::engine::EngineError;
 use crate::ids;
 use crate::store::journal::InternalRecord;
+use crate::store::outbox::{Message, MessageKind, Recipient, Requires};
 use crate::store::sales::Sale;
 use crate::store::{BudgetError, HoldHandle};
 use crate::telemetry;
@@ -292,10 +293,14 @@ impl Router {
             let attempts = self.claim_dedup(d, lot, offers, batch, misses).await;
             let deliveries = attempts.iter().map(|attempt| self.deliver(d, lot, &offers[attempt.index], attempt));
             let answers = futures::future::join_all(deliveries).await;
-            for (attempt, answer) in attempts.into_iter().zip(answers) {
+            for (attempt, (answer, queued)) in attempts.into_iter().zip(answers) {
                 let campaign = &attempt.campaign;
                 match answer {
-                    PostAnswer::Accepted => sales.push(self.settle(d, lot, &offers[attempt.index], attempt).await?),
+                    PostAnswer::Accepted => {
+                        sales.push(self.settle(d, lot, &offers[attempt.index], attempt).await?);
+                        // Journaled before the sale; due once the sale is journaled too.
+                        self.send_later(queued);
+                    }
                     refusal => {
                         let reason = match refusal {
                             PostAnswer::Rejected(reason) => reason,
@@ -356,7 +361,15 @@ impl Router {
         attempts
     }
 
-    async fn deliver(&self, d: &Decision, lot: &Lot<'_>, offer: &Offer, attempt: &Attempt) -> PostAnswer {
+    /// Delivers the lead by the campaign's mode. An async delivery answers `Accepted` with
+    /// the journaled outbox message, to be sent once the sale is journaled.
+    async fn deliver(
+        &self,
+        d: &Decision,
+        lot: &Lot<'_>,
+        offer: &Offer,
+        attempt: &Attempt,
+    ) -> (PostAnswer, Option<Message>) {
         let campaign = &attempt.campaign;
         let delivery = &campaign.campaign.delivery;
         let body = json!({
@@ -370,10 +383,13 @@ impl Router {
         });
         let url = match (delivery.mode, &delivery.url) {
             (DeliveryMode::Webhook, Some(url)) => url,
-            (DeliveryMode::Webhook, None) => return PostAnswer::Error("no delivery url".into()),
-            (DeliveryMode::Pull, _) => return self.queue_for_pull(campaign, &attempt.sale_id, body).await,
-            // Sold on assignment; the durable outbox that delivers afterwards is issue 4.
-            (DeliveryMode::WebhookAsync, _) => return PostAnswer::Accepted,
+            (DeliveryMode::Pull, _) => return (self.queue_for_pull(campaign, &attempt.sale_id, body).await, None),
+            (DeliveryMode::WebhookAsync, Some(url)) => {
+                return self.queue_async(campaign, url, &attempt.sale_id, body).await
+            }
+            (DeliveryMode::Webhook | DeliveryMode::WebhookAsync, None) => {
+                return (PostAnswer::Error("no delivery url".into()), None)
+            }
         };
         let deadline = match delivery.timeout_ms {
             Some(ms) => d.deadline.min(Instant::now() + Duration::from_millis(ms)),
@@ -389,11 +405,31 @@ impl Router {
         };
         record_buyer_request(&campaign.buyer_id, "post", outcome, latency);
         metrics::counter!(telemetry::DELIVERIES_TOTAL, "mode" => "webhook", "outcome" => outcome).increment(1);
-        answer
+        (answer, None)
     }
 
-    /// Settles an accepted delivery: the hold is paid, and the sale is journaled (on disk)
-    /// before anyone hears `sold` (DESIGN §8.3).
+    /// Sold on assignment: the lead goes to the durable outbox, journaled before the sale
+    /// (and restored only if the sale made it to the journal too).
+    async fn queue_async(
+        &self,
+        campaign: &CompiledCampaign,
+        url: &str,
+        sale_id: &str,
+        body: serde_json::Value,
+    ) -> (PostAnswer, Option<Message>) {
+        let timeout_ms = campaign.campaign.delivery.timeout_ms.unwrap_or(super::outbox::DELIVERY_TIMEOUT_DEFAULT_MS);
+        let recipient = Recipient::Buyer(campaign.buyer_id.to_string());
+        let requires = Requires::Sale(sale_id.to_string());
+        match self.queue_message(MessageKind::Lead, recipient, url, body.to_string(), timeout_ms, requires).await {
+            Ok(message) => {
+                metrics::counter!(telemetry::DELIVERIES_TOTAL, "mode" => "webhook_async", "outcome" => "queued")
+                    .increment(1);
+                (PostAnswer::Accepted, Some(message))
+            }
+            Err(error) => (PostAnswer::Error(format!("outbox: {error}")), None),
+        }
+    }
+
     /// Sold on assignment: the lead waits for its buyer's next fetch. Journaled first, so
     /// a sale that is answered is never a lead the buyer cannot fetch.
     async fn queue_for_pull(&self, campaign: &CompiledCampaign, sale_id: &str, body: serde_json::Value) -> PostAnswer {
@@ -412,6 +448,8 @@ impl Router {
         PostAnswer::Accepted
     }
 
+    /// Settles an accepted delivery: the hold is paid, and the sale is journaled (on disk)
+    /// before anyone hears `sold` (DESIGN §8.3).
     async fn settle(
         &self,
         d: &mut Decision,
@@ -444,6 +482,7 @@ impl Router {
             sold_at: now,
             internal: campaign.funding.mode == crate::domain::model::BillingMode::Internal,
             dedup_keys: attempt.dedup_keys.iter().map(dedup::to_hex).collect(),
+            return_terms: Some(crate::domain::returns::ReturnTerms::of(&campaign.campaign)),
         };
         if let Err(error) = self.journal.append(Event::SaleSettled(sale.clone()), now).await {
             // The buyer has the lead but we could not record the sale: never answer `sold`

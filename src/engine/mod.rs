@@ -8,8 +8,10 @@
 
 mod answers;
 mod decide;
+mod outbox;
 mod ping;
 mod post;
+mod returns;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -20,6 +22,7 @@ use parking_lot::Mutex;
 
 pub use answers::{LeadAnswer, PingAnswer};
 pub use post::PostInput;
+pub use returns::{BuyerReturnView, ReturnInput, SupplierReturnView};
 
 use crate::buyers::BuyerClient;
 use crate::clock::Clock;
@@ -35,8 +38,10 @@ use crate::store::dedup::Dedup;
 use crate::store::idempotency::Idempotency;
 use crate::store::idempotency::StoredAnswer;
 use crate::store::journal::{InternalRecord, Journal, JournalError};
+use crate::store::outbox::Outbox;
 use crate::store::pings::Pings;
 use crate::store::pull::PullQueues;
+use crate::store::returns::Returns;
 use crate::store::sales::Sales;
 use crate::store::traces::Traces;
 use crate::store::{Budget, BudgetError};
@@ -53,6 +58,10 @@ pub enum EngineError {
     NotFound(&'static str),
     #[error("ping expired")]
     PingExpired,
+    /// A business rule refuses the request as a whole (`return_window_closed`): 422 with
+    /// the code.
+    #[error("{message}")]
+    Refused { code: &'static str, message: String },
     /// A state conflict: 409 with a code (`ping_already_posted`, `duplicate_external_id`...).
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
@@ -103,6 +112,10 @@ pub struct Router {
     /// Every sale, top-up and account change, on disk before it is acknowledged.
     journal: Arc<Journal>,
     pull: PullQueues,
+    returns: Returns,
+    /// Orders operators' return decisions with each other (never taken on the hot path).
+    resolving: tokio::sync::Mutex<()>,
+    outbox: Outbox,
     tie_turn: AtomicU64,
 }
 
@@ -131,6 +144,9 @@ impl Router {
             tie_turn: AtomicU64::new(0),
             journal,
             pull: PullQueues::default(),
+            returns: Returns::default(),
+            resolving: tokio::sync::Mutex::new(()),
+            outbox: Outbox::default(),
         };
         router.publish_market_gauges();
         router
@@ -316,13 +332,16 @@ impl Router {
                     self.budget.top_up(&top_up.buyer_id, top_up.amount).await?;
                     self.top_up_references.insert((top_up.buyer_id.clone(), top_up.reference.clone()), ());
                 }
-                Event::ReturnResolved(_) | Event::BuyerUpdated(_) | Event::SupplierUpdated(_) => {}
+                Event::ReturnResolved(resolved) => self.replay_return(resolved).await?,
+                Event::BuyerUpdated(_) | Event::SupplierUpdated(_) => {}
             }
         }
         Ok(())
     }
 
-    /// Restores idempotency answers and external id claims younger than their 24 hours.
+    /// Restores idempotency answers and external id claims younger than their 24 hours,
+    /// pull leads, pending returns and the outbox (after `replay`: sales and resolved
+    /// returns decide which of these records count).
     pub fn restore(&self, records: &[InternalRecord]) {
         let horizon = self.clock.now() - chrono::Duration::hours(crate::store::idempotency::IDEMPOTENCY_TTL_HOURS);
         for record in records {
@@ -342,8 +361,17 @@ impl Router {
                     self.pull.put(buyer_id, *position, lead.clone());
                 }
                 InternalRecord::PullLead { .. } => {}
+                InternalRecord::ReturnRequested { lead_return, revision } => {
+                    self.returns.put(lead_return.clone(), *revision);
+                }
+                InternalRecord::OutboxQueued { .. }
+                | InternalRecord::OutboxFailed { .. }
+                | InternalRecord::OutboxDelivered { .. }
+                | InternalRecord::OutboxDeadLettered { .. }
+                | InternalRecord::OutboxRevived { .. } => {}
             }
         }
+        self.restore_outbox(records);
     }
 
     /// Makes the first answer to an `Idempotency-Key` durable before it is returned, so a

@@ -132,6 +132,7 @@ mod tests {
                 sold_at: at,
                 internal: false,
                 dedup_keys: vec!["ab".into()],
+                return_terms: None,
             }),
         };
         let proto = to_proto(&sale);

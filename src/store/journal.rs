@@ -28,8 +28,10 @@ use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::outbox::Message;
 use super::{EventLog, LogError};
 use crate::domain::ledger::{Event, LedgerEvent};
+use crate::domain::returns::LeadReturn;
 
 /// Appends waiting for the writer before `append` itself waits: bounds memory when the
 /// disk falls behind.
@@ -70,10 +72,51 @@ pub enum InternalRecord {
         created_at: DateTime<Utc>,
     },
     /// A supplier's `external_id` taken by a lead.
-    ExternalId { supplier_id: String, external_id: String, lead_id: String, at: DateTime<Utc> },
+    ExternalId {
+        supplier_id: String,
+        external_id: String,
+        lead_id: String,
+        at: DateTime<Utc>,
+    },
     /// A lead sold to a pull campaign, waiting for its buyer at `position`. Journaled before
     /// the sale; restored only if its sale was journaled too.
-    PullLead { buyer_id: String, sale_id: String, position: u64, lead: serde_json::Value },
+    PullLead {
+        buyer_id: String,
+        sale_id: String,
+        position: u64,
+        lead: serde_json::Value,
+    },
+    /// A return waiting for an operator, at its revision (a resolved return is the ledger's
+    /// `ReturnResolved`).
+    ReturnRequested {
+        lead_return: LeadReturn,
+        revision: u64,
+    },
+    /// A message for the outbox, journaled before the fact it announces.
+    OutboxQueued {
+        message: Message,
+    },
+    /// A delivery attempt failed; `attempts` failed so far.
+    OutboxFailed {
+        id: String,
+        attempts: u32,
+        error: String,
+    },
+    OutboxDelivered {
+        id: String,
+        at: DateTime<Utc>,
+    },
+    OutboxDeadLettered {
+        id: String,
+        attempts: u32,
+        error: String,
+        at: DateTime<Utc>,
+    },
+    /// An operator asked for a dead letter to be tried again.
+    OutboxRevived {
+        id: String,
+        at: DateTime<Utc>,
+    },
 }
 
 /// What one journal record holds.

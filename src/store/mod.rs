@@ -9,8 +9,10 @@ pub mod dedup;
 pub mod idempotency;
 pub mod journal;
 pub mod memory;
+pub mod outbox;
 pub mod pings;
 pub mod pull;
+pub mod returns;
 pub mod sales;
 pub mod traces;
 

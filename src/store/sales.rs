@@ -19,6 +19,10 @@ impl Sales {
         self.by_id.get(sale_id).map(|s| s.clone())
     }
 
+    pub fn contains(&self, sale_id: &str) -> bool {
+        self.by_id.contains_key(sale_id)
+    }
+
     pub fn len(&self) -> usize {
         self.by_id.len()
     }

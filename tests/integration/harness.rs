@@ -18,6 +18,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use leadrouter::buyers::signature;
 use leadrouter::clock::{Clock, ManualClock, SystemClock};
+use leadrouter::domain::retry::RetryPolicy;
 use leadrouter::server::{self, FileConfig, RunningServer, ServerOptions};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
@@ -27,6 +28,10 @@ pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 pub const SUPPLIER_KEY: &str = "supplier-key-aaaaaaaaaaaa";
 pub const OTHER_SUPPLIER_KEY: &str = "supplier-key-bbbbbbbbbbbb";
 pub const WEBHOOK_SECRET: &str = "webhook-secret-0123456789";
+
+/// Outbox retries in tests: 4 attempts, 25 ms doubling, so a dead letter takes ~150 ms.
+pub const TEST_RETRY: RetryPolicy =
+    RetryPolicy { base: Duration::from_millis(25), cap: Duration::from_millis(200), attempts_max: 4 };
 
 pub struct TestServer {
     pub running: RunningServer,
@@ -64,6 +69,7 @@ pub async fn start_in(config: Value, clock: Arc<dyn Clock>, data: tempfile::Temp
         admin_token: ADMIN_TOKEN.to_string(),
         config,
         clock,
+        retry: TEST_RETRY,
     };
     let running = server::start(options).await.expect("server starts");
     let base = format!("http://{}", running.public_addr);

@@ -1,0 +1,115 @@
+//! Return endpoints of the public listener (DESIGN §4): buyers request, bulk-request, get
+//! and list their returns; suppliers read the returns of their leads as a feed.
+
+use std::sync::Arc;
+
+use ::http::HeaderMap;
+use hyper::body::Incoming;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::http::{self, ApiResponse, BULK_BODY_LIMIT_BYTES};
+use super::public::{buyer, detached, json_body, once, row_results, supplier};
+use super::{bulk, AppState};
+use crate::domain::model::FieldError;
+use crate::domain::returns::ReturnStatus;
+use crate::engine::{BuyerReturnView, EngineError, ReturnInput, SupplierReturnView};
+use crate::store::returns::{Stored, RETURNS_PAGE_MAX};
+
+const PAGE_DEFAULT: usize = 100;
+
+/// `POST /v1/returns` → 201 with the return (`pending` or `approved`).
+pub async fn request(state: &Arc<AppState>, headers: &HeaderMap, body: Incoming) -> Result<ApiResponse, ApiError> {
+    let buyer_id = buyer(state, headers)?;
+    let body = json_body(headers, body).await?;
+    let party = format!("buyer/{buyer_id}");
+    once(state, "/v1/returns", 201, &party, headers, body, |router, _, body| async move {
+        let input: ReturnInput = http::parse_json(&body)?;
+        let opened = router.request_return(&buyer_id, input).await?;
+        Ok(BuyerReturnView::of(&opened))
+    })
+    .await
+}
+
+/// `POST /v1/returns/bulk` (text/csv `sale_id,reason,note`): one result per row, in order.
+pub async fn bulk(state: &Arc<AppState>, headers: &HeaderMap, body: Incoming) -> Result<ApiResponse, ApiError> {
+    let buyer_id = buyer(state, headers)?;
+    http::require_content_type(headers, "text/csv")?;
+    let body = http::read_body(headers, body, BULK_BODY_LIMIT_BYTES).await?;
+    let rows = bulk::parse_returns(&body).map_err(|e| ApiError::new(422, "invalid_csv", e.to_string()))?;
+    let router = Arc::clone(&state.router);
+    let results = detached(async move {
+        let mut results = Vec::with_capacity(rows.len());
+        for row in rows {
+            results.push(match row {
+                Ok(input) => router.request_return(&buyer_id, input).await.map(|r| BuyerReturnView::of(&r)),
+                Err(errors) => Err(EngineError::Invalid(errors)),
+            });
+        }
+        Ok::<_, EngineError>(results)
+    })
+    .await?;
+    Ok(row_results(
+        results.into_iter().map(|result| result.map(|view| with_status(&view, 201)).map_err(ApiError::from)),
+    ))
+}
+
+/// `GET /v1/returns/{id}`: the buyer's own return; another buyer's is unknown (404).
+pub fn get(state: &Arc<AppState>, headers: &HeaderMap, return_id: &str) -> Result<ApiResponse, ApiError> {
+    let buyer_id = buyer(state, headers)?;
+    let found = state.router.buyer_return(&buyer_id, return_id)?;
+    Ok(http::json(200, &BuyerReturnView::of(&found)))
+}
+
+/// `GET /v1/returns?status=&after=&limit=`: the buyer's returns in the order they were
+/// requested; `next` is the cursor to pass back as `after`.
+pub fn list(state: &Arc<AppState>, headers: &HeaderMap, query: Option<&str>) -> Result<ApiResponse, ApiError> {
+    let buyer_id = buyer(state, headers)?;
+    let query = http::list_query(query, &["status"], PAGE_DEFAULT, RETURNS_PAGE_MAX)?;
+    let after = http::numeric_cursor(query.after)?;
+    let status = status_filter(&query.filters)?;
+    let page = state.router.buyer_returns(&buyer_id, status, after, query.limit);
+    let next = page.last().map_or(after, |stored| stored.created);
+    let returns: Vec<Value> =
+        page.iter().map(|stored| with_cursor(&BuyerReturnView::of(&stored.lead_return), stored.created)).collect();
+    Ok(http::json(200, &json!({"returns": returns, "next": next.to_string()})))
+}
+
+/// `GET /v1/supplier/returns?after=&limit=`: returns of the supplier's leads in the order
+/// they last changed, so a return shows again when it is resolved.
+pub fn supplier_feed(state: &Arc<AppState>, headers: &HeaderMap, query: Option<&str>) -> Result<ApiResponse, ApiError> {
+    let supplier_id = supplier(state, headers)?;
+    let query = http::list_query(query, &[], PAGE_DEFAULT, RETURNS_PAGE_MAX)?;
+    let after = http::numeric_cursor(query.after)?;
+    let page: Vec<Stored> = state.router.supplier_returns(&supplier_id, after, query.limit);
+    let next = page.last().map_or(after, |stored| stored.revision);
+    let returns: Vec<Value> =
+        page.iter().map(|stored| with_cursor(&SupplierReturnView::of(&stored.lead_return), stored.revision)).collect();
+    Ok(http::json(200, &json!({"returns": returns, "next": next.to_string()})))
+}
+
+pub fn status_filter(filters: &[(&str, &str)]) -> Result<Option<ReturnStatus>, ApiError> {
+    match filters.iter().find(|(name, _)| *name == "status") {
+        None | Some((_, "")) => Ok(None),
+        Some((_, value)) => ReturnStatus::parse(value)
+            .map(Some)
+            .ok_or_else(|| ApiError::invalid(vec![FieldError::new("status", "one of pending, approved, rejected")])),
+    }
+}
+
+fn with_cursor(view: &impl Serialize, cursor: u64) -> Value {
+    let mut value = serde_json::to_value(view).unwrap_or_default();
+    if let Some(object) = value.as_object_mut() {
+        object.insert("cursor".into(), json!(cursor.to_string()));
+    }
+    value
+}
+
+fn with_status(view: &impl Serialize, status: u16) -> Value {
+    let mut value = serde_json::to_value(view).unwrap_or_default();
+    if let Some(object) = value.as_object_mut() {
+        object.insert("http_status".into(), json!(status));
+    }
+    value
+}

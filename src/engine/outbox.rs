@@ -1,0 +1,260 @@
+//! Sending the outbox (DESIGN §5): async leads and return notifications, retried with
+//! backoff until a 2xx, dead-lettered after the retry budget, revived by an operator.
+//!
+//! Each change of a message's state is journaled before memory follows, so a restart
+//! resumes where the process stopped. Delivery is at least once: a message whose 2xx
+//! arrived just before a crash, but whose `OutboxDelivered` record did not, is sent again
+//! after the restart; buyers dedupe on `sale_id` (leads) or `return_id` and `type`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use rand::Rng;
+use tokio::sync::{watch, Semaphore};
+use tokio::time::Instant;
+
+use super::{EngineError, Router};
+use crate::domain::retry::{AfterFailure, RetryPolicy};
+use crate::ids;
+use crate::store::journal::InternalRecord;
+use crate::store::outbox::{Attempt, Delivery, Due, Message, MessageKind, Recipient, Requires, Status};
+use crate::telemetry;
+
+/// Deliveries in flight at once: enough to drain a backlog after a buyer's outage quickly,
+/// few enough not to flood that buyer the moment it is back.
+const SENDING_MAX: usize = 32;
+
+/// When the outbox is empty the sender still looks again this often (a safety net; pushes
+/// wake it at once).
+const IDLE_RECHECK: Duration = Duration::from_secs(5);
+
+/// An attempt without a campaign `timeout_ms` gets this long.
+pub(super) const DELIVERY_TIMEOUT_DEFAULT_MS: u64 = 10_000;
+
+impl Router {
+    /// Journals a new message; the caller pushes it to the outbox once the fact it announces
+    /// is journaled too (`Requires`).
+    pub(super) async fn queue_message(
+        &self,
+        kind: MessageKind,
+        recipient: Recipient,
+        url: &str,
+        body: String,
+        timeout_ms: u64,
+        requires: Requires,
+    ) -> Result<Message, EngineError> {
+        let message = Message {
+            id: ids::new_id("dlv"),
+            kind,
+            recipient,
+            url: url.to_string(),
+            body,
+            timeout_ms,
+            requires,
+            created_at: self.clock.now(),
+        };
+        self.journal.append_internal(InternalRecord::OutboxQueued { message: message.clone() }).await?;
+        Ok(message)
+    }
+
+    /// Makes journaled messages due now.
+    pub(super) fn send_later(&self, messages: impl IntoIterator<Item = Message>) {
+        for message in messages {
+            self.outbox.push(message, Instant::now());
+        }
+        self.publish_outbox_gauge();
+    }
+
+    /// Sends due messages until `stopped`; runs as one task for the life of the server.
+    pub async fn run_outbox(self: Arc<Self>, policy: RetryPolicy, mut stopped: watch::Receiver<bool>) {
+        let sending = Arc::new(Semaphore::new(SENDING_MAX));
+        self.publish_outbox_gauge();
+        while !*stopped.borrow() {
+            let free = sending.available_permits().max(1);
+            match self.outbox.take_due(Instant::now(), free) {
+                Due::Ready(attempts) => {
+                    for attempt in attempts {
+                        let Ok(permit) = Arc::clone(&sending).acquire_owned().await else { return };
+                        let router = Arc::clone(&self);
+                        tokio::spawn(async move {
+                            router.attempt(attempt, policy).await;
+                            drop(permit);
+                        });
+                    }
+                }
+                Due::Until(next) => {
+                    let wake_at = next.unwrap_or_else(|| Instant::now() + IDLE_RECHECK);
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(wake_at) => {}
+                        _ = self.outbox.changed() => {}
+                        _ = stopped.changed() => {}
+                    }
+                }
+            }
+        }
+    }
+
+    async fn attempt(&self, attempt: Attempt, policy: RetryPolicy) {
+        let message = &attempt.message;
+        let deadline = Instant::now() + Duration::from_millis(message.timeout_ms);
+        let result = match self.signing_secret(&message.recipient) {
+            Some(secret) => {
+                self.buyers.deliver(&message.url, &secret, Bytes::from(message.body.clone()), deadline).await
+            }
+            None => Err("recipient has no webhook secret (deleted?)".to_string()),
+        };
+        let mode = message.kind.mode();
+        let error = match result {
+            Ok(()) => {
+                let record = InternalRecord::OutboxDelivered { id: message.id.clone(), at: self.clock.now() };
+                if let Err(error) = self.journal.append_internal(record).await {
+                    // Only costs a second delivery after a restart (at least once).
+                    tracing::warn!(%error, delivery = %message.id, "delivery not journaled as done");
+                }
+                self.outbox.delivered(&message.id);
+                metrics::counter!(telemetry::DELIVERIES_TOTAL, "mode" => mode, "outcome" => "delivered").increment(1);
+                self.publish_outbox_gauge();
+                return;
+            }
+            Err(error) => error,
+        };
+        let jitter: f64 = rand::thread_rng().gen();
+        match policy.after_failure(attempt.number, jitter) {
+            AfterFailure::RetryIn(delay) => {
+                let record = InternalRecord::OutboxFailed {
+                    id: message.id.clone(),
+                    attempts: attempt.number,
+                    error: error.clone(),
+                };
+                if let Err(journal_error) = self.journal.append_internal(record).await {
+                    tracing::warn!(error = %journal_error, delivery = %message.id, "failed attempt not journaled");
+                }
+                self.outbox.failed(&message.id, attempt.number, error, Instant::now() + delay);
+                metrics::counter!(telemetry::DELIVERIES_TOTAL, "mode" => mode, "outcome" => "failed").increment(1);
+            }
+            AfterFailure::DeadLetter => {
+                let at = self.clock.now();
+                let record = InternalRecord::OutboxDeadLettered {
+                    id: message.id.clone(),
+                    attempts: attempt.number,
+                    error: error.clone(),
+                    at,
+                };
+                if let Err(journal_error) = self.journal.append_internal(record).await {
+                    tracing::warn!(error = %journal_error, delivery = %message.id, "dead letter not journaled");
+                }
+                tracing::warn!(delivery = %message.id, mode, attempts = attempt.number, %error, "delivery dead-lettered");
+                self.outbox.dead_letter(&message.id, attempt.number, error, at);
+                metrics::counter!(telemetry::DELIVERIES_TOTAL, "mode" => mode, "outcome" => "dead_letter").increment(1);
+                self.publish_outbox_gauge();
+            }
+        }
+    }
+
+    fn signing_secret(&self, recipient: &Recipient) -> Option<String> {
+        let market = self.market();
+        match recipient {
+            Recipient::Buyer(id) => market.buyer(id).map(|buyer| buyer.webhook_secret.clone()),
+            Recipient::Supplier(id) => market.supplier(id).and_then(|supplier| supplier.webhook_secret.clone()),
+        }
+    }
+
+    /// An operator retries a dead letter: due now with a fresh retry budget.
+    pub async fn retry_delivery(&self, id: &str) -> Result<Delivery, EngineError> {
+        if self.outbox.get(id).is_none() {
+            return Err(EngineError::NotFound("delivery"));
+        }
+        if !self.outbox.is_dead(id) {
+            return Err(EngineError::Conflict {
+                code: "not_dead_lettered",
+                message: "only a dead-lettered delivery can be retried; this one is still being tried".into(),
+            });
+        }
+        let record = InternalRecord::OutboxRevived { id: id.to_string(), at: self.clock.now() };
+        self.journal.append_internal(record).await?;
+        self.outbox.revive(id, Instant::now());
+        self.publish_outbox_gauge();
+        self.outbox.get(id).ok_or(EngineError::NotFound("delivery"))
+    }
+
+    pub fn deliveries(&self, status: Status, after: Option<&str>, limit: usize) -> Vec<Delivery> {
+        self.outbox.list(status, after, limit)
+    }
+
+    pub fn delivery(&self, id: &str) -> Option<Delivery> {
+        self.outbox.get(id)
+    }
+
+    fn publish_outbox_gauge(&self) {
+        metrics::gauge!(telemetry::OUTBOX_PENDING).set(self.outbox.pending() as f64);
+    }
+}
+
+/// A message's state as the journal leaves it.
+struct Replayed {
+    message: Message,
+    attempts: u32,
+    last_error: Option<String>,
+    dead_since: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl Router {
+    /// Rebuilds the outbox from the journal's records (after sales and returns are back):
+    /// undelivered messages are due at once, dead letters stay dead, and a message whose
+    /// fact never reached the journal is dropped with it.
+    pub(super) fn restore_outbox(&self, records: &[InternalRecord]) {
+        let mut messages: std::collections::HashMap<&str, Replayed> = std::collections::HashMap::new();
+        for record in records {
+            match record {
+                InternalRecord::OutboxQueued { message } if self.fact_journaled(&message.requires) => {
+                    let replayed =
+                        Replayed { message: message.clone(), attempts: 0, last_error: None, dead_since: None };
+                    messages.insert(&message.id, replayed);
+                }
+                InternalRecord::OutboxFailed { id, attempts, error } => {
+                    if let Some(replayed) = messages.get_mut(id.as_str()) {
+                        replayed.attempts = *attempts;
+                        replayed.last_error = Some(error.clone());
+                    }
+                }
+                InternalRecord::OutboxDelivered { id, .. } => {
+                    messages.remove(id.as_str());
+                }
+                InternalRecord::OutboxDeadLettered { id, attempts, error, at } => {
+                    if let Some(replayed) = messages.get_mut(id.as_str()) {
+                        replayed.attempts = *attempts;
+                        replayed.last_error = Some(error.clone());
+                        replayed.dead_since = Some(*at);
+                    }
+                }
+                InternalRecord::OutboxRevived { id, .. } => {
+                    if let Some(replayed) = messages.get_mut(id.as_str()) {
+                        replayed.attempts = 0;
+                        replayed.dead_since = None;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let now = Instant::now();
+        for replayed in messages.into_values() {
+            match replayed.dead_since {
+                Some(at) => self.outbox.restore_dead(replayed.message, replayed.attempts, replayed.last_error, at),
+                None => self.outbox.restore(replayed.message, replayed.attempts, replayed.last_error, now),
+            }
+        }
+        self.publish_outbox_gauge();
+    }
+
+    fn fact_journaled(&self, requires: &Requires) -> bool {
+        match requires {
+            Requires::Sale(sale_id) => self.sales.contains(sale_id),
+            Requires::Return(return_id) => self.returns.get(return_id).is_some(),
+            Requires::ResolvedReturn(return_id) => self
+                .returns
+                .get(return_id)
+                .is_some_and(|stored| stored.lead_return.status != crate::domain::returns::ReturnStatus::Pending),
+        }
+    }
+}

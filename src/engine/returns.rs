@@ -1,0 +1,295 @@
+//! Returns (DESIGN §4): a buyer returns a sale, an operator approves or rejects it, the
+//! supplier (and, on resolution, the buyer) is told through the outbox.
+//!
+//! Order of writes, so that a crash at any point leaves nothing half done: notifications
+//! are journaled first (restored only if their return is), then the return itself, then
+//! memory follows. An approval credits the budget before its `ReturnResolved` is journaled
+//! and takes the credit back if the journal refuses, like a top-up.
+
+use serde::{Deserialize, Serialize};
+
+use super::{EngineError, Router};
+use crate::domain::ledger::{Event, ReturnResolved};
+use crate::domain::model::DEFAULT_RETURN_REASONS;
+use crate::domain::money::Money;
+use crate::domain::returns::{self, LeadReturn, ResolveError, ReturnRefusal, ReturnStatus, ReturnTerms};
+use crate::ids;
+use crate::store::journal::InternalRecord;
+use crate::store::outbox::{Message, MessageKind, Recipient, Requires};
+use crate::store::returns::{Claim, Stored};
+use crate::telemetry;
+
+/// `POST /v1/returns` (and one row of the bulk CSV).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReturnInput {
+    pub sale_id: String,
+    pub reason: String,
+    #[serde(default)]
+    pub note: Option<String>,
+}
+
+/// Terms for a sale journaled before sales carried their own: the campaign's now, or, if
+/// the campaign is gone, a week under an operator's eye.
+const FALLBACK_TERMS: ReturnTerms = ReturnTerms { window_days: 7, require_approval: true };
+
+/// A return as its buyer sees it (API answers and buyer notifications).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BuyerReturnView {
+    pub return_id: String,
+    pub sale_id: String,
+    pub lead_id: String,
+    pub status: ReturnStatus,
+    pub reason: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    pub price: Money,
+    pub credit: Money,
+    pub currency: String,
+    pub sold_at: chrono::DateTime<chrono::Utc>,
+    pub requested_at: chrono::DateTime<chrono::Utc>,
+    pub resolved_at: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolution_reason: Option<String>,
+}
+
+/// A return as the supplier of the lead sees it: its payout, never the buyer or its price.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SupplierReturnView {
+    pub return_id: String,
+    pub sale_id: String,
+    pub lead_id: String,
+    pub status: ReturnStatus,
+    pub reason: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    pub payout: Money,
+    pub payout_reversed: Money,
+    pub currency: String,
+    pub sold_at: chrono::DateTime<chrono::Utc>,
+    pub requested_at: chrono::DateTime<chrono::Utc>,
+    pub resolved_at: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolution_reason: Option<String>,
+}
+
+impl BuyerReturnView {
+    pub fn of(r: &LeadReturn) -> BuyerReturnView {
+        BuyerReturnView {
+            return_id: r.return_id.clone(),
+            sale_id: r.sale_id.clone(),
+            lead_id: r.lead_id.clone(),
+            status: r.status,
+            reason: r.reason.clone(),
+            note: r.note.clone(),
+            price: r.price,
+            credit: r.credit(),
+            currency: r.currency.clone(),
+            sold_at: r.sold_at,
+            requested_at: r.requested_at,
+            resolved_at: r.resolved_at,
+            resolution_reason: r.resolution_reason.clone(),
+        }
+    }
+}
+
+impl SupplierReturnView {
+    pub fn of(r: &LeadReturn) -> SupplierReturnView {
+        SupplierReturnView {
+            return_id: r.return_id.clone(),
+            sale_id: r.sale_id.clone(),
+            lead_id: r.lead_id.clone(),
+            status: r.status,
+            reason: r.reason.clone(),
+            note: r.note.clone(),
+            payout: r.payout,
+            payout_reversed: r.payout_reversed(),
+            currency: r.currency.clone(),
+            sold_at: r.sold_at,
+            requested_at: r.requested_at,
+            resolved_at: r.resolved_at,
+            resolution_reason: r.resolution_reason.clone(),
+        }
+    }
+}
+
+impl From<ReturnRefusal> for EngineError {
+    fn from(refusal: ReturnRefusal) -> EngineError {
+        match refusal {
+            ReturnRefusal::Invalid(errors) => EngineError::Invalid(errors),
+            ReturnRefusal::WindowClosed { closes_at } => EngineError::Refused {
+                code: "return_window_closed",
+                message: format!("the return window of this sale closed at {}", closes_at.to_rfc3339()),
+            },
+        }
+    }
+}
+
+impl Router {
+    /// A buyer returns one of its sales: pending until an operator decides, or approved at
+    /// once when the sale's terms say so.
+    pub async fn request_return(&self, buyer_id: &str, input: ReturnInput) -> Result<LeadReturn, EngineError> {
+        // Another buyer's sale is as unknown as one that never existed.
+        let sale = self.sales.get(&input.sale_id).filter(|sale| sale.buyer_id == buyer_id);
+        let sale = sale.ok_or(EngineError::NotFound("sale"))?;
+        let market = self.market();
+        let terms = sale
+            .return_terms
+            .or_else(|| market.campaign(&sale.campaign_id).map(|c| ReturnTerms::of(&c.campaign)))
+            .unwrap_or(FALLBACK_TERMS);
+        let reasons = match market.vertical(&sale.vertical) {
+            Some(vertical) => vertical.return_reasons(),
+            None => DEFAULT_RETURN_REASONS.iter().map(|r| r.to_string()).collect(),
+        };
+        let now = self.clock.now();
+        returns::check_request(&sale, terms, &reasons, &input.reason, input.note.as_deref(), now)?;
+        if self.returns.claim(&sale.sale_id) == Claim::Taken {
+            return Err(EngineError::Conflict {
+                code: "already_returned",
+                message: "this sale already has a return".into(),
+            });
+        }
+        let opened = returns::open(ids::new_id("ret"), &sale, terms, input.reason, input.note, now);
+        let recorded = match opened.status {
+            ReturnStatus::Pending => self.record_request(&opened).await,
+            _ => self.record_resolution(&opened, true).await,
+        };
+        if recorded.is_err() {
+            self.returns.unclaim(&sale.sale_id);
+        }
+        recorded?;
+        Ok(opened)
+    }
+
+    /// An operator approves or rejects a pending return (`reason` is required to reject).
+    pub async fn resolve_return(
+        &self,
+        return_id: &str,
+        approve: bool,
+        reason: Option<String>,
+    ) -> Result<LeadReturn, EngineError> {
+        // Decisions are rare; one at a time makes "approved twice" impossible.
+        let _one_at_a_time = self.resolving.lock().await;
+        let pending = self.returns.get(return_id).ok_or(EngineError::NotFound("return"))?.lead_return;
+        let resolved = returns::resolve(&pending, approve, reason, self.clock.now()).map_err(|error| match error {
+            ResolveError::NotPending(status) => EngineError::Conflict {
+                code: "return_already_resolved",
+                message: format!("the return is already {status}"),
+            },
+            ResolveError::Invalid(errors) => EngineError::Invalid(errors),
+        })?;
+        self.record_resolution(&resolved, false).await?;
+        Ok(resolved)
+    }
+
+    pub fn buyer_return(&self, buyer_id: &str, return_id: &str) -> Result<LeadReturn, EngineError> {
+        self.returns
+            .get(return_id)
+            .map(|stored| stored.lead_return)
+            .filter(|r| r.buyer_id == buyer_id)
+            .ok_or(EngineError::NotFound("return"))
+    }
+
+    pub fn buyer_returns(&self, buyer_id: &str, status: Option<ReturnStatus>, after: u64, limit: usize) -> Vec<Stored> {
+        self.returns.of_buyer(buyer_id, status, after, limit)
+    }
+
+    pub fn supplier_returns(&self, supplier_id: &str, after: u64, limit: usize) -> Vec<Stored> {
+        self.returns.of_supplier(supplier_id, after, limit)
+    }
+
+    pub fn returns_with_status(&self, status: ReturnStatus, after: u64, limit: usize) -> Vec<Stored> {
+        self.returns.with_status(status, after, limit)
+    }
+
+    pub fn any_return(&self, return_id: &str) -> Option<LeadReturn> {
+        self.returns.get(return_id).map(|stored| stored.lead_return)
+    }
+
+    /// Journals a pending return (and the supplier's `return.requested` before it).
+    async fn record_request(&self, pending: &LeadReturn) -> Result<(), EngineError> {
+        let messages = self.notify(pending, "return.requested", Requires::Return(pending.return_id.clone())).await?;
+        let revision = self.returns.next_revision();
+        let record = InternalRecord::ReturnRequested { lead_return: pending.clone(), revision };
+        self.journal.append_internal(record).await?;
+        self.returns.put(pending.clone(), revision);
+        metrics::counter!(telemetry::RETURNS_TOTAL, "status" => "pending").increment(1);
+        self.send_later(messages);
+        Ok(())
+    }
+
+    /// Journals a resolution as the ledger's `ReturnResolved`, crediting the buyer when it
+    /// is an approval. `fresh`: the return is new (approved on request), so the supplier
+    /// also hears that it was requested.
+    async fn record_resolution(&self, resolved: &LeadReturn, fresh: bool) -> Result<(), EngineError> {
+        let mut event = resolved.resolved_event().ok_or(EngineError::Unavailable("return not resolved".into()))?;
+        let requires = Requires::ResolvedReturn(resolved.return_id.clone());
+        let mut messages = Vec::new();
+        if fresh {
+            messages.extend(self.notify(resolved, "return.requested", requires.clone()).await?);
+        }
+        messages.extend(self.notify(resolved, "return.resolved", requires).await?);
+        let credit = event.credit;
+        if !credit.is_zero() {
+            self.budget.top_up(&resolved.buyer_id, credit).await?;
+        }
+        event.revision = self.returns.next_revision();
+        if let Err(error) = self.journal.append(Event::ReturnResolved(event.clone()), self.clock.now()).await {
+            if !credit.is_zero() {
+                // Not on disk, so not booked: take the credit back out of memory too.
+                let _ = self.budget.top_up(&resolved.buyer_id, -credit).await;
+            }
+            return Err(error.into());
+        }
+        self.returns.put(resolved.clone(), event.revision);
+        if let Some(campaign) = self.market().campaign(&resolved.campaign_id) {
+            self.publish_balance(&resolved.buyer_id, campaign.funding).await;
+        }
+        metrics::counter!(telemetry::RETURNS_TOTAL, "status" => resolved.status.as_str()).increment(1);
+        self.send_later(messages);
+        Ok(())
+    }
+
+    /// Journals the notifications of `event` (`return.requested` to the supplier;
+    /// `return.resolved` to the supplier and the buyer) for whoever has a `notify_url`.
+    async fn notify(&self, r: &LeadReturn, event: &str, requires: Requires) -> Result<Vec<Message>, EngineError> {
+        let market = self.market();
+        let mut messages = Vec::new();
+        if let Some(supplier) = market.supplier(&r.supplier_id) {
+            if let (Some(url), Some(_)) = (&supplier.notify_url, &supplier.webhook_secret) {
+                let body = serde_json::json!({"type": event, "return": SupplierReturnView::of(r)}).to_string();
+                let recipient = Recipient::Supplier(supplier.id.clone());
+                messages.push(self.queue_notification(recipient, url, body, requires.clone()).await?);
+            }
+        }
+        if event == "return.resolved" {
+            if let Some(url) = market.buyer(&r.buyer_id).and_then(|buyer| buyer.notify_url.clone()) {
+                let body = serde_json::json!({"type": event, "return": BuyerReturnView::of(r)}).to_string();
+                let recipient = Recipient::Buyer(r.buyer_id.clone());
+                messages.push(self.queue_notification(recipient, &url, body, requires).await?);
+            }
+        }
+        Ok(messages)
+    }
+
+    async fn queue_notification(
+        &self,
+        recipient: Recipient,
+        url: &str,
+        body: String,
+        requires: Requires,
+    ) -> Result<Message, EngineError> {
+        let timeout_ms = super::outbox::DELIVERY_TIMEOUT_DEFAULT_MS;
+        self.queue_message(MessageKind::Notification, recipient, url, body, timeout_ms, requires).await
+    }
+
+    /// Puts back a resolved return read from the ledger at start, with its credit.
+    pub(super) async fn replay_return(&self, event: &ReturnResolved) -> Result<(), EngineError> {
+        if !event.credit.is_zero() {
+            self.budget.top_up(&event.buyer_id, event.credit).await?;
+        }
+        let sale = self.sales.get(&event.sale_id);
+        self.returns.put(LeadReturn::from_event(event, sale.as_ref()), event.revision);
+        Ok(())
+    }
+}
