@@ -183,6 +183,7 @@ impl RunningServer {
         for task in self.tasks {
             let _ = task.await;
         }
+        self.router.journal().close().await;
     }
 }
 

@@ -12,6 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use rand::Rng;
 use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::{EngineError, Router};
@@ -67,17 +68,21 @@ impl Router {
     }
 
     /// Sends due messages until `stopped`; runs as one task for the life of the server.
+    /// On stop, attempts still out are abandoned: their messages stay pending in the
+    /// journal and are sent again after the restart (at least once).
     pub async fn run_outbox(self: Arc<Self>, policy: RetryPolicy, mut stopped: watch::Receiver<bool>) {
         let sending = Arc::new(Semaphore::new(SENDING_MAX));
+        let mut attempts = JoinSet::new();
         self.publish_outbox_gauge();
         while !*stopped.borrow() {
+            while attempts.try_join_next().is_some() {}
             let free = sending.available_permits().max(1);
             match self.outbox.take_due(Instant::now(), free) {
-                Due::Ready(attempts) => {
-                    for attempt in attempts {
+                Due::Ready(due) => {
+                    for attempt in due {
                         let Ok(permit) = Arc::clone(&sending).acquire_owned().await else { return };
                         let router = Arc::clone(&self);
-                        tokio::spawn(async move {
+                        attempts.spawn(async move {
                             router.attempt(attempt, policy).await;
                             drop(permit);
                         });
@@ -93,6 +98,7 @@ impl Router {
                 }
             }
         }
+        attempts.shutdown().await;
     }
 
     async fn attempt(&self, attempt: Attempt, policy: RetryPolicy) {
@@ -180,6 +186,11 @@ impl Router {
 
     pub fn deliveries(&self, status: Status, after: Option<&str>, limit: usize) -> Vec<Delivery> {
         self.outbox.list(status, after, limit)
+    }
+
+    /// (pending, dead-lettered) messages in the outbox.
+    pub fn outbox_counts(&self) -> (usize, usize) {
+        (self.outbox.pending(), self.outbox.dead())
     }
 
     pub fn delivery(&self, id: &str) -> Option<Delivery> {

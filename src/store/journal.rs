@@ -148,8 +148,13 @@ pub struct Truncation {
 }
 
 enum Pending {
-    Ledger { event: Event, at: DateTime<Utc> },
+    Ledger {
+        event: Event,
+        at: DateTime<Utc>,
+    },
     Internal(InternalRecord),
+    /// Stop after what was sent before (a clean shutdown).
+    Close,
 }
 
 struct Append {
@@ -215,6 +220,13 @@ impl Journal {
         let (done, answer) = oneshot::channel();
         self.appends.send(Append { pending, done }).await.map_err(|_| JournalError::Closed)?;
         answer.await.map_err(|_| JournalError::Closed)?
+    }
+
+    /// Writes everything appended so far, then stops the writer: later appends fail with
+    /// `Closed`. A clean shutdown calls this last, so no straggling task writes to the file
+    /// after the process has said it stopped (or after a new process opened it).
+    pub async fn close(&self) {
+        let _ = self.submit(Pending::Close).await;
     }
 
     /// How many fsyncs the writer has made (group commit makes this far smaller than the
@@ -327,15 +339,49 @@ fn write_loop(mut file: File, mut queue: mpsc::Receiver<Append>, mut last_sequen
     let mut valid_length = file.stream_position().unwrap_or(0);
     while let Some(first) = queue.blocking_recv() {
         let mut batch = vec![first];
-        while batch.len() < BATCH_MAX {
+        while batch.len() < BATCH_MAX && !matches!(batch.last().map(|a| &a.pending), Some(Pending::Close)) {
             match queue.try_recv() {
                 Ok(next) => batch.push(next),
                 Err(_) => break,
             }
         }
+        let close = match batch.last().map(|a| &a.pending) {
+            Some(Pending::Close) => batch.pop(),
+            _ => None,
+        };
+        let mut log = Log {
+            file: &mut file,
+            buffer: &mut buffer,
+            last_sequence: &mut last_sequence,
+            valid_length: &mut valid_length,
+        };
+        if !batch.is_empty() && !log.write_batch(batch, shared) {
+            return;
+        }
+        if let Some(close) = close {
+            // Everything sent before the close is on disk; dropping the queue refuses the rest.
+            let _ = close.done.send(Ok(None));
+            return;
+        }
+    }
+}
+
+/// The writer's view of the file between batches.
+struct Log<'a> {
+    file: &'a mut File,
+    buffer: &'a mut Vec<u8>,
+    last_sequence: &'a mut u64,
+    valid_length: &'a mut u64,
+}
+
+impl Log<'_> {
+    /// Writes and fsyncs one batch and answers its appenders; false when the log can take
+    /// no more (a failed write could not be cut back).
+    fn write_batch(&mut self, batch: Vec<Append>, shared: &Shared) -> bool {
+        let (file, buffer) = (&mut *self.file, &mut *self.buffer);
         buffer.clear();
         let mut written: Vec<Option<LedgerEvent>> = Vec::with_capacity(batch.len());
-        let mut sequence = last_sequence;
+        let mut sequence = *self.last_sequence;
         let mut failed = None;
         for append in &batch {
             let record = match &append.pending {
@@ -344,8 +390,9 @@ fn write_loop(mut file: File, mut queue: mpsc::Receiver<Append>, mut last_sequen
                     Record::Ledger(LedgerEvent { sequence, at: *at, event: event.clone() })
                 }
                 Pending::Internal(record) => Record::Internal { internal: record.clone() },
+                Pending::Close => unreachable!("a close ends its batch"),
             };
-            if let Err(error) = encode(&record, &mut buffer) {
+            if let Err(error) = encode(&record, buffer) {
                 failed = Some(error);
                 break;
             }
@@ -356,34 +403,34 @@ fn write_loop(mut file: File, mut queue: mpsc::Receiver<Append>, mut last_sequen
         }
         let outcome = match failed {
             Some(error) => Err(error),
-            None => file.write_all(&buffer).and_then(|()| file.sync_data()).map_err(JournalError::from),
+            None => file.write_all(buffer).and_then(|()| file.sync_data()).map_err(JournalError::from),
         };
         shared.fsyncs.fetch_add(1, Ordering::Relaxed);
         match outcome {
             Ok(()) => {
-                valid_length += buffer.len() as u64;
-                last_sequence = sequence;
+                *self.valid_length += buffer.len() as u64;
+                *self.last_sequence = sequence;
                 shared.events.write().extend(written.iter().flatten().cloned().map(Arc::new));
-                shared.last.send_replace(last_sequence);
-                metrics::gauge!(crate::telemetry::LEDGER_SEQUENCE).set(last_sequence as f64);
+                shared.last.send_replace(sequence);
+                metrics::gauge!(crate::telemetry::LEDGER_SEQUENCE).set(sequence as f64);
                 for (append, event) in batch.into_iter().zip(written) {
                     let _ = append.done.send(Ok(event));
                 }
+                true
             }
             Err(error) => {
                 // Nothing of this batch is acknowledged. The file may hold a partial write:
                 // cut it back so the next batch starts on a record boundary.
                 tracing::error!(%error, "journal write failed; the batch is refused");
-                if file.set_len(valid_length).and_then(|()| file.seek(SeekFrom::Start(valid_length))).is_err() {
+                let valid_length = *self.valid_length;
+                let cut = file.set_len(valid_length).and_then(|()| file.seek(SeekFrom::Start(valid_length)));
+                if cut.is_err() {
                     tracing::error!("the journal could not be cut back after a failed write; refusing further appends");
-                    for append in batch {
-                        let _ = append.done.send(Err(error.clone()));
-                    }
-                    return;
                 }
                 for append in batch {
                     let _ = append.done.send(Err(error.clone()));
                 }
+                cut.is_ok()
             }
         }
     }

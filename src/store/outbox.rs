@@ -228,6 +228,9 @@ impl Outbox {
             slot.state = SlotState::Waiting(due);
             state.due.push(Reverse((due, id.to_string())));
         }
+        drop(state);
+        // The sender may be asleep until a later time (or idle): it must see this one.
+        self.wake.notify_one();
     }
 
     /// The retry budget is spent: keep the message for an operator.
@@ -271,6 +274,12 @@ impl Outbox {
     /// Messages not yet delivered and not dead-lettered (the `outbox_pending` gauge).
     pub fn pending(&self) -> usize {
         self.state.lock().live
+    }
+
+    /// Dead letters waiting for an operator.
+    pub fn dead(&self) -> usize {
+        let state = self.state.lock();
+        state.slots.len() - state.live
     }
 
     /// Deliveries with `status`, oldest first, after the delivery id `after` in that order.

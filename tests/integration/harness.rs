@@ -356,3 +356,22 @@ pub fn lead(vertical: &str, n: u32) -> Value {
 pub fn ping_body(vertical: &str) -> Value {
     json!({"vertical": vertical, "zip": "80331", "country": "DE", "fields": {"roof_type": "tile"}})
 }
+
+// ------------------------------------------------------------------------ helpers
+
+impl TestServer {
+    /// A GET on the public listener with a party's API key.
+    pub async fn get(&self, path: &str, key: &str) -> Answer {
+        let auth = format!("Bearer {key}");
+        self.send("GET", &format!("{}{}", self.base, path), &[("authorization", &auth)], Bytes::new()).await
+    }
+}
+
+/// Waits (at most 10 s) until `done` holds, checking every 10 ms.
+pub async fn eventually(what: &str, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

@@ -10,6 +10,8 @@ mod durability;
 mod errors;
 mod hostile;
 mod models;
+mod outbox;
 mod overspend;
 mod retries;
+mod returns;
 mod stream;
