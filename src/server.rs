@@ -23,7 +23,7 @@ use crate::domain::money::Money;
 use crate::domain::retry::RetryPolicy;
 use crate::engine::{EngineError, Router};
 use crate::ledger;
-use crate::store::journal::Journal;
+use crate::store::journal::{InternalRecord, Journal};
 use crate::store::memory::MemoryBudget;
 use crate::store::EventLog;
 use crate::telemetry;
@@ -127,12 +127,12 @@ pub struct RunningServer {
 
 pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError> {
     let postal = PostalTable::bundled();
-    let market = Market::build(options.config.market.clone(), postal)?;
     let (journal, recovery) =
         Journal::open(&options.data_dir.join("journal")).map_err(|e| ServerError::Storage(e.to_string()))?;
     if let Some(cut) = &recovery.truncated {
         tracing::warn!(offset = cut.offset, bytes = cut.bytes, reason = %cut.reason, "journal recovered with a torn tail cut off");
     }
+    let market = with_admin_changes(&options.config.market, &recovery.internal, postal)?;
     let journal = Arc::new(journal);
     let history = journal.read_after(0, usize::MAX).map_err(|e| ServerError::Storage(e.to_string()))?;
     let router = Arc::new(Router::new(market, postal, options.clock, Arc::new(MemoryBudget::new()), journal));
@@ -172,6 +172,46 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
         tokio::spawn(sweep(Arc::clone(&router), stopped)),
     ];
     Ok(RunningServer { public_addr, ops_addr, grpc_addr, router, state, stop, tasks })
+}
+
+/// The config file's market with the operator's journaled admin changes applied again, in
+/// order. Changes are applied to the objects and the market is built once (a build per
+/// change would make a start with a long admin history slow). A change the file no longer
+/// allows (say, a campaign of a buyer since removed from the file) is skipped with a
+/// warning rather than keeping the server from starting.
+fn with_admin_changes(
+    config: &MarketConfig,
+    records: &[InternalRecord],
+    postal: &PostalTable,
+) -> Result<Market, ServerError> {
+    let changes: Vec<_> = records
+        .iter()
+        .filter_map(|record| match record {
+            InternalRecord::ConfigChanged { change, at } => Some((change, at)),
+            _ => None,
+        })
+        .collect();
+    let mut merged = config.clone();
+    let structural = changes.iter().all(|(change, _)| merged.apply(change).is_ok());
+    if structural {
+        if let Ok(market) = Market::build(merged, postal) {
+            if !changes.is_empty() {
+                tracing::info!(applied = changes.len(), "admin changes from the journal applied over the config");
+            }
+            return Ok(market);
+        }
+    }
+    // Some change no longer fits: find which, one build per change.
+    let mut market = Market::build(config.clone(), postal)?;
+    for (change, at) in changes {
+        match market.apply(change, postal) {
+            Ok(next) => market = next,
+            Err(error) => {
+                tracing::warn!(%error, changed_at = %at, "a journaled admin change no longer applies; skipped")
+            }
+        }
+    }
+    Ok(market)
 }
 
 impl RunningServer {

@@ -15,9 +15,8 @@ use sha2::{Digest, Sha256};
 use super::error::ApiError;
 use super::http::{self, ApiResponse, BODY_LIMIT_BYTES};
 use super::AppState;
-use crate::domain::ledger::Event;
-use crate::domain::market::Market;
-use crate::domain::model::{Buyer, Campaign, FieldError, Supplier, Vertical};
+use crate::domain::market::{ConfigChange, Market};
+use crate::domain::model::FieldError;
 use crate::domain::money::Money;
 use crate::domain::returns::ReturnStatus;
 use crate::store::outbox::Status;
@@ -177,12 +176,13 @@ async fn item(
             found(&market, kind, id).ok_or_else(ApiError::not_found)
         }
         Method::DELETE => {
-            router.change_market(|market, postal| match kind {
-                Kind::Suppliers => market.without_supplier(id, postal),
-                Kind::Buyers => market.without_buyer(id, postal),
-                Kind::Campaigns => market.without_campaign(id, postal),
-                Kind::Verticals => market.without_vertical(id, postal),
-            })?;
+            let change = match kind {
+                Kind::Suppliers => ConfigChange::DeleteSupplier(id.to_string()),
+                Kind::Buyers => ConfigChange::DeleteBuyer(id.to_string()),
+                Kind::Campaigns => ConfigChange::DeleteCampaign(id.to_string()),
+                Kind::Verticals => ConfigChange::DeleteVertical(id.to_string()),
+            };
+            router.configure(change).await?;
             tracing::info!(kind = kind.list_route(), id, "deleted");
             Ok(http::empty(204))
         }
@@ -191,24 +191,13 @@ async fn item(
             let body = http::read_body(headers, body, BODY_LIMIT_BYTES).await?;
             let object = with_path_id(&body, kind.id_field(), id)?;
             let existed = found(&router.market(), kind, id).is_some();
-            match kind {
-                Kind::Suppliers => {
-                    let supplier: Supplier = from_value(object)?;
-                    router.change_account(Event::SupplierUpdated(supplier)).await?;
-                }
-                Kind::Buyers => {
-                    let buyer: Buyer = from_value(object)?;
-                    router.change_account(Event::BuyerUpdated(buyer)).await?;
-                }
-                Kind::Campaigns => {
-                    let campaign: Campaign = from_value(object)?;
-                    router.change_market(|m, postal| m.with_campaign(campaign, postal))?;
-                }
-                Kind::Verticals => {
-                    let vertical: Vertical = from_value(object)?;
-                    router.change_market(|m, postal| m.with_vertical(vertical, postal))?;
-                }
-            }
+            let change = match kind {
+                Kind::Suppliers => ConfigChange::PutSupplier(from_value(object)?),
+                Kind::Buyers => ConfigChange::PutBuyer(from_value(object)?),
+                Kind::Campaigns => ConfigChange::PutCampaign(from_value(object)?),
+                Kind::Verticals => ConfigChange::PutVertical(from_value(object)?),
+            };
+            router.configure(change).await?;
             tracing::info!(kind = kind.list_route(), id, created = !existed, "configured");
             let market = router.market();
             let mut response = found(&market, kind, id).ok_or_else(ApiError::not_found)?;

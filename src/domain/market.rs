@@ -376,58 +376,58 @@ impl Market {
 
     // --- Admin changes: each returns a new market; the caller swaps it in. ---
 
-    pub fn with_supplier(&self, supplier: Supplier, postal: &PostalTable) -> Result<Market, MarketError> {
+    /// The market after an operator's change.
+    pub fn apply(&self, change: &ConfigChange, postal: &PostalTable) -> Result<Market, MarketError> {
         let mut config = self.config.clone();
-        upsert(&mut config.suppliers, supplier, |s| &s.id);
+        config.apply(change)?;
         Market::build(config, postal)
     }
+}
 
-    pub fn with_buyer(&self, buyer: Buyer, postal: &PostalTable) -> Result<Market, MarketError> {
-        let mut config = self.config.clone();
-        upsert(&mut config.buyers, buyer, |b| &b.id);
-        Market::build(config, postal)
-    }
+/// An operator's change to the market (admin API). Journaled, so that it outlives a
+/// restart: at start the journaled changes are applied again, in order, over the config file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", content = "object", rename_all = "snake_case")]
+pub enum ConfigChange {
+    PutSupplier(Box<Supplier>),
+    PutBuyer(Box<Buyer>),
+    PutCampaign(Box<Campaign>),
+    PutVertical(Box<Vertical>),
+    DeleteSupplier(String),
+    DeleteBuyer(String),
+    DeleteCampaign(String),
+    DeleteVertical(String),
+}
 
-    pub fn with_campaign(&self, campaign: Campaign, postal: &PostalTable) -> Result<Market, MarketError> {
-        let mut config = self.config.clone();
-        upsert(&mut config.campaigns, campaign, |c| &c.id);
-        Market::build(config, postal)
-    }
-
-    pub fn with_vertical(&self, vertical: Vertical, postal: &PostalTable) -> Result<Market, MarketError> {
-        let mut config = self.config.clone();
-        upsert(&mut config.verticals, vertical, |v| &v.name);
-        Market::build(config, postal)
-    }
-
-    pub fn without_supplier(&self, id: &str, postal: &PostalTable) -> Result<Market, MarketError> {
-        let mut config = self.config.clone();
-        remove(&mut config.suppliers, id, |s| &s.id).ok_or(MarketError::NotFound("supplier"))?;
-        Market::build(config, postal)
-    }
-
-    pub fn without_buyer(&self, id: &str, postal: &PostalTable) -> Result<Market, MarketError> {
-        if self.config.campaigns.iter().any(|c| c.buyer_id == id) {
-            return Err(MarketError::Conflict("the buyer still has campaigns: delete them first".into()));
+impl MarketConfig {
+    /// Applies a change to the objects (what refers to what is checked when the market is
+    /// built from them).
+    pub fn apply(&mut self, change: &ConfigChange) -> Result<(), MarketError> {
+        match change {
+            ConfigChange::PutSupplier(supplier) => upsert(&mut self.suppliers, (**supplier).clone(), |s| &s.id),
+            ConfigChange::PutBuyer(buyer) => upsert(&mut self.buyers, (**buyer).clone(), |b| &b.id),
+            ConfigChange::PutCampaign(campaign) => upsert(&mut self.campaigns, (**campaign).clone(), |c| &c.id),
+            ConfigChange::PutVertical(vertical) => upsert(&mut self.verticals, (**vertical).clone(), |v| &v.name),
+            ConfigChange::DeleteSupplier(id) => {
+                remove(&mut self.suppliers, id, |s| &s.id).ok_or(MarketError::NotFound("supplier"))?;
+            }
+            ConfigChange::DeleteBuyer(id) => {
+                if self.campaigns.iter().any(|c| &c.buyer_id == id) {
+                    return Err(MarketError::Conflict("the buyer still has campaigns: delete them first".into()));
+                }
+                remove(&mut self.buyers, id, |b| &b.id).ok_or(MarketError::NotFound("buyer"))?;
+            }
+            ConfigChange::DeleteCampaign(id) => {
+                remove(&mut self.campaigns, id, |c| &c.id).ok_or(MarketError::NotFound("campaign"))?;
+            }
+            ConfigChange::DeleteVertical(name) => {
+                if self.campaigns.iter().any(|c| &c.vertical == name) {
+                    return Err(MarketError::Conflict("the vertical still has campaigns: delete them first".into()));
+                }
+                remove(&mut self.verticals, name, |v| &v.name).ok_or(MarketError::NotFound("vertical"))?;
+            }
         }
-        let mut config = self.config.clone();
-        remove(&mut config.buyers, id, |b| &b.id).ok_or(MarketError::NotFound("buyer"))?;
-        Market::build(config, postal)
-    }
-
-    pub fn without_campaign(&self, id: &str, postal: &PostalTable) -> Result<Market, MarketError> {
-        let mut config = self.config.clone();
-        remove(&mut config.campaigns, id, |c| &c.id).ok_or(MarketError::NotFound("campaign"))?;
-        Market::build(config, postal)
-    }
-
-    pub fn without_vertical(&self, name: &str, postal: &PostalTable) -> Result<Market, MarketError> {
-        if self.config.campaigns.iter().any(|c| c.vertical == name) {
-            return Err(MarketError::Conflict("the vertical still has campaigns: delete them first".into()));
-        }
-        let mut config = self.config.clone();
-        remove(&mut config.verticals, name, |v| &v.name).ok_or(MarketError::NotFound("vertical"))?;
-        Market::build(config, postal)
+        Ok(())
     }
 }
 

@@ -29,7 +29,7 @@ use crate::clock::Clock;
 use crate::domain::budget::{BalanceView, Funding};
 use crate::domain::geo::PostalTable;
 use crate::domain::ledger::{BalanceToppedUp, Event, LedgerEvent};
-use crate::domain::market::{Market, MarketConfig, MarketError};
+use crate::domain::market::{ConfigChange, Market, MarketError};
 use crate::domain::model::FieldError;
 use crate::domain::money::Money;
 use crate::domain::rotation::Rotation;
@@ -95,9 +95,9 @@ impl From<MarketError> for EngineError {
 /// Everything the router shares between requests.
 pub struct Router {
     market: ArcSwap<Market>,
-    /// Admin changes are rare and build a whole market; this lock only orders them with
-    /// each other. The hot path never takes it.
-    market_writer: Mutex<()>,
+    /// Admin changes are rare and build a whole market; this lock orders them with each
+    /// other and with their journal records. The hot path never takes it.
+    market_writer: tokio::sync::Mutex<()>,
     postal: &'static PostalTable,
     clock: Arc<dyn Clock>,
     budget: Arc<dyn Budget>,
@@ -129,7 +129,7 @@ impl Router {
     ) -> Router {
         let router = Router {
             market: ArcSwap::from_pointee(market),
-            market_writer: Mutex::new(()),
+            market_writer: tokio::sync::Mutex::new(()),
             postal,
             clock,
             budget,
@@ -172,21 +172,26 @@ impl Router {
         self.traces.get(id)
     }
 
-    /// Applies an admin change: builds the new market from the current one and swaps it in.
-    /// In-flight decisions keep the snapshot they started with.
-    pub fn change_market(
-        &self,
-        change: impl FnOnce(&Market, &PostalTable) -> Result<Market, MarketError>,
-    ) -> Result<(), EngineError> {
-        let _writer = self.market_writer.lock();
-        let next = change(&self.market.load(), self.postal)?;
+    /// Applies an operator's change: builds the new market from the current one, journals
+    /// the change (so it outlives a restart), and swaps the market in. In-flight decisions
+    /// keep the snapshot they started with. A buyer's or supplier's new settings are also
+    /// journaled as `BuyerUpdated` / `SupplierUpdated` for ledger consumers.
+    pub async fn configure(&self, change: ConfigChange) -> Result<(), EngineError> {
+        let _writer = self.market_writer.lock().await;
+        let next = self.market.load().apply(&change, self.postal)?;
+        let record = InternalRecord::ConfigChanged { change: change.clone(), at: self.clock.now() };
+        self.journal.append_internal(record).await?;
         self.market.store(Arc::new(next));
         self.publish_market_gauges();
+        let account = match change {
+            ConfigChange::PutBuyer(buyer) => Event::BuyerUpdated(*buyer),
+            ConfigChange::PutSupplier(supplier) => Event::SupplierUpdated(*supplier),
+            _ => return Ok(()),
+        };
+        // Should this fail, the next start journals the account again (it differs from what
+        // the ledger last said): consumers see it late, never never.
+        self.journal.append(account, self.clock.now()).await?;
         Ok(())
-    }
-
-    pub fn replace_market(&self, config: MarketConfig) -> Result<(), EngineError> {
-        self.change_market(|_, postal| Market::build(config, postal))
     }
 
     fn publish_market_gauges(&self) {
@@ -274,24 +279,6 @@ impl Router {
         self.idempotency.sweep(now);
     }
 
-    /// Applies an admin change to a buyer or supplier and journals its new settings
-    /// (`BuyerUpdated` / `SupplierUpdated`) for ledger consumers.
-    pub async fn change_account(&self, account: Event) -> Result<(), EngineError> {
-        match &account {
-            Event::BuyerUpdated(buyer) => {
-                let buyer = buyer.clone();
-                self.change_market(|market, postal| market.with_buyer(buyer, postal))?;
-            }
-            Event::SupplierUpdated(supplier) => {
-                let supplier = supplier.clone();
-                self.change_market(|market, postal| market.with_supplier(supplier, postal))?;
-            }
-            _ => return Ok(()),
-        }
-        self.journal.append(account, self.clock.now()).await?;
-        Ok(())
-    }
-
     /// Leads of the buyer's pull campaigns after `after` (DESIGN §4, `GET /v1/buyer/leads`).
     pub fn pull_leads(&self, buyer_id: &str, after: u64, limit: usize) -> Vec<(u64, serde_json::Value)> {
         self.pull.fetch(buyer_id, after, limit)
@@ -362,9 +349,10 @@ impl Router {
                 }
                 InternalRecord::PullLead { .. } => {}
                 InternalRecord::ReturnRequested { lead_return, revision } => {
-                    self.returns.put(lead_return.clone(), *revision);
+                    self.returns.put((**lead_return).clone(), *revision);
                 }
-                InternalRecord::OutboxQueued { .. }
+                InternalRecord::ConfigChanged { .. }
+                | InternalRecord::OutboxQueued { .. }
                 | InternalRecord::OutboxFailed { .. }
                 | InternalRecord::OutboxDelivered { .. }
                 | InternalRecord::OutboxDeadLettered { .. }

@@ -210,7 +210,7 @@ impl Router {
     async fn record_request(&self, pending: &LeadReturn) -> Result<(), EngineError> {
         let messages = self.notify(pending, "return.requested", Requires::Return(pending.return_id.clone())).await?;
         let revision = self.returns.next_revision();
-        let record = InternalRecord::ReturnRequested { lead_return: pending.clone(), revision };
+        let record = InternalRecord::ReturnRequested { lead_return: Box::new(pending.clone()), revision };
         self.journal.append_internal(record).await?;
         self.returns.put(pending.clone(), revision);
         metrics::counter!(telemetry::RETURNS_TOTAL, "status" => "pending").increment(1);

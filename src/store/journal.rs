@@ -31,6 +31,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::outbox::Message;
 use super::{EventLog, LogError};
 use crate::domain::ledger::{Event, LedgerEvent};
+use crate::domain::market::ConfigChange;
 use crate::domain::returns::LeadReturn;
 
 /// Appends waiting for the writer before `append` itself waits: bounds memory when the
@@ -59,7 +60,7 @@ impl From<io::Error> for JournalError {
 
 /// A record the router needs after a restart that is not a ledger event (so it takes no
 /// ledger sequence, and ledger consumers never see it).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum InternalRecord {
     /// The first answer to a request with an `Idempotency-Key`, replayed to retries.
@@ -89,7 +90,7 @@ pub enum InternalRecord {
     /// A return waiting for an operator, at its revision (a resolved return is the ledger's
     /// `ReturnResolved`).
     ReturnRequested {
-        lead_return: LeadReturn,
+        lead_return: Box<LeadReturn>,
         revision: u64,
     },
     /// A message for the outbox, journaled before the fact it announces.
@@ -117,18 +118,25 @@ pub enum InternalRecord {
         id: String,
         at: DateTime<Utc>,
     },
+    /// An operator's change to the market, applied again over the config file at start.
+    ConfigChanged {
+        change: ConfigChange,
+        at: DateTime<Utc>,
+    },
 }
 
 /// What one journal record holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(untagged)]
+// Moved once per append; boxing the event would cost an allocation per sale.
+#[allow(clippy::large_enum_variant)]
 enum Record {
     Ledger(LedgerEvent),
     Internal { internal: InternalRecord },
 }
 
 /// What recovery found.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Recovery {
     pub events: usize,
     pub last_sequence: u64,
@@ -147,6 +155,7 @@ pub struct Truncation {
     pub reason: String,
 }
 
+#[allow(clippy::large_enum_variant)] // as `Record`
 enum Pending {
     Ledger {
         event: Event,

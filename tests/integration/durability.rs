@@ -227,3 +227,43 @@ async fn fetch(server: &TestServer, key: String, query: &str) -> Answer {
     let auth = format!("Bearer {key}");
     server.send("GET", &url, &[("authorization", &auth)], "").await
 }
+
+#[tokio::test]
+async fn admin_changes_outlive_a_restart_over_the_config_file() {
+    let sink = mock_buyer(|_, _| accept()).await;
+    let server = start(market(&sink)).await;
+    let mut repriced = fixed_campaign("c1", "b1", "solar", "12.00", &sink.post_url());
+    repriced["caps"] = json!({"daily": 3});
+    assert_eq!(server.admin("PUT", "/admin/v1/campaigns/c1", Some(&repriced)).await.status, 200);
+    let mut renamed = buyer("b1");
+    renamed["name"] = json!("Sonnenstrom GmbH");
+    assert_eq!(server.admin("PUT", "/admin/v1/buyers/b1", Some(&renamed)).await.status, 200);
+    assert_eq!(
+        server.admin("PUT", "/admin/v1/verticals/roofing", Some(&vertical("roofing", "bidding"))).await.status,
+        201
+    );
+    let short_lived = fixed_campaign("c-roof", "b1", "roofing", "5.00", &sink.post_url());
+    assert_eq!(server.admin("PUT", "/admin/v1/campaigns/c-roof", Some(&short_lived)).await.status, 201);
+    assert_eq!(server.admin("DELETE", "/admin/v1/campaigns/c-roof", None).await.status, 204);
+    let refused = server.admin("DELETE", "/admin/v1/buyers/b1", None).await;
+    assert_eq!(refused.status, 409, "a refused change is not journaled either");
+    let data = server.stop().await;
+
+    let server = start_in(market(&sink), Arc::new(SystemClock), data).await;
+    let c1 = server.admin("GET", "/admin/v1/campaigns/c1", None).await;
+    assert_eq!(c1.json["pricing"]["price"], "12.00", "the operator's price, not the file's 10.00");
+    assert_eq!(server.admin("GET", "/admin/v1/buyers/b1", None).await.json["name"], "Sonnenstrom GmbH");
+    assert_eq!(server.admin("GET", "/admin/v1/verticals/roofing", None).await.status, 200);
+    assert_eq!(server.admin("GET", "/admin/v1/campaigns/c-roof", None).await.status, 404, "deleted stays deleted");
+    assert_eq!(server.direct(&lead("solar", 1)).await.json["status"], "sold");
+    assert_eq!(server.balance(&buyer_key("b1")).await["balance"], "88.00", "sold at the operator's price");
+    let events = server.running.router.journal().read_after(0, 100).unwrap();
+    let names: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::BuyerUpdated(b) => Some(b.name.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(names, ["b1", "Sonnenstrom GmbH"], "the restart does not put the file's buyer back on the ledger");
+}
