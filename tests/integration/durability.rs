@@ -267,3 +267,91 @@ async fn admin_changes_outlive_a_restart_over_the_config_file() {
         .collect();
     assert_eq!(names, ["b1", "Sonnenstrom GmbH"], "the restart does not put the file's buyer back on the ledger");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_loses_no_async_delivery_of_a_lead_answered_sold() {
+    let healthy = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = Arc::clone(&healthy);
+    let endpoint = mock_buyer(move |_, _| {
+        if flag.load(std::sync::atomic::Ordering::SeqCst) {
+            Reply::Status(200)
+        } else {
+            Reply::Status(503)
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config_value = market(&endpoint);
+    config_value["campaigns"][0]["caps"] = json!({});
+    config_value["campaigns"][0]["delivery"] = json!({"mode": "webhook_async", "url": endpoint.post_url()});
+    config_value["topups"] = json!([topup("b1", "1000000.00")]);
+    let config_path = dir.path().join("config.toml");
+    std::fs::write(&config_path, toml_of(&config_value)).unwrap();
+    let data = dir.path().join("data");
+    let spawn = |public: u16, ops: u16| {
+        Command::new(env!("CARGO_BIN_EXE_leadrouter"))
+            .args(["--config", config_path.to_str().unwrap(), "--data-dir", data.to_str().unwrap()])
+            .args(["--listen", &format!("127.0.0.1:{public}"), "--ops-listen", &format!("127.0.0.1:{ops}")])
+            .args(["--admin-token", ADMIN_TOKEN, "--grpc-listen", "127.0.0.1:0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let (public, ops) = (free_port(), free_port());
+    let mut child = spawn(public, ops);
+    wait_ready(ops).await;
+    let sold: Arc<parking_lot::Mutex<Vec<String>>> = Arc::default();
+    let mut clients = Vec::new();
+    for worker in 0..4u32 {
+        let (sold, base) = (Arc::clone(&sold), format!("http://127.0.0.1:{public}"));
+        clients.push(tokio::spawn(async move {
+            let http = client();
+            for n in 0..2_000u32 {
+                let request = hyper::Request::post(format!("{base}/v1/leads"))
+                    .header("authorization", format!("Bearer {SUPPLIER_KEY}"))
+                    .header("content-type", "application/json")
+                    .body(http_body_util::Full::new(bytes::Bytes::from(
+                        lead("solar", worker * 100_000 + n).to_string(),
+                    )))
+                    .unwrap();
+                let Ok(response) = http.request(request).await else { break };
+                let Ok(body) = http_body_util::BodyExt::collect(response.into_body()).await else { break };
+                let answer: serde_json::Value = serde_json::from_slice(&body.to_bytes()).unwrap_or_default();
+                if answer["status"] == "sold" {
+                    sold.lock().push(answer["lead_id"].as_str().unwrap().to_string());
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    for client in clients {
+        let _ = client.await;
+    }
+    let answered_sold: Vec<String> = sold.lock().clone();
+    assert!(answered_sold.len() > 20, "the load ran: {} sold", answered_sold.len());
+
+    let refused_before_the_crash = endpoint.requests.lock().len();
+    healthy.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (public, ops) = (free_port(), free_port());
+    let mut child = spawn(public, ops);
+    wait_ready(ops).await;
+    let delivered = || -> HashSet<String> {
+        let requests = endpoint.requests.lock();
+        // Only what arrived after the restart counts: before it, the endpoint answered 503.
+        requests
+            .iter()
+            .skip(refused_before_the_crash)
+            .filter_map(|(_, body)| body["lead_id"].as_str().map(str::to_string))
+            .collect()
+    };
+    eventually("every lead answered sold reaches its buyer after the crash", || {
+        let delivered = delivered();
+        answered_sold.iter().all(|lead_id| delivered.contains(lead_id))
+    })
+    .await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
