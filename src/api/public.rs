@@ -34,7 +34,9 @@ pub async fn route(state: &Arc<AppState>, request: Request<Incoming>) -> (&'stat
         (&Method::POST, "/v1/leads") => ("/v1/leads", direct(state, &parts.headers, body).await),
         (&Method::POST, "/v1/leads/bulk") => ("/v1/leads/bulk", bulk_leads(state, &parts.headers, body).await),
         (&Method::GET, "/v1/buyer/balance") => ("/v1/buyer/balance", balance(state, &parts.headers).await),
-        (&Method::GET, "/v1/buyer/leads") => ("/v1/buyer/leads", pull_leads(state, &parts.headers, parts.uri.query())),
+        (&Method::GET, "/v1/buyer/leads") => {
+            ("/v1/buyer/leads", pull_leads(state, &parts.headers, parts.uri.query()).await)
+        }
         (&Method::POST, "/v1/returns") => ("/v1/returns", returns::request(state, &parts.headers, body).await),
         (&Method::POST, "/v1/returns/bulk") => ("/v1/returns/bulk", returns::bulk(state, &parts.headers, body).await),
         (&Method::GET, "/v1/returns") => ("/v1/returns", returns::list(state, &parts.headers, parts.uri.query())),
@@ -172,7 +174,7 @@ async fn balance(state: &Arc<AppState>, headers: &HeaderMap) -> Result<ApiRespon
 
 /// `GET /v1/buyer/leads?after=<cursor>&limit=<n>`: the leads of the buyer's pull
 /// campaigns after its cursor, oldest first; `next` is the cursor to pass back.
-fn pull_leads(state: &Arc<AppState>, headers: &HeaderMap, query: Option<&str>) -> Result<ApiResponse, ApiError> {
+async fn pull_leads(state: &Arc<AppState>, headers: &HeaderMap, query: Option<&str>) -> Result<ApiResponse, ApiError> {
     let buyer_id = buyer(state, headers)?;
     let mut after = 0u64;
     let mut limit = 100usize;
@@ -194,7 +196,7 @@ fn pull_leads(state: &Arc<AppState>, headers: &HeaderMap, query: Option<&str>) -
     if !errors.is_empty() {
         return Err(ApiError::invalid(errors));
     }
-    let leads = state.router.pull_leads(&buyer_id, after, limit);
+    let leads = state.router.pull_leads(&buyer_id, after, limit).await?;
     let next = leads.last().map_or(after, |(position, _)| *position);
     let leads: Vec<serde_json::Value> = leads
         .into_iter()

@@ -280,8 +280,19 @@ impl Router {
     }
 
     /// Leads of the buyer's pull campaigns after `after` (DESIGN §4, `GET /v1/buyer/leads`).
-    pub fn pull_leads(&self, buyer_id: &str, after: u64, limit: usize) -> Vec<(u64, serde_json::Value)> {
-        self.pull.fetch(buyer_id, after, limit)
+    /// A cursor that acknowledges more than before is journaled first, so what a buyer
+    /// has taken is never handed out again, also after a restart.
+    pub async fn pull_leads(
+        &self,
+        buyer_id: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, serde_json::Value)>, EngineError> {
+        if self.pull.advances(buyer_id, after) {
+            let record = InternalRecord::PullAcknowledged { buyer_id: buyer_id.to_string(), through: after };
+            self.journal.append_internal(record).await?;
+        }
+        Ok(self.pull.fetch(buyer_id, after, limit))
     }
 
     pub fn journal(&self) -> &Arc<Journal> {
@@ -344,7 +355,8 @@ impl Router {
                     self.idempotency.restore_external_id(supplier_id, external_id, lead_id, *at);
                 }
                 InternalRecord::ExternalId { .. } => {}
-                InternalRecord::PullLead { buyer_id, sale_id, position, lead } if self.sales.get(sale_id).is_some() => {
+                InternalRecord::PullAcknowledged { buyer_id, through } => self.pull.acknowledge(buyer_id, *through),
+                InternalRecord::PullLead { buyer_id, sale_id, position, lead } if self.sales.contains(sale_id) => {
                     self.pull.put(buyer_id, *position, lead.clone());
                 }
                 InternalRecord::PullLead { .. } => {}

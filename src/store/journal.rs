@@ -87,6 +87,11 @@ pub enum InternalRecord {
         position: u64,
         lead: serde_json::Value,
     },
+    /// A pull buyer passed back cursor `through`: it has every lead up to there.
+    PullAcknowledged {
+        buyer_id: String,
+        through: u64,
+    },
     /// A return waiting for an operator, at its revision (a resolved return is the ledger's
     /// `ReturnResolved`).
     ReturnRequested {

@@ -17,6 +17,8 @@ pub const PULL_LIMIT_MAX: usize = 1_000;
 #[derive(Default)]
 struct Queue {
     next: u64,
+    /// The highest cursor the buyer has passed back (journaled, so it holds across restarts).
+    acknowledged: u64,
     waiting: BTreeMap<u64, Value>,
 }
 
@@ -34,20 +36,39 @@ impl PullQueues {
         queue.next
     }
 
-    /// Makes a journaled lead available to its buyer (also on replay at start).
+    /// Makes a journaled lead available to its buyer (also on replay at start), unless the
+    /// buyer has already acknowledged its position.
     pub fn put(&self, buyer_id: &str, position: u64, lead: Value) {
         let queue = self.by_buyer.entry(buyer_id.to_string()).or_default();
         let mut queue = queue.lock();
         queue.next = queue.next.max(position);
-        queue.waiting.insert(position, lead);
+        if position > queue.acknowledged {
+            queue.waiting.insert(position, lead);
+        }
+    }
+
+    /// Whether `after` acknowledges more than the buyer had (the caller journals it first).
+    pub fn advances(&self, buyer_id: &str, after: u64) -> bool {
+        self.by_buyer.get(buyer_id).is_some_and(|queue| after > queue.lock().acknowledged)
+    }
+
+    /// Records that the buyer has taken everything up to `through` (live, or read back at
+    /// start before the leads are).
+    pub fn acknowledge(&self, buyer_id: &str, through: u64) {
+        let queue = self.by_buyer.entry(buyer_id.to_string()).or_default();
+        let mut queue = queue.lock();
+        queue.acknowledged = queue.acknowledged.max(through);
+        queue.next = queue.next.max(through);
+        let first_kept = queue.acknowledged + 1;
+        queue.waiting = queue.waiting.split_off(&first_kept);
     }
 
     /// The leads after `after`, oldest first, up to `limit`; forgets those at or before
     /// `after` (the buyer has acknowledged them by asking for what follows).
     pub fn fetch(&self, buyer_id: &str, after: u64, limit: usize) -> Vec<(u64, Value)> {
+        self.acknowledge(buyer_id, after);
         let Some(queue) = self.by_buyer.get(buyer_id) else { return Vec::new() };
-        let mut queue = queue.lock();
-        queue.waiting = queue.waiting.split_off(&(after + 1));
+        let queue = queue.lock();
         queue.waiting.iter().take(limit.min(PULL_LIMIT_MAX)).map(|(p, lead)| (*p, lead.clone())).collect()
     }
 }
@@ -71,6 +92,18 @@ mod tests {
         assert_eq!(next.iter().map(|(p, _)| *p).collect::<Vec<_>>(), [3, 4, 5]);
         assert_eq!(queues.fetch("b1", 0, 10).len(), 3, "1 and 2 were acknowledged and are gone");
         assert!(queues.fetch("b2", 0, 10).is_empty());
+    }
+
+    #[test]
+    fn an_acknowledgement_read_back_first_keeps_acknowledged_leads_out() {
+        let queues = PullQueues::default();
+        queues.acknowledge("b1", 2);
+        for position in 1..=3 {
+            queues.put("b1", position, json!({"p": position}));
+        }
+        assert_eq!(queues.fetch("b1", 0, 10).iter().map(|(p, _)| *p).collect::<Vec<_>>(), [3]);
+        assert!(!queues.advances("b1", 2) && queues.advances("b1", 3));
+        assert_eq!(queues.next_position("b1"), 4);
     }
 
     #[test]
