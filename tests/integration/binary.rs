@@ -81,6 +81,12 @@ async fn the_demo_starts_with_a_generated_token_sells_and_stops_cleanly_on_sigte
     assert_eq!(sold["payout"], "24.60", "60% of the Hamburg installer's 41.00");
     assert_eq!(server.admin_status(&token).await, 200);
     assert_eq!(server.admin_status("wrong-token-wrong-token").await, 401);
+    // A process of its own, so its gauges are exactly this server's: 4 buyers, 1 supplier,
+    // 2 opening top-ups and the sale on the ledger; nothing waiting in the outbox.
+    let page = server.metrics().await;
+    assert_eq!(metric(&page, "leadrouter_ledger_sequence", &[]), 8.0, "{page}");
+    assert_eq!(metric(&page, "leadrouter_outbox_pending", &[]), 0.0);
+    assert_eq!(metric(&page, "leadrouter_sales_total", &[("vertical", "solar")]), 1.0);
 
     #[cfg(unix)]
     {
@@ -127,6 +133,13 @@ impl External {
         let response = self.client.request(request).await.unwrap();
         let body = response.into_body().collect().await.unwrap().to_bytes();
         serde_json::from_slice(&body).unwrap()
+    }
+
+    async fn metrics(&self) -> String {
+        use http_body_util::BodyExt;
+        let request = hyper::Request::get(format!("{}/metrics", self.ops)).body(Default::default()).unwrap();
+        let response = self.client.request(request).await.unwrap();
+        String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
     }
 
     async fn admin_status(&self, token: &str) -> u16 {
