@@ -24,48 +24,63 @@ pub enum BulkError {
 }
 
 pub fn parse(body: &[u8]) -> Result<Vec<Result<LeadInput, Vec<FieldError>>>, BulkError> {
-    let mut reader = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(body);
-    let headers = reader.headers().map_err(|e| BulkError::BadHeader(e.to_string()))?.clone();
-    if headers.is_empty() || headers.iter().all(str::is_empty) {
-        return Err(BulkError::NoHeader);
-    }
-    for name in headers.iter() {
-        if !known_column(name) {
-            return Err(BulkError::BadHeader(format!("unknown column {name:?}")));
-        }
-    }
-    let mut rows = Vec::new();
-    for record in reader.records() {
-        if rows.len() == BULK_ROWS_MAX {
-            return Err(BulkError::TooManyRows);
-        }
-        rows.push(match record {
-            Err(e) => Err(vec![FieldError::new("row", format!("unreadable row: {e}"))]),
-            Ok(record) if record.len() != headers.len() => {
-                Err(vec![FieldError::new("row", format!("{} columns, the header has {}", record.len(), headers.len()))])
-            }
-            Ok(record) => to_lead(headers.iter().zip(record.iter())),
-        });
-    }
-    Ok(rows)
+    rows(
+        body,
+        |headers| match headers.iter().find(|name| !known_column(name)) {
+            Some(name) => Err(BulkError::BadHeader(format!("unknown column {name:?}"))),
+            None => Ok(headers.clone()),
+        },
+        |headers, record| to_lead(headers.iter().zip(record.iter())),
+    )
 }
 
 /// `POST /v1/returns/bulk`: header `sale_id,reason,note` (`note` may be left out, columns
 /// in any order), one return request per row.
 pub fn parse_returns(body: &[u8]) -> Result<Vec<Result<ReturnInput, Vec<FieldError>>>, BulkError> {
+    rows(
+        body,
+        |headers| {
+            let column = |name: &str| headers.iter().position(|h| h == name);
+            if let Some(unknown) = headers.iter().find(|h| !matches!(*h, "sale_id" | "reason" | "note")) {
+                return Err(BulkError::BadHeader(format!("unknown column {unknown:?}; expected sale_id,reason,note")));
+            }
+            match (column("sale_id"), column("reason")) {
+                (Some(sale_id), Some(reason)) => Ok((sale_id, reason, column("note"))),
+                _ => Err(BulkError::BadHeader("sale_id and reason are required columns".into())),
+            }
+        },
+        |&(sale_id, reason, note), record| {
+            let cell = |at: usize| record.get(at).unwrap_or_default().to_string();
+            let missing: Vec<FieldError> = [("sale_id", sale_id), ("reason", reason)]
+                .into_iter()
+                .filter(|(_, at)| cell(*at).is_empty())
+                .map(|(name, _)| FieldError::new(name, "required"))
+                .collect();
+            if !missing.is_empty() {
+                return Err(missing);
+            }
+            Ok(ReturnInput {
+                sale_id: cell(sale_id),
+                reason: cell(reason),
+                note: note.map(cell).filter(|n| !n.is_empty()),
+            })
+        },
+    )
+}
+
+/// The rows of a CSV body, each made into a `T` or its own field errors (a bad row never
+/// blocks the others); `columns` checks the header once and says where things are.
+fn rows<C, T>(
+    body: &[u8],
+    columns: impl FnOnce(&csv::StringRecord) -> Result<C, BulkError>,
+    row: impl Fn(&C, &csv::StringRecord) -> Result<T, Vec<FieldError>>,
+) -> Result<Vec<Result<T, Vec<FieldError>>>, BulkError> {
     let mut reader = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(body);
     let headers = reader.headers().map_err(|e| BulkError::BadHeader(e.to_string()))?.clone();
     if headers.is_empty() || headers.iter().all(str::is_empty) {
         return Err(BulkError::NoHeader);
     }
-    let column = |name: &str| headers.iter().position(|h| h == name);
-    if let Some(unknown) = headers.iter().find(|h| !matches!(*h, "sale_id" | "reason" | "note")) {
-        return Err(BulkError::BadHeader(format!("unknown column {unknown:?}; expected sale_id,reason,note")));
-    }
-    let (Some(sale_id), Some(reason)) = (column("sale_id"), column("reason")) else {
-        return Err(BulkError::BadHeader("sale_id and reason are required columns".into()));
-    };
-    let note = column("note");
+    let layout = columns(&headers)?;
     let mut rows = Vec::new();
     for record in reader.records() {
         if rows.len() == BULK_ROWS_MAX {
@@ -76,21 +91,7 @@ pub fn parse_returns(body: &[u8]) -> Result<Vec<Result<ReturnInput, Vec<FieldErr
             Ok(record) if record.len() != headers.len() => {
                 Err(vec![FieldError::new("row", format!("{} columns, the header has {}", record.len(), headers.len()))])
             }
-            Ok(record) => {
-                let cell = |at: usize| record.get(at).unwrap_or_default().to_string();
-                let mut errors = Vec::new();
-                for (name, at) in [("sale_id", sale_id), ("reason", reason)] {
-                    if cell(at).is_empty() {
-                        errors.push(FieldError::new(name, "required"));
-                    }
-                }
-                if errors.is_empty() {
-                    let note = note.map(cell).filter(|n| !n.is_empty());
-                    Ok(ReturnInput { sale_id: cell(sale_id), reason: cell(reason), note })
-                } else {
-                    Err(errors)
-                }
-            }
+            Ok(record) => row(&layout, &record),
         });
     }
     Ok(rows)

@@ -2,15 +2,17 @@
 //! a `kill -9`; state is rebuilt from the journal.
 
 use std::collections::HashSet;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use leadrouter::clock::SystemClock;
 use leadrouter::domain::ledger::Event;
+use leadrouter::ledger::proto::{self, ledger_stream_client::LedgerStreamClient, SubscribeRequest};
 use leadrouter::store::journal::Journal;
 use leadrouter::store::EventLog;
 use serde_json::json;
+use tokio::task::JoinHandle;
 
 use crate::harness::*;
 
@@ -84,40 +86,13 @@ async fn kill_9_during_direct_posts_loses_no_sale_answered_sold() {
     let config_path = dir.path().join("config.toml");
     std::fs::write(&config_path, toml).unwrap();
     let (public, ops) = (free_port(), free_port());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_leadrouter"))
-        .args(["--config", config_path.to_str().unwrap(), "--data-dir", dir.path().join("data").to_str().unwrap()])
-        .args(["--listen", &format!("127.0.0.1:{public}"), "--ops-listen", &format!("127.0.0.1:{ops}")])
-        .args(["--admin-token", ADMIN_TOKEN, "--grpc-listen", "127.0.0.1:0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_binary(&config_path, &dir.path().join("data"), public, ops, free_port());
     let base = format!("http://127.0.0.1:{public}");
     wait_ready(ops).await;
 
     // Eight clients post as fast as they can; the process is killed under them.
     let sold: Arc<parking_lot::Mutex<Vec<String>>> = Arc::default();
-    let mut clients = Vec::new();
-    for worker in 0..8u32 {
-        let (sold, base) = (Arc::clone(&sold), base.clone());
-        clients.push(tokio::spawn(async move {
-            let http = client();
-            for n in 0..10_000u32 {
-                let body = lead("solar", worker * 100_000 + n).to_string();
-                let request = hyper::Request::post(format!("{base}/v1/leads"))
-                    .header("authorization", format!("Bearer {SUPPLIER_KEY}"))
-                    .header("content-type", "application/json")
-                    .body(http_body_util::Full::new(bytes::Bytes::from(body)))
-                    .unwrap();
-                let Ok(response) = http.request(request).await else { break };
-                let Ok(body) = http_body_util::BodyExt::collect(response.into_body()).await else { break };
-                let answer: serde_json::Value = serde_json::from_slice(&body.to_bytes()).unwrap_or_default();
-                if answer["status"] == "sold" {
-                    sold.lock().push(answer["lead_id"].as_str().unwrap().to_string());
-                }
-            }
-        }));
-    }
+    let clients = post_until_killed(&base, 8, &sold);
     eventually("50 leads are sold", || sold.lock().len() >= 50).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     child.kill().unwrap(); // SIGKILL: no shutdown, no flush
@@ -141,6 +116,69 @@ async fn kill_9_during_direct_posts_loses_no_sale_answered_sold() {
     for lead_id in &answered_sold {
         assert!(journaled.contains(lead_id), "{lead_id} was answered sold but is not in the journal");
     }
+    drop(journal);
+
+    // And as a ledger consumer sees it: the restarted binary's gRPC stream from sequence 0.
+    let (public, ops, grpc) = (free_port(), free_port(), free_port());
+    let mut child = spawn_binary(&config_path, &dir.path().join("data"), public, ops, grpc);
+    wait_ready(ops).await;
+    let mut client = LedgerStreamClient::connect(format!("http://127.0.0.1:{grpc}")).await.unwrap();
+    let mut stream = client.subscribe(SubscribeRequest { after_sequence: 0 }).await.unwrap().into_inner();
+    let mut streamed_sales = HashSet::new();
+    let mut sequence = 0;
+    while sequence < recovery.last_sequence {
+        let next = tokio::time::timeout(Duration::from_secs(10), stream.message()).await;
+        let event = next.expect("the stream keeps up").expect("a healthy stream").expect("more events");
+        assert_eq!(event.sequence, sequence + 1, "gap-free and strictly increasing on the stream");
+        sequence = event.sequence;
+        if let Some(proto::ledger_event::Event::SaleSettled(sale)) = event.event {
+            assert!(streamed_sales.insert(sale.lead_id.clone()), "lead {} streamed twice", sale.lead_id);
+        }
+    }
+    for lead_id in &answered_sold {
+        assert!(streamed_sales.contains(lead_id), "{lead_id} was answered sold but is not on the stream");
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// The real binary on the given ports, with its data under `data`.
+fn spawn_binary(config: &std::path::Path, data: &std::path::Path, public: u16, ops: u16, grpc: u16) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_leadrouter"))
+        .args(["--config", config.to_str().unwrap(), "--data-dir", data.to_str().unwrap()])
+        .args(["--listen", &format!("127.0.0.1:{public}"), "--ops-listen", &format!("127.0.0.1:{ops}")])
+        .args(["--admin-token", ADMIN_TOKEN, "--grpc-listen", &format!("127.0.0.1:{grpc}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// `workers` clients posting distinct leads directly as fast as they can, until the server
+/// goes away; the lead ids answered `sold` are collected in `sold`.
+fn post_until_killed(base: &str, workers: u32, sold: &Arc<parking_lot::Mutex<Vec<String>>>) -> Vec<JoinHandle<()>> {
+    (0..workers)
+        .map(|worker| {
+            let (sold, base) = (Arc::clone(sold), base.to_string());
+            tokio::spawn(async move {
+                let http = client();
+                for n in 0..10_000u32 {
+                    let body = lead("solar", worker * 100_000 + n).to_string();
+                    let request = hyper::Request::post(format!("{base}/v1/leads"))
+                        .header("authorization", format!("Bearer {SUPPLIER_KEY}"))
+                        .header("content-type", "application/json")
+                        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+                        .unwrap();
+                    let Ok(response) = http.request(request).await else { break };
+                    let Ok(body) = http_body_util::BodyExt::collect(response.into_body()).await else { break };
+                    let answer: serde_json::Value = serde_json::from_slice(&body.to_bytes()).unwrap_or_default();
+                    if answer["status"] == "sold" {
+                        sold.lock().push(answer["lead_id"].as_str().unwrap().to_string());
+                    }
+                }
+            })
+        })
+        .collect()
 }
 
 /// The config as TOML, as an operator would write it.
@@ -293,42 +331,12 @@ async fn kill_9_loses_no_async_delivery_of_a_lead_answered_sold() {
     let config_path = dir.path().join("config.toml");
     std::fs::write(&config_path, toml_of(&config_value)).unwrap();
     let data = dir.path().join("data");
-    let spawn = |public: u16, ops: u16| {
-        Command::new(env!("CARGO_BIN_EXE_leadrouter"))
-            .args(["--config", config_path.to_str().unwrap(), "--data-dir", data.to_str().unwrap()])
-            .args(["--listen", &format!("127.0.0.1:{public}"), "--ops-listen", &format!("127.0.0.1:{ops}")])
-            .args(["--admin-token", ADMIN_TOKEN, "--grpc-listen", "127.0.0.1:0"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    };
+    let spawn = |public: u16, ops: u16| spawn_binary(&config_path, &data, public, ops, free_port());
     let (public, ops) = (free_port(), free_port());
     let mut child = spawn(public, ops);
     wait_ready(ops).await;
     let sold: Arc<parking_lot::Mutex<Vec<String>>> = Arc::default();
-    let mut clients = Vec::new();
-    for worker in 0..4u32 {
-        let (sold, base) = (Arc::clone(&sold), format!("http://127.0.0.1:{public}"));
-        clients.push(tokio::spawn(async move {
-            let http = client();
-            for n in 0..2_000u32 {
-                let request = hyper::Request::post(format!("{base}/v1/leads"))
-                    .header("authorization", format!("Bearer {SUPPLIER_KEY}"))
-                    .header("content-type", "application/json")
-                    .body(http_body_util::Full::new(bytes::Bytes::from(
-                        lead("solar", worker * 100_000 + n).to_string(),
-                    )))
-                    .unwrap();
-                let Ok(response) = http.request(request).await else { break };
-                let Ok(body) = http_body_util::BodyExt::collect(response.into_body()).await else { break };
-                let answer: serde_json::Value = serde_json::from_slice(&body.to_bytes()).unwrap_or_default();
-                if answer["status"] == "sold" {
-                    sold.lock().push(answer["lead_id"].as_str().unwrap().to_string());
-                }
-            }
-        }));
-    }
+    let clients = post_until_killed(&format!("http://127.0.0.1:{public}"), 4, &sold);
     // Kill once the load is well under way (however slow this machine is today).
     eventually("50 leads are sold", || sold.lock().len() >= 50).await;
     child.kill().unwrap();
