@@ -224,13 +224,13 @@ where
 }
 
 /// `Idempotency-Key` handling: the first request with a key runs, later ones with the same
-/// body get its answer, ones with another body get 409. Keys are per party (`supplier_id`
-/// names the party: a supplier id, or `buyer/<id>`, which no supplier id can be).
+/// body get its answer, ones with another body get 409. Keys are per party: a supplier id,
+/// or `buyer/<id>` (no id can contain `/`).
 pub(super) async fn once<F, Fut, T>(
     state: &Arc<AppState>,
     route: &str,
     success: u16,
-    supplier_id: &str,
+    party: &str,
     headers: &HeaderMap,
     body: Bytes,
     work: F,
@@ -241,8 +241,8 @@ where
     T: Serialize,
 {
     let router = Arc::clone(&state.router);
-    let run = move |router: Arc<Router>, supplier_id: String, body: Bytes| async move {
-        match work(router, supplier_id, body).await {
+    let run = move |router: Arc<Router>, party: String, body: Bytes| async move {
+        match work(router, party, body).await {
             Ok(answer) => match serde_json::to_vec(&answer) {
                 Ok(mut json) => {
                     json.push(b'\n');
@@ -257,8 +257,8 @@ where
         }
     };
     let Some(key) = headers.get("idempotency-key") else {
-        let supplier_id = supplier_id.to_string();
-        let answer = tokio::spawn(run(router, supplier_id, body))
+        let party = party.to_string();
+        let answer = tokio::spawn(run(router, party, body))
             .await
             .map_err(|_| ApiError::new(500, "internal", "the request could not be completed"))?;
         return Ok(http::bytes_response(answer.status, "application/json", answer.body));
@@ -276,7 +276,7 @@ where
     hasher.update([0]);
     hasher.update(&body);
     let body_hash: [u8; 32] = hasher.finalize().into();
-    let (begin, record) = router.idempotency().begin(supplier_id, &key, body_hash, router.clock().now());
+    let (begin, record) = router.idempotency().begin(party, &key, body_hash, router.clock().now());
     if begin == Begin::Conflict {
         return Err(ApiError::new(
             409,
@@ -285,7 +285,7 @@ where
         ));
     }
     let replayed = record.answer.initialized();
-    let supplier = supplier_id.to_string();
+    let owner = party.to_string();
     let task_record = Arc::clone(&record);
     let task_router = Arc::clone(&router);
     let task_key = key.clone();
@@ -293,9 +293,9 @@ where
         task_record
             .answer
             .get_or_init(|| async move {
-                let answer = run(Arc::clone(&task_router), supplier.clone(), body).await;
+                let answer = run(Arc::clone(&task_router), owner.clone(), body).await;
                 if replayable(answer.status) {
-                    if let Err(error) = task_router.journal_answer(&supplier, &task_key, body_hash, &answer).await {
+                    if let Err(error) = task_router.journal_answer(&owner, &task_key, body_hash, &answer).await {
                         // The sale itself is journaled; only a retry after a crash could miss
                         // this answer (and the external id still guards a resale).
                         tracing::warn!(%error, "idempotency record not journaled");
@@ -309,7 +309,7 @@ where
     .await
     .map_err(|_| ApiError::new(500, "internal", "the request could not be completed"))?;
     if !replayable(answer.status) {
-        router.idempotency().forget(supplier_id, &key, &record);
+        router.idempotency().forget(party, &key, &record);
     }
     let mut response = http::bytes_response(answer.status, "application/json", answer.body);
     if replayed {

@@ -14,7 +14,7 @@ use super::public::{buyer, detached, json_body, once, row_results, supplier};
 use super::{bulk, AppState};
 use crate::domain::model::FieldError;
 use crate::domain::returns::ReturnStatus;
-use crate::engine::{BuyerReturnView, EngineError, ReturnInput, SupplierReturnView};
+use crate::engine::{EngineError, ReturnInput, ReturnView};
 use crate::store::returns::{Stored, RETURNS_PAGE_MAX};
 
 const PAGE_DEFAULT: usize = 100;
@@ -27,7 +27,7 @@ pub async fn request(state: &Arc<AppState>, headers: &HeaderMap, body: Incoming)
     once(state, "/v1/returns", 201, &party, headers, body, |router, _, body| async move {
         let input: ReturnInput = http::parse_json(&body)?;
         let opened = router.request_return(&buyer_id, input).await?;
-        Ok(BuyerReturnView::of(&opened))
+        Ok(ReturnView::for_buyer(&opened))
     })
     .await
 }
@@ -43,7 +43,7 @@ pub async fn bulk(state: &Arc<AppState>, headers: &HeaderMap, body: Incoming) ->
         let mut results = Vec::with_capacity(rows.len());
         for row in rows {
             results.push(match row {
-                Ok(input) => router.request_return(&buyer_id, input).await.map(|r| BuyerReturnView::of(&r)),
+                Ok(input) => router.request_return(&buyer_id, input).await.map(|r| ReturnView::for_buyer(&r)),
                 Err(errors) => Err(EngineError::Invalid(errors)),
             });
         }
@@ -51,7 +51,9 @@ pub async fn bulk(state: &Arc<AppState>, headers: &HeaderMap, body: Incoming) ->
     })
     .await?;
     Ok(row_results(
-        results.into_iter().map(|result| result.map(|view| with_status(&view, 201)).map_err(ApiError::from)),
+        results
+            .into_iter()
+            .map(|result| result.map(|view| with_field(&view, "http_status", json!(201))).map_err(ApiError::from)),
     ))
 }
 
@@ -59,7 +61,7 @@ pub async fn bulk(state: &Arc<AppState>, headers: &HeaderMap, body: Incoming) ->
 pub fn get(state: &Arc<AppState>, headers: &HeaderMap, return_id: &str) -> Result<ApiResponse, ApiError> {
     let buyer_id = buyer(state, headers)?;
     let found = state.router.buyer_return(&buyer_id, return_id)?;
-    Ok(http::json(200, &BuyerReturnView::of(&found)))
+    Ok(http::json(200, &ReturnView::for_buyer(&found)))
 }
 
 /// `GET /v1/returns?status=&after=&limit=`: the buyer's returns in the order they were
@@ -72,7 +74,7 @@ pub fn list(state: &Arc<AppState>, headers: &HeaderMap, query: Option<&str>) -> 
     let page = state.router.buyer_returns(&buyer_id, status, after, query.limit);
     let next = page.last().map_or(after, |stored| stored.created);
     let returns: Vec<Value> =
-        page.iter().map(|stored| with_cursor(&BuyerReturnView::of(&stored.lead_return), stored.created)).collect();
+        page.iter().map(|stored| with_cursor(&ReturnView::for_buyer(&stored.lead_return), stored.created)).collect();
     Ok(http::json(200, &json!({"returns": returns, "next": next.to_string()})))
 }
 
@@ -84,8 +86,10 @@ pub fn supplier_feed(state: &Arc<AppState>, headers: &HeaderMap, query: Option<&
     let after = http::numeric_cursor(query.after)?;
     let page: Vec<Stored> = state.router.supplier_returns(&supplier_id, after, query.limit);
     let next = page.last().map_or(after, |stored| stored.revision);
-    let returns: Vec<Value> =
-        page.iter().map(|stored| with_cursor(&SupplierReturnView::of(&stored.lead_return), stored.revision)).collect();
+    let returns: Vec<Value> = page
+        .iter()
+        .map(|stored| with_cursor(&ReturnView::for_supplier(&stored.lead_return), stored.revision))
+        .collect();
     Ok(http::json(200, &json!({"returns": returns, "next": next.to_string()})))
 }
 
@@ -98,18 +102,15 @@ pub fn status_filter(filters: &[(&str, &str)]) -> Result<Option<ReturnStatus>, A
     }
 }
 
-fn with_cursor(view: &impl Serialize, cursor: u64) -> Value {
-    let mut value = serde_json::to_value(view).unwrap_or_default();
-    if let Some(object) = value.as_object_mut() {
-        object.insert("cursor".into(), json!(cursor.to_string()));
+/// A view as JSON with one more field (`cursor`, `http_status`).
+fn with_field(view: &impl Serialize, name: &str, value: Value) -> Value {
+    let mut json = serde_json::to_value(view).unwrap_or_default();
+    if let Some(object) = json.as_object_mut() {
+        object.insert(name.into(), value);
     }
-    value
+    json
 }
 
-fn with_status(view: &impl Serialize, status: u16) -> Value {
-    let mut value = serde_json::to_value(view).unwrap_or_default();
-    if let Some(object) = value.as_object_mut() {
-        object.insert("http_status".into(), json!(status));
-    }
-    value
+fn with_cursor(view: &impl Serialize, cursor: u64) -> Value {
+    with_field(view, "cursor", json!(cursor.to_string()))
 }

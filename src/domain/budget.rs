@@ -95,6 +95,18 @@ struct Usage {
     spend: Money,
 }
 
+/// A sale read back from the journal, as a buyer's book counts it: the price (charged
+/// unless the buyer is internal) and the cap windows of its campaign at `sold_at`.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplayedSale<'a> {
+    pub campaign_id: &'a str,
+    pub price: Money,
+    pub charged: bool,
+    pub caps: &'a [Cap],
+    pub tz: Tz,
+    pub sold_at: DateTime<Utc>,
+}
+
 /// The outcome of a settled hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Settled {
@@ -232,27 +244,19 @@ impl BuyerBook {
 
     /// Books a sale read back from the journal: the balance pays and the cap windows of
     /// `sold_at` count it, as `settle` did when it happened.
-    pub fn replay_sale(
-        &mut self,
-        campaign_id: &str,
-        price: Money,
-        charged: bool,
-        caps: &[Cap],
-        tz: Tz,
-        sold_at: DateTime<Utc>,
-    ) {
-        if charged {
-            self.balance -= price;
+    pub fn replay_sale(&mut self, sale: &ReplayedSale<'_>) {
+        if sale.charged {
+            self.balance -= sale.price;
         }
-        let windows = self.usage.entry(campaign_id.to_string()).or_default();
-        let mut counted = Vec::with_capacity(caps.len());
-        for cap in caps {
-            let key = WindowKey { window: cap.window, start: window_start(cap.window, sold_at, tz) };
+        let windows = self.usage.entry(sale.campaign_id.to_string()).or_default();
+        let mut counted = Vec::with_capacity(sale.caps.len());
+        for cap in sale.caps {
+            let key = WindowKey { window: cap.window, start: window_start(cap.window, sale.sold_at, sale.tz) };
             if !counted.contains(&key) {
                 counted.push(key);
                 let used = windows.entry(key).or_default();
                 used.count += 1;
-                used.spend += price;
+                used.spend += sale.price;
             }
         }
     }
@@ -338,7 +342,14 @@ mod tests {
         let now = Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap();
         let caps = [Cap { window: Window::Day, limit: Limit::Count(1), name: "daily" }];
         let mut book = BuyerBook::new(Money::parse("100.00").unwrap());
-        book.replay_sale("c1", Money::parse("38.00").unwrap(), true, &caps, chrono_tz::Europe::Berlin, now);
+        book.replay_sale(&ReplayedSale {
+            campaign_id: "c1",
+            price: Money::parse("38.00").unwrap(),
+            charged: true,
+            caps: &caps,
+            tz: chrono_tz::Europe::Berlin,
+            sold_at: now,
+        });
         assert_eq!(book.balance(), Money::parse("62.00").unwrap());
         let refused = book.try_hold(now, request("h1", "1.00", &caps, now + chrono::Duration::seconds(60)));
         assert_eq!(refused, Err(HoldRefusal::CapReached("daily")), "the replayed sale used today's cap");

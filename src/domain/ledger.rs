@@ -55,6 +55,32 @@ pub struct SaleSettled {
     pub return_terms: Option<super::returns::ReturnTerms>,
 }
 
+#[cfg(test)]
+impl SaleSettled {
+    /// A 38.00 EUR sale (payout 22.80) of `led_1` from `s1` to `b1` by standing bid; tests
+    /// change what they look at.
+    pub(crate) fn example(sold_at: DateTime<Utc>) -> SaleSettled {
+        SaleSettled {
+            sale_id: "sal_1".into(),
+            lead_id: "led_1".into(),
+            ping_id: None,
+            supplier_id: "s1".into(),
+            buyer_id: "b1".into(),
+            campaign_id: "c1".into(),
+            vertical: "solar".into(),
+            country: "DE".into(),
+            model: Model::Bidding,
+            price: Money::cents(3800),
+            payout: Money::cents(2280),
+            currency: "EUR".into(),
+            sold_at,
+            internal: false,
+            dedup_keys: Vec::new(),
+            return_terms: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ReturnResolved {
     pub return_id: String,
@@ -73,22 +99,11 @@ pub struct ReturnResolved {
     pub resolved_at: DateTime<Utc>,
     /// When the returned lead was sold: refunds are booked against that period.
     pub sold_at: DateTime<Utc>,
-    // Journal only (the ledger stream does not carry them; a consumer joins on `sale_id`):
-    // enough to rebuild the return at start without its sale.
+    // Journal only (the ledger stream does not carry them). Everything else a return
+    // needs at start comes from its sale, which is always journaled before it.
     /// The operator's words when deciding (always present for a rejection).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolution_reason: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lead_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub campaign_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vertical: Option<String>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub internal: bool,
-    /// The sale's price (the credit is zero when rejected or internal).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub price: Option<Money>,
     /// The return's revision (its place in the supplier feed).
     #[serde(default)]
     pub revision: u64,

@@ -129,35 +129,31 @@ impl LeadReturn {
             resolved_at,
             sold_at: self.sold_at,
             resolution_reason: self.resolution_reason.clone(),
-            lead_id: Some(self.lead_id.clone()),
-            campaign_id: Some(self.campaign_id.clone()),
-            vertical: Some(self.vertical.clone()),
-            internal: self.internal,
-            price: Some(self.price),
             revision: 0,
         })
     }
 
-    /// Rebuilds a resolved return from its ledger event (at start).
-    pub fn from_event(event: &ReturnResolved, sale: Option<&SaleSettled>) -> LeadReturn {
+    /// Rebuilds a resolved return at start from its ledger event and its sale (journaled
+    /// before any return of it).
+    pub fn from_event(event: &ReturnResolved, sale: &SaleSettled) -> LeadReturn {
         LeadReturn {
             return_id: event.return_id.clone(),
             sale_id: event.sale_id.clone(),
-            lead_id: event.lead_id.clone().or_else(|| sale.map(|s| s.lead_id.clone())).unwrap_or_default(),
+            lead_id: sale.lead_id.clone(),
             buyer_id: event.buyer_id.clone(),
             supplier_id: event.supplier_id.clone(),
-            campaign_id: event.campaign_id.clone().or_else(|| sale.map(|s| s.campaign_id.clone())).unwrap_or_default(),
-            vertical: event.vertical.clone().or_else(|| sale.map(|s| s.vertical.clone())).unwrap_or_default(),
+            campaign_id: sale.campaign_id.clone(),
+            vertical: sale.vertical.clone(),
             reason: event.reason.clone(),
             note: event.note.clone(),
             status: if event.approved { ReturnStatus::Approved } else { ReturnStatus::Rejected },
             requested_at: event.requested_at,
             resolved_at: Some(event.resolved_at),
             resolution_reason: event.resolution_reason.clone(),
-            price: event.price.or_else(|| sale.map(|s| s.price)).unwrap_or(event.credit),
-            payout: sale.map_or(event.payout_reversed, |s| s.payout),
+            price: sale.price,
+            payout: sale.payout,
             currency: event.currency.clone(),
-            internal: event.internal,
+            internal: sale.internal,
             sold_at: event.sold_at,
         }
     }
@@ -275,29 +271,11 @@ pub fn resolve(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::model::Model;
     use chrono::TimeZone;
     use proptest::prelude::*;
 
     fn sale(sold_at: DateTime<Utc>, internal: bool) -> SaleSettled {
-        SaleSettled {
-            sale_id: "sal_1".into(),
-            lead_id: "led_1".into(),
-            ping_id: None,
-            supplier_id: "s1".into(),
-            buyer_id: "b1".into(),
-            campaign_id: "c1".into(),
-            vertical: "solar".into(),
-            country: "DE".into(),
-            model: Model::Bidding,
-            price: Money::cents(3800),
-            payout: Money::cents(2280),
-            currency: "EUR".into(),
-            sold_at,
-            internal,
-            dedup_keys: Vec::new(),
-            return_terms: None,
-        }
+        SaleSettled { internal, ..SaleSettled::example(sold_at) }
     }
 
     fn reasons() -> Vec<String> {
@@ -374,8 +352,7 @@ mod tests {
         let pending = open("ret_1".into(), &sold, WEEK, "other".into(), Some("wrong number".into()), at(2, 9));
         let approved = resolve(&pending, true, Some("confirmed".into()), at(3, 0)).unwrap();
         let event = approved.resolved_event().unwrap();
-        assert_eq!(LeadReturn::from_event(&event, Some(&sold)), approved);
-        assert_eq!(LeadReturn::from_event(&event, None), approved, "the event alone is enough");
+        assert_eq!(LeadReturn::from_event(&event, &sold), approved);
     }
 
     proptest! {

@@ -22,11 +22,11 @@ use parking_lot::Mutex;
 
 pub use answers::{LeadAnswer, PingAnswer};
 pub use post::PostInput;
-pub use returns::{BuyerReturnView, ReturnInput, SupplierReturnView};
+pub use returns::{ReturnAmounts, ReturnInput, ReturnView};
 
 use crate::buyers::BuyerClient;
 use crate::clock::Clock;
-use crate::domain::budget::{BalanceView, Funding};
+use crate::domain::budget::{BalanceView, Funding, ReplayedSale};
 use crate::domain::geo::PostalTable;
 use crate::domain::ledger::{BalanceToppedUp, Event, LedgerEvent};
 use crate::domain::market::{ConfigChange, Market, MarketError};
@@ -306,21 +306,16 @@ impl Router {
         for event in events {
             match &event.event {
                 Event::SaleSettled(sale) => {
-                    let (caps, tz) = match market.campaign(&sale.campaign_id) {
-                        Some(campaign) => (campaign.caps.clone(), campaign.tz),
-                        None => (Vec::new(), chrono_tz::UTC),
+                    let campaign = market.campaign(&sale.campaign_id);
+                    let replayed = ReplayedSale {
+                        campaign_id: &sale.campaign_id,
+                        price: sale.price,
+                        charged: !sale.internal,
+                        caps: campaign.map_or(&[], |c| &c.caps),
+                        tz: campaign.map_or(chrono_tz::UTC, |c| c.tz),
+                        sold_at: sale.sold_at,
                     };
-                    self.budget
-                        .replay_sale(
-                            &sale.buyer_id,
-                            &sale.campaign_id,
-                            sale.price,
-                            !sale.internal,
-                            &caps,
-                            tz,
-                            sale.sold_at,
-                        )
-                        .await?;
+                    self.budget.replay_sale(&sale.buyer_id, replayed).await?;
                     let keys: Vec<_> =
                         sale.dedup_keys.iter().filter_map(|k| crate::domain::dedup::from_hex(k)).collect();
                     self.dedup.commit(&keys, sale.sold_at);
@@ -433,4 +428,9 @@ impl Router {
     fn next_tie_turn(&self) -> u64 {
         self.tie_turn.fetch_add(1, Ordering::Relaxed)
     }
+}
+
+/// Counts one ping, post or lead (`*_total{vertical,outcome}`).
+fn count(name: &'static str, vertical: &crate::domain::model::Vertical, outcome: &'static str) {
+    metrics::counter!(name, "vertical" => vertical.name.clone(), "outcome" => outcome).increment(1);
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::decide::{Decision, Misses, HOLD_GRACE};
-use super::{EngineError, PingAnswer, Router};
+use super::{count, EngineError, PingAnswer, Router};
 use crate::domain::eligibility::Subject;
 use crate::domain::lead::{validate_ping, PingInput};
 use crate::domain::market::Market;
@@ -30,8 +30,7 @@ impl Router {
         let supplier = Arc::clone(market.supplier(supplier_id).ok_or(EngineError::NotFound("supplier"))?);
         let vertical = vertical_of(&market, input.vertical.as_deref())?;
         let ping = validate_ping(input, &vertical, self.postal).map_err(|errors| {
-            metrics::counter!(telemetry::PINGS_TOTAL, "vertical" => vertical.name.clone(), "outcome" => "invalid")
-                .increment(1);
+            count(telemetry::PINGS_TOTAL, &vertical, "invalid");
             EngineError::Invalid(errors)
         })?;
         let ping_id = ids::ping_id();
@@ -78,8 +77,7 @@ impl Router {
                 reason: None,
             }
         };
-        metrics::counter!(telemetry::PINGS_TOTAL, "vertical" => vertical.name.clone(), "outcome" => answer.status)
-            .increment(1);
+        count(telemetry::PINGS_TOTAL, &vertical, answer.status);
         metrics::histogram!(telemetry::DECISION_DURATION_SECONDS, "vertical" => vertical.name.clone(), "model" => vertical.model.as_str())
             .record(d.started.elapsed().as_secs_f64());
         d.trace.status = answer.status.to_string();

@@ -11,11 +11,11 @@ use tokio::time::Instant;
 
 use super::decide::{Decision, Lot, Misses, HOLD_GRACE};
 use super::ping::vertical_of;
-use super::{EngineError, LeadAnswer, Router};
+use super::{count, EngineError, LeadAnswer, Router};
 use crate::domain::eligibility::Subject;
 use crate::domain::lead::{validate_lead, LeadInput, ValidLead};
 use crate::domain::market::Market;
-use crate::domain::model::{FieldError, Supplier, Vertical};
+use crate::domain::model::{FieldError, Supplier};
 use crate::domain::money::Money;
 use crate::domain::trace::Trace;
 use crate::ids;
@@ -58,7 +58,7 @@ impl Router {
             Err(error) => {
                 // Bad input changes nothing: the ping can still be posted.
                 self.pings.reopen(&ping_id);
-                count(&ctx.vertical, "posts", "invalid");
+                count(telemetry::POSTS_TOTAL, &ctx.vertical, "invalid");
                 return Err(error);
             }
         };
@@ -83,7 +83,7 @@ impl Router {
         let sold = self.sell(&mut d, &lot, &ctx.offers, ctx.held, cursor, hold_expires_at, &mut misses).await;
         self.pings.finish_post(&ping_id);
         let answer = finish(&mut d, lead_id, sold?, &misses);
-        count(&d.vertical, "posts", answer.status);
+        count(telemetry::POSTS_TOTAL, &d.vertical, answer.status);
         self.traces.put(d.trace);
         Ok(answer)
     }
@@ -95,7 +95,7 @@ impl Router {
         let supplier = Arc::clone(market.supplier(supplier_id).ok_or(EngineError::NotFound("supplier"))?);
         let vertical = vertical_of(&market, input.vertical.as_deref())?;
         let lead = validate_lead(input, &vertical, self.postal).map_err(|errors| {
-            count(&vertical, "leads", "invalid");
+            count(telemetry::LEADS_TOTAL, &vertical, "invalid");
             EngineError::Invalid(errors)
         })?;
         let lead_id = ids::lead_id();
@@ -125,7 +125,7 @@ impl Router {
         let lot = Lot { lead: &lead, lead_id: &lead_id, ping_id: &ping_id };
         let sales = self.sell(&mut d, &lot, &offers, batch, cursor, hold_expires_at, &mut misses).await?;
         let answer = finish(&mut d, lead_id, sales, &misses);
-        count(&vertical, "leads", answer.status);
+        count(telemetry::LEADS_TOTAL, &vertical, answer.status);
         metrics::histogram!(telemetry::DECISION_DURATION_SECONDS, "vertical" => vertical.name.clone(), "model" => vertical.model.as_str())
             .record(d.started.elapsed().as_secs_f64());
         self.traces.put(d.trace);
@@ -211,9 +211,4 @@ fn finish(d: &mut Decision, lead_id: String, sales: Vec<Sale>, misses: &Misses) 
     d.trace.status = answer.status.to_string();
     d.trace.reason = answer.reason.map(str::to_string);
     answer
-}
-
-fn count(vertical: &Vertical, what: &str, outcome: &'static str) {
-    let name = if what == "posts" { telemetry::POSTS_TOTAL } else { telemetry::LEADS_TOTAL };
-    metrics::counter!(name, "vertical" => vertical.name.clone(), "outcome" => outcome).increment(1);
 }

@@ -33,9 +33,10 @@ pub struct ReturnInput {
 /// the campaign is gone, a week under an operator's eye.
 const FALLBACK_TERMS: ReturnTerms = ReturnTerms { window_days: 7, require_approval: true };
 
-/// A return as its buyer sees it (API answers and buyer notifications).
+/// A return as one party sees it (API answers and notifications): the same facts, with
+/// the money of that party only.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct BuyerReturnView {
+pub struct ReturnView {
     pub return_id: String,
     pub sale_id: String,
     pub lead_id: String,
@@ -43,8 +44,8 @@ pub struct BuyerReturnView {
     pub reason: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
-    pub price: Money,
-    pub credit: Money,
+    #[serde(flatten)]
+    pub amounts: ReturnAmounts,
     pub currency: String,
     pub sold_at: chrono::DateTime<chrono::Utc>,
     pub requested_at: chrono::DateTime<chrono::Utc>,
@@ -53,57 +54,33 @@ pub struct BuyerReturnView {
     pub resolution_reason: Option<String>,
 }
 
-/// A return as the supplier of the lead sees it: its payout, never the buyer or its price.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SupplierReturnView {
-    pub return_id: String,
-    pub sale_id: String,
-    pub lead_id: String,
-    pub status: ReturnStatus,
-    pub reason: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
-    pub payout: Money,
-    pub payout_reversed: Money,
-    pub currency: String,
-    pub sold_at: chrono::DateTime<chrono::Utc>,
-    pub requested_at: chrono::DateTime<chrono::Utc>,
-    pub resolved_at: Option<chrono::DateTime<chrono::Utc>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub resolution_reason: Option<String>,
+#[serde(untagged)]
+pub enum ReturnAmounts {
+    /// What the buyer paid and gets back.
+    Buyer { price: Money, credit: Money },
+    /// What the supplier earned and gives back; never the buyer's price.
+    Supplier { payout: Money, payout_reversed: Money },
 }
 
-impl BuyerReturnView {
-    pub fn of(r: &LeadReturn) -> BuyerReturnView {
-        BuyerReturnView {
-            return_id: r.return_id.clone(),
-            sale_id: r.sale_id.clone(),
-            lead_id: r.lead_id.clone(),
-            status: r.status,
-            reason: r.reason.clone(),
-            note: r.note.clone(),
-            price: r.price,
-            credit: r.credit(),
-            currency: r.currency.clone(),
-            sold_at: r.sold_at,
-            requested_at: r.requested_at,
-            resolved_at: r.resolved_at,
-            resolution_reason: r.resolution_reason.clone(),
-        }
+impl ReturnView {
+    pub fn for_buyer(r: &LeadReturn) -> ReturnView {
+        ReturnView::of(r, ReturnAmounts::Buyer { price: r.price, credit: r.credit() })
     }
-}
 
-impl SupplierReturnView {
-    pub fn of(r: &LeadReturn) -> SupplierReturnView {
-        SupplierReturnView {
+    pub fn for_supplier(r: &LeadReturn) -> ReturnView {
+        ReturnView::of(r, ReturnAmounts::Supplier { payout: r.payout, payout_reversed: r.payout_reversed() })
+    }
+
+    fn of(r: &LeadReturn, amounts: ReturnAmounts) -> ReturnView {
+        ReturnView {
             return_id: r.return_id.clone(),
             sale_id: r.sale_id.clone(),
             lead_id: r.lead_id.clone(),
             status: r.status,
             reason: r.reason.clone(),
             note: r.note.clone(),
-            payout: r.payout,
-            payout_reversed: r.payout_reversed(),
+            amounts,
             currency: r.currency.clone(),
             sold_at: r.sold_at,
             requested_at: r.requested_at,
@@ -257,14 +234,14 @@ impl Router {
         let mut messages = Vec::new();
         if let Some(supplier) = market.supplier(&r.supplier_id) {
             if let (Some(url), Some(_)) = (&supplier.notify_url, &supplier.webhook_secret) {
-                let body = serde_json::json!({"type": event, "return": SupplierReturnView::of(r)}).to_string();
+                let body = serde_json::json!({"type": event, "return": ReturnView::for_supplier(r)}).to_string();
                 let recipient = Recipient::Supplier(supplier.id.clone());
                 messages.push(self.queue_notification(recipient, url, body, requires.clone()).await?);
             }
         }
         if event == "return.resolved" {
             if let Some(url) = market.buyer(&r.buyer_id).and_then(|buyer| buyer.notify_url.clone()) {
-                let body = serde_json::json!({"type": event, "return": BuyerReturnView::of(r)}).to_string();
+                let body = serde_json::json!({"type": event, "return": ReturnView::for_buyer(r)}).to_string();
                 let recipient = Recipient::Buyer(r.buyer_id.clone());
                 messages.push(self.queue_notification(recipient, &url, body, requires).await?);
             }
@@ -288,8 +265,13 @@ impl Router {
         if !event.credit.is_zero() {
             self.budget.top_up(&event.buyer_id, event.credit).await?;
         }
-        let sale = self.sales.get(&event.sale_id);
-        self.returns.put(LeadReturn::from_event(event, sale.as_ref()), event.revision);
+        match self.sales.get(&event.sale_id) {
+            Some(sale) => self.returns.put(LeadReturn::from_event(event, &sale), event.revision),
+            // Cannot happen (a return is only taken for a journaled sale); the credit stands.
+            None => {
+                tracing::error!(return_id = %event.return_id, sale_id = %event.sale_id, "a return's sale is not in the journal")
+            }
+        }
         Ok(())
     }
 }

@@ -117,22 +117,11 @@ mod tests {
             sequence: 7,
             at,
             event: Event::SaleSettled(SaleSettled {
-                sale_id: "sal_1".into(),
-                lead_id: "led_1".into(),
-                ping_id: None,
-                supplier_id: "s1".into(),
-                buyer_id: "b1".into(),
-                campaign_id: "c1".into(),
-                vertical: "solar".into(),
-                country: "DE".into(),
                 model: Model::PingTree,
                 price: Money::cents(3850),
                 payout: Money::cents(2310),
-                currency: "EUR".into(),
-                sold_at: at,
-                internal: false,
                 dedup_keys: vec!["ab".into()],
-                return_terms: None,
+                ..SaleSettled::example(at)
             }),
         };
         let proto = to_proto(&sale);

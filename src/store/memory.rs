@@ -12,10 +12,8 @@ use dashmap::DashMap;
 use parking_lot::Mutex;
 
 use super::{Budget, BudgetError, HoldHandle};
-use chrono_tz::Tz;
 
-use crate::domain::budget::{BalanceView, BuyerBook, Funding, HoldRequest, Settled};
-use crate::domain::caps::Cap;
+use crate::domain::budget::{BalanceView, BuyerBook, Funding, HoldRequest, ReplayedSale, Settled};
 use crate::domain::money::Money;
 
 #[derive(Default)]
@@ -66,17 +64,8 @@ impl Budget for MemoryBudget {
         Ok(self.book(buyer_id).lock().view(now, funding))
     }
 
-    async fn replay_sale(
-        &self,
-        buyer_id: &str,
-        campaign_id: &str,
-        price: Money,
-        charged: bool,
-        caps: &[Cap],
-        tz: Tz,
-        sold_at: DateTime<Utc>,
-    ) -> Result<(), BudgetError> {
-        self.book(buyer_id).lock().replay_sale(campaign_id, price, charged, caps, tz, sold_at);
+    async fn replay_sale(&self, buyer_id: &str, sale: ReplayedSale<'_>) -> Result<(), BudgetError> {
+        self.book(buyer_id).lock().replay_sale(&sale);
         Ok(())
     }
 

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use crate::domain::budget::{BalanceView, Funding, HoldRefusal, HoldRequest, Settled};
+use crate::domain::budget::{BalanceView, Funding, HoldRefusal, HoldRequest, ReplayedSale, Settled};
 use crate::domain::money::Money;
 
 /// A hold placed in a `Budget`: which buyer's book, which hold.
@@ -56,17 +56,7 @@ pub trait Budget: Send + Sync + 'static {
     async fn top_up(&self, buyer_id: &str, amount: Money) -> Result<Money, BudgetError>;
     async fn balance(&self, buyer_id: &str, now: DateTime<Utc>, funding: Funding) -> Result<BalanceView, BudgetError>;
     /// Books a sale read back from the journal at start (balance and cap windows).
-    #[allow(clippy::too_many_arguments)]
-    async fn replay_sale(
-        &self,
-        buyer_id: &str,
-        campaign_id: &str,
-        price: Money,
-        charged: bool,
-        caps: &[crate::domain::caps::Cap],
-        tz: chrono_tz::Tz,
-        sold_at: DateTime<Utc>,
-    ) -> Result<(), BudgetError>;
+    async fn replay_sale(&self, buyer_id: &str, sale: ReplayedSale<'_>) -> Result<(), BudgetError>;
     /// Drops expired holds everywhere; answers how many buyers' books were swept.
     async fn expire(&self, now: DateTime<Utc>) -> Result<usize, BudgetError>;
 }

@@ -55,21 +55,26 @@ impl PullQueues {
     /// Records that the buyer has taken everything up to `through` (live, or read back at
     /// start before the leads are).
     pub fn acknowledge(&self, buyer_id: &str, through: u64) {
-        let queue = self.by_buyer.entry(buyer_id.to_string()).or_default();
-        let mut queue = queue.lock();
-        queue.acknowledged = queue.acknowledged.max(through);
-        queue.next = queue.next.max(through);
-        let first_kept = queue.acknowledged + 1;
-        queue.waiting = queue.waiting.split_off(&first_kept);
+        self.by_buyer.entry(buyer_id.to_string()).or_default().lock().forget_through(through);
     }
 
     /// The leads after `after`, oldest first, up to `limit`; forgets those at or before
     /// `after` (the buyer has acknowledged them by asking for what follows).
     pub fn fetch(&self, buyer_id: &str, after: u64, limit: usize) -> Vec<(u64, Value)> {
-        self.acknowledge(buyer_id, after);
         let Some(queue) = self.by_buyer.get(buyer_id) else { return Vec::new() };
-        let queue = queue.lock();
+        let mut queue = queue.lock();
+        queue.forget_through(after);
         queue.waiting.iter().take(limit.min(PULL_LIMIT_MAX)).map(|(p, lead)| (*p, lead.clone())).collect()
+    }
+}
+
+impl Queue {
+    fn forget_through(&mut self, through: u64) {
+        if through > self.acknowledged {
+            self.acknowledged = through;
+            self.next = self.next.max(through);
+            self.waiting = self.waiting.split_off(&(through + 1));
+        }
     }
 }
 

@@ -181,6 +181,16 @@ fn post_until_killed(base: &str, workers: u32, sold: &Arc<parking_lot::Mutex<Vec
         .collect()
 }
 
+/// The `/metrics` page of a server on `ops`.
+async fn metrics_of(ops: u16) -> String {
+    let request = hyper::Request::get(format!("http://127.0.0.1:{ops}/metrics"))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let response = client().request(request).await.unwrap();
+    let body = http_body_util::BodyExt::collect(response.into_body()).await.unwrap().to_bytes();
+    String::from_utf8(body.to_vec()).unwrap()
+}
+
 /// The config as TOML, as an operator would write it.
 fn toml_of(config: &serde_json::Value) -> String {
     let value: toml::Value = serde_json::from_value(config.clone()).expect("config as TOML");
@@ -339,6 +349,9 @@ async fn kill_9_loses_no_async_delivery_of_a_lead_answered_sold() {
     let clients = post_until_killed(&format!("http://127.0.0.1:{public}"), 4, &sold);
     // Kill once the load is well under way (however slow this machine is today).
     eventually("50 leads are sold", || sold.lock().len() >= 50).await;
+    // A process of its own: its gauge is exactly its outbox (the buyer refuses everything).
+    let waiting = metric(&metrics_of(ops).await, "leadrouter_outbox_pending", &[]);
+    assert!(waiting >= 1.0, "sold leads wait in the outbox while the buyer refuses: {waiting}");
     child.kill().unwrap();
     child.wait().unwrap();
     for client in clients {
@@ -365,6 +378,18 @@ async fn kill_9_loses_no_async_delivery_of_a_lead_answered_sold() {
         answered_sold.iter().all(|lead_id| delivered.contains(lead_id))
     })
     .await;
+    let mut page = metrics_of(ops).await;
+    for _ in 0..100 {
+        if metric(&page, "leadrouter_outbox_pending", &[]) == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        page = metrics_of(ops).await;
+    }
+    assert_eq!(metric(&page, "leadrouter_outbox_pending", &[]), 0.0, "the gauge empties with the outbox");
+    let delivered =
+        metric(&page, "leadrouter_deliveries_total", &[("mode", "webhook_async"), ("outcome", "delivered")]);
+    assert!(delivered >= answered_sold.len() as f64, "{delivered} delivered for {} sold", answered_sold.len());
     child.kill().unwrap();
     child.wait().unwrap();
 }
