@@ -5,3 +5,6 @@
 //! `consume` (gRPC), `api` (hyper) and `notify` (SMTP) are the adapters at the edge.
 
 pub mod domain;
+pub mod engine;
+pub mod html;
+pub mod store;

@@ -1,0 +1,451 @@
+//! Reconciliation (DESIGN §13): proves the documents against the ledger facts.
+//!
+//! - every sale is on exactly one buyer document line (or is internal, or still waiting for
+//!   its period's document) and on exactly one supplier settlement line (or waiting);
+//! - every approved return with money is on exactly one credit note or exclusion line, and
+//!   on exactly one settlement line when it takes back a payout (or is waiting);
+//! - every line carries the ledger's amount, every document adds up to its lines, every
+//!   statement's balance adds up, numbering has no gaps, and per account and currency the
+//!   documents sum to the ledger to the cent.
+//!
+//! "Waiting" is checked, not assumed: an item is late only if no document of its account
+//! was issued, for a period reaching the item's date, by a run that had already seen it.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::NaiveDate;
+use rusqlite::{Connection, Params};
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+use super::run::zone_of;
+use crate::domain::money;
+use crate::domain::period::local_date;
+use crate::store::documents::{date, decimal, instant};
+use crate::store::StoreError;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Reconciliation {
+    pub ok: bool,
+    pub checked: Checked,
+    pub discrepancies: Vec<Discrepancy>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Checked {
+    pub sales: u64,
+    pub sales_billed: u64,
+    pub sales_internal: u64,
+    pub sales_waiting: u64,
+    pub payouts_settled: u64,
+    pub returns_approved: u64,
+    pub returns_credited: u64,
+    pub returns_waiting: u64,
+    pub documents: u64,
+    pub lines: u64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Discrepancy {
+    pub kind: &'static str,
+    pub ids: Vec<String>,
+    pub message: String,
+}
+
+pub fn reconcile(connection: &Connection) -> Result<Reconciliation, StoreError> {
+    let mut found = Vec::new();
+    let mut checked = Checked {
+        documents: count(connection, "SELECT COUNT(*) FROM documents")?,
+        lines: count(connection, "SELECT COUNT(*) FROM lines")?,
+        ..Checked::default()
+    };
+    let issued = IssuedPeriods::load(connection)?;
+    let zones = zones(connection)?;
+
+    // Sales, buyer side.
+    for (sale_id, buyer, sequence, sold_at, internal, billed, lines) in rows7(
+        connection,
+        "SELECT s.sale_id, s.buyer_id, s.sequence, s.sold_at, s.internal, s.buyer_doc,
+                (SELECT COUNT(*) FROM lines l JOIN documents d ON d.number = l.number
+                 WHERE l.sale_id = s.sale_id AND d.account_kind = 'buyer' AND l.kind IN ('sale', 'adjustment', 'excluded'))
+         FROM sales s",
+        [],
+    )? {
+        checked.sales += 1;
+        if internal != "0" {
+            checked.sales_internal += 1;
+            if lines != "0" {
+                found.push(discrepancy("internal_sale_billed", [&sale_id], "an internal buyer's sale is on a document"));
+            }
+            continue;
+        }
+        match (lines.as_str(), billed.is_some()) {
+            ("1", true) => checked.sales_billed += 1,
+            ("0", false) => {
+                let sold_on = local_date(instant(&sold_at)?, zones.get(&("buyer", buyer.clone())).copied().unwrap_or(chrono_tz::UTC));
+                if !zones.contains_key(&("buyer", buyer.clone())) {
+                    found.push(discrepancy("unknown_buyer", [&sale_id, &buyer], "the ledger never described this sale's buyer"));
+                } else if issued.should_hold("buyer", &buyer, sequence.parse().unwrap_or(0), sold_on) {
+                    found.push(discrepancy("sale_not_billed", [&sale_id, &buyer], "a document issued after this sale for its period left it out"));
+                } else {
+                    checked.sales_waiting += 1;
+                }
+            }
+            ("0", true) => found.push(discrepancy("sale_line_missing", [&sale_id], "the sale is marked billed but no line holds it")),
+            (_, _) => found.push(discrepancy("sale_billed_twice", [&sale_id], &format!("the sale is on {lines} buyer document lines"))),
+        }
+    }
+
+    // Sales, supplier side.
+    for (sale_id, supplier, sequence, sold_at, _, settled, lines) in rows7(
+        connection,
+        "SELECT s.sale_id, s.supplier_id, s.sequence, s.sold_at, s.internal, s.supplier_doc,
+                (SELECT COUNT(*) FROM lines l JOIN documents d ON d.number = l.number
+                 WHERE l.sale_id = s.sale_id AND d.account_kind = 'supplier' AND l.kind IN ('sale', 'adjustment'))
+         FROM sales s",
+        [],
+    )? {
+        match (lines.as_str(), settled.is_some()) {
+            ("1", true) => checked.payouts_settled += 1,
+            ("0", false) => {
+                let zone = zones.get(&("supplier", supplier.clone())).copied().unwrap_or(chrono_tz::UTC);
+                if issued.should_hold(
+                    "supplier",
+                    &supplier,
+                    sequence.parse().unwrap_or(0),
+                    local_date(instant(&sold_at)?, zone),
+                ) {
+                    found.push(discrepancy(
+                        "payout_not_settled",
+                        [&sale_id, &supplier],
+                        "a settlement issued after this sale for its period left it out",
+                    ));
+                }
+            }
+            ("0", true) => found.push(discrepancy(
+                "payout_line_missing",
+                [&sale_id],
+                "the payout is marked settled but no line holds it",
+            )),
+            (_, _) => found.push(discrepancy(
+                "payout_settled_twice",
+                [&sale_id],
+                &format!("the payout is on {lines} settlement lines"),
+            )),
+        }
+    }
+
+    // Approved returns, buyer side.
+    for (return_id, buyer, sequence, credit, sale_run, credited, lines) in rows7(
+        connection,
+        "SELECT r.return_id, r.buyer_id, r.sequence, r.credit,
+                (SELECT d.run_id FROM sales s JOIN documents d ON d.number = s.buyer_doc WHERE s.sale_id = r.sale_id),
+                r.buyer_doc,
+                (SELECT COUNT(*) FROM lines l JOIN documents d ON d.number = l.number
+                 WHERE l.return_id = r.return_id AND d.account_kind = 'buyer')
+         FROM returns r WHERE r.approved = 1",
+        [],
+    )? {
+        checked.returns_approved += 1;
+        if decimal(&credit)?.is_zero() {
+            continue;
+        }
+        match (lines.as_str(), credited.is_some()) {
+            ("1", true) => checked.returns_credited += 1,
+            ("0", false) => {
+                let sequence: i64 = sequence.parse().unwrap_or(0);
+                // Credit notes are due from the first run that saw the return after its
+                // sale was billed.
+                let due = match sale_run.parse::<i64>() {
+                    Ok(run) => {
+                        count_params(
+                            connection,
+                            "SELECT COUNT(*) FROM runs WHERE id >= ?1 AND through_sequence >= ?2",
+                            rusqlite::params![run, sequence],
+                        )? > 0
+                    }
+                    Err(_) => false,
+                };
+                if due {
+                    found.push(discrepancy(
+                        "return_not_credited",
+                        [&return_id, &buyer],
+                        "a run after this return issued no credit note for it",
+                    ));
+                } else {
+                    checked.returns_waiting += 1;
+                }
+            }
+            ("0", true) => found.push(discrepancy(
+                "return_line_missing",
+                [&return_id],
+                "the return is marked credited but no line holds it",
+            )),
+            (_, _) => found.push(discrepancy(
+                "return_credited_twice",
+                [&return_id],
+                &format!("the return is on {lines} buyer document lines"),
+            )),
+        }
+    }
+
+    line_amounts(connection, &mut found)?;
+    document_totals(connection, &mut found)?;
+    account_totals(connection, &mut found)?;
+    numbering(connection, &mut found)?;
+
+    Ok(Reconciliation { ok: found.is_empty(), checked, discrepancies: found })
+}
+
+/// Every line carries the amount the ledger says.
+fn line_amounts(connection: &Connection, found: &mut Vec<Discrepancy>) -> Result<(), StoreError> {
+    let checks = [
+        ("SELECT l.number, l.sale_id, l.amount, s.price FROM lines l JOIN documents d ON d.number = l.number
+            LEFT JOIN sales s ON s.sale_id = l.sale_id
+          WHERE d.account_kind = 'buyer' AND l.kind IN ('sale', 'adjustment')", false),
+        ("SELECT l.number, l.sale_id, l.amount, s.payout FROM lines l JOIN documents d ON d.number = l.number
+            LEFT JOIN sales s ON s.sale_id = l.sale_id
+          WHERE d.account_kind = 'supplier' AND l.kind IN ('sale', 'adjustment')", false),
+        ("SELECT l.number, l.return_id, l.amount, r.credit FROM lines l JOIN documents d ON d.number = l.number
+            LEFT JOIN returns r ON r.return_id = l.return_id
+          WHERE d.account_kind = 'buyer' AND l.kind = 'return'", true),
+        ("SELECT l.number, l.return_id, l.amount, r.payout_reversed FROM lines l JOIN documents d ON d.number = l.number
+            LEFT JOIN returns r ON r.return_id = l.return_id
+          WHERE d.account_kind = 'supplier' AND l.kind = 'return'", true),
+        ("SELECT l.number, CAST(l.topup_sequence AS TEXT), l.amount, t.amount FROM lines l
+            LEFT JOIN topups t ON t.sequence = l.topup_sequence WHERE l.kind = 'topup'", false),
+    ];
+    for (sql, negative) in checks {
+        let mut statement = connection.prepare(sql)?;
+        let rows = statement.query_map([], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, Option<String>>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, Option<String>>(3)?,
+            ))
+        })?;
+        for row in rows {
+            let (number, id, amount, ledger) = row?;
+            let id = id.unwrap_or_default();
+            let Some(ledger) = ledger else {
+                found.push(discrepancy("line_without_fact", [&number, &id], "the line names nothing the ledger holds"));
+                continue;
+            };
+            let expected = if negative { -decimal(&ledger)? } else { decimal(&ledger)? };
+            if decimal(&amount)? != expected {
+                found.push(discrepancy(
+                    "line_amount_mismatch",
+                    [&number, &id],
+                    &format!("the line says {amount}, the ledger {}", money::format(expected)),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Every document adds up to its lines, and every statement's balance adds up.
+fn document_totals(connection: &Connection, found: &mut Vec<Discrepancy>) -> Result<(), StoreError> {
+    let mut sums: BTreeMap<String, (Decimal, Decimal)> = BTreeMap::new();
+    let mut statement = connection.prepare("SELECT number, kind, amount FROM lines")?;
+    let rows = statement
+        .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?)))?;
+    for row in rows {
+        let (number, kind, amount) = row?;
+        let entry = sums.entry(number).or_default();
+        if kind == "topup" {
+            entry.1 += decimal(&amount)?;
+        } else {
+            entry.0 += decimal(&amount)?;
+        }
+    }
+    let mut statement = connection.prepare("SELECT number, total, opening_balance, closing_balance FROM documents")?;
+    let rows = statement.query_map([], |row| {
+        Ok((
+            row.get::<_, String>(0)?,
+            row.get::<_, String>(1)?,
+            row.get::<_, Option<String>>(2)?,
+            row.get::<_, Option<String>>(3)?,
+        ))
+    })?;
+    for row in rows {
+        let (number, total, opening, closing) = row?;
+        let (charges, topups) = sums.get(&number).copied().unwrap_or_default();
+        if decimal(&total)? != charges {
+            found.push(discrepancy(
+                "document_total_mismatch",
+                [&number],
+                &format!("total {total}, lines {}", money::format(charges)),
+            ));
+        }
+        if let (Some(opening), Some(closing)) = (opening, closing) {
+            if decimal(&opening)? + topups - charges != decimal(&closing)? {
+                found.push(discrepancy(
+                    "statement_balance_mismatch",
+                    [&number],
+                    "opening + top-ups - charges is not the closing balance",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Per account and currency, the documents sum to the ledger amounts of what they bill.
+fn account_totals(connection: &Connection, found: &mut Vec<Discrepancy>) -> Result<(), StoreError> {
+    let mut ledger: BTreeMap<(String, String, String), Decimal> = BTreeMap::new();
+    let facts = [
+        ("buyer", "SELECT buyer_id, currency, price FROM sales WHERE buyer_doc IS NOT NULL", false),
+        ("buyer", "SELECT buyer_id, currency, credit FROM returns WHERE buyer_doc IS NOT NULL", true),
+        ("supplier", "SELECT supplier_id, currency, payout FROM sales WHERE supplier_doc IS NOT NULL", false),
+        ("supplier", "SELECT supplier_id, currency, payout_reversed FROM returns WHERE supplier_doc IS NOT NULL", true),
+    ];
+    for (kind, sql, negative) in facts {
+        let mut statement = connection.prepare(sql)?;
+        let rows = statement
+            .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?)))?;
+        for row in rows {
+            let (account, currency, amount) = row?;
+            let amount = decimal(&amount)?;
+            *ledger.entry((kind.to_string(), account, currency)).or_default() +=
+                if negative { -amount } else { amount };
+        }
+    }
+    let mut documents: BTreeMap<(String, String, String), Decimal> = BTreeMap::new();
+    let mut statement = connection.prepare("SELECT account_kind, account_id, currency, total FROM documents")?;
+    let rows = statement.query_map([], |row| {
+        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?, row.get::<_, String>(3)?))
+    })?;
+    for row in rows {
+        let (kind, account, currency, total) = row?;
+        *documents.entry((kind, account, currency)).or_default() += decimal(&total)?;
+    }
+    let keys: std::collections::BTreeSet<_> = ledger.keys().chain(documents.keys()).cloned().collect();
+    for key in keys {
+        let (in_ledger, in_documents) =
+            (ledger.get(&key).copied().unwrap_or_default(), documents.get(&key).copied().unwrap_or_default());
+        if in_ledger != in_documents {
+            let (kind, account, currency) = &key;
+            found.push(discrepancy(
+                "account_total_mismatch",
+                [account, currency],
+                &format!(
+                    "{kind} documents sum to {}, the ledger to {}",
+                    money::format(in_documents),
+                    money::format(in_ledger)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Every series numbers its documents 1, 2, 3... per year.
+fn numbering(connection: &Connection, found: &mut Vec<Discrepancy>) -> Result<(), StoreError> {
+    let mut series: BTreeMap<(String, String), Vec<u64>> = BTreeMap::new();
+    let mut statement = connection.prepare("SELECT number FROM documents")?;
+    for number in statement.query_map([], |row| row.get::<_, String>(0))? {
+        let number = number?;
+        let mut parts = number.splitn(3, '-');
+        let (prefix, year, count) =
+            (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        series.entry((prefix.to_string(), year.to_string())).or_default().push(count.parse().unwrap_or(0));
+    }
+    for ((prefix, year), mut counts) in series {
+        counts.sort_unstable();
+        if counts.iter().enumerate().any(|(i, count)| *count != i as u64 + 1) {
+            found.push(discrepancy(
+                "numbering_gap",
+                [&format!("{prefix}-{year}")],
+                "the series skips or repeats a number",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// For each account: the documents of its periods, with the ledger sequence their run had
+/// seen and the last day they reached.
+struct IssuedPeriods(HashMap<(String, String), Vec<(i64, NaiveDate)>>);
+
+impl IssuedPeriods {
+    fn load(connection: &Connection) -> Result<IssuedPeriods, StoreError> {
+        let mut statement = connection.prepare(
+            "SELECT d.account_kind, d.account_id, r.through_sequence, d.period_to FROM documents d
+             JOIN runs r ON r.id = d.run_id WHERE d.kind IN ('invoice', 'statement', 'supplier_settlement')",
+        )?;
+        let rows = statement.query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, i64>(2)?, row.get::<_, String>(3)?))
+        })?;
+        let mut issued: HashMap<(String, String), Vec<(i64, NaiveDate)>> = HashMap::new();
+        for row in rows {
+            let (kind, account, through, to) = row?;
+            issued.entry((kind, account)).or_default().push((through, date(&to)?));
+        }
+        Ok(IssuedPeriods(issued))
+    }
+
+    /// Whether some document of the account should hold an item of `sequence` dated `on`.
+    fn should_hold(&self, kind: &str, account: &str, sequence: i64, on: NaiveDate) -> bool {
+        self.0
+            .get(&(kind.to_string(), account.to_string()))
+            .is_some_and(|issued| issued.iter().any(|(through, to)| *through >= sequence && *to >= on))
+    }
+}
+
+type Zones = HashMap<(&'static str, String), chrono_tz::Tz>;
+
+fn zones(connection: &Connection) -> Result<Zones, StoreError> {
+    let mut statement = connection.prepare("SELECT kind, id, timezone FROM accounts")?;
+    let rows = statement
+        .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?)))?;
+    let mut zones = HashMap::new();
+    for row in rows {
+        let (kind, id, zone) = row?;
+        let kind = if kind == "supplier" { "supplier" } else { "buyer" };
+        zones.insert((kind, id), zone_of(&zone)?);
+    }
+    Ok(zones)
+}
+
+type Row7 = (String, String, String, String, String, Option<String>, String);
+
+/// Rows of seven columns, the sixth nullable, all read as text.
+fn rows7(connection: &Connection, sql: &str, params: impl Params) -> Result<Vec<Row7>, StoreError> {
+    let mut statement = connection.prepare(sql)?;
+    let text = |row: &rusqlite::Row<'_>, i: usize| -> rusqlite::Result<String> {
+        let value: rusqlite::types::Value = row.get(i)?;
+        Ok(match value {
+            rusqlite::types::Value::Integer(n) => n.to_string(),
+            rusqlite::types::Value::Text(text) => text,
+            rusqlite::types::Value::Null => String::new(),
+            other => format!("{other:?}"),
+        })
+    };
+    let rows = statement.query_map(params, |row| {
+        Ok((
+            text(row, 0)?,
+            text(row, 1)?,
+            text(row, 2)?,
+            text(row, 3)?,
+            text(row, 4)?,
+            row.get::<_, Option<String>>(5)?,
+            text(row, 6)?,
+        ))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+fn count(connection: &Connection, sql: &str) -> Result<u64, StoreError> {
+    count_params(connection, sql, [])
+}
+
+fn count_params(connection: &Connection, sql: &str, params: impl Params) -> Result<u64, StoreError> {
+    let count: i64 = connection.query_row(sql, params, |row| row.get(0))?;
+    Ok(count as u64)
+}
+
+fn discrepancy<const N: usize>(kind: &'static str, ids: [&String; N], message: &str) -> Discrepancy {
+    Discrepancy { kind, ids: ids.into_iter().cloned().collect(), message: message.to_string() }
+}
