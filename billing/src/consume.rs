@@ -1,0 +1,202 @@
+//! Following the router's ledger stream (DESIGN §7) over gRPC: subscribe after the applied
+//! cursor, apply what arrives in batches (each batch in one transaction with the cursor),
+//! and reconnect with backoff when the router is away.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use rust_decimal::Decimal;
+use tokio::sync::watch;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::domain::facts::{self, BillingMode, Entry, Fact, DEFAULT_PAYMENT_TERMS_DAYS};
+use crate::domain::money;
+use crate::store::{ledger, Db, StoreError};
+use crate::telemetry;
+
+pub mod proto {
+    tonic::include_proto!("leadrouter.v1");
+}
+
+use proto::ledger_event::Event;
+use proto::ledger_stream_client::LedgerStreamClient;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumeError {
+    #[error("ledger address {0:?}: {1}")]
+    Address(String, String),
+    #[error("cannot reach the ledger: {0}")]
+    Connect(#[from] tonic::transport::Error),
+    #[error("ledger stream: {0}")]
+    Stream(#[from] tonic::Status),
+    #[error("ledger event {sequence}: {field} is malformed")]
+    Malformed { sequence: u64, field: &'static str },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Most events applied in one transaction; more means fewer fsyncs while catching up.
+const BATCH: usize = 1024;
+
+/// Follows the stream until `shutdown` turns true, reconnecting with backoff (250 ms
+/// doubling to 10 s, reset by every applied batch).
+pub async fn follow(db: Db, url: String, mut shutdown: watch::Receiver<bool>) {
+    let mut delay = Duration::from_millis(250);
+    loop {
+        let session = tokio::select! {
+            result = session(&db, &url, None, &mut delay) => result,
+            _ = crate::stopped(&mut shutdown) => return,
+        };
+        match session {
+            Ok(()) => tracing::info!("ledger stream ended; reconnecting"),
+            Err(error) => tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "ledger stream"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = crate::stopped(&mut shutdown) => return,
+        }
+        delay = (delay * 2).min(Duration::from_secs(10));
+    }
+}
+
+/// Applies everything the router has now: reads until the stream is quiet for `quiet`.
+/// Answers the applied sequence.
+pub async fn catch_up(db: &Db, url: &str, quiet: Duration) -> Result<u64, ConsumeError> {
+    let mut delay = Duration::ZERO;
+    session(db, url, Some(quiet), &mut delay).await?;
+    Ok(db.applied()?)
+}
+
+async fn session(db: &Db, url: &str, quiet: Option<Duration>, delay: &mut Duration) -> Result<(), ConsumeError> {
+    let mut client = LedgerStreamClient::new(connect(url).await?);
+    let after = db.applied()?;
+    let stream = client.subscribe(proto::SubscribeRequest { after_sequence: after }).await?.into_inner();
+    tracing::info!(after, "subscribed to the ledger");
+    let mut batches = stream.ready_chunks(BATCH);
+    let mut seen = after;
+    loop {
+        let next = match quiet {
+            Some(quiet) => match tokio::time::timeout(quiet, batches.next()).await {
+                Ok(next) => next,
+                Err(_) => return Ok(()),
+            },
+            None => batches.next().await,
+        };
+        let Some(batch) = next else { return Ok(()) };
+        let mut entries = Vec::with_capacity(batch.len());
+        for event in batch {
+            let event = event?;
+            seen = seen.max(event.sequence);
+            entries.push(entry(event)?);
+        }
+        telemetry::ledger_seen(seen);
+        let applied = db.blocking(move |connection| ledger::apply(connection, &entries)).await?;
+        telemetry::ledger_applied(applied, seen);
+        *delay = Duration::from_millis(250);
+    }
+}
+
+async fn connect(url: &str) -> Result<Channel, ConsumeError> {
+    let endpoint = Endpoint::from_shared(url.to_string())
+        .map_err(|error| ConsumeError::Address(url.to_string(), error.to_string()))?
+        .connect_timeout(Duration::from_secs(2))
+        .tcp_nodelay(true);
+    Ok(endpoint.connect().await?)
+}
+
+/// One proto event as a parsed ledger fact.
+pub fn entry(event: proto::LedgerEvent) -> Result<Entry, ConsumeError> {
+    let sequence = event.sequence;
+    let malformed = |field| ConsumeError::Malformed { sequence, field };
+    let amount = |text: &str, field| money::parse(text).ok_or(malformed(field));
+    let instant = |text: &str, field| {
+        DateTime::parse_from_rfc3339(text).map(|at| at.with_timezone(&Utc)).map_err(|_| malformed(field))
+    };
+    let at = instant(&event.at, "at")?;
+    let fact = match event.event.ok_or(malformed("event"))? {
+        Event::SaleSettled(sale) => Fact::Sale(facts::Sale {
+            price: amount(&sale.price, "price")?,
+            payout: amount(&sale.payout, "payout")?,
+            sold_at: instant(&sale.sold_at, "sold_at")?,
+            sale_id: sale.sale_id,
+            lead_id: sale.lead_id,
+            ping_id: sale.ping_id,
+            supplier_id: sale.supplier_id,
+            buyer_id: sale.buyer_id,
+            campaign_id: sale.campaign_id,
+            vertical: sale.vertical,
+            country: sale.country,
+            model: sale.model,
+            currency: sale.currency,
+            internal: sale.internal,
+        }),
+        Event::ReturnResolved(ret) => Fact::Return(facts::Return {
+            credit: amount(&ret.credit, "credit")?,
+            payout_reversed: amount(&ret.payout_reversed, "payout_reversed")?,
+            requested_at: instant(&ret.requested_at, "requested_at")?,
+            resolved_at: instant(&ret.resolved_at, "resolved_at")?,
+            sold_at: instant(&ret.sold_at, "sold_at")?,
+            return_id: ret.return_id,
+            sale_id: ret.sale_id,
+            buyer_id: ret.buyer_id,
+            supplier_id: ret.supplier_id,
+            approved: ret.approved,
+            currency: ret.currency,
+            reason: ret.reason,
+            note: ret.note,
+        }),
+        Event::BalanceToppedUp(topup) => Fact::TopUp(facts::TopUp {
+            amount: amount(&topup.amount, "amount")?,
+            balance_after: amount(&topup.balance_after, "balance_after")?,
+            buyer_id: topup.buyer_id,
+            reference: topup.reference,
+            currency: topup.currency,
+        }),
+        Event::BuyerUpdated(buyer) => Fact::Buyer(facts::Buyer {
+            timezone: zone(&buyer.timezone).ok_or(malformed("timezone"))?,
+            mode: BillingMode::parse(&buyer.billing_mode).ok_or(malformed("billing_mode"))?,
+            interval: interval(&buyer.billing_interval).ok_or(malformed("billing_interval"))?,
+            payment_terms_days: match buyer.payment_terms_days {
+                0 => DEFAULT_PAYMENT_TERMS_DAYS,
+                days => days,
+            },
+            credit_limit: optional_amount(&buyer.credit_limit).map_err(|_| malformed("credit_limit"))?,
+            email: Some(buyer.email).filter(|email| !email.is_empty()),
+            buyer_id: buyer.buyer_id,
+            name: buyer.name,
+            currency: buyer.currency,
+        }),
+        Event::SupplierUpdated(supplier) => Fact::Supplier(facts::Supplier {
+            timezone: zone(&supplier.billing_timezone).ok_or(malformed("billing_timezone"))?,
+            interval: interval(&supplier.billing_interval).ok_or(malformed("billing_interval"))?,
+            email: Some(supplier.email).filter(|email| !email.is_empty()),
+            supplier_id: supplier.supplier_id,
+            name: supplier.name,
+        }),
+    };
+    Ok(Entry { sequence, at, fact })
+}
+
+/// A time zone; empty means UTC (the default of DESIGN §13.1).
+fn zone(text: &str) -> Option<chrono_tz::Tz> {
+    if text.is_empty() {
+        return Some(chrono_tz::UTC);
+    }
+    text.parse().ok()
+}
+
+/// A billing interval; empty means monthly (the default of DESIGN §13.1).
+fn interval(text: &str) -> Option<crate::domain::period::Interval> {
+    if text.is_empty() {
+        return Some(crate::domain::period::Interval::Monthly);
+    }
+    text.parse().ok()
+}
+
+fn optional_amount(text: &str) -> Result<Option<Decimal>, ()> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    money::parse(text).map(Some).ok_or(())
+}

@@ -1,0 +1,146 @@
+//! Invoices, statements, internal buyers, settlements, reruns, CSV and HTML.
+
+use serde_json::{json, Value};
+
+use crate::harness::*;
+
+fn lines_of(document: &Value) -> Vec<Value> {
+    document["lines"].as_array().expect("lines").clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_weekly_invoice_a_statement_and_a_settlement_each_explain_every_sale_once() {
+    let router = Router::start(market(), "2026-11-02T08:00:00Z").await;
+    // Week of 2026-11-02 in Berlin: three solar sales for the invoice buyer, the last at
+    // 23:30 on Sunday local time; a fourth at 00:30 on Monday belongs to the next week.
+    let mut week_one = Vec::new();
+    for (n, when) in [(1, "2026-11-02T09:00:00Z"), (2, "2026-11-04T12:00:00Z"), (3, "2026-11-08T22:30:00Z")] {
+        week_one.push(router.sell("solar", n, when).await);
+    }
+    let week_two = router.sell("solar", 4, "2026-11-08T23:30:00Z").await;
+    let roofing = [
+        router.sell("roofing", 5, "2026-11-03T10:00:00Z").await,
+        router.sell("roofing", 6, "2026-11-05T10:00:00Z").await,
+    ];
+    let internal = router.sell("windows", 7, "2026-11-03T11:00:00Z").await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let worker = Worker::start(&dir.path().join("billing.db"), &router.grpc, &[]).await;
+    worker.caught_up(router.head().await).await;
+
+    let first = worker.run("2026-11-09").await;
+    assert_eq!(first["as_of"], "2026-11-09");
+    assert_eq!(first["issued"], json!(["INV-2026-000001", "ST-2026-000001"]), "{first}");
+
+    let invoice = worker.document("INV-2026-000001").await;
+    assert_eq!(invoice["kind"], "invoice");
+    assert_eq!((invoice["account_id"].as_str(), invoice["account_kind"].as_str()), (Some("inv"), Some("buyer")));
+    assert_eq!(invoice["period"], json!({"from": "2026-11-02", "to": "2026-11-08"}));
+    assert_eq!(
+        (invoice["issue_date"].as_str(), invoice["due_date"].as_str()),
+        (Some("2026-11-09"), Some("2026-11-23"))
+    );
+    assert_eq!((invoice["total"].as_str(), invoice["amount_due"].as_str()), (Some("120.00"), Some("120.00")));
+    assert_eq!(invoice["status"], "open");
+    assert_eq!(invoice["currency"], "EUR");
+    let lines = lines_of(&invoice);
+    let sale_ids: Vec<&str> = lines.iter().map(|line| line["sale_id"].as_str().unwrap()).collect();
+    assert_eq!(sale_ids, week_one.iter().map(String::as_str).collect::<Vec<_>>(), "one line per sale, in order");
+    for line in &lines {
+        assert_eq!((line["kind"].as_str(), line["amount"].as_str()), (Some("sale"), Some("40.00")));
+        assert_eq!((line["vertical"].as_str(), line["campaign_id"].as_str()), (Some("solar"), Some("c-solar")));
+        assert!(line["lead_id"].as_str().unwrap().starts_with("led_"));
+        assert!(line["sold_at"].as_str().is_some());
+    }
+    assert!(!sale_ids.contains(&week_two.as_str()), "Monday 00:30 in Berlin is the next week");
+
+    let statement = worker.document("ST-2026-000001").await;
+    assert_eq!((statement["kind"].as_str(), statement["account_id"].as_str()), (Some("statement"), Some("pre")));
+    assert_eq!(statement["opening_balance"], "0.00");
+    assert_eq!(statement["closing_balance"], "450.00");
+    assert_eq!(statement["total"], "50.00");
+    assert!(statement.get("due_date").is_none() && statement.get("status").is_none(), "nothing is due on a statement");
+    let kinds: Vec<String> =
+        lines_of(&statement).iter().map(|line| line["kind"].as_str().unwrap().to_string()).collect();
+    assert_eq!(kinds, ["topup", "sale", "sale"]);
+    let statement_sales: Vec<String> =
+        lines_of(&statement).iter().filter_map(|line| line["sale_id"].as_str().map(str::to_string)).collect();
+    assert_eq!(statement_sales, roofing);
+
+    // Running again issues nothing, through the API and through the CLI on the same database.
+    assert_eq!(worker.run("2026-11-09").await["issued"], json!([]));
+    let (code, rerun) = cli(&["run", "--as-of", "2026-11-09"], &worker.db, &router.grpc);
+    assert_eq!((code, rerun["issued"].clone()), (0, json!([])), "{rerun}");
+
+    // The internal buyer's sale is on no document, and no document names that buyer.
+    let house = worker.get("/billing/v1/documents?account=house").await;
+    assert_eq!(house.json["documents"], json!([]));
+
+    // The month closes: the next week's invoice and the supplier's settlement.
+    let december = worker.run("2026-12-01").await;
+    assert_eq!(december["issued"], json!(["INV-2026-000002", "SS-2026-000001"]), "{december}");
+    let second = worker.document("INV-2026-000002").await;
+    assert_eq!(lines_of(&second).len(), 1);
+    assert_eq!(second["lines"][0]["sale_id"], week_two.as_str());
+    let settlement = worker.document("SS-2026-000001").await;
+    assert_eq!(
+        (settlement["account_kind"].as_str(), settlement["account_id"].as_str()),
+        (Some("supplier"), Some("sup"))
+    );
+    assert_eq!(settlement["period"], json!({"from": "2026-11-01", "to": "2026-11-30"}));
+    // 50 % of 4 × 40.00 + 2 × 25.00 + 10.00: the internal sale's lead is paid for too.
+    assert_eq!(settlement["total"], "110.00");
+    assert_eq!(lines_of(&settlement).len(), 7);
+    assert!(lines_of(&settlement).iter().any(|line| line["sale_id"] == internal.as_str()));
+
+    let reconciliation = worker.reconcile().await;
+    assert_eq!(reconciliation["ok"], true, "{reconciliation}");
+    assert_eq!(reconciliation["checked"]["sales"], 7);
+    assert_eq!(reconciliation["checked"]["sales_billed"], 6);
+    assert_eq!(reconciliation["checked"]["sales_internal"], 1);
+    let (code, printed) = cli(&["reconcile"], &worker.db, &router.grpc);
+    assert_eq!((code, printed["ok"].clone()), (0, json!(true)), "{printed}");
+
+    // Lists filter by account, kind and issue date.
+    let invoices = worker.get("/billing/v1/documents?kind=invoice&account=inv").await;
+    assert_eq!(invoices.json["documents"].as_array().unwrap().len(), 2);
+    let november = worker.get("/billing/v1/documents?from=2026-11-01&to=2026-11-30").await;
+    assert_eq!(november.json["documents"].as_array().unwrap().len(), 2);
+    let paged = worker.get("/billing/v1/documents?limit=3").await;
+    assert_eq!(paged.json["documents"].as_array().unwrap().len(), 3);
+    let next = paged.json["next"].as_str().expect("a next page");
+    let rest = worker.get(&format!("/billing/v1/documents?limit=3&after={next}")).await;
+    assert_eq!(rest.json["documents"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_renders_as_csv_and_as_a_printable_page() {
+    let router = Router::start(market(), "2026-11-02T08:00:00Z").await;
+    let sales =
+        [router.sell("solar", 1, "2026-11-02T09:00:00Z").await, router.sell("solar", 2, "2026-11-03T09:00:00Z").await];
+    let dir = tempfile::tempdir().unwrap();
+    let worker = Worker::start(&dir.path().join("billing.db"), &router.grpc, &[]).await;
+    worker.caught_up(router.head().await).await;
+    worker.run("2026-11-09").await;
+
+    let csv = worker.get("/billing/v1/documents/INV-2026-000001.csv").await;
+    assert_eq!(csv.status, 200);
+    assert!(csv.content_type.starts_with("text/csv"), "{}", csv.content_type);
+    let mut reader = csv::Reader::from_reader(csv.text.as_bytes());
+    let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_string).collect();
+    assert_eq!(header[..4], ["number", "kind", "sale_id", "lead_id"]);
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 2);
+    for (row, sale) in rows.iter().zip(&sales) {
+        assert_eq!((&row[0], &row[1], &row[2], &row[9]), ("INV-2026-000001", "sale", sale.as_str(), "40.00"));
+    }
+
+    let html = worker.get("/billing/v1/documents/INV-2026-000001.html").await;
+    assert_eq!(html.status, 200);
+    assert!(html.content_type.starts_with("text/html"));
+    assert!(html.text.contains("<h1>Invoice INV-2026-000001</h1>"), "{}", html.text);
+    assert!(html.text.contains("80.00 EUR") && html.text.contains(&sales[0]) && html.text.contains("2026-11-23"));
+
+    let missing = worker.get("/billing/v1/documents/INV-2026-999999.html").await;
+    assert_eq!((missing.status, missing.json["error"]["code"].as_str()), (404, Some("not_found")));
+}
