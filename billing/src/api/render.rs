@@ -38,7 +38,7 @@ pub fn json(document: &Document) -> Value {
             .payments
             .iter()
             .map(|payment| {
-                json!({"amount": money::format(payment.amount), "paid_at": payment.paid_at.to_rfc3339(), "reference": payment.reference})
+                json!({"amount": money::format(payment.amount), "paid_at": utc(payment.paid_at), "reference": payment.reference})
             })
             .collect();
         out.insert("payments".into(), Value::Array(payments));
@@ -74,7 +74,7 @@ fn line(line: &Line) -> Value {
         }
     }
     if let Some(sold_at) = line.sold_at {
-        out.insert("sold_at".into(), json!(sold_at.to_rfc3339()));
+        out.insert("sold_at".into(), json!(utc(sold_at)));
     }
     out.insert("description".into(), json!(line.description));
     out.insert("amount".into(), json!(money::format(line.amount)));
@@ -111,7 +111,7 @@ pub fn csv(document: &Document) -> Result<Vec<u8>, csv::Error> {
             text(&line.return_id),
             text(&line.vertical),
             text(&line.campaign_id),
-            line.sold_at.map(|at| at.to_rfc3339()).unwrap_or_default(),
+            line.sold_at.map(utc).unwrap_or_default(),
             line.description.clone(),
             money::format(line.amount),
             text(&line.refers_to),
@@ -210,4 +210,9 @@ th, td {{ text-align: left; padding: 0.25em 0.75em; border-bottom: 1px solid #dd
         number = escape(&document.number),
         title = title(document.kind),
     )
+}
+
+/// RFC 3339 in UTC with a `Z`, as everywhere on leadrouter's wire.
+fn utc(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }

@@ -5,3 +5,6 @@
 mod harness;
 
 mod documents;
+mod durability;
+mod payments;
+mod returns;
