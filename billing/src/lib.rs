@@ -7,4 +7,5 @@
 pub mod domain;
 pub mod engine;
 pub mod html;
+pub mod notify;
 pub mod store;
