@@ -170,8 +170,7 @@ mod tests {
     }
 
     fn memory() -> Connection {
-        let db = tempfile::NamedTempFile::new().unwrap();
-        let connection = Connection::open(db.path()).unwrap();
+        let connection = Connection::open_in_memory().unwrap();
         connection.execute_batch(super::super::SCHEMA).unwrap();
         connection
     }
