@@ -334,8 +334,13 @@ mod tests {
         let october = sale("b1", "2026-10-30", dec!(40.00));
         let refund = returned(&october, "2026-11-03");
         let span = Span { from: day("2026-10-01"), to: day("2026-11-30") };
-        let (accrual, accrual_totals) =
-            revenue(&[october.clone()], &[refund.clone()], span, GroupBy::Month, Basis::Accrual);
+        let (accrual, accrual_totals) = revenue(
+            std::slice::from_ref(&october),
+            std::slice::from_ref(&refund),
+            span,
+            GroupBy::Month,
+            Basis::Accrual,
+        );
         let (booked, booked_totals) = revenue(&[october], &[refund], span, GroupBy::Month, Basis::Booked);
         assert_eq!(accrual["2026-10"].net_revenue(), dec!(0));
         assert!(!accrual.contains_key("2026-11"));

@@ -85,7 +85,7 @@ pub fn report(connection: &Connection, query: &ReportQuery) -> Result<Report, Re
     let (rows, totals, currency) = if query.name == "payments" {
         payments(connection, query)?
     } else {
-        let (sales, returns, currency) = facts(connection, query)?;
+        let Facts { sales, returns, currency } = facts(connection, query)?;
         let (rows, totals) = match query.name.as_str() {
             "returns" => {
                 let (rows, totals) = report::returns(&sales, &returns, query.span, group_by, query.basis);
@@ -141,10 +141,13 @@ pub fn report(connection: &Connection, query: &ReportQuery) -> Result<Report, Re
 }
 
 /// The sales and resolved returns of one currency, with UTC dates.
-fn facts(
-    connection: &Connection,
-    query: &ReportQuery,
-) -> Result<(Vec<SaleFact>, Vec<ReturnFact>, Option<String>), ReportError> {
+struct Facts {
+    sales: Vec<SaleFact>,
+    returns: Vec<ReturnFact>,
+    currency: Option<String>,
+}
+
+fn facts(connection: &Connection, query: &ReportQuery) -> Result<Facts, ReportError> {
     let mut statement = connection.prepare_cached(
         "SELECT sale_id, buyer_id, supplier_id, vertical, country, sold_at, price, payout, internal, currency FROM sales",
     )?;
@@ -208,7 +211,7 @@ fn facts(
             });
         }
     }
-    Ok((sales.into_iter().map(|(_, fact)| fact).collect(), returns, currency))
+    Ok(Facts { sales: sales.into_iter().map(|(_, fact)| fact).collect(), returns, currency })
 }
 
 fn pick_currency(present: BTreeSet<String>, asked: &Option<String>) -> Result<Option<String>, ReportError> {

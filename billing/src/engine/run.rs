@@ -49,7 +49,7 @@ pub fn run(
     let run_id = tx.last_insert_rowid();
     let mut issued = Vec::new();
 
-    let (mut sales, returned, mut credits) = open_buyer_items(&tx)?;
+    let BuyerItems { mut sales, returned, mut credits } = open_buyer_items(&tx)?;
     let mut topups = open_topups(&tx)?;
     for book in buyer_books(&tx)? {
         let id = book.buyer_id.clone();
@@ -71,7 +71,7 @@ pub fn run(
     }
 
     let (mut payouts, mut reversals) = open_supplier_items(&tx)?;
-    for (supplier_id, interval, zone, billed_through) in supplier_books(&tx, &payouts, &reversals)? {
+    for SupplierBook { supplier_id, interval, zone, billed_through } in supplier_books(&tx, &payouts, &reversals)? {
         let drafted = draft_supplier(
             &supplier_id,
             interval,
@@ -190,11 +190,16 @@ fn buyer_books(tx: &Transaction<'_>) -> Result<Vec<Book>, StoreError> {
 
 type ByAccount<T> = BTreeMap<String, Vec<T>>;
 
-/// Unbilled sales per buyer, approved returns of unbilled sales (by sale id), and approved
-/// returns of billed sales per buyer (the credit notes to issue).
-fn open_buyer_items(
-    tx: &Transaction<'_>,
-) -> Result<(ByAccount<OpenSale>, BTreeMap<String, OpenReturn>, ByAccount<OpenReturn>), StoreError> {
+/// What buyers have not been billed for yet.
+struct BuyerItems {
+    sales: ByAccount<OpenSale>,
+    /// Approved returns of unbilled sales, by sale id: those sales are excluded.
+    returned: BTreeMap<String, OpenReturn>,
+    /// Approved returns of billed sales: the credit notes to issue.
+    credits: ByAccount<OpenReturn>,
+}
+
+fn open_buyer_items(tx: &Transaction<'_>) -> Result<BuyerItems, StoreError> {
     let sales = open_sales(tx, "buyer_doc", "price", "AND internal = 0")?;
     let mut returned = BTreeMap::new();
     let mut credits: ByAccount<OpenReturn> = BTreeMap::new();
@@ -205,7 +210,7 @@ fn open_buyer_items(
             returned.insert(open.sale_id.clone(), open);
         }
     }
-    Ok((sales, returned, credits))
+    Ok(BuyerItems { sales, returned, credits })
 }
 
 fn with_return(mut sale: OpenSale, returned: &BTreeMap<String, OpenReturn>) -> OpenSale {
@@ -340,13 +345,20 @@ fn open_topups(tx: &Transaction<'_>) -> Result<ByAccount<OpenTopUp>, StoreError>
     Ok(by_buyer)
 }
 
+struct SupplierBook {
+    supplier_id: String,
+    interval: Interval,
+    zone: Tz,
+    billed_through: Option<NaiveDate>,
+}
+
 /// Every supplier with settings or with something to settle (a supplier the stream never
 /// described is settled monthly in UTC, the defaults of DESIGN §13.1).
 fn supplier_books(
     tx: &Transaction<'_>,
     payouts: &ByAccount<OpenSale>,
     reversals: &ByAccount<OpenReturn>,
-) -> Result<Vec<(String, Interval, Tz, Option<NaiveDate>)>, StoreError> {
+) -> Result<Vec<SupplierBook>, StoreError> {
     let mut statement =
         tx.prepare("SELECT id, interval, timezone, billed_through FROM accounts WHERE kind = 'supplier'")?;
     let rows = statement.query_map([], |row| {
@@ -366,7 +378,13 @@ fn supplier_books(
     for id in ids {
         books.entry(id.clone()).or_insert((Interval::Monthly, chrono_tz::UTC, None));
     }
-    Ok(books.into_iter().map(|(id, (interval, zone, through))| (id, interval, zone, through)).collect())
+    let books = books.into_iter().map(|(supplier_id, (interval, zone, billed_through))| SupplierBook {
+        supplier_id,
+        interval,
+        zone,
+        billed_through,
+    });
+    Ok(books.collect())
 }
 
 pub fn interval_of(text: &str) -> Result<Interval, StoreError> {

@@ -140,10 +140,9 @@ pub fn insert(
             LineKind::Topup => bill_topup.execute(params![number, line.topup_sequence.map(|s| s as i64)])?,
             LineKind::Sale | LineKind::Adjustment => 1,
         };
-        if matches!(line.kind, LineKind::Sale | LineKind::Adjustment | LineKind::Excluded) {
-            if bill_sale.execute(params![number, line.sale_id])? != 1 {
-                return Err(StoreError::Corrupt(format!("{number} bills a sale that is unknown or billed already")));
-            }
+        let bills_sale = matches!(line.kind, LineKind::Sale | LineKind::Adjustment | LineKind::Excluded);
+        if bills_sale && bill_sale.execute(params![number, line.sale_id])? != 1 {
+            return Err(StoreError::Corrupt(format!("{number} bills a sale that is unknown or billed already")));
         }
         if billed != 1 {
             return Err(StoreError::Corrupt(format!("{number} bills an item that is unknown or billed already")));

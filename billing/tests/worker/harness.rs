@@ -61,7 +61,8 @@ pub async fn send(method: &str, url: &str, token: Option<&str>, body: Option<Str
 pub struct Router {
     pub running: RunningServer,
     pub clock: ManualClock,
-    pub data: tempfile::TempDir,
+    /// Kept so the router's data dir lives as long as the router.
+    _data: tempfile::TempDir,
     pub base: String,
     pub ops: String,
     pub grpc: String,
@@ -147,7 +148,7 @@ impl Router {
             grpc: format!("http://{}", running.grpc_addr),
             running,
             clock,
-            data,
+            _data: data,
         }
     }
 
@@ -214,7 +215,6 @@ pub struct Worker {
     pub child: Child,
     pub base: String,
     pub db: PathBuf,
-    pub ledger: String,
 }
 
 impl Worker {
@@ -231,12 +231,7 @@ impl Worker {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("worker starts");
-        let worker = Worker {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            db: db.to_path_buf(),
-            ledger: ledger.to_string(),
-        };
+        let worker = Worker { child, base: format!("http://127.0.0.1:{port}"), db: db.to_path_buf() };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let request = Request::get(format!("{}/healthz", worker.base)).body(Full::new(Bytes::new())).unwrap();

@@ -3,8 +3,11 @@
 //! router's gRPC ledger; the tests read documents, reports and reconciliation over HTTP.
 
 mod harness;
+#[path = "../smtp_sink/mod.rs"]
+mod smtp_sink;
 
 mod documents;
 mod durability;
+mod notifications;
 mod payments;
 mod returns;
