@@ -68,20 +68,22 @@ pub fn reconcile(connection: &Connection) -> Result<Reconciliation, StoreError> 
         "SELECT s.sale_id, s.buyer_id, s.sequence, s.sold_at, s.internal, s.buyer_doc,
                 (SELECT COUNT(*) FROM lines l JOIN documents d ON d.number = l.number
                  WHERE l.sale_id = s.sale_id AND d.account_kind = 'buyer' AND l.kind IN ('sale', 'adjustment', 'excluded'))
+                || ':' || (SELECT COUNT(*) FROM lines l WHERE l.number = s.buyer_doc AND l.sale_id = s.sale_id
+                 AND l.kind IN ('sale', 'adjustment', 'excluded'))
          FROM sales s",
         [],
     )? {
         checked.sales += 1;
         if internal != "0" {
             checked.sales_internal += 1;
-            if lines != "0" {
+            if !lines.starts_with("0:") {
                 found.push(discrepancy("internal_sale_billed", [&sale_id], "an internal buyer's sale is on a document"));
             }
             continue;
         }
-        match (lines.as_str(), billed.is_some()) {
-            ("1", true) => checked.sales_billed += 1,
-            ("0", false) => {
+        match (lines.as_str(), billed.as_ref()) {
+            ("1:1", Some(_)) => checked.sales_billed += 1,
+            ("0:0", None) => {
                 let sold_on = local_date(instant(&sold_at)?, zones.get(&("buyer", buyer.clone())).copied().unwrap_or(chrono_tz::UTC));
                 if !zones.contains_key(&("buyer", buyer.clone())) {
                     found.push(discrepancy("unknown_buyer", [&sale_id, &buyer], "the ledger never described this sale's buyer"));
@@ -91,8 +93,9 @@ pub fn reconcile(connection: &Connection) -> Result<Reconciliation, StoreError> 
                     checked.sales_waiting += 1;
                 }
             }
-            ("0", true) => found.push(discrepancy("sale_line_missing", [&sale_id], "the sale is marked billed but no line holds it")),
-            (_, _) => found.push(discrepancy("sale_billed_twice", [&sale_id], &format!("the sale is on {lines} buyer document lines"))),
+            ("0:0", Some(number)) => found.push(discrepancy("sale_line_missing", [&sale_id, number], "the sale is marked billed but no line holds it")),
+            ("1:0", Some(number)) => found.push(discrepancy("sale_document_mismatch", [&sale_id, number], "the sale's line is on another document than the one marked")),
+            (_, _) => found.push(discrepancy("sale_billed_twice", [&sale_id], &format!("lines holding the sale (all:marked document): {lines}"))),
         }
     }
 
@@ -102,12 +105,14 @@ pub fn reconcile(connection: &Connection) -> Result<Reconciliation, StoreError> 
         "SELECT s.sale_id, s.supplier_id, s.sequence, s.sold_at, s.internal, s.supplier_doc,
                 (SELECT COUNT(*) FROM lines l JOIN documents d ON d.number = l.number
                  WHERE l.sale_id = s.sale_id AND d.account_kind = 'supplier' AND l.kind IN ('sale', 'adjustment'))
+                || ':' || (SELECT COUNT(*) FROM lines l WHERE l.number = s.supplier_doc AND l.sale_id = s.sale_id
+                 AND l.kind IN ('sale', 'adjustment'))
          FROM sales s",
         [],
     )? {
-        match (lines.as_str(), settled.is_some()) {
-            ("1", true) => checked.payouts_settled += 1,
-            ("0", false) => {
+        match (lines.as_str(), settled.as_ref()) {
+            ("1:1", Some(_)) => checked.payouts_settled += 1,
+            ("0:0", None) => {
                 let zone = zones.get(&("supplier", supplier.clone())).copied().unwrap_or(chrono_tz::UTC);
                 if issued.should_hold(
                     "supplier",
@@ -122,15 +127,20 @@ pub fn reconcile(connection: &Connection) -> Result<Reconciliation, StoreError> 
                     ));
                 }
             }
-            ("0", true) => found.push(discrepancy(
+            ("0:0", Some(number)) => found.push(discrepancy(
                 "payout_line_missing",
-                [&sale_id],
+                [&sale_id, number],
                 "the payout is marked settled but no line holds it",
+            )),
+            ("1:0", Some(number)) => found.push(discrepancy(
+                "payout_document_mismatch",
+                [&sale_id, number],
+                "the payout's line is on another settlement than the one marked",
             )),
             (_, _) => found.push(discrepancy(
                 "payout_settled_twice",
                 [&sale_id],
-                &format!("the payout is on {lines} settlement lines"),
+                &format!("lines holding the payout (all:marked document): {lines}"),
             )),
         }
     }
@@ -143,6 +153,7 @@ pub fn reconcile(connection: &Connection) -> Result<Reconciliation, StoreError> 
                 r.buyer_doc,
                 (SELECT COUNT(*) FROM lines l JOIN documents d ON d.number = l.number
                  WHERE l.return_id = r.return_id AND d.account_kind = 'buyer')
+                || ':' || (SELECT COUNT(*) FROM lines l WHERE l.number = r.buyer_doc AND l.return_id = r.return_id)
          FROM returns r WHERE r.approved = 1",
         [],
     )? {
@@ -150,9 +161,9 @@ pub fn reconcile(connection: &Connection) -> Result<Reconciliation, StoreError> 
         if decimal(&credit)?.is_zero() {
             continue;
         }
-        match (lines.as_str(), credited.is_some()) {
-            ("1", true) => checked.returns_credited += 1,
-            ("0", false) => {
+        match (lines.as_str(), credited.as_ref()) {
+            ("1:1", Some(_)) => checked.returns_credited += 1,
+            ("0:0", None) => {
                 let sequence: i64 = sequence.parse().unwrap_or(0);
                 // Credit notes are due from the first run that saw the return after its
                 // sale was billed.
@@ -176,15 +187,20 @@ pub fn reconcile(connection: &Connection) -> Result<Reconciliation, StoreError> 
                     checked.returns_waiting += 1;
                 }
             }
-            ("0", true) => found.push(discrepancy(
+            ("0:0", Some(number)) => found.push(discrepancy(
                 "return_line_missing",
-                [&return_id],
+                [&return_id, number],
                 "the return is marked credited but no line holds it",
+            )),
+            ("1:0", Some(number)) => found.push(discrepancy(
+                "return_document_mismatch",
+                [&return_id, number],
+                "the return's line is on another document than the one marked",
             )),
             (_, _) => found.push(discrepancy(
                 "return_credited_twice",
                 [&return_id],
-                &format!("the return is on {lines} buyer document lines"),
+                &format!("lines holding the return (all:marked document): {lines}"),
             )),
         }
     }

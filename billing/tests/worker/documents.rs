@@ -144,3 +144,47 @@ async fn a_document_renders_as_csv_and_as_a_printable_page() {
     let missing = worker.get("/billing/v1/documents/INV-2026-999999.html").await;
     assert_eq!((missing.status, missing.json["error"]["code"].as_str()), (404, Some("not_found")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconciliation_lists_each_discrepancy_with_its_ids_and_the_cli_exits_1() {
+    let router = Router::start(market(), "2026-11-02T08:00:00Z").await;
+    let tampered = router.sell("solar", 1, "2026-11-02T09:00:00Z").await;
+    let unlinked = router.sell("solar", 2, "2026-11-03T09:00:00Z").await;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("billing.db");
+    let mut worker = Worker::start(&db, &router.grpc, &[]).await;
+    worker.caught_up(router.head().await).await;
+    worker.run("2026-11-09").await;
+    assert_eq!(worker.reconcile().await["ok"], true);
+    worker.kill9();
+
+    // Damage the worker's copy of the ledger behind its back: one sale's price changes and
+    // another loses the mark of the document that billed it. Issued documents themselves
+    // cannot be edited: the database refuses.
+    let connection = rusqlite::Connection::open(&db).unwrap();
+    connection.execute("UPDATE sales SET price = '41.00' WHERE sale_id = ?1", [&tampered]).unwrap();
+    connection.execute("UPDATE sales SET buyer_doc = 'INV-2026-000009' WHERE sale_id = ?1", [&unlinked]).unwrap();
+    let edit = connection.execute("UPDATE lines SET amount = '1.00' WHERE number = 'INV-2026-000001'", []);
+    assert!(edit.unwrap_err().to_string().contains("immutable"));
+    assert!(connection.execute("DELETE FROM documents WHERE number = 'INV-2026-000001'", []).is_err());
+    drop(connection);
+
+    let (code, report) = cli(&["reconcile"], &db, "http://127.0.0.1:1");
+    assert_eq!((code, report["ok"].clone()), (1, json!(false)), "{report}");
+    let found: Vec<(String, Vec<String>)> = report["discrepancies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["kind"].as_str().unwrap().to_string(), serde_json::from_value(d["ids"].clone()).unwrap()))
+        .collect();
+    assert!(
+        found.contains(&("line_amount_mismatch".into(), vec!["INV-2026-000001".into(), tampered.clone()])),
+        "{found:?}"
+    );
+    assert!(
+        found.contains(&("sale_document_mismatch".into(), vec![unlinked.clone(), "INV-2026-000009".into()])),
+        "{found:?}"
+    );
+    assert!(found.iter().any(|(kind, ids)| kind == "account_total_mismatch" && ids == &["inv", "EUR"]), "{found:?}");
+    assert!(report["discrepancies"].as_array().unwrap().iter().all(|d| !d["message"].as_str().unwrap().is_empty()));
+}
