@@ -29,6 +29,9 @@ use tokio::sync::watch;
 
 use crate::store::{ledger, Db, StoreError};
 
+pub const NOTIFICATIONS_PENDING: &str = "leadrouter_billing_notifications_pending";
+pub const NOTIFICATIONS_SENT_TOTAL: &str = "leadrouter_billing_notifications_sent_total";
+
 /// How often the sender looks for due notifications when the last round sent nothing.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
 
@@ -375,7 +378,7 @@ async fn round(
         match outcome {
             Ok(()) => {
                 sent += 1;
-                metrics::counter!("leadrouter_billing_notifications_sent_total", "outcome" => "sent").increment(1);
+                metrics::counter!(NOTIFICATIONS_SENT_TOTAL, "outcome" => "sent").increment(1);
                 if let Err(error) = db.with(|connection| mark_sent(connection, id, now)) {
                     // The row stays pending and is sent again: at least once.
                     tracing::error!(%error, notification = id, kind, number, "notification sent but not marked sent");
@@ -384,7 +387,7 @@ async fn round(
                 }
             }
             Err(failure) => {
-                metrics::counter!("leadrouter_billing_notifications_sent_total", "outcome" => "failed").increment(1);
+                metrics::counter!(NOTIFICATIONS_SENT_TOTAL, "outcome" => "failed").increment(1);
                 let delay = backoff.delay(u32::try_from(attempts).unwrap_or(u32::MAX));
                 let next = TimeDelta::from_std(delay)
                     .ok()
@@ -410,7 +413,7 @@ async fn round(
         connection
             .query_row("SELECT COUNT(*) FROM notifications WHERE status = 'pending'", [], |row| row.get::<_, i64>(0))
     }) {
-        Ok(pending) => metrics::gauge!("leadrouter_billing_notifications_pending").set(pending as f64),
+        Ok(pending) => metrics::gauge!(NOTIFICATIONS_PENDING).set(pending as f64),
         Err(error) => tracing::error!(%error, "could not count pending notifications"),
     }
     sent

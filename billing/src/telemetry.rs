@@ -22,6 +22,7 @@ pub fn prometheus() -> PrometheusHandle {
             // Another recorder may be installed already (the router in the same test
             // process); then this one only renders what it is given.
             let _ = metrics::set_global_recorder(recorder);
+            describe();
             handle
         })
         .clone()
@@ -53,8 +54,28 @@ pub fn ledger_start(applied: u64) {
     publish();
 }
 
-pub fn documents_issued(kind: &'static str, count: u64) {
-    metrics::counter!(DOCUMENTS_ISSUED_TOTAL, "kind" => kind).increment(count);
+/// Counts the documents a run issued, by kind (the number's prefix).
+pub fn documents_issued(numbers: &[String]) {
+    for number in numbers {
+        let kind = match number.split('-').next() {
+            Some("INV") => "invoice",
+            Some("ST") => "statement",
+            Some("CN") => "credit_note",
+            _ => "supplier_settlement",
+        };
+        metrics::counter!(DOCUMENTS_ISSUED_TOTAL, "kind" => kind).increment(1);
+    }
+}
+
+fn describe() {
+    metrics::describe_gauge!(LEDGER_APPLIED_SEQUENCE, "The last ledger sequence applied to the billing database.");
+    metrics::describe_gauge!(LEDGER_LAG, "Router sequence seen on the stream minus the sequence applied.");
+    metrics::describe_counter!(DOCUMENTS_ISSUED_TOTAL, "Documents issued by billing runs, by kind.");
+    metrics::describe_gauge!(
+        crate::notify::NOTIFICATIONS_PENDING,
+        "Notifications waiting to be emailed (only while an SMTP server is configured)."
+    );
+    metrics::describe_counter!(crate::notify::NOTIFICATIONS_SENT_TOTAL, "Email attempts of notifications, by outcome.");
 }
 
 /// The `/metrics` page.

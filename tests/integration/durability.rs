@@ -143,7 +143,13 @@ async fn kill_9_during_direct_posts_loses_no_sale_answered_sold() {
 }
 
 /// The real binary on the given ports, with its data under `data`.
-fn spawn_binary(config: &std::path::Path, data: &std::path::Path, public: u16, ops: u16, grpc: u16) -> Child {
+pub(crate) fn spawn_binary(
+    config: &std::path::Path,
+    data: &std::path::Path,
+    public: u16,
+    ops: u16,
+    grpc: u16,
+) -> Child {
     Command::new(env!("CARGO_BIN_EXE_leadrouter"))
         .args(["--config", config.to_str().unwrap(), "--data-dir", data.to_str().unwrap()])
         .args(["--listen", &format!("127.0.0.1:{public}"), "--ops-listen", &format!("127.0.0.1:{ops}")])
@@ -192,7 +198,7 @@ async fn metrics_of(ops: u16) -> String {
 }
 
 /// The config as TOML, as an operator would write it.
-fn toml_of(config: &serde_json::Value) -> String {
+pub(crate) fn toml_of(config: &serde_json::Value) -> String {
     let value: toml::Value = serde_json::from_value(config.clone()).expect("config as TOML");
     toml::to_string(&value).expect("TOML text")
 }

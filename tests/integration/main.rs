@@ -4,6 +4,7 @@
 mod harness;
 
 mod admin;
+mod billing;
 mod binary;
 mod clock;
 mod durability;

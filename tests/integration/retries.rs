@@ -140,7 +140,7 @@ async fn metrics_move_with_traffic_and_keep_to_the_contract() {
 }
 
 /// `promtool check metrics` when promtool is installed (scripts/test.sh installs it).
-fn promtool_check(page: &str) {
+pub(crate) fn promtool_check(page: &str) {
     use std::io::Write;
     use std::process::{Command, Stdio};
     let Ok(mut child) = Command::new("promtool")

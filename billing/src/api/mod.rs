@@ -256,6 +256,7 @@ async fn post_run(state: &AppState, request: Request<Incoming>) -> Answer {
     let as_of = date("as_of", body.as_of.as_deref().ok_or_else(|| ApiError::invalid("as_of", "is required"))?)?;
     let policy = state.policy;
     let outcome = state.db.blocking(move |connection| run::run(connection, as_of, policy, Utc::now())).await?;
+    telemetry::documents_issued(&outcome.issued);
     json_answer(StatusCode::OK, &json!(outcome))
 }
 
