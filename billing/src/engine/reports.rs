@@ -13,7 +13,7 @@ use crate::domain::dunning::Status;
 use crate::domain::money;
 use crate::domain::report::{self, Basis, GroupBy, ReturnFact, SaleFact, Span};
 use crate::store::documents::{self, decimal, instant, Filter};
-use crate::store::StoreError;
+use crate::store::{rows, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -148,27 +148,14 @@ struct Facts {
 }
 
 fn facts(connection: &Connection, query: &ReportQuery) -> Result<Facts, ReportError> {
-    let mut statement = connection.prepare_cached(
+    type SaleRow = (String, String, String, String, String, String, String, String, bool, String);
+    let sales: Vec<SaleRow> = rows(
+        connection,
         "SELECT sale_id, buyer_id, supplier_id, vertical, country, sold_at, price, payout, internal, currency FROM sales",
+        [],
     )?;
-    let rows = statement.query_map([], |row| {
-        Ok((
-            row.get::<_, String>(0)?,
-            row.get::<_, String>(1)?,
-            row.get::<_, String>(2)?,
-            row.get::<_, String>(3)?,
-            row.get::<_, String>(4)?,
-            row.get::<_, String>(5)?,
-            row.get::<_, String>(6)?,
-            row.get::<_, String>(7)?,
-            row.get::<_, bool>(8)?,
-            row.get::<_, String>(9)?,
-        ))
-    })?;
     let mut by_currency: BTreeMap<String, Vec<(String, SaleFact)>> = BTreeMap::new();
-    for row in rows {
-        let row = row.map_err(StoreError::from)?;
-        let (sale_id, buyer_id, supplier_id, vertical, country, sold_at, price, payout, internal, currency) = row;
+    for (sale_id, buyer_id, supplier_id, vertical, country, sold_at, price, payout, internal, currency) in sales {
         let fact = SaleFact {
             buyer_id,
             supplier_id,
@@ -185,21 +172,10 @@ fn facts(connection: &Connection, query: &ReportQuery) -> Result<Facts, ReportEr
     let sales: Vec<(String, SaleFact)> = currency.as_ref().and_then(|c| by_currency.remove(c)).unwrap_or_default();
     let by_id: BTreeMap<&str, &SaleFact> = sales.iter().map(|(id, fact)| (id.as_str(), fact)).collect();
 
-    let mut statement = connection
-        .prepare_cached("SELECT sale_id, reason, approved, credit, payout_reversed, resolved_at FROM returns")?;
-    let rows = statement.query_map([], |row| {
-        Ok((
-            row.get::<_, String>(0)?,
-            row.get::<_, String>(1)?,
-            row.get::<_, bool>(2)?,
-            row.get::<_, String>(3)?,
-            row.get::<_, String>(4)?,
-            row.get::<_, String>(5)?,
-        ))
-    })?;
+    let resolved: Vec<(String, String, bool, String, String, String)> =
+        rows(connection, "SELECT sale_id, reason, approved, credit, payout_reversed, resolved_at FROM returns", [])?;
     let mut returns = Vec::new();
-    for row in rows {
-        let (sale_id, reason, approved, credit, payout_reversed, resolved_at) = row.map_err(StoreError::from)?;
+    for (sale_id, reason, approved, credit, payout_reversed, resolved_at) in resolved {
         if let Some(sale) = by_id.get(sale_id.as_str()) {
             returns.push(ReturnFact {
                 sale: (*sale).clone(),

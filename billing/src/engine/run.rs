@@ -18,7 +18,7 @@ use crate::domain::facts::{BillingMode, DEFAULT_PAYMENT_TERMS_DAYS};
 use crate::domain::money;
 use crate::domain::period::{Interval, Period};
 use crate::store::documents::{self, date, decimal, instant};
-use crate::store::{ledger, StoreError};
+use crate::store::{ledger, rows, StoreError};
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct RunOutcome {
@@ -151,25 +151,15 @@ struct Book {
 }
 
 fn buyer_books(tx: &Transaction<'_>) -> Result<Vec<Book>, StoreError> {
-    let mut statement = tx.prepare(
+    type Row = (String, Option<String>, String, Option<String>, String, Option<u32>, Option<String>, String);
+    let rows: Vec<Row> = rows(
+        tx,
         "SELECT id, currency, timezone, mode, interval, payment_terms_days, billed_through, balance
          FROM accounts WHERE kind = 'buyer' ORDER BY id",
+        [],
     )?;
-    let rows = statement.query_map([], |row| {
-        Ok((
-            row.get::<_, String>(0)?,
-            row.get::<_, Option<String>>(1)?,
-            row.get::<_, String>(2)?,
-            row.get::<_, Option<String>>(3)?,
-            row.get::<_, String>(4)?,
-            row.get::<_, Option<u32>>(5)?,
-            row.get::<_, Option<String>>(6)?,
-            row.get::<_, String>(7)?,
-        ))
-    })?;
     let mut books = Vec::new();
-    for row in rows {
-        let (id, currency, zone, mode, interval, terms, billed_through, balance) = row?;
+    for (id, currency, zone, mode, interval, terms, billed_through, balance) in rows {
         let mode = mode.as_deref().and_then(BillingMode::parse).unwrap_or(BillingMode::Invoice);
         books.push(Book {
             book: BuyerBook {
@@ -229,25 +219,14 @@ fn open_supplier_items(tx: &Transaction<'_>) -> Result<(ByAccount<OpenSale>, ByA
 
 fn open_sales(tx: &Transaction<'_>, side: &str, amount: &str, filter: &str) -> Result<ByAccount<OpenSale>, StoreError> {
     let account = if side == "buyer_doc" { "buyer_id" } else { "supplier_id" };
-    let mut statement = tx.prepare(&format!(
+    let sql = format!(
         "SELECT {account}, sale_id, lead_id, vertical, campaign_id, currency, sold_at, {amount}
          FROM sales WHERE {side} IS NULL {filter} ORDER BY sequence"
-    ))?;
-    let rows = statement.query_map([], |row| {
-        Ok((
-            row.get::<_, String>(0)?,
-            row.get::<_, String>(1)?,
-            row.get::<_, String>(2)?,
-            row.get::<_, String>(3)?,
-            row.get::<_, String>(4)?,
-            row.get::<_, String>(5)?,
-            row.get::<_, String>(6)?,
-            row.get::<_, String>(7)?,
-        ))
-    })?;
+    );
+    type Row = (String, String, String, String, String, String, String, String);
+    let rows: Vec<Row> = rows(tx, &sql, [])?;
     let mut by_account: ByAccount<OpenSale> = BTreeMap::new();
-    for row in rows {
-        let (account, sale_id, lead_id, vertical, campaign_id, currency, sold_at, amount) = row?;
+    for (account, sale_id, lead_id, vertical, campaign_id, currency, sold_at, amount) in rows {
         by_account.entry(account).or_default().push(OpenSale {
             sale_id,
             lead_id,
@@ -270,31 +249,29 @@ fn open_returns(
     amount: &str,
     account: &str,
 ) -> Result<Vec<(String, OpenReturn)>, StoreError> {
-    let mut statement = tx.prepare(&format!(
+    type Row = (
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
+    let sql = format!(
         "SELECT r.{account}, r.return_id, r.sale_id, r.reason, r.currency, r.sold_at, r.resolved_at, r.{amount},
                 s.{side}, d.period_from, d.period_to
          FROM returns r JOIN sales s ON s.sale_id = r.sale_id LEFT JOIN documents d ON d.number = s.{side}
          WHERE r.approved = 1 AND r.{side} IS NULL
          ORDER BY r.sequence"
-    ))?;
-    let rows = statement.query_map([], |row| {
-        Ok((
-            row.get::<_, String>(0)?,
-            row.get::<_, String>(1)?,
-            row.get::<_, String>(2)?,
-            row.get::<_, String>(3)?,
-            row.get::<_, String>(4)?,
-            row.get::<_, String>(5)?,
-            row.get::<_, String>(6)?,
-            row.get::<_, String>(7)?,
-            row.get::<_, Option<String>>(8)?,
-            row.get::<_, Option<String>>(9)?,
-            row.get::<_, Option<String>>(10)?,
-        ))
-    })?;
+    );
+    let rows: Vec<Row> = rows(tx, &sql, [])?;
     let mut open = Vec::new();
-    for row in rows {
-        let (account, return_id, sale_id, reason, currency, sold_at, resolved_at, amount, document, from, to) = row?;
+    for (account, return_id, sale_id, reason, currency, sold_at, resolved_at, amount, document, from, to) in rows {
         let sale_document = match (document, from, to) {
             (Some(number), Some(from), Some(to)) => Some((number, Period { from: date(&from)?, to: date(&to)? })),
             _ => None,
@@ -321,20 +298,13 @@ fn open_returns(
 }
 
 fn open_topups(tx: &Transaction<'_>) -> Result<ByAccount<OpenTopUp>, StoreError> {
-    let mut statement =
-        tx.prepare("SELECT buyer_id, sequence, at, amount, reference FROM topups WHERE doc IS NULL ORDER BY sequence")?;
-    let rows = statement.query_map([], |row| {
-        Ok((
-            row.get::<_, String>(0)?,
-            row.get::<_, i64>(1)?,
-            row.get::<_, String>(2)?,
-            row.get::<_, String>(3)?,
-            row.get::<_, String>(4)?,
-        ))
-    })?;
+    let rows: Vec<(String, i64, String, String, String)> = rows(
+        tx,
+        "SELECT buyer_id, sequence, at, amount, reference FROM topups WHERE doc IS NULL ORDER BY sequence",
+        [],
+    )?;
     let mut by_buyer: ByAccount<OpenTopUp> = BTreeMap::new();
-    for row in rows {
-        let (buyer, sequence, at, amount, reference) = row?;
+    for (buyer, sequence, at, amount, reference) in rows {
         by_buyer.entry(buyer).or_default().push(OpenTopUp {
             sequence: sequence as u64,
             at: instant(&at)?,
@@ -359,19 +329,10 @@ fn supplier_books(
     payouts: &ByAccount<OpenSale>,
     reversals: &ByAccount<OpenReturn>,
 ) -> Result<Vec<SupplierBook>, StoreError> {
-    let mut statement =
-        tx.prepare("SELECT id, interval, timezone, billed_through FROM accounts WHERE kind = 'supplier'")?;
-    let rows = statement.query_map([], |row| {
-        Ok((
-            row.get::<_, String>(0)?,
-            row.get::<_, String>(1)?,
-            row.get::<_, String>(2)?,
-            row.get::<_, Option<String>>(3)?,
-        ))
-    })?;
+    let rows: Vec<(String, String, String, Option<String>)> =
+        rows(tx, "SELECT id, interval, timezone, billed_through FROM accounts WHERE kind = 'supplier'", [])?;
     let mut books = BTreeMap::new();
-    for row in rows {
-        let (id, interval, zone, billed_through) = row?;
+    for (id, interval, zone, billed_through) in rows {
         books.insert(id, (interval_of(&interval)?, zone_of(&zone)?, billed_through.as_deref().map(date).transpose()?));
     }
     let ids: BTreeSet<&String> = payouts.keys().chain(reversals.keys()).collect();

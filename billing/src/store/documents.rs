@@ -289,43 +289,56 @@ fn complete(connection: &Connection, mut document: Document) -> Result<Document,
 }
 
 fn lines(connection: &Connection, number: &str) -> Result<Vec<Line>, StoreError> {
-    let mut statement = connection.prepare_cached(
+    type Row = (
+        String,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<i64>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        String,
+        String,
+        Option<String>,
+    );
+    let rows: Vec<Row> = super::rows(
+        connection,
         "SELECT kind, sale_id, lead_id, return_id, topup_sequence, vertical, campaign_id, sold_at, description, amount,
             refers_to FROM lines WHERE number = ?1 ORDER BY position",
+        [number],
     )?;
-    let rows = statement.query_map([number], |row| {
-        Ok((
-            row.get::<_, String>(0)?,
-            row.get::<_, Option<String>>(1)?,
-            row.get::<_, Option<String>>(2)?,
-            row.get::<_, Option<String>>(3)?,
-            row.get::<_, Option<i64>>(4)?,
-            row.get::<_, Option<String>>(5)?,
-            row.get::<_, Option<String>>(6)?,
-            row.get::<_, Option<String>>(7)?,
-            row.get::<_, String>(8)?,
-            row.get::<_, String>(9)?,
-            row.get::<_, Option<String>>(10)?,
-        ))
-    })?;
-    rows.map(|row| {
-        let (kind, sale_id, lead_id, return_id, topup, vertical, campaign_id, sold_at, description, amount, refers_to) =
-            row?;
-        Ok(Line {
-            kind: LineKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("line kind {kind}")))?,
-            sale_id,
-            lead_id,
-            return_id,
-            topup_sequence: topup.map(|sequence| sequence as u64),
-            vertical,
-            campaign_id,
-            sold_at: sold_at.as_deref().map(instant).transpose()?,
-            description,
-            amount: decimal(&amount)?,
-            refers_to,
-        })
-    })
-    .collect()
+    rows.into_iter()
+        .map(
+            |(
+                kind,
+                sale_id,
+                lead_id,
+                return_id,
+                topup,
+                vertical,
+                campaign_id,
+                sold_at,
+                description,
+                amount,
+                refers_to,
+            )| {
+                Ok(Line {
+                    kind: LineKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("line kind {kind}")))?,
+                    sale_id,
+                    lead_id,
+                    return_id,
+                    topup_sequence: topup.map(|sequence| sequence as u64),
+                    vertical,
+                    campaign_id,
+                    sold_at: sold_at.as_deref().map(instant).transpose()?,
+                    description,
+                    amount: decimal(&amount)?,
+                    refers_to,
+                })
+            },
+        )
+        .collect()
 }
 
 pub fn decimal(text: &str) -> Result<Decimal, StoreError> {

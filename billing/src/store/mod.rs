@@ -238,3 +238,13 @@ impl Db {
         self.with(|connection| ledger::applied(connection))
     }
 }
+
+/// Every row of `sql` as a tuple of its columns (`(String, Option<String>, i64)`, ...).
+pub fn rows<T>(connection: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<Vec<T>, StoreError>
+where
+    T: for<'a> TryFrom<&'a rusqlite::Row<'a>, Error = rusqlite::Error>,
+{
+    let mut statement = connection.prepare_cached(sql)?;
+    let rows = statement.query_map(params, |row| T::try_from(row))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
