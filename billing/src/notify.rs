@@ -426,7 +426,7 @@ const PENDING_TIMES: &str = "SELECT id, next_attempt_at FROM notifications WHERE
 
 /// The first `BATCH_MAX` pending notifications due at `now`, by id.
 fn take_due(connection: &mut Connection, now: DateTime<Utc>) -> Result<Vec<Outgoing>, StoreError> {
-    let tx = connection.transaction()?;
+    let tx = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let ids = {
         let mut statement = tx.prepare_cached(PENDING_TIMES)?;
         let mut rows = statement.query([])?;

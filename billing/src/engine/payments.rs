@@ -29,7 +29,8 @@ pub struct NewPayment {
 }
 
 pub fn record(connection: &mut Connection, number: &str, payment: &NewPayment) -> Result<Document, PaymentError> {
-    let tx = connection.transaction().map_err(StoreError::from)?;
+    let tx =
+        connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(StoreError::from)?;
     let invoice = documents::load(&tx, number)?
         .filter(|document| document.kind == DocumentKind::Invoice)
         .ok_or_else(|| PaymentError::UnknownInvoice(number.to_string()))?;

@@ -40,7 +40,7 @@ pub fn run(
     policy: DunningPolicy,
     now: DateTime<Utc>,
 ) -> Result<RunOutcome, StoreError> {
-    let tx = connection.transaction()?;
+    let tx = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let through = ledger::applied(&tx)?;
     tx.execute(
         "INSERT INTO runs (as_of, through_sequence, issued) VALUES (?1, ?2, 0)",

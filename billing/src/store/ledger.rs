@@ -17,7 +17,7 @@ pub fn applied(connection: &Connection) -> Result<u64, StoreError> {
 
 /// Applies the entries after the cursor; answers the cursor afterwards.
 pub fn apply(connection: &mut Connection, entries: &[Entry]) -> Result<u64, StoreError> {
-    let tx = connection.transaction()?;
+    let tx = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut cursor = applied(&tx)?;
     for entry in entries {
         if entry.sequence <= cursor {

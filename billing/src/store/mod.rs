@@ -27,6 +27,10 @@ pub enum StoreError {
 /// The database, shared by the consumer, the API and the notification sender. One
 /// connection behind a mutex: SQLite has one writer anyway, and every use is short except
 /// runs, which callers move off the async threads.
+///
+/// Writing transactions begin IMMEDIATE: another process on the same file (the CLI's `run`
+/// beside a serving worker) then waits for the write lock up front (busy timeout 10 s)
+/// instead of failing when a deferred transaction tries to upgrade.
 #[derive(Clone)]
 pub struct Db {
     connection: Arc<Mutex<Connection>>,

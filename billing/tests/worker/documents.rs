@@ -188,3 +188,44 @@ async fn reconciliation_lists_each_discrepancy_with_its_ids_and_the_cli_exits_1(
     assert!(found.iter().any(|(kind, ids)| kind == "account_total_mismatch" && ids == &["inv", "EUR"]), "{found:?}");
     assert!(report["discrepancies"].as_array().unwrap().iter().all(|d| !d["message"].as_str().unwrap().is_empty()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_runs_through_the_api_and_the_cli_issue_each_document_once() {
+    let router = Router::start(market(), "2026-11-02T08:00:00Z").await;
+    for n in 1..=6 {
+        router.sell(["solar", "roofing"][n as usize % 2], n, &format!("2026-11-{:02}T10:00:00Z", 2 + 3 * n)).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let worker = Worker::start(&dir.path().join("billing.db"), &router.grpc, &[]).await;
+    worker.caught_up(router.head().await).await;
+
+    // The CLIs skip catching up (their ledger address refuses at once), so all six runs
+    // start within milliseconds of each other.
+    let clis: Vec<_> = (0..3)
+        .map(|_| {
+            let db = worker.db.clone();
+            tokio::task::spawn_blocking(move || cli(&["run", "--as-of", "2026-12-01"], &db, "http://127.0.0.1:1"))
+        })
+        .collect();
+    let body = json!({"as_of": "2026-12-01"});
+    let apis: Vec<_> = (0..3).map(|_| worker.post("/billing/v1/runs", &body)).collect();
+    let mut issued: Vec<String> = Vec::new();
+    for answer in futures::future::join_all(apis).await {
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        issued.extend(serde_json::from_value::<Vec<String>>(answer.json["issued"].clone()).unwrap());
+    }
+    for cli_run in clis {
+        let (code, run) = cli_run.await.unwrap();
+        assert_eq!(code, 0, "{run}");
+        issued.extend(serde_json::from_value::<Vec<String>>(run["issued"].clone()).unwrap());
+    }
+    issued.sort();
+    let mut unique = issued.clone();
+    unique.dedup();
+    assert_eq!(issued, unique, "no document issued twice");
+    // Weeks 45, 46 and 47 for the invoice buyer and the prepaid buyer, and one settlement.
+    assert_eq!(issued.iter().filter(|n| n.starts_with("INV-")).count(), 3, "{issued:?}");
+    assert_eq!(issued.iter().filter(|n| n.starts_with("ST-")).count(), 3, "{issued:?}");
+    assert_eq!(issued.iter().filter(|n| n.starts_with("SS-")).count(), 1, "{issued:?}");
+    assert_eq!(worker.reconcile().await["ok"], true);
+}
