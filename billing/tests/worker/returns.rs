@@ -126,3 +126,33 @@ async fn returns_are_excluded_before_invoicing_credited_after_and_taken_back_fro
     assert_eq!(row(&weekly, "2026-W45")["leads"], 2);
     assert_eq!(row(&weekly, "2026-W45")["revenue_per_lead"], "20.00");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prepaid_buyers_statements_close_on_the_routers_balance_across_a_credit_note() {
+    let router = Router::start(market(), "2026-11-02T08:00:00Z").await;
+    let returned = router.sell("roofing", 1, "2026-11-03T10:00:00Z").await;
+    router.sell("roofing", 2, "2026-11-04T10:00:00Z").await;
+    let dir = tempfile::tempdir().unwrap();
+    let worker = Worker::start(&dir.path().join("billing.db"), &router.grpc, &[]).await;
+    worker.caught_up(router.head().await).await;
+    worker.run("2026-11-09").await;
+    let first = worker.document("ST-2026-000001").await;
+    assert_eq!((first["opening_balance"].as_str(), first["closing_balance"].as_str()), (Some("0.00"), Some("450.00")));
+
+    let return_id = router.return_sale("pre", &returned, "duplicate", "2026-11-10T09:00:00Z").await;
+    router.top_up("pre", "100.00", "wire-2", "2026-11-11T09:00:00Z").await;
+    router.sell("roofing", 3, "2026-11-12T10:00:00Z").await;
+    worker.caught_up(router.head().await).await;
+    let run = worker.run("2026-11-16").await;
+    assert_eq!(issued(&run, "CN"), ["CN-2026-000001"]);
+    let note = worker.document("CN-2026-000001").await;
+    assert_eq!((note["refers_to"].as_str(), note["total"].as_str()), (Some("ST-2026-000001"), Some("-25.00")));
+    assert_eq!(note["lines"][0]["return_id"], return_id.as_str());
+    let second = worker.document(&issued(&run, "ST")[0]).await;
+    // 450.00 + the 25.00 credit, + 100.00 top-up − 25.00 sale.
+    assert_eq!((second["opening_balance"].as_str(), second["closing_balance"].as_str()), (Some("475.00"), Some("550.00")));
+
+    let answer = send("GET", &format!("{}/v1/buyer/balance", router.base), Some(&buyer_key("pre")), None).await;
+    assert_eq!(answer.json["balance"], second["closing_balance"], "the statement closes on the router's balance");
+    assert_eq!(worker.reconcile().await["ok"], true);
+}
