@@ -1,5 +1,8 @@
 //! Billing figures for BENCHMARKS.md (run: `cargo bench -p leadrouter-billing --bench billing`).
 //!
+//! 0. Catching up end to end: a router journal holding 100,000 sales served by the router's
+//!    own gRPC ledger server on loopback, and the worker's `consume::catch_up` reading it
+//!    into a fresh database (decode, parse, batch, apply).
 //! 1. Catching up: 100,000 sales (1,000 buyers, 50 suppliers) applied to a fresh database
 //!    through `store::ledger::apply`, as the consumer does: batches of up to 1,024 events,
 //!    one transaction each. Baseline in the same run: one transaction per event.
@@ -12,6 +15,7 @@
 use std::time::Instant;
 
 use chrono::{Duration, TimeZone, Utc};
+use leadrouter_billing::consume;
 use leadrouter_billing::domain::dunning::DunningPolicy;
 use leadrouter_billing::domain::facts::{BillingMode, Buyer, Entry, Fact, Sale, Supplier};
 use leadrouter_billing::domain::period::Interval;
@@ -82,6 +86,79 @@ fn entries() -> Vec<Entry> {
     entries
 }
 
+/// A router journal with `SALES` sales, written by 256 concurrent writers.
+fn router_journal(runtime: &tokio::runtime::Runtime) -> tempfile::TempDir {
+    use leadrouter::domain::ledger::{Event, SaleSettled};
+    use leadrouter::domain::model::Model;
+    use leadrouter::domain::money::Money;
+    use leadrouter::store::journal::Journal;
+    let dir = tempfile::tempdir().expect("journal dir");
+    let (journal, _) = Journal::open(dir.path()).expect("journal");
+    let journal = std::sync::Arc::new(journal);
+    let writers = 256;
+    let per_writer = SALES as usize / writers + 1;
+    runtime.block_on(async {
+        let tasks: Vec<_> = (0..writers)
+            .map(|w| {
+                let journal = std::sync::Arc::clone(&journal);
+                tokio::spawn(async move {
+                    for i in 0..per_writer {
+                        let n = w * per_writer + i;
+                        if n >= SALES as usize {
+                            break;
+                        }
+                        let sale = Event::SaleSettled(SaleSettled {
+                            sale_id: format!("sal_{n:020}"),
+                            lead_id: format!("led_{n:020}"),
+                            ping_id: None,
+                            supplier_id: format!("sup_{}", n as u64 % SUPPLIERS),
+                            buyer_id: format!("buy_{}", n as u64 % BUYERS),
+                            campaign_id: format!("cmp_{}", n as u64 % BUYERS),
+                            vertical: "solar".into(),
+                            country: "DE".into(),
+                            model: Model::Bidding,
+                            price: Money::cents(3850),
+                            payout: Money::cents(2280),
+                            currency: "EUR".into(),
+                            sold_at: Utc::now(),
+                            internal: false,
+                            dedup_keys: Vec::new(),
+                            return_terms: None,
+                        });
+                        journal.append(sale, Utc::now()).await.expect("append");
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.expect("writer");
+        }
+    });
+    dir
+}
+
+/// Serves the journal over the router's gRPC ledger server and catches a fresh worker
+/// database up from it; answers (events, seconds without the final quiet wait).
+fn catch_up_over_grpc(runtime: &tokio::runtime::Runtime, journal_dir: &std::path::Path, db: &Db) -> (u64, f64) {
+    use leadrouter::store::journal::Journal;
+    use leadrouter::store::EventLog;
+    const QUIET: std::time::Duration = std::time::Duration::from_millis(300);
+    runtime.block_on(async {
+        let (journal, _) = Journal::open(journal_dir).expect("journal");
+        let log: std::sync::Arc<dyn EventLog> = std::sync::Arc::new(journal);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let server = tokio::spawn(leadrouter::ledger::serve(listener, log, stopped));
+        let started = Instant::now();
+        let applied = consume::catch_up(db, &url, QUIET).await.expect("catch up");
+        let seconds = (started.elapsed() - QUIET).as_secs_f64();
+        let _ = stop.send(true);
+        let _ = server.await;
+        (applied, seconds)
+    })
+}
+
 fn main() {
     if std::env::args().any(|arg| arg == "--list") {
         return; // `cargo test --benches` probes harness-less benches with --list
@@ -89,6 +166,16 @@ fn main() {
     let entries = entries();
     let dir = tempfile::tempdir().expect("temp dir");
     println!("machine: {} cores", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let journal = router_journal(&runtime);
+    let grpc_db = Db::open(&dir.path().join("grpc.db")).expect("db");
+    let (applied, seconds) = catch_up_over_grpc(&runtime, journal.path(), &grpc_db);
+    assert_eq!(applied, SALES, "every sale applied");
+    println!(
+        "catch-up over gRPC from a router journal: {applied} sales in {seconds:.2} s = {:.0} events/s",
+        applied as f64 / seconds
+    );
     println!("events: {} ({} sales, {} buyers, {} suppliers)", entries.len(), SALES, BUYERS, SUPPLIERS);
 
     // Baseline: one transaction (one fsync) per event, on the first 5,000 events.

@@ -150,7 +150,10 @@ async fn a_prepaid_buyers_statements_close_on_the_routers_balance_across_a_credi
     assert_eq!(note["lines"][0]["return_id"], return_id.as_str());
     let second = worker.document(&issued(&run, "ST")[0]).await;
     // 450.00 + the 25.00 credit, + 100.00 top-up − 25.00 sale.
-    assert_eq!((second["opening_balance"].as_str(), second["closing_balance"].as_str()), (Some("475.00"), Some("550.00")));
+    assert_eq!(
+        (second["opening_balance"].as_str(), second["closing_balance"].as_str()),
+        (Some("475.00"), Some("550.00"))
+    );
 
     let answer = send("GET", &format!("{}/v1/buyer/balance", router.base), Some(&buyer_key("pre")), None).await;
     assert_eq!(answer.json["balance"], second["closing_balance"], "the statement closes on the router's balance");
