@@ -36,6 +36,10 @@ pub enum ConsumeError {
     Store(#[from] StoreError),
 }
 
+/// Payment terms beyond ten years are taken as ten years: the router does not bound them,
+/// and a due date must stay a date.
+const MAX_PAYMENT_TERMS_DAYS: u32 = 3_650;
+
 /// Most events applied in one transaction; more means fewer fsyncs while catching up.
 const BATCH: usize = 1024;
 
@@ -159,7 +163,7 @@ pub fn entry(event: proto::LedgerEvent) -> Result<Entry, ConsumeError> {
             interval: interval(&buyer.billing_interval).ok_or(malformed("billing_interval"))?,
             payment_terms_days: match buyer.payment_terms_days {
                 0 => DEFAULT_PAYMENT_TERMS_DAYS,
-                days => days,
+                days => days.min(MAX_PAYMENT_TERMS_DAYS),
             },
             credit_limit: optional_amount(&buyer.credit_limit).map_err(|_| malformed("credit_limit"))?,
             email: Some(buyer.email).filter(|email| !email.is_empty()),

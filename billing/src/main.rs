@@ -155,6 +155,9 @@ async fn catch_up(cli: &Cli, db: &Db) {
 async fn run_once(cli: Cli) -> anyhow::Result<()> {
     let policy = policy(&cli)?;
     let Some(as_of) = cli.as_of else { bail!("run needs --as-of YYYY-MM-DD") };
+    if !(1970..=9999).contains(&chrono::Datelike::year(&as_of)) {
+        bail!("--as-of {as_of} is outside the years 1970 to 9999");
+    }
     let db = open(&cli)?;
     catch_up(&cli, &db).await;
     let outcome = db.blocking(move |connection| run::run(connection, as_of, policy, chrono::Utc::now())).await?;

@@ -5,7 +5,9 @@
 //! A notification is never dropped or given up on: it stays `pending` until an SMTP server
 //! accepts it. Delivery is at least once: a message accepted by the server just before the
 //! process dies, whose `sent` mark did not reach the database, is sent again after the
-//! restart. Rows with any other status (`sent`, `no_recipient`) are never sent.
+//! restart. Rows with any other status (`sent`) are never sent. A row without an address
+//! takes the account's current email before each attempt, so it goes out once the router
+//! gives the account one.
 //!
 //! The database is only held for short reads and writes; the SMTP conversation happens
 //! outside the lock. Logs name a notification by its id, kind and document number, never
@@ -359,7 +361,7 @@ async fn round(
     backoff: &Backoff,
     shutdown: &watch::Receiver<bool>,
 ) -> usize {
-    let due = match db.with(|connection| take_due(connection, Utc::now())) {
+    let due = match db.blocking(|connection| take_due(connection, Utc::now())).await {
         Ok(due) => due,
         Err(error) => {
             tracing::error!(%error, "could not read the notification outbox");
@@ -379,7 +381,7 @@ async fn round(
             Ok(()) => {
                 sent += 1;
                 metrics::counter!(NOTIFICATIONS_SENT_TOTAL, "outcome" => "sent").increment(1);
-                if let Err(error) = db.with(|connection| mark_sent(connection, id, now)) {
+                if let Err(error) = db.blocking(move |connection| mark_sent(connection, id, now)).await {
                     // The row stays pending and is sent again: at least once.
                     tracing::error!(%error, notification = id, kind, number, "notification sent but not marked sent");
                 } else {
@@ -394,7 +396,8 @@ async fn round(
                     .and_then(|delay| now.checked_add_signed(delay))
                     .unwrap_or(now + TimeDelta::days(1));
                 let stored = shorten(&failure.stored);
-                if let Err(error) = db.with(|connection| mark_failed(connection, id, &stored, next)) {
+                let marked = db.blocking(move |connection| mark_failed(connection, id, &stored, next)).await;
+                if let Err(error) = marked {
                     tracing::error!(%error, notification = id, kind, number, "failed notification attempt not recorded");
                 }
                 tracing::warn!(
@@ -409,10 +412,14 @@ async fn round(
             }
         }
     }
-    match db.with(|connection| {
-        connection
-            .query_row("SELECT COUNT(*) FROM notifications WHERE status = 'pending'", [], |row| row.get::<_, i64>(0))
-    }) {
+    let pending = db
+        .blocking(|connection| {
+            connection.query_row("SELECT COUNT(*) FROM notifications WHERE status = 'pending'", [], |row| {
+                row.get::<_, i64>(0)
+            })
+        })
+        .await;
+    match pending {
         Ok(pending) => metrics::gauge!(NOTIFICATIONS_PENDING).set(pending as f64),
         Err(error) => tracing::error!(%error, "could not count pending notifications"),
     }

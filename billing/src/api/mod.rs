@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
@@ -242,8 +242,15 @@ async fn body_json<T: for<'de> Deserialize<'de>>(request: Request<Incoming>) -> 
         .map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", format!("malformed JSON: {error}")))
 }
 
+/// A calendar date between 1970 and 9999 (chrono takes years far beyond, which no billing
+/// period has any business with).
 fn date(field: &str, text: &str) -> Result<NaiveDate, ApiError> {
-    text.parse().map_err(|_| ApiError::invalid(field, format!("{text:?} is not a calendar date (YYYY-MM-DD)")))
+    let date: NaiveDate =
+        text.parse().map_err(|_| ApiError::invalid(field, format!("{text:?} is not a calendar date (YYYY-MM-DD)")))?;
+    if !(1970..=9999).contains(&date.year()) {
+        return Err(ApiError::invalid(field, format!("{text:?} is outside the years 1970 to 9999")));
+    }
+    Ok(date)
 }
 
 #[derive(Deserialize)]

@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Days, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use rust_decimal::Decimal;
 use serde::Serialize;
@@ -230,15 +230,20 @@ pub fn draft_buyer(
     as_of: NaiveDate,
 ) -> Drafted {
     let through = closed_through(book.interval, as_of).max(book.billed_through.unwrap_or(NaiveDate::MIN));
-    if book.mode == BillingMode::Internal {
-        return Drafted { drafts: Vec::new(), billed_through: through, balance: book.balance };
-    }
+    let prepaid = book.mode == BillingMode::Prepaid;
     let mut drafts = credit_notes(book, credits);
-    let mut balance = book.balance + drafts.iter().map(|draft| -draft.total()).sum::<Decimal>();
+    // Only a prepaid balance moves with credits and top-ups; an invoice buyer's credit notes
+    // reduce what it owes instead.
+    let mut balance = book.balance;
+    if prepaid {
+        balance += drafts.iter().map(|draft| -draft.total()).sum::<Decimal>();
+    }
 
-    let kind = if book.mode == BillingMode::Prepaid { DocumentKind::Statement } else { DocumentKind::Invoice };
+    // An internal buyer's own sales never come here (they are not charged); a sale it
+    // was charged for before it became internal is still invoiced.
+    let kind = if prepaid { DocumentKind::Statement } else { DocumentKind::Invoice };
     let mut sales = dated(sales, |sale| local_date(sale.sold_at, book.zone));
-    let mut topups = dated(topups, |topup| local_date(topup.at, book.zone));
+    let mut topups = if prepaid { dated(topups, |topup| local_date(topup.at, book.zone)) } else { Vec::new() };
     let Some(first) = sales.iter().map(|(date, _)| *date).chain(topups.iter().map(|(date, _)| *date)).min() else {
         return Drafted { drafts, billed_through: through, balance };
     };
@@ -486,7 +491,7 @@ fn take_through<T>(items: &mut Vec<(NaiveDate, T)>, last: NaiveDate) -> Vec<(Nai
 
 /// The due date of a document issued on `issue_date`.
 pub fn due_date(issue_date: NaiveDate, payment_terms_days: u32) -> NaiveDate {
-    issue_date + Days::new(u64::from(payment_terms_days))
+    super::period::days_after(issue_date, u64::from(payment_terms_days))
 }
 
 #[cfg(test)]

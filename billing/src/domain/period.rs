@@ -36,20 +36,20 @@ impl Interval {
     pub fn period_of(self, date: NaiveDate) -> Period {
         match self {
             Interval::Weekly => {
-                let from = date - Days::new(u64::from(date.weekday().num_days_from_monday()));
-                Period { from, to: from + Days::new(6) }
+                let from = days_before(date, u64::from(date.weekday().num_days_from_monday()));
+                Period { from, to: days_after(from, 6) }
             }
             Interval::SemiMonthly if date.day() <= 15 => {
-                Period { from: first_of_month(date), to: first_of_month(date) + Days::new(14) }
+                Period { from: first_of_month(date), to: days_after(first_of_month(date), 14) }
             }
-            Interval::SemiMonthly => Period { from: first_of_month(date) + Days::new(15), to: last_of_month(date) },
+            Interval::SemiMonthly => Period { from: days_after(first_of_month(date), 15), to: last_of_month(date) },
             Interval::Monthly => Period { from: first_of_month(date), to: last_of_month(date) },
         }
     }
 
     /// The period that follows `period`.
     pub fn next(self, period: Period) -> Period {
-        self.period_of(period.to + Days::new(1))
+        self.period_of(days_after(period.to, 1))
     }
 }
 
@@ -113,13 +113,14 @@ pub fn closing_periods(
 ) -> Vec<Period> {
     let mut period = match billed_through {
         Some(through) => {
-            let next_day = through + Days::new(1);
+            let next_day = days_after(through, 1);
             Period { from: next_day, ..interval.period_of(next_day) }
         }
         None => interval.period_of(first),
     };
     let mut closing = Vec::new();
-    while period.is_closed(as_of) {
+    // Dates at chrono's limits saturate instead of panicking; the guard ends the loop there.
+    while period.is_closed(as_of) && closing.last() != Some(&period) {
         closing.push(period);
         period = interval.next(period);
     }
@@ -128,7 +129,17 @@ pub fn closing_periods(
 
 /// The last day of the last period closed on `as_of`.
 pub fn closed_through(interval: Interval, as_of: NaiveDate) -> NaiveDate {
-    interval.period_of(as_of).from - Days::new(1)
+    days_before(interval.period_of(as_of).from, 1)
+}
+
+/// `date` plus `days`, saturating at chrono's last date.
+pub fn days_after(date: NaiveDate, days: u64) -> NaiveDate {
+    date.checked_add_days(Days::new(days)).unwrap_or(NaiveDate::MAX)
+}
+
+/// `date` minus `days`, saturating at chrono's first date.
+pub fn days_before(date: NaiveDate, days: u64) -> NaiveDate {
+    date.checked_sub_days(Days::new(days)).unwrap_or(NaiveDate::MIN)
 }
 
 fn first_of_month(date: NaiveDate) -> NaiveDate {
@@ -137,7 +148,7 @@ fn first_of_month(date: NaiveDate) -> NaiveDate {
 
 fn last_of_month(date: NaiveDate) -> NaiveDate {
     let (year, month) = if date.month() == 12 { (date.year() + 1, 1) } else { (date.year(), date.month() + 1) };
-    NaiveDate::from_ymd_opt(year, month, 1).map_or(date, |next| next - Days::new(1))
+    NaiveDate::from_ymd_opt(year, month, 1).map_or(NaiveDate::MAX, |next| days_before(next, 1))
 }
 
 /// ISO week key (`2026-W48`) of a date.
@@ -228,12 +239,35 @@ mod tests {
         }
 
         #[test]
-        fn the_local_date_follows_the_offset_of_the_instant(seconds in 0i64..4_000_000_000) {
+        fn berlin_dates_follow_the_eu_summer_time_rule(seconds in 946_684_800i64..4_102_444_800) {
+            // Computed by hand, independently of chrono-tz: since 1996 Berlin is UTC+2 from
+            // 01:00 UTC on the last Sunday of March to 01:00 UTC on the last Sunday of
+            // October, and UTC+1 otherwise.
             let at = Utc.timestamp_opt(seconds, 0).unwrap();
-            for zone in [chrono_tz::Europe::Berlin, chrono_tz::America::New_York, chrono_tz::Australia::Lord_Howe] {
-                let local = at.with_timezone(&zone);
-                prop_assert_eq!(local_date(at, zone), local.naive_local().date());
-            }
+            let last_sunday = |month: u32| {
+                let last = last_of_month(NaiveDate::from_ymd_opt(at.year(), month, 1).unwrap());
+                last - Days::new(u64::from(last.weekday().num_days_from_sunday()))
+            };
+            let switch = |month| Utc.from_utc_datetime(&last_sunday(month).and_hms_opt(1, 0, 0).unwrap());
+            let summer = at >= switch(3) && at < switch(10);
+            let offset = chrono::Duration::hours(if summer { 2 } else { 1 });
+            prop_assert_eq!(local_date(at, chrono_tz::Europe::Berlin), (at + offset).date_naive());
+        }
+
+        #[test]
+        fn new_york_dates_follow_the_us_daylight_rule(seconds in 1_199_145_600i64..4_102_444_800) {
+            // Since 2007: UTC-4 from 07:00 UTC on the second Sunday of March to 06:00 UTC on
+            // the first Sunday of November, UTC-5 otherwise.
+            let at = Utc.timestamp_opt(seconds, 0).unwrap();
+            let nth_sunday = |month: u32, n: u64| {
+                let first = NaiveDate::from_ymd_opt(at.year(), month, 1).unwrap();
+                let to_sunday = (7 - u64::from(first.weekday().num_days_from_sunday())) % 7;
+                first + Days::new(to_sunday + 7 * (n - 1))
+            };
+            let start = Utc.from_utc_datetime(&nth_sunday(3, 2).and_hms_opt(7, 0, 0).unwrap());
+            let end = Utc.from_utc_datetime(&nth_sunday(11, 1).and_hms_opt(6, 0, 0).unwrap());
+            let offset = chrono::Duration::hours(if at >= start && at < end { -4 } else { -5 });
+            prop_assert_eq!(local_date(at, chrono_tz::America::New_York), (at + offset).date_naive());
         }
     }
 

@@ -90,8 +90,9 @@ fn queue(
         escape(subject),
         escape(intro)
     );
-    // Without an address there is nobody to send to; the notice is kept and listed.
-    let status = if recipient.is_some() { "pending" } else { "no_recipient" };
+    // Queued even without an address: the sender takes the account's current email before
+    // each attempt, so a notice waits (and is listed) until the router gives it one.
+    let status = "pending";
     tx.execute(
         "INSERT INTO notifications (kind, number, account_kind, account_id, recipient, subject, text_body, html_body,
             status, next_attempt_at, created_at)

@@ -41,6 +41,7 @@ pub struct Checked {
     pub returns_approved: u64,
     pub returns_credited: u64,
     pub returns_waiting: u64,
+    pub reversals_settled: u64,
     pub documents: u64,
     pub lines: u64,
 }
@@ -201,6 +202,50 @@ pub fn reconcile(connection: &Connection) -> Result<Reconciliation, StoreError> 
                 "return_credited_twice",
                 [&return_id],
                 &format!("lines holding the return (all:marked document): {lines}"),
+            )),
+        }
+    }
+
+    // Approved returns that take a payout back, supplier side.
+    for (return_id, supplier, sequence, reversed, resolved_at, settled, lines) in rows7(
+        connection,
+        "SELECT r.return_id, r.supplier_id, r.sequence, r.payout_reversed, r.resolved_at, r.supplier_doc,
+                (SELECT COUNT(*) FROM lines l JOIN documents d ON d.number = l.number
+                 WHERE l.return_id = r.return_id AND d.account_kind = 'supplier')
+                || ':' || (SELECT COUNT(*) FROM lines l WHERE l.number = r.supplier_doc AND l.return_id = r.return_id)
+         FROM returns r WHERE r.approved = 1",
+        [],
+    )? {
+        if decimal(&reversed)?.is_zero() {
+            continue;
+        }
+        match (lines.as_str(), settled.as_ref()) {
+            ("1:1", Some(_)) => checked.reversals_settled += 1,
+            ("0:0", None) => {
+                let zone = zones.get(&("supplier", supplier.clone())).copied().unwrap_or(chrono_tz::UTC);
+                let resolved_on = local_date(instant(&resolved_at)?, zone);
+                if issued.should_hold("supplier", &supplier, sequence.parse().unwrap_or(0), resolved_on) {
+                    found.push(discrepancy(
+                        "reversal_not_settled",
+                        [&return_id, &supplier],
+                        "a settlement issued after this return for its period left it out",
+                    ));
+                }
+            }
+            ("0:0", Some(number)) => found.push(discrepancy(
+                "reversal_line_missing",
+                [&return_id, number],
+                "the reversal is marked settled but no line holds it",
+            )),
+            ("1:0", Some(number)) => found.push(discrepancy(
+                "reversal_document_mismatch",
+                [&return_id, number],
+                "the reversal's line is on another settlement than the one marked",
+            )),
+            (_, _) => found.push(discrepancy(
+                "reversal_settled_twice",
+                [&return_id],
+                &format!("lines holding the reversal (all:marked document): {lines}"),
             )),
         }
     }

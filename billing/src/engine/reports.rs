@@ -275,5 +275,12 @@ impl PaymentMeasures {
 
 /// Parses a report date (`2026-11-30`).
 pub fn parse_date(field: &'static str, text: &str) -> Result<NaiveDate, ReportError> {
-    text.parse().map_err(|_| ReportError::Invalid { field, message: format!("{text:?} is not a date (YYYY-MM-DD)") })
+    use chrono::Datelike;
+    let date: NaiveDate = text
+        .parse()
+        .map_err(|_| ReportError::Invalid { field, message: format!("{text:?} is not a date (YYYY-MM-DD)") })?;
+    if !(1970..=9999).contains(&date.year()) {
+        return Err(ReportError::Invalid { field, message: format!("{text:?} is outside the years 1970 to 9999") });
+    }
+    Ok(date)
 }

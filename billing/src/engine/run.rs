@@ -121,7 +121,7 @@ fn dun(
     now: DateTime<Utc>,
 ) -> Result<Vec<Dunned>, StoreError> {
     let mut statement = tx.prepare(
-        "SELECT number FROM documents WHERE kind = 'invoice' AND due_date < ?1
+        "SELECT number FROM documents WHERE kind = 'invoice' AND due_date <= ?1
            AND NOT EXISTS (SELECT 1 FROM dunning WHERE dunning.number = documents.number AND tier = 2)
          ORDER BY number",
     )?;

@@ -70,6 +70,23 @@ async fn partial_payments_add_up_overpayment_is_refused_and_dunning_follows_the_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dunning_tiers_are_configurable_down_to_the_due_date_itself() {
+    let router = Router::start(market(), "2026-11-02T08:00:00Z").await;
+    router.sell("solar", 1, "2026-11-02T09:00:00Z").await;
+    let dir = tempfile::tempdir().unwrap();
+    let tiers = ["--reminder-after-days", "0", "--notice-after-days", "3"];
+    let worker = Worker::start(&dir.path().join("billing.db"), &router.grpc, &tiers).await;
+    worker.caught_up(router.head().await).await;
+    worker.run("2026-11-09").await;
+    let number = "INV-2026-000001";
+    assert_eq!(dunned(&worker.run("2026-11-22").await), []);
+    assert_eq!(dunned(&worker.run("2026-11-23").await), [(number.to_string(), 1)], "a reminder on the due date");
+    assert_eq!(worker.document(number).await["status"], "open", "not overdue on the due date itself");
+    assert_eq!(dunned(&worker.run("2026-11-25").await), []);
+    assert_eq!(dunned(&worker.run("2026-11-26").await), [(number.to_string(), 2)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
     let router = Router::start(market(), "2026-11-02T08:00:00Z").await;
     router.sell("solar", 1, "2026-11-02T09:00:00Z").await;
@@ -105,7 +122,7 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
         assert_eq!(answer.status, 422, "{body}: {}", answer.text);
         assert_eq!(answer.json["error"]["details"][0]["field"], field, "{body}");
     }
-    for as_of in ["2026-13-01", "30.11.2026", ""] {
+    for as_of in ["2026-13-01", "30.11.2026", "", "-262143-01-01", "+262142-12-31", "0001-01-01"] {
         let answer = worker.post("/billing/v1/runs", &json!({"as_of": as_of})).await;
         assert_eq!(
             (answer.status, answer.json["error"]["details"][0]["field"].as_str()),

@@ -87,6 +87,7 @@ async fn returns_are_excluded_before_invoicing_credited_after_and_taken_back_fro
     let reconciliation = worker.reconcile().await;
     assert_eq!(reconciliation["ok"], true, "{reconciliation}");
     assert_eq!(reconciliation["checked"]["returns_credited"], 2);
+    assert_eq!(reconciliation["checked"]["reversals_settled"], 2);
 
     // Accrual books the October refund in October; booked, in November. Over both months
     // the totals agree; over November alone they differ by exactly that refund.

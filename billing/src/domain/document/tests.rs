@@ -72,14 +72,32 @@ fn a_weekly_invoice_has_one_line_per_sale_of_the_closed_week_only() {
 }
 
 #[test]
-fn nothing_is_drafted_for_an_open_period_or_an_internal_buyer() {
+fn nothing_is_drafted_for_an_open_period_and_an_internal_buyer_has_nothing_to_bill() {
     let sales = vec![sale("s1", "2026-11-02T09:00:00Z", dec!(38.50))];
     let open =
         draft_buyer(&book(BillingMode::Invoice, Interval::Weekly), sales.clone(), vec![], vec![], day("2026-11-08"));
     assert!(open.drafts.is_empty());
-    let internal =
-        draft_buyer(&book(BillingMode::Internal, Interval::Weekly), sales, vec![], vec![], day("2026-12-31"));
-    assert!(internal.drafts.is_empty());
+    let topped_up =
+        vec![OpenTopUp { sequence: 1, at: at("2026-11-02T08:00:00Z"), amount: dec!(50), reference: "w".into() }];
+    let internal = book(BillingMode::Internal, Interval::Weekly);
+    assert!(draft_buyer(&internal, vec![], vec![], topped_up.clone(), day("2026-12-31")).drafts.is_empty());
+    // A sale charged before the buyer became internal is still invoiced.
+    let charged = draft_buyer(&internal, sales, vec![], vec![], day("2026-12-31"));
+    assert_eq!(charged.drafts.len(), 1);
+    assert_eq!(charged.drafts[0].kind, DocumentKind::Invoice);
+    // Top-ups belong on statements only: an invoice buyer's week with only a top-up is empty.
+    let invoice = book(BillingMode::Invoice, Interval::Weekly);
+    assert!(draft_buyer(&invoice, vec![], vec![], topped_up, day("2026-12-31")).drafts.is_empty());
+}
+
+#[test]
+fn an_invoice_buyers_credit_notes_do_not_touch_a_balance() {
+    let invoiced = sale("s1", "2026-11-02T09:00:00Z", dec!(38.50));
+    let credits = vec![credit("r1", &invoiced, "2026-11-05T09:00:00Z", Some(("INV-2026-000001", week("2026-11-02"))))];
+    let drafted =
+        draft_buyer(&book(BillingMode::Invoice, Interval::Weekly), vec![], credits, vec![], day("2026-11-09"));
+    assert_eq!(drafted.drafts[0].kind, DocumentKind::CreditNote);
+    assert_eq!(drafted.balance, Decimal::ZERO);
 }
 
 #[test]
