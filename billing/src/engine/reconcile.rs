@@ -82,9 +82,9 @@ pub fn reconcile(connection: &Connection) -> Result<Reconciliation, StoreError> 
             }
             continue;
         }
-        match (lines.as_str(), billed.as_ref()) {
-            ("1:1", Some(_)) => checked.sales_billed += 1,
-            ("0:0", None) => {
+        match placement(&lines, billed.as_ref()) {
+            Placement::Once => checked.sales_billed += 1,
+            Placement::Nowhere => {
                 let sold_on = local_date(instant(&sold_at)?, zones.get(&("buyer", buyer.clone())).copied().unwrap_or(chrono_tz::UTC));
                 if !zones.contains_key(&("buyer", buyer.clone())) {
                     found.push(discrepancy("unknown_buyer", [&sale_id, &buyer], "the ledger never described this sale's buyer"));
@@ -94,9 +94,7 @@ pub fn reconcile(connection: &Connection) -> Result<Reconciliation, StoreError> 
                     checked.sales_waiting += 1;
                 }
             }
-            ("0:0", Some(number)) => found.push(discrepancy("sale_line_missing", [&sale_id, number], "the sale is marked billed but no line holds it")),
-            ("1:0", Some(number)) => found.push(discrepancy("sale_document_mismatch", [&sale_id, number], "the sale's line is on another document than the one marked")),
-            (_, _) => found.push(discrepancy("sale_billed_twice", [&sale_id], &format!("lines holding the sale (all:marked document): {lines}"))),
+            misplaced => found.extend(misplaced.discrepancy(&SALE, &sale_id)),
         }
     }
 
@@ -111,9 +109,9 @@ pub fn reconcile(connection: &Connection) -> Result<Reconciliation, StoreError> 
          FROM sales s",
         [],
     )? {
-        match (lines.as_str(), settled.as_ref()) {
-            ("1:1", Some(_)) => checked.payouts_settled += 1,
-            ("0:0", None) => {
+        match placement(&lines, settled.as_ref()) {
+            Placement::Once => checked.payouts_settled += 1,
+            Placement::Nowhere => {
                 let zone = zones.get(&("supplier", supplier.clone())).copied().unwrap_or(chrono_tz::UTC);
                 if issued.should_hold(
                     "supplier",
@@ -128,21 +126,7 @@ pub fn reconcile(connection: &Connection) -> Result<Reconciliation, StoreError> 
                     ));
                 }
             }
-            ("0:0", Some(number)) => found.push(discrepancy(
-                "payout_line_missing",
-                [&sale_id, number],
-                "the payout is marked settled but no line holds it",
-            )),
-            ("1:0", Some(number)) => found.push(discrepancy(
-                "payout_document_mismatch",
-                [&sale_id, number],
-                "the payout's line is on another settlement than the one marked",
-            )),
-            (_, _) => found.push(discrepancy(
-                "payout_settled_twice",
-                [&sale_id],
-                &format!("lines holding the payout (all:marked document): {lines}"),
-            )),
+            misplaced => found.extend(misplaced.discrepancy(&PAYOUT, &sale_id)),
         }
     }
 
@@ -162,9 +146,9 @@ pub fn reconcile(connection: &Connection) -> Result<Reconciliation, StoreError> 
         if decimal(&credit)?.is_zero() {
             continue;
         }
-        match (lines.as_str(), credited.as_ref()) {
-            ("1:1", Some(_)) => checked.returns_credited += 1,
-            ("0:0", None) => {
+        match placement(&lines, credited.as_ref()) {
+            Placement::Once => checked.returns_credited += 1,
+            Placement::Nowhere => {
                 let sequence: i64 = sequence.parse().unwrap_or(0);
                 // Credit notes are due from the first run that saw the return after its
                 // sale was billed.
@@ -188,21 +172,7 @@ pub fn reconcile(connection: &Connection) -> Result<Reconciliation, StoreError> 
                     checked.returns_waiting += 1;
                 }
             }
-            ("0:0", Some(number)) => found.push(discrepancy(
-                "return_line_missing",
-                [&return_id, number],
-                "the return is marked credited but no line holds it",
-            )),
-            ("1:0", Some(number)) => found.push(discrepancy(
-                "return_document_mismatch",
-                [&return_id, number],
-                "the return's line is on another document than the one marked",
-            )),
-            (_, _) => found.push(discrepancy(
-                "return_credited_twice",
-                [&return_id],
-                &format!("lines holding the return (all:marked document): {lines}"),
-            )),
+            misplaced => found.extend(misplaced.discrepancy(&RETURN, &return_id)),
         }
     }
 
@@ -219,9 +189,9 @@ pub fn reconcile(connection: &Connection) -> Result<Reconciliation, StoreError> 
         if decimal(&reversed)?.is_zero() {
             continue;
         }
-        match (lines.as_str(), settled.as_ref()) {
-            ("1:1", Some(_)) => checked.reversals_settled += 1,
-            ("0:0", None) => {
+        match placement(&lines, settled.as_ref()) {
+            Placement::Once => checked.reversals_settled += 1,
+            Placement::Nowhere => {
                 let zone = zones.get(&("supplier", supplier.clone())).copied().unwrap_or(chrono_tz::UTC);
                 let resolved_on = local_date(instant(&resolved_at)?, zone);
                 if issued.should_hold("supplier", &supplier, sequence.parse().unwrap_or(0), resolved_on) {
@@ -232,21 +202,7 @@ pub fn reconcile(connection: &Connection) -> Result<Reconciliation, StoreError> 
                     ));
                 }
             }
-            ("0:0", Some(number)) => found.push(discrepancy(
-                "reversal_line_missing",
-                [&return_id, number],
-                "the reversal is marked settled but no line holds it",
-            )),
-            ("1:0", Some(number)) => found.push(discrepancy(
-                "reversal_document_mismatch",
-                [&return_id, number],
-                "the reversal's line is on another settlement than the one marked",
-            )),
-            (_, _) => found.push(discrepancy(
-                "reversal_settled_twice",
-                [&return_id],
-                &format!("lines holding the reversal (all:marked document): {lines}"),
-            )),
+            misplaced => found.extend(misplaced.discrepancy(&REVERSAL, &return_id)),
         }
     }
 
@@ -452,6 +408,87 @@ impl IssuedPeriods {
         self.0
             .get(&(kind.to_string(), account.to_string()))
             .is_some_and(|issued| issued.iter().any(|(through, to)| *through >= sequence && *to >= on))
+    }
+}
+
+/// The discrepancy kinds of one sort of item.
+struct Item {
+    missing: &'static str,
+    elsewhere: &'static str,
+    several: &'static str,
+    what: &'static str,
+}
+
+const SALE: Item = Item {
+    missing: "sale_line_missing",
+    elsewhere: "sale_document_mismatch",
+    several: "sale_billed_twice",
+    what: "sale",
+};
+const PAYOUT: Item = Item {
+    missing: "payout_line_missing",
+    elsewhere: "payout_document_mismatch",
+    several: "payout_settled_twice",
+    what: "payout",
+};
+const RETURN: Item = Item {
+    missing: "return_line_missing",
+    elsewhere: "return_document_mismatch",
+    several: "return_credited_twice",
+    what: "return",
+};
+const REVERSAL: Item = Item {
+    missing: "reversal_line_missing",
+    elsewhere: "reversal_document_mismatch",
+    several: "reversal_settled_twice",
+    what: "reversal",
+};
+
+/// Where an item's lines are, from `all:on the marked document` line counts and the mark.
+enum Placement<'a> {
+    /// One line, on the document the item is marked with.
+    Once,
+    /// No line and no mark: not billed yet.
+    Nowhere,
+    /// Marked with a document that has no line for it.
+    Missing(&'a String),
+    /// Its one line is on another document than the marked one.
+    Elsewhere(&'a String),
+    Several(String),
+}
+
+fn placement<'a>(lines: &str, marked: Option<&'a String>) -> Placement<'a> {
+    match (lines, marked) {
+        ("1:1", Some(_)) => Placement::Once,
+        ("0:0", None) => Placement::Nowhere,
+        ("0:0", Some(number)) => Placement::Missing(number),
+        ("1:0", Some(number)) => Placement::Elsewhere(number),
+        (counts, _) => Placement::Several(counts.to_string()),
+    }
+}
+
+impl Placement<'_> {
+    /// The discrepancy of a misplaced item; none for one placed once or not yet.
+    fn discrepancy(self, item: &Item, id: &String) -> Option<Discrepancy> {
+        let what = item.what;
+        Some(match self {
+            Placement::Missing(number) => discrepancy(
+                item.missing,
+                [id, number],
+                &format!("the {what} is marked billed by {number}, which has no line for it"),
+            ),
+            Placement::Elsewhere(number) => discrepancy(
+                item.elsewhere,
+                [id, number],
+                &format!("the {what}'s line is on another document than {number}"),
+            ),
+            Placement::Several(counts) => discrepancy(
+                item.several,
+                [id],
+                &format!("the {what} is on several lines (all:on the marked document = {counts})"),
+            ),
+            Placement::Once | Placement::Nowhere => return None,
+        })
     }
 }
 
