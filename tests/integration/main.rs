@@ -13,6 +13,7 @@ mod hostile;
 mod models;
 mod outbox;
 mod overspend;
+mod redis_budget;
 mod retries;
 mod returns;
 mod stream;
