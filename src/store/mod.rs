@@ -13,6 +13,7 @@ pub mod outbox;
 pub mod pings;
 pub mod pull;
 pub mod redis_budget;
+pub mod redis_ledger;
 pub mod returns;
 pub mod sales;
 pub mod traces;

@@ -1,0 +1,187 @@
+//! The ledger of several nodes: one Redis Stream, whose entry ids are the gap-free ledger
+//! sequences, written by a Lua script that takes the next sequence and appends in one step.
+//! Every node mirrors the stream into memory and serves its gRPC `Subscribe` from the
+//! mirror, so a subscriber on any node sees every sale, whichever node sold it.
+//!
+//! Durability: the script's reply is the acknowledgement; with Redis's AOF at
+//! `appendfsync always` it is sent after the entry is on disk (deploy/README.md).
+//! Keys share the hash tag `{ledger}`, so the script's two keys sit in one Cluster slot.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use parking_lot::RwLock;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::streams::{StreamReadOptions, StreamReadReply};
+use redis::{AsyncCommands, Script, Value};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::{EventLog, LogError};
+use crate::domain::ledger::{Event, LedgerEvent};
+
+/// Takes the next sequence and appends the entry under it, atomically.
+const APPEND: &str = r"
+local sequence = redis.call('INCR', KEYS[1])
+redis.call('XADD', KEYS[2], sequence .. '-1', 'e', ARGV[1])
+return sequence
+";
+
+/// How many entries one mirror read takes.
+const READ_BATCH: usize = 1024;
+
+/// What a stream entry holds: the event and when it was journaled (its sequence is the id).
+#[derive(Serialize, Deserialize)]
+struct Entry {
+    at: DateTime<Utc>,
+    event: Event,
+}
+
+pub struct RedisLedger {
+    redis: ConnectionManager,
+    append: Script,
+    sequence_key: String,
+    stream_key: String,
+    mirror: Arc<Mirror>,
+}
+
+/// The node's copy of the stream: events by sequence, and a watch of the last one.
+struct Mirror {
+    events: RwLock<Vec<Arc<LedgerEvent>>>,
+    last: watch::Sender<u64>,
+}
+
+impl RedisLedger {
+    /// Connects, reads the stream so far into the mirror, and starts following it.
+    pub async fn connect(url: &str, prefix: &str) -> Result<RedisLedger, LogError> {
+        let client = redis::Client::open(url).map_err(unavailable)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Duration::from_secs(1))
+            .set_response_timeout(Duration::from_secs(1))
+            .set_number_of_retries(1)
+            .set_max_delay(500);
+        let redis = ConnectionManager::new_with_config(client.clone(), config).await.map_err(unavailable)?;
+        let ledger = RedisLedger {
+            redis,
+            append: Script::new(APPEND),
+            sequence_key: format!("{prefix}{{ledger}}:sequence"),
+            stream_key: format!("{prefix}{{ledger}}:stream"),
+            mirror: Arc::new(Mirror { events: RwLock::new(Vec::new()), last: watch::channel(0).0 }),
+        };
+        // Blocking reads get their own connection: on the shared one they would stall
+        // every other command for up to the block time.
+        let mut follower = client.get_multiplexed_async_connection().await.map_err(unavailable)?;
+        while read_into(&mut follower, &ledger.stream_key, &ledger.mirror, None).await? > 0 {}
+        tokio::spawn(follow(client, ledger.stream_key.clone(), Arc::clone(&ledger.mirror)));
+        Ok(ledger)
+    }
+
+    /// Appends an event; answers it with its sequence once Redis has acknowledged it.
+    pub async fn append(&self, event: Event, at: DateTime<Utc>) -> Result<LedgerEvent, LogError> {
+        let entry =
+            serde_json::to_string(&Entry { at, event }).map_err(|error| LogError::Unavailable(error.to_string()))?;
+        let mut redis = self.redis.clone();
+        let sequence: u64 = self
+            .append
+            .key(&self.sequence_key)
+            .key(&self.stream_key)
+            .arg(entry.as_str())
+            .invoke_async(&mut redis)
+            .await
+            .map_err(unavailable)?;
+        let Entry { at, event } =
+            serde_json::from_str(&entry).map_err(|error| LogError::Unavailable(error.to_string()))?;
+        Ok(LedgerEvent { sequence, at, event })
+    }
+}
+
+impl EventLog for RedisLedger {
+    fn read_after(&self, after: u64, max: usize) -> Result<Vec<LedgerEvent>, LogError> {
+        let events = self.mirror.events.read();
+        let start = usize::try_from(after).unwrap_or(usize::MAX).min(events.len());
+        Ok(events[start..].iter().take(max).map(|event| (**event).clone()).collect())
+    }
+
+    fn last_sequence(&self) -> u64 {
+        *self.mirror.last.borrow()
+    }
+
+    fn watch(&self) -> watch::Receiver<u64> {
+        self.mirror.last.subscribe()
+    }
+}
+
+/// Keeps the mirror up to date, reconnecting when Redis goes away.
+async fn follow(client: redis::Client, key: String, mirror: Arc<Mirror>) {
+    loop {
+        let mut connection = match client.get_multiplexed_async_connection().await {
+            Ok(connection) => connection,
+            Err(error) => {
+                tracing::warn!(%error, "ledger stream: cannot reach Redis; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        loop {
+            if Arc::strong_count(&mirror) == 1 {
+                return; // the ledger was dropped
+            }
+            if let Err(error) = read_into(&mut connection, &key, &mirror, Some(1000)).await {
+                tracing::warn!(%error, "ledger stream: read failed; reconnecting");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                break;
+            }
+        }
+    }
+}
+
+/// Reads the entries after the mirror's last into it; answers how many it took.
+async fn read_into(
+    connection: &mut MultiplexedConnection,
+    key: &str,
+    mirror: &Mirror,
+    block_ms: Option<usize>,
+) -> Result<usize, LogError> {
+    let last = *mirror.last.borrow();
+    let mut options = StreamReadOptions::default().count(READ_BATCH);
+    if let Some(block) = block_ms {
+        options = options.block(block);
+    }
+    let reply: Option<StreamReadReply> =
+        connection.xread_options(&[key], &[format!("{last}-1")], &options).await.map_err(unavailable)?;
+    let Some(reply) = reply else { return Ok(0) };
+    let mut taken = Vec::new();
+    for stream in reply.keys {
+        for entry in stream.ids {
+            let sequence =
+                entry.id.split('-').next().and_then(|sequence| sequence.parse::<u64>().ok()).ok_or_else(|| {
+                    LogError::Corrupt { sequence: last + 1, message: format!("entry id {}", entry.id) }
+                })?;
+            let json = match entry.map.get("e") {
+                Some(Value::BulkString(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
+                _ => return Err(LogError::Corrupt { sequence, message: "entry without an event".into() }),
+            };
+            let Entry { at, event } = serde_json::from_str(&json)
+                .map_err(|error| LogError::Corrupt { sequence, message: error.to_string() })?;
+            if sequence != last + taken.len() as u64 + 1 {
+                return Err(LogError::Corrupt {
+                    sequence,
+                    message: format!("expected {}", last + taken.len() as u64 + 1),
+                });
+            }
+            taken.push(Arc::new(LedgerEvent { sequence, at, event }));
+        }
+    }
+    let count = taken.len();
+    if count > 0 {
+        let newest = last + count as u64;
+        mirror.events.write().extend(taken);
+        mirror.last.send_replace(newest);
+    }
+    Ok(count)
+}
+
+fn unavailable(error: redis::RedisError) -> LogError {
+    LogError::Unavailable(error.to_string())
+}
