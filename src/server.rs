@@ -158,7 +158,7 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
     let ops_addr = ops.local_addr().map_err(|source| ServerError::Bind { addr: options.ops_listen, source })?;
     let grpc_addr = grpc.local_addr().map_err(|source| ServerError::Bind { addr: options.grpc_listen, source })?;
     let (stop, stopped) = watch::channel(false);
-    let log: Arc<dyn EventLog> = Arc::clone(router.journal()) as Arc<dyn EventLog>;
+    let log: Arc<dyn EventLog> = Arc::clone(router.journal()).event_log();
     let grpc_stopped = stopped.clone();
     let tasks = vec![
         tokio::spawn(serve(public, Listener::Public, Arc::clone(&state), stopped.clone())),

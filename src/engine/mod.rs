@@ -37,14 +37,14 @@ use crate::domain::trace::Trace;
 use crate::store::dedup::Dedup;
 use crate::store::idempotency::Idempotency;
 use crate::store::idempotency::StoredAnswer;
-use crate::store::journal::{InternalRecord, Journal, JournalError};
+use crate::store::journal::{InternalRecord, JournalError};
 use crate::store::outbox::Outbox;
 use crate::store::pings::Pings;
 use crate::store::pull::PullQueues;
 use crate::store::returns::Returns;
 use crate::store::sales::Sales;
 use crate::store::traces::Traces;
-use crate::store::{Budget, BudgetError};
+use crate::store::{Budget, BudgetError, Ledger};
 use crate::telemetry;
 
 /// Whose fault an error is decides its HTTP status (mapped once, in `api::error`).
@@ -110,7 +110,7 @@ pub struct Router {
     rotations: DashMap<String, Mutex<Rotation>>,
     top_up_references: DashMap<(String, String), ()>,
     /// Every sale, top-up and account change, on disk before it is acknowledged.
-    journal: Arc<Journal>,
+    journal: Arc<dyn Ledger>,
     pull: PullQueues,
     returns: Returns,
     /// Orders operators' return decisions with each other (never taken on the hot path).
@@ -125,7 +125,7 @@ impl Router {
         postal: &'static PostalTable,
         clock: Arc<dyn Clock>,
         budget: Arc<dyn Budget>,
-        journal: Arc<Journal>,
+        journal: Arc<dyn Ledger>,
     ) -> Router {
         let router = Router {
             market: ArcSwap::from_pointee(market),
@@ -295,7 +295,7 @@ impl Router {
         Ok(self.pull.fetch(buyer_id, after, limit))
     }
 
-    pub fn journal(&self) -> &Arc<Journal> {
+    pub fn journal(&self) -> &Arc<dyn Ledger> {
         &self.journal
     }
 

@@ -254,6 +254,25 @@ impl Journal {
     }
 }
 
+#[async_trait::async_trait]
+impl super::Ledger for Journal {
+    async fn append(&self, event: Event, at: DateTime<Utc>) -> Result<LedgerEvent, JournalError> {
+        Journal::append(self, event, at).await
+    }
+
+    async fn append_internal(&self, record: InternalRecord) -> Result<(), JournalError> {
+        Journal::append_internal(self, record).await
+    }
+
+    async fn close(&self) {
+        Journal::close(self).await
+    }
+
+    fn event_log(self: Arc<Self>) -> Arc<dyn EventLog> {
+        self
+    }
+}
+
 impl EventLog for Journal {
     fn read_after(&self, after: u64, max: usize) -> Result<Vec<LedgerEvent>, LogError> {
         let events = self.shared.events.read();

@@ -73,6 +73,24 @@ pub enum LogError {
     Corrupt { sequence: u64, message: String },
 }
 
+/// Where the engine writes what must outlive the process: ledger events, which get their
+/// gap-free sequence here, and internal records (idempotency answers, outbox messages, ...).
+/// An append answers only once it is durable. The embedded journal implements it on one
+/// node; the Redis adapters will on several (ARCHITECTURE.md).
+#[async_trait]
+pub trait Ledger: EventLog {
+    async fn append(
+        &self,
+        event: crate::domain::ledger::Event,
+        at: DateTime<Utc>,
+    ) -> Result<crate::domain::ledger::LedgerEvent, journal::JournalError>;
+    async fn append_internal(&self, record: journal::InternalRecord) -> Result<(), journal::JournalError>;
+    /// Makes everything appended so far durable and refuses later appends.
+    async fn close(&self);
+    /// The same ledger as its consumers read it.
+    fn event_log(self: Arc<Self>) -> Arc<dyn EventLog>;
+}
+
 /// The ledger as its consumers read it: history by sequence, then live events.
 ///
 /// The embedded journal implements it on one node; a Redis Stream on several (issue 6).

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use chrono::{Duration, TimeZone, Utc};
 use leadrouter::clock::ManualClock;
 use leadrouter::domain::ledger::{Event, ReturnResolved};
-use leadrouter::store::EventLog;
 use serde_json::{json, Value};
 
 use crate::harness::*;
