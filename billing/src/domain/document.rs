@@ -248,32 +248,37 @@ pub fn draft_buyer(
         return Drafted { drafts, billed_through: through, balance };
     };
     for period in closing_periods(book.interval, book.billed_through, first, as_of) {
-        let mut lines: Vec<Line> =
-            take_through(&mut topups, period.to).into_iter().map(|(_, topup)| topup_line(topup)).collect();
+        // One document per currency: a sale keeps the currency it was sold in, also if the
+        // buyer's currency changed since. Top-ups are in the buyer's currency.
+        let mut by_currency: BTreeMap<String, Vec<Line>> = BTreeMap::new();
+        for (_, topup) in take_through(&mut topups, period.to) {
+            by_currency.entry(book.currency.clone()).or_default().push(topup_line(topup));
+        }
         for (date, sale) in take_through(&mut sales, period.to) {
-            lines.push(buyer_sale_line(sale, date < period.from, kind));
+            let currency = sale.currency.clone();
+            by_currency.entry(currency).or_default().push(buyer_sale_line(sale, date < period.from, kind));
         }
-        if lines.is_empty() {
-            continue;
+        for (currency, lines) in by_currency {
+            let mut draft = Draft {
+                kind,
+                account_id: book.buyer_id.clone(),
+                currency,
+                period,
+                lines,
+                opening_balance: None,
+                closing_balance: None,
+                refers_to: None,
+            };
+            // The prepaid balance is kept in the buyer's currency.
+            if kind == DocumentKind::Statement && draft.currency == book.currency {
+                let topped_up: Decimal =
+                    draft.lines.iter().filter(|line| line.kind == LineKind::Topup).map(|line| line.amount).sum();
+                draft.opening_balance = Some(balance);
+                balance = balance + topped_up - draft.total();
+                draft.closing_balance = Some(balance);
+            }
+            drafts.push(draft);
         }
-        let mut draft = Draft {
-            kind,
-            account_id: book.buyer_id.clone(),
-            currency: book.currency.clone(),
-            period,
-            lines,
-            opening_balance: None,
-            closing_balance: None,
-            refers_to: None,
-        };
-        if kind == DocumentKind::Statement {
-            let topped_up: Decimal =
-                draft.lines.iter().filter(|line| line.kind == LineKind::Topup).map(|line| line.amount).sum();
-            draft.opening_balance = Some(balance);
-            balance = balance + topped_up - draft.total();
-            draft.closing_balance = Some(balance);
-        }
-        drafts.push(draft);
     }
     Drafted { drafts, billed_through: through, balance }
 }
@@ -331,6 +336,8 @@ fn credit_notes(book: &BuyerBook, credits: Vec<OpenReturn>) -> Vec<Draft> {
         .into_iter()
         .map(|((number, period), mut credits)| {
             credits.sort_by(|a, b| (a.resolved_at, &a.return_id).cmp(&(b.resolved_at, &b.return_id)));
+            // A credit note is in the currency of the sales it credits.
+            let currency = credits.first().map_or_else(|| book.currency.clone(), |credit| credit.currency.clone());
             let lines = credits
                 .into_iter()
                 .map(|credit| Line {
@@ -353,7 +360,7 @@ fn credit_notes(book: &BuyerBook, credits: Vec<OpenReturn>) -> Vec<Draft> {
             Draft {
                 kind: DocumentKind::CreditNote,
                 account_id: book.buyer_id.clone(),
-                currency: book.currency.clone(),
+                currency,
                 period,
                 lines,
                 opening_balance: None,

@@ -258,3 +258,23 @@ proptest! {
         runs_bill_every_sale_once(sold, runs, interval)?;
     }
 }
+
+#[test]
+fn a_sale_keeps_its_currency_when_the_buyer_changes_currency() {
+    let mut book = book(BillingMode::Invoice, Interval::Weekly);
+    book.currency = "USD".into();
+    let eur = sale("s1", "2026-11-02T09:00:00Z", dec!(38.50));
+    let usd = OpenSale { currency: "USD".into(), ..sale("s2", "2026-11-03T09:00:00Z", dec!(41.00)) };
+    let drafted = draft_buyer(&book, vec![eur.clone(), usd], vec![], vec![], day("2026-11-09"));
+    let currencies: Vec<(&str, Decimal)> = drafted.drafts.iter().map(|d| (d.currency.as_str(), d.total())).collect();
+    assert_eq!(currencies, [("EUR", dec!(38.50)), ("USD", dec!(41.00))]);
+    let credits = vec![credit("r1", &eur, "2026-11-10T09:00:00Z", Some(("INV-2026-000001", week("2026-11-02"))))];
+    let note = draft_buyer(
+        &BuyerBook { billed_through: Some(drafted.billed_through), ..book },
+        vec![],
+        credits,
+        vec![],
+        day("2026-11-11"),
+    );
+    assert_eq!(note.drafts[0].currency, "EUR");
+}
