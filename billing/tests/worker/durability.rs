@@ -40,8 +40,14 @@ async fn kill_9_mid_stream_applies_nothing_twice_and_misses_nothing() {
     let mut applied_at_kill = Vec::new();
     while kills < 4 {
         let mut worker = Worker::start(&db, &router.grpc, &[]).await;
-        // Let it apply some of the flow, then kill it without warning.
-        tokio::time::sleep(Duration::from_millis(150 + 100 * kills)).await;
+        // Let it apply some of the flow (more each time), then kill it without warning.
+        let before = worker.applied().await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while worker.applied().await <= before {
+            assert!(std::time::Instant::now() < deadline, "the worker applied nothing");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50 + 50 * kills)).await;
         applied_at_kill.push(worker.applied().await);
         worker.kill9();
         kills += 1;
