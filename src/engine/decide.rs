@@ -290,7 +290,7 @@ impl Router {
         let mut sales: Vec<Sale> = Vec::new();
         let mut taken: HashSet<Arc<str>> = batch.iter().map(|(_, hold)| Arc::clone(&hold.buyer_id)).collect();
         loop {
-            let attempts = self.claim_dedup(d, lot, offers, batch, misses).await;
+            let attempts = self.claim_dedup(d, lot, offers, batch, misses).await?;
             let deliveries = attempts.iter().map(|attempt| self.deliver(d, lot, &offers[attempt.index], attempt));
             let answers = futures::future::join_all(deliveries).await;
             for (attempt, (answer, queued)) in attempts.into_iter().zip(answers) {
@@ -310,7 +310,7 @@ impl Router {
                             PostAnswer::Accepted => String::new(),
                         };
                         d.trace.push(&campaign.id, &campaign.buyer_id, Outcome::RejectedPost).reason(reason);
-                        self.dedup.release(&attempt.dedup_keys);
+                        self.dedup.release(&campaign.buyer_id, &attempt.dedup_keys).await;
                         self.release_all([attempt.hold]).await;
                         misses.rejected = true;
                     }
@@ -341,24 +341,41 @@ impl Router {
         offers: &[Offer],
         batch: Vec<(usize, HoldHandle)>,
         misses: &mut Misses,
-    ) -> Vec<Attempt> {
+    ) -> Result<Vec<Attempt>, EngineError> {
         let now = self.clock.now();
         let contacts = lot.lead.dedup_keys();
-        let mut attempts = Vec::with_capacity(batch.len());
-        for (index, hold) in batch {
+        let mut attempts: Vec<Attempt> = Vec::with_capacity(batch.len());
+        let mut batch = batch.into_iter();
+        while let Some((index, hold)) = batch.next() {
             let campaign = Arc::clone(&offers[index].bid.campaign);
             let days = campaign.campaign.dedup_days;
             let keys = if days == 0 { Vec::new() } else { dedup::keys_for(&campaign.buyer_id, &contacts) };
-            if !keys.is_empty() && !self.dedup.claim(&keys, now, chrono::Duration::days(i64::from(days))) {
-                filter(&mut d.trace, &campaign, "duplicate");
-                self.release_all([hold]).await;
-                misses.duplicate = true;
-                continue;
+            let window = chrono::Duration::days(i64::from(days));
+            let claimed =
+                if keys.is_empty() { Ok(true) } else { self.dedup.claim(&campaign.buyer_id, &keys, now, window).await };
+            match claimed {
+                Ok(true) => {}
+                Ok(false) => {
+                    filter(&mut d.trace, &campaign, "duplicate");
+                    self.release_all([hold]).await;
+                    misses.duplicate = true;
+                    continue;
+                }
+                Err(error) => {
+                    // A duplicate cannot be ruled out: give back everything this batch
+                    // holds and sell nothing.
+                    self.release_all(std::iter::once(hold).chain(batch.map(|(_, hold)| hold))).await;
+                    for attempt in attempts {
+                        self.dedup.release(&attempt.campaign.buyer_id, &attempt.dedup_keys).await;
+                        self.release_all([attempt.hold]).await;
+                    }
+                    return Err(error.into());
+                }
             }
             d.trace.push(&campaign.id, &campaign.buyer_id, Outcome::Won).amount(offers[index].price);
             attempts.push(Attempt { index, hold, campaign, dedup_keys: keys, sale_id: ids::sale_id() });
         }
-        attempts
+        Ok(attempts)
     }
 
     /// Delivers the lead by the campaign's mode. An async delivery answers `Accepted` with
@@ -464,7 +481,11 @@ impl Router {
             // outlive their posts (HOLD_GRACE); if it does, an operator must see it.
             tracing::error!(%error, sale_id = %attempt.sale_id, buyer = %campaign.buyer_id, "sale settled without its hold");
         }
-        self.dedup.commit(&attempt.dedup_keys, now);
+        if let Err(error) = self.dedup.commit(&campaign.buyer_id, &attempt.dedup_keys, now).await {
+            // The buyer accepted the lead: the sale stands; its keys stay claimed (pending)
+            // until they expire, which still blocks a copy of the lead meanwhile.
+            tracing::error!(%error, sale_id = %attempt.sale_id, "dedup keys of a sale not marked sold");
+        }
         self.publish_balance(&campaign.buyer_id, campaign.funding).await;
         let sale = Sale {
             sale_id: attempt.sale_id,

@@ -44,7 +44,7 @@ use crate::store::pull::PullQueues;
 use crate::store::returns::Returns;
 use crate::store::sales::Sales;
 use crate::store::traces::Traces;
-use crate::store::{Budget, BudgetError, Ledger};
+use crate::store::{Budget, BudgetError, DedupClaims, Ledger, Unavailable};
 use crate::telemetry;
 
 /// Whose fault an error is decides its HTTP status (mapped once, in `api::error`).
@@ -76,6 +76,12 @@ impl From<BudgetError> for EngineError {
     }
 }
 
+impl From<Unavailable> for EngineError {
+    fn from(error: Unavailable) -> EngineError {
+        EngineError::Unavailable(error.0)
+    }
+}
+
 impl From<JournalError> for EngineError {
     fn from(error: JournalError) -> EngineError {
         EngineError::Unavailable(error.to_string())
@@ -103,7 +109,7 @@ pub struct Router {
     budget: Arc<dyn Budget>,
     buyers: BuyerClient,
     pings: Pings,
-    dedup: Dedup,
+    dedup: Arc<dyn DedupClaims>,
     idempotency: Idempotency,
     sales: Sales,
     traces: Traces,
@@ -135,7 +141,7 @@ impl Router {
             budget,
             buyers: BuyerClient::new(),
             pings: Pings::default(),
-            dedup: Dedup::default(),
+            dedup: Arc::new(Dedup::default()),
             idempotency: Idempotency::default(),
             sales: Sales::default(),
             traces: Traces::default(),
@@ -318,7 +324,7 @@ impl Router {
                     self.budget.replay_sale(&sale.buyer_id, replayed).await?;
                     let keys: Vec<_> =
                         sale.dedup_keys.iter().filter_map(|k| crate::domain::dedup::from_hex(k)).collect();
-                    self.dedup.commit(&keys, sale.sold_at);
+                    self.dedup.commit(&sale.buyer_id, &keys, sale.sold_at).await?;
                     self.sales.record(sale.clone());
                 }
                 Event::BalanceToppedUp(top_up) => {

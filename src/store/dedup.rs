@@ -65,6 +65,32 @@ impl Dedup {
     }
 }
 
+#[async_trait::async_trait]
+impl super::DedupClaims for Dedup {
+    async fn claim(
+        &self,
+        _buyer_id: &str,
+        keys: &[DedupKey],
+        now: DateTime<Utc>,
+        window: Duration,
+    ) -> Result<bool, super::Unavailable> {
+        Ok(Dedup::claim(self, keys, now, window))
+    }
+
+    async fn commit(&self, _buyer_id: &str, keys: &[DedupKey], now: DateTime<Utc>) -> Result<(), super::Unavailable> {
+        Dedup::commit(self, keys, now);
+        Ok(())
+    }
+
+    async fn release(&self, _buyer_id: &str, keys: &[DedupKey]) {
+        Dedup::release(self, keys);
+    }
+
+    fn sweep(&self, now: DateTime<Utc>, longest: Duration) {
+        Dedup::sweep(self, now, longest);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,6 +13,7 @@ pub mod outbox;
 pub mod pings;
 pub mod pull;
 pub mod redis_budget;
+pub mod redis_dedup;
 pub mod redis_ledger;
 pub mod returns;
 pub mod sales;
@@ -71,6 +72,37 @@ pub enum LogError {
     /// A stored event does not decode; an operator must look.
     #[error("event log corrupt at sequence {sequence}: {message}")]
     Corrupt { sequence: u64, message: String },
+}
+
+/// A store that cannot answer now (Redis away); the caller must not sell on a guess.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("store unavailable: {0}")]
+pub struct Unavailable(pub String);
+
+/// Dedup claims (one lead, one sale per buyer within the campaign's window): the lead's
+/// contact keys are claimed for a buyer before delivery, committed as sold on success, and
+/// released on failure. In memory on one node; in Redis (atomic scripts) on several.
+#[async_trait]
+pub trait DedupClaims: Send + Sync + 'static {
+    /// Claims all keys, or none if any was sold within `window` or is in flight.
+    async fn claim(
+        &self,
+        buyer_id: &str,
+        keys: &[crate::domain::dedup::DedupKey],
+        now: DateTime<Utc>,
+        window: chrono::Duration,
+    ) -> Result<bool, Unavailable>;
+    /// Marks the keys sold at `now`.
+    async fn commit(
+        &self,
+        buyer_id: &str,
+        keys: &[crate::domain::dedup::DedupKey],
+        now: DateTime<Utc>,
+    ) -> Result<(), Unavailable>;
+    /// Gives back keys claimed for a delivery that did not sell.
+    async fn release(&self, buyer_id: &str, keys: &[crate::domain::dedup::DedupKey]);
+    /// Forgets sales older than the longest window in use (Redis expires keys itself).
+    fn sweep(&self, now: DateTime<Utc>, longest: chrono::Duration);
 }
 
 /// Where the engine writes what must outlive the process: ledger events, which get their

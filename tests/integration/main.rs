@@ -14,6 +14,7 @@ mod models;
 mod outbox;
 mod overspend;
 mod redis_budget;
+mod redis_dedup;
 mod redis_ledger;
 mod retries;
 mod returns;

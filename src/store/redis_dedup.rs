@@ -1,0 +1,114 @@
+//! Dedup claims shared by several nodes: each contact key of a buyer is one Redis key
+//! (`{prefix}{b:<buyer>}:dedup:<hex>`, in the buyer's Cluster slot), holding `pending`
+//! while a delivery is in flight or the sale's time in milliseconds once sold. A claim
+//! checks and takes all of a lead's keys in one script, so two nodes delivering copies of
+//! one lead to one buyer cannot both sell it.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::Script;
+
+use super::{DedupClaims, Unavailable};
+use crate::domain::dedup::{to_hex, DedupKey};
+
+/// All keys free (never sold, or sold longer ago than the window, and not in flight):
+/// mark them in flight. Else change nothing.
+const CLAIM: &str = r"
+for _, key in ipairs(KEYS) do
+  local mark = redis.call('GET', key)
+  if mark then
+    if mark == 'pending' then return 0 end
+    if tonumber(mark) + tonumber(ARGV[2]) > tonumber(ARGV[1]) then return 0 end
+  end
+end
+for _, key in ipairs(KEYS) do
+  redis.call('SET', key, 'pending', 'PX', ARGV[3])
+end
+return 1
+";
+
+/// Gives back keys still in flight (a sold mark stays).
+const RELEASE: &str = r"
+for _, key in ipairs(KEYS) do
+  if redis.call('GET', key) == 'pending' then redis.call('DEL', key) end
+end
+return 1
+";
+
+/// A claim whose node died mid-delivery frees itself after this long (deliveries end
+/// within a vertical's `tmax_ms`, at most seconds).
+const PENDING_TTL: Duration = Duration::from_secs(120);
+
+/// How long a sold mark is kept: the longest dedup window a campaign may set (3,650 days).
+const SOLD_TTL: Duration = Duration::from_secs(3_650 * 24 * 3_600);
+
+pub struct RedisDedup {
+    redis: ConnectionManager,
+    prefix: String,
+    claim: Script,
+    release: Script,
+}
+
+impl RedisDedup {
+    pub async fn connect(url: &str, prefix: &str) -> Result<RedisDedup, Unavailable> {
+        let client = redis::Client::open(url).map_err(unavailable)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Duration::from_secs(1))
+            .set_response_timeout(Duration::from_secs(1))
+            .set_number_of_retries(1)
+            .set_max_delay(500);
+        let redis = ConnectionManager::new_with_config(client, config).await.map_err(unavailable)?;
+        Ok(RedisDedup { redis, prefix: prefix.to_string(), claim: Script::new(CLAIM), release: Script::new(RELEASE) })
+    }
+
+    fn keys(&self, buyer_id: &str, keys: &[DedupKey]) -> Vec<String> {
+        keys.iter().map(|key| format!("{}{{b:{buyer_id}}}:dedup:{}", self.prefix, to_hex(key))).collect()
+    }
+}
+
+fn unavailable(error: redis::RedisError) -> Unavailable {
+    Unavailable(error.to_string())
+}
+
+#[async_trait]
+impl DedupClaims for RedisDedup {
+    async fn claim(
+        &self,
+        buyer_id: &str,
+        keys: &[DedupKey],
+        now: DateTime<Utc>,
+        window: chrono::Duration,
+    ) -> Result<bool, Unavailable> {
+        let mut invocation = self.claim.prepare_invoke();
+        for key in self.keys(buyer_id, keys) {
+            invocation.key(key);
+        }
+        invocation.arg(now.timestamp_millis()).arg(window.num_milliseconds()).arg(PENDING_TTL.as_millis() as u64);
+        let claimed: i32 = invocation.invoke_async(&mut self.redis.clone()).await.map_err(unavailable)?;
+        Ok(claimed == 1)
+    }
+
+    async fn commit(&self, buyer_id: &str, keys: &[DedupKey], now: DateTime<Utc>) -> Result<(), Unavailable> {
+        let mut pipe = redis::pipe();
+        for key in self.keys(buyer_id, keys) {
+            pipe.cmd("SET").arg(key).arg(now.timestamp_millis()).arg("PX").arg(SOLD_TTL.as_millis() as u64).ignore();
+        }
+        pipe.query_async::<()>(&mut self.redis.clone()).await.map_err(unavailable)
+    }
+
+    async fn release(&self, buyer_id: &str, keys: &[DedupKey]) {
+        let mut invocation = self.release.prepare_invoke();
+        for key in self.keys(buyer_id, keys) {
+            invocation.key(key);
+        }
+        if let Err(error) = invocation.invoke_async::<i32>(&mut self.redis.clone()).await {
+            // The claim frees itself after PENDING_TTL.
+            tracing::warn!(%error, "dedup release failed; the claim expires by itself");
+        }
+    }
+
+    fn sweep(&self, _now: DateTime<Utc>, _longest: chrono::Duration) {}
+}

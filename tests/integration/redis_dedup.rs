@@ -1,0 +1,70 @@
+//! Redis dedup claims with a real redis-server: copies of one lead delivered to one buyer
+//! from two nodes at once are claimed once; a released claim frees the keys; a sold mark
+//! blocks for the window and not after; a claim takes all of a lead's keys or none.
+
+use std::sync::Arc;
+
+use chrono::{Duration, TimeZone, Utc};
+use leadrouter::domain::dedup::keys_for;
+use leadrouter::store::redis_dedup::RedisDedup;
+use leadrouter::store::DedupClaims;
+
+use crate::harness::RedisServer;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_lead_is_claimed_once_across_nodes_and_blocked_for_its_window() {
+    let redis = RedisServer::start().await;
+    let nodes = [
+        Arc::new(RedisDedup::connect(&redis.url(), "d1:").await.unwrap()),
+        Arc::new(RedisDedup::connect(&redis.url(), "d1:").await.unwrap()),
+    ];
+    let now = Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap();
+    let keys = keys_for("b1", &["anna@example.com".to_string(), "+498912345678".to_string()]);
+    let window = Duration::days(30);
+
+    let tasks: Vec<_> = (0..32)
+        .map(|n| {
+            let (node, keys) = (Arc::clone(&nodes[n % 2]), keys.clone());
+            tokio::spawn(async move { node.claim("b1", &keys, now, window).await.unwrap() })
+        })
+        .collect();
+    let mut won = 0;
+    for task in tasks {
+        won += usize::from(task.await.unwrap());
+    }
+    assert_eq!(won, 1, "one delivery of the lead per buyer at a time");
+
+    // Released: free again. Sold: blocked within the window, free after it.
+    nodes[0].release("b1", &keys).await;
+    assert!(nodes[1].claim("b1", &keys, now, window).await.unwrap());
+    nodes[1].commit("b1", &keys, now).await.unwrap();
+    nodes[0].release("b1", &keys).await; // a sold mark is not given back
+    assert!(!nodes[0].claim("b1", &keys, now + Duration::days(29), window).await.unwrap());
+    assert!(nodes[0].claim("b1", &keys, now + Duration::days(31), window).await.unwrap());
+
+    // Another buyer's keys for the same contact are its own.
+    let other = keys_for("b2", &["anna@example.com".to_string()]);
+    assert!(nodes[1].claim("b2", &other, now, window).await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_takes_all_keys_or_none() {
+    let redis = RedisServer::start().await;
+    let node = RedisDedup::connect(&redis.url(), "d2:").await.unwrap();
+    let now = Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap();
+    let phone = keys_for("b1", &["+498912345678".to_string()]);
+    let both = keys_for("b1", &["anna@example.com".to_string(), "+498912345678".to_string()]);
+    assert!(node.claim("b1", &phone, now, Duration::days(30)).await.unwrap());
+    assert!(!node.claim("b1", &both, now, Duration::days(30)).await.unwrap(), "the phone is in flight");
+    let email = keys_for("b1", &["anna@example.com".to_string()]);
+    assert!(node.claim("b1", &email, now, Duration::days(30)).await.unwrap(), "the refused claim took nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_gone_a_claim_is_an_error_not_a_yes() {
+    let redis = RedisServer::start().await;
+    let node = RedisDedup::connect(&redis.url(), "d3:").await.unwrap();
+    let _dir = redis.stop();
+    let keys = keys_for("b1", &["anna@example.com".to_string()]);
+    assert!(node.claim("b1", &keys, Utc::now(), Duration::days(30)).await.is_err());
+}
