@@ -40,6 +40,19 @@ pub enum ConsumeError {
 /// and a due date must stay a date.
 const MAX_PAYMENT_TERMS_DAYS: u32 = 3_650;
 
+impl ConsumeError {
+    /// The metric label: `unreachable` heals by itself; `malformed` and `store` stall
+    /// consumption until an operator looks (an event cannot be skipped without breaking
+    /// exactly-once).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ConsumeError::Address(..) | ConsumeError::Connect(_) | ConsumeError::Stream(_) => "unreachable",
+            ConsumeError::Malformed { .. } => "malformed",
+            ConsumeError::Store(_) => "store",
+        }
+    }
+}
+
 /// Most events applied in one transaction; more means fewer fsyncs while catching up.
 const BATCH: usize = 1024;
 
@@ -54,7 +67,10 @@ pub async fn follow(db: Db, url: String, mut shutdown: watch::Receiver<bool>) {
         };
         match session {
             Ok(()) => tracing::info!("ledger stream ended; reconnecting"),
-            Err(error) => tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "ledger stream"),
+            Err(error) => {
+                telemetry::ledger_error(error.kind());
+                tracing::warn!(%error, retry_in_ms = delay.as_millis() as u64, "ledger stream");
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}

@@ -8,6 +8,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 pub const LEDGER_APPLIED_SEQUENCE: &str = "leadrouter_billing_ledger_applied_sequence";
 pub const LEDGER_LAG: &str = "leadrouter_billing_ledger_lag";
 pub const DOCUMENTS_ISSUED_TOTAL: &str = "leadrouter_billing_documents_issued_total";
+pub const LEDGER_ERRORS_TOTAL: &str = "leadrouter_billing_ledger_errors_total";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 static SEEN: AtomicU64 = AtomicU64::new(0);
@@ -54,6 +55,11 @@ pub fn ledger_start(applied: u64) {
     publish();
 }
 
+/// Counts a failed ledger session: `unreachable`, `malformed` or `store`.
+pub fn ledger_error(kind: &'static str) {
+    metrics::counter!(LEDGER_ERRORS_TOTAL, "kind" => kind).increment(1);
+}
+
 /// Counts the documents a run issued, by kind (the number's prefix).
 pub fn documents_issued(numbers: &[String]) {
     for number in numbers {
@@ -71,6 +77,10 @@ fn describe() {
     metrics::describe_gauge!(LEDGER_APPLIED_SEQUENCE, "The last ledger sequence applied to the billing database.");
     metrics::describe_gauge!(LEDGER_LAG, "Router sequence seen on the stream minus the sequence applied.");
     metrics::describe_counter!(DOCUMENTS_ISSUED_TOTAL, "Documents issued by billing runs, by kind.");
+    metrics::describe_counter!(
+        LEDGER_ERRORS_TOTAL,
+        "Ledger sessions that failed, by kind: unreachable (retried), malformed or store (consumption stalls until fixed)."
+    );
     metrics::describe_gauge!(
         crate::notify::NOTIFICATIONS_PENDING,
         "Notifications waiting to be emailed (only while an SMTP server is configured)."
