@@ -229,3 +229,33 @@ async fn concurrent_runs_through_the_api_and_the_cli_issue_each_document_once() 
     assert_eq!(issued.iter().filter(|n| n.starts_with("SS-")).count(), 1, "{issued:?}");
     assert_eq!(worker.reconcile().await["ok"], true);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_semi_monthly_buyer_in_new_york_is_billed_by_its_own_calendar() {
+    let mut config = market();
+    config["buyers"][0]["timezone"] = json!("America/New_York");
+    config["buyers"][0]["billing"] = json!({"mode": "invoice", "interval": "semi_monthly", "payment_terms_days": 30});
+    let router = Router::start(config, "2026-11-14T08:00:00Z").await;
+    // 22:00 on the 15th in New York is 03:00 on the 16th in UTC: the first half.
+    let first_half = router.sell("solar", 1, "2026-11-16T03:00:00Z").await;
+    // 20:00 on the 30th in New York is 01:00 on 1 December in UTC: the second half.
+    let second_half = router.sell("solar", 2, "2026-12-01T01:00:00Z").await;
+    let dir = tempfile::tempdir().unwrap();
+    let worker = Worker::start(&dir.path().join("billing.db"), &router.grpc, &[]).await;
+    worker.caught_up(router.head().await).await;
+
+    let first = worker.run("2026-11-16").await;
+    assert_eq!(issued(&first, "INV"), ["INV-2026-000001"], "{first}");
+    let invoice = worker.document("INV-2026-000001").await;
+    assert_eq!(invoice["period"], json!({"from": "2026-11-01", "to": "2026-11-15"}));
+    assert_eq!(invoice["lines"][0]["sale_id"], first_half.as_str());
+    assert_eq!(invoice["due_date"], "2026-12-16");
+
+    assert!(issued(&worker.run("2026-11-30").await, "INV").is_empty(), "the second half ends on the 30th");
+    let second = worker.run("2026-12-01").await;
+    let number = &issued(&second, "INV")[0];
+    let invoice = worker.document(number).await;
+    assert_eq!(invoice["period"], json!({"from": "2026-11-16", "to": "2026-11-30"}));
+    assert_eq!(invoice["lines"][0]["sale_id"], second_half.as_str());
+    assert_eq!(worker.reconcile().await["ok"], true);
+}
