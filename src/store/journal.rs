@@ -50,6 +50,9 @@ pub enum JournalError {
     Io(String),
     #[error("the journal writer has stopped")]
     Closed,
+    /// A shared ledger (Redis) cannot be reached; nothing was acknowledged.
+    #[error("ledger unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl From<io::Error> for JournalError {

@@ -18,6 +18,7 @@ use redis::{AsyncCommands, Script, Value};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use super::journal::{InternalRecord, JournalError};
 use super::{EventLog, LogError};
 use crate::domain::ledger::{Event, LedgerEvent};
 
@@ -43,6 +44,9 @@ pub struct RedisLedger {
     append: Script,
     sequence_key: String,
     stream_key: String,
+    /// Internal records (idempotency answers, outbox messages, ...): no sequence, not on
+    /// the ledger stream consumers read.
+    internal_key: String,
     mirror: Arc<Mirror>,
 }
 
@@ -67,6 +71,7 @@ impl RedisLedger {
             append: Script::new(APPEND),
             sequence_key: format!("{prefix}{{ledger}}:sequence"),
             stream_key: format!("{prefix}{{ledger}}:stream"),
+            internal_key: format!("{prefix}{{ledger}}:internal"),
             mirror: Arc::new(Mirror { events: RwLock::new(Vec::new()), last: watch::channel(0).0 }),
         };
         // Blocking reads get their own connection: on the shared one they would stall
@@ -93,6 +98,38 @@ impl RedisLedger {
         let Entry { at, event } =
             serde_json::from_str(&entry).map_err(|error| LogError::Unavailable(error.to_string()))?;
         Ok(LedgerEvent { sequence, at, event })
+    }
+}
+
+#[async_trait::async_trait]
+impl super::Ledger for RedisLedger {
+    async fn append(&self, event: Event, at: DateTime<Utc>) -> Result<LedgerEvent, JournalError> {
+        RedisLedger::append(self, event, at).await.map_err(|error| JournalError::Unavailable(error.to_string()))
+    }
+
+    async fn append_internal(&self, record: InternalRecord) -> Result<(), JournalError> {
+        let json = serde_json::to_string(&record).map_err(|error| JournalError::Io(error.to_string()))?;
+        let mut redis = self.redis.clone();
+        let _: String = redis
+            .xadd(&self.internal_key, "*", &[("r", json.as_str())])
+            .await
+            .map_err(|error| JournalError::Unavailable(error.to_string()))?;
+        Ok(())
+    }
+
+    /// Every append is acknowledged by Redis already; there is nothing to flush.
+    async fn close(&self) {}
+
+    fn event_log(self: Arc<Self>) -> Arc<dyn EventLog> {
+        self
+    }
+}
+
+impl RedisLedger {
+    /// How many internal records the shared ledger holds.
+    pub async fn internal_records(&self) -> Result<u64, LogError> {
+        let mut redis = self.redis.clone();
+        redis.xlen(&self.internal_key).await.map_err(unavailable)
     }
 }
 

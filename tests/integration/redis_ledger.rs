@@ -114,3 +114,31 @@ async fn an_acknowledged_event_survives_a_redis_restart() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_port_writes_events_and_internal_records_to_redis() {
+    use leadrouter::store::journal::InternalRecord;
+    use leadrouter::store::Ledger;
+    let redis = RedisServer::start().await;
+    let shared = Arc::new(RedisLedger::connect(&redis.url(), "l3:").await.unwrap());
+    let port: Arc<dyn Ledger> = Arc::clone(&shared) as Arc<dyn Ledger>;
+    let appended = port.append(sale(1), Utc::now()).await.unwrap();
+    assert_eq!(appended.sequence, 1);
+    port.append_internal(InternalRecord::ExternalId {
+        supplier_id: "s1".into(),
+        external_id: "ext-1".into(),
+        lead_id: "led_1".into(),
+        at: Utc::now(),
+    })
+    .await
+    .unwrap();
+    assert_eq!(shared.internal_records().await.unwrap(), 1);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while shared.last_sequence() < 1 {
+        assert!(std::time::Instant::now() < deadline, "the mirror did not see the event");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(shared.read_after(0, 10).unwrap().len(), 1, "internal records take no ledger sequence");
+    let _dir = redis.stop();
+    assert!(port.append(sale(2), Utc::now()).await.is_err(), "nothing is acknowledged without Redis");
+}
