@@ -1,0 +1,285 @@
+#!/usr/bin/env bash
+# Same-run measurement on this machine: leadrouter answering pings (POST /v1/ping) while it
+# fans each one out to 10 dynamic buyers that answer in 5 ms, beside two baselines, all
+# open loop at the same fixed arrival rate:
+#
+#   1. HTTP floor: `loadtest echo` (every POST answered at once).
+#   2. Buyer floor: the first of the mock buyers that leadrouter pings, loaded
+#      directly. `loadtest run --mix ping` can only POST /v1/ping, not the buyer's /ping;
+#      the mock buyer sleeps its latency before it routes a request, so it answers
+#      /v1/ping with a 404 after exactly the delay its /ping bids get. Those 404s are
+#      expected (reported as errors by the load tester, not a failure here): the figure is
+#      what "a buyer answering in LATENCY_MS" costs as seen over HTTP on this machine,
+#      timer rounding included.
+#   3. leadrouter --mix ping: each ping pings the 10 campaigns' ping_url, waits for every
+#      bid (or the deadline), holds the winner, answers.
+#
+# leadrouter runs a generated market: vertical `solar` (model ping_post, tmax 1000 ms,
+# max_winners 1), one supplier, 10 prepaid buyers with large balances, 10 dynamic campaigns
+# around Munich (DE, 50 km of 80331) whose ping_url and delivery URL point at the mock
+# buyer(s). MOCK_BUYERS=10 (the default) gives each campaign its own mock buyer process
+# (one runtime thread each) on its own port: ten buyers are ten hosts, as in production, and
+# each mock buyer sees the same rate in the buyer-floor run as in the fan-out. MOCK_BUYERS=1
+# puts all ten campaigns on one mock buyer; it keeps up (same latencies within the noise),
+# but leadrouter then keeps more pings in flight to that one host than its pool keeps idle
+# connections per host (32), so it opens and closes connections all along (~500/s at
+# RATE=1000), which ten distinct buyers would not cause.
+#
+# Prints the three reports and one summary line: leadrouter's p99 minus the buyers'
+# LATENCY_MS, against the 2 ms floor. Exits non-zero when leadrouter answered any 5xx or
+# no ping got a bid. Everything it starts is stopped on exit.
+# Environment: RATE (500 arrivals/s), DURATION (15s), WARMUP (2s), LATENCY_MS (5),
+# MOCK_BUYERS (10 or 1, default 10), FLOOR_MS (2), CARGO_TARGET_DIR (target),
+# OUT_DIR (keep the JSON reports and SVG plots there; default: a temporary directory),
+# NO_BUILD=1 (use the release binaries as they are: repeated runs on a tree others commit
+# to then measure the same binaries).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+RATE="${RATE:-500}"
+DURATION="${DURATION:-15s}"
+WARMUP="${WARMUP:-2s}"
+LATENCY_MS="${LATENCY_MS:-5}"
+MOCK_BUYERS="${MOCK_BUYERS:-10}"
+FLOOR_MS="${FLOOR_MS:-2}"
+
+# Ports apart from direct-post.sh's, so the two scripts can run on one machine.
+BUYER_PORT_FIRST=19300
+LEADROUTER_ADDR=127.0.0.1:18180
+OPS_ADDR=127.0.0.1:19190
+GRPC_ADDR=127.0.0.1:50151
+ECHO_ADDR=127.0.0.1:18181
+SUPPLIER_KEY=loadtest-supplier-key-0001
+BUYERS=10
+
+case "$MOCK_BUYERS" in
+    1 | 10) ;;
+    *) echo "MOCK_BUYERS must be 1 or 10, got $MOCK_BUYERS" >&2; exit 2 ;;
+esac
+
+WORK="$(mktemp -d -t leadrouter-ping-fanout.XXXXXX)"
+OUT="${OUT_DIR:-$WORK}"
+mkdir -p "$OUT"
+PIDS=()
+MOCK_PIDS=()
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}" "${MOCK_PIDS[@]}"; do
+        kill -TERM "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}" "${MOCK_PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+command -v jq >/dev/null || { echo "needs jq (apt-get install jq) to read the JSON report" >&2; exit 2; }
+
+LEADROUTER="$TARGET_DIR/release/leadrouter"
+LOADTEST="$TARGET_DIR/release/loadtest"
+if [ "${NO_BUILD:-0}" = 1 ]; then
+    echo "== NO_BUILD=1: using $LEADROUTER and $LOADTEST as built"
+    [ -x "$LEADROUTER" ] && [ -x "$LOADTEST" ] || { echo "no release binaries in $TARGET_DIR/release" >&2; exit 2; }
+else
+    echo "== building release binaries (CARGO_TARGET_DIR=$TARGET_DIR)"
+    cargo build --release --bin leadrouter
+    cargo build --release -p leadrouter-loadtest
+fi
+
+# Fails when something already listens on host:port: a stray server there would be
+# measured instead of ours.
+port_free() {
+    local host="${1%:*}" port="${1##*:}"
+    if (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then
+        echo "something already listens on $1; stop it or change the ports in $0" >&2
+        return 1
+    fi
+}
+
+# Waits until something accepts TCP connections on host:port (at most ~10 s).
+wait_for_port() {
+    local host="${1%:*}" port="${1##*:}" i
+    for i in $(seq 1 100); do
+        if (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "nothing listens on $1 after 10 s" >&2
+    return 1
+}
+
+# Campaign i (1-based) pings mock buyer ((i-1) mod MOCK_BUYERS).
+buyer_addr() {
+    echo "127.0.0.1:$((BUYER_PORT_FIRST + (10#$1 - 1) % MOCK_BUYERS))"
+}
+
+CONFIG="$WORK/leadrouter.toml"
+{
+    cat <<EOF
+# Generated by loadtest/ping-fanout.sh.
+[[verticals]]
+name = "solar"
+model = "ping_post"
+tmax_ms = 1000
+max_winners = 1
+default_country = "DE"
+required_fields = ["roof_type"]
+
+[[suppliers]]
+id = "loadtest-portal"
+name = "Load test portal"
+api_key = "$SUPPLIER_KEY"
+payout = { type = "revshare", percent = "60" }
+EOF
+    for i in $(seq -w 1 "$BUYERS"); do
+        addr="$(buyer_addr "$i")"
+        cat <<EOF
+
+[[buyers]]
+id = "lt-buyer-$i"
+name = "Load test buyer $i"
+api_key = "loadtest-buyer-key-00$i"
+webhook_secret = "loadtest-webhook-secret-00$i"
+currency = "EUR"
+timezone = "Europe/Berlin"
+billing = { mode = "prepaid", interval = "monthly" }
+
+[[campaigns]]
+id = "lt-campaign-$i"
+buyer_id = "lt-buyer-$i"
+vertical = "solar"
+pricing = { type = "dynamic", ping_url = "http://$addr/ping", min_price = "10.00" }
+filters = { countries = ["DE"], radius = { zip = "80331", km = 50 } }
+delivery = { mode = "webhook", url = "http://$addr/post" }
+
+[[topups]]
+buyer_id = "lt-buyer-$i"
+amount = "10000000.00"
+reference = "loadtest-opening-balance"
+EOF
+    done
+} >"$CONFIG"
+
+BUYER_ADDRS=()
+for b in $(seq 0 $((MOCK_BUYERS - 1))); do
+    BUYER_ADDRS+=("127.0.0.1:$((BUYER_PORT_FIRST + b))")
+done
+# One mock buyer takes every ping with the default threads (the cores); ten share the
+# cores with one runtime thread each.
+MOCK_THREADS=()
+[ "$MOCK_BUYERS" = 10 ] && MOCK_THREADS=(--threads 1)
+mock_cmd() {
+    local b="$1"
+    MOCK_CMD=("$LOADTEST" mock-buyer "${MOCK_THREADS[@]}" --listen "${BUYER_ADDRS[$b]}" --latency-ms "$LATENCY_MS"
+        --jitter-ms 0 --bid-min 20.00 --bid-max 60.00 --seed "$((b + 1))")
+}
+SERVER_CMD=("$LEADROUTER" --config "$CONFIG" --listen "$LEADROUTER_ADDR" --ops-listen "$OPS_ADDR"
+    --grpc-listen "$GRPC_ADDR" --data-dir "$WORK/data" --admin-token loadtest-admin-token-0001)
+ECHO_CMD=("$LOADTEST" echo --listen "$ECHO_ADDR")
+RUN_ARGS=(--mix ping --mode open --rate "$RATE" --duration "$DURATION" --warmup "$WARMUP")
+ECHO_RUN=("$LOADTEST" run --target "http://$ECHO_ADDR" "${RUN_ARGS[@]}"
+    --json "$OUT/echo.json" --plot "$OUT/echo.svg")
+BUYER_RUN=("$LOADTEST" run --target "http://${BUYER_ADDRS[0]}" "${RUN_ARGS[@]}"
+    --json "$OUT/mock-buyer.json" --plot "$OUT/mock-buyer.svg")
+LEADROUTER_RUN=("$LOADTEST" run --target "http://$LEADROUTER_ADDR" --key "$SUPPLIER_KEY"
+    --vertical solar --zip 80331 --country DE "${RUN_ARGS[@]}"
+    --json "$OUT/leadrouter.json" --plot "$OUT/leadrouter.svg")
+
+for addr in "${BUYER_ADDRS[@]}" "$LEADROUTER_ADDR" "$OPS_ADDR" "$GRPC_ADDR" "$ECHO_ADDR"; do
+    port_free "$addr"
+done
+for b in "${!BUYER_ADDRS[@]}"; do
+    mock_cmd "$b"
+    "${MOCK_CMD[@]}" 2>"$WORK/mock-buyer-$b.log" &
+    MOCK_PIDS+=($!)
+done
+"${SERVER_CMD[@]}" >"$WORK/leadrouter.log" 2>&1 &
+PIDS+=($!)
+"${ECHO_CMD[@]}" 2>"$WORK/echo.log" &
+PIDS+=($!)
+for addr in "${BUYER_ADDRS[@]}"; do
+    wait_for_port "$addr"
+done
+wait_for_port "$LEADROUTER_ADDR" || { cat "$WORK/leadrouter.log" >&2; exit 1; }
+wait_for_port "$ECHO_ADDR"
+
+echo
+echo "== machine: nproc $(nproc), $(grep -m1 'model name' /proc/cpuinfo | sed 's/[[:space:]]*:[[:space:]]*/: /')"
+echo "== commands"
+show() {
+    printf '  '
+    printf ' %q' "$@"
+    echo
+}
+for b in "${!BUYER_ADDRS[@]}"; do
+    mock_cmd "$b"
+    show "${MOCK_CMD[@]}"
+done
+show "${SERVER_CMD[@]}"
+show "${ECHO_CMD[@]}"
+show "${ECHO_RUN[@]}"
+show "${BUYER_RUN[@]}"
+show "${LEADROUTER_RUN[@]}"
+echo "   (config: $CONFIG, shown below)"
+head -n 42 "$CONFIG" | sed 's/^/   | /'
+echo "   | ... ($BUYERS buyers, dynamic campaigns and topups in all, on $MOCK_BUYERS mock buyer(s))"
+
+echo
+echo "== baseline 1, HTTP floor: loadtest echo"
+"${ECHO_RUN[@]}" 2>/dev/null
+echo
+echo "== baseline 2, buyer floor: mock-buyer ${BUYER_ADDRS[0]} (${LATENCY_MS} ms; its 404s to /v1/ping come after the same sleep as its bids)"
+"${BUYER_RUN[@]}" 2>/dev/null
+echo
+echo "== leadrouter: pings fanned out to $BUYERS dynamic buyers answering in ${LATENCY_MS} ms"
+"${LEADROUTER_RUN[@]}" 2>/dev/null
+# leadrouter's own view (warmup included, no generator lag): its decision-time histogram
+# (buckets 5, 10, 25 ms) and the outcomes of its calls to the buyers.
+if METRICS="$(curl -fsS --max-time 5 "http://$OPS_ADDR/metrics")"; then
+    echo "leadrouter /metrics (warmup included):"
+    awk '/^leadrouter_decision_duration_seconds_(bucket\{.*le="0\.(005|01|025)"|count)/ { print "  " $0 }
+         /^leadrouter_buyer_requests_total/ { split($0, a, "outcome=\""); split(a[2], b, "\""); calls[b[1]] += $NF }
+         END { for (o in calls) printf "  buyer calls %s: %d\n", o, calls[o] }' <<<"$METRICS"
+else
+    echo "(could not read http://$OPS_ADDR/metrics)"
+fi
+
+# The verdict from the JSON reports: any 5xx, or no bid at all, is a failure.
+read -r FIVE_XX BIDS NO_BIDS LR_P99 < <(jq -r '.phases[0] | [.statuses["5xx"], .outcomes.bid, .outcomes.no_bid, .latency.p99_ms] | @tsv' "$OUT/leadrouter.json")
+read -r BUYER_P99 < <(jq -r '.phases[0].latency.p99_ms' "$OUT/mock-buyer.json")
+read -r ECHO_P99 < <(jq -r '.phases[0].latency.p99_ms' "$OUT/echo.json")
+
+echo
+echo "== mock buyer(s)"
+for pid in "${MOCK_PIDS[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+done
+MOCK_PIDS=()
+for b in "${!BUYER_ADDRS[@]}"; do
+    tail -n 1 "$WORK/mock-buyer-$b.log"
+done
+
+echo
+awk -v lr="$LR_P99" -v lat="$LATENCY_MS" -v floor="$FLOOR_MS" -v buyer="$BUYER_P99" -v echo_p99="$ECHO_P99" -v rate="$RATE" 'BEGIN {
+    above = lr - lat
+    printf "SUMMARY rate %s/s: leadrouter p99 %.3f ms - %s ms buyer latency = %.3f ms above (floor <= %s ms: %s); buyer floor p99 %.3f ms (leadrouter p99 - buyer p99 = %.3f ms), echo p99 %.3f ms\n",
+        rate, lr, lat, above, floor, (above <= floor ? "met" : "MISSED"), buyer, lr - buyer, echo_p99
+}'
+[ "$OUT" != "$WORK" ] && echo "(JSON reports and SVG plots in $OUT)"
+
+STATUS=0
+if [ "$FIVE_XX" != "0" ]; then
+    echo "FAIL: leadrouter answered $FIVE_XX 5xx" >&2
+    STATUS=1
+fi
+if [ "$BIDS" = "0" ]; then
+    echo "FAIL: no ping got a bid" >&2
+    STATUS=1
+fi
+[ "$STATUS" = 0 ] && echo "OK: no 5xx, $BIDS pings bid, $NO_BIDS no_bid"
+exit "$STATUS"
