@@ -12,6 +12,7 @@ pub mod memory;
 pub mod outbox;
 pub mod pings;
 pub mod pull;
+pub mod redis;
 pub mod redis_budget;
 pub mod redis_dedup;
 pub mod redis_ledger;

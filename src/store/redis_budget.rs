@@ -12,11 +12,10 @@
 //! so `expire` has nothing to sweep.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 
 use super::{Budget, BudgetError, HoldHandle};
@@ -46,13 +45,7 @@ impl RedisBudget {
     /// Connects to `url`; `prefix` keeps deployments sharing a Redis apart (`lr:`).
     /// Commands time out after a second, so a node with Redis gone answers quickly.
     pub async fn connect(url: &str, prefix: &str) -> Result<RedisBudget, BudgetError> {
-        let client = redis::Client::open(url).map_err(unavailable)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Duration::from_secs(1))
-            .set_response_timeout(Duration::from_secs(1))
-            .set_number_of_retries(1)
-            .set_max_delay(500);
-        let redis = ConnectionManager::new_with_config(client, config).await.map_err(unavailable)?;
+        let (_, redis) = super::redis::connect(url).await.map_err(unavailable)?;
         Ok(RedisBudget { redis, prefix: prefix.to_string(), compare_and_set: Script::new(COMPARE_AND_SET) })
     }
 

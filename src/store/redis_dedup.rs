@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use redis::Script;
 
 use super::{DedupClaims, Unavailable};
@@ -54,13 +54,7 @@ pub struct RedisDedup {
 
 impl RedisDedup {
     pub async fn connect(url: &str, prefix: &str) -> Result<RedisDedup, Unavailable> {
-        let client = redis::Client::open(url).map_err(unavailable)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Duration::from_secs(1))
-            .set_response_timeout(Duration::from_secs(1))
-            .set_number_of_retries(1)
-            .set_max_delay(500);
-        let redis = ConnectionManager::new_with_config(client, config).await.map_err(unavailable)?;
+        let (_, redis) = super::redis::connect(url).await.map_err(unavailable)?;
         Ok(RedisDedup { redis, prefix: prefix.to_string(), claim: Script::new(CLAIM), release: Script::new(RELEASE) })
     }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use parking_lot::RwLock;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::aio::{ConnectionManager, MultiplexedConnection};
 use redis::streams::{StreamReadOptions, StreamReadReply};
 use redis::{AsyncCommands, Script, Value};
 use serde::{Deserialize, Serialize};
@@ -59,13 +59,7 @@ struct Mirror {
 impl RedisLedger {
     /// Connects, reads the stream so far into the mirror, and starts following it.
     pub async fn connect(url: &str, prefix: &str) -> Result<RedisLedger, LogError> {
-        let client = redis::Client::open(url).map_err(unavailable)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Duration::from_secs(1))
-            .set_response_timeout(Duration::from_secs(1))
-            .set_number_of_retries(1)
-            .set_max_delay(500);
-        let redis = ConnectionManager::new_with_config(client.clone(), config).await.map_err(unavailable)?;
+        let (client, redis) = super::redis::connect(url).await.map_err(unavailable)?;
         let ledger = RedisLedger {
             redis,
             append: Script::new(APPEND),
