@@ -59,6 +59,16 @@ struct Cli {
     /// The run's date (`run` only): documents of periods that ended before it are issued.
     #[arg(long, global = true, env = "LEADROUTER_BILLING_AS_OF")]
     as_of: Option<NaiveDate>,
+    /// Log format (to stderr; `run` and `reconcile` print their JSON on stdout): one line
+    /// per event, human-readable or JSON.
+    #[arg(long, global = true, env = "LEADROUTER_BILLING_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand, Debug, Clone, Copy)]
@@ -73,10 +83,17 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     let code = runtime.block_on(async move {
         match cli.command.unwrap_or(Command::Serve) {
