@@ -27,38 +27,18 @@ BUYERS=10
 
 WORK="$(mktemp -d -t leadrouter-loadtest.XXXXXX)"
 PIDS=()
+# shellcheck source=loadtest/lib.sh
+source "$ROOT/loadtest/lib.sh"
 cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
+    stop_all
     rm -rf "$WORK"
 }
 trap cleanup EXIT INT TERM
 
 command -v jq >/dev/null || { echo "needs jq (apt-get install jq) to read the JSON report" >&2; exit 2; }
 
-echo "== building release binaries (CARGO_TARGET_DIR=$TARGET_DIR)"
-cargo build --release --bin leadrouter
-cargo build --release -p leadrouter-loadtest
-LEADROUTER="$TARGET_DIR/release/leadrouter"
-LOADTEST="$TARGET_DIR/release/loadtest"
+build_release
 
-# Waits until something accepts TCP connections on host:port (at most ~10 s).
-wait_for_port() {
-    local host="${1%:*}" port="${1##*:}" i
-    for i in $(seq 1 100); do
-        if (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    echo "nothing listens on $1 after 10 s" >&2
-    return 1
-}
 
 CONFIG="$WORK/leadrouter.toml"
 {
@@ -126,13 +106,8 @@ wait_for_port "$LEADROUTER_ADDR" || { cat "$WORK/leadrouter.log" >&2; exit 1; }
 wait_for_port "$ECHO_ADDR"
 
 echo
-echo "== machine: nproc $(nproc), $(lscpu | grep 'Model name' | sed 's/  */ /g')"
+machine
 echo "== commands"
-show() {
-    printf '  '
-    printf ' %q' "$@"
-    echo
-}
 show "${MOCK_CMD[@]}"
 show "${SERVER_CMD[@]}"
 show "${ECHO_CMD[@]}"

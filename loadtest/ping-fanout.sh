@@ -64,53 +64,18 @@ OUT="${OUT_DIR:-$WORK}"
 mkdir -p "$OUT"
 PIDS=()
 MOCK_PIDS=()
+# shellcheck source=loadtest/lib.sh
+source "$ROOT/loadtest/lib.sh"
 cleanup() {
-    local pid
-    for pid in "${PIDS[@]}" "${MOCK_PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${PIDS[@]}" "${MOCK_PIDS[@]}"; do
-        wait "$pid" 2>/dev/null || true
-    done
+    stop_all MOCK_PIDS
     rm -rf "$WORK"
 }
 trap cleanup EXIT INT TERM
 
 command -v jq >/dev/null || { echo "needs jq (apt-get install jq) to read the JSON report" >&2; exit 2; }
 
-LEADROUTER="$TARGET_DIR/release/leadrouter"
-LOADTEST="$TARGET_DIR/release/loadtest"
-if [ "${NO_BUILD:-0}" = 1 ]; then
-    echo "== NO_BUILD=1: using $LEADROUTER and $LOADTEST as built"
-    [ -x "$LEADROUTER" ] && [ -x "$LOADTEST" ] || { echo "no release binaries in $TARGET_DIR/release" >&2; exit 2; }
-else
-    echo "== building release binaries (CARGO_TARGET_DIR=$TARGET_DIR)"
-    cargo build --release --bin leadrouter
-    cargo build --release -p leadrouter-loadtest
-fi
+build_release
 
-# Fails when something already listens on host:port: a stray server there would be
-# measured instead of ours.
-port_free() {
-    local host="${1%:*}" port="${1##*:}"
-    if (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then
-        echo "something already listens on $1; stop it or change the ports in $0" >&2
-        return 1
-    fi
-}
-
-# Waits until something accepts TCP connections on host:port (at most ~10 s).
-wait_for_port() {
-    local host="${1%:*}" port="${1##*:}" i
-    for i in $(seq 1 100); do
-        if (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    echo "nothing listens on $1 after 10 s" >&2
-    return 1
-}
 
 # Campaign i (1-based) pings mock buyer ((i-1) mod MOCK_BUYERS).
 buyer_addr() {
@@ -208,13 +173,8 @@ wait_for_port "$LEADROUTER_ADDR" || { cat "$WORK/leadrouter.log" >&2; exit 1; }
 wait_for_port "$ECHO_ADDR"
 
 echo
-echo "== machine: nproc $(nproc), $(grep -m1 'model name' /proc/cpuinfo | sed 's/[[:space:]]*:[[:space:]]*/: /')"
+machine
 echo "== commands"
-show() {
-    printf '  '
-    printf ' %q' "$@"
-    echo
-}
 for b in "${!BUYER_ADDRS[@]}"; do
     mock_cmd "$b"
     show "${MOCK_CMD[@]}"

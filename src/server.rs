@@ -114,6 +114,29 @@ pub struct ServerOptions {
     pub retry: RetryPolicy,
 }
 
+impl ServerOptions {
+    /// Every listener on a free loopback port, default outbox retries: how tests (and
+    /// tools embedding a router) start one in-process.
+    pub fn ephemeral(
+        data_dir: std::path::PathBuf,
+        config: FileConfig,
+        clock: Arc<dyn Clock>,
+        admin_token: &str,
+    ) -> Self {
+        let loopback: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 0));
+        ServerOptions {
+            data_dir,
+            listen: loopback,
+            ops_listen: loopback,
+            grpc_listen: loopback,
+            admin_token: admin_token.to_string(),
+            config,
+            clock,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
 /// A started server: its bound addresses and a way to stop it.
 pub struct RunningServer {
     pub public_addr: SocketAddr,

@@ -112,7 +112,7 @@ async fn session(db: &Db, url: &str, quiet: Option<Duration>, delay: &mut Durati
         }
         telemetry::ledger_seen(seen);
         let applied = db.blocking(move |connection| ledger::apply(connection, &entries)).await?;
-        telemetry::ledger_applied(applied, seen);
+        telemetry::ledger_applied(applied);
         *delay = Duration::from_millis(250);
     }
 }

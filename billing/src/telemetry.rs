@@ -36,9 +36,8 @@ pub fn ledger_seen(sequence: u64) {
 }
 
 /// The applied cursor after a batch.
-pub fn ledger_applied(applied: u64, seen: u64) {
+pub fn ledger_applied(applied: u64) {
     APPLIED.fetch_max(applied, Ordering::Relaxed);
-    SEEN.fetch_max(seen, Ordering::Relaxed);
     publish();
 }
 

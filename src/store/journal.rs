@@ -24,10 +24,11 @@ use std::sync::Arc;
 use std::thread;
 
 use chrono::{DateTime, Utc};
-use parking_lot::RwLock;
+
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::event_mirror::EventMirror;
 use super::outbox::Message;
 use super::{EventLog, LogError};
 use crate::domain::ledger::{Event, LedgerEvent};
@@ -183,8 +184,7 @@ struct Append {
 /// The events on disk, also kept in memory for readers (an index into the file replaces
 /// this when journals outgrow memory).
 struct Shared {
-    events: RwLock<Vec<Arc<LedgerEvent>>>,
-    last: watch::Sender<u64>,
+    events: EventMirror,
     fsyncs: AtomicU64,
 }
 
@@ -207,13 +207,8 @@ impl Journal {
         file.seek(SeekFrom::End(0))?;
         let last_sequence = events.last().map_or(0, |e| e.sequence);
         let recovery = Recovery { events: events.len(), last_sequence, truncated, internal };
-        let (last, _) = watch::channel(last_sequence);
         metrics::gauge!(crate::telemetry::LEDGER_SEQUENCE).set(last_sequence as f64);
-        let shared = Arc::new(Shared {
-            events: RwLock::new(events.into_iter().map(Arc::new).collect()),
-            last,
-            fsyncs: AtomicU64::new(0),
-        });
+        let shared = Arc::new(Shared { events: EventMirror::new(events), fsyncs: AtomicU64::new(0) });
         let (appends, queue) = mpsc::channel(QUEUE_MAX);
         let writer_shared = Arc::clone(&shared);
         thread::Builder::new()
@@ -278,18 +273,15 @@ impl super::Ledger for Journal {
 
 impl EventLog for Journal {
     fn read_after(&self, after: u64, max: usize) -> Result<Vec<LedgerEvent>, LogError> {
-        let events = self.shared.events.read();
-        // Sequences are 1..=n at positions 0..n.
-        let start = usize::try_from(after).unwrap_or(usize::MAX).min(events.len());
-        Ok(events[start..].iter().take(max).map(|e| (**e).clone()).collect())
+        self.shared.events.read_after(after, max)
     }
 
     fn last_sequence(&self) -> u64 {
-        *self.shared.last.borrow()
+        self.shared.events.last_sequence()
     }
 
     fn watch(&self) -> watch::Receiver<u64> {
-        self.shared.last.subscribe()
+        self.shared.events.watch()
     }
 }
 
@@ -446,8 +438,7 @@ impl Log<'_> {
             Ok(()) => {
                 *self.valid_length += buffer.len() as u64;
                 *self.last_sequence = sequence;
-                shared.events.write().extend(written.iter().flatten().cloned().map(Arc::new));
-                shared.last.send_replace(sequence);
+                shared.events.extend(written.iter().flatten().cloned());
                 metrics::gauge!(crate::telemetry::LEDGER_SEQUENCE).set(sequence as f64);
                 for (append, event) in batch.into_iter().zip(written) {
                     let _ = append.done.send(Ok(event));

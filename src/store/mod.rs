@@ -6,6 +6,7 @@
 //! node; they keep the shape the durable and Redis versions will have.
 
 pub mod dedup;
+pub mod event_mirror;
 pub mod idempotency;
 pub mod journal;
 pub mod memory;

@@ -11,13 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use parking_lot::RwLock;
 use redis::aio::{ConnectionManager, MultiplexedConnection};
 use redis::streams::{StreamReadOptions, StreamReadReply};
 use redis::{AsyncCommands, Script, Value};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use super::event_mirror::EventMirror;
 use super::journal::{InternalRecord, JournalError};
 use super::{EventLog, LogError};
 use crate::domain::ledger::{Event, LedgerEvent};
@@ -47,13 +47,8 @@ pub struct RedisLedger {
     /// Internal records (idempotency answers, outbox messages, ...): no sequence, not on
     /// the ledger stream consumers read.
     internal_key: String,
-    mirror: Arc<Mirror>,
-}
-
-/// The node's copy of the stream: events by sequence, and a watch of the last one.
-struct Mirror {
-    events: RwLock<Vec<Arc<LedgerEvent>>>,
-    last: watch::Sender<u64>,
+    /// The node's copy of the stream.
+    mirror: Arc<EventMirror>,
 }
 
 impl RedisLedger {
@@ -66,7 +61,7 @@ impl RedisLedger {
             sequence_key: format!("{prefix}{{ledger}}:sequence"),
             stream_key: format!("{prefix}{{ledger}}:stream"),
             internal_key: format!("{prefix}{{ledger}}:internal"),
-            mirror: Arc::new(Mirror { events: RwLock::new(Vec::new()), last: watch::channel(0).0 }),
+            mirror: Arc::new(EventMirror::new(Vec::new())),
         };
         // Blocking reads get their own connection: on the shared one they would stall
         // every other command for up to the block time.
@@ -129,22 +124,20 @@ impl RedisLedger {
 
 impl EventLog for RedisLedger {
     fn read_after(&self, after: u64, max: usize) -> Result<Vec<LedgerEvent>, LogError> {
-        let events = self.mirror.events.read();
-        let start = usize::try_from(after).unwrap_or(usize::MAX).min(events.len());
-        Ok(events[start..].iter().take(max).map(|event| (**event).clone()).collect())
+        self.mirror.read_after(after, max)
     }
 
     fn last_sequence(&self) -> u64 {
-        *self.mirror.last.borrow()
+        self.mirror.last_sequence()
     }
 
     fn watch(&self) -> watch::Receiver<u64> {
-        self.mirror.last.subscribe()
+        self.mirror.watch()
     }
 }
 
 /// Keeps the mirror up to date, reconnecting when Redis goes away.
-async fn follow(client: redis::Client, key: String, mirror: Arc<Mirror>) {
+async fn follow(client: redis::Client, key: String, mirror: Arc<EventMirror>) {
     loop {
         let mut connection = match client.get_multiplexed_async_connection().await {
             Ok(connection) => connection,
@@ -171,10 +164,10 @@ async fn follow(client: redis::Client, key: String, mirror: Arc<Mirror>) {
 async fn read_into(
     connection: &mut MultiplexedConnection,
     key: &str,
-    mirror: &Mirror,
+    mirror: &EventMirror,
     block_ms: Option<usize>,
 ) -> Result<usize, LogError> {
-    let last = *mirror.last.borrow();
+    let last = mirror.last_sequence();
     let mut options = StreamReadOptions::default().count(READ_BATCH);
     if let Some(block) = block_ms {
         options = options.block(block);
@@ -201,14 +194,12 @@ async fn read_into(
                     message: format!("expected {}", last + taken.len() as u64 + 1),
                 });
             }
-            taken.push(Arc::new(LedgerEvent { sequence, at, event }));
+            taken.push(LedgerEvent { sequence, at, event });
         }
     }
     let count = taken.len();
     if count > 0 {
-        let newest = last + count as u64;
-        mirror.events.write().extend(taken);
-        mirror.last.send_replace(newest);
+        mirror.extend(taken);
     }
     Ok(count)
 }

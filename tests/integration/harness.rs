@@ -62,14 +62,8 @@ async fn start_with_clock(config: Value, clock: Arc<dyn Clock>) -> TestServer {
 pub async fn start_in(config: Value, clock: Arc<dyn Clock>, data: tempfile::TempDir) -> TestServer {
     let config: FileConfig = serde_json::from_value(config).expect("test config");
     let options = ServerOptions {
-        data_dir: data.path().to_path_buf(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ops_listen: "127.0.0.1:0".parse().unwrap(),
-        grpc_listen: "127.0.0.1:0".parse().unwrap(),
-        admin_token: ADMIN_TOKEN.to_string(),
-        config,
-        clock,
         retry: TEST_RETRY,
+        ..ServerOptions::ephemeral(data.path().to_path_buf(), config, clock, ADMIN_TOKEN)
     };
     let running = server::start(options).await.expect("server starts");
     let base = format!("http://{}", running.public_addr);

@@ -268,6 +268,7 @@ async fn post_run(state: &AppState, request: Request<Incoming>) -> Answer {
 }
 
 async fn list_documents(state: &AppState, query: &HashMap<String, String>) -> Answer {
+    let limit = limit(query)?;
     let filter = Filter {
         account: query.get("account").filter(|a| !a.is_empty()).cloned(),
         kind: match query.get("kind").map(String::as_str) {
@@ -279,10 +280,10 @@ async fn list_documents(state: &AppState, query: &HashMap<String, String>) -> An
         from: query.get("from").map(|text| date("from", text)).transpose()?,
         to: query.get("to").map(|text| date("to", text)).transpose()?,
         after: cursor(query)?,
-        limit: limit(query)?,
+        limit,
     };
     let page = state.db.blocking(move |connection| documents::list(connection, &filter)).await?;
-    let next = (page.len() == limit(query)?).then(|| page.last().map(|(rowid, _)| rowid.to_string())).flatten();
+    let next = (page.len() == limit).then(|| page.last().map(|(rowid, _)| rowid.to_string())).flatten();
     let documents: Vec<Value> = page.iter().map(|(_, document)| render::json(document)).collect();
     json_answer(StatusCode::OK, &json!({"documents": documents, "next": next}))
 }

@@ -120,15 +120,6 @@ pub fn csv(document: &Document) -> Result<Vec<u8>, csv::Error> {
     writer.into_inner().map_err(|error| error.into_error().into())
 }
 
-fn title(kind: DocumentKind) -> &'static str {
-    match kind {
-        DocumentKind::Invoice => "Invoice",
-        DocumentKind::Statement => "Statement of account",
-        DocumentKind::CreditNote => "Credit note",
-        DocumentKind::SupplierSettlement => "Supplier settlement",
-    }
-}
-
 pub fn html(document: &Document) -> String {
     let currency = escape(&document.currency);
     let mut facts = vec![
@@ -208,7 +199,7 @@ th, td {{ text-align: left; padding: 0.25em 0.75em; border-bottom: 1px solid #dd
 </body></html>
 "#,
         number = escape(&document.number),
-        title = title(document.kind),
+        title = document.kind.title(),
     )
 }
 

@@ -47,6 +47,16 @@ impl DocumentKind {
             .find(|kind| kind.as_str() == text)
     }
 
+    /// What a reader calls it: a page's heading, an email's subject.
+    pub fn title(self) -> &'static str {
+        match self {
+            DocumentKind::Invoice => "Invoice",
+            DocumentKind::Statement => "Statement",
+            DocumentKind::CreditNote => "Credit note",
+            DocumentKind::SupplierSettlement => "Supplier settlement",
+        }
+    }
+
     /// The numbering series: `INV-2026-000001`.
     pub fn prefix(self) -> &'static str {
         match self {
@@ -154,12 +164,8 @@ pub struct Draft {
 impl Draft {
     /// The sum of the charge lines.
     pub fn total(&self) -> Decimal {
-        total_of(&self.lines)
+        self.lines.iter().filter(|line| line.kind.is_charge()).map(|line| line.amount).sum()
     }
-}
-
-pub fn total_of(lines: &[Line]) -> Decimal {
-    lines.iter().filter(|line| line.kind.is_charge()).map(|line| line.amount).sum()
 }
 
 /// A sale not yet on a document of this account. `amount` is the price for buyers and the

@@ -276,17 +276,6 @@ pub fn returns(
     (rows, totals)
 }
 
-/// Leads and net revenue per lead, per week or month.
-pub fn timeseries(
-    sales: &[SaleFact],
-    returns: &[ReturnFact],
-    span: Span,
-    group_by: GroupBy,
-    basis: Basis,
-) -> (BTreeMap<String, Revenue>, Revenue) {
-    revenue(sales, returns, span, group_by, basis)
-}
-
 /// Net revenue per billable lead, two places.
 pub fn revenue_per_lead(measures: &Revenue) -> Decimal {
     if measures.sales == 0 {

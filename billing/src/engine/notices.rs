@@ -20,7 +20,7 @@ pub fn document_issued(
     due: Option<NaiveDate>,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let title = title(draft.kind);
+    let title = draft.kind.title();
     let subject = format!("{title} {number}");
     let mut facts = vec![
         format!("Period: {}", draft.period),
@@ -100,13 +100,4 @@ fn queue(
         params![kind, number, account_kind, account_id, recipient, subject, text, html, status, now.to_rfc3339()],
     )?;
     Ok(())
-}
-
-fn title(kind: DocumentKind) -> &'static str {
-    match kind {
-        DocumentKind::Invoice => "Invoice",
-        DocumentKind::Statement => "Statement",
-        DocumentKind::CreditNote => "Credit note",
-        DocumentKind::SupplierSettlement => "Settlement",
-    }
 }

@@ -22,7 +22,7 @@ use super::run::zone_of;
 use crate::domain::money;
 use crate::domain::period::local_date;
 use crate::store::documents::{date, decimal, instant};
-use crate::store::StoreError;
+use crate::store::{rows, StoreError};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Reconciliation {
@@ -64,7 +64,7 @@ pub fn reconcile(connection: &Connection) -> Result<Reconciliation, StoreError> 
     let zones = zones(connection)?;
 
     // Sales, buyer side.
-    for (sale_id, buyer, sequence, sold_at, internal, billed, lines) in rows7(
+    for (sale_id, buyer, sequence, sold_at, internal, billed, lines) in rows::<SaleRow>(
         connection,
         "SELECT s.sale_id, s.buyer_id, s.sequence, s.sold_at, s.internal, s.buyer_doc,
                 (SELECT COUNT(*) FROM lines l JOIN documents d ON d.number = l.number
@@ -75,7 +75,7 @@ pub fn reconcile(connection: &Connection) -> Result<Reconciliation, StoreError> 
         [],
     )? {
         checked.sales += 1;
-        if internal != "0" {
+        if internal {
             checked.sales_internal += 1;
             if !lines.starts_with("0:") {
                 found.push(discrepancy("internal_sale_billed", [&sale_id], "an internal buyer's sale is on a document"));
@@ -88,7 +88,7 @@ pub fn reconcile(connection: &Connection) -> Result<Reconciliation, StoreError> 
                 let sold_on = local_date(instant(&sold_at)?, zones.get(&("buyer", buyer.clone())).copied().unwrap_or(chrono_tz::UTC));
                 if !zones.contains_key(&("buyer", buyer.clone())) {
                     found.push(discrepancy("unknown_buyer", [&sale_id, &buyer], "the ledger never described this sale's buyer"));
-                } else if issued.should_hold("buyer", &buyer, sequence.parse().unwrap_or(0), sold_on) {
+                } else if issued.should_hold("buyer", &buyer, sequence, sold_on) {
                     found.push(discrepancy("sale_not_billed", [&sale_id, &buyer], "a document issued after this sale for its period left it out"));
                 } else {
                     checked.sales_waiting += 1;
@@ -99,7 +99,7 @@ pub fn reconcile(connection: &Connection) -> Result<Reconciliation, StoreError> 
     }
 
     // Sales, supplier side.
-    for (sale_id, supplier, sequence, sold_at, _, settled, lines) in rows7(
+    for (sale_id, supplier, sequence, sold_at, _, settled, lines) in rows::<SaleRow>(
         connection,
         "SELECT s.sale_id, s.supplier_id, s.sequence, s.sold_at, s.internal, s.supplier_doc,
                 (SELECT COUNT(*) FROM lines l JOIN documents d ON d.number = l.number
@@ -113,12 +113,7 @@ pub fn reconcile(connection: &Connection) -> Result<Reconciliation, StoreError> 
             Placement::Once => checked.payouts_settled += 1,
             Placement::Nowhere => {
                 let zone = zones.get(&("supplier", supplier.clone())).copied().unwrap_or(chrono_tz::UTC);
-                if issued.should_hold(
-                    "supplier",
-                    &supplier,
-                    sequence.parse().unwrap_or(0),
-                    local_date(instant(&sold_at)?, zone),
-                ) {
+                if issued.should_hold("supplier", &supplier, sequence, local_date(instant(&sold_at)?, zone)) {
                     found.push(discrepancy(
                         "payout_not_settled",
                         [&sale_id, &supplier],
@@ -131,7 +126,7 @@ pub fn reconcile(connection: &Connection) -> Result<Reconciliation, StoreError> 
     }
 
     // Approved returns, buyer side.
-    for (return_id, buyer, sequence, credit, sale_run, credited, lines) in rows7(
+    for (return_id, buyer, sequence, credit, sale_run, credited, lines) in rows::<CreditRow>(
         connection,
         "SELECT r.return_id, r.buyer_id, r.sequence, r.credit,
                 (SELECT d.run_id FROM sales s JOIN documents d ON d.number = s.buyer_doc WHERE s.sale_id = r.sale_id),
@@ -149,18 +144,18 @@ pub fn reconcile(connection: &Connection) -> Result<Reconciliation, StoreError> 
         match placement(&lines, credited.as_ref()) {
             Placement::Once => checked.returns_credited += 1,
             Placement::Nowhere => {
-                let sequence: i64 = sequence.parse().unwrap_or(0);
+                let sequence: i64 = sequence;
                 // Credit notes are due from the first run that saw the return after its
                 // sale was billed.
-                let due = match sale_run.parse::<i64>() {
-                    Ok(run) => {
+                let due = match sale_run {
+                    Some(run) => {
                         count_params(
                             connection,
                             "SELECT COUNT(*) FROM runs WHERE id >= ?1 AND through_sequence >= ?2",
                             rusqlite::params![run, sequence],
                         )? > 0
                     }
-                    Err(_) => false,
+                    None => false,
                 };
                 if due {
                     found.push(discrepancy(
@@ -177,7 +172,7 @@ pub fn reconcile(connection: &Connection) -> Result<Reconciliation, StoreError> 
     }
 
     // Approved returns that take a payout back, supplier side.
-    for (return_id, supplier, sequence, reversed, resolved_at, settled, lines) in rows7(
+    for (return_id, supplier, sequence, reversed, resolved_at, settled, lines) in rows::<ReversalRow>(
         connection,
         "SELECT r.return_id, r.supplier_id, r.sequence, r.payout_reversed, r.resolved_at, r.supplier_doc,
                 (SELECT COUNT(*) FROM lines l JOIN documents d ON d.number = l.number
@@ -194,7 +189,7 @@ pub fn reconcile(connection: &Connection) -> Result<Reconciliation, StoreError> 
             Placement::Nowhere => {
                 let zone = zones.get(&("supplier", supplier.clone())).copied().unwrap_or(chrono_tz::UTC);
                 let resolved_on = local_date(instant(&resolved_at)?, zone);
-                if issued.should_hold("supplier", &supplier, sequence.parse().unwrap_or(0), resolved_on) {
+                if issued.should_hold("supplier", &supplier, sequence, resolved_on) {
                     found.push(discrepancy(
                         "reversal_not_settled",
                         [&return_id, &supplier],
@@ -233,17 +228,9 @@ fn line_amounts(connection: &Connection, found: &mut Vec<Discrepancy>) -> Result
             LEFT JOIN topups t ON t.sequence = l.topup_sequence WHERE l.kind = 'topup'", false),
     ];
     for (sql, negative) in checks {
-        let mut statement = connection.prepare(sql)?;
-        let rows = statement.query_map([], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, Option<String>>(1)?,
-                row.get::<_, String>(2)?,
-                row.get::<_, Option<String>>(3)?,
-            ))
-        })?;
-        for row in rows {
-            let (number, id, amount, ledger) = row?;
+        for (number, id, amount, ledger) in
+            rows::<(String, Option<String>, String, Option<String>)>(connection, sql, [])?
+        {
             let id = id.unwrap_or_default();
             let Some(ledger) = ledger else {
                 found.push(discrepancy("line_without_fact", [&number, &id], "the line names nothing the ledger holds"));
@@ -265,11 +252,9 @@ fn line_amounts(connection: &Connection, found: &mut Vec<Discrepancy>) -> Result
 /// Every document adds up to its lines, and every statement's balance adds up.
 fn document_totals(connection: &Connection, found: &mut Vec<Discrepancy>) -> Result<(), StoreError> {
     let mut sums: BTreeMap<String, (Decimal, Decimal)> = BTreeMap::new();
-    let mut statement = connection.prepare("SELECT number, kind, amount FROM lines")?;
-    let rows = statement
-        .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?)))?;
-    for row in rows {
-        let (number, kind, amount) = row?;
+    for (number, kind, amount) in
+        rows::<(String, String, String)>(connection, "SELECT number, kind, amount FROM lines", [])?
+    {
         let entry = sums.entry(number).or_default();
         if kind == "topup" {
             entry.1 += decimal(&amount)?;
@@ -277,17 +262,9 @@ fn document_totals(connection: &Connection, found: &mut Vec<Discrepancy>) -> Res
             entry.0 += decimal(&amount)?;
         }
     }
-    let mut statement = connection.prepare("SELECT number, total, opening_balance, closing_balance FROM documents")?;
-    let rows = statement.query_map([], |row| {
-        Ok((
-            row.get::<_, String>(0)?,
-            row.get::<_, String>(1)?,
-            row.get::<_, Option<String>>(2)?,
-            row.get::<_, Option<String>>(3)?,
-        ))
-    })?;
-    for row in rows {
-        let (number, total, opening, closing) = row?;
+    let totals: Vec<(String, String, Option<String>, Option<String>)> =
+        rows(connection, "SELECT number, total, opening_balance, closing_balance FROM documents", [])?;
+    for (number, total, opening, closing) in totals {
         let (charges, topups) = sums.get(&number).copied().unwrap_or_default();
         if decimal(&total)? != charges {
             found.push(discrepancy(
@@ -319,23 +296,16 @@ fn account_totals(connection: &Connection, found: &mut Vec<Discrepancy>) -> Resu
         ("supplier", "SELECT supplier_id, currency, payout_reversed FROM returns WHERE supplier_doc IS NOT NULL", true),
     ];
     for (kind, sql, negative) in facts {
-        let mut statement = connection.prepare(sql)?;
-        let rows = statement
-            .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?)))?;
-        for row in rows {
-            let (account, currency, amount) = row?;
+        for (account, currency, amount) in rows::<(String, String, String)>(connection, sql, [])? {
             let amount = decimal(&amount)?;
             *ledger.entry((kind.to_string(), account, currency)).or_default() +=
                 if negative { -amount } else { amount };
         }
     }
     let mut documents: BTreeMap<(String, String, String), Decimal> = BTreeMap::new();
-    let mut statement = connection.prepare("SELECT account_kind, account_id, currency, total FROM documents")?;
-    let rows = statement.query_map([], |row| {
-        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?, row.get::<_, String>(3)?))
-    })?;
-    for row in rows {
-        let (kind, account, currency, total) = row?;
+    let totals: Vec<(String, String, String, String)> =
+        rows(connection, "SELECT account_kind, account_id, currency, total FROM documents", [])?;
+    for (kind, account, currency, total) in totals {
         *documents.entry((kind, account, currency)).or_default() += decimal(&total)?;
     }
     let keys: std::collections::BTreeSet<_> = ledger.keys().chain(documents.keys()).cloned().collect();
@@ -361,9 +331,7 @@ fn account_totals(connection: &Connection, found: &mut Vec<Discrepancy>) -> Resu
 /// Every series numbers its documents 1, 2, 3... per year.
 fn numbering(connection: &Connection, found: &mut Vec<Discrepancy>) -> Result<(), StoreError> {
     let mut series: BTreeMap<(String, String), Vec<u64>> = BTreeMap::new();
-    let mut statement = connection.prepare("SELECT number FROM documents")?;
-    for number in statement.query_map([], |row| row.get::<_, String>(0))? {
-        let number = number?;
+    for (number,) in rows::<(String,)>(connection, "SELECT number FROM documents", [])? {
         let mut parts = number.splitn(3, '-');
         let (prefix, year, count) =
             (parts.next().unwrap_or(""), parts.next().unwrap_or(""), parts.next().unwrap_or(""));
@@ -388,16 +356,14 @@ struct IssuedPeriods(HashMap<(String, String), Vec<(i64, NaiveDate)>>);
 
 impl IssuedPeriods {
     fn load(connection: &Connection) -> Result<IssuedPeriods, StoreError> {
-        let mut statement = connection.prepare(
+        let documents: Vec<(String, String, i64, String)> = rows(
+            connection,
             "SELECT d.account_kind, d.account_id, r.through_sequence, d.period_to FROM documents d
              JOIN runs r ON r.id = d.run_id WHERE d.kind IN ('invoice', 'statement', 'supplier_settlement')",
+            [],
         )?;
-        let rows = statement.query_map([], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, i64>(2)?, row.get::<_, String>(3)?))
-        })?;
         let mut issued: HashMap<(String, String), Vec<(i64, NaiveDate)>> = HashMap::new();
-        for row in rows {
-            let (kind, account, through, to) = row?;
+        for (kind, account, through, to) in documents {
             issued.entry((kind, account)).or_default().push((through, date(&to)?));
         }
         Ok(IssuedPeriods(issued))
@@ -495,45 +461,21 @@ impl Placement<'_> {
 type Zones = HashMap<(&'static str, String), chrono_tz::Tz>;
 
 fn zones(connection: &Connection) -> Result<Zones, StoreError> {
-    let mut statement = connection.prepare("SELECT kind, id, timezone FROM accounts")?;
-    let rows = statement
-        .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?)))?;
     let mut zones = HashMap::new();
-    for row in rows {
-        let (kind, id, zone) = row?;
+    for (kind, id, zone) in rows::<(String, String, String)>(connection, "SELECT kind, id, timezone FROM accounts", [])?
+    {
         let kind = if kind == "supplier" { "supplier" } else { "buyer" };
         zones.insert((kind, id), zone_of(&zone)?);
     }
     Ok(zones)
 }
 
-type Row7 = (String, String, String, String, String, Option<String>, String);
-
-/// Rows of seven columns, the sixth nullable, all read as text.
-fn rows7(connection: &Connection, sql: &str, params: impl Params) -> Result<Vec<Row7>, StoreError> {
-    let mut statement = connection.prepare(sql)?;
-    let text = |row: &rusqlite::Row<'_>, i: usize| -> rusqlite::Result<String> {
-        let value: rusqlite::types::Value = row.get(i)?;
-        Ok(match value {
-            rusqlite::types::Value::Integer(n) => n.to_string(),
-            rusqlite::types::Value::Text(text) => text,
-            rusqlite::types::Value::Null => String::new(),
-            other => format!("{other:?}"),
-        })
-    };
-    let rows = statement.query_map(params, |row| {
-        Ok((
-            text(row, 0)?,
-            text(row, 1)?,
-            text(row, 2)?,
-            text(row, 3)?,
-            text(row, 4)?,
-            row.get::<_, Option<String>>(5)?,
-            text(row, 6)?,
-        ))
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
+/// A sale or return with where its lines are: id, account, ledger sequence, a date or
+/// amount column, one more column, the document it is marked with, and the line counts
+/// `all:on the marked document`.
+type SaleRow = (String, String, i64, String, bool, Option<String>, String);
+type CreditRow = (String, String, i64, String, Option<i64>, Option<String>, String);
+type ReversalRow = (String, String, i64, String, String, Option<String>, String);
 
 fn count(connection: &Connection, sql: &str) -> Result<u64, StoreError> {
     count_params(connection, sql, [])

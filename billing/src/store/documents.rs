@@ -160,7 +160,7 @@ pub fn load(connection: &Connection, number: &str) -> Result<Option<Document>, S
         .query_row(&format!("SELECT {COLUMNS} FROM documents WHERE number = ?1"), [number], head_of)
         .optional()?;
     match head {
-        Some(head) => Ok(Some(complete(connection, head?)?)),
+        Some(head) => Ok(Some(complete(connection, head?, last_as_of(connection)?)?)),
         None => Ok(None),
     }
 }
@@ -195,10 +195,11 @@ pub fn list(connection: &Connection, filter: &Filter) -> Result<Vec<(i64, Docume
         ],
         |row| Ok((row.get::<_, i64>(0)?, head_at(row, 1)?)),
     )?;
+    let as_of = last_as_of(connection)?;
     let mut documents = Vec::new();
     for row in rows {
         let (rowid, head) = row?;
-        documents.push((rowid, complete(connection, head?)?));
+        documents.push((rowid, complete(connection, head?, as_of)?));
     }
     Ok(documents)
 }
@@ -277,13 +278,15 @@ fn head_at(row: &Row<'_>, at: usize) -> rusqlite::Result<Head> {
     })())
 }
 
-fn complete(connection: &Connection, mut document: Document) -> Result<Document, StoreError> {
+/// Adds lines, and for an invoice its payments, dunning and credits; `as_of` is the latest
+/// run's, read once by the caller.
+fn complete(connection: &Connection, mut document: Document, as_of: Option<NaiveDate>) -> Result<Document, StoreError> {
     document.lines = lines(connection, &document.number)?;
     if document.kind == DocumentKind::Invoice {
         document.payments = payments(connection, &document.number)?;
         document.dunning = dunning_of(connection, &document.number)?;
         document.credited = credited(connection, &document.number)?;
-        document.as_of = last_as_of(connection)?;
+        document.as_of = as_of;
     }
     Ok(document)
 }

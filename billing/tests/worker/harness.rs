@@ -16,7 +16,6 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use leadrouter::clock::ManualClock;
-use leadrouter::domain::retry::RetryPolicy;
 use leadrouter::server::{self, FileConfig, RunningServer, ServerOptions};
 use leadrouter_billing::consume::proto::ledger_stream_client::LedgerStreamClient;
 use leadrouter_billing::consume::proto::SubscribeRequest;
@@ -131,16 +130,7 @@ impl Router {
         let clock = ManualClock::new(at(now));
         let data = tempfile::tempdir().expect("router data dir");
         let config: FileConfig = serde_json::from_value(config).expect("test config");
-        let options = ServerOptions {
-            data_dir: data.path().to_path_buf(),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            ops_listen: "127.0.0.1:0".parse().unwrap(),
-            grpc_listen: "127.0.0.1:0".parse().unwrap(),
-            admin_token: ADMIN_TOKEN.to_string(),
-            config,
-            clock: Arc::new(clock.clone()),
-            retry: RetryPolicy::default(),
-        };
+        let options = ServerOptions::ephemeral(data.path().to_path_buf(), config, Arc::new(clock.clone()), ADMIN_TOKEN);
         let running = server::start(options).await.expect("router starts");
         Router {
             base: format!("http://{}", running.public_addr),
