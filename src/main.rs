@@ -11,7 +11,7 @@ use anyhow::{bail, Context};
 use clap::{Parser, ValueEnum};
 use leadrouter::clock::SystemClock;
 use leadrouter::domain::retry::RetryPolicy;
-use leadrouter::server::{self, FileConfig, ServerOptions};
+use leadrouter::server::{self, FileConfig, RedisOptions, ServerOptions};
 use rand::distributions::Alphanumeric;
 use rand::Rng;
 
@@ -46,9 +46,14 @@ struct Cli {
     #[arg(long, env = "LEADROUTER_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
 
-    /// Redis URL to share state between several nodes (redis://host:6379).
+    /// Redis URL to share state between several nodes (redis://host:6379). Every node
+    /// of a deployment names the same Redis and starts from the same --config.
     #[arg(long, env = "LEADROUTER_REDIS")]
     redis: Option<String>,
+
+    /// Prefix of every Redis key, so several deployments can share one Redis.
+    #[arg(long, env = "LEADROUTER_REDIS_PREFIX", default_value = "lr:")]
+    redis_prefix: String,
 
     /// Outbox (async leads, notifications): delay before the first retry, doubling after
     /// each failure, with jitter.
@@ -81,9 +86,6 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    if cli.redis.is_some() {
-        bail!("--redis is not available in this build yet: run one node with embedded storage");
-    }
     std::fs::create_dir_all(&cli.data_dir).with_context(|| format!("creating {}", cli.data_dir.display()))?;
     let admin_token = match cli.admin_token {
         Some(token) if token.len() >= 16 => token,
@@ -112,6 +114,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             cap: Duration::from_millis(cli.outbox_retry_max_ms),
             attempts_max: cli.outbox_attempts,
         },
+        redis: cli.redis.map(|url| RedisOptions { url, prefix: cli.redis_prefix }),
     };
     let running = server::start(options).await?;
     tracing::info!(addr = %running.public_addr, "public API listening");

@@ -18,14 +18,21 @@ use tokio::task::JoinHandle;
 use crate::api::{self, AppState, Listener};
 use crate::clock::Clock;
 use crate::domain::geo::PostalTable;
-use crate::domain::market::{Market, MarketConfig, MarketError};
+use crate::domain::market::{ConfigChange, Market, MarketConfig, MarketError};
 use crate::domain::money::Money;
 use crate::domain::retry::RetryPolicy;
-use crate::engine::{EngineError, Router};
+use crate::engine::{EngineError, Router, SharedStores};
 use crate::ledger;
 use crate::store::journal::{InternalRecord, Journal};
 use crate::store::memory::MemoryBudget;
-use crate::store::EventLog;
+use crate::store::redis::RedisConnection;
+use crate::store::redis_budget::RedisBudget;
+use crate::store::redis_claims::RedisClaims;
+use crate::store::redis_config::RedisConfig;
+use crate::store::redis_dedup::RedisDedup;
+use crate::store::redis_ledger::RedisLedger;
+use crate::store::redis_pings::RedisPings;
+use crate::store::{ChangeId, ConfigLog, EventLog};
 use crate::telemetry;
 
 /// The demo market the server runs when no `--config` is given.
@@ -112,6 +119,15 @@ pub struct ServerOptions {
     pub clock: Arc<dyn Clock>,
     /// Backoff and budget of outbox deliveries (async leads, notifications).
     pub retry: RetryPolicy,
+    /// Shared state on Redis for several nodes; `None` keeps everything embedded.
+    pub redis: Option<RedisOptions>,
+}
+
+/// `--redis URL` and the key prefix that keeps deployments sharing one Redis apart.
+#[derive(Debug, Clone)]
+pub struct RedisOptions {
+    pub url: String,
+    pub prefix: String,
 }
 
 impl ServerOptions {
@@ -133,6 +149,7 @@ impl ServerOptions {
             config,
             clock,
             retry: RetryPolicy::default(),
+            redis: None,
         }
     }
 }
@@ -150,20 +167,10 @@ pub struct RunningServer {
 
 pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError> {
     let postal = PostalTable::bundled();
-    let (journal, recovery) =
-        Journal::open(&options.data_dir.join("journal")).map_err(|e| ServerError::Storage(e.to_string()))?;
-    if let Some(cut) = &recovery.truncated {
-        tracing::warn!(offset = cut.offset, bytes = cut.bytes, reason = %cut.reason, "journal recovered with a torn tail cut off");
-    }
-    let market = with_admin_changes(&options.config.market, &recovery.internal, postal)?;
-    let journal = Arc::new(journal);
-    let history = journal.read_after(0, usize::MAX).map_err(|e| ServerError::Storage(e.to_string()))?;
-    let router = Arc::new(Router::new(market, postal, options.clock, Arc::new(MemoryBudget::new()), journal));
-    router.replay(&history).await.map_err(|e| ServerError::Storage(e.to_string()))?;
-    router.restore(&recovery.internal);
-    router.journal_account_changes(&history).await.map_err(|e| ServerError::Storage(e.to_string()))?;
-    tracing::info!(events = recovery.events, last_sequence = recovery.last_sequence, "journal replayed");
-    drop(history);
+    let router = match &options.redis {
+        None => embedded_router(&options, postal).await?,
+        Some(redis) => shared_router(&options, redis, postal).await?,
+    };
     for topup in &options.config.topups {
         match router.top_up(&topup.buyer_id, topup.amount, &topup.reference).await {
             Ok(_) => {}
@@ -192,30 +199,88 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
             }
         }),
         tokio::spawn(Arc::clone(&router).run_outbox(options.retry, stopped.clone())),
+        tokio::spawn(Arc::clone(&router).watch_store(stopped.clone())),
+        tokio::spawn(Arc::clone(&router).follow_config(stopped.clone())),
+        tokio::spawn(Arc::clone(&router).follow_ledger(stopped.clone())),
         tokio::spawn(sweep(Arc::clone(&router), stopped)),
     ];
     Ok(RunningServer { public_addr, ops_addr, grpc_addr, router, state, stop, tasks })
 }
 
-/// The config file's market with the operator's journaled admin changes applied again, in
+/// One node: the journal is the ledger and the record of admin changes; balances, caps,
+/// dedup keys and the rest are rebuilt from it into memory.
+async fn embedded_router(options: &ServerOptions, postal: &'static PostalTable) -> Result<Arc<Router>, ServerError> {
+    let (journal, recovery) =
+        Journal::open(&options.data_dir.join("journal")).map_err(|e| ServerError::Storage(e.to_string()))?;
+    if let Some(cut) = &recovery.truncated {
+        tracing::warn!(offset = cut.offset, bytes = cut.bytes, reason = %cut.reason, "journal recovered with a torn tail cut off");
+    }
+    let changes = admin_changes(&recovery.internal);
+    let market = with_admin_changes(&options.config.market, &changes, postal)?;
+    let journal = Arc::new(journal);
+    let history = journal.read_after(0, usize::MAX).map_err(|e| ServerError::Storage(e.to_string()))?;
+    let clock = Arc::clone(&options.clock);
+    let router = Arc::new(Router::new(market, postal, clock, Arc::new(MemoryBudget::new()), journal));
+    router.replay(&history).await.map_err(|e| ServerError::Storage(e.to_string()))?;
+    router.restore(&recovery.internal);
+    router.journal_account_changes(&history).await.map_err(|e| ServerError::Storage(e.to_string()))?;
+    tracing::info!(events = recovery.events, last_sequence = recovery.last_sequence, "journal replayed");
+    Ok(router)
+}
+
+/// Several nodes: balances, holds, caps, dedup keys, ping contexts, claims, admin changes
+/// and the ledger live in Redis; the node keeps a mirror of the ledger stream.
+async fn shared_router(
+    options: &ServerOptions,
+    redis: &RedisOptions,
+    postal: &'static PostalTable,
+) -> Result<Arc<Router>, ServerError> {
+    let storage = |error: &dyn std::fmt::Display| ServerError::Storage(format!("redis {}: {error}", redis.url));
+    let connection = RedisConnection::open(&redis.url).await.map_err(|e| storage(&e))?;
+    let prefix = redis.prefix.as_str();
+    let ledger = Arc::new(RedisLedger::on(&connection, prefix).await.map_err(|e| storage(&e))?);
+    let budget = Arc::new(RedisBudget::on(&connection, prefix));
+    let config = Arc::new(RedisConfig::on(&connection, prefix));
+    let changes = config.after(ChangeId::default()).await.map_err(|e| storage(&e.0))?;
+    let market =
+        with_admin_changes(&options.config.market, &changes.iter().map(|(_, c)| c).collect::<Vec<_>>(), postal)?;
+    let stores = SharedStores {
+        dedup: Arc::new(RedisDedup::on(&connection, prefix)),
+        pings: Arc::new(RedisPings::on(&connection, prefix)),
+        claims: Arc::new(RedisClaims::on(&connection, prefix)),
+        config,
+        config_applied: changes.last().map(|(id, _)| *id).unwrap_or_default(),
+    };
+    let clock = Arc::clone(&options.clock);
+    let router = Arc::new(Router::new(market, postal, clock, budget, Arc::clone(&ledger) as _).with_shared(stores));
+    let history = ledger.read_after(0, usize::MAX).map_err(|e| storage(&e))?;
+    router.journal_account_changes(&history).await.map_err(|e| storage(&e))?;
+    tracing::info!(events = history.len(), config_changes = changes.len(), redis = %redis.url, "shared state on Redis");
+    Ok(router)
+}
+
+fn admin_changes(records: &[InternalRecord]) -> Vec<&ConfigChange> {
+    records
+        .iter()
+        .filter_map(|record| match record {
+            InternalRecord::ConfigChanged { change, .. } => Some(change),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The config file's market with the operator's admin changes applied again, in
 /// order. Changes are applied to the objects and the market is built once (a build per
 /// change would make a start with a long admin history slow). A change the file no longer
 /// allows (say, a campaign of a buyer since removed from the file) is skipped with a
 /// warning rather than keeping the server from starting.
 fn with_admin_changes(
     config: &MarketConfig,
-    records: &[InternalRecord],
+    changes: &[&ConfigChange],
     postal: &PostalTable,
 ) -> Result<Market, ServerError> {
-    let changes: Vec<_> = records
-        .iter()
-        .filter_map(|record| match record {
-            InternalRecord::ConfigChanged { change, at } => Some((change, at)),
-            _ => None,
-        })
-        .collect();
     let mut merged = config.clone();
-    let structural = changes.iter().all(|(change, _)| merged.apply(change).is_ok());
+    let structural = changes.iter().all(|change| merged.apply(change).is_ok());
     if structural {
         if let Ok(market) = Market::build(merged, postal) {
             if !changes.is_empty() {
@@ -226,12 +291,10 @@ fn with_admin_changes(
     }
     // Some change no longer fits: find which, one build per change.
     let mut market = Market::build(config.clone(), postal)?;
-    for (change, at) in changes {
+    for (position, change) in changes.iter().enumerate() {
         match market.apply(change, postal) {
             Ok(next) => market = next,
-            Err(error) => {
-                tracing::warn!(%error, changed_at = %at, "a journaled admin change no longer applies; skipped")
-            }
+            Err(error) => tracing::warn!(%error, position, "an admin change no longer applies; skipped"),
         }
     }
     Ok(market)

@@ -293,6 +293,10 @@ where
         task_record
             .answer
             .get_or_init(|| async move {
+                // On several nodes another node may have (or be giving) the answer already.
+                if let Some(answer) = task_router.shared_answer(&owner, &task_key, body_hash).await {
+                    return answer;
+                }
                 let answer = run(Arc::clone(&task_router), owner.clone(), body).await;
                 if replayable(answer.status) {
                     if let Err(error) = task_router.journal_answer(&owner, &task_key, body_hash, &answer).await {
@@ -300,6 +304,8 @@ where
                         // this answer (and the external id still guards a resale).
                         tracing::warn!(%error, "idempotency record not journaled");
                     }
+                } else {
+                    task_router.release_answer(&owner, &task_key).await;
                 }
                 answer
             })

@@ -12,6 +12,7 @@ mod outbox;
 mod ping;
 mod post;
 mod returns;
+mod shared;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use parking_lot::Mutex;
 pub use answers::{LeadAnswer, PingAnswer};
 pub use post::PostInput;
 pub use returns::{ReturnAmounts, ReturnInput, ReturnView};
+pub use shared::SharedStores;
 
 use crate::buyers::BuyerClient;
 use crate::clock::Clock;
@@ -39,7 +41,7 @@ use crate::store::idempotency::Idempotency;
 use crate::store::idempotency::StoredAnswer;
 use crate::store::journal::{InternalRecord, JournalError};
 use crate::store::outbox::Outbox;
-use crate::store::pings::Pings;
+use crate::store::pings::{PingContexts, Pings};
 use crate::store::pull::PullQueues;
 use crate::store::returns::Returns;
 use crate::store::sales::Sales;
@@ -108,7 +110,7 @@ pub struct Router {
     clock: Arc<dyn Clock>,
     budget: Arc<dyn Budget>,
     buyers: BuyerClient,
-    pings: Pings,
+    pings: Arc<dyn PingContexts>,
     dedup: Arc<dyn DedupClaims>,
     idempotency: Idempotency,
     sales: Sales,
@@ -123,6 +125,8 @@ pub struct Router {
     resolving: tokio::sync::Mutex<()>,
     outbox: Outbox,
     tie_turn: AtomicU64,
+    /// Redis-backed claims and config on several nodes; `None` on one node.
+    shared: Option<shared::Shared>,
 }
 
 impl Router {
@@ -140,7 +144,7 @@ impl Router {
             clock,
             budget,
             buyers: BuyerClient::new(),
-            pings: Pings::default(),
+            pings: Arc::new(Pings::default()),
             dedup: Arc::new(Dedup::default()),
             idempotency: Idempotency::default(),
             sales: Sales::default(),
@@ -153,6 +157,7 @@ impl Router {
             returns: Returns::default(),
             resolving: tokio::sync::Mutex::new(()),
             outbox: Outbox::default(),
+            shared: None,
         };
         router.publish_market_gauges();
         router
@@ -183,12 +188,16 @@ impl Router {
     /// keep the snapshot they started with. A buyer's or supplier's new settings are also
     /// journaled as `BuyerUpdated` / `SupplierUpdated` for ledger consumers.
     pub async fn configure(&self, change: ConfigChange) -> Result<(), EngineError> {
-        let _writer = self.market_writer.lock().await;
-        let next = self.market.load().apply(&change, self.postal)?;
-        let record = InternalRecord::ConfigChanged { change: change.clone(), at: self.clock.now() };
-        self.journal.append_internal(record).await?;
-        self.market.store(Arc::new(next));
-        self.publish_market_gauges();
+        if self.is_shared() {
+            self.configure_shared(&change).await?;
+        } else {
+            let _writer = self.market_writer.lock().await;
+            let next = self.market.load().apply(&change, self.postal)?;
+            let record = InternalRecord::ConfigChanged { change: change.clone(), at: self.clock.now() };
+            self.journal.append_internal(record).await?;
+            self.market.store(Arc::new(next));
+            self.publish_market_gauges();
+        }
         let account = match change {
             ConfigChange::PutBuyer(buyer) => Event::BuyerUpdated(*buyer),
             ConfigChange::PutSupplier(supplier) => Event::SupplierUpdated(*supplier),
@@ -225,17 +234,29 @@ impl Router {
         if !errors.is_empty() {
             return Err(EngineError::Invalid(errors));
         }
+        self.ensure_store()?;
         let booked = (buyer_id.to_string(), reference.to_string());
+        let duplicate = EngineError::Conflict {
+            code: "duplicate_reference",
+            message: "a top-up with this reference was already booked".into(),
+        };
         if self.top_up_references.insert(booked.clone(), ()).is_some() {
-            return Err(EngineError::Conflict {
-                code: "duplicate_reference",
-                message: "a top-up with this reference was already booked".into(),
-            });
+            return Err(duplicate);
+        }
+        if let Some(shared) = &self.shared {
+            match shared.claims.claim_reference(buyer_id, reference).await {
+                Ok(true) => {}
+                Ok(false) => return Err(duplicate),
+                Err(error) => {
+                    self.top_up_references.remove(&booked);
+                    return Err(error.into());
+                }
+            }
         }
         let balance_after = match self.budget.top_up(buyer_id, amount).await {
             Ok(balance) => balance,
             Err(error) => {
-                self.top_up_references.remove(&booked);
+                self.release_reference(&booked).await;
                 return Err(error.into());
             }
         };
@@ -249,7 +270,7 @@ impl Router {
         if let Err(error) = self.journal.append(event, self.clock.now()).await {
             // Not on disk, so not booked: take the money back out of memory too.
             let _ = self.budget.top_up(buyer_id, -amount).await;
-            self.top_up_references.remove(&booked);
+            self.release_reference(&booked).await;
             return Err(error.into());
         }
         let funding = Funding::of(buyer);
@@ -257,6 +278,13 @@ impl Router {
         metrics::gauge!(telemetry::BUYER_AVAILABLE_BALANCE, "buyer" => buyer_id.to_string())
             .set(view.available.as_f64_for_metrics());
         Ok(view)
+    }
+
+    async fn release_reference(&self, booked: &(String, String)) {
+        self.top_up_references.remove(booked);
+        if let Some(shared) = &self.shared {
+            shared.claims.release_reference(&booked.0, &booked.1).await;
+        }
     }
 
     pub async fn balance(&self, buyer_id: &str) -> Result<(BalanceView, String), EngineError> {
@@ -384,6 +412,9 @@ impl Router {
         body_hash: [u8; 32],
         answer: &StoredAnswer,
     ) -> Result<(), EngineError> {
+        if let Some(shared) = &self.shared {
+            return Ok(shared.store_answer(supplier_id, key, answer).await?);
+        }
         let record = InternalRecord::Idempotency {
             supplier_id: supplier_id.to_string(),
             key: key.to_string(),

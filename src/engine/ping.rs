@@ -33,6 +33,7 @@ impl Router {
             count(telemetry::PINGS_TOTAL, &vertical, "invalid");
             EngineError::Invalid(errors)
         })?;
+        self.ensure_store()?;
         let ping_id = ids::ping_id();
         let deadline = started + Duration::from_millis(vertical.tmax_ms);
         let mut d = Decision {
@@ -54,6 +55,26 @@ impl Router {
         let mut cursor = 0;
         let wanted = vertical.max_winners as usize;
         let held = self.hold_winners(&mut d, &offers, &mut cursor, &mut taken, wanted, now, hold_expires_at).await?;
+        if !held.is_empty() {
+            // Stored before the offer is answered, so its post finds it on any node.
+            let context = PingContext {
+                ping_id: ping_id.clone(),
+                supplier_id: supplier_id.to_string(),
+                vertical: Arc::clone(&vertical),
+                ping,
+                offers: offers.clone(),
+                held: held.clone(),
+                created_at: now,
+                expires_at,
+                orphaned: Vec::new(),
+            };
+            if let Err(error) = self.pings.put(context).await {
+                for (_, hold) in &held {
+                    let _ = self.budget.release(hold).await;
+                }
+                return Err(error.into());
+            }
+        }
 
         let answer = if held.is_empty() {
             let reason = if misses.eligible == 0 { "no_eligible_buyer" } else { "no_bids" };
@@ -83,18 +104,6 @@ impl Router {
         d.trace.status = answer.status.to_string();
         d.trace.reason = answer.reason.map(str::to_string);
         self.traces.put(d.trace);
-        if !held.is_empty() {
-            self.pings.put(PingContext {
-                ping_id,
-                supplier_id: supplier_id.to_string(),
-                vertical,
-                ping,
-                offers,
-                held,
-                created_at: now,
-                expires_at,
-            });
-        }
         Ok(answer)
     }
 }

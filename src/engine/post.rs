@@ -44,20 +44,26 @@ impl Router {
         let Some(lead_input) = input.lead else {
             return Err(EngineError::Invalid(vec![FieldError::new("lead", "required")]));
         };
-        let ctx = self.pings.begin_post(&ping_id, supplier_id, now).map_err(|error| match error {
-            PingError::NotFound => EngineError::NotFound("ping"),
-            PingError::Expired => EngineError::PingExpired,
-            PingError::AlreadyPosted => {
-                EngineError::Conflict { code: "ping_already_posted", message: "this ping was already posted".into() }
-            }
-        })?;
+        self.ensure_store()?;
         let market = self.market();
+        let mut ctx =
+            self.pings.begin_post(&ping_id, supplier_id, now, &market).await?.map_err(|error| match error {
+                PingError::NotFound => EngineError::NotFound("ping"),
+                PingError::Expired => EngineError::PingExpired,
+                PingError::AlreadyPosted => EngineError::Conflict {
+                    code: "ping_already_posted",
+                    message: "this ping was already posted".into(),
+                },
+            })?;
+        for hold in std::mem::take(&mut ctx.orphaned) {
+            let _ = self.budget.release(&hold).await;
+        }
         let prepared = self.prepare_post(&market, supplier_id, &ctx, lead_input, now).await;
         let (supplier, lead, lead_id) = match prepared {
             Ok(prepared) => prepared,
             Err(error) => {
                 // Bad input changes nothing: the ping can still be posted.
-                self.pings.reopen(&ping_id);
+                self.pings.reopen(&ping_id).await;
                 count(telemetry::POSTS_TOTAL, &ctx.vertical, "invalid");
                 return Err(error);
             }
@@ -81,7 +87,7 @@ impl Router {
         let hold_expires_at = now + chrono::Duration::milliseconds(ctx.vertical.tmax_ms as i64) + HOLD_GRACE;
         let mut misses = Misses { eligible: ctx.held.len(), ..Misses::default() };
         let sold = self.sell(&mut d, &lot, &ctx.offers, ctx.held, cursor, hold_expires_at, &mut misses).await;
-        self.pings.finish_post(&ping_id);
+        self.pings.finish_post(&ping_id).await;
         let answer = finish(&mut d, lead_id, sold?, &misses);
         count(telemetry::POSTS_TOTAL, &d.vertical, answer.status);
         self.traces.put(d.trace);
@@ -98,6 +104,7 @@ impl Router {
             count(telemetry::LEADS_TOTAL, &vertical, "invalid");
             EngineError::Invalid(errors)
         })?;
+        self.ensure_store()?;
         let lead_id = ids::lead_id();
         self.claim_external_id(supplier_id, &lead, &lead_id, now).await?;
         let ping_id = ids::ping_id();
@@ -186,6 +193,10 @@ impl Router {
                 message: format!("external_id was already used for lead {existing}"),
             }
         })?;
+        if self.is_shared() {
+            // Redis holds the claim itself for 24 hours: nothing to journal.
+            return self.claim_shared_external_id(supplier_id, external_id, lead_id).await;
+        }
         let record = InternalRecord::ExternalId {
             supplier_id: supplier_id.to_string(),
             external_id: external_id.clone(),

@@ -15,8 +15,11 @@ pub mod pings;
 pub mod pull;
 pub mod redis;
 pub mod redis_budget;
+pub mod redis_claims;
+pub mod redis_config;
 pub mod redis_dedup;
 pub mod redis_ledger;
+pub mod redis_pings;
 pub mod returns;
 pub mod sales;
 pub mod traces;
@@ -136,4 +139,69 @@ pub trait EventLog: Send + Sync + 'static {
     /// Wakes when events newer than what a reader saw are appended: `changed()` on the
     /// receiver resolves with the new last sequence.
     fn watch(&self) -> tokio::sync::watch::Receiver<u64>;
+}
+
+/// What holds an `Idempotency-Key` across nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyClaim {
+    /// Nobody had it: this request runs and stores its answer.
+    Fresh,
+    /// The key was used with another body: 409.
+    Conflict,
+    /// A request with the same key and body is still running (on another node).
+    InFlight,
+    /// The first answer, to give again.
+    Answered(idempotency::StoredAnswer),
+}
+
+/// Claims that must hold on every node at once: idempotency keys, external ids and top-up
+/// references (in Redis, `redis_claims`). On one node the in-memory stores are the claims.
+#[async_trait]
+pub trait Claims: Send + Sync + 'static {
+    async fn begin_answer(&self, party: &str, key: &str, body_hash: [u8; 32]) -> Result<KeyClaim, Unavailable>;
+    async fn store_answer(&self, party: &str, key: &str, answer: &idempotency::StoredAnswer)
+        -> Result<(), Unavailable>;
+    /// Gives a key back after an answer that must not be replayed (overload, our failure).
+    async fn release_answer(&self, party: &str, key: &str);
+    /// Takes `external_id` for `lead_id`; `Err` names the lead that has it.
+    async fn claim_external_id(
+        &self,
+        supplier_id: &str,
+        external_id: &str,
+        lead_id: &str,
+    ) -> Result<Result<(), String>, Unavailable>;
+    /// Takes a top-up reference; false if it was booked before.
+    async fn claim_reference(&self, buyer_id: &str, reference: &str) -> Result<bool, Unavailable>;
+    async fn release_reference(&self, buyer_id: &str, reference: &str);
+    /// Answers when the shared store answers (a health probe).
+    async fn probe(&self) -> Result<(), Unavailable>;
+}
+
+/// A position in the shared log of admin changes (a Redis Stream id, `ms-n`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ChangeId(pub u64, pub u64);
+
+impl ChangeId {
+    pub fn parse(text: &str) -> Option<ChangeId> {
+        let (ms, n) = text.split_once('-')?;
+        Some(ChangeId(ms.parse().ok()?, n.parse().ok()?))
+    }
+}
+
+impl std::fmt::Display for ChangeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.0, self.1)
+    }
+}
+
+/// Admin changes shared by several nodes, in one order for all (`redis_config`).
+#[async_trait]
+pub trait ConfigLog: Send + Sync + 'static {
+    /// Appends a change and announces it; answers its position.
+    async fn publish(&self, change: &crate::domain::market::ConfigChange) -> Result<ChangeId, Unavailable>;
+    /// Every change after `after`, in order.
+    async fn after(&self, after: ChangeId)
+        -> Result<Vec<(ChangeId, crate::domain::market::ConfigChange)>, Unavailable>;
+    /// Changes (counts up) whenever a change is announced or the subscription reconnects.
+    fn announcements(&self) -> tokio::sync::watch::Receiver<u64>;
 }

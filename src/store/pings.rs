@@ -5,12 +5,14 @@
 
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use dashmap::DashMap;
 
-use super::HoldHandle;
+use super::{HoldHandle, Unavailable};
 use crate::domain::auction::Offer;
 use crate::domain::lead::ValidPing;
+use crate::domain::market::Market;
 use crate::domain::model::Vertical;
 
 /// How long an expired or posted ping is remembered (as a small tombstone: its offers are
@@ -37,6 +39,64 @@ pub struct PingContext {
     pub held: Vec<(usize, HoldHandle)>,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
+    /// Holds whose campaign is gone from the market a post on another node sees: the
+    /// post gives them back (always empty on one node, which keeps the campaign itself).
+    pub orphaned: Vec<HoldHandle>,
+}
+
+/// Where ping contexts live between ping and post: in this node's memory (`Pings`), or in
+/// Redis (`redis_pings::RedisPings`) so that a post may land on another node.
+#[async_trait]
+pub trait PingContexts: Send + Sync + 'static {
+    /// Keeps the context until it expires (plus a grace period for late posts).
+    async fn put(&self, context: PingContext) -> Result<(), Unavailable>;
+    /// Claims the ping for posting, atomically: of two concurrent posts, on any nodes,
+    /// exactly one gets the context. `market` resolves the offers' campaigns where the
+    /// context was stored in another process.
+    async fn begin_post(
+        &self,
+        ping_id: &str,
+        supplier_id: &str,
+        now: DateTime<Utc>,
+        market: &Market,
+    ) -> Result<Result<PingContext, PingError>, Unavailable>;
+    /// Gives a ping back after a post that changed nothing (invalid lead, conflict).
+    async fn reopen(&self, ping_id: &str);
+    /// Marks the ping posted; its context is dropped.
+    async fn finish_post(&self, ping_id: &str);
+    /// Answers the holds of pings that expired unposted, for the caller to release (where
+    /// holds do not expire by themselves).
+    fn sweep(&self, now: DateTime<Utc>) -> Vec<HoldHandle>;
+}
+
+#[async_trait]
+impl PingContexts for Pings {
+    async fn put(&self, context: PingContext) -> Result<(), Unavailable> {
+        Pings::put(self, context);
+        Ok(())
+    }
+
+    async fn begin_post(
+        &self,
+        ping_id: &str,
+        supplier_id: &str,
+        now: DateTime<Utc>,
+        _market: &Market,
+    ) -> Result<Result<PingContext, PingError>, Unavailable> {
+        Ok(Pings::begin_post(self, ping_id, supplier_id, now))
+    }
+
+    async fn reopen(&self, ping_id: &str) {
+        Pings::reopen(self, ping_id);
+    }
+
+    async fn finish_post(&self, ping_id: &str) {
+        Pings::finish_post(self, ping_id);
+    }
+
+    fn sweep(&self, now: DateTime<Utc>) -> Vec<HoldHandle> {
+        Pings::sweep(self, now)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

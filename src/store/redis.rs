@@ -7,6 +7,22 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, RedisError};
 
+/// One node's connection to Redis, shared by every adapter: when Redis comes back, the
+/// first command that reconnects it (the health probe, at the latest) heals them all.
+#[derive(Clone)]
+pub struct RedisConnection {
+    /// For adapters that need a dedicated connection (blocking reads, pub/sub).
+    pub client: Client,
+    pub manager: ConnectionManager,
+}
+
+impl RedisConnection {
+    pub async fn open(url: &str) -> Result<RedisConnection, RedisError> {
+        let (client, manager) = connect(url).await?;
+        Ok(RedisConnection { client, manager })
+    }
+}
+
 /// Opens `url` and connects; answers the client too, for adapters that need a second,
 /// dedicated connection (blocking reads).
 pub async fn connect(url: &str) -> Result<(Client, ConnectionManager), RedisError> {

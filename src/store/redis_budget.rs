@@ -18,6 +18,7 @@ use chrono::{DateTime, Utc};
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 
+use super::redis::RedisConnection;
 use super::{Budget, BudgetError, HoldHandle};
 use crate::domain::budget::{BalanceView, BookState, BuyerBook, Funding, HoldRequest, ReplayedSale, Settled};
 use crate::domain::money::Money;
@@ -45,8 +46,12 @@ impl RedisBudget {
     /// Connects to `url`; `prefix` keeps deployments sharing a Redis apart (`lr:`).
     /// Commands time out after a second, so a node with Redis gone answers quickly.
     pub async fn connect(url: &str, prefix: &str) -> Result<RedisBudget, BudgetError> {
-        let (_, redis) = super::redis::connect(url).await.map_err(unavailable)?;
-        Ok(RedisBudget { redis, prefix: prefix.to_string(), compare_and_set: Script::new(COMPARE_AND_SET) })
+        Ok(RedisBudget::on(&RedisConnection::open(url).await.map_err(unavailable)?, prefix))
+    }
+
+    pub fn on(connection: &RedisConnection, prefix: &str) -> RedisBudget {
+        let redis = connection.manager.clone();
+        RedisBudget { redis, prefix: prefix.to_string(), compare_and_set: Script::new(COMPARE_AND_SET) }
     }
 
     fn key(&self, buyer_id: &str) -> String {

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use redis::aio::ConnectionManager;
 use redis::Script;
 
+use super::redis::RedisConnection;
 use super::{DedupClaims, Unavailable};
 use crate::domain::dedup::{to_hex, DedupKey};
 
@@ -54,8 +55,12 @@ pub struct RedisDedup {
 
 impl RedisDedup {
     pub async fn connect(url: &str, prefix: &str) -> Result<RedisDedup, Unavailable> {
-        let (_, redis) = super::redis::connect(url).await.map_err(unavailable)?;
-        Ok(RedisDedup { redis, prefix: prefix.to_string(), claim: Script::new(CLAIM), release: Script::new(RELEASE) })
+        Ok(RedisDedup::on(&RedisConnection::open(url).await.map_err(unavailable)?, prefix))
+    }
+
+    pub fn on(connection: &RedisConnection, prefix: &str) -> RedisDedup {
+        let redis = connection.manager.clone();
+        RedisDedup { redis, prefix: prefix.to_string(), claim: Script::new(CLAIM), release: Script::new(RELEASE) }
     }
 
     fn keys(&self, buyer_id: &str, keys: &[DedupKey]) -> Vec<String> {

@@ -19,6 +19,7 @@ use tokio::sync::watch;
 
 use super::event_mirror::EventMirror;
 use super::journal::{InternalRecord, JournalError};
+use super::redis::RedisConnection;
 use super::{EventLog, LogError};
 use crate::domain::ledger::{Event, LedgerEvent};
 
@@ -54,9 +55,14 @@ pub struct RedisLedger {
 impl RedisLedger {
     /// Connects, reads the stream so far into the mirror, and starts following it.
     pub async fn connect(url: &str, prefix: &str) -> Result<RedisLedger, LogError> {
-        let (client, redis) = super::redis::connect(url).await.map_err(unavailable)?;
+        RedisLedger::on(&RedisConnection::open(url).await.map_err(unavailable)?, prefix).await
+    }
+
+    /// Reads the stream so far into the mirror over `connection`, and starts following it.
+    pub async fn on(connection: &RedisConnection, prefix: &str) -> Result<RedisLedger, LogError> {
+        let client = connection.client.clone();
         let ledger = RedisLedger {
-            redis,
+            redis: connection.manager.clone(),
             append: Script::new(APPEND),
             sequence_key: format!("{prefix}{{ledger}}:sequence"),
             stream_key: format!("{prefix}{{ledger}}:stream"),

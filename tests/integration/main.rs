@@ -7,6 +7,7 @@ mod admin;
 mod billing;
 mod binary;
 mod clock;
+mod cluster;
 mod durability;
 mod errors;
 mod hostile;

@@ -1,0 +1,272 @@
+//! Several nodes on one Redis (DESIGN §9): what the router does differently when its state
+//! is shared. Admin changes go through the shared config log and every node applies that
+//! log in the same order; claims (idempotency keys, external ids, top-up references) are
+//! taken in Redis; and a node whose Redis does not answer refuses to sell (503) rather
+//! than sell what it cannot record, until Redis answers again.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::{EngineError, Router};
+use crate::domain::ledger::{Event, LedgerEvent};
+use crate::domain::market::{ConfigChange, Market};
+use crate::domain::returns::LeadReturn;
+use crate::store::idempotency::StoredAnswer;
+use crate::store::pings::PingContexts;
+use crate::store::{ChangeId, Claims, ConfigLog, DedupClaims, KeyClaim, Unavailable};
+
+/// How often the health of the shared store is probed, and how often the config log is
+/// read even without an announcement.
+const PROBE_EVERY: Duration = Duration::from_millis(250);
+const CONFIG_POLL_EVERY: Duration = Duration::from_secs(1);
+/// How long a request waits for another node's answer to the same `Idempotency-Key`.
+const IN_FLIGHT_WAIT: Duration = Duration::from_secs(10);
+
+/// The shared adapters a router uses on several nodes.
+pub struct SharedStores {
+    pub dedup: Arc<dyn DedupClaims>,
+    pub pings: Arc<dyn PingContexts>,
+    pub claims: Arc<dyn Claims>,
+    pub config: Arc<dyn ConfigLog>,
+    /// The position in `config` the starting market already includes.
+    pub config_applied: ChangeId,
+}
+
+pub(super) struct Shared {
+    pub(super) claims: Arc<dyn Claims>,
+    config: Arc<dyn ConfigLog>,
+    applied: watch::Sender<ChangeId>,
+    healthy: AtomicBool,
+}
+
+impl Router {
+    /// Switches the router to shared state (call before it serves).
+    pub fn with_shared(mut self, stores: SharedStores) -> Router {
+        self.dedup = stores.dedup;
+        self.pings = stores.pings;
+        self.shared = Some(Shared {
+            claims: stores.claims,
+            config: stores.config,
+            applied: watch::channel(stores.config_applied).0,
+            healthy: AtomicBool::new(true),
+        });
+        self
+    }
+
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
+    }
+
+    /// False while the shared store does not answer (`/readyz` reports it).
+    pub fn store_healthy(&self) -> bool {
+        self.shared.as_ref().map_or(true, |shared| shared.healthy.load(Ordering::Relaxed))
+    }
+
+    /// Refuses work that would need the shared store while it is known to be away, so a
+    /// request fails in microseconds instead of waiting for a timeout.
+    pub(super) fn ensure_store(&self) -> Result<(), EngineError> {
+        if self.store_healthy() {
+            Ok(())
+        } else {
+            Err(EngineError::Unavailable("shared store (Redis) unreachable".into()))
+        }
+    }
+
+    /// Probes the shared store until `stopped`; a node goes unready when a probe fails and
+    /// ready again when one succeeds.
+    pub async fn watch_store(self: Arc<Self>, mut stopped: watch::Receiver<bool>) {
+        let Some(shared) = &self.shared else { return };
+        let mut tick = tokio::time::interval(PROBE_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stopped.changed() => return,
+            }
+            let healthy = shared.claims.probe().await.is_ok();
+            let was = shared.healthy.swap(healthy, Ordering::Relaxed);
+            if was != healthy {
+                if healthy {
+                    tracing::info!("Redis answers again; selling resumes");
+                } else {
+                    tracing::warn!("Redis does not answer; refusing to sell until it does");
+                }
+            }
+        }
+    }
+
+    /// Applies every shared admin change as it is announced (or at least once a second).
+    pub async fn follow_config(self: Arc<Self>, mut stopped: watch::Receiver<bool>) {
+        let Some(shared) = &self.shared else { return };
+        let mut announced = shared.config.announcements();
+        let mut tick = tokio::time::interval(CONFIG_POLL_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = announced.changed() => {}
+                _ = tick.tick() => {}
+                _ = stopped.changed() => return,
+            }
+            if let Err(error) = self.apply_shared_changes().await {
+                tracing::warn!(%error, "config changes: cannot read the shared log; retrying");
+            }
+        }
+    }
+
+    /// Reads the shared config log past what this node applied and applies it in order.
+    /// A change that no longer applies (a concurrent change on another node removed what
+    /// it needs) is skipped on every node alike, so all nodes keep the same market.
+    async fn apply_shared_changes(&self) -> Result<usize, Unavailable> {
+        let Some(shared) = &self.shared else { return Ok(0) };
+        let _writer = self.market_writer.lock().await;
+        let after = *shared.applied.borrow();
+        let changes = shared.config.after(after).await?;
+        let Some((last, _)) = changes.last() else { return Ok(0) };
+        let last = *last;
+        let mut market: Arc<Market> = self.market.load_full();
+        for (id, change) in &changes {
+            match market.apply(change, self.postal) {
+                Ok(next) => market = Arc::new(next),
+                Err(error) => tracing::warn!(%error, change = %id, "a shared config change does not apply; skipped"),
+            }
+        }
+        self.market.store(market);
+        self.publish_market_gauges();
+        shared.applied.send_replace(last);
+        Ok(changes.len())
+    }
+
+    /// An operator's change on a shared node: checked against this node's market (so a bad
+    /// change is a 4xx and stored nowhere), published to the shared log, and applied here
+    /// before the answer, so the operator reads their own write on this node at once.
+    pub(super) async fn configure_shared(&self, change: &ConfigChange) -> Result<(), EngineError> {
+        let Some(shared) = &self.shared else { return Ok(()) };
+        self.ensure_store()?;
+        {
+            let _writer = self.market_writer.lock().await;
+            self.market.load().apply(change, self.postal)?;
+        }
+        shared.config.publish(change).await?;
+        self.apply_shared_changes().await?;
+        Ok(())
+    }
+
+    /// On several nodes: the answer an `Idempotency-Key` already has on some node, if any.
+    /// `None` means this request runs (and `remember_answer` stores its answer).
+    pub async fn shared_answer(&self, party: &str, key: &str, body_hash: [u8; 32]) -> Option<StoredAnswer> {
+        let shared = self.shared.as_ref()?;
+        if let Err(error) = self.ensure_store() {
+            return Some(error_answer(503, "unavailable", &error.to_string()));
+        }
+        let started = tokio::time::Instant::now();
+        loop {
+            match shared.claims.begin_answer(party, key, body_hash).await {
+                Ok(KeyClaim::Fresh) => return None,
+                Ok(KeyClaim::Answered(answer)) => return Some(answer),
+                Ok(KeyClaim::Conflict) => {
+                    return Some(error_answer(
+                        409,
+                        "idempotency_key_reused",
+                        "this Idempotency-Key was used with another request body",
+                    ))
+                }
+                Ok(KeyClaim::InFlight) if started.elapsed() < IN_FLIGHT_WAIT => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Ok(KeyClaim::InFlight) => {
+                    return Some(error_answer(
+                        503,
+                        "request_in_progress",
+                        "a request with this Idempotency-Key is still running; retry later",
+                    ))
+                }
+                Err(error) => return Some(error_answer(503, "unavailable", &error.0)),
+            }
+        }
+    }
+
+    /// Gives back a shared `Idempotency-Key` whose answer must not be replayed.
+    pub async fn release_answer(&self, party: &str, key: &str) {
+        if let Some(shared) = &self.shared {
+            shared.claims.release_answer(party, key).await;
+        }
+    }
+
+    /// Claims an external id on every node at once; `Err` names the lead that has it.
+    pub(super) async fn claim_shared_external_id(
+        &self,
+        supplier_id: &str,
+        external_id: &str,
+        lead_id: &str,
+    ) -> Result<(), EngineError> {
+        let Some(shared) = &self.shared else { return Ok(()) };
+        shared.claims.claim_external_id(supplier_id, external_id, lead_id).await?.map_err(|existing| {
+            EngineError::Conflict {
+                code: "duplicate_external_id",
+                message: format!("external_id was already used for lead {existing}"),
+            }
+        })
+    }
+}
+
+impl Shared {
+    pub(super) async fn store_answer(&self, party: &str, key: &str, answer: &StoredAnswer) -> Result<(), Unavailable> {
+        self.claims.store_answer(party, key, answer).await
+    }
+}
+
+fn error_answer(status: u16, code: &str, message: &str) -> StoredAnswer {
+    let body = serde_json::json!({"error": {"code": code, "message": message, "details": []}});
+    let mut json = serde_json::to_vec(&body).unwrap_or_default();
+    json.push(b'\n');
+    StoredAnswer { status, body: bytes::Bytes::from(json) }
+}
+
+impl Router {
+    /// On several nodes: keeps this node's view of sales and resolved returns up to date
+    /// from the shared ledger stream, whichever node wrote them, so a buyer may return a
+    /// lead through any node.
+    pub async fn follow_ledger(self: Arc<Self>, mut stopped: watch::Receiver<bool>) {
+        if self.shared.is_none() {
+            return;
+        }
+        const BATCH: usize = 4_096;
+        let log = Arc::clone(&self.journal).event_log();
+        let mut appended = log.watch();
+        let mut seen = 0;
+        loop {
+            let batch = match log.read_after(seen, BATCH) {
+                Ok(batch) => batch,
+                Err(error) => {
+                    tracing::error!(%error, "the ledger mirror cannot be read");
+                    Vec::new()
+                }
+            };
+            for event in &batch {
+                seen = event.sequence;
+                self.mirror(event);
+            }
+            if batch.len() < BATCH {
+                tokio::select! {
+                    _ = appended.changed() => {}
+                    _ = stopped.changed() => return,
+                }
+            }
+        }
+    }
+
+    fn mirror(&self, event: &LedgerEvent) {
+        match &event.event {
+            Event::SaleSettled(sale) => self.sales.record(sale.clone()),
+            Event::ReturnResolved(resolved) => {
+                if let Some(sale) = self.sales.get(&resolved.sale_id) {
+                    self.returns.put(LeadReturn::from_event(resolved, &sale), resolved.revision);
+                }
+            }
+            _ => {}
+        }
+    }
+}

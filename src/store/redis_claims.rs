@@ -1,0 +1,147 @@
+//! Claims that must hold across nodes, each one Redis key set only if absent: the first
+//! answer to an `Idempotency-Key` (`{prefix}{i:<party>}:idem:<key>`, 24 hours), a
+//! supplier's `external_id` (`{prefix}{i:<supplier>}:ext:<id>`, 24 hours) and a top-up
+//! reference (`{prefix}{b:<buyer>}:topup:<reference>`, kept). The node-local stores
+//! (`idempotency`) still order requests on one node; these make the claim global.
+
+use async_trait::async_trait;
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, Script};
+
+use super::idempotency::{StoredAnswer, IDEMPOTENCY_TTL_HOURS};
+use super::redis::RedisConnection;
+use super::{Claims, KeyClaim, Unavailable};
+
+/// Takes the key for this body, or tells what holds it: another body, a request still
+/// running, or its answer (status and body).
+const BEGIN: &str = r"
+local f = redis.call('HMGET', KEYS[1], 'h', 's', 'b')
+if not f[1] then
+  redis.call('HSET', KEYS[1], 'h', ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return {'fresh'}
+end
+if f[1] ~= ARGV[1] then return {'conflict'} end
+if not f[2] then return {'in_flight'} end
+return {'answered', f[2], f[3]}
+";
+
+const TTL_MS: u64 = IDEMPOTENCY_TTL_HOURS as u64 * 3_600_000;
+
+pub struct RedisClaims {
+    redis: ConnectionManager,
+    prefix: String,
+    begin: Script,
+}
+
+impl RedisClaims {
+    pub fn on(connection: &RedisConnection, prefix: &str) -> RedisClaims {
+        RedisClaims { redis: connection.manager.clone(), prefix: prefix.to_string(), begin: Script::new(BEGIN) }
+    }
+
+    fn answer_key(&self, party: &str, key: &str) -> String {
+        format!("{}{{i:{party}}}:idem:{key}", self.prefix)
+    }
+
+    fn external_key(&self, supplier_id: &str, external_id: &str) -> String {
+        format!("{}{{i:{supplier_id}}}:ext:{external_id}", self.prefix)
+    }
+
+    fn reference_key(&self, buyer_id: &str, reference: &str) -> String {
+        format!("{}{{b:{buyer_id}}}:topup:{reference}", self.prefix)
+    }
+}
+
+#[async_trait]
+impl Claims for RedisClaims {
+    async fn begin_answer(&self, party: &str, key: &str, body_hash: [u8; 32]) -> Result<KeyClaim, Unavailable> {
+        let reply: Vec<redis::Value> = self
+            .begin
+            .key(self.answer_key(party, key))
+            .arg(hex::encode(body_hash))
+            .arg(TTL_MS)
+            .invoke_async(&mut self.redis.clone())
+            .await
+            .map_err(unavailable)?;
+        let text = |index: usize| match reply.get(index) {
+            Some(redis::Value::BulkString(bytes)) => Some(bytes.clone()),
+            Some(redis::Value::SimpleString(text)) => Some(text.clone().into_bytes()),
+            _ => None,
+        };
+        Ok(match text(0).as_deref() {
+            Some(b"fresh") => KeyClaim::Fresh,
+            Some(b"conflict") => KeyClaim::Conflict,
+            Some(b"answered") => {
+                let status = text(1).and_then(|s| String::from_utf8(s).ok()).and_then(|s| s.parse().ok());
+                match status {
+                    Some(status) => KeyClaim::Answered(StoredAnswer {
+                        status,
+                        body: bytes::Bytes::from(text(2).unwrap_or_default()),
+                    }),
+                    None => return Err(Unavailable("an idempotency record does not decode".into())),
+                }
+            }
+            _ => KeyClaim::InFlight,
+        })
+    }
+
+    async fn store_answer(&self, party: &str, key: &str, answer: &StoredAnswer) -> Result<(), Unavailable> {
+        let fields = [("s", answer.status.to_string().into_bytes()), ("b", answer.body.to_vec())];
+        let _: () =
+            self.redis.clone().hset_multiple(self.answer_key(party, key), &fields).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn release_answer(&self, party: &str, key: &str) {
+        if let Err(error) = self.redis.clone().del::<_, ()>(self.answer_key(party, key)).await {
+            tracing::warn!(%error, "an idempotency claim was not released; it expires in 24 hours");
+        }
+    }
+
+    async fn claim_external_id(
+        &self,
+        supplier_id: &str,
+        external_id: &str,
+        lead_id: &str,
+    ) -> Result<Result<(), String>, Unavailable> {
+        let key = self.external_key(supplier_id, external_id);
+        let mut redis = self.redis.clone();
+        let options = redis::SetOptions::default()
+            .conditional_set(redis::ExistenceCheck::NX)
+            .with_expiration(redis::SetExpiry::PX(TTL_MS));
+        let taken: Option<String> = redis.set_options(&key, lead_id, options).await.map_err(unavailable)?;
+        if taken.is_some() {
+            return Ok(Ok(()));
+        }
+        let holder: Option<String> = redis.get(&key).await.map_err(unavailable)?;
+        Ok(match holder {
+            Some(holder) if holder != lead_id => Err(holder),
+            _ => Ok(()),
+        })
+    }
+
+    async fn claim_reference(&self, buyer_id: &str, reference: &str) -> Result<bool, Unavailable> {
+        let claimed: bool =
+            self.redis.clone().set_nx(self.reference_key(buyer_id, reference), 1).await.map_err(unavailable)?;
+        Ok(claimed)
+    }
+
+    async fn release_reference(&self, buyer_id: &str, reference: &str) {
+        if let Err(error) = self.redis.clone().del::<_, ()>(self.reference_key(buyer_id, reference)).await {
+            tracing::warn!(%error, "a top-up reference was not released after a failed top-up");
+        }
+    }
+
+    async fn probe(&self) -> Result<(), Unavailable> {
+        let pong: String = redis::cmd("PING").query_async(&mut self.redis.clone()).await.map_err(unavailable)?;
+        if pong == "PONG" {
+            Ok(())
+        } else {
+            Err(Unavailable(format!("PING answered {pong}")))
+        }
+    }
+}
+
+fn unavailable(error: redis::RedisError) -> Unavailable {
+    Unavailable(error.to_string())
+}

@@ -1,0 +1,335 @@
+//! Several nodes on one Redis (DESIGN §8.2 "on one node or many", §9): three real router
+//! processes started with `--redis` on a real `redis-server`, spoken to over HTTP and gRPC.
+
+use std::collections::HashSet;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use leadrouter::ledger::proto::ledger_stream_client::LedgerStreamClient;
+use leadrouter::ledger::proto::{ledger_event, SubscribeRequest};
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+
+use crate::durability::toml_of;
+use crate::harness::*;
+
+/// One router process on `--redis`.
+struct Node {
+    child: Child,
+    public: u16,
+    ops: u16,
+    grpc: u16,
+    _data: tempfile::TempDir,
+}
+
+impl Node {
+    fn spawn(config: &std::path::Path, redis: &str) -> Node {
+        let data = tempfile::tempdir().expect("data dir");
+        let (public, ops, grpc) = (free_port(), free_port(), free_port());
+        let child = Command::new(env!("CARGO_BIN_EXE_leadrouter"))
+            .args(["--config", config.to_str().unwrap(), "--data-dir", data.path().to_str().unwrap()])
+            .args(["--listen", &format!("127.0.0.1:{public}"), "--ops-listen", &format!("127.0.0.1:{ops}")])
+            .args(["--grpc-listen", &format!("127.0.0.1:{grpc}"), "--admin-token", ADMIN_TOKEN])
+            .args(["--redis", redis])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the router binary starts");
+        Node { child, public, ops, grpc, _data: data }
+    }
+
+    async fn send(&self, method: &str, url: String, key: &str, body: Option<&Value>) -> Answer {
+        let mut request =
+            hyper::Request::builder().method(method).uri(url).header("authorization", format!("Bearer {key}"));
+        if body.is_some() {
+            request = request.header("content-type", "application/json");
+        }
+        let body = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
+        let response = client().request(request.body(Full::new(body)).unwrap()).await.expect("the node answers");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let raw = response.into_body().collect().await.unwrap().to_bytes();
+        let json = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+        Answer { status, headers, json, raw }
+    }
+
+    async fn supplier(&self, path: &str, body: &Value) -> Answer {
+        self.send("POST", format!("http://127.0.0.1:{}{path}", self.public), SUPPLIER_KEY, Some(body)).await
+    }
+
+    async fn admin(&self, method: &str, path: &str, body: Option<&Value>) -> Answer {
+        self.send(method, format!("http://127.0.0.1:{}{path}", self.ops), ADMIN_TOKEN, body).await
+    }
+
+    async fn balance(&self, buyer_id: &str) -> Value {
+        let answer = self
+            .send("GET", format!("http://127.0.0.1:{}/v1/buyer/balance", self.public), &buyer_key(buyer_id), None)
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.json);
+        answer.json
+    }
+
+    async fn ready(&self) -> u16 {
+        self.send("GET", format!("http://127.0.0.1:{}/readyz", self.ops), "", None).await.status
+    }
+
+    /// Every sale on this node's gRPC stream from the start, until `count` arrived:
+    /// (sequence, lead id).
+    async fn sales_on_stream(&self, count: usize) -> Vec<(u64, String)> {
+        let mut client = LedgerStreamClient::connect(format!("http://127.0.0.1:{}", self.grpc)).await.unwrap();
+        let mut stream = client.subscribe(SubscribeRequest { after_sequence: 0 }).await.unwrap().into_inner();
+        let (mut sales, mut last) = (Vec::new(), 0);
+        while sales.len() < count {
+            let event = tokio::time::timeout(Duration::from_secs(10), stream.message())
+                .await
+                .expect("the stream delivers in time")
+                .unwrap()
+                .expect("the stream stays open");
+            assert_eq!(event.sequence, last + 1, "gap-free, strictly increasing sequences");
+            last = event.sequence;
+            if let Some(ledger_event::Event::SaleSettled(sale)) = event.event {
+                sales.push((event.sequence, sale.lead_id));
+            }
+        }
+        sales
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Three nodes on `redis`, started from one config file and ready.
+async fn cluster(config: &Value, redis: &RedisServer) -> (Vec<Node>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("leadrouter.toml");
+    std::fs::write(&path, toml_of(config)).unwrap();
+    let nodes: Vec<Node> = (0..3).map(|_| Node::spawn(&path, &redis.url())).collect();
+    for node in &nodes {
+        wait_ready(node.ops).await;
+    }
+    (nodes, dir)
+}
+
+fn money(value: &Value) -> Decimal {
+    value.as_str().and_then(|text| text.parse().ok()).unwrap_or_else(|| panic!("a decimal string, got {value}"))
+}
+
+/// b1 pays 12.00 from a balance of 35.00 (two sales fit, a third would overspend); b2
+/// pays 10.00 under a daily cap of 5 with money for 10.
+fn market(sink: &MockBuyer) -> Value {
+    let mut capped = fixed_campaign("c2", "b2", "solar", "10.00", &sink.post_url());
+    capped["caps"] = json!({"daily": 5});
+    json!({
+        "verticals": [vertical("solar", "ping_post")],
+        "suppliers": [supplier("s1", SUPPLIER_KEY)],
+        "buyers": [buyer("b1"), buyer("b2")],
+        "campaigns": [fixed_campaign("c1", "b1", "solar", "12.00", &sink.post_url()), capped],
+        "topups": [topup("b1", "35.00"), topup("b2", "100.00")],
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixty_four_concurrent_pings_posts_and_leads_over_three_nodes_never_overspend_or_exceed_a_cap() {
+    let redis = RedisServer::start().await;
+    let sink = mock_buyer(|_, _| accept()).await;
+    let (nodes, _dir) = cluster(&market(&sink), &redis).await;
+    let nodes = std::sync::Arc::new(nodes);
+
+    // Half ping on one node and post on the next; half post directly. Every lead differs.
+    let tasks: Vec<_> = (0..64u32)
+        .map(|n| {
+            let nodes = std::sync::Arc::clone(&nodes);
+            tokio::spawn(async move {
+                let here = &nodes[n as usize % 3];
+                if n % 2 == 0 {
+                    let ping = here.supplier("/v1/ping", &ping_body("solar")).await;
+                    assert_eq!(ping.status, 200, "{}", ping.json);
+                    if ping.json["status"] != "bid" {
+                        return None;
+                    }
+                    let there = &nodes[(n as usize + 1) % 3];
+                    let body = json!({"ping_id": ping.json["ping_id"], "lead": lead("solar", n)});
+                    let post = there.supplier("/v1/post", &body).await;
+                    assert_eq!(post.status, 200, "{}", post.json);
+                    (post.json["status"] == "sold").then(|| post.json["lead_id"].as_str().unwrap().to_string())
+                } else {
+                    let direct = here.supplier("/v1/leads", &lead("solar", n)).await;
+                    assert_eq!(direct.status, 200, "{}", direct.json);
+                    (direct.json["status"] == "sold").then(|| direct.json["lead_id"].as_str().unwrap().to_string())
+                }
+            })
+        })
+        .collect();
+    let mut sold = Vec::new();
+    for task in tasks {
+        sold.extend(task.await.unwrap());
+    }
+
+    let bodies = sink.bodies("/post");
+    let price_of =
+        |lead_id: &str| bodies.iter().find(|b| b["lead_id"] == lead_id).map(|b| money(&b["price"])).expect("delivered");
+    let b1_sales = sold.iter().filter(|id| price_of(id) == Decimal::new(1200, 2)).count();
+    let b2_sales = sold.iter().filter(|id| price_of(id) == Decimal::new(1000, 2)).count();
+    assert!(b1_sales <= 2, "b1's 35.00 pays for two sales at 12.00, sold {b1_sales}");
+    assert!(b2_sales <= 5, "b2's daily cap is 5, sold {b2_sales}");
+    assert!(b1_sales >= 1 && b2_sales >= 1, "both buyers sold: {b1_sales}, {b2_sales}");
+    assert_eq!(b1_sales + b2_sales, sold.len());
+
+    // Every node tells the same exact balances, and nothing stays held.
+    for node in nodes.iter() {
+        let b1 = node.balance("b1").await;
+        assert_eq!(money(&b1["balance"]), Decimal::new(3500, 2) - Decimal::new(1200, 2) * Decimal::from(b1_sales));
+        assert!(money(&b1["available"]) >= Decimal::ZERO, "{b1}");
+        let b2 = node.balance("b2").await;
+        assert_eq!(money(&b2["balance"]), Decimal::new(10000, 2) - Decimal::new(1000, 2) * Decimal::from(b2_sales));
+        assert_eq!(money(&b2["held"]), Decimal::ZERO, "{b2}");
+    }
+
+    // A subscriber on any node sees every sale once, gap-free, whichever node sold it.
+    let wanted: HashSet<String> = sold.iter().cloned().collect();
+    for node in nodes.iter() {
+        let on_stream = node.sales_on_stream(sold.len()).await;
+        let seen: HashSet<String> = on_stream.iter().map(|(_, lead)| lead.clone()).collect();
+        assert_eq!(seen.len(), on_stream.len(), "no sale twice");
+        assert_eq!(seen, wanted, "every sale answered sold is on node {}'s stream", node.grpc);
+    }
+}
+
+#[tokio::test]
+async fn a_ping_on_one_node_is_posted_on_another_and_a_second_post_elsewhere_is_a_409() {
+    let redis = RedisServer::start().await;
+    let sink = mock_buyer(|_, _| accept()).await;
+    let (nodes, _dir) = cluster(&market(&sink), &redis).await;
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+
+    let ping = a.supplier("/v1/ping", &ping_body("solar")).await;
+    assert_eq!(ping.json["status"], "bid", "{}", ping.json);
+    assert_eq!(ping.json["payout"], "6.00", "50% of b1's 12.00");
+    assert_eq!(money(&b.balance("b1").await["held"]), Decimal::new(1200, 2), "the hold is visible on every node");
+
+    let body = json!({"ping_id": ping.json["ping_id"], "lead": lead("solar", 1)});
+    let post = c.supplier("/v1/post", &body).await;
+    assert_eq!((post.status, &post.json["status"]), (200, &json!("sold")), "{}", post.json);
+    assert_eq!(post.json["payout"], "6.00");
+    let again = b.supplier("/v1/post", &json!({"ping_id": ping.json["ping_id"], "lead": lead("solar", 2)})).await;
+    assert_eq!(again.status, 409, "{}", again.json);
+    assert_eq!(again.json["error"]["code"], "ping_already_posted");
+
+    for node in &nodes {
+        let balance = node.balance("b1").await;
+        assert_eq!((money(&balance["balance"]), money(&balance["held"])), (Decimal::new(2300, 2), Decimal::ZERO));
+    }
+    assert_eq!(sink.count("/post"), 1, "one delivery");
+
+    // Retries are safe across nodes too: the same Idempotency-Key on another node gets the
+    // first answer, never a second sale.
+    let keyed = |node: &Node, n: u32| {
+        let url = format!("http://127.0.0.1:{}/v1/leads", node.public);
+        let body = lead("solar", n).to_string();
+        async move {
+            let request = hyper::Request::post(url)
+                .header("authorization", format!("Bearer {SUPPLIER_KEY}"))
+                .header("content-type", "application/json")
+                .header("idempotency-key", "retry-7")
+                .body(Full::new(Bytes::from(body)))
+                .unwrap();
+            let response = client().request(request).await.unwrap();
+            let status = response.status().as_u16();
+            let raw = response.into_body().collect().await.unwrap().to_bytes();
+            (status, serde_json::from_slice::<Value>(&raw).unwrap())
+        }
+    };
+    let first = keyed(a, 10).await;
+    assert_eq!(first.1["status"], "sold", "{}", first.1);
+    let retried = keyed(b, 10).await;
+    assert_eq!(retried, first, "the first answer again");
+    let other_body = keyed(c, 11).await;
+    assert_eq!((other_body.0, &other_body.1["error"]["code"]), (409, &json!("idempotency_key_reused")));
+    assert_eq!(sink.count("/post"), 2, "the retry sold nothing");
+}
+
+#[tokio::test]
+async fn an_admin_change_on_one_node_is_applied_by_the_others_within_a_second_and_a_half() {
+    let redis = RedisServer::start().await;
+    let sink = mock_buyer(|_, _| accept()).await;
+    let (nodes, _dir) = cluster(&market(&sink), &redis).await;
+
+    let mut repriced = fixed_campaign("c1", "b1", "solar", "14.00", &sink.post_url());
+    repriced["active"] = json!(true);
+    let changed = nodes[0].admin("PUT", "/admin/v1/campaigns/c1", Some(&repriced)).await;
+    assert_eq!(changed.status, 200, "{}", changed.json);
+    let at = Instant::now();
+    for node in &nodes[1..] {
+        loop {
+            let campaign = node.admin("GET", "/admin/v1/campaigns/c1", None).await;
+            if campaign.json["pricing"]["price"] == "14.00" {
+                break;
+            }
+            assert!(at.elapsed() < Duration::from_millis(1_500), "node {} still has {}", node.ops, campaign.json);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let ping = nodes[2].supplier("/v1/ping", &ping_body("solar")).await;
+    assert_eq!(ping.json["payout"], "7.00", "the new price bids on another node: {}", ping.json);
+
+    // A bad change is refused where it is made and reaches no node.
+    let mut broken = repriced.clone();
+    broken["pricing"]["price"] = json!("-1.00");
+    assert_eq!(nodes[1].admin("PUT", "/admin/v1/campaigns/c1", Some(&broken)).await.status, 422);
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    for node in &nodes {
+        assert_eq!(node.admin("GET", "/admin/v1/campaigns/c1", None).await.json["pricing"]["price"], "14.00");
+    }
+
+    // A node started later builds the same market from the file and the shared changes.
+    let late = Node::spawn(&_dir.path().join("leadrouter.toml"), &redis.url());
+    wait_ready(late.ops).await;
+    assert_eq!(late.admin("GET", "/admin/v1/campaigns/c1", None).await.json["pricing"]["price"], "14.00");
+    assert_eq!(money(&late.balance("b1").await["balance"]), Decimal::new(3500, 2), "the opening top-up booked once");
+}
+
+#[tokio::test]
+async fn with_redis_gone_nodes_answer_503_fast_and_sell_nothing_then_resume_when_it_returns() {
+    let redis = RedisServer::start().await;
+    let port = redis.port;
+    let sink = mock_buyer(|_, _| accept()).await;
+    let (nodes, _dir) = cluster(&market(&sink), &redis).await;
+    let before = nodes[0].supplier("/v1/leads", &lead("solar", 1)).await;
+    assert_eq!(before.json["status"], "sold", "{}", before.json);
+
+    let data = redis.stop();
+    for node in &nodes {
+        let at = Instant::now();
+        while node.ready().await != 503 {
+            assert!(at.elapsed() < Duration::from_secs(3), "node {} still ready without Redis", node.ops);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    for (n, node) in nodes.iter().enumerate() {
+        let at = Instant::now();
+        let direct = node.supplier("/v1/leads", &lead("solar", 100 + n as u32)).await;
+        assert_eq!(direct.status, 503, "{}", direct.json);
+        let ping = node.supplier("/v1/ping", &ping_body("solar")).await;
+        assert_eq!(ping.status, 503, "{}", ping.json);
+        assert!(at.elapsed() < Duration::from_millis(1_500), "503s within about a second: {:?}", at.elapsed());
+    }
+    assert_eq!(sink.count("/post"), 1, "nothing delivered while Redis is away");
+
+    let redis = RedisServer::start_on(port, data).await;
+    for node in &nodes {
+        wait_ready(node.ops).await;
+    }
+    let after = nodes[2].supplier("/v1/leads", &lead("solar", 200)).await;
+    assert_eq!(after.json["status"], "sold", "{}", after.json);
+    // The sale from before the outage survived Redis's restart (AOF, appendfsync always).
+    let on_stream = nodes[1].sales_on_stream(2).await;
+    let leads: Vec<&str> = on_stream.iter().map(|(_, lead)| lead.as_str()).collect();
+    assert_eq!(leads, [before.json["lead_id"].as_str().unwrap(), after.json["lead_id"].as_str().unwrap()]);
+    drop(redis);
+}
