@@ -238,7 +238,8 @@ async fn shared_router(
     let storage = |error: &dyn std::fmt::Display| ServerError::Storage(format!("redis {}: {error}", redis.url));
     let connection = RedisConnection::open(&redis.url).await.map_err(|e| storage(&e))?;
     let prefix = redis.prefix.as_str();
-    let ledger = Arc::new(RedisLedger::on(&connection, prefix).await.map_err(|e| storage(&e))?);
+    let node = node_id(&options.data_dir).map_err(|e| ServerError::Storage(format!("node id: {e}")))?;
+    let ledger = Arc::new(RedisLedger::on(&connection, prefix).await.map_err(|e| storage(&e))?.for_node(&node));
     let budget = Arc::new(RedisBudget::on(&connection, prefix));
     let config = Arc::new(RedisConfig::on(&connection, prefix));
     let changes = config.after(ChangeId::default()).await.map_err(|e| storage(&e.0))?;
@@ -254,9 +255,29 @@ async fn shared_router(
     let clock = Arc::clone(&options.clock);
     let router = Arc::new(Router::new(market, postal, clock, budget, Arc::clone(&ledger) as _).with_shared(stores));
     let history = ledger.read_after(0, usize::MAX).map_err(|e| storage(&e))?;
+    router.mirror_history(&history);
+    // This node's outbox, pull leads and pending returns, as it left them.
+    let records = ledger.internal_records_of(&node).await.map_err(|e| storage(&e))?;
+    router.restore(&records);
     router.journal_account_changes(&history).await.map_err(|e| storage(&e))?;
-    tracing::info!(events = history.len(), config_changes = changes.len(), redis = %redis.url, "shared state on Redis");
+    tracing::info!(node = %node, events = history.len(), records = records.len(), config_changes = changes.len(), redis = %redis.url, "shared state on Redis");
     Ok(router)
+}
+
+/// This node's name among the nodes on one Redis, kept in `<data-dir>/node-id` so a
+/// restarted node finds its own outbox again.
+fn node_id(data_dir: &std::path::Path) -> std::io::Result<String> {
+    let path = data_dir.join("node-id");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let existing = existing.trim();
+        if !existing.is_empty() {
+            return Ok(existing.to_string());
+        }
+    }
+    std::fs::create_dir_all(data_dir)?;
+    let node = crate::ids::new_id("node");
+    std::fs::write(&path, format!("{node}\n"))?;
+    Ok(node)
 }
 
 fn admin_changes(records: &[InternalRecord]) -> Vec<&ConfigChange> {

@@ -243,14 +243,15 @@ impl Router {
         if self.top_up_references.insert(booked.clone(), ()).is_some() {
             return Err(duplicate);
         }
-        if let Some(shared) = &self.shared {
-            match shared.claims.claim_reference(buyer_id, reference).await {
-                Ok(true) => {}
-                Ok(false) => return Err(duplicate),
-                Err(error) => {
-                    self.top_up_references.remove(&booked);
-                    return Err(error.into());
-                }
+        match self.claim_shared_once(buyer_id, "topup", reference).await {
+            Ok(true) => {}
+            Ok(false) => {
+                self.top_up_references.remove(&booked);
+                return Err(duplicate);
+            }
+            Err(error) => {
+                self.top_up_references.remove(&booked);
+                return Err(error);
             }
         }
         let balance_after = match self.budget.top_up(buyer_id, amount).await {
@@ -282,9 +283,7 @@ impl Router {
 
     async fn release_reference(&self, booked: &(String, String)) {
         self.top_up_references.remove(booked);
-        if let Some(shared) = &self.shared {
-            shared.claims.release_reference(&booked.0, &booked.1).await;
-        }
+        self.release_shared_once(&booked.0, "topup", &booked.1).await;
     }
 
     pub async fn balance(&self, buyer_id: &str) -> Result<(BalanceView, String), EngineError> {

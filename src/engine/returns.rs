@@ -120,11 +120,22 @@ impl Router {
         };
         let now = self.clock.now();
         returns::check_request(&sale, terms, &reasons, &input.reason, input.note.as_deref(), now)?;
+        let already =
+            || EngineError::Conflict { code: "already_returned", message: "this sale already has a return".into() };
         if self.returns.claim(&sale.sale_id) == Claim::Taken {
-            return Err(EngineError::Conflict {
-                code: "already_returned",
-                message: "this sale already has a return".into(),
-            });
+            return Err(already());
+        }
+        // On several nodes the claim must hold on all of them.
+        match self.claim_shared_once(buyer_id, "return", &sale.sale_id).await {
+            Ok(true) => {}
+            Ok(false) => {
+                self.returns.unclaim(&sale.sale_id);
+                return Err(already());
+            }
+            Err(error) => {
+                self.returns.unclaim(&sale.sale_id);
+                return Err(error);
+            }
         }
         let opened = returns::open(ids::new_id("ret"), &sale, terms, input.reason, input.note, now);
         let recorded = match opened.status {
@@ -133,6 +144,7 @@ impl Router {
         };
         if recorded.is_err() {
             self.returns.unclaim(&sale.sale_id);
+            self.release_shared_once(buyer_id, "return", &sale.sale_id).await;
         }
         recorded?;
         Ok(opened)

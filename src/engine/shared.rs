@@ -212,6 +212,28 @@ impl Router {
     }
 }
 
+impl Router {
+    /// `Claims::claim_once` on several nodes; always granted on one (the caller's
+    /// in-memory claim is the whole claim there).
+    pub(super) async fn claim_shared_once(
+        &self,
+        buyer_id: &str,
+        what: &'static str,
+        id: &str,
+    ) -> Result<bool, EngineError> {
+        match &self.shared {
+            Some(shared) => Ok(shared.claims.claim_once(buyer_id, what, id).await?),
+            None => Ok(true),
+        }
+    }
+
+    pub(super) async fn release_shared_once(&self, buyer_id: &str, what: &'static str, id: &str) {
+        if let Some(shared) = &self.shared {
+            shared.claims.release_once(buyer_id, what, id).await;
+        }
+    }
+}
+
 impl Shared {
     pub(super) async fn store_answer(&self, party: &str, key: &str, answer: &StoredAnswer) -> Result<(), Unavailable> {
         self.claims.store_answer(party, key, answer).await
@@ -255,6 +277,13 @@ impl Router {
                     _ = stopped.changed() => return,
                 }
             }
+        }
+    }
+
+    /// The sales and resolved returns of the shared ledger so far, before the node serves.
+    pub fn mirror_history(&self, events: &[LedgerEvent]) {
+        for event in events {
+            self.mirror(event);
         }
     }
 

@@ -170,9 +170,11 @@ pub trait Claims: Send + Sync + 'static {
         external_id: &str,
         lead_id: &str,
     ) -> Result<Result<(), String>, Unavailable>;
-    /// Takes a top-up reference; false if it was booked before.
-    async fn claim_reference(&self, buyer_id: &str, reference: &str) -> Result<bool, Unavailable>;
-    async fn release_reference(&self, buyer_id: &str, reference: &str);
+    /// Takes `id` of kind `what` for a buyer for good (`topup` references, `return`s of a
+    /// sale); false if it was taken before.
+    async fn claim_once(&self, buyer_id: &str, what: &'static str, id: &str) -> Result<bool, Unavailable>;
+    /// Gives back what `claim_once` took, when the step it guarded failed.
+    async fn release_once(&self, buyer_id: &str, what: &'static str, id: &str);
     /// Answers when the shared store answers (a health probe).
     async fn probe(&self) -> Result<(), Unavailable>;
 }

@@ -1,7 +1,8 @@
 //! Claims that must hold across nodes, each one Redis key set only if absent: the first
 //! answer to an `Idempotency-Key` (`{prefix}{i:<party>}:idem:<key>`, 24 hours), a
-//! supplier's `external_id` (`{prefix}{i:<supplier>}:ext:<id>`, 24 hours) and a top-up
-//! reference (`{prefix}{b:<buyer>}:topup:<reference>`, kept). The node-local stores
+//! supplier's `external_id` (`{prefix}{i:<supplier>}:ext:<id>`, 24 hours), a top-up
+//! reference (`{prefix}{b:<buyer>}:topup:<reference>`, kept) and the one return of a sale
+//! (`{prefix}{b:<buyer>}:return:<sale>`, kept). The node-local stores
 //! (`idempotency`) still order requests on one node; these make the claim global.
 
 use async_trait::async_trait;
@@ -47,8 +48,8 @@ impl RedisClaims {
         format!("{}{{i:{supplier_id}}}:ext:{external_id}", self.prefix)
     }
 
-    fn reference_key(&self, buyer_id: &str, reference: &str) -> String {
-        format!("{}{{b:{buyer_id}}}:topup:{reference}", self.prefix)
+    fn once_key(&self, buyer_id: &str, what: &str, id: &str) -> String {
+        format!("{}{{b:{buyer_id}}}:{what}:{id}", self.prefix)
     }
 }
 
@@ -120,15 +121,15 @@ impl Claims for RedisClaims {
         })
     }
 
-    async fn claim_reference(&self, buyer_id: &str, reference: &str) -> Result<bool, Unavailable> {
+    async fn claim_once(&self, buyer_id: &str, what: &'static str, id: &str) -> Result<bool, Unavailable> {
         let claimed: bool =
-            self.redis.clone().set_nx(self.reference_key(buyer_id, reference), 1).await.map_err(unavailable)?;
+            self.redis.clone().set_nx(self.once_key(buyer_id, what, id), 1).await.map_err(unavailable)?;
         Ok(claimed)
     }
 
-    async fn release_reference(&self, buyer_id: &str, reference: &str) {
-        if let Err(error) = self.redis.clone().del::<_, ()>(self.reference_key(buyer_id, reference)).await {
-            tracing::warn!(%error, "a top-up reference was not released after a failed top-up");
+    async fn release_once(&self, buyer_id: &str, what: &'static str, id: &str) {
+        if let Err(error) = self.redis.clone().del::<_, ()>(self.once_key(buyer_id, what, id)).await {
+            tracing::error!(%error, what, "a claim was not given back after the step it guarded failed");
         }
     }
 

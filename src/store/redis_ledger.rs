@@ -50,6 +50,9 @@ pub struct RedisLedger {
     internal_key: String,
     /// The node's copy of the stream.
     mirror: Arc<EventMirror>,
+    /// Internal records carry the node that wrote them: outbox messages, pull leads and
+    /// pending returns are the writing node's to restore after its restart.
+    node: String,
 }
 
 impl RedisLedger {
@@ -68,6 +71,7 @@ impl RedisLedger {
             stream_key: format!("{prefix}{{ledger}}:stream"),
             internal_key: format!("{prefix}{{ledger}}:internal"),
             mirror: Arc::new(EventMirror::new(Vec::new())),
+            node: String::new(),
         };
         // Blocking reads get their own connection: on the shared one they would stall
         // every other command for up to the block time.
@@ -106,7 +110,7 @@ impl super::Ledger for RedisLedger {
         let json = serde_json::to_string(&record).map_err(|error| JournalError::Io(error.to_string()))?;
         let mut redis = self.redis.clone();
         let _: String = redis
-            .xadd(&self.internal_key, "*", &[("r", json.as_str())])
+            .xadd(&self.internal_key, "*", &[("r", json.as_str()), ("n", self.node.as_str())])
             .await
             .map_err(|error| JournalError::Unavailable(error.to_string()))?;
         Ok(())
@@ -121,6 +125,40 @@ impl super::Ledger for RedisLedger {
 }
 
 impl RedisLedger {
+    /// Names the node whose internal records this ledger writes.
+    pub fn for_node(mut self, node: &str) -> RedisLedger {
+        self.node = node.to_string();
+        self
+    }
+
+    /// The internal records `node` wrote, in order (what a restart of that node restores).
+    pub async fn internal_records_of(&self, node: &str) -> Result<Vec<InternalRecord>, LogError> {
+        const PAGE: usize = 10_000;
+        let mut redis = self.redis.clone();
+        let mut records = Vec::new();
+        let mut after = "-".to_string();
+        loop {
+            let page: redis::streams::StreamRangeReply =
+                redis.xrange_count(&self.internal_key, &after, "+", PAGE).await.map_err(unavailable)?;
+            for entry in &page.ids {
+                if entry.get::<String>("n").as_deref() != Some(node) {
+                    continue;
+                }
+                let json: String = entry.get("r").unwrap_or_default();
+                match serde_json::from_str(&json) {
+                    Ok(record) => records.push(record),
+                    Err(error) => {
+                        tracing::error!(%error, id = %entry.id, "an internal record does not decode; skipped")
+                    }
+                }
+            }
+            match page.ids.last() {
+                Some(last) if page.ids.len() == PAGE => after = format!("({}", last.id),
+                _ => return Ok(records),
+            }
+        }
+    }
+
     /// How many internal records the shared ledger holds.
     pub async fn internal_records(&self) -> Result<u64, LogError> {
         let mut redis = self.redis.clone();

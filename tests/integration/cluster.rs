@@ -21,12 +21,16 @@ struct Node {
     public: u16,
     ops: u16,
     grpc: u16,
-    _data: tempfile::TempDir,
+    data: Option<tempfile::TempDir>,
 }
 
 impl Node {
     fn spawn(config: &std::path::Path, redis: &str) -> Node {
-        let data = tempfile::tempdir().expect("data dir");
+        Node::spawn_in(config, redis, tempfile::tempdir().expect("data dir"))
+    }
+
+    /// A node on `data`: a restart when an earlier node left its data there.
+    fn spawn_in(config: &std::path::Path, redis: &str, data: tempfile::TempDir) -> Node {
         let (public, ops, grpc) = (free_port(), free_port(), free_port());
         let child = Command::new(env!("CARGO_BIN_EXE_leadrouter"))
             .args(["--config", config.to_str().unwrap(), "--data-dir", data.path().to_str().unwrap()])
@@ -37,7 +41,14 @@ impl Node {
             .stderr(Stdio::null())
             .spawn()
             .expect("the router binary starts");
-        Node { child, public, ops, grpc, _data: data }
+        Node { child, public, ops, grpc, data: Some(data) }
+    }
+
+    /// `kill -9`; answers the data dir for a restart.
+    fn kill(mut self) -> tempfile::TempDir {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.data.take().expect("a data dir")
     }
 
     async fn send(&self, method: &str, url: String, key: &str, body: Option<&Value>) -> Answer {
@@ -332,4 +343,46 @@ async fn with_redis_gone_nodes_answer_503_fast_and_sell_nothing_then_resume_when
     let leads: Vec<&str> = on_stream.iter().map(|(_, lead)| lead.as_str()).collect();
     assert_eq!(leads, [before.json["lead_id"].as_str().unwrap(), after.json["lead_id"].as_str().unwrap()]);
     drop(redis);
+}
+
+#[tokio::test]
+async fn a_node_killed_with_async_deliveries_pending_sends_them_after_its_restart() {
+    let redis = RedisServer::start().await;
+    let healthy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = std::sync::Arc::clone(&healthy);
+    let endpoint = mock_buyer(move |_, _| {
+        if flag.load(std::sync::atomic::Ordering::SeqCst) {
+            Reply::Status(200)
+        } else {
+            Reply::Status(503)
+        }
+    })
+    .await;
+    let mut config = market(&endpoint);
+    config["campaigns"][0]["delivery"] = json!({"mode": "webhook_async", "url": endpoint.post_url()});
+    config["campaigns"].as_array_mut().unwrap().truncate(1);
+    config["topups"] = json!([topup("b1", "1000.00")]);
+    let (mut nodes, dir) = cluster(&config, &redis).await;
+    let mut sold = Vec::new();
+    for n in 0..6u32 {
+        let answer = nodes[n as usize % 3].supplier("/v1/leads", &lead("solar", n)).await;
+        assert_eq!(answer.json["status"], "sold", "{}", answer.json);
+        sold.push(answer.json["lead_id"].as_str().unwrap().to_string());
+    }
+    eventually("every lead was offered once and refused", || endpoint.count("/post") >= 6).await;
+    let victim = nodes.remove(0);
+    let data = victim.kill();
+    let refused = endpoint.requests.lock().len();
+    healthy.store(true, std::sync::atomic::Ordering::SeqCst);
+
+    let restarted = Node::spawn_in(&dir.path().join("leadrouter.toml"), &redis.url(), data);
+    wait_ready(restarted.ops).await;
+    eventually("every lead answered sold reaches the buyer, the killed node's too", || {
+        let requests = endpoint.requests.lock();
+        let delivered: HashSet<&str> =
+            requests.iter().skip(refused).filter_map(|(_, body)| body["lead_id"].as_str()).collect();
+        sold.iter().all(|lead| delivered.contains(lead.as_str()))
+    })
+    .await;
+    drop(nodes);
 }
