@@ -32,6 +32,7 @@ use crate::store::redis_config::RedisConfig;
 use crate::store::redis_dedup::RedisDedup;
 use crate::store::redis_ledger::RedisLedger;
 use crate::store::redis_pings::RedisPings;
+use crate::store::redis_pull::RedisPull;
 use crate::store::{ChangeId, ConfigLog, EventLog};
 use crate::telemetry;
 
@@ -202,6 +203,7 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
         tokio::spawn(Arc::clone(&router).watch_store(stopped.clone())),
         tokio::spawn(Arc::clone(&router).follow_config(stopped.clone())),
         tokio::spawn(Arc::clone(&router).follow_ledger(stopped.clone())),
+        tokio::spawn(Arc::clone(&router).follow_internal(stopped.clone())),
         tokio::spawn(sweep(Arc::clone(&router), stopped)),
     ];
     Ok(RunningServer { public_addr, ops_addr, grpc_addr, router, state, stop, tasks })
@@ -249,6 +251,9 @@ async fn shared_router(
         dedup: Arc::new(RedisDedup::on(&connection, prefix)),
         pings: Arc::new(RedisPings::on(&connection, prefix)),
         claims: Arc::new(RedisClaims::on(&connection, prefix)),
+        pull: Arc::new(RedisPull::on(&connection, prefix)),
+        internal: Arc::clone(&ledger) as _,
+        node: node.clone(),
         config,
         config_applied: changes.last().map(|(id, _)| *id).unwrap_or_default(),
     };
@@ -256,9 +261,16 @@ async fn shared_router(
     let router = Arc::new(Router::new(market, postal, clock, budget, Arc::clone(&ledger) as _).with_shared(stores));
     let history = ledger.read_after(0, usize::MAX).map_err(|e| storage(&e))?;
     router.mirror_history(&history);
-    // This node's outbox, pull leads and pending returns, as it left them.
-    let records = ledger.internal_records_of(&node).await.map_err(|e| storage(&e))?;
+    // This node's outbox, pull leads and pending returns as it left them; the pending
+    // returns of the other nodes.
+    let (internal_read, internal) = ledger.all_internal().await.map_err(|e| storage(&e))?;
+    let (own, others): (Vec<_>, Vec<_>) = internal.into_iter().partition(|(writer, _)| *writer == node);
+    let records: Vec<InternalRecord> = own.into_iter().map(|(_, record)| record).collect();
     router.restore(&records);
+    for (_, record) in &others {
+        router.take_in(record);
+    }
+    router.internal_read_through(internal_read).await;
     router.journal_account_changes(&history).await.map_err(|e| storage(&e))?;
     tracing::info!(node = %node, events = history.len(), records = records.len(), config_changes = changes.len(), redis = %redis.url, "shared state on Redis");
     Ok(router)

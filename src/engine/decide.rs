@@ -450,6 +450,17 @@ impl Router {
     /// Sold on assignment: the lead waits for its buyer's next fetch. Journaled first, so
     /// a sale that is answered is never a lead the buyer cannot fetch.
     async fn queue_for_pull(&self, campaign: &CompiledCampaign, sale_id: &str, body: serde_json::Value) -> PostAnswer {
+        if let Some(shared) = &self.shared {
+            // Several nodes: the buyer's queue is in Redis, so it may fetch from any node.
+            return match shared.pull.push(&campaign.buyer_id, &body).await {
+                Ok(_) => {
+                    metrics::counter!(telemetry::DELIVERIES_TOTAL, "mode" => "pull", "outcome" => "queued")
+                        .increment(1);
+                    PostAnswer::Accepted
+                }
+                Err(error) => PostAnswer::Error(format!("pull queue: {error}")),
+            };
+        }
         let position = self.pull.next_position(&campaign.buyer_id);
         let record = InternalRecord::PullLead {
             buyer_id: campaign.buyer_id.to_string(),

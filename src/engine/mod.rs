@@ -321,6 +321,10 @@ impl Router {
         after: u64,
         limit: usize,
     ) -> Result<Vec<(u64, serde_json::Value)>, EngineError> {
+        if let Some(shared) = &self.shared {
+            self.ensure_store()?;
+            return Ok(shared.pull.fetch(buyer_id, after, limit).await?);
+        }
         if self.pull.advances(buyer_id, after) {
             let record = InternalRecord::PullAcknowledged { buyer_id: buyer_id.to_string(), through: after };
             self.journal.append_internal(record).await?;

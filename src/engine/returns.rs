@@ -167,7 +167,17 @@ impl Router {
             },
             ResolveError::Invalid(errors) => EngineError::Invalid(errors),
         })?;
-        self.record_resolution(&resolved, false).await?;
+        // On several nodes the same return may be decided on another node at this moment.
+        if !self.claim_shared_once(&pending.buyer_id, "resolved", return_id).await? {
+            return Err(EngineError::Conflict {
+                code: "return_already_resolved",
+                message: "the return was already resolved on another node".into(),
+            });
+        }
+        if let Err(error) = self.record_resolution(&resolved, false).await {
+            self.release_shared_once(&pending.buyer_id, "resolved", return_id).await;
+            return Err(error);
+        }
         Ok(resolved)
     }
 
@@ -198,7 +208,7 @@ impl Router {
     /// Journals a pending return (and the supplier's `return.requested` before it).
     async fn record_request(&self, pending: &LeadReturn) -> Result<(), EngineError> {
         let messages = self.notify(pending, "return.requested", Requires::Return(pending.return_id.clone())).await?;
-        let revision = self.returns.next_revision();
+        let revision = self.next_return_revision().await?;
         let record = InternalRecord::ReturnRequested { lead_return: Box::new(pending.clone()), revision };
         self.journal.append_internal(record).await?;
         self.returns.put(pending.clone(), revision);
@@ -222,7 +232,15 @@ impl Router {
         if !credit.is_zero() {
             self.budget.top_up(&resolved.buyer_id, credit).await?;
         }
-        event.revision = self.returns.next_revision();
+        event.revision = match self.next_return_revision().await {
+            Ok(revision) => revision,
+            Err(error) => {
+                if !credit.is_zero() {
+                    let _ = self.budget.top_up(&resolved.buyer_id, -credit).await;
+                }
+                return Err(error);
+            }
+        };
         if let Err(error) = self.journal.append(Event::ReturnResolved(event.clone()), self.clock.now()).await {
             if !credit.is_zero() {
                 // Not on disk, so not booked: take the credit back out of memory too.

@@ -15,8 +15,9 @@ use crate::domain::ledger::{Event, LedgerEvent};
 use crate::domain::market::{ConfigChange, Market};
 use crate::domain::returns::LeadReturn;
 use crate::store::idempotency::StoredAnswer;
+use crate::store::journal::InternalRecord;
 use crate::store::pings::PingContexts;
-use crate::store::{ChangeId, Claims, ConfigLog, DedupClaims, KeyClaim, Unavailable};
+use crate::store::{ChangeId, Claims, ConfigLog, DedupClaims, InternalFeed, KeyClaim, PullLog, Unavailable};
 
 /// How often the health of the shared store is probed, and how often the config log is
 /// read even without an announcement.
@@ -24,6 +25,8 @@ const PROBE_EVERY: Duration = Duration::from_millis(250);
 const CONFIG_POLL_EVERY: Duration = Duration::from_secs(1);
 /// How long a request waits for another node's answer to the same `Idempotency-Key`.
 const IN_FLIGHT_WAIT: Duration = Duration::from_secs(10);
+/// How often other nodes' internal records (pending returns) are read.
+const INTERNAL_POLL_EVERY: Duration = Duration::from_millis(100);
 
 /// The shared adapters a router uses on several nodes.
 pub struct SharedStores {
@@ -31,6 +34,11 @@ pub struct SharedStores {
     pub pings: Arc<dyn PingContexts>,
     pub claims: Arc<dyn Claims>,
     pub config: Arc<dyn ConfigLog>,
+    pub pull: Arc<dyn PullLog>,
+    /// Every node's internal records, to take in what other nodes recorded.
+    pub internal: Arc<dyn InternalFeed>,
+    /// This node's name on the shared stores (its internal records carry it).
+    pub node: String,
     /// The position in `config` the starting market already includes.
     pub config_applied: ChangeId,
 }
@@ -38,6 +46,10 @@ pub struct SharedStores {
 pub(super) struct Shared {
     pub(super) claims: Arc<dyn Claims>,
     config: Arc<dyn ConfigLog>,
+    pub(super) pull: Arc<dyn PullLog>,
+    internal: Arc<dyn InternalFeed>,
+    internal_read: tokio::sync::Mutex<String>,
+    node: String,
     applied: watch::Sender<ChangeId>,
     healthy: AtomicBool,
 }
@@ -50,6 +62,10 @@ impl Router {
         self.shared = Some(Shared {
             claims: stores.claims,
             config: stores.config,
+            pull: stores.pull,
+            internal: stores.internal,
+            internal_read: tokio::sync::Mutex::new(String::new()),
+            node: stores.node,
             applied: watch::channel(stores.config_applied).0,
             healthy: AtomicBool::new(true),
         });
@@ -296,6 +312,58 @@ impl Router {
                 }
             }
             _ => {}
+        }
+    }
+}
+
+impl Router {
+    /// On several nodes: takes in the pending returns other nodes record, so an operator
+    /// may approve or reject a return through any node.
+    pub async fn follow_internal(self: Arc<Self>, mut stopped: watch::Receiver<bool>) {
+        let Some(shared) = &self.shared else { return };
+        let mut tick = tokio::time::interval(INTERNAL_POLL_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stopped.changed() => return,
+            }
+            let mut read = shared.internal_read.lock().await;
+            match shared.internal.internal_after(&read, 4_096).await {
+                Ok(records) => {
+                    for (position, node, record) in records {
+                        *read = position;
+                        if node != shared.node {
+                            self.take_in(&record);
+                        }
+                    }
+                }
+                Err(error) => tracing::debug!(%error, "internal records of other nodes: read failed; retrying"),
+            }
+        }
+    }
+
+    /// Where `follow_internal` goes on: after what the start has read.
+    pub async fn internal_read_through(&self, position: String) {
+        if let Some(shared) = &self.shared {
+            *shared.internal_read.lock().await = position;
+        }
+    }
+
+    /// What another node's internal record means here: its pending returns are shared;
+    /// its outbox stays its own to send (and to restore after its restart).
+    pub fn take_in(&self, record: &InternalRecord) {
+        if let InternalRecord::ReturnRequested { lead_return, revision } = record {
+            self.returns.put((**lead_return).clone(), *revision);
+        }
+    }
+
+    /// The next revision of a return (its place in the supplier feed): one counter for all
+    /// nodes when shared.
+    pub(super) async fn next_return_revision(&self) -> Result<u64, EngineError> {
+        match &self.shared {
+            Some(shared) => Ok(shared.claims.next_number("return_revision").await?),
+            None => Ok(self.returns.next_revision()),
         }
     }
 }

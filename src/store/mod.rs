@@ -20,6 +20,7 @@ pub mod redis_config;
 pub mod redis_dedup;
 pub mod redis_ledger;
 pub mod redis_pings;
+pub mod redis_pull;
 pub mod returns;
 pub mod sales;
 pub mod traces;
@@ -175,6 +176,8 @@ pub trait Claims: Send + Sync + 'static {
     async fn claim_once(&self, buyer_id: &str, what: &'static str, id: &str) -> Result<bool, Unavailable>;
     /// Gives back what `claim_once` took, when the step it guarded failed.
     async fn release_once(&self, buyer_id: &str, what: &'static str, id: &str);
+    /// The next value of a counter shared by all nodes (1, 2, ...).
+    async fn next_number(&self, counter: &'static str) -> Result<u64, Unavailable>;
     /// Answers when the shared store answers (a health probe).
     async fn probe(&self) -> Result<(), Unavailable>;
 }
@@ -206,4 +209,32 @@ pub trait ConfigLog: Send + Sync + 'static {
         -> Result<Vec<(ChangeId, crate::domain::market::ConfigChange)>, Unavailable>;
     /// Changes (counts up) whenever a change is announced or the subscription reconnects.
     fn announcements(&self) -> tokio::sync::watch::Receiver<u64>;
+}
+
+/// Leads waiting for pull buyers on several nodes (`redis_pull`): positions are global per
+/// buyer. On one node the journal and `pull::PullQueues` do this.
+#[async_trait]
+pub trait PullLog: Send + Sync + 'static {
+    /// Appends a sold lead; answers its position.
+    async fn push(&self, buyer_id: &str, lead: &serde_json::Value) -> Result<u64, Unavailable>;
+    /// Forgets everything up to `after` (the buyer has taken it) and answers what follows.
+    async fn fetch(
+        &self,
+        buyer_id: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, serde_json::Value)>, Unavailable>;
+}
+
+/// Internal records of every node in the order they were written (on Redis: the second
+/// stream of `redis_ledger`), so each node can take in what another node recorded.
+#[async_trait]
+pub trait InternalFeed: Send + Sync + 'static {
+    /// Up to `max` records after position `after` ("" = from the start): (position, the
+    /// node that wrote it, the record).
+    async fn internal_after(
+        &self,
+        after: &str,
+        max: usize,
+    ) -> Result<Vec<(String, String, journal::InternalRecord)>, Unavailable>;
 }

@@ -133,6 +133,11 @@ impl Claims for RedisClaims {
         }
     }
 
+    async fn next_number(&self, counter: &'static str) -> Result<u64, Unavailable> {
+        let key = format!("{}{{n:{counter}}}", self.prefix);
+        self.redis.clone().incr(key, 1).await.map_err(unavailable)
+    }
+
     async fn probe(&self) -> Result<(), Unavailable> {
         let pong: String = redis::cmd("PING").query_async(&mut self.redis.clone()).await.map_err(unavailable)?;
         if pong == "PONG" {

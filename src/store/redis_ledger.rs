@@ -133,30 +133,43 @@ impl RedisLedger {
 
     /// The internal records `node` wrote, in order (what a restart of that node restores).
     pub async fn internal_records_of(&self, node: &str) -> Result<Vec<InternalRecord>, LogError> {
+        let (_, records) = self.all_internal().await?;
+        Ok(records.into_iter().filter(|(writer, _)| writer == node).map(|(_, record)| record).collect())
+    }
+
+    /// Every internal record with its writer, and the position after the last.
+    pub async fn all_internal(&self) -> Result<(String, Vec<(String, InternalRecord)>), LogError> {
         const PAGE: usize = 10_000;
-        let mut redis = self.redis.clone();
-        let mut records = Vec::new();
-        let mut after = "-".to_string();
+        let (mut after, mut records) = (String::new(), Vec::new());
         loop {
-            let page: redis::streams::StreamRangeReply =
-                redis.xrange_count(&self.internal_key, &after, "+", PAGE).await.map_err(unavailable)?;
-            for entry in &page.ids {
-                if entry.get::<String>("n").as_deref() != Some(node) {
-                    continue;
-                }
-                let json: String = entry.get("r").unwrap_or_default();
-                match serde_json::from_str(&json) {
-                    Ok(record) => records.push(record),
-                    Err(error) => {
-                        tracing::error!(%error, id = %entry.id, "an internal record does not decode; skipped")
-                    }
-                }
+            let page = self.read_internal(&after, PAGE).await?;
+            let full = page.len() == PAGE;
+            for (position, node, record) in page {
+                after = position;
+                records.push((node, record));
             }
-            match page.ids.last() {
-                Some(last) if page.ids.len() == PAGE => after = format!("({}", last.id),
-                _ => return Ok(records),
+            if !full {
+                return Ok((after, records));
             }
         }
+    }
+
+    async fn read_internal(&self, after: &str, max: usize) -> Result<Vec<(String, String, InternalRecord)>, LogError> {
+        let start = if after.is_empty() { "-".to_string() } else { format!("({after}") };
+        let page: redis::streams::StreamRangeReply =
+            self.redis.clone().xrange_count(&self.internal_key, start, "+", max).await.map_err(unavailable)?;
+        let mut records = Vec::with_capacity(page.ids.len());
+        for entry in page.ids {
+            let json: String = entry.get("r").unwrap_or_default();
+            let node: String = entry.get("n").unwrap_or_default();
+            match serde_json::from_str(&json) {
+                Ok(record) => records.push((entry.id, node, record)),
+                Err(error) => {
+                    tracing::error!(%error, id = %entry.id, "an internal record does not decode; skipped")
+                }
+            }
+        }
+        Ok(records)
     }
 
     /// How many internal records the shared ledger holds.
@@ -250,4 +263,15 @@ async fn read_into(
 
 fn unavailable(error: redis::RedisError) -> LogError {
     LogError::Unavailable(error.to_string())
+}
+
+#[async_trait::async_trait]
+impl super::InternalFeed for RedisLedger {
+    async fn internal_after(
+        &self,
+        after: &str,
+        max: usize,
+    ) -> Result<Vec<(String, String, InternalRecord)>, super::Unavailable> {
+        self.read_internal(after, max).await.map_err(|error| super::Unavailable(error.to_string()))
+    }
 }

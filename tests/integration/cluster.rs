@@ -386,3 +386,79 @@ async fn a_node_killed_with_async_deliveries_pending_sends_them_after_its_restar
     .await;
     drop(nodes);
 }
+
+#[tokio::test]
+async fn a_pull_buyer_fetches_and_returns_through_any_node_and_an_operator_decides_on_any() {
+    let redis = RedisServer::start().await;
+    let mut pull = fixed_campaign("c1", "b1", "solar", "12.00", "http://127.0.0.1:9/unused");
+    pull["delivery"] = json!({"mode": "pull"});
+    pull["returns_require_approval"] = json!(true);
+    pull["return_window_days"] = json!(7);
+    let config = json!({
+        "verticals": [vertical("solar", "ping_post")],
+        "suppliers": [supplier("s1", SUPPLIER_KEY)],
+        "buyers": [buyer("b1")],
+        "campaigns": [pull],
+        "topups": [topup("b1", "1000.00")],
+    });
+    let (nodes, _dir) = cluster(&config, &redis).await;
+    let mut sold = Vec::new();
+    for n in 0..9u32 {
+        let answer = nodes[n as usize % 3].supplier("/v1/leads", &lead("solar", n)).await;
+        assert_eq!(answer.json["status"], "sold", "{}", answer.json);
+        sold.push(answer.json["lead_id"].as_str().unwrap().to_string());
+    }
+    let key = buyer_key("b1");
+    async fn fetch(node: &Node, query: &str) -> Answer {
+        let url = format!("http://127.0.0.1:{}/v1/buyer/leads?{query}", node.public);
+        node.send("GET", url, &buyer_key("b1"), None).await
+    }
+
+    // One queue, whichever node sold: positions 1..9 in order, on every node.
+    let all = fetch(&nodes[1], "after=0&limit=100").await;
+    assert_eq!(all.status, 200, "{}", all.json);
+    let leads = all.json["leads"].as_array().unwrap();
+    let fetched: Vec<&str> = leads.iter().map(|l| l["lead_id"].as_str().unwrap()).collect();
+    assert_eq!(fetched, sold.iter().map(String::as_str).collect::<Vec<_>>(), "every sale once, in order");
+    let cursors: Vec<&str> = leads.iter().map(|l| l["cursor"].as_str().unwrap()).collect();
+    assert_eq!(cursors, ["1", "2", "3", "4", "5", "6", "7", "8", "9"]);
+    // Acknowledged on one node is gone on all.
+    let rest = fetch(&nodes[2], "after=4").await;
+    assert_eq!(rest.json["leads"].as_array().unwrap().len(), 5, "{}", rest.json);
+    let again = fetch(&nodes[0], "after=0").await;
+    assert_eq!(again.json["leads"][0]["cursor"], "5", "what was acknowledged is never handed out again");
+    let sale_id = leads[0]["sale_id"].as_str().unwrap().to_string();
+
+    // A return requested on one node, decided on another, credited everywhere, once.
+    let request = json!({"sale_id": sale_id, "reason": "invalid_phone"});
+    let returns_url = |node: &Node| format!("http://127.0.0.1:{}/v1/returns", node.public);
+    let requested = nodes[0].send("POST", returns_url(&nodes[0]), &key, Some(&request)).await;
+    assert_eq!((requested.status, &requested.json["status"]), (201, &json!("pending")), "{}", requested.json);
+    let twice = nodes[2].send("POST", returns_url(&nodes[2]), &key, Some(&request)).await;
+    assert_eq!((twice.status, &twice.json["error"]["code"]), (409, &json!("already_returned")), "{}", twice.json);
+    let return_id = requested.json["return_id"].as_str().unwrap().to_string();
+    let path = format!("/admin/v1/returns/{return_id}/approve");
+    let seen_pending = Instant::now();
+    while nodes[1].admin("GET", &format!("/admin/v1/returns/{return_id}"), None).await.status != 200 {
+        assert!(seen_pending.elapsed() < Duration::from_secs(2), "the pending return reaches the other nodes");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    while nodes[2].admin("GET", &format!("/admin/v1/returns/{return_id}"), None).await.status != 200 {
+        assert!(seen_pending.elapsed() < Duration::from_secs(2), "the pending return reaches the other nodes");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (first, second) = tokio::join!(nodes[1].admin("POST", &path, None), nodes[2].admin("POST", &path, None));
+    let mut statuses = [first.status, second.status];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 409], "one approval wins: {} / {}", first.json, second.json);
+    let expected = Decimal::new(100_000, 2) - Decimal::new(1200, 2) * Decimal::from(9) + Decimal::new(1200, 2);
+    let at = Instant::now();
+    for node in &nodes {
+        while money(&node.balance("b1").await["balance"]) != expected {
+            assert!(at.elapsed() < Duration::from_secs(2), "credited once, seen on every node");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let on_a = nodes[0].send("GET", format!("{}/{return_id}", returns_url(&nodes[0])), &key, None).await;
+    assert_eq!(on_a.json["status"], "approved", "{}", on_a.json);
+}
