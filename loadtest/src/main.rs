@@ -32,7 +32,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::run::{Load, Plan};
+use crate::run::{Endpoint, Load, Plan};
 use crate::workload::{LeadShape, Mix};
 
 /// The longest measured window: the tool loads this machine, it must not occupy it.
@@ -46,6 +46,8 @@ const CONCURRENCY_MAX: usize = 4_096;
 const CONNECTIONS_MAX: usize = 4_096;
 /// Open-loop default connections: enough for any latency at the rates this machine serves.
 const CONNECTIONS_DEFAULT: usize = 256;
+/// Targets one run spreads its load over (`--target` repeated): the nodes of a cluster.
+const TARGETS_MAX: usize = 16;
 /// Open-loop arrivals in flight (or waiting for a connection) before new ones are dropped:
 /// memory stays bounded when the target stalls.
 const OUTSTANDING_DEFAULT: usize = 10_000;
@@ -116,9 +118,10 @@ enum Mode {
 
 #[derive(Debug, Args)]
 struct RunArgs {
-    /// Base URL; loopback only.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    target: String,
+    /// Base URL; loopback only. Repeat it to spread the load over several targets (the
+    /// nodes of a cluster): round-robin per arrival, a ping and its post on one target.
+    #[arg(long, default_value = "http://127.0.0.1:8080", action = clap::ArgAction::Append)]
+    target: Vec<String>,
     /// Supplier API key (sent as `Authorization: Bearer`). Not needed for the echo server.
     #[arg(long, env = "LOADTEST_KEY", hide_env_values = true)]
     key: Option<String>,
@@ -132,13 +135,13 @@ struct RunArgs {
     country: String,
     #[arg(long, value_enum, default_value = "closed")]
     mode: Mode,
-    /// Closed loop: number of workers (one connection each).
+    /// Closed loop: number of workers (one connection each, per target).
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
     /// Open loop: arrivals per second.
     #[arg(long)]
     rate: Option<u64>,
-    /// Open loop: connections shared by the arrivals.
+    /// Open loop: connections shared by the arrivals (per target).
     #[arg(long, default_value_t = CONNECTIONS_DEFAULT)]
     connections: usize,
     /// Open loop: arrivals in flight before new ones are dropped (and counted).
@@ -219,11 +222,13 @@ async fn mock_buyer(args: MockBuyerArgs) -> anyhow::Result<()> {
 }
 
 fn plan_load(args: &RunArgs) -> anyhow::Result<Load> {
+    // Every target gets its own connections: the bounds hold for all of them together.
+    let targets = args.target.len().max(1);
     match (args.mode, args.rate) {
         (Mode::Closed, Some(_)) => bail!("--rate is for --mode open; closed loop takes --concurrency"),
         (Mode::Closed, None) => {
-            if args.concurrency == 0 || args.concurrency > CONCURRENCY_MAX {
-                bail!("--concurrency must be between 1 and {CONCURRENCY_MAX}");
+            if args.concurrency == 0 || args.concurrency * targets > CONCURRENCY_MAX {
+                bail!("--concurrency times the number of targets must be between 1 and {CONCURRENCY_MAX}");
             }
             Ok(Load::Closed { concurrency: args.concurrency })
         }
@@ -232,8 +237,8 @@ fn plan_load(args: &RunArgs) -> anyhow::Result<Load> {
             if rate_per_s == 0 || rate_per_s > RATE_MAX {
                 bail!("--rate must be between 1 and {RATE_MAX}");
             }
-            if args.connections == 0 || args.connections > CONNECTIONS_MAX {
-                bail!("--connections must be between 1 and {CONNECTIONS_MAX}");
+            if args.connections == 0 || args.connections * targets > CONNECTIONS_MAX {
+                bail!("--connections times the number of targets must be between 1 and {CONNECTIONS_MAX}");
             }
             if args.max_outstanding == 0 || args.max_outstanding > OUTSTANDING_MAX {
                 bail!("--max-outstanding must be between 1 and {OUTSTANDING_MAX}");
@@ -244,7 +249,16 @@ fn plan_load(args: &RunArgs) -> anyhow::Result<Load> {
 }
 
 async fn run_load(args: RunArgs, threads: usize) -> anyhow::Result<()> {
-    let target = Arc::new(target::resolve(&args.target).await?);
+    if args.target.is_empty() || args.target.len() > TARGETS_MAX {
+        bail!("--target: between 1 and {TARGETS_MAX} targets");
+    }
+    let mut endpoints = Vec::with_capacity(args.target.len());
+    for text in &args.target {
+        let target = Arc::new(target::resolve(text).await?);
+        let headers = Arc::new(client::Headers::new(&target, args.key.as_deref())?);
+        client::probe(&target).await?;
+        endpoints.push(Endpoint { target, headers });
+    }
     let duration = target::parse_duration(&args.duration).context("--duration")?;
     let warmup = target::parse_duration(&args.warmup).context("--warmup")?;
     if duration.is_zero() || duration > DURATION_MAX {
@@ -257,11 +271,9 @@ async fn run_load(args: RunArgs, threads: usize) -> anyhow::Result<()> {
         bail!("--max-requests must be at least 1");
     }
     let load = plan_load(&args)?;
-    let headers = Arc::new(client::Headers::new(&target, args.key.as_deref())?);
-    client::probe(&target).await?;
+    let targets = run::display(&endpoints);
     let plan = Plan {
-        target: Arc::clone(&target),
-        headers,
+        endpoints,
         mix: args.mix,
         shape: LeadShape { vertical: args.vertical.clone(), zip: args.zip.clone(), country: args.country.clone() },
         load,
@@ -271,7 +283,7 @@ async fn run_load(args: RunArgs, threads: usize) -> anyhow::Result<()> {
         first_id: args.first_id,
         threads,
     };
-    eprintln!("loadtest: {} {} for {:?} after {:?} warmup", target.display, args.mix.as_str(), duration, warmup);
+    eprintln!("loadtest: {targets} {} for {:?} after {:?} warmup", args.mix.as_str(), duration, warmup);
     let summary = tokio::time::timeout(run::longest(warmup, duration), run::run(plan))
         .await
         .context("the run overran its own bound")??;
@@ -281,9 +293,42 @@ async fn run_load(args: RunArgs, threads: usize) -> anyhow::Result<()> {
         std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(path) = &args.plot {
-        let title = format!("{} {} latency per second", target.display, args.mix.as_str());
+        let title = format!("{targets} {} latency per second", args.mix.as_str());
         std::fs::write(path, plot::svg(&title, &summary.timeline))
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_args(argv: &[&str]) -> RunArgs {
+        let cli = Cli::try_parse_from(["loadtest", "run"].iter().chain(argv)).expect("parses");
+        match cli.command {
+            Command::Run(args) => args,
+            other => panic!("not a run: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn target_defaults_to_one_and_repeats() {
+        assert_eq!(run_args(&[]).target, ["http://127.0.0.1:8080"]);
+        let args = run_args(&["--target", "http://127.0.0.1:1", "--target", "http://127.0.0.1:2"]);
+        assert_eq!(args.target, ["http://127.0.0.1:1", "http://127.0.0.1:2"]);
+    }
+
+    #[test]
+    fn connection_bounds_count_every_target() {
+        let two = |rest: &[&'static str]| {
+            let mut argv = vec!["--target", "http://127.0.0.1:1", "--target", "http://127.0.0.1:2"];
+            argv.extend(rest);
+            plan_load(&run_args(&argv))
+        };
+        assert!(two(&["--concurrency", "2048"]).is_ok());
+        assert!(two(&["--concurrency", "2049"]).is_err(), "2 x 2049 connections is above the bound");
+        assert!(two(&["--mode", "open", "--rate", "100", "--connections", "2048"]).is_ok());
+        assert!(two(&["--mode", "open", "--rate", "100", "--connections", "2049"]).is_err());
+    }
 }

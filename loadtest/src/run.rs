@@ -2,6 +2,12 @@
 //! returns the summary. Every run ends by itself: sending stops at the end of the window
 //! (or after `--max-requests`), in-flight requests are bounded by the request timeout, and
 //! the drain after the window is bounded again in case a task misbehaves.
+//!
+//! Several targets (`--target` repeated, e.g. the nodes of one cluster) share the load
+//! round-robin per arrival: one counter for the whole run picks the target of each
+//! arrival, so every target gets the same number of arrivals (±1) whatever its latency.
+//! A closed-loop worker keeps one connection per target; open-loop arrivals take a
+//! connection from their target's pool. A ping and its post stay on one target.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -30,9 +36,22 @@ pub enum Load {
     Open { rate_per_s: u64, connections: usize, outstanding_max: usize },
 }
 
-pub struct Plan {
+/// One target and what its requests carry (its own `Host`).
+#[derive(Clone)]
+pub struct Endpoint {
     pub target: Arc<Target>,
     pub headers: Arc<Headers>,
+}
+
+impl Endpoint {
+    fn connection(&self) -> Connection {
+        Connection::new(Arc::clone(&self.target), Arc::clone(&self.headers))
+    }
+}
+
+pub struct Plan {
+    /// At least one; arrivals go to them in turn.
+    pub endpoints: Vec<Endpoint>,
     pub mix: Mix,
     pub shape: LeadShape,
     pub load: Load,
@@ -47,6 +66,9 @@ pub struct Plan {
 struct Shared {
     mix: Mix,
     shape: LeadShape,
+    /// How many targets share the load, and the counter that deals arrivals to them.
+    targets: usize,
+    next_target: AtomicU64,
     /// The ping body is the same for every arrival: built once, cloned by reference count.
     ping_body: Bytes,
     recorder: Mutex<Recorder>,
@@ -76,6 +98,16 @@ impl Shared {
         self.recorder().record(phase, ending, latency_us, second);
     }
 
+    /// The index of the target the next arrival goes to: round-robin over the run.
+    fn pick_target(&self) -> usize {
+        if self.targets <= 1 {
+            return 0;
+        }
+        let n = self.next_target.fetch_add(1, Ordering::Relaxed);
+        // The remainder is below `targets`, a usize, so it converts back exactly.
+        usize::try_from(n % self.targets as u64).unwrap_or(0)
+    }
+
     fn stopped(&self) -> bool {
         self.stopped_at.get().is_some()
     }
@@ -94,6 +126,9 @@ impl Shared {
 }
 
 pub async fn run(plan: Plan) -> anyhow::Result<Summary> {
+    if plan.endpoints.is_empty() {
+        anyhow::bail!("a run needs at least one target");
+    }
     let start = Instant::now();
     let window_start = start + plan.warmup;
     let window_end = window_start + plan.duration;
@@ -101,6 +136,8 @@ pub async fn run(plan: Plan) -> anyhow::Result<Summary> {
         mix: plan.mix,
         ping_body: plan.shape.ping_body(),
         shape: plan.shape.clone(),
+        targets: plan.endpoints.len(),
+        next_target: AtomicU64::new(0),
         recorder: Mutex::new(Recorder::new(plan.mix)),
         next_id: AtomicU64::new(plan.first_id),
         measured_started: AtomicU64::new(0),
@@ -113,18 +150,18 @@ pub async fn run(plan: Plan) -> anyhow::Result<Summary> {
     let (concurrency, rate_per_s, connections) = match plan.load {
         Load::Closed { concurrency } => {
             closed_loop(&shared, &plan, concurrency).await;
-            (Some(concurrency), None, concurrency)
+            (Some(concurrency), None, concurrency * plan.endpoints.len())
         }
         Load::Open { rate_per_s, connections, outstanding_max } => {
             open_loop(&shared, &plan, start, rate_per_s, connections, outstanding_max).await;
-            (None, Some(rate_per_s), connections)
+            (None, Some(rate_per_s), connections * plan.endpoints.len())
         }
     };
     let sending_stopped = shared.stopped_at.get().copied().unwrap_or(window_end).min(window_end);
     let last_done = window_start + Duration::from_micros(shared.last_done_us.load(Ordering::Relaxed));
     let stopped = sending_stopped.max(last_done);
     let info = RunInfo {
-        target: plan.target.display.clone(),
+        target: display(&plan.endpoints),
         mix: plan.mix.as_str(),
         mode: if concurrency.is_some() { "closed" } else { "open" },
         concurrency,
@@ -142,8 +179,8 @@ async fn closed_loop(shared: &Arc<Shared>, plan: &Plan, concurrency: usize) {
     let workers: Vec<_> = (0..concurrency)
         .map(|_| {
             let shared = Arc::clone(shared);
-            let connection = Connection::new(Arc::clone(&plan.target), Arc::clone(&plan.headers));
-            tokio::spawn(closed_worker(shared, connection))
+            let connections = plan.endpoints.iter().map(Endpoint::connection).collect();
+            tokio::spawn(closed_worker(shared, connections))
         })
         .collect();
     let deadline = tokio::time::Instant::from_std(shared.window_end + DRAIN_MAX);
@@ -155,8 +192,9 @@ async fn closed_loop(shared: &Arc<Shared>, plan: &Plan, concurrency: usize) {
     }
 }
 
-/// One closed-loop worker: the next request goes out when the previous one is answered.
-async fn closed_worker(shared: Arc<Shared>, mut connection: Connection) {
+/// One closed-loop worker: the next request goes out when the previous one is answered,
+/// on its connection to the target whose turn it is (one connection per target).
+async fn closed_worker(shared: Arc<Shared>, mut connections: Vec<Connection>) {
     loop {
         let now = Instant::now();
         if now >= shared.window_end || shared.stopped() {
@@ -166,7 +204,8 @@ async fn closed_worker(shared: Arc<Shared>, mut connection: Connection) {
         if measured && !shared.take_ticket() {
             break;
         }
-        if arrival(&shared, &mut connection, now, measured).await == Some(SendError::Transport) {
+        let connection = &mut connections[shared.pick_target()];
+        if arrival(&shared, connection, now, measured).await == Some(SendError::Transport) {
             tokio::time::sleep(TRANSPORT_BACKOFF).await;
         }
     }
@@ -180,7 +219,12 @@ async fn open_loop(
     connections: usize,
     outstanding_max: usize,
 ) {
-    let pool = Arc::new(Pool::new(Arc::clone(&plan.target), Arc::clone(&plan.headers), connections));
+    // `connections` per target: each pool serves its target's share of the arrivals.
+    let pools: Vec<Arc<Pool>> = plan
+        .endpoints
+        .iter()
+        .map(|e| Arc::new(Pool::new(Arc::clone(&e.target), Arc::clone(&e.headers), connections)))
+        .collect();
     let outstanding = Arc::new(Semaphore::new(outstanding_max));
     let arrivals = schedule::arrivals_within(shared.window_end - start, rate_per_s);
     for index in 0..arrivals {
@@ -205,8 +249,8 @@ async fn open_loop(
         if measured {
             shared.recorder().send_lag_us.saturating_record(lag_us.max(1));
         }
+        let pool = Arc::clone(&pools[shared.pick_target()]);
         let shared = Arc::clone(shared);
-        let pool = Arc::clone(&pool);
         tokio::spawn(async move {
             let mut lease = pool.take().await;
             arrival(&shared, &mut lease.connection, scheduled, measured).await;
@@ -279,6 +323,11 @@ fn failure(ending: Ending) -> Option<SendError> {
     }
 }
 
+/// The targets as the report names them: the base URLs, comma-separated.
+pub fn display(endpoints: &[Endpoint]) -> String {
+    endpoints.iter().map(|e| e.target.display.as_str()).collect::<Vec<_>>().join(", ")
+}
+
 /// The longest a run can take: warmup, window and the bounded drain.
 pub fn longest(warmup: Duration, duration: Duration) -> Duration {
     warmup + duration + DRAIN_MAX + REQUEST_TIMEOUT
@@ -294,23 +343,33 @@ mod tests {
 
     /// An echo server on an ephemeral port, stopped when the sender is dropped.
     async fn echo_server() -> (Arc<Target>, oneshot::Sender<()>) {
+        let (target, _counts, stop) = counted_echo_server().await;
+        (target, stop)
+    }
+
+    /// The same, with the counts of what it answered.
+    async fn counted_echo_server() -> (Arc<Target>, Arc<echo::Counts>, oneshot::Sender<()>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("address");
         let counts = Arc::new(echo::Counts::default());
+        let served = Arc::clone(&counts);
         let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(crate::serve::serve_on(listener, move |r| echo::answer(Arc::clone(&counts), r), async {
+        tokio::spawn(crate::serve::serve_on(listener, move |r| echo::answer(Arc::clone(&served), r), async {
             let _ = stopped.await;
         }));
         let target =
             Target { addr, authority: format!("127.0.0.1:{}", addr.port()), display: format!("http://{addr}") };
-        (Arc::new(target), stop)
+        (Arc::new(target), counts, stop)
+    }
+
+    fn endpoint(target: Arc<Target>) -> Endpoint {
+        let headers = Arc::new(Headers::new(&target, Some("test-key")).expect("headers"));
+        Endpoint { target, headers }
     }
 
     fn plan(target: Arc<Target>, mix: Mix, load: Load, duration: Duration, max_requests: Option<u64>) -> Plan {
-        let headers = Arc::new(Headers::new(&target, Some("test-key")).expect("headers"));
         Plan {
-            target,
-            headers,
+            endpoints: vec![endpoint(target)],
             mix,
             shape: LeadShape { vertical: "solar".into(), zip: "80331".into(), country: "DE".into() },
             load,
@@ -358,5 +417,39 @@ mod tests {
         assert!(ping.statuses.transport > 0);
         assert_eq!(ping.statuses.ok, 0);
         assert_eq!(summary.phases[1].requests, 0, "no post without a bid");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn several_targets_share_the_load_round_robin() {
+        let servers = [counted_echo_server().await, counted_echo_server().await, counted_echo_server().await];
+        let endpoints: Vec<Endpoint> = servers.iter().map(|(target, _, _)| endpoint(Arc::clone(target))).collect();
+        let names: Vec<String> = endpoints.iter().map(|e| e.target.display.clone()).collect();
+
+        let mut closed = plan(
+            Arc::clone(&servers[0].0),
+            Mix::Direct,
+            Load::Closed { concurrency: 4 },
+            Duration::from_secs(10),
+            Some(300),
+        );
+        closed.endpoints = endpoints.clone();
+        let summary = run(closed).await.expect("closed run");
+        assert_eq!(summary.phases[0].requests, 300);
+        assert_eq!(summary.phases[0].statuses.ok, 300);
+        assert_eq!(summary.run.target, names.join(", "));
+        assert_eq!(summary.run.connections, 12, "one connection per worker and target");
+        for (_, counts, _) in &servers {
+            assert_eq!(counts.answered.load(Ordering::Relaxed), 100, "each target gets a third");
+        }
+
+        let load = Load::Open { rate_per_s: 1_000, connections: 4, outstanding_max: 1_000 };
+        let mut open = plan(Arc::clone(&servers[0].0), Mix::Direct, load, Duration::from_secs(10), Some(150));
+        open.endpoints = endpoints;
+        let summary = run(open).await.expect("open run");
+        assert_eq!(summary.phases[0].requests + summary.dropped.unwrap_or(0), 150);
+        assert_eq!(summary.phases[0].errors, 0);
+        for (_, counts, _) in &servers {
+            assert_eq!(counts.answered.load(Ordering::Relaxed), 150, "and a third of the open-loop arrivals");
+        }
     }
 }
