@@ -487,7 +487,7 @@ impl Router {
     ) -> Result<Sale, EngineError> {
         let campaign = &attempt.campaign;
         let now = self.clock.now();
-        if let Err(error) = self.budget.settle(&attempt.hold).await {
+        if let Err(error) = self.settle_hold(&attempt.hold).await {
             // The buyer accepted the lead: the sale stands. This cannot happen while holds
             // outlive their posts (HOLD_GRACE); if it does, an operator must see it.
             tracing::error!(%error, sale_id = %attempt.sale_id, buyer = %campaign.buyer_id, "sale settled without its hold");
@@ -527,6 +527,20 @@ impl Router {
         telemetry::record_revenue(&sale.currency, sale.price);
         self.sales.record(sale.clone());
         Ok(sale)
+    }
+
+    /// Settles a hold, retrying a store that does not answer for a moment: the buyer has
+    /// the lead, so the charge must land.
+    async fn settle_hold(&self, hold: &HoldHandle) -> Result<(), BudgetError> {
+        let mut pause = Duration::from_millis(5);
+        for _ in 0..5 {
+            match self.budget.settle(hold).await {
+                Err(BudgetError::Unavailable(_)) => tokio::time::sleep(pause).await,
+                other => return other.map(|_| ()),
+            }
+            pause *= 4;
+        }
+        self.budget.settle(hold).await.map(|_| ())
     }
 
     pub(super) async fn publish_balance(&self, buyer_id: &str, funding: Funding) {

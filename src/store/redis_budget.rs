@@ -10,11 +10,21 @@
 //!
 //! Expired holds are dropped by the next operation on the book (every rule expires first),
 //! so `expire` has nothing to sweep.
+//!
+//! Contention: a node runs one change of a buyer's book at a time (a local lock per
+//! buyer), so compare-and-set races happen only between nodes, and a lost race backs off
+//! for a random moment before it reads again. Without the lock, 32 concurrent sales to one
+//! buyer on one node lost most races (about 100 Redis commands per sale) and some changes
+//! gave up; a settle that gives up leaves a sale uncharged.
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use dashmap::DashMap;
+use rand::Rng;
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 
@@ -40,6 +50,8 @@ pub struct RedisBudget {
     redis: ConnectionManager,
     prefix: String,
     compare_and_set: Script,
+    /// One change of a buyer's book at a time on this node.
+    writers: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl RedisBudget {
@@ -51,7 +63,12 @@ impl RedisBudget {
 
     pub fn on(connection: &RedisConnection, prefix: &str) -> RedisBudget {
         let redis = connection.manager.clone();
-        RedisBudget { redis, prefix: prefix.to_string(), compare_and_set: Script::new(COMPARE_AND_SET) }
+        RedisBudget {
+            redis,
+            prefix: prefix.to_string(),
+            compare_and_set: Script::new(COMPARE_AND_SET),
+            writers: DashMap::new(),
+        }
     }
 
     fn key(&self, buyer_id: &str) -> String {
@@ -65,25 +82,23 @@ impl RedisBudget {
         buyer_id: &str,
         mut change: impl FnMut(&mut BuyerBook) -> (T, bool),
     ) -> Result<T, BudgetError> {
+        let writer = Arc::clone(&self.writers.entry(buyer_id.to_string()).or_default());
+        let _one_at_a_time = writer.lock().await;
         let key = self.key(buyer_id);
         let mut redis = self.redis.clone();
-        for _ in 0..ATTEMPTS_MAX {
-            let (version, stored): (Option<u64>, Option<String>) =
-                redis.hget(&key, &["v", "book"]).await.map_err(unavailable)?;
-            let mut book = match stored {
-                Some(json) => BuyerBook::from(
-                    serde_json::from_str::<BookState>(&json)
-                        .map_err(|error| BudgetError::Unavailable(format!("corrupt book of {buyer_id}: {error}")))?,
-                ),
-                None => BuyerBook::default(),
-            };
+        for attempt in 0..ATTEMPTS_MAX {
+            if attempt > 0 {
+                // Another node wrote in between: let it finish before reading again.
+                let pause = rand::thread_rng().gen_range(0..=(attempt as u64 * 200).min(5_000));
+                tokio::time::sleep(Duration::from_micros(pause)).await;
+            }
+            let (version, mut book) = self.read(&key, buyer_id).await?;
             let (outcome, changed) = change(&mut book);
             if !changed {
                 return Ok(outcome);
             }
             let json = serde_json::to_string(&BookState::from(&book))
                 .map_err(|error| BudgetError::Unavailable(error.to_string()))?;
-            let version = version.unwrap_or(0);
             let written: i32 = self
                 .compare_and_set
                 .key(&key)
@@ -98,6 +113,20 @@ impl RedisBudget {
             }
         }
         Err(BudgetError::Unavailable(format!("the book of {buyer_id} kept changing under {ATTEMPTS_MAX} attempts")))
+    }
+
+    /// The book as stored, with its version (0 and an empty book when there is none).
+    async fn read(&self, key: &str, buyer_id: &str) -> Result<(u64, BuyerBook), BudgetError> {
+        let (version, stored): (Option<u64>, Option<String>) =
+            self.redis.clone().hget(key, &["v", "book"]).await.map_err(unavailable)?;
+        let book = match stored {
+            Some(json) => BuyerBook::from(
+                serde_json::from_str::<BookState>(&json)
+                    .map_err(|error| BudgetError::Unavailable(format!("corrupt book of {buyer_id}: {error}")))?,
+            ),
+            None => BuyerBook::default(),
+        };
+        Ok((version.unwrap_or(0), book))
     }
 }
 
@@ -141,8 +170,10 @@ impl Budget for RedisBudget {
         self.update(buyer_id, |book| (book.top_up(amount), true)).await
     }
 
+    /// A read: no lock, no write (expired holds are left for the next change to drop).
     async fn balance(&self, buyer_id: &str, now: DateTime<Utc>, funding: Funding) -> Result<BalanceView, BudgetError> {
-        self.update(buyer_id, |book| (book.view(now, funding), false)).await
+        let (_, mut book) = self.read(&self.key(buyer_id), buyer_id).await?;
+        Ok(book.view(now, funding))
     }
 
     async fn replay_sale(&self, buyer_id: &str, sale: ReplayedSale<'_>) -> Result<(), BudgetError> {
