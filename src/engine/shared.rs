@@ -22,6 +22,10 @@ use crate::store::{ChangeId, Claims, ConfigLog, DedupClaims, InternalFeed, KeyCl
 /// How often the health of the shared store is probed, and how often the config log is
 /// read even without an announcement.
 const PROBE_EVERY: Duration = Duration::from_millis(250);
+/// A probe not answered within this long has failed.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Failed probes in a row before the node goes unready: one slow fsync is not an outage.
+const PROBE_FAILURES_MAX: u32 = 2;
 const CONFIG_POLL_EVERY: Duration = Duration::from_secs(1);
 /// How long a request waits for another node's answer to the same `Idempotency-Key`.
 const IN_FLIGHT_WAIT: Duration = Duration::from_secs(10);
@@ -91,18 +95,22 @@ impl Router {
         }
     }
 
-    /// Probes the shared store until `stopped`; a node goes unready when a probe fails and
-    /// ready again when one succeeds.
+    /// Probes the shared store until `stopped`; a node goes unready when two probes in a
+    /// row fail (refused at once, or not answered within a second) and ready again when one
+    /// succeeds.
     pub async fn watch_store(self: Arc<Self>, mut stopped: watch::Receiver<bool>) {
         let Some(shared) = &self.shared else { return };
         let mut tick = tokio::time::interval(PROBE_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failures = 0;
         loop {
             tokio::select! {
                 _ = tick.tick() => {}
                 _ = stopped.changed() => return,
             }
-            let healthy = shared.claims.probe().await.is_ok();
+            let answered = matches!(tokio::time::timeout(PROBE_TIMEOUT, shared.claims.probe()).await, Ok(Ok(())));
+            failures = if answered { 0 } else { failures + 1 };
+            let healthy = failures < PROBE_FAILURES_MAX;
             let was = shared.healthy.swap(healthy, Ordering::Relaxed);
             if was != healthy {
                 if healthy {

@@ -1,6 +1,7 @@
-//! The connection every Redis adapter uses: a reconnecting connection manager whose
-//! commands fail within about a second when Redis is away, so a node answers 503 quickly
-//! instead of hanging (issue 6's failure behaviour).
+//! The connection every Redis adapter uses: a reconnecting connection manager. A Redis
+//! that refuses connections fails commands at once; one that hangs fails them after
+//! `RESPONSE_TIMEOUT`, and the health probe (`engine::shared`) turns the node unready
+//! within about a second, so later requests answer 503 without waiting.
 
 use std::time::Duration;
 
@@ -23,13 +24,19 @@ impl RedisConnection {
     }
 }
 
+/// How long one command may wait for Redis's reply. Redis with `appendfsync always`
+/// replies after its fsync, and a disk that stalls for a second must not fail sales; a
+/// Redis that is gone or hung is caught sooner by the node's health probe (1 s), after
+/// which requests are refused at once.
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Opens `url` and connects; answers the client too, for adapters that need a second,
 /// dedicated connection (blocking reads).
 pub async fn connect(url: &str) -> Result<(Client, ConnectionManager), RedisError> {
     let client = Client::open(url)?;
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Duration::from_secs(1))
-        .set_response_timeout(Duration::from_secs(1))
+        .set_response_timeout(RESPONSE_TIMEOUT)
         .set_number_of_retries(1)
         .set_max_delay(500);
     let manager = ConnectionManager::new_with_config(client.clone(), config).await?;

@@ -522,3 +522,32 @@ async fn concurrent_sales_to_one_buyer_are_all_answered_and_all_charged() {
         assert_eq!(money(&balance["held"]), Decimal::ZERO);
     }
 }
+
+#[tokio::test]
+async fn with_redis_hung_nodes_go_unready_and_refuse_at_once_then_resume_when_it_thaws() {
+    let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let redis = RedisServer::start().await;
+    let sink = mock_buyer(|_, _| accept()).await;
+    let (nodes, _dir) = cluster(&market(&sink), &redis).await;
+    redis.signal("-STOP");
+    let at = Instant::now();
+    for node in &nodes {
+        while node.ready().await != 503 {
+            assert!(at.elapsed() < Duration::from_secs(5), "node {} still ready with Redis hung", node.ops);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let unready_after = at.elapsed();
+    let at = Instant::now();
+    let refused = nodes[1].supplier("/v1/leads", &lead("solar", 1)).await;
+    assert_eq!(refused.status, 503, "{}", refused.json);
+    assert!(at.elapsed() < Duration::from_millis(500), "refused without waiting on Redis: {:?}", at.elapsed());
+    redis.signal("-CONT");
+    for node in &nodes {
+        wait_ready(node.ops).await;
+    }
+    let sold = nodes[1].supplier("/v1/leads", &lead("solar", 2)).await;
+    assert_eq!(sold.json["status"], "sold", "{}", sold.json);
+    assert_eq!(sink.count("/post"), 1, "only the sale after the thaw was delivered");
+    eprintln!("unready {unready_after:?} after Redis hung");
+}

@@ -411,6 +411,12 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
+    /// Freezes (`SIGSTOP`) or thaws (`SIGCONT`) the server: a Redis that hangs.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.id().to_string();
+        assert!(std::process::Command::new("kill").args([signal, &pid]).status().unwrap().success());
+    }
+
     /// Kills the server and hands back its dir, for a restart.
     pub fn stop(mut self) -> tempfile::TempDir {
         let _ = self.child.kill();
