@@ -9,8 +9,8 @@
 #      the mock buyer sleeps its latency before it routes a request, so it answers
 #      /v1/ping with a 404 after exactly the delay its /ping bids get. Those 404s are
 #      expected (reported as errors by the load tester, not a failure here): the figure is
-#      what "a buyer answering in LATENCY_MS" costs as seen over HTTP on this machine,
-#      timer rounding included.
+#      what "a buyer answering in LATENCY_MS" costs as seen over HTTP on this machine
+#      (the mock buyer times its delay from the request's arrival on a precise timer).
 #   3. leadrouter --mix ping: each ping pings the 10 campaigns' ping_url, waits for every
 #      bid (or the deadline), holds the winner, answers.
 #

@@ -21,6 +21,7 @@ mod run;
 mod schedule;
 mod serve;
 mod target;
+mod timer;
 mod workload;
 
 use std::net::SocketAddr;

@@ -1,6 +1,11 @@
 //! `loadtest mock-buyer`: a buyer endpoint that answers leadrouter's pings with a random
 //! bid and its posts with accept or reject (DESIGN §5), after a configurable delay.
 //!
+//! The delay runs from the moment the request arrived (its head was read) and ends on a
+//! precise timer (`crate::timer`), not on tokio's 1 ms tick: `--latency-ms 5` answers 5 ms
+//! after arrival plus the wake-up latency (tens of µs), never sooner, so a benchmark can
+//! tell what the caller adds over the buyer's own latency.
+//!
 //! It accepts the `X-Leadrouter-Signature` header without checking it: verifying costs the
 //! buyer, not leadrouter, and would only add noise to what is measured. It prints nothing
 //! per request (printing would be the bottleneck) and reports its counts when stopped.
@@ -11,13 +16,15 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use hyper::{Method, StatusCode};
 
 use crate::cents::{format_cents, BidRange};
 use crate::rng::Rng;
 use crate::serve::{self, json, Answer};
+use crate::timer::Timer;
 
 /// What the flags ask of the buyer, checked once at start.
 #[derive(Debug, Clone)]
@@ -107,10 +114,12 @@ struct Buyer {
     behaviour: Behaviour,
     rng: Rng,
     counts: Counts,
+    timer: Timer,
 }
 
 pub async fn run(listen: SocketAddr, behaviour: Behaviour, seed: u64) -> anyhow::Result<()> {
-    let buyer = Arc::new(Buyer { behaviour, rng: Rng::new(seed), counts: Counts::default() });
+    let timer = Timer::start().context("starting the timer thread")?;
+    let buyer = Arc::new(Buyer { behaviour, rng: Rng::new(seed), counts: Counts::default(), timer });
     let served = Arc::clone(&buyer);
     eprintln!("mock-buyer listening on {listen} ({:?})", buyer.behaviour);
     serve::serve(listen, move |request| answer(Arc::clone(&served), request)).await?;
@@ -119,6 +128,7 @@ pub async fn run(listen: SocketAddr, behaviour: Behaviour, seed: u64) -> anyhow:
 }
 
 async fn answer(buyer: Arc<Buyer>, request: hyper::Request<hyper::body::Incoming>) -> Answer {
+    let arrived = Instant::now();
     let counts = &buyer.counts;
     let route = (request.method() == Method::POST).then(|| request.uri().path().to_string());
     let Some((_parts, _body)) = serve::read_body(request).await else {
@@ -127,7 +137,7 @@ async fn answer(buyer: Arc<Buyer>, request: hyper::Request<hyper::body::Incoming
     };
     let delay = buyer.behaviour.delay(&buyer.rng);
     if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
+        buyer.timer.sleep_until(arrived + delay).await;
     }
     match route.as_deref() {
         Some("/ping") => {
@@ -228,18 +238,23 @@ mod server_tests {
     use crate::target::Target;
     use tokio::net::TcpListener;
 
-    #[tokio::test]
-    async fn answers_pings_with_bids_and_posts_with_acceptance() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("address");
-        let behaviour = Behaviour {
-            latency_ms: 0,
+    fn behaviour(latency_ms: u64) -> Behaviour {
+        Behaviour {
+            latency_ms,
             jitter_ms: 0,
             bids: BidRange::parse("20.00", "60.00").expect("valid"),
             failure_ppm: 0,
             reject_ppm: 0,
-        };
-        let buyer = Arc::new(Buyer { behaviour, rng: Rng::new(5), counts: Counts::default() });
+        }
+    }
+
+    /// A mock buyer on an ephemeral port and a connection to it; the buyer stops when the
+    /// sender is dropped.
+    async fn start(behaviour: Behaviour) -> (Arc<Buyer>, Connection, tokio::sync::oneshot::Sender<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let timer = Timer::start().expect("timer thread");
+        let buyer = Arc::new(Buyer { behaviour, rng: Rng::new(5), counts: Counts::default(), timer });
         let served = Arc::clone(&buyer);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(serve::serve_on(listener, move |r| answer(Arc::clone(&served), r), async {
@@ -247,7 +262,12 @@ mod server_tests {
         }));
         let target = Arc::new(Target { addr, authority: addr.to_string(), display: format!("http://{addr}") });
         let headers = Arc::new(Headers::new(&target, None).expect("headers"));
-        let mut connection = Connection::new(target, headers);
+        (buyer, Connection::new(target, headers), stop)
+    }
+
+    #[tokio::test]
+    async fn answers_pings_with_bids_and_posts_with_acceptance() {
+        let (buyer, mut connection, stop) = start(behaviour(0)).await;
 
         let ping = connection.post("/ping", bytes::Bytes::from_static(b"{}")).await.expect("answered");
         assert_eq!(ping.status, 200);
@@ -261,6 +281,28 @@ mod server_tests {
         assert_eq!(other.status, 404);
         assert_eq!(buyer.counts.pings.load(Ordering::Relaxed), 1);
         assert_eq!(buyer.counts.accepted.load(Ordering::Relaxed), 1);
+        drop(stop);
+    }
+
+    /// A 5 ms buyer is never early and, in the median, within 0.8 ms of 5 ms as the
+    /// client sees it (loopback HTTP included). On tokio's 1 ms timer it was 5.5–7 ms.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_5_ms_latency_answers_after_5_ms_and_not_much_later() {
+        let (buyer, mut connection, stop) = start(behaviour(5)).await;
+        let latency = Duration::from_millis(5);
+        let mut answered = Vec::new();
+        for _ in 0..50 {
+            let sent = Instant::now();
+            let ping = connection.post("/ping", bytes::Bytes::from_static(b"{}")).await.expect("answered");
+            let took = sent.elapsed();
+            assert_eq!(ping.status, 200);
+            assert!(took >= latency, "answered after {took:?}, before its 5 ms latency");
+            answered.push(took);
+        }
+        answered.sort();
+        let median = answered[answered.len() / 2];
+        assert!(median < Duration::from_micros(5_800), "median {median:?} (all: {answered:?})");
+        assert_eq!(buyer.counts.pings.load(Ordering::Relaxed), 50);
         drop(stop);
     }
 }

@@ -5,8 +5,13 @@
 //! sends less exactly when the server is slow, and so never measures the slow moments
 //! ("coordinated omission"). Here arrivals keep their schedule, and each latency is
 //! counted from the arrival's scheduled time, as wrk2 does.
+//!
+//! `pace` hands the arrivals over at those times from a thread of its own, with the OS's
+//! high-resolution sleep: a tokio timer would round each one up to its 1 ms tick and send
+//! it up to ~2 ms late (that lag is inside the latencies, since they count from the
+//! schedule, so it would be measured as the server's).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const NANOS_PER_SECOND: u128 = 1_000_000_000;
 
@@ -27,6 +32,27 @@ pub fn arrivals_within(window: Duration, rate_per_s: u64) -> u64 {
     let product = window.as_nanos() * u128::from(rate_per_s);
     let count = product.div_ceil(NANOS_PER_SECOND);
     u64::try_from(count).unwrap_or(u64::MAX)
+}
+
+/// Calls `arrive(scheduled)` for arrivals `0..count` on the calling thread, each at its
+/// scheduled time `start + offset(i)` or as soon after as the OS wakes the thread, never
+/// before. An arrival whose time has already passed (the thread was not running) is handed
+/// over at once, so a stall is caught up and the schedule never drifts. Stops early when
+/// `arrive` returns false. Blocks: run it on a thread of its own.
+pub fn pace(start: Instant, rate_per_s: u64, count: u64, mut arrive: impl FnMut(Instant) -> bool) {
+    for index in 0..count {
+        let scheduled = start + offset(index, rate_per_s);
+        loop {
+            let now = Instant::now();
+            if now >= scheduled {
+                break;
+            }
+            std::thread::sleep(scheduled - now);
+        }
+        if !arrive(scheduled) {
+            break;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -66,5 +92,49 @@ mod tests {
             let n = arrivals_within(window, rate);
             assert!(offset(n - 1, rate) < window && offset(n, rate) >= window);
         }
+    }
+
+    #[test]
+    fn pace_hands_arrivals_over_on_time_never_early() {
+        // 200 arrivals at 2000/s: 100 ms.
+        let start = Instant::now() + Duration::from_millis(5);
+        let mut lags = Vec::new();
+        let mut scheduled_times = Vec::new();
+        pace(start, 2_000, 200, |scheduled| {
+            let now = Instant::now();
+            assert!(now >= scheduled, "arrival handed over {:?} early", scheduled - now);
+            lags.push(now - scheduled);
+            scheduled_times.push(scheduled);
+            true
+        });
+        assert_eq!(lags.len(), 200);
+        let expected: Vec<Instant> = (0..200).map(|i| start + offset(i, 2_000)).collect();
+        assert_eq!(scheduled_times, expected, "every arrival, in order, at its scheduled time");
+        lags.sort();
+        // A tokio timer gives ~0.5-1.5 ms here; the OS sleep, tens of µs. The bound is
+        // loose so a busy machine does not fail it.
+        let median = lags[lags.len() / 2];
+        assert!(median < Duration::from_micros(500), "median send lag {median:?}");
+    }
+
+    #[test]
+    fn pace_catches_up_at_once_and_stops_when_told() {
+        // Everything is already due: no sleeping, all handed over in order.
+        let start = Instant::now() - Duration::from_secs(1);
+        let began = Instant::now();
+        let mut seen = 0;
+        pace(start, 1_000, 500, |_| {
+            seen += 1;
+            true
+        });
+        assert_eq!(seen, 500);
+        assert!(began.elapsed() < Duration::from_millis(500), "no sleep for past arrivals");
+
+        let mut seen = 0;
+        pace(Instant::now(), 1_000_000, 1_000, |_| {
+            seen += 1;
+            seen < 10
+        });
+        assert_eq!(seen, 10, "stopped at the first false");
     }
 }
