@@ -42,6 +42,8 @@ impl Node {
             .args(["--listen", &format!("127.0.0.1:{public}"), "--ops-listen", &format!("127.0.0.1:{ops}")])
             .args(["--grpc-listen", &format!("127.0.0.1:{grpc}"), "--admin-token", ADMIN_TOKEN])
             .args(["--redis", redis])
+            // Outbox retries at test speed: 50 ms doubling to 400 ms.
+            .args(["--outbox-retry-base-ms", "50", "--outbox-retry-max-ms", "400", "--outbox-attempts", "40"])
             .stdout(std::fs::File::create(data.path().join("node.log")).expect("a log file"))
             .stderr(Stdio::null())
             .spawn()
@@ -364,16 +366,7 @@ async fn with_redis_gone_nodes_answer_503_fast_and_sell_nothing_then_resume_when
 async fn a_node_killed_with_async_deliveries_pending_sends_them_after_its_restart() {
     let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
     let redis = RedisServer::start().await;
-    let healthy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = std::sync::Arc::clone(&healthy);
-    let endpoint = mock_buyer(move |_, _| {
-        if flag.load(std::sync::atomic::Ordering::SeqCst) {
-            Reply::Status(200)
-        } else {
-            Reply::Status(503)
-        }
-    })
-    .await;
+    let (endpoint, healthy) = buyer_down_until_healed().await;
     let mut config = market(&endpoint);
     config["campaigns"][0]["delivery"] = json!({"mode": "webhook_async", "url": endpoint.post_url()});
     config["campaigns"].as_array_mut().unwrap().truncate(1);

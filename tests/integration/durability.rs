@@ -329,16 +329,7 @@ async fn admin_changes_outlive_a_restart_over_the_config_file() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_loses_no_async_delivery_of_a_lead_answered_sold() {
-    let healthy = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = Arc::clone(&healthy);
-    let endpoint = mock_buyer(move |_, _| {
-        if flag.load(std::sync::atomic::Ordering::SeqCst) {
-            Reply::Status(200)
-        } else {
-            Reply::Status(503)
-        }
-    })
-    .await;
+    let (endpoint, healthy) = buyer_down_until_healed().await;
     let dir = tempfile::tempdir().unwrap();
     let mut config_value = market(&endpoint);
     config_value["campaigns"][0]["caps"] = json!({});

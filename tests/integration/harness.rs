@@ -229,6 +229,16 @@ impl MockBuyer {
     }
 }
 
+/// A buyer endpoint that answers 503 until the returned flag is set, then 200: a buyer's
+/// outage and its end.
+pub async fn buyer_down_until_healed() -> (MockBuyer, Arc<std::sync::atomic::AtomicBool>) {
+    let healed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = Arc::clone(&healed);
+    let endpoint =
+        mock_buyer(move |_, _| if flag.load(Ordering::SeqCst) { Reply::Status(200) } else { Reply::Status(503) }).await;
+    (endpoint, healed)
+}
+
 pub async fn mock_buyer(script: impl Fn(&str, &Value) -> Reply + Send + Sync + 'static) -> MockBuyer {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = listener.local_addr().unwrap();
