@@ -98,6 +98,9 @@ impl From<EngineError> for ApiError {
                 tracing::error!(%message, "storage unavailable");
                 ApiError::unavailable("unavailable", "temporarily unable to record; retry later")
             }
+            EngineError::InProgress => {
+                ApiError::unavailable("request_in_progress", EngineError::InProgress.to_string())
+            }
         }
     }
 }

@@ -294,8 +294,13 @@ where
             .answer
             .get_or_init(|| async move {
                 // On several nodes another node may have (or be giving) the answer already.
-                if let Some(answer) = task_router.shared_answer(&owner, &task_key, body_hash).await {
-                    return answer;
+                match task_router.shared_answer(&owner, &task_key, body_hash).await {
+                    Ok(Some(answer)) => return answer,
+                    Ok(None) => {}
+                    Err(error) => {
+                        let error = ApiError::from(error);
+                        return StoredAnswer { status: error.status, body: error.to_json() };
+                    }
                 }
                 let answer = run(Arc::clone(&task_router), owner.clone(), body).await;
                 if replayable(answer.status) {

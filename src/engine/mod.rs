@@ -70,6 +70,9 @@ pub enum EngineError {
     /// Our storage cannot answer; retrying later can help: 503.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// The same request (same `Idempotency-Key`) is still running elsewhere: 503, retry.
+    #[error("a request with this Idempotency-Key is still running; retry later")]
+    InProgress,
 }
 
 impl From<BudgetError> for EngineError {
@@ -236,23 +239,16 @@ impl Router {
         }
         self.ensure_store()?;
         let booked = (buyer_id.to_string(), reference.to_string());
-        let duplicate = EngineError::Conflict {
+        let duplicate = || EngineError::Conflict {
             code: "duplicate_reference",
             message: "a top-up with this reference was already booked".into(),
         };
         if self.top_up_references.insert(booked.clone(), ()).is_some() {
-            return Err(duplicate);
+            return Err(duplicate());
         }
-        match self.claim_shared_once(buyer_id, "topup", reference).await {
-            Ok(true) => {}
-            Ok(false) => {
-                self.top_up_references.remove(&booked);
-                return Err(duplicate);
-            }
-            Err(error) => {
-                self.top_up_references.remove(&booked);
-                return Err(error);
-            }
+        if let Err(error) = self.claim_shared_once(buyer_id, "topup", reference, duplicate).await {
+            self.top_up_references.remove(&booked);
+            return Err(error);
         }
         let balance_after = match self.budget.top_up(buyer_id, amount).await {
             Ok(balance) => balance,
@@ -416,7 +412,7 @@ impl Router {
         answer: &StoredAnswer,
     ) -> Result<(), EngineError> {
         if let Some(shared) = &self.shared {
-            return Ok(shared.store_answer(supplier_id, key, answer).await?);
+            return Ok(shared.claims.store_answer(supplier_id, key, answer).await?);
         }
         let record = InternalRecord::Idempotency {
             supplier_id: supplier_id.to_string(),

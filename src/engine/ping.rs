@@ -16,7 +16,7 @@ use crate::domain::money::Money;
 use crate::domain::payout::supplier_payout;
 use crate::domain::trace::Trace;
 use crate::ids;
-use crate::store::pings::PingContext;
+use crate::store::pings::{NotStored, PingContext};
 use crate::telemetry;
 
 /// Time kept back from `tmax_ms` to write the answer after the last buyer's bid.
@@ -55,27 +55,6 @@ impl Router {
         let mut cursor = 0;
         let wanted = vertical.max_winners as usize;
         let held = self.hold_winners(&mut d, &offers, &mut cursor, &mut taken, wanted, now, hold_expires_at).await?;
-        if !held.is_empty() {
-            // Stored before the offer is answered, so its post finds it on any node.
-            let context = PingContext {
-                ping_id: ping_id.clone(),
-                supplier_id: supplier_id.to_string(),
-                vertical: Arc::clone(&vertical),
-                ping,
-                offers: offers.clone(),
-                held: held.clone(),
-                created_at: now,
-                expires_at,
-                orphaned: Vec::new(),
-            };
-            if let Err(error) = self.pings.put(context).await {
-                for (_, hold) in &held {
-                    let _ = self.budget.release(hold).await;
-                }
-                return Err(error.into());
-            }
-        }
-
         let answer = if held.is_empty() {
             let reason = if misses.eligible == 0 { "no_eligible_buyer" } else { "no_bids" };
             PingAnswer {
@@ -98,6 +77,26 @@ impl Router {
                 reason: None,
             }
         };
+        if !held.is_empty() {
+            // Stored before the offer is answered, so its post finds it on any node.
+            let context = PingContext {
+                ping_id,
+                supplier_id: supplier_id.to_string(),
+                vertical: Arc::clone(&vertical),
+                ping,
+                offers,
+                held,
+                created_at: now,
+                expires_at,
+                orphaned: Vec::new(),
+            };
+            if let Err(NotStored { error, context }) = self.pings.put(context).await {
+                for (_, hold) in &context.held {
+                    let _ = self.budget.release(hold).await;
+                }
+                return Err(error.into());
+            }
+        }
         count(telemetry::PINGS_TOTAL, &vertical, answer.status);
         metrics::histogram!(telemetry::DECISION_DURATION_SECONDS, "vertical" => vertical.name.clone(), "model" => vertical.model.as_str())
             .record(d.started.elapsed().as_secs_f64());

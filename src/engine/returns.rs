@@ -126,16 +126,9 @@ impl Router {
             return Err(already());
         }
         // On several nodes the claim must hold on all of them.
-        match self.claim_shared_once(buyer_id, "return", &sale.sale_id).await {
-            Ok(true) => {}
-            Ok(false) => {
-                self.returns.unclaim(&sale.sale_id);
-                return Err(already());
-            }
-            Err(error) => {
-                self.returns.unclaim(&sale.sale_id);
-                return Err(error);
-            }
+        if let Err(error) = self.claim_shared_once(buyer_id, "return", &sale.sale_id, already).await {
+            self.returns.unclaim(&sale.sale_id);
+            return Err(error);
         }
         let opened = returns::open(ids::new_id("ret"), &sale, terms, input.reason, input.note, now);
         let recorded = match opened.status {
@@ -168,12 +161,11 @@ impl Router {
             ResolveError::Invalid(errors) => EngineError::Invalid(errors),
         })?;
         // On several nodes the same return may be decided on another node at this moment.
-        if !self.claim_shared_once(&pending.buyer_id, "resolved", return_id).await? {
-            return Err(EngineError::Conflict {
-                code: "return_already_resolved",
-                message: "the return was already resolved on another node".into(),
-            });
-        }
+        let decided = || EngineError::Conflict {
+            code: "return_already_resolved",
+            message: "the return was already resolved on another node".into(),
+        };
+        self.claim_shared_once(&pending.buyer_id, "resolved", return_id, decided).await?;
         if let Err(error) = self.record_resolution(&resolved, false).await {
             self.release_shared_once(&pending.buyer_id, "resolved", return_id).await;
             return Err(error);

@@ -4,7 +4,7 @@
 //! taken in Redis; and a node whose Redis does not answer refuses to sell (503) rather
 //! than sell what it cannot record, until Redis answers again.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -56,6 +56,8 @@ pub(super) struct Shared {
     node: String,
     applied: watch::Sender<ChangeId>,
     healthy: AtomicBool,
+    /// The last ledger sequence taken into `sales` and `returns` at start.
+    mirrored: AtomicU64,
 }
 
 impl Router {
@@ -72,6 +74,7 @@ impl Router {
             node: stores.node,
             applied: watch::channel(stores.config_applied).0,
             healthy: AtomicBool::new(true),
+            mirrored: AtomicU64::new(0),
         });
         self
     }
@@ -143,12 +146,12 @@ impl Router {
     /// Reads the shared config log past what this node applied and applies it in order.
     /// A change that no longer applies (a concurrent change on another node removed what
     /// it needs) is skipped on every node alike, so all nodes keep the same market.
-    async fn apply_shared_changes(&self) -> Result<usize, Unavailable> {
-        let Some(shared) = &self.shared else { return Ok(0) };
+    async fn apply_shared_changes(&self) -> Result<(), Unavailable> {
+        let Some(shared) = &self.shared else { return Ok(()) };
         let _writer = self.market_writer.lock().await;
         let after = *shared.applied.borrow();
         let changes = shared.config.after(after).await?;
-        let Some((last, _)) = changes.last() else { return Ok(0) };
+        let Some((last, _)) = changes.last() else { return Ok(()) };
         let last = *last;
         let mut market: Arc<Market> = self.market.load_full();
         for (id, change) in &changes {
@@ -160,7 +163,7 @@ impl Router {
         self.market.store(market);
         self.publish_market_gauges();
         shared.applied.send_replace(last);
-        Ok(changes.len())
+        Ok(())
     }
 
     /// An operator's change on a shared node: checked against this node's market (so a bad
@@ -179,35 +182,30 @@ impl Router {
     }
 
     /// On several nodes: the answer an `Idempotency-Key` already has on some node, if any.
-    /// `None` means this request runs (and `remember_answer` stores its answer).
-    pub async fn shared_answer(&self, party: &str, key: &str, body_hash: [u8; 32]) -> Option<StoredAnswer> {
-        let shared = self.shared.as_ref()?;
-        if let Err(error) = self.ensure_store() {
-            return Some(error_answer(503, "unavailable", &error.to_string()));
-        }
+    /// `Ok(None)` means this request runs (and `journal_answer` stores its answer).
+    pub async fn shared_answer(
+        &self,
+        party: &str,
+        key: &str,
+        body_hash: [u8; 32],
+    ) -> Result<Option<StoredAnswer>, EngineError> {
+        let Some(shared) = &self.shared else { return Ok(None) };
+        self.ensure_store()?;
         let started = tokio::time::Instant::now();
         loop {
-            match shared.claims.begin_answer(party, key, body_hash).await {
-                Ok(KeyClaim::Fresh) => return None,
-                Ok(KeyClaim::Answered(answer)) => return Some(answer),
-                Ok(KeyClaim::Conflict) => {
-                    return Some(error_answer(
-                        409,
-                        "idempotency_key_reused",
-                        "this Idempotency-Key was used with another request body",
-                    ))
+            match shared.claims.begin_answer(party, key, body_hash).await? {
+                KeyClaim::Fresh => return Ok(None),
+                KeyClaim::Answered(answer) => return Ok(Some(answer)),
+                KeyClaim::Conflict => {
+                    return Err(EngineError::Conflict {
+                        code: "idempotency_key_reused",
+                        message: "this Idempotency-Key was used with another request body".into(),
+                    })
                 }
-                Ok(KeyClaim::InFlight) if started.elapsed() < IN_FLIGHT_WAIT => {
+                KeyClaim::InFlight if started.elapsed() < IN_FLIGHT_WAIT => {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
-                Ok(KeyClaim::InFlight) => {
-                    return Some(error_answer(
-                        503,
-                        "request_in_progress",
-                        "a request with this Idempotency-Key is still running; retry later",
-                    ))
-                }
-                Err(error) => return Some(error_answer(503, "unavailable", &error.0)),
+                KeyClaim::InFlight => return Err(EngineError::InProgress),
             }
         }
     }
@@ -234,20 +232,18 @@ impl Router {
             }
         })
     }
-}
-
-impl Router {
-    /// `Claims::claim_once` on several nodes; always granted on one (the caller's
-    /// in-memory claim is the whole claim there).
+    /// `Claims::claim_once` on several nodes, `taken()` when another node had it; always
+    /// granted on one node (the caller's in-memory claim is the whole claim there).
     pub(super) async fn claim_shared_once(
         &self,
         buyer_id: &str,
         what: &'static str,
         id: &str,
-    ) -> Result<bool, EngineError> {
+        taken: impl FnOnce() -> EngineError,
+    ) -> Result<(), EngineError> {
         match &self.shared {
-            Some(shared) => Ok(shared.claims.claim_once(buyer_id, what, id).await?),
-            None => Ok(true),
+            Some(shared) if !shared.claims.claim_once(buyer_id, what, id).await? => Err(taken()),
+            _ => Ok(()),
         }
     }
 
@@ -258,31 +254,16 @@ impl Router {
     }
 }
 
-impl Shared {
-    pub(super) async fn store_answer(&self, party: &str, key: &str, answer: &StoredAnswer) -> Result<(), Unavailable> {
-        self.claims.store_answer(party, key, answer).await
-    }
-}
-
-fn error_answer(status: u16, code: &str, message: &str) -> StoredAnswer {
-    let body = serde_json::json!({"error": {"code": code, "message": message, "details": []}});
-    let mut json = serde_json::to_vec(&body).unwrap_or_default();
-    json.push(b'\n');
-    StoredAnswer { status, body: bytes::Bytes::from(json) }
-}
-
 impl Router {
     /// On several nodes: keeps this node's view of sales and resolved returns up to date
     /// from the shared ledger stream, whichever node wrote them, so a buyer may return a
     /// lead through any node.
     pub async fn follow_ledger(self: Arc<Self>, mut stopped: watch::Receiver<bool>) {
-        if self.shared.is_none() {
-            return;
-        }
+        let Some(shared) = &self.shared else { return };
         const BATCH: usize = 4_096;
         let log = Arc::clone(&self.journal).event_log();
         let mut appended = log.watch();
-        let mut seen = 0;
+        let mut seen = shared.mirrored.load(Ordering::Relaxed);
         loop {
             let batch = match log.read_after(seen, BATCH) {
                 Ok(batch) => batch,
@@ -309,6 +290,9 @@ impl Router {
         for event in events {
             self.mirror(event);
         }
+        if let (Some(shared), Some(last)) = (&self.shared, events.last()) {
+            shared.mirrored.store(last.sequence, Ordering::Relaxed);
+        }
     }
 
     fn mirror(&self, event: &LedgerEvent) {
@@ -322,9 +306,6 @@ impl Router {
             _ => {}
         }
     }
-}
-
-impl Router {
     /// On several nodes: takes in the pending returns other nodes record, so an operator
     /// may approve or reject a return through any node.
     pub async fn follow_internal(self: Arc<Self>, mut stopped: watch::Receiver<bool>) {

@@ -44,12 +44,19 @@ pub struct PingContext {
     pub orphaned: Vec<HoldHandle>,
 }
 
+/// A context the store could not keep, and why.
+pub struct NotStored {
+    pub error: Unavailable,
+    pub context: PingContext,
+}
+
 /// Where ping contexts live between ping and post: in this node's memory (`Pings`), or in
 /// Redis (`redis_pings::RedisPings`) so that a post may land on another node.
 #[async_trait]
 pub trait PingContexts: Send + Sync + 'static {
-    /// Keeps the context until it expires (plus a grace period for late posts).
-    async fn put(&self, context: PingContext) -> Result<(), Unavailable>;
+    /// Keeps the context until it expires (plus a grace period for late posts); a store
+    /// that cannot hands it back, for the caller to release its holds.
+    async fn put(&self, context: PingContext) -> Result<(), NotStored>;
     /// Claims the ping for posting, atomically: of two concurrent posts, on any nodes,
     /// exactly one gets the context. `market` resolves the offers' campaigns where the
     /// context was stored in another process.
@@ -67,36 +74,6 @@ pub trait PingContexts: Send + Sync + 'static {
     /// Answers the holds of pings that expired unposted, for the caller to release (where
     /// holds do not expire by themselves).
     fn sweep(&self, now: DateTime<Utc>) -> Vec<HoldHandle>;
-}
-
-#[async_trait]
-impl PingContexts for Pings {
-    async fn put(&self, context: PingContext) -> Result<(), Unavailable> {
-        Pings::put(self, context);
-        Ok(())
-    }
-
-    async fn begin_post(
-        &self,
-        ping_id: &str,
-        supplier_id: &str,
-        now: DateTime<Utc>,
-        _market: &Market,
-    ) -> Result<Result<PingContext, PingError>, Unavailable> {
-        Ok(Pings::begin_post(self, ping_id, supplier_id, now))
-    }
-
-    async fn reopen(&self, ping_id: &str) {
-        Pings::reopen(self, ping_id);
-    }
-
-    async fn finish_post(&self, ping_id: &str) {
-        Pings::finish_post(self, ping_id);
-    }
-
-    fn sweep(&self, now: DateTime<Utc>) -> Vec<HoldHandle> {
-        Pings::sweep(self, now)
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -124,7 +101,20 @@ pub struct Pings {
 }
 
 impl Pings {
-    pub fn put(&self, context: PingContext) {
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+}
+
+/// In this node's memory: nothing to fail, and a post gets the campaigns exactly as they
+/// bid (the context holds them).
+#[async_trait]
+impl PingContexts for Pings {
+    async fn put(&self, context: PingContext) -> Result<(), NotStored> {
         let ping_id = context.ping_id.clone();
         let entry = Entry {
             supplier_id: context.supplier_id.clone(),
@@ -133,27 +123,32 @@ impl Pings {
             context: Some(Box::new(context)),
         };
         self.by_id.insert(ping_id, entry);
+        Ok(())
     }
 
-    /// Claims the ping for posting. Another supplier's ping is `NotFound`: never reveal
-    /// that it exists.
-    pub fn begin_post(&self, ping_id: &str, supplier_id: &str, now: DateTime<Utc>) -> Result<PingContext, PingError> {
-        let mut entry = self.by_id.get_mut(ping_id).ok_or(PingError::NotFound)?;
+    /// Another supplier's ping is `NotFound`: never reveal that it exists.
+    async fn begin_post(
+        &self,
+        ping_id: &str,
+        supplier_id: &str,
+        now: DateTime<Utc>,
+        _market: &Market,
+    ) -> Result<Result<PingContext, PingError>, Unavailable> {
+        let Some(mut entry) = self.by_id.get_mut(ping_id) else { return Ok(Err(PingError::NotFound)) };
         if entry.supplier_id != supplier_id {
-            return Err(PingError::NotFound);
+            return Ok(Err(PingError::NotFound));
         }
         match entry.state {
-            PingState::Posting | PingState::Posted => return Err(PingError::AlreadyPosted),
-            PingState::Open if now >= entry.expires_at => return Err(PingError::Expired),
+            PingState::Posting | PingState::Posted => return Ok(Err(PingError::AlreadyPosted)),
+            PingState::Open if now >= entry.expires_at => return Ok(Err(PingError::Expired)),
             PingState::Open => {}
         }
-        let context = entry.context.as_deref().cloned().ok_or(PingError::Expired)?;
+        let Some(context) = entry.context.as_deref().cloned() else { return Ok(Err(PingError::Expired)) };
         entry.state = PingState::Posting;
-        Ok(context)
+        Ok(Ok(context))
     }
 
-    /// Gives a ping back after a post that changed nothing (invalid lead, conflict).
-    pub fn reopen(&self, ping_id: &str) {
+    async fn reopen(&self, ping_id: &str) {
         if let Some(mut entry) = self.by_id.get_mut(ping_id) {
             if entry.state == PingState::Posting {
                 entry.state = PingState::Open;
@@ -161,7 +156,7 @@ impl Pings {
         }
     }
 
-    pub fn finish_post(&self, ping_id: &str) {
+    async fn finish_post(&self, ping_id: &str) {
         if let Some(mut entry) = self.by_id.get_mut(ping_id) {
             entry.state = PingState::Posted;
             entry.context = None;
@@ -169,8 +164,8 @@ impl Pings {
     }
 
     /// Turns expired pings into tombstones and forgets tombstones whose grace period is
-    /// over; answers the holds of pings that expired unposted, for the caller to release.
-    pub fn sweep(&self, now: DateTime<Utc>) -> Vec<HoldHandle> {
+    /// over.
+    fn sweep(&self, now: DateTime<Utc>) -> Vec<HoldHandle> {
         let mut expired_holds = Vec::new();
         let grace = Duration::minutes(PING_GRACE_MINUTES);
         self.by_id.retain(|_, entry| {
@@ -182,13 +177,5 @@ impl Pings {
             entry.expires_at + grace > now
         });
         expired_holds
-    }
-
-    pub fn len(&self) -> usize {
-        self.by_id.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_id.is_empty()
     }
 }

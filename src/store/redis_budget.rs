@@ -82,7 +82,10 @@ impl RedisBudget {
         buyer_id: &str,
         mut change: impl FnMut(&mut BuyerBook) -> (T, bool),
     ) -> Result<T, BudgetError> {
-        let writer = Arc::clone(&self.writers.entry(buyer_id.to_string()).or_default());
+        let writer = match self.writers.get(buyer_id) {
+            Some(writer) => Arc::clone(&writer),
+            None => Arc::clone(&self.writers.entry(buyer_id.to_string()).or_default()),
+        };
         let _one_at_a_time = writer.lock().await;
         let key = self.key(buyer_id);
         let mut redis = self.redis.clone();

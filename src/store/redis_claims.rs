@@ -56,7 +56,7 @@ impl RedisClaims {
 #[async_trait]
 impl Claims for RedisClaims {
     async fn begin_answer(&self, party: &str, key: &str, body_hash: [u8; 32]) -> Result<KeyClaim, Unavailable> {
-        let reply: Vec<redis::Value> = self
+        let reply: Vec<Vec<u8>> = self
             .begin
             .key(self.answer_key(party, key))
             .arg(hex::encode(body_hash))
@@ -64,23 +64,13 @@ impl Claims for RedisClaims {
             .invoke_async(&mut self.redis.clone())
             .await
             .map_err(unavailable)?;
-        let text = |index: usize| match reply.get(index) {
-            Some(redis::Value::BulkString(bytes)) => Some(bytes.clone()),
-            Some(redis::Value::SimpleString(text)) => Some(text.clone().into_bytes()),
-            _ => None,
-        };
-        Ok(match text(0).as_deref() {
-            Some(b"fresh") => KeyClaim::Fresh,
-            Some(b"conflict") => KeyClaim::Conflict,
-            Some(b"answered") => {
-                let status = text(1).and_then(|s| String::from_utf8(s).ok()).and_then(|s| s.parse().ok());
-                match status {
-                    Some(status) => KeyClaim::Answered(StoredAnswer {
-                        status,
-                        body: bytes::Bytes::from(text(2).unwrap_or_default()),
-                    }),
-                    None => return Err(Unavailable("an idempotency record does not decode".into())),
-                }
+        Ok(match reply.as_slice() {
+            [what] if what == b"fresh" => KeyClaim::Fresh,
+            [what] if what == b"conflict" => KeyClaim::Conflict,
+            [what, status, body] if what == b"answered" => {
+                let status = std::str::from_utf8(status).ok().and_then(|status| status.parse().ok());
+                let status = status.ok_or_else(|| Unavailable("an idempotency record does not decode".into()))?;
+                KeyClaim::Answered(StoredAnswer { status, body: bytes::Bytes::from(body.clone()) })
             }
             _ => KeyClaim::InFlight,
         })

@@ -131,12 +131,6 @@ impl RedisLedger {
         self
     }
 
-    /// The internal records `node` wrote, in order (what a restart of that node restores).
-    pub async fn internal_records_of(&self, node: &str) -> Result<Vec<InternalRecord>, LogError> {
-        let (_, records) = self.all_internal().await?;
-        Ok(records.into_iter().filter(|(writer, _)| writer == node).map(|(_, record)| record).collect())
-    }
-
     /// Every internal record with its writer, and the position after the last.
     pub async fn all_internal(&self) -> Result<(String, Vec<(String, InternalRecord)>), LogError> {
         const PAGE: usize = 10_000;

@@ -11,6 +11,7 @@
 //! `redis_config`). A campaign deleted between ping and post drops out of the offers, and
 //! its hold is handed back to the engine to release.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -19,7 +20,7 @@ use redis::aio::ConnectionManager;
 use redis::Script;
 use serde::{Deserialize, Serialize};
 
-use super::pings::{PingContext, PingContexts, PingError, PING_GRACE_MINUTES};
+use super::pings::{NotStored, PingContext, PingContexts, PingError, PING_GRACE_MINUTES};
 use super::redis::RedisConnection;
 use super::{HoldHandle, Unavailable};
 use crate::domain::auction::{Bid, Offer};
@@ -47,31 +48,33 @@ end
 return 1
 ";
 
+/// The stored form: borrowed from the context when written (the ping path copies
+/// nothing but the JSON), owned when read back.
 #[derive(Serialize, Deserialize)]
-struct Stored {
-    vertical: Vertical,
-    ping: StoredPing,
-    offers: Vec<StoredOffer>,
+struct Stored<'a> {
+    vertical: Cow<'a, Vertical>,
+    ping: StoredPing<'a>,
+    offers: Vec<StoredOffer<'a>>,
     /// (index into `offers`, buyer, hold)
-    held: Vec<(usize, String, String)>,
+    held: Vec<(usize, Cow<'a, str>, Cow<'a, str>)>,
     created_at: DateTime<Utc>,
     expires_at: DateTime<Utc>,
 }
 
 #[derive(Serialize, Deserialize)]
-struct StoredPing {
-    vertical: String,
-    zip: String,
-    country: String,
-    state: Option<String>,
-    fields: serde_json::Map<String, serde_json::Value>,
+struct StoredPing<'a> {
+    vertical: Cow<'a, str>,
+    zip: Cow<'a, str>,
+    country: Cow<'a, str>,
+    state: Option<Cow<'a, str>>,
+    fields: Cow<'a, serde_json::Map<String, serde_json::Value>>,
     lat: f64,
     lon: f64,
 }
 
 #[derive(Serialize, Deserialize)]
-struct StoredOffer {
-    campaign_id: String,
+struct StoredOffer<'a> {
+    campaign_id: Cow<'a, str>,
     amount: Money,
     price: Money,
 }
@@ -96,27 +99,27 @@ impl RedisPings {
     fn key(&self, ping_id: &str) -> String {
         format!("{}{{p:{ping_id}}}:ping", self.prefix)
     }
-}
 
-#[async_trait]
-impl PingContexts for RedisPings {
-    async fn put(&self, context: PingContext) -> Result<(), Unavailable> {
+    /// Writes the context under its ping's key, kept until its expiry plus the grace
+    /// period.
+    async fn store(&self, context: &PingContext) -> Result<(), Unavailable> {
+        let ping = &context.ping;
         let stored = Stored {
-            vertical: (*context.vertical).clone(),
+            vertical: Cow::Borrowed(&*context.vertical),
             ping: StoredPing {
-                vertical: context.ping.vertical.clone(),
-                zip: context.ping.zip.clone(),
-                country: context.ping.country.clone(),
-                state: context.ping.state.clone(),
-                fields: context.ping.fields.clone(),
-                lat: context.ping.location.lat,
-                lon: context.ping.location.lon,
+                vertical: Cow::Borrowed(&ping.vertical),
+                zip: Cow::Borrowed(&ping.zip),
+                country: Cow::Borrowed(&ping.country),
+                state: ping.state.as_deref().map(Cow::Borrowed),
+                fields: Cow::Borrowed(&ping.fields),
+                lat: ping.location.lat,
+                lon: ping.location.lon,
             },
             offers: context
                 .offers
                 .iter()
                 .map(|offer| StoredOffer {
-                    campaign_id: offer.bid.campaign_id().to_string(),
+                    campaign_id: Cow::Borrowed(offer.bid.campaign_id()),
                     amount: offer.bid.amount,
                     price: offer.price,
                 })
@@ -124,7 +127,7 @@ impl PingContexts for RedisPings {
             held: context
                 .held
                 .iter()
-                .map(|(index, hold)| (*index, hold.buyer_id.to_string(), hold.hold_id.clone()))
+                .map(|(index, hold)| (*index, Cow::Borrowed(&*hold.buyer_id), Cow::Borrowed(hold.hold_id.as_str())))
                 .collect(),
             created_at: context.created_at,
             expires_at: context.expires_at,
@@ -147,6 +150,16 @@ impl PingContexts for RedisPings {
             .pexpire_at(&key, kept_until.timestamp_millis())
             .ignore();
         pipe.query_async::<()>(&mut self.redis.clone()).await.map_err(unavailable)
+    }
+}
+
+#[async_trait]
+impl PingContexts for RedisPings {
+    async fn put(&self, context: PingContext) -> Result<(), NotStored> {
+        match self.store(&context).await {
+            Ok(()) => Ok(()),
+            Err(error) => Err(NotStored { error, context }),
+        }
     }
 
     async fn begin_post(
@@ -225,7 +238,7 @@ fn resolve(stored: Stored, ping_id: &str, supplier_id: &str, market: &Market) ->
     let mut held = Vec::new();
     let mut orphaned = Vec::new();
     for (index, buyer_id, hold_id) in stored.held {
-        let hold = HoldHandle { buyer_id: Arc::from(buyer_id.as_str()), hold_id };
+        let hold = HoldHandle { buyer_id: Arc::from(&*buyer_id), hold_id: hold_id.into_owned() };
         match new_index.get(index).copied().flatten() {
             Some(index) => held.push((index, hold)),
             None => orphaned.push(hold),
@@ -235,13 +248,13 @@ fn resolve(stored: Stored, ping_id: &str, supplier_id: &str, market: &Market) ->
     PingContext {
         ping_id: ping_id.to_string(),
         supplier_id: supplier_id.to_string(),
-        vertical: Arc::new(stored.vertical),
+        vertical: Arc::new(stored.vertical.into_owned()),
         ping: ValidPing {
-            vertical: ping.vertical,
-            zip: ping.zip,
-            country: ping.country,
-            state: ping.state,
-            fields: ping.fields,
+            vertical: ping.vertical.into_owned(),
+            zip: ping.zip.into_owned(),
+            country: ping.country.into_owned(),
+            state: ping.state.map(Cow::into_owned),
+            fields: ping.fields.into_owned(),
             location: Point { lat: ping.lat, lon: ping.lon },
         },
         offers,

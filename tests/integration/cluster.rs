@@ -128,8 +128,21 @@ impl Drop for Node {
     }
 }
 
-/// Three nodes on `redis`, started from one config file and ready.
-async fn cluster(config: &Value, redis: &RedisServer) -> (Vec<Node>, tempfile::TempDir) {
+/// A cluster test's world. Bind it field by field in this order: locals drop in reverse,
+/// so the nodes stop first and the turn of the next test comes last.
+struct Cluster {
+    _serial: tokio::sync::MutexGuard<'static, ()>,
+    /// Holds `leadrouter.toml`, the config file every node starts from.
+    dir: tempfile::TempDir,
+    redis: RedisServer,
+    nodes: Vec<Node>,
+}
+
+/// Waits for this test's turn, then starts a `redis-server` and three nodes on it from
+/// one config file, and waits until they are ready.
+async fn cluster(config: &Value) -> Cluster {
+    let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
+    let redis = RedisServer::start().await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("leadrouter.toml");
     std::fs::write(&path, toml_of(config)).unwrap();
@@ -137,7 +150,7 @@ async fn cluster(config: &Value, redis: &RedisServer) -> (Vec<Node>, tempfile::T
     for node in &nodes {
         wait_ready(node.ops).await;
     }
-    (nodes, dir)
+    Cluster { _serial, dir, redis, nodes }
 }
 
 fn money(value: &Value) -> Decimal {
@@ -160,10 +173,8 @@ fn market(sink: &MockBuyer) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sixty_four_concurrent_pings_posts_and_leads_over_three_nodes_never_overspend_or_exceed_a_cap() {
-    let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
-    let redis = RedisServer::start().await;
     let sink = mock_buyer(|_, _| accept()).await;
-    let (nodes, _dir) = cluster(&market(&sink), &redis).await;
+    let Cluster { _serial, dir: _dir, redis: _redis, nodes } = cluster(&market(&sink)).await;
     let nodes = std::sync::Arc::new(nodes);
 
     // Half ping on one node and post on the next; half post directly. Every lead differs.
@@ -228,10 +239,8 @@ async fn sixty_four_concurrent_pings_posts_and_leads_over_three_nodes_never_over
 
 #[tokio::test]
 async fn a_ping_on_one_node_is_posted_on_another_and_a_second_post_elsewhere_is_a_409() {
-    let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
-    let redis = RedisServer::start().await;
     let sink = mock_buyer(|_, _| accept()).await;
-    let (nodes, _dir) = cluster(&market(&sink), &redis).await;
+    let Cluster { _serial, dir: _dir, redis: _redis, nodes } = cluster(&market(&sink)).await;
     let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
 
     let ping = a.supplier("/v1/ping", &ping_body("solar")).await;
@@ -282,10 +291,8 @@ async fn a_ping_on_one_node_is_posted_on_another_and_a_second_post_elsewhere_is_
 
 #[tokio::test]
 async fn an_admin_change_on_one_node_is_applied_by_the_others_within_a_second_and_a_half() {
-    let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
-    let redis = RedisServer::start().await;
     let sink = mock_buyer(|_, _| accept()).await;
-    let (nodes, _dir) = cluster(&market(&sink), &redis).await;
+    let Cluster { _serial, dir, redis, nodes } = cluster(&market(&sink)).await;
 
     let mut repriced = fixed_campaign("c1", "b1", "solar", "14.00", &sink.post_url());
     repriced["active"] = json!(true);
@@ -315,7 +322,7 @@ async fn an_admin_change_on_one_node_is_applied_by_the_others_within_a_second_an
     }
 
     // A node started later builds the same market from the file and the shared changes.
-    let late = Node::spawn(&_dir.path().join("leadrouter.toml"), &redis.url());
+    let late = Node::spawn(&dir.path().join("leadrouter.toml"), &redis.url());
     wait_ready(late.ops).await;
     assert_eq!(late.admin("GET", "/admin/v1/campaigns/c1", None).await.json["pricing"]["price"], "14.00");
     assert_eq!(money(&late.balance("b1").await["balance"]), Decimal::new(3500, 2), "the opening top-up booked once");
@@ -323,11 +330,9 @@ async fn an_admin_change_on_one_node_is_applied_by_the_others_within_a_second_an
 
 #[tokio::test]
 async fn with_redis_gone_nodes_answer_503_fast_and_sell_nothing_then_resume_when_it_returns() {
-    let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
-    let redis = RedisServer::start().await;
-    let port = redis.port;
     let sink = mock_buyer(|_, _| accept()).await;
-    let (nodes, _dir) = cluster(&market(&sink), &redis).await;
+    let Cluster { _serial, dir: _dir, redis, nodes } = cluster(&market(&sink)).await;
+    let port = redis.port;
     let before = nodes[0].supplier("/v1/leads", &lead("solar", 1)).await;
     assert_eq!(before.json["status"], "sold", "{}", before.json);
 
@@ -364,14 +369,12 @@ async fn with_redis_gone_nodes_answer_503_fast_and_sell_nothing_then_resume_when
 
 #[tokio::test]
 async fn a_node_killed_with_async_deliveries_pending_sends_them_after_its_restart() {
-    let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
-    let redis = RedisServer::start().await;
     let (endpoint, healthy) = buyer_down_until_healed().await;
     let mut config = market(&endpoint);
     config["campaigns"][0]["delivery"] = json!({"mode": "webhook_async", "url": endpoint.post_url()});
     config["campaigns"].as_array_mut().unwrap().truncate(1);
     config["topups"] = json!([topup("b1", "1000.00")]);
-    let (mut nodes, dir) = cluster(&config, &redis).await;
+    let Cluster { _serial, dir, redis, mut nodes } = cluster(&config).await;
     let mut sold = Vec::new();
     for n in 0..6u32 {
         let answer = nodes[n as usize % 3].supplier("/v1/leads", &lead("solar", n)).await;
@@ -398,8 +401,6 @@ async fn a_node_killed_with_async_deliveries_pending_sends_them_after_its_restar
 
 #[tokio::test]
 async fn a_pull_buyer_fetches_and_returns_through_any_node_and_an_operator_decides_on_any() {
-    let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
-    let redis = RedisServer::start().await;
     let mut pull = fixed_campaign("c1", "b1", "solar", "12.00", "http://127.0.0.1:9/unused");
     pull["delivery"] = json!({"mode": "pull"});
     pull["returns_require_approval"] = json!(true);
@@ -411,7 +412,7 @@ async fn a_pull_buyer_fetches_and_returns_through_any_node_and_an_operator_decid
         "campaigns": [pull],
         "topups": [topup("b1", "1000.00")],
     });
-    let (nodes, _dir) = cluster(&config, &redis).await;
+    let Cluster { _serial, dir: _dir, redis: _redis, nodes } = cluster(&config).await;
     let mut sold = Vec::new();
     for n in 0..9u32 {
         let answer = nodes[n as usize % 3].supplier("/v1/leads", &lead("solar", n)).await;
@@ -477,8 +478,6 @@ async fn a_pull_buyer_fetches_and_returns_through_any_node_and_an_operator_decid
 /// sale must be answered (no 503 from lost compare-and-set races) and charged exactly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_sales_to_one_buyer_are_all_answered_and_all_charged() {
-    let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
-    let redis = RedisServer::start().await;
     let sink = mock_buyer(|_, _| accept()).await;
     let config = json!({
         "verticals": [vertical("solar", "ping_post")],
@@ -487,7 +486,7 @@ async fn concurrent_sales_to_one_buyer_are_all_answered_and_all_charged() {
         "campaigns": [fixed_campaign("c1", "b1", "solar", "1.00", &sink.post_url())],
         "topups": [topup("b1", "10000.00")],
     });
-    let (nodes, _dir) = cluster(&config, &redis).await;
+    let Cluster { _serial, dir: _dir, redis: _redis, nodes } = cluster(&config).await;
     let nodes = std::sync::Arc::new(nodes);
     let workers: Vec<_> = (0..64u32)
         .map(|worker| {
@@ -518,10 +517,8 @@ async fn concurrent_sales_to_one_buyer_are_all_answered_and_all_charged() {
 
 #[tokio::test]
 async fn with_redis_hung_nodes_go_unready_and_refuse_at_once_then_resume_when_it_thaws() {
-    let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
-    let redis = RedisServer::start().await;
     let sink = mock_buyer(|_, _| accept()).await;
-    let (nodes, _dir) = cluster(&market(&sink), &redis).await;
+    let Cluster { _serial, dir: _dir, redis, nodes } = cluster(&market(&sink)).await;
     redis.signal("-STOP");
     let at = Instant::now();
     for node in &nodes {
