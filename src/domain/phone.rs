@@ -28,6 +28,16 @@ pub enum PhoneError {
 /// Rationale: leads near borders and expatriates give foreign mobiles; the buyer can still
 /// call them, and rejecting them would lose real consumers.
 pub fn normalize_e164(raw: &str, country: &str) -> Result<String, PhoneError> {
+    normalize(raw, country)
+}
+
+/// Loads the phone number metadata (parsed on first use: most of a second in a debug build)
+/// so that the server's first lead does not pay for it.
+pub fn warm_up() {
+    let _ = normalize("+49 89 1234567", "DE");
+}
+
+fn normalize(raw: &str, country: &str) -> Result<String, PhoneError> {
     let raw = raw.trim();
     if raw.len() > RAW_LEN_MAX || !raw.bytes().all(is_phone_byte) {
         return Err(PhoneError::Unparsable);
