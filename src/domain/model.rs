@@ -460,9 +460,11 @@ fn check_secret(errors: &mut Vec<FieldError>, field: &str, secret: &str) {
     }
 }
 
-fn check_not_negative(errors: &mut Vec<FieldError>, field: &str, amount: Money) {
+fn check_amount(errors: &mut Vec<FieldError>, field: &str, amount: Money) {
     if amount.is_negative() {
         errors.push(FieldError::new(field, "must not be negative"));
+    } else if !amount.is_input_range() {
+        errors.push(FieldError::new(field, "at most 1000000000.00"));
     }
 }
 
@@ -495,7 +497,7 @@ impl Supplier {
                     errors.push(FieldError::new("payout.percent", "between 0 and 100"));
                 }
             }
-            Payout::Fixed { amount } => check_not_negative(&mut errors, "payout.amount", *amount),
+            Payout::Fixed { amount } => check_amount(&mut errors, "payout.amount", *amount),
         }
         if self.rate_limit_per_s == Some(0) {
             errors.push(FieldError::new("rate_limit_per_s", "at least 1 (omit for unlimited)"));
@@ -518,7 +520,7 @@ impl Buyer {
         }
         check_timezone(&mut errors, "timezone", &self.timezone);
         if let Some(limit) = self.billing.credit_limit {
-            check_not_negative(&mut errors, "billing.credit_limit", limit);
+            check_amount(&mut errors, "billing.credit_limit", limit);
             if self.billing.mode != BillingMode::Invoice {
                 errors.push(FieldError::new("billing.credit_limit", "only for invoice buyers"));
             }
@@ -540,11 +542,11 @@ impl Campaign {
             errors.push(FieldError::new("weight", "between 1 and 1000"));
         }
         match &self.pricing {
-            Pricing::Fixed { price } => check_not_negative(&mut errors, "pricing.price", *price),
+            Pricing::Fixed { price } => check_amount(&mut errors, "pricing.price", *price),
             Pricing::Dynamic { ping_url, min_price } => {
                 check_url(&mut errors, "pricing.ping_url", ping_url);
                 if let Some(min) = min_price {
-                    check_not_negative(&mut errors, "pricing.min_price", *min);
+                    check_amount(&mut errors, "pricing.min_price", *min);
                 }
             }
         }
@@ -565,7 +567,7 @@ impl Campaign {
             [("caps.daily_spend", self.caps.daily_spend), ("caps.monthly_spend", self.caps.monthly_spend)]
         {
             if let Some(spend) = spend {
-                check_not_negative(&mut errors, field, spend);
+                check_amount(&mut errors, field, spend);
             }
         }
         match self.delivery.mode {
@@ -649,7 +651,7 @@ impl Vertical {
         if !(TMAX_MS_MIN..=TMAX_MS_MAX).contains(&self.tmax_ms) {
             errors.push(FieldError::new("tmax_ms", format!("between {TMAX_MS_MIN} and {TMAX_MS_MAX}")));
         }
-        check_not_negative(&mut errors, "reserve_price", self.reserve_price);
+        check_amount(&mut errors, "reserve_price", self.reserve_price);
         if !(1..=MAX_WINNERS_MAX).contains(&self.max_winners) {
             errors.push(FieldError::new("max_winners", format!("between 1 and {MAX_WINNERS_MAX}")));
         }
@@ -668,7 +670,7 @@ impl Vertical {
             if tier.parse::<u32>().map_or(true, |t| t == 0) {
                 errors.push(FieldError::new(format!("tier_floors.{tier}"), "keys are tier numbers from 1"));
             }
-            check_not_negative(&mut errors, &format!("tier_floors.{tier}"), *floor);
+            check_amount(&mut errors, &format!("tier_floors.{tier}"), *floor);
         }
         finish(errors)
     }

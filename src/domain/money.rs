@@ -3,6 +3,11 @@
 //! Rationale: a float never touches a price, payout or balance (DESIGN §8.1). `Money`
 //! deserializes only from a JSON/TOML *string* ("38.50") or an integer, never from a float,
 //! so a client cannot smuggle binary rounding in; it serializes with two decimals.
+//!
+//! Deserializing applies no magnitude limit: the same `Deserialize` reads the journal and
+//! Redis back, and a balance grown past any input limit must read back as written.
+//! Amounts that come from outside are bounded where they enter (`Money::parse` for bids,
+//! `Money::is_input_range` in config validation and top-ups).
 
 use std::fmt;
 use std::iter::Sum;
@@ -55,10 +60,28 @@ impl Money {
         if value.abs() > MONEY_ABS_MAX {
             return Err(MoneyError::OutOfRange);
         }
+        Money::exact(value)
+    }
+
+    /// Parses a stored amount: any magnitude `Decimal` holds, at most two decimals.
+    pub fn parse_stored(text: &str) -> Result<Money, MoneyError> {
+        let text = text.trim();
+        if text.is_empty() || text.contains(['e', 'E']) {
+            return Err(MoneyError::NotDecimal);
+        }
+        Money::exact(Decimal::from_str(text).map_err(|_| MoneyError::NotDecimal)?)
+    }
+
+    fn exact(value: Decimal) -> Result<Money, MoneyError> {
         if value.normalize().scale() > MONEY_SCALE {
             return Err(MoneyError::TooPrecise);
         }
         Ok(Money(value))
+    }
+
+    /// Whether an amount from outside (a price, a limit, a top-up) is within what we accept.
+    pub fn is_input_range(self) -> bool {
+        self.0.abs() <= MONEY_ABS_MAX
     }
 
     pub fn cents(cents: i64) -> Money {
@@ -161,13 +184,13 @@ impl<'de> Deserialize<'de> for Money {
                 f.write_str("a decimal string such as \"38.50\"")
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Money, E> {
-                Money::parse(v).map_err(|e| E::custom(format!("invalid amount {v:?}: {e}")))
+                Money::parse_stored(v).map_err(|e| E::custom(format!("invalid amount {v:?}: {e}")))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Money, E> {
-                Money::checked(Decimal::from(v)).map_err(E::custom)
+                Ok(Money(Decimal::from(v)))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Money, E> {
-                Money::checked(Decimal::from(v)).map_err(E::custom)
+                Ok(Money(Decimal::from(v)))
             }
             fn visit_f64<E: de::Error>(self, _: f64) -> Result<Money, E> {
                 Err(E::custom("money must be a decimal string such as \"38.50\", not a float"))
@@ -205,7 +228,27 @@ mod tests {
         assert_eq!(Money::from_decimal(Decimal::new(-1005, 3)).to_string(), "-1.01");
     }
 
+    #[test]
+    fn stored_amounts_read_back_at_any_magnitude_and_inputs_are_bounded_where_they_enter() {
+        let huge = Money::from_decimal(Decimal::MAX / Decimal::from(1_000));
+        let json = serde_json::to_string(&huge).unwrap();
+        assert_eq!(serde_json::from_str::<Money>(&json).unwrap(), huge);
+        assert!(!huge.is_input_range());
+        assert!(Money::cents(100_000_000_000).is_input_range());
+        assert!(!Money::cents(100_000_000_001).is_input_range());
+        assert_eq!(Money::parse("1000000000.01"), Err(MoneyError::OutOfRange), "bids and other parsed input");
+        assert!(serde_json::from_str::<Money>("\"1.001\"").is_err(), "cents still");
+    }
+
     proptest! {
+        #[test]
+        fn stored_amounts_round_trip(mantissa in any::<i64>(), scale in 0u32..=2) {
+            // Up to ~9.2e24: far past any input limit, still whole cents in a `Decimal`.
+            let amount = Money::exact(Decimal::new(mantissa, scale) * Decimal::from(1_000_000)).unwrap();
+            let back: Money = serde_json::from_str(&serde_json::to_string(&amount).unwrap()).unwrap();
+            prop_assert_eq!(back, amount);
+        }
+
         #[test]
         fn cents_round_trip(cents in -100_000_000_000i64..100_000_000_000i64) {
             prop_assert_eq!(Money::cents(cents).to_cents(), cents);
