@@ -109,11 +109,11 @@ fn history(runtime: &tokio::runtime::Runtime) -> tempfile::TempDir {
     dir
 }
 
-/// Restart: open (read, CRC-check and decode every record), as the server does first.
+/// Restart: open (read, CRC-check and decode every segment), as the server does first.
 fn restart_seconds(dir: &std::path::Path) -> (f64, u64, u64) {
     let started = Instant::now();
     let (_, recovery) = Journal::open(dir).unwrap();
-    let bytes = std::fs::metadata(dir.join("journal.log")).unwrap().len();
+    let bytes = std::fs::read_dir(dir).unwrap().map(|entry| entry.unwrap().metadata().unwrap().len()).sum();
     (started.elapsed().as_secs_f64(), recovery.last_sequence, bytes)
 }
 

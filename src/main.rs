@@ -73,6 +73,9 @@ struct Cli {
     log_format: LogFormat,
 }
 
+/// The exit code after a journal write failed (EX_IOERR of sysexits.h).
+const EXIT_STORAGE_FAILED: i32 = 74;
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum LogFormat {
     Text,
@@ -86,7 +89,8 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&cli.data_dir).with_context(|| format!("creating {}", cli.data_dir.display()))?;
+    leadrouter::store::files::create_dir_all(&cli.data_dir)
+        .with_context(|| format!("creating {}", cli.data_dir.display()))?;
     let admin_token = match cli.admin_token {
         Some(token) if token.len() >= 16 => token,
         Some(_) => bail!("--admin-token must be at least 16 characters"),
@@ -125,9 +129,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!(supplier = %id, api_key = %key, "demo market loaded; demo supplier key");
         }
     }
-    shutdown_signal().await;
+    let failure = tokio::select! {
+        _ = shutdown_signal() => None,
+        reason = running.storage_failed() => Some(reason),
+    };
     tracing::info!("shutting down: no new requests, finishing in-flight ones");
     running.shutdown().await;
+    if let Some(reason) = failure {
+        // Exit non-zero so that a supervisor restarts the node into recovery, which reads
+        // back exactly what reached the disk.
+        tracing::error!(%reason, "stopped: the journal could not be written");
+        std::process::exit(EXIT_STORAGE_FAILED);
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -21,8 +21,10 @@ use crate::domain::geo::PostalTable;
 use crate::domain::market::{ConfigChange, Market, MarketConfig, MarketError};
 use crate::domain::money::Money;
 use crate::domain::retry::RetryPolicy;
-use crate::engine::{EngineError, Router, SharedStores};
+use crate::engine::{AccountsSaid, EngineError, Router, SharedStores};
 use crate::ledger;
+use crate::store::files;
+use crate::store::journal::frame::Record;
 use crate::store::journal::{InternalRecord, Journal};
 use crate::store::memory::MemoryBudget;
 use crate::store::redis::RedisConnection;
@@ -43,6 +45,8 @@ pub const DEMO_CONFIG: &str = include_str!("../config/demo.toml");
 const SWEEP_HOLDS_EVERY: Duration = Duration::from_secs(1);
 /// How often dedup keys and idempotency records (windows of hours and days) are swept.
 const SWEEP_RECORDS_EVERY: Duration = Duration::from_secs(60);
+/// Ledger events replayed at a time at start (read from disk, never all at once).
+const REPLAY_CHUNK: usize = 4_096;
 /// A client gets this long to send its request headers (slowloris guard).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// In-flight requests get this long to finish on shutdown.
@@ -168,6 +172,7 @@ pub struct RunningServer {
 
 pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError> {
     let postal = PostalTable::bundled();
+    crate::domain::phone::warm_up();
     let router = match &options.redis {
         None => embedded_router(&options, postal).await?,
         Some(redis) => shared_router(&options, redis, postal).await?,
@@ -212,21 +217,45 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
 /// One node: the journal is the ledger and the record of admin changes; balances, caps,
 /// dedup keys and the rest are rebuilt from it into memory.
 async fn embedded_router(options: &ServerOptions, postal: &'static PostalTable) -> Result<Arc<Router>, ServerError> {
-    let (journal, recovery) =
-        Journal::open(&options.data_dir.join("journal")).map_err(|e| ServerError::Storage(e.to_string()))?;
-    if let Some(cut) = &recovery.truncated {
-        tracing::warn!(offset = cut.offset, bytes = cut.bytes, reason = %cut.reason, "journal recovered with a torn tail cut off");
-    }
-    let changes = admin_changes(&recovery.internal);
+    let storage = |error: &dyn std::fmt::Display| ServerError::Storage(error.to_string());
+    files::create_dir_all(&options.data_dir).map_err(|e| storage(&e))?;
+    files::tighten(&options.data_dir).map_err(|e| storage(&e))?;
+    let started = std::time::Instant::now();
+    let (journal, recovery) = Journal::open(&options.data_dir.join("journal")).map_err(|e| storage(&e))?;
+    let changes: Vec<&ConfigChange> = recovery.config_changes.iter().collect();
     let market = with_admin_changes(&options.config.market, &changes, postal)?;
     let journal = Arc::new(journal);
-    let history = journal.read_after(0, usize::MAX).map_err(|e| ServerError::Storage(e.to_string()))?;
     let clock = Arc::clone(&options.clock);
-    let router = Arc::new(Router::new(market, postal, clock, Arc::new(MemoryBudget::new()), journal));
-    router.replay(&history).await.map_err(|e| ServerError::Storage(e.to_string()))?;
-    router.restore(&recovery.internal);
-    router.journal_account_changes(&history).await.map_err(|e| ServerError::Storage(e.to_string()))?;
-    tracing::info!(events = recovery.events, last_sequence = recovery.last_sequence, "journal replayed");
+    let router = Arc::new(Router::new(market, postal, clock, Arc::new(MemoryBudget::new()), Arc::clone(&journal) as _));
+    // Two passes over the journal, read from disk in chunks: the ledger first (sales and
+    // resolved returns decide which internal records count), then the internal records.
+    let mut said = AccountsSaid::default();
+    let mut after = 0;
+    loop {
+        let chunk = journal.read_after(after, REPLAY_CHUNK).map_err(|e| storage(&e))?;
+        let Some(last) = chunk.last() else { break };
+        after = last.sequence;
+        chunk.iter().for_each(|event| said.note(event));
+        router.replay(&chunk).await.map_err(|e| storage(&e))?;
+    }
+    let mut restoring = router.restoring();
+    journal
+        .scan(false, |record| {
+            if let Record::Internal(record) = record {
+                restoring.take(record);
+            }
+            Ok(())
+        })
+        .map_err(|e| storage(&e))?;
+    restoring.finish();
+    router.journal_account_changes(&said).await.map_err(|e| storage(&e))?;
+    tracing::info!(
+        events = recovery.events,
+        last_sequence = recovery.last_sequence,
+        segments = recovery.segments,
+        ms = started.elapsed().as_millis() as u64,
+        "journal replayed"
+    );
     Ok(router)
 }
 
@@ -266,13 +295,16 @@ async fn shared_router(
     let (internal_read, internal) = ledger.all_internal().await.map_err(|e| storage(&e))?;
     let (own, others): (Vec<_>, Vec<_>) = internal.into_iter().partition(|(writer, _)| *writer == node);
     let records: Vec<InternalRecord> = own.into_iter().map(|(_, record)| record).collect();
-    router.restore(&records);
+    let restored = records.len();
+    router.restore(records);
     for (_, record) in &others {
         router.take_in(record);
     }
     router.internal_read_through(internal_read).await;
-    router.journal_account_changes(&history).await.map_err(|e| storage(&e))?;
-    tracing::info!(node = %node, events = history.len(), records = records.len(), config_changes = changes.len(), redis = %redis.url, "shared state on Redis");
+    let mut said = AccountsSaid::default();
+    history.iter().for_each(|event| said.note(event));
+    router.journal_account_changes(&said).await.map_err(|e| storage(&e))?;
+    tracing::info!(node = %node, events = history.len(), records = restored, config_changes = changes.len(), redis = %redis.url, "shared state on Redis");
     Ok(router)
 }
 
@@ -286,20 +318,10 @@ fn node_id(data_dir: &std::path::Path) -> std::io::Result<String> {
             return Ok(existing.to_string());
         }
     }
-    std::fs::create_dir_all(data_dir)?;
+    files::create_dir_all(data_dir)?;
     let node = crate::ids::new_id("node");
-    std::fs::write(&path, format!("{node}\n"))?;
+    files::write_atomic(&path, format!("{node}\n").as_bytes())?;
     Ok(node)
-}
-
-fn admin_changes(records: &[InternalRecord]) -> Vec<&ConfigChange> {
-    records
-        .iter()
-        .filter_map(|record| match record {
-            InternalRecord::ConfigChanged { change, .. } => Some(change),
-            _ => None,
-        })
-        .collect()
 }
 
 /// The config file's market with the operator's admin changes applied again, in
@@ -334,6 +356,20 @@ fn with_admin_changes(
 }
 
 impl RunningServer {
+    /// Resolves with the reason when the journal fails for good: the node can sell nothing
+    /// more and must restart into recovery (see `store::journal`).
+    pub async fn storage_failed(&self) -> String {
+        let mut failures = self.router.journal().failures();
+        let failure = match failures.wait_for(Option::is_some).await {
+            Ok(failure) => failure.clone(),
+            Err(_) => None,
+        };
+        match failure {
+            Some(reason) => reason,
+            None => std::future::pending().await,
+        }
+    }
+
     /// Stops accepting, lets in-flight requests finish (up to the drain timeout), and
     /// returns when every listener is closed.
     pub async fn shutdown(self) {

@@ -48,8 +48,8 @@ pub async fn route(state: &Arc<AppState>, request: Request<Incoming>) -> (&'stat
 fn ready(state: &AppState) -> (&'static str, ApiResponse) {
     if state.is_shutting_down() {
         ("/readyz", http::json(503, &json!({"status": "shutting_down"})))
-    } else if !state.router.store_healthy() {
-        ("/readyz", http::json(503, &json!({"status": "redis_unavailable"})))
+    } else if let Some(problem) = state.router.store_problem() {
+        ("/readyz", http::json(503, &json!({"status": problem})))
     } else {
         ("/readyz", http::json(200, &json!({"status": "ready"})))
     }

@@ -292,7 +292,20 @@ impl Router {
         loop {
             let attempts = self.claim_dedup(d, lot, offers, batch, misses).await?;
             let deliveries = attempts.iter().map(|attempt| self.deliver(d, lot, &offers[attempt.index], attempt));
-            let answers = futures::future::join_all(deliveries).await;
+            let answers: Result<Vec<_>, EngineError> =
+                futures::future::join_all(deliveries).await.into_iter().collect();
+            let answers = match answers {
+                Ok(answers) => answers,
+                Err(error) => {
+                    // Our storage failed, not the buyer: nothing of this batch sells, and the
+                    // request fails as a whole (503), never as a rejection.
+                    for attempt in attempts {
+                        self.dedup.release(&attempt.campaign.buyer_id, &attempt.dedup_keys).await;
+                        self.release_all([attempt.hold]).await;
+                    }
+                    return Err(error);
+                }
+            };
             for (attempt, (answer, queued)) in attempts.into_iter().zip(answers) {
                 let campaign = &attempt.campaign;
                 match answer {
@@ -379,14 +392,15 @@ impl Router {
     }
 
     /// Delivers the lead by the campaign's mode. An async delivery answers `Accepted` with
-    /// the journaled outbox message, to be sent once the sale is journaled.
+    /// the journaled outbox message, to be sent once the sale is journaled. `Err` is our
+    /// storage failing (a pull lead or outbox message not journaled), never the buyer's.
     async fn deliver(
         &self,
         d: &Decision,
         lot: &Lot<'_>,
         offer: &Offer,
         attempt: &Attempt,
-    ) -> (PostAnswer, Option<Message>) {
+    ) -> Result<(PostAnswer, Option<Message>), EngineError> {
         let campaign = &attempt.campaign;
         let delivery = &campaign.campaign.delivery;
         let body = json!({
@@ -400,12 +414,12 @@ impl Router {
         });
         let url = match (delivery.mode, &delivery.url) {
             (DeliveryMode::Webhook, Some(url)) => url,
-            (DeliveryMode::Pull, _) => return (self.queue_for_pull(campaign, &attempt.sale_id, body).await, None),
+            (DeliveryMode::Pull, _) => return Ok((self.queue_for_pull(campaign, &attempt.sale_id, body).await?, None)),
             (DeliveryMode::WebhookAsync, Some(url)) => {
                 return self.queue_async(campaign, url, &attempt.sale_id, body).await
             }
             (DeliveryMode::Webhook | DeliveryMode::WebhookAsync, None) => {
-                return (PostAnswer::Error("no delivery url".into()), None)
+                return Ok((PostAnswer::Error("no delivery url".into()), None))
             }
         };
         let deadline = match delivery.timeout_ms {
@@ -422,7 +436,7 @@ impl Router {
         };
         record_buyer_request(&campaign.buyer_id, "post", outcome, latency);
         metrics::counter!(telemetry::DELIVERIES_TOTAL, "mode" => "webhook", "outcome" => outcome).increment(1);
-        (answer, None)
+        Ok((answer, None))
     }
 
     /// Sold on assignment: the lead goes to the durable outbox, journaled before the sale
@@ -433,33 +447,29 @@ impl Router {
         url: &str,
         sale_id: &str,
         body: serde_json::Value,
-    ) -> (PostAnswer, Option<Message>) {
+    ) -> Result<(PostAnswer, Option<Message>), EngineError> {
         let timeout_ms = campaign.campaign.delivery.timeout_ms.unwrap_or(super::outbox::DELIVERY_TIMEOUT_DEFAULT_MS);
         let recipient = Recipient::Buyer(campaign.buyer_id.to_string());
         let requires = Requires::Sale(sale_id.to_string());
-        match self.queue_message(MessageKind::Lead, recipient, url, body.to_string(), timeout_ms, requires).await {
-            Ok(message) => {
-                metrics::counter!(telemetry::DELIVERIES_TOTAL, "mode" => "webhook_async", "outcome" => "queued")
-                    .increment(1);
-                (PostAnswer::Accepted, Some(message))
-            }
-            Err(error) => (PostAnswer::Error(format!("outbox: {error}")), None),
-        }
+        let message =
+            self.queue_message(MessageKind::Lead, recipient, url, body.to_string(), timeout_ms, requires).await?;
+        metrics::counter!(telemetry::DELIVERIES_TOTAL, "mode" => "webhook_async", "outcome" => "queued").increment(1);
+        Ok((PostAnswer::Accepted, Some(message)))
     }
 
     /// Sold on assignment: the lead waits for its buyer's next fetch. Journaled first, so
     /// a sale that is answered is never a lead the buyer cannot fetch.
-    async fn queue_for_pull(&self, campaign: &CompiledCampaign, sale_id: &str, body: serde_json::Value) -> PostAnswer {
+    async fn queue_for_pull(
+        &self,
+        campaign: &CompiledCampaign,
+        sale_id: &str,
+        body: serde_json::Value,
+    ) -> Result<PostAnswer, EngineError> {
         if let Some(shared) = &self.shared {
             // Several nodes: the buyer's queue is in Redis, so it may fetch from any node.
-            return match shared.pull.push(&campaign.buyer_id, &body).await {
-                Ok(_) => {
-                    metrics::counter!(telemetry::DELIVERIES_TOTAL, "mode" => "pull", "outcome" => "queued")
-                        .increment(1);
-                    PostAnswer::Accepted
-                }
-                Err(error) => PostAnswer::Error(format!("pull queue: {error}")),
-            };
+            shared.pull.push(&campaign.buyer_id, &body).await?;
+            metrics::counter!(telemetry::DELIVERIES_TOTAL, "mode" => "pull", "outcome" => "queued").increment(1);
+            return Ok(PostAnswer::Accepted);
         }
         let position = self.pull.next_position(&campaign.buyer_id);
         let record = InternalRecord::PullLead {
@@ -468,12 +478,10 @@ impl Router {
             position,
             lead: body.clone(),
         };
-        if let Err(error) = self.journal.append_internal(record).await {
-            return PostAnswer::Error(format!("pull queue: {error}"));
-        }
+        self.journal.append_internal(record).await?;
         self.pull.put(&campaign.buyer_id, position, body);
         metrics::counter!(telemetry::DELIVERIES_TOTAL, "mode" => "pull", "outcome" => "queued").increment(1);
-        PostAnswer::Accepted
+        Ok(PostAnswer::Accepted)
     }
 
     /// Settles an accepted delivery: the hold is paid, and the sale is journaled (on disk)

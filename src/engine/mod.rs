@@ -230,6 +230,8 @@ impl Router {
         let mut errors = Vec::new();
         if amount.is_negative() || amount.is_zero() {
             errors.push(FieldError::new("amount", "must be positive"));
+        } else if !amount.is_input_range() {
+            errors.push(FieldError::new("amount", "at most 1000000000.00"));
         }
         if reference.trim().is_empty() || reference.len() > 128 {
             errors.push(FieldError::new("reference", "1 to 128 characters"));
@@ -368,38 +370,18 @@ impl Router {
     /// Restores idempotency answers and external id claims younger than their 24 hours,
     /// pull leads, pending returns and the outbox (after `replay`: sales and resolved
     /// returns decide which of these records count).
-    pub fn restore(&self, records: &[InternalRecord]) {
-        let horizon = self.clock.now() - chrono::Duration::hours(crate::store::idempotency::IDEMPOTENCY_TTL_HOURS);
+    pub fn restore(&self, records: impl IntoIterator<Item = InternalRecord>) {
+        let mut restoring = self.restoring();
         for record in records {
-            match record {
-                InternalRecord::Idempotency { supplier_id, key, body_hash, status, body, created_at } => {
-                    let mut hash = [0u8; 32];
-                    if *created_at > horizon && hex::decode_to_slice(body_hash, &mut hash).is_ok() {
-                        let answer = StoredAnswer { status: *status, body: bytes::Bytes::from(body.clone()) };
-                        self.idempotency.restore(supplier_id, key, hash, answer, *created_at);
-                    }
-                }
-                InternalRecord::ExternalId { supplier_id, external_id, lead_id, at } if *at > horizon => {
-                    self.idempotency.restore_external_id(supplier_id, external_id, lead_id, *at);
-                }
-                InternalRecord::ExternalId { .. } => {}
-                InternalRecord::PullAcknowledged { buyer_id, through } => self.pull.acknowledge(buyer_id, *through),
-                InternalRecord::PullLead { buyer_id, sale_id, position, lead } if self.sales.contains(sale_id) => {
-                    self.pull.put(buyer_id, *position, lead.clone());
-                }
-                InternalRecord::PullLead { .. } => {}
-                InternalRecord::ReturnRequested { lead_return, revision } => {
-                    self.returns.put((**lead_return).clone(), *revision);
-                }
-                InternalRecord::ConfigChanged { .. }
-                | InternalRecord::OutboxQueued { .. }
-                | InternalRecord::OutboxFailed { .. }
-                | InternalRecord::OutboxDelivered { .. }
-                | InternalRecord::OutboxDeadLettered { .. }
-                | InternalRecord::OutboxRevived { .. } => {}
-            }
+            restoring.take(record);
         }
-        self.restore_outbox(records);
+        restoring.finish();
+    }
+
+    /// `restore`, one record at a time (start-up streams them from disk).
+    pub fn restoring(&self) -> Restoring<'_> {
+        let horizon = self.clock.now() - chrono::Duration::hours(crate::store::idempotency::IDEMPOTENCY_TTL_HOURS);
+        Restoring { router: self, horizon, outbox: outbox::OutboxReplay::default() }
     }
 
     /// Makes the first answer to an `Idempotency-Key` durable before it is returned, so a
@@ -429,31 +411,18 @@ impl Router {
     /// Journals `BuyerUpdated` / `SupplierUpdated` for every account whose billing-relevant
     /// settings differ from what the journal last said (or that it never saw), so a ledger
     /// consumer needs no other source (DESIGN §7).
-    pub async fn journal_account_changes(&self, history: &[LedgerEvent]) -> Result<usize, EngineError> {
-        let mut buyers = std::collections::HashMap::new();
-        let mut suppliers = std::collections::HashMap::new();
-        for event in history {
-            match &event.event {
-                Event::BuyerUpdated(buyer) => {
-                    buyers.insert(buyer.id.clone(), buyer.clone());
-                }
-                Event::SupplierUpdated(supplier) => {
-                    suppliers.insert(supplier.id.clone(), supplier.clone());
-                }
-                _ => {}
-            }
-        }
+    pub async fn journal_account_changes(&self, said: &AccountsSaid) -> Result<usize, EngineError> {
         let market = self.market();
         let now = self.clock.now();
         let mut appended = 0;
         for buyer in &market.config().buyers {
-            if buyers.get(&buyer.id) != Some(buyer) {
+            if said.buyers.get(&buyer.id) != Some(buyer) {
                 self.journal.append(Event::BuyerUpdated(buyer.clone()), now).await?;
                 appended += 1;
             }
         }
         for supplier in &market.config().suppliers {
-            if suppliers.get(&supplier.id) != Some(supplier) {
+            if said.suppliers.get(&supplier.id) != Some(supplier) {
                 self.journal.append(Event::SupplierUpdated(supplier.clone()), now).await?;
                 appended += 1;
             }
@@ -463,6 +432,69 @@ impl Router {
 
     fn next_tie_turn(&self) -> u64 {
         self.tie_turn.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// What the ledger last said of each account, gathered while it is replayed.
+#[derive(Debug, Default)]
+pub struct AccountsSaid {
+    buyers: std::collections::HashMap<String, crate::domain::model::Buyer>,
+    suppliers: std::collections::HashMap<String, crate::domain::model::Supplier>,
+}
+
+impl AccountsSaid {
+    pub fn note(&mut self, event: &LedgerEvent) {
+        match &event.event {
+            Event::BuyerUpdated(buyer) => {
+                self.buyers.insert(buyer.id.clone(), buyer.clone());
+            }
+            Event::SupplierUpdated(supplier) => {
+                self.suppliers.insert(supplier.id.clone(), supplier.clone());
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Internal records being restored at start, in journal order.
+pub struct Restoring<'a> {
+    router: &'a Router,
+    horizon: chrono::DateTime<chrono::Utc>,
+    outbox: outbox::OutboxReplay,
+}
+
+impl Restoring<'_> {
+    pub fn take(&mut self, record: InternalRecord) {
+        let router = self.router;
+        match record {
+            InternalRecord::Idempotency { supplier_id, key, body_hash, status, body, created_at } => {
+                let mut hash = [0u8; 32];
+                if created_at > self.horizon && hex::decode_to_slice(&body_hash, &mut hash).is_ok() {
+                    let answer = StoredAnswer { status, body: bytes::Bytes::from(body) };
+                    router.idempotency.restore(&supplier_id, &key, hash, answer, created_at);
+                }
+            }
+            InternalRecord::ExternalId { supplier_id, external_id, lead_id, at } if at > self.horizon => {
+                router.idempotency.restore_external_id(&supplier_id, &external_id, &lead_id, at);
+            }
+            InternalRecord::ExternalId { .. } => {}
+            InternalRecord::PullAcknowledged { buyer_id, through } => router.pull.acknowledge(&buyer_id, through),
+            InternalRecord::PullLead { buyer_id, sale_id, position, lead } if router.sales.contains(&sale_id) => {
+                router.pull.put(&buyer_id, position, lead);
+            }
+            InternalRecord::PullLead { .. } => {}
+            InternalRecord::ReturnRequested { lead_return, revision } => router.returns.put(*lead_return, revision),
+            InternalRecord::ConfigChanged { .. } => {}
+            outbox @ (InternalRecord::OutboxQueued { .. }
+            | InternalRecord::OutboxFailed { .. }
+            | InternalRecord::OutboxDelivered { .. }
+            | InternalRecord::OutboxDeadLettered { .. }
+            | InternalRecord::OutboxRevived { .. }) => router.replay_outbox_record(&mut self.outbox, outbox),
+        }
+    }
+
+    pub fn finish(self) {
+        self.router.restore_outbox(self.outbox);
     }
 }
 

@@ -216,44 +216,51 @@ struct Replayed {
     dead_since: Option<chrono::DateTime<chrono::Utc>>,
 }
 
+/// The outbox as the journal's records leave it, taken in one record at a time.
+#[derive(Default)]
+pub(super) struct OutboxReplay {
+    messages: std::collections::HashMap<String, Replayed>,
+}
+
 impl Router {
-    /// Rebuilds the outbox from the journal's records (after sales and returns are back):
-    /// undelivered messages are due at once, dead letters stay dead, and a message whose
-    /// fact never reached the journal is dropped with it.
-    pub(super) fn restore_outbox(&self, records: &[InternalRecord]) {
-        let mut messages: std::collections::HashMap<&str, Replayed> = std::collections::HashMap::new();
-        for record in records {
-            match record {
-                InternalRecord::OutboxQueued { message } if self.fact_journaled(&message.requires) => {
-                    let replayed =
-                        Replayed { message: message.clone(), attempts: 0, last_error: None, dead_since: None };
-                    messages.insert(&message.id, replayed);
-                }
-                InternalRecord::OutboxFailed { id, attempts, error } => {
-                    if let Some(replayed) = messages.get_mut(id.as_str()) {
-                        replayed.attempts = *attempts;
-                        replayed.last_error = Some(error.clone());
-                    }
-                }
-                InternalRecord::OutboxDelivered { id, .. } => {
-                    messages.remove(id.as_str());
-                }
-                InternalRecord::OutboxDeadLettered { id, attempts, error, at } => {
-                    if let Some(replayed) = messages.get_mut(id.as_str()) {
-                        replayed.attempts = *attempts;
-                        replayed.last_error = Some(error.clone());
-                        replayed.dead_since = Some(*at);
-                    }
-                }
-                InternalRecord::OutboxRevived { id, .. } => {
-                    if let Some(replayed) = messages.get_mut(id.as_str()) {
-                        replayed.attempts = 0;
-                        replayed.dead_since = None;
-                    }
-                }
-                _ => {}
+    /// Takes in one of the journal's records for the outbox (after sales and returns are
+    /// back): a message whose fact never reached the journal is dropped with it.
+    pub(super) fn replay_outbox_record(&self, replay: &mut OutboxReplay, record: InternalRecord) {
+        let messages = &mut replay.messages;
+        match record {
+            InternalRecord::OutboxQueued { message } if self.fact_journaled(&message.requires) => {
+                let id = message.id.clone();
+                messages.insert(id, Replayed { message, attempts: 0, last_error: None, dead_since: None });
             }
+            InternalRecord::OutboxFailed { id, attempts, error } => {
+                if let Some(replayed) = messages.get_mut(&id) {
+                    replayed.attempts = attempts;
+                    replayed.last_error = Some(error);
+                }
+            }
+            InternalRecord::OutboxDelivered { id, .. } => {
+                messages.remove(&id);
+            }
+            InternalRecord::OutboxDeadLettered { id, attempts, error, at } => {
+                if let Some(replayed) = messages.get_mut(&id) {
+                    replayed.attempts = attempts;
+                    replayed.last_error = Some(error);
+                    replayed.dead_since = Some(at);
+                }
+            }
+            InternalRecord::OutboxRevived { id, .. } => {
+                if let Some(replayed) = messages.get_mut(&id) {
+                    replayed.attempts = 0;
+                    replayed.dead_since = None;
+                }
+            }
+            _ => {}
         }
+    }
+
+    /// Rebuilds the outbox: undelivered messages are due at once, dead letters stay dead.
+    pub(super) fn restore_outbox(&self, replay: OutboxReplay) {
+        let messages = replay.messages;
         let now = Instant::now();
         for replayed in messages.into_values() {
             match replayed.dead_since {

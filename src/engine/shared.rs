@@ -83,18 +83,26 @@ impl Router {
         self.shared.is_some()
     }
 
-    /// False while the shared store does not answer (`/readyz` reports it).
-    pub fn store_healthy(&self) -> bool {
-        self.shared.as_ref().map_or(true, |shared| shared.healthy.load(Ordering::Relaxed))
+    /// What keeps the node from selling, if anything: its journal failed for good
+    /// (`storage_failed`) or the shared store does not answer (`redis_unavailable`).
+    /// `/readyz` reports it.
+    pub fn store_problem(&self) -> Option<&'static str> {
+        if self.journal.failure().is_some() {
+            Some("storage_failed")
+        } else if self.shared.as_ref().is_some_and(|shared| !shared.healthy.load(Ordering::Relaxed)) {
+            Some("redis_unavailable")
+        } else {
+            None
+        }
     }
 
-    /// Refuses work that would need the shared store while it is known to be away, so a
-    /// request fails in microseconds instead of waiting for a timeout.
+    /// Refuses work that would need storage while it is known to be away, so a request
+    /// fails in microseconds instead of waiting for a timeout.
     pub(super) fn ensure_store(&self) -> Result<(), EngineError> {
-        if self.store_healthy() {
-            Ok(())
-        } else {
-            Err(EngineError::Unavailable("shared store (Redis) unreachable".into()))
+        match self.store_problem() {
+            None => Ok(()),
+            Some("storage_failed") => Err(EngineError::Unavailable("the journal cannot be written".into())),
+            Some(_) => Err(EngineError::Unavailable("shared store (Redis) unreachable".into())),
         }
     }
 

@@ -7,6 +7,7 @@
 
 pub mod dedup;
 pub mod event_mirror;
+pub mod files;
 pub mod idempotency;
 pub mod journal;
 pub mod memory;
@@ -125,6 +126,15 @@ pub trait Ledger: EventLog {
     async fn append_internal(&self, record: journal::InternalRecord) -> Result<(), journal::JournalError>;
     /// Makes everything appended so far durable and refuses later appends.
     async fn close(&self);
+    /// Why the ledger takes no more appends, when a write failed for good (the node must
+    /// restart into recovery).
+    fn failure(&self) -> Option<String> {
+        None
+    }
+    /// Changes to `Some(reason)` when a write fails for good.
+    fn failures(&self) -> tokio::sync::watch::Receiver<Option<String>> {
+        tokio::sync::watch::channel(None).1
+    }
     /// The same ledger as its consumers read it.
     fn event_log(self: Arc<Self>) -> Arc<dyn EventLog>;
 }

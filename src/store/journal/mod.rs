@@ -369,10 +369,8 @@ impl Journal {
         let (position, plan) = {
             let states = self.shared.segments.read();
             let position = states.partition_point(|s| s.segment.first_sequence <= wanted).saturating_sub(1);
-            let plan: Vec<(PathBuf, u64, Option<Arc<SparseIndex>>)> = states[position..]
-                .iter()
-                .map(|s| (s.segment.path.clone(), s.end, s.index.clone()))
-                .collect();
+            let plan: Vec<(PathBuf, u64, Option<Arc<SparseIndex>>)> =
+                states[position..].iter().map(|s| (s.segment.path.clone(), s.end, s.index.clone())).collect();
             (position, plan)
         };
         let mut out = Vec::with_capacity(max.min(4_096));
@@ -974,7 +972,10 @@ mod tests {
             let event = LedgerEvent { sequence: n + 1, at: Utc::now(), event: top_up(n) };
             frame::legacy::encode(&Record::Ledger(event), &mut old);
         }
-        frame::legacy::encode(&Record::Internal(InternalRecord::PullAcknowledged { buyer_id: "b".into(), through: 2 }), &mut old);
+        frame::legacy::encode(
+            &Record::Internal(InternalRecord::PullAcknowledged { buyer_id: "b".into(), through: 2 }),
+            &mut old,
+        );
         old.extend_from_slice(b"\x10\x00\x00");
         std::fs::write(dir.path().join(LEGACY_FILE), &old).unwrap();
         let (journal, recovery) = Journal::open(dir.path()).unwrap();
@@ -1008,7 +1009,12 @@ mod tests {
 
     #[test]
     fn garbage_never_panics_recovery() {
-        for garbage in [&b""[..], b"\x00\x00\x00\x00", b"LRJ2\xff\xff\xff\xff\x00\x00\x00\x00", b"LRJ2\x05\x00\x00\x00\x00\x00\x00\x00abc"] {
+        for garbage in [
+            &b""[..],
+            b"\x00\x00\x00\x00",
+            b"LRJ2\xff\xff\xff\xff\x00\x00\x00\x00",
+            b"LRJ2\x05\x00\x00\x00\x00\x00\x00\x00abc",
+        ] {
             let dir = tempfile::tempdir().unwrap();
             std::fs::write(Segment::new(dir.path(), 1, 1).path, garbage).unwrap();
             let (_, recovery) = Journal::open(dir.path()).unwrap();
