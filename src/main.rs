@@ -12,6 +12,7 @@ use clap::{Parser, ValueEnum};
 use leadrouter::clock::SystemClock;
 use leadrouter::domain::retry::RetryPolicy;
 use leadrouter::server::{self, FileConfig, RedisOptions, ServerOptions};
+use leadrouter::store::journal::JournalOptions;
 use rand::distributions::Alphanumeric;
 use rand::Rng;
 
@@ -68,6 +69,11 @@ struct Cli {
     #[arg(long, env = "LEADROUTER_OUTBOX_ATTEMPTS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
     outbox_attempts: u32,
 
+    /// Embedded journal: a segment is sealed and the next begun once it reaches this many
+    /// bytes (retention removes whole segments).
+    #[arg(long, env = "LEADROUTER_JOURNAL_SEGMENT_BYTES", default_value_t = 64 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(4096..))]
+    journal_segment_bytes: u64,
+
     /// Log format: one line per event, human-readable or JSON.
     #[arg(long, env = "LEADROUTER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -119,6 +125,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             attempts_max: cli.outbox_attempts,
         },
         redis: cli.redis.map(|url| RedisOptions { url, prefix: cli.redis_prefix }),
+        journal: JournalOptions { segment_bytes: cli.journal_segment_bytes },
     };
     let running = server::start(options).await?;
     tracing::info!(addr = %running.public_addr, "public API listening");

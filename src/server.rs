@@ -25,7 +25,7 @@ use crate::engine::{AccountsSaid, EngineError, Router, SharedStores};
 use crate::ledger;
 use crate::store::files;
 use crate::store::journal::frame::Record;
-use crate::store::journal::{InternalRecord, Journal};
+use crate::store::journal::{InternalRecord, Journal, JournalOptions};
 use crate::store::memory::MemoryBudget;
 use crate::store::redis::RedisConnection;
 use crate::store::redis_budget::RedisBudget;
@@ -126,6 +126,8 @@ pub struct ServerOptions {
     pub retry: RetryPolicy,
     /// Shared state on Redis for several nodes; `None` keeps everything embedded.
     pub redis: Option<RedisOptions>,
+    /// How the embedded journal lays out its segments.
+    pub journal: JournalOptions,
 }
 
 /// `--redis URL` and the key prefix that keeps deployments sharing one Redis apart.
@@ -155,6 +157,7 @@ impl ServerOptions {
             clock,
             retry: RetryPolicy::default(),
             redis: None,
+            journal: JournalOptions::default(),
         }
     }
 }
@@ -221,7 +224,8 @@ async fn embedded_router(options: &ServerOptions, postal: &'static PostalTable) 
     files::create_dir_all(&options.data_dir).map_err(|e| storage(&e))?;
     files::tighten(&options.data_dir).map_err(|e| storage(&e))?;
     let started = std::time::Instant::now();
-    let (journal, recovery) = Journal::open(&options.data_dir.join("journal")).map_err(|e| storage(&e))?;
+    let (journal, recovery) =
+        Journal::open_with(&options.data_dir.join("journal"), options.journal).map_err(|e| storage(&e))?;
     let changes: Vec<&ConfigChange> = recovery.config_changes.iter().collect();
     let market = with_admin_changes(&options.config.market, &changes, postal)?;
     let journal = Arc::new(journal);

@@ -19,4 +19,5 @@ mod redis_dedup;
 mod redis_ledger;
 mod retries;
 mod returns;
+mod storage;
 mod stream;

@@ -1,0 +1,393 @@
+//! DESIGN §8.3 and §14: storage that a node can run on for months. A disk that fills is the
+//! store's failure (503, never a false answer, nothing lost); damage is never silent; money
+//! far past any input limit reads back; data files are private.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use leadrouter::clock::SystemClock;
+use leadrouter::ledger::proto::{self, ledger_stream_client::LedgerStreamClient, SubscribeRequest};
+use leadrouter::store::journal::segments;
+use serde_json::{json, Value};
+
+use crate::durability::toml_of;
+use crate::harness::*;
+
+/// A market whose every lead is sold to one pull buyer at 10.00 (no buyer server needed).
+fn pull_market() -> Value {
+    let mut pull = fixed_campaign("c1", "b1", "solar", "10.00", "http://127.0.0.1:9/unused");
+    pull["delivery"] = json!({"mode": "pull"});
+    json!({
+        "verticals": [vertical("solar", "ping_post")],
+        "suppliers": [supplier("s1", SUPPLIER_KEY)],
+        "buyers": [buyer("b1")],
+        "campaigns": [pull],
+        "topups": [topup("b1", "1000000.00")],
+    })
+}
+
+/// A filesystem of its own that fills up: a tmpfs of `kib` KiB mounted on a fresh dir.
+struct SmallDisk {
+    dir: Option<tempfile::TempDir>,
+}
+
+impl SmallDisk {
+    /// None (with the reason printed) where this machine does not let the tests mount.
+    fn mount(kib: u64) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={kib}k,mode=0700"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(Stdio::null())
+            .status();
+        match status {
+            Ok(status) if status.success() => Some(SmallDisk { dir: Some(dir) }),
+            _ => {
+                eprintln!("SKIPPED: mounting a tmpfs needs root (CI runs as root); this test did not run");
+                None
+            }
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.as_ref().unwrap().path()
+    }
+
+    /// Gives the full disk room again (an operator freeing space).
+    fn grow(&self, kib: u64) {
+        let status = Command::new("mount")
+            .args(["-o", &format!("remount,size={kib}k"), "tmpfs"])
+            .arg(self.path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Unmounts and hands back the (now empty) dir.
+    fn unmount(mut self) -> tempfile::TempDir {
+        let dir = self.dir.take().unwrap();
+        let _ = Command::new("umount").arg(dir.path()).status();
+        dir
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.dir {
+            let _ = Command::new("umount").arg("-l").arg(dir.path()).status();
+        }
+    }
+}
+
+/// The real binary, its output (logs, a failed start's message) kept in `<config>.log`.
+fn spawn(config: &Path, data: &Path, ports: (u16, u16, u16), extra: &[&str]) -> Child {
+    let (public, ops, grpc) = ports;
+    let log = std::fs::File::create(config.with_extension("log")).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_leadrouter"))
+        .args(["--config", config.to_str().unwrap(), "--data-dir", data.to_str().unwrap()])
+        .args(["--listen", &format!("127.0.0.1:{public}"), "--ops-listen", &format!("127.0.0.1:{ops}")])
+        .args(["--grpc-listen", &format!("127.0.0.1:{grpc}")])
+        .args(extra)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+fn ports() -> (u16, u16, u16) {
+    (free_port(), free_port(), free_port())
+}
+
+/// Waits for the child spawned with `config` to exit by itself; its exit code and output.
+fn exited(mut child: Child, config: &Path, within: Duration) -> (Option<i32>, String) {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return (status.code(), std::fs::read_to_string(config.with_extension("log")).unwrap());
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the process did not exit within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A direct post with an `Idempotency-Key`; None when the node is gone.
+async fn try_post_keyed(base: &str, key: &str, body: &Value) -> Option<(u16, Value)> {
+    let request = hyper::Request::post(format!("{base}/v1/leads"))
+        .header("authorization", format!("Bearer {SUPPLIER_KEY}"))
+        .header("content-type", "application/json")
+        .header("idempotency-key", key)
+        .body(http_body_util::Full::new(bytes::Bytes::from(body.to_string())))
+        .unwrap();
+    let response = client().request(request).await.ok()?;
+    let status = response.status().as_u16();
+    let body = http_body_util::BodyExt::collect(response.into_body()).await.ok()?.to_bytes();
+    Some((status, serde_json::from_slice(&body).unwrap_or_default()))
+}
+
+async fn post_keyed(base: &str, key: &str, body: &Value) -> (u16, Value) {
+    try_post_keyed(base, key, body).await.expect("the node answers")
+}
+
+/// Every event on the node's gRPC stream from the start: the lead ids of its sales.
+async fn sales_on_stream(grpc: u16, last_sequence_at_least: u64) -> Vec<String> {
+    let mut client = LedgerStreamClient::connect(format!("http://127.0.0.1:{grpc}")).await.unwrap();
+    let mut stream = client.subscribe(SubscribeRequest { after_sequence: 0 }).await.unwrap().into_inner();
+    let mut sales = Vec::new();
+    let mut sequence = 0;
+    loop {
+        let next = tokio::time::timeout(Duration::from_millis(1_500), stream.message()).await;
+        let Ok(event) = next else {
+            assert!(sequence >= last_sequence_at_least, "the stream stalled at {sequence}");
+            return sales;
+        };
+        let event = event.unwrap().expect("the stream stays open");
+        assert_eq!(event.sequence, sequence + 1, "gap-free");
+        sequence = event.sequence;
+        if let Some(proto::ledger_event::Event::SaleSettled(sale)) = event.event {
+            sales.push(sale.lead_id);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_disk_that_fills_mid_load_gets_503s_never_a_false_answer_and_loses_nothing() {
+    let Some(disk) = SmallDisk::mount(1_536) else { return };
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = config_dir.path().join("config.toml");
+    std::fs::write(&config, toml_of(&pull_market())).unwrap();
+    let first = ports();
+    let child = spawn(&config, disk.path(), first, &["--admin-token", ADMIN_TOKEN]);
+    wait_ready(first.1).await;
+
+    // Eight clients post distinct leads, each with its own Idempotency-Key, until the node
+    // refuses or goes away.
+    let base = format!("http://127.0.0.1:{}", first.0);
+    let workers: Vec<_> = (0..8u32)
+        .map(|worker| {
+            let base = base.clone();
+            tokio::spawn(async move {
+                let mut answers = Vec::new();
+                for n in 0..5_000u32 {
+                    let key = format!("k-{worker}-{n}");
+                    let body = lead("solar", worker * 100_000 + n);
+                    let request = tokio::time::timeout(Duration::from_secs(20), try_post_keyed(&base, &key, &body));
+                    let Ok(Some((status, answer))) = request.await else { break };
+                    let refused = status == 503;
+                    answers.push((key, body, status, answer));
+                    if refused {
+                        break;
+                    }
+                }
+                answers
+            })
+        })
+        .collect();
+    let config_path = config.clone();
+    let exit = tokio::task::spawn_blocking(move || exited(child, &config_path, Duration::from_secs(120)));
+    let (code, stderr) = exit.await.unwrap();
+    let mut answers = Vec::new();
+    for worker in workers {
+        answers.extend(worker.await.unwrap_or_default());
+    }
+    assert_eq!(code, Some(74), "a failed journal write ends the process for a restart into recovery: {stderr}");
+    assert!(stderr.contains("journal write failed"), "{stderr}");
+
+    let sold: Vec<String> = answers
+        .iter()
+        .filter(|(_, _, status, answer)| *status == 200 && answer["status"] == "sold")
+        .map(|(_, _, _, answer)| answer["lead_id"].as_str().unwrap().to_string())
+        .collect();
+    let refused: Vec<&(String, Value, u16, Value)> = answers.iter().filter(|(_, _, s, _)| *s == 503).collect();
+    assert!(sold.len() > 100, "the disk filled under load, not at once: {} sold", sold.len());
+    assert!(!refused.is_empty(), "the full disk was noticed");
+    for (key, _, status, answer) in &answers {
+        assert!(
+            (*status == 200 && answer["status"] == "sold") || *status == 503,
+            "only sold or 503, never a rejection for our own failure: {key} {status} {answer}"
+        );
+    }
+
+    // Room again: the restarted node has every sale it answered, once, and charged.
+    disk.grow(65_536);
+    let second = ports();
+    let child = spawn(&config, disk.path(), second, &["--admin-token", ADMIN_TOKEN]);
+    wait_ready(second.1).await;
+    let on_stream = sales_on_stream(second.2, 1).await;
+    let unique: HashSet<&String> = on_stream.iter().collect();
+    assert_eq!(unique.len(), on_stream.len(), "no sale twice");
+    for lead_id in &sold {
+        assert!(unique.contains(lead_id), "{lead_id} was answered sold but is gone after the restart");
+    }
+    let balance = get(second.0, "/v1/buyer/balance", &buyer_key("b1")).await;
+    let expected = rust_decimal::Decimal::new(100_000_000 - 1_000 * on_stream.len() as i64, 2);
+    assert_eq!(balance["balance"], expected.to_string(), "every sale on disk is charged, nothing else");
+
+    // A request refused with 503 was not stored under its key: its retry runs and sells.
+    let (key, body, _, _) = refused[0];
+    let base = format!("http://127.0.0.1:{}", second.0);
+    let (status, retried) = post_keyed(&base, key, body).await;
+    assert_eq!((status, retried["status"].as_str()), (200, Some("sold")), "{retried}");
+    let mut child = child;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    disk.unmount();
+}
+
+async fn get(public: u16, path: &str, key: &str) -> Value {
+    let request = hyper::Request::get(format!("http://127.0.0.1:{public}{path}"))
+        .header("authorization", format!("Bearer {key}"))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let response = client().request(request).await.unwrap();
+    let body = http_body_util::BodyExt::collect(response.into_body()).await.unwrap().to_bytes();
+    serde_json::from_slice(&body).unwrap()
+}
+
+#[tokio::test]
+async fn after_a_failed_write_the_node_is_unready_and_refuses_everything_with_503() {
+    let Some(disk) = SmallDisk::mount(512) else { return };
+    let data = tempfile::TempDir::new_in(disk.path()).unwrap();
+    let server = start_in(pull_market(), Arc::new(SystemClock), data).await;
+    let mut n = 0;
+    let refused = loop {
+        let answer = server.direct(&lead("solar", n)).await;
+        if answer.status != 200 {
+            break answer;
+        }
+        assert_eq!(answer.json["status"], "sold", "{}", answer.json);
+        n += 1;
+        assert!(n < 10_000, "a 512 KiB disk never filled");
+    };
+    assert_eq!(refused.status, 503, "{}", refused.json);
+    let ready = server.send("GET", &format!("{}/readyz", server.ops), &[], "").await;
+    assert_eq!((ready.status, ready.json["status"].as_str()), (503, Some("storage_failed")));
+    assert_eq!(server.ping(&ping_body("solar")).await.status, 503, "no ping makes holds it cannot sell");
+    assert_eq!(server.direct(&lead("solar", 999_999)).await.status, 503);
+    let topped = server
+        .admin("POST", "/admin/v1/buyers/b1/topups", Some(&json!({"amount": "5.00", "reference": "wire-1"})))
+        .await;
+    assert_eq!(topped.status, 503, "{}", topped.json);
+    server.stop().await;
+    disk.unmount();
+}
+
+/// The binary sells `count` leads with 4 KiB segments, then stops cleanly.
+async fn sell_and_stop(config: &Path, data: &Path, count: u32) {
+    let (public, ops, grpc) = ports();
+    let mut child =
+        spawn(config, data, (public, ops, grpc), &["--admin-token", ADMIN_TOKEN, "--journal-segment-bytes", "4096"]);
+    wait_ready(ops).await;
+    let base = format!("http://127.0.0.1:{public}");
+    for n in 0..count {
+        let (status, answer) = post_keyed(&base, &format!("s-{n}"), &lead("solar", n)).await;
+        assert_eq!((status, answer["status"].as_str()), (200, Some("sold")), "{answer}");
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = child.wait().unwrap();
+    assert!(status.success(), "a clean stop: {status:?}");
+}
+
+fn segment_paths(data: &Path) -> Vec<PathBuf> {
+    segments::list(&data.join("journal")).unwrap().into_iter().map(|s| s.path).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_tail_is_cut_but_a_flipped_bit_in_a_sealed_segment_stops_the_start_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, toml_of(&pull_market())).unwrap();
+    let data = dir.path().join("data");
+    sell_and_stop(&config, &data, 40).await;
+    let listed = segment_paths(&data);
+    assert!(listed.len() >= 5, "40 sales fill several 4 KiB segments: {}", listed.len());
+
+    // A crash in the middle of a write: half a batch at the end of the newest segment.
+    let newest = listed.last().unwrap();
+    let length = std::fs::metadata(newest).unwrap().len();
+    let mut torn = b"LRJ2\x00\x10\x00\x00".to_vec();
+    torn.extend_from_slice(&[7u8; 200]);
+    let mut file = std::fs::OpenOptions::new().append(true).open(newest).unwrap();
+    std::io::Write::write_all(&mut file, &torn).unwrap();
+    drop(file);
+    let (public, ops, grpc) = ports();
+    let mut child = spawn(&config, &data, (public, ops, grpc), &["--admin-token", ADMIN_TOKEN]);
+    wait_ready(ops).await;
+    assert_eq!(std::fs::metadata(newest).unwrap().len(), length, "the torn write was cut");
+    assert_eq!(sales_on_stream(grpc, 40).await.len(), 40, "every sale is still there");
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    child.wait().unwrap();
+
+    // One flipped bit in a sealed segment: the start refuses and says where.
+    let listed = segment_paths(&data);
+    let sealed = &listed[1];
+    let mut bytes = std::fs::read(sealed).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x04;
+    std::fs::write(sealed, &bytes).unwrap();
+    let child = spawn(&config, &data, ports(), &["--admin-token", ADMIN_TOKEN]);
+    let (code, stderr) = exited(child, &config, Duration::from_secs(30));
+    assert_ne!(code, Some(0), "a damaged journal never starts as if nothing happened");
+    let name = sealed.file_name().unwrap().to_str().unwrap();
+    assert!(stderr.contains(name) && stderr.contains("at offset"), "the message names file and offset: {stderr}");
+    assert_eq!(std::fs::read(sealed).unwrap(), bytes, "nothing was cut from a damaged segment");
+}
+
+#[tokio::test]
+async fn balances_far_above_the_input_limit_survive_a_restart_exactly() {
+    let server = start(pull_market()).await;
+    for n in 0..3 {
+        let reference = format!("wire-{n}");
+        let body = json!({"amount": "1000000000.00", "reference": reference});
+        let topped = server.admin("POST", "/admin/v1/buyers/b1/topups", Some(&body)).await;
+        assert_eq!(topped.status, 201, "{}", topped.json);
+    }
+    let too_much = json!({"amount": "1000000000.01", "reference": "wire-x"});
+    assert_eq!(server.admin("POST", "/admin/v1/buyers/b1/topups", Some(&too_much)).await.status, 422);
+    assert_eq!(server.direct(&lead("solar", 1)).await.json["status"], "sold");
+    assert_eq!(server.balance(&buyer_key("b1")).await["balance"], "3000999990.00");
+    let data = server.stop().await;
+    let server = start_in(pull_market(), Arc::new(SystemClock), data).await;
+    assert_eq!(server.balance(&buyer_key("b1")).await["balance"], "3000999990.00", "read back exactly");
+    assert_eq!(server.direct(&lead("solar", 2)).await.json["status"], "sold", "and the node sells on");
+    assert_eq!(server.balance(&buyer_key("b1")).await["balance"], "3000999980.00");
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn data_files_are_private_and_loose_ones_are_narrowed_at_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, toml_of(&pull_market())).unwrap();
+    let data = dir.path().join("data");
+    let (public, ops, grpc) = ports();
+    let mut child = spawn(&config, &data, (public, ops, grpc), &[]);
+    wait_ready(ops).await;
+    let (status, _) = post_keyed(&format!("http://127.0.0.1:{public}"), "m-1", &lead("solar", 1)).await;
+    assert_eq!(status, 200);
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    child.wait().unwrap();
+    assert_eq!(mode(&data), 0o700);
+    assert_eq!(mode(&data.join("admin-token")), 0o600);
+    assert_eq!(mode(&data.join("journal")), 0o700);
+    let segment = segment_paths(&data).remove(0);
+    assert_eq!(mode(&segment), 0o600, "the journal holds keys, secrets and PII");
+
+    std::fs::set_permissions(&segment, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (public, ops, grpc) = ports();
+    let mut child = spawn(&config, &data, (public, ops, grpc), &[]);
+    wait_ready(ops).await;
+    assert_eq!((mode(&segment), mode(&data)), (0o600, 0o700), "narrowed at start");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
