@@ -252,6 +252,8 @@ async fn embedded_router(options: &ServerOptions, postal: &'static PostalTable) 
         })
         .map_err(|e| storage(&e))?;
     restoring.finish();
+    // Replay held every sale; memory keeps those inside their return window.
+    router.sweep_records();
     router.journal_account_changes(&said).await.map_err(|e| storage(&e))?;
     tracing::info!(
         events = recovery.events,

@@ -304,6 +304,7 @@ impl Router {
     /// Forgets dedup keys and idempotency records past their windows (days, hours): a walk
     /// over every record, so it runs about once a minute, not on the request path.
     pub fn sweep_records(&self) {
+        self.forget_closed_sales();
         let now = self.clock.now();
         let longest_dedup = self.market().campaigns().map(|c| c.campaign.dedup_days).max().unwrap_or(0);
         self.dedup.sweep(now, chrono::Duration::days(i64::from(longest_dedup)));

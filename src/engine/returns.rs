@@ -6,6 +6,8 @@
 //! memory follows. An approval credits the budget before its `ReturnResolved` is journaled
 //! and takes the credit back if the journal refuses, like a top-up.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use super::{EngineError, Router};
@@ -17,6 +19,7 @@ use crate::ids;
 use crate::store::journal::InternalRecord;
 use crate::store::outbox::{Message, MessageKind, Recipient, Requires};
 use crate::store::returns::{Claim, Stored};
+use crate::store::sales::Sale;
 use crate::telemetry;
 
 /// `POST /v1/returns` (and one row of the bulk CSV).
@@ -32,6 +35,8 @@ pub struct ReturnInput {
 /// Terms for a sale journaled before sales carried their own: the campaign's now, or, if
 /// the campaign is gone, a week under an operator's eye.
 const FALLBACK_TERMS: ReturnTerms = ReturnTerms { window_days: 7, require_approval: true };
+/// Sales stay in memory this long past their return window, then only on disk.
+const SALE_KEPT_AFTER_WINDOW: chrono::Duration = chrono::Duration::hours(1);
 
 /// A return as one party sees it (API answers and notifications): the same facts, with
 /// the money of that party only.
@@ -107,13 +112,10 @@ impl Router {
     /// once when the sale's terms say so.
     pub async fn request_return(&self, buyer_id: &str, input: ReturnInput) -> Result<LeadReturn, EngineError> {
         // Another buyer's sale is as unknown as one that never existed.
-        let sale = self.sales.get(&input.sale_id).filter(|sale| sale.buyer_id == buyer_id);
+        let sale = self.sale(&input.sale_id).await?.filter(|sale| sale.buyer_id == buyer_id);
         let sale = sale.ok_or(EngineError::NotFound("sale"))?;
         let market = self.market();
-        let terms = sale
-            .return_terms
-            .or_else(|| market.campaign(&sale.campaign_id).map(|c| ReturnTerms::of(&c.campaign)))
-            .unwrap_or(FALLBACK_TERMS);
+        let terms = self.return_terms(&market, &sale);
         let reasons = match market.vertical(&sale.vertical) {
             Some(vertical) => vertical.return_reasons(),
             None => DEFAULT_RETURN_REASONS.iter().map(|r| r.to_string()).collect(),
@@ -282,12 +284,49 @@ impl Router {
         self.queue_message(MessageKind::Notification, recipient, url, body, timeout_ms, requires).await
     }
 
+    /// A sale by id: from memory while its return window is open, else from disk.
+    pub async fn sale(&self, sale_id: &str) -> Result<Option<Sale>, EngineError> {
+        if let Some(sale) = self.sales.get(sale_id) {
+            return Ok(Some(sale));
+        }
+        let journal = Arc::clone(&self.journal);
+        let sale_id = sale_id.to_string();
+        let found = tokio::task::spawn_blocking(move || journal.find_sale(&sale_id))
+            .await
+            .map_err(|e| EngineError::Unavailable(format!("sale lookup: {e}")))?;
+        found.map_err(|e| EngineError::Unavailable(e.to_string()))
+    }
+
+    /// The return terms a sale was made with (the campaign's today for sales journaled
+    /// before terms were).
+    fn return_terms(&self, market: &crate::domain::market::Market, sale: &Sale) -> ReturnTerms {
+        sale.return_terms
+            .or_else(|| market.campaign(&sale.campaign_id).map(|c| ReturnTerms::of(&c.campaign)))
+            .unwrap_or(FALLBACK_TERMS)
+    }
+
+    /// Forgets sales whose return window closed more than `SALE_KEPT_AFTER_WINDOW` ago (a
+    /// late return still gets `return_window_closed`, from the sale on disk).
+    pub(super) fn forget_closed_sales(&self) -> usize {
+        if self.is_shared() {
+            // Several nodes look sales up in their mirror of the shared ledger, not on disk.
+            return 0;
+        }
+        let market = self.market();
+        let horizon = self.clock.now() - SALE_KEPT_AFTER_WINDOW;
+        self.sales.retain(|sale| self.return_terms(&market, sale).closes_at(sale.sold_at) > horizon)
+    }
+
     /// Puts back a resolved return read from the ledger at start, with its credit.
     pub(super) async fn replay_return(&self, event: &ReturnResolved) -> Result<(), EngineError> {
         if !event.credit.is_zero() {
             self.budget.top_up(&event.buyer_id, event.credit).await?;
         }
-        match self.sales.get(&event.sale_id) {
+        let sale = match self.sales.get(&event.sale_id) {
+            Some(sale) => Some(sale),
+            None => self.journal.find_sale(&event.sale_id).map_err(|e| EngineError::Unavailable(e.to_string()))?,
+        };
+        match sale {
             Some(sale) => self.returns.put(LeadReturn::from_event(event, &sale), event.revision),
             // Cannot happen (a return is only taken for a journaled sale); the credit stands.
             None => {

@@ -131,6 +131,11 @@ pub trait Ledger: EventLog {
     fn failure(&self) -> Option<String> {
         None
     }
+    /// A settled sale by id from durable storage (memory keeps only sales inside their
+    /// return window). None where the ledger cannot look sales up.
+    fn find_sale(&self, _sale_id: &str) -> Result<Option<crate::domain::ledger::SaleSettled>, LogError> {
+        Ok(None)
+    }
     /// Changes to `Some(reason)` when a write fails for good.
     fn failures(&self) -> tokio::sync::watch::Receiver<Option<String>> {
         tokio::sync::watch::channel(None).1

@@ -1,4 +1,6 @@
-//! Settled sales by id, rebuilt from the journal at start (returns look sales up here).
+//! Settled sales by id while their return window is open, rebuilt from the journal at
+//! start (returns look sales up here). Older sales are forgotten from memory; the journal
+//! finds them on disk (`Ledger::find_sale`).
 
 use dashmap::DashMap;
 
@@ -29,6 +31,13 @@ impl Sales {
 
     pub fn is_empty(&self) -> bool {
         self.by_id.is_empty()
+    }
+
+    /// Forgets the sales `keep` says no to; answers how many were forgotten.
+    pub fn retain(&self, mut keep: impl FnMut(&Sale) -> bool) -> usize {
+        let before = self.by_id.len();
+        self.by_id.retain(|_, sale| keep(sale));
+        before - self.by_id.len()
     }
 
     pub fn all(&self) -> Vec<Sale> {

@@ -20,6 +20,7 @@ use leadrouter::buyers::signature;
 use leadrouter::clock::{Clock, ManualClock, SystemClock};
 use leadrouter::domain::retry::RetryPolicy;
 use leadrouter::server::{self, FileConfig, RunningServer, ServerOptions};
+use leadrouter::store::journal::JournalOptions;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
@@ -60,9 +61,20 @@ async fn start_with_clock(config: Value, clock: Arc<dyn Clock>) -> TestServer {
 
 /// Starts a server on an existing data dir (a restart).
 pub async fn start_in(config: Value, clock: Arc<dyn Clock>, data: tempfile::TempDir) -> TestServer {
+    start_with_journal(config, clock, data, JournalOptions::default()).await
+}
+
+/// `start_in` with the journal laid out as `journal` says (small segments, say).
+pub async fn start_with_journal(
+    config: Value,
+    clock: Arc<dyn Clock>,
+    data: tempfile::TempDir,
+    journal: JournalOptions,
+) -> TestServer {
     let config: FileConfig = serde_json::from_value(config).expect("test config");
     let options = ServerOptions {
         retry: TEST_RETRY,
+        journal,
         ..ServerOptions::ephemeral(data.path().to_path_buf(), config, clock, ADMIN_TOKEN)
     };
     let running = server::start(options).await.expect("server starts");

@@ -323,3 +323,48 @@ async fn concurrent_returns_and_decisions_credit_once() {
     assert_eq!(server.balance(&b1).await["balance"], "1000.00", "each sale credited exactly once");
     assert_eq!(resolved_events(&server).len(), 2);
 }
+
+#[tokio::test]
+async fn sales_past_their_window_leave_memory_and_late_returns_are_answered_from_disk() {
+    let (sink, notify) = (mock_buyer(|_, _| accept()).await, mock_buyer(|_, _| accept()).await);
+    let clock = ManualClock::new(start_of_test());
+    let small = leadrouter::store::journal::JournalOptions { segment_bytes: 4_096 };
+    let data = tempfile::tempdir().unwrap();
+    let server = start_with_journal(market(&sink, &notify), Arc::new(clock.clone()), data, small).await;
+    let mut sold = Vec::new();
+    for n in 0..30 {
+        sold.push(sell(&server, "roofing", n).await);
+    }
+    let fresh = sell(&server, "solar", 100).await;
+    // Roofing's window is 3 days, solar's 7: after 4 days only the solar sale stays.
+    clock.advance(Duration::days(4));
+    server.running.router.sweep_records();
+    assert_eq!(server.running.router.sales().len(), 1, "only the sale inside its window is in memory");
+    for (sale_id, which) in [(&sold[0], "in a sealed segment"), (&sold[29], "in the segment being written")] {
+        let late = request_return(&server, &buyer_key("b1"), &json!({"sale_id": sale_id, "reason": "other"})).await;
+        assert_eq!(late.status, 422, "{which}: {}", late.json);
+        assert_eq!(late.json["error"]["code"], "return_window_closed", "{which}: {}", late.json);
+    }
+    let foreign = request_return(&server, &buyer_key("b2"), &json!({"sale_id": sold[3], "reason": "other"})).await;
+    assert_eq!(foreign.status, 404, "another buyer's sale stays unknown, also from disk");
+    let unknown =
+        request_return(&server, &buyer_key("b1"), &json!({"sale_id": "sal_doesnotexist000000", "reason": "other"}))
+            .await;
+    assert_eq!(unknown.status, 404);
+    let in_window = request_return(&server, &buyer_key("b1"), &json!({"sale_id": fresh, "reason": "other"})).await;
+    assert_eq!(in_window.status, 201, "{}", in_window.json);
+
+    // After a restart the sidecars answer for the sealed segments, and memory holds only
+    // what is inside its window.
+    let data = server.stop().await;
+    let journal_dir = data.path().join("journal");
+    let sidecars = std::fs::read_dir(&journal_dir)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "sales"))
+        .count();
+    assert!(sidecars >= 3, "every sealed segment has a sale index: {sidecars}");
+    let server = start_with_journal(market(&sink, &notify), Arc::new(clock.clone()), data, small).await;
+    assert_eq!(server.running.router.sales().len(), 1);
+    let late = request_return(&server, &buyer_key("b1"), &json!({"sale_id": sold[10], "reason": "other"})).await;
+    assert_eq!(late.json["error"]["code"], "return_window_closed", "{}", late.json);
+}

@@ -44,13 +44,14 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::files;
 use super::outbox::Message;
 use super::{EventLog, LogError};
-use crate::domain::ledger::{Event, LedgerEvent};
+use crate::domain::ledger::{Event, LedgerEvent, SaleSettled};
 use crate::domain::market::ConfigChange;
 use crate::domain::returns::LeadReturn;
 use frame::{BatchBuilder, Record};
 use segments::{ReadError, Segment, SparseIndex};
 
 pub mod frame;
+pub mod sale_index;
 pub mod segments;
 
 /// Appends waiting for the writer before `append` itself waits: bounds memory when the
@@ -231,6 +232,9 @@ struct SegmentState {
 /// What the writer and the readers share.
 struct Shared {
     segments: RwLock<Vec<SegmentState>>,
+    /// (sale id hash, batch offset) of the sales in the segment being written; sealed
+    /// segments have theirs in a sidecar (`sale_index`).
+    active_sales: parking_lot::Mutex<Vec<(u64, u64)>>,
     recent: RwLock<VecDeque<Arc<LedgerEvent>>>,
     last: watch::Sender<u64>,
     fsyncs: AtomicU64,
@@ -260,7 +264,7 @@ impl Journal {
             files::sync_dir(dir)?;
             listed.push(first);
         }
-        let (states, recovery) = recover(&listed)?;
+        let (states, recovery, active_sales) = recover(&listed)?;
         let index = states.last().and_then(|state| state.index.as_deref().cloned()).unwrap_or_default();
         let active = listed.last().cloned().ok_or_else(|| JournalError::Io("no segment".into()))?;
         let mut file = files::options().read(true).write(true).open(&active.path)?;
@@ -269,6 +273,7 @@ impl Journal {
         metrics::gauge!(crate::telemetry::LEDGER_SEQUENCE).set(recovery.last_sequence as f64);
         let shared = Arc::new(Shared {
             segments: RwLock::new(states),
+            active_sales: parking_lot::Mutex::new(active_sales),
             recent: RwLock::new(VecDeque::new()),
             last: watch::channel(recovery.last_sequence).0,
             fsyncs: AtomicU64::new(0),
@@ -392,6 +397,47 @@ impl Journal {
         Ok(out)
     }
 
+    /// A sale by id from disk (sales past their return window are not kept in memory).
+    pub fn find_sale(&self, sale_id: &str) -> Result<Option<SaleSettled>, LogError> {
+        let hash = sale_index::hash(sale_id);
+        let (active_offsets, plan) = {
+            let states = self.shared.segments.read();
+            let active = self.shared.active_sales.lock();
+            let offsets: Vec<u64> = active.iter().filter(|(h, _)| *h == hash).map(|(_, offset)| *offset).collect();
+            let plan: Vec<(PathBuf, u64)> = states.iter().map(|s| (s.segment.path.clone(), s.end)).collect();
+            (offsets, plan)
+        };
+        let Some(((active_path, active_end), sealed)) = plan.split_last() else { return Ok(None) };
+        for offset in active_offsets {
+            if let Some(sale) =
+                sale_index::sale_in_batch(active_path, offset, *active_end, sale_id).map_err(|e| log_error(e, 0))?
+            {
+                return Ok(Some(sale));
+            }
+        }
+        for (path, end) in sealed.iter().rev() {
+            let offsets = match sale_index::offsets_in_sidecar(path, hash) {
+                Some(offsets) => offsets,
+                None => {
+                    let entries = sale_index::entries_of(path, *end).map_err(|e| log_error(e, 0))?;
+                    let offsets = entries.iter().filter(|(h, _)| *h == hash).map(|(_, offset)| *offset).collect();
+                    if let Err(error) = sale_index::write(path, entries) {
+                        tracing::warn!(%error, segment = %path.display(), "sale index not rewritten");
+                    }
+                    offsets
+                }
+            };
+            for offset in offsets {
+                if let Some(sale) =
+                    sale_index::sale_in_batch(path, offset, *end, sale_id).map_err(|e| log_error(e, 0))?
+                {
+                    return Ok(Some(sale));
+                }
+            }
+        }
+        Ok(None)
+    }
+
     fn build_index(&self, position: usize, path: &Path, end: u64) -> Result<Arc<SparseIndex>, LogError> {
         let index = Arc::new(SparseIndex::build(path, end).map_err(|e| log_error(e, 0))?);
         if let Some(state) = self.shared.segments.write().get_mut(position) {
@@ -432,6 +478,10 @@ impl super::Ledger for Journal {
         Journal::failures(self)
     }
 
+    fn find_sale(&self, sale_id: &str) -> Result<Option<SaleSettled>, LogError> {
+        Journal::find_sale(self, sale_id)
+    }
+
     fn event_log(self: Arc<Self>) -> Arc<dyn EventLog> {
         self
     }
@@ -465,12 +515,14 @@ impl EventLog for Journal {
 
 /// Checks every segment and cuts a torn tail off the newest; answers the readers' view of
 /// the segments and what recovery found.
-fn recover(listed: &[Segment]) -> Result<(Vec<SegmentState>, Recovery), JournalError> {
+#[allow(clippy::type_complexity)]
+fn recover(listed: &[Segment]) -> Result<(Vec<SegmentState>, Recovery, Vec<(u64, u64)>), JournalError> {
     let mut states = Vec::with_capacity(listed.len());
     let mut last_sequence = listed[0].first_sequence.saturating_sub(1);
     let mut events = 0;
     let mut config_changes = Vec::new();
     let mut truncated = None;
+    let mut sales = Vec::new();
     for (n, segment) in listed.iter().enumerate() {
         let newest = n + 1 == listed.len();
         if n > 0 && segment.number != listed[n - 1].number + 1 {
@@ -490,6 +542,7 @@ fn recover(listed: &[Segment]) -> Result<(Vec<SegmentState>, Recovery), JournalE
         }
         let bytes = std::fs::read(&segment.path)?;
         let mut index = SparseIndex::default();
+        sales.clear();
         let mut offset = 0usize;
         while offset < bytes.len() {
             let checked = frame::check_batch(&bytes[offset..])
@@ -525,6 +578,9 @@ fn recover(listed: &[Segment]) -> Result<(Vec<SegmentState>, Recovery), JournalE
                         last_sequence = event.sequence;
                         events += 1;
                         first_in_batch.get_or_insert(event.sequence);
+                        if let Event::SaleSettled(sale) = &event.event {
+                            sales.push((sale_index::hash(&sale.sale_id), offset as u64));
+                        }
                     }
                     Record::Internal(InternalRecord::ConfigChanged { change, .. }) => config_changes.push(change),
                     Record::Internal(_) => {}
@@ -535,10 +591,13 @@ fn recover(listed: &[Segment]) -> Result<(Vec<SegmentState>, Recovery), JournalE
             }
             offset += used;
         }
+        if !newest && !sale_index::sidecar_checks_out(&segment.path) {
+            sale_index::write(&segment.path, std::mem::take(&mut sales))?;
+        }
         states.push(SegmentState { segment: segment.clone(), end: offset as u64, index: Some(Arc::new(index)) });
     }
     let recovery = Recovery { events, last_sequence, truncated, config_changes, segments: listed.len() };
-    Ok((states, recovery))
+    Ok((states, recovery, sales))
 }
 
 /// Cuts a torn tail off the newest segment, durably, and says so.
@@ -652,6 +711,7 @@ impl Writer {
     fn write_batch(&mut self, batch: Vec<Append>) -> Result<(), String> {
         self.buffer.clear();
         let mut written: Vec<Option<LedgerEvent>> = Vec::with_capacity(batch.len());
+        let mut sales = Vec::new();
         let mut sequence = self.last_sequence;
         let mut builder = BatchBuilder::new(&mut self.buffer);
         let mut encoded = Ok(());
@@ -660,6 +720,9 @@ impl Writer {
                 Pending::Ledger { event, at } => {
                     sequence += 1;
                     let event = LedgerEvent { sequence, at: *at, event: event.clone() };
+                    if let Event::SaleSettled(sale) = &event.event {
+                        sales.push(sale_index::hash(&sale.sale_id));
+                    }
                     (builder.push_ledger(&event), Some(event))
                 }
                 Pending::Internal(record) => (builder.push_internal(record), None),
@@ -689,6 +752,7 @@ impl Writer {
         self.length += self.buffer.len() as u64;
         let indexed = written.iter().flatten().next().is_some_and(|first| self.index.note(first.sequence, offset));
         self.last_sequence = sequence;
+        self.shared.active_sales.lock().extend(sales.into_iter().map(|hash| (hash, offset)));
         self.publish(&written, indexed);
         for (append, event) in batch.into_iter().zip(written) {
             let _ = append.done.send(Ok(event));
@@ -721,10 +785,20 @@ impl Writer {
 
     /// Seals the segment (already fsynced) and starts the next.
     fn roll(&mut self) -> io::Result<()> {
+        let sales = self.shared.active_sales.lock().clone();
+        if let Err(error) = sale_index::write(&self.segment.path, sales) {
+            // The segment is the truth; a lookup rebuilds a missing sidecar.
+            tracing::warn!(%error, segment = %self.segment.name(), "sale index of a sealed segment not written");
+        }
         let next = Segment::new(&self.dir, self.segment.number + 1, self.last_sequence + 1);
         let file = files::options().read(true).write(true).create_new(true).open(&next.path)?;
         files::sync_dir(&self.dir)?;
-        self.shared.segments.write().push(SegmentState { segment: next.clone(), end: 0, index: None });
+        // Readers see the sealed segment's sales in its sidecar from the moment they stop
+        // seeing them in memory.
+        let mut states = self.shared.segments.write();
+        states.push(SegmentState { segment: next.clone(), end: 0, index: None });
+        self.shared.active_sales.lock().clear();
+        drop(states);
         self.segment = next;
         self.file = file;
         self.length = 0;
