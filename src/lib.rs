@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod buyers;
+pub mod checkpoints;
 pub mod clock;
 pub mod domain;
 pub mod engine;

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::api::{self, AppState, Listener};
+use crate::checkpoints::{self, Checkpoint};
 use crate::clock::Clock;
 use crate::domain::geo::PostalTable;
 use crate::domain::market::{ConfigChange, Market, MarketConfig, MarketError};
@@ -24,8 +25,7 @@ use crate::domain::retry::RetryPolicy;
 use crate::engine::{AccountsSaid, EngineError, Router, SharedStores};
 use crate::ledger;
 use crate::store::files;
-use crate::store::journal::frame::Record;
-use crate::store::journal::{InternalRecord, Journal, JournalOptions};
+use crate::store::journal::{verify, InternalRecord, Journal, JournalOptions};
 use crate::store::memory::MemoryBudget;
 use crate::store::redis::RedisConnection;
 use crate::store::redis_budget::RedisBudget;
@@ -45,8 +45,6 @@ pub const DEMO_CONFIG: &str = include_str!("../config/demo.toml");
 const SWEEP_HOLDS_EVERY: Duration = Duration::from_secs(1);
 /// How often dedup keys and idempotency records (windows of hours and days) are swept.
 const SWEEP_RECORDS_EVERY: Duration = Duration::from_secs(60);
-/// Ledger events replayed at a time at start (read from disk, never all at once).
-const REPLAY_CHUNK: usize = 4_096;
 /// A client gets this long to send its request headers (slowloris guard).
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// In-flight requests get this long to finish on shutdown.
@@ -176,9 +174,12 @@ pub struct RunningServer {
 pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError> {
     let postal = PostalTable::bundled();
     crate::domain::phone::warm_up();
-    let router = match &options.redis {
-        None => embedded_router(&options, postal).await?,
-        Some(redis) => shared_router(&options, redis, postal).await?,
+    let (router, journal) = match &options.redis {
+        None => {
+            let (router, journal) = embedded_router(&options, postal).await?;
+            (router, Some(journal))
+        }
+        Some(redis) => (shared_router(&options, redis, postal).await?, None),
     };
     for topup in &options.config.topups {
         match router.top_up(&topup.buyer_id, topup.amount, &topup.reference).await {
@@ -199,7 +200,7 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
     let (stop, stopped) = watch::channel(false);
     let log: Arc<dyn EventLog> = Arc::clone(router.journal()).event_log();
     let grpc_stopped = stopped.clone();
-    let tasks = vec![
+    let mut tasks = vec![
         tokio::spawn(serve(public, Listener::Public, Arc::clone(&state), stopped.clone())),
         tokio::spawn(serve(ops, Listener::Ops, Arc::clone(&state), stopped.clone())),
         tokio::spawn(async move {
@@ -212,57 +213,89 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
         tokio::spawn(Arc::clone(&router).follow_config(stopped.clone())),
         tokio::spawn(Arc::clone(&router).follow_ledger(stopped.clone())),
         tokio::spawn(Arc::clone(&router).follow_internal(stopped.clone())),
-        tokio::spawn(sweep(Arc::clone(&router), stopped)),
+        tokio::spawn(sweep(Arc::clone(&router), stopped.clone())),
     ];
+    if let Some(journal) = journal {
+        let clock = Arc::clone(&options.clock);
+        tasks.push(tokio::spawn(checkpoints::run(journal, Arc::clone(&router), postal, clock, stopped)));
+    }
     Ok(RunningServer { public_addr, ops_addr, grpc_addr, router, state, stop, tasks })
 }
 
 /// One node: the journal is the ledger and the record of admin changes; balances, caps,
 /// dedup keys and the rest are rebuilt from it into memory.
-async fn embedded_router(options: &ServerOptions, postal: &'static PostalTable) -> Result<Arc<Router>, ServerError> {
+async fn embedded_router(
+    options: &ServerOptions,
+    postal: &'static PostalTable,
+) -> Result<(Arc<Router>, Arc<Journal>), ServerError> {
     let storage = |error: &dyn std::fmt::Display| ServerError::Storage(error.to_string());
     files::create_dir_all(&options.data_dir).map_err(|e| storage(&e))?;
     files::tighten(&options.data_dir).map_err(|e| storage(&e))?;
     let started = std::time::Instant::now();
-    let (journal, recovery) =
-        Journal::open_with(&options.data_dir.join("journal"), options.journal).map_err(|e| storage(&e))?;
-    let changes: Vec<&ConfigChange> = recovery.config_changes.iter().collect();
-    let market = with_admin_changes(&options.config.market, &changes, postal)?;
+    let journal_dir = options.data_dir.join("journal");
+    let checkpoint = match checkpoints::load(&journal_dir) {
+        Ok(checkpoint) => checkpoint,
+        Err(error) => {
+            // The whole journal is still the truth: opening it without the checkpoint
+            // checks that every segment is there, and refuses to start if not.
+            tracing::error!(%error, "the checkpoint is damaged: replaying the whole journal instead");
+            None
+        }
+    };
+    let resume = checkpoint.as_ref().map(Checkpoint::resume);
+    let (journal, recovery) = Journal::open_resuming(&journal_dir, options.journal, resume).map_err(|e| storage(&e))?;
+    let mut changes: Vec<ConfigChange> = checkpoint.as_ref().map(|c| c.config_changes.clone()).unwrap_or_default();
+    changes.extend(recovery.config_changes.iter().cloned());
+    let market = with_admin_changes(&options.config.market, &changes.iter().collect::<Vec<_>>(), postal)?;
     let journal = Arc::new(journal);
     let clock = Arc::clone(&options.clock);
     let router = Arc::new(Router::new(market, postal, clock, Arc::new(MemoryBudget::new()), Arc::clone(&journal) as _));
-    // Two passes over the journal, read from disk in chunks: the ledger first (sales and
-    // resolved returns decide which internal records count), then the internal records.
-    let mut said = AccountsSaid::default();
-    let mut after = 0;
-    loop {
-        let chunk = journal.read_after(after, REPLAY_CHUNK).map_err(|e| storage(&e))?;
-        let Some(last) = chunk.last() else { break };
-        after = last.sequence;
-        chunk.iter().for_each(|event| said.note(event));
-        router.replay(&chunk).await.map_err(|e| storage(&e))?;
-    }
-    let mut restoring = router.restoring();
-    journal
-        .scan(false, |record| {
-            if let Record::Internal(record) = record {
-                restoring.take(record);
-            }
-            Ok(())
-        })
+    let (mut said, awaiting) = match checkpoint {
+        Some(checkpoint) => router.import_state(checkpoint.state),
+        None => (AccountsSaid::default(), Vec::new()),
+    };
+    let span = checkpoints::Span {
+        after_sequence: resume.map_or(0, |r| r.last_sequence),
+        through_sequence: None,
+        from_segment: resume.map_or(0, |r| r.segment),
+        to_segment: u64::MAX,
+    };
+    let mut tail_changes = Vec::new();
+    let orphans = checkpoints::replay_span(&router, &journal, &span, &mut said, awaiting, &mut tail_changes)
+        .await
         .map_err(|e| storage(&e))?;
-    restoring.finish();
-    // Replay held every sale; memory keeps those inside their return window.
+    if !orphans.is_empty() {
+        tracing::info!(records = orphans.len(), "records whose fact never reached the journal were dropped");
+    }
+    if let Some(resume) = resume {
+        scrub_covered_segments(journal_dir.clone(), resume.segment);
+    }
+    // Replay held every sale of the tail; memory keeps those inside their return window.
     router.sweep_records();
     router.journal_account_changes(&said).await.map_err(|e| storage(&e))?;
     tracing::info!(
-        events = recovery.events,
+        checkpoint = resume.map_or(0, |r| r.last_sequence),
+        replayed = recovery.events,
         last_sequence = recovery.last_sequence,
         segments = recovery.segments,
         ms = started.elapsed().as_millis() as u64,
         "journal replayed"
     );
-    Ok(router)
+    Ok((router, journal))
+}
+
+/// Checks, in the background, the segments a start skipped because its checkpoint covers
+/// them: damage there loses nothing acknowledged (the checkpoint holds it), but an operator
+/// must hear of it, loudly, and replace the disk or restore a backup.
+fn scrub_covered_segments(journal_dir: std::path::PathBuf, covered_before: u64) {
+    tokio::task::spawn_blocking(move || match verify::verify(&journal_dir, 0, covered_before) {
+        Ok(report) => {
+            for finding in &report.damage {
+                tracing::error!(damage = %finding, "journal damage in a segment the checkpoint covers: every acknowledged sale is still in the checkpoint; run `leadrouter journal verify` and restore a backup");
+            }
+        }
+        Err(error) => tracing::error!(%error, "the segments the checkpoint covers could not be read"),
+    });
 }
 
 /// Several nodes: balances, holds, caps, dedup keys, ping contexts, claims, admin changes

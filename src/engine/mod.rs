@@ -13,6 +13,7 @@ mod ping;
 mod post;
 mod returns;
 mod shared;
+mod snapshot;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -25,6 +26,7 @@ pub use answers::{LeadAnswer, PingAnswer};
 pub use post::PostInput;
 pub use returns::{ReturnAmounts, ReturnInput, ReturnView};
 pub use shared::SharedStores;
+pub use snapshot::RouterState;
 
 use crate::buyers::BuyerClient;
 use crate::clock::Clock;
@@ -376,13 +378,16 @@ impl Router {
         for record in records {
             restoring.take(record);
         }
-        restoring.finish();
+        let orphans = restoring.finish();
+        if !orphans.is_empty() {
+            tracing::info!(records = orphans.len(), "records whose fact never reached the journal were dropped");
+        }
     }
 
     /// `restore`, one record at a time (start-up streams them from disk).
     pub fn restoring(&self) -> Restoring<'_> {
         let horizon = self.clock.now() - chrono::Duration::hours(crate::store::idempotency::IDEMPOTENCY_TTL_HOURS);
-        Restoring { router: self, horizon, outbox: outbox::OutboxReplay::default() }
+        Restoring { router: self, horizon, outbox: outbox::OutboxReplay::default(), awaiting: Vec::new() }
     }
 
     /// Makes the first answer to an `Idempotency-Key` durable before it is returned, so a
@@ -437,7 +442,7 @@ impl Router {
 }
 
 /// What the ledger last said of each account, gathered while it is replayed.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, serde::Serialize, serde::Deserialize)]
 pub struct AccountsSaid {
     buyers: std::collections::HashMap<String, crate::domain::model::Buyer>,
     suppliers: std::collections::HashMap<String, crate::domain::model::Supplier>,
@@ -462,6 +467,7 @@ pub struct Restoring<'a> {
     router: &'a Router,
     horizon: chrono::DateTime<chrono::Utc>,
     outbox: outbox::OutboxReplay,
+    awaiting: Vec<InternalRecord>,
 }
 
 impl Restoring<'_> {
@@ -483,19 +489,25 @@ impl Restoring<'_> {
             InternalRecord::PullLead { buyer_id, sale_id, position, lead } if router.sales.contains(&sale_id) => {
                 router.pull.put(&buyer_id, position, lead);
             }
-            InternalRecord::PullLead { .. } => {}
+            pull @ InternalRecord::PullLead { .. } => self.awaiting.push(pull),
             InternalRecord::ReturnRequested { lead_return, revision } => router.returns.put(*lead_return, revision),
             InternalRecord::ConfigChanged { .. } => {}
             outbox @ (InternalRecord::OutboxQueued { .. }
             | InternalRecord::OutboxFailed { .. }
             | InternalRecord::OutboxDelivered { .. }
             | InternalRecord::OutboxDeadLettered { .. }
-            | InternalRecord::OutboxRevived { .. }) => router.replay_outbox_record(&mut self.outbox, outbox),
+            | InternalRecord::OutboxRevived { .. }) => {
+                self.awaiting.extend(router.replay_outbox_record(&mut self.outbox, outbox));
+            }
         }
     }
 
-    pub fn finish(self) {
+    /// Completes the restore; answers the records whose fact was not journaled (a pull
+    /// lead or a message announced just before its sale): a checkpoint carries them to
+    /// the segments that follow, a start that has read everything drops them.
+    pub fn finish(self) -> Vec<InternalRecord> {
         self.router.restore_outbox(self.outbox);
+        self.awaiting
     }
 }
 

@@ -224,14 +224,20 @@ pub(super) struct OutboxReplay {
 
 impl Router {
     /// Takes in one of the journal's records for the outbox (after sales and returns are
-    /// back): a message whose fact never reached the journal is dropped with it.
-    pub(super) fn replay_outbox_record(&self, replay: &mut OutboxReplay, record: InternalRecord) {
+    /// back). A message whose fact is not journaled (yet) is handed back: the fact may
+    /// follow in a later segment, or it never reached the disk.
+    pub(super) fn replay_outbox_record(
+        &self,
+        replay: &mut OutboxReplay,
+        record: InternalRecord,
+    ) -> Option<InternalRecord> {
         let messages = &mut replay.messages;
         match record {
             InternalRecord::OutboxQueued { message } if self.fact_journaled(&message.requires) => {
                 let id = message.id.clone();
                 messages.insert(id, Replayed { message, attempts: 0, last_error: None, dead_since: None });
             }
+            queued @ InternalRecord::OutboxQueued { .. } => return Some(queued),
             InternalRecord::OutboxFailed { id, attempts, error } => {
                 if let Some(replayed) = messages.get_mut(&id) {
                     replayed.attempts = attempts;
@@ -256,6 +262,7 @@ impl Router {
             }
             _ => {}
         }
+        None
     }
 
     /// Rebuilds the outbox: undelivered messages are due at once, dead letters stay dead.

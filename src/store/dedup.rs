@@ -56,6 +56,25 @@ impl Dedup {
         }
     }
 
+    /// The keys marked sold, for a checkpoint (keys in flight belong to no sale yet).
+    pub fn export_sold(&self) -> Vec<(String, DateTime<Utc>)> {
+        self.keys
+            .iter()
+            .filter_map(|entry| match entry.value() {
+                Mark::Sold(at) => Some((crate::domain::dedup::to_hex(entry.key()), *at)),
+                Mark::Pending => None,
+            })
+            .collect()
+    }
+
+    pub fn import_sold(&self, keys: Vec<(String, DateTime<Utc>)>) {
+        for (key, at) in keys {
+            if let Some(key) = crate::domain::dedup::from_hex(&key) {
+                self.keys.insert(key, Mark::Sold(at));
+            }
+        }
+    }
+
     /// Forgets sales older than the longest dedup window in use.
     pub fn sweep(&self, now: DateTime<Utc>, longest: Duration) {
         self.keys.retain(|_, mark| match mark {
@@ -88,6 +107,14 @@ impl super::DedupClaims for Dedup {
 
     fn sweep(&self, now: DateTime<Utc>, longest: Duration) {
         Dedup::sweep(self, now, longest);
+    }
+
+    fn export(&self) -> Vec<(String, DateTime<Utc>)> {
+        self.export_sold()
+    }
+
+    fn import(&self, keys: Vec<(String, DateTime<Utc>)>) {
+        self.import_sold(keys);
     }
 }
 

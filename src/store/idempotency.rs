@@ -34,6 +34,26 @@ pub enum Begin {
     Conflict,
 }
 
+/// An answered `Idempotency-Key` as a checkpoint keeps it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AnswerState {
+    pub supplier_id: String,
+    pub key: String,
+    pub body_hash: String,
+    pub status: u16,
+    pub body: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An `external_id` claim as a checkpoint keeps it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ExternalIdState {
+    pub supplier_id: String,
+    pub external_id: String,
+    pub lead_id: String,
+    pub at: DateTime<Utc>,
+}
+
 #[derive(Default)]
 pub struct Idempotency {
     records: DashMap<(String, String), Arc<Record>>,
@@ -101,6 +121,49 @@ impl Idempotency {
             return Ok(());
         }
         Err(entry.0.clone())
+    }
+
+    /// The answered records and external id claims, for a checkpoint.
+    pub fn export(&self) -> (Vec<AnswerState>, Vec<ExternalIdState>) {
+        let answers = self
+            .records
+            .iter()
+            .filter_map(|entry| {
+                let answer = entry.answer.get()?;
+                Some(AnswerState {
+                    supplier_id: entry.key().0.clone(),
+                    key: entry.key().1.clone(),
+                    body_hash: hex::encode(entry.body_hash),
+                    status: answer.status,
+                    body: String::from_utf8_lossy(&answer.body).into_owned(),
+                    created_at: entry.created_at,
+                })
+            })
+            .collect();
+        let external_ids = self
+            .external_ids
+            .iter()
+            .map(|entry| ExternalIdState {
+                supplier_id: entry.key().0.clone(),
+                external_id: entry.key().1.clone(),
+                lead_id: entry.value().0.clone(),
+                at: entry.value().1,
+            })
+            .collect();
+        (answers, external_ids)
+    }
+
+    pub fn import(&self, answers: Vec<AnswerState>, external_ids: Vec<ExternalIdState>) {
+        for answer in answers {
+            let mut hash = [0u8; 32];
+            if hex::decode_to_slice(&answer.body_hash, &mut hash).is_ok() {
+                let stored = StoredAnswer { status: answer.status, body: bytes::Bytes::from(answer.body) };
+                self.restore(&answer.supplier_id, &answer.key, hash, stored, answer.created_at);
+            }
+        }
+        for claim in external_ids {
+            self.restore_external_id(&claim.supplier_id, &claim.external_id, &claim.lead_id, claim.at);
+        }
     }
 
     pub fn sweep(&self, now: DateTime<Utc>) {

@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 
 use super::{Budget, BudgetError, HoldHandle};
 
-use crate::domain::budget::{BalanceView, BuyerBook, Funding, HoldRequest, ReplayedSale, Settled};
+use crate::domain::budget::{BalanceView, BookState, BuyerBook, Funding, HoldRequest, ReplayedSale, Settled};
 use crate::domain::money::Money;
 
 #[derive(Default)]
@@ -67,6 +67,16 @@ impl Budget for MemoryBudget {
     async fn replay_sale(&self, buyer_id: &str, sale: ReplayedSale<'_>) -> Result<(), BudgetError> {
         self.book(buyer_id).lock().replay_sale(&sale);
         Ok(())
+    }
+
+    fn export(&self) -> Vec<(String, BookState)> {
+        self.books.iter().map(|entry| (entry.key().to_string(), BookState::from(&*entry.value().lock()))).collect()
+    }
+
+    fn import(&self, books: Vec<(String, BookState)>) {
+        for (buyer_id, book) in books {
+            self.books.insert(Arc::from(buyer_id.as_str()), Arc::new(Mutex::new(BuyerBook::from(book))));
+        }
     }
 
     async fn expire(&self, now: DateTime<Utc>) -> Result<usize, BudgetError> {

@@ -5,6 +5,7 @@
 //! the same checks in one atomic script per buyer. The other stores are in memory for one
 //! node; they keep the shape the durable and Redis versions will have.
 
+pub mod checkpoint;
 pub mod dedup;
 pub mod event_mirror;
 pub mod files;
@@ -69,6 +70,11 @@ pub trait Budget: Send + Sync + 'static {
     async fn replay_sale(&self, buyer_id: &str, sale: ReplayedSale<'_>) -> Result<(), BudgetError>;
     /// Drops expired holds everywhere; answers how many buyers' books were swept.
     async fn expire(&self, now: DateTime<Utc>) -> Result<usize, BudgetError>;
+    /// Every book, for a checkpoint (embedded only: Redis keeps its own).
+    fn export(&self) -> Vec<(String, crate::domain::budget::BookState)> {
+        Vec::new()
+    }
+    fn import(&self, _books: Vec<(String, crate::domain::budget::BookState)>) {}
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -110,6 +116,11 @@ pub trait DedupClaims: Send + Sync + 'static {
     async fn release(&self, buyer_id: &str, keys: &[crate::domain::dedup::DedupKey]);
     /// Forgets sales older than the longest window in use (Redis expires keys itself).
     fn sweep(&self, now: DateTime<Utc>, longest: chrono::Duration);
+    /// The keys marked sold (hex) and when, for a checkpoint (embedded only).
+    fn export(&self) -> Vec<(String, DateTime<Utc>)> {
+        Vec::new()
+    }
+    fn import(&self, _keys: Vec<(String, DateTime<Utc>)>) {}
 }
 
 /// Where the engine writes what must outlive the process: ledger events, which get their

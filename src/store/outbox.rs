@@ -98,6 +98,15 @@ pub struct Delivery {
     pub dead_lettered_at: Option<DateTime<Utc>>,
 }
 
+/// A message not delivered, as a checkpoint keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutboxState {
+    pub message: Message,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub dead_since: Option<DateTime<Utc>>,
+}
+
 struct Slot {
     message: Message,
     attempts: u32,
@@ -178,6 +187,34 @@ impl Outbox {
         }
         drop(state);
         self.wake.notify_one();
+    }
+
+    /// Every message not delivered, for a checkpoint: due again at once after a restart,
+    /// dead letters stay dead.
+    pub fn export(&self) -> Vec<OutboxState> {
+        let state = self.state.lock();
+        state
+            .slots
+            .values()
+            .map(|slot| OutboxState {
+                message: slot.message.clone(),
+                attempts: slot.attempts,
+                last_error: slot.last_error.clone(),
+                dead_since: match slot.state {
+                    SlotState::Dead(at) => Some(at),
+                    SlotState::Waiting(_) | SlotState::Sending => None,
+                },
+            })
+            .collect()
+    }
+
+    pub fn import(&self, messages: Vec<OutboxState>, now: Instant) {
+        for m in messages {
+            match m.dead_since {
+                Some(at) => self.restore_dead(m.message, m.attempts, m.last_error, at),
+                None => self.restore(m.message, m.attempts, m.last_error, now),
+            }
+        }
     }
 
     /// Takes up to `max` messages due at `now` and marks them as being sent.

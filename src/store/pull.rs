@@ -68,6 +68,43 @@ impl PullQueues {
     }
 }
 
+/// One buyer's queue as a checkpoint keeps it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct QueueState {
+    pub buyer_id: String,
+    pub next: u64,
+    pub acknowledged: u64,
+    pub waiting: Vec<(u64, Value)>,
+}
+
+impl PullQueues {
+    pub fn export(&self) -> Vec<QueueState> {
+        self.by_buyer
+            .iter()
+            .map(|entry| {
+                let queue = entry.value().lock();
+                QueueState {
+                    buyer_id: entry.key().clone(),
+                    next: queue.next,
+                    acknowledged: queue.acknowledged,
+                    waiting: queue.waiting.iter().map(|(p, lead)| (*p, lead.clone())).collect(),
+                }
+            })
+            .collect()
+    }
+
+    pub fn import(&self, states: Vec<QueueState>) {
+        for state in states {
+            let queue = Queue {
+                next: state.next,
+                acknowledged: state.acknowledged,
+                waiting: state.waiting.into_iter().collect(),
+            };
+            self.by_buyer.insert(state.buyer_id, Mutex::new(queue));
+        }
+    }
+}
+
 impl Queue {
     fn forget_through(&mut self, through: u64) {
         if through > self.acknowledged {

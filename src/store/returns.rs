@@ -15,7 +15,7 @@ use crate::domain::returns::{LeadReturn, ReturnStatus};
 pub const RETURNS_PAGE_MAX: usize = 1_000;
 
 /// A return with its place in the feeds.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Stored {
     pub lead_return: LeadReturn,
     /// When it was requested, in revision order (the buyer's list cursor).
@@ -94,6 +94,25 @@ impl Returns {
         state.by_buyer.entry(lead_return.buyer_id.clone()).or_default().insert(created, id.clone());
         state.by_supplier.entry(lead_return.supplier_id.clone()).or_default().insert(revision, id.clone());
         state.by_id.insert(id, Stored { lead_return, created, revision });
+    }
+
+    /// Every return with its places, and the last revision, for a checkpoint.
+    pub fn export(&self) -> (Vec<Stored>, u64) {
+        let state = self.state.lock();
+        (state.by_id.values().cloned().collect(), state.last_revision)
+    }
+
+    pub fn import(&self, returns: Vec<Stored>, last_revision: u64) {
+        let mut state = self.state.lock();
+        state.last_revision = state.last_revision.max(last_revision);
+        for stored in returns {
+            let id = stored.lead_return.return_id.clone();
+            let (buyer, supplier) = (stored.lead_return.buyer_id.clone(), stored.lead_return.supplier_id.clone());
+            state.by_sale.insert(stored.lead_return.sale_id.clone(), id.clone());
+            state.by_buyer.entry(buyer).or_default().insert(stored.created, id.clone());
+            state.by_supplier.entry(supplier).or_default().insert(stored.revision, id.clone());
+            state.by_id.insert(id, stored);
+        }
     }
 
     pub fn get(&self, return_id: &str) -> Option<Stored> {

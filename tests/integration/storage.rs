@@ -298,8 +298,17 @@ fn segment_paths(data: &Path) -> Vec<PathBuf> {
     segments::list(&data.join("journal")).unwrap().into_iter().map(|s| s.path).collect()
 }
 
+/// `leadrouter journal verify` on `data`: its exit code and output.
+fn verify(data: &Path) -> (Option<i32>, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_leadrouter"))
+        .args(["journal", "verify", "--data-dir", data.to_str().unwrap()])
+        .output()
+        .unwrap();
+    (output.status.code(), String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_torn_tail_is_cut_but_a_flipped_bit_in_a_sealed_segment_stops_the_start_naming_it() {
+async fn a_torn_tail_is_cut_and_a_flipped_bit_is_never_silent() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("config.toml");
     std::fs::write(&config, toml_of(&pull_market())).unwrap();
@@ -307,6 +316,10 @@ async fn a_torn_tail_is_cut_but_a_flipped_bit_in_a_sealed_segment_stops_the_star
     sell_and_stop(&config, &data, 40).await;
     let listed = segment_paths(&data);
     assert!(listed.len() >= 5, "40 sales fill several 4 KiB segments: {}", listed.len());
+    assert!(data.join("journal/checkpoint").exists(), "sealed segments are checkpointed");
+    let (code, out) = verify(&data);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("ok"), "{out}");
 
     // A crash in the middle of a write: half a batch at the end of the newest segment.
     let newest = listed.last().unwrap();
@@ -316,27 +329,46 @@ async fn a_torn_tail_is_cut_but_a_flipped_bit_in_a_sealed_segment_stops_the_star
     let mut file = std::fs::OpenOptions::new().append(true).open(newest).unwrap();
     std::io::Write::write_all(&mut file, &torn).unwrap();
     drop(file);
+    let (code, out) = verify(&data);
+    assert_eq!(code, Some(0), "a torn tail is no damage: {out}");
+    assert!(out.contains("torn tail"), "{out}");
     let (public, ops, grpc) = ports();
     let mut child = spawn(&config, &data, (public, ops, grpc), &["--admin-token", ADMIN_TOKEN]);
     wait_ready(ops).await;
     assert_eq!(std::fs::metadata(newest).unwrap().len(), length, "the torn write was cut");
     assert_eq!(sales_on_stream(grpc, 40).await.len(), 40, "every sale is still there");
-    let pid = child.id().to_string();
-    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     child.wait().unwrap();
 
-    // One flipped bit in a sealed segment: the start refuses and says where.
-    let listed = segment_paths(&data);
-    let sealed = &listed[1];
+    // One flipped bit in a sealed segment the checkpoint covers: the node starts (the
+    // checkpoint holds every sale) and says so loudly; verify names it and exits 1.
+    let sealed = &segment_paths(&data)[1];
+    let name = sealed.file_name().unwrap().to_str().unwrap().to_string();
     let mut bytes = std::fs::read(sealed).unwrap();
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x04;
     std::fs::write(sealed, &bytes).unwrap();
+    let (code, out) = verify(&data);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains(&format!("DAMAGE: {name} at offset")), "{out}");
+    let (public, ops, grpc) = ports();
+    let mut child = spawn(&config, &data, (public, ops, grpc), &["--admin-token", ADMIN_TOKEN]);
+    wait_ready(ops).await;
+    let balance = get(public, "/v1/buyer/balance", &buyer_key("b1")).await;
+    assert_eq!(balance["balance"], "999600.00", "all 40 sales, from the checkpoint");
+    let log = config.with_extension("log");
+    eventually("the damage is logged", || std::fs::read_to_string(&log).unwrap().contains("journal damage")).await;
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains(&name), "the log names the file: {logged}");
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    child.wait().unwrap();
+
+    // Without a checkpoint to prove the sales, the same damage stops the start.
+    std::fs::remove_file(data.join("journal/checkpoint")).unwrap();
     let child = spawn(&config, &data, ports(), &["--admin-token", ADMIN_TOKEN]);
-    let (code, stderr) = exited(child, &config, Duration::from_secs(30));
+    let (code, output) = exited(child, &config, Duration::from_secs(30));
     assert_ne!(code, Some(0), "a damaged journal never starts as if nothing happened");
-    let name = sealed.file_name().unwrap().to_str().unwrap();
-    assert!(stderr.contains(name) && stderr.contains("at offset"), "the message names file and offset: {stderr}");
+    assert!(output.contains(&name) && output.contains("at offset"), "the message names file and offset: {output}");
     assert_eq!(std::fs::read(sealed).unwrap(), bytes, "nothing was cut from a damaged segment");
 }
 

@@ -53,6 +53,7 @@ use segments::{ReadError, Segment, SparseIndex};
 pub mod frame;
 pub mod sale_index;
 pub mod segments;
+pub mod verify;
 
 /// Appends waiting for the writer before `append` itself waits: bounds memory when the
 /// disk falls behind.
@@ -182,6 +183,15 @@ pub enum InternalRecord {
     },
 }
 
+/// Where a checkpoint leaves off: recovery checks and replays only from `segment` on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resume {
+    /// The first segment the checkpoint does not cover.
+    pub segment: u64,
+    /// The last ledger sequence it covers.
+    pub last_sequence: u64,
+}
+
 /// What recovery found.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Recovery {
@@ -239,6 +249,8 @@ struct Shared {
     last: watch::Sender<u64>,
     fsyncs: AtomicU64,
     failure: watch::Sender<Option<String>>,
+    /// The number of the newest sealed segment (0 while none is).
+    sealed: watch::Sender<u64>,
 }
 
 pub struct Journal {
@@ -254,6 +266,17 @@ impl Journal {
     }
 
     pub fn open_with(dir: &Path, options: JournalOptions) -> Result<(Journal, Recovery), JournalError> {
+        Journal::open_resuming(dir, options, None)
+    }
+
+    /// Opens the journal after a checkpoint: only the segments from `resume.segment` on
+    /// are read and checked (the others are `journal verify`'s to check), so a start takes
+    /// as long as the tail, not the history.
+    pub fn open_resuming(
+        dir: &Path,
+        options: JournalOptions,
+        resume: Option<Resume>,
+    ) -> Result<(Journal, Recovery), JournalError> {
         files::create_dir_all(dir)?;
         files::tighten(dir)?;
         migrate_legacy(dir)?;
@@ -264,7 +287,7 @@ impl Journal {
             files::sync_dir(dir)?;
             listed.push(first);
         }
-        let (states, recovery, active_sales) = recover(&listed)?;
+        let (states, recovery, active_sales) = recover(&listed, resume)?;
         let index = states.last().and_then(|state| state.index.as_deref().cloned()).unwrap_or_default();
         let active = listed.last().cloned().ok_or_else(|| JournalError::Io("no segment".into()))?;
         let mut file = files::options().read(true).write(true).open(&active.path)?;
@@ -278,6 +301,7 @@ impl Journal {
             last: watch::channel(recovery.last_sequence).0,
             fsyncs: AtomicU64::new(0),
             failure: watch::channel(None).0,
+            sealed: watch::channel(listed.len().checked_sub(2).map_or(0, |i| listed[i].number)).0,
         });
         let (appends, queue) = mpsc::channel(QUEUE_MAX);
         let writer = Writer {
@@ -348,15 +372,33 @@ impl Journal {
         &self.dir
     }
 
-    /// Every record from the start, in file order, read from disk (start-up replays it in
-    /// passes without holding it in memory). `ledger_only` skips internal records unparsed.
-    pub fn scan(
+    /// Changes to the number of the newest sealed segment whenever one is sealed.
+    pub fn sealed(&self) -> watch::Receiver<u64> {
+        self.shared.sealed.subscribe()
+    }
+
+    /// The first sequence of segment `number` (the one its first event takes).
+    pub fn segment_start(&self, number: u64) -> Option<u64> {
+        let states = self.shared.segments.read();
+        states.iter().find(|s| s.segment.number == number).map(|s| s.segment.first_sequence)
+    }
+
+    /// Every record of the segments numbered `from..to`, in file order, from disk.
+    pub fn scan_segments(
         &self,
+        from: u64,
+        to: u64,
         ledger_only: bool,
         mut visit: impl FnMut(Record) -> Result<(), JournalError>,
     ) -> Result<(), JournalError> {
-        let plan: Vec<(PathBuf, u64)> =
-            self.shared.segments.read().iter().map(|s| (s.segment.path.clone(), s.end)).collect();
+        let plan: Vec<(PathBuf, u64)> = self
+            .shared
+            .segments
+            .read()
+            .iter()
+            .filter(|s| (from..to).contains(&s.segment.number))
+            .map(|s| (s.segment.path.clone(), s.end))
+            .collect();
         for (path, end) in plan {
             let mut reader = segments::BatchReader::open(&path, 0, end)?;
             while let Some((_, records)) = reader.next_batch(ledger_only)? {
@@ -366,6 +408,16 @@ impl Journal {
             }
         }
         Ok(())
+    }
+
+    /// Every record from the start, in file order, read from disk (start-up replays it in
+    /// passes without holding it in memory). `ledger_only` skips internal records unparsed.
+    pub fn scan(
+        &self,
+        ledger_only: bool,
+        visit: impl FnMut(Record) -> Result<(), JournalError>,
+    ) -> Result<(), JournalError> {
+        self.scan_segments(0, u64::MAX, ledger_only, visit)
     }
 
     /// Up to `max` events after `after` from the segments (the recent tail is in memory).
@@ -516,14 +568,46 @@ impl EventLog for Journal {
 /// Checks every segment and cuts a torn tail off the newest; answers the readers' view of
 /// the segments and what recovery found.
 #[allow(clippy::type_complexity)]
-fn recover(listed: &[Segment]) -> Result<(Vec<SegmentState>, Recovery, Vec<(u64, u64)>), JournalError> {
+fn recover(
+    listed: &[Segment],
+    resume: Option<Resume>,
+) -> Result<(Vec<SegmentState>, Recovery, Vec<(u64, u64)>), JournalError> {
     let mut states = Vec::with_capacity(listed.len());
-    let mut last_sequence = listed[0].first_sequence.saturating_sub(1);
+    let from = match resume {
+        Some(resume) => {
+            let Some(at) = listed.iter().position(|s| s.number == resume.segment) else {
+                return Err(JournalError::Corrupt(format!(
+                    "the checkpoint goes on at segment {}, which is missing",
+                    resume.segment
+                )));
+            };
+            at
+        }
+        None if listed[0].first_sequence != 1 => {
+            return Err(JournalError::Corrupt(format!(
+                "the journal starts at {} (sequence {}): earlier segments are gone and no checkpoint covers them",
+                listed[0].name(),
+                listed[0].first_sequence
+            )))
+        }
+        None => 0,
+    };
+    for (n, segment) in listed[..from].iter().enumerate() {
+        if n > 0 && segment.number != listed[n - 1].number + 1 {
+            return Err(JournalError::Corrupt(format!("segment {} is missing", listed[n - 1].number + 1)));
+        }
+        let end = std::fs::metadata(&segment.path)?.len();
+        states.push(SegmentState { segment: segment.clone(), end, index: None });
+    }
+    let mut last_sequence = match resume {
+        Some(resume) => resume.last_sequence,
+        None => 0,
+    };
     let mut events = 0;
     let mut config_changes = Vec::new();
     let mut truncated = None;
     let mut sales = Vec::new();
-    for (n, segment) in listed.iter().enumerate() {
+    for (n, segment) in listed.iter().enumerate().skip(from) {
         let newest = n + 1 == listed.len();
         if n > 0 && segment.number != listed[n - 1].number + 1 {
             return Err(JournalError::Corrupt(format!(
@@ -799,6 +883,7 @@ impl Writer {
         states.push(SegmentState { segment: next.clone(), end: 0, index: None });
         self.shared.active_sales.lock().clear();
         drop(states);
+        self.shared.sealed.send_replace(self.segment.number);
         self.segment = next;
         self.file = file;
         self.length = 0;

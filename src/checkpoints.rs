@@ -1,0 +1,201 @@
+//! Checkpoints of the embedded node (DESIGN §14): a start loads the last checkpoint and
+//! replays only the journal after it, so restart time does not grow with history.
+//!
+//! A checkpoint covers whole segments. Whenever the journal seals one, a router of its own
+//! (it serves nothing) loads the previous checkpoint, replays the segments sealed since
+//! through the same `Router::replay` and `restore` a start uses, and its state is written
+//! as the next checkpoint: consistent by construction, taken without pausing the live
+//! router, and never a second copy of the replay rules.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::clock::Clock;
+use crate::domain::geo::PostalTable;
+use crate::domain::market::{ConfigChange, Market};
+use crate::engine::{AccountsSaid, Router, RouterState};
+use crate::store::checkpoint::{self, CheckpointError};
+use crate::store::journal::frame::Record;
+use crate::store::journal::{InternalRecord, Journal, JournalError, Resume};
+use crate::store::memory::MemoryBudget;
+use crate::store::EventLog;
+
+/// Ledger events replayed at a time (read from disk, never all at once).
+const REPLAY_CHUNK: usize = 4_096;
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The first segment the checkpoint does not cover: a start replays from there.
+    pub segment: u64,
+    /// The last ledger sequence it covers.
+    pub last_sequence: u64,
+    pub written_at: DateTime<Utc>,
+    /// Every operator change to the market so far, oldest first.
+    pub config_changes: Vec<ConfigChange>,
+    pub state: RouterState,
+}
+
+impl Checkpoint {
+    pub fn resume(&self) -> Resume {
+        Resume { segment: self.segment, last_sequence: self.last_sequence }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("{0}")]
+    Engine(String),
+}
+
+/// Where a replay starts and ends.
+pub struct Span {
+    /// Events with a sequence above this are replayed...
+    pub after_sequence: u64,
+    /// ...up to this one (None: to the end).
+    pub through_sequence: Option<u64>,
+    /// Internal records of the segments numbered `from_segment..to_segment` are restored.
+    pub from_segment: u64,
+    pub to_segment: u64,
+}
+
+/// Replays a span of the journal over `router`: ledger events first, then the internal
+/// records (after `awaiting`, carried from before the span). Notes accounts and admin
+/// changes on the way; answers the records still waiting for their fact.
+pub async fn replay_span(
+    router: &Router,
+    journal: &Journal,
+    span: &Span,
+    said: &mut AccountsSaid,
+    awaiting: Vec<InternalRecord>,
+    config_changes: &mut Vec<ConfigChange>,
+) -> Result<Vec<InternalRecord>, ReplayError> {
+    let through = span.through_sequence.unwrap_or(u64::MAX);
+    let mut after = span.after_sequence;
+    while after < through {
+        let mut chunk = journal.read_after(after, REPLAY_CHUNK).map_err(|e| ReplayError::Engine(e.to_string()))?;
+        chunk.retain(|event| event.sequence <= through);
+        let Some(last) = chunk.last() else { break };
+        after = last.sequence;
+        chunk.iter().for_each(|event| said.note(event));
+        router.replay(&chunk).await.map_err(|e| ReplayError::Engine(e.to_string()))?;
+        // A long replay must not hold a runtime worker for its whole length.
+        tokio::task::yield_now().await;
+    }
+    let mut restoring = router.restoring();
+    for record in awaiting {
+        restoring.take(record);
+    }
+    journal.scan_segments(span.from_segment, span.to_segment, false, |record| {
+        if let Record::Internal(record) = record {
+            if let InternalRecord::ConfigChanged { change, .. } = &record {
+                config_changes.push(change.clone());
+            }
+            restoring.take(record);
+        }
+        Ok(())
+    })?;
+    Ok(restoring.finish())
+}
+
+/// The checkpoint in the journal's dir, if any.
+pub fn load(journal_dir: &std::path::Path) -> Result<Option<Checkpoint>, CheckpointError> {
+    checkpoint::read(journal_dir)
+}
+
+/// Writes a checkpoint after every sealed segment until `stopped`.
+pub async fn run(
+    journal: Arc<Journal>,
+    live: Arc<Router>,
+    postal: &'static PostalTable,
+    clock: Arc<dyn Clock>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut sealed = journal.sealed();
+    loop {
+        tokio::select! {
+            changed = sealed.changed() => if changed.is_err() { return },
+            _ = stopped.changed() => return,
+        }
+        let through = *sealed.borrow_and_update() + 1;
+        let started = std::time::Instant::now();
+        match write_through(&journal, &live, postal, &clock, through).await {
+            Ok(Some(bytes)) => {
+                tracing::info!(
+                    segment = through,
+                    bytes,
+                    ms = started.elapsed().as_millis() as u64,
+                    "checkpoint written"
+                )
+            }
+            Ok(None) => {}
+            Err(error) => tracing::warn!(%error, "checkpoint not written; the next sealed segment tries again"),
+        }
+    }
+}
+
+/// Writes a checkpoint covering every segment before `segment`; None when the last one
+/// already does.
+pub async fn write_through(
+    journal: &Arc<Journal>,
+    live: &Router,
+    postal: &'static PostalTable,
+    clock: &Arc<dyn Clock>,
+    segment: u64,
+) -> Result<Option<u64>, String> {
+    let dir = journal.dir().to_path_buf();
+    let previous = match load(&dir) {
+        Ok(previous) => previous,
+        // Start over from the first segment (it checks that the history is all there).
+        Err(error) => {
+            tracing::warn!(%error, "the last checkpoint does not check out; building one from the whole journal");
+            None
+        }
+    };
+    if previous.as_ref().is_some_and(|p| p.segment >= segment) {
+        return Ok(None);
+    }
+    let through = journal.segment_start(segment).ok_or(format!("segment {segment} is not in the journal"))? - 1;
+    let market = Market::build(live.market().config().clone(), postal).map_err(|e| e.to_string())?;
+    let shadow =
+        Router::new(market, postal, Arc::clone(clock), Arc::new(MemoryBudget::new()), Arc::clone(journal) as _);
+    let (mut said, awaiting, mut changes, span) = match previous {
+        Some(previous) => {
+            let span = Span {
+                after_sequence: previous.last_sequence,
+                through_sequence: Some(through),
+                from_segment: previous.segment,
+                to_segment: segment,
+            };
+            let (said, awaiting) = shadow.import_state(previous.state);
+            (said, awaiting, previous.config_changes, span)
+        }
+        None => {
+            if journal.segment_start(1) != Some(1) {
+                return Err("no checkpoint covers the segments retention removed".into());
+            }
+            let span =
+                Span { after_sequence: 0, through_sequence: Some(through), from_segment: 0, to_segment: segment };
+            (AccountsSaid::default(), Vec::new(), Vec::new(), span)
+        }
+    };
+    let awaiting =
+        replay_span(&shadow, journal, &span, &mut said, awaiting, &mut changes).await.map_err(|e| e.to_string())?;
+    shadow.sweep_records();
+    let next = Checkpoint {
+        segment,
+        last_sequence: through,
+        written_at: clock.now(),
+        config_changes: changes,
+        state: shadow.export_state(said, awaiting),
+    };
+    tokio::task::spawn_blocking(move || checkpoint::write(&dir, &next))
+        .await
+        .map_err(|e| e.to_string())?
+        .map(Some)
+        .map_err(|e| e.to_string())
+}

@@ -1,0 +1,78 @@
+//! The router's durable state as one value: what a checkpoint stores, so that a start loads
+//! it and replays only the journal after it (DESIGN §14), instead of every record since the
+//! first sale.
+//!
+//! It is what replaying the journal rebuilds, and nothing else: balances and cap usage,
+//! dedup keys, sales inside their return window, top-up references, returns, idempotency
+//! answers and external ids of the last 24 hours, pull queues, the outbox, what the ledger
+//! last said of each account, and the records whose fact comes later in the journal.
+//! Holds, open pings and traces are not durable and are not here.
+
+use serde::{Deserialize, Serialize};
+
+use super::{AccountsSaid, Router};
+use crate::domain::budget::BookState;
+use crate::store::idempotency::{AnswerState, ExternalIdState};
+use crate::store::journal::InternalRecord;
+use crate::store::outbox::OutboxState;
+use crate::store::pull::QueueState;
+use crate::store::returns::Stored;
+use crate::store::sales::Sale;
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct RouterState {
+    pub books: Vec<(String, BookState)>,
+    /// Dedup keys (hex) and when they were sold.
+    pub dedup: Vec<(String, chrono::DateTime<chrono::Utc>)>,
+    pub sales: Vec<Sale>,
+    pub top_up_references: Vec<(String, String)>,
+    pub returns: Vec<Stored>,
+    pub return_revision: u64,
+    pub answers: Vec<AnswerState>,
+    pub external_ids: Vec<ExternalIdState>,
+    pub pull: Vec<QueueState>,
+    pub outbox: Vec<OutboxState>,
+    pub accounts: AccountsSaid,
+    /// Records announcing a fact not journaled by this point (restored after what follows).
+    pub awaiting: Vec<InternalRecord>,
+}
+
+impl Router {
+    /// The state replay has built so far (the checkpointer's router, which serves nothing).
+    pub fn export_state(&self, accounts: AccountsSaid, awaiting: Vec<InternalRecord>) -> RouterState {
+        let (answers, external_ids) = self.idempotency.export();
+        let (returns, return_revision) = self.returns.export();
+        RouterState {
+            books: self.budget.export(),
+            dedup: self.dedup.export(),
+            sales: self.sales.all(),
+            top_up_references: self.top_up_references.iter().map(|entry| entry.key().clone()).collect(),
+            returns,
+            return_revision,
+            answers,
+            external_ids,
+            pull: self.pull.export(),
+            outbox: self.outbox.export(),
+            accounts,
+            awaiting,
+        }
+    }
+
+    /// Loads a checkpoint's state into a router that has not served yet; answers what the
+    /// ledger last said of each account and the records still waiting for their fact.
+    pub fn import_state(&self, state: RouterState) -> (AccountsSaid, Vec<InternalRecord>) {
+        self.budget.import(state.books);
+        self.dedup.import(state.dedup);
+        for sale in state.sales {
+            self.sales.record(sale);
+        }
+        for reference in state.top_up_references {
+            self.top_up_references.insert(reference, ());
+        }
+        self.returns.import(state.returns, state.return_revision);
+        self.idempotency.import(state.answers, state.external_ids);
+        self.pull.import(state.pull);
+        self.outbox.import(state.outbox, tokio::time::Instant::now());
+        (state.accounts, state.awaiting)
+    }
+}
