@@ -423,3 +423,176 @@ async fn data_files_are_private_and_loose_ones_are_narrowed_at_start() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// Every kind of state a restart must rebuild: pull and async sales, dedup, idempotency,
+/// an external id, a top-up, an admin change, a return.
+fn rich_market(sink: &MockBuyer) -> Value {
+    let mut market = pull_market();
+    let mut async_campaign = fixed_campaign("c-async", "b2", "roofing", "20.00", &sink.post_url());
+    async_campaign["delivery"] = json!({"mode": "webhook_async", "url": sink.post_url()});
+    async_campaign["returns_require_approval"] = json!(true);
+    market["verticals"].as_array_mut().unwrap().push(vertical("roofing", "bidding"));
+    market["buyers"].as_array_mut().unwrap().push(buyer("b2"));
+    market["campaigns"].as_array_mut().unwrap().push(async_campaign);
+    market["campaigns"][0]["dedup_days"] = json!(30);
+    market["topups"].as_array_mut().unwrap().push(topup("b2", "500.00"));
+    market
+}
+
+#[tokio::test]
+async fn a_restart_from_a_checkpoint_rebuilds_everything_without_the_segments_it_covers() {
+    let sink = mock_buyer(|_, _| accept()).await;
+    let small = leadrouter::store::journal::JournalOptions { segment_bytes: 4_096 };
+    let server =
+        start_with_journal(rich_market(&sink), Arc::new(SystemClock), tempfile::tempdir().unwrap(), small).await;
+    let mut keyed = lead("solar", 0);
+    keyed["external_id"] = json!("portal-0");
+    let first_answer = server
+        .send(
+            "POST",
+            &format!("{}/v1/leads", server.base),
+            &[
+                ("authorization", &format!("Bearer {SUPPLIER_KEY}")),
+                ("content-type", "application/json"),
+                ("idempotency-key", "key-0"),
+            ],
+            keyed.to_string(),
+        )
+        .await;
+    assert_eq!(first_answer.json["status"], "sold");
+    for n in 1..40 {
+        assert_eq!(server.direct(&lead("solar", n)).await.json["status"], "sold");
+    }
+    let roofing = server.direct(&lead("roofing", 500)).await;
+    assert_eq!(roofing.json["status"], "sold");
+    let sale_id = server.running.router.sales().all().into_iter().find(|s| s.buyer_id == "b2").unwrap().sale_id;
+    let returned =
+        server.supplier("/v1/returns", &buyer_key("b2"), &json!({"sale_id": sale_id, "reason": "other"})).await;
+    assert_eq!(returned.status, 201, "{}", returned.json);
+    let topped = server
+        .admin("POST", "/admin/v1/buyers/b1/topups", Some(&json!({"amount": "5.00", "reference": "wire-1"})))
+        .await;
+    assert_eq!(topped.status, 201);
+    let mut repriced = server.admin("GET", "/admin/v1/campaigns/c1", None).await.json;
+    repriced["pricing"]["price"] = json!("11.00");
+    assert_eq!(server.admin("PUT", "/admin/v1/campaigns/c1", Some(&repriced)).await.status, 200);
+    for n in 40..60 {
+        assert_eq!(server.direct(&lead("solar", n)).await.json["status"], "sold");
+    }
+    let pulled = fetch_all(&server, "b1").await;
+    assert_eq!(pulled.len(), 60);
+    let before = (server.balance(&buyer_key("b1")).await, server.balance(&buyer_key("b2")).await);
+    eventually("sealed segments are checkpointed", || server.data.path().join("journal/checkpoint").exists()).await;
+    let data = server.stop().await;
+
+    // Retention's effect: the covered segments are gone; only the checkpoint has them.
+    let journal = data.path().join("journal");
+    let checkpoint: serde_json::Value = {
+        let bytes = std::fs::read(journal.join("checkpoint")).unwrap();
+        serde_json::from_slice(&bytes[16..]).unwrap()
+    };
+    let covered = checkpoint["segment"].as_u64().unwrap();
+    assert!(covered > 3, "the checkpoint covers several segments: {covered}");
+    for segment in segments::list(&journal).unwrap().into_iter().filter(|s| s.number < covered) {
+        std::fs::remove_file(&segment.path).unwrap();
+    }
+    let server = start_with_journal(rich_market(&sink), Arc::new(SystemClock), data, small).await;
+    let after = (server.balance(&buyer_key("b1")).await, server.balance(&buyer_key("b2")).await);
+    assert_eq!(after, before, "balances and holds as before the restart");
+    assert_eq!(fetch_all(&server, "b1").await, pulled, "the pull queue, lead for lead");
+    let replay = server
+        .send(
+            "POST",
+            &format!("{}/v1/leads", server.base),
+            &[
+                ("authorization", &format!("Bearer {SUPPLIER_KEY}")),
+                ("content-type", "application/json"),
+                ("idempotency-key", "key-0"),
+            ],
+            keyed.to_string(),
+        )
+        .await;
+    assert_eq!(replay.json, first_answer.json, "the idempotent answer");
+    let mut again = lead("solar", 999);
+    again["external_id"] = json!("portal-0");
+    assert_eq!(server.direct(&again).await.json["error"]["code"], "duplicate_external_id");
+    assert_eq!(server.direct(&lead("solar", 7)).await.json["reason"], "duplicate", "dedup keys");
+    let pending = server.admin("GET", "/admin/v1/returns?status=pending", None).await;
+    assert_eq!(pending.json["returns"].as_array().unwrap().len(), 1, "{}", pending.json);
+    let again = server
+        .admin("POST", "/admin/v1/buyers/b1/topups", Some(&json!({"amount": "5.00", "reference": "wire-1"})))
+        .await;
+    assert_eq!(again.status, 409, "the top-up reference");
+    assert_eq!(server.admin("GET", "/admin/v1/campaigns/c1", None).await.json["pricing"]["price"], "11.00");
+    assert_eq!(server.direct(&lead("solar", 100)).await.json["status"], "sold", "and it sells on");
+}
+
+/// Every lead waiting for a pull buyer, by cursor (without acknowledging any).
+async fn fetch_all(server: &TestServer, buyer: &str) -> Vec<Value> {
+    let url = format!("{}/v1/buyer/leads?limit=1000", server.base);
+    let answer = server.send("GET", &url, &[("authorization", &format!("Bearer {}", buyer_key(buyer)))], "").await;
+    answer.json["leads"].as_array().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_around_checkpoints_under_load_loses_no_sale_answered_sold() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, toml_of(&pull_market())).unwrap();
+    let data = dir.path().join("data");
+    let mut answered_sold = HashSet::new();
+    // Small segments: a checkpoint every few dozen sales, so kills land before, during and
+    // after writing one.
+    let extra = ["--admin-token", ADMIN_TOKEN, "--journal-segment-bytes", "16384"];
+    for round in 0..4u32 {
+        let (public, ops, grpc) = ports();
+        let mut child = spawn(&config, &data, (public, ops, grpc), &extra);
+        wait_ready(ops).await;
+        let sold: Arc<parking_lot::Mutex<Vec<String>>> = Arc::default();
+        let base = format!("http://127.0.0.1:{public}");
+        let workers: Vec<_> = (0..6u32)
+            .map(|worker| {
+                let (base, sold) = (base.clone(), Arc::clone(&sold));
+                tokio::spawn(async move {
+                    for n in 0..100_000u32 {
+                        let key = format!("r{round}-w{worker}-{n}");
+                        let body = lead("solar", round * 10_000_000 + worker * 1_000_000 + n);
+                        let Some((_, answer)) = try_post_keyed(&base, &key, &body).await else { break };
+                        if answer["status"] == "sold" {
+                            sold.lock().push(answer["lead_id"].as_str().unwrap().to_string());
+                        }
+                    }
+                })
+            })
+            .collect();
+        let enough = 60 + 40 * round as usize;
+        eventually("the load is under way", || sold.lock().len() >= enough).await;
+        // A different moment each round, relative to the checkpoint in progress.
+        tokio::time::sleep(Duration::from_millis(u64::from(round) * 37)).await;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        for worker in workers {
+            let _ = worker.await;
+        }
+        answered_sold.extend(sold.lock().iter().cloned());
+    }
+    let (public, ops, grpc) = ports();
+    let mut child = spawn(&config, &data, (public, ops, grpc), &extra);
+    wait_ready(ops).await;
+    let on_stream = sales_on_stream(grpc, 1).await;
+    let unique: HashSet<&String> = on_stream.iter().collect();
+    assert_eq!(unique.len(), on_stream.len(), "no sale twice");
+    for lead_id in &answered_sold {
+        assert!(unique.contains(lead_id), "{lead_id} was answered sold but is gone");
+    }
+    let balance = get(public, "/v1/buyer/balance", &buyer_key("b1")).await;
+    let expected = rust_decimal::Decimal::new(100_000_000 - 1_000 * on_stream.len() as i64, 2);
+    assert_eq!(balance["balance"], expected.to_string(), "every sale charged once across four crashes");
+    let pulled = get(public, "/v1/buyer/leads?limit=1000", &buyer_key("b1")).await;
+    assert_eq!(pulled["leads"].as_array().unwrap().len(), on_stream.len().min(1000), "every pull lead is waiting");
+    assert!(data.join("journal/checkpoint").exists());
+    let (code, out) = verify(&data);
+    assert_eq!(code, Some(0), "{out}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

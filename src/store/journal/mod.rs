@@ -827,6 +827,8 @@ impl Writer {
         });
         self.shared.fsyncs.fetch_add(1, Ordering::Relaxed);
         if let Err(error) = outcome {
+            // Unready before anyone hears of the failure.
+            self.shared.failure.send_replace(Some(error.clone()));
             for append in batch {
                 let _ = append.done.send(Err(JournalError::Failed(error.clone())));
             }
@@ -894,7 +896,11 @@ impl Writer {
     /// After a failed write: say why, and refuse everything still queued.
     fn fail(self, error: &str, mut queue: mpsc::Receiver<Append>) {
         tracing::error!(%error, "journal write failed: nothing more is appended; the node must restart into recovery");
-        self.shared.failure.send_replace(Some(error.to_string()));
+        self.shared.failure.send_if_modified(|failure| {
+            let first = failure.is_none();
+            failure.get_or_insert_with(|| error.to_string());
+            first
+        });
         queue.close();
         while let Ok(append) = queue.try_recv() {
             let _ = append.done.send(Err(JournalError::Failed(error.to_string())));
