@@ -76,17 +76,23 @@ pub async fn replay_span(
 ) -> Result<Vec<InternalRecord>, ReplayError> {
     let through = span.through_sequence.unwrap_or(u64::MAX);
     let mut after = span.after_sequence;
+    let mut sold = std::collections::HashSet::new();
     while after < through {
         let mut chunk = journal.read_after(after, REPLAY_CHUNK).map_err(|e| ReplayError::Engine(e.to_string()))?;
         chunk.retain(|event| event.sequence <= through);
         let Some(last) = chunk.last() else { break };
         after = last.sequence;
-        chunk.iter().for_each(|event| said.note(event));
+        for event in &chunk {
+            said.note(event);
+            if let crate::domain::ledger::Event::SaleSettled(sale) = &event.event {
+                sold.insert(sale.sale_id.clone());
+            }
+        }
         router.replay(&chunk).await.map_err(|e| ReplayError::Engine(e.to_string()))?;
         // A long replay must not hold a runtime worker for its whole length.
         tokio::task::yield_now().await;
     }
-    let mut restoring = router.restoring();
+    let mut restoring = router.restoring().knowing_sales(sold);
     for record in awaiting {
         restoring.take(record);
     }

@@ -387,7 +387,13 @@ impl Router {
     /// `restore`, one record at a time (start-up streams them from disk).
     pub fn restoring(&self) -> Restoring<'_> {
         let horizon = self.clock.now() - chrono::Duration::hours(crate::store::idempotency::IDEMPOTENCY_TTL_HOURS);
-        Restoring { router: self, horizon, outbox: outbox::OutboxReplay::default(), awaiting: Vec::new() }
+        Restoring {
+            router: self,
+            horizon,
+            outbox: outbox::OutboxReplay::default(),
+            awaiting: Vec::new(),
+            replayed: std::collections::HashSet::new(),
+        }
     }
 
     /// Makes the first answer to an `Idempotency-Key` durable before it is returned, so a
@@ -468,9 +474,17 @@ pub struct Restoring<'a> {
     horizon: chrono::DateTime<chrono::Utc>,
     outbox: outbox::OutboxReplay,
     awaiting: Vec<InternalRecord>,
+    /// The sales of the replay in progress, which announced facts are checked against.
+    replayed: std::collections::HashSet<String>,
 }
 
 impl Restoring<'_> {
+    /// Counts `sale_ids` as journaled (the sales a replay went through).
+    pub fn knowing_sales(mut self, sale_ids: std::collections::HashSet<String>) -> Self {
+        self.replayed = sale_ids;
+        self
+    }
+
     pub fn take(&mut self, record: InternalRecord) {
         let router = self.router;
         match record {
@@ -486,7 +500,9 @@ impl Restoring<'_> {
             }
             InternalRecord::ExternalId { .. } => {}
             InternalRecord::PullAcknowledged { buyer_id, through } => router.pull.acknowledge(&buyer_id, through),
-            InternalRecord::PullLead { buyer_id, sale_id, position, lead } if router.sales.contains(&sale_id) => {
+            InternalRecord::PullLead { buyer_id, sale_id, position, lead }
+                if self.replayed.contains(&sale_id) || router.sales.contains(&sale_id) =>
+            {
                 router.pull.put(&buyer_id, position, lead);
             }
             pull @ InternalRecord::PullLead { .. } => self.awaiting.push(pull),
@@ -497,7 +513,7 @@ impl Restoring<'_> {
             | InternalRecord::OutboxDelivered { .. }
             | InternalRecord::OutboxDeadLettered { .. }
             | InternalRecord::OutboxRevived { .. }) => {
-                self.awaiting.extend(router.replay_outbox_record(&mut self.outbox, outbox));
+                self.awaiting.extend(router.replay_outbox_record(&mut self.outbox, outbox, &self.replayed));
             }
         }
     }

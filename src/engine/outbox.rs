@@ -6,6 +6,7 @@
 //! arrived just before a crash, but whose `OutboxDelivered` record did not, is sent again
 //! after the restart; buyers dedupe on `sale_id` (leads) or `return_id` and `type`.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -230,10 +231,11 @@ impl Router {
         &self,
         replay: &mut OutboxReplay,
         record: InternalRecord,
+        replayed: &HashSet<String>,
     ) -> Option<InternalRecord> {
         let messages = &mut replay.messages;
         match record {
-            InternalRecord::OutboxQueued { message } if self.fact_journaled(&message.requires) => {
+            InternalRecord::OutboxQueued { message } if self.fact_journaled(&message.requires, replayed) => {
                 let id = message.id.clone();
                 messages.insert(id, Replayed { message, attempts: 0, last_error: None, dead_since: None });
             }
@@ -278,9 +280,11 @@ impl Router {
         self.publish_outbox_gauge();
     }
 
-    fn fact_journaled(&self, requires: &Requires) -> bool {
+    /// Whether the fact a message announces is journaled; `replayed` holds the sales of
+    /// the replay in progress (memory keeps only the most recent sales).
+    fn fact_journaled(&self, requires: &Requires, replayed: &HashSet<String>) -> bool {
         match requires {
-            Requires::Sale(sale_id) => self.sales.contains(sale_id),
+            Requires::Sale(sale_id) => replayed.contains(sale_id) || self.sales.contains(sale_id),
             Requires::Return(return_id) => self.returns.get(return_id).is_some(),
             Requires::ResolvedReturn(return_id) => self
                 .returns

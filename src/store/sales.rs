@@ -1,20 +1,42 @@
-//! Settled sales by id while their return window is open, rebuilt from the journal at
-//! start (returns look sales up here). Older sales are forgotten from memory; the journal
-//! finds them on disk (`Ledger::find_sale`).
+//! Recent settled sales by id (returns look sales up here first). At most
+//! `RECENT_SALES_MAX` are kept, and none past its return window; every other sale is read
+//! from disk when asked for (`Ledger::find_sale`), so memory does not grow with sales.
+
+use std::collections::VecDeque;
 
 use dashmap::DashMap;
+use parking_lot::Mutex;
 
 /// A settled sale is exactly what the ledger says of it.
 pub type Sale = crate::domain::ledger::SaleSettled;
 
+/// Sales kept in memory at most (~10 MB); a return of an older one reads it from disk.
+pub const RECENT_SALES_MAX: usize = 16_384;
+
 #[derive(Default)]
 pub struct Sales {
     by_id: DashMap<String, Sale>,
+    /// Ids in the order they were recorded, oldest first, to forget the oldest beyond the
+    /// cap (held for a push and a pop).
+    order: Mutex<VecDeque<String>>,
 }
 
 impl Sales {
     pub fn record(&self, sale: Sale) {
-        self.by_id.insert(sale.sale_id.clone(), sale);
+        let id = sale.sale_id.clone();
+        self.by_id.insert(id.clone(), sale);
+        let forgotten = {
+            let mut order = self.order.lock();
+            order.push_back(id);
+            if order.len() > RECENT_SALES_MAX {
+                order.pop_front()
+            } else {
+                None
+            }
+        };
+        if let Some(old) = forgotten {
+            self.by_id.remove(&old);
+        }
     }
 
     pub fn get(&self, sale_id: &str) -> Option<Sale> {
@@ -37,10 +59,31 @@ impl Sales {
     pub fn retain(&self, mut keep: impl FnMut(&Sale) -> bool) -> usize {
         let before = self.by_id.len();
         self.by_id.retain(|_, sale| keep(sale));
+        let mut order = self.order.lock();
+        order.retain(|id| self.by_id.contains_key(id));
         before - self.by_id.len()
     }
 
     pub fn all(&self) -> Vec<Sale> {
         self.by_id.iter().map(|s| s.clone()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_keeps_the_most_recent_sales_only() {
+        let sales = Sales::default();
+        for n in 0..RECENT_SALES_MAX + 10 {
+            let mut sale = Sale::example(chrono::Utc::now());
+            sale.sale_id = format!("sal_{n}");
+            sales.record(sale);
+        }
+        assert_eq!(sales.len(), RECENT_SALES_MAX);
+        assert!(!sales.contains("sal_9") && sales.contains("sal_10"));
+        assert_eq!(sales.retain(|sale| sale.sale_id != "sal_10"), 1);
+        assert_eq!(sales.order.lock().len(), RECENT_SALES_MAX - 1);
     }
 }

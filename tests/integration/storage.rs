@@ -596,3 +596,39 @@ async fn kill_9_around_checkpoints_under_load_loses_no_sale_answered_sold() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tail_longer_than_the_sales_kept_in_memory_restores_every_pull_lead() {
+    let server = Arc::new(start(pull_market()).await);
+    let total = leadrouter::store::sales::RECENT_SALES_MAX as u32 + 500;
+    let workers: Vec<_> = (0..8u32)
+        .map(|worker| {
+            let server = Arc::clone(&server);
+            tokio::spawn(async move {
+                for n in (worker..total).step_by(8) {
+                    assert_eq!(server.direct(&lead("solar", n)).await.json["status"], "sold");
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    assert_eq!(server.running.router.sales().len(), leadrouter::store::sales::RECENT_SALES_MAX, "memory is capped");
+    let server = Arc::into_inner(server).unwrap();
+    let data = server.stop().await;
+    let server = start_in(pull_market(), Arc::new(SystemClock), data).await;
+    let mut cursor = 0;
+    let mut waiting = 0;
+    loop {
+        let url = format!("{}/v1/buyer/leads?limit=1000&after={cursor}", server.base);
+        let page = server.send("GET", &url, &[("authorization", &format!("Bearer {}", buyer_key("b1")))], "").await;
+        let leads = page.json["leads"].as_array().unwrap();
+        if leads.is_empty() {
+            break;
+        }
+        waiting += leads.len();
+        cursor = page.json["next"].as_str().unwrap().parse().unwrap();
+    }
+    assert_eq!(waiting, total as usize, "every pull lead of the replayed tail, not only the recent sales'");
+}
