@@ -19,7 +19,7 @@ use crate::domain::market::{ConfigChange, Market};
 use crate::engine::{AccountsSaid, Router, RouterState};
 use crate::store::checkpoint::{self, CheckpointError};
 use crate::store::journal::frame::Record;
-use crate::store::journal::{InternalRecord, Journal, JournalError, Resume};
+use crate::store::journal::{InternalRecord, Journal, JournalError, Location, Resume};
 use crate::store::memory::MemoryBudget;
 use crate::store::EventLog;
 
@@ -71,9 +71,9 @@ pub async fn replay_span(
     journal: &Journal,
     span: &Span,
     said: &mut AccountsSaid,
-    awaiting: Vec<InternalRecord>,
+    awaiting: Vec<(Location, InternalRecord)>,
     config_changes: &mut Vec<ConfigChange>,
-) -> Result<Vec<InternalRecord>, ReplayError> {
+) -> Result<Vec<(Location, InternalRecord)>, ReplayError> {
     let through = span.through_sequence.unwrap_or(u64::MAX);
     let mut after = span.after_sequence;
     let mut sold = std::collections::HashSet::new();
@@ -93,15 +93,15 @@ pub async fn replay_span(
         tokio::task::yield_now().await;
     }
     let mut restoring = router.restoring().knowing_sales(sold);
-    for record in awaiting {
-        restoring.take(record);
+    for (location, record) in awaiting {
+        restoring.take_at(location, record);
     }
-    journal.scan_segments(span.from_segment, span.to_segment, false, |record| {
+    journal.scan_segments(span.from_segment, span.to_segment, false, |location, record| {
         if let Record::Internal(record) = record {
             if let InternalRecord::ConfigChanged { change, .. } = &record {
                 config_changes.push(change.clone());
             }
-            restoring.take(record);
+            restoring.take_at(location, record);
         }
         Ok(())
     })?;

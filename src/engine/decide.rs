@@ -478,8 +478,8 @@ impl Router {
             position,
             lead: body.clone(),
         };
-        self.journal.append_internal(record).await?;
-        self.pull.put(&campaign.buyer_id, position, body);
+        let location = self.journal.append_internal_at(record).await?;
+        self.pull.put(&campaign.buyer_id, position, location);
         metrics::counter!(telemetry::DELIVERIES_TOTAL, "mode" => "pull", "outcome" => "queued").increment(1);
         Ok(PostAnswer::Accepted)
     }

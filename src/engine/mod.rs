@@ -41,7 +41,7 @@ use crate::domain::trace::Trace;
 use crate::store::dedup::Dedup;
 use crate::store::idempotency::Idempotency;
 use crate::store::idempotency::StoredAnswer;
-use crate::store::journal::{InternalRecord, JournalError};
+use crate::store::journal::{InternalRecord, JournalError, Location};
 use crate::store::outbox::Outbox;
 use crate::store::pings::{PingContexts, Pings};
 use crate::store::pull::PullQueues;
@@ -330,7 +330,15 @@ impl Router {
             let record = InternalRecord::PullAcknowledged { buyer_id: buyer_id.to_string(), through: after };
             self.journal.append_internal(record).await?;
         }
-        Ok(self.pull.fetch(buyer_id, after, limit))
+        let waiting = self.pull.fetch(buyer_id, after, limit);
+        if waiting.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The leads themselves are on disk, where their sale journaled them.
+        let (journal, buyer_id) = (Arc::clone(&self.journal), buyer_id.to_string());
+        tokio::task::spawn_blocking(move || read_pull_leads(journal.as_ref(), &buyer_id, waiting))
+            .await
+            .map_err(|e| EngineError::Unavailable(format!("reading pull leads: {e}")))?
     }
 
     pub fn journal(&self) -> &Arc<dyn Ledger> {
@@ -473,7 +481,7 @@ pub struct Restoring<'a> {
     router: &'a Router,
     horizon: chrono::DateTime<chrono::Utc>,
     outbox: outbox::OutboxReplay,
-    awaiting: Vec<InternalRecord>,
+    awaiting: Vec<(Location, InternalRecord)>,
     /// The sales of the replay in progress, which announced facts are checked against.
     replayed: std::collections::HashSet<String>,
 }
@@ -485,7 +493,13 @@ impl Restoring<'_> {
         self
     }
 
+    /// Takes a record read back without its place (several nodes: no pull leads there).
     pub fn take(&mut self, record: InternalRecord) {
+        self.take_at(Location::default(), record);
+    }
+
+    /// Takes a record read back from `location`.
+    pub fn take_at(&mut self, location: Location, record: InternalRecord) {
         let router = self.router;
         match record {
             InternalRecord::Idempotency { supplier_id, key, body_hash, status, body, created_at } => {
@@ -500,12 +514,12 @@ impl Restoring<'_> {
             }
             InternalRecord::ExternalId { .. } => {}
             InternalRecord::PullAcknowledged { buyer_id, through } => router.pull.acknowledge(&buyer_id, through),
-            InternalRecord::PullLead { buyer_id, sale_id, position, lead }
+            InternalRecord::PullLead { buyer_id, sale_id, position, .. }
                 if self.replayed.contains(&sale_id) || router.sales.contains(&sale_id) =>
             {
-                router.pull.put(&buyer_id, position, lead);
+                router.pull.put(&buyer_id, position, location);
             }
-            pull @ InternalRecord::PullLead { .. } => self.awaiting.push(pull),
+            pull @ InternalRecord::PullLead { .. } => self.awaiting.push((location, pull)),
             InternalRecord::ReturnRequested { lead_return, revision } => router.returns.put(*lead_return, revision),
             InternalRecord::ConfigChanged { .. } => {}
             outbox @ (InternalRecord::OutboxQueued { .. }
@@ -513,7 +527,8 @@ impl Restoring<'_> {
             | InternalRecord::OutboxDelivered { .. }
             | InternalRecord::OutboxDeadLettered { .. }
             | InternalRecord::OutboxRevived { .. }) => {
-                self.awaiting.extend(router.replay_outbox_record(&mut self.outbox, outbox, &self.replayed));
+                let waiting = router.replay_outbox_record(&mut self.outbox, outbox, &self.replayed);
+                self.awaiting.extend(waiting.map(|record| (location, record)));
             }
         }
     }
@@ -521,10 +536,42 @@ impl Restoring<'_> {
     /// Completes the restore; answers the records whose fact was not journaled (a pull
     /// lead or a message announced just before its sale): a checkpoint carries them to
     /// the segments that follow, a start that has read everything drops them.
-    pub fn finish(self) -> Vec<InternalRecord> {
+    pub fn finish(self) -> Vec<(Location, InternalRecord)> {
         self.router.restore_outbox(self.outbox);
         self.awaiting
     }
+}
+
+/// The leads at `waiting`'s positions, read from the batches the journal wrote them in
+/// (leads written together are read once).
+fn read_pull_leads(
+    journal: &dyn Ledger,
+    buyer_id: &str,
+    waiting: Vec<(u64, Location)>,
+) -> Result<Vec<(u64, serde_json::Value)>, EngineError> {
+    let mut batches: std::collections::HashMap<Location, Vec<InternalRecord>> = std::collections::HashMap::new();
+    let mut leads = Vec::with_capacity(waiting.len());
+    for (position, location) in waiting {
+        let records = match batches.entry(location) {
+            std::collections::hash_map::Entry::Occupied(read) => read.into_mut(),
+            std::collections::hash_map::Entry::Vacant(unread) => {
+                unread.insert(journal.internal_at(location).map_err(|e| EngineError::Unavailable(e.to_string()))?)
+            }
+        };
+        let lead = records.iter().find_map(|record| match record {
+            InternalRecord::PullLead { buyer_id: owner, position: at, lead, .. }
+                if owner == buyer_id && *at == position =>
+            {
+                Some(lead.clone())
+            }
+            _ => None,
+        });
+        let lead = lead.ok_or_else(|| {
+            EngineError::Unavailable(format!("pull lead {position} of {buyer_id} is not where the journal put it"))
+        })?;
+        leads.push((position, lead));
+    }
+    Ok(leads)
 }
 
 /// Counts one ping, post or lead (`*_total{vertical,outcome}`).

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::{AccountsSaid, Router};
 use crate::domain::budget::BookState;
 use crate::store::idempotency::{AnswerState, ExternalIdState};
-use crate::store::journal::InternalRecord;
+use crate::store::journal::{InternalRecord, Location};
 use crate::store::outbox::OutboxState;
 use crate::store::pull::QueueState;
 use crate::store::returns::Stored;
@@ -34,12 +34,12 @@ pub struct RouterState {
     pub outbox: Vec<OutboxState>,
     pub accounts: AccountsSaid,
     /// Records announcing a fact not journaled by this point (restored after what follows).
-    pub awaiting: Vec<InternalRecord>,
+    pub awaiting: Vec<(Location, InternalRecord)>,
 }
 
 impl Router {
     /// The state replay has built so far (the checkpointer's router, which serves nothing).
-    pub fn export_state(&self, accounts: AccountsSaid, awaiting: Vec<InternalRecord>) -> RouterState {
+    pub fn export_state(&self, accounts: AccountsSaid, awaiting: Vec<(Location, InternalRecord)>) -> RouterState {
         let (answers, external_ids) = self.idempotency.export();
         let (returns, return_revision) = self.returns.export();
         RouterState {
@@ -60,7 +60,7 @@ impl Router {
 
     /// Loads a checkpoint's state into a router that has not served yet; answers what the
     /// ledger last said of each account and the records still waiting for their fact.
-    pub fn import_state(&self, state: RouterState) -> (AccountsSaid, Vec<InternalRecord>) {
+    pub fn import_state(&self, state: RouterState) -> (AccountsSaid, Vec<(Location, InternalRecord)>) {
         self.budget.import(state.books);
         self.dedup.import(state.dedup);
         for sale in state.sales {

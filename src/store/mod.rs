@@ -135,6 +135,18 @@ pub trait Ledger: EventLog {
         at: DateTime<Utc>,
     ) -> Result<crate::domain::ledger::LedgerEvent, journal::JournalError>;
     async fn append_internal(&self, record: journal::InternalRecord) -> Result<(), journal::JournalError>;
+    /// `append_internal`, answering where the record was written (for records read back by
+    /// location, as pull leads are).
+    async fn append_internal_at(
+        &self,
+        record: journal::InternalRecord,
+    ) -> Result<journal::Location, journal::JournalError> {
+        self.append_internal(record).await.map(|()| journal::Location::default())
+    }
+    /// The internal records written together at `location`.
+    fn internal_at(&self, _location: journal::Location) -> Result<Vec<journal::InternalRecord>, LogError> {
+        Ok(Vec::new())
+    }
     /// Makes everything appended so far durable and refuses later appends.
     async fn close(&self);
     /// Why the ledger takes no more appends, when a write failed for good (the node must

@@ -479,27 +479,48 @@ async fn a_restart_from_a_checkpoint_rebuilds_everything_without_the_segments_it
     for n in 40..60 {
         assert_eq!(server.direct(&lead("solar", n)).await.json["status"], "sold");
     }
-    let pulled = fetch_all(&server, "b1").await;
-    assert_eq!(pulled.len(), 60);
+    assert_eq!(fetch_all(&server, "b1", 0).await.len(), 60);
+    // The buyer has taken the first 45; the rest and 40 more wait (in the newer segments).
+    assert_eq!(fetch_all(&server, "b1", 45).await.len(), 15);
+    for n in 60..100 {
+        assert_eq!(server.direct(&lead("solar", n)).await.json["status"], "sold");
+    }
+    let pulled = fetch_all(&server, "b1", 45).await;
+    assert_eq!(pulled.len(), 55);
     let before = (server.balance(&buyer_key("b1")).await, server.balance(&buyer_key("b2")).await);
-    eventually("sealed segments are checkpointed", || server.data.path().join("journal/checkpoint").exists()).await;
+    let checkpointed = || {
+        let newest = segments::list(&server.data.path().join("journal")).unwrap().last().unwrap().number;
+        let file = std::fs::read(server.data.path().join("journal/checkpoint")).unwrap_or_default();
+        let covered = serde_json::from_slice::<Value>(file.get(16..).unwrap_or_default()).ok();
+        covered.is_some_and(|c| c["segment"].as_u64() == Some(newest))
+    };
+    eventually("every sealed segment is checkpointed", checkpointed).await;
     let data = server.stop().await;
 
-    // Retention's effect: the covered segments are gone; only the checkpoint has them.
+    // Retention's effect: the covered segments are gone, but for those holding leads a
+    // buyer has not taken yet; only the checkpoint has the rest.
     let journal = data.path().join("journal");
     let checkpoint: serde_json::Value = {
         let bytes = std::fs::read(journal.join("checkpoint")).unwrap();
         serde_json::from_slice(&bytes[16..]).unwrap()
     };
     let covered = checkpoint["segment"].as_u64().unwrap();
-    assert!(covered > 3, "the checkpoint covers several segments: {covered}");
-    for segment in segments::list(&journal).unwrap().into_iter().filter(|s| s.number < covered) {
+    let first_waiting = checkpoint["state"]["pull"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|queue| queue["waiting"].as_array().unwrap().iter().map(|w| w[1]["segment"].as_u64().unwrap()))
+        .min()
+        .unwrap_or(u64::MAX);
+    let removable = covered.min(first_waiting);
+    assert!(removable > 3, "several segments are covered and hold nothing waiting: {removable}");
+    for segment in segments::list(&journal).unwrap().into_iter().filter(|s| s.number < removable) {
         std::fs::remove_file(&segment.path).unwrap();
     }
     let server = start_with_journal(rich_market(&sink), Arc::new(SystemClock), data, small).await;
     let after = (server.balance(&buyer_key("b1")).await, server.balance(&buyer_key("b2")).await);
     assert_eq!(after, before, "balances and holds as before the restart");
-    assert_eq!(fetch_all(&server, "b1").await, pulled, "the pull queue, lead for lead");
+    assert_eq!(fetch_all(&server, "b1", 45).await, pulled, "the pull queue, lead for lead");
     let replay = server
         .send(
             "POST",
@@ -527,9 +548,10 @@ async fn a_restart_from_a_checkpoint_rebuilds_everything_without_the_segments_it
     assert_eq!(server.direct(&lead("solar", 100)).await.json["status"], "sold", "and it sells on");
 }
 
-/// Every lead waiting for a pull buyer, by cursor (without acknowledging any).
-async fn fetch_all(server: &TestServer, buyer: &str) -> Vec<Value> {
-    let url = format!("{}/v1/buyer/leads?limit=1000", server.base);
+/// Every lead waiting for a pull buyer after cursor `after` (which acknowledges the ones
+/// before).
+async fn fetch_all(server: &TestServer, buyer: &str, after: u64) -> Vec<Value> {
+    let url = format!("{}/v1/buyer/leads?limit=1000&after={after}", server.base);
     let answer = server.send("GET", &url, &[("authorization", &format!("Bearer {}", buyer_key(buyer)))], "").await;
     answer.json["leads"].as_array().unwrap().clone()
 }

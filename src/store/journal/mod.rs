@@ -183,6 +183,20 @@ pub enum InternalRecord {
     },
 }
 
+/// Where a record is: the batch holding it (records written together share one).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Location {
+    pub segment: u64,
+    pub offset: u64,
+}
+
+/// What the writer answers an appender: the event with its sequence, if it was one, and
+/// where it was written.
+struct Written {
+    event: Option<LedgerEvent>,
+    location: Location,
+}
+
 /// Where a checkpoint leaves off: recovery checks and replays only from `segment` on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Resume {
@@ -229,7 +243,7 @@ enum Pending {
 struct Append {
     pending: Pending,
     /// Answers the ledger event (with its sequence), or None for an internal record.
-    done: oneshot::Sender<Result<Option<LedgerEvent>, JournalError>>,
+    done: oneshot::Sender<Result<Written, JournalError>>,
 }
 
 /// A segment as readers see it: how much of it is acknowledged, and its index once built.
@@ -324,15 +338,41 @@ impl Journal {
 
     /// Appends one event and returns it with its sequence once it is on disk.
     pub async fn append(&self, event: Event, at: DateTime<Utc>) -> Result<LedgerEvent, JournalError> {
-        self.submit(Pending::Ledger { event, at }).await?.ok_or(JournalError::Closed)
+        self.submit(Pending::Ledger { event, at }).await?.event.ok_or(JournalError::Closed)
     }
 
     /// Appends an internal record; returns once it is on disk.
     pub async fn append_internal(&self, record: InternalRecord) -> Result<(), JournalError> {
-        self.submit(Pending::Internal(record)).await.map(|_| ())
+        self.append_internal_at(record).await.map(|_| ())
     }
 
-    async fn submit(&self, pending: Pending) -> Result<Option<LedgerEvent>, JournalError> {
+    /// Appends an internal record; answers where it was written once it is on disk.
+    pub async fn append_internal_at(&self, record: InternalRecord) -> Result<Location, JournalError> {
+        self.submit(Pending::Internal(record)).await.map(|written| written.location)
+    }
+
+    /// The internal records of the batch at `location`.
+    pub fn internal_at(&self, location: Location) -> Result<Vec<InternalRecord>, LogError> {
+        let found = {
+            let states = self.shared.segments.read();
+            states.iter().find(|s| s.segment.number == location.segment).map(|s| (s.segment.path.clone(), s.end))
+        };
+        let Some((path, end)) = found else {
+            return Err(LogError::Unavailable(format!("segment {} is not in the journal", location.segment)));
+        };
+        let mut reader = segments::BatchReader::open(&path, location.offset, end).map_err(|e| log_error(e, 0))?;
+        let records = reader.next_batch(false).map_err(|e| log_error(e, 0))?.map(|(_, records)| records);
+        Ok(records
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|record| match record {
+                Record::Internal(internal) => Some(internal),
+                Record::Ledger(_) => None,
+            })
+            .collect())
+    }
+
+    async fn submit(&self, pending: Pending) -> Result<Written, JournalError> {
         if let Some(reason) = self.failure() {
             return Err(JournalError::Failed(reason));
         }
@@ -389,21 +429,21 @@ impl Journal {
         from: u64,
         to: u64,
         ledger_only: bool,
-        mut visit: impl FnMut(Record) -> Result<(), JournalError>,
+        mut visit: impl FnMut(Location, Record) -> Result<(), JournalError>,
     ) -> Result<(), JournalError> {
-        let plan: Vec<(PathBuf, u64)> = self
+        let plan: Vec<(u64, PathBuf, u64)> = self
             .shared
             .segments
             .read()
             .iter()
             .filter(|s| (from..to).contains(&s.segment.number))
-            .map(|s| (s.segment.path.clone(), s.end))
+            .map(|s| (s.segment.number, s.segment.path.clone(), s.end))
             .collect();
-        for (path, end) in plan {
+        for (segment, path, end) in plan {
             let mut reader = segments::BatchReader::open(&path, 0, end)?;
-            while let Some((_, records)) = reader.next_batch(ledger_only)? {
+            while let Some((offset, records)) = reader.next_batch(ledger_only)? {
                 for record in records {
-                    visit(record)?;
+                    visit(Location { segment, offset }, record)?;
                 }
             }
         }
@@ -415,9 +455,9 @@ impl Journal {
     pub fn scan(
         &self,
         ledger_only: bool,
-        visit: impl FnMut(Record) -> Result<(), JournalError>,
+        mut visit: impl FnMut(Record) -> Result<(), JournalError>,
     ) -> Result<(), JournalError> {
-        self.scan_segments(0, u64::MAX, ledger_only, visit)
+        self.scan_segments(0, u64::MAX, ledger_only, |_, record| visit(record))
     }
 
     /// Up to `max` events after `after` from the segments (the recent tail is in memory).
@@ -532,6 +572,14 @@ impl super::Ledger for Journal {
 
     fn find_sale(&self, sale_id: &str) -> Result<Option<SaleSettled>, LogError> {
         Journal::find_sale(self, sale_id)
+    }
+
+    async fn append_internal_at(&self, record: InternalRecord) -> Result<Location, JournalError> {
+        Journal::append_internal_at(self, record).await
+    }
+
+    fn internal_at(&self, location: Location) -> Result<Vec<InternalRecord>, LogError> {
+        Journal::internal_at(self, location)
     }
 
     fn event_log(self: Arc<Self>) -> Arc<dyn EventLog> {
@@ -785,7 +833,7 @@ impl Writer {
             }
             if let Some(close) = close {
                 // Everything sent before the close is on disk; dropping the queue refuses the rest.
-                let _ = close.done.send(Ok(None));
+                let _ = close.done.send(Ok(Written { event: None, location: Location::default() }));
                 return;
             }
         }
@@ -840,8 +888,9 @@ impl Writer {
         self.last_sequence = sequence;
         self.shared.active_sales.lock().extend(sales.into_iter().map(|hash| (hash, offset)));
         self.publish(&written, indexed);
+        let location = Location { segment: self.segment.number, offset };
         for (append, event) in batch.into_iter().zip(written) {
-            let _ = append.done.send(Ok(event));
+            let _ = append.done.send(Ok(Written { event, location }));
         }
         if self.length >= self.options.segment_bytes {
             self.roll().map_err(|e| format!("starting the next segment: {e}"))?;
