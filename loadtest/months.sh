@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Issue 11's figures: resident memory and restart time after 1 million and 10 million
+# sales, on release binaries with embedded storage.
+#
+# The market is direct-post.sh's with every campaign delivering by `pull` (sold on
+# assignment, the lead waits on disk for its buyer, who never fetches here) and BUYERS (20)
+# buyers with 1,000,000,000.00 each. The load tester posts distinct leads closed loop at
+# CONCURRENCY (32) until each stage's total of sales (STAGES, "1000000 10000000") is
+# reached, in runs of at most RUN_MAX (3,000,000) requests. After each stage: the node's
+# resident memory (VmRSS), the data dir's size, then a clean stop and a restart timed to
+# /readyz answering 200, and the resident memory after the restart.
+#
+# Needs ~1.3 KB of disk per sale (13 GB for 10 million). Environment: STAGES,
+# CONCURRENCY, RUN_MAX, NO_BUILD=1, CARGO_TARGET_DIR, KEEP=1 (keep the data dir).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+CONCURRENCY="${CONCURRENCY:-32}"
+STAGES="${STAGES:-1000000 10000000}"
+RUN_MAX="${RUN_MAX:-3000000}"
+
+BUYER_ADDR=127.0.0.1:19200
+LEADROUTER_ADDR=127.0.0.1:18080
+OPS_ADDR=127.0.0.1:19090
+GRPC_ADDR=127.0.0.1:50151
+SUPPLIER_KEY=loadtest-supplier-key-0001
+BUYERS=20
+
+WORK="$(mktemp -d -t leadrouter-months.XXXXXX)"
+PIDS=()
+# shellcheck source=loadtest/lib.sh
+source "$ROOT/loadtest/lib.sh"
+cleanup() {
+    stop_all
+    if [ "${KEEP:-0}" = 1 ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT INT TERM
+
+build_release
+machine
+port_free "$LEADROUTER_ADDR"
+port_free "$OPS_ADDR"
+
+write_direct_market "$WORK/market.toml" "loadtest/months.sh"
+sed -i -e "s|delivery = { mode = \"webhook\", url = \"http://$BUYER_ADDR/post\" }|delivery = { mode = \"pull\" }|" \
+    -e 's|amount = "10000000.00"|amount = "1000000000.00"|' "$WORK/market.toml"
+
+start_node() {
+    "$LEADROUTER" --config "$WORK/market.toml" --data-dir "$WORK/data" --listen "$LEADROUTER_ADDR" \
+        --ops-listen "$OPS_ADDR" --grpc-listen "$GRPC_ADDR" --admin-token months-admin-token-0001 \
+        >>"$WORK/node.log" 2>&1 &
+    NODE=$!
+    PIDS=("$NODE")
+}
+
+# Milliseconds until /readyz answers 200.
+wait_ready_ms() {
+    local started now
+    started=$(date +%s%N)
+    until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://$OPS_ADDR/readyz")" = 200 ]; do
+        sleep 0.01
+    done
+    now=$(date +%s%N)
+    echo $(((now - started) / 1000000))
+}
+
+rss_mb() {
+    awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"
+}
+
+start_node
+echo "== first start: ready in $(wait_ready_ms) ms, RSS $(rss_mb "$NODE") MB"
+sold=0
+for stage in $STAGES; do
+    while [ "$sold" -lt "$stage" ]; do
+        run=$((stage - sold))
+        [ "$run" -gt "$RUN_MAX" ] && run=$RUN_MAX
+        echo "== posting $run leads (from lead $sold)"
+        "$LOADTEST" run --target "http://$LEADROUTER_ADDR" --key "$SUPPLIER_KEY" --mix direct --mode closed \
+            --concurrency "$CONCURRENCY" --duration 600s --warmup 0s --max-requests "$run" --first-id "$sold" \
+            --json "$WORK/run.json" | tail -n 12
+        sold=$((sold + run))
+    done
+    sales=$(curl -s "http://$OPS_ADDR/metrics" | awk '/^leadrouter_sales_total/ {s += $2} END {printf "%d", s}')
+    echo "== stage $stage: node sold $sales since its start; RSS $(rss_mb "$NODE") MB; data dir $(du -sh "$WORK/data" | cut -f1)"
+    kill -TERM "$NODE"
+    wait "$NODE" || true
+    start_node
+    echo "== stage $stage: restart ready in $(wait_ready_ms) ms, RSS after restart $(rss_mb "$NODE") MB"
+    grep -E "journal replayed|checkpoint written" "$WORK/node.log" | tail -n 2
+done
