@@ -94,6 +94,13 @@ enum Command {
         #[command(subcommand)]
         action: JournalAction,
     },
+    /// Copies --data-dir (also while a node serves on it) into a new directory that
+    /// `leadrouter --data-dir DIR` starts from.
+    Backup {
+        /// The copy: a new or empty directory.
+        #[arg(long)]
+        to: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -112,8 +119,19 @@ enum LogFormat {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    if let Some(Command::Journal { action: JournalAction::Verify }) = &cli.command {
-        return verify_journal(&cli.data_dir.join("journal"));
+    match &cli.command {
+        Some(Command::Journal { action: JournalAction::Verify }) => {
+            return verify_journal(&cli.data_dir.join("journal"))
+        }
+        Some(Command::Backup { to }) => {
+            let copied = leadrouter::store::backup::backup(&cli.data_dir, to)?;
+            println!(
+                "{}",
+                serde_json::json!({"backup": to, "segments": copied.segments, "bytes": copied.bytes, "checkpoint": copied.checkpoint})
+            );
+            return Ok(());
+        }
+        Some(Command::Serve) | None => {}
     }
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?.block_on(run(cli))
 }

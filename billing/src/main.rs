@@ -71,7 +71,7 @@ enum LogFormat {
     Json,
 }
 
-#[derive(Subcommand, Debug, Clone, Copy)]
+#[derive(Subcommand, Debug, Clone)]
 enum Command {
     /// Follow the ledger and serve the API (the default).
     Serve,
@@ -79,6 +79,13 @@ enum Command {
     Run,
     /// Prove the documents against the ledger; exit 1 on any discrepancy.
     Reconcile,
+    /// Copy the database to a new file with SQLite's online backup (also while a worker
+    /// serves on it); prints the copy's applied ledger sequence.
+    Backup {
+        /// The copy to write; must not exist.
+        #[arg(long)]
+        to: PathBuf,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -96,10 +103,16 @@ fn main() -> anyhow::Result<()> {
     }
     let runtime = tokio::runtime::Runtime::new()?;
     let code = runtime.block_on(async move {
-        match cli.command.unwrap_or(Command::Serve) {
+        match cli.command.clone().unwrap_or(Command::Serve) {
             Command::Serve => serve(cli).await.map(|()| 0),
             Command::Run => run_once(cli).await.map(|()| 0),
             Command::Reconcile => reconcile_once(cli).await,
+            Command::Backup { to } => {
+                let applied = leadrouter_billing::store::backup(&cli.db, &to)
+                    .with_context(|| format!("backing up {} to {}", cli.db.display(), to.display()))?;
+                println!("{}", serde_json::json!({"backup": to, "applied_sequence": applied}));
+                Ok(0)
+            }
         }
     })?;
     std::process::exit(code);

@@ -5,6 +5,7 @@
 //! the same checks in one atomic script per buyer. The other stores are in memory for one
 //! node; they keep the shape the durable and Redis versions will have.
 
+pub mod backup;
 pub mod checkpoint;
 pub mod dedup;
 pub mod event_mirror;

@@ -654,3 +654,73 @@ async fn a_tail_longer_than_the_sales_kept_in_memory_restores_every_pull_lead() 
     }
     assert_eq!(waiting, total as usize, "every pull lead of the replayed tail, not only the recent sales'");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backup_taken_while_serving_starts_and_holds_every_sale_it_copied() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, toml_of(&pull_market())).unwrap();
+    let data = dir.path().join("data");
+    let extra = ["--admin-token", ADMIN_TOKEN, "--journal-segment-bytes", "16384"];
+    let (public, ops, grpc) = ports();
+    let mut child = spawn(&config, &data, (public, ops, grpc), &extra);
+    wait_ready(ops).await;
+    let sold: Arc<parking_lot::Mutex<Vec<String>>> = Arc::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let base = format!("http://127.0.0.1:{public}");
+    let workers: Vec<_> = (0..4u32)
+        .map(|worker| {
+            let (base, sold, stop) = (base.clone(), Arc::clone(&sold), Arc::clone(&stop));
+            tokio::spawn(async move {
+                for n in 0..100_000u32 {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    let Some((_, answer)) =
+                        try_post_keyed(&base, &format!("b-{worker}-{n}"), &lead("solar", worker * 1_000_000 + n)).await
+                    else {
+                        break;
+                    };
+                    if answer["status"] == "sold" {
+                        sold.lock().push(answer["lead_id"].as_str().unwrap().to_string());
+                    }
+                }
+            })
+        })
+        .collect();
+    eventually("the load is under way", || sold.lock().len() >= 150).await;
+    let answered_before_the_copy: Vec<String> = sold.lock().clone();
+    let copy = dir.path().join("copy");
+    let output = Command::new(env!("CARGO_BIN_EXE_leadrouter"))
+        .args(["backup", "--data-dir", data.to_str().unwrap(), "--to", copy.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let sold_before_the_copy_ended = sold.lock().len();
+    eventually("sales go on after the copy", || sold.lock().len() >= sold_before_the_copy_ended + 50).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let (code, out) = verify(&copy);
+    assert_eq!(code, Some(0), "the copy verifies: {out}");
+    let (public, ops, grpc) = ports();
+    let mut child = spawn(&config, &copy, (public, ops, grpc), &extra);
+    wait_ready(ops).await;
+    let in_copy = sales_on_stream(grpc, 1).await;
+    let all_sold: HashSet<String> = sold.lock().iter().cloned().collect();
+    let copied: HashSet<&String> = in_copy.iter().collect();
+    for lead_id in &answered_before_the_copy {
+        assert!(copied.contains(lead_id), "{lead_id} was sold before the backup began but is not in it");
+    }
+    assert!(in_copy.len() < all_sold.len(), "and not the ones after it");
+    assert!(in_copy.iter().all(|lead| all_sold.contains(lead)), "only sales that were made");
+    let balance = get(public, "/v1/buyer/balance", &buyer_key("b1")).await;
+    let expected = rust_decimal::Decimal::new(100_000_000 - 1_000 * in_copy.len() as i64, 2);
+    assert_eq!(balance["balance"], expected.to_string(), "the copy's balance matches its sales");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -243,6 +243,32 @@ impl Db {
     }
 }
 
+/// Copies the database at `from` to a new file `to` with SQLite's online backup: a
+/// consistent copy, also while a worker writes to it (pages changed during the copy are
+/// copied again). `to` must not exist; it is created with mode 0600 (documents hold account
+/// data) and answers its last applied ledger sequence.
+pub fn backup(from: &Path, to: &Path) -> Result<u64, StoreError> {
+    if to.exists() {
+        return Err(StoreError::Corrupt(format!("{} exists; name a new file", to.display())));
+    }
+    let source = Connection::open_with_flags(from, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    source.busy_timeout(Duration::from_secs(10))?;
+    {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        options.open(to).map_err(|e| StoreError::Corrupt(format!("{}: {e}", to.display())))?;
+    }
+    let mut target = Connection::open(to)?;
+    rusqlite::backup::Backup::new(&source, &mut target)?.run_to_completion(256, Duration::from_millis(2), None)?;
+    let check: String = target.query_row("PRAGMA integrity_check", [], |row| row.get(0))?;
+    if check != "ok" {
+        return Err(StoreError::Corrupt(format!("the copy fails its integrity check: {check}")));
+    }
+    ledger::applied(&target)
+}
+
 /// Every row of `sql` as a tuple of its columns (`(String, Option<String>, i64)`, ...).
 pub fn rows<T>(connection: &Connection, sql: &str, params: impl rusqlite::Params) -> Result<Vec<T>, StoreError>
 where
@@ -251,4 +277,31 @@ where
     let mut statement = connection.prepare_cached(sql)?;
     let rows = statement.query_map(params, |row| T::try_from(row))?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_online_backup_is_a_consistent_private_copy_taken_while_the_database_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("billing.db");
+        let db = Db::open(&path).unwrap();
+        db.with(|connection| connection.execute("UPDATE cursor SET applied = 42", [])).unwrap();
+        // A write in progress on the serving connection while the copy is taken.
+        db.with(|connection| connection.execute_batch("BEGIN; UPDATE cursor SET applied = 43;")).unwrap();
+        let copy = dir.path().join("copy.db");
+        assert_eq!(backup(&path, &copy).unwrap(), 42, "the copy holds what was committed");
+        db.with(|connection| connection.execute_batch("COMMIT;")).unwrap();
+        assert_eq!(Db::open(&copy).unwrap().applied().unwrap(), 42);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(std::fs::metadata(&copy).unwrap().permissions().mode() & 0o777, 0o600);
+        }
+        assert!(backup(&path, &copy).is_err(), "never over an existing file");
+        let second = dir.path().join("second.db");
+        assert_eq!(backup(&path, &second).unwrap(), 43);
+    }
 }
