@@ -113,12 +113,34 @@ pub fn load(journal_dir: &std::path::Path) -> Result<Option<Checkpoint>, Checkpo
     checkpoint::read(journal_dir)
 }
 
-/// Writes a checkpoint after every sealed segment until `stopped`.
-pub async fn run(
+/// Writes a checkpoint after sealed segments until `stopped`, at most one per `every`
+/// (its cost is the size of the state; a busy node seals a segment every few seconds).
+///
+/// Runs on a thread and runtime of its own: loading, replaying and encoding a checkpoint
+/// takes seconds of CPU that must not hold the serving runtime's workers.
+pub fn spawn(
     journal: Arc<Journal>,
     live: Arc<Router>,
     postal: &'static PostalTable,
     clock: Arc<dyn Clock>,
+    every: std::time::Duration,
+    stopped: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::task::spawn_blocking(move || {
+        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(runtime) => runtime,
+            Err(error) => return tracing::error!(%error, "no runtime for checkpoints; none are written"),
+        };
+        runtime.block_on(run(journal, live, postal, clock, every, stopped));
+    })
+}
+
+async fn run(
+    journal: Arc<Journal>,
+    live: Arc<Router>,
+    postal: &'static PostalTable,
+    clock: Arc<dyn Clock>,
+    every: std::time::Duration,
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut sealed = journal.sealed();
@@ -127,8 +149,8 @@ pub async fn run(
             changed = sealed.changed() => if changed.is_err() { return },
             _ = stopped.changed() => return,
         }
-        let through = *sealed.borrow_and_update() + 1;
         let started = std::time::Instant::now();
+        let through = *sealed.borrow_and_update() + 1;
         match write_through(&journal, &live, postal, &clock, through).await {
             Ok(Some(bytes)) => {
                 tracing::info!(
@@ -140,6 +162,10 @@ pub async fn run(
             }
             Ok(None) => {}
             Err(error) => tracing::warn!(%error, "checkpoint not written; the next sealed segment tries again"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every.saturating_sub(started.elapsed())) => {}
+            _ = stopped.changed() => return,
         }
     }
 }

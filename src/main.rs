@@ -77,6 +77,11 @@ struct Cli {
     #[arg(long, env = "LEADROUTER_JOURNAL_SEGMENT_BYTES", default_value_t = 64 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(4096..))]
     journal_segment_bytes: u64,
 
+    /// Embedded journal: at most one checkpoint per this many milliseconds (each costs the
+    /// size of the state; a restart replays what came after the last one).
+    #[arg(long, env = "LEADROUTER_CHECKPOINT_EVERY_MS", default_value_t = 10_000)]
+    checkpoint_every_ms: u64,
+
     /// Log format: one line per event, human-readable or JSON.
     #[arg(long, env = "LEADROUTER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -168,6 +173,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         },
         redis: cli.redis.map(|url| RedisOptions { url, prefix: cli.redis_prefix }),
         journal: JournalOptions { segment_bytes: cli.journal_segment_bytes },
+        checkpoint_every: Duration::from_millis(cli.checkpoint_every_ms),
     };
     let running = server::start(options).await?;
     tracing::info!(addr = %running.public_addr, "public API listening");

@@ -126,6 +126,8 @@ pub struct ServerOptions {
     pub redis: Option<RedisOptions>,
     /// How the embedded journal lays out its segments.
     pub journal: JournalOptions,
+    /// At most one checkpoint per this long (after sealed segments).
+    pub checkpoint_every: Duration,
 }
 
 /// `--redis URL` and the key prefix that keeps deployments sharing one Redis apart.
@@ -156,6 +158,7 @@ impl ServerOptions {
             retry: RetryPolicy::default(),
             redis: None,
             journal: JournalOptions::default(),
+            checkpoint_every: Duration::ZERO,
         }
     }
 }
@@ -217,7 +220,8 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
     ];
     if let Some(journal) = journal {
         let clock = Arc::clone(&options.clock);
-        tasks.push(tokio::spawn(checkpoints::run(journal, Arc::clone(&router), postal, clock, stopped)));
+        let every = options.checkpoint_every;
+        tasks.push(checkpoints::spawn(journal, Arc::clone(&router), postal, clock, every, stopped));
     }
     Ok(RunningServer { public_addr, ops_addr, grpc_addr, router, state, stop, tasks })
 }

@@ -8,10 +8,12 @@
 //! last said of each account, and the records whose fact comes later in the journal.
 //! Holds, open pings and traces are not durable and are not here.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{AccountsSaid, Router};
 use crate::domain::budget::BookState;
+use crate::domain::dedup::DedupKey;
 use crate::store::idempotency::{AnswerState, ExternalIdState};
 use crate::store::journal::{InternalRecord, Location};
 use crate::store::outbox::OutboxState;
@@ -22,8 +24,8 @@ use crate::store::sales::Sale;
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct RouterState {
     pub books: Vec<(String, BookState)>,
-    /// Dedup keys (hex) and when they were sold.
-    pub dedup: Vec<(String, chrono::DateTime<chrono::Utc>)>,
+    /// Dedup keys and when they were sold, packed (millions of them in a busy window).
+    pub dedup: DedupKeys,
     pub sales: Vec<Sale>,
     pub top_up_references: Vec<(String, String)>,
     pub returns: Vec<Stored>,
@@ -37,6 +39,39 @@ pub struct RouterState {
     pub awaiting: Vec<(Location, InternalRecord)>,
 }
 
+/// Dedup keys as one hex string of 40-byte entries (the key, then the sale's time in
+/// milliseconds, little endian): a tenth of the JSON of pairs, read without a string per key.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct DedupKeys(String);
+
+const DEDUP_ENTRY_BYTES: usize = 40;
+
+impl DedupKeys {
+    fn pack(keys: &[(DedupKey, DateTime<Utc>)]) -> DedupKeys {
+        let mut bytes = Vec::with_capacity(keys.len() * DEDUP_ENTRY_BYTES);
+        for (key, at) in keys {
+            bytes.extend_from_slice(key);
+            bytes.extend_from_slice(&at.timestamp_millis().to_le_bytes());
+        }
+        DedupKeys(hex::encode(bytes))
+    }
+
+    /// The keys; an entry that does not decode is skipped (a checksummed checkpoint holds
+    /// none).
+    fn unpack(&self) -> Vec<(DedupKey, DateTime<Utc>)> {
+        let bytes = hex::decode(&self.0).unwrap_or_default();
+        bytes
+            .chunks_exact(DEDUP_ENTRY_BYTES)
+            .filter_map(|entry| {
+                let key: DedupKey = entry[..32].try_into().ok()?;
+                let millis = i64::from_le_bytes(entry[32..].try_into().ok()?);
+                Some((key, DateTime::from_timestamp_millis(millis)?))
+            })
+            .collect()
+    }
+}
+
 impl Router {
     /// The state replay has built so far (the checkpointer's router, which serves nothing).
     pub fn export_state(&self, accounts: AccountsSaid, awaiting: Vec<(Location, InternalRecord)>) -> RouterState {
@@ -44,7 +79,7 @@ impl Router {
         let (returns, return_revision) = self.returns.export();
         RouterState {
             books: self.budget.export(),
-            dedup: self.dedup.export(),
+            dedup: DedupKeys::pack(&self.dedup.export()),
             sales: self.sales.all(),
             top_up_references: self.top_up_references.iter().map(|entry| entry.key().clone()).collect(),
             returns,
@@ -62,7 +97,7 @@ impl Router {
     /// ledger last said of each account and the records still waiting for their fact.
     pub fn import_state(&self, state: RouterState) -> (AccountsSaid, Vec<(Location, InternalRecord)>) {
         self.budget.import(state.books);
-        self.dedup.import(state.dedup);
+        self.dedup.import(state.dedup.unpack());
         for sale in state.sales {
             self.sales.record(sale);
         }
@@ -74,5 +109,20 @@ impl Router {
         self.pull.import(state.pull);
         self.outbox.import(state.outbox, tokio::time::Instant::now());
         (state.accounts, state.awaiting)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dedup_keys_pack_and_unpack_to_the_millisecond() {
+        let at = DateTime::from_timestamp_millis(1_796_000_000_123).unwrap();
+        let keys = vec![([1u8; 32], at), ([255u8; 32], at + chrono::Duration::days(3))];
+        let packed = DedupKeys::pack(&keys);
+        assert_eq!(packed.0.len(), 2 * DEDUP_ENTRY_BYTES * 2);
+        assert_eq!(packed.unpack(), keys);
+        assert!(DedupKeys::default().unpack().is_empty());
     }
 }

@@ -57,21 +57,19 @@ impl Dedup {
     }
 
     /// The keys marked sold, for a checkpoint (keys in flight belong to no sale yet).
-    pub fn export_sold(&self) -> Vec<(String, DateTime<Utc>)> {
+    pub fn export_sold(&self) -> Vec<(DedupKey, DateTime<Utc>)> {
         self.keys
             .iter()
             .filter_map(|entry| match entry.value() {
-                Mark::Sold(at) => Some((crate::domain::dedup::to_hex(entry.key()), *at)),
+                Mark::Sold(at) => Some((*entry.key(), *at)),
                 Mark::Pending => None,
             })
             .collect()
     }
 
-    pub fn import_sold(&self, keys: Vec<(String, DateTime<Utc>)>) {
+    pub fn import_sold(&self, keys: Vec<(DedupKey, DateTime<Utc>)>) {
         for (key, at) in keys {
-            if let Some(key) = crate::domain::dedup::from_hex(&key) {
-                self.keys.insert(key, Mark::Sold(at));
-            }
+            self.keys.insert(key, Mark::Sold(at));
         }
     }
 
@@ -109,11 +107,11 @@ impl super::DedupClaims for Dedup {
         Dedup::sweep(self, now, longest);
     }
 
-    fn export(&self) -> Vec<(String, DateTime<Utc>)> {
+    fn export(&self) -> Vec<(DedupKey, DateTime<Utc>)> {
         self.export_sold()
     }
 
-    fn import(&self, keys: Vec<(String, DateTime<Utc>)>) {
+    fn import(&self, keys: Vec<(DedupKey, DateTime<Utc>)>) {
         self.import_sold(keys);
     }
 }

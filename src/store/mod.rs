@@ -117,11 +117,11 @@ pub trait DedupClaims: Send + Sync + 'static {
     async fn release(&self, buyer_id: &str, keys: &[crate::domain::dedup::DedupKey]);
     /// Forgets sales older than the longest window in use (Redis expires keys itself).
     fn sweep(&self, now: DateTime<Utc>, longest: chrono::Duration);
-    /// The keys marked sold (hex) and when, for a checkpoint (embedded only).
-    fn export(&self) -> Vec<(String, DateTime<Utc>)> {
+    /// The keys marked sold and when, for a checkpoint (embedded only).
+    fn export(&self) -> Vec<(crate::domain::dedup::DedupKey, DateTime<Utc>)> {
         Vec::new()
     }
-    fn import(&self, _keys: Vec<(String, DateTime<Utc>)>) {}
+    fn import(&self, _keys: Vec<(crate::domain::dedup::DedupKey, DateTime<Utc>)>) {}
 }
 
 /// Where the engine writes what must outlive the process: ledger events, which get their

@@ -280,8 +280,12 @@ async fn after_a_failed_write_the_node_is_unready_and_refuses_everything_with_50
 /// The binary sells `count` leads with 4 KiB segments, then stops cleanly.
 async fn sell_and_stop(config: &Path, data: &Path, count: u32) {
     let (public, ops, grpc) = ports();
-    let mut child =
-        spawn(config, data, (public, ops, grpc), &["--admin-token", ADMIN_TOKEN, "--journal-segment-bytes", "4096"]);
+    let mut child = spawn(
+        config,
+        data,
+        (public, ops, grpc),
+        &["--admin-token", ADMIN_TOKEN, "--journal-segment-bytes", "4096", "--checkpoint-every-ms", "0"],
+    );
     wait_ready(ops).await;
     let base = format!("http://127.0.0.1:{public}");
     for n in 0..count {
@@ -447,19 +451,8 @@ async fn a_restart_from_a_checkpoint_rebuilds_everything_without_the_segments_it
         start_with_journal(rich_market(&sink), Arc::new(SystemClock), tempfile::tempdir().unwrap(), small).await;
     let mut keyed = lead("solar", 0);
     keyed["external_id"] = json!("portal-0");
-    let first_answer = server
-        .send(
-            "POST",
-            &format!("{}/v1/leads", server.base),
-            &[
-                ("authorization", &format!("Bearer {SUPPLIER_KEY}")),
-                ("content-type", "application/json"),
-                ("idempotency-key", "key-0"),
-            ],
-            keyed.to_string(),
-        )
-        .await;
-    assert_eq!(first_answer.json["status"], "sold");
+    let (_, first_answer) = post_keyed(&server.base, "key-0", &keyed).await;
+    assert_eq!(first_answer["status"], "sold");
     for n in 1..40 {
         assert_eq!(server.direct(&lead("solar", n)).await.json["status"], "sold");
     }
@@ -521,19 +514,8 @@ async fn a_restart_from_a_checkpoint_rebuilds_everything_without_the_segments_it
     let after = (server.balance(&buyer_key("b1")).await, server.balance(&buyer_key("b2")).await);
     assert_eq!(after, before, "balances and holds as before the restart");
     assert_eq!(fetch_all(&server, "b1", 45).await, pulled, "the pull queue, lead for lead");
-    let replay = server
-        .send(
-            "POST",
-            &format!("{}/v1/leads", server.base),
-            &[
-                ("authorization", &format!("Bearer {SUPPLIER_KEY}")),
-                ("content-type", "application/json"),
-                ("idempotency-key", "key-0"),
-            ],
-            keyed.to_string(),
-        )
-        .await;
-    assert_eq!(replay.json, first_answer.json, "the idempotent answer");
+    let (_, replay) = post_keyed(&server.base, "key-0", &keyed).await;
+    assert_eq!(replay, first_answer, "the idempotent answer");
     let mut again = lead("solar", 999);
     again["external_id"] = json!("portal-0");
     assert_eq!(server.direct(&again).await.json["error"]["code"], "duplicate_external_id");
@@ -565,7 +547,7 @@ async fn kill_9_around_checkpoints_under_load_loses_no_sale_answered_sold() {
     let mut answered_sold = HashSet::new();
     // Small segments: a checkpoint every few dozen sales, so kills land before, during and
     // after writing one.
-    let extra = ["--admin-token", ADMIN_TOKEN, "--journal-segment-bytes", "16384"];
+    let extra = ["--admin-token", ADMIN_TOKEN, "--journal-segment-bytes", "16384", "--checkpoint-every-ms", "0"];
     for round in 0..4u32 {
         let (public, ops, grpc) = ports();
         let mut child = spawn(&config, &data, (public, ops, grpc), &extra);
@@ -661,7 +643,7 @@ async fn a_backup_taken_while_serving_starts_and_holds_every_sale_it_copied() {
     let config = dir.path().join("config.toml");
     std::fs::write(&config, toml_of(&pull_market())).unwrap();
     let data = dir.path().join("data");
-    let extra = ["--admin-token", ADMIN_TOKEN, "--journal-segment-bytes", "16384"];
+    let extra = ["--admin-token", ADMIN_TOKEN, "--journal-segment-bytes", "16384", "--checkpoint-every-ms", "0"];
     let (public, ops, grpc) = ports();
     let mut child = spawn(&config, &data, (public, ops, grpc), &extra);
     wait_ready(ops).await;
