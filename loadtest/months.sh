@@ -3,8 +3,10 @@
 # sales, on release binaries with embedded storage.
 #
 # The market is direct-post.sh's with every campaign delivering by `pull` (sold on
-# assignment, the lead waits on disk for its buyer, who never fetches here) and BUYERS (20)
-# buyers with 1,000,000,000.00 each. The load tester posts distinct leads closed loop at
+# assignment, the lead waits on disk for its buyer, who never fetches here), BUYERS (20)
+# buyers with 1,000,000,000.00 each, and `dedup_days` DEDUP_DAYS (0: the dedup keys of a
+# window are kept in memory by design, ~70 bytes a key, two a lead, and a run that sells
+# millions in minutes keeps them all; 0 shows what grows with sales apart from that). The load tester posts distinct leads closed loop at
 # CONCURRENCY (32) until each stage's total of sales (STAGES, "1000000 10000000") is
 # reached, in runs of at most RUN_MAX (3,000,000) requests. After each stage: the node's
 # resident memory (VmRSS), the data dir's size, then a clean stop and a restart timed to
@@ -20,6 +22,7 @@ TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 CONCURRENCY="${CONCURRENCY:-32}"
 STAGES="${STAGES:-1000000 10000000}"
 RUN_MAX="${RUN_MAX:-3000000}"
+DEDUP_DAYS="${DEDUP_DAYS:-0}"
 
 BUYER_ADDR=127.0.0.1:19200
 LEADROUTER_ADDR=127.0.0.1:18080
@@ -45,7 +48,8 @@ port_free "$OPS_ADDR"
 
 write_direct_market "$WORK/market.toml" "loadtest/months.sh"
 sed -i -e "s|delivery = { mode = \"webhook\", url = \"http://$BUYER_ADDR/post\" }|delivery = { mode = \"pull\" }|" \
-    -e 's|amount = "10000000.00"|amount = "1000000000.00"|' "$WORK/market.toml"
+    -e 's|amount = "10000000.00"|amount = "1000000000.00"|' \
+    -e "s|^delivery = { mode = \"pull\" }|delivery = { mode = \"pull\" }\ndedup_days = $DEDUP_DAYS|" "$WORK/market.toml"
 
 start_node() {
     "$LEADROUTER" --config "$WORK/market.toml" --data-dir "$WORK/data" --listen "$LEADROUTER_ADDR" \
@@ -89,5 +93,6 @@ for stage in $STAGES; do
     wait "$NODE" || true
     start_node
     echo "== stage $stage: restart ready in $(wait_ready_ms) ms, RSS after restart $(rss_mb "$NODE") MB"
+    echo "== stage $stage: checkpoint $(du -h "$WORK/data/journal/checkpoint" | cut -f1)"
     grep -E "journal replayed|checkpoint written" "$WORK/node.log" | tail -n 2
 done

@@ -65,6 +65,7 @@ impl Router {
     pub fn with_shared(mut self, stores: SharedStores) -> Router {
         self.dedup = stores.dedup;
         self.pings = stores.pings;
+        self.sales = crate::store::sales::Sales::keeping(usize::MAX);
         self.shared = Some(Shared {
             claims: stores.claims,
             config: stores.config,

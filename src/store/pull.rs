@@ -76,7 +76,41 @@ pub struct QueueState {
     pub buyer_id: String,
     pub next: u64,
     pub acknowledged: u64,
-    pub waiting: Vec<(u64, Location)>,
+    pub waiting: Places,
+}
+
+/// Waiting leads' positions and places as one hex string of 24-byte entries (position,
+/// segment, offset; little endian): millions of them when a buyer does not fetch, read
+/// back without a JSON object each.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Places(String);
+
+const PLACE_BYTES: usize = 24;
+
+impl Places {
+    pub fn pack<'a>(places: impl IntoIterator<Item = (&'a u64, &'a Location)>) -> Places {
+        let mut bytes = Vec::new();
+        for (position, location) in places {
+            bytes.extend_from_slice(&position.to_le_bytes());
+            bytes.extend_from_slice(&location.segment.to_le_bytes());
+            bytes.extend_from_slice(&location.offset.to_le_bytes());
+        }
+        Places(hex::encode(bytes))
+    }
+
+    pub fn unpack(&self) -> Vec<(u64, Location)> {
+        let bytes = hex::decode(&self.0).unwrap_or_default();
+        let word = |entry: &[u8], at: usize| {
+            let mut le = [0u8; 8];
+            le.copy_from_slice(&entry[at..at + 8]);
+            u64::from_le_bytes(le)
+        };
+        bytes
+            .chunks_exact(PLACE_BYTES)
+            .map(|entry| (word(entry, 0), Location { segment: word(entry, 8), offset: word(entry, 16) }))
+            .collect()
+    }
 }
 
 impl PullQueues {
@@ -89,7 +123,7 @@ impl PullQueues {
                     buyer_id: entry.key().clone(),
                     next: queue.next,
                     acknowledged: queue.acknowledged,
-                    waiting: queue.waiting.iter().map(|(p, lead)| (*p, *lead)).collect(),
+                    waiting: Places::pack(&queue.waiting),
                 }
             })
             .collect()
@@ -100,7 +134,7 @@ impl PullQueues {
             let queue = Queue {
                 next: state.next,
                 acknowledged: state.acknowledged,
-                waiting: state.waiting.into_iter().collect(),
+                waiting: state.waiting.unpack().into_iter().collect(),
             };
             self.by_buyer.insert(state.buyer_id, Mutex::new(queue));
         }
@@ -152,6 +186,14 @@ mod tests {
         assert_eq!(queues.fetch("b1", 0, 10).iter().map(|(p, _)| *p).collect::<Vec<_>>(), [3]);
         assert!(!queues.advances("b1", 2) && queues.advances("b1", 3));
         assert_eq!(queues.next_position("b1"), 4);
+    }
+
+    #[test]
+    fn places_pack_and_unpack() {
+        let waiting: BTreeMap<u64, Location> = (1..=3).map(|n| (n, at(n))).collect();
+        let packed = Places::pack(&waiting);
+        assert_eq!(packed.unpack(), waiting.into_iter().collect::<Vec<_>>());
+        assert!(Places::default().unpack().is_empty());
     }
 
     #[test]

@@ -13,22 +13,38 @@ pub type Sale = crate::domain::ledger::SaleSettled;
 /// Sales kept in memory at most (~10 MB); a return of an older one reads it from disk.
 pub const RECENT_SALES_MAX: usize = 16_384;
 
-#[derive(Default)]
 pub struct Sales {
+    /// How many sales memory keeps.
+    kept: usize,
     by_id: DashMap<String, Sale>,
     /// Ids in the order they were recorded, oldest first, to forget the oldest beyond the
     /// cap (held for a push and a pop).
     order: Mutex<VecDeque<String>>,
 }
 
+impl Default for Sales {
+    fn default() -> Sales {
+        Sales::keeping(RECENT_SALES_MAX)
+    }
+}
+
 impl Sales {
+    /// Sales that keep at most `kept` in memory (several nodes keep every sale: their
+    /// ledger is a mirror in memory, with no sale index on disk yet).
+    pub fn keeping(kept: usize) -> Sales {
+        Sales { kept, by_id: DashMap::new(), order: Mutex::new(VecDeque::new()) }
+    }
+
     pub fn record(&self, sale: Sale) {
         let id = sale.sale_id.clone();
         self.by_id.insert(id.clone(), sale);
+        if self.kept == usize::MAX {
+            return;
+        }
         let forgotten = {
             let mut order = self.order.lock();
             order.push_back(id);
-            if order.len() > RECENT_SALES_MAX {
+            if order.len() > self.kept {
                 order.pop_front()
             } else {
                 None

@@ -493,16 +493,13 @@ async fn a_restart_from_a_checkpoint_rebuilds_everything_without_the_segments_it
     // Retention's effect: the covered segments are gone, but for those holding leads a
     // buyer has not taken yet; only the checkpoint has the rest.
     let journal = data.path().join("journal");
-    let checkpoint: serde_json::Value = {
-        let bytes = std::fs::read(journal.join("checkpoint")).unwrap();
-        serde_json::from_slice(&bytes[16..]).unwrap()
-    };
-    let covered = checkpoint["segment"].as_u64().unwrap();
-    let first_waiting = checkpoint["state"]["pull"]
-        .as_array()
-        .unwrap()
+    let checkpoint = leadrouter::checkpoints::load(&journal).unwrap().unwrap();
+    let covered = checkpoint.segment;
+    let first_waiting = checkpoint
+        .state
+        .pull
         .iter()
-        .flat_map(|queue| queue["waiting"].as_array().unwrap().iter().map(|w| w[1]["segment"].as_u64().unwrap()))
+        .flat_map(|queue| queue.waiting.unpack().into_iter().map(|(_, place)| place.segment))
         .min()
         .unwrap_or(u64::MAX);
     let removable = covered.min(first_waiting);
