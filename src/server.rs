@@ -292,14 +292,20 @@ async fn embedded_router(
 /// them: damage there loses nothing acknowledged (the checkpoint holds it), but an operator
 /// must hear of it, loudly, and replace the disk or restore a backup.
 fn scrub_covered_segments(journal_dir: std::path::PathBuf, covered_before: u64) {
-    tokio::task::spawn_blocking(move || match verify::verify(&journal_dir, 0, covered_before) {
+    // A thread of its own, not the runtime's blocking pool: reading gigabytes must not keep
+    // a clean shutdown waiting (the runtime waits for its blocking tasks; an exiting process
+    // does not wait for this thread).
+    let scrub = move || match verify::verify(&journal_dir, 0, covered_before) {
         Ok(report) => {
             for finding in &report.damage {
                 tracing::error!(damage = %finding, "journal damage in a segment the checkpoint covers: every acknowledged sale is still in the checkpoint; run `leadrouter journal verify` and restore a backup");
             }
         }
         Err(error) => tracing::error!(%error, "the segments the checkpoint covers could not be read"),
-    });
+    };
+    if let Err(error) = std::thread::Builder::new().name("journal-scrub".into()).spawn(scrub) {
+        tracing::warn!(%error, "the covered segments are not checked in the background");
+    }
 }
 
 /// Several nodes: balances, holds, caps, dedup keys, ping contexts, claims, admin changes
