@@ -82,6 +82,15 @@ impl Drop for SmallDisk {
     }
 }
 
+/// A fresh dir for the binary: the pull market's config file and where its data goes.
+fn pull_node_dir() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, toml_of(&pull_market())).unwrap();
+    let data = dir.path().join("data");
+    (dir, config, data)
+}
+
 /// The real binary, its output (logs, a failed start's message) kept in `<config>.log`.
 fn spawn(config: &Path, data: &Path, ports: (u16, u16, u16), extra: &[&str]) -> Child {
     let (public, ops, grpc) = ports;
@@ -313,10 +322,7 @@ fn verify(data: &Path) -> (Option<i32>, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_torn_tail_is_cut_and_a_flipped_bit_is_never_silent() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.toml");
-    std::fs::write(&config, toml_of(&pull_market())).unwrap();
-    let data = dir.path().join("data");
+    let (_dir, config, data) = pull_node_dir();
     sell_and_stop(&config, &data, 40).await;
     let listed = segment_paths(&data);
     assert!(listed.len() >= 5, "40 sales fill several 4 KiB segments: {}", listed.len());
@@ -401,10 +407,7 @@ async fn balances_far_above_the_input_limit_survive_a_restart_exactly() {
 async fn data_files_are_private_and_loose_ones_are_narrowed_at_start() {
     use std::os::unix::fs::PermissionsExt;
     let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.toml");
-    std::fs::write(&config, toml_of(&pull_market())).unwrap();
-    let data = dir.path().join("data");
+    let (_dir, config, data) = pull_node_dir();
     let (public, ops, grpc) = ports();
     let mut child = spawn(&config, &data, (public, ops, grpc), &[]);
     wait_ready(ops).await;
@@ -537,10 +540,7 @@ async fn fetch_all(server: &TestServer, buyer: &str, after: u64) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_around_checkpoints_under_load_loses_no_sale_answered_sold() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.toml");
-    std::fs::write(&config, toml_of(&pull_market())).unwrap();
-    let data = dir.path().join("data");
+    let (_dir, config, data) = pull_node_dir();
     let mut answered_sold = HashSet::new();
     // Small segments: a checkpoint every few dozen sales, so kills land before, during and
     // after writing one.
@@ -636,10 +636,7 @@ async fn a_tail_longer_than_the_sales_kept_in_memory_restores_every_pull_lead() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_backup_taken_while_serving_starts_and_holds_every_sale_it_copied() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.toml");
-    std::fs::write(&config, toml_of(&pull_market())).unwrap();
-    let data = dir.path().join("data");
+    let (dir, config, data) = pull_node_dir();
     let extra = ["--admin-token", ADMIN_TOKEN, "--journal-segment-bytes", "16384", "--checkpoint-every-ms", "0"];
     let (public, ops, grpc) = ports();
     let mut child = spawn(&config, &data, (public, ops, grpc), &extra);
