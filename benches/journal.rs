@@ -128,10 +128,13 @@ fn replay_per_second(runtime: &tokio::runtime::Runtime, dir: &std::path::Path) -
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let server = tokio::spawn(leadrouter::ledger::serve(listener, log, stopped));
+        let clock = Arc::new(leadrouter::clock::SystemClock);
+        let service = leadrouter::ledger::LedgerService::new(log, None, clock, stopped.clone());
+        let server = tokio::spawn(leadrouter::ledger::serve(listener, service, stopped));
         let mut client = LedgerStreamClient::connect(format!("http://{addr}")).await.unwrap();
         let started = Instant::now();
-        let mut stream = client.subscribe(SubscribeRequest { after_sequence: 0 }).await.unwrap().into_inner();
+        let mut stream =
+            client.subscribe(SubscribeRequest { after_sequence: 0, ..Default::default() }).await.unwrap().into_inner();
         let mut last = 0;
         while last < recovery.last_sequence {
             let event = stream.message().await.unwrap().unwrap();

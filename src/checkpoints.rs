@@ -17,8 +17,10 @@ use crate::clock::Clock;
 use crate::domain::geo::PostalTable;
 use crate::domain::market::{ConfigChange, Market};
 use crate::engine::{AccountsSaid, Router, RouterState};
+use crate::retention::Retention;
 use crate::store::checkpoint::{self, CheckpointError};
 use crate::store::journal::frame::Record;
+use crate::store::journal::retention::CheckpointFacts;
 use crate::store::journal::{InternalRecord, Journal, JournalError, Location, Resume};
 use crate::store::memory::MemoryBudget;
 use crate::store::EventLog;
@@ -35,6 +37,14 @@ pub struct Checkpoint {
     pub written_at: DateTime<Utc>,
     /// Every operator change to the market so far, oldest first.
     pub config_changes: Vec<ConfigChange>,
+    /// When the newest event of each covered segment still on disk was journaled (the
+    /// checkpoint's time for a segment without events): what retention dates them by.
+    #[serde(default)]
+    pub segment_times: Vec<(u64, DateTime<Utc>)>,
+    /// The longest return window any campaign has had: sales in segments younger than it
+    /// may still be returned.
+    #[serde(default)]
+    pub longest_return_window_days: u32,
     pub state: RouterState,
 }
 
@@ -124,6 +134,7 @@ pub fn spawn(
     postal: &'static PostalTable,
     clock: Arc<dyn Clock>,
     every: std::time::Duration,
+    retention: Arc<Retention>,
     stopped: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::task::spawn_blocking(move || {
@@ -131,9 +142,12 @@ pub fn spawn(
             Ok(runtime) => runtime,
             Err(error) => return tracing::error!(%error, "no runtime for checkpoints; none are written"),
         };
-        runtime.block_on(run(journal, live, postal, clock, every, stopped));
+        runtime.block_on(run(journal, live, postal, clock, every, retention, stopped));
     })
 }
+
+/// How often retention looks again when no segment is sealed (segments age by themselves).
+const RETENTION_EVERY: std::time::Duration = std::time::Duration::from_secs(3_600);
 
 async fn run(
     journal: Arc<Journal>,
@@ -141,27 +155,39 @@ async fn run(
     postal: &'static PostalTable,
     clock: Arc<dyn Clock>,
     every: std::time::Duration,
+    retention: Arc<Retention>,
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut sealed = journal.sealed();
+    let mut hourly = tokio::time::interval(RETENTION_EVERY);
+    hourly.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            changed = sealed.changed() => if changed.is_err() { return },
-            _ = stopped.changed() => return,
-        }
-        let started = std::time::Instant::now();
-        let through = *sealed.borrow_and_update() + 1;
-        match write_through(&journal, &live, postal, &clock, through).await {
-            Ok(Some(bytes)) => {
-                tracing::info!(
-                    segment = through,
-                    bytes,
-                    ms = started.elapsed().as_millis() as u64,
-                    "checkpoint written"
-                )
+        let started = tokio::select! {
+            changed = sealed.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let started = std::time::Instant::now();
+                let through = *sealed.borrow_and_update() + 1;
+                match write_through(&journal, &live, postal, &clock, through).await {
+                    Ok(Some(bytes)) => {
+                        tracing::info!(
+                            segment = through,
+                            bytes,
+                            ms = started.elapsed().as_millis() as u64,
+                            "checkpoint written"
+                        )
+                    }
+                    Ok(None) => {}
+                    Err(error) => tracing::warn!(%error, "checkpoint not written; the next sealed segment tries again"),
+                }
+                started
             }
-            Ok(None) => {}
-            Err(error) => tracing::warn!(%error, "checkpoint not written; the next sealed segment tries again"),
+            _ = hourly.tick() => std::time::Instant::now(),
+            _ = stopped.changed() => return,
+        };
+        if let Err(error) = retention.compact(false) {
+            tracing::error!(%error, "retention could not compact the journal");
         }
         tokio::select! {
             _ = tokio::time::sleep(every.saturating_sub(started.elapsed())) => {}
@@ -195,6 +221,8 @@ pub async fn write_through(
     let market = Market::build(live.market().config().clone(), postal).map_err(|e| e.to_string())?;
     let shadow =
         Router::new(market, postal, Arc::clone(clock), Arc::new(MemoryBudget::new()), Arc::clone(journal) as _);
+    let previous_times = previous.as_ref().map(|p| p.segment_times.clone()).unwrap_or_default();
+    let previous_window = previous.as_ref().map_or(0, |p| p.longest_return_window_days);
     let (mut said, awaiting, mut changes, span) = match previous {
         Some(previous) => {
             let span = Span {
@@ -218,16 +246,56 @@ pub async fn write_through(
     let awaiting =
         replay_span(&shadow, journal, &span, &mut said, awaiting, &mut changes).await.map_err(|e| e.to_string())?;
     shadow.sweep_records();
+    let written_at = clock.now();
+    let window = live.market().campaigns().map(|c| c.campaign.return_window_days).max().unwrap_or(0);
     let next = Checkpoint {
         segment,
         last_sequence: through,
-        written_at: clock.now(),
+        written_at,
         config_changes: changes,
+        segment_times: segment_times(journal, previous_times, span.from_segment, segment, written_at),
+        longest_return_window_days: window.max(previous_window),
         state: shadow.export_state(said, awaiting),
     };
-    tokio::task::spawn_blocking(move || checkpoint::write(&dir, &next))
-        .await
-        .map_err(|e| e.to_string())?
-        .map(Some)
-        .map_err(|e| e.to_string())
+    let facts = CheckpointFacts {
+        checkpoint_segment: next.segment,
+        segment_times: next.segment_times.clone(),
+        referenced_from: next.state.oldest_segment_referenced(),
+        longest_return_window_days: next.longest_return_window_days,
+    };
+    let write = move || {
+        let bytes = checkpoint::write(&dir, &next).map_err(|e| e.to_string())?;
+        if let Err(error) = facts.write(&dir) {
+            tracing::warn!(%error, "retention facts not written; compaction reads the checkpoint instead");
+        }
+        Ok(Some(bytes))
+    };
+    tokio::task::spawn_blocking(write).await.map_err(|e| e.to_string())?
+}
+
+/// The times of the segments numbered `from..to` (newly covered), after those of the
+/// previous checkpoint still on disk.
+fn segment_times(
+    journal: &Journal,
+    mut times: Vec<(u64, DateTime<Utc>)>,
+    from: u64,
+    to: u64,
+    written_at: DateTime<Utc>,
+) -> Vec<(u64, DateTime<Utc>)> {
+    let starts = journal.segment_starts();
+    let oldest = starts.first().map_or(0, |(number, _)| *number);
+    times.retain(|(number, _)| *number >= oldest && *number < from);
+    for pair in starts.windows(2) {
+        let ((number, first), (_, next_first)) = (pair[0], pair[1]);
+        if !(from..to).contains(&number) {
+            continue;
+        }
+        let newest = if next_first > first {
+            journal.read_after(next_first - 2, 1).ok().and_then(|events| events.first().map(|e| e.at))
+        } else {
+            None
+        };
+        times.push((number, newest.unwrap_or(written_at)));
+    }
+    times
 }

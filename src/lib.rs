@@ -12,6 +12,7 @@ pub mod domain;
 pub mod engine;
 pub mod ids;
 pub mod ledger;
+pub mod retention;
 pub mod server;
 pub mod store;
 pub mod telemetry;

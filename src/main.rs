@@ -82,6 +82,12 @@ struct Cli {
     #[arg(long, env = "LEADROUTER_CHECKPOINT_EVERY_MS", default_value_t = 10_000)]
     checkpoint_every_ms: u64,
 
+    /// Embedded journal: remove whole segments older than this many days that are past
+    /// every return window, covered by a checkpoint and read by every registered ledger
+    /// consumer (0 keeps everything).
+    #[arg(long, env = "LEADROUTER_RETAIN_DAYS", default_value_t = leadrouter::retention::DEFAULT_RETAIN_DAYS)]
+    retain_days: u32,
+
     /// Log format: one line per event, human-readable or JSON.
     #[arg(long, env = "LEADROUTER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -113,6 +119,22 @@ enum JournalAction {
     /// Checks every segment's checksums and sequences, the sale indexes and the checkpoint;
     /// exits 1 naming any damage (the journal is only read, also while a node serves).
     Verify,
+    /// Removes what retention allows now (--retain-days) and prints what it did and why the
+    /// oldest remaining segment stays. A serving node compacts by itself after every
+    /// checkpoint and hourly (or on `POST /admin/v1/journal/compact`); this refuses to run
+    /// on a data dir a node is serving.
+    Compact {
+        /// Print what would be removed; remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Judge ages as of this time (RFC 3339) instead of now: what would go on that day.
+        #[arg(long, value_parser = parse_time)]
+        as_of: Option<chrono::DateTime<chrono::Utc>>,
+    },
+}
+
+fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(text).map(|t| t.with_timezone(&chrono::Utc)).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -127,6 +149,9 @@ fn main() -> anyhow::Result<()> {
     match &cli.command {
         Some(Command::Journal { action: JournalAction::Verify }) => {
             return verify_journal(&cli.data_dir.join("journal"))
+        }
+        Some(Command::Journal { action: JournalAction::Compact { dry_run, as_of } }) => {
+            return compact_journal(&cli.data_dir, retain(cli.retain_days), *dry_run, *as_of)
         }
         Some(Command::Backup { to }) => {
             let copied = leadrouter::store::backup::backup(&cli.data_dir, to)?;
@@ -174,6 +199,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         redis: cli.redis.map(|url| RedisOptions { url, prefix: cli.redis_prefix }),
         journal: JournalOptions { segment_bytes: cli.journal_segment_bytes },
         checkpoint_every: Duration::from_millis(cli.checkpoint_every_ms),
+        retain_days: retain(cli.retain_days),
+    };
+    // Two nodes writing one journal would corrupt it; the kernel drops the lock with the
+    // process, however it ends.
+    let _lock = match &options.redis {
+        None => Some(lock_data_dir(&cli.data_dir)?),
+        Some(_) => None,
     };
     let running = server::start(options).await?;
     tracing::info!(addr = %running.public_addr, "public API listening");
@@ -197,6 +229,48 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         std::process::exit(EXIT_STORAGE_FAILED);
     }
     tracing::info!("stopped");
+    Ok(())
+}
+
+fn retain(days: u32) -> Option<u32> {
+    (days > 0).then_some(days)
+}
+
+/// Holds `<data-dir>/lock` for as long as the process runs; fails when another node does.
+fn lock_data_dir(data_dir: &Path) -> anyhow::Result<std::fs::File> {
+    let path = data_dir.join("lock");
+    let file = leadrouter::store::files::options()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            bail!("another leadrouter is serving {} (it holds {})", data_dir.display(), path.display())
+        }
+        Err(std::fs::TryLockError::Error(error)) => Err(error).with_context(|| format!("locking {}", path.display())),
+    }
+}
+
+/// `leadrouter journal compact`: retention now, on a data dir no node serves.
+fn compact_journal(
+    data_dir: &Path,
+    retain_days: Option<u32>,
+    dry_run: bool,
+    as_of: Option<chrono::DateTime<chrono::Utc>>,
+) -> anyhow::Result<()> {
+    if !data_dir.join("journal").is_dir() {
+        bail!("no journal at {}", data_dir.join("journal").display());
+    }
+    let _lock = lock_data_dir(data_dir).context(
+        "a serving node compacts its journal by itself after every checkpoint and hourly; \
+         to compact now, POST /admin/v1/journal/compact on its ops listener",
+    )?;
+    let now = as_of.unwrap_or_else(chrono::Utc::now);
+    let report = leadrouter::retention::compact_offline(data_dir, now, retain_days, dry_run)?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }
 

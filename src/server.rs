@@ -23,8 +23,10 @@ use crate::domain::market::{ConfigChange, Market, MarketConfig, MarketError};
 use crate::domain::money::Money;
 use crate::domain::retry::RetryPolicy;
 use crate::engine::{AccountsSaid, EngineError, Router, SharedStores};
-use crate::ledger;
+use crate::ledger::{self, LedgerService};
+use crate::retention::Retention;
 use crate::store::files;
+use crate::store::journal::consumers::Consumers;
 use crate::store::journal::{verify, InternalRecord, Journal, JournalOptions};
 use crate::store::memory::MemoryBudget;
 use crate::store::redis::RedisConnection;
@@ -128,6 +130,9 @@ pub struct ServerOptions {
     pub journal: JournalOptions,
     /// At most one checkpoint per this long (after sealed segments).
     pub checkpoint_every: Duration,
+    /// Journal segments older than this many days (and past every return window, read by
+    /// every registered consumer) are removed; None keeps everything.
+    pub retain_days: Option<u32>,
 }
 
 /// `--redis URL` and the key prefix that keeps deployments sharing one Redis apart.
@@ -159,6 +164,7 @@ impl ServerOptions {
             redis: None,
             journal: JournalOptions::default(),
             checkpoint_every: Duration::ZERO,
+            retain_days: Some(crate::retention::DEFAULT_RETAIN_DAYS),
         }
     }
 }
@@ -184,6 +190,14 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
         }
         Some(redis) => (shared_router(&options, redis, postal).await?, None),
     };
+    let retention = match &journal {
+        Some(journal) => {
+            let consumers = Consumers::open(journal.dir()).map_err(|e| ServerError::Storage(e.to_string()))?;
+            let clock = Arc::clone(&options.clock);
+            Some(Arc::new(Retention::new(Arc::clone(journal), Arc::new(consumers), clock, options.retain_days)))
+        }
+        None => None,
+    };
     for topup in &options.config.topups {
         match router.top_up(&topup.buyer_id, topup.amount, &topup.reference).await {
             Ok(_) => {}
@@ -191,7 +205,7 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
             Err(error) => return Err(ServerError::Config(format!("topup for {}: {error}", topup.buyer_id))),
         }
     }
-    let state = Arc::new(AppState::new(Arc::clone(&router), options.admin_token));
+    let state = Arc::new(AppState::new(Arc::clone(&router), options.admin_token).with_retention(retention.clone()));
     let _ = telemetry::prometheus();
 
     let public = bind(options.listen).await?;
@@ -202,12 +216,14 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
     let grpc_addr = grpc.local_addr().map_err(|source| ServerError::Bind { addr: options.grpc_listen, source })?;
     let (stop, stopped) = watch::channel(false);
     let log: Arc<dyn EventLog> = Arc::clone(router.journal()).event_log();
+    let consumers = retention.as_ref().map(|r| Arc::clone(r.consumers()));
+    let ledger = LedgerService::new(log, consumers, Arc::clone(&options.clock), stopped.clone());
     let grpc_stopped = stopped.clone();
     let mut tasks = vec![
         tokio::spawn(serve(public, Listener::Public, Arc::clone(&state), stopped.clone())),
         tokio::spawn(serve(ops, Listener::Ops, Arc::clone(&state), stopped.clone())),
         tokio::spawn(async move {
-            if let Err(error) = ledger::serve(grpc, log, grpc_stopped).await {
+            if let Err(error) = ledger::serve(grpc, ledger, grpc_stopped).await {
                 tracing::error!(%error, "the ledger stream stopped");
             }
         }),
@@ -218,10 +234,10 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
         tokio::spawn(Arc::clone(&router).follow_internal(stopped.clone())),
         tokio::spawn(sweep(Arc::clone(&router), stopped.clone())),
     ];
-    if let Some(journal) = journal {
+    if let (Some(journal), Some(retention)) = (journal, retention) {
         let clock = Arc::clone(&options.clock);
         let every = options.checkpoint_every;
-        tasks.push(checkpoints::spawn(journal, Arc::clone(&router), postal, clock, every, stopped));
+        tasks.push(checkpoints::spawn(journal, Arc::clone(&router), postal, clock, every, retention, stopped));
     }
     Ok(RunningServer { public_addr, ops_addr, grpc_addr, router, state, stop, tasks })
 }

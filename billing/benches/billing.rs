@@ -79,7 +79,7 @@ fn entries() -> Vec<Entry> {
             payout: Decimal::new(2_280, 2),
             currency: "EUR".into(),
             sold_at: start + Duration::seconds((n * 25) as i64), // spread over November
-            internal: n % BUYERS % 10 == 0,
+            internal: (n % BUYERS).is_multiple_of(10),
         };
         push(Fact::Sale(sale), &mut entries);
     }
@@ -149,9 +149,12 @@ fn catch_up_over_grpc(runtime: &tokio::runtime::Runtime, journal_dir: &std::path
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let server = tokio::spawn(leadrouter::ledger::serve(listener, log, stopped));
+        let clock = std::sync::Arc::new(leadrouter::clock::SystemClock);
+        let service = leadrouter::ledger::LedgerService::new(log, None, clock, stopped.clone());
+        let server = tokio::spawn(leadrouter::ledger::serve(listener, service, stopped));
         let started = Instant::now();
-        let applied = consume::catch_up(db, &url, QUIET).await.expect("catch up");
+        let source = consume::Source { url, consumer: None };
+        let applied = consume::catch_up(db, &source, QUIET).await.expect("catch up");
         let seconds = (started.elapsed() - QUIET).as_secs_f64();
         let _ = stop.send(true);
         let _ = server.await;

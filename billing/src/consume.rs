@@ -58,11 +58,11 @@ const BATCH: usize = 1024;
 
 /// Follows the stream until `shutdown` turns true, reconnecting with backoff (250 ms
 /// doubling to 10 s, reset by every applied batch).
-pub async fn follow(db: Db, url: String, mut shutdown: watch::Receiver<bool>) {
+pub async fn follow(db: Db, source: Source, mut shutdown: watch::Receiver<bool>) {
     let mut delay = Duration::from_millis(250);
     loop {
         let session = tokio::select! {
-            result = session(&db, &url, None, &mut delay) => result,
+            result = session(&db, &source, None, &mut delay) => result,
             _ = crate::stopped(&mut shutdown) => return,
         };
         match session {
@@ -82,24 +82,43 @@ pub async fn follow(db: Db, url: String, mut shutdown: watch::Receiver<bool>) {
 
 /// Applies everything the router has now: reads until the stream is quiet for `quiet`.
 /// Answers the applied sequence.
-pub async fn catch_up(db: &Db, url: &str, quiet: Duration) -> Result<u64, ConsumeError> {
+pub async fn catch_up(db: &Db, source: &Source, quiet: Duration) -> Result<u64, ConsumeError> {
     let mut delay = Duration::ZERO;
-    session(db, url, Some(quiet), &mut delay).await?;
+    session(db, source, Some(quiet), &mut delay).await?;
     Ok(db.applied()?)
 }
 
-async fn session(db: &Db, url: &str, quiet: Option<Duration>, delay: &mut Duration) -> Result<(), ConsumeError> {
-    let mut client = LedgerStreamClient::new(connect(url).await?);
+/// Where the ledger is, and the name this worker registers under there.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub url: String,
+    /// Registered with the router so that its retention never removes what this worker has
+    /// not applied (DESIGN §14); None subscribes without registering.
+    pub consumer: Option<String>,
+}
+
+/// How often the applied position is acknowledged to the router while events flow.
+const ACKNOWLEDGE_EVERY: Duration = Duration::from_secs(10);
+
+async fn session(db: &Db, source: &Source, quiet: Option<Duration>, delay: &mut Duration) -> Result<(), ConsumeError> {
+    let mut client = LedgerStreamClient::new(connect(&source.url).await?);
     let after = db.applied()?;
-    let stream = client.subscribe(proto::SubscribeRequest { after_sequence: after }).await?.into_inner();
-    tracing::info!(after, "subscribed to the ledger");
+    let consumer = source.consumer.clone().unwrap_or_default();
+    let request = proto::SubscribeRequest { after_sequence: after, consumer: consumer.clone() };
+    let stream = client.subscribe(request).await?.into_inner();
+    tracing::info!(after, consumer, "subscribed to the ledger");
     let mut batches = stream.ready_chunks(BATCH);
     let mut seen = after;
+    // The first applied batch is acknowledged at once, later ones every ACKNOWLEDGE_EVERY.
+    let mut acknowledged: Option<tokio::time::Instant> = None;
     loop {
         let next = match quiet {
             Some(quiet) => match tokio::time::timeout(quiet, batches.next()).await {
                 Ok(next) => next,
-                Err(_) => return Ok(()),
+                Err(_) => {
+                    acknowledge(&mut client, source, db.applied()?).await;
+                    return Ok(());
+                }
             },
             None => batches.next().await,
         };
@@ -114,6 +133,19 @@ async fn session(db: &Db, url: &str, quiet: Option<Duration>, delay: &mut Durati
         let applied = db.blocking(move |connection| ledger::apply(connection, &entries)).await?;
         telemetry::ledger_applied(applied);
         *delay = Duration::from_millis(250);
+        if acknowledged.is_none_or(|at| at.elapsed() >= ACKNOWLEDGE_EVERY) {
+            acknowledge(&mut client, source, applied).await;
+            acknowledged = Some(tokio::time::Instant::now());
+        }
+    }
+}
+
+/// Tells the router how far this worker has applied; a failure only delays retention.
+async fn acknowledge(client: &mut LedgerStreamClient<Channel>, source: &Source, applied: u64) {
+    let Some(consumer) = source.consumer.clone() else { return };
+    let request = proto::AcknowledgeRequest { consumer, sequence: applied };
+    if let Err(error) = client.acknowledge(request).await {
+        tracing::warn!(%error, applied, "the router did not take the acknowledged position");
     }
 }
 

@@ -31,6 +31,11 @@ struct Cli {
     /// The router's gRPC ledger stream.
     #[arg(long, global = true, env = "LEADROUTER_BILLING_LEDGER", default_value = "http://127.0.0.1:50051")]
     ledger: String,
+
+    /// The name this worker registers under with the router, so that the router's
+    /// retention never removes events it has not applied (empty: do not register).
+    #[arg(long, global = true, env = "LEADROUTER_BILLING_CONSUMER", default_value = "billing")]
+    consumer: String,
     /// Where the API listens.
     #[arg(long, global = true, env = "LEADROUTER_BILLING_LISTEN", default_value = "127.0.0.1:9191")]
     listen: SocketAddr,
@@ -150,7 +155,7 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
     let state = Arc::new(AppState { db: db.clone(), token, policy });
     let server = tokio::spawn(api::serve(listener, state, stopped.clone()));
     tracing::info!(ledger = %cli.ledger, "following the ledger");
-    let follower = tokio::spawn(consume::follow(db.clone(), cli.ledger.clone(), stopped.clone()));
+    let follower = tokio::spawn(consume::follow(db.clone(), source(&cli), stopped.clone()));
     let sender = match &cli.smtp {
         Some(url) => {
             let smtp = notify::parse_smtp_url(url, &cli.smtp_from)?;
@@ -175,8 +180,13 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn source(cli: &Cli) -> consume::Source {
+    let consumer = (!cli.consumer.is_empty()).then(|| cli.consumer.clone());
+    consume::Source { url: cli.ledger.clone(), consumer }
+}
+
 async fn catch_up(cli: &Cli, db: &Db) {
-    match consume::catch_up(db, &cli.ledger, Duration::from_millis(500)).await {
+    match consume::catch_up(db, &source(cli), Duration::from_millis(500)).await {
         Ok(applied) => tracing::info!(applied, "caught up with the ledger"),
         Err(error) => tracing::warn!(%error, "working on what the database holds: the ledger is not reachable"),
     }

@@ -91,6 +91,12 @@ async fn admin(
             ("/admin/v1/deliveries/{id}/retry", retry_delivery(state, id).await)
         }
         (_, ["returns" | "deliveries", ..]) => ("unmatched", Err(ApiError::method_not_allowed())),
+        (&Method::POST, ["journal", "compact"]) => ("/admin/v1/journal/compact", compact(state, query).await),
+        (&Method::GET, ["ledger", "consumers"]) => ("/admin/v1/ledger/consumers", consumers(state)),
+        (&Method::DELETE, ["ledger", "consumers", name]) => {
+            ("/admin/v1/ledger/consumers/{name}", forget_consumer(state, name).await)
+        }
+        (_, ["journal" | "ledger", ..]) => ("unmatched", Err(ApiError::method_not_allowed())),
         (&Method::GET, ["pings", id, "trace"]) => ("/admin/v1/pings/{id}/trace", trace(state, "ping", id)),
         (&Method::GET, ["leads", id, "trace"]) => ("/admin/v1/leads/{id}/trace", trace(state, "lead", id)),
         (_, [kind]) => match Kind::parse(kind) {
@@ -282,6 +288,67 @@ async fn top_up(
             available: view.available,
         },
     ))
+}
+
+fn retention(state: &AppState) -> Result<Arc<crate::retention::Retention>, ApiError> {
+    state.retention.clone().ok_or_else(|| {
+        ApiError::new(
+            409,
+            "not_embedded",
+            "this node keeps its ledger on Redis: retention applies to embedded journals",
+        )
+    })
+}
+
+/// `POST /admin/v1/journal/compact[?dry_run=true]`: retention now (DESIGN §14).
+async fn compact(state: &AppState, query: Option<&str>) -> Result<ApiResponse, ApiError> {
+    let retention = retention(state)?;
+    let dry_run = match query.unwrap_or("").split('&').find_map(|pair| pair.strip_prefix("dry_run=")) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(ApiError::invalid(vec![FieldError::new("dry_run", "must be true or false")])),
+    };
+    let report = tokio::task::spawn_blocking(move || retention.compact(dry_run))
+        .await
+        .map_err(|e| ApiError::unavailable("storage_unavailable", e.to_string()))?
+        .map_err(|e| ApiError::unavailable("storage_unavailable", e.to_string()))?;
+    Ok(http::json(200, &report))
+}
+
+/// `GET /admin/v1/ledger/consumers`: who holds retention back, and how far each has read.
+fn consumers(state: &AppState) -> Result<ApiResponse, ApiError> {
+    let retention = retention(state)?;
+    let log = Arc::clone(state.router.journal()).event_log();
+    let consumers: Vec<Value> = retention
+        .consumers()
+        .list()
+        .into_iter()
+        .map(|(name, at)| json!({"name": name, "sequence": at.sequence, "at": at.at}))
+        .collect();
+    Ok(http::json(
+        200,
+        &json!({
+            "consumers": consumers,
+            "first_retained_sequence": log.first_sequence(),
+            "last_sequence": log.last_sequence(),
+        }),
+    ))
+}
+
+/// `DELETE /admin/v1/ledger/consumers/{name}`: a consumer that is gone stops holding
+/// retention back.
+async fn forget_consumer(state: &AppState, name: &str) -> Result<ApiResponse, ApiError> {
+    let retention = retention(state)?;
+    let name = name.to_string();
+    let forgotten = tokio::task::spawn_blocking(move || retention.consumers().forget(&name))
+        .await
+        .map_err(|e| ApiError::unavailable("storage_unavailable", e.to_string()))?
+        .map_err(|e| ApiError::unavailable("storage_unavailable", e.to_string()))?;
+    if forgotten {
+        Ok(http::empty(204))
+    } else {
+        Err(ApiError::not_found())
+    }
 }
 
 fn trace(state: &AppState, kind: &str, id: &str) -> Result<ApiResponse, ApiError> {

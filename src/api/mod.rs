@@ -29,6 +29,8 @@ pub struct AppState {
     pub router: Arc<Router>,
     pub admin_token: String,
     pub rate_limits: RateLimits,
+    /// The embedded journal's retention (None on nodes that keep their ledger on Redis).
+    pub retention: Option<Arc<crate::retention::Retention>>,
     in_flight: Arc<Semaphore>,
     shutting_down: AtomicBool,
 }
@@ -39,9 +41,15 @@ impl AppState {
             router,
             admin_token,
             rate_limits: RateLimits::default(),
+            retention: None,
             in_flight: Arc::new(Semaphore::new(IN_FLIGHT_MAX)),
             shutting_down: AtomicBool::new(false),
         }
+    }
+
+    pub fn with_retention(mut self, retention: Option<Arc<crate::retention::Retention>>) -> AppState {
+        self.retention = retention;
+        self
     }
 
     pub fn begin_shutdown(&self) {

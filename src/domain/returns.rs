@@ -135,6 +135,18 @@ impl LeadReturn {
 
     /// Rebuilds a resolved return at start from its ledger event and its sale (journaled
     /// before any return of it).
+    /// This pending return as `event` resolved it.
+    pub fn resolved_by(self, event: &ReturnResolved) -> LeadReturn {
+        LeadReturn {
+            status: if event.approved { ReturnStatus::Approved } else { ReturnStatus::Rejected },
+            resolved_at: Some(event.resolved_at),
+            resolution_reason: event.resolution_reason.clone(),
+            reason: event.reason.clone(),
+            note: event.note.clone(),
+            ..self
+        }
+    }
+
     pub fn from_event(event: &ReturnResolved, sale: &SaleSettled) -> LeadReturn {
         LeadReturn {
             return_id: event.return_id.clone(),

@@ -326,8 +326,12 @@ impl Router {
             Some(sale) => Some(sale),
             None => self.journal.find_sale(&event.sale_id).map_err(|e| EngineError::Unavailable(e.to_string()))?,
         };
+        // A return pending for longer than retention kept its sale's segment still knows
+        // the sale's terms itself.
+        let pending = || self.returns.get(&event.return_id).map(|stored| stored.lead_return.resolved_by(event));
         match sale {
             Some(sale) => self.returns.put(LeadReturn::from_event(event, &sale), event.revision),
+            None if let Some(resolved) = pending() => self.returns.put(resolved, event.revision),
             // Cannot happen (a return is only taken for a journaled sale); the credit stands.
             None => {
                 tracing::error!(return_id = %event.return_id, sale_id = %event.sale_id, "a return's sale is not in the journal")

@@ -72,6 +72,16 @@ impl DedupKeys {
     }
 }
 
+impl RouterState {
+    /// The oldest journal segment this state reads from (waiting pull leads, records
+    /// waiting for their fact): retention keeps it and every later one.
+    pub fn oldest_segment_referenced(&self) -> Option<u64> {
+        let pulled = self.pull.iter().flat_map(|queue| queue.waiting.unpack()).map(|(_, at)| at.segment);
+        let awaiting = self.awaiting.iter().map(|(at, _)| at.segment);
+        pulled.chain(awaiting).min()
+    }
+}
+
 impl Router {
     /// The state replay has built so far (the checkpointer's router, which serves nothing).
     pub fn export_state(&self, accounts: AccountsSaid, awaiting: Vec<(Location, InternalRecord)>) -> RouterState {

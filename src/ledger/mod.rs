@@ -16,7 +16,9 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tonic::{Request, Response, Status};
 
-use crate::store::EventLog;
+use crate::clock::Clock;
+use crate::store::journal::consumers::{self, Consumers};
+use crate::store::{EventLog, LogError};
 use crate::telemetry;
 
 pub use convert::to_proto;
@@ -45,14 +47,42 @@ pub enum LedgerError {
 
 pub struct LedgerService {
     log: Arc<dyn EventLog>,
+    /// Registered consumers' positions (embedded journals; None on Redis, where retention
+    /// does not apply).
+    consumers: Option<Arc<Consumers>>,
+    clock: Arc<dyn Clock>,
     /// Turns true on shutdown: every feed ends its stream, so connections can close and the
     /// server can stop (a tailing subscriber would otherwise hold it open forever).
     stopping: watch::Receiver<bool>,
 }
 
 impl LedgerService {
-    pub fn new(log: Arc<dyn EventLog>, stopping: watch::Receiver<bool>) -> LedgerService {
-        LedgerService { log, stopping }
+    pub fn new(
+        log: Arc<dyn EventLog>,
+        consumers: Option<Arc<Consumers>>,
+        clock: Arc<dyn Clock>,
+        stopping: watch::Receiver<bool>,
+    ) -> LedgerService {
+        LedgerService { log, consumers, clock, stopping }
+    }
+
+    /// Notes a consumer's position (a blocking file write, off the runtime).
+    async fn register(&self, consumer: String, sequence: u64) -> Result<(), Status> {
+        if !consumers::valid_name(&consumer) {
+            return Err(Status::invalid_argument("consumer names are 1-64 of A-Z a-z 0-9 . _ -"));
+        }
+        if sequence > self.log.last_sequence() {
+            return Err(Status::invalid_argument(format!(
+                "sequence {sequence} is past the newest event ({})",
+                self.log.last_sequence()
+            )));
+        }
+        let Some(consumers) = self.consumers.clone() else { return Ok(()) };
+        let at = self.clock.now();
+        tokio::task::spawn_blocking(move || consumers.register(&consumer, sequence, at))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::unavailable(e.to_string()))
     }
 }
 
@@ -64,11 +94,36 @@ impl proto::ledger_stream_server::LedgerStream for LedgerService {
         &self,
         request: Request<proto::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
-        let after = request.into_inner().after_sequence;
+        let request = request.into_inner();
+        let after = request.after_sequence;
+        if after + 1 < self.log.first_sequence() {
+            return Err(removed(self.log.first_sequence()));
+        }
+        if !request.consumer.is_empty() {
+            self.register(request.consumer, after).await?;
+        }
         let (events, stream) = mpsc::channel(SUBSCRIBER_BUFFER);
         tokio::spawn(feed(Arc::clone(&self.log), after, events, self.stopping.clone()));
         Ok(Response::new(ReceiverStream::new(stream)))
     }
+
+    async fn acknowledge(
+        &self,
+        request: Request<proto::AcknowledgeRequest>,
+    ) -> Result<Response<proto::AcknowledgeReply>, Status> {
+        let request = request.into_inner();
+        self.register(request.consumer, request.sequence).await?;
+        Ok(Response::new(proto::AcknowledgeReply { first_retained_sequence: self.log.first_sequence() }))
+    }
+}
+
+/// What a subscriber hears when it asks for sequences retention removed: never a silent
+/// gap (it must restore from a backup or start over with a consumer that has them).
+fn removed(first_retained: u64) -> Status {
+    Status::out_of_range(format!(
+        "sequences before {first_retained} were removed by retention (--retain-days); subscribe after {}",
+        first_retained - 1
+    ))
 }
 
 /// Counts a subscriber for as long as its feed runs, however it ends.
@@ -105,6 +160,10 @@ async fn feed(
         }
         let batch = match log.read_after(after, READ_BATCH) {
             Ok(batch) => batch,
+            Err(LogError::Removed { first_retained }) => {
+                let _ = events.send(Err(removed(first_retained))).await;
+                return;
+            }
             Err(error) => {
                 let _ = events.send(Err(Status::unavailable(error.to_string()))).await;
                 return;
@@ -135,7 +194,7 @@ async fn feed(
 /// true; open streams end then, so the server stops without waiting for subscribers.
 pub async fn serve(
     listener: TcpListener,
-    log: Arc<dyn EventLog>,
+    service: LedgerService,
     stopping: watch::Receiver<bool>,
 ) -> Result<(), LedgerError> {
     let mut stopped = stopping.clone();
@@ -154,7 +213,7 @@ pub async fn serve(
     tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(proto::ledger_stream_server::LedgerStreamServer::new(LedgerService::new(log, stopping)))
+        .add_service(proto::ledger_stream_server::LedgerStreamServer::new(service))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await?;
     Ok(())

@@ -10,7 +10,7 @@
 use std::path::Path;
 
 use super::{checkpoint, files};
-use crate::store::journal::{sale_index, segments};
+use crate::store::journal::{consumers, sale_index, segments};
 
 /// What a backup copied.
 #[derive(Debug, Default, serde::Serialize)]
@@ -58,7 +58,12 @@ pub fn backup(from: &Path, to: &Path) -> Result<Copied, BackupError> {
     }
     let listed = segments::list(&journal).map_err(io(&journal))?;
     for (n, segment) in listed.iter().enumerate() {
-        let bytes = std::fs::read(&segment.path).map_err(io(&segment.path))?;
+        let bytes = match std::fs::read(&segment.path) {
+            Ok(bytes) => bytes,
+            // Retention removed it since the listing (the checkpoint copied covers it).
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound && copied.segments == 0 => continue,
+            Err(error) => return Err(io(&segment.path)(error)),
+        };
         let name = segment.path.file_name().unwrap_or_default();
         files::write_atomic(&target.join(name), &bytes).map_err(io(&target))?;
         copied.segments += 1;
@@ -70,6 +75,12 @@ pub fn backup(from: &Path, to: &Path) -> Result<Copied, BackupError> {
                 files::write_atomic(&target.join(name), &index).map_err(io(&target))?;
             }
         }
+    }
+    // Who has read how far, so that the copy's retention holds for them too. (Not the
+    // retention facts: they may be of a checkpoint newer than the one copied; the copy's
+    // compaction reads its checkpoint instead.)
+    if let Ok(bytes) = std::fs::read(journal.join(consumers::FILE_NAME)) {
+        files::write_atomic(&target.join(consumers::FILE_NAME), &bytes).map_err(io(&target))?;
     }
     if let Ok(token) = std::fs::read(from.join("admin-token")) {
         files::write_atomic(&to.join("admin-token"), &token).map_err(io(to))?;

@@ -86,6 +86,9 @@ pub enum LogError {
     /// A stored event does not decode; an operator must look.
     #[error("event log corrupt at sequence {sequence}: {message}")]
     Corrupt { sequence: u64, message: String },
+    /// Retention removed the segments holding this sequence (DESIGN §14).
+    #[error("sequences before {first_retained} were removed by retention (--retain-days)")]
+    Removed { first_retained: u64 },
 }
 
 /// A store that cannot answer now (Redis away); the caller must not sell on a guess.
@@ -179,6 +182,10 @@ pub trait EventLog: Send + Sync + 'static {
     /// Wakes when events newer than what a reader saw are appended: `changed()` on the
     /// receiver resolves with the new last sequence.
     fn watch(&self) -> tokio::sync::watch::Receiver<u64>;
+    /// The oldest sequence still held (1 until retention removed any).
+    fn first_sequence(&self) -> u64 {
+        1
+    }
 }
 
 /// What holds an `Idempotency-Key` across nodes.

@@ -126,7 +126,7 @@ impl Returns {
         let Some(list) = state.by_buyer.get(buyer_id) else { return Vec::new() };
         list.range(after + 1..)
             .filter_map(|(_, id)| state.by_id.get(id))
-            .filter(|stored| status.map_or(true, |s| stored.lead_return.status == s))
+            .filter(|stored| status.is_none_or(|s| stored.lead_return.status == s))
             .take(limit.min(RETURNS_PAGE_MAX))
             .cloned()
             .collect()

@@ -107,6 +107,21 @@ async fn a_sale_on_the_real_router_is_invoiced_settled_and_reconciled_by_the_rea
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    // The worker registered with the router, so retention keeps what it has not applied.
+    let consumers_url = format!("http://127.0.0.1:{ops}/admin/v1/ledger/consumers");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, consumers, text) = call("GET", &consumers_url, ADMIN_TOKEN, None).await;
+        assert_eq!(status, 200, "{text}");
+        let billing = consumers["consumers"].as_array().unwrap().iter().find(|c| c["name"] == "billing").cloned();
+        if billing.as_ref().is_some_and(|c| c["sequence"].as_u64() >= Some(3)) {
+            assert_eq!(consumers["first_retained_sequence"], 1);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the worker never acknowledged what it applied: {text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
     // Whenever this runs, 40 days after today every period of the sale has closed.
     let (_, document_list, _) = call("GET", &format!("{base}/billing/v1/documents"), BILLING_TOKEN, None).await;
     assert_eq!(document_list["documents"], json!([]));

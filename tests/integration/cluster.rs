@@ -103,7 +103,8 @@ impl Node {
     /// (sequence, lead id).
     async fn sales_on_stream(&self, count: usize) -> Vec<(u64, String)> {
         let mut client = LedgerStreamClient::connect(format!("http://127.0.0.1:{}", self.grpc)).await.unwrap();
-        let mut stream = client.subscribe(SubscribeRequest { after_sequence: 0 }).await.unwrap().into_inner();
+        let mut stream =
+            client.subscribe(SubscribeRequest { after_sequence: 0, ..Default::default() }).await.unwrap().into_inner();
         let (mut sales, mut last) = (Vec::new(), 0);
         while sales.len() < count {
             let event = tokio::time::timeout(Duration::from_secs(10), stream.message())

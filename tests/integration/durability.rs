@@ -123,7 +123,8 @@ async fn kill_9_during_direct_posts_loses_no_sale_answered_sold() {
     let mut child = spawn_binary(&config_path, &dir.path().join("data"), public, ops, grpc);
     wait_ready(ops).await;
     let mut client = LedgerStreamClient::connect(format!("http://127.0.0.1:{grpc}")).await.unwrap();
-    let mut stream = client.subscribe(SubscribeRequest { after_sequence: 0 }).await.unwrap().into_inner();
+    let mut stream =
+        client.subscribe(SubscribeRequest { after_sequence: 0, ..Default::default() }).await.unwrap().into_inner();
     let mut streamed_sales = HashSet::new();
     let mut sequence = 0;
     while sequence < recovery.last_sequence {

@@ -17,6 +17,7 @@ mod overspend;
 mod redis_budget;
 mod redis_dedup;
 mod redis_ledger;
+mod retention;
 mod retries;
 mod returns;
 mod storage;

@@ -42,9 +42,12 @@ async fn subscribe(log: Arc<RedisLedger>, after: u64, count: usize) -> Vec<(u64,
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(leadrouter::ledger::serve(listener, log, stopped));
+    let clock = std::sync::Arc::new(leadrouter::clock::SystemClock);
+    let service = leadrouter::ledger::LedgerService::new(log, None, clock, stopped.clone());
+    let server = tokio::spawn(leadrouter::ledger::serve(listener, service, stopped));
     let mut client = LedgerStreamClient::connect(url).await.unwrap();
-    let mut stream = client.subscribe(SubscribeRequest { after_sequence: after }).await.unwrap().into_inner();
+    let mut stream =
+        client.subscribe(SubscribeRequest { after_sequence: after, ..Default::default() }).await.unwrap().into_inner();
     let mut seen = Vec::new();
     while seen.len() < count {
         let event =

@@ -139,14 +139,15 @@ async fn try_post_keyed(base: &str, key: &str, body: &Value) -> Option<(u16, Val
     Some((status, serde_json::from_slice(&body).unwrap_or_default()))
 }
 
-async fn post_keyed(base: &str, key: &str, body: &Value) -> (u16, Value) {
+pub async fn post_keyed(base: &str, key: &str, body: &Value) -> (u16, Value) {
     try_post_keyed(base, key, body).await.expect("the node answers")
 }
 
 /// Every event on the node's gRPC stream from the start: the lead ids of its sales.
 async fn sales_on_stream(grpc: u16, last_sequence_at_least: u64) -> Vec<String> {
     let mut client = LedgerStreamClient::connect(format!("http://127.0.0.1:{grpc}")).await.unwrap();
-    let mut stream = client.subscribe(SubscribeRequest { after_sequence: 0 }).await.unwrap().into_inner();
+    let mut stream =
+        client.subscribe(SubscribeRequest { after_sequence: 0, ..Default::default() }).await.unwrap().into_inner();
     let mut sales = Vec::new();
     let mut sequence = 0;
     loop {
@@ -248,7 +249,7 @@ async fn a_disk_that_fills_mid_load_gets_503s_never_a_false_answer_and_loses_not
     disk.unmount();
 }
 
-async fn get(public: u16, path: &str, key: &str) -> Value {
+pub async fn get(public: u16, path: &str, key: &str) -> Value {
     let request = hyper::Request::get(format!("http://127.0.0.1:{public}{path}"))
         .header("authorization", format!("Bearer {key}"))
         .body(http_body_util::Full::new(bytes::Bytes::new()))

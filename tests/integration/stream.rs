@@ -21,7 +21,7 @@ async fn next(stream: &mut Streaming<LedgerEvent>) -> LedgerEvent {
 
 async fn subscribe(addr: std::net::SocketAddr, after: u64) -> Streaming<LedgerEvent> {
     let mut client = LedgerStreamClient::connect(format!("http://{addr}")).await.unwrap();
-    client.subscribe(SubscribeRequest { after_sequence: after }).await.unwrap().into_inner()
+    client.subscribe(SubscribeRequest { after_sequence: after, ..Default::default() }).await.unwrap().into_inner()
 }
 
 #[tokio::test]

@@ -23,10 +23,10 @@ async fn kill_9_mid_stream_applies_nothing_twice_and_misses_nothing() {
                 let vertical = ["solar", "roofing", "windows"][n as usize % 3];
                 let day = 2 + n % 5;
                 let sale = router.sell(vertical, n, &format!("2026-11-{day:02}T10:00:00Z")).await;
-                if n % 7 == 0 && vertical == "solar" {
+                if n.is_multiple_of(7) && vertical == "solar" {
                     router.return_sale("inv", &sale, "other", &format!("2026-11-{day:02}T11:00:00Z")).await;
                 }
-                if n % 10 == 0 {
+                if n.is_multiple_of(10) {
                     router.top_up("pre", "500.00", &format!("wire-{n}"), &format!("2026-11-{day:02}T12:00:00Z")).await;
                 }
                 sold.store(n, Ordering::Relaxed);

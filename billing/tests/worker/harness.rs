@@ -184,8 +184,11 @@ impl Router {
     /// The router's last ledger sequence, read from its gRPC stream.
     pub async fn head(&self) -> u64 {
         let mut client = LedgerStreamClient::connect(self.grpc.clone()).await.expect("ledger connects");
-        let mut stream =
-            client.subscribe(SubscribeRequest { after_sequence: 0 }).await.expect("subscribe").into_inner();
+        let mut stream = client
+            .subscribe(SubscribeRequest { after_sequence: 0, ..Default::default() })
+            .await
+            .expect("subscribe")
+            .into_inner();
         let mut head = 0;
         while let Ok(Some(event)) = tokio::time::timeout(Duration::from_millis(300), stream.next()).await {
             head = event.expect("ledger event").sequence;

@@ -50,7 +50,9 @@ use crate::domain::returns::LeadReturn;
 use frame::{BatchBuilder, Record};
 use segments::{ReadError, Segment, SparseIndex};
 
+pub mod consumers;
 pub mod frame;
+pub mod retention;
 pub mod sale_index;
 pub mod segments;
 pub mod verify;
@@ -465,6 +467,10 @@ impl Journal {
         let wanted = after + 1;
         let (position, plan) = {
             let states = self.shared.segments.read();
+            let first_retained = states.first().map_or(1, |s| s.segment.first_sequence);
+            if wanted < first_retained {
+                return Err(LogError::Removed { first_retained });
+            }
             let position = states.partition_point(|s| s.segment.first_sequence <= wanted).saturating_sub(1);
             let plan: Vec<(PathBuf, u64, Option<Arc<SparseIndex>>)> =
                 states[position..].iter().map(|s| (s.segment.path.clone(), s.end, s.index.clone())).collect();
@@ -528,6 +534,29 @@ impl Journal {
             }
         }
         Ok(None)
+    }
+
+    /// Every segment, oldest first: its number and first sequence.
+    pub fn segment_starts(&self) -> Vec<(u64, u64)> {
+        self.shared.segments.read().iter().map(|s| (s.segment.number, s.segment.first_sequence)).collect()
+    }
+
+    /// Removes the sealed segments numbered below `number` (retention has checked that
+    /// nothing needs them), oldest first, so that a crash midway leaves no hole. Answers
+    /// how many went and their bytes.
+    pub fn remove_before(&self, number: u64) -> std::io::Result<(usize, u64)> {
+        let mut states = self.shared.segments.write();
+        let sealed = states.len().saturating_sub(1);
+        let count = states[..sealed].iter().take_while(|s| s.segment.number < number).count();
+        let mut bytes = 0;
+        for state in &states[..count] {
+            bytes += segments::remove(&state.segment)?;
+        }
+        if count > 0 {
+            files::sync_dir(&self.dir)?;
+            states.drain(..count);
+        }
+        Ok((count, bytes))
     }
 
     fn build_index(&self, position: usize, path: &Path, end: u64) -> Result<Arc<SparseIndex>, LogError> {
@@ -610,6 +639,10 @@ impl EventLog for Journal {
 
     fn watch(&self) -> watch::Receiver<u64> {
         self.shared.last.subscribe()
+    }
+
+    fn first_sequence(&self) -> u64 {
+        self.shared.segments.read().first().map_or(1, |s| s.segment.first_sequence)
     }
 }
 

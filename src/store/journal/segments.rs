@@ -53,6 +53,22 @@ pub fn list(dir: &Path) -> std::io::Result<Vec<Segment>> {
     Ok(segments)
 }
 
+/// Removes a sealed segment and its sale index (the index first: a sidecar without its
+/// segment would be a stray file, a segment without its sidecar only gets it rebuilt).
+/// Answers the bytes freed.
+pub fn remove(segment: &Segment) -> std::io::Result<u64> {
+    let sidecar = super::sale_index::sidecar_path(&segment.path);
+    let mut bytes = 0;
+    for path in [sidecar, segment.path.clone()] {
+        match std::fs::metadata(&path).and_then(|meta| std::fs::remove_file(&path).map(|()| meta.len())) {
+            Ok(len) => bytes += len,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(bytes)
+}
+
 /// Offsets of batches by the first sequence they hold, ascending.
 #[derive(Debug, Clone, Default)]
 pub struct SparseIndex {
@@ -63,7 +79,7 @@ impl SparseIndex {
     /// Notes a batch at `offset` whose first ledger event is `first_sequence`; answers
     /// whether the index took it (one entry per `INDEX_EVERY` sequences).
     pub fn note(&mut self, first_sequence: u64, offset: u64) -> bool {
-        let due = self.entries.last().map_or(true, |(sequence, _)| first_sequence >= sequence + INDEX_EVERY);
+        let due = self.entries.last().is_none_or(|(sequence, _)| first_sequence >= sequence + INDEX_EVERY);
         if due {
             self.entries.push((first_sequence, offset));
         }

@@ -7,6 +7,7 @@
 
 use std::path::Path;
 
+use super::consumers;
 use super::frame::{self, Record};
 use super::sale_index;
 use super::segments::{self, Segment};
@@ -118,8 +119,29 @@ pub fn verify(dir: &Path, from: u64, to: u64) -> std::io::Result<Report> {
         report.last_sequence = next.saturating_sub(1);
         expected = Some(next);
     }
-    if let Err(error) = checkpoint::read::<serde_json::Value>(dir) {
-        report.damage.push(Finding { file: checkpoint::FILE_NAME.into(), offset: None, problem: error.to_string() });
+    let covered_through = match checkpoint::read::<serde_json::Value>(dir) {
+        Ok(checkpoint) => checkpoint.and_then(|c| c.get("segment").and_then(serde_json::Value::as_u64)),
+        Err(error) => {
+            let problem = error.to_string();
+            report.damage.push(Finding { file: checkpoint::FILE_NAME.into(), offset: None, problem });
+            None
+        }
+    };
+    // Retention removes the oldest segments only once a checkpoint covers them.
+    if let Some(first) = listed.first().filter(|s| from == 0 && s.first_sequence != 1) {
+        if covered_through.is_none_or(|covered| covered <= first.number) {
+            report.damage.push(Finding {
+                file: first.name(),
+                offset: None,
+                problem: format!(
+                    "the journal starts at sequence {} and no checkpoint covers the segments before it",
+                    first.first_sequence
+                ),
+            });
+        }
+    }
+    if let Err(error) = consumers::read(dir) {
+        report.damage.push(Finding { file: consumers::FILE_NAME.into(), offset: None, problem: error.to_string() });
     }
     Ok(report)
 }
