@@ -19,7 +19,7 @@ use crate::domain::market::{ConfigChange, Market};
 use crate::engine::{AccountsSaid, Router, RouterState};
 use crate::retention::Retention;
 use crate::store::checkpoint::{self, CheckpointError};
-use crate::store::journal::frame::Record;
+use crate::store::journal::frame::{Decode, Record};
 use crate::store::journal::retention::CheckpointFacts;
 use crate::store::journal::{InternalRecord, Journal, JournalError, Location, Resume};
 use crate::store::memory::MemoryBudget;
@@ -106,7 +106,7 @@ pub async fn replay_span(
     for (location, record) in awaiting {
         restoring.take_at(location, record);
     }
-    journal.scan_segments(span.from_segment, span.to_segment, false, |location, record| {
+    journal.scan_segments(span.from_segment, span.to_segment, Decode::InternalLean, |location, record| {
         if let Record::Internal(record) = record {
             if let InternalRecord::ConfigChanged { change, .. } = &record {
                 config_changes.push(change.clone());

@@ -20,7 +20,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::InternalRecord;
-use crate::domain::ledger::LedgerEvent;
+use crate::domain::ledger::{Event, LedgerEvent};
 
 pub const MAGIC: [u8; 4] = *b"LRJ2";
 pub const BATCH_HEADER_BYTES: usize = 12;
@@ -134,31 +134,177 @@ pub fn check_batch(bytes: &[u8]) -> Result<(&[u8], usize), BatchError> {
     Ok((body, len))
 }
 
-/// The records of a checked batch body, in order; `ledger_only` skips internal records
-/// without parsing them.
-pub fn decode_body(body: &[u8], ledger_only: bool) -> Result<Vec<Record>, BatchError> {
+/// What a reader needs of a batch: decoding is most of what a start costs, so each reader
+/// decodes only what it uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decode {
+    /// Every record, whole.
+    All,
+    /// Ledger events; internal records are skipped unparsed.
+    Ledger,
+    /// Internal records, without the lead of a `PullLead` (`Value::Null`: restoring a pull
+    /// queue needs its place, not the lead, which a fetch reads back from there); ledger
+    /// events are skipped unparsed.
+    InternalLean,
+}
+
+/// The records of a checked batch body, in order, as `decode` asks.
+pub fn decode_body(body: &[u8], decode: Decode) -> Result<Vec<Record>, BatchError> {
     let mut records = Vec::new();
-    let mut at = 0;
-    while at < body.len() {
-        let head = body.get(at..at + 5).ok_or_else(|| BatchError::Damaged("record header past the batch".into()))?;
-        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
-        let payload =
-            body.get(at + 5..at + 5 + len).ok_or_else(|| BatchError::Damaged("record past the batch".into()))?;
-        match head[4] {
-            KIND_LEDGER => records.push(Record::Ledger(
-                serde_json::from_slice(payload)
-                    .map_err(|e| BatchError::Damaged(format!("a ledger event does not decode: {e}")))?,
-            )),
-            KIND_INTERNAL if ledger_only => {}
-            KIND_INTERNAL => records.push(Record::Internal(
-                serde_json::from_slice(payload)
-                    .map_err(|e| BatchError::Damaged(format!("an internal record does not decode: {e}")))?,
-            )),
-            other => return Err(BatchError::Damaged(format!("unknown record kind {other}"))),
+    for (kind, payload) in records_of(body) {
+        match (kind?, decode) {
+            (KIND_LEDGER, Decode::All | Decode::Ledger) => records.push(Record::Ledger(ledger_event(payload)?)),
+            (KIND_INTERNAL, Decode::InternalLean) => records.push(Record::Internal(lean_internal(payload)?)),
+            (KIND_INTERNAL, Decode::All) => records.push(Record::Internal(internal(payload)?)),
+            (KIND_LEDGER | KIND_INTERNAL, _) => {}
+            (other, _) => return Err(BatchError::Damaged(format!("unknown record kind {other}"))),
         }
-        at += 5 + len;
     }
     Ok(records)
+}
+
+/// What recovery needs of a record: sequences to check, sale ids to index, the operators'
+/// changes. The batch's checksum has vouched for the bytes; a record that would not decode
+/// whole still stops the start when replay reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Skim {
+    Ledger { sequence: u64, sale_id: Option<String> },
+    Config(crate::domain::market::ConfigChange),
+    Internal,
+}
+
+#[derive(Deserialize)]
+struct LedgerSkim<'a> {
+    sequence: u64,
+    #[serde(borrow)]
+    event: EventSkim<'a>,
+}
+
+#[derive(Deserialize)]
+struct EventSkim<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(default)]
+    sale_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct KindSkim<'a> {
+    #[serde(borrow)]
+    kind: std::borrow::Cow<'a, str>,
+}
+
+/// The records of a checked batch body, skimmed for recovery.
+pub fn skim_body(body: &[u8]) -> Result<Vec<Skim>, BatchError> {
+    let damaged = |what: &str, e: serde_json::Error| BatchError::Damaged(format!("{what} does not decode: {e}"));
+    let mut records = Vec::new();
+    for (kind, payload) in records_of(body) {
+        match kind? {
+            KIND_LEDGER => {
+                let skim: LedgerSkim = serde_json::from_slice(payload).map_err(|e| damaged("a ledger event", e))?;
+                let sale_id = if skim.event.kind == "sale_settled" { skim.event.sale_id } else { None };
+                records.push(Skim::Ledger { sequence: skim.sequence, sale_id });
+            }
+            KIND_INTERNAL => {
+                let skim: KindSkim = serde_json::from_slice(payload).map_err(|e| damaged("an internal record", e))?;
+                if skim.kind == "config_changed" {
+                    match internal(payload)? {
+                        InternalRecord::ConfigChanged { change, .. } => records.push(Skim::Config(change)),
+                        _ => return Err(BatchError::Damaged("a config change does not decode".into())),
+                    }
+                } else {
+                    records.push(Skim::Internal);
+                }
+            }
+            other => return Err(BatchError::Damaged(format!("unknown record kind {other}"))),
+        }
+    }
+    Ok(records)
+}
+
+/// (kind, payload) of each record of a body; an error ends it.
+fn records_of(body: &[u8]) -> impl Iterator<Item = (Result<u8, BatchError>, &[u8])> {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        if at >= body.len() {
+            return None;
+        }
+        let Some(head) = body.get(at..at + 5) else {
+            at = body.len();
+            return Some((Err(BatchError::Damaged("record header past the batch".into())), &[][..]));
+        };
+        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        let Some(payload) = body.get(at + 5..at + 5 + len) else {
+            at = body.len();
+            return Some((Err(BatchError::Damaged("record past the batch".into())), &[][..]));
+        };
+        at += 5 + len;
+        Some((Ok(head[4]), payload))
+    })
+}
+
+/// A ledger event with the variant of its event known, decoded without serde buffering
+/// the whole event first (what an internally tagged enum costs: most of a replay's time).
+#[derive(Deserialize)]
+struct LedgerOf<T> {
+    sequence: u64,
+    at: chrono::DateTime<chrono::Utc>,
+    event: T,
+}
+
+fn ledger_event(payload: &[u8]) -> Result<LedgerEvent, BatchError> {
+    fn direct<T: serde::de::DeserializeOwned>(payload: &[u8], wrap: fn(T) -> Event) -> Option<LedgerEvent> {
+        let of: LedgerOf<T> = serde_json::from_slice(payload).ok()?;
+        Some(LedgerEvent { sequence: of.sequence, at: of.at, event: wrap(of.event) })
+    }
+    let fast = match event_type(payload) {
+        Some(b"sale_settled") => direct(payload, Event::SaleSettled),
+        Some(b"balance_topped_up") => direct(payload, Event::BalanceToppedUp),
+        Some(b"return_resolved") => direct(payload, Event::ReturnResolved),
+        _ => None,
+    };
+    match fast {
+        Some(event) => Ok(event),
+        // Anything unexpected takes the whole decode, which names what is wrong.
+        None => serde_json::from_slice(payload)
+            .map_err(|e| BatchError::Damaged(format!("a ledger event does not decode: {e}"))),
+    }
+}
+
+/// The event's `type`, where the writer puts it: the first field of `event`, near the front.
+fn event_type(payload: &[u8]) -> Option<&[u8]> {
+    const FIELD: &[u8] = br#""event":{"type":""#;
+    let head = &payload[..payload.len().min(160)];
+    let start = head.windows(FIELD.len()).position(|w| w == FIELD)? + FIELD.len();
+    let len = payload.get(start..)?.iter().take(32).position(|b| *b == b'"')?;
+    payload.get(start..start + len)
+}
+
+fn internal(payload: &[u8]) -> Result<InternalRecord, BatchError> {
+    serde_json::from_slice(payload).map_err(|e| BatchError::Damaged(format!("an internal record does not decode: {e}")))
+}
+
+/// A pull lead's fields but the lead.
+#[derive(Deserialize)]
+struct PullLeadPlace {
+    buyer_id: String,
+    sale_id: String,
+    position: u64,
+}
+
+fn lean_internal(payload: &[u8]) -> Result<InternalRecord, BatchError> {
+    // The writer puts the tag first; anything else takes the whole decode.
+    if payload.starts_with(br#"{"kind":"pull_lead","#) {
+        if let Ok(place) = serde_json::from_slice::<PullLeadPlace>(payload) {
+            return Ok(InternalRecord::PullLead {
+                buyer_id: place.buyer_id,
+                sale_id: place.sale_id,
+                position: place.position,
+                lead: serde_json::Value::Null,
+            });
+        }
+    }
+    internal(payload)
 }
 
 /// The first offset after `from` where a whole, valid batch starts, if any: proof that the
@@ -168,7 +314,7 @@ pub fn next_valid_batch(bytes: &[u8], from: usize) -> Option<usize> {
     while let Some(found) = bytes.get(at..)?.windows(MAGIC.len()).position(|w| w == MAGIC) {
         let start = at + found;
         if let Ok((body, _)) = check_batch(&bytes[start..]) {
-            if decode_body(body, false).is_ok() {
+            if decode_body(body, Decode::All).is_ok() {
                 return Some(start);
             }
         }
@@ -260,9 +406,59 @@ mod tests {
         let bytes = batch(1..=3);
         let (body, used) = check_batch(&bytes).unwrap();
         assert_eq!(used, bytes.len());
-        assert_eq!(decode_body(body, false).unwrap().len(), 6);
-        let ledger = decode_body(body, true).unwrap();
+        assert_eq!(decode_body(body, Decode::All).unwrap().len(), 6);
+        let ledger = decode_body(body, Decode::Ledger).unwrap();
         assert_eq!(ledger, vec![Record::Ledger(event(1)), Record::Ledger(event(2)), Record::Ledger(event(3))]);
+    }
+
+    #[test]
+    fn recovery_skims_and_restore_reads_pull_leads_without_their_lead() {
+        let sale = LedgerEvent {
+            sequence: 7,
+            at: Utc.with_ymd_and_hms(2026, 12, 1, 9, 0, 0).unwrap(),
+            event: Event::SaleSettled(crate::domain::ledger::SaleSettled {
+                sale_id: "sal_7".into(),
+                ..crate::domain::ledger::SaleSettled::example(Utc::now())
+            }),
+        };
+        let pull = InternalRecord::PullLead {
+            buyer_id: "b1".into(),
+            sale_id: "sal_7".into(),
+            position: 3,
+            lead: serde_json::json!({"email": "a@example.com"}),
+        };
+        let change = crate::domain::market::ConfigChange::DeleteBuyer("b9".into());
+        let config = InternalRecord::ConfigChanged { change: change.clone(), at: Utc::now() };
+        let acknowledged = InternalRecord::PullAcknowledged { buyer_id: "b1".into(), through: 2 };
+        let mut buffer = Vec::new();
+        let mut builder = BatchBuilder::new(&mut buffer);
+        builder.push_internal(&pull).unwrap();
+        builder.push_ledger(&sale).unwrap();
+        builder.push_ledger(&event(8)).unwrap();
+        builder.push_internal(&config).unwrap();
+        builder.push_internal(&acknowledged).unwrap();
+        builder.finish();
+        let (body, _) = check_batch(&buffer).unwrap();
+        assert_eq!(
+            skim_body(body).unwrap(),
+            vec![
+                Skim::Internal,
+                Skim::Ledger { sequence: 7, sale_id: Some("sal_7".into()) },
+                Skim::Ledger { sequence: 8, sale_id: None },
+                Skim::Config(change),
+                Skim::Internal,
+            ]
+        );
+        let ledger = decode_body(body, Decode::Ledger).unwrap();
+        assert_eq!(ledger, vec![Record::Ledger(sale.clone()), Record::Ledger(event(8))], "decoded by their type");
+        let lean = decode_body(body, Decode::InternalLean).unwrap();
+        let placed = InternalRecord::PullLead {
+            buyer_id: "b1".into(),
+            sale_id: "sal_7".into(),
+            position: 3,
+            lead: serde_json::Value::Null,
+        };
+        assert_eq!(lean, vec![Record::Internal(placed), Record::Internal(config), Record::Internal(acknowledged)]);
     }
 
     #[test]

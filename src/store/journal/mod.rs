@@ -47,7 +47,7 @@ use super::{EventLog, LogError};
 use crate::domain::ledger::{Event, LedgerEvent, SaleSettled};
 use crate::domain::market::ConfigChange;
 use crate::domain::returns::LeadReturn;
-use frame::{BatchBuilder, Record};
+use frame::{BatchBuilder, Decode, Record, Skim};
 use segments::{ReadError, Segment, SparseIndex};
 
 pub mod consumers;
@@ -363,7 +363,7 @@ impl Journal {
             return Err(LogError::Unavailable(format!("segment {} is not in the journal", location.segment)));
         };
         let mut reader = segments::BatchReader::open(&path, location.offset, end).map_err(|e| log_error(e, 0))?;
-        let records = reader.next_batch(false).map_err(|e| log_error(e, 0))?.map(|(_, records)| records);
+        let records = reader.next_batch(Decode::All).map_err(|e| log_error(e, 0))?.map(|(_, records)| records);
         Ok(records
             .unwrap_or_default()
             .into_iter()
@@ -430,7 +430,7 @@ impl Journal {
         &self,
         from: u64,
         to: u64,
-        ledger_only: bool,
+        decode: Decode,
         mut visit: impl FnMut(Location, Record) -> Result<(), JournalError>,
     ) -> Result<(), JournalError> {
         let plan: Vec<(u64, PathBuf, u64)> = self
@@ -443,7 +443,7 @@ impl Journal {
             .collect();
         for (segment, path, end) in plan {
             let mut reader = segments::BatchReader::open(&path, 0, end)?;
-            while let Some((offset, records)) = reader.next_batch(ledger_only)? {
+            while let Some((offset, records)) = reader.next_batch(decode)? {
                 for record in records {
                     visit(Location { segment, offset }, record)?;
                 }
@@ -453,13 +453,13 @@ impl Journal {
     }
 
     /// Every record from the start, in file order, read from disk (start-up replays it in
-    /// passes without holding it in memory). `ledger_only` skips internal records unparsed.
+    /// passes without holding it in memory), decoded as `decode` says.
     pub fn scan(
         &self,
-        ledger_only: bool,
+        decode: Decode,
         mut visit: impl FnMut(Record) -> Result<(), JournalError>,
     ) -> Result<(), JournalError> {
-        self.scan_segments(0, u64::MAX, ledger_only, |_, record| visit(record))
+        self.scan_segments(0, u64::MAX, decode, |_, record| visit(record))
     }
 
     /// Up to `max` events after `after` from the segments (the recent tail is in memory).
@@ -711,7 +711,7 @@ fn recover(
         let mut offset = 0usize;
         while offset < bytes.len() {
             let checked = frame::check_batch(&bytes[offset..])
-                .and_then(|(body, used)| frame::decode_body(body, false).map(|records| (records, used)));
+                .and_then(|(body, used)| frame::skim_body(body).map(|records| (records, used)));
             let (records, used) = match checked {
                 Ok(batch) => batch,
                 Err(error) => {
@@ -731,24 +731,23 @@ fn recover(
             let mut first_in_batch = None;
             for record in records {
                 match record {
-                    Record::Ledger(event) => {
-                        if event.sequence != last_sequence + 1 {
+                    Skim::Ledger { sequence, sale_id } => {
+                        if sequence != last_sequence + 1 {
                             return Err(JournalError::Corrupt(format!(
-                                "{} at offset {offset}: sequence {} where {} was expected",
+                                "{} at offset {offset}: sequence {sequence} where {} was expected",
                                 segment.name(),
-                                event.sequence,
                                 last_sequence + 1
                             )));
                         }
-                        last_sequence = event.sequence;
+                        last_sequence = sequence;
                         events += 1;
-                        first_in_batch.get_or_insert(event.sequence);
-                        if let Event::SaleSettled(sale) = &event.event {
-                            sales.push((sale_index::hash(&sale.sale_id), offset as u64));
+                        first_in_batch.get_or_insert(sequence);
+                        if let Some(sale_id) = sale_id {
+                            sales.push((sale_index::hash(&sale_id), offset as u64));
                         }
                     }
-                    Record::Internal(InternalRecord::ConfigChanged { change, .. }) => config_changes.push(change),
-                    Record::Internal(_) => {}
+                    Skim::Config(change) => config_changes.push(change),
+                    Skim::Internal => {}
                 }
             }
             if let Some(first) = first_in_batch {
@@ -1179,7 +1178,7 @@ mod tests {
         assert_eq!((recovery.events, recovery.last_sequence), (2, 2));
         let mut internal = Vec::new();
         journal
-            .scan(false, |record| {
+            .scan(Decode::All, |record| {
                 if let Record::Internal(record) = record {
                     internal.push(record);
                 }
@@ -1231,7 +1230,7 @@ mod tests {
         assert_eq!(journal.read_after(2, 10).unwrap()[0].event, top_up(2));
         let mut internal = 0;
         journal
-            .scan(false, |record| {
+            .scan(Decode::All, |record| {
                 internal += usize::from(matches!(record, Record::Internal(_)));
                 Ok(())
             })

@@ -47,7 +47,7 @@ pub fn write(segment: &Path, mut entries: Vec<(u64, u64)>) -> std::io::Result<()
 pub fn entries_of(segment: &Path, end: u64) -> Result<Vec<(u64, u64)>, ReadError> {
     let mut entries = Vec::new();
     let mut reader = BatchReader::open(segment, 0, end)?;
-    while let Some((offset, records)) = reader.next_batch(true)? {
+    while let Some((offset, records)) = reader.next_batch(super::frame::Decode::Ledger)? {
         for record in records {
             if let Record::Ledger(event) = record {
                 if let Event::SaleSettled(sale) = &event.event {
@@ -108,7 +108,7 @@ pub fn sidecar_checks_out(segment: &Path) -> bool {
 /// The sale `sale_id` in the batch at `offset` of `segment`, if it is there.
 pub fn sale_in_batch(segment: &Path, offset: u64, end: u64, sale_id: &str) -> Result<Option<SaleSettled>, ReadError> {
     let mut reader = BatchReader::open(segment, offset, end)?;
-    let Some((_, records)) = reader.next_batch(true)? else { return Ok(None) };
+    let Some((_, records)) = reader.next_batch(super::frame::Decode::Ledger)? else { return Ok(None) };
     Ok(records.into_iter().find_map(|record| match record {
         Record::Ledger(event) => match event.event {
             Event::SaleSettled(sale) if sale.sale_id == sale_id => Some(sale),

@@ -96,7 +96,7 @@ impl SparseIndex {
     pub fn build(path: &Path, length: u64) -> Result<SparseIndex, ReadError> {
         let mut index = SparseIndex::default();
         let mut reader = BatchReader::open(path, 0, length)?;
-        while let Some((offset, records)) = reader.next_batch(true)? {
+        while let Some((offset, records)) = reader.next_batch(frame::Decode::Ledger)? {
             if let Some(Record::Ledger(event)) = records.first() {
                 index.note(event.sequence, offset);
             }
@@ -131,7 +131,7 @@ impl BatchReader {
     }
 
     /// The next batch: its offset and records, or None at the end.
-    pub fn next_batch(&mut self, ledger_only: bool) -> Result<Option<(u64, Vec<Record>)>, ReadError> {
+    pub fn next_batch(&mut self, decode: frame::Decode) -> Result<Option<(u64, Vec<Record>)>, ReadError> {
         if self.offset >= self.end {
             return Ok(None);
         }
@@ -147,7 +147,7 @@ impl BatchReader {
         let read = self.read_at(&mut buffer, at);
         let decoded = read.and_then(|()| {
             let (body, _) = frame::check_batch(&buffer).map_err(|e| self.damaged(at, e))?;
-            frame::decode_body(body, ledger_only).map_err(|e| self.damaged(at, e))
+            frame::decode_body(body, decode).map_err(|e| self.damaged(at, e))
         });
         self.buffer = buffer;
         self.offset = at + len as u64;
@@ -187,7 +187,7 @@ pub fn events_after(
 ) -> Result<(), ReadError> {
     let mut reader = BatchReader::open(path, start, end)?;
     while out.len() < max {
-        let Some((_, records)) = reader.next_batch(true)? else { break };
+        let Some((_, records)) = reader.next_batch(frame::Decode::Ledger)? else { break };
         for record in records {
             if let Record::Ledger(event) = record {
                 if event.sequence > after && out.len() < max {

@@ -75,7 +75,7 @@ pub fn verify(dir: &Path, from: u64, to: u64) -> std::io::Result<Report> {
         let mut offset = 0;
         while offset < bytes.len() {
             let checked = frame::check_batch(&bytes[offset..])
-                .and_then(|(body, used)| frame::decode_body(body, false).map(|records| (records, used)));
+                .and_then(|(body, used)| frame::decode_body(body, frame::Decode::All).map(|records| (records, used)));
             match checked {
                 Ok((records, used)) => {
                     for record in records {
