@@ -322,9 +322,23 @@ impl Router {
         after: u64,
         limit: usize,
     ) -> Result<Vec<(u64, serde_json::Value)>, EngineError> {
+        // A cursor is a position this buyer was handed; one past the newest would
+        // acknowledge leads not sold yet, which then would never be handed out.
+        let beyond = || {
+            EngineError::Invalid(vec![FieldError::new(
+                "after",
+                "beyond the newest lead: pass back the `next` of an earlier answer",
+            )])
+        };
         if let Some(shared) = &self.shared {
             self.ensure_store()?;
+            if after > shared.pull.last_position(buyer_id).await? {
+                return Err(beyond());
+            }
             return Ok(shared.pull.fetch(buyer_id, after, limit).await?);
+        }
+        if after > self.pull.last_position(buyer_id) {
+            return Err(beyond());
         }
         if self.pull.advances(buyer_id, after) {
             let record = InternalRecord::PullAcknowledged { buyer_id: buyer_id.to_string(), through: after };

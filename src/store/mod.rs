@@ -270,6 +270,8 @@ pub trait PullLog: Send + Sync + 'static {
         after: u64,
         limit: usize,
     ) -> Result<Vec<(u64, serde_json::Value)>, Unavailable>;
+    /// The newest position handed out to the buyer (0: none yet): no cursor goes past it.
+    async fn last_position(&self, buyer_id: &str) -> Result<u64, Unavailable>;
 }
 
 /// Internal records of every node in the order they were written (on Redis: the second

@@ -34,8 +34,14 @@ impl PullQueues {
     pub fn next_position(&self, buyer_id: &str) -> u64 {
         let queue = self.by_buyer.entry(buyer_id.to_string()).or_default();
         let mut queue = queue.lock();
-        queue.next += 1;
+        // Cursors never pass `next` (see `last_position`), so this cannot reach the top.
+        queue.next = queue.next.saturating_add(1);
         queue.next
+    }
+
+    /// The newest position handed out to the buyer (0: none yet): no cursor goes past it.
+    pub fn last_position(&self, buyer_id: &str) -> u64 {
+        self.by_buyer.get(buyer_id).map_or(0, |queue| queue.lock().next)
     }
 
     /// Makes a journaled lead available to its buyer (also on replay at start), unless the
@@ -146,7 +152,10 @@ impl Queue {
         if through > self.acknowledged {
             self.acknowledged = through;
             self.next = self.next.max(through);
-            self.waiting = self.waiting.split_off(&(through + 1));
+            self.waiting = match through.checked_add(1) {
+                Some(first_kept) => self.waiting.split_off(&first_kept),
+                None => BTreeMap::new(),
+            };
         }
     }
 }
@@ -154,6 +163,15 @@ impl Queue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn acknowledging_the_largest_cursor_does_not_wrap() {
+        let queues = PullQueues::default();
+        queues.put("b1", 1, Location::default());
+        queues.acknowledge("b1", u64::MAX);
+        assert!(queues.fetch("b1", 0, 10).is_empty());
+        assert_eq!(queues.next_position("b1"), u64::MAX, "saturates, never back to 0");
+    }
 
     /// A lead's place in the journal (the tests tell leads apart by it).
     fn at(n: u64) -> Location {

@@ -78,6 +78,12 @@ impl PullLog for RedisPull {
         }
         Ok(leads)
     }
+
+    async fn last_position(&self, buyer_id: &str) -> Result<u64, Unavailable> {
+        let key = format!("{}:position", self.stream_key(buyer_id));
+        let position: Option<u64> = self.redis.clone().get(key).await.map_err(unavailable)?;
+        Ok(position.unwrap_or(0))
+    }
 }
 
 fn unavailable(error: redis::RedisError) -> Unavailable {

@@ -10,6 +10,7 @@ mod clock;
 mod cluster;
 mod durability;
 mod errors;
+mod hardening;
 mod hostile;
 mod models;
 mod outbox;

@@ -1,0 +1,46 @@
+//! Issue 12: defects found by hostile testing, each with the test that caught it.
+
+use std::sync::Arc;
+
+use leadrouter::clock::SystemClock;
+use serde_json::{json, Value};
+
+use crate::harness::*;
+
+fn pull_market() -> Value {
+    let mut pull = fixed_campaign("c1", "b1", "solar", "10.00", "http://127.0.0.1:9/unused");
+    pull["delivery"] = json!({"mode": "pull"});
+    json!({
+        "verticals": [vertical("solar", "ping_post")],
+        "suppliers": [supplier("s1", SUPPLIER_KEY)],
+        "buyers": [buyer("b1")],
+        "campaigns": [pull],
+        "topups": [topup("b1", "1000.00")],
+    })
+}
+
+async fn fetch(server: &TestServer, after: &str) -> Answer {
+    let url = format!("{}/v1/buyer/leads?limit=1000&after={after}", server.base);
+    server.send("GET", &url, &[("authorization", &format!("Bearer {}", buyer_key("b1")))], "").await
+}
+
+#[tokio::test]
+async fn a_cursor_past_the_newest_lead_is_refused_and_breaks_nothing() {
+    let server = start(pull_market()).await;
+    for n in 0..2 {
+        assert_eq!(server.direct(&lead("solar", n)).await.json["status"], "sold");
+    }
+    for hostile in ["18446744073709551615", "3", "18446744073709551616", "-1", "abc"] {
+        let refused = fetch(&server, hostile).await;
+        assert_eq!(refused.status, 422, "after={hostile}: {}", refused.json);
+        assert_eq!(refused.json["error"]["details"][0]["field"], "after", "{}", refused.json);
+    }
+    assert_eq!(server.direct(&lead("solar", 2)).await.json["status"], "sold");
+    let page = fetch(&server, "0").await;
+    assert_eq!(page.json["leads"].as_array().unwrap().len(), 3, "every lead still waits: {}", page.json);
+    assert_eq!(page.json["next"], "3");
+    let data = server.stop().await;
+    let server = start_in(pull_market(), Arc::new(SystemClock), data).await;
+    assert_eq!(fetch(&server, "0").await.json["leads"].as_array().unwrap().len(), 3, "and after a restart");
+    assert_eq!(fetch(&server, "3").await.json["leads"], json!([]), "the newest cursor is fine");
+}
