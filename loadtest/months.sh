@@ -3,17 +3,29 @@
 # sales, on release binaries with embedded storage.
 #
 # The market is direct-post.sh's with every campaign delivering by `pull` (sold on
-# assignment, the lead waits on disk for its buyer, who never fetches here), BUYERS (20)
-# buyers with 1,000,000,000.00 each, and `dedup_days` DEDUP_DAYS (0: the dedup keys of a
-# window are kept in memory by design, ~70 bytes a key, two a lead, and a run that sells
-# millions in minutes keeps them all; 0 shows what grows with sales apart from that). The load tester posts distinct leads closed loop at
-# CONCURRENCY (32) until each stage's total of sales (STAGES, "1000000 10000000") is
-# reached, in runs of at most RUN_MAX (3,000,000) requests. After each stage: the node's
-# resident memory (VmRSS), the data dir's size, then a clean stop and a restart timed to
-# /readyz answering 200, and the resident memory after the restart.
+# assignment, the lead waits on disk until its buyer fetches it), BUYERS (20) buyers with
+# 1,000,000,000.00 each, and `dedup_days` DEDUP_DAYS (0: the dedup keys of a window are
+# kept in memory by design, ~70 bytes a key, two a lead, and a run that sells millions in
+# minutes keeps them all; 0 shows what grows with sales apart from that).
 #
-# Needs ~1.3 KB of disk per sale (13 GB for 10 million). Environment: STAGES,
-# CONCURRENCY, RUN_MAX, NO_BUILD=1, CARGO_TARGET_DIR, KEEP=1 (keep the data dir).
+# FETCH (1) says whether the buyers fetch. 1: `loadtest pull` plays all BUYERS buyers,
+# each fetching its leads (`GET /v1/buyer/leads`, pages of 1000) every 200 ms, the
+# realistic case where waiting leads stay few. 0: the buyers never fetch and every lead
+# waits: the worst case, where each waiting lead's place stays in memory by design. The
+# fetcher starts once the node is ready and is stopped (SIGTERM) before each clean stop
+# of the node, then started again after the restart; at each stage its JSON line of totals
+# since it started (buyers, fetched, pages, errors) is printed.
+#
+# The load tester posts distinct leads closed loop at CONCURRENCY (32) until each stage's
+# total of sales (STAGES, "1000000 10000000") is reached, in runs of at most RUN_MAX
+# (3,000,000) requests. After each stage: the node's resident memory (VmRSS), the data
+# dir's size, then (FETCH=1) a second for the buyers to fetch the last sales and the
+# fetcher's totals, then a clean stop and a restart timed to /readyz answering 200, and
+# the resident memory after the restart.
+#
+# Needs ~1.3 KB of disk per sale (13 GB for 10 million). Environment: STAGES, FETCH,
+# CONCURRENCY, RUN_MAX, DEDUP_DAYS, NO_BUILD=1, CARGO_TARGET_DIR, KEEP=1 (keep the data
+# dir).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -23,6 +35,8 @@ CONCURRENCY="${CONCURRENCY:-32}"
 STAGES="${STAGES:-1000000 10000000}"
 RUN_MAX="${RUN_MAX:-3000000}"
 DEDUP_DAYS="${DEDUP_DAYS:-0}"
+FETCH="${FETCH:-1}"
+case "$FETCH" in 0 | 1) ;; *) echo "FETCH must be 0 or 1, got '$FETCH'" >&2; exit 2 ;; esac
 
 BUYER_ADDR=127.0.0.1:19200
 LEADROUTER_ADDR=127.0.0.1:18080
@@ -59,6 +73,39 @@ start_node() {
     PIDS=("$NODE")
 }
 
+# The buyers' keys, exactly as write_direct_market writes them (`seq -w`: 0001 ... 0020).
+FETCH_KEYS=()
+for i in $(seq -w 1 "$BUYERS"); do
+    FETCH_KEYS+=(--key "loadtest-buyer-key-00$i")
+done
+FETCHER=
+
+# FETCH=1: the pull buyers, in the background, from a node that answers /readyz.
+start_fetcher() {
+    [ "$FETCH" = 1 ] || return 0
+    "$LOADTEST" pull --target "http://$LEADROUTER_ADDR" "${FETCH_KEYS[@]}" --interval-ms 200 \
+        >"$WORK/fetch.json" 2>>"$WORK/fetch.log" &
+    FETCHER=$!
+    PIDS+=("$FETCHER")
+}
+
+# Stops the pull buyers (SIGTERM) and prints their totals since start_fetcher, labelled $1.
+stop_fetcher() {
+    [ -n "$FETCHER" ] || return 0
+    local status=0
+    kill -TERM "$FETCHER" 2>/dev/null || true
+    wait "$FETCHER" || status=$?
+    PIDS=("$NODE")
+    FETCHER=
+    if [ "$status" = 0 ] && [ -s "$WORK/fetch.json" ]; then
+        echo "== $1: fetcher $(cat "$WORK/fetch.json")"
+    else
+        echo "== $1: fetcher failed (exit $status):" >&2
+        tail -n 5 "$WORK/fetch.log" >&2
+        exit 1
+    fi
+}
+
 # Milliseconds until /readyz answers 200.
 wait_ready_ms() {
     local started now
@@ -76,6 +123,8 @@ rss_mb() {
 
 start_node
 echo "== first start: ready in $(wait_ready_ms) ms, RSS $(rss_mb "$NODE") MB"
+start_fetcher
+echo "== buyers fetch: $([ "$FETCH" = 1 ] && echo "every 200 ms (FETCH=1)" || echo "never (FETCH=0)")"
 sold=0
 for stage in $STAGES; do
     while [ "$sold" -lt "$stage" ]; do
@@ -89,10 +138,22 @@ for stage in $STAGES; do
     done
     sales=$(curl -s "http://$OPS_ADDR/metrics" | awk '/^leadrouter_sales_total/ {s += $2} END {printf "%d", s}')
     echo "== stage $stage: node sold $sales since its start; RSS $(rss_mb "$NODE") MB; data dir $(du -sh "$WORK/data" | cut -f1)"
+    if [ -n "$FETCHER" ]; then
+        # A buyer's last fetch may be up to its interval behind the last sale.
+        sleep 1
+        stop_fetcher "stage $stage"
+    fi
     kill -TERM "$NODE"
     wait "$NODE" || true
     start_node
     echo "== stage $stage: restart ready in $(wait_ready_ms) ms, RSS after restart $(rss_mb "$NODE") MB"
+    start_fetcher
     echo "== stage $stage: checkpoint $(du -h "$WORK/data/journal/checkpoint" | cut -f1)"
     grep -E "journal replayed|checkpoint written" "$WORK/node.log" | tail -n 2
 done
+if [ -n "$FETCHER" ]; then
+    # Whatever the buyers had not taken before the last stop is theirs to fetch now; they
+    # acknowledged everything else, so a restart hands nothing out twice.
+    sleep 1
+    stop_fetcher "after the last restart"
+fi

@@ -216,6 +216,9 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
     let grpc_addr = grpc.local_addr().map_err(|source| ServerError::Bind { addr: options.grpc_listen, source })?;
     let (stop, stopped) = watch::channel(false);
     let log: Arc<dyn EventLog> = Arc::clone(router.journal()).event_log();
+    // Installing the exporter describes every metric at zero: the journal's sequence,
+    // set when it was opened, must be said again.
+    metrics::gauge!(telemetry::LEDGER_SEQUENCE).set(log.last_sequence() as f64);
     let consumers = retention.as_ref().map(|r| Arc::clone(r.consumers()));
     let ledger = LedgerService::new(log, consumers, Arc::clone(&options.clock), stopped.clone());
     let grpc_stopped = stopped.clone();

@@ -1,5 +1,6 @@
 //! The HTTP client: one keep-alive HTTP/1.1 connection (`hyper::client::conn::http1`) per
-//! closed-loop worker, and a bounded pool of the same connections for open-loop arrivals.
+//! closed-loop worker (and per pull buyer), and a bounded pool of the same connections for
+//! open-loop arrivals.
 //!
 //! Rationale: a bare connection has no pool bookkeeping on the path being measured, so the
 //! client costs as little CPU as possible on a machine it shares with the server.
@@ -14,7 +15,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST};
-use hyper::{Method, Request};
+use hyper::{Method, Request, Uri};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -75,7 +76,17 @@ impl Connection {
 
     /// POSTs `body` as JSON to `path` and reads the answer, within `REQUEST_TIMEOUT`.
     pub async fn post(&mut self, path: &'static str, body: Bytes) -> Result<Reply, SendError> {
-        match tokio::time::timeout(REQUEST_TIMEOUT, self.post_unbounded(path, body)).await {
+        self.send(Method::POST, Uri::from_static(path), body, ANSWER_BYTES_MAX).await
+    }
+
+    /// GETs `uri` (path and query) and reads an answer of at most `answer_max` bytes (a
+    /// larger one is a `Transport` error), within `REQUEST_TIMEOUT`.
+    pub async fn get(&mut self, uri: Uri, answer_max: usize) -> Result<Reply, SendError> {
+        self.send(Method::GET, uri, Bytes::new(), answer_max).await
+    }
+
+    async fn send(&mut self, method: Method, uri: Uri, body: Bytes, answer_max: usize) -> Result<Reply, SendError> {
+        match tokio::time::timeout(REQUEST_TIMEOUT, self.send_unbounded(method, uri, body, answer_max)).await {
             Ok(Ok(reply)) => Ok(reply),
             Ok(Err(error)) => {
                 self.sender = None;
@@ -88,20 +99,29 @@ impl Connection {
         }
     }
 
-    async fn post_unbounded(&mut self, path: &'static str, body: Bytes) -> Result<Reply, SendError> {
+    async fn send_unbounded(
+        &mut self,
+        method: Method,
+        uri: Uri,
+        body: Bytes,
+        answer_max: usize,
+    ) -> Result<Reply, SendError> {
+        let json_body = method == Method::POST;
         let mut request = Request::new(Full::new(body));
-        *request.method_mut() = Method::POST;
-        *request.uri_mut() = hyper::Uri::from_static(path);
+        *request.method_mut() = method;
+        *request.uri_mut() = uri;
         let headers = request.headers_mut();
         headers.insert(HOST, self.headers.host.clone());
         if let Some(authorization) = &self.headers.authorization {
             headers.insert(AUTHORIZATION, authorization.clone());
         }
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if json_body {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
         let sender = self.ready_sender().await?;
         let response = sender.send_request(request).await.map_err(|_| SendError::Transport)?;
         let status = response.status().as_u16();
-        let body = Limited::new(response.into_body(), ANSWER_BYTES_MAX)
+        let body = Limited::new(response.into_body(), answer_max)
             .collect()
             .await
             .map_err(|_| SendError::Transport)?

@@ -4,6 +4,8 @@
 //! - `echo`: bare hyper answering every POST, the "HTTP alone" baseline.
 //! - `run`: closed- or open-loop load against leadrouter (or the echo server), with HDR
 //!   latency quantiles, status and outcome counts, JSON and an SVG plot.
+//! - `pull`: pull buyers fetching their leads until SIGTERM/SIGINT, then one JSON line of
+//!   totals.
 //!
 //! Hard bounds: targets and listeners are loopback only, a run lasts at most
 //! `DURATION_MAX` plus a bounded drain, and every queue (workers, connections, outstanding
@@ -14,6 +16,7 @@ mod client;
 mod echo;
 mod mock_buyer;
 mod plot;
+mod pull;
 mod record;
 mod report;
 mod rng;
@@ -57,6 +60,10 @@ const OUTSTANDING_MAX: usize = 100_000;
 const RATE_MAX: u64 = 1_000_000;
 /// A mock buyer slower than this would time out on every plan (`tmax_ms` ≤ 10 s).
 const BUYER_LATENCY_MS_MAX: u64 = 60_000;
+/// Pull buyers in one `pull` (one task and connection each).
+const PULL_BUYERS_MAX: usize = 1_000;
+/// A pull buyer that waits longer than this between fetches is not keeping up.
+const PULL_INTERVAL_MS_MAX: u64 = 60_000;
 
 #[derive(Debug, Parser)]
 #[command(name = "loadtest", version, about = "Load generator and mock buyers for leadrouter (this machine only)")]
@@ -76,6 +83,9 @@ enum Command {
     Echo(EchoArgs),
     /// Send load to leadrouter (or the echo server) and report latency and throughput.
     Run(RunArgs),
+    /// Play pull buyers fetching their leads (`GET /v1/buyer/leads`) until SIGTERM or
+    /// SIGINT, then print `{"buyers","fetched","pages","errors"}` as one JSON line.
+    Pull(PullArgs),
 }
 
 #[derive(Debug, Args)]
@@ -167,6 +177,22 @@ struct RunArgs {
     plot: Option<PathBuf>,
 }
 
+#[derive(Debug, Args)]
+struct PullArgs {
+    /// Base URL of the router's public listener; loopback only.
+    #[arg(long)]
+    target: String,
+    /// A buyer's API key (sent as `Authorization: Bearer`); repeat it, one buyer per key.
+    #[arg(long, required = true, action = clap::ArgAction::Append)]
+    key: Vec<String>,
+    /// After an empty page (or an error) a buyer sleeps this long before asking again.
+    #[arg(long, default_value_t = 200)]
+    interval_ms: u64,
+    /// Leads asked for per page (1..=1000).
+    #[arg(long, default_value_t = pull::LIMIT_MAX)]
+    limit: usize,
+}
+
 fn main() -> ExitCode {
     match run_cli(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
@@ -196,6 +222,7 @@ fn run_cli(cli: Cli) -> anyhow::Result<()> {
                 echo::run(args.listen).await
             }
             Command::Run(args) => run_load(args, threads).await,
+            Command::Pull(args) => pull_leads(args).await,
         }
     })
 }
@@ -301,6 +328,49 @@ async fn run_load(args: RunArgs, threads: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn plan_pull(args: &PullArgs, target: Arc<target::Target>) -> anyhow::Result<pull::Plan> {
+    if args.key.is_empty() || args.key.len() > PULL_BUYERS_MAX {
+        bail!("--key: between 1 and {PULL_BUYERS_MAX} buyers");
+    }
+    let mut keys = args.key.clone();
+    keys.sort();
+    keys.dedup();
+    if keys.len() != args.key.len() {
+        bail!("--key: every buyer needs its own key (two buyers on one key would race over its cursor)");
+    }
+    if args.interval_ms > PULL_INTERVAL_MS_MAX {
+        bail!("--interval-ms must be at most {PULL_INTERVAL_MS_MAX}");
+    }
+    if args.limit == 0 || args.limit > pull::LIMIT_MAX {
+        bail!("--limit must be between 1 and {}", pull::LIMIT_MAX);
+    }
+    Ok(pull::Plan {
+        target,
+        keys: args.key.clone(),
+        interval: Duration::from_millis(args.interval_ms),
+        limit: args.limit,
+    })
+}
+
+async fn pull_leads(args: PullArgs) -> anyhow::Result<()> {
+    // Listening for the signals first: one that comes during the start must still end the
+    // run with its totals, not kill the process.
+    let stop = pull::stop_signal()?;
+    let target = Arc::new(target::resolve(&args.target).await?);
+    let plan = plan_pull(&args, Arc::clone(&target))?;
+    client::probe(&target).await?;
+    eprintln!(
+        "loadtest: {} pull buyers on {} every {} ms, pages of {}",
+        plan.keys.len(),
+        target.display,
+        args.interval_ms,
+        plan.limit
+    );
+    let totals = pull::run(plan, stop).await?;
+    println!("{}", serde_json::to_string(&totals)?);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,6 +381,35 @@ mod tests {
             Command::Run(args) => args,
             other => panic!("not a run: {other:?}"),
         }
+    }
+
+    fn pull_args(argv: &[&str]) -> anyhow::Result<PullArgs> {
+        let cli = Cli::try_parse_from(["loadtest", "pull"].iter().chain(argv))?;
+        match cli.command {
+            Command::Pull(args) => Ok(args),
+            other => panic!("not a pull: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn pull_takes_one_buyer_per_key_within_bounds() {
+        let target = Arc::new(target::Target {
+            addr: "127.0.0.1:1".parse().expect("address"),
+            authority: "127.0.0.1:1".into(),
+            display: "http://127.0.0.1:1".into(),
+        });
+        let plan = |argv: &[&str]| plan_pull(&pull_args(argv)?, Arc::clone(&target));
+        let base = ["--target", "http://127.0.0.1:1"];
+        let with = |rest: &[&'static str]| [&base[..], rest].concat();
+        let two = plan(&with(&["--key", "k1", "--key", "k2"])).expect("two buyers");
+        assert_eq!(two.keys, ["k1", "k2"]);
+        assert_eq!((two.interval, two.limit), (Duration::from_millis(200), 1_000));
+        assert!(pull_args(&base).is_err(), "a key is required");
+        assert!(plan(&with(&["--key", "k1", "--key", "k1"])).is_err(), "one key, two buyers");
+        assert!(plan(&with(&["--key", "k", "--limit", "0"])).is_err());
+        assert!(plan(&with(&["--key", "k", "--limit", "1001"])).is_err());
+        assert!(plan(&with(&["--key", "k", "--limit", "1", "--interval-ms", "0"])).is_ok());
+        assert!(plan(&with(&["--key", "k", "--interval-ms", "60001"])).is_err());
     }
 
     #[test]

@@ -44,3 +44,38 @@ async fn a_cursor_past_the_newest_lead_is_refused_and_breaks_nothing() {
     assert_eq!(fetch(&server, "0").await.json["leads"].as_array().unwrap().len(), 3, "and after a restart");
     assert_eq!(fetch(&server, "3").await.json["leads"], json!([]), "the newest cursor is fine");
 }
+
+async fn metrics_page(ops: u16) -> String {
+    let request = hyper::Request::get(format!("http://127.0.0.1:{ops}/metrics"))
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let response = client().request(request).await.unwrap();
+    let body = http_body_util::BodyExt::collect(response.into_body()).await.unwrap().to_bytes();
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+#[tokio::test]
+async fn the_ledger_sequence_gauge_holds_across_a_restart_of_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, crate::durability::toml_of(&pull_market())).unwrap();
+    let data = dir.path().join("data");
+    let (public, ops, grpc) = (free_port(), free_port(), free_port());
+    let mut node = crate::durability::spawn_binary(&config, &data, public, ops, grpc);
+    wait_ready(ops).await;
+    for n in 0..3 {
+        let (status, answer) =
+            crate::storage::post_keyed(&format!("http://127.0.0.1:{public}"), &format!("k{n}"), &lead("solar", n)).await;
+        assert_eq!((status, answer["status"].as_str()), (200, Some("sold")));
+    }
+    let before = metric(&metrics_page(ops).await, "leadrouter_ledger_sequence", &[]);
+    assert!(before >= 3.0, "{before}");
+    node.kill().unwrap();
+    node.wait().unwrap();
+    let (public, ops, grpc) = (free_port(), free_port(), free_port());
+    let mut node = crate::durability::spawn_binary(&config, &data, public, ops, grpc);
+    wait_ready(ops).await;
+    assert_eq!(metric(&metrics_page(ops).await, "leadrouter_ledger_sequence", &[]), before, "not 0 until the next sale");
+    node.kill().unwrap();
+    node.wait().unwrap();
+}
