@@ -478,7 +478,13 @@ impl Router {
             position,
             lead: body.clone(),
         };
-        let location = self.journal.append_internal_at(record).await?;
+        let location = match self.journal.append_internal_at(record).await {
+            Ok(location) => location,
+            Err(error) => {
+                self.pull.release(&campaign.buyer_id, position);
+                return Err(error.into());
+            }
+        };
         self.pull.put(&campaign.buyer_id, position, location);
         metrics::counter!(telemetry::DELIVERIES_TOTAL, "mode" => "pull", "outcome" => "queued").increment(1);
         Ok(PostAnswer::Accepted)

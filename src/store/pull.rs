@@ -19,6 +19,10 @@ pub const PULL_LIMIT_MAX: usize = 1_000;
 #[derive(Default)]
 struct Queue {
     next: u64,
+    /// Positions taken for leads whose journal write has not finished. Nothing at or after
+    /// the oldest is handed out: with concurrent sales position p + 1 can be written before
+    /// p, and a buyer handed p + 1 would acknowledge p before it was there to take.
+    reserved: std::collections::BTreeSet<u64>,
     /// The highest cursor the buyer has passed back (journaled, so it holds across restarts).
     acknowledged: u64,
     waiting: BTreeMap<u64, Location>,
@@ -36,12 +40,22 @@ impl PullQueues {
         let mut queue = queue.lock();
         // Cursors never pass `next` (see `last_position`), so this cannot reach the top.
         queue.next = queue.next.saturating_add(1);
-        queue.next
+        let position = queue.next;
+        queue.reserved.insert(position);
+        position
     }
 
-    /// The newest position handed out to the buyer (0: none yet): no cursor goes past it.
+    /// Gives a position back whose lead was never journaled (nothing waits behind it).
+    pub fn release(&self, buyer_id: &str, position: u64) {
+        if let Some(queue) = self.by_buyer.get(buyer_id) {
+            queue.lock().reserved.remove(&position);
+        }
+    }
+
+    /// The newest position that can have been handed out to the buyer (0: none yet): no
+    /// cursor goes past it.
     pub fn last_position(&self, buyer_id: &str) -> u64 {
-        self.by_buyer.get(buyer_id).map_or(0, |queue| queue.lock().next)
+        self.by_buyer.get(buyer_id).map_or(0, |queue| queue.lock().visible_through())
     }
 
     /// Makes a journaled lead available to its buyer (also on replay at start), unless the
@@ -50,6 +64,7 @@ impl PullQueues {
         let queue = self.by_buyer.entry(buyer_id.to_string()).or_default();
         let mut queue = queue.lock();
         queue.next = queue.next.max(position);
+        queue.reserved.remove(&position);
         if position > queue.acknowledged {
             queue.waiting.insert(position, lead);
         }
@@ -72,7 +87,8 @@ impl PullQueues {
         let Some(queue) = self.by_buyer.get(buyer_id) else { return Vec::new() };
         let mut queue = queue.lock();
         queue.forget_through(after);
-        queue.waiting.iter().take(limit.min(PULL_LIMIT_MAX)).map(|(p, lead)| (*p, *lead)).collect()
+        let through = queue.visible_through();
+        queue.waiting.range(..=through).take(limit.min(PULL_LIMIT_MAX)).map(|(p, lead)| (*p, *lead)).collect()
     }
 }
 
@@ -140,6 +156,7 @@ impl PullQueues {
             let queue = Queue {
                 next: state.next,
                 acknowledged: state.acknowledged,
+                reserved: Default::default(),
                 waiting: state.waiting.unpack().into_iter().collect(),
             };
             self.by_buyer.insert(state.buyer_id, Mutex::new(queue));
@@ -148,6 +165,11 @@ impl PullQueues {
 }
 
 impl Queue {
+    /// Positions up to here are journaled or given back: they may be handed out.
+    fn visible_through(&self) -> u64 {
+        self.reserved.first().map_or(self.next, |oldest| oldest - 1)
+    }
+
     fn forget_through(&mut self, through: u64) {
         if through > self.acknowledged {
             self.acknowledged = through;
@@ -163,6 +185,22 @@ impl Queue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lead_written_before_an_older_one_waits_for_it() {
+        let queues = PullQueues::default();
+        let (first, second, third) =
+            (queues.next_position("b1"), queues.next_position("b1"), queues.next_position("b1"));
+        queues.put("b1", second, Location::default());
+        assert!(queues.fetch("b1", 0, 10).is_empty(), "1 is not written yet");
+        assert_eq!(queues.last_position("b1"), 0, "so no cursor may pass it");
+        queues.put("b1", first, Location::default());
+        assert_eq!(queues.fetch("b1", 0, 10).iter().map(|(p, _)| *p).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(queues.last_position("b1"), 2);
+        queues.release("b1", third);
+        assert_eq!(queues.last_position("b1"), 3, "a position given back holds nothing up");
+        assert_eq!(queues.fetch("b1", 2, 10), []);
+    }
 
     #[test]
     fn acknowledging_the_largest_cursor_does_not_wrap() {
