@@ -2,14 +2,15 @@
 //!
 //! Owns one rule: a revshare payout is `percent / 100 × price`, rounded to cents half away
 //! from zero by `Money::from_decimal` (the one place rounding happens); a fixed payout is
-//! its amount whatever the price. Pure decimal arithmetic, no float.
+//! its amount, but never more than the price (a fixed payout above a bid or a reprice would
+//! be a negative margin nobody chose). Pure decimal arithmetic, no float.
 
 use rust_decimal::Decimal;
 
 use super::model::Payout;
 use super::money::Money;
 
-/// Revshare: percent of the price, rounded to cents; fixed: the amount.
+/// Revshare: percent of the price, rounded to cents; fixed: the amount, at most the price.
 ///
 /// Validated inputs cannot overflow (|price| ≤ `MONEY_ABS_MAX`, percent in 0..=100); should
 /// an unvalidated one ever do so, the payout is zero rather than a panic: paying nothing is
@@ -21,7 +22,7 @@ pub fn supplier_payout(payout: &Payout, price: Money) -> Money {
             .checked_mul(*percent)
             .and_then(|share| share.checked_div(Decimal::ONE_HUNDRED))
             .map_or(Money::ZERO, Money::from_decimal),
-        Payout::Fixed { amount } => *amount,
+        Payout::Fixed { amount } => (*amount).min(price.max(Money::ZERO)),
     }
 }
 
@@ -57,10 +58,12 @@ mod tests {
     }
 
     #[test]
-    fn fixed_ignores_the_price() {
+    fn fixed_is_its_amount_up_to_the_price() {
         let fixed = Payout::Fixed { amount: money("12.00") };
         assert_eq!(supplier_payout(&fixed, money("38.50")), money("12.00"));
-        assert_eq!(supplier_payout(&fixed, Money::ZERO), money("12.00"));
+        // A 50.00 payout on a 10.00 lead was once paid in full: a negative margin.
+        assert_eq!(supplier_payout(&Payout::Fixed { amount: money("50.00") }, money("10.00")), money("10.00"));
+        assert_eq!(supplier_payout(&fixed, Money::ZERO), Money::ZERO);
     }
 
     #[test]
@@ -82,6 +85,12 @@ mod tests {
             prop_assert!(!paid.is_negative());
             let exact = price.amount() * percent / Decimal::ONE_HUNDRED;
             prop_assert!((paid.amount() - exact).abs() <= dec!(0.005));
+        }
+
+        #[test]
+        fn no_payout_exceeds_its_price(price in 0i64..100_000_000, amount in 0i64..100_000_000) {
+            let paid = supplier_payout(&Payout::Fixed { amount: Money::cents(amount) }, Money::cents(price));
+            prop_assert_eq!(paid, Money::cents(amount.min(price)));
         }
     }
 }

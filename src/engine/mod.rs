@@ -34,7 +34,7 @@ use crate::domain::budget::{BalanceView, Funding, ReplayedSale};
 use crate::domain::geo::PostalTable;
 use crate::domain::ledger::{BalanceToppedUp, Event, LedgerEvent};
 use crate::domain::market::{ConfigChange, Market, MarketError};
-use crate::domain::model::FieldError;
+use crate::domain::model::{BillingMode, FieldError};
 use crate::domain::money::Money;
 use crate::domain::rotation::Rotation;
 use crate::domain::trace::Trace;
@@ -240,6 +240,14 @@ impl Router {
         }
         if !errors.is_empty() {
             return Err(EngineError::Invalid(errors));
+        }
+        // Invoice buyers pay invoices and internal ones pay nothing: money topped up there
+        // would land on no billing document.
+        if buyer.billing.mode != BillingMode::Prepaid {
+            return Err(EngineError::Refused {
+                code: "buyer_not_prepaid",
+                message: format!("buyer {buyer_id} is not prepaid: only prepaid buyers are topped up"),
+            });
         }
         self.ensure_store()?;
         let booked = (buyer_id.to_string(), reference.to_string());

@@ -134,3 +134,26 @@ async fn a_buyer_fetching_during_concurrent_sales_gets_every_lead_once() {
     seen.sort_unstable();
     assert_eq!(seen, (1..=total).collect::<Vec<_>>(), "each once, no position skipped");
 }
+
+#[tokio::test]
+async fn invoice_and_internal_buyers_are_not_topped_up() {
+    let mut market = pull_market();
+    let mut invoiced = buyer("b2");
+    invoiced["billing"] = json!({"mode": "invoice", "interval": "monthly"});
+    let mut internal = buyer("b3");
+    internal["billing"] = json!({"mode": "internal"});
+    market["buyers"].as_array_mut().unwrap().extend([invoiced, internal]);
+    let server = start(market).await;
+    let sequence = || server.running.router.journal().clone().event_log().last_sequence();
+    let before = sequence();
+    for id in ["b2", "b3"] {
+        let body = json!({"amount": "50.00", "reference": format!("wire-{id}")});
+        let refused = server.admin("POST", &format!("/admin/v1/buyers/{id}/topups"), Some(&body)).await;
+        assert_eq!(refused.status, 422, "{}", refused.json);
+        assert_eq!(refused.json["error"]["code"], "buyer_not_prepaid");
+    }
+    assert_eq!(sequence(), before, "nothing reached the ledger");
+    let body = json!({"amount": "50.00", "reference": "wire-b1"});
+    assert_eq!(server.admin("POST", "/admin/v1/buyers/b1/topups", Some(&body)).await.status, 201);
+    assert_eq!(sequence(), before + 1);
+}

@@ -201,6 +201,22 @@ pub fn reconcile(connection: &Connection) -> Result<Reconciliation, StoreError> 
         }
     }
 
+    // Top-ups only land on prepaid statements: one for an invoice or internal buyer (the
+    // router refuses them now; older ledgers may hold some) would be on no document.
+    for (sequence, buyer, mode) in rows::<(i64, String, Option<String>)>(
+        connection,
+        "SELECT t.sequence, t.buyer_id, a.mode FROM topups t
+         LEFT JOIN accounts a ON a.kind = 'buyer' AND a.id = t.buyer_id
+         WHERE t.doc IS NULL AND COALESCE(a.mode, '') <> 'prepaid'",
+        [],
+    )? {
+        let message = match mode {
+            Some(mode) => format!("a top-up of a {mode} buyer lands on no document"),
+            None => "the ledger never described this top-up's buyer".to_string(),
+        };
+        found.push(discrepancy("topup_unplaced", [&sequence.to_string(), &buyer], &message));
+    }
+
     line_amounts(connection, &mut found)?;
     document_totals(connection, &mut found)?;
     account_totals(connection, &mut found)?;

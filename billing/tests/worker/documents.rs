@@ -167,6 +167,14 @@ async fn reconciliation_lists_each_discrepancy_with_its_ids_and_the_cli_exits_1(
     let edit = connection.execute("UPDATE lines SET amount = '1.00' WHERE number = 'INV-2026-000001'", []);
     assert!(edit.unwrap_err().to_string().contains("immutable"));
     assert!(connection.execute("DELETE FROM documents WHERE number = 'INV-2026-000001'", []).is_err());
+    // A top-up of the invoice buyer, as a ledger from before the router refused them holds.
+    connection
+        .execute(
+            "INSERT INTO topups (sequence, buyer_id, amount, reference, balance_after, currency, at)
+             VALUES (999999, 'inv', '50.00', 'wire-1', '50.00', 'EUR', '2026-11-04T10:00:00Z')",
+            [],
+        )
+        .unwrap();
     drop(connection);
 
     let (code, report) = cli(&["reconcile"], &db, "http://127.0.0.1:1");
@@ -186,6 +194,7 @@ async fn reconciliation_lists_each_discrepancy_with_its_ids_and_the_cli_exits_1(
         "{found:?}"
     );
     assert!(found.iter().any(|(kind, ids)| kind == "account_total_mismatch" && ids == &["inv", "EUR"]), "{found:?}");
+    assert!(found.contains(&("topup_unplaced".into(), vec!["999999".into(), "inv".into()])), "{found:?}");
     assert!(report["discrepancies"].as_array().unwrap().iter().all(|d| !d["message"].as_str().unwrap().is_empty()));
 }
 
