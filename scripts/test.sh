@@ -1,29 +1,50 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run calls exactly this).
 # Installs what the tests need when it is missing (promtool for the metrics lint,
-# redis-server for the Redis tests), then:
-# format check, clippy with warnings as errors, and every test of the workspace.
-set -euo pipefail
+# redis-server for the Redis tests), then runs every step even when one fails: format
+# check, clippy with warnings as errors, and every test of the workspace; the failures are
+# listed at the end and the exit code is non-zero if there was any.
+set -uo pipefail
 cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+
+# Installs Debian packages without starting their services: the tests start their own
+# servers on free ports, and a developer's own Redis or Prometheus is never touched.
+install_quietly() {
+  local policy=/usr/sbin/policy-rc.d placed=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null && $SUDO chmod +x "$policy" && placed=1
+  fi
+  $SUDO apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+  local status=$?
+  if [ "$placed" = 1 ]; then $SUDO rm -f "$policy"; fi
+  return $status
+}
 
 if ! command -v promtool >/dev/null 2>&1; then
   echo "installing promtool (Debian package prometheus) for the metrics lint"
-  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-  $SUDO apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
-  # The package starts a Prometheus server; the tests only need the promtool binary.
-  $SUDO systemctl stop prometheus >/dev/null 2>&1 || $SUDO pkill -x prometheus >/dev/null 2>&1 || true
+  install_quietly prometheus || { echo "could not install prometheus" >&2; exit 1; }
 fi
 
 if ! command -v redis-server >/dev/null 2>&1; then
   echo "installing redis-server (Debian package) for the Redis integration tests"
-  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-  $SUDO apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends redis-server >/dev/null
-  # The package starts a server on 6379; the tests start their own on free ports.
-  $SUDO systemctl stop redis-server >/dev/null 2>&1 || $SUDO pkill -x redis-server >/dev/null 2>&1 || true
+  install_quietly redis-server || { echo "could not install redis-server" >&2; exit 1; }
 fi
 
-cargo fmt --all -- --check
-cargo clippy --workspace --all-targets --quiet -- -D warnings
-cargo test --workspace
+failed=()
+step() {
+  echo "== $*"
+  "$@" || failed+=("$*")
+}
+step cargo fmt --all -- --check
+step cargo clippy --workspace --all-targets --quiet -- -D warnings
+step cargo test --workspace --no-fail-fast
+
+if [ "${#failed[@]}" -gt 0 ]; then
+  echo "== FAILED:"
+  printf '   %s\n' "${failed[@]}"
+  exit 1
+fi
+echo "== all passed"

@@ -303,7 +303,9 @@ mod server_tests {
         }
         answered.sort();
         let median = answered[answered.len() / 2];
-        assert!(median < Duration::from_micros(8_000), "median {median:?} (all: {answered:?})");
+        // Generous: a busy 2-core machine adds milliseconds; a latency applied twice or per
+        // byte would not stay under this.
+        assert!(median < Duration::from_millis(25), "median {median:?} (all: {answered:?})");
         assert_eq!(buyer.counts.pings.load(Ordering::Relaxed), 50);
         drop(stop);
     }

@@ -532,7 +532,9 @@ async fn with_redis_hung_nodes_go_unready_and_refuse_at_once_then_resume_when_it
     let at = Instant::now();
     let refused = nodes[1].supplier("/v1/leads", &lead("solar", 1)).await;
     assert_eq!(refused.status, 503, "{}", refused.json);
-    assert!(at.elapsed() < Duration::from_millis(500), "refused without waiting on Redis: {:?}", at.elapsed());
+    // Waiting on the hung Redis would take its 3 s response timeout; a busy 2-core machine
+    // answers the refusal well inside 2 s.
+    assert!(at.elapsed() < Duration::from_secs(2), "refused without waiting on Redis: {:?}", at.elapsed());
     redis.signal("-CONT");
     for node in &nodes {
         wait_ready(node.ops).await;
