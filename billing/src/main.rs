@@ -82,8 +82,13 @@ enum Command {
     Serve,
     /// Issue every document due on `--as-of`, evaluate dunning, print the run as JSON.
     Run,
-    /// Prove the documents against the ledger; exit 1 on any discrepancy.
-    Reconcile,
+    /// Catch up with the ledger to its end, then prove the documents against it; exit 1 on
+    /// any discrepancy, 2 when the ledger could not be read (nothing was proven).
+    Reconcile {
+        /// Prove what the database holds without reading the ledger first.
+        #[arg(long)]
+        offline: bool,
+    },
     /// Copy the database to a new file with SQLite's online backup (also while a worker
     /// serves on it); prints the copy's applied ledger sequence.
     Backup {
@@ -111,7 +116,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command.clone().unwrap_or(Command::Serve) {
             Command::Serve => serve(cli).await.map(|()| 0),
             Command::Run => run_once(cli).await.map(|()| 0),
-            Command::Reconcile => reconcile_once(cli).await,
+            Command::Reconcile { offline } => reconcile_once(cli, offline).await,
             Command::Backup { to } => {
                 let applied = leadrouter_billing::store::backup(&cli.db, &to)
                     .with_context(|| format!("backing up {} to {}", cli.db.display(), to.display()))?;
@@ -205,9 +210,19 @@ async fn run_once(cli: Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn reconcile_once(cli: Cli) -> anyhow::Result<i32> {
+/// The exit code of a reconciliation that could not read the ledger.
+const EXIT_LEDGER_UNREAD: i32 = 2;
+
+async fn reconcile_once(cli: Cli, offline: bool) -> anyhow::Result<i32> {
     let db = open(&cli)?;
-    catch_up(&cli, &db).await;
+    if !offline {
+        // A proof against a ledger read only in part proves nothing: say so, and fail.
+        if let Err(error) = consume::catch_up(&db, &source(&cli), Duration::from_millis(500)).await {
+            let reason = format!("could not read the ledger at {} to its end: {error}", cli.ledger);
+            println!("{}", serde_json::json!({"ok": false, "error": reason}));
+            return Ok(EXIT_LEDGER_UNREAD);
+        }
+    }
     let reconciliation = db.blocking(|connection| reconcile::reconcile(connection)).await?;
     println!("{}", serde_json::to_string(&reconciliation)?);
     Ok(if reconciliation.ok { 0 } else { 1 })

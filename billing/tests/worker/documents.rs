@@ -177,7 +177,13 @@ async fn reconciliation_lists_each_discrepancy_with_its_ids_and_the_cli_exits_1(
         .unwrap();
     drop(connection);
 
-    let (code, report) = cli(&["reconcile"], &db, "http://127.0.0.1:1");
+    // Without the ledger nothing is proven: exit 2 and ok false, with the reason.
+    let (code, unread) = cli(&["reconcile"], &db, "http://127.0.0.1:1");
+    assert_eq!((code, unread["ok"].clone()), (2, json!(false)), "{unread}");
+    assert!(unread["error"].as_str().unwrap().contains("could not read the ledger"), "{unread}");
+    let (code, unread) = cli(&["reconcile"], &db, "not a url");
+    assert_eq!((code, unread["ok"].clone()), (2, json!(false)), "{unread}");
+    let (code, report) = cli(&["reconcile", "--offline"], &db, "http://127.0.0.1:1");
     assert_eq!((code, report["ok"].clone()), (1, json!(false)), "{report}");
     let found: Vec<(String, Vec<String>)> = report["discrepancies"]
         .as_array()
