@@ -118,6 +118,12 @@ pub fn from_json_error(error: serde_path_to_error::Error<serde_json::Error>) -> 
         return ApiError::invalid(vec![FieldError::new(field, "required")]);
     }
     match inner.classify() {
+        // A string where an amount goes is the right type; its content is what is wrong.
+        serde_json::error::Category::Data if text.starts_with("invalid amount") => {
+            let field = if path == "." { String::new() } else { path };
+            let message = text.split(" at line ").next().unwrap_or(&text).to_string();
+            ApiError::invalid(vec![FieldError::new(field, message)])
+        }
         serde_json::error::Category::Data => {
             let field = if path == "." { String::new() } else { path };
             ApiError::new(400, "invalid_type", "a field has the wrong type")

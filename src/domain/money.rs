@@ -48,12 +48,7 @@ impl Money {
 
     /// Parses an amount from outside: at most two decimals, |amount| ≤ `MONEY_ABS_MAX`.
     pub fn parse(text: &str) -> Result<Money, MoneyError> {
-        let text = text.trim();
-        if text.is_empty() || text.contains(['e', 'E']) {
-            return Err(MoneyError::NotDecimal);
-        }
-        let value = Decimal::from_str(text).map_err(|_| MoneyError::NotDecimal)?;
-        Money::checked(value)
+        Money::checked(decimal(text)?)
     }
 
     pub fn checked(value: Decimal) -> Result<Money, MoneyError> {
@@ -65,11 +60,7 @@ impl Money {
 
     /// Parses a stored amount: any magnitude `Decimal` holds, at most two decimals.
     pub fn parse_stored(text: &str) -> Result<Money, MoneyError> {
-        let text = text.trim();
-        if text.is_empty() || text.contains(['e', 'E']) {
-            return Err(MoneyError::NotDecimal);
-        }
-        Money::exact(Decimal::from_str(text).map_err(|_| MoneyError::NotDecimal)?)
+        Money::exact(decimal(text)?)
     }
 
     fn exact(value: Decimal) -> Result<Money, MoneyError> {
@@ -175,6 +166,19 @@ impl Serialize for Money {
     }
 }
 
+/// The one grammar of an amount, for input and stored text alike: an optional minus, digits,
+/// and optionally a point and digits. No spaces, underscores, plus signs or exponents
+/// (`Decimal::from_str` takes `"1_0.0_0"` as 10.00).
+fn decimal(text: &str) -> Result<Decimal, MoneyError> {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, "0"));
+    let all_digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+    if !all_digits(whole) || !all_digits(fraction) {
+        return Err(MoneyError::NotDecimal);
+    }
+    Decimal::from_str(text).map_err(|_| MoneyError::NotDecimal)
+}
+
 impl<'de> Deserialize<'de> for Money {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Money, D::Error> {
         struct MoneyVisitor;
@@ -220,6 +224,18 @@ mod tests {
         assert_eq!(Money::parse("0.001"), Err(MoneyError::TooPrecise));
         assert_eq!(Money::parse("abc"), Err(MoneyError::NotDecimal));
         assert_eq!(Money::parse("99999999999"), Err(MoneyError::OutOfRange));
+    }
+
+    #[test]
+    fn one_strict_grammar_for_every_amount() {
+        for bad in ["1_0.0_0", " 10.00", "10.00 ", "+10", "10.", ".5", "1e3", "", "-", "10.0.0", "١٠", "0x10"] {
+            assert_eq!(Money::parse(bad), Err(MoneyError::NotDecimal), "{bad:?}");
+            assert!(Money::parse_stored(bad).is_err(), "{bad:?}");
+            assert!(serde_json::from_value::<Money>(serde_json::json!(bad)).is_err(), "{bad:?}");
+        }
+        assert_eq!(Money::parse("10.001"), Err(MoneyError::TooPrecise));
+        assert_eq!(Money::parse("-0.50").map(|m| m.to_string()), Ok("-0.50".to_string()));
+        assert_eq!(Money::parse_stored("10.100").map(|m| m.amount()), Ok(Decimal::new(1010, 2)), "as once stored");
     }
 
     #[test]

@@ -157,3 +157,26 @@ async fn invoice_and_internal_buyers_are_not_topped_up() {
     assert_eq!(server.admin("POST", "/admin/v1/buyers/b1/topups", Some(&body)).await.status, 201);
     assert_eq!(sequence(), before + 1);
 }
+
+#[tokio::test]
+async fn an_amount_is_read_by_one_strict_grammar_and_a_bad_one_is_a_422_naming_its_field() {
+    let server = start(pull_market()).await;
+    let sequence = || server.running.router.journal().clone().event_log().last_sequence();
+    let before = sequence();
+    for bad in ["1_0.0_0", " 10.00", "10.00 ", "+10", "1e3", "10.001", "10."] {
+        let body = json!({"amount": bad, "reference": format!("wire {bad}")});
+        let refused = server.admin("POST", "/admin/v1/buyers/b1/topups", Some(&body)).await;
+        assert_eq!(refused.status, 422, "{bad:?}: {}", refused.json);
+        assert_eq!(refused.json["error"]["details"][0]["field"], "amount", "{bad:?}: {}", refused.json);
+    }
+    let mut campaign = server.admin("GET", "/admin/v1/campaigns/c1", None).await.json;
+    campaign["pricing"]["price"] = json!("1_2.00");
+    let refused = server.admin("PUT", "/admin/v1/campaigns/c1", Some(&campaign)).await;
+    assert_eq!(refused.status, 422, "{}", refused.json);
+    // `pricing` is a tagged union: the path ends there; the message names the value.
+    let detail = &refused.json["error"]["details"][0];
+    assert!(detail["field"].as_str().unwrap().starts_with("pricing"), "{}", refused.json);
+    assert!(detail["message"].as_str().unwrap().contains("1_2.00"), "{}", refused.json);
+    assert_eq!(sequence(), before, "nothing was booked");
+    assert_eq!(server.admin("GET", "/admin/v1/campaigns/c1", None).await.json["pricing"]["price"], "10.00");
+}
