@@ -457,7 +457,14 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
 async fn serve(listener: TcpListener, which: Listener, state: Arc<AppState>, mut stopped: watch::Receiver<bool>) {
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT).keep_alive(true);
+    // Buffers and header counts above the API's own limits (`api::too_large`), so that
+    // those refusals are ours, with a JSON body.
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .keep_alive(true)
+        .max_buf_size(128 * 1024)
+        .max_headers(4 * api::HEADERS_MAX);
     loop {
         tokio::select! {
             accepted = listener.accept() => {

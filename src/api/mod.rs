@@ -74,14 +74,39 @@ pub async fn handle(
     request: Request<Incoming>,
 ) -> Result<ApiResponse, Infallible> {
     let started = Instant::now();
-    let (route, response) = match listener {
-        Listener::Public => admit(&state, request).await,
-        Listener::Ops => admin::route(&state, request).await,
+    let (route, response) = match too_large(&request) {
+        Some(refusal) => ("too_large", http::error(&refusal)),
+        None => match listener {
+            Listener::Public => admit(&state, request).await,
+            Listener::Ops => admin::route(&state, request).await,
+        },
     };
     let status = response.status().as_u16().to_string();
     metrics::histogram!(telemetry::HTTP_REQUEST_DURATION_SECONDS, "route" => route, "status" => status)
         .record(started.elapsed().as_secs_f64());
     Ok(response)
+}
+
+/// The longest request target we read (hyper's own limit, far above, answers without a body).
+pub const URI_MAX_BYTES: usize = 8 * 1024;
+/// The most header bytes and headers we read (hyper is set to buffer more, so that these
+/// refusals carry §4's error JSON instead of hyper's empty 431).
+pub const HEADER_MAX_BYTES: usize = 16 * 1024;
+pub const HEADERS_MAX: usize = 100;
+
+/// A request line or headers past our limits: 414 or 431 with the error JSON.
+fn too_large<B>(request: &Request<B>) -> Option<ApiError> {
+    let target = request.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if target > URI_MAX_BYTES {
+        return Some(ApiError::new(414, "uri_too_long", format!("the request target is over {URI_MAX_BYTES} bytes")));
+    }
+    let headers = request.headers();
+    let bytes: usize = headers.iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum();
+    if headers.len() > HEADERS_MAX || bytes > HEADER_MAX_BYTES {
+        let message = format!("at most {HEADERS_MAX} headers and {HEADER_MAX_BYTES} bytes of them");
+        return Some(ApiError::new(431, "headers_too_large", message));
+    }
+    None
 }
 
 /// Admission for the public listener: refuse early when shutting down or overloaded.

@@ -180,3 +180,41 @@ async fn an_amount_is_read_by_one_strict_grammar_and_a_bad_one_is_a_422_naming_i
     assert_eq!(sequence(), before, "nothing was booked");
     assert_eq!(server.admin("GET", "/admin/v1/campaigns/c1", None).await.json["pricing"]["price"], "10.00");
 }
+
+/// One raw HTTP/1.1 exchange: the status line's code and the body.
+async fn raw_exchange(addr: std::net::SocketAddr, request: String) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn a_too_long_target_or_too_many_header_bytes_get_the_error_json() {
+    let server = start(pull_market()).await;
+    for addr in [server.running.public_addr, server.running.ops_addr] {
+        let long = "a".repeat(10 * 1024);
+        let (status, body) = raw_exchange(
+            addr,
+            format!("GET /v1/buyer/leads?x={long} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"),
+        )
+        .await;
+        assert_eq!((status, body["error"]["code"].as_str()), (414, Some("uri_too_long")), "{body}");
+        let big = "b".repeat(20 * 1024);
+        let (status, body) = raw_exchange(
+            addr,
+            format!("GET /healthz HTTP/1.1\r\nhost: x\r\nx-big: {big}\r\nconnection: close\r\n\r\n"),
+        )
+        .await;
+        assert_eq!((status, body["error"]["code"].as_str()), (431, Some("headers_too_large")), "{body}");
+        let many: String = (0..150).map(|n| format!("x-h{n}: v\r\n")).collect();
+        let (status, body) =
+            raw_exchange(addr, format!("GET /healthz HTTP/1.1\r\nhost: x\r\n{many}connection: close\r\n\r\n")).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (431, Some("headers_too_large")), "{body}");
+    }
+}
