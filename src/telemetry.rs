@@ -88,7 +88,7 @@ fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_counter!(PINGS_TOTAL, "Pings answered, by vertical and outcome (bid, no_bid, invalid).");
     describe_counter!(POSTS_TOTAL, "Posts answered, by vertical and outcome (sold, rejected, invalid).");
-    describe_counter!(LEADS_TOTAL, "Direct posts answered, by vertical and outcome (sold, rejected, invalid).");
+    describe_counter!(LEADS_TOTAL, "Whole leads decided (direct posts, bulk rows and posts after a ping), by vertical and outcome (sold, rejected, invalid).");
     describe_counter!(SALES_TOTAL, "Settled sales, by vertical.");
     describe_counter!(BUYER_REQUESTS_TOTAL, "Calls to buyer endpoints by buyer, kind (ping|post) and outcome.");
     describe_counter!(FILTERED_TOTAL, "Campaigns filtered out of a decision, by reason code.");

@@ -65,6 +65,7 @@ impl Router {
                 // Bad input changes nothing: the ping can still be posted.
                 self.pings.reopen(&ping_id).await;
                 count(telemetry::POSTS_TOTAL, &ctx.vertical, "invalid");
+                count(telemetry::LEADS_TOTAL, &ctx.vertical, "invalid");
                 return Err(error);
             }
         };
@@ -89,7 +90,10 @@ impl Router {
         let sold = self.sell(&mut d, &lot, &ctx.offers, ctx.held, cursor, hold_expires_at, &mut misses).await;
         self.pings.finish_post(&ping_id).await;
         let answer = finish(&mut d, lead_id, sold?, &misses);
+        // A post carries a whole lead: it counts as a lead too (`leads_total` is every
+        // lead decided, however it came; `posts_total` the ones that came after a ping).
         count(telemetry::POSTS_TOTAL, &d.vertical, answer.status);
+        count(telemetry::LEADS_TOTAL, &d.vertical, answer.status);
         self.traces.put(d.trace);
         Ok(answer)
     }

@@ -218,3 +218,49 @@ async fn a_too_long_target_or_too_many_header_bytes_get_the_error_json() {
         assert_eq!((status, body["error"]["code"].as_str()), (431, Some("headers_too_large")), "{body}");
     }
 }
+
+/// #20: `leads_total` counts every whole lead decided, whatever path it came by.
+#[tokio::test]
+async fn every_path_counts_its_lead_once() {
+    // A vertical of its own: the test binary shares one metrics recorder.
+    let v = "metered";
+    let mut pull = fixed_campaign("c1", "b1", v, "10.00", "http://127.0.0.1:9/unused");
+    pull["delivery"] = json!({"mode": "pull"});
+    let market = json!({
+        "verticals": [vertical(v, "ping_post")],
+        "suppliers": [supplier("s1", SUPPLIER_KEY)],
+        "buyers": [buyer("b1")],
+        "campaigns": [pull],
+        "topups": [topup("b1", "1000.00")],
+    });
+    let server = start(market).await;
+    let counts = |page: &str| {
+        let of = |name: &str, outcome: &str| metric(page, name, &[("vertical", v), ("outcome", outcome)]);
+        (
+            of("leadrouter_pings_total", "bid"),
+            of("leadrouter_posts_total", "sold"),
+            of("leadrouter_leads_total", "sold"),
+            of("leadrouter_leads_total", "invalid"),
+        )
+    };
+    let ping = server.ping(&ping_body(v)).await;
+    let ping_id = ping.json["ping_id"].as_str().unwrap().to_string();
+    assert_eq!(server.post(&ping_id, &lead(v, 1)).await.json["status"], "sold");
+    assert_eq!(counts(&server.metrics().await), (1.0, 1.0, 1.0, 0.0), "ping and post");
+    assert_eq!(server.direct(&lead(v, 2)).await.json["status"], "sold");
+    let mut bad = lead(v, 3);
+    bad["email"] = json!("not-an-email");
+    assert_eq!(server.direct(&bad).await.status, 422);
+    assert_eq!(counts(&server.metrics().await), (1.0, 1.0, 2.0, 1.0), "a direct post, an invalid one");
+    let csv = format!("vertical,first_name,last_name,email,phone,zip,fields.roof_type\n{v},Eva,Berg,eva@example.com,089 7654321,80331,tile\n");
+    let bulk = server
+        .send(
+            "POST",
+            &format!("{}/v1/leads/bulk", server.base),
+            &[("authorization", &format!("Bearer {SUPPLIER_KEY}")), ("content-type", "text/csv")],
+            csv,
+        )
+        .await;
+    assert_eq!(bulk.status, 200, "{}", bulk.json);
+    assert_eq!(counts(&server.metrics().await), (1.0, 1.0, 3.0, 1.0), "a bulk row");
+}
