@@ -203,6 +203,9 @@ async fn run_once(cli: Cli) -> anyhow::Result<()> {
     if !(1970..=9999).contains(&chrono::Datelike::year(&as_of)) {
         bail!("--as-of {as_of} is outside the years 1970 to 9999");
     }
+    if let Err(message) = run::check_as_of(as_of, chrono::Utc::now()) {
+        bail!("--as-of {message}");
+    }
     let db = open(&cli)?;
     catch_up(&cli, &db).await;
     let outcome = db.blocking(move |connection| run::run(connection, as_of, policy, chrono::Utc::now())).await?;

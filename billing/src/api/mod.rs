@@ -110,6 +110,9 @@ impl From<PaymentError> for ApiError {
                 message: error.to_string(),
                 details: vec![("amount".into(), error.to_string())],
             },
+            PaymentError::ReferenceReused { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "duplicate_reference", error.to_string())
+            }
             PaymentError::Store(store) => store.into(),
         }
     }
@@ -261,6 +264,9 @@ struct RunRequest {
 async fn post_run(state: &AppState, request: Request<Incoming>) -> Answer {
     let body: RunRequest = body_json(request).await?;
     let as_of = date("as_of", body.as_of.as_deref().ok_or_else(|| ApiError::invalid("as_of", "is required"))?)?;
+    if let Err(message) = run::check_as_of(as_of, Utc::now()) {
+        return Err(ApiError::invalid("as_of", message));
+    }
     let policy = state.policy;
     let outcome = state.db.blocking(move |connection| run::run(connection, as_of, policy, Utc::now())).await?;
     telemetry::documents_issued(&outcome.issued);

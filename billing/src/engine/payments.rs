@@ -16,6 +16,8 @@ pub enum PaymentError {
     UnknownInvoice(String),
     #[error("the payment of {amount} exceeds the amount due of {due}")]
     Overpayment { amount: Decimal, due: Decimal },
+    #[error("payment {reference:?} was recorded with {recorded}, not {amount}")]
+    ReferenceReused { reference: String, recorded: Decimal, amount: Decimal },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -34,6 +36,18 @@ pub fn record(connection: &mut Connection, number: &str, payment: &NewPayment) -
     let invoice = documents::load(&tx, number)?
         .filter(|document| document.kind == DocumentKind::Invoice)
         .ok_or_else(|| PaymentError::UnknownInvoice(number.to_string()))?;
+    // A reference names one payment: sent again (a retry), it is the first answer; sent
+    // with another amount, it is a mistake to refuse, never a second payment.
+    if let Some(recorded) = invoice.payments.iter().find(|p| p.reference == payment.reference) {
+        if recorded.amount != payment.amount {
+            return Err(PaymentError::ReferenceReused {
+                reference: payment.reference.clone(),
+                recorded: recorded.amount,
+                amount: payment.amount,
+            });
+        }
+        return Ok(invoice);
+    }
     let due = invoice.amount_due().unwrap_or_default();
     if payment.amount > due {
         return Err(PaymentError::Overpayment { amount: payment.amount, due });

@@ -33,6 +33,19 @@ pub struct Dunned {
     pub tier: u8,
 }
 
+/// How far ahead of the worker's clock a run may be dated: catch-up runs and tests go a few
+/// weeks ahead; `9999-12-31` is a typo that would issue documents and dunning for good.
+pub const AS_OF_AHEAD_MAX_DAYS: i64 = 366;
+
+/// Refuses an `as_of` more than a year after `now`.
+pub fn check_as_of(as_of: NaiveDate, now: DateTime<Utc>) -> Result<(), String> {
+    let latest = now.date_naive() + chrono::Duration::days(AS_OF_AHEAD_MAX_DAYS);
+    if as_of > latest {
+        return Err(format!("{as_of} is more than a year after today ({}); at most {latest}", now.date_naive()));
+    }
+    Ok(())
+}
+
 /// Runs billing for `as_of`; `now` stamps the notifications it queues.
 pub fn run(
     connection: &mut Connection,

@@ -4,8 +4,8 @@ use serde_json::{json, Value};
 
 use crate::harness::*;
 
-async fn pay(worker: &Worker, number: &str, amount: &str) -> Answer {
-    let body = json!({"amount": amount, "paid_at": "2026-11-20T10:00:00Z", "reference": "wire 4711"});
+async fn pay(worker: &Worker, number: &str, amount: &str, reference: &str) -> Answer {
+    let body = json!({"amount": amount, "paid_at": "2026-11-20T10:00:00Z", "reference": reference});
     worker.post(&format!("/billing/v1/invoices/{number}/payments"), &body).await
 }
 
@@ -30,17 +30,24 @@ async fn partial_payments_add_up_overpayment_is_refused_and_dunning_follows_the_
     let number = "INV-2026-000001";
     assert_eq!(worker.document(number).await["due_date"], "2026-11-23");
 
-    let partial = pay(&worker, number, "30.00").await;
+    let partial = pay(&worker, number, "30.00", "wire 4711").await;
     assert_eq!(partial.status, 201, "{}", partial.text);
     assert_eq!((partial.json["amount_due"].as_str(), partial.json["status"].as_str()), (Some("50.00"), Some("open")));
     assert_eq!(
         partial.json["payments"],
         json!([{"amount": "30.00", "paid_at": "2026-11-20T10:00:00Z", "reference": "wire 4711"}])
     );
-    let over = pay(&worker, number, "50.01").await;
+    let over = pay(&worker, number, "50.01", "wire 4712").await;
     assert_eq!((over.status, over.json["error"]["code"].as_str()), (422, Some("overpayment")), "{}", over.text);
     assert_eq!(over.json["error"]["details"][0]["field"], "amount");
     assert_eq!(worker.document(number).await["amount_due"], "50.00", "a refused payment changes nothing");
+    // A reference names one payment: a retry is the first answer, another amount a conflict.
+    let retried = pay(&worker, number, "30.00", "wire 4711").await;
+    assert_eq!((retried.status, retried.json["amount_due"].as_str()), (201, Some("50.00")), "{}", retried.text);
+    assert_eq!(retried.json["payments"].as_array().unwrap().len(), 1, "counted once");
+    let reused = pay(&worker, number, "20.00", "wire 4711").await;
+    assert_eq!((reused.status, reused.json["error"]["code"].as_str()), (409, Some("duplicate_reference")));
+    assert_eq!(worker.document(number).await["amount_due"], "50.00");
 
     // The calendar: due 11-23; reminder one day after, formal notice fourteen days after.
     assert_eq!(dunned(&worker.run("2026-11-23").await), []);
@@ -59,7 +66,7 @@ async fn partial_payments_add_up_overpayment_is_refused_and_dunning_follows_the_
     assert_eq!(report["totals"]["overdue_tier2"], "50.00");
     assert_eq!(report["rows"][0]["key"], "inv");
 
-    let rest = pay(&worker, number, "50.00").await;
+    let rest = pay(&worker, number, "50.00", "wire 4713").await;
     assert_eq!((rest.json["amount_due"].as_str(), rest.json["status"].as_str()), (Some("0.00"), Some("paid")));
     assert_eq!(dunned(&worker.run("2027-01-31").await), []);
     let paid = worker.get("/billing/v1/reports/payments?from=2026-11-01&to=2026-11-30").await.json;
@@ -158,6 +165,15 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
         worker.post(payments, &json!({"amount": "1.00", "paid_at": "2026-11-20T10:00:00Z", "reference": huge})).await;
     assert_eq!(too_large.status, 413);
     assert_eq!(worker.get("/billing/v1/documents?kind=receipt").await.status, 422);
+    // A run dated far ahead is a typo: it would issue documents and dunning for good.
+    let typo = worker.post("/billing/v1/runs", &json!({"as_of": "9999-12-31"})).await;
+    assert_eq!(
+        (typo.status, typo.json["error"]["details"][0]["field"].as_str()),
+        (422, Some("as_of")),
+        "{}",
+        typo.text
+    );
+    assert_eq!(worker.get("/billing/v1/documents?kind=invoice").await.json["documents"].as_array().unwrap().len(), 1);
     assert_eq!(worker.get("/billing/v1/documents?limit=0").await.status, 422);
 
     let invoice = worker.document("INV-2026-000001").await;
