@@ -80,6 +80,11 @@ fn rows<C, T>(
     if headers.is_empty() || headers.iter().all(str::is_empty) {
         return Err(BulkError::NoHeader);
     }
+    // A second column of one name would silently win over the first.
+    let mut seen = std::collections::HashSet::new();
+    if let Some(twice) = headers.iter().find(|name| !seen.insert(*name)) {
+        return Err(BulkError::BadHeader(format!("column {twice:?} appears twice")));
+    }
     let layout = columns(&headers)?;
     let mut rows = Vec::new();
     for record in reader.records() {
@@ -211,6 +216,14 @@ mod tests {
         assert_eq!(no_note[0].as_ref().unwrap().sale_id, "sal_9");
         assert!(matches!(parse_returns(b"sale_id,price\n"), Err(BulkError::BadHeader(_))));
         assert!(matches!(parse_returns(b"sale_id,note\n"), Err(BulkError::BadHeader(_))));
+    }
+
+    #[test]
+    fn a_column_named_twice_is_refused() {
+        let twice = parse(b"vertical,email,email\nsolar,a@example.com,b@example.com\n");
+        assert!(matches!(twice, Err(BulkError::BadHeader(message)) if message.contains("\"email\" appears twice")));
+        let custom = parse(b"vertical,fields.roof,fields.roof\nsolar,tile,flat\n");
+        assert!(matches!(custom, Err(BulkError::BadHeader(_))));
     }
 
     #[test]

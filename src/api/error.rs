@@ -119,7 +119,9 @@ pub fn from_json_error(error: serde_path_to_error::Error<serde_json::Error>) -> 
     }
     match inner.classify() {
         // A string where an amount goes is the right type; its content is what is wrong.
-        serde_json::error::Category::Data if text.starts_with("invalid amount") => {
+        serde_json::error::Category::Data
+            if text.starts_with("invalid amount") || text.starts_with("duplicate key") =>
+        {
             let field = if path == "." { String::new() } else { path };
             let message = text.split(" at line ").next().unwrap_or(&text).to_string();
             ApiError::invalid(vec![FieldError::new(field, message)])

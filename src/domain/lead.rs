@@ -100,6 +100,7 @@ pub struct LeadInput {
     pub state: Option<String>,
     pub city: Option<String>,
     pub street: Option<String>,
+    #[serde(default, deserialize_with = "unique_fields")]
     pub fields: Option<Map<String, Value>>,
     pub consent: Option<Consent>,
     pub external_id: Option<String>,
@@ -150,6 +151,7 @@ pub struct PingInput {
     pub zip: Option<String>,
     pub country: Option<String>,
     pub state: Option<String>,
+    #[serde(default, deserialize_with = "unique_fields")]
     pub fields: Option<Map<String, Value>>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -572,6 +574,38 @@ fn has_email_shape(value: &Value) -> bool {
     }
 }
 
+/// `fields` as a JSON object whose keys are unique: a key given twice is refused (a map
+/// would keep the last silently; a buyer and an auditor could read different values).
+fn unique_fields<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Map<String, Value>>, D::Error> {
+    struct Fields;
+    impl<'de> serde::de::Visitor<'de> for Fields {
+        type Value = Option<Map<String, Value>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an object of custom fields")
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: serde::Deserializer<'de>>(self, inner: D) -> Result<Self::Value, D::Error> {
+            inner.deserialize_map(self)
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
+            let mut map = Map::new();
+            while let Some((key, value)) = access.next_entry::<String, Value>()? {
+                if map.contains_key(&key) {
+                    return Err(serde::de::Error::custom(format!("duplicate key {key:?} in fields")));
+                }
+                map.insert(key, value);
+            }
+            Ok(Some(map))
+        }
+    }
+    deserializer.deserialize_option(Fields)
+}
+
 fn check_fields(errors: &mut Vec<FieldError>, fields: &Map<String, Value>, kind: Kind) {
     if fields.len() > FIELDS_MAX {
         // One error, not one per key: the request needs restructuring, not a key fix.
@@ -617,6 +651,10 @@ fn value_problem(value: &Value) -> Option<String> {
 }
 
 fn string_problem(s: &str) -> Option<String> {
+    if s.chars().any(char::is_control) {
+        // NUL, ESC, CR/LF and the like end up in buyers' CRMs, CSV exports and terminals.
+        return Some("must not contain control characters".to_owned());
+    }
     (s.chars().count() > FIELD_STRING_LEN_MAX).then(|| format!("at most {FIELD_STRING_LEN_MAX} characters"))
 }
 

@@ -264,3 +264,36 @@ async fn every_path_counts_its_lead_once() {
     assert_eq!(bulk.status, 200, "{}", bulk.json);
     assert_eq!(counts(&server.metrics().await), (1.0, 1.0, 3.0, 1.0), "a bulk row");
 }
+
+/// #9: control characters, a custom field given twice, a CSV column given twice.
+#[tokio::test]
+async fn control_characters_and_names_given_twice_are_refused_with_their_path() {
+    let server = start(pull_market()).await;
+    let sequence = || server.running.router.journal().clone().event_log().last_sequence();
+    let before = sequence();
+    for bad in ["tile\u{0}", "tile\u{1b}[31m", "tile\r\nX-Injected: 1", "a\tb"] {
+        let mut body = lead("solar", 1);
+        body["fields"]["roof_type"] = json!(bad);
+        let refused = server.direct(&body).await;
+        assert_eq!(refused.status, 422, "{bad:?}: {}", refused.json);
+        assert_eq!(refused.json["error"]["details"][0]["field"], "fields.roof_type", "{}", refused.json);
+        let mut ping = ping_body("solar");
+        ping["fields"]["roof_type"] = json!(bad);
+        assert_eq!(server.ping(&ping).await.status, 422, "{bad:?} in a ping");
+    }
+    let twice =
+        lead("solar", 2).to_string().replace(r#""roof_type":"tile""#, r#""roof_type":"tile","roof_type":"flat""#);
+    assert!(twice.contains("flat"));
+    let headers = [("authorization", format!("Bearer {SUPPLIER_KEY}")), ("content-type", "application/json".into())];
+    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let refused = server.send("POST", &format!("{}/v1/leads", server.base), &headers, twice).await;
+    assert_eq!(refused.status, 422, "{}", refused.json);
+    assert_eq!(refused.json["error"]["details"][0]["field"], "fields", "{}", refused.json);
+    let csv = "vertical,email,email\nsolar,a@example.com,b@example.com\n";
+    let csv_headers = [("authorization", format!("Bearer {SUPPLIER_KEY}")), ("content-type", "text/csv".into())];
+    let csv_headers: Vec<(&str, &str)> = csv_headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let refused = server.send("POST", &format!("{}/v1/leads/bulk", server.base), &csv_headers, csv).await;
+    assert!((400..500).contains(&refused.status), "{}", refused.json);
+    assert!(refused.json["error"]["message"].as_str().unwrap().contains("appears twice"), "{}", refused.json);
+    assert_eq!(sequence(), before, "nothing was sold");
+}
