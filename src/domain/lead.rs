@@ -56,20 +56,41 @@ const MSG_NOT_PING: &str = "does not match the ping";
 /// Keys that name personal data, compared after `pii_key_form` (lowercase, separators
 /// dropped, so `firstName`, `first-name` and `FIRST_NAME` all match). The DESIGN list plus
 /// the `_address` / `_number` spellings of the same fields.
-const PII_KEYS: [&str; 13] = [
+const PII_KEYS: [&str; 34] = [
     "firstname",
     "lastname",
     "name",
     "fullname",
+    "surname",
+    "givenname",
+    "familyname",
+    "vorname",
+    "nachname",
     "email",
     "emailaddress",
+    "emailadresse",
+    "mail",
     "phone",
     "phonenumber",
+    "tel",
+    "telephone",
+    "telefon",
+    "telefonnummer",
+    "mobile",
+    "mobilephone",
+    "cell",
+    "cellphone",
+    "handy",
+    "fax",
     "street",
     "streetaddress",
+    "strasse",
     "address",
+    "adresse",
     "ip",
     "ipaddress",
+    "birthdate",
+    "dateofbirth",
 ];
 
 /// Lead properties a vertical's `required_fields` may name besides custom fields.
@@ -560,18 +581,39 @@ fn is_pii_key(key: &str) -> bool {
     PII_KEYS.contains(&form.as_str())
 }
 
-/// Whether a value (or an item of an array value) looks like an email address: an `@`
-/// with a `.` after it.
-///
-/// Rationale: phone-shaped values (7+ digits) are not refused: they collide with
-/// legitimate custom fields (annual kWh, loan amounts, meter and policy numbers), and a
-/// privacy check that refuses real data gets switched off.
+/// Whether a value (or an item of an array value) looks like an email address (an `@` with
+/// a `.` after it) or is written like a phone number (see `has_phone_shape`).
 fn has_email_shape(value: &Value) -> bool {
     match value {
-        Value::String(s) => s.split_once('@').is_some_and(|(_, after)| after.contains('.')),
+        Value::String(s) => s.split_once('@').is_some_and(|(_, after)| after.contains('.')) || has_phone_shape(s),
         Value::Array(items) => items.iter().any(has_email_shape),
         _ => false,
     }
+}
+
+/// Written like a phone number: only digits, spaces and `+ - . / ( )`, 7 to 15 digits, and
+/// either a leading `+` or `0` or digits in separated groups (`555-123-4567`).
+///
+/// Rationale: bare digit strings stay allowed (`"12345678"`: meter, policy and account
+/// numbers, annual kWh), as do JSON numbers; a privacy check that refuses real data gets
+/// switched off. A number written as people write phone numbers is refused in a ping.
+fn has_phone_shape(text: &str) -> bool {
+    let text = text.trim();
+    if text.is_empty() || !text.chars().all(|c| c.is_ascii_digit() || " +-./()".contains(c)) {
+        return false;
+    }
+    let digits = text.chars().filter(char::is_ascii_digit).count();
+    if !(7..=15).contains(&digits) {
+        return false;
+    }
+    let groups: Vec<usize> =
+        text.split(|c: char| !c.is_ascii_digit()).filter(|g| !g.is_empty()).map(str::len).collect();
+    // Dates (2026-12-03, 03.12.2026) and decimals (25000.00) are not phone numbers.
+    if matches!(groups.as_slice(), [4, 2, 2] | [2, 2, 4]) || (groups.len() == 2 && text.contains('.')) {
+        return false;
+    }
+    let leading = text.trim_start_matches('(');
+    leading.starts_with('+') || leading.starts_with('0') || groups.len() >= 2
 }
 
 /// `fields` as a JSON object whose keys are unique: a key given twice is refused (a map
@@ -721,6 +763,17 @@ fn check_consent(errors: &mut Vec<FieldError>, consent: &Consent) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn phone_shaped_values_are_told_from_numbers_dates_and_amounts() {
+        for phone in ["089 1234567", "+49 89 1234567", "0891234567", "(089) 123-4567", "555-123-4567", "+14155550100"] {
+            assert!(has_phone_shape(phone), "{phone}");
+        }
+        for other in ["12345678", "4500", "2026-12-03", "03.12.2026", "25000.00", "3.5", "tile", "1234567890123456", ""]
+        {
+            assert!(!has_phone_shape(other), "{other}");
+        }
+    }
     use proptest::prelude::*;
     use serde_json::json;
 

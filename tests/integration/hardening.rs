@@ -297,3 +297,31 @@ async fn control_characters_and_names_given_twice_are_refused_with_their_path() 
     assert!(refused.json["error"]["message"].as_str().unwrap().contains("appears twice"), "{}", refused.json);
     assert_eq!(sequence(), before, "nothing was sold");
 }
+
+/// #10: personal data in a ping under other names, or shaped like an email or a phone.
+#[tokio::test]
+async fn a_ping_refuses_personal_data_whatever_its_field_is_called() {
+    let server = start(pull_market()).await;
+    for (key, value) in [
+        ("tel", json!("4711")),
+        ("vorname", json!("Anna")),
+        ("handy", json!("x")),
+        ("contact", json!("anna@example.com")),
+        ("callback", json!("089 1234567")),
+        ("callback", json!("+49 89 1234567")),
+        ("notes", json!(["ok", "555-123-4567"])),
+    ] {
+        let mut ping = ping_body("solar");
+        ping["fields"][key] = value.clone();
+        let refused = server.ping(&ping).await;
+        assert_eq!(refused.status, 422, "{key}={value}: {}", refused.json);
+        assert_eq!(refused.json["error"]["details"][0]["field"], format!("fields.{key}"), "{}", refused.json);
+    }
+    for (key, value) in
+        [("meter_number", json!("12345678")), ("move_date", json!("2026-12-03")), ("loan", json!("25000.00"))]
+    {
+        let mut ping = ping_body("solar");
+        ping["fields"][key] = value.clone();
+        assert_eq!(server.ping(&ping).await.status, 200, "{key}={value} is not personal data");
+    }
+}
