@@ -208,8 +208,22 @@ impl Market {
             market.add_key(&buyer.api_key, Party::Buyer(buyer.id.clone()))?;
             market.buyers.insert(buyer.id.clone(), Arc::new(buyer.clone()));
         }
+        // Every campaign of a vertical sells in one currency (its buyer's): an auction
+        // compares prices as numbers, and USD 30.00 must never beat EUR 10.00 as 30 > 10.
+        let mut currencies: HashMap<&str, (&str, Arc<str>)> = HashMap::new();
         for campaign in &config.campaigns {
             let compiled = market.compile(campaign, postal)?;
+            let currency = currencies.entry(&campaign.vertical).or_insert((&campaign.id, compiled.currency.clone()));
+            if currency.1 != compiled.currency {
+                let message = format!(
+                    "its buyer pays in {} but vertical {} sells in {} (campaign {}): every campaign of a vertical sells in one currency",
+                    compiled.currency, campaign.vertical, currency.1, currency.0
+                );
+                return Err(MarketError::Invalid {
+                    kind: "campaign",
+                    errors: vec![FieldError::new("buyer_id", message)],
+                });
+            }
             market.campaigns.insert(campaign.id.clone(), Arc::new(compiled));
         }
         market.build_index(&config);

@@ -325,3 +325,39 @@ async fn a_ping_refuses_personal_data_whatever_its_field_is_called() {
         assert_eq!(server.ping(&ping).await.status, 200, "{key}={value} is not personal data");
     }
 }
+
+/// #5: an auction compared USD 30.00 and EUR 10.00 as 30 > 10. Every campaign of a vertical
+/// now sells in one currency, checked whenever the market changes.
+#[tokio::test]
+async fn a_vertical_sells_in_one_currency() {
+    let server = start(pull_market()).await;
+    let mut dollars = buyer("b2");
+    dollars["currency"] = json!("USD");
+    assert_eq!(server.admin("PUT", "/admin/v1/buyers/b2", Some(&dollars)).await.status, 201);
+    let mut rival = fixed_campaign("c2", "b2", "solar", "30.00", "http://127.0.0.1:9/unused");
+    rival["delivery"] = json!({"mode": "pull"});
+    let refused = server.admin("PUT", "/admin/v1/campaigns/c2", Some(&rival)).await;
+    assert_eq!(refused.status, 422, "{}", refused.json);
+    let message = refused.json["error"]["details"][0]["message"].as_str().unwrap();
+    assert!(message.contains("USD") && message.contains("EUR"), "{message}");
+    assert_eq!(server.admin("GET", "/admin/v1/campaigns/c2", None).await.status, 404, "nothing stored");
+    // Another vertical may sell in dollars.
+    assert_eq!(
+        server.admin("PUT", "/admin/v1/verticals/roofing", Some(&vertical("roofing", "ping_post"))).await.status,
+        201
+    );
+    rival["vertical"] = json!("roofing");
+    assert_eq!(server.admin("PUT", "/admin/v1/campaigns/c2", Some(&rival)).await.status, 201);
+    assert_eq!(server.direct(&lead("solar", 1)).await.json["status"], "sold");
+    // A buyer switching currency while another vertical's campaign of it sells in the old
+    // one is caught the same way.
+    let mut euro_roofing = fixed_campaign("c3", "b1", "roofing", "20.00", "http://127.0.0.1:9/unused");
+    euro_roofing["delivery"] = json!({"mode": "pull"});
+    assert_eq!(server.admin("PUT", "/admin/v1/campaigns/c3", Some(&euro_roofing)).await.status, 422, "b1 pays in EUR");
+    let mut switched = server.admin("GET", "/admin/v1/buyers/b2", None).await.json;
+    switched["currency"] = json!("EUR");
+    assert_eq!(server.admin("PUT", "/admin/v1/buyers/b2", Some(&switched)).await.status, 200);
+    assert_eq!(server.admin("PUT", "/admin/v1/campaigns/c3", Some(&euro_roofing)).await.status, 201, "now all EUR");
+    switched["currency"] = json!("GBP");
+    assert_eq!(server.admin("PUT", "/admin/v1/buyers/b2", Some(&switched)).await.status, 422);
+}
