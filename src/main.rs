@@ -25,7 +25,8 @@ struct Cli {
     command: Option<Command>,
 
     /// TOML file with verticals, suppliers, buyers, campaigns and opening top-ups.
-    /// Without it the bundled demo market runs.
+    /// Without it the market starts empty, to be built with the admin API (`leadrouter
+    /// demo` serves the bundled demo market).
     #[arg(long, env = "LEADROUTER_CONFIG")]
     config: Option<PathBuf>,
 
@@ -98,8 +99,12 @@ const EXIT_STORAGE_FAILED: i32 = 74;
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve (the default without a subcommand).
+    /// Serve (the default without a subcommand). Without --config the market starts empty,
+    /// to be built with the admin API; the demo runs only with no flags at all on a fresh
+    /// data dir (or one the demo made).
     Serve,
+    /// Serve the bundled demo market: public demo keys, opening top-ups. Never in production.
+    Demo,
     /// Tools for the embedded journal under --data-dir.
     Journal {
         #[command(subcommand)]
@@ -161,7 +166,7 @@ fn main() -> anyhow::Result<()> {
             );
             return Ok(());
         }
-        Some(Command::Serve) | None => {}
+        Some(Command::Serve | Command::Demo) | None => {}
     }
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?.block_on(run(cli))
 }
@@ -174,13 +179,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(_) => bail!("--admin-token must be at least 16 characters"),
         None => admin_token_file(&cli.data_dir)?,
     };
+    let asked_for_demo = matches!(cli.command, Some(Command::Demo));
+    let market = market_source(&cli.data_dir)?;
     let (config, demo) = match &cli.config {
+        Some(path) if asked_for_demo => {
+            bail!("`leadrouter demo` serves the bundled market; it takes no --config ({})", path.display())
+        }
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
             (FileConfig::parse(&text).with_context(|| format!("in {}", path.display()))?, false)
         }
-        None => (FileConfig::parse(server::DEMO_CONFIG).context("the bundled demo configuration")?, true),
+        None if asked_for_demo || (no_flags_at_all() && market.as_deref().is_none_or(|m| m == DEMO_MARKET)) => {
+            (FileConfig::parse(server::DEMO_CONFIG).context("the bundled demo configuration")?, true)
+        }
+        None => {
+            tracing::warn!(
+                data_dir = %cli.data_dir.display(),
+                "no --config: the market starts empty (plus what the admin API built on this data dir); \
+                 `leadrouter demo` serves the demo market"
+            );
+            (FileConfig::default(), false)
+        }
     };
+    if demo && market.as_deref().is_some_and(|m| m != DEMO_MARKET) {
+        bail!("{} holds another market: the demo runs on a data dir of its own", cli.data_dir.display());
+    }
+    mark_market_source(&cli.data_dir, if demo { DEMO_MARKET } else { "operator" })?;
     let supplier_keys: Vec<(String, String)> =
         config.market.suppliers.iter().map(|s| (s.id.clone(), s.api_key.clone())).collect();
     let options = ServerOptions {
@@ -212,8 +236,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     tracing::info!(addr = %running.ops_addr, "ops API listening (admin, /metrics, /healthz, /readyz)");
     tracing::info!(addr = %running.grpc_addr, "ledger stream listening (gRPC, with health and reflection)");
     if demo {
+        tracing::warn!(
+            "DEMO MARKET: its public keys are accepted and its top-ups booked; for trying leadrouter only, \
+             never for real leads (serve with --config FILE)"
+        );
         for (id, key) in &supplier_keys {
-            tracing::info!(supplier = %id, api_key = %key, "demo market loaded; demo supplier key");
+            tracing::warn!(supplier = %id, api_key = %key, "demo market loaded; demo supplier key");
         }
     }
     let failure = tokio::select! {
@@ -230,6 +258,39 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// What `<data-dir>/market` says served this data dir before: the demo, or an operator's
+/// market (None: a fresh data dir, or one from before the file was written).
+const DEMO_MARKET: &str = "demo";
+
+fn market_source(data_dir: &Path) -> anyhow::Result<Option<String>> {
+    let fresh = !data_dir.join("journal").exists();
+    match std::fs::read_to_string(data_dir.join("market")) {
+        Ok(text) => Ok(Some(text.trim().to_string())),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            // A data dir with a journal but no mark holds a market of unknown origin: never
+            // the demo's to take over.
+            Ok((!fresh).then(|| "unknown".to_string()))
+        }
+        Err(error) => Err(error).with_context(|| format!("reading {}", data_dir.join("market").display())),
+    }
+}
+
+fn mark_market_source(data_dir: &Path, source: &str) -> anyhow::Result<()> {
+    let path = data_dir.join("market");
+    if std::fs::read_to_string(&path).is_ok_and(|text| text.trim() == source) {
+        return Ok(());
+    }
+    leadrouter::store::files::write_atomic(&path, format!("{source}\n").as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// `leadrouter` with no argument and no `LEADROUTER_*` setting: what the README's first
+/// command runs, the one case where the demo starts without being named.
+fn no_flags_at_all() -> bool {
+    std::env::args_os().len() == 1
+        && !std::env::vars_os().any(|(name, _)| name.to_string_lossy().starts_with("LEADROUTER_"))
 }
 
 fn retain(days: u32) -> Option<u32> {

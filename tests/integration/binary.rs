@@ -43,6 +43,7 @@ async fn the_demo_starts_with_a_generated_token_sells_and_stops_cleanly_on_sigte
     let dir = tempfile::tempdir().unwrap();
     let (public, ops) = (free_port(), free_port());
     let mut child = Command::new(BINARY)
+        .arg("demo")
         .env("LEADROUTER_LISTEN", format!("127.0.0.1:{public}"))
         .env("LEADROUTER_OPS_LISTEN", format!("127.0.0.1:{ops}"))
         .env("LEADROUTER_GRPC_LISTEN", "127.0.0.1:0")
@@ -142,6 +143,16 @@ impl External {
         String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
     }
 
+    async fn admin_get(&self, path: &str) -> serde_json::Value {
+        use http_body_util::BodyExt;
+        let request = hyper::Request::get(format!("{}{}", self.ops, path))
+            .header("authorization", format!("Bearer {ADMIN_TOKEN}"))
+            .body(Default::default())
+            .unwrap();
+        let response = self.client.request(request).await.unwrap();
+        serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap()
+    }
+
     async fn admin_status(&self, token: &str) -> u16 {
         let request = hyper::Request::get(format!("{}/admin/v1/verticals", self.ops))
             .header("authorization", format!("Bearer {token}"))
@@ -149,4 +160,48 @@ impl External {
             .unwrap();
         self.client.request(request).await.unwrap().status().as_u16()
     }
+}
+
+/// Hardening #3: forgetting `--config` used to serve the public demo market, its keys and
+/// its opening top-ups written to the ledger for good.
+#[tokio::test]
+async fn without_config_the_market_starts_empty_and_the_demo_runs_only_when_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (public, ops) = (free_port(), free_port());
+    let mut child = Command::new(BINARY)
+        .args(["--data-dir", dir.path().to_str().unwrap(), "--admin-token", ADMIN_TOKEN])
+        .args(["--listen", &format!("127.0.0.1:{public}"), "--ops-listen", &format!("127.0.0.1:{ops}")])
+        .args(["--grpc-listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let lines = std::thread::spawn(move || BufReader::new(stdout).lines().map_while(Result::ok).collect::<Vec<_>>());
+    wait_ready(ops).await;
+    let server = External {
+        base: format!("http://127.0.0.1:{public}"),
+        ops: format!("http://127.0.0.1:{ops}"),
+        client: client(),
+    };
+    let refused = server.post_json("/v1/leads", "demo-supplier-key-solarportal", &json!({"vertical": "solar"})).await;
+    assert_eq!(refused["error"]["code"], "unauthorized", "{refused}");
+    let buyers = server.admin_get("/admin/v1/buyers").await;
+    assert_eq!(buyers["buyers"], json!([]), "an empty market");
+    let metrics = server.metrics().await;
+    assert_eq!(metric(&metrics, "leadrouter_ledger_sequence", &[]), 0.0, "nothing written to the ledger");
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    child.wait().unwrap();
+    let logged = lines.join().unwrap().join("\n");
+    assert!(logged.contains("no --config"), "{logged}");
+    assert!(!logged.contains("demo-supplier-key"), "no demo key in the log: {logged}");
+
+    // The demo never takes over a data dir an operator's market used.
+    let output = Command::new(BINARY)
+        .args(["--data-dir", dir.path().to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .args(["--ops-listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0", "demo"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("holds another market"), "{output:?}");
 }
