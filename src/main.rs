@@ -1,7 +1,6 @@
 //! `leadrouter`: the command line (DESIGN §12). Flags with environment fallbacks, logging,
 //! the admin token, signals; everything else is `leadrouter::server`.
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -148,7 +147,16 @@ enum LogFormat {
     Json,
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() {
+    // Errors are printed as one chain of causes, never with a backtrace: an operator reads
+    // "in market.toml: line 12: campaigns[3].buyer_id: ...", not a stack.
+    if let Err(error) = try_main() {
+        eprintln!("error: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+fn try_main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     match &cli.command {
@@ -174,12 +182,8 @@ fn main() -> anyhow::Result<()> {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     leadrouter::store::files::create_dir_all(&cli.data_dir)
         .with_context(|| format!("creating {}", cli.data_dir.display()))?;
-    let admin_token = match cli.admin_token {
-        Some(token) if token.len() >= 16 => token,
-        Some(_) => bail!("--admin-token must be at least 16 characters"),
-        None => admin_token_file(&cli.data_dir)?,
-    };
     let asked_for_demo = matches!(cli.command, Some(Command::Demo));
+    let mut config_file: Option<(PathBuf, String)> = None;
     let market = market_source(&cli.data_dir)?;
     let (config, demo) = match &cli.config {
         Some(path) if asked_for_demo => {
@@ -187,7 +191,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            (FileConfig::parse(&text).with_context(|| format!("in {}", path.display()))?, false)
+            let parsed = FileConfig::parse(&text).with_context(|| format!("in {}", path.display()))?;
+            config_file = Some((path.clone(), text));
+            (parsed, false)
         }
         None if asked_for_demo || (no_flags_at_all() && market.as_deref().is_none_or(|m| m == DEMO_MARKET)) => {
             (FileConfig::parse(server::DEMO_CONFIG).context("the bundled demo configuration")?, true)
@@ -204,6 +210,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if demo && market.as_deref().is_some_and(|m| m != DEMO_MARKET) {
         bail!("{} holds another market: the demo runs on a data dir of its own", cli.data_dir.display());
     }
+    // Only once the configuration reads: a start that fails on it writes no token.
+    let (admin_token, new_token) = match cli.admin_token.clone() {
+        Some(token) if token.len() >= 16 => (token, false),
+        Some(_) => bail!("--admin-token must be at least 16 characters"),
+        None => admin_token_of(&cli.data_dir),
+    };
     mark_market_source(&cli.data_dir, if demo { DEMO_MARKET } else { "operator" })?;
     let supplier_keys: Vec<(String, String)> =
         config.market.suppliers.iter().map(|s| (s.id.clone(), s.api_key.clone())).collect();
@@ -212,7 +224,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         listen: cli.listen,
         ops_listen: cli.ops_listen,
         grpc_listen: cli.grpc_listen,
-        admin_token,
+        admin_token: admin_token.clone(),
         config,
         clock: Arc::new(SystemClock),
         retry: RetryPolicy {
@@ -231,7 +243,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         None => Some(lock_data_dir(&cli.data_dir)?),
         Some(_) => None,
     };
-    let running = server::start(options).await?;
+    // The token is written before the node answers (a client that saw /readyz reads it),
+    // and only once the listeners' addresses are known to be free: a start that fails on a
+    // busy port leaves no token behind.
+    for addr in [options.listen, options.ops_listen, options.grpc_listen] {
+        drop(std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?);
+    }
+    if new_token {
+        write_admin_token(&cli.data_dir, &admin_token)?;
+    }
+    let running = match server::start(options).await {
+        Ok(running) => running,
+        Err(server::ServerError::Config(message)) if config_file.is_some() => {
+            // The market is checked whole once built: name the file and the object's line.
+            let (path, text) = config_file.unwrap_or_default();
+            let id = message.split('"').nth(1).unwrap_or_default();
+            let line = FileConfig::line_of_object(&text, id).map(|n| format!("line {n}: ")).unwrap_or_default();
+            bail!("in {}: {line}{message}", path.display())
+        }
+        Err(error) => return Err(error.into()),
+    };
     tracing::info!(addr = %running.public_addr, "public API listening");
     tracing::info!(addr = %running.ops_addr, "ops API listening (admin, /metrics, /healthz, /readyz)");
     tracing::info!(addr = %running.grpc_addr, "ledger stream listening (gRPC, with health and reflection)");
@@ -366,33 +397,27 @@ fn verify_journal(dir: &Path) -> anyhow::Result<()> {
     }
 }
 
-/// Reads `<data-dir>/admin-token`, or creates it with a fresh random token, mode 0600.
-fn admin_token_file(data_dir: &Path) -> anyhow::Result<String> {
+/// Reads `<data-dir>/admin-token`, or makes a fresh random token; answers whether it is new
+/// (`write_admin_token` writes it once the node has started: a failed start writes none).
+fn admin_token_of(data_dir: &Path) -> (String, bool) {
     let path = data_dir.join("admin-token");
     if let Ok(existing) = std::fs::read_to_string(&path) {
         let token = existing.trim().to_string();
         if token.len() >= 16 {
             tracing::info!(path = %path.display(), "admin token read");
-            return Ok(token);
+            return (token, false);
         }
     }
-    let token: String = rand::thread_rng().sample_iter(&Alphanumeric).take(40).map(char::from).collect();
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(&path).with_context(|| format!("writing {}", path.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    }
-    writeln!(file, "{token}")?;
+    (rand::thread_rng().sample_iter(&Alphanumeric).take(40).map(char::from).collect(), true)
+}
+
+/// Writes a generated admin token to `<data-dir>/admin-token`, mode 0600.
+fn write_admin_token(data_dir: &Path, token: &str) -> anyhow::Result<()> {
+    let path = data_dir.join("admin-token");
+    leadrouter::store::files::write_atomic(&path, format!("{token}\n").as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
     tracing::info!(path = %path.display(), "admin token generated");
-    Ok(token)
+    Ok(())
 }
 
 fn init_logging(format: LogFormat) {

@@ -71,7 +71,8 @@ impl<'de> Deserialize<'de> for FileConfig {
             Some(topups) => serde_json::from_value(topups).map_err(|e| D::Error::custom(format!("topups: {e}")))?,
             None => Vec::new(),
         };
-        let market = serde_json::from_value(serde_json::Value::Object(map)).map_err(D::Error::custom)?;
+        let market = serde_path_to_error::deserialize(serde_json::Value::Object(map))
+            .map_err(|e| D::Error::custom(format!("{}: {}", e.path(), e.inner())))?;
         Ok(FileConfig { market, topups })
     }
 }
@@ -85,9 +86,76 @@ pub struct TopUpConfig {
 }
 
 impl FileConfig {
+    /// Parses a config file; an error names the object (`campaigns[3]`, with its id), the
+    /// field and the line.
     pub fn parse(text: &str) -> Result<FileConfig, ServerError> {
-        toml::from_str(text).map_err(|e| ServerError::Config(e.to_string()))
+        toml::from_str(text).map_err(|e| {
+            let message = e.message().to_string();
+            // A field's error carries its path (`verticals[0].tmax_ms: ...`); a syntax error
+            // carries its own span.
+            let located = message
+                .split_once(": ")
+                .filter(|(path, _)| path.contains('[') || path.contains('.'))
+                .and_then(|(path, _)| locate(text, path));
+            match (located, e.span()) {
+                (Some(line), _) => ServerError::Config(format!("line {line}: {message}")),
+                (None, Some(span)) => ServerError::Config(format!("line {}: {message}", line_of(text, span.start))),
+                (None, None) => ServerError::Config(message),
+            }
+        })
     }
+
+    /// The line that defines the object `kind` with this id (`id = "c1"`, or `name =` for
+    /// verticals), for errors found once the whole market is built.
+    pub fn line_of_object(text: &str, id: &str) -> Option<usize> {
+        let quoted = format!("\"{id}\"");
+        text.lines()
+            .position(|line| {
+                let line = line.trim();
+                (line.starts_with("id") || line.starts_with("name"))
+                    && line.split_once('=').is_some_and(|(_, value)| value.trim() == quoted)
+            })
+            .map(|n| n + 1)
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// The line of `path` (`campaigns[3].buyer_id`, `verticals[0]`) in a TOML text of arrays of
+/// tables: the n-th `[[campaigns]]` header, then the field's line within it.
+fn locate(text: &str, path: &str) -> Option<usize> {
+    let (table, rest) = path.split_once('[')?;
+    let (index, rest) = rest.split_once(']')?;
+    let index: usize = index.parse().ok()?;
+    let field = rest.strip_prefix('.').map(|f| f.split(['.', '[']).next().unwrap_or(f));
+    let header = format!("[[{table}]]");
+    let mut seen = 0;
+    let mut inside = false;
+    let mut header_line = None;
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            if inside {
+                break;
+            }
+            if line == header {
+                seen += 1;
+                if seen == index + 1 {
+                    inside = true;
+                    header_line = Some(n + 1);
+                }
+            }
+            continue;
+        }
+        if let (true, Some(field)) = (inside, field) {
+            if line.split_once('=').is_some_and(|(key, _)| key.trim() == field) {
+                return Some(n + 1);
+            }
+        }
+    }
+    header_line
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,9 +171,9 @@ pub enum ServerError {
 impl From<MarketError> for ServerError {
     fn from(error: MarketError) -> ServerError {
         match error {
-            MarketError::Invalid { kind, errors } => {
+            MarketError::Invalid { kind, id, errors } => {
                 let details: Vec<String> = errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect();
-                ServerError::Config(format!("invalid {kind}: {}", details.join("; ")))
+                ServerError::Config(format!("invalid {kind} {id:?}: {}", details.join("; ")))
             }
             other => ServerError::Config(other.to_string()),
         }
@@ -181,6 +249,11 @@ pub struct RunningServer {
 }
 
 pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError> {
+    // Listeners first: a start that cannot listen must not have written anything (the
+    // opening top-ups, a journal) on its way to failing.
+    let public = bind(options.listen).await?;
+    let ops = bind(options.ops_listen).await?;
+    let grpc = bind(options.grpc_listen).await?;
     let postal = PostalTable::bundled();
     crate::domain::phone::warm_up();
     let (router, journal) = match &options.redis {
@@ -208,9 +281,6 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
     let state = Arc::new(AppState::new(Arc::clone(&router), options.admin_token).with_retention(retention.clone()));
     let _ = telemetry::prometheus();
 
-    let public = bind(options.listen).await?;
-    let ops = bind(options.ops_listen).await?;
-    let grpc = bind(options.grpc_listen).await?;
     let public_addr = public.local_addr().map_err(|source| ServerError::Bind { addr: options.listen, source })?;
     let ops_addr = ops.local_addr().map_err(|source| ServerError::Bind { addr: options.ops_listen, source })?;
     let grpc_addr = grpc.local_addr().map_err(|source| ServerError::Bind { addr: options.grpc_listen, source })?;

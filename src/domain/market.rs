@@ -145,8 +145,13 @@ impl CompiledCampaign {
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum MarketError {
-    #[error("invalid {kind}")]
-    Invalid { kind: &'static str, errors: Vec<FieldError> },
+    #[error("invalid {kind} {id}")]
+    Invalid {
+        kind: &'static str,
+        /// The object's id (or name), so that a config file's error says which one.
+        id: String,
+        errors: Vec<FieldError>,
+    },
     #[error("{0}")]
     Conflict(String),
     #[error("unknown {0}")]
@@ -195,16 +200,24 @@ impl Market {
         check_unique("campaign", &config.campaigns, |c| &c.id)?;
         let mut market = Market::default();
         for vertical in &config.verticals {
-            vertical.validate().map_err(|errors| MarketError::Invalid { kind: "vertical", errors })?;
+            vertical.validate().map_err(|errors| MarketError::Invalid {
+                kind: "vertical",
+                id: vertical.name.clone(),
+                errors,
+            })?;
             market.verticals.insert(vertical.name.clone(), Arc::new(vertical.clone()));
         }
         for supplier in &config.suppliers {
-            supplier.validate().map_err(|errors| MarketError::Invalid { kind: "supplier", errors })?;
+            supplier.validate().map_err(|errors| MarketError::Invalid {
+                kind: "supplier",
+                id: supplier.id.clone(),
+                errors,
+            })?;
             market.add_key(&supplier.api_key, Party::Supplier(supplier.id.clone()))?;
             market.suppliers.insert(supplier.id.clone(), Arc::new(supplier.clone()));
         }
         for buyer in &config.buyers {
-            buyer.validate().map_err(|errors| MarketError::Invalid { kind: "buyer", errors })?;
+            buyer.validate().map_err(|errors| MarketError::Invalid { kind: "buyer", id: buyer.id.clone(), errors })?;
             market.add_key(&buyer.api_key, Party::Buyer(buyer.id.clone()))?;
             market.buyers.insert(buyer.id.clone(), Arc::new(buyer.clone()));
         }
@@ -221,6 +234,7 @@ impl Market {
                 );
                 return Err(MarketError::Invalid {
                     kind: "campaign",
+                    id: campaign.id.clone(),
                     errors: vec![FieldError::new("buyer_id", message)],
                 });
             }
@@ -232,9 +246,13 @@ impl Market {
     }
 
     fn add_key(&mut self, key: &str, party: Party) -> Result<(), MarketError> {
+        let id = match &party {
+            Party::Supplier(id) | Party::Buyer(id) => id.clone(),
+        };
         if self.api_keys.insert(key.to_string(), party).is_some() {
             return Err(MarketError::Invalid {
                 kind: "api key",
+                id,
                 errors: vec![FieldError::new("api_key", "already used by another supplier or buyer")],
             });
         }
@@ -242,7 +260,7 @@ impl Market {
     }
 
     fn compile(&self, campaign: &Campaign, postal: &PostalTable) -> Result<CompiledCampaign, MarketError> {
-        let invalid = |errors| MarketError::Invalid { kind: "campaign", errors };
+        let invalid = |errors| MarketError::Invalid { kind: "campaign", id: campaign.id.clone(), errors };
         campaign.validate().map_err(invalid)?;
         let Some(buyer) = self.buyers.get(&campaign.buyer_id) else {
             return Err(invalid(vec![FieldError::new("buyer_id", "unknown buyer")]));
@@ -457,6 +475,7 @@ fn check_unique<T>(kind: &'static str, items: &[T], id: impl Fn(&T) -> &String) 
     match items.windows(2).find(|pair| id(&pair[0]) == id(&pair[1])) {
         Some(pair) => Err(MarketError::Invalid {
             kind,
+            id: id(&pair[0]).clone(),
             errors: vec![FieldError::new("id", format!("{} is defined twice", id(&pair[0])))],
         }),
         None => Ok(()),

@@ -205,3 +205,55 @@ async fn without_config_the_market_starts_empty_and_the_demo_runs_only_when_name
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("holds another market"), "{output:?}");
 }
+
+/// Hardening #17: a config error names the file, the object, the field and the line, with
+/// no backtrace; a start that fails writes no journal and no token.
+#[test]
+fn config_errors_say_where_and_a_failed_start_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = |config: &std::path::Path, data: &std::path::Path, listen: &str| {
+        Command::new(BINARY)
+            .args(["--config", config.to_str().unwrap(), "--data-dir", data.to_str().unwrap()])
+            .args(["--listen", listen, "--ops-listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0"])
+            .env("RUST_BACKTRACE", "1")
+            .env_remove("LEADROUTER_ADMIN_TOKEN")
+            .output()
+            .unwrap()
+    };
+    let untouched = |data: &std::path::Path| {
+        assert!(!data.join("journal").exists(), "no journal");
+        assert!(!data.join("admin-token").exists(), "no token");
+    };
+
+    let typed = dir.path().join("typed.toml");
+    std::fs::write(&typed, "[[verticals]]\nname = \"solar\"\nmodel = \"ping_post\"\ntmax_ms = \"fast\"\n").unwrap();
+    let data = dir.path().join("typed-data");
+    let output = start(&typed, &data, "127.0.0.1:0");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    for part in ["typed.toml", "line 4", "verticals[0].tmax_ms", "fast"] {
+        assert!(stderr.contains(part), "{part} missing: {stderr}");
+    }
+    assert!(!stderr.contains("stack backtrace"), "{stderr}");
+    untouched(&data);
+
+    let dangling = dir.path().join("dangling.toml");
+    let config = "[[verticals]]\nname = \"solar\"\nmodel = \"ping_post\"\n\n[[campaigns]]\nid = \"c7\"\nbuyer_id = \"nobody\"\nvertical = \"solar\"\npricing = { type = \"fixed\", price = \"10.00\" }\ndelivery = { mode = \"pull\" }\n";
+    std::fs::write(&dangling, config).unwrap();
+    let data = dir.path().join("dangling-data");
+    let output = start(&dangling, &data, "127.0.0.1:0");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    for part in ["dangling.toml", "line 6", "campaign \"c7\"", "buyer_id", "unknown buyer"] {
+        assert!(stderr.contains(part), "{part} missing: {stderr}");
+    }
+
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let fine = dir.path().join("fine.toml");
+    std::fs::write(&fine, "[[verticals]]\nname = \"solar\"\nmodel = \"ping_post\"\n").unwrap();
+    let data = dir.path().join("busy-data");
+    let output = start(&fine, &data, &busy.local_addr().unwrap().to_string());
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("cannot listen"), "{output:?}");
+    untouched(&data);
+}
