@@ -142,6 +142,9 @@ pub enum Decode {
     All,
     /// Ledger events; internal records are skipped unparsed.
     Ledger,
+    /// Internal records, whole; ledger events are skipped unparsed (a pull fetch reading
+    /// its leads back).
+    Internal,
     /// Internal records, without the lead of a `PullLead` (`Value::Null`: restoring a pull
     /// queue needs its place, not the lead, which a fetch reads back from there); ledger
     /// events are skipped unparsed.
@@ -155,7 +158,7 @@ pub fn decode_body(body: &[u8], decode: Decode) -> Result<Vec<Record>, BatchErro
         match (kind?, decode) {
             (KIND_LEDGER, Decode::All | Decode::Ledger) => records.push(Record::Ledger(ledger_event(payload)?)),
             (KIND_INTERNAL, Decode::InternalLean) => records.push(Record::Internal(lean_internal(payload)?)),
-            (KIND_INTERNAL, Decode::All) => records.push(Record::Internal(internal(payload)?)),
+            (KIND_INTERNAL, Decode::All | Decode::Internal) => records.push(Record::Internal(internal(payload)?)),
             (KIND_LEDGER | KIND_INTERNAL, _) => {}
             (other, _) => return Err(BatchError::Damaged(format!("unknown record kind {other}"))),
         }

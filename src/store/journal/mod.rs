@@ -363,7 +363,7 @@ impl Journal {
             return Err(LogError::Unavailable(format!("segment {} is not in the journal", location.segment)));
         };
         let mut reader = segments::BatchReader::open(&path, location.offset, end).map_err(|e| log_error(e, 0))?;
-        let records = reader.next_batch(Decode::All).map_err(|e| log_error(e, 0))?.map(|(_, records)| records);
+        let records = reader.next_batch(Decode::Internal).map_err(|e| log_error(e, 0))?.map(|(_, records)| records);
         Ok(records
             .unwrap_or_default()
             .into_iter()
