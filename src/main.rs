@@ -317,11 +317,12 @@ fn mark_market_source(data_dir: &Path, source: &str) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
-/// `leadrouter` with no argument and no `LEADROUTER_*` setting: what the README's first
-/// command runs, the one case where the demo starts without being named.
+/// `leadrouter` with no argument: what the README's first command runs (DESIGN §12: "with
+/// no flags ... the bundled demo configuration"), the one case where the demo starts without
+/// being named. Environment settings (ports, a data dir) are not flags; a data dir holding
+/// another market still never gets the demo.
 fn no_flags_at_all() -> bool {
     std::env::args_os().len() == 1
-        && !std::env::vars_os().any(|(name, _)| name.to_string_lossy().starts_with("LEADROUTER_"))
 }
 
 fn retain(days: u32) -> Option<u32> {

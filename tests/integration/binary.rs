@@ -42,8 +42,8 @@ fn a_broken_config_file_stops_the_start_with_a_clear_message() {
 async fn the_demo_starts_with_a_generated_token_sells_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let (public, ops) = (free_port(), free_port());
+    // No flags (settings from the environment only) on a fresh data dir: DESIGN §12's demo.
     let mut child = Command::new(BINARY)
-        .arg("demo")
         .env("LEADROUTER_LISTEN", format!("127.0.0.1:{public}"))
         .env("LEADROUTER_OPS_LISTEN", format!("127.0.0.1:{ops}"))
         .env("LEADROUTER_GRPC_LISTEN", "127.0.0.1:0")
