@@ -6,18 +6,7 @@ use leadrouter::clock::SystemClock;
 use serde_json::{json, Value};
 
 use crate::harness::*;
-
-fn pull_market() -> Value {
-    let mut pull = fixed_campaign("c1", "b1", "solar", "10.00", "http://127.0.0.1:9/unused");
-    pull["delivery"] = json!({"mode": "pull"});
-    json!({
-        "verticals": [vertical("solar", "ping_post")],
-        "suppliers": [supplier("s1", SUPPLIER_KEY)],
-        "buyers": [buyer("b1")],
-        "campaigns": [pull],
-        "topups": [topup("b1", "1000.00")],
-    })
-}
+use crate::storage::pull_market;
 
 async fn fetch(server: &TestServer, after: &str) -> Answer {
     let url = format!("{}/v1/buyer/leads?limit=1000&after={after}", server.base);
@@ -110,13 +99,16 @@ async fn a_buyer_fetching_during_concurrent_sales_gets_every_lead_once() {
         tokio::spawn(async move {
             let (mut cursor, mut seen) = (0u64, Vec::new());
             while seen.len() < (posters * each) as usize {
+                // Whether every sale was made is read before the page: an empty page after
+                // the last sale means nothing is left, one before it proves nothing.
+                let all_sold = server.running.router.sales().len() >= (posters * each) as usize;
                 let page = fetch(&server, &cursor.to_string()).await;
                 for lead in page.json["leads"].as_array().unwrap() {
                     seen.push(lead["cursor"].as_str().unwrap().parse::<u64>().unwrap());
                 }
                 cursor = page.json["next"].as_str().unwrap().parse().unwrap();
                 if page.json["leads"].as_array().unwrap().is_empty() {
-                    if server.running.router.sales().len() >= (posters * each) as usize {
+                    if all_sold {
                         break;
                     }
                     tokio::time::sleep(std::time::Duration::from_millis(2)).await;

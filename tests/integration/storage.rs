@@ -17,7 +17,7 @@ use crate::durability::toml_of;
 use crate::harness::*;
 
 /// A market whose every lead is sold to one pull buyer at 10.00 (no buyer server needed).
-fn pull_market() -> Value {
+pub fn pull_market() -> Value {
     let mut pull = fixed_campaign("c1", "b1", "solar", "10.00", "http://127.0.0.1:9/unused");
     pull["delivery"] = json!({"mode": "pull"});
     json!({
