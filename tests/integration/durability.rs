@@ -189,7 +189,7 @@ fn post_until_killed(base: &str, workers: u32, sold: &Arc<parking_lot::Mutex<Vec
 }
 
 /// The `/metrics` page of a server on `ops`.
-async fn metrics_of(ops: u16) -> String {
+pub(crate) async fn metrics_of(ops: u16) -> String {
     let request = hyper::Request::get(format!("http://127.0.0.1:{ops}/metrics"))
         .body(http_body_util::Full::new(bytes::Bytes::new()))
         .unwrap();

@@ -34,15 +34,6 @@ async fn a_cursor_past_the_newest_lead_is_refused_and_breaks_nothing() {
     assert_eq!(fetch(&server, "3").await.json["leads"], json!([]), "the newest cursor is fine");
 }
 
-async fn metrics_page(ops: u16) -> String {
-    let request = hyper::Request::get(format!("http://127.0.0.1:{ops}/metrics"))
-        .body(http_body_util::Full::new(bytes::Bytes::new()))
-        .unwrap();
-    let response = client().request(request).await.unwrap();
-    let body = http_body_util::BodyExt::collect(response.into_body()).await.unwrap().to_bytes();
-    String::from_utf8_lossy(&body).into_owned()
-}
-
 #[tokio::test]
 async fn the_ledger_sequence_gauge_holds_across_a_restart_of_the_binary() {
     let dir = tempfile::tempdir().unwrap();
@@ -58,7 +49,7 @@ async fn the_ledger_sequence_gauge_holds_across_a_restart_of_the_binary() {
                 .await;
         assert_eq!((status, answer["status"].as_str()), (200, Some("sold")));
     }
-    let before = metric(&metrics_page(ops).await, "leadrouter_ledger_sequence", &[]);
+    let before = metric(&crate::durability::metrics_of(ops).await, "leadrouter_ledger_sequence", &[]);
     assert!(before >= 3.0, "{before}");
     node.kill().unwrap();
     node.wait().unwrap();
@@ -66,7 +57,7 @@ async fn the_ledger_sequence_gauge_holds_across_a_restart_of_the_binary() {
     let mut node = crate::durability::spawn_binary(&config, &data, public, ops, grpc);
     wait_ready(ops).await;
     assert_eq!(
-        metric(&metrics_page(ops).await, "leadrouter_ledger_sequence", &[]),
+        metric(&crate::durability::metrics_of(ops).await, "leadrouter_ledger_sequence", &[]),
         before,
         "not 0 until the next sale"
     );
@@ -245,14 +236,7 @@ async fn every_path_counts_its_lead_once() {
     assert_eq!(server.direct(&bad).await.status, 422);
     assert_eq!(counts(&server.metrics().await), (1.0, 1.0, 2.0, 1.0), "a direct post, an invalid one");
     let csv = format!("vertical,first_name,last_name,email,phone,zip,fields.roof_type\n{v},Eva,Berg,eva@example.com,089 7654321,80331,tile\n");
-    let bulk = server
-        .send(
-            "POST",
-            &format!("{}/v1/leads/bulk", server.base),
-            &[("authorization", &format!("Bearer {SUPPLIER_KEY}")), ("content-type", "text/csv")],
-            csv,
-        )
-        .await;
+    let bulk = send_raw(&server, "/v1/leads/bulk", "text/csv", csv).await;
     assert_eq!(bulk.status, 200, "{}", bulk.json);
     assert_eq!(counts(&server.metrics().await), (1.0, 1.0, 3.0, 1.0), "a bulk row");
 }
@@ -276,15 +260,11 @@ async fn control_characters_and_names_given_twice_are_refused_with_their_path() 
     let twice =
         lead("solar", 2).to_string().replace(r#""roof_type":"tile""#, r#""roof_type":"tile","roof_type":"flat""#);
     assert!(twice.contains("flat"));
-    let headers = [("authorization", format!("Bearer {SUPPLIER_KEY}")), ("content-type", "application/json".into())];
-    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let refused = server.send("POST", &format!("{}/v1/leads", server.base), &headers, twice).await;
+    let refused = send_raw(&server, "/v1/leads", "application/json", twice).await;
     assert_eq!(refused.status, 422, "{}", refused.json);
     assert_eq!(refused.json["error"]["details"][0]["field"], "fields", "{}", refused.json);
     let csv = "vertical,email,email\nsolar,a@example.com,b@example.com\n";
-    let csv_headers = [("authorization", format!("Bearer {SUPPLIER_KEY}")), ("content-type", "text/csv".into())];
-    let csv_headers: Vec<(&str, &str)> = csv_headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let refused = server.send("POST", &format!("{}/v1/leads/bulk", server.base), &csv_headers, csv).await;
+    let refused = send_raw(&server, "/v1/leads/bulk", "text/csv", csv.to_string()).await;
     assert!((400..500).contains(&refused.status), "{}", refused.json);
     assert!(refused.json["error"]["message"].as_str().unwrap().contains("appears twice"), "{}", refused.json);
     assert_eq!(sequence(), before, "nothing was sold");
@@ -352,4 +332,11 @@ async fn a_vertical_sells_in_one_currency() {
     assert_eq!(server.admin("PUT", "/admin/v1/campaigns/c3", Some(&euro_roofing)).await.status, 201, "now all EUR");
     switched["currency"] = json!("GBP");
     assert_eq!(server.admin("PUT", "/admin/v1/buyers/b2", Some(&switched)).await.status, 422);
+}
+
+/// A supplier's POST of a body given as text (a CSV, or JSON no `Value` can hold).
+async fn send_raw(server: &TestServer, path: &str, content_type: &str, body: String) -> Answer {
+    let key = format!("Bearer {SUPPLIER_KEY}");
+    let url = format!("{}{path}", server.base);
+    server.send("POST", &url, &[("authorization", &key), ("content-type", content_type)], body).await
 }

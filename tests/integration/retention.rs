@@ -17,18 +17,13 @@ use crate::harness::*;
 
 const SMALL: JournalOptions = JournalOptions { segment_bytes: 4_096 };
 
-/// One pull buyer at 10.00; returns may come for `window_days`.
+/// Storage's pull market (one pull buyer at 10.00) with returns for `window_days` and
+/// 100,000.00 topped up.
 fn market(window_days: u32) -> Value {
-    let mut pull = fixed_campaign("c1", "b1", "solar", "10.00", "http://127.0.0.1:9/unused");
-    pull["delivery"] = json!({"mode": "pull"});
-    pull["return_window_days"] = json!(window_days);
-    json!({
-        "verticals": [vertical("solar", "ping_post")],
-        "suppliers": [supplier("s1", SUPPLIER_KEY)],
-        "buyers": [buyer("b1")],
-        "campaigns": [pull],
-        "topups": [topup("b1", "100000.00")],
-    })
+    let mut market = crate::storage::pull_market();
+    market["campaigns"][0]["return_window_days"] = json!(window_days);
+    market["topups"] = json!([topup("b1", "100000.00")]);
+    market
 }
 
 fn journal_dir(server: &TestServer) -> std::path::PathBuf {

@@ -154,8 +154,9 @@ pub enum Decode {
 /// The records of a checked batch body, in order, as `decode` asks.
 pub fn decode_body(body: &[u8], decode: Decode) -> Result<Vec<Record>, BatchError> {
     let mut records = Vec::new();
-    for (kind, payload) in records_of(body) {
-        match (kind?, decode) {
+    for record in records_of(body) {
+        let (kind, payload) = record?;
+        match (kind, decode) {
             (KIND_LEDGER, Decode::All | Decode::Ledger) => records.push(Record::Ledger(ledger_event(payload)?)),
             (KIND_INTERNAL, Decode::InternalLean) => records.push(Record::Internal(lean_internal(payload)?)),
             (KIND_INTERNAL, Decode::All | Decode::Internal) => records.push(Record::Internal(internal(payload)?)),
@@ -201,8 +202,9 @@ struct KindSkim<'a> {
 pub fn skim_body(body: &[u8]) -> Result<Vec<Skim>, BatchError> {
     let damaged = |what: &str, e: serde_json::Error| BatchError::Damaged(format!("{what} does not decode: {e}"));
     let mut records = Vec::new();
-    for (kind, payload) in records_of(body) {
-        match kind? {
+    for record in records_of(body) {
+        let (kind, payload) = record?;
+        match kind {
             KIND_LEDGER => {
                 let skim: LedgerSkim = serde_json::from_slice(payload).map_err(|e| damaged("a ledger event", e))?;
                 let sale_id = if skim.event.kind == "sale_settled" { skim.event.sale_id } else { None };
@@ -226,7 +228,7 @@ pub fn skim_body(body: &[u8]) -> Result<Vec<Skim>, BatchError> {
 }
 
 /// (kind, payload) of each record of a body; an error ends it.
-fn records_of(body: &[u8]) -> impl Iterator<Item = (Result<u8, BatchError>, &[u8])> {
+fn records_of(body: &[u8]) -> impl Iterator<Item = Result<(u8, &[u8]), BatchError>> {
     let mut at = 0;
     std::iter::from_fn(move || {
         if at >= body.len() {
@@ -234,15 +236,15 @@ fn records_of(body: &[u8]) -> impl Iterator<Item = (Result<u8, BatchError>, &[u8
         }
         let Some(head) = body.get(at..at + 5) else {
             at = body.len();
-            return Some((Err(BatchError::Damaged("record header past the batch".into())), &[][..]));
+            return Some(Err(BatchError::Damaged("record header past the batch".into())));
         };
         let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
         let Some(payload) = body.get(at + 5..at + 5 + len) else {
             at = body.len();
-            return Some((Err(BatchError::Damaged("record past the batch".into())), &[][..]));
+            return Some(Err(BatchError::Damaged("record past the batch".into())));
         };
         at += 5 + len;
-        Some((Ok(head[4]), payload))
+        Some(Ok((head[4], payload)))
     })
 }
 
