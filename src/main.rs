@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
+use leadrouter::api::limits::AdmissionLimits;
 use leadrouter::clock::SystemClock;
 use leadrouter::domain::retry::RetryPolicy;
 use leadrouter::server::{self, FileConfig, RedisOptions, ServerOptions};
@@ -87,6 +88,25 @@ struct Cli {
     /// consumer (0 keeps everything).
     #[arg(long, env = "LEADROUTER_RETAIN_DAYS", default_value_t = leadrouter::retention::DEFAULT_RETAIN_DAYS)]
     retain_days: u32,
+
+    /// Open connections per listener; past it a new connection is answered 503 and closed.
+    #[arg(long, env = "LEADROUTER_MAX_CONNECTIONS", default_value_t = AdmissionLimits::default().connections_max as u32, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+
+    /// Open connections from one client address per listener (behind a proxy every client
+    /// shares the proxy's address: raise it there).
+    #[arg(long, env = "LEADROUTER_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = AdmissionLimits::default().connections_per_address_max as u32, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections_per_address: u32,
+
+    /// Requests in flight for one supplier or buyer key (of 8,192 in all), so that one key
+    /// holder cannot take every place; past it the answer is 503 `overloaded`.
+    #[arg(long, env = "LEADROUTER_MAX_IN_FLIGHT_PER_KEY", default_value_t = AdmissionLimits::default().in_flight_per_key_max as u32, value_parser = clap::value_parser!(u32).range(1..))]
+    max_in_flight_per_key: u32,
+
+    /// Milliseconds a client has, from the start of its request, to send the whole body
+    /// (bulk CSV bodies get at least 60 s); past it the answer is 408.
+    #[arg(long, env = "LEADROUTER_BODY_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..))]
+    body_timeout_ms: u64,
 
     /// Log format: one line per event, human-readable or JSON.
     #[arg(long, env = "LEADROUTER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -236,6 +256,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         journal: JournalOptions { segment_bytes: cli.journal_segment_bytes },
         checkpoint_every: Duration::from_millis(cli.checkpoint_every_ms),
         retain_days: retain(cli.retain_days),
+        limits: AdmissionLimits {
+            connections_max: cli.max_connections as usize,
+            connections_per_address_max: cli.max_connections_per_address as usize,
+            in_flight_per_key_max: cli.max_in_flight_per_key as usize,
+            body_timeout: Duration::from_millis(cli.body_timeout_ms),
+        },
     };
     // Two nodes writing one journal would corrupt it; the kernel drops the lock with the
     // process, however it ends.

@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::api::limits::{AdmissionLimits, Connections, Crowded};
 use crate::api::{self, AppState, Listener};
 use crate::checkpoints::{self, Checkpoint};
 use crate::clock::Clock;
@@ -201,6 +202,8 @@ pub struct ServerOptions {
     /// Journal segments older than this many days (and past every return window, read by
     /// every registered consumer) are removed; None keeps everything.
     pub retain_days: Option<u32>,
+    /// Bounds on connections, requests in flight and body reads.
+    pub limits: AdmissionLimits,
 }
 
 /// `--redis URL` and the key prefix that keeps deployments sharing one Redis apart.
@@ -233,6 +236,7 @@ impl ServerOptions {
             journal: JournalOptions::default(),
             checkpoint_every: Duration::ZERO,
             retain_days: Some(crate::retention::DEFAULT_RETAIN_DAYS),
+            limits: AdmissionLimits::default(),
         }
     }
 }
@@ -278,7 +282,9 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
             Err(error) => return Err(ServerError::Config(format!("topup for {}: {error}", topup.buyer_id))),
         }
     }
-    let state = Arc::new(AppState::new(Arc::clone(&router), options.admin_token).with_retention(retention.clone()));
+    let state = Arc::new(
+        AppState::new(Arc::clone(&router), options.admin_token, options.limits).with_retention(retention.clone()),
+    );
     let _ = telemetry::prometheus();
 
     let public_addr = public.local_addr().map_err(|source| ServerError::Bind { addr: options.listen, source })?;
@@ -526,6 +532,7 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
 
 async fn serve(listener: TcpListener, which: Listener, state: Arc<AppState>, mut stopped: watch::Receiver<bool>) {
     let graceful = GracefulShutdown::new();
+    let connections = Connections::new(&state.limits);
     let mut builder = http1::Builder::new();
     // Buffers and header counts above the API's own limits (`api::too_large`), so that
     // those refusals are ours, with a JSON body.
@@ -538,10 +545,17 @@ async fn serve(listener: TcpListener, which: Listener, state: Arc<AppState>, mut
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let Ok((stream, _peer)) = accepted else {
+                let Ok((stream, peer)) = accepted else {
                     // Out of file descriptors or similar: back off instead of spinning.
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
+                };
+                let open = match connections.open(peer.ip()) {
+                    Ok(open) => open,
+                    Err(crowded) => {
+                        refuse(&stream, which, crowded);
+                        continue;
+                    }
                 };
                 let _ = stream.set_nodelay(true);
                 let state = Arc::clone(&state);
@@ -550,6 +564,7 @@ async fn serve(listener: TcpListener, which: Listener, state: Arc<AppState>, mut
                 let connection = graceful.watch(connection);
                 tokio::spawn(async move {
                     let _ = connection.await;
+                    drop(open);
                 });
             }
             _ = stopped.changed() => break,
@@ -559,6 +574,24 @@ async fn serve(listener: TcpListener, which: Listener, state: Arc<AppState>, mut
     if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
         tracing::warn!("connections still open after the drain timeout; closing them");
     }
+}
+
+/// Answers a connection past a bound with a 503 and closes it: one non-blocking write of a
+/// fixed answer into the empty send buffer, so a flood of them costs no task and no wait.
+fn refuse(stream: &tokio::net::TcpStream, which: Listener, crowded: Crowded) {
+    const BODY: &str =
+        r#"{"error":{"code":"overloaded","message":"too many open connections; retry shortly","details":[]}}"#;
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let _ = stream.try_write(answer.as_bytes());
+    let listener = match which {
+        Listener::Public => "public",
+        Listener::Ops => "ops",
+    };
+    metrics::counter!(telemetry::CONNECTIONS_REFUSED_TOTAL, "listener" => listener, "bound" => crowded.as_str())
+        .increment(1);
 }
 
 async fn sweep(router: Arc<Router>, mut stopped: watch::Receiver<bool>) {

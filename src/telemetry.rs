@@ -31,6 +31,7 @@ pub const LEDGER_SEQUENCE: &str = "leadrouter_ledger_sequence";
 pub const LEDGER_SUBSCRIBERS: &str = "leadrouter_ledger_subscribers";
 pub const OUTBOX_PENDING: &str = "leadrouter_outbox_pending";
 pub const CAMPAIGNS_ACTIVE: &str = "leadrouter_campaigns_active";
+pub const CONNECTIONS_REFUSED_TOTAL: &str = "leadrouter_connections_refused_total";
 
 /// Buckets in seconds: decisions live between ~50 µs (fixed price) and tmax (≤ 10 s).
 const LATENCY_BUCKETS: &[f64] =
@@ -94,6 +95,10 @@ fn describe() {
     describe_counter!(FILTERED_TOTAL, "Campaigns filtered out of a decision, by reason code.");
     describe_counter!(RETURNS_TOTAL, "Returns by status.");
     describe_counter!(DELIVERIES_TOTAL, "Lead deliveries by mode and outcome.");
+    describe_counter!(
+        CONNECTIONS_REFUSED_TOTAL,
+        "Connections closed at once with a 503, by listener and the bound they met (listener, address)."
+    );
     describe_histogram!(
         DECISION_DURATION_SECONDS,
         Unit::Seconds,

@@ -2,6 +2,7 @@
 //! `/healthz` and `/readyz`, which need no token.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use ::http::{HeaderMap, Method};
 use bytes::Bytes;
@@ -23,7 +24,11 @@ use crate::store::outbox::Status;
 use crate::store::returns::RETURNS_PAGE_MAX;
 use crate::telemetry;
 
-pub async fn route(state: &Arc<AppState>, request: Request<Incoming>) -> (&'static str, ApiResponse) {
+pub async fn route(
+    state: &Arc<AppState>,
+    request: Request<Incoming>,
+    deadline: Instant,
+) -> (&'static str, ApiResponse) {
     let (parts, body) = request.into_parts();
     let path = parts.uri.path().trim_end_matches('/').to_string();
     let segments: Vec<&str> = path.split('/').skip(1).collect();
@@ -37,6 +42,10 @@ pub async fn route(state: &Arc<AppState>, request: Request<Incoming>) -> (&'stat
             if let Err(error) = authorize(state, &parts.headers) {
                 return ("/admin", http::error(&error));
             }
+            let body = match http::read_body(&parts.headers, body, BODY_LIMIT_BYTES, deadline).await {
+                Ok(body) => body,
+                Err(error) => return ("/admin", http::error(&error)),
+            };
             let query = parts.uri.query();
             let (route, result) = admin(state, &parts.method, &segments[2..], query, &parts.headers, body).await;
             (route, result.unwrap_or_else(|e| http::error(&e)))
@@ -71,7 +80,7 @@ async fn admin(
     rest: &[&str],
     query: Option<&str>,
     headers: &HeaderMap,
-    body: Incoming,
+    body: Bytes,
 ) -> (&'static str, Result<ApiResponse, ApiError>) {
     match (method, rest) {
         (&Method::POST, ["buyers", id, "topups"]) => {
@@ -175,7 +184,7 @@ async fn item(
     method: &Method,
     id: &str,
     headers: &HeaderMap,
-    body: Incoming,
+    body: Bytes,
 ) -> Result<ApiResponse, ApiError> {
     let router = &state.router;
     match *method {
@@ -196,7 +205,6 @@ async fn item(
         }
         Method::PUT => {
             http::require_content_type(headers, "application/json")?;
-            let body = http::read_body(headers, body, BODY_LIMIT_BYTES).await?;
             let object = with_path_id(&body, kind.id_field(), id)?;
             let existed = found(&router.market(), kind, id).is_some();
             let change = match kind {
@@ -270,10 +278,9 @@ async fn top_up(
     state: &Arc<AppState>,
     buyer_id: &str,
     headers: &HeaderMap,
-    body: Incoming,
+    body: Bytes,
 ) -> Result<ApiResponse, ApiError> {
     http::require_content_type(headers, "application/json")?;
-    let body = http::read_body(headers, body, BODY_LIMIT_BYTES).await?;
     let request: TopUp = http::parse_json(&body)?;
     let view = state.router.top_up(buyer_id, request.amount, &request.reference).await?;
     tracing::info!(buyer = buyer_id, amount = %request.amount, "balance topped up");
@@ -371,9 +378,8 @@ async fn resolve_return(
     return_id: &str,
     approve: bool,
     headers: &HeaderMap,
-    body: Incoming,
+    body: Bytes,
 ) -> Result<ApiResponse, ApiError> {
-    let body = http::read_body(headers, body, BODY_LIMIT_BYTES).await?;
     let resolution: Resolution = if body.is_empty() && approve {
         Resolution::default()
     } else {

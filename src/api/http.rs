@@ -1,7 +1,7 @@
 //! Request and response plumbing shared by every route: bounded body reads, content types,
 //! bearer tokens, JSON answers.
 
-use std::time::Duration;
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
@@ -20,18 +20,23 @@ use super::error::{from_json_error, ApiError};
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 /// A bulk CSV of 10,000 leads at ~400 bytes a row, with room to spare.
 pub const BULK_BODY_LIMIT_BYTES: usize = 16 * 1024 * 1024;
-/// A client that has not sent its whole body by then is not going to.
-const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub type ApiResponse = Response<Full<Bytes>>;
 
-pub async fn read_body(headers: &HeaderMap, body: Incoming, limit: usize) -> Result<Bytes, ApiError> {
+/// Reads a whole body of at most `limit` bytes by `deadline` (set from the start of the
+/// request, so a body sent a byte at a time cannot stretch it).
+pub async fn read_body(
+    headers: &HeaderMap,
+    body: Incoming,
+    limit: usize,
+    deadline: Instant,
+) -> Result<Bytes, ApiError> {
     let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(ApiError::too_large(limit));
     }
-    match tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, limit).collect()).await {
-        Err(_) => Err(ApiError::malformed("request body not received in time")),
+    match tokio::time::timeout_at(deadline.into(), Limited::new(body, limit).collect()).await {
+        Err(_) => Err(ApiError::new(408, "body_timeout", "the request body was not received in time")),
         Ok(Err(error)) if error.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
             Err(ApiError::too_large(limit))
         }

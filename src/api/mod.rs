@@ -17,11 +17,10 @@ use std::time::Instant;
 
 use hyper::body::Incoming;
 use hyper::Request;
-use tokio::sync::Semaphore;
 
 use self::error::ApiError;
 use self::http::ApiResponse;
-use self::limits::{RateLimits, IN_FLIGHT_MAX};
+use self::limits::{AdmissionLimits, InFlight, RateLimits};
 use crate::engine::Router;
 use crate::telemetry;
 
@@ -31,18 +30,20 @@ pub struct AppState {
     pub rate_limits: RateLimits,
     /// The embedded journal's retention (None on nodes that keep their ledger on Redis).
     pub retention: Option<Arc<crate::retention::Retention>>,
-    in_flight: Arc<Semaphore>,
+    pub limits: AdmissionLimits,
+    in_flight: InFlight,
     shutting_down: AtomicBool,
 }
 
 impl AppState {
-    pub fn new(router: Arc<Router>, admin_token: String) -> AppState {
+    pub fn new(router: Arc<Router>, admin_token: String, limits: AdmissionLimits) -> AppState {
         AppState {
             router,
             admin_token,
             rate_limits: RateLimits::default(),
             retention: None,
-            in_flight: Arc::new(Semaphore::new(IN_FLIGHT_MAX)),
+            limits,
+            in_flight: InFlight::new(&limits),
             shutting_down: AtomicBool::new(false),
         }
     }
@@ -74,11 +75,15 @@ pub async fn handle(
     request: Request<Incoming>,
 ) -> Result<ApiResponse, Infallible> {
     let started = Instant::now();
+    let deadline = started + state.limits.body_timeout;
     let (route, response) = match too_large(&request) {
         Some(refusal) => ("too_large", http::error(&refusal)),
         None => match listener {
-            Listener::Public => admit(&state, request).await,
-            Listener::Ops => admin::route(&state, request).await,
+            Listener::Public if state.is_shutting_down() => {
+                ("shutdown", http::error(&ApiError::unavailable("shutting_down", "the server is shutting down")))
+            }
+            Listener::Public => public::route(&state, request, deadline).await,
+            Listener::Ops => admin::route(&state, request, deadline).await,
         },
     };
     let status = response.status().as_u16().to_string();
@@ -107,18 +112,4 @@ fn too_large<B>(request: &Request<B>) -> Option<ApiError> {
         return Some(ApiError::new(431, "headers_too_large", message));
     }
     None
-}
-
-/// Admission for the public listener: refuse early when shutting down or overloaded.
-async fn admit(state: &Arc<AppState>, request: Request<Incoming>) -> (&'static str, ApiResponse) {
-    if state.is_shutting_down() {
-        return ("shutdown", http::error(&ApiError::unavailable("shutting_down", "the server is shutting down")));
-    }
-    let Ok(_permit) = Arc::clone(&state.in_flight).try_acquire_owned() else {
-        return (
-            "overload",
-            http::error(&ApiError::unavailable("overloaded", "too many requests in flight; retry shortly")),
-        );
-    };
-    public::route(state, request).await
 }

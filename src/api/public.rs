@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use ::http::{HeaderMap, Method};
 use bytes::Bytes;
@@ -25,27 +26,29 @@ use crate::store::pull::PULL_LIMIT_MAX;
 /// common client libraries generate at most.
 const IDEMPOTENCY_KEY_LEN_MAX: usize = 255;
 
-pub async fn route(state: &Arc<AppState>, request: Request<Incoming>) -> (&'static str, ApiResponse) {
-    let (parts, body) = request.into_parts();
-    let path = parts.uri.path().trim_end_matches('/');
-    let (route, result) = match (&parts.method, path) {
-        (&Method::POST, "/v1/ping") => ("/v1/ping", ping(state, &parts.headers, body).await),
-        (&Method::POST, "/v1/post") => ("/v1/post", post(state, &parts.headers, body).await),
-        (&Method::POST, "/v1/leads") => ("/v1/leads", direct(state, &parts.headers, body).await),
-        (&Method::POST, "/v1/leads/bulk") => ("/v1/leads/bulk", bulk_leads(state, &parts.headers, body).await),
-        (&Method::GET, "/v1/buyer/balance") => ("/v1/buyer/balance", balance(state, &parts.headers).await),
-        (&Method::GET, "/v1/buyer/leads") => {
-            ("/v1/buyer/leads", pull_leads(state, &parts.headers, parts.uri.query()).await)
-        }
-        (&Method::POST, "/v1/returns") => ("/v1/returns", returns::request(state, &parts.headers, body).await),
-        (&Method::POST, "/v1/returns/bulk") => ("/v1/returns/bulk", returns::bulk(state, &parts.headers, body).await),
-        (&Method::GET, "/v1/returns") => ("/v1/returns", returns::list(state, &parts.headers, parts.uri.query())),
-        (&Method::GET, "/v1/supplier/returns") => {
-            ("/v1/supplier/returns", returns::supplier_feed(state, &parts.headers, parts.uri.query()))
-        }
+/// What a route reads before its handler runs.
+#[derive(Clone, Copy)]
+enum Reads {
+    Nothing,
+    Json,
+    Bulk,
+}
+
+/// The route's name (for metrics) and what it reads, or None for a path we do not serve.
+fn endpoint(method: &Method, path: &str) -> Option<Result<(&'static str, Reads), ApiError>> {
+    let found = match (method, path) {
+        (&Method::POST, "/v1/ping") => ("/v1/ping", Reads::Json),
+        (&Method::POST, "/v1/post") => ("/v1/post", Reads::Json),
+        (&Method::POST, "/v1/leads") => ("/v1/leads", Reads::Json),
+        (&Method::POST, "/v1/leads/bulk") => ("/v1/leads/bulk", Reads::Bulk),
+        (&Method::GET, "/v1/buyer/balance") => ("/v1/buyer/balance", Reads::Nothing),
+        (&Method::GET, "/v1/buyer/leads") => ("/v1/buyer/leads", Reads::Nothing),
+        (&Method::POST, "/v1/returns") => ("/v1/returns", Reads::Json),
+        (&Method::POST, "/v1/returns/bulk") => ("/v1/returns/bulk", Reads::Bulk),
+        (&Method::GET, "/v1/returns") => ("/v1/returns", Reads::Nothing),
+        (&Method::GET, "/v1/supplier/returns") => ("/v1/supplier/returns", Reads::Nothing),
         (&Method::GET, _) if path.strip_prefix("/v1/returns/").is_some_and(|id| !id.contains('/')) => {
-            let id = path.trim_start_matches("/v1/returns/");
-            ("/v1/returns/{id}", returns::get(state, &parts.headers, id))
+            ("/v1/returns/{id}", Reads::Nothing)
         }
         (
             _,
@@ -58,10 +61,80 @@ pub async fn route(state: &Arc<AppState>, request: Request<Incoming>) -> (&'stat
             | "/v1/returns"
             | "/v1/returns/bulk"
             | "/v1/supplier/returns",
-        ) => ("method_not_allowed", Err(ApiError::method_not_allowed())),
-        _ => ("unmatched", Err(ApiError::not_found())),
+        ) => return Some(Err(ApiError::method_not_allowed())),
+        _ => return None,
+    };
+    Some(Ok(found))
+}
+
+/// Answers one request of the public listener. The order is what keeps one client from
+/// locking others out: an unknown key is refused before a byte of body is read; the body
+/// is read by its deadline holding a connection but no permit; only then is a permit taken,
+/// at most `--max-in-flight-per-key` of them by one key.
+pub async fn route(
+    state: &Arc<AppState>,
+    request: Request<Incoming>,
+    deadline: Instant,
+) -> (&'static str, ApiResponse) {
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path().trim_end_matches('/');
+    let (route, reads) = match endpoint(&parts.method, path) {
+        None => return ("unmatched", http::error(&ApiError::not_found())),
+        Some(Err(refusal)) => return ("method_not_allowed", http::error(&refusal)),
+        Some(Ok(found)) => found,
+    };
+    let admitted = async {
+        let party = party_key(state, &parts.headers)?;
+        let (body, bulk) = match reads {
+            Reads::Nothing => (Bytes::new(), None),
+            Reads::Json => (http::read_body(&parts.headers, body, BODY_LIMIT_BYTES, deadline).await?, None),
+            Reads::Bulk => {
+                // Held until the answer: a bulk body stays in memory while its rows are sold.
+                let bulk = state.in_flight.bulk_read().ok_or_else(overloaded)?;
+                let deadline = deadline.max(Instant::now() + BULK_BODY_TIME);
+                (http::read_body(&parts.headers, body, BULK_BODY_LIMIT_BYTES, deadline).await?, Some(bulk))
+            }
+        };
+        let permit = state.in_flight.admit(&party).ok_or_else(overloaded)?;
+        Ok::<_, ApiError>(((permit, bulk), body))
+    };
+    let (_permits, body) = match admitted.await {
+        Ok(admitted) => admitted,
+        Err(error) => return (route, http::error(&error)),
+    };
+    let (headers, query) = (&parts.headers, parts.uri.query());
+    let result = match route {
+        "/v1/ping" => ping(state, headers, body).await,
+        "/v1/post" => post(state, headers, body).await,
+        "/v1/leads" => direct(state, headers, body).await,
+        "/v1/leads/bulk" => bulk_leads(state, headers, body).await,
+        "/v1/buyer/balance" => balance(state, headers).await,
+        "/v1/buyer/leads" => pull_leads(state, headers, query).await,
+        "/v1/returns" if parts.method == Method::POST => returns::request(state, headers, body).await,
+        "/v1/returns/bulk" => returns::bulk(state, headers, body).await,
+        "/v1/returns" => returns::list(state, headers, query),
+        "/v1/supplier/returns" => returns::supplier_feed(state, headers, query),
+        _ => returns::get(state, headers, path.trim_start_matches("/v1/returns/")),
     };
     (route, result.unwrap_or_else(|e| http::error(&e)))
+}
+
+/// A bulk body of 16 MiB gets at least this long, however short `--body-timeout-ms` is.
+const BULK_BODY_TIME: Duration = Duration::from_secs(60);
+
+fn overloaded() -> ApiError {
+    ApiError::unavailable("overloaded", "too many requests in flight; retry shortly")
+}
+
+/// Whose request this is, for the per-key bound: a supplier's id or `buyer/<id>`. A missing
+/// or unknown key is answered 401 here, before its body is read.
+fn party_key(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
+    let key = http::bearer(headers).ok_or_else(ApiError::unauthorized)?;
+    match state.router.market().party(key) {
+        None => Err(ApiError::unauthorized()),
+        Some(Party::Supplier(id)) => Ok(id.clone()),
+        Some(Party::Buyer(id)) => Ok(format!("buyer/{id}")),
+    }
 }
 
 /// Authenticates a supplier key and applies its rate limit.
@@ -98,23 +171,23 @@ pub(super) fn buyer(state: &AppState, headers: &HeaderMap) -> Result<String, Api
     }
 }
 
-pub(super) async fn json_body(headers: &HeaderMap, body: Incoming) -> Result<Bytes, ApiError> {
+pub(super) fn json_body(headers: &HeaderMap, body: Bytes) -> Result<Bytes, ApiError> {
     http::require_content_type(headers, "application/json")?;
-    http::read_body(headers, body, BODY_LIMIT_BYTES).await
+    Ok(body)
 }
 
-async fn ping(state: &Arc<AppState>, headers: &HeaderMap, body: Incoming) -> Result<ApiResponse, ApiError> {
+async fn ping(state: &Arc<AppState>, headers: &HeaderMap, body: Bytes) -> Result<ApiResponse, ApiError> {
     let supplier_id = supplier(state, headers)?;
-    let body = json_body(headers, body).await?;
+    let body = json_body(headers, body)?;
     let input: PingInput = http::parse_json(&body)?;
     let router = Arc::clone(&state.router);
     let answer = detached(async move { router.ping(&supplier_id, input).await }).await?;
     Ok(http::json(200, &answer))
 }
 
-async fn post(state: &Arc<AppState>, headers: &HeaderMap, body: Incoming) -> Result<ApiResponse, ApiError> {
+async fn post(state: &Arc<AppState>, headers: &HeaderMap, body: Bytes) -> Result<ApiResponse, ApiError> {
     let supplier_id = supplier(state, headers)?;
-    let body = json_body(headers, body).await?;
+    let body = json_body(headers, body)?;
     once(state, "/v1/post", 200, &supplier_id, headers, body, |router, supplier_id, body| async move {
         let input: PostInput = http::parse_json(&body)?;
         Ok(router.post(&supplier_id, input).await?)
@@ -122,9 +195,9 @@ async fn post(state: &Arc<AppState>, headers: &HeaderMap, body: Incoming) -> Res
     .await
 }
 
-async fn direct(state: &Arc<AppState>, headers: &HeaderMap, body: Incoming) -> Result<ApiResponse, ApiError> {
+async fn direct(state: &Arc<AppState>, headers: &HeaderMap, body: Bytes) -> Result<ApiResponse, ApiError> {
     let supplier_id = supplier(state, headers)?;
-    let body = json_body(headers, body).await?;
+    let body = json_body(headers, body)?;
     once(state, "/v1/leads", 200, &supplier_id, headers, body, |router, supplier_id, body| async move {
         let input: LeadInput = http::parse_json(&body)?;
         Ok(router.direct(&supplier_id, input).await?)
@@ -132,10 +205,9 @@ async fn direct(state: &Arc<AppState>, headers: &HeaderMap, body: Incoming) -> R
     .await
 }
 
-async fn bulk_leads(state: &Arc<AppState>, headers: &HeaderMap, body: Incoming) -> Result<ApiResponse, ApiError> {
+async fn bulk_leads(state: &Arc<AppState>, headers: &HeaderMap, body: Bytes) -> Result<ApiResponse, ApiError> {
     let supplier_id = supplier(state, headers)?;
     http::require_content_type(headers, "text/csv")?;
-    let body = http::read_body(headers, body, BULK_BODY_LIMIT_BYTES).await?;
     let rows = bulk::parse(&body).map_err(|e| ApiError::new(422, "invalid_csv", e.to_string()))?;
     let router = Arc::clone(&state.router);
     let results = detached(async move { Ok::<_, EngineError>(router.bulk(&supplier_id, rows).await) }).await?;

@@ -4,12 +4,12 @@
 use std::sync::Arc;
 
 use ::http::HeaderMap;
-use hyper::body::Incoming;
+use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
-use super::http::{self, ApiResponse, BULK_BODY_LIMIT_BYTES};
+use super::http::{self, ApiResponse};
 use super::public::{buyer, detached, json_body, once, row_results, supplier};
 use super::{bulk, AppState};
 use crate::domain::model::FieldError;
@@ -20,9 +20,9 @@ use crate::store::returns::{Stored, RETURNS_PAGE_MAX};
 const PAGE_DEFAULT: usize = 100;
 
 /// `POST /v1/returns` → 201 with the return (`pending` or `approved`).
-pub async fn request(state: &Arc<AppState>, headers: &HeaderMap, body: Incoming) -> Result<ApiResponse, ApiError> {
+pub async fn request(state: &Arc<AppState>, headers: &HeaderMap, body: Bytes) -> Result<ApiResponse, ApiError> {
     let buyer_id = buyer(state, headers)?;
-    let body = json_body(headers, body).await?;
+    let body = json_body(headers, body)?;
     let party = format!("buyer/{buyer_id}");
     once(state, "/v1/returns", 201, &party, headers, body, |router, _, body| async move {
         let input: ReturnInput = http::parse_json(&body)?;
@@ -33,10 +33,9 @@ pub async fn request(state: &Arc<AppState>, headers: &HeaderMap, body: Incoming)
 }
 
 /// `POST /v1/returns/bulk` (text/csv `sale_id,reason,note`): one result per row, in order.
-pub async fn bulk(state: &Arc<AppState>, headers: &HeaderMap, body: Incoming) -> Result<ApiResponse, ApiError> {
+pub async fn bulk(state: &Arc<AppState>, headers: &HeaderMap, body: Bytes) -> Result<ApiResponse, ApiError> {
     let buyer_id = buyer(state, headers)?;
     http::require_content_type(headers, "text/csv")?;
-    let body = http::read_body(headers, body, BULK_BODY_LIMIT_BYTES).await?;
     let rows = bulk::parse_returns(&body).map_err(|e| ApiError::new(422, "invalid_csv", e.to_string()))?;
     let router = Arc::clone(&state.router);
     let results = detached(async move {

@@ -100,7 +100,10 @@ impl proto::ledger_stream_server::LedgerStream for LedgerService {
             return Err(removed(self.log.first_sequence()));
         }
         if !request.consumer.is_empty() {
-            self.register(request.consumer, after).await?;
+            // A subscriber that asks to start past the newest event (it read further on a
+            // node that lost its tail, or it starts early) has read at most what there is.
+            let read = after.min(self.log.last_sequence());
+            self.register(request.consumer, read).await?;
         }
         let (events, stream) = mpsc::channel(SUBSCRIBER_BUFFER);
         tokio::spawn(feed(Arc::clone(&self.log), after, events, self.stopping.clone()));

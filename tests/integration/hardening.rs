@@ -340,3 +340,132 @@ async fn send_raw(server: &TestServer, path: &str, content_type: &str, body: Str
     let url = format!("{}{path}", server.base);
     server.send("POST", &url, &[("authorization", &key), ("content-type", content_type)], body).await
 }
+
+/// A client on `from` (any 127/8 address: loopback answers them all) that sends a direct
+/// post's headers and then one body byte every 200 ms, and reads whatever comes back.
+async fn slow_body(from: std::net::Ipv4Addr, to: std::net::SocketAddr) -> (u16, std::time::Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let started = std::time::Instant::now();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind((from, 0).into()).unwrap();
+    let stream = socket.connect(to).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    let head = format!(
+        "POST /v1/leads HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {SUPPLIER_KEY}\r\n\
+         content-type: application/json\r\ncontent-length: 1000\r\n\r\n"
+    );
+    let trickle = tokio::spawn(async move {
+        let _ = writer.write_all(head.as_bytes()).await;
+        for _ in 0..1000 {
+            if writer.write_all(b" ").await.is_err() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    });
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(30), reader.read_to_end(&mut answer)).await;
+    trickle.abort();
+    let text = String::from_utf8_lossy(&answer);
+    (text.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0), started.elapsed())
+}
+
+/// Defect 2: 8,400 connections trickling bodies took every in-flight permit. Now a slow
+/// body holds a connection (bounded per client address) and no permit, and is cut at its
+/// deadline; posts from elsewhere, even with the same key, are sold meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slow_body_flood_from_one_address_is_bounded_and_locks_no_one_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, crate::durability::toml_of(&pull_market())).unwrap();
+    let (public, ops, grpc) = (free_port(), free_port(), free_port());
+    let mut node = std::process::Command::new(env!("CARGO_BIN_EXE_leadrouter"))
+        .args(["--config", config.to_str().unwrap(), "--data-dir", dir.path().join("data").to_str().unwrap()])
+        .args(["--listen", &format!("127.0.0.1:{public}"), "--ops-listen", &format!("127.0.0.1:{ops}")])
+        .args(["--admin-token", ADMIN_TOKEN, "--grpc-listen", &format!("127.0.0.1:{grpc}")])
+        .args(["--max-connections-per-address", "40", "--body-timeout-ms", "1500"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_ready(ops).await;
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], public).into();
+    let attacker = std::net::Ipv4Addr::new(127, 0, 0, 2);
+    let mut flood = Vec::new();
+    for _ in 0..60 {
+        flood.push(tokio::spawn(slow_body(attacker, addr)));
+        // In order, so that the first 40 are the ones let in.
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    let base = format!("http://127.0.0.1:{public}");
+    for n in 0..20 {
+        let (status, answer) = crate::storage::post_keyed(&base, &format!("k{n}"), &lead("solar", n)).await;
+        assert_eq!((status, answer["status"].as_str()), (200, Some("sold")), "{answer}");
+    }
+    let mut answers = Vec::new();
+    for client in flood {
+        answers.push(client.await.unwrap());
+    }
+    let refused = answers.iter().filter(|(status, _)| *status == 503).count();
+    let cut = answers.iter().filter(|(status, _)| *status == 408).count();
+    assert_eq!((refused, cut), (20, 40), "{answers:?}");
+    let slowest = answers.iter().map(|(_, took)| *took).max().unwrap();
+    assert!(slowest < std::time::Duration::from_secs(15), "cut at the deadline, not left open: {slowest:?}");
+    let page = crate::durability::metrics_of(ops).await;
+    let counted =
+        metric(&page, "leadrouter_connections_refused_total", &[("listener", "public"), ("bound", "address")]);
+    assert_eq!(counted, 20.0);
+    // The address's places are given back with its connections.
+    let (status, answer) = crate::storage::post_keyed(&base, "after", &lead("solar", 99)).await;
+    assert_eq!((status, answer["status"].as_str()), (200, Some("sold")));
+    let (status, _) = slow_body(attacker, addr).await;
+    assert_eq!(status, 408, "let in again");
+    node.kill().unwrap();
+    node.wait().unwrap();
+}
+
+/// Defect 2, second half: one key holder with many requests in flight (here to a buyer that
+/// hangs) takes at most its share; others are still served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_key_holds_at_most_its_share_of_requests_in_flight() {
+    let hanging = mock_buyer(|_, _| Reply::Hang).await;
+    let mut pull = fixed_campaign("c2", "b1", "roofing", "10.00", "http://127.0.0.1:9/unused");
+    pull["delivery"] = json!({"mode": "pull"});
+    let market = json!({
+        "verticals": [vertical("solar", "ping_post"), vertical("roofing", "ping_post")],
+        "suppliers": [supplier("s1", SUPPLIER_KEY), supplier("s2", OTHER_SUPPLIER_KEY)],
+        "buyers": [buyer("b1")],
+        "campaigns": [fixed_campaign("c1", "b1", "solar", "10.00", &hanging.post_url()), pull],
+        "topups": [topup("b1", "1000.00")],
+    });
+    let config: leadrouter::server::FileConfig = serde_json::from_value(market).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let mut options = leadrouter::server::ServerOptions::ephemeral(
+        data.path().to_path_buf(),
+        config,
+        Arc::new(SystemClock),
+        ADMIN_TOKEN,
+    );
+    options.limits.in_flight_per_key_max = 4;
+    let server = start_with(options, data).await;
+    let held: Vec<_> = (0..4)
+        .map(|n| {
+            let base = server.base.clone();
+            tokio::spawn(async move { crate::storage::post_keyed(&base, &format!("h{n}"), &lead("solar", n)).await })
+        })
+        .collect();
+    eventually("four posts reach the hanging buyer", || hanging.count("/post") == 4).await;
+    for n in 4..8 {
+        let answer = server.direct(&lead("solar", n)).await;
+        assert_eq!((answer.status, &answer.json["error"]["code"]), (503, &json!("overloaded")), "{}", answer.json);
+    }
+    let other = server.supplier("/v1/leads", OTHER_SUPPLIER_KEY, &lead("roofing", 100)).await;
+    assert_eq!(other.json["status"], "sold", "another key is served: {}", other.json);
+    assert_eq!(hanging.count("/post"), 4, "the refused ones reached no buyer");
+    for post in held {
+        let (status, _) = post.await.unwrap();
+        assert_eq!(status, 200, "answered once the buyer's deadline passed");
+    }
+    let after = server.supplier("/v1/leads", SUPPLIER_KEY, &lead("roofing", 101)).await;
+    assert_eq!(after.json["status"], "sold", "its places are given back: {}", after.json);
+}

@@ -77,6 +77,11 @@ pub async fn start_with_journal(
         journal,
         ..ServerOptions::ephemeral(data.path().to_path_buf(), config, clock, ADMIN_TOKEN)
     };
+    start_with(options, data).await
+}
+
+/// Starts a server as `options` say, on `data` (which the options name).
+pub async fn start_with(options: ServerOptions, data: tempfile::TempDir) -> TestServer {
     let running = server::start(options).await.expect("server starts");
     let base = format!("http://{}", running.public_addr);
     let ops = format!("http://{}", running.ops_addr);

@@ -302,3 +302,20 @@ async fn journal_compact_refuses_a_served_data_dir_and_compacts_a_stopped_one() 
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_that_subscribes_past_the_newest_event_is_streamed_and_noted_at_the_newest() {
+    let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 1, 5, 12, 0, 0).unwrap());
+    let server = start_with_journal(market(30), Arc::new(clock), tempfile::tempdir().unwrap(), SMALL).await;
+    sell(&server, 0, 3).await;
+    let last = server.running.router.journal().clone().event_log().last_sequence();
+    let request = SubscribeRequest { after_sequence: last + 5, consumer: "billing".into() };
+    let stream = ledger(&server).await.subscribe(request).await;
+    assert!(stream.is_ok(), "the stream opens: {:?}", stream.err());
+    let consumers = server.admin("GET", "/admin/v1/ledger/consumers", None).await.json;
+    assert_eq!(consumers["consumers"][0]["name"], "billing", "{consumers}");
+    assert_eq!(consumers["consumers"][0]["sequence"], last, "noted at what there is: {consumers}");
+    let request = SubscribeRequest { after_sequence: 0, consumer: "not a name!".into() };
+    let refused = ledger(&server).await.subscribe(request).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+}
