@@ -42,6 +42,8 @@ NODE_OPS=(127.0.0.1:19281 127.0.0.1:19282 127.0.0.1:19283)
 NODE_GRPC=(127.0.0.1:50251 127.0.0.1:50252 127.0.0.1:50253)
 SUPPLIER_KEY=loadtest-supplier-key-0001
 ADMIN_TOKEN=loadtest-admin-token-0001
+# Every node of one Redis makes dedup keys under the same secret.
+export LEADROUTER_DEDUP_SECRET=10ad7e5710ad7e5710ad7e5710ad7e5710ad7e5710ad7e5710ad7e5710ad7e57
 BUYERS=10
 # Open-loop leads are numbered from here, so they never repeat a closed-loop lead (the
 # nodes remember leads for deduplication).

@@ -10,6 +10,7 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 use leadrouter::api::limits::AdmissionLimits;
 use leadrouter::clock::SystemClock;
+use leadrouter::domain::dedup::DedupSecret;
 use leadrouter::domain::retry::RetryPolicy;
 use leadrouter::server::{self, FileConfig, RedisOptions, ServerOptions};
 use leadrouter::store::journal::JournalOptions;
@@ -50,6 +51,12 @@ struct Cli {
     /// <data-dir>/admin-token (mode 0600) and reused on later starts.
     #[arg(long, env = "LEADROUTER_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+
+    /// The secret dedup keys are made under (64 hex digits, e.g. `openssl rand -hex 32`).
+    /// When absent, one is generated into <data-dir>/dedup-secret (mode 0600) and kept.
+    /// Every node on one Redis needs the same one; never change it on a store with sales.
+    #[arg(long, env = "LEADROUTER_DEDUP_SECRET", hide_env_values = true, value_parser = parse_dedup_secret)]
+    dedup_secret: Option<DedupSecret>,
 
     /// Redis URL to share state between several nodes (redis://host:6379). Every node
     /// of a deployment names the same Redis and starts from the same --config.
@@ -262,6 +269,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             in_flight_per_key_max: cli.max_in_flight_per_key as usize,
             body_timeout: Duration::from_millis(cli.body_timeout_ms),
         },
+        dedup_secret: cli.dedup_secret,
     };
     // Two nodes writing one journal would corrupt it; the kernel drops the lock with the
     // process, however it ends.
@@ -426,6 +434,10 @@ fn verify_journal(dir: &Path) -> anyhow::Result<()> {
 
 /// Reads `<data-dir>/admin-token`, or makes a fresh random token; answers whether it is new
 /// (`write_admin_token` writes it once the node has started: a failed start writes none).
+fn parse_dedup_secret(text: &str) -> Result<DedupSecret, String> {
+    DedupSecret::from_hex(text).ok_or_else(|| "64 hex digits (openssl rand -hex 32)".to_string())
+}
+
 fn admin_token_of(data_dir: &Path) -> (String, bool) {
     let path = data_dir.join("admin-token");
     if let Ok(existing) = std::fs::read_to_string(&path) {

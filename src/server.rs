@@ -19,6 +19,7 @@ use crate::api::limits::{AdmissionLimits, Connections, Crowded};
 use crate::api::{self, AppState, Listener};
 use crate::checkpoints::{self, Checkpoint};
 use crate::clock::Clock;
+use crate::domain::dedup::DedupSecret;
 use crate::domain::geo::PostalTable;
 use crate::domain::market::{ConfigChange, Market, MarketConfig, MarketError};
 use crate::domain::money::Money;
@@ -26,7 +27,6 @@ use crate::domain::retry::RetryPolicy;
 use crate::engine::{AccountsSaid, EngineError, Router, SharedStores};
 use crate::ledger::{self, LedgerService};
 use crate::retention::Retention;
-use crate::store::files;
 use crate::store::journal::consumers::Consumers;
 use crate::store::journal::{verify, InternalRecord, Journal, JournalOptions};
 use crate::store::memory::MemoryBudget;
@@ -34,10 +34,11 @@ use crate::store::redis::RedisConnection;
 use crate::store::redis_budget::RedisBudget;
 use crate::store::redis_claims::RedisClaims;
 use crate::store::redis_config::RedisConfig;
-use crate::store::redis_dedup::RedisDedup;
+use crate::store::redis_dedup::{RedisDedup, SecretError};
 use crate::store::redis_ledger::RedisLedger;
 use crate::store::redis_pings::RedisPings;
 use crate::store::redis_pull::RedisPull;
+use crate::store::{dedup_secret, files};
 use crate::store::{ChangeId, ConfigLog, EventLog};
 use crate::telemetry;
 
@@ -204,6 +205,9 @@ pub struct ServerOptions {
     pub retain_days: Option<u32>,
     /// Bounds on connections, requests in flight and body reads.
     pub limits: AdmissionLimits,
+    /// The secret dedup keys are made under (`--dedup-secret`); None reads or makes
+    /// `<data-dir>/dedup-secret`. Every node on one Redis needs the same one.
+    pub dedup_secret: Option<DedupSecret>,
 }
 
 /// `--redis URL` and the key prefix that keeps deployments sharing one Redis apart.
@@ -237,6 +241,7 @@ impl ServerOptions {
             checkpoint_every: Duration::ZERO,
             retain_days: Some(crate::retention::DEFAULT_RETAIN_DAYS),
             limits: AdmissionLimits::default(),
+            dedup_secret: None,
         }
     }
 }
@@ -348,7 +353,11 @@ async fn embedded_router(
     let market = with_admin_changes(&options.config.market, &changes.iter().collect::<Vec<_>>(), postal)?;
     let journal = Arc::new(journal);
     let clock = Arc::clone(&options.clock);
-    let router = Arc::new(Router::new(market, postal, clock, Arc::new(MemoryBudget::new()), Arc::clone(&journal) as _));
+    let had_sales = EventLog::last_sequence(journal.as_ref()) > 0;
+    let keying = dedup_secret::load_or_create(&options.data_dir, options.dedup_secret.as_ref(), had_sales, clock.now())
+        .map_err(|e| storage(&e))?;
+    let router = Router::new(market, postal, clock, Arc::new(MemoryBudget::new()), Arc::clone(&journal) as _);
+    let router = Arc::new(router.with_dedup_keying(keying));
     let (mut said, awaiting) = match checkpoint {
         Some(checkpoint) => router.import_state(checkpoint.state),
         None => (AccountsSaid::default(), Vec::new()),
@@ -420,8 +429,17 @@ async fn shared_router(
     let changes = config.after(ChangeId::default()).await.map_err(|e| storage(&e.0))?;
     let market =
         with_admin_changes(&options.config.market, &changes.iter().map(|(_, c)| c).collect::<Vec<_>>(), postal)?;
+    let dedup = RedisDedup::on(&connection, prefix);
+    let local =
+        dedup_secret::load_or_create(&options.data_dir, options.dedup_secret.as_ref(), false, options.clock.now())
+            .map_err(|e| ServerError::Storage(e.to_string()))?;
+    let had_history = EventLog::last_sequence(ledger.as_ref()) > 0;
+    let keying = dedup.agree_on_secret(&local, had_history, options.clock.now()).await.map_err(|e| match e {
+        SecretError::Unavailable(_) => storage(&e),
+        _ => ServerError::Storage(e.to_string()),
+    })?;
     let stores = SharedStores {
-        dedup: Arc::new(RedisDedup::on(&connection, prefix)),
+        dedup: Arc::new(dedup),
         pings: Arc::new(RedisPings::on(&connection, prefix)),
         claims: Arc::new(RedisClaims::on(&connection, prefix)),
         pull: Arc::new(RedisPull::on(&connection, prefix)),
@@ -431,7 +449,8 @@ async fn shared_router(
         config_applied: changes.last().map(|(id, _)| *id).unwrap_or_default(),
     };
     let clock = Arc::clone(&options.clock);
-    let router = Arc::new(Router::new(market, postal, clock, budget, Arc::clone(&ledger) as _).with_shared(stores));
+    let router = Router::new(market, postal, clock, budget, Arc::clone(&ledger) as _);
+    let router = Arc::new(router.with_shared(stores).with_dedup_keying(keying));
     let history = ledger.read_after(0, usize::MAX).map_err(|e| storage(&e))?;
     router.mirror_history(&history);
     // This node's outbox, pull leads and pending returns as it left them; the pending

@@ -193,6 +193,8 @@ fn compose_runs_three_routers_on_redis_behind_nginx_with_billing_and_monitoring(
     // The shared router settings: image and the /healthz + /readyz healthcheck.
     let anchor = compose.split("\nservices:").next().unwrap();
     assert!(anchor.contains("http://127.0.0.1:9090/healthz") && anchor.contains("http://127.0.0.1:9090/readyz"));
+    assert!(anchor.contains("LEADROUTER_DEDUP_SECRET: ${LEADROUTER_DEDUP_SECRET:?"), "one dedup secret for all nodes");
+    assert!(read("deploy/.env.example").contains("\nLEADROUTER_DEDUP_SECRET="));
     let redis = service("redis");
     assert!(redis.contains("image: redis:7"), "Redis 7");
     assert!(redis.contains("--appendonly yes") && redis.contains("--appendfsync always"), "Redis without AOF fsync");
@@ -244,6 +246,8 @@ fn k8s_router_deployment_probes_healthz_and_readyz_on_the_ops_port() {
         "readOnlyRootFilesystem: true",
         "emptyDir:",
         "name: leadrouter-secrets\n                  key: admin-token",
+        "name: LEADROUTER_DEDUP_SECRET",
+        "name: leadrouter-secrets\n                  key: dedup-secret",
         "name: leadrouter-config",
         "resources:",
     ] {
@@ -254,6 +258,7 @@ fn k8s_router_deployment_probes_healthz_and_readyz_on_the_ops_port() {
     // What the Deployments refer to exists: the Secret's keys, the ConfigMap, the Redis Service.
     let secret = read("deploy/k8s/01-secret.yaml");
     assert!(secret.contains("\n  admin-token: ") && secret.contains("\n  billing-admin-token: "));
+    assert!(secret.contains("\n  dedup-secret: "));
     assert!(read("deploy/k8s/02-configmap.yaml").contains("\n  name: leadrouter-config\n"));
     let redis = read("deploy/k8s/10-redis.yaml");
     for needed in

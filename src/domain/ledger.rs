@@ -45,8 +45,8 @@ pub struct SaleSettled {
     pub currency: String,
     pub sold_at: DateTime<Utc>,
     pub internal: bool,
-    /// The lead's dedup keys for this buyer (hex SHA-256 of buyer and normalized contact:
-    /// no PII), so duplicate detection survives a restart. Internal to the journal; the
+    /// The lead's dedup keys for this buyer (hex HMAC-SHA-256 of buyer and normalized
+    /// contact under the dedup secret: no PII), so duplicate detection survives a restart. Internal to the journal; the
     /// ledger stream does not carry them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dedup_keys: Vec<String>,

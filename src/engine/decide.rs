@@ -362,10 +362,21 @@ impl Router {
         while let Some((index, hold)) = batch.next() {
             let campaign = Arc::clone(&offers[index].bid.campaign);
             let days = campaign.campaign.dedup_days;
-            let keys = if days == 0 { Vec::new() } else { dedup::keys_for(&campaign.buyer_id, &contacts) };
             let window = chrono::Duration::days(i64::from(days));
-            let claimed =
-                if keys.is_empty() { Ok(true) } else { self.dedup.claim(&campaign.buyer_id, &keys, now, window).await };
+            let (keys, plain) = if days == 0 {
+                (Vec::new(), Vec::new())
+            } else {
+                let keying = &self.dedup_keying;
+                (
+                    keying.keys_for(&campaign.buyer_id, &contacts),
+                    keying.plain_keys_for(&campaign.buyer_id, &contacts, now, window),
+                )
+            };
+            let claimed = if keys.is_empty() {
+                Ok(true)
+            } else {
+                self.dedup.claim(&campaign.buyer_id, &keys, &plain, now, window).await
+            };
             match claimed {
                 Ok(true) => {}
                 Ok(false) => {

@@ -31,6 +31,7 @@ pub use snapshot::RouterState;
 use crate::buyers::BuyerClient;
 use crate::clock::Clock;
 use crate::domain::budget::{BalanceView, Funding, ReplayedSale};
+use crate::domain::dedup::{DedupKeying, DedupSecret};
 use crate::domain::geo::PostalTable;
 use crate::domain::ledger::{BalanceToppedUp, Event, LedgerEvent};
 use crate::domain::market::{ConfigChange, Market, MarketError};
@@ -117,6 +118,8 @@ pub struct Router {
     buyers: BuyerClient,
     pings: Arc<dyn PingContexts>,
     dedup: Arc<dyn DedupClaims>,
+    /// How dedup keys are made: the deployment's secret (see `with_dedup_keying`).
+    dedup_keying: DedupKeying,
     idempotency: Idempotency,
     sales: Sales,
     traces: Traces,
@@ -151,6 +154,8 @@ impl Router {
             buyers: BuyerClient::new(),
             pings: Arc::new(Pings::default()),
             dedup: Arc::new(Dedup::default()),
+            // A secret of this process alone until the server gives the deployment's.
+            dedup_keying: DedupKeying::new(DedupSecret::from_bytes(rand::random())),
             idempotency: Idempotency::default(),
             sales: Sales::default(),
             traces: Traces::default(),
@@ -166,6 +171,13 @@ impl Router {
         };
         router.publish_market_gauges();
         router
+    }
+
+    /// Makes dedup keys under the deployment's secret (kept in the data dir or shared by
+    /// every node on a Redis), so that they match across restarts and nodes.
+    pub fn with_dedup_keying(mut self, keying: DedupKeying) -> Router {
+        self.dedup_keying = keying;
+        self
     }
 
     pub fn market(&self) -> Arc<Market> {

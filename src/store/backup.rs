@@ -82,8 +82,11 @@ pub fn backup(from: &Path, to: &Path) -> Result<Copied, BackupError> {
     if let Ok(bytes) = std::fs::read(journal.join(consumers::FILE_NAME)) {
         files::write_atomic(&target.join(consumers::FILE_NAME), &bytes).map_err(io(&target))?;
     }
-    if let Ok(token) = std::fs::read(from.join("admin-token")) {
-        files::write_atomic(&to.join("admin-token"), &token).map_err(io(to))?;
+    // The admin token, and the dedup secret every dedup key in the copy is made under.
+    for name in ["admin-token", super::dedup_secret::FILE_NAME] {
+        if let Ok(bytes) = std::fs::read(from.join(name)) {
+            files::write_atomic(&to.join(name), &bytes).map_err(io(to))?;
+        }
     }
     files::sync_dir(to).map_err(io(to))?;
     Ok(copied)

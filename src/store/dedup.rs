@@ -20,8 +20,16 @@ pub struct Dedup {
 }
 
 impl Dedup {
-    /// Claims all keys, or none if any was sold within `window` or is pending.
-    pub fn claim(&self, keys: &[DedupKey], now: DateTime<Utc>, window: Duration) -> bool {
+    /// Claims all keys, or none if any was sold within `window` or is pending, or any of
+    /// `plain` (keys from before the dedup secret, looked up but never taken) was sold
+    /// within `window`.
+    pub fn claim(&self, keys: &[DedupKey], plain: &[DedupKey], now: DateTime<Utc>, window: Duration) -> bool {
+        let sold_within = |key: &DedupKey| {
+            self.keys.get(key).is_some_and(|mark| matches!(*mark, Mark::Sold(at) if at + window > now))
+        };
+        if plain.iter().any(sold_within) {
+            return false;
+        }
         for (i, key) in keys.iter().enumerate() {
             let free = match self.keys.entry(*key) {
                 Entry::Vacant(vacant) => {
@@ -88,10 +96,11 @@ impl super::DedupClaims for Dedup {
         &self,
         _buyer_id: &str,
         keys: &[DedupKey],
+        plain: &[DedupKey],
         now: DateTime<Utc>,
         window: Duration,
     ) -> Result<bool, super::Unavailable> {
-        Ok(Dedup::claim(self, keys, now, window))
+        Ok(Dedup::claim(self, keys, plain, now, window))
     }
 
     async fn commit(&self, _buyer_id: &str, keys: &[DedupKey], now: DateTime<Utc>) -> Result<(), super::Unavailable> {
@@ -126,19 +135,33 @@ mod tests {
         let dedup = Dedup::default();
         let now = Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap();
         let keys = [[1u8; 32], [2u8; 32]];
-        assert!(dedup.claim(&keys, now, Duration::days(30)));
-        assert!(!dedup.claim(&keys[1..], now, Duration::days(30)), "pending blocks");
+        assert!(dedup.claim(&keys, &[], now, Duration::days(30)));
+        assert!(!dedup.claim(&keys[1..], &[], now, Duration::days(30)), "pending blocks");
         dedup.commit(&keys, now);
-        assert!(!dedup.claim(&keys[..1], now + Duration::days(29), Duration::days(30)));
-        assert!(dedup.claim(&keys[..1], now + Duration::days(30), Duration::days(30)));
+        assert!(!dedup.claim(&keys[..1], &[], now + Duration::days(29), Duration::days(30)));
+        assert!(dedup.claim(&keys[..1], &[], now + Duration::days(30), Duration::days(30)));
     }
 
     #[test]
     fn a_failed_claim_leaves_nothing_behind() {
         let dedup = Dedup::default();
         let now = Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap();
-        assert!(dedup.claim(&[[2u8; 32]], now, Duration::days(1)));
-        assert!(!dedup.claim(&[[1u8; 32], [2u8; 32]], now, Duration::days(1)));
-        assert!(dedup.claim(&[[1u8; 32]], now, Duration::days(1)), "key 1 was rolled back");
+        assert!(dedup.claim(&[[2u8; 32]], &[], now, Duration::days(1)));
+        assert!(!dedup.claim(&[[1u8; 32], [2u8; 32]], &[], now, Duration::days(1)));
+        assert!(dedup.claim(&[[1u8; 32]], &[], now, Duration::days(1)), "key 1 was rolled back");
+    }
+
+    #[test]
+    fn plain_keys_block_within_their_window_and_are_never_taken() {
+        let dedup = Dedup::default();
+        let now = Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap();
+        let (keyed, plain) = ([1u8; 32], [9u8; 32]);
+        dedup.import_sold(vec![(plain, now)]);
+        assert!(!dedup.claim(&[keyed], &[plain], now + Duration::days(29), Duration::days(30)));
+        assert!(dedup.claim(&[keyed], &[plain], now + Duration::days(30), Duration::days(30)));
+        dedup.commit(&[keyed], now + Duration::days(30));
+        let sold: Vec<DedupKey> = dedup.export_sold().into_iter().map(|(key, _)| key).collect();
+        assert!(sold.contains(&keyed));
+        assert_eq!(dedup.keys.get(&plain).map(|m| *m), Some(Mark::Sold(now)), "looked up, not taken");
     }
 }

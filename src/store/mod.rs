@@ -8,6 +8,7 @@
 pub mod backup;
 pub mod checkpoint;
 pub mod dedup;
+pub mod dedup_secret;
 pub mod event_mirror;
 pub mod files;
 pub mod idempotency;
@@ -101,11 +102,13 @@ pub struct Unavailable(pub String);
 /// released on failure. In memory on one node; in Redis (atomic scripts) on several.
 #[async_trait]
 pub trait DedupClaims: Send + Sync + 'static {
-    /// Claims all keys, or none if any was sold within `window` or is in flight.
+    /// Claims all keys, or none if any was sold within `window` or is in flight, or any of
+    /// `plain` (keys made before the dedup secret: looked up, never taken) was sold within it.
     async fn claim(
         &self,
         buyer_id: &str,
         keys: &[crate::domain::dedup::DedupKey],
+        plain: &[crate::domain::dedup::DedupKey],
         now: DateTime<Utc>,
         window: chrono::Duration,
     ) -> Result<bool, Unavailable>;

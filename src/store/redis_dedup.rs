@@ -13,10 +13,11 @@ use redis::Script;
 
 use super::redis::RedisConnection;
 use super::{DedupClaims, Unavailable};
-use crate::domain::dedup::{to_hex, DedupKey};
+use crate::domain::dedup::{to_hex, DedupKey, DedupKeying};
 
 /// All keys free (never sold, or sold longer ago than the window, and not in flight):
-/// mark them in flight. Else change nothing.
+/// mark the first ARGV[4] of them in flight (the rest are keys from before the dedup
+/// secret, looked up but never taken). Else change nothing.
 const CLAIM: &str = r"
 for _, key in ipairs(KEYS) do
   local mark = redis.call('GET', key)
@@ -25,8 +26,8 @@ for _, key in ipairs(KEYS) do
     if tonumber(mark) + tonumber(ARGV[2]) > tonumber(ARGV[1]) then return 0 end
   end
 end
-for _, key in ipairs(KEYS) do
-  redis.call('SET', key, 'pending', 'PX', ARGV[3])
+for i = 1, tonumber(ARGV[4]) do
+  redis.call('SET', KEYS[i], 'pending', 'PX', ARGV[3])
 end
 return 1
 ";
@@ -68,6 +69,60 @@ impl RedisDedup {
     }
 }
 
+/// What Redis holds of the deployment's dedup secret: its fingerprint, never the secret
+/// (a reader of Redis must not be able to make keys), and whether plain keys of sales made
+/// before it may still be in a window.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SharedSecret {
+    fingerprint: String,
+    #[serde(default)]
+    plain_keys_until: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("redis: {0}")]
+    Unavailable(String),
+    #[error("the dedup secret in Redis ({0}) is damaged; set it again with a node that has the secret")]
+    Damaged(String),
+    #[error(
+        "this node's dedup secret is not the one the other nodes on this Redis use: give every node \
+         the same --dedup-secret (LEADROUTER_DEDUP_SECRET), or copy the first node's <data-dir>/dedup-secret"
+    )]
+    Differs,
+}
+
+impl RedisDedup {
+    /// Checks that this node makes keys under the same secret as every other node on this
+    /// Redis (the first node to ask sets the fingerprint), and answers the shared keying.
+    /// `had_history` says whether the Redis held a ledger before any secret (an upgrade).
+    pub async fn agree_on_secret(
+        &self,
+        keying: &DedupKeying,
+        had_history: bool,
+        now: DateTime<Utc>,
+    ) -> Result<DedupKeying, SecretError> {
+        let key = format!("{}dedup-secret", self.prefix);
+        let mine = SharedSecret {
+            fingerprint: keying.secret.fingerprint(),
+            plain_keys_until: if had_history { keying.plain_until_then.or(Some(now)) } else { None },
+        };
+        let value = serde_json::to_string(&mine).map_err(|e| SecretError::Damaged(e.to_string()))?;
+        let mut redis = self.redis.clone();
+        let unavailable = |e: redis::RedisError| SecretError::Unavailable(e.to_string());
+        let _: Option<String> =
+            redis::cmd("SET").arg(&key).arg(&value).arg("NX").query_async(&mut redis).await.map_err(unavailable)?;
+        let stored: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut redis).await.map_err(unavailable)?;
+        let stored = stored.ok_or_else(|| SecretError::Damaged(format!("{key} vanished")))?;
+        let shared: SharedSecret =
+            serde_json::from_str(&stored).map_err(|e| SecretError::Damaged(format!("{key}: {e}")))?;
+        if shared.fingerprint != mine.fingerprint {
+            return Err(SecretError::Differs);
+        }
+        Ok(DedupKeying { secret: keying.secret.clone(), plain_until_then: shared.plain_keys_until })
+    }
+}
+
 fn unavailable(error: redis::RedisError) -> Unavailable {
     Unavailable(error.to_string())
 }
@@ -78,14 +133,16 @@ impl DedupClaims for RedisDedup {
         &self,
         buyer_id: &str,
         keys: &[DedupKey],
+        plain: &[DedupKey],
         now: DateTime<Utc>,
         window: chrono::Duration,
     ) -> Result<bool, Unavailable> {
         let mut invocation = self.claim.prepare_invoke();
-        for key in self.keys(buyer_id, keys) {
+        for key in self.keys(buyer_id, keys).into_iter().chain(self.keys(buyer_id, plain)) {
             invocation.key(key);
         }
         invocation.arg(now.timestamp_millis()).arg(window.num_milliseconds()).arg(PENDING_TTL.as_millis() as u64);
+        invocation.arg(keys.len());
         let claimed: i32 = invocation.invoke_async(&mut self.redis.clone()).await.map_err(unavailable)?;
         Ok(claimed == 1)
     }

@@ -13,6 +13,9 @@ use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
 use crate::durability::toml_of;
+
+/// Every node of one deployment makes dedup keys under the same secret.
+const DEDUP_SECRET: &str = "5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed";
 use crate::harness::*;
 
 /// One cluster test at a time: each runs four processes that fsync on every write, and two
@@ -41,7 +44,7 @@ impl Node {
             .args(["--config", config.to_str().unwrap(), "--data-dir", data.path().to_str().unwrap()])
             .args(["--listen", &format!("127.0.0.1:{public}"), "--ops-listen", &format!("127.0.0.1:{ops}")])
             .args(["--grpc-listen", &format!("127.0.0.1:{grpc}"), "--admin-token", ADMIN_TOKEN])
-            .args(["--redis", redis])
+            .args(["--redis", redis, "--dedup-secret", DEDUP_SECRET])
             // Outbox retries at test speed: 50 ms doubling to 400 ms.
             .args(["--outbox-retry-base-ms", "50", "--outbox-retry-max-ms", "400", "--outbox-attempts", "40"])
             .stdout(std::fs::File::create(data.path().join("node.log")).expect("a log file"))

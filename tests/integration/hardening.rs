@@ -469,3 +469,70 @@ async fn one_key_holds_at_most_its_share_of_requests_in_flight() {
     let after = server.supplier("/v1/leads", SUPPLIER_KEY, &lead("roofing", 101)).await;
     assert_eq!(after.json["status"], "sold", "its places are given back: {}", after.json);
 }
+
+/// Everything under the journal dir, as one byte string to search.
+fn journal_bytes(data: &std::path::Path) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for entry in std::fs::read_dir(data.join("journal")).unwrap() {
+        bytes.extend(std::fs::read(entry.unwrap().path()).unwrap_or_default());
+    }
+    bytes
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack.windows(needle.len()).any(|window| window == needle.as_bytes())
+}
+
+/// Defect 13: dedup keys were plain SHA-256 of buyer and contact, so anyone reading the
+/// journal or Redis recovered phone numbers by trying them all. They are keyed now under
+/// the data dir's secret, kept across restarts; a store written before the secret still
+/// catches duplicates of its plainly keyed sales for one window.
+#[tokio::test]
+async fn dedup_keys_are_made_under_the_data_dirs_secret_and_an_upgraded_store_keeps_its_windows() {
+    use leadrouter::domain::dedup::{to_hex, DedupKeying, DedupSecret};
+    let mut market = pull_market();
+    market["campaigns"][0]["dedup_days"] = json!(30);
+    let server = start(market.clone()).await;
+    let sold = server.direct(&lead("solar", 1)).await.json;
+    assert_eq!(sold["status"], "sold");
+    let file: Value = serde_json::from_slice(&std::fs::read(server.data.path().join("dedup-secret")).unwrap()).unwrap();
+    let secret = DedupSecret::from_hex(file["secret"].as_str().unwrap()).unwrap();
+    let contacts = |n: u32| vec![format!("phone:+4989{}", 1_000_000 + n), format!("email:anna{n}@example.com")];
+    let keyed = DedupKeying::new(secret.clone()).keys_for("b1", &contacts(1));
+    let now = chrono::Utc::now();
+    let plain_keying = DedupKeying { plain_until_then: Some(now), ..DedupKeying::new(secret) };
+    let plain = plain_keying.plain_keys_for("b1", &contacts(1), now, chrono::Duration::days(1));
+    let journaled = journal_bytes(server.data.path());
+    assert!(contains(&journaled, &to_hex(&keyed[0])), "the keyed form is journaled");
+    assert!(!contains(&journaled, &to_hex(&plain[0])), "the plain hash is not");
+
+    // The same secret after a restart: the window holds.
+    let data = server.stop().await;
+    let server = start_in(market.clone(), Arc::new(SystemClock), data).await;
+    assert_eq!(server.direct(&lead("solar", 1)).await.json["reason"], "duplicate");
+
+    // A store from before the secret: a sale journaled with plain keys, no secret file.
+    let data = server.stop().await;
+    let (journal, _) = leadrouter::store::journal::Journal::open(&data.path().join("journal")).unwrap();
+    let events = leadrouter::store::EventLog::read_after(&journal, 0, 1_000).unwrap();
+    let mut old = events
+        .into_iter()
+        .find_map(|e| match e.event {
+            leadrouter::domain::ledger::Event::SaleSettled(sale) if sale.lead_id == sold["lead_id"] => Some(sale),
+            _ => None,
+        })
+        .expect("the sale is journaled");
+    old.sale_id = "sal_from_before_the_secret".into();
+    old.dedup_keys =
+        plain_keying.plain_keys_for("b1", &contacts(5), now, chrono::Duration::days(1)).iter().map(to_hex).collect();
+    journal.append(leadrouter::domain::ledger::Event::SaleSettled(old), now).await.unwrap();
+    journal.close().await;
+    drop(journal);
+    std::fs::remove_file(data.path().join("dedup-secret")).unwrap();
+    let server = start_in(market, Arc::new(SystemClock), data).await;
+    let duplicate = server.direct(&lead("solar", 5)).await.json;
+    assert_eq!(duplicate["reason"], "duplicate", "the plainly keyed sale is still in its window: {duplicate}");
+    assert_eq!(server.direct(&lead("solar", 6)).await.json["status"], "sold");
+    let file: Value = serde_json::from_slice(&std::fs::read(server.data.path().join("dedup-secret")).unwrap()).unwrap();
+    assert!(file["plain_keys_until"].is_string(), "the change is remembered: {file}");
+}
