@@ -19,7 +19,7 @@ use crate::api::limits::{AdmissionLimits, Connections, Crowded};
 use crate::api::{self, AppState, Listener};
 use crate::checkpoints::{self, Checkpoint};
 use crate::clock::Clock;
-use crate::domain::dedup::DedupSecret;
+use crate::domain::dedup::{DedupKeying, DedupSecret};
 use crate::domain::geo::PostalTable;
 use crate::domain::market::{ConfigChange, Market, MarketConfig, MarketError};
 use crate::domain::money::Money;
@@ -430,14 +430,23 @@ async fn shared_router(
     let market =
         with_admin_changes(&options.config.market, &changes.iter().map(|(_, c)| c).collect::<Vec<_>>(), postal)?;
     let dedup = RedisDedup::on(&connection, prefix);
-    let local =
-        dedup_secret::load_or_create(&options.data_dir, options.dedup_secret.as_ref(), false, options.clock.now())
-            .map_err(|e| ServerError::Storage(e.to_string()))?;
+    // The data dir keeps this node's secret only once the other nodes agree with it: a node
+    // refused for a wrong secret leaves nothing behind that would refuse the right one.
+    let secret_error = |e: &dyn std::fmt::Display| ServerError::Storage(e.to_string());
+    let stored = dedup_secret::read(&options.data_dir, options.dedup_secret.as_ref()).map_err(|e| secret_error(&e))?;
+    let local = match (&stored, &options.dedup_secret) {
+        (Some(stored), _) => stored.clone(),
+        (None, Some(given)) => DedupKeying::new(given.clone()),
+        (None, None) => DedupKeying::new(DedupSecret::from_bytes(rand::random())),
+    };
     let had_history = EventLog::last_sequence(ledger.as_ref()) > 0;
     let keying = dedup.agree_on_secret(&local, had_history, options.clock.now()).await.map_err(|e| match e {
         SecretError::Unavailable(_) => storage(&e),
-        _ => ServerError::Storage(e.to_string()),
+        _ => secret_error(&e),
     })?;
+    if stored.is_none() {
+        dedup_secret::write(&options.data_dir, &keying, options.clock.now()).map_err(|e| secret_error(&e))?;
+    }
     let stores = SharedStores {
         dedup: Arc::new(dedup),
         pings: Arc::new(RedisPings::on(&connection, prefix)),

@@ -43,34 +43,44 @@ pub fn load_or_create(
     had_sales: bool,
     now: DateTime<Utc>,
 ) -> Result<DedupKeying, SecretError> {
+    if let Some(stored) = read(data_dir, given)? {
+        return Ok(stored);
+    }
+    let secret = given.cloned().unwrap_or_else(|| DedupSecret::from_bytes(rand::random()));
+    let keying = DedupKeying { secret, plain_until_then: had_sales.then_some(now) };
+    write(data_dir, &keying, now)?;
+    Ok(keying)
+}
+
+/// The keying stored in the data dir, if any; an error when `given` differs from it.
+pub fn read(data_dir: &Path, given: Option<&DedupSecret>) -> Result<Option<DedupKeying>, SecretError> {
     let path = data_dir.join(FILE_NAME);
     let shown = path.display().to_string();
-    match std::fs::read(&path) {
-        Ok(bytes) => {
-            let damaged = |reason: String| SecretError::Damaged { path: shown.clone(), reason };
-            let stored: SecretFile = serde_json::from_slice(&bytes).map_err(|e| damaged(e.to_string()))?;
-            let secret = DedupSecret::from_hex(&stored.secret).ok_or_else(|| damaged("not 64 hex digits".into()))?;
-            if given.is_some_and(|given| *given != secret) {
-                return Err(SecretError::Differs { path: shown });
-            }
-            Ok(DedupKeying { secret, plain_until_then: stored.plain_keys_until })
-        }
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            let secret = given.cloned().unwrap_or_else(|| DedupSecret::from_bytes(rand::random()));
-            let keying = DedupKeying { secret, plain_until_then: had_sales.then_some(now) };
-            let file = SecretFile {
-                secret: keying.secret.to_hex(),
-                created_at: now,
-                plain_keys_until: keying.plain_until_then,
-            };
-            let bytes = serde_json::to_vec_pretty(&file)
-                .map_err(|e| SecretError::Damaged { path: shown.clone(), reason: e.to_string() })?;
-            files::write_atomic(&path, &bytes).map_err(|source| SecretError::Io { path: shown, source })?;
-            tracing::info!(path = %path.display(), "dedup secret generated");
-            Ok(keying)
-        }
-        Err(source) => Err(SecretError::Io { path: shown, source }),
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(SecretError::Io { path: shown, source }),
+    };
+    let damaged = |reason: String| SecretError::Damaged { path: shown.clone(), reason };
+    let stored: SecretFile = serde_json::from_slice(&bytes).map_err(|e| damaged(e.to_string()))?;
+    let secret = DedupSecret::from_hex(&stored.secret).ok_or_else(|| damaged("not 64 hex digits".into()))?;
+    if given.is_some_and(|given| *given != secret) {
+        return Err(SecretError::Differs { path: shown });
     }
+    Ok(Some(DedupKeying { secret, plain_until_then: stored.plain_keys_until }))
+}
+
+/// Stores `keying` in the data dir (mode 0600, atomically).
+pub fn write(data_dir: &Path, keying: &DedupKeying, now: DateTime<Utc>) -> Result<(), SecretError> {
+    let path = data_dir.join(FILE_NAME);
+    let shown = path.display().to_string();
+    let file =
+        SecretFile { secret: keying.secret.to_hex(), created_at: now, plain_keys_until: keying.plain_until_then };
+    let bytes = serde_json::to_vec_pretty(&file)
+        .map_err(|e| SecretError::Damaged { path: shown.clone(), reason: e.to_string() })?;
+    files::write_atomic(&path, &bytes).map_err(|source| SecretError::Io { path: shown, source })?;
+    tracing::info!(path = %path.display(), "dedup secret stored");
+    Ok(())
 }
 
 #[cfg(test)]

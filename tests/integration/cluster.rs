@@ -552,3 +552,38 @@ async fn with_redis_hung_nodes_go_unready_and_refuse_at_once_then_resume_when_it
     assert_eq!(sink.count("/post"), 1, "only the sale after the thaw was delivered");
     eprintln!("unready {unready_after:?} after Redis hung");
 }
+
+/// Issue 12 #13: every node on one Redis makes dedup keys under the same secret; a node
+/// started with another one (or none, so its data dir made its own) would let duplicates
+/// through, so it refuses to start and says what to do.
+#[tokio::test]
+async fn a_node_with_another_dedup_secret_refuses_to_join() {
+    let sink = mock_buyer(|_, _| accept()).await;
+    let world = cluster(&market(&sink)).await;
+    let config = world.dir.path().join("leadrouter.toml");
+    for secret in [Some("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"), None] {
+        let data = tempfile::tempdir().unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_leadrouter"));
+        command
+            .args(["--config", config.to_str().unwrap(), "--data-dir", data.path().to_str().unwrap()])
+            .args(["--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0"])
+            .args(["--admin-token", ADMIN_TOKEN, "--redis", &world.redis.url()])
+            .env_remove("LEADROUTER_DEDUP_SECRET");
+        if let Some(secret) = secret {
+            command.args(["--dedup-secret", secret]);
+        }
+        let output = command.output().unwrap();
+        let said = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{said}");
+        assert!(said.contains("--dedup-secret") && said.contains("LEADROUTER_DEDUP_SECRET"), "{said}");
+        assert!(!data.path().join("dedup-secret").exists(), "a refused secret is not kept");
+        if secret.is_none() {
+            // Given the right secret, the same data dir joins.
+            let joined = Node::spawn_in(&config, &world.redis.url(), data);
+            wait_ready(joined.ops).await;
+        }
+    }
+    // The nodes that share the secret are untouched.
+    let sold = world.nodes[0].supplier("/v1/leads", &lead("solar", 1)).await;
+    assert_eq!(sold.json["status"], "sold", "{}", sold.json);
+}
