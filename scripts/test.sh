@@ -2,7 +2,8 @@
 # The whole test suite, as CI runs it (.ci/run calls exactly this).
 # Installs what the tests need when it is missing (promtool for the metrics lint,
 # redis-server for the Redis tests), then runs every step even when one fails: format
-# check, clippy with warnings as errors, and every test of the workspace; the failures are
+# check, clippy with warnings as errors, every test of the workspace, and a short run of
+# every fuzz target (scripts/fuzz.sh, which installs cargo-fuzz); the failures are
 # listed at the end and the exit code is non-zero if there was any.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -41,6 +42,11 @@ step() {
 step cargo fmt --all -- --check
 step cargo clippy --workspace --all-targets --quiet -- -D warnings
 step cargo test --workspace --no-fail-fast
+# A short run of every fuzz target (README "Fuzzing"): 20 s each, two at once, after an
+# unoptimized instrumented build (~5 min on two cores); FUZZ_SECONDS=0 skips it.
+if [ "${FUZZ_SECONDS:-20}" != 0 ]; then
+  FUZZ_SECONDS="${FUZZ_SECONDS:-20}" step scripts/fuzz.sh
+fi
 
 if [ "${#failed[@]}" -gt 0 ]; then
   echo "== FAILED:"

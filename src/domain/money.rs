@@ -169,6 +169,12 @@ impl Serialize for Money {
 /// The one grammar of an amount, for input and stored text alike: an optional minus, digits,
 /// and optionally a point and digits. No spaces, underscores, plus signs or exponents
 /// (`Decimal::from_str` takes `"1_0.0_0"` as 10.00).
+///
+/// The amount is exactly the number written, never a nearby one: `Decimal::from_str` rounds
+/// what does not fit its 96 bits ("0.000…001" with 31 decimals reads as 0,
+/// "70000000000000000000000000000.55" as …001). Zeros ending the fraction say nothing and
+/// are dropped first; a number that still does not fit is too precise if it has digits past
+/// the cents, else out of range.
 fn decimal(text: &str) -> Result<Decimal, MoneyError> {
     let digits = text.strip_prefix('-').unwrap_or(text);
     let (whole, fraction) = digits.split_once('.').unwrap_or((digits, "0"));
@@ -176,7 +182,17 @@ fn decimal(text: &str) -> Result<Decimal, MoneyError> {
     if !all_digits(whole) || !all_digits(fraction) {
         return Err(MoneyError::NotDecimal);
     }
-    Decimal::from_str(text).map_err(|_| MoneyError::NotDecimal)
+    let significant = fraction.trim_end_matches('0');
+    let exact = match Decimal::from_str_exact(text) {
+        Ok(value) => return Ok(value),
+        Err(_) if significant.len() == fraction.len() => None,
+        Err(_) => {
+            let sign = &text[..text.len() - digits.len()];
+            let point = if significant.is_empty() { "" } else { "." };
+            Decimal::from_str_exact(&format!("{sign}{whole}{point}{significant}")).ok()
+        }
+    };
+    exact.ok_or(if significant.len() > MONEY_SCALE as usize { MoneyError::TooPrecise } else { MoneyError::OutOfRange })
 }
 
 impl<'de> Deserialize<'de> for Money {
@@ -236,6 +252,25 @@ mod tests {
         assert_eq!(Money::parse("10.001"), Err(MoneyError::TooPrecise));
         assert_eq!(Money::parse("-0.50").map(|m| m.to_string()), Ok("-0.50".to_string()));
         assert_eq!(Money::parse_stored("10.100").map(|m| m.amount()), Ok(Decimal::new(1010, 2)), "as once stored");
+    }
+
+    #[test]
+    fn an_amount_is_the_number_written_never_a_rounded_one() {
+        // Found by fuzzing (fuzz/fuzz_targets/money.rs): `Decimal::from_str` rounds digits
+        // past what a `Decimal` holds, and these read as 0.00, 1.00 and …01.00.
+        let tiny = format!("0.{}1", "0".repeat(30));
+        assert_eq!(Money::parse(&tiny), Err(MoneyError::TooPrecise));
+        assert_eq!(Money::parse_stored(&tiny), Err(MoneyError::TooPrecise));
+        assert_eq!(Money::parse(&format!("1.{}1", "0".repeat(29))), Err(MoneyError::TooPrecise));
+        assert_eq!(Money::parse_stored("70000000000000000000000000000.55"), Err(MoneyError::OutOfRange));
+        // Too many digits to hold is out of range, not "not a decimal".
+        assert_eq!(Money::parse(&"9".repeat(40)), Err(MoneyError::OutOfRange));
+        assert_eq!(Money::parse_stored(&"9".repeat(40)), Err(MoneyError::OutOfRange));
+        // Zeros ending the fraction are no precision, however many.
+        let one = format!("1.{}", "0".repeat(40));
+        assert_eq!(Money::parse(&one), Ok(Money::cents(100)));
+        assert_eq!(Money::parse_stored(&format!("-{one}")), Ok(Money::cents(-100)));
+        assert_eq!(Money::parse_stored("79228162514264337593543950335.000").map(|m| m.amount()), Ok(Decimal::MAX));
     }
 
     #[test]

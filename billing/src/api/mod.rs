@@ -190,16 +190,22 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 fn query_of(request: &Request<Incoming>) -> HashMap<String, String> {
-    let mut query = HashMap::new();
-    for pair in request.uri().query().unwrap_or("").split('&').filter(|pair| !pair.is_empty()) {
+    query_pairs(request.uri().query().unwrap_or(""))
+}
+
+/// A query string's parameters, names and values percent-decoded (a name given twice: the
+/// last one wins).
+pub fn query_pairs(query: &str) -> HashMap<String, String> {
+    let mut pairs = HashMap::new();
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        query.insert(decode(name), decode(value));
+        pairs.insert(decode(name), decode(value));
     }
-    query
+    pairs
 }
 
 /// Percent-decoding of a query component (`+` is a space).
-fn decode(text: &str) -> String {
+pub fn decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -247,7 +253,7 @@ async fn body_json<T: for<'de> Deserialize<'de>>(request: Request<Incoming>) -> 
 
 /// A calendar date between 1970 and 9999 (chrono takes years far beyond, which no billing
 /// period has any business with).
-fn date(field: &str, text: &str) -> Result<NaiveDate, ApiError> {
+pub fn date(field: &str, text: &str) -> Result<NaiveDate, ApiError> {
     let date: NaiveDate =
         text.parse().map_err(|_| ApiError::invalid(field, format!("{text:?} is not a calendar date (YYYY-MM-DD)")))?;
     if !(1970..=9999).contains(&date.year()) {
@@ -294,7 +300,8 @@ async fn list_documents(state: &AppState, query: &HashMap<String, String>) -> An
     json_answer(StatusCode::OK, &json!({"documents": documents, "next": next}))
 }
 
-fn cursor(query: &HashMap<String, String>) -> Result<i64, ApiError> {
+/// `after`: a cursor from a previous page (a row id), 0 when absent or empty.
+pub fn cursor(query: &HashMap<String, String>) -> Result<i64, ApiError> {
     match query.get("after").map(String::as_str) {
         None | Some("") => Ok(0),
         Some(text) => text
@@ -305,7 +312,8 @@ fn cursor(query: &HashMap<String, String>) -> Result<i64, ApiError> {
     }
 }
 
-fn limit(query: &HashMap<String, String>) -> Result<usize, ApiError> {
+/// `limit`: 1 to 500, 50 when absent or empty.
+pub fn limit(query: &HashMap<String, String>) -> Result<usize, ApiError> {
     match query.get("limit").map(String::as_str) {
         None | Some("") => Ok(50),
         Some(text) => text

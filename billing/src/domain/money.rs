@@ -22,7 +22,15 @@ pub fn parse(text: &str) -> Option<Decimal> {
     if !all_digits(whole) || !all_digits(fraction) {
         return None;
     }
-    text.parse().ok()
+    // Exactly the number written or none: `Decimal::from_str` rounds what does not fit its
+    // 96 bits ("0.000…001" with 31 decimals reads as 0). Zeros ending the fraction say
+    // nothing, so they are dropped before a number is refused for not fitting.
+    Decimal::from_str_exact(text).ok().or_else(|| {
+        let significant = fraction.trim_end_matches('0');
+        let sign = &text[..text.len() - digits.len()];
+        let point = if significant.is_empty() { "" } else { "." };
+        Decimal::from_str_exact(&format!("{sign}{whole}{point}{significant}")).ok()
+    })
 }
 
 #[cfg(test)]
@@ -36,6 +44,15 @@ mod tests {
             assert_eq!(parse(bad), None, "{bad:?}");
         }
         assert_eq!(parse("-38.50"), Some(dec!(-38.50)));
+    }
+
+    #[test]
+    fn an_amount_is_the_number_written_never_a_rounded_one() {
+        // Found by fuzzing (fuzz/fuzz_targets/money.rs): `Decimal::from_str` read this as 0.
+        assert_eq!(parse(&format!("0.{}1", "0".repeat(30))), None);
+        assert_eq!(parse("70000000000000000000000000000.55"), None);
+        assert_eq!(parse(&format!("-1.{}", "0".repeat(40))), Some(dec!(-1)));
+        assert_eq!(parse("79228162514264337593543950335"), Some(Decimal::MAX));
     }
 
     #[test]
