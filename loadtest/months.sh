@@ -8,6 +8,10 @@
 # kept in memory by design, ~70 bytes a key, two a lead, and a run that sells millions in
 # minutes keeps them all; 0 shows what grows with sales apart from that).
 #
+# DELIVERY (pull) is how campaigns deliver: `pull` as above, or `webhook`: synchronously to
+# `loadtest mock-buyer` (latency 0), the way most buyers take leads; nothing then waits on
+# the node and FETCH does not apply.
+#
 # FETCH (1) says whether the buyers fetch. 1: `loadtest pull` plays all BUYERS buyers,
 # each fetching its leads (`GET /v1/buyer/leads`, pages of 1000) every 200 ms, the
 # realistic case where waiting leads stay few. 0: the buyers never fetch and every lead
@@ -37,6 +41,8 @@ RUN_MAX="${RUN_MAX:-3000000}"
 DEDUP_DAYS="${DEDUP_DAYS:-0}"
 FETCH="${FETCH:-1}"
 case "$FETCH" in 0 | 1) ;; *) echo "FETCH must be 0 or 1, got '$FETCH'" >&2; exit 2 ;; esac
+DELIVERY="${DELIVERY:-pull}"
+case "$DELIVERY" in pull) ;; webhook) FETCH=0 ;; *) echo "DELIVERY must be pull or webhook, got '$DELIVERY'" >&2; exit 2 ;; esac
 
 BUYER_ADDR=127.0.0.1:19200
 LEADROUTER_ADDR=127.0.0.1:18080
@@ -61,16 +67,25 @@ port_free "$LEADROUTER_ADDR"
 port_free "$OPS_ADDR"
 
 write_direct_market "$WORK/market.toml" "loadtest/months.sh"
-sed -i -e "s|delivery = { mode = \"webhook\", url = \"http://$BUYER_ADDR/post\" }|delivery = { mode = \"pull\" }|" \
-    -e 's|amount = "10000000.00"|amount = "1000000000.00"|' \
-    -e "s|^delivery = { mode = \"pull\" }|delivery = { mode = \"pull\" }\ndedup_days = $DEDUP_DAYS|" "$WORK/market.toml"
+sed -i -e 's|amount = "10000000.00"|amount = "1000000000.00"|' \
+    -e "s|^\(delivery = .*\)$|\1\ndedup_days = $DEDUP_DAYS|" "$WORK/market.toml"
+if [ "$DELIVERY" = pull ]; then
+    sed -i -e "s|delivery = { mode = \"webhook\", url = \"http://$BUYER_ADDR/post\" }|delivery = { mode = \"pull\" }|" \
+        "$WORK/market.toml"
+else
+    port_free "$BUYER_ADDR"
+    "$LOADTEST" mock-buyer --listen "$BUYER_ADDR" --latency-ms 0 2>"$WORK/mock-buyer.log" &
+    PIDS+=($!)
+    BUYER_PID=$!
+    wait_for_port "$BUYER_ADDR"
+fi
 
 start_node() {
     "$LEADROUTER" --config "$WORK/market.toml" --data-dir "$WORK/data" --listen "$LEADROUTER_ADDR" \
         --ops-listen "$OPS_ADDR" --grpc-listen "$GRPC_ADDR" --admin-token months-admin-token-0001 \
         >>"$WORK/node.log" 2>&1 &
     NODE=$!
-    PIDS=("$NODE")
+    PIDS=("$NODE" ${BUYER_PID:+"$BUYER_PID"})
 }
 
 # The buyers' keys, exactly as write_direct_market writes them (`seq -w`: 0001 ... 0020).
@@ -95,7 +110,7 @@ stop_fetcher() {
     local status=0
     kill -TERM "$FETCHER" 2>/dev/null || true
     wait "$FETCHER" || status=$?
-    PIDS=("$NODE")
+    PIDS=("$NODE" ${BUYER_PID:+"$BUYER_PID"})
     FETCHER=
     if [ "$status" = 0 ] && [ -s "$WORK/fetch.json" ]; then
         echo "== $1: fetcher $(cat "$WORK/fetch.json")"
@@ -124,7 +139,7 @@ rss_mb() {
 start_node
 echo "== first start: ready in $(wait_ready_ms) ms, RSS $(rss_mb "$NODE") MB"
 start_fetcher
-echo "== buyers fetch: $([ "$FETCH" = 1 ] && echo "every 200 ms (FETCH=1)" || echo "never (FETCH=0)")"
+echo "== delivery: $DELIVERY; buyers fetch: $([ "$FETCH" = 1 ] && echo "every 200 ms (FETCH=1)" || echo "never (FETCH=0)")"
 sold=0
 for stage in $STAGES; do
     while [ "$sold" -lt "$stage" ]; do
