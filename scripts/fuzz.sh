@@ -55,6 +55,9 @@ case "$build" in
   *) echo "FUZZ_BUILD is dev or release, not $build" >&2; exit 2 ;;
 esac
 triple="$(rustc -vV | sed -n 's/^host: //p')"
+# The instrumented build has flags of its own: it always goes to fuzz/target, never into a
+# CARGO_TARGET_DIR shared with the main build.
+unset CARGO_TARGET_DIR
 echo "== building fuzz targets ($build, $(rustc --version))"
 started=$SECONDS
 (cd fuzz && cargo fuzz build "${build_flags[@]}" --sanitizer none) || { echo "== fuzz build FAILED" >&2; exit 1; }
