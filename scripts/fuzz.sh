@@ -22,8 +22,6 @@ seconds="${FUZZ_SECONDS:-30}"
 jobs="${FUZZ_JOBS:-2}"
 build="${FUZZ_BUILD:-dev}"
 if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-# fuzz/target, apart from the main build: the instrumented build has flags of its own.
-unset CARGO_TARGET_DIR
 
 all_targets=(money lead_json ping_json bulk_csv buyer_bid buyer_post journal_record checkpoint config_toml cursor
   billing_query)
