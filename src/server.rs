@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -562,14 +562,18 @@ async fn serve(listener: TcpListener, which: Listener, state: Arc<AppState>, mut
     let graceful = GracefulShutdown::new();
     let connections = Connections::new(&state.limits);
     let mut builder = http1::Builder::new();
-    // Buffers and header counts above the API's own limits (`api::too_large`), so that
+    // Buffers and header counts above the API's own limits (`api::admission`), so that
     // those refusals are ours, with a JSON body.
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .keep_alive(true)
         .max_buf_size(128 * 1024)
-        .max_headers(4 * api::HEADERS_MAX);
+        .max_headers(4 * api::admission::HEADERS_MAX);
+    let service = match which {
+        Listener::Public => api::public_service(Arc::clone(&state)),
+        Listener::Ops => api::ops_service(Arc::clone(&state)),
+    };
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -586,8 +590,7 @@ async fn serve(listener: TcpListener, which: Listener, state: Arc<AppState>, mut
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let state = Arc::clone(&state);
-                let service = service_fn(move |request| api::handle(Arc::clone(&state), which, request));
+                let service = TowerToHyperService::new(service.clone());
                 let connection = builder.serve_connection(TokioIo::new(stream), service);
                 let connection = graceful.watch(connection);
                 tokio::spawn(async move {
@@ -614,11 +617,7 @@ fn refuse(stream: &tokio::net::TcpStream, which: Listener, crowded: Crowded) {
         BODY.len()
     );
     let _ = stream.try_write(answer.as_bytes());
-    let listener = match which {
-        Listener::Public => "public",
-        Listener::Ops => "ops",
-    };
-    metrics::counter!(telemetry::CONNECTIONS_REFUSED_TOTAL, "listener" => listener, "bound" => crowded.as_str())
+    metrics::counter!(telemetry::CONNECTIONS_REFUSED_TOTAL, "listener" => which.as_str(), "bound" => crowded.as_str())
         .increment(1);
 }
 

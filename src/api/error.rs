@@ -1,7 +1,10 @@
 //! The one mapping from errors to HTTP status and the error JSON of DESIGN §4:
 //! `{"error":{"code","message","details":[{"field","message"}]}}`.
 
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::StatusCode;
 use serde::Serialize;
 
 use crate::domain::model::FieldError;
@@ -83,6 +86,21 @@ impl ApiError {
             serde_json::to_vec(&envelope).unwrap_or_else(|_| b"{\"error\":{\"code\":\"internal\"}}".to_vec());
         json.push(b'\n');
         Bytes::from(json)
+    }
+}
+
+/// The one place an error becomes an answer: its status, the error JSON, and for a 401 the
+/// scheme the client should use.
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = (status, self.to_json()).into_response();
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if self.status == 401 {
+            headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
     }
 }
 

@@ -1,14 +1,15 @@
 //! Request and response plumbing shared by every route: bounded body reads, content types,
-//! bearer tokens, JSON answers.
+//! bearer tokens, query strings, JSON answers.
 
 use std::time::Instant;
 
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
+use http::HeaderMap;
 pub use http::StatusCode;
-use http::{HeaderMap, Response};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use http_body_util::{BodyExt, Limited};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -21,16 +22,11 @@ pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 /// A bulk CSV of 10,000 leads at ~400 bytes a row, with room to spare.
 pub const BULK_BODY_LIMIT_BYTES: usize = 16 * 1024 * 1024;
 
-pub type ApiResponse = Response<Full<Bytes>>;
+pub type ApiResponse = Response;
 
 /// Reads a whole body of at most `limit` bytes by `deadline` (set from the start of the
 /// request, so a body sent a byte at a time cannot stretch it).
-pub async fn read_body(
-    headers: &HeaderMap,
-    body: Incoming,
-    limit: usize,
-    deadline: Instant,
-) -> Result<Bytes, ApiError> {
+pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize, deadline: Instant) -> Result<Bytes, ApiError> {
     let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {
         return Err(ApiError::too_large(limit));
@@ -79,58 +75,55 @@ pub fn json<T: Serialize>(status: u16, value: &T) -> ApiResponse {
             body.push(b'\n');
             bytes_response(status, "application/json", Bytes::from(body))
         }
-        Err(_) => error(&ApiError::new(500, "internal", "could not encode the answer")),
+        Err(_) => ApiError::new(500, "internal", "could not encode the answer").into_response(),
     }
 }
 
 pub fn bytes_response(status: u16, content_type: &'static str, body: Bytes) -> ApiResponse {
-    let mut response = Response::new(Full::new(body));
-    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (status, body).into_response();
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }
 
-pub fn error(error: &ApiError) -> ApiResponse {
-    let mut response = bytes_response(error.status, "application/json", error.to_json());
-    if error.status == 401 {
-        response.headers_mut().insert(http::header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    }
-    response
-}
-
 pub fn empty(status: u16) -> ApiResponse {
-    let mut response = Response::new(Full::new(Bytes::new()));
-    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::NO_CONTENT);
-    response
+    StatusCode::from_u16(status).unwrap_or(StatusCode::NO_CONTENT).into_response()
 }
 
 /// A list endpoint's query string: `after` (a cursor from an earlier `next`), `limit`, and
 /// the filters in `filters`; any other name is a 422, so a typo is not silently ignored.
-pub struct ListQuery<'a> {
-    pub after: Option<&'a str>,
+/// Names and values are percent-decoded (`serde_urlencoded`, the one query parser).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListQuery {
+    pub after: Option<String>,
     pub limit: usize,
-    pub filters: Vec<(&'a str, &'a str)>,
+    pub filters: Vec<(String, String)>,
 }
 
-pub fn list_query<'a>(
-    query: Option<&'a str>,
+impl ListQuery {
+    pub fn filter(&self, name: &str) -> Option<&str> {
+        self.filters.iter().find(|(n, _)| n == name).map(|(_, value)| value.as_str())
+    }
+}
+
+pub fn list_query(
+    query: Option<&str>,
     filters: &[&str],
     limit_default: usize,
     limit_max: usize,
-) -> Result<ListQuery<'a>, ApiError> {
+) -> Result<ListQuery, ApiError> {
     let mut list = ListQuery { after: None, limit: limit_default, filters: Vec::new() };
     let mut errors = Vec::new();
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        match name {
+    for (name, value) in query_pairs(query)? {
+        match name.as_str() {
             "after" if !value.is_empty() => list.after = Some(value),
             "after" => {}
             "limit" => match value.parse() {
                 Ok(n) if (1..=limit_max).contains(&n) => list.limit = n,
                 _ => errors.push(FieldError::new("limit", format!("between 1 and {limit_max}"))),
             },
-            _ if filters.contains(&name) => list.filters.push((name, value)),
-            _ => errors.push(FieldError::new(name.to_string(), "unknown parameter")),
+            known if filters.contains(&known) => list.filters.push((name, value)),
+            _ => errors.push(FieldError::new(name, "unknown parameter")),
         }
     }
     if errors.is_empty() {
@@ -138,6 +131,12 @@ pub fn list_query<'a>(
     } else {
         Err(ApiError::invalid(errors))
     }
+}
+
+/// A query string's pairs, in order, percent-decoded.
+pub fn query_pairs(query: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
+    serde_urlencoded::from_str(query.unwrap_or(""))
+        .map_err(|e| ApiError::invalid(vec![FieldError::new("query", format!("unreadable query string: {e}"))]))
 }
 
 /// A numeric cursor (`after`), 0 when absent.

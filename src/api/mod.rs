@@ -1,28 +1,35 @@
-//! The HTTP adapter (hyper 1.x): the public listener (supplier and buyer endpoints, DESIGN
-//! §4) and the ops listener (admin API, metrics, health, DESIGN §6). Routing, auth,
-//! admission control and the one error mapping live here; decisions live in `engine`.
+//! The HTTP adapter (axum on hyper 1.x, tower-http layers): the public listener (supplier and buyer endpoints, DESIGN
+//! §4) and the ops listener (admin API, metrics, health, DESIGN §6). Both route tables are
+//! here; auth (`caller`), admission control (`admission`, `limits`) and the one error
+//! mapping (`error`) beside them; decisions live in `engine`.
 
 pub mod admin;
+pub mod admission;
 pub mod bulk;
+pub mod caller;
 pub mod error;
 pub mod http;
 pub mod limits;
 pub mod public;
 pub mod returns;
 
-use std::convert::Infallible;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
 
-use hyper::body::Incoming;
-use hyper::Request;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
+use axum::routing::{get, post};
+use tower::ServiceBuilder;
+use tower_http::compression::predicate::{DefaultPredicate, Predicate, SizeAbove};
+use tower_http::compression::CompressionLayer;
+use tower_http::normalize_path::NormalizePath;
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::trace::{MakeSpan, TraceLayer};
 
+use self::admission::Reads;
 use self::error::ApiError;
-use self::http::ApiResponse;
 use self::limits::{AdmissionLimits, InFlight, RateLimits};
 use crate::engine::Router;
-use crate::telemetry;
 
 pub struct AppState {
     pub router: Arc<Router>,
@@ -69,47 +76,109 @@ pub enum Listener {
     Ops,
 }
 
-pub async fn handle(
-    state: Arc<AppState>,
-    listener: Listener,
-    request: Request<Incoming>,
-) -> Result<ApiResponse, Infallible> {
-    let started = Instant::now();
-    let deadline = started + state.limits.body_timeout;
-    let (route, response) = match too_large(&request) {
-        Some(refusal) => ("too_large", http::error(&refusal)),
-        None => match listener {
-            Listener::Public if state.is_shutting_down() => {
-                ("shutdown", http::error(&ApiError::unavailable("shutting_down", "the server is shutting down")))
-            }
-            Listener::Public => public::route(&state, request, deadline).await,
-            Listener::Ops => admin::route(&state, request, deadline).await,
-        },
-    };
-    let status = response.status().as_u16().to_string();
-    metrics::histogram!(telemetry::HTTP_REQUEST_DURATION_SECONDS, "route" => route, "status" => status)
-        .record(started.elapsed().as_secs_f64());
-    Ok(response)
+impl Listener {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Listener::Public => "public",
+            Listener::Ops => "ops",
+        }
+    }
 }
 
-/// The longest request target we read (hyper's own limit, far above, answers without a body).
-pub const URI_MAX_BYTES: usize = 8 * 1024;
-/// The most header bytes and headers we read (hyper is set to buffer more, so that these
-/// refusals carry §4's error JSON instead of hyper's empty 431).
-pub const HEADER_MAX_BYTES: usize = 16 * 1024;
-pub const HEADERS_MAX: usize = 100;
+/// A listener's whole HTTP service: trailing slashes trimmed, then its routes.
+pub type ApiService = NormalizePath<axum::Router>;
 
-/// A request line or headers past our limits: 414 or 431 with the error JSON.
-fn too_large<B>(request: &Request<B>) -> Option<ApiError> {
-    let target = request.uri().path_and_query().map_or(0, |p| p.as_str().len());
-    if target > URI_MAX_BYTES {
-        return Some(ApiError::new(414, "uri_too_long", format!("the request target is over {URI_MAX_BYTES} bytes")));
+/// The public listener: supplier and buyer endpoints (DESIGN §4).
+pub fn public_service(state: Arc<AppState>) -> ApiService {
+    let admit = |reads| middleware::from_fn_with_state((Arc::clone(&state), reads), admission::admit);
+    let routes = axum::Router::new()
+        .route("/v1/ping", post(public::ping).route_layer(admit(Reads::Json)))
+        .route("/v1/post", post(public::post).route_layer(admit(Reads::Json)))
+        .route("/v1/leads", post(public::direct).route_layer(admit(Reads::Json)))
+        .route("/v1/leads/bulk", post(public::bulk_leads).route_layer(admit(Reads::Bulk)))
+        .route("/v1/buyer/balance", get(public::balance).route_layer(admit(Reads::Nothing)))
+        .route("/v1/buyer/leads", get(public::pull_leads).route_layer(admit(Reads::Nothing)))
+        .route("/v1/returns", post(returns::request).route_layer(admit(Reads::Json)))
+        .route("/v1/returns", get(returns::list).route_layer(admit(Reads::Nothing)))
+        .route("/v1/returns/bulk", post(returns::bulk).route_layer(admit(Reads::Bulk)))
+        .route("/v1/returns/{id}", get(returns::get).route_layer(admit(Reads::Nothing)))
+        .route("/v1/supplier/returns", get(returns::supplier_feed).route_layer(admit(Reads::Nothing)));
+    service(routes, state, Listener::Public)
+}
+
+/// The ops listener: the admin API (DESIGN §6) behind the admin token, and `/metrics`,
+/// `/healthz` and `/readyz`, which need none.
+pub fn ops_service(state: Arc<AppState>) -> ApiService {
+    let admin = admin::routes()
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(Arc::clone(&state), admission::buffer))
+        .layer(middleware::from_fn_with_state(Arc::clone(&state), caller::operator));
+    let routes = axum::Router::new()
+        .route("/metrics", get(admin::metrics))
+        .route("/healthz", get(admin::healthz))
+        .route("/readyz", get(admin::readyz))
+        .nest("/admin/v1", admin);
+    service(routes, state, Listener::Ops)
+}
+
+/// What both listeners share around their routes: JSON 404 and 405 answers, the route label,
+/// request ids (`x-request-id`, kept when the client sent one), a tracing span per request
+/// (method and path only: no query, no body, so no PII), gzip for answers over 1 KiB when
+/// the client asks for it, and the outer `guard`.
+fn service(routes: axum::Router<Arc<AppState>>, state: Arc<AppState>, listener: Listener) -> ApiService {
+    let compress = DefaultPredicate::new().and(SizeAbove::new(1024));
+    let router = routes
+        .route_layer(middleware::from_fn(admission::label))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::disable())
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(RequestIds::default()))
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(TraceLayer::new_for_http().make_span_with(RequestSpan))
+                .layer(CompressionLayer::new().compress_when(compress))
+                .layer(middleware::from_fn_with_state((Arc::clone(&state), listener), admission::guard)),
+        )
+        .with_state(state);
+    NormalizePath::trim_trailing_slash(router)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found()
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::method_not_allowed()
+}
+
+/// Request ids: a random prefix per process and a counter, unique without a syscall or a
+/// random draw per request.
+#[derive(Clone)]
+struct RequestIds {
+    prefix: Arc<str>,
+    next: Arc<AtomicU64>,
+}
+
+impl Default for RequestIds {
+    fn default() -> Self {
+        RequestIds { prefix: format!("{:08x}", rand::random::<u32>()).into(), next: Arc::default() }
     }
-    let headers = request.headers();
-    let bytes: usize = headers.iter().map(|(name, value)| name.as_str().len() + value.len() + 4).sum();
-    if headers.len() > HEADERS_MAX || bytes > HEADER_MAX_BYTES {
-        let message = format!("at most {HEADERS_MAX} headers and {HEADER_MAX_BYTES} bytes of them");
-        return Some(ApiError::new(431, "headers_too_large", message));
+}
+
+impl MakeRequestId for RequestIds {
+    fn make_request_id<B>(&mut self, _request: &::http::Request<B>) -> Option<RequestId> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        ::http::HeaderValue::from_str(&format!("{}-{n}", self.prefix)).ok().map(RequestId::new)
     }
-    None
+}
+
+#[derive(Clone, Copy)]
+struct RequestSpan;
+
+impl<B> MakeSpan<B> for RequestSpan {
+    fn make_span(&mut self, request: &::http::Request<B>) -> tracing::Span {
+        let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+        tracing::debug_span!("request", method = %request.method(), path = request.uri().path(), id)
+    }
 }

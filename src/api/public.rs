@@ -1,213 +1,83 @@
-//! Supplier and buyer endpoints of the public listener (DESIGN §4).
+//! Lead endpoints of the public listener (DESIGN §4): ping, post, direct and bulk posts for
+//! suppliers; balance and pull for buyers; and what the return endpoints share with them
+//! (idempotent replay, detached engine work, bulk answers).
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use ::http::{HeaderMap, Method};
+use ::http::HeaderMap;
+use axum::extract::{RawQuery, State};
 use bytes::Bytes;
-use hyper::body::Incoming;
-use hyper::Request;
 use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use super::caller::{Buyer, Supplier};
 use super::error::ApiError;
-use super::http::{self, ApiResponse, BODY_LIMIT_BYTES, BULK_BODY_LIMIT_BYTES};
-use super::{bulk, returns, AppState};
+use super::http::{self, ApiResponse};
+use super::{bulk, AppState};
 use crate::domain::lead::{LeadInput, PingInput};
-use crate::domain::market::Party;
-use crate::domain::model::FieldError;
+use crate::engine::ports::idempotency::{Begin, StoredAnswer};
+use crate::engine::ports::pull::PULL_LIMIT_MAX;
 use crate::engine::{EngineError, PostInput, Router};
-use crate::store::idempotency::{Begin, StoredAnswer};
-use crate::store::pull::PULL_LIMIT_MAX;
 
 /// Idempotency keys are opaque client strings; 255 printable characters is what the
 /// common client libraries generate at most.
 const IDEMPOTENCY_KEY_LEN_MAX: usize = 255;
-
-/// What a route reads before its handler runs.
-#[derive(Clone, Copy)]
-enum Reads {
-    Nothing,
-    Json,
-    Bulk,
-}
-
-/// The route's name (for metrics) and what it reads, or None for a path we do not serve.
-fn endpoint(method: &Method, path: &str) -> Option<Result<(&'static str, Reads), ApiError>> {
-    let found = match (method, path) {
-        (&Method::POST, "/v1/ping") => ("/v1/ping", Reads::Json),
-        (&Method::POST, "/v1/post") => ("/v1/post", Reads::Json),
-        (&Method::POST, "/v1/leads") => ("/v1/leads", Reads::Json),
-        (&Method::POST, "/v1/leads/bulk") => ("/v1/leads/bulk", Reads::Bulk),
-        (&Method::GET, "/v1/buyer/balance") => ("/v1/buyer/balance", Reads::Nothing),
-        (&Method::GET, "/v1/buyer/leads") => ("/v1/buyer/leads", Reads::Nothing),
-        (&Method::POST, "/v1/returns") => ("/v1/returns", Reads::Json),
-        (&Method::POST, "/v1/returns/bulk") => ("/v1/returns/bulk", Reads::Bulk),
-        (&Method::GET, "/v1/returns") => ("/v1/returns", Reads::Nothing),
-        (&Method::GET, "/v1/supplier/returns") => ("/v1/supplier/returns", Reads::Nothing),
-        (&Method::GET, _) if path.strip_prefix("/v1/returns/").is_some_and(|id| !id.contains('/')) => {
-            ("/v1/returns/{id}", Reads::Nothing)
-        }
-        (
-            _,
-            "/v1/ping"
-            | "/v1/post"
-            | "/v1/leads"
-            | "/v1/leads/bulk"
-            | "/v1/buyer/balance"
-            | "/v1/buyer/leads"
-            | "/v1/returns"
-            | "/v1/returns/bulk"
-            | "/v1/supplier/returns",
-        ) => return Some(Err(ApiError::method_not_allowed())),
-        _ => return None,
-    };
-    Some(Ok(found))
-}
-
-/// Answers one request of the public listener. The order is what keeps one client from
-/// locking others out: an unknown key is refused before a byte of body is read; the body
-/// is read by its deadline holding a connection but no permit; only then is a permit taken,
-/// at most `--max-in-flight-per-key` of them by one key.
-pub async fn route(
-    state: &Arc<AppState>,
-    request: Request<Incoming>,
-    deadline: Instant,
-) -> (&'static str, ApiResponse) {
-    let (parts, body) = request.into_parts();
-    let path = parts.uri.path().trim_end_matches('/');
-    let (route, reads) = match endpoint(&parts.method, path) {
-        None => return ("unmatched", http::error(&ApiError::not_found())),
-        Some(Err(refusal)) => return ("method_not_allowed", http::error(&refusal)),
-        Some(Ok(found)) => found,
-    };
-    let admitted = async {
-        let party = party_key(state, &parts.headers)?;
-        let (body, bulk) = match reads {
-            Reads::Nothing => (Bytes::new(), None),
-            Reads::Json => (http::read_body(&parts.headers, body, BODY_LIMIT_BYTES, deadline).await?, None),
-            Reads::Bulk => {
-                // Held until the answer: a bulk body stays in memory while its rows are sold.
-                let bulk = state.in_flight.bulk_read().ok_or_else(overloaded)?;
-                let deadline = deadline.max(Instant::now() + BULK_BODY_TIME);
-                (http::read_body(&parts.headers, body, BULK_BODY_LIMIT_BYTES, deadline).await?, Some(bulk))
-            }
-        };
-        let permit = state.in_flight.admit(&party).ok_or_else(overloaded)?;
-        Ok::<_, ApiError>(((permit, bulk), body))
-    };
-    let (_permits, body) = match admitted.await {
-        Ok(admitted) => admitted,
-        Err(error) => return (route, http::error(&error)),
-    };
-    let (headers, query) = (&parts.headers, parts.uri.query());
-    let result = match route {
-        "/v1/ping" => ping(state, headers, body).await,
-        "/v1/post" => post(state, headers, body).await,
-        "/v1/leads" => direct(state, headers, body).await,
-        "/v1/leads/bulk" => bulk_leads(state, headers, body).await,
-        "/v1/buyer/balance" => balance(state, headers).await,
-        "/v1/buyer/leads" => pull_leads(state, headers, query).await,
-        "/v1/returns" if parts.method == Method::POST => returns::request(state, headers, body).await,
-        "/v1/returns/bulk" => returns::bulk(state, headers, body).await,
-        "/v1/returns" => returns::list(state, headers, query),
-        "/v1/supplier/returns" => returns::supplier_feed(state, headers, query),
-        _ => returns::get(state, headers, path.trim_start_matches("/v1/returns/")),
-    };
-    (route, result.unwrap_or_else(|e| http::error(&e)))
-}
-
-/// A bulk body of 16 MiB gets at least this long, however short `--body-timeout-ms` is.
-const BULK_BODY_TIME: Duration = Duration::from_secs(60);
-
-fn overloaded() -> ApiError {
-    ApiError::unavailable("overloaded", "too many requests in flight; retry shortly")
-}
-
-/// Whose request this is, for the per-key bound: a supplier's id or `buyer/<id>`. A missing
-/// or unknown key is answered 401 here, before its body is read.
-fn party_key(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
-    let key = http::bearer(headers).ok_or_else(ApiError::unauthorized)?;
-    match state.router.market().party(key) {
-        None => Err(ApiError::unauthorized()),
-        Some(Party::Supplier(id)) => Ok(id.clone()),
-        Some(Party::Buyer(id)) => Ok(format!("buyer/{id}")),
-    }
-}
-
-/// Authenticates a supplier key and applies its rate limit.
-pub(super) fn supplier(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
-    let key = http::bearer(headers).ok_or_else(ApiError::unauthorized)?;
-    let market = state.router.market();
-    let id = match market.party(key) {
-        None => return Err(ApiError::unauthorized()),
-        Some(Party::Buyer(_)) => {
-            return Err(ApiError::forbidden("this endpoint is for suppliers; the key belongs to a buyer"))
-        }
-        Some(Party::Supplier(id)) => id,
-    };
-    let supplier = market.supplier(id).ok_or_else(ApiError::unauthorized)?;
-    if !supplier.active {
-        return Err(ApiError::forbidden("this supplier is not active"));
-    }
-    if let Some(rate) = supplier.rate_limit_per_s {
-        if !state.rate_limits.allow(id, rate, std::time::Instant::now()) {
-            return Err(ApiError::rate_limited());
-        }
-    }
-    Ok(id.clone())
-}
-
-pub(super) fn buyer(state: &AppState, headers: &HeaderMap) -> Result<String, ApiError> {
-    let key = http::bearer(headers).ok_or_else(ApiError::unauthorized)?;
-    match state.router.market().party(key) {
-        None => Err(ApiError::unauthorized()),
-        Some(Party::Supplier(_)) => {
-            Err(ApiError::forbidden("this endpoint is for buyers; the key belongs to a supplier"))
-        }
-        Some(Party::Buyer(id)) => Ok(id.clone()),
-    }
-}
 
 pub(super) fn json_body(headers: &HeaderMap, body: Bytes) -> Result<Bytes, ApiError> {
     http::require_content_type(headers, "application/json")?;
     Ok(body)
 }
 
-async fn ping(state: &Arc<AppState>, headers: &HeaderMap, body: Bytes) -> Result<ApiResponse, ApiError> {
-    let supplier_id = supplier(state, headers)?;
-    let body = json_body(headers, body)?;
+pub async fn ping(
+    State(state): State<Arc<AppState>>,
+    Supplier(supplier_id): Supplier,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<ApiResponse, ApiError> {
+    let body = json_body(&headers, body)?;
     let input: PingInput = http::parse_json(&body)?;
     let router = Arc::clone(&state.router);
     let answer = detached(async move { router.ping(&supplier_id, input).await }).await?;
     Ok(http::json(200, &answer))
 }
 
-async fn post(state: &Arc<AppState>, headers: &HeaderMap, body: Bytes) -> Result<ApiResponse, ApiError> {
-    let supplier_id = supplier(state, headers)?;
-    let body = json_body(headers, body)?;
-    once(state, "/v1/post", 200, &supplier_id, headers, body, |router, supplier_id, body| async move {
+pub async fn post(
+    State(state): State<Arc<AppState>>,
+    Supplier(supplier_id): Supplier,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<ApiResponse, ApiError> {
+    let body = json_body(&headers, body)?;
+    once(&state, "/v1/post", 200, &supplier_id, &headers, body, |router, supplier_id, body| async move {
         let input: PostInput = http::parse_json(&body)?;
         Ok(router.post(&supplier_id, input).await?)
     })
     .await
 }
 
-async fn direct(state: &Arc<AppState>, headers: &HeaderMap, body: Bytes) -> Result<ApiResponse, ApiError> {
-    let supplier_id = supplier(state, headers)?;
-    let body = json_body(headers, body)?;
-    once(state, "/v1/leads", 200, &supplier_id, headers, body, |router, supplier_id, body| async move {
+pub async fn direct(
+    State(state): State<Arc<AppState>>,
+    Supplier(supplier_id): Supplier,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<ApiResponse, ApiError> {
+    let body = json_body(&headers, body)?;
+    once(&state, "/v1/leads", 200, &supplier_id, &headers, body, |router, supplier_id, body| async move {
         let input: LeadInput = http::parse_json(&body)?;
         Ok(router.direct(&supplier_id, input).await?)
     })
     .await
 }
 
-async fn bulk_leads(state: &Arc<AppState>, headers: &HeaderMap, body: Bytes) -> Result<ApiResponse, ApiError> {
-    let supplier_id = supplier(state, headers)?;
-    http::require_content_type(headers, "text/csv")?;
+pub async fn bulk_leads(
+    State(state): State<Arc<AppState>>,
+    Supplier(supplier_id): Supplier,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<ApiResponse, ApiError> {
+    http::require_content_type(&headers, "text/csv")?;
     let rows = bulk::parse(&body).map_err(|e| ApiError::new(422, "invalid_csv", e.to_string()))?;
     let router = Arc::clone(&state.router);
     let results = detached(async move { Ok::<_, EngineError>(router.bulk(&supplier_id, rows).await) }).await?;
@@ -235,8 +105,7 @@ pub(super) fn row_results<T: Serialize>(results: impl Iterator<Item = Result<T, 
     http::json(200, &json!({ "results": rows }))
 }
 
-async fn balance(state: &Arc<AppState>, headers: &HeaderMap) -> Result<ApiResponse, ApiError> {
-    let buyer_id = buyer(state, headers)?;
+pub async fn balance(State(state): State<Arc<AppState>>, Buyer(buyer_id): Buyer) -> Result<ApiResponse, ApiError> {
     let (view, currency) = state.router.balance(&buyer_id).await?;
     Ok(http::json(
         200,
@@ -246,28 +115,13 @@ async fn balance(state: &Arc<AppState>, headers: &HeaderMap) -> Result<ApiRespon
 
 /// `GET /v1/buyer/leads?after=<cursor>&limit=<n>`: the leads of the buyer's pull
 /// campaigns after its cursor, oldest first; `next` is the cursor to pass back.
-async fn pull_leads(state: &Arc<AppState>, headers: &HeaderMap, query: Option<&str>) -> Result<ApiResponse, ApiError> {
-    let buyer_id = buyer(state, headers)?;
-    let mut after = 0u64;
-    let mut limit = 100usize;
-    let mut errors = Vec::new();
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        match name {
-            "after" => match value.parse() {
-                Ok(cursor) => after = cursor,
-                Err(_) => errors.push(FieldError::new("after", "a cursor from an earlier answer's `next`")),
-            },
-            "limit" => match value.parse() {
-                Ok(n) if (1..=PULL_LIMIT_MAX).contains(&n) => limit = n,
-                _ => errors.push(FieldError::new("limit", format!("between 1 and {PULL_LIMIT_MAX}"))),
-            },
-            _ => errors.push(FieldError::new(name.to_string(), "unknown parameter")),
-        }
-    }
-    if !errors.is_empty() {
-        return Err(ApiError::invalid(errors));
-    }
+pub async fn pull_leads(
+    State(state): State<Arc<AppState>>,
+    Buyer(buyer_id): Buyer,
+    RawQuery(query): RawQuery,
+) -> Result<ApiResponse, ApiError> {
+    let query = http::list_query(query.as_deref(), &[], 100, PULL_LIMIT_MAX)?;
+    let (after, limit) = (http::numeric_cursor(query.after.as_deref())?, query.limit);
     let leads = state.router.pull_leads(&buyer_id, after, limit).await?;
     let next = leads.last().map_or(after, |(position, _)| *position);
     let leads: Vec<serde_json::Value> = leads

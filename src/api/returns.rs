@@ -4,27 +4,33 @@
 use std::sync::Arc;
 
 use ::http::HeaderMap;
+use axum::extract::{Path, RawQuery, State};
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use super::caller::{Buyer, Supplier};
 use super::error::ApiError;
 use super::http::{self, ApiResponse};
-use super::public::{buyer, detached, json_body, once, row_results, supplier};
+use super::public::{detached, json_body, once, row_results};
 use super::{bulk, AppState};
 use crate::domain::model::FieldError;
 use crate::domain::returns::ReturnStatus;
+use crate::engine::ports::returns::{Stored, RETURNS_PAGE_MAX};
 use crate::engine::{EngineError, ReturnInput, ReturnView};
-use crate::store::returns::{Stored, RETURNS_PAGE_MAX};
 
 const PAGE_DEFAULT: usize = 100;
 
 /// `POST /v1/returns` → 201 with the return (`pending` or `approved`).
-pub async fn request(state: &Arc<AppState>, headers: &HeaderMap, body: Bytes) -> Result<ApiResponse, ApiError> {
-    let buyer_id = buyer(state, headers)?;
-    let body = json_body(headers, body)?;
+pub async fn request(
+    State(state): State<Arc<AppState>>,
+    Buyer(buyer_id): Buyer,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<ApiResponse, ApiError> {
+    let body = json_body(&headers, body)?;
     let party = format!("buyer/{buyer_id}");
-    once(state, "/v1/returns", 201, &party, headers, body, |router, _, body| async move {
+    once(&state, "/v1/returns", 201, &party, &headers, body, |router, _, body| async move {
         let input: ReturnInput = http::parse_json(&body)?;
         let opened = router.request_return(&buyer_id, input).await?;
         Ok(ReturnView::for_buyer(&opened))
@@ -33,9 +39,13 @@ pub async fn request(state: &Arc<AppState>, headers: &HeaderMap, body: Bytes) ->
 }
 
 /// `POST /v1/returns/bulk` (text/csv `sale_id,reason,note`): one result per row, in order.
-pub async fn bulk(state: &Arc<AppState>, headers: &HeaderMap, body: Bytes) -> Result<ApiResponse, ApiError> {
-    let buyer_id = buyer(state, headers)?;
-    http::require_content_type(headers, "text/csv")?;
+pub async fn bulk(
+    State(state): State<Arc<AppState>>,
+    Buyer(buyer_id): Buyer,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<ApiResponse, ApiError> {
+    http::require_content_type(&headers, "text/csv")?;
     let rows = bulk::parse_returns(&body).map_err(|e| ApiError::new(422, "invalid_csv", e.to_string()))?;
     let router = Arc::clone(&state.router);
     let results = detached(async move {
@@ -57,19 +67,25 @@ pub async fn bulk(state: &Arc<AppState>, headers: &HeaderMap, body: Bytes) -> Re
 }
 
 /// `GET /v1/returns/{id}`: the buyer's own return; another buyer's is unknown (404).
-pub fn get(state: &Arc<AppState>, headers: &HeaderMap, return_id: &str) -> Result<ApiResponse, ApiError> {
-    let buyer_id = buyer(state, headers)?;
-    let found = state.router.buyer_return(&buyer_id, return_id)?;
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    Buyer(buyer_id): Buyer,
+    Path(return_id): Path<String>,
+) -> Result<ApiResponse, ApiError> {
+    let found = state.router.buyer_return(&buyer_id, &return_id)?;
     Ok(http::json(200, &ReturnView::for_buyer(&found)))
 }
 
 /// `GET /v1/returns?status=&after=&limit=`: the buyer's returns in the order they were
 /// requested; `next` is the cursor to pass back as `after`.
-pub fn list(state: &Arc<AppState>, headers: &HeaderMap, query: Option<&str>) -> Result<ApiResponse, ApiError> {
-    let buyer_id = buyer(state, headers)?;
-    let query = http::list_query(query, &["status"], PAGE_DEFAULT, RETURNS_PAGE_MAX)?;
-    let after = http::numeric_cursor(query.after)?;
-    let status = status_filter(&query.filters)?;
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    Buyer(buyer_id): Buyer,
+    RawQuery(query): RawQuery,
+) -> Result<ApiResponse, ApiError> {
+    let query = http::list_query(query.as_deref(), &["status"], PAGE_DEFAULT, RETURNS_PAGE_MAX)?;
+    let after = http::numeric_cursor(query.after.as_deref())?;
+    let status = status_filter(&query)?;
     let page = state.router.buyer_returns(&buyer_id, status, after, query.limit);
     let next = page.last().map_or(after, |stored| stored.created);
     let returns: Vec<Value> =
@@ -79,10 +95,13 @@ pub fn list(state: &Arc<AppState>, headers: &HeaderMap, query: Option<&str>) -> 
 
 /// `GET /v1/supplier/returns?after=&limit=`: returns of the supplier's leads in the order
 /// they last changed, so a return shows again when it is resolved.
-pub fn supplier_feed(state: &Arc<AppState>, headers: &HeaderMap, query: Option<&str>) -> Result<ApiResponse, ApiError> {
-    let supplier_id = supplier(state, headers)?;
-    let query = http::list_query(query, &[], PAGE_DEFAULT, RETURNS_PAGE_MAX)?;
-    let after = http::numeric_cursor(query.after)?;
+pub async fn supplier_feed(
+    State(state): State<Arc<AppState>>,
+    Supplier(supplier_id): Supplier,
+    RawQuery(query): RawQuery,
+) -> Result<ApiResponse, ApiError> {
+    let query = http::list_query(query.as_deref(), &[], PAGE_DEFAULT, RETURNS_PAGE_MAX)?;
+    let after = http::numeric_cursor(query.after.as_deref())?;
     let page: Vec<Stored> = state.router.supplier_returns(&supplier_id, after, query.limit);
     let next = page.last().map_or(after, |stored| stored.revision);
     let returns: Vec<Value> = page
@@ -92,10 +111,10 @@ pub fn supplier_feed(state: &Arc<AppState>, headers: &HeaderMap, query: Option<&
     Ok(http::json(200, &json!({"returns": returns, "next": next.to_string()})))
 }
 
-pub fn status_filter(filters: &[(&str, &str)]) -> Result<Option<ReturnStatus>, ApiError> {
-    match filters.iter().find(|(name, _)| *name == "status") {
-        None | Some((_, "")) => Ok(None),
-        Some((_, value)) => ReturnStatus::parse(value)
+pub fn status_filter(query: &http::ListQuery) -> Result<Option<ReturnStatus>, ApiError> {
+    match query.filter("status") {
+        None | Some("") => Ok(None),
+        Some(value) => ReturnStatus::parse(value)
             .map(Some)
             .ok_or_else(|| ApiError::invalid(vec![FieldError::new("status", "one of pending, approved, rejected")])),
     }

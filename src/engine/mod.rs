@@ -10,6 +10,7 @@ mod answers;
 mod decide;
 mod outbox;
 mod ping;
+pub mod ports;
 mod post;
 mod returns;
 mod shared;

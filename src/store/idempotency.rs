@@ -10,28 +10,12 @@ use chrono::{DateTime, Duration, Utc};
 use dashmap::DashMap;
 use tokio::sync::OnceCell;
 
-/// DESIGN §4: same key and body within 24 h → the first answer again.
-pub const IDEMPOTENCY_TTL_HOURS: i64 = 24;
-
-/// A stored answer: HTTP status and JSON body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredAnswer {
-    pub status: u16,
-    pub body: bytes::Bytes,
-}
+pub use crate::engine::ports::idempotency::{Begin, StoredAnswer, IDEMPOTENCY_TTL_HOURS};
 
 pub struct Record {
     body_hash: [u8; 32],
     created_at: DateTime<Utc>,
     pub answer: OnceCell<StoredAnswer>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Begin {
-    /// Same key and same body: run or await `Record::answer`.
-    Proceed,
-    /// Same key, another body.
-    Conflict,
 }
 
 /// An answered `Idempotency-Key` as a checkpoint keeps it.

@@ -66,22 +66,7 @@ pub struct Message {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    Pending,
-    DeadLetter,
-}
-
-impl Status {
-    pub fn parse(text: &str) -> Option<Status> {
-        match text {
-            "pending" => Some(Status::Pending),
-            "dead_letter" => Some(Status::DeadLetter),
-            _ => None,
-        }
-    }
-}
+pub use crate::engine::ports::outbox::Status;
 
 /// A message with its delivery history, as the admin API lists it (without the body: it
 /// may carry a lead's PII).

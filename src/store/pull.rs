@@ -13,8 +13,7 @@ use super::journal::Location;
 use dashmap::DashMap;
 use parking_lot::Mutex;
 
-/// At most this many leads per fetch: a page a buyer's CRM can take in one request.
-pub const PULL_LIMIT_MAX: usize = 1_000;
+pub use crate::engine::ports::pull::PULL_LIMIT_MAX;
 
 #[derive(Default)]
 struct Queue {

@@ -10,19 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use parking_lot::Mutex;
 
 use crate::domain::returns::{LeadReturn, ReturnStatus};
-
-/// At most this many returns per page.
-pub const RETURNS_PAGE_MAX: usize = 1_000;
-
-/// A return with its place in the feeds.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Stored {
-    pub lead_return: LeadReturn,
-    /// When it was requested, in revision order (the buyer's list cursor).
-    pub created: u64,
-    /// Its latest change (the supplier feed's cursor).
-    pub revision: u64,
-}
+pub use crate::engine::ports::returns::{Stored, RETURNS_PAGE_MAX};
 
 #[derive(Default)]
 struct State {

@@ -202,3 +202,70 @@ async fn futures_statuses(server: &TestServer, n: usize) -> Vec<u16> {
     }
     statuses
 }
+
+/// What both listeners' HTTP layers add around the routes: request ids, JSON 404 and 405
+/// answers on the ops listener too, trailing slashes, percent-decoded queries, gzip when
+/// asked for.
+#[tokio::test]
+async fn the_http_layers_add_request_ids_trim_slashes_decode_queries_and_compress_when_asked() {
+    let sink = mock_buyer(|_, _| accept()).await;
+    let mut market = solar_market(&sink).await;
+    let campaigns: Vec<Value> =
+        (0..10).map(|i| fixed_campaign(&format!("c{i}"), "b1", "solar", "38.00", &sink.post_url())).collect();
+    market["campaigns"] = json!(campaigns);
+    let server = start(market).await;
+    let buyer_auth = format!("Bearer {}", buyer_key("b1"));
+    let admin_auth = format!("Bearer {ADMIN_TOKEN}");
+
+    let balance =
+        server.send("GET", &format!("{}/v1/buyer/balance/", server.base), &[("authorization", &buyer_auth)], "").await;
+    assert_eq!(balance.status, 200, "a trailing slash names the same resource: {}", balance.json);
+    let first = balance.headers["x-request-id"].to_str().unwrap().to_string();
+    let again =
+        server.send("GET", &format!("{}/v1/buyer/balance", server.base), &[("authorization", &buyer_auth)], "").await;
+    let second = again.headers["x-request-id"].to_str().unwrap();
+    assert!(!first.is_empty() && first != second, "each answer has its own id: {first} {second}");
+    let own = server
+        .send(
+            "GET",
+            &format!("{}/v1/buyer/balance", server.base),
+            &[("authorization", &buyer_auth), ("x-request-id", "trace-42")],
+            "",
+        )
+        .await;
+    assert_eq!(own.headers["x-request-id"], "trace-42", "a client's own id is kept");
+    let refused = server.send("GET", &format!("{}/v1/buyer/balance", server.base), &[], "").await;
+    assert_error(&refused, 401, "unauthorized");
+    assert!(refused.headers.contains_key("x-request-id"), "refusals have ids too");
+
+    let returns = format!("{}/v1/returns?limit=%31%30&status=%70ending", server.base);
+    let decoded = server.send("GET", &returns, &[("authorization", &buyer_auth)], "").await;
+    assert_eq!(decoded.status, 200, "percent-encoded names and values are decoded: {}", decoded.json);
+    let typo =
+        server.send("GET", &format!("{}/v1/returns?limt=10", server.base), &[("authorization", &buyer_auth)], "").await;
+    assert_error(&typo, 422, "validation_failed");
+    assert_eq!(typo.json["error"]["details"][0]["field"], "limt");
+
+    let unknown = server.send("GET", &format!("{}/admin/v1/nothing", server.ops), &[], "").await;
+    assert_error(&unknown, 401, "unauthorized");
+    let unknown =
+        server.send("GET", &format!("{}/admin/v1/nothing", server.ops), &[("authorization", &admin_auth)], "").await;
+    assert_error(&unknown, 404, "not_found");
+    let wrong_method = server
+        .send("POST", &format!("{}/admin/v1/buyers/b1", server.ops), &[("authorization", &admin_auth)], "{}")
+        .await;
+    assert_error(&wrong_method, 405, "method_not_allowed");
+    assert_error(&server.send("DELETE", &format!("{}/healthz", server.ops), &[], "").await, 405, "method_not_allowed");
+
+    let campaigns = format!("{}/admin/v1/campaigns", server.ops);
+    let plain = server.send("GET", &campaigns, &[("authorization", &admin_auth)], "").await;
+    assert!(plain.raw.len() > 1024, "big enough to compress: {} bytes", plain.raw.len());
+    assert!(!plain.headers.contains_key("content-encoding"), "not compressed unless asked");
+    let gzipped =
+        server.send("GET", &campaigns, &[("authorization", &admin_auth), ("accept-encoding", "gzip")], "").await;
+    assert_eq!(gzipped.headers["content-encoding"], "gzip");
+    assert!(gzipped.raw.len() < plain.raw.len());
+    let mut unzipped = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gzipped.raw[..]), &mut unzipped).unwrap();
+    assert_eq!(unzipped, plain.raw, "the same answer, compressed");
+}

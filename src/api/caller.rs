@@ -1,0 +1,111 @@
+//! Who is calling: the party behind a public request's API key, resolved once by admission
+//! and read by the handlers as `Supplier` or `Buyer` extractors; and the operator's admin
+//! token on the ops listener, compared in constant time.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::request::Parts;
+use http::HeaderMap;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::error::ApiError;
+use super::http::bearer;
+use super::AppState;
+use crate::domain::market::Party;
+
+/// The party whose key a public request carries, put in the request's extensions by
+/// admission (`api::admission::admit`).
+#[derive(Debug, Clone)]
+pub struct Caller(pub Party);
+
+impl Caller {
+    /// A missing or unknown key is 401, answered before any of the body is read.
+    pub fn identify(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+        let key = bearer(headers).ok_or_else(ApiError::unauthorized)?;
+        let party = state.router.market().party(key).cloned().ok_or_else(ApiError::unauthorized)?;
+        Ok(Caller(party))
+    }
+
+    /// The key the per-key in-flight bound counts under: a supplier's id or `buyer/<id>`
+    /// (no id can contain `/`), the same owner strings idempotency keys are stored under.
+    pub fn owner(&self) -> String {
+        match &self.0 {
+            Party::Supplier(id) => id.clone(),
+            Party::Buyer(id) => format!("buyer/{id}"),
+        }
+    }
+}
+
+fn caller(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
+    match parts.extensions.get::<Caller>() {
+        Some(caller) => Ok(caller.clone()),
+        None => Caller::identify(state, &parts.headers),
+    }
+}
+
+/// An active supplier within its rate limit.
+pub struct Supplier(pub String);
+
+impl FromRequestParts<Arc<AppState>> for Supplier {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Supplier, ApiError> {
+        let id = match caller(parts, state)?.0 {
+            Party::Buyer(_) => {
+                return Err(ApiError::forbidden("this endpoint is for suppliers; the key belongs to a buyer"))
+            }
+            Party::Supplier(id) => id,
+        };
+        let supplier = state.router.market().supplier(&id).cloned().ok_or_else(ApiError::unauthorized)?;
+        if !supplier.active {
+            return Err(ApiError::forbidden("this supplier is not active"));
+        }
+        if let Some(rate) = supplier.rate_limit_per_s {
+            if !state.rate_limits.allow(&id, rate, std::time::Instant::now()) {
+                return Err(ApiError::rate_limited());
+            }
+        }
+        Ok(Supplier(id))
+    }
+}
+
+/// A buyer.
+pub struct Buyer(pub String);
+
+impl FromRequestParts<Arc<AppState>> for Buyer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Buyer, ApiError> {
+        match caller(parts, state)?.0 {
+            Party::Supplier(_) => {
+                Err(ApiError::forbidden("this endpoint is for buyers; the key belongs to a supplier"))
+            }
+            Party::Buyer(id) => Ok(Buyer(id)),
+        }
+    }
+}
+
+/// The admin API's gate: the operator's token, or 401 before anything else is read.
+pub async fn operator(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    match authorize(&state, request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(error) => error.into_response(),
+    }
+}
+
+/// Compares digests in constant time, so neither the comparison's time nor the token's
+/// length tells how much of a guess matched.
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let token = bearer(headers).ok_or_else(ApiError::unauthorized)?;
+    let given = Sha256::digest(token.as_bytes());
+    let expected = Sha256::digest(state.admin_token.as_bytes());
+    if bool::from(given.as_slice().ct_eq(expected.as_slice())) {
+        Ok(())
+    } else {
+        Err(ApiError::unauthorized())
+    }
+}
