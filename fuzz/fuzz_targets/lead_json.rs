@@ -46,8 +46,9 @@ fn check(input: LeadInput) {
             return;
         }
     };
-    assert!(lead.phone.starts_with('+') && lead.phone[1..].bytes().all(|b| b.is_ascii_digit()), "{}", lead.phone);
-    assert!(email_syntax_ok(&lead.email), "{}", lead.email);
+    let phone = lead.phone();
+    assert!(phone.starts_with('+') && phone[1..].bytes().all(|b| b.is_ascii_digit()), "{phone}");
+    assert!(email_syntax_ok(lead.email()), "{}", lead.email());
 
     let json = serde_json::to_vec(&lead).expect("a lead serializes");
     let again: LeadInput = parse_json(&json).expect("a valid lead, written out, parses");
@@ -69,7 +70,7 @@ fn check(input: LeadInput) {
         Err(errors) => {
             for error in &errors {
                 let dropped = error.field.strip_prefix("fields.").is_some_and(|name| {
-                    lead.fields.contains_key(name) && !ping.fields.contains_key(name) && error.message == "required"
+                    lead.fields().contains_key(name) && !ping.fields().contains_key(name) && error.message == "required"
                 });
                 assert!(dropped, "a valid lead's anonymized view is refused as a ping: {errors:?}");
             }

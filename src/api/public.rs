@@ -145,7 +145,7 @@ where
 {
     match tokio::spawn(work).await {
         Ok(result) => result.map_err(ApiError::from),
-        Err(_) => Err(ApiError::new(500, "internal", "the request could not be completed")),
+        Err(_) => Err(incomplete()),
     }
 }
 
@@ -168,40 +168,13 @@ where
 {
     let router = Arc::clone(&state.router);
     let run = move |router: Arc<Router>, party: String, body: Bytes| async move {
-        match work(router, party, body).await {
-            Ok(answer) => match serde_json::to_vec(&answer) {
-                Ok(mut json) => {
-                    json.push(b'\n');
-                    StoredAnswer { status: success, body: Bytes::from(json) }
-                }
-                Err(_) => StoredAnswer {
-                    status: 500,
-                    body: ApiError::new(500, "internal", "could not encode the answer").to_json(),
-                },
-            },
-            Err(error) => StoredAnswer { status: error.status, body: error.to_json() },
-        }
+        stored(success, work(router, party, body).await)
     };
-    let Some(key) = headers.get("idempotency-key") else {
-        let party = party.to_string();
-        let answer = tokio::spawn(run(router, party, body))
-            .await
-            .map_err(|_| ApiError::new(500, "internal", "the request could not be completed"))?;
+    let Some(key) = idempotency_key(headers)? else {
+        let answer = tokio::spawn(run(router, party.to_string(), body)).await.map_err(|_| incomplete())?;
         return Ok(http::bytes_response(answer.status, "application/json", answer.body));
     };
-    let key = key
-        .to_str()
-        .ok()
-        .filter(|k| !k.is_empty() && k.len() <= IDEMPOTENCY_KEY_LEN_MAX)
-        .ok_or_else(|| {
-            ApiError::new(400, "invalid_idempotency_key", "Idempotency-Key must be 1 to 255 visible ASCII characters")
-        })?
-        .to_string();
-    let mut hasher = Sha256::new();
-    hasher.update(route.as_bytes());
-    hasher.update([0]);
-    hasher.update(&body);
-    let body_hash: [u8; 32] = hasher.finalize().into();
+    let body_hash = body_hash(route, &body);
     let (begin, record) = router.idempotency().begin(party, &key, body_hash, router.clock().now());
     if begin == Begin::Conflict {
         return Err(ApiError::new(
@@ -211,48 +184,83 @@ where
         ));
     }
     let replayed = record.answer.initialized();
-    let owner = party.to_string();
-    let task_record = Arc::clone(&record);
-    let task_router = Arc::clone(&router);
-    let task_key = key.clone();
+    let (owner, task_record, task_key) = (party.to_string(), Arc::clone(&record), key.clone());
     let answer = tokio::spawn(async move {
-        task_record
-            .answer
-            .get_or_init(|| async move {
-                // On several nodes another node may have (or be giving) the answer already.
-                match task_router.shared_answer(&owner, &task_key, body_hash).await {
-                    Ok(Some(answer)) => return answer,
-                    Ok(None) => {}
-                    Err(error) => {
-                        let error = ApiError::from(error);
-                        return StoredAnswer { status: error.status, body: error.to_json() };
-                    }
-                }
-                let answer = run(Arc::clone(&task_router), owner.clone(), body).await;
-                if replayable(answer.status) {
-                    if let Err(error) = task_router.journal_answer(&owner, &task_key, body_hash, &answer).await {
-                        // The sale itself is journaled; only a retry after a crash could miss
-                        // this answer (and the external id still guards a resale).
-                        tracing::warn!(%error, "idempotency record not journaled");
-                    }
-                } else {
-                    task_router.release_answer(&owner, &task_key).await;
-                }
-                answer
-            })
-            .await
-            .clone()
+        let first = async move {
+            // On several nodes another node may have (or be giving) the answer already.
+            match router.shared_answer(&owner, &task_key, body_hash).await {
+                Ok(Some(answer)) => return answer,
+                Ok(None) => {}
+                Err(error) => return error_answer(ApiError::from(error)),
+            }
+            let answer = run(Arc::clone(&router), owner.clone(), body).await;
+            keep_or_release(&router, &owner, &task_key, body_hash, &answer).await;
+            answer
+        };
+        task_record.answer.get_or_init(|| first).await.clone()
     })
     .await
-    .map_err(|_| ApiError::new(500, "internal", "the request could not be completed"))?;
+    .map_err(|_| incomplete())?;
     if !replayable(answer.status) {
-        router.idempotency().forget(party, &key, &record);
+        state.router.idempotency().forget(party, &key, &record);
     }
     let mut response = http::bytes_response(answer.status, "application/json", answer.body);
     if replayed {
         response.headers_mut().insert("idempotent-replayed", ::http::HeaderValue::from_static("true"));
     }
     Ok(response)
+}
+
+/// The request's `Idempotency-Key`, if it has one: 1 to 255 visible ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(key) = headers.get("idempotency-key") else { return Ok(None) };
+    let key = key.to_str().ok().filter(|k| !k.is_empty() && k.len() <= IDEMPOTENCY_KEY_LEN_MAX).ok_or_else(|| {
+        ApiError::new(400, "invalid_idempotency_key", "Idempotency-Key must be 1 to 255 visible ASCII characters")
+    })?;
+    Ok(Some(key.to_string()))
+}
+
+/// What identifies a request's body under its key: the route and the bytes.
+fn body_hash(route: &str, body: &[u8]) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(route.as_bytes());
+    hasher.update([0]);
+    hasher.update(body);
+    hasher.finalize().into()
+}
+
+/// The answer of a request's work, as it is kept for replays.
+fn stored<T: Serialize>(success: u16, result: Result<T, ApiError>) -> StoredAnswer {
+    match result {
+        Ok(answer) => match serde_json::to_vec(&answer) {
+            Ok(mut json) => {
+                json.push(b'\n');
+                StoredAnswer { status: success, body: Bytes::from(json) }
+            }
+            Err(_) => error_answer(ApiError::new(500, "internal", "could not encode the answer")),
+        },
+        Err(error) => error_answer(error),
+    }
+}
+
+fn error_answer(error: ApiError) -> StoredAnswer {
+    StoredAnswer { status: error.status, body: error.to_json() }
+}
+
+/// A replayable first answer is journaled (Redis on several nodes) so a retry after a
+/// restart gets it too; any other lets the key be used again.
+async fn keep_or_release(router: &Router, owner: &str, key: &str, body_hash: [u8; 32], answer: &StoredAnswer) {
+    if !replayable(answer.status) {
+        router.release_answer(owner, key).await;
+    } else if let Err(error) = router.journal_answer(owner, key, body_hash, answer).await {
+        // The sale itself is journaled; only a retry after a crash could miss this answer
+        // (and the external id still guards a resale).
+        tracing::warn!(%error, "idempotency record not journaled");
+    }
+}
+
+fn incomplete() -> ApiError {
+    ApiError::new(500, "internal", "the request could not be completed")
 }
 
 /// Answers a retry may be given again: not rate limiting, overload or our own failures.

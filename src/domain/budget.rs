@@ -153,11 +153,14 @@ impl BuyerBook {
     pub fn view(&mut self, now: DateTime<Utc>, funding: Funding) -> BalanceView {
         self.expire(now);
         let held = self.held();
-        let available = match (funding.mode, funding.credit_limit) {
+        BalanceView { balance: self.balance, held, available: self.available(funding, held) }
+    }
+
+    fn available(&self, funding: Funding, held: Money) -> Money {
+        match (funding.mode, funding.credit_limit) {
             (BillingMode::Invoice, Some(limit)) => self.balance + limit - held,
             _ => self.balance - held,
-        };
-        BalanceView { balance: self.balance, held, available }
+        }
     }
 
     pub fn top_up(&mut self, amount: Money) -> Money {
@@ -165,8 +168,9 @@ impl BuyerBook {
         self.balance
     }
 
-    /// Reserves the price and a unit of each cap, or says which limit refuses.
-    pub fn try_hold(&mut self, now: DateTime<Utc>, request: HoldRequest<'_>) -> Result<(), HoldRefusal> {
+    /// Reserves the price and a unit of each cap, or says which limit refuses. Answers what
+    /// is available after the hold (for the balance gauge, without a second look).
+    pub fn try_hold(&mut self, now: DateTime<Utc>, request: HoldRequest<'_>) -> Result<Money, HoldRefusal> {
         self.expire(now);
         let charge = match request.funding.mode {
             BillingMode::Internal => Money::ZERO,
@@ -184,7 +188,15 @@ impl BuyerBook {
                 windows,
             },
         );
-        Ok(())
+        let available = self.available(request.funding, self.held());
+        // Invariant 2: a limited buyer never has more held than it may spend.
+        debug_assert!(
+            available >= Money::ZERO
+                || matches!(request.funding.mode, BillingMode::Internal)
+                || (request.funding.mode == BillingMode::Invoice && request.funding.credit_limit.is_none()),
+            "a hold past what is available"
+        );
+        Ok(available)
     }
 
     fn check_money(&self, funding: Funding, charge: Money) -> Result<(), HoldRefusal> {

@@ -36,26 +36,26 @@ impl<'a> Subject<'a> {
     pub fn of_ping(supplier_id: &'a str, ping: &'a ValidPing) -> Subject<'a> {
         Subject {
             supplier_id,
-            vertical: &ping.vertical,
-            country: &ping.country,
-            zip: &ping.zip,
-            state: ping.state.as_deref(),
-            location: ping.location,
-            unit: ping.location.unit(),
-            fields: &ping.fields,
+            vertical: ping.vertical(),
+            country: ping.country(),
+            zip: ping.zip(),
+            state: ping.state(),
+            location: ping.location(),
+            unit: ping.location().unit(),
+            fields: ping.fields(),
         }
     }
 
     pub fn of_lead(supplier_id: &'a str, lead: &'a ValidLead) -> Subject<'a> {
         Subject {
             supplier_id,
-            vertical: &lead.vertical,
-            country: &lead.country,
-            zip: &lead.zip,
-            state: lead.state.as_deref(),
-            location: lead.location,
-            unit: lead.location.unit(),
-            fields: &lead.fields,
+            vertical: lead.vertical(),
+            country: lead.country(),
+            zip: lead.zip(),
+            state: lead.state(),
+            location: lead.location(),
+            unit: lead.location().unit(),
+            fields: lead.fields(),
         }
     }
 

@@ -144,26 +144,26 @@ pub struct Consent {
 /// postal-code centroid.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ValidLead {
-    pub vertical: String,
-    pub first_name: String,
-    pub last_name: String,
-    pub email: String,
-    pub phone: String,
-    pub zip: String,
-    pub country: String,
+    vertical: String,
+    first_name: String,
+    last_name: String,
+    email: String,
+    phone: String,
+    zip: String,
+    country: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub state: Option<String>,
+    state: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub city: Option<String>,
+    city: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub street: Option<String>,
-    pub fields: Map<String, Value>,
+    street: Option<String>,
+    fields: Map<String, Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub consent: Option<Consent>,
+    consent: Option<Consent>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub external_id: Option<String>,
+    external_id: Option<String>,
     #[serde(skip)]
-    pub location: Point,
+    location: Point,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -181,14 +181,94 @@ pub struct PingInput {
 /// A ping that passed `validate_ping`, or a lead's `anonymized` view: no personal data.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ValidPing {
-    pub vertical: String,
-    pub zip: String,
-    pub country: String,
+    vertical: String,
+    zip: String,
+    country: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub state: Option<String>,
-    pub fields: Map<String, Value>,
+    state: Option<String>,
+    fields: Map<String, Value>,
     #[serde(skip)]
-    pub location: Point,
+    location: Point,
+}
+
+/// Read access only: a `ValidLead` is made by `validate_lead` and by nothing else.
+impl ValidLead {
+    pub fn vertical(&self) -> &str {
+        &self.vertical
+    }
+    pub fn first_name(&self) -> &str {
+        &self.first_name
+    }
+    pub fn last_name(&self) -> &str {
+        &self.last_name
+    }
+    pub fn email(&self) -> &str {
+        &self.email
+    }
+    pub fn phone(&self) -> &str {
+        &self.phone
+    }
+    pub fn zip(&self) -> &str {
+        &self.zip
+    }
+    pub fn country(&self) -> &str {
+        &self.country
+    }
+    pub fn state(&self) -> Option<&str> {
+        self.state.as_deref()
+    }
+    pub fn city(&self) -> Option<&str> {
+        self.city.as_deref()
+    }
+    pub fn street(&self) -> Option<&str> {
+        self.street.as_deref()
+    }
+    pub fn fields(&self) -> &Map<String, Value> {
+        &self.fields
+    }
+    pub fn consent(&self) -> Option<&Consent> {
+        self.consent.as_ref()
+    }
+    pub fn external_id(&self) -> Option<&str> {
+        self.external_id.as_deref()
+    }
+    pub fn location(&self) -> Point {
+        self.location
+    }
+}
+
+/// Read access, and the one way back from storage: a `ValidPing` is made by
+/// `validate_ping`, by `ValidLead::anonymized`, or restored from what a store kept of one.
+impl ValidPing {
+    /// A ping a store kept after `validate_ping` made it (a ping context on Redis).
+    pub fn restore(
+        vertical: String,
+        zip: String,
+        country: String,
+        state: Option<String>,
+        fields: Map<String, Value>,
+        location: Point,
+    ) -> ValidPing {
+        ValidPing { vertical, zip, country, state, fields, location }
+    }
+    pub fn vertical(&self) -> &str {
+        &self.vertical
+    }
+    pub fn zip(&self) -> &str {
+        &self.zip
+    }
+    pub fn country(&self) -> &str {
+        &self.country
+    }
+    pub fn state(&self) -> Option<&str> {
+        self.state.as_deref()
+    }
+    pub fn fields(&self) -> &Map<String, Value> {
+        &self.fields
+    }
+    pub fn location(&self) -> Point {
+        self.location
+    }
 }
 
 /// Checks a full lead for `vertical` (already looked up by the caller from the lead's own

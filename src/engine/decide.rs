@@ -21,6 +21,7 @@ use crate::domain::lead::{ValidLead, ValidPing};
 use crate::domain::ledger::Event;
 use crate::domain::market::{CompiledCampaign, Market};
 use crate::domain::model::{DeliveryMode, Model, Pricing, Supplier, Vertical};
+use crate::domain::money::Money;
 use crate::domain::payout::supplier_payout;
 use crate::domain::trace::{Outcome, Trace, TraceEntry};
 use crate::engine::EngineError;
@@ -136,11 +137,11 @@ impl Router {
         let body = Bytes::from(
             json!({
                 "ping_id": ping_id,
-                "vertical": valid.vertical,
-                "zip": valid.zip,
-                "country": valid.country,
-                "state": valid.state,
-                "fields": valid.fields,
+                "vertical": valid.vertical(),
+                "zip": valid.zip(),
+                "country": valid.country(),
+                "state": valid.state(),
+                "fields": valid.fields(),
                 "tmax_ms": tmax_ms,
             })
             .to_string(),
@@ -218,9 +219,9 @@ impl Router {
                 expires_at,
             };
             match self.budget.try_hold(&campaign.buyer_id, now, request).await {
-                Ok(hold) => {
-                    self.publish_balance(&campaign.buyer_id, campaign.funding).await;
-                    return Ok(Some((index, hold)));
+                Ok(held) => {
+                    publish_available(&campaign.buyer_id, held.available);
+                    return Ok(Some((index, held.handle)));
                 }
                 Err(BudgetError::Refused(refusal)) => {
                     let entry = filter(&mut d.trace, campaign, refusal.code());
@@ -522,7 +523,8 @@ impl Router {
             // until they expire, which still blocks a copy of the lead meanwhile.
             tracing::error!(%error, sale_id = %attempt.sale_id, "dedup keys of a sale not marked sold");
         }
-        self.publish_balance(&campaign.buyer_id, campaign.funding).await;
+        // A settle moves the price from held to charged: what is available does not change,
+        // so the gauge the hold set stays right.
         let sale = Sale {
             sale_id: attempt.sale_id,
             lead_id: lot.lead_id.to_string(),
@@ -531,7 +533,7 @@ impl Router {
             buyer_id: campaign.buyer_id.to_string(),
             campaign_id: campaign.id.to_string(),
             vertical: d.vertical.name.clone(),
-            country: lot.lead.country.clone(),
+            country: lot.lead.country().to_string(),
             model: d.vertical.model,
             price: offer.price,
             payout: supplier_payout(&d.supplier.payout, offer.price),
@@ -570,10 +572,14 @@ impl Router {
 
     pub(super) async fn publish_balance(&self, buyer_id: &str, funding: Funding) {
         if let Ok(view) = self.budget.balance(buyer_id, self.clock.now(), funding).await {
-            metrics::gauge!(telemetry::BUYER_AVAILABLE_BALANCE, "buyer" => buyer_id.to_string())
-                .set(view.available.as_f64_for_metrics());
+            publish_available(buyer_id, view.available);
         }
     }
+}
+
+fn publish_available(buyer_id: &str, available: Money) {
+    metrics::gauge!(telemetry::BUYER_AVAILABLE_BALANCE, "buyer" => buyer_id.to_string())
+        .set(available.as_f64_for_metrics());
 }
 
 /// One delivery about to happen: the held offer, its claimed dedup keys, its sale id.
@@ -592,7 +598,7 @@ fn ping_url(campaign: &CompiledCampaign) -> &str {
     }
 }
 
-fn min_price(campaign: &CompiledCampaign) -> Option<crate::domain::money::Money> {
+fn min_price(campaign: &CompiledCampaign) -> Option<Money> {
     match &campaign.campaign.pricing {
         Pricing::Dynamic { min_price, .. } => *min_price,
         Pricing::Fixed { .. } => None,

@@ -188,7 +188,7 @@ impl Router {
         lead_id: &str,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<(), EngineError> {
-        let Some(external_id) = &lead.external_id else {
+        let Some(external_id) = lead.external_id() else {
             return Ok(());
         };
         self.idempotency.claim_external_id(supplier_id, external_id, lead_id, now).map_err(|existing| {
@@ -203,7 +203,7 @@ impl Router {
         }
         let record = InternalRecord::ExternalId {
             supplier_id: supplier_id.to_string(),
-            external_id: external_id.clone(),
+            external_id: external_id.to_string(),
             lead_id: lead_id.to_string(),
             at: now,
         };

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 use parking_lot::Mutex;
 
-use super::{Budget, BudgetError, HoldHandle};
+use super::{Budget, BudgetError, Held, HoldHandle};
 
 use crate::domain::budget::{BalanceView, BookState, BuyerBook, Funding, HoldRequest, ReplayedSale, Settled};
 use crate::domain::money::Money;
@@ -41,10 +41,10 @@ impl Budget for MemoryBudget {
         buyer_id: &Arc<str>,
         now: DateTime<Utc>,
         request: HoldRequest<'_>,
-    ) -> Result<HoldHandle, BudgetError> {
+    ) -> Result<Held, BudgetError> {
         let hold_id = request.hold_id.clone();
-        self.book(buyer_id).lock().try_hold(now, request)?;
-        Ok(HoldHandle { buyer_id: Arc::clone(buyer_id), hold_id })
+        let available = self.book(buyer_id).lock().try_hold(now, request)?;
+        Ok(Held { handle: HoldHandle { buyer_id: Arc::clone(buyer_id), hold_id }, available })
     }
 
     async fn settle(&self, hold: &HoldHandle) -> Result<Settled, BudgetError> {

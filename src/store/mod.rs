@@ -44,6 +44,13 @@ pub struct HoldHandle {
     pub hold_id: String,
 }
 
+/// A hold taken, and what its buyer has available after it.
+#[derive(Debug, Clone)]
+pub struct Held {
+    pub handle: HoldHandle,
+    pub available: Money,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BudgetError {
     #[error(transparent)]
@@ -63,7 +70,7 @@ pub trait Budget: Send + Sync + 'static {
         buyer_id: &Arc<str>,
         now: DateTime<Utc>,
         request: HoldRequest<'_>,
-    ) -> Result<HoldHandle, BudgetError>;
+    ) -> Result<Held, BudgetError>;
     async fn settle(&self, hold: &HoldHandle) -> Result<Settled, BudgetError>;
     async fn release(&self, hold: &HoldHandle) -> Result<(), BudgetError>;
     async fn top_up(&self, buyer_id: &str, amount: Money) -> Result<Money, BudgetError>;

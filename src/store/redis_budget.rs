@@ -29,7 +29,7 @@ use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 
 use super::redis::RedisConnection;
-use super::{Budget, BudgetError, HoldHandle};
+use super::{Budget, BudgetError, Held, HoldHandle};
 use crate::domain::budget::{BalanceView, BookState, BuyerBook, Funding, HoldRequest, ReplayedSale, Settled};
 use crate::domain::money::Money;
 
@@ -144,15 +144,16 @@ impl Budget for RedisBudget {
         buyer_id: &Arc<str>,
         now: DateTime<Utc>,
         request: HoldRequest<'_>,
-    ) -> Result<HoldHandle, BudgetError> {
+    ) -> Result<Held, BudgetError> {
         let hold_id = request.hold_id.clone();
-        self.update(buyer_id, |book| {
-            let held = book.try_hold(now, request.clone());
-            let changed = held.is_ok();
-            (held, changed)
-        })
-        .await??;
-        Ok(HoldHandle { buyer_id: Arc::clone(buyer_id), hold_id })
+        let available = self
+            .update(buyer_id, |book| {
+                let held = book.try_hold(now, request.clone());
+                let changed = held.is_ok();
+                (held, changed)
+            })
+            .await??;
+        Ok(Held { handle: HoldHandle { buyer_id: Arc::clone(buyer_id), hold_id }, available })
     }
 
     async fn settle(&self, hold: &HoldHandle) -> Result<Settled, BudgetError> {

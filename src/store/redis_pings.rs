@@ -107,13 +107,13 @@ impl RedisPings {
         let stored = Stored {
             vertical: Cow::Borrowed(&*context.vertical),
             ping: StoredPing {
-                vertical: Cow::Borrowed(&ping.vertical),
-                zip: Cow::Borrowed(&ping.zip),
-                country: Cow::Borrowed(&ping.country),
-                state: ping.state.as_deref().map(Cow::Borrowed),
-                fields: Cow::Borrowed(&ping.fields),
-                lat: ping.location.lat,
-                lon: ping.location.lon,
+                vertical: Cow::Borrowed(ping.vertical()),
+                zip: Cow::Borrowed(ping.zip()),
+                country: Cow::Borrowed(ping.country()),
+                state: ping.state().map(Cow::Borrowed),
+                fields: Cow::Borrowed(ping.fields()),
+                lat: ping.location().lat,
+                lon: ping.location().lon,
             },
             offers: context
                 .offers
@@ -249,14 +249,14 @@ fn resolve(stored: Stored, ping_id: &str, supplier_id: &str, market: &Market) ->
         ping_id: ping_id.to_string(),
         supplier_id: supplier_id.to_string(),
         vertical: Arc::new(stored.vertical.into_owned()),
-        ping: ValidPing {
-            vertical: ping.vertical.into_owned(),
-            zip: ping.zip.into_owned(),
-            country: ping.country.into_owned(),
-            state: ping.state.map(Cow::into_owned),
-            fields: ping.fields.into_owned(),
-            location: Point { lat: ping.lat, lon: ping.lon },
-        },
+        ping: ValidPing::restore(
+            ping.vertical.into_owned(),
+            ping.zip.into_owned(),
+            ping.country.into_owned(),
+            ping.state.map(Cow::into_owned),
+            ping.fields.into_owned(),
+            Point { lat: ping.lat, lon: ping.lon },
+        ),
         offers,
         held,
         created_at: stored.created_at,

@@ -36,7 +36,7 @@ async fn race(nodes: &[Arc<RedisBudget>], price: &'static str, caps: &'static [C
             let (node, buyer) = (Arc::clone(&nodes[n % nodes.len()]), Arc::clone(&buyer));
             tokio::spawn(async move {
                 match node.try_hold(&buyer, now, request(n, price, caps)).await {
-                    Ok(hold) => node.settle(&hold).await.is_ok(),
+                    Ok(held) => node.settle(&held.handle).await.is_ok(),
                     Err(BudgetError::Refused(_)) => false,
                     Err(other) => panic!("unexpected: {other}"),
                 }
