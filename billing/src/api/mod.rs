@@ -465,14 +465,4 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, mut stopped: wat
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn query_components_are_percent_decoded() {
-        assert_eq!(decode("a%20b+c"), "a b c");
-        assert_eq!(decode("100%"), "100%");
-        assert_eq!(decode("%zz"), "%zz");
-        assert_eq!(decode("%C3%A9"), "é");
-    }
-}
+mod tests;
