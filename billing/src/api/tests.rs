@@ -1,7 +1,8 @@
 //! The API's HTTP contract at the edges: which status and error code each odd request gets
 //! (unknown paths, wrong methods, missing tokens, bad query parameters, bodies of the wrong
-//! type or size), over a real socket so that the server loop is part of what is tested.
-//! The happy paths with real documents are in `tests/worker`.
+//! type or size), and the headers every answer carries (request id, compression when
+//! asked), over a real socket so that the server loop is part of what is tested. The happy
+//! paths with real documents are in `tests/worker`.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -167,13 +168,15 @@ fn error(status: u16, code: &str, field: &str) -> (u16, String, String) {
 }
 
 #[tokio::test]
-async fn health_and_metrics_are_open_and_take_only_get() {
+async fn health_and_metrics_are_open_and_take_only_get_and_head() {
     let server = Server::start().await;
     let health = server.send(Request::new("GET", "/healthz")).await;
     assert_eq!((health.status, health.json()), (200, serde_json::json!({"status": "ok"})));
     assert_eq!(health.header("content-type"), Some("application/json"));
     let metrics = server.send(Request::new("GET", "/metrics")).await;
     assert_eq!((metrics.status, metrics.header("content-type")), (200, Some("text/plain; version=0.0.4")));
+    let head = server.send(Request::new("HEAD", "/healthz")).await;
+    assert_eq!((head.status, head.body.len()), (200, 0));
     for (method, path) in [("POST", "/healthz"), ("DELETE", "/metrics"), ("GET", "/healthz/"), ("GET", "/nope")] {
         let reply = server.send(Request::new(method, path).token(TOKEN)).await;
         assert_eq!(reply.error(), error(404, "not_found", ""), "{method} {path}");
@@ -191,6 +194,8 @@ async fn the_token_is_checked_before_the_path_under_billing_v1() {
         ("DELETE", "/billing/v1/documents"),
         ("POST", "/billing/v1/runs"),
         ("GET", "/billing/v1/documents/INV-2026-000001"),
+        ("GET", "/billing/v1/documents/INV-2026-000001/lines"),
+        ("POST", "/billing/v1/documents/"),
     ];
     for (method, path) in anonymous {
         let reply = server.send(Request::new(method, path)).await;
@@ -226,6 +231,12 @@ async fn unknown_paths_are_404_and_wrong_methods_405() {
         ("GET", "/billing/v1/reconciliation/"),
         ("POST", "/billing/v1/invoices/INV-2026-000001"),
         ("GET", "/billing/v2/documents"),
+        // A path whose last segment is empty names nothing, whatever the method.
+        ("GET", "/billing/v1/documents/"),
+        ("POST", "/billing/v1/documents/"),
+        ("GET", "/billing/v1/reports/?from=2026-11-01"),
+        // Not UTF-8 once percent-decoded: no document has such a number.
+        ("GET", "/billing/v1/documents/%FF"),
     ];
     for (method, path) in unknown {
         let reply = server.send(Request::new(method, path).token(TOKEN)).await;
@@ -246,7 +257,14 @@ async fn unknown_paths_are_404_and_wrong_methods_405() {
         let reply = server.send(Request::new(method, path).token(TOKEN)).await;
         assert_eq!(reply.error(), error(405, "method_not_allowed", ""), "{method} {path}");
         assert_eq!(reply.json()["error"]["message"], "method not allowed here");
+        assert!(reply.header("allow").is_some(), "{method} {path}: a 405 says what is allowed");
     }
+    assert_eq!(server.get("/billing/v1/runs").await.header("allow"), Some("POST"));
+    // HEAD is answered like GET, without the body.
+    let head = server.send(Request::new("HEAD", "/billing/v1/documents").token(TOKEN)).await;
+    assert_eq!((head.status, head.header("content-type"), head.body.len()), (200, Some("application/json"), 0));
+    let anonymous = server.send(Request::new("HEAD", "/billing/v1/documents")).await;
+    assert_eq!(anonymous.status, 401);
     let missing = server.get("/billing/v1/documents/INV-2026-000001").await;
     assert_eq!(missing.error(), error(404, "not_found", ""));
     assert_eq!(missing.json()["error"]["message"], "no such document");
@@ -429,11 +447,69 @@ async fn serving_stops_when_told() {
     assert!(TcpStream::connect(addr).await.is_err(), "the listener is closed");
 }
 
+#[tokio::test]
+async fn every_answer_carries_a_request_id() {
+    let server = Server::start().await;
+    let mut ids = Vec::new();
+    for request in [
+        Request::new("GET", "/healthz"),
+        Request::new("GET", "/billing/v1/documents"),
+        Request::new("GET", "/billing/v1/documents").token(TOKEN),
+        Request::new("GET", "/billing/v1/documents?limit=0").token(TOKEN),
+        Request::new("GET", "/nope"),
+    ] {
+        let reply = server.send(request).await;
+        let id = reply.header("x-request-id").expect("a request id").to_string();
+        assert_eq!((id.len(), id.matches('-').count()), (36, 4), "a UUID: {id}");
+        ids.push(id);
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 5, "one id per request");
+    let given = server.send(Request::new("GET", "/billing/v1/nope").header("x-request-id", "from-the-caller-1")).await;
+    assert_eq!((given.status, given.header("x-request-id")), (401, Some("from-the-caller-1")));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn answers_are_gzipped_only_for_a_client_that_asks() {
+    use std::io::Read;
+    let server = Server::start().await;
+    let target = "/billing/v1/reports/revenue?from=2026-11-01&to=2026-11-30&group_by=week";
+    let plain = server.get(target).await;
+    assert_eq!((plain.status, plain.header("content-encoding")), (200, None));
+    let brotli_only = server.send(Request::new("GET", target).token(TOKEN).header("accept-encoding", "br")).await;
+    assert_eq!((brotli_only.header("content-encoding"), &brotli_only.body), (None, &plain.body));
+    for request in [
+        Request::new("GET", target).token(TOKEN).header("accept-encoding", "gzip"),
+        Request::new("GET", "/billing/v1/documents?limit=0").token(TOKEN).header("accept-encoding", "gzip, br"),
+    ] {
+        let reply = server.send(request).await;
+        assert_eq!(reply.header("content-encoding"), Some("gzip"));
+        let mut body = Vec::new();
+        flate2::read::GzDecoder::new(reply.body.as_slice()).read_to_end(&mut body).expect("a gzip body");
+        let json: Value = serde_json::from_slice(&body).expect("JSON inside");
+        assert!(json.get("rows").is_some() || json.get("error").is_some(), "{json}");
+        if json.get("rows").is_some() {
+            assert_eq!(body, plain.body);
+        }
+    }
+    server.stop().await;
+}
+
 #[test]
 fn query_components_are_percent_decoded() {
-    use super::decode;
-    assert_eq!(decode("a%20b+c"), "a b c");
-    assert_eq!(decode("100%"), "100%");
-    assert_eq!(decode("%zz"), "%zz");
-    assert_eq!(decode("%C3%A9"), "é");
+    #[derive(serde::Deserialize)]
+    struct One {
+        q: Option<String>,
+    }
+    let q = |query: &str| super::parse_query::<One>(query).map(|one| one.q).expect("any query string reads");
+    assert_eq!(q("q=a%20b+c"), Some("a b c".into()));
+    assert_eq!(q("q=100%"), Some("100%".into()));
+    assert_eq!(q("q=%zz"), Some("%zz".into()));
+    assert_eq!(q("q=%C3%A9"), Some("é".into()));
+    assert_eq!(q("%71=1"), Some("1".into()), "names are decoded too");
+    assert_eq!(q("q"), Some(String::new()));
+    assert_eq!(q("other=1"), None);
+    assert_eq!(q("q=1&q=2"), Some("2".into()), "the last of a repeated name wins");
 }
