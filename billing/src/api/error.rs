@@ -23,12 +23,12 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError { status, code, message: message.into(), details: Vec::new() }
     }
 
     /// A 422 naming the field at fault.
-    pub fn invalid(field: &str, message: impl Into<String>) -> ApiError {
+    pub(crate) fn invalid(field: &str, message: impl Into<String>) -> ApiError {
         let message = message.into();
         ApiError {
             status: StatusCode::UNPROCESSABLE_ENTITY,
@@ -38,34 +38,21 @@ impl ApiError {
         }
     }
 
-    pub fn not_found() -> ApiError {
+    pub(crate) fn not_found() -> ApiError {
         ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such resource")
     }
 
-    pub fn method_not_allowed() -> ApiError {
+    pub(crate) fn method_not_allowed() -> ApiError {
         ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed here")
     }
 
-    pub fn unauthorized() -> ApiError {
+    pub(crate) fn unauthorized() -> ApiError {
         ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "missing or unknown admin token")
     }
 
     /// A failure of ours; the message says what, the worker's log says why.
-    pub fn internal(message: &str) -> ApiError {
+    pub(crate) fn internal(message: &str) -> ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
-    }
-
-    pub fn status(&self) -> StatusCode {
-        self.status
-    }
-
-    pub fn code(&self) -> &'static str {
-        self.code
-    }
-
-    /// The field of the first detail, for a refusal that names one.
-    pub fn field(&self) -> Option<&str> {
-        self.details.first().map(|(field, _)| field.as_str())
     }
 }
 
