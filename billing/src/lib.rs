@@ -2,7 +2,7 @@
 //! reports (DESIGN §13).
 //!
 //! `domain` is pure; `engine` runs one use case per function over `store` (SQLite);
-//! `consume` (gRPC), `api` (hyper) and `notify` (SMTP) are the adapters at the edge.
+//! `consume` (gRPC), `api` (axum) and `notify` (SMTP) are the adapters at the edge.
 
 pub mod api;
 pub mod consume;

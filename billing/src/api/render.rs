@@ -122,64 +122,9 @@ pub fn csv(document: &Document) -> Result<Vec<u8>, csv::Error> {
 
 pub fn html(document: &Document) -> String {
     let currency = escape(&document.currency);
-    let mut facts = vec![
-        ("Account".to_string(), format!("{} ({})", document.account_id, document.account_kind.as_str())),
-        ("Period".to_string(), document.period.to_string()),
-        ("Issued".to_string(), document.issue_date.to_string()),
-    ];
-    if let Some(due) = document.due_date {
-        facts.push(("Due".into(), due.to_string()));
-    }
-    if let Some(status) = document.status() {
-        facts.push(("Status".into(), status.as_str().into()));
-    }
-    if let Some(original) = &document.refers_to {
-        facts.push(("Corrects".into(), original.clone()));
-    }
-    let facts: String = facts
-        .iter()
-        .map(|(name, value)| format!("<tr><th>{}</th><td>{}</td></tr>", escape(name), escape(value)))
-        .collect();
-    let rows: String = document
-        .lines
-        .iter()
-        .map(|line| {
-            format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"amount\">{}</td></tr>",
-                escape(line.kind.as_str()),
-                escape(line.sale_id.as_deref().or(line.return_id.as_deref()).unwrap_or("")),
-                line.sold_at.map(|at| at.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_default(),
-                escape(&line.description),
-                escape(&money::format(line.amount)),
-            )
-        })
-        .collect();
-    let mut summary = vec![("Total".to_string(), document.total)];
-    if let Some(opening) = document.opening_balance {
-        summary.insert(0, ("Opening balance".into(), opening));
-    }
-    if let Some(closing) = document.closing_balance {
-        summary.push(("Closing balance".into(), closing));
-    }
-    if document.kind == DocumentKind::Invoice {
-        if !document.credited.is_zero() {
-            summary.push(("Credited".into(), document.credited));
-        }
-        summary.push(("Paid".into(), document.paid()));
-        if let Some(due) = document.amount_due() {
-            summary.push(("Amount due".into(), due));
-        }
-    }
-    let summary: String = summary
-        .iter()
-        .map(|(name, amount)| {
-            format!(
-                "<tr><th>{}</th><td class=\"amount\">{} {currency}</td></tr>",
-                escape(name),
-                escape(&money::format(*amount))
-            )
-        })
-        .collect();
+    let facts = html_facts(document);
+    let rows = html_lines(document);
+    let summary = html_summary(document, &currency);
     format!(
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{number}</title>
@@ -201,6 +146,73 @@ th, td {{ text-align: left; padding: 0.25em 0.75em; border-bottom: 1px solid #dd
         number = escape(&document.number),
         title = document.kind.title(),
     )
+}
+
+/// The header table: account, period, dates, status, the document corrected.
+fn html_facts(document: &Document) -> String {
+    let mut facts = vec![
+        ("Account".to_string(), format!("{} ({})", document.account_id, document.account_kind.as_str())),
+        ("Period".to_string(), document.period.to_string()),
+        ("Issued".to_string(), document.issue_date.to_string()),
+    ];
+    if let Some(due) = document.due_date {
+        facts.push(("Due".into(), due.to_string()));
+    }
+    if let Some(status) = document.status() {
+        facts.push(("Status".into(), status.as_str().into()));
+    }
+    if let Some(original) = &document.refers_to {
+        facts.push(("Corrects".into(), original.clone()));
+    }
+    facts.iter().map(|(name, value)| format!("<tr><th>{}</th><td>{}</td></tr>", escape(name), escape(value))).collect()
+}
+
+/// One table row per line.
+fn html_lines(document: &Document) -> String {
+    document
+        .lines
+        .iter()
+        .map(|line| {
+            format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"amount\">{}</td></tr>",
+                escape(line.kind.as_str()),
+                escape(line.sale_id.as_deref().or(line.return_id.as_deref()).unwrap_or("")),
+                line.sold_at.map(|at| at.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_default(),
+                escape(&line.description),
+                escape(&money::format(line.amount)),
+            )
+        })
+        .collect()
+}
+
+/// The totals table, in `currency` (escaped).
+fn html_summary(document: &Document, currency: &str) -> String {
+    let mut summary = vec![("Total".to_string(), document.total)];
+    if let Some(opening) = document.opening_balance {
+        summary.insert(0, ("Opening balance".into(), opening));
+    }
+    if let Some(closing) = document.closing_balance {
+        summary.push(("Closing balance".into(), closing));
+    }
+    if document.kind == DocumentKind::Invoice {
+        if !document.credited.is_zero() {
+            summary.push(("Credited".into(), document.credited));
+        }
+        summary.push(("Paid".into(), document.paid()));
+        if let Some(due) = document.amount_due() {
+            summary.push(("Amount due".into(), due));
+        }
+    }
+    summary
+        .iter()
+        .map(|(name, amount)| {
+            format!(
+                "<tr><th>{}</th><td class=\"amount\">{} {currency}</td></tr>",
+                escape(name),
+                escape(&money::format(*amount))
+            )
+        })
+        .collect()
 }
 
 /// RFC 3339 in UTC with a `Z`, as everywhere on leadrouter's wire.

@@ -63,7 +63,27 @@ pub fn reconcile(connection: &Connection) -> Result<Reconciliation, StoreError> 
     let issued = IssuedPeriods::load(connection)?;
     let zones = zones(connection)?;
 
-    // Sales, buyer side.
+    buyer_sales(connection, &issued, &zones, &mut checked, &mut found)?;
+    supplier_sales(connection, &issued, &zones, &mut checked, &mut found)?;
+    buyer_returns(connection, &mut checked, &mut found)?;
+    supplier_reversals(connection, &issued, &zones, &mut checked, &mut found)?;
+    unplaced_topups(connection, &mut found)?;
+    line_amounts(connection, &mut found)?;
+    document_totals(connection, &mut found)?;
+    account_totals(connection, &mut found)?;
+    numbering(connection, &mut found)?;
+
+    Ok(Reconciliation { ok: found.is_empty(), checked, discrepancies: found })
+}
+
+/// Sales, buyer side: each on one buyer document line, or internal, or waiting.
+fn buyer_sales(
+    connection: &Connection,
+    issued: &IssuedPeriods,
+    zones: &Zones,
+    checked: &mut Checked,
+    found: &mut Vec<Discrepancy>,
+) -> Result<(), StoreError> {
     for (sale_id, buyer, sequence, sold_at, internal, billed, lines) in rows::<SaleRow>(
         connection,
         "SELECT s.sale_id, s.buyer_id, s.sequence, s.sold_at, s.internal, s.buyer_doc,
@@ -97,8 +117,17 @@ pub fn reconcile(connection: &Connection) -> Result<Reconciliation, StoreError> 
             misplaced => found.extend(misplaced.discrepancy(&SALE, &sale_id)),
         }
     }
+    Ok(())
+}
 
-    // Sales, supplier side.
+/// Sales, supplier side: each payout on one settlement line, or waiting.
+fn supplier_sales(
+    connection: &Connection,
+    issued: &IssuedPeriods,
+    zones: &Zones,
+    checked: &mut Checked,
+    found: &mut Vec<Discrepancy>,
+) -> Result<(), StoreError> {
     for (sale_id, supplier, sequence, sold_at, _, settled, lines) in rows::<SaleRow>(
         connection,
         "SELECT s.sale_id, s.supplier_id, s.sequence, s.sold_at, s.internal, s.supplier_doc,
@@ -124,8 +153,16 @@ pub fn reconcile(connection: &Connection) -> Result<Reconciliation, StoreError> 
             misplaced => found.extend(misplaced.discrepancy(&PAYOUT, &sale_id)),
         }
     }
+    Ok(())
+}
 
-    // Approved returns, buyer side.
+/// Approved returns, buyer side: each credit on one credit note or exclusion line, or
+/// waiting.
+fn buyer_returns(
+    connection: &Connection,
+    checked: &mut Checked,
+    found: &mut Vec<Discrepancy>,
+) -> Result<(), StoreError> {
     for (return_id, buyer, sequence, credit, sale_run, credited, lines) in rows::<CreditRow>(
         connection,
         "SELECT r.return_id, r.buyer_id, r.sequence, r.credit,
@@ -170,8 +207,18 @@ pub fn reconcile(connection: &Connection) -> Result<Reconciliation, StoreError> 
             misplaced => found.extend(misplaced.discrepancy(&RETURN, &return_id)),
         }
     }
+    Ok(())
+}
 
-    // Approved returns that take a payout back, supplier side.
+/// Approved returns that take a payout back, supplier side: each on one settlement line, or
+/// waiting.
+fn supplier_reversals(
+    connection: &Connection,
+    issued: &IssuedPeriods,
+    zones: &Zones,
+    checked: &mut Checked,
+    found: &mut Vec<Discrepancy>,
+) -> Result<(), StoreError> {
     for (return_id, supplier, sequence, reversed, resolved_at, settled, lines) in rows::<ReversalRow>(
         connection,
         "SELECT r.return_id, r.supplier_id, r.sequence, r.payout_reversed, r.resolved_at, r.supplier_doc,
@@ -200,9 +247,12 @@ pub fn reconcile(connection: &Connection) -> Result<Reconciliation, StoreError> 
             misplaced => found.extend(misplaced.discrepancy(&REVERSAL, &return_id)),
         }
     }
+    Ok(())
+}
 
-    // Top-ups only land on prepaid statements: one for an invoice or internal buyer (the
-    // router refuses them now; older ledgers may hold some) would be on no document.
+/// Top-ups only land on prepaid statements: one for an invoice or internal buyer (the
+/// router refuses them now; older ledgers may hold some) would be on no document.
+fn unplaced_topups(connection: &Connection, found: &mut Vec<Discrepancy>) -> Result<(), StoreError> {
     for (sequence, buyer, mode) in rows::<(i64, String, Option<String>)>(
         connection,
         "SELECT t.sequence, t.buyer_id, a.mode FROM topups t
@@ -216,13 +266,7 @@ pub fn reconcile(connection: &Connection) -> Result<Reconciliation, StoreError> 
         };
         found.push(discrepancy("topup_unplaced", [&sequence.to_string(), &buyer], &message));
     }
-
-    line_amounts(connection, &mut found)?;
-    document_totals(connection, &mut found)?;
-    account_totals(connection, &mut found)?;
-    numbering(connection, &mut found)?;
-
-    Ok(Reconciliation { ok: found.is_empty(), checked, discrepancies: found })
+    Ok(())
 }
 
 /// Every line carries the amount the ledger says.

@@ -49,6 +49,20 @@ pub struct Report {
 }
 
 pub fn report(connection: &Connection, query: &ReportQuery) -> Result<Report, ReportError> {
+    let group_by = grouping(query)?;
+    if query.span.from > query.span.to {
+        return Err(ReportError::Invalid { field: "from", message: "from is after to".into() });
+    }
+    let (rows, totals, currency) = if query.name == "payments" {
+        payments(connection, query)?
+    } else {
+        sales_and_returns(connection, query, group_by)?
+    };
+    Ok(assemble(query, group_by, rows, totals, currency))
+}
+
+/// The grouping of the report: the one asked for, if the report offers it, or its default.
+fn grouping(query: &ReportQuery) -> Result<GroupBy, ReportError> {
     let (allowed, default): (&[GroupBy], GroupBy) = match query.name.as_str() {
         "revenue" => (
             &[GroupBy::Buyer, GroupBy::Supplier, GroupBy::Vertical, GroupBy::Country, GroupBy::Week, GroupBy::Month],
@@ -78,40 +92,44 @@ pub fn report(connection: &Connection, query: &ReportQuery) -> Result<Report, Re
             message: format!("the {} report groups by {}", query.name, names.join(", ")),
         });
     }
-    if query.span.from > query.span.to {
-        return Err(ReportError::Invalid { field: "from", message: "from is after to".into() });
-    }
+    Ok(group_by)
+}
 
-    let (rows, totals, currency) = if query.name == "payments" {
-        payments(connection, query)?
-    } else {
-        let Facts { sales, returns, currency } = facts(connection, query)?;
-        let (rows, totals) = match query.name.as_str() {
-            "returns" => {
-                let (rows, totals) = report::returns(&sales, &returns, query.span, group_by, query.basis);
-                (rows.into_iter().map(|(key, row)| (key, row.to_json())).collect(), totals.to_json())
-            }
-            _ => {
-                let (rows, totals) = report::revenue(&sales, &returns, query.span, group_by, query.basis);
-                let timeseries = query.name == "timeseries";
-                let shape = |row: &report::Revenue| {
-                    if timeseries {
-                        json!({
-                            "leads": row.sales,
-                            "internal_leads": row.internal_sales,
-                            "net_revenue": money::format(row.net_revenue()),
-                            "revenue_per_lead": money::format(report::revenue_per_lead(row)),
-                        })
-                    } else {
-                        row.to_json()
-                    }
-                };
-                (rows.iter().map(|(key, row)| (key.clone(), shape(row))).collect::<Vec<_>>(), shape(&totals))
-            }
-        };
-        (rows, totals, currency)
+/// The revenue, returns and timeseries reports, over the sales and resolved returns.
+fn sales_and_returns(
+    connection: &Connection,
+    query: &ReportQuery,
+    group_by: GroupBy,
+) -> Result<(Rows, Value, Option<String>), ReportError> {
+    let Facts { sales, returns, currency } = facts(connection, query)?;
+    let (rows, totals) = match query.name.as_str() {
+        "returns" => {
+            let (rows, totals) = report::returns(&sales, &returns, query.span, group_by, query.basis);
+            (rows.into_iter().map(|(key, row)| (key, row.to_json())).collect(), totals.to_json())
+        }
+        _ => {
+            let (rows, totals) = report::revenue(&sales, &returns, query.span, group_by, query.basis);
+            let timeseries = query.name == "timeseries";
+            let shape = |row: &report::Revenue| {
+                if timeseries {
+                    json!({
+                        "leads": row.sales,
+                        "internal_leads": row.internal_sales,
+                        "net_revenue": money::format(row.net_revenue()),
+                        "revenue_per_lead": money::format(report::revenue_per_lead(row)),
+                    })
+                } else {
+                    row.to_json()
+                }
+            };
+            (rows.iter().map(|(key, row)| (key.clone(), shape(row))).collect::<Vec<_>>(), shape(&totals))
+        }
     };
+    Ok((rows, totals, currency))
+}
 
+/// The answer: one row per key with its measures, the columns in the totals' order.
+fn assemble(query: &ReportQuery, group_by: GroupBy, rows: Rows, totals: Value, currency: Option<String>) -> Report {
     let mut columns = vec!["key".to_string()];
     if let Value::Object(measures) = &totals {
         columns.extend(measures.keys().cloned());
@@ -137,7 +155,7 @@ pub fn report(connection: &Connection, query: &ReportQuery) -> Result<Report, Re
         "rows": rows,
         "totals": totals,
     });
-    Ok(Report { json, columns, rows })
+    Report { json, columns, rows }
 }
 
 /// The sales and resolved returns of one currency, with UTC dates.

@@ -4,10 +4,11 @@
 //! Entries at or below the cursor are skipped (a replay after a crash, or a second worker
 //! on the same database); an entry that skips a sequence is refused, never papered over.
 
+use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 
 use super::StoreError;
-use crate::domain::facts::{Entry, Fact};
+use crate::domain::facts::{Buyer, Entry, Fact, Return, Sale, Supplier, TopUp};
 use crate::domain::money;
 
 pub fn applied(connection: &Connection) -> Result<u64, StoreError> {
@@ -37,107 +38,121 @@ pub fn apply(connection: &mut Connection, entries: &[Entry]) -> Result<u64, Stor
 fn apply_one(tx: &Transaction<'_>, entry: &Entry) -> Result<(), StoreError> {
     let sequence = entry.sequence as i64;
     match &entry.fact {
-        Fact::Sale(sale) => {
-            tx.execute(
-                "INSERT INTO sales (sale_id, sequence, lead_id, ping_id, supplier_id, buyer_id, campaign_id, vertical,
-                    country, model, price, payout, currency, sold_at, internal)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-                params![
-                    sale.sale_id,
-                    sequence,
-                    sale.lead_id,
-                    sale.ping_id,
-                    sale.supplier_id,
-                    sale.buyer_id,
-                    sale.campaign_id,
-                    sale.vertical,
-                    sale.country,
-                    sale.model,
-                    money::format(sale.price),
-                    money::format(sale.payout),
-                    sale.currency,
-                    sale.sold_at.to_rfc3339(),
-                    sale.internal,
-                ],
-            )?;
-        }
-        Fact::Return(ret) => {
-            tx.execute(
-                "INSERT INTO returns (return_id, sequence, sale_id, buyer_id, supplier_id, approved, credit,
-                    payout_reversed, currency, reason, note, requested_at, resolved_at, sold_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-                params![
-                    ret.return_id,
-                    sequence,
-                    ret.sale_id,
-                    ret.buyer_id,
-                    ret.supplier_id,
-                    ret.approved,
-                    money::format(ret.credit),
-                    money::format(ret.payout_reversed),
-                    ret.currency,
-                    ret.reason,
-                    ret.note,
-                    ret.requested_at.to_rfc3339(),
-                    ret.resolved_at.to_rfc3339(),
-                    ret.sold_at.to_rfc3339(),
-                ],
-            )?;
-        }
-        Fact::TopUp(topup) => {
-            tx.execute(
-                "INSERT INTO topups (sequence, buyer_id, amount, reference, balance_after, currency, at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    sequence,
-                    topup.buyer_id,
-                    money::format(topup.amount),
-                    topup.reference,
-                    money::format(topup.balance_after),
-                    topup.currency,
-                    entry.at.to_rfc3339(),
-                ],
-            )?;
-        }
-        Fact::Buyer(buyer) => {
-            // Where the account's billing stands (billed_through, balance) is the worker's
-            // own state and survives a settings change.
-            tx.execute(
-                "INSERT INTO accounts (kind, id, name, email, currency, timezone, mode, interval, payment_terms_days, credit_limit)
-                 VALUES ('buyer', ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                 ON CONFLICT (kind, id) DO UPDATE SET name = excluded.name, email = excluded.email,
-                    currency = excluded.currency, timezone = excluded.timezone, mode = excluded.mode,
-                    interval = excluded.interval, payment_terms_days = excluded.payment_terms_days,
-                    credit_limit = excluded.credit_limit",
-                params![
-                    buyer.buyer_id,
-                    buyer.name,
-                    buyer.email,
-                    buyer.currency,
-                    buyer.timezone.name(),
-                    buyer.mode.as_str(),
-                    buyer.interval.as_str(),
-                    buyer.payment_terms_days,
-                    buyer.credit_limit.map(money::format),
-                ],
-            )?;
-        }
-        Fact::Supplier(supplier) => {
-            tx.execute(
-                "INSERT INTO accounts (kind, id, name, email, timezone, interval)
-                 VALUES ('supplier', ?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (kind, id) DO UPDATE SET name = excluded.name, email = excluded.email,
-                    timezone = excluded.timezone, interval = excluded.interval",
-                params![
-                    supplier.supplier_id,
-                    supplier.name,
-                    supplier.email,
-                    supplier.timezone.name(),
-                    supplier.interval.as_str()
-                ],
-            )?;
-        }
+        Fact::Sale(sale) => insert_sale(tx, sequence, sale),
+        Fact::Return(ret) => insert_return(tx, sequence, ret),
+        Fact::TopUp(topup) => insert_topup(tx, sequence, entry.at, topup),
+        Fact::Buyer(buyer) => upsert_buyer(tx, buyer),
+        Fact::Supplier(supplier) => upsert_supplier(tx, supplier),
     }
+}
+
+fn insert_sale(tx: &Transaction<'_>, sequence: i64, sale: &Sale) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO sales (sale_id, sequence, lead_id, ping_id, supplier_id, buyer_id, campaign_id, vertical,
+            country, model, price, payout, currency, sold_at, internal)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+        params![
+            sale.sale_id,
+            sequence,
+            sale.lead_id,
+            sale.ping_id,
+            sale.supplier_id,
+            sale.buyer_id,
+            sale.campaign_id,
+            sale.vertical,
+            sale.country,
+            sale.model,
+            money::format(sale.price),
+            money::format(sale.payout),
+            sale.currency,
+            sale.sold_at.to_rfc3339(),
+            sale.internal,
+        ],
+    )?;
+    Ok(())
+}
+
+fn insert_return(tx: &Transaction<'_>, sequence: i64, ret: &Return) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO returns (return_id, sequence, sale_id, buyer_id, supplier_id, approved, credit,
+            payout_reversed, currency, reason, note, requested_at, resolved_at, sold_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        params![
+            ret.return_id,
+            sequence,
+            ret.sale_id,
+            ret.buyer_id,
+            ret.supplier_id,
+            ret.approved,
+            money::format(ret.credit),
+            money::format(ret.payout_reversed),
+            ret.currency,
+            ret.reason,
+            ret.note,
+            ret.requested_at.to_rfc3339(),
+            ret.resolved_at.to_rfc3339(),
+            ret.sold_at.to_rfc3339(),
+        ],
+    )?;
+    Ok(())
+}
+
+fn insert_topup(tx: &Transaction<'_>, sequence: i64, at: DateTime<Utc>, topup: &TopUp) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO topups (sequence, buyer_id, amount, reference, balance_after, currency, at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            sequence,
+            topup.buyer_id,
+            money::format(topup.amount),
+            topup.reference,
+            money::format(topup.balance_after),
+            topup.currency,
+            at.to_rfc3339(),
+        ],
+    )?;
+    Ok(())
+}
+
+fn upsert_buyer(tx: &Transaction<'_>, buyer: &Buyer) -> Result<(), StoreError> {
+    // Where the account's billing stands (billed_through, balance) is the worker's
+    // own state and survives a settings change.
+    tx.execute(
+        "INSERT INTO accounts (kind, id, name, email, currency, timezone, mode, interval, payment_terms_days, credit_limit)
+         VALUES ('buyer', ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+         ON CONFLICT (kind, id) DO UPDATE SET name = excluded.name, email = excluded.email,
+            currency = excluded.currency, timezone = excluded.timezone, mode = excluded.mode,
+            interval = excluded.interval, payment_terms_days = excluded.payment_terms_days,
+            credit_limit = excluded.credit_limit",
+        params![
+            buyer.buyer_id,
+            buyer.name,
+            buyer.email,
+            buyer.currency,
+            buyer.timezone.name(),
+            buyer.mode.as_str(),
+            buyer.interval.as_str(),
+            buyer.payment_terms_days,
+            buyer.credit_limit.map(money::format),
+        ],
+    )?;
+    Ok(())
+}
+
+fn upsert_supplier(tx: &Transaction<'_>, supplier: &Supplier) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO accounts (kind, id, name, email, timezone, interval)
+         VALUES ('supplier', ?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (kind, id) DO UPDATE SET name = excluded.name, email = excluded.email,
+            timezone = excluded.timezone, interval = excluded.interval",
+        params![
+            supplier.supplier_id,
+            supplier.name,
+            supplier.email,
+            supplier.timezone.name(),
+            supplier.interval.as_str()
+        ],
+    )?;
     Ok(())
 }
 
