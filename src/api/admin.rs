@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::error::ApiError;
-use super::http::{self, ApiResponse};
+use super::http::{self, ApiResponse, Buffered};
 use super::AppState;
 use crate::domain::market::{ConfigChange, Market};
 use crate::domain::model::FieldError;
@@ -33,13 +33,13 @@ pub fn routes() -> axum::Router<Arc<AppState>> {
         .route("/returns/{id}", get(get_return))
         .route(
             "/returns/{id}/approve",
-            post(|state: Shared, Path(id): Path<String>, headers: HeaderMap, body: Bytes| {
+            post(|state: Shared, Path(id): Path<String>, Buffered { headers, body }: Buffered| {
                 resolve_return(state, id, true, headers, body)
             }),
         )
         .route(
             "/returns/{id}/reject",
-            post(|state: Shared, Path(id): Path<String>, headers: HeaderMap, body: Bytes| {
+            post(|state: Shared, Path(id): Path<String>, Buffered { headers, body }: Buffered| {
                 resolve_return(state, id, false, headers, body)
             }),
         )
@@ -63,7 +63,7 @@ pub fn routes() -> axum::Router<Arc<AppState>> {
             get(move |State(state): Shared, Path(id): Path<String>| async move {
                 found(&state.router.market(), kind, &id).ok_or_else(ApiError::not_found)
             })
-            .put(move |state: Shared, Path(id): Path<String>, headers: HeaderMap, body: Bytes| {
+            .put(move |state: Shared, Path(id): Path<String>, Buffered { headers, body }: Buffered| {
                 put_item(state, kind, id, headers, body)
             })
             .delete(move |state: Shared, Path(id): Path<String>| delete_item(state, kind, id)),
@@ -212,7 +212,7 @@ struct TopUpAnswer {
     available: Money,
 }
 
-async fn top_up(State(state): Shared, Path(buyer_id): Path<String>, headers: HeaderMap, body: Bytes) -> Answer {
+async fn top_up(State(state): Shared, Path(buyer_id): Path<String>, Buffered { headers, body }: Buffered) -> Answer {
     http::require_content_type(&headers, "application/json")?;
     let request: TopUp = http::parse_json(&body)?;
     let view = state.router.top_up(&buyer_id, request.amount, &request.reference).await?;

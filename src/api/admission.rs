@@ -36,7 +36,12 @@ pub struct Started(pub Instant);
 
 /// The route a response answered, for the duration metric (`unmatched` when none did).
 #[derive(Debug, Clone)]
-struct Answered(MatchedPath);
+enum Answered {
+    /// A public route, named when its table was built.
+    Named(&'static str),
+    /// An ops route, as it matched.
+    Matched(MatchedPath),
+}
 
 /// The outermost layer of both listeners.
 pub async fn guard(
@@ -53,18 +58,22 @@ pub async fn guard(
     } else {
         next.run(request).await
     };
-    let route = response.extensions().get::<Answered>().map_or("unmatched", |answered| answered.0.as_str());
+    let route: metrics::SharedString = match response.extensions().get::<Answered>() {
+        None => "unmatched".into(),
+        Some(Answered::Named(route)) => (*route).into(),
+        Some(Answered::Matched(matched)) => matched.as_str().to_string().into(),
+    };
     let status = response.status().as_str().to_string();
-    metrics::histogram!(telemetry::HTTP_REQUEST_DURATION_SECONDS, "route" => route.to_string(), "status" => status)
+    metrics::histogram!(telemetry::HTTP_REQUEST_DURATION_SECONDS, "route" => route, "status" => status)
         .record(started.elapsed().as_secs_f64());
     response
 }
 
-/// Marks the response with the route that answered it (a route layer, where the matched
-/// path is known).
+/// Marks the response with the route that answered it (a route layer of the ops listener,
+/// where the matched path is known; public routes are named by `admit`).
 pub async fn label(matched: MatchedPath, request: Request, next: Next) -> Response {
     let mut response = next.run(request).await;
-    response.extensions_mut().insert(Answered(matched));
+    response.extensions_mut().insert(Answered::Matched(matched));
     response
 }
 
@@ -95,10 +104,16 @@ pub enum Reads {
 }
 
 /// Admission of a public request (see the module doc for the order).
-pub async fn admit(State((state, reads)): State<(Arc<AppState>, Reads)>, request: Request, next: Next) -> Response {
-    match admitted(&state, reads, request, next).await {
+pub async fn admit(
+    State((state, reads, route)): State<(Arc<AppState>, Reads, &'static str)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let mut response = match admitted(&state, reads, request, next).await {
         Ok(response) | Err(response) => response,
-    }
+    };
+    response.extensions_mut().insert(Answered::Named(route));
+    response
 }
 
 async fn admitted(state: &AppState, reads: Reads, request: Request, next: Next) -> Result<Response, Response> {

@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use axum::body::Body;
+use axum::extract::FromRequest;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
@@ -23,6 +24,25 @@ pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 pub const BULK_BODY_LIMIT_BYTES: usize = 16 * 1024 * 1024;
 
 pub type ApiResponse = Response;
+
+/// A request's headers and its body, which admission has already read within its limits:
+/// taken by value, so neither is copied on the way to the handler.
+pub struct Buffered {
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl<S: Send + Sync> FromRequest<S> for Buffered {
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, _state: &S) -> Result<Buffered, ApiError> {
+        let (parts, body) = request.into_parts();
+        let body = axum::body::to_bytes(body, usize::MAX)
+            .await
+            .map_err(|_| ApiError::malformed("request body could not be read"))?;
+        Ok(Buffered { headers: parts.headers, body })
+    }
+}
 
 /// Reads a whole body of at most `limit` bytes by `deadline` (set from the start of the
 /// request, so a body sent a byte at a time cannot stretch it).

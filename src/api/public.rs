@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::caller::{Buyer, Supplier};
 use super::error::ApiError;
-use super::http::{self, ApiResponse};
+use super::http::{self, ApiResponse, Buffered};
 use super::{bulk, AppState};
 use crate::domain::lead::{LeadInput, PingInput};
 use crate::engine::ports::idempotency::{Begin, StoredAnswer};
@@ -33,8 +33,7 @@ pub(super) fn json_body(headers: &HeaderMap, body: Bytes) -> Result<Bytes, ApiEr
 pub async fn ping(
     State(state): State<Arc<AppState>>,
     Supplier(supplier_id): Supplier,
-    headers: HeaderMap,
-    body: Bytes,
+    Buffered { headers, body }: Buffered,
 ) -> Result<ApiResponse, ApiError> {
     let body = json_body(&headers, body)?;
     let input: PingInput = http::parse_json(&body)?;
@@ -46,8 +45,7 @@ pub async fn ping(
 pub async fn post(
     State(state): State<Arc<AppState>>,
     Supplier(supplier_id): Supplier,
-    headers: HeaderMap,
-    body: Bytes,
+    Buffered { headers, body }: Buffered,
 ) -> Result<ApiResponse, ApiError> {
     let body = json_body(&headers, body)?;
     once(&state, "/v1/post", 200, &supplier_id, &headers, body, |router, supplier_id, body| async move {
@@ -60,8 +58,7 @@ pub async fn post(
 pub async fn direct(
     State(state): State<Arc<AppState>>,
     Supplier(supplier_id): Supplier,
-    headers: HeaderMap,
-    body: Bytes,
+    Buffered { headers, body }: Buffered,
 ) -> Result<ApiResponse, ApiError> {
     let body = json_body(&headers, body)?;
     once(&state, "/v1/leads", 200, &supplier_id, &headers, body, |router, supplier_id, body| async move {
@@ -74,8 +71,7 @@ pub async fn direct(
 pub async fn bulk_leads(
     State(state): State<Arc<AppState>>,
     Supplier(supplier_id): Supplier,
-    headers: HeaderMap,
-    body: Bytes,
+    Buffered { headers, body }: Buffered,
 ) -> Result<ApiResponse, ApiError> {
     http::require_content_type(&headers, "text/csv")?;
     let rows = bulk::parse(&body).map_err(|e| ApiError::new(422, "invalid_csv", e.to_string()))?;

@@ -3,15 +3,13 @@
 
 use std::sync::Arc;
 
-use ::http::HeaderMap;
 use axum::extract::{Path, RawQuery, State};
-use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::caller::{Buyer, Supplier};
 use super::error::ApiError;
-use super::http::{self, ApiResponse};
+use super::http::{self, ApiResponse, Buffered};
 use super::public::{detached, json_body, once, row_results};
 use super::{bulk, AppState};
 use crate::domain::model::FieldError;
@@ -25,8 +23,7 @@ const PAGE_DEFAULT: usize = 100;
 pub async fn request(
     State(state): State<Arc<AppState>>,
     Buyer(buyer_id): Buyer,
-    headers: HeaderMap,
-    body: Bytes,
+    Buffered { headers, body }: Buffered,
 ) -> Result<ApiResponse, ApiError> {
     let body = json_body(&headers, body)?;
     let party = format!("buyer/{buyer_id}");
@@ -42,8 +39,7 @@ pub async fn request(
 pub async fn bulk(
     State(state): State<Arc<AppState>>,
     Buyer(buyer_id): Buyer,
-    headers: HeaderMap,
-    body: Bytes,
+    Buffered { headers, body }: Buffered,
 ) -> Result<ApiResponse, ApiError> {
     http::require_content_type(&headers, "text/csv")?;
     let rows = bulk::parse_returns(&body).map_err(|e| ApiError::new(422, "invalid_csv", e.to_string()))?;
