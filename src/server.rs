@@ -252,9 +252,28 @@ pub struct RunningServer {
     pub ops_addr: SocketAddr,
     pub grpc_addr: SocketAddr,
     pub router: Arc<Router>,
+    /// What the start replayed (embedded nodes).
+    pub replay: Option<Replay>,
     state: Arc<AppState>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    last_checkpoint: Option<LastCheckpoint>,
+}
+
+/// What an embedded start loaded and replayed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replay {
+    /// The last sequence the checkpoint covered (0 without one).
+    pub checkpoint_sequence: u64,
+    /// Journal records replayed after it.
+    pub events: u64,
+}
+
+/// What a clean stop of an embedded node needs for its last checkpoint.
+struct LastCheckpoint {
+    journal: Arc<Journal>,
+    postal: &'static PostalTable,
+    clock: Arc<dyn Clock>,
 }
 
 pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError> {
@@ -267,11 +286,17 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
     crate::domain::phone::warm_up();
     let (router, journal) = match &options.redis {
         None => {
-            let (router, journal) = embedded_router(&options, postal).await?;
-            (router, Some(journal))
+            let (router, journal, replay) = embedded_router(&options, postal).await?;
+            (router, Some((journal, replay)))
         }
         Some(redis) => (shared_router(&options, redis, postal).await?, None),
     };
+    let (journal, replay) = journal.unzip();
+    let last_checkpoint = journal.as_ref().map(|journal| LastCheckpoint {
+        journal: Arc::clone(journal),
+        postal,
+        clock: Arc::clone(&options.clock),
+    });
     let retention = match &journal {
         Some(journal) => {
             let consumers = Consumers::open(journal.dir()).map_err(|e| ServerError::Storage(e.to_string()))?;
@@ -323,7 +348,7 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
         let every = options.checkpoint_every;
         tasks.push(checkpoints::spawn(journal, Arc::clone(&router), postal, clock, every, retention, stopped));
     }
-    Ok(RunningServer { public_addr, ops_addr, grpc_addr, router, state, stop, tasks })
+    Ok(RunningServer { public_addr, ops_addr, grpc_addr, router, replay, state, stop, tasks, last_checkpoint })
 }
 
 /// One node: the journal is the ledger and the record of admin changes; balances, caps,
@@ -331,7 +356,7 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
 async fn embedded_router(
     options: &ServerOptions,
     postal: &'static PostalTable,
-) -> Result<(Arc<Router>, Arc<Journal>), ServerError> {
+) -> Result<(Arc<Router>, Arc<Journal>, Replay), ServerError> {
     let storage = |error: &dyn std::fmt::Display| ServerError::Storage(error.to_string());
     files::create_dir_all(&options.data_dir).map_err(|e| storage(&e))?;
     files::tighten(&options.data_dir).map_err(|e| storage(&e))?;
@@ -389,7 +414,8 @@ async fn embedded_router(
         ms = started.elapsed().as_millis() as u64,
         "journal replayed"
     );
-    Ok((router, journal))
+    let replay = Replay { checkpoint_sequence: resume.map_or(0, |r| r.last_sequence), events: recovery.events };
+    Ok((router, journal, replay))
 }
 
 /// Checks, in the background, the segments a start skipped because its checkpoint covers
@@ -550,7 +576,34 @@ impl RunningServer {
         for task in self.tasks {
             let _ = task.await;
         }
+        if let Some(last) = self.last_checkpoint {
+            last.write(&self.router).await;
+        }
         self.router.journal().close().await;
+    }
+}
+
+impl LastCheckpoint {
+    /// Once nothing else writes: seals the segment being written and checkpoints through
+    /// it, so the next start loads the checkpoint and replays nothing. A failure costs only
+    /// a longer next start (the journal is the truth), so it is logged, not fatal.
+    async fn write(self, router: &Router) {
+        let started = std::time::Instant::now();
+        let sealed = match self.journal.seal().await {
+            Ok(sealed) => sealed,
+            Err(error) => return tracing::warn!(%error, "the journal could not be sealed for a last checkpoint"),
+        };
+        match checkpoints::write_through(&self.journal, router, self.postal, &self.clock, sealed + 1).await {
+            Ok(written) => tracing::info!(
+                segment = sealed + 1,
+                bytes = written.unwrap_or(0),
+                ms = started.elapsed().as_millis() as u64,
+                "last checkpoint before stopping"
+            ),
+            Err(error) => {
+                tracing::warn!(%error, "no last checkpoint; the next start replays the journal after the previous one")
+            }
+        }
     }
 }
 

@@ -42,6 +42,9 @@ async fn a_restart_rebuilds_balances_caps_and_sales_from_the_journal() {
     let data = server.stop().await;
 
     let server = start_in(market(&sink), Arc::new(SystemClock), data).await;
+    let replay = server.running.replay.expect("an embedded start says what it replayed");
+    assert_eq!(replay.events, 0, "a clean stop checkpointed everything: nothing to replay");
+    assert_eq!(replay.checkpoint_sequence, 6, "buyer, supplier, opening top-up, two sales, top-up");
     let balance = server.balance(&buyer_key("b1")).await;
     assert_eq!(balance["balance"], "85.00", "100 opening (booked once) + 5 top-up - 2 x 10 sold");
     assert_eq!(server.running.router.sales().len(), 2);
@@ -73,6 +76,14 @@ async fn a_restart_rebuilds_balances_caps_and_sales_from_the_journal() {
         ["buyer", "supplier", "topup", "sale", "sale", "topup", "sale"],
         "accounts are journaled once, not per start"
     );
+
+    // A second clean stop checkpoints on top of the first; the state is whole again.
+    let data = server.stop().await;
+    let server = start_in(market(&sink), Arc::new(SystemClock), data).await;
+    assert_eq!(server.running.replay.map(|r| (r.events, r.checkpoint_sequence)), Some((0, 7)));
+    assert_eq!(server.balance(&buyer_key("b1")).await["balance"], "75.00");
+    assert_eq!(server.running.router.sales().len(), 3);
+    assert_eq!(server.direct(&lead("solar", 4)).await.json["status"], "rejected", "the cap still counts 3");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -238,8 +238,17 @@ enum Pending {
         at: DateTime<Utc>,
     },
     Internal(InternalRecord),
+    /// Seal the segment being written, if anything is in it, after what was sent before.
+    Seal,
     /// Stop after what was sent before (a clean shutdown).
     Close,
+}
+
+impl Pending {
+    /// A seal or a close ends the batch it arrives in: what came before is written first.
+    fn is_barrier(&self) -> bool {
+        matches!(self, Pending::Seal | Pending::Close)
+    }
 }
 
 struct Append {
@@ -385,6 +394,14 @@ impl Journal {
 
     fn stopped(&self) -> JournalError {
         self.failure().map_or(JournalError::Closed, JournalError::Failed)
+    }
+
+    /// Writes everything appended so far and seals the segment being written (when anything
+    /// is in it), so a checkpoint can cover all of it; answers the newest sealed segment's
+    /// number (0 while none is). A clean shutdown seals before its last checkpoint, so the
+    /// next start replays nothing.
+    pub async fn seal(&self) -> Result<u64, JournalError> {
+        self.submit(Pending::Seal).await.map(|written| written.location.segment)
     }
 
     /// Writes everything appended so far, then stops the writer: later appends fail with
@@ -847,27 +864,35 @@ impl Writer {
     fn run(mut self, mut queue: mpsc::Receiver<Append>) {
         while let Some(first) = queue.blocking_recv() {
             let mut batch = vec![first];
-            while batch.len() < BATCH_MAX && !matches!(batch.last().map(|a| &a.pending), Some(Pending::Close)) {
+            while batch.len() < BATCH_MAX && !batch.last().is_some_and(|a| a.pending.is_barrier()) {
                 match queue.try_recv() {
                     Ok(next) => batch.push(next),
                     Err(_) => break,
                 }
             }
-            let close = match batch.last().map(|a| &a.pending) {
-                Some(Pending::Close) => batch.pop(),
-                _ => None,
-            };
+            let barrier = if batch.last().is_some_and(|a| a.pending.is_barrier()) { batch.pop() } else { None };
             if !batch.is_empty() {
                 if let Err(error) = self.write_batch(batch) {
                     self.fail(&error, queue);
                     return;
                 }
             }
-            if let Some(close) = close {
+            let Some(barrier) = barrier else { continue };
+            if matches!(barrier.pending, Pending::Close) {
                 // Everything sent before the close is on disk; dropping the queue refuses the rest.
-                let _ = close.done.send(Ok(Written { event: None, location: Location::default() }));
+                let _ = barrier.done.send(Ok(Written { event: None, location: Location::default() }));
                 return;
             }
+            if self.length > 0 {
+                if let Err(error) = self.roll() {
+                    let error = format!("sealing {}: {error}", self.segment.name());
+                    let _ = barrier.done.send(Err(JournalError::Failed(error.clone())));
+                    self.fail(&error, queue);
+                    return;
+                }
+            }
+            let sealed = *self.shared.sealed.borrow();
+            let _ = barrier.done.send(Ok(Written { event: None, location: Location { segment: sealed, offset: 0 } }));
         }
     }
 
@@ -890,7 +915,7 @@ impl Writer {
                     (builder.push_ledger(&event), Some(event))
                 }
                 Pending::Internal(record) => (builder.push_internal(record), None),
-                Pending::Close => unreachable!("a close ends its batch"),
+                Pending::Seal | Pending::Close => unreachable!("a seal or a close ends its batch"),
             };
             if let Err(error) = result {
                 encoded = Err(format!("encoding a record: {error}"));
@@ -1074,6 +1099,25 @@ mod tests {
         drop(journal);
         let (_, recovery) = Journal::open(dir.path()).unwrap();
         assert_eq!(recovery.last_sequence, 1280);
+    }
+
+    #[tokio::test]
+    async fn a_seal_closes_a_segment_with_records_and_leaves_an_empty_one_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, _) = Journal::open(dir.path()).unwrap();
+        assert_eq!(journal.seal().await.unwrap(), 0, "an empty segment is not sealed");
+        for n in 0..3 {
+            journal.append(top_up(n), Utc::now()).await.unwrap();
+        }
+        assert_eq!(journal.seal().await.unwrap(), 1, "the first segment is sealed");
+        assert_eq!(journal.seal().await.unwrap(), 1, "and the next, still empty, is not");
+        assert_eq!(journal.segment_start(2), Some(4), "the next event starts segment 2");
+        assert_eq!(journal.append(top_up(3), Utc::now()).await.unwrap().sequence, 4);
+        journal.close().await;
+        let (journal, recovery) = Journal::open(dir.path()).unwrap();
+        assert_eq!((recovery.last_sequence, recovery.segments), (4, 2));
+        let read: Vec<u64> = journal.read_after(0, 10).unwrap().iter().map(|e| e.sequence).collect();
+        assert_eq!(read, [1, 2, 3, 4], "a seal loses and reorders nothing");
     }
 
     #[tokio::test]
