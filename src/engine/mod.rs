@@ -433,7 +433,7 @@ impl Router {
         Restoring {
             router: self,
             horizon,
-            outbox: outbox::OutboxReplay::default(),
+            outbox: outbox::OutboxReplay::starting_from(self.outbox.take_all()),
             awaiting: Vec::new(),
             replayed: std::collections::HashSet::new(),
         }

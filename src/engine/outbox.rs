@@ -20,7 +20,7 @@ use super::{EngineError, Router};
 use crate::domain::retry::{AfterFailure, RetryPolicy};
 use crate::ids;
 use crate::store::journal::InternalRecord;
-use crate::store::outbox::{Attempt, Delivery, Due, Message, MessageKind, Recipient, Requires, Status};
+use crate::store::outbox::{Attempt, Delivery, Due, Message, MessageKind, OutboxState, Recipient, Requires, Status};
 use crate::telemetry;
 
 /// Deliveries in flight at once: enough to drain a backlog after a buyer's outage quickly,
@@ -221,6 +221,26 @@ struct Replayed {
 #[derive(Default)]
 pub(super) struct OutboxReplay {
     messages: std::collections::HashMap<String, Replayed>,
+}
+
+impl OutboxReplay {
+    /// Starts from the messages a checkpoint held, so the tail's records (a delivery, a
+    /// failure, a dead letter) apply to them as to the tail's own.
+    pub(super) fn starting_from(held: Vec<OutboxState>) -> OutboxReplay {
+        let messages = held
+            .into_iter()
+            .map(|held| {
+                let replayed = Replayed {
+                    message: held.message,
+                    attempts: held.attempts,
+                    last_error: held.last_error,
+                    dead_since: held.dead_since,
+                };
+                (replayed.message.id.clone(), replayed)
+            })
+            .collect();
+        OutboxReplay { messages }
+    }
 }
 
 impl Router {

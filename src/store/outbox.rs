@@ -193,6 +193,14 @@ impl Outbox {
             .collect()
     }
 
+    /// Every message, taken out (a restore folds the journal's tail into what a checkpoint
+    /// held, then puts the result back).
+    pub fn take_all(&self) -> Vec<OutboxState> {
+        let taken = self.export();
+        *self.state.lock() = State::default();
+        taken
+    }
+
     pub fn import(&self, messages: Vec<OutboxState>, now: Instant) {
         for m in messages {
             match m.dead_since {
