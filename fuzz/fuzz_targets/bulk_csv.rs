@@ -10,29 +10,11 @@
 
 use std::collections::BTreeSet;
 
-use leadrouter::api::bulk::{self, BULK_ROWS_MAX};
+use leadrouter::api::bulk::{self, BULK_ROWS_MAX, LEAD_COLUMNS};
 use leadrouter::domain::lead::LeadInput;
 use leadrouter::engine::ReturnInput;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-
-const LEAD_COLUMNS: [&str; 15] = [
-    "vertical",
-    "first_name",
-    "last_name",
-    "email",
-    "phone",
-    "zip",
-    "country",
-    "state",
-    "city",
-    "street",
-    "external_id",
-    "consent.tcpa",
-    "consent.certificate_url",
-    "consent.ip",
-    "consent.captured_at",
-];
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(rows) = bulk::parse(data) {

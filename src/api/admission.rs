@@ -135,7 +135,7 @@ async fn admitted(state: &AppState, reads: Reads, request: Request, next: Next) 
             (Body::from(bytes), Some(place))
         }
     };
-    let _permit = state.in_flight.admit(&caller.owner()).ok_or_else(|| refuse(overloaded()))?;
+    let _permit = state.in_flight.admit(&caller.0).ok_or_else(|| refuse(overloaded()))?;
     parts.extensions.insert(caller);
     Ok(next.run(Request::from_parts(parts, body)).await)
 }

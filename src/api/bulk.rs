@@ -102,25 +102,27 @@ fn rows<C, T>(
     Ok(rows)
 }
 
+/// The columns a bulk CSV may have besides `fields.<name>` (DESIGN.md §4).
+pub const LEAD_COLUMNS: [&str; 15] = [
+    "vertical",
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "zip",
+    "country",
+    "state",
+    "city",
+    "street",
+    "external_id",
+    "consent.tcpa",
+    "consent.certificate_url",
+    "consent.ip",
+    "consent.captured_at",
+];
+
 fn known_column(name: &str) -> bool {
-    matches!(
-        name,
-        "vertical"
-            | "first_name"
-            | "last_name"
-            | "email"
-            | "phone"
-            | "zip"
-            | "country"
-            | "state"
-            | "city"
-            | "street"
-            | "external_id"
-            | "consent.tcpa"
-            | "consent.certificate_url"
-            | "consent.ip"
-            | "consent.captured_at"
-    ) || name.strip_prefix("fields.").is_some_and(|f| !f.is_empty())
+    LEAD_COLUMNS.contains(&name) || name.strip_prefix("fields.").is_some_and(|f| !f.is_empty())
 }
 
 fn to_lead<'a>(cells: impl Iterator<Item = (&'a str, &'a str)>) -> Result<LeadInput, Vec<FieldError>> {

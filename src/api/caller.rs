@@ -29,20 +29,12 @@ impl Caller {
         let party = state.router.market().party(key).cloned().ok_or_else(ApiError::unauthorized)?;
         Ok(Caller(party))
     }
-
-    /// The key the per-key in-flight bound counts under: a supplier's id or `buyer/<id>`
-    /// (no id can contain `/`), the same owner strings idempotency keys are stored under.
-    pub fn owner(&self) -> String {
-        match &self.0 {
-            Party::Supplier(id) => id.clone(),
-            Party::Buyer(id) => format!("buyer/{id}"),
-        }
-    }
 }
 
-fn caller(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
-    match parts.extensions.get::<Caller>() {
-        Some(caller) => Ok(caller.clone()),
+/// Taken out of the extensions, not cloned: a handler reads its caller once.
+fn caller(parts: &mut Parts, state: &AppState) -> Result<Caller, ApiError> {
+    match parts.extensions.remove::<Caller>() {
+        Some(caller) => Ok(caller),
         None => Caller::identify(state, &parts.headers),
     }
 }

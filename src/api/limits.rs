@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use dashmap::DashMap;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::domain::market::Party;
+
 /// Requests decided at once before the server answers 503: far above what two cores can
 /// usefully work on, low enough that memory stays bounded when buyers hang.
 pub const IN_FLIGHT_MAX: usize = 8_192;
@@ -121,7 +123,7 @@ impl Drop for OpenConnection {
 pub struct InFlight {
     total: Arc<Semaphore>,
     per_key_max: usize,
-    by_key: Arc<DashMap<String, usize>>,
+    by_key: Arc<DashMap<Party, usize>>,
     bulk_reads: Arc<Semaphore>,
 }
 
@@ -135,16 +137,17 @@ impl InFlight {
         }
     }
 
-    /// A permit for a request of `key`, or None when that key or the server is at its bound.
-    pub fn admit(&self, key: &str) -> Option<Admitted> {
+    /// A permit for a request of `party`, or None when that party or the server is at its
+    /// bound.
+    pub fn admit(&self, party: &Party) -> Option<Admitted> {
         {
-            let mut count = self.by_key.entry(key.to_string()).or_insert(0);
+            let mut count = self.by_key.entry(party.clone()).or_insert(0);
             if *count >= self.per_key_max {
                 return None;
             }
             *count += 1;
         }
-        let counted = KeyCount { by_key: Arc::clone(&self.by_key), key: key.to_string() };
+        let counted = KeyCount { by_key: Arc::clone(&self.by_key), party: party.clone() };
         let permit = Arc::clone(&self.total).try_acquire_owned().ok()?;
         Some(Admitted { _permit: permit, _counted: counted })
     }
@@ -166,13 +169,13 @@ pub struct Admitted {
 }
 
 struct KeyCount {
-    by_key: Arc<DashMap<String, usize>>,
-    key: String,
+    by_key: Arc<DashMap<Party, usize>>,
+    party: Party,
 }
 
 impl Drop for KeyCount {
     fn drop(&mut self) {
-        self.by_key.remove_if_mut(&self.key, |_, count| {
+        self.by_key.remove_if_mut(&self.party, |_, count| {
             *count -= 1;
             *count == 0
         });
@@ -262,12 +265,14 @@ mod tests {
     #[test]
     fn one_key_takes_at_most_its_share_and_others_still_get_in() {
         let in_flight = InFlight::new(&limits(1, 1, 3));
-        let held: Vec<_> = (0..3).map(|_| in_flight.admit("s1").unwrap()).collect();
-        assert!(in_flight.admit("s1").is_none(), "s1 is at its share");
-        let other = in_flight.admit("s2").expect("another key gets in");
+        let (s1, s2) = (Party::Supplier("s1".into()), Party::Supplier("s2".into()));
+        let held: Vec<_> = (0..3).map(|_| in_flight.admit(&s1).unwrap()).collect();
+        assert!(in_flight.admit(&s1).is_none(), "s1 is at its share");
+        assert!(in_flight.admit(&Party::Buyer("s1".into())).is_some(), "a buyer of the same id is another key");
+        let other = in_flight.admit(&s2).expect("another key gets in");
         assert_eq!(in_flight.available(), IN_FLIGHT_MAX - 4);
         drop(held);
-        assert!(in_flight.admit("s1").is_some(), "given back");
+        assert!(in_flight.admit(&s1).is_some(), "given back");
         drop(other);
         assert_eq!(in_flight.available(), IN_FLIGHT_MAX);
         assert!(in_flight.by_key.is_empty());

@@ -47,7 +47,7 @@ pub struct MarketConfig {
 }
 
 /// Who owns an API key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Party {
     Supplier(String),
     Buyer(String),

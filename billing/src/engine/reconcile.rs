@@ -60,13 +60,17 @@ pub fn reconcile(connection: &Connection) -> Result<Reconciliation, StoreError> 
         lines: count(connection, "SELECT COUNT(*) FROM lines")?,
         ..Checked::default()
     };
-    let issued = IssuedPeriods::load(connection)?;
-    let zones = zones(connection)?;
-
-    buyer_sales(connection, &issued, &zones, &mut checked, &mut found)?;
-    supplier_sales(connection, &issued, &zones, &mut checked, &mut found)?;
-    buyer_returns(connection, &mut checked, &mut found)?;
-    supplier_reversals(connection, &issued, &zones, &mut checked, &mut found)?;
+    let mut audit = Audit {
+        connection,
+        issued: IssuedPeriods::load(connection)?,
+        zones: zones(connection)?,
+        checked: &mut checked,
+        found: &mut found,
+    };
+    audit.buyer_sales()?;
+    audit.supplier_sales()?;
+    audit.buyer_returns()?;
+    audit.supplier_reversals()?;
     unplaced_topups(connection, &mut found)?;
     line_amounts(connection, &mut found)?;
     document_totals(connection, &mut found)?;
@@ -76,15 +80,21 @@ pub fn reconcile(connection: &Connection) -> Result<Reconciliation, StoreError> 
     Ok(Reconciliation { ok: found.is_empty(), checked, discrepancies: found })
 }
 
-/// Sales, buyer side: each on one buyer document line, or internal, or waiting.
-fn buyer_sales(
-    connection: &Connection,
-    issued: &IssuedPeriods,
-    zones: &Zones,
-    checked: &mut Checked,
-    found: &mut Vec<Discrepancy>,
-) -> Result<(), StoreError> {
-    for (sale_id, buyer, sequence, sold_at, internal, billed, lines) in rows::<SaleRow>(
+/// What the checks over sales and returns share: the database, what was issued for which
+/// period, the accounts' time zones, and the tallies and findings they add to.
+struct Audit<'a> {
+    connection: &'a Connection,
+    issued: IssuedPeriods,
+    zones: Zones,
+    checked: &'a mut Checked,
+    found: &'a mut Vec<Discrepancy>,
+}
+
+impl Audit<'_> {
+    /// Sales, buyer side: each on one buyer document line, or internal, or waiting.
+    fn buyer_sales(&mut self) -> Result<(), StoreError> {
+        let Audit { connection, issued, zones, checked, found } = self;
+        for (sale_id, buyer, sequence, sold_at, internal, billed, lines) in rows::<SaleRow>(
         connection,
         "SELECT s.sale_id, s.buyer_id, s.sequence, s.sold_at, s.internal, s.buyer_doc,
                 (SELECT COUNT(*) FROM lines l JOIN documents d ON d.number = l.number
@@ -117,137 +127,125 @@ fn buyer_sales(
             misplaced => found.extend(misplaced.discrepancy(&SALE, &sale_id)),
         }
     }
-    Ok(())
-}
+        Ok(())
+    }
 
-/// Sales, supplier side: each payout on one settlement line, or waiting.
-fn supplier_sales(
-    connection: &Connection,
-    issued: &IssuedPeriods,
-    zones: &Zones,
-    checked: &mut Checked,
-    found: &mut Vec<Discrepancy>,
-) -> Result<(), StoreError> {
-    for (sale_id, supplier, sequence, sold_at, _, settled, lines) in rows::<SaleRow>(
-        connection,
-        "SELECT s.sale_id, s.supplier_id, s.sequence, s.sold_at, s.internal, s.supplier_doc,
+    /// Sales, supplier side: each payout on one settlement line, or waiting.
+    fn supplier_sales(&mut self) -> Result<(), StoreError> {
+        let Audit { connection, issued, zones, checked, found } = self;
+        for (sale_id, supplier, sequence, sold_at, _, settled, lines) in rows::<SaleRow>(
+            connection,
+            "SELECT s.sale_id, s.supplier_id, s.sequence, s.sold_at, s.internal, s.supplier_doc,
                 (SELECT COUNT(*) FROM lines l JOIN documents d ON d.number = l.number
                  WHERE l.sale_id = s.sale_id AND d.account_kind = 'supplier' AND l.kind IN ('sale', 'adjustment'))
                 || ':' || (SELECT COUNT(*) FROM lines l WHERE l.number = s.supplier_doc AND l.sale_id = s.sale_id
                  AND l.kind IN ('sale', 'adjustment'))
          FROM sales s",
-        [],
-    )? {
-        match placement(&lines, settled.as_ref()) {
-            Placement::Once => checked.payouts_settled += 1,
-            Placement::Nowhere => {
-                let zone = zones.get(&("supplier", supplier.clone())).copied().unwrap_or(chrono_tz::UTC);
-                if issued.should_hold("supplier", &supplier, sequence, local_date(instant(&sold_at)?, zone)) {
-                    found.push(discrepancy(
-                        "payout_not_settled",
-                        [&sale_id, &supplier],
-                        "a settlement issued after this sale for its period left it out",
-                    ));
+            [],
+        )? {
+            match placement(&lines, settled.as_ref()) {
+                Placement::Once => checked.payouts_settled += 1,
+                Placement::Nowhere => {
+                    let zone = zones.get(&("supplier", supplier.clone())).copied().unwrap_or(chrono_tz::UTC);
+                    if issued.should_hold("supplier", &supplier, sequence, local_date(instant(&sold_at)?, zone)) {
+                        found.push(discrepancy(
+                            "payout_not_settled",
+                            [&sale_id, &supplier],
+                            "a settlement issued after this sale for its period left it out",
+                        ));
+                    }
                 }
+                misplaced => found.extend(misplaced.discrepancy(&PAYOUT, &sale_id)),
             }
-            misplaced => found.extend(misplaced.discrepancy(&PAYOUT, &sale_id)),
         }
+        Ok(())
     }
-    Ok(())
-}
 
-/// Approved returns, buyer side: each credit on one credit note or exclusion line, or
-/// waiting.
-fn buyer_returns(
-    connection: &Connection,
-    checked: &mut Checked,
-    found: &mut Vec<Discrepancy>,
-) -> Result<(), StoreError> {
-    for (return_id, buyer, sequence, credit, sale_run, credited, lines) in rows::<CreditRow>(
-        connection,
-        "SELECT r.return_id, r.buyer_id, r.sequence, r.credit,
+    /// Approved returns, buyer side: each credit on one credit note or exclusion line, or
+    /// waiting.
+    fn buyer_returns(&mut self) -> Result<(), StoreError> {
+        let Audit { connection, checked, found, .. } = self;
+        for (return_id, buyer, sequence, credit, sale_run, credited, lines) in rows::<CreditRow>(
+            connection,
+            "SELECT r.return_id, r.buyer_id, r.sequence, r.credit,
                 (SELECT d.run_id FROM sales s JOIN documents d ON d.number = s.buyer_doc WHERE s.sale_id = r.sale_id),
                 r.buyer_doc,
                 (SELECT COUNT(*) FROM lines l JOIN documents d ON d.number = l.number
                  WHERE l.return_id = r.return_id AND d.account_kind = 'buyer')
                 || ':' || (SELECT COUNT(*) FROM lines l WHERE l.number = r.buyer_doc AND l.return_id = r.return_id)
          FROM returns r WHERE r.approved = 1",
-        [],
-    )? {
-        checked.returns_approved += 1;
-        if decimal(&credit)?.is_zero() {
-            continue;
-        }
-        match placement(&lines, credited.as_ref()) {
-            Placement::Once => checked.returns_credited += 1,
-            Placement::Nowhere => {
-                let sequence: i64 = sequence;
-                // Credit notes are due from the first run that saw the return after its
-                // sale was billed.
-                let due = match sale_run {
-                    Some(run) => {
-                        count_params(
-                            connection,
-                            "SELECT COUNT(*) FROM runs WHERE id >= ?1 AND through_sequence >= ?2",
-                            rusqlite::params![run, sequence],
-                        )? > 0
-                    }
-                    None => false,
-                };
-                if due {
-                    found.push(discrepancy(
-                        "return_not_credited",
-                        [&return_id, &buyer],
-                        "a run after this return issued no credit note for it",
-                    ));
-                } else {
-                    checked.returns_waiting += 1;
-                }
+            [],
+        )? {
+            checked.returns_approved += 1;
+            if decimal(&credit)?.is_zero() {
+                continue;
             }
-            misplaced => found.extend(misplaced.discrepancy(&RETURN, &return_id)),
+            match placement(&lines, credited.as_ref()) {
+                Placement::Once => checked.returns_credited += 1,
+                Placement::Nowhere => {
+                    let sequence: i64 = sequence;
+                    // Credit notes are due from the first run that saw the return after its
+                    // sale was billed.
+                    let due = match sale_run {
+                        Some(run) => {
+                            count_params(
+                                connection,
+                                "SELECT COUNT(*) FROM runs WHERE id >= ?1 AND through_sequence >= ?2",
+                                rusqlite::params![run, sequence],
+                            )? > 0
+                        }
+                        None => false,
+                    };
+                    if due {
+                        found.push(discrepancy(
+                            "return_not_credited",
+                            [&return_id, &buyer],
+                            "a run after this return issued no credit note for it",
+                        ));
+                    } else {
+                        checked.returns_waiting += 1;
+                    }
+                }
+                misplaced => found.extend(misplaced.discrepancy(&RETURN, &return_id)),
+            }
         }
+        Ok(())
     }
-    Ok(())
-}
 
-/// Approved returns that take a payout back, supplier side: each on one settlement line, or
-/// waiting.
-fn supplier_reversals(
-    connection: &Connection,
-    issued: &IssuedPeriods,
-    zones: &Zones,
-    checked: &mut Checked,
-    found: &mut Vec<Discrepancy>,
-) -> Result<(), StoreError> {
-    for (return_id, supplier, sequence, reversed, resolved_at, settled, lines) in rows::<ReversalRow>(
-        connection,
-        "SELECT r.return_id, r.supplier_id, r.sequence, r.payout_reversed, r.resolved_at, r.supplier_doc,
+    /// Approved returns that take a payout back, supplier side: each on one settlement line, or
+    /// waiting.
+    fn supplier_reversals(&mut self) -> Result<(), StoreError> {
+        let Audit { connection, issued, zones, checked, found } = self;
+        for (return_id, supplier, sequence, reversed, resolved_at, settled, lines) in rows::<ReversalRow>(
+            connection,
+            "SELECT r.return_id, r.supplier_id, r.sequence, r.payout_reversed, r.resolved_at, r.supplier_doc,
                 (SELECT COUNT(*) FROM lines l JOIN documents d ON d.number = l.number
                  WHERE l.return_id = r.return_id AND d.account_kind = 'supplier')
                 || ':' || (SELECT COUNT(*) FROM lines l WHERE l.number = r.supplier_doc AND l.return_id = r.return_id)
          FROM returns r WHERE r.approved = 1",
-        [],
-    )? {
-        if decimal(&reversed)?.is_zero() {
-            continue;
-        }
-        match placement(&lines, settled.as_ref()) {
-            Placement::Once => checked.reversals_settled += 1,
-            Placement::Nowhere => {
-                let zone = zones.get(&("supplier", supplier.clone())).copied().unwrap_or(chrono_tz::UTC);
-                let resolved_on = local_date(instant(&resolved_at)?, zone);
-                if issued.should_hold("supplier", &supplier, sequence, resolved_on) {
-                    found.push(discrepancy(
-                        "reversal_not_settled",
-                        [&return_id, &supplier],
-                        "a settlement issued after this return for its period left it out",
-                    ));
-                }
+            [],
+        )? {
+            if decimal(&reversed)?.is_zero() {
+                continue;
             }
-            misplaced => found.extend(misplaced.discrepancy(&REVERSAL, &return_id)),
+            match placement(&lines, settled.as_ref()) {
+                Placement::Once => checked.reversals_settled += 1,
+                Placement::Nowhere => {
+                    let zone = zones.get(&("supplier", supplier.clone())).copied().unwrap_or(chrono_tz::UTC);
+                    let resolved_on = local_date(instant(&resolved_at)?, zone);
+                    if issued.should_hold("supplier", &supplier, sequence, resolved_on) {
+                        found.push(discrepancy(
+                            "reversal_not_settled",
+                            [&return_id, &supplier],
+                            "a settlement issued after this return for its period left it out",
+                        ));
+                    }
+                }
+                misplaced => found.extend(misplaced.discrepancy(&REVERSAL, &return_id)),
+            }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Top-ups only land on prepaid statements: one for an invoice or internal buyer (the
