@@ -54,6 +54,22 @@ impl Node {
         Node { child, public, ops, grpc, data: Some(data) }
     }
 
+    /// Waits (at most 30 s) until the node answers `/readyz` with 200; a node that exits
+    /// or stays unready fails the test with what it logged.
+    async fn until_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.readiness().await != Some(200) {
+            assert!(Instant::now() < deadline, "node {} did not become ready; its log:\n{}", self.ops, self.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn readiness(&self) -> Option<u16> {
+        let request =
+            hyper::Request::get(format!("http://127.0.0.1:{}/readyz", self.ops)).body(Full::new(Bytes::new())).unwrap();
+        client().request(request).await.ok().map(|response| response.status().as_u16())
+    }
+
     /// What the node logged (warnings and errors), for failure messages.
     fn log(&self) -> String {
         let path = self.data.as_ref().map(|data| data.path().join("node.log"));
@@ -152,7 +168,7 @@ async fn cluster(config: &Value) -> Cluster {
     std::fs::write(&path, toml_of(config)).unwrap();
     let nodes: Vec<Node> = (0..3).map(|_| Node::spawn(&path, &redis.url())).collect();
     for node in &nodes {
-        wait_ready(node.ops).await;
+        node.until_ready().await;
     }
     Cluster { _serial, dir, redis, nodes }
 }
@@ -327,7 +343,7 @@ async fn an_admin_change_on_one_node_is_applied_by_the_others_within_a_second_an
 
     // A node started later builds the same market from the file and the shared changes.
     let late = Node::spawn(&dir.path().join("leadrouter.toml"), &redis.url());
-    wait_ready(late.ops).await;
+    late.until_ready().await;
     assert_eq!(late.admin("GET", "/admin/v1/campaigns/c1", None).await.json["pricing"]["price"], "14.00");
     assert_eq!(money(&late.balance("b1").await["balance"]), Decimal::new(3500, 2), "the opening top-up booked once");
 }
@@ -360,7 +376,7 @@ async fn with_redis_gone_nodes_answer_503_fast_and_sell_nothing_then_resume_when
 
     let redis = RedisServer::start_on(port, data).await;
     for node in &nodes {
-        wait_ready(node.ops).await;
+        node.until_ready().await;
     }
     let after = nodes[2].supplier("/v1/leads", &lead("solar", 200)).await;
     assert_eq!(after.json["status"], "sold", "{}", after.json);
@@ -392,7 +408,7 @@ async fn a_node_killed_with_async_deliveries_pending_sends_them_after_its_restar
     healthy.store(true, std::sync::atomic::Ordering::SeqCst);
 
     let restarted = Node::spawn_in(&dir.path().join("leadrouter.toml"), &redis.url(), data);
-    wait_ready(restarted.ops).await;
+    restarted.until_ready().await;
     eventually("every lead answered sold reaches the buyer, the killed node's too", || {
         let requests = endpoint.requests.lock();
         let delivered: HashSet<&str> =
@@ -545,7 +561,7 @@ async fn with_redis_hung_nodes_go_unready_and_refuse_at_once_then_resume_when_it
     assert!(at.elapsed() < Duration::from_secs(2), "refused without waiting on Redis: {:?}", at.elapsed());
     redis.signal("-CONT");
     for node in &nodes {
-        wait_ready(node.ops).await;
+        node.until_ready().await;
     }
     let sold = nodes[1].supplier("/v1/leads", &lead("solar", 2)).await;
     assert_eq!(sold.json["status"], "sold", "{}", sold.json);
@@ -580,7 +596,7 @@ async fn a_node_with_another_dedup_secret_refuses_to_join() {
         if secret.is_none() {
             // Given the right secret, the same data dir joins.
             let joined = Node::spawn_in(&config, &world.redis.url(), data);
-            wait_ready(joined.ops).await;
+            joined.until_ready().await;
         }
     }
     // The nodes that share the secret are untouched.

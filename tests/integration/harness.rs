@@ -426,8 +426,10 @@ impl RedisServer {
             .spawn()
             .expect("redis-server runs (scripts/test.sh installs it)");
         let server = RedisServer { child, port, dir };
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        // Listening is not serving: a restarted server answers LOADING while it reads its
+        // append-only file back.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while !answers_ping(port).await {
             assert!(std::time::Instant::now() < deadline, "redis-server did not start");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -457,5 +459,19 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Whether a Redis on `port` answers `PING` with `PONG` (not `-LOADING`, not silence).
+async fn answers_ping(port: u16) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else { return false };
+    if stream.write_all(b"PING\r\n").await.is_err() {
+        return false;
+    }
+    let mut reply = [0u8; 64];
+    match tokio::time::timeout(Duration::from_secs(1), stream.read(&mut reply)).await {
+        Ok(Ok(read)) => reply[..read].starts_with(b"+PONG"),
+        _ => false,
     }
 }
