@@ -20,7 +20,6 @@ use leadrouter::domain::market::{Market, MarketConfig};
 use leadrouter::domain::model::{Buyer, Campaign, Supplier, Vertical};
 use leadrouter::engine::Router;
 use leadrouter::store::journal::Journal;
-use leadrouter::store::memory::MemoryBudget;
 use serde_json::json;
 
 const POSTAL_CSV: &str = include_str!("../assets/geo/postal-centroids.csv");
@@ -148,13 +147,9 @@ fn engine_direct(c: &mut Criterion) {
     let clock = ManualClock::new(Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap());
     let data = tempfile::tempdir().unwrap();
     let (journal, _) = Journal::open(data.path()).unwrap();
-    let router = Router::new(
-        market(10_000),
-        PostalTable::bundled(),
-        Arc::new(clock),
-        Arc::new(MemoryBudget::new()),
-        Arc::new(journal),
-    );
+    let clock: Arc<dyn leadrouter::clock::Clock> = Arc::new(clock);
+    let stores = leadrouter::store::embedded(Arc::new(journal), Arc::clone(&clock));
+    let router = Router::new(market(10_000), PostalTable::bundled(), clock, stores);
     runtime.block_on(async {
         for i in 0..100 {
             router.top_up(&format!("b{i}"), "100000000.00".parse().unwrap(), "bench").await.unwrap();

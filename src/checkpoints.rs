@@ -18,11 +18,11 @@ use crate::domain::geo::PostalTable;
 use crate::domain::market::{ConfigChange, Market};
 use crate::engine::{AccountsSaid, Router, RouterState};
 use crate::retention::Retention;
+use crate::store;
 use crate::store::checkpoint::{self, CheckpointError};
 use crate::store::journal::frame::{Decode, Record};
 use crate::store::journal::retention::CheckpointFacts;
 use crate::store::journal::{InternalRecord, Journal, JournalError, Location, Resume};
-use crate::store::memory::MemoryBudget;
 use crate::store::EventLog;
 
 /// Ledger events replayed at a time (read from disk, never all at once).
@@ -220,7 +220,7 @@ pub async fn write_through(
     let through = journal.segment_start(segment).ok_or(format!("segment {segment} is not in the journal"))? - 1;
     let market = Market::build(live.market().config().clone(), postal).map_err(|e| e.to_string())?;
     let shadow =
-        Router::new(market, postal, Arc::clone(clock), Arc::new(MemoryBudget::new()), Arc::clone(journal) as _);
+        Router::new(market, postal, Arc::clone(clock), store::embedded(Arc::clone(journal) as _, Arc::clone(clock)));
     let previous_times = previous.as_ref().map(|p| p.segment_times.clone()).unwrap_or_default();
     let previous_window = previous.as_ref().map_or(0, |p| p.longest_return_window_days);
     let (mut said, awaiting, mut changes, span) = match previous {

@@ -24,12 +24,12 @@ use crate::domain::geo::PostalTable;
 use crate::domain::market::{ConfigChange, Market, MarketConfig, MarketError};
 use crate::domain::money::Money;
 use crate::domain::retry::RetryPolicy;
-use crate::engine::{AccountsSaid, EngineError, Router, SharedStores};
+use crate::engine::{AccountsSaid, EngineError, OtherNodes, Router, Stores};
 use crate::ledger::{self, LedgerService};
 use crate::retention::Retention;
+use crate::store;
 use crate::store::journal::consumers::Consumers;
 use crate::store::journal::{verify, InternalRecord, Journal, JournalOptions};
-use crate::store::memory::MemoryBudget;
 use crate::store::redis::RedisConnection;
 use crate::store::redis_budget::RedisBudget;
 use crate::store::redis_claims::RedisClaims;
@@ -381,7 +381,8 @@ async fn embedded_router(
     let had_sales = EventLog::last_sequence(journal.as_ref()) > 0;
     let keying = dedup_secret::load_or_create(&options.data_dir, options.dedup_secret.as_ref(), had_sales, clock.now())
         .map_err(|e| storage(&e))?;
-    let router = Router::new(market, postal, clock, Arc::new(MemoryBudget::new()), Arc::clone(&journal) as _);
+    let stores = store::embedded(Arc::clone(&journal) as _, Arc::clone(&clock));
+    let router = Router::new(market, postal, clock, stores);
     let router = Arc::new(router.with_dedup_keying(keying));
     let (mut said, awaiting) = match checkpoint {
         Some(checkpoint) => router.import_state(checkpoint.state),
@@ -473,19 +474,23 @@ async fn shared_router(
     if stored.is_none() {
         dedup_secret::write(&options.data_dir, &keying, options.clock.now()).map_err(|e| secret_error(&e))?;
     }
-    let stores = SharedStores {
-        dedup: Arc::new(dedup),
+    let stores = Stores {
+        budget,
+        ledger: Arc::clone(&ledger) as _,
         pings: Arc::new(RedisPings::on(&connection, prefix)),
+        dedup: Arc::new(dedup),
         claims: Arc::new(RedisClaims::on(&connection, prefix)),
+        config,
         pull: Arc::new(RedisPull::on(&connection, prefix)),
+    };
+    let nodes = OtherNodes {
         internal: Arc::clone(&ledger) as _,
         node: node.clone(),
-        config,
         config_applied: changes.last().map(|(id, _)| *id).unwrap_or_default(),
     };
     let clock = Arc::clone(&options.clock);
-    let router = Router::new(market, postal, clock, budget, Arc::clone(&ledger) as _);
-    let router = Arc::new(router.with_shared(stores).with_dedup_keying(keying));
+    let router = Router::new(market, postal, clock, stores);
+    let router = Arc::new(router.with_other_nodes(nodes).with_dedup_keying(keying));
     let history = ledger.read_after(0, usize::MAX).map_err(|e| storage(&e))?;
     router.mirror_history(&history);
     // This node's outbox, pull leads and pending returns as it left them; the pending

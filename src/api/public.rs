@@ -184,7 +184,7 @@ where
     let answer = tokio::spawn(async move {
         let first = async move {
             // On several nodes another node may have (or be giving) the answer already.
-            match router.shared_answer(&owner, &task_key, body_hash).await {
+            match router.prior_answer(&owner, &task_key, body_hash).await {
                 Ok(Some(answer)) => return answer,
                 Ok(None) => {}
                 Err(error) => return error_answer(ApiError::from(error)),
@@ -248,7 +248,7 @@ fn error_answer(error: ApiError) -> StoredAnswer {
 async fn keep_or_release(router: &Router, owner: &str, key: &str, body_hash: [u8; 32], answer: &StoredAnswer) {
     if !replayable(answer.status) {
         router.release_answer(owner, key).await;
-    } else if let Err(error) = router.journal_answer(owner, key, body_hash, answer).await {
+    } else if let Err(error) = router.keep_answer(owner, key, body_hash, answer).await {
         // The sale itself is journaled; only a retry after a crash could miss this answer
         // (and the external id still guards a resale).
         tracing::warn!(%error, "idempotency record not journaled");

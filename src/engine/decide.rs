@@ -26,7 +26,6 @@ use crate::domain::payout::supplier_payout;
 use crate::domain::trace::{Outcome, Trace, TraceEntry};
 use crate::engine::EngineError;
 use crate::ids;
-use crate::store::journal::InternalRecord;
 use crate::store::outbox::{Message, MessageKind, Recipient, Requires};
 use crate::store::sales::Sale;
 use crate::store::{BudgetError, HoldHandle};
@@ -477,27 +476,7 @@ impl Router {
         sale_id: &str,
         body: serde_json::Value,
     ) -> Result<PostAnswer, EngineError> {
-        if let Some(shared) = &self.shared {
-            // Several nodes: the buyer's queue is in Redis, so it may fetch from any node.
-            shared.pull.push(&campaign.buyer_id, &body).await?;
-            metrics::counter!(telemetry::DELIVERIES_TOTAL, "mode" => "pull", "outcome" => "queued").increment(1);
-            return Ok(PostAnswer::Accepted);
-        }
-        let position = self.pull.next_position(&campaign.buyer_id);
-        let record = InternalRecord::PullLead {
-            buyer_id: campaign.buyer_id.to_string(),
-            sale_id: sale_id.to_string(),
-            position,
-            lead: body.clone(),
-        };
-        let location = match self.journal.append_internal_at(record).await {
-            Ok(location) => location,
-            Err(error) => {
-                self.pull.release(&campaign.buyer_id, position);
-                return Err(error.into());
-            }
-        };
-        self.pull.put(&campaign.buyer_id, position, location);
+        self.pull.push(&campaign.buyer_id, sale_id, body).await?;
         metrics::counter!(telemetry::DELIVERIES_TOTAL, "mode" => "pull", "outcome" => "queued").increment(1);
         Ok(PostAnswer::Accepted)
     }

@@ -7,6 +7,7 @@
 //! on a buyer past them, so an answer never waits past `tmax_ms` plus scheduling slack.
 
 mod answers;
+mod configure;
 mod decide;
 mod outbox;
 mod ping;
@@ -24,9 +25,10 @@ use dashmap::DashMap;
 use parking_lot::Mutex;
 
 pub use answers::{LeadAnswer, PingAnswer};
+pub use ports::Stores;
 pub use post::PostInput;
 pub use returns::{ReturnAmounts, ReturnInput, ReturnView};
-pub use shared::SharedStores;
+pub use shared::OtherNodes;
 pub use snapshot::RouterState;
 
 use crate::buyers::BuyerClient;
@@ -35,22 +37,22 @@ use crate::domain::budget::{BalanceView, Funding, ReplayedSale};
 use crate::domain::dedup::{DedupKeying, DedupSecret};
 use crate::domain::geo::PostalTable;
 use crate::domain::ledger::{BalanceToppedUp, Event, LedgerEvent};
-use crate::domain::market::{ConfigChange, Market, MarketError};
+use crate::domain::market::{Market, MarketError};
 use crate::domain::model::{BillingMode, FieldError};
 use crate::domain::money::Money;
 use crate::domain::rotation::Rotation;
 use crate::domain::trace::Trace;
-use crate::store::dedup::Dedup;
 use crate::store::idempotency::Idempotency;
 use crate::store::idempotency::StoredAnswer;
 use crate::store::journal::{InternalRecord, JournalError, Location};
 use crate::store::outbox::Outbox;
-use crate::store::pings::{PingContexts, Pings};
-use crate::store::pull::PullQueues;
+use crate::store::pings::PingContexts;
 use crate::store::returns::Returns;
 use crate::store::sales::Sales;
 use crate::store::traces::Traces;
-use crate::store::{Budget, BudgetError, DedupClaims, Ledger, Unavailable};
+use crate::store::{
+    Budget, BudgetError, ChangeId, Claims, ConfigLog, DedupClaims, KeyClaim, Ledger, PullLog, Unavailable,
+};
 use crate::telemetry;
 
 /// Whose fault an error is decides its HTTP status (mapped once, in `api::error`).
@@ -107,6 +109,9 @@ impl From<MarketError> for EngineError {
     }
 }
 
+/// How long a request waits for another node's answer to the same `Idempotency-Key`.
+const IN_FLIGHT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Everything the router shares between requests.
 pub struct Router {
     market: ArcSwap<Market>,
@@ -128,7 +133,11 @@ pub struct Router {
     top_up_references: DashMap<(String, String), ()>,
     /// Every sale, top-up and account change, on disk before it is acknowledged.
     journal: Arc<dyn Ledger>,
-    pull: PullQueues,
+    pull: Arc<dyn PullLog>,
+    claims: Arc<dyn Claims>,
+    /// Admin changes in the order every node applies them, and how far this node has.
+    config: Arc<dyn ConfigLog>,
+    config_applied: tokio::sync::watch::Sender<ChangeId>,
     returns: Returns,
     /// Orders operators' return decisions with each other (never taken on the hot path).
     resolving: tokio::sync::Mutex<()>,
@@ -139,13 +148,8 @@ pub struct Router {
 }
 
 impl Router {
-    pub fn new(
-        market: Market,
-        postal: &'static PostalTable,
-        clock: Arc<dyn Clock>,
-        budget: Arc<dyn Budget>,
-        journal: Arc<dyn Ledger>,
-    ) -> Router {
+    pub fn new(market: Market, postal: &'static PostalTable, clock: Arc<dyn Clock>, stores: Stores) -> Router {
+        let Stores { budget, ledger: journal, pings, dedup, claims, config, pull } = stores;
         let router = Router {
             market: ArcSwap::from_pointee(market),
             market_writer: tokio::sync::Mutex::new(()),
@@ -153,18 +157,21 @@ impl Router {
             clock,
             budget,
             buyers: BuyerClient::new(),
-            pings: Arc::new(Pings::default()),
-            dedup: Arc::new(Dedup::default()),
+            pings,
+            dedup,
             // A secret of this process alone until the server gives the deployment's.
             dedup_keying: DedupKeying::new(DedupSecret::from_bytes(rand::random())),
             idempotency: Idempotency::default(),
-            sales: Sales::default(),
+            sales: if journal.finds_sales() { Sales::default() } else { Sales::keeping(usize::MAX) },
             traces: Traces::default(),
             rotations: DashMap::new(),
             top_up_references: DashMap::new(),
             tie_turn: AtomicU64::new(0),
+            pull,
+            claims,
+            config,
+            config_applied: tokio::sync::watch::channel(ChangeId::default()).0,
             journal,
-            pull: PullQueues::default(),
             returns: Returns::default(),
             resolving: tokio::sync::Mutex::new(()),
             outbox: Outbox::default(),
@@ -201,42 +208,6 @@ impl Router {
         self.traces.get(id)
     }
 
-    /// Applies an operator's change: builds the new market from the current one, journals
-    /// the change (so it outlives a restart), and swaps the market in. In-flight decisions
-    /// keep the snapshot they started with. A buyer's or supplier's new settings are also
-    /// journaled as `BuyerUpdated` / `SupplierUpdated` for ledger consumers.
-    pub async fn configure(&self, change: ConfigChange) -> Result<(), EngineError> {
-        if self.is_shared() {
-            self.configure_shared(&change).await?;
-        } else {
-            let _writer = self.market_writer.lock().await;
-            let next = self.market.load().apply(&change, self.postal)?;
-            let record = InternalRecord::ConfigChanged { change: change.clone(), at: self.clock.now() };
-            self.journal.append_internal(record).await?;
-            self.market.store(Arc::new(next));
-            self.publish_market_gauges();
-        }
-        let account = match change {
-            ConfigChange::PutBuyer(buyer) => Event::BuyerUpdated(*buyer),
-            ConfigChange::PutSupplier(supplier) => Event::SupplierUpdated(*supplier),
-            _ => return Ok(()),
-        };
-        // Should this fail, the next start journals the account again (it differs from what
-        // the ledger last said): consumers see it late, never never.
-        self.journal.append(account, self.clock.now()).await?;
-        Ok(())
-    }
-
-    fn publish_market_gauges(&self) {
-        let active = self.market.load().active_campaign_count();
-        metrics::gauge!(telemetry::CAMPAIGNS_ACTIVE).set(active as f64);
-        let live = self.market.load();
-        self.rotations.retain(|vertical, rotation| {
-            rotation.lock().retain(|id| live.campaign(id).is_some_and(|c| &c.campaign.vertical == vertical));
-            live.vertical(vertical).is_some()
-        });
-    }
-
     /// Adds money to a buyer's balance once per `reference` (a bank transfer id, say), so an
     /// operator's retried call never credits twice.
     pub async fn top_up(&self, buyer_id: &str, amount: Money, reference: &str) -> Result<BalanceView, EngineError> {
@@ -271,7 +242,7 @@ impl Router {
         if self.top_up_references.insert(booked.clone(), ()).is_some() {
             return Err(duplicate());
         }
-        if let Err(error) = self.claim_shared_once(buyer_id, "topup", reference, duplicate).await {
+        if let Err(error) = self.claim_once(buyer_id, "topup", reference, duplicate).await {
             self.top_up_references.remove(&booked);
             return Err(error);
         }
@@ -304,7 +275,7 @@ impl Router {
 
     async fn release_reference(&self, booked: &(String, String)) {
         self.top_up_references.remove(booked);
-        self.release_shared_once(&booked.0, "topup", &booked.1).await;
+        self.claims.release_once(&booked.0, "topup", &booked.1).await;
     }
 
     pub async fn balance(&self, buyer_id: &str) -> Result<(BalanceView, String), EngineError> {
@@ -351,29 +322,11 @@ impl Router {
                 "beyond the newest lead: pass back the `next` of an earlier answer",
             )])
         };
-        if let Some(shared) = &self.shared {
-            self.ensure_store()?;
-            if after > shared.pull.last_position(buyer_id).await? {
-                return Err(beyond());
-            }
-            return Ok(shared.pull.fetch(buyer_id, after, limit).await?);
-        }
-        if after > self.pull.last_position(buyer_id) {
+        self.ensure_store()?;
+        if after > self.pull.last_position(buyer_id).await? {
             return Err(beyond());
         }
-        if self.pull.advances(buyer_id, after) {
-            let record = InternalRecord::PullAcknowledged { buyer_id: buyer_id.to_string(), through: after };
-            self.journal.append_internal(record).await?;
-        }
-        let waiting = self.pull.fetch(buyer_id, after, limit);
-        if waiting.is_empty() {
-            return Ok(Vec::new());
-        }
-        // The leads themselves are on disk, where their sale journaled them.
-        let (journal, buyer_id) = (Arc::clone(&self.journal), buyer_id.to_string());
-        tokio::task::spawn_blocking(move || read_pull_leads(journal.as_ref(), &buyer_id, waiting))
-            .await
-            .map_err(|e| EngineError::Unavailable(format!("reading pull leads: {e}")))?
+        Ok(self.pull.fetch(buyer_id, after, limit).await?)
     }
 
     pub fn journal(&self) -> &Arc<dyn Ledger> {
@@ -441,26 +394,70 @@ impl Router {
 
     /// Makes the first answer to an `Idempotency-Key` durable before it is returned, so a
     /// retry after a crash still gets it.
-    pub async fn journal_answer(
+    pub async fn keep_answer(
         &self,
         supplier_id: &str,
         key: &str,
         body_hash: [u8; 32],
         answer: &StoredAnswer,
     ) -> Result<(), EngineError> {
-        if let Some(shared) = &self.shared {
-            return Ok(shared.claims.store_answer(supplier_id, key, answer).await?);
+        Ok(self.claims.store_answer(supplier_id, key, body_hash, answer).await?)
+    }
+
+    /// The answer an `Idempotency-Key` already has elsewhere (on another node), if any.
+    /// `Ok(None)` means this request runs (and `keep_answer` stores its answer).
+    pub async fn prior_answer(
+        &self,
+        party: &str,
+        key: &str,
+        body_hash: [u8; 32],
+    ) -> Result<Option<StoredAnswer>, EngineError> {
+        self.ensure_store()?;
+        let started = tokio::time::Instant::now();
+        loop {
+            match self.claims.begin_answer(party, key, body_hash).await? {
+                KeyClaim::Fresh => return Ok(None),
+                KeyClaim::Answered(answer) => return Ok(Some(answer)),
+                KeyClaim::Conflict => {
+                    return Err(EngineError::Conflict {
+                        code: "idempotency_key_reused",
+                        message: "this Idempotency-Key was used with another request body".into(),
+                    })
+                }
+                KeyClaim::InFlight if started.elapsed() < IN_FLIGHT_WAIT => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                KeyClaim::InFlight => return Err(EngineError::InProgress),
+            }
         }
-        let record = InternalRecord::Idempotency {
-            supplier_id: supplier_id.to_string(),
-            key: key.to_string(),
-            body_hash: hex::encode(body_hash),
-            status: answer.status,
-            body: String::from_utf8_lossy(&answer.body).into_owned(),
-            created_at: self.clock.now(),
-        };
-        self.journal.append_internal(record).await?;
-        Ok(())
+    }
+
+    /// Gives back an `Idempotency-Key` whose answer must not be replayed.
+    pub async fn release_answer(&self, party: &str, key: &str) {
+        self.claims.release_answer(party, key).await;
+    }
+
+    /// `Claims::claim_once`, `taken()` when it was taken before (on another node).
+    async fn claim_once(
+        &self,
+        buyer_id: &str,
+        what: &'static str,
+        id: &str,
+        taken: impl FnOnce() -> EngineError,
+    ) -> Result<(), EngineError> {
+        match self.claims.claim_once(buyer_id, what, id).await? {
+            true => Ok(()),
+            false => Err(taken()),
+        }
+    }
+
+    /// The next revision of a return (its place in the supplier feed): one counter for all
+    /// nodes.
+    async fn next_return_revision(&self) -> Result<u64, EngineError> {
+        match self.claims.next_number("return_revision").await? {
+            Some(number) => Ok(number),
+            None => Ok(self.returns.next_revision()),
+        }
     }
 
     /// Journals `BuyerUpdated` / `SupplierUpdated` for every account whose billing-relevant
@@ -548,11 +545,13 @@ impl Restoring<'_> {
                 router.idempotency.restore_external_id(&supplier_id, &external_id, &lead_id, at);
             }
             InternalRecord::ExternalId { .. } => {}
-            InternalRecord::PullAcknowledged { buyer_id, through } => router.pull.acknowledge(&buyer_id, through),
+            InternalRecord::PullAcknowledged { buyer_id, through } => {
+                router.pull.restore_acknowledged(&buyer_id, through)
+            }
             InternalRecord::PullLead { buyer_id, sale_id, position, .. }
                 if self.replayed.contains(&sale_id) || router.sales.contains(&sale_id) =>
             {
-                router.pull.put(&buyer_id, position, location);
+                router.pull.restore_lead(&buyer_id, position, location);
             }
             pull @ InternalRecord::PullLead { .. } => self.awaiting.push((location, pull)),
             InternalRecord::ReturnRequested { lead_return, revision } => router.returns.put(*lead_return, revision),
@@ -575,38 +574,6 @@ impl Restoring<'_> {
         self.router.restore_outbox(self.outbox);
         self.awaiting
     }
-}
-
-/// The leads at `waiting`'s positions, read from the batches the journal wrote them in
-/// (leads written together are read once).
-fn read_pull_leads(
-    journal: &dyn Ledger,
-    buyer_id: &str,
-    waiting: Vec<(u64, Location)>,
-) -> Result<Vec<(u64, serde_json::Value)>, EngineError> {
-    let mut batches: std::collections::HashMap<Location, Vec<InternalRecord>> = std::collections::HashMap::new();
-    let mut leads = Vec::with_capacity(waiting.len());
-    for (position, location) in waiting {
-        let records = match batches.entry(location) {
-            std::collections::hash_map::Entry::Occupied(read) => read.into_mut(),
-            std::collections::hash_map::Entry::Vacant(unread) => {
-                unread.insert(journal.internal_at(location).map_err(|e| EngineError::Unavailable(e.to_string()))?)
-            }
-        };
-        let lead = records.iter().find_map(|record| match record {
-            InternalRecord::PullLead { buyer_id: owner, position: at, lead, .. }
-                if owner == buyer_id && *at == position =>
-            {
-                Some(lead.clone())
-            }
-            _ => None,
-        });
-        let lead = lead.ok_or_else(|| {
-            EngineError::Unavailable(format!("pull lead {position} of {buyer_id} is not where the journal put it"))
-        })?;
-        leads.push((position, lead));
-    }
-    Ok(leads)
 }
 
 /// Counts one ping, post or lead (`*_total{vertical,outcome}`).

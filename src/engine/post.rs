@@ -19,7 +19,6 @@ use crate::domain::model::{FieldError, Supplier};
 use crate::domain::money::Money;
 use crate::domain::trace::Trace;
 use crate::ids;
-use crate::store::journal::InternalRecord;
 use crate::store::pings::{PingContext, PingError};
 use crate::store::sales::Sale;
 use crate::telemetry;
@@ -197,18 +196,13 @@ impl Router {
                 message: format!("external_id was already used for lead {existing}"),
             }
         })?;
-        if self.is_shared() {
-            // Redis holds the claim itself for 24 hours: nothing to journal.
-            return self.claim_shared_external_id(supplier_id, external_id, lead_id).await;
-        }
-        let record = InternalRecord::ExternalId {
-            supplier_id: supplier_id.to_string(),
-            external_id: external_id.to_string(),
-            lead_id: lead_id.to_string(),
-            at: now,
-        };
-        self.journal.append_internal(record).await?;
-        Ok(())
+        // Taken on every node at once, and kept for its 24 hours across restarts.
+        self.claims.claim_external_id(supplier_id, external_id, lead_id).await?.map_err(|existing| {
+            EngineError::Conflict {
+                code: "duplicate_external_id",
+                message: format!("external_id was already used for lead {existing}"),
+            }
+        })
     }
 }
 

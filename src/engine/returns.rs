@@ -128,7 +128,7 @@ impl Router {
             return Err(already());
         }
         // On several nodes the claim must hold on all of them.
-        if let Err(error) = self.claim_shared_once(buyer_id, "return", &sale.sale_id, already).await {
+        if let Err(error) = self.claim_once(buyer_id, "return", &sale.sale_id, already).await {
             self.returns.unclaim(&sale.sale_id);
             return Err(error);
         }
@@ -139,7 +139,7 @@ impl Router {
         };
         if recorded.is_err() {
             self.returns.unclaim(&sale.sale_id);
-            self.release_shared_once(buyer_id, "return", &sale.sale_id).await;
+            self.claims.release_once(buyer_id, "return", &sale.sale_id).await;
         }
         recorded?;
         Ok(opened)
@@ -167,9 +167,9 @@ impl Router {
             code: "return_already_resolved",
             message: "the return was already resolved on another node".into(),
         };
-        self.claim_shared_once(&pending.buyer_id, "resolved", return_id, decided).await?;
+        self.claim_once(&pending.buyer_id, "resolved", return_id, decided).await?;
         if let Err(error) = self.record_resolution(&resolved, false).await {
-            self.release_shared_once(&pending.buyer_id, "resolved", return_id).await;
+            self.claims.release_once(&pending.buyer_id, "resolved", return_id).await;
             return Err(error);
         }
         Ok(resolved)
@@ -308,8 +308,9 @@ impl Router {
     /// Forgets sales whose return window closed more than `SALE_KEPT_AFTER_WINDOW` ago (a
     /// late return still gets `return_window_closed`, from the sale on disk).
     pub(super) fn forget_closed_sales(&self) -> usize {
-        if self.is_shared() {
-            // Several nodes look sales up in their mirror of the shared ledger, not on disk.
+        if !self.journal.finds_sales() {
+            // Then memory is where sales are looked up (several nodes: a mirror of the
+            // shared ledger).
             return 0;
         }
         let market = self.market();

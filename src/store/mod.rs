@@ -7,6 +7,8 @@
 
 pub mod backup;
 pub mod checkpoint;
+pub mod claims;
+pub mod config_log;
 pub mod dedup;
 pub mod dedup_secret;
 pub mod event_mirror;
@@ -33,6 +35,23 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+
+use crate::clock::Clock;
+use crate::engine::ports::Stores;
+
+/// One node's stores: balances, pings, dedup claims and pull places in memory, made
+/// durable by `journal` (the embedded default, no external service).
+pub fn embedded(journal: Arc<dyn Ledger>, clock: Arc<dyn Clock>) -> Stores {
+    Stores {
+        budget: Arc::new(memory::MemoryBudget::new()),
+        pings: Arc::new(pings::Pings::default()),
+        dedup: Arc::new(dedup::Dedup::default()),
+        claims: Arc::new(claims::JournaledClaims::new(Arc::clone(&journal), Arc::clone(&clock))),
+        config: Arc::new(config_log::JournaledConfig::new(Arc::clone(&journal), clock)),
+        pull: Arc::new(pull::JournaledPull::new(Arc::clone(&journal))),
+        ledger: journal,
+    }
+}
 
 use crate::domain::budget::{BalanceView, Funding, HoldRefusal, HoldRequest, ReplayedSale, Settled};
 use crate::domain::money::Money;
@@ -173,6 +192,11 @@ pub trait Ledger: EventLog {
     fn find_sale(&self, _sale_id: &str) -> Result<Option<crate::domain::ledger::SaleSettled>, LogError> {
         Ok(None)
     }
+    /// Whether `find_sale` looks sales up; where it does not (Redis), every sale stays in
+    /// memory, mirrored from the ledger.
+    fn finds_sales(&self) -> bool {
+        false
+    }
     /// Changes to `Some(reason)` when a write fails for good.
     fn failures(&self) -> tokio::sync::watch::Receiver<Option<String>> {
         tokio::sync::watch::channel(None).1
@@ -211,13 +235,21 @@ pub enum KeyClaim {
     Answered(idempotency::StoredAnswer),
 }
 
-/// Claims that must hold on every node at once: idempotency keys, external ids and top-up
-/// references (in Redis, `redis_claims`). On one node the in-memory stores are the claims.
+/// Claims that must hold on every node at once and outlive a restart: idempotency keys,
+/// external ids, top-up references, returns. `redis_claims` on several nodes; on one node
+/// (`claims::JournaledClaims`) the in-memory stores take the claims and the journal keeps
+/// them.
 #[async_trait]
 pub trait Claims: Send + Sync + 'static {
     async fn begin_answer(&self, party: &str, key: &str, body_hash: [u8; 32]) -> Result<KeyClaim, Unavailable>;
-    async fn store_answer(&self, party: &str, key: &str, answer: &idempotency::StoredAnswer)
-        -> Result<(), Unavailable>;
+    /// Keeps the first answer to `key` (made with a body of `body_hash`) for 24 hours.
+    async fn store_answer(
+        &self,
+        party: &str,
+        key: &str,
+        body_hash: [u8; 32],
+        answer: &idempotency::StoredAnswer,
+    ) -> Result<(), Unavailable>;
     /// Gives a key back after an answer that must not be replayed (overload, our failure).
     async fn release_answer(&self, party: &str, key: &str);
     /// Takes `external_id` for `lead_id`; `Err` names the lead that has it.
@@ -232,8 +264,9 @@ pub trait Claims: Send + Sync + 'static {
     async fn claim_once(&self, buyer_id: &str, what: &'static str, id: &str) -> Result<bool, Unavailable>;
     /// Gives back what `claim_once` took, when the step it guarded failed.
     async fn release_once(&self, buyer_id: &str, what: &'static str, id: &str);
-    /// The next value of a counter shared by all nodes (1, 2, ...).
-    async fn next_number(&self, counter: &'static str) -> Result<u64, Unavailable>;
+    /// The next value of a counter shared by all nodes (1, 2, ...); None where the store
+    /// that owns the counter counts alone (one node).
+    async fn next_number(&self, counter: &'static str) -> Result<Option<u64>, Unavailable>;
     /// Answers when the shared store answers (a health probe).
     async fn probe(&self) -> Result<(), Unavailable>;
 }
@@ -255,7 +288,8 @@ impl std::fmt::Display for ChangeId {
     }
 }
 
-/// Admin changes shared by several nodes, in one order for all (`redis_config`).
+/// Admin changes in one order for every node: `redis_config` on several nodes,
+/// `config_log::JournaledConfig` on one.
 #[async_trait]
 pub trait ConfigLog: Send + Sync + 'static {
     /// Appends a change and announces it; answers its position.
@@ -267,12 +301,13 @@ pub trait ConfigLog: Send + Sync + 'static {
     fn announcements(&self) -> tokio::sync::watch::Receiver<u64>;
 }
 
-/// Leads waiting for pull buyers on several nodes (`redis_pull`): positions are global per
-/// buyer. On one node the journal and `pull::PullQueues` do this.
+/// Leads sold to pull buyers, waiting for their fetch: positions are per buyer, and a
+/// fetch's cursor acknowledges everything up to it. `pull::JournaledPull` on one node (the
+/// journal holds the leads), `redis_pull` on several (positions global per buyer).
 #[async_trait]
 pub trait PullLog: Send + Sync + 'static {
-    /// Appends a sold lead; answers its position.
-    async fn push(&self, buyer_id: &str, lead: &serde_json::Value) -> Result<u64, Unavailable>;
+    /// Appends a sold lead, durably; answers its position.
+    async fn push(&self, buyer_id: &str, sale_id: &str, lead: serde_json::Value) -> Result<u64, Unavailable>;
     /// Forgets everything up to `after` (the buyer has taken it) and answers what follows.
     async fn fetch(
         &self,
@@ -282,6 +317,15 @@ pub trait PullLog: Send + Sync + 'static {
     ) -> Result<Vec<(u64, serde_json::Value)>, Unavailable>;
     /// The newest position handed out to the buyer (0: none yet): no cursor goes past it.
     async fn last_position(&self, buyer_id: &str) -> Result<u64, Unavailable>;
+    /// A lead journaled with its sale at `at`, read back at start (embedded only).
+    fn restore_lead(&self, _buyer_id: &str, _position: u64, _at: journal::Location) {}
+    /// A cursor a fetch journaled, read back at start (embedded only).
+    fn restore_acknowledged(&self, _buyer_id: &str, _through: u64) {}
+    /// The queues, for a checkpoint (embedded only: Redis keeps its own).
+    fn export(&self) -> Vec<pull::QueueState> {
+        Vec::new()
+    }
+    fn import(&self, _states: Vec<pull::QueueState>) {}
 }
 
 /// Internal records of every node in the order they were written (on Redis: the second

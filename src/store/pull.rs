@@ -6,12 +6,20 @@
 //! where it has taken leads, so a lead is never handed out again past an acknowledged
 //! cursor, and never dropped before. Positions and leads are journaled with the sale and
 //! restored at start; what a buyer acknowledged is forgotten from memory on its next fetch.
+//!
+//! `JournaledPull` is the embedded adapter of the `PullLog` port: these queues for the
+//! places, the journal for the leads. (`redis_pull` is the adapter for several nodes.)
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
-use super::journal::Location;
+use async_trait::async_trait;
 use dashmap::DashMap;
 use parking_lot::Mutex;
+use serde_json::Value;
+
+use super::journal::{InternalRecord, Location};
+use super::{Ledger, PullLog, Unavailable};
 
 pub use crate::engine::ports::pull::PULL_LIMIT_MAX;
 
@@ -179,6 +187,107 @@ impl Queue {
             };
         }
     }
+}
+
+/// The pull log of one node: places in `PullQueues`, leads in the journal beside their
+/// sale, so a sale that is answered is never a lead its buyer cannot fetch.
+pub struct JournaledPull {
+    queues: PullQueues,
+    journal: Arc<dyn Ledger>,
+}
+
+impl JournaledPull {
+    pub fn new(journal: Arc<dyn Ledger>) -> JournaledPull {
+        JournaledPull { queues: PullQueues::default(), journal }
+    }
+}
+
+#[async_trait]
+impl PullLog for JournaledPull {
+    async fn push(&self, buyer_id: &str, sale_id: &str, lead: Value) -> Result<u64, Unavailable> {
+        let position = self.queues.next_position(buyer_id);
+        let record =
+            InternalRecord::PullLead { buyer_id: buyer_id.to_string(), sale_id: sale_id.to_string(), position, lead };
+        match self.journal.append_internal_at(record).await {
+            Ok(location) => {
+                self.queues.put(buyer_id, position, location);
+                Ok(position)
+            }
+            Err(error) => {
+                self.queues.release(buyer_id, position);
+                Err(Unavailable(error.to_string()))
+            }
+        }
+    }
+
+    async fn fetch(&self, buyer_id: &str, after: u64, limit: usize) -> Result<Vec<(u64, Value)>, Unavailable> {
+        // The cursor is journaled before it is acted on, so a restart never hands out
+        // again what the buyer acknowledged.
+        if self.queues.advances(buyer_id, after) {
+            let record = InternalRecord::PullAcknowledged { buyer_id: buyer_id.to_string(), through: after };
+            self.journal.append_internal(record).await.map_err(|error| Unavailable(error.to_string()))?;
+        }
+        let waiting = self.queues.fetch(buyer_id, after, limit);
+        if waiting.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (journal, buyer_id) = (Arc::clone(&self.journal), buyer_id.to_string());
+        tokio::task::spawn_blocking(move || read_leads(journal.as_ref(), &buyer_id, waiting))
+            .await
+            .map_err(|error| Unavailable(format!("reading pull leads: {error}")))?
+    }
+
+    async fn last_position(&self, buyer_id: &str) -> Result<u64, Unavailable> {
+        Ok(self.queues.last_position(buyer_id))
+    }
+
+    fn restore_lead(&self, buyer_id: &str, position: u64, at: Location) {
+        self.queues.put(buyer_id, position, at);
+    }
+
+    fn restore_acknowledged(&self, buyer_id: &str, through: u64) {
+        self.queues.acknowledge(buyer_id, through);
+    }
+
+    fn export(&self) -> Vec<QueueState> {
+        self.queues.export()
+    }
+
+    fn import(&self, states: Vec<QueueState>) {
+        self.queues.import(states);
+    }
+}
+
+/// The leads at `waiting`'s positions, read from the batches the journal wrote them in
+/// (leads written together are read once).
+fn read_leads(
+    journal: &dyn Ledger,
+    buyer_id: &str,
+    waiting: Vec<(u64, Location)>,
+) -> Result<Vec<(u64, Value)>, Unavailable> {
+    let mut batches: HashMap<Location, Vec<InternalRecord>> = HashMap::new();
+    let mut leads = Vec::with_capacity(waiting.len());
+    for (position, location) in waiting {
+        let records = match batches.entry(location) {
+            std::collections::hash_map::Entry::Occupied(read) => read.into_mut(),
+            std::collections::hash_map::Entry::Vacant(unread) => {
+                unread.insert(journal.internal_at(location).map_err(|error| Unavailable(error.to_string()))?)
+            }
+        };
+        let lead = records.iter().find_map(|record| match record {
+            InternalRecord::PullLead { buyer_id: owner, position: at, lead, .. }
+                if owner == buyer_id && *at == position =>
+            {
+                Some(lead.clone())
+            }
+            _ => None,
+        });
+        let lead = lead.ok_or_else(|| {
+            Unavailable(format!("pull lead {position} of {buyer_id} is not where the journal put it"))
+        })?;
+        leads.push((position, lead));
+    }
+    Ok(leads)
 }
 
 #[cfg(test)]

@@ -76,7 +76,14 @@ impl Claims for RedisClaims {
         })
     }
 
-    async fn store_answer(&self, party: &str, key: &str, answer: &StoredAnswer) -> Result<(), Unavailable> {
+    async fn store_answer(
+        &self,
+        party: &str,
+        key: &str,
+        _body_hash: [u8; 32],
+        answer: &StoredAnswer,
+    ) -> Result<(), Unavailable> {
+        // The body's hash was kept when the key was claimed (`begin_answer`).
         let fields = [("s", answer.status.to_string().into_bytes()), ("b", answer.body.to_vec())];
         let _: () =
             self.redis.clone().hset_multiple(self.answer_key(party, key), &fields).await.map_err(unavailable)?;
@@ -123,9 +130,9 @@ impl Claims for RedisClaims {
         }
     }
 
-    async fn next_number(&self, counter: &'static str) -> Result<u64, Unavailable> {
+    async fn next_number(&self, counter: &'static str) -> Result<Option<u64>, Unavailable> {
         let key = format!("{}{{n:{counter}}}", self.prefix);
-        self.redis.clone().incr(key, 1).await.map_err(unavailable)
+        self.redis.clone().incr(key, 1).await.map(Some).map_err(unavailable)
     }
 
     async fn probe(&self) -> Result<(), Unavailable> {

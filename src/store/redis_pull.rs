@@ -40,7 +40,7 @@ impl RedisPull {
 
 #[async_trait]
 impl PullLog for RedisPull {
-    async fn push(&self, buyer_id: &str, lead: &Value) -> Result<u64, Unavailable> {
+    async fn push(&self, buyer_id: &str, _sale_id: &str, lead: Value) -> Result<u64, Unavailable> {
         let stream = self.stream_key(buyer_id);
         self.push
             .key(format!("{stream}:position"))

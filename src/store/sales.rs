@@ -29,8 +29,8 @@ impl Default for Sales {
 }
 
 impl Sales {
-    /// Sales that keep at most `kept` in memory (several nodes keep every sale: their
-    /// ledger is a mirror in memory, with no sale index on disk yet).
+    /// Sales that keep at most `kept` in memory (every sale where the ledger cannot look
+    /// sales up: several nodes, whose ledger is a mirror in memory).
     pub fn keeping(kept: usize) -> Sales {
         Sales { kept, by_id: DashMap::new(), order: Mutex::new(VecDeque::new()) }
     }

@@ -620,6 +620,10 @@ impl super::Ledger for Journal {
         Journal::find_sale(self, sale_id)
     }
 
+    fn finds_sales(&self) -> bool {
+        true
+    }
+
     async fn append_internal_at(&self, record: InternalRecord) -> Result<Location, JournalError> {
         Journal::append_internal_at(self, record).await
     }
