@@ -43,6 +43,29 @@ fn every_module_depends_only_inward() {
     assert!(broken.is_empty(), "dependencies that point outward:\n{}", broken.join("\n"));
 }
 
+/// The use cases run the same on one node and on several: which stores they use is chosen
+/// once at start (`engine::ports::Stores`), so no engine code outside `engine/shared.rs`
+/// (what a node does beside other nodes) asks.
+#[test]
+fn no_use_case_asks_whether_it_runs_on_one_node_or_several() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut asking = Vec::new();
+    for file in rust_files(&root.join("src/engine")) {
+        if file.ends_with("engine/shared.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).expect("source files are readable");
+        for (number, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or_default().to_ascii_lowercase();
+            if code.contains("self.shared") || code.contains("is_shared") || code.contains("redis") {
+                let file = file.strip_prefix(root).unwrap_or(&file).display().to_string();
+                asking.push(format!("{file}:{}: {}", number + 1, line.trim()));
+            }
+        }
+    }
+    assert!(asking.is_empty(), "use cases that branch on the deployment:\n{}", asking.join("\n"));
+}
+
 #[test]
 fn the_rule_sees_plain_grouped_and_nested_paths() {
     assert_eq!(named_modules("use crate::store::journal::InternalRecord;"), ["store"]);
