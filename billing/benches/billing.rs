@@ -74,7 +74,7 @@ fn entries() -> Vec<Entry> {
             campaign_id: format!("cmp_{}", n % BUYERS),
             vertical: "solar".into(),
             country: "DE".into(),
-            model: "bidding".into(),
+            model: leadrouter_types::Model::Bidding,
             price: Decimal::new(3_850, 2),
             payout: Decimal::new(2_280, 2),
             currency: "EUR".into(),

@@ -179,7 +179,7 @@ pub fn entry(event: proto::LedgerEvent) -> Result<Entry, ConsumeError> {
             campaign_id: sale.campaign_id,
             vertical: sale.vertical,
             country: sale.country,
-            model: sale.model,
+            model: sale.model.parse().map_err(|_| malformed("model"))?,
             currency: sale.currency,
             internal: sale.internal,
         }),
@@ -251,4 +251,45 @@ fn optional_amount(text: &str) -> Result<Option<Decimal>, ()> {
         return Ok(None);
     }
     money::parse(text).map(Some).ok_or(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use leadrouter_types::Model;
+
+    fn sale(model: &str, price: &str) -> proto::LedgerEvent {
+        proto::LedgerEvent {
+            sequence: 7,
+            at: "2026-12-03T10:00:00Z".into(),
+            event: Some(Event::SaleSettled(proto::SaleSettled {
+                sale_id: "sale_1".into(),
+                lead_id: "lead_1".into(),
+                supplier_id: "s1".into(),
+                buyer_id: "b1".into(),
+                campaign_id: "c1".into(),
+                vertical: "solar".into(),
+                country: "US".into(),
+                model: model.into(),
+                price: price.into(),
+                payout: "22.80".into(),
+                currency: "USD".into(),
+                sold_at: "2026-12-03T10:00:00Z".into(),
+                ..Default::default()
+            })),
+        }
+    }
+
+    #[test]
+    fn a_sale_reads_into_exact_types_and_a_field_that_does_not_is_named() {
+        let Fact::Sale(read) = entry(sale("ping_tree", "38.50")).unwrap().fact else { panic!("a sale") };
+        assert_eq!((read.model, read.price), (Model::PingTree, Decimal::new(3850, 2)));
+        let refused = |model, price| match entry(sale(model, price)) {
+            Err(ConsumeError::Malformed { sequence: 7, field }) => field,
+            other => panic!("malformed, got {other:?}"),
+        };
+        assert_eq!(refused("PingTree", "38.50"), "model");
+        assert_eq!(refused("ping_tree", "38.5e1"), "price");
+        assert_eq!(refused("ping_tree", "1_0.00"), "price");
+    }
 }

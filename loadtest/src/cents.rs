@@ -5,6 +5,7 @@
 //! its buyers draws and prints bids in whole cents too.
 
 use anyhow::{bail, Context};
+use leadrouter_types::Money;
 
 use crate::rng::Rng;
 
@@ -12,28 +13,14 @@ use crate::rng::Rng;
 /// larger, but no lead costs a million; a typo (an extra zero or three) is caught early.
 pub const BID_CENTS_MAX: u64 = 100_000_000;
 
-/// Parses `"38"`, `"38.5"` or `"38.50"` into cents. At most two decimals, no sign, no
-/// exponent, no spaces.
+/// Parses `"38"`, `"38.5"` or `"38.50"` into cents: the router's grammar and limit of
+/// cents (`leadrouter_types::Money`), no sign, at most `BID_CENTS_MAX`.
 pub fn parse_cents(text: &str) -> anyhow::Result<u64> {
-    let (whole, fraction) = match text.split_once('.') {
-        Some((w, f)) => (w, f),
-        None => (text, ""),
-    };
-    if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) {
-        bail!("not a decimal amount: {text:?}");
+    let amount = Money::parse(text).with_context(|| format!("not an amount: {text:?}"))?;
+    if amount.is_negative() {
+        bail!("a bid is not negative: {text:?}");
     }
-    if fraction.len() > 2 || !fraction.bytes().all(|b| b.is_ascii_digit()) || text.ends_with('.') {
-        bail!("at most two decimals, digits only: {text:?}");
-    }
-    let whole: u64 = whole.parse().with_context(|| format!("amount too large: {text:?}"))?;
-    let mut fraction_cents: u64 = if fraction.is_empty() { 0 } else { fraction.parse()? };
-    if fraction.len() == 1 {
-        fraction_cents *= 10;
-    }
-    let cents = whole
-        .checked_mul(100)
-        .and_then(|c| c.checked_add(fraction_cents))
-        .with_context(|| format!("amount too large: {text:?}"))?;
+    let cents = u64::try_from(amount.to_cents()).with_context(|| format!("not an amount: {text:?}"))?;
     if cents > BID_CENTS_MAX {
         bail!("amount above {}: {text:?}", format_cents(BID_CENTS_MAX));
     }
@@ -78,7 +65,21 @@ mod tests {
         assert_eq!(parse_cents("38.5").ok(), Some(3850));
         assert_eq!(parse_cents("38.50").ok(), Some(3850));
         assert_eq!(parse_cents("0.07").ok(), Some(7));
-        for bad in ["", ".5", "38.", "38.505", "-1", "1e3", " 1", "1,5", "99999999999999999999", "1000001"] {
+        for bad in [
+            "",
+            ".5",
+            "38.",
+            "38.505",
+            "-1",
+            "-0.01",
+            "1e3",
+            " 1",
+            "1,5",
+            "+1",
+            "1_0",
+            "99999999999999999999",
+            "1000001",
+        ] {
             assert!(parse_cents(bad).is_err(), "{bad:?} accepted");
         }
     }

@@ -394,25 +394,8 @@ pub const PING_TTL_S_MAX: u64 = 86_400;
 /// Shared leads: a lead sold to more than ten buyers is not a lead any more.
 pub const MAX_WINNERS_MAX: u32 = 10;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Model {
-    PingPost,
-    Bidding,
-    RoundRobin,
-    PingTree,
-}
-
-impl Model {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Model::PingPost => "ping_post",
-            Model::Bidding => "bidding",
-            Model::RoundRobin => "round_robin",
-            Model::PingTree => "ping_tree",
-        }
-    }
-}
+/// How a vertical sells: defined with the types the billing worker shares.
+pub use leadrouter_types::Model;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

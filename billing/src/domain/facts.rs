@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
+use leadrouter_types::Model;
 use rust_decimal::Decimal;
 
 use super::period::Interval;
@@ -33,7 +34,7 @@ pub struct Sale {
     pub campaign_id: String,
     pub vertical: String,
     pub country: String,
-    pub model: String,
+    pub model: Model,
     pub price: Decimal,
     pub payout: Decimal,
     pub currency: String,

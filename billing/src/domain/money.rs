@@ -12,25 +12,10 @@ pub fn format(amount: Decimal) -> String {
     }
 }
 
-/// Parses a decimal string from the ledger or a client ("38.50").
+/// Parses a decimal string from the ledger or a client ("38.50"): the router's one grammar
+/// (`leadrouter_types::money::parse_decimal`), at any precision.
 pub fn parse(text: &str) -> Option<Decimal> {
-    // The router's grammar: an optional minus, digits, optionally a point and digits; no
-    // spaces, underscores, plus signs or exponents (`Decimal` alone takes "1_0.0_0").
-    let digits = text.strip_prefix('-').unwrap_or(text);
-    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, "0"));
-    let all_digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
-    if !all_digits(whole) || !all_digits(fraction) {
-        return None;
-    }
-    // Exactly the number written or none: `Decimal::from_str` rounds what does not fit its
-    // 96 bits ("0.000…001" with 31 decimals reads as 0). Zeros ending the fraction say
-    // nothing, so they are dropped before a number is refused for not fitting.
-    Decimal::from_str_exact(text).ok().or_else(|| {
-        let significant = fraction.trim_end_matches('0');
-        let sign = &text[..text.len() - digits.len()];
-        let point = if significant.is_empty() { "" } else { "." };
-        Decimal::from_str_exact(&format!("{sign}{whole}{point}{significant}")).ok()
-    })
+    leadrouter_types::money::parse_decimal(text).ok()
 }
 
 #[cfg(test)]

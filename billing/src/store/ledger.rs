@@ -61,7 +61,7 @@ fn insert_sale(tx: &Transaction<'_>, sequence: i64, sale: &Sale) -> Result<(), S
             sale.campaign_id,
             sale.vertical,
             sale.country,
-            sale.model,
+            sale.model.as_str(),
             money::format(sale.price),
             money::format(sale.payout),
             sale.currency,
