@@ -22,8 +22,8 @@
 #
 # The load tester posts distinct leads closed loop at CONCURRENCY (32) until each stage's
 # total of sales (STAGES, "1000000 10000000") is reached, in runs of at most RUN_MAX
-# (3,000,000) requests, each run as long as it takes (a run used to stop at 600 s and the
-# script counted its requests as sold all the same). After each stage: the node's resident memory (VmRSS), the data
+# (3,000,000) requests; a run also ends at the load tester's 600 s, and the next one goes
+# on from what was sold. After each stage: the node's resident memory (VmRSS), the data
 # dir's size, then (FETCH=1) a second for the buyers to fetch the last sales and the
 # fetcher's totals, then a clean stop and a restart timed to /readyz answering 200, and
 # the resident memory after the restart.
@@ -148,9 +148,13 @@ for stage in $STAGES; do
         [ "$run" -gt "$RUN_MAX" ] && run=$RUN_MAX
         echo "== posting $run leads (from lead $sold)"
         "$LOADTEST" run --target "http://$LEADROUTER_ADDR" --key "$SUPPLIER_KEY" --mix direct --mode closed \
-            --concurrency "$CONCURRENCY" --duration 86400s --warmup 0s --max-requests "$run" --first-id "$sold" \
-            --json "$WORK/run.json" | tail -n 12
-        sold=$((sold + run))
+            --concurrency "$CONCURRENCY" --duration 600s --warmup 0s --max-requests "$run" --first-id "$sold" \
+            --json "$WORK/run.json" | tail -n 12 | tee "$WORK/run.txt"
+        # A run ends at its requests or at the load tester's 600 s, whichever comes first:
+        # what counts is what it sold.
+        ran=$(sed -n 's/.*outcome sold \([0-9]*\).*/\1/p' "$WORK/run.txt" | head -n 1)
+        [ -n "$ran" ] && [ "$ran" -gt 0 ] || { echo "the run sold nothing" >&2; exit 1; }
+        sold=$((sold + ran))
     done
     sales=$(curl -s "http://$OPS_ADDR/metrics" | awk '/^leadrouter_sales_total/ {s += $2} END {printf "%d", s}')
     echo "== stage $stage: node sold $sales since its start; RSS $(rss_mb "$NODE") MB; data dir $(du -sh "$WORK/data" | cut -f1)"
