@@ -27,7 +27,7 @@ use crate::domain::trace::{Outcome, Trace, TraceEntry};
 use crate::engine::EngineError;
 use crate::ids;
 use crate::store::outbox::{Message, MessageKind, Recipient, Requires};
-use crate::store::sales::Sale;
+use crate::domain::ledger::SaleSettled as Sale;
 use crate::store::{BudgetError, HoldHandle};
 use crate::telemetry;
 
@@ -522,11 +522,15 @@ impl Router {
             dedup_keys: attempt.dedup_keys.iter().map(dedup::to_hex).collect(),
             return_terms: Some(crate::domain::returns::ReturnTerms::of(&campaign.campaign)),
         };
-        if let Err(error) = self.journal.append(Event::SaleSettled(sale.clone()), now).await {
-            // The buyer has the lead but we could not record the sale: never answer `sold`
-            // for what is not on disk. An operator must reconcile this one by hand.
-            tracing::error!(%error, sale_id = %sale.sale_id, buyer = %sale.buyer_id, "sale accepted by the buyer but not journaled");
-            return Err(error.into());
+        match self.journal.append(Event::SaleSettled(sale.clone()), now).await {
+            // Sequences start at 1: a sale the ledger acknowledged has its place in it.
+            Ok(recorded) => debug_assert!(recorded.sequence > 0, "a settled sale without a ledger sequence"),
+            Err(error) => {
+                // The buyer has the lead but we could not record the sale: never answer
+                // `sold` for what is not on disk. An operator must reconcile this one by hand.
+                tracing::error!(%error, sale_id = %sale.sale_id, buyer = %sale.buyer_id, "sale accepted by the buyer but not journaled");
+                return Err(error.into());
+            }
         }
         d.trace.push(&campaign.id, &campaign.buyer_id, Outcome::Sold).amount(offer.price);
         metrics::counter!(telemetry::SALES_TOTAL, "vertical" => d.vertical.name.clone()).increment(1);

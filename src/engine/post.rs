@@ -20,7 +20,7 @@ use crate::domain::money::Money;
 use crate::domain::trace::Trace;
 use crate::ids;
 use crate::store::pings::{PingContext, PingError};
-use crate::store::sales::Sale;
+use crate::domain::ledger::SaleSettled as Sale;
 use crate::telemetry;
 
 /// Rows of one bulk file decided at once: enough to hide buyer latency, few enough that

@@ -19,7 +19,7 @@ use crate::ids;
 use crate::store::journal::InternalRecord;
 use crate::store::outbox::{Message, MessageKind, Recipient, Requires};
 use crate::store::returns::{Claim, Stored};
-use crate::store::sales::Sale;
+use crate::domain::ledger::SaleSettled as Sale;
 use crate::telemetry;
 
 /// `POST /v1/returns` (and one row of the bulk CSV).

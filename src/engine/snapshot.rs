@@ -19,7 +19,7 @@ use crate::store::journal::{InternalRecord, Location};
 use crate::store::outbox::OutboxState;
 use crate::store::pull::QueueState;
 use crate::store::returns::Stored;
-use crate::store::sales::Sale;
+use crate::domain::ledger::SaleSettled as Sale;
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct RouterState {
