@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use tokio::sync::{watch, MutexGuard};
 
+use super::ports::Unavailable;
 use super::{EngineError, Router};
 use crate::domain::ledger::Event;
 use crate::domain::market::{ConfigChange, Market};
-use crate::store::Unavailable;
 use crate::telemetry;
 
 /// How often the config log is read even without an announcement.

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use tokio::time::Instant;
 
+use super::ports::{BudgetError, HoldHandle};
 use super::Router;
 use crate::buyers::client::PingCall;
 use crate::buyers::{BidAnswer, PostAnswer};
@@ -19,6 +20,7 @@ use crate::domain::dedup;
 use crate::domain::eligibility::{self, Subject, Verdict};
 use crate::domain::lead::{ValidLead, ValidPing};
 use crate::domain::ledger::Event;
+use crate::domain::ledger::SaleSettled as Sale;
 use crate::domain::market::{CompiledCampaign, Market};
 use crate::domain::model::{DeliveryMode, Model, Pricing, Supplier, Vertical};
 use crate::domain::money::Money;
@@ -27,8 +29,6 @@ use crate::domain::trace::{Outcome, Trace, TraceEntry};
 use crate::engine::EngineError;
 use crate::ids;
 use crate::store::outbox::{Message, MessageKind, Recipient, Requires};
-use crate::domain::ledger::SaleSettled as Sale;
-use crate::store::{BudgetError, HoldHandle};
 use crate::telemetry;
 
 /// Below this much time left, no new delivery starts: it could not finish in time.

@@ -46,14 +46,12 @@ use crate::store::idempotency::Idempotency;
 use crate::store::idempotency::StoredAnswer;
 use crate::store::journal::{InternalRecord, JournalError, Location};
 use crate::store::outbox::Outbox;
-use crate::store::pings::PingContexts;
 use crate::store::returns::Returns;
 use crate::store::sales::Sales;
 use crate::store::traces::Traces;
-use crate::store::{
-    Budget, BudgetError, ChangeId, Claims, ConfigLog, DedupClaims, KeyClaim, Ledger, PullLog, Unavailable,
-};
 use crate::telemetry;
+use ports::pings::PingContexts;
+use ports::{Budget, BudgetError, ChangeId, Claims, ConfigLog, DedupClaims, KeyClaim, Ledger, PullLog, Unavailable};
 
 /// Whose fault an error is decides its HTTP status (mapped once, in `api::error`).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::decide::{Decision, Misses, HOLD_GRACE};
+use super::ports::pings::{NotStored, PingContext};
 use super::{count, EngineError, PingAnswer, Router};
 use crate::domain::eligibility::Subject;
 use crate::domain::lead::{validate_ping, PingInput};
@@ -16,7 +17,6 @@ use crate::domain::money::Money;
 use crate::domain::payout::supplier_payout;
 use crate::domain::trace::Trace;
 use crate::ids;
-use crate::store::pings::{NotStored, PingContext};
 use crate::telemetry;
 
 /// Time kept back from `tmax_ms` to write the answer after the last buyer's bid.

@@ -11,16 +11,16 @@ use tokio::time::Instant;
 
 use super::decide::{Decision, Lot, Misses, HOLD_GRACE};
 use super::ping::vertical_of;
+use super::ports::pings::{PingContext, PingError};
 use super::{count, EngineError, LeadAnswer, Router};
 use crate::domain::eligibility::Subject;
 use crate::domain::lead::{validate_lead, LeadInput, ValidLead};
+use crate::domain::ledger::SaleSettled as Sale;
 use crate::domain::market::Market;
 use crate::domain::model::{FieldError, Supplier};
 use crate::domain::money::Money;
 use crate::domain::trace::Trace;
 use crate::ids;
-use crate::store::pings::{PingContext, PingError};
-use crate::domain::ledger::SaleSettled as Sale;
 use crate::telemetry;
 
 /// Rows of one bulk file decided at once: enough to hide buyer latency, few enough that

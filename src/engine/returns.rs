@@ -11,6 +11,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::{EngineError, Router};
+use crate::domain::ledger::SaleSettled as Sale;
 use crate::domain::ledger::{Event, ReturnResolved};
 use crate::domain::model::DEFAULT_RETURN_REASONS;
 use crate::domain::money::Money;
@@ -19,7 +20,6 @@ use crate::ids;
 use crate::store::journal::InternalRecord;
 use crate::store::outbox::{Message, MessageKind, Recipient, Requires};
 use crate::store::returns::{Claim, Stored};
-use crate::domain::ledger::SaleSettled as Sale;
 use crate::telemetry;
 
 /// `POST /v1/returns` (and one row of the bulk CSV).

@@ -11,15 +11,15 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::ports::pull::QueueState;
 use super::{AccountsSaid, Router};
 use crate::domain::budget::BookState;
 use crate::domain::dedup::DedupKey;
+use crate::domain::ledger::SaleSettled as Sale;
 use crate::store::idempotency::{AnswerState, ExternalIdState};
 use crate::store::journal::{InternalRecord, Location};
 use crate::store::outbox::OutboxState;
-use crate::store::pull::QueueState;
 use crate::store::returns::Stored;
-use crate::domain::ledger::SaleSettled as Sale;
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct RouterState {

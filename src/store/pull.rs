@@ -20,6 +20,7 @@ use serde_json::Value;
 
 use super::journal::{InternalRecord, Location};
 use super::{Ledger, PullLog, Unavailable};
+pub use crate::engine::ports::pull::{Places, QueueState};
 
 pub use crate::engine::ports::pull::PULL_LIMIT_MAX;
 
@@ -96,49 +97,6 @@ impl PullQueues {
         queue.forget_through(after);
         let through = queue.visible_through();
         queue.waiting.range(..=through).take(limit.min(PULL_LIMIT_MAX)).map(|(p, lead)| (*p, *lead)).collect()
-    }
-}
-
-/// One buyer's queue as a checkpoint keeps it.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct QueueState {
-    pub buyer_id: String,
-    pub next: u64,
-    pub acknowledged: u64,
-    pub waiting: Places,
-}
-
-/// Waiting leads' positions and places as one hex string of 24-byte entries (position,
-/// segment, offset; little endian): millions of them when a buyer does not fetch, read
-/// back without a JSON object each.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(transparent)]
-pub struct Places(String);
-
-const PLACE_BYTES: usize = 24;
-
-impl Places {
-    pub fn pack<'a>(places: impl IntoIterator<Item = (&'a u64, &'a Location)>) -> Places {
-        let mut bytes = Vec::new();
-        for (position, location) in places {
-            bytes.extend_from_slice(&position.to_le_bytes());
-            bytes.extend_from_slice(&location.segment.to_le_bytes());
-            bytes.extend_from_slice(&location.offset.to_le_bytes());
-        }
-        Places(hex::encode(bytes))
-    }
-
-    pub fn unpack(&self) -> Vec<(u64, Location)> {
-        let bytes = hex::decode(&self.0).unwrap_or_default();
-        let word = |entry: &[u8], at: usize| {
-            let mut le = [0u8; 8];
-            le.copy_from_slice(&entry[at..at + 8]);
-            u64::from_le_bytes(le)
-        };
-        bytes
-            .chunks_exact(PLACE_BYTES)
-            .map(|entry| (word(entry, 0), Location { segment: word(entry, 8), offset: word(entry, 16) }))
-            .collect()
     }
 }
 

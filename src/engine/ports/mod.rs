@@ -3,15 +3,30 @@
 //! these; the engine and the API never import an adapter's own types. Types move here from
 //! `store` as each piece of state gets its port.
 
+pub mod budget;
+pub mod claims;
+pub mod config;
 pub mod idempotency;
+pub mod ledger;
 pub mod outbox;
+pub mod pings;
 pub mod pull;
 pub mod returns;
 
+pub use budget::{Budget, BudgetError, Held, HoldHandle};
+pub use claims::{Claims, DedupClaims, KeyClaim};
+pub use config::{ChangeId, ConfigLog};
+pub use ledger::{EventLog, InternalFeed, Ledger, LogError};
+pub use pull::PullLog;
+
+/// A store that cannot answer now (Redis away); the caller must not sell on a guess.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("store unavailable: {0}")]
+pub struct Unavailable(pub String);
+
 use std::sync::Arc;
 
-use crate::store::pings::PingContexts;
-use crate::store::{Budget, Claims, ConfigLog, DedupClaims, Ledger, PullLog};
+use pings::PingContexts;
 
 /// Every piece of state the router keeps between requests, one port each, chosen once at
 /// start: `store::embedded` for one node, the Redis adapters for several (`server`).

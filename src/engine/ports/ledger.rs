@@ -1,0 +1,108 @@
+//! The ledger port: where what must outlive the process is written (events with their
+//! gap-free sequence, internal records), and how consumers read it back. The journal on one
+//! node, `store::redis_ledger` on several.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::Unavailable;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LogError {
+    /// The log cannot be read now (disk or Redis); a retry may help.
+    #[error("event log unavailable: {0}")]
+    Unavailable(String),
+    /// A stored event does not decode; an operator must look.
+    #[error("event log corrupt at sequence {sequence}: {message}")]
+    Corrupt { sequence: u64, message: String },
+    /// Retention removed the segments holding this sequence (DESIGN §14).
+    #[error("sequences before {first_retained} were removed by retention (--retain-days)")]
+    Removed { first_retained: u64 },
+}
+
+/// Where the engine writes what must outlive the process: ledger events, which get their
+/// gap-free sequence here, and internal records (idempotency answers, outbox messages, ...).
+/// An append answers only once it is durable. The embedded journal implements it on one
+/// node; the Redis adapters will on several (ARCHITECTURE.md).
+#[async_trait]
+pub trait Ledger: EventLog {
+    async fn append(
+        &self,
+        event: crate::domain::ledger::Event,
+        at: DateTime<Utc>,
+    ) -> Result<crate::domain::ledger::LedgerEvent, crate::store::journal::JournalError>;
+    async fn append_internal(
+        &self,
+        record: crate::store::journal::InternalRecord,
+    ) -> Result<(), crate::store::journal::JournalError>;
+    /// `append_internal`, answering where the record was written (for records read back by
+    /// location, as pull leads are).
+    async fn append_internal_at(
+        &self,
+        record: crate::store::journal::InternalRecord,
+    ) -> Result<crate::store::journal::Location, crate::store::journal::JournalError> {
+        self.append_internal(record).await.map(|()| crate::store::journal::Location::default())
+    }
+    /// The internal records written together at `location`.
+    fn internal_at(
+        &self,
+        _location: crate::store::journal::Location,
+    ) -> Result<Vec<crate::store::journal::InternalRecord>, LogError> {
+        Ok(Vec::new())
+    }
+    /// Makes everything appended so far durable and refuses later appends.
+    async fn close(&self);
+    /// Why the ledger takes no more appends, when a write failed for good (the node must
+    /// restart into recovery).
+    fn failure(&self) -> Option<String> {
+        None
+    }
+    /// A settled sale by id from durable storage (memory keeps only sales inside their
+    /// return window). None where the ledger cannot look sales up.
+    fn find_sale(&self, _sale_id: &str) -> Result<Option<crate::domain::ledger::SaleSettled>, LogError> {
+        Ok(None)
+    }
+    /// Whether `find_sale` looks sales up; where it does not (Redis), every sale stays in
+    /// memory, mirrored from the ledger.
+    fn finds_sales(&self) -> bool {
+        false
+    }
+    /// Changes to `Some(reason)` when a write fails for good.
+    fn failures(&self) -> tokio::sync::watch::Receiver<Option<String>> {
+        tokio::sync::watch::channel(None).1
+    }
+    /// The same ledger as its consumers read it.
+    fn event_log(self: Arc<Self>) -> Arc<dyn EventLog>;
+}
+
+/// The ledger as its consumers read it: history by sequence, then live events.
+///
+/// The embedded journal implements it on one node; a Redis Stream on several (issue 6).
+pub trait EventLog: Send + Sync + 'static {
+    /// Up to `max` events with `sequence > after`, in order.
+    fn read_after(&self, after: u64, max: usize) -> Result<Vec<crate::domain::ledger::LedgerEvent>, LogError>;
+    /// The sequence of the newest event (0 when empty).
+    fn last_sequence(&self) -> u64;
+    /// Wakes when events newer than what a reader saw are appended: `changed()` on the
+    /// receiver resolves with the new last sequence.
+    fn watch(&self) -> tokio::sync::watch::Receiver<u64>;
+    /// The oldest sequence still held (1 until retention removed any).
+    fn first_sequence(&self) -> u64 {
+        1
+    }
+}
+
+/// Internal records of every node in the order they were written (on Redis: the second
+/// stream of `redis_ledger`), so each node can take in what another node recorded.
+#[async_trait]
+pub trait InternalFeed: Send + Sync + 'static {
+    /// Up to `max` records after position `after` ("" = from the start): (position, the
+    /// node that wrote it, the record).
+    async fn internal_after(
+        &self,
+        after: &str,
+        max: usize,
+    ) -> Result<Vec<(String, String, crate::store::journal::InternalRecord)>, Unavailable>;
+}
