@@ -1,6 +1,7 @@
 //! The dependency rule of ARCHITECTURE.md, checked on the source: `domain` uses nothing of
-//! ours outside itself; `engine` knows no adapter at the edge (HTTP, gRPC, wiring); `api`
-//! reaches state only through the engine, never `store`. A `use` that breaks it fails here,
+//! ours outside itself; `engine` knows no adapter at the edge (HTTP, gRPC, wiring) and no
+//! storage adapter (`store`: it names only its own ports); `api` reaches state only through
+//! the engine, never `store`. A `use` that breaks it fails here,
 //! naming the file and line.
 
 use std::path::{Path, PathBuf};
@@ -15,7 +16,11 @@ struct Rule {
 
 const RULES: &[Rule] = &[
     Rule { tree: "src/domain", allowed: Some(&["domain"]), forbidden: &[] },
-    Rule { tree: "src/engine", allowed: None, forbidden: &["api", "ledger", "server", "retention", "checkpoints"] },
+    Rule {
+        tree: "src/engine",
+        allowed: None,
+        forbidden: &["api", "ledger", "server", "retention", "checkpoints", "store"],
+    },
     Rule { tree: "src/api", allowed: None, forbidden: &["store"] },
     Rule { tree: "src/buyers", allowed: None, forbidden: &["api", "store", "ledger", "server"] },
     Rule { tree: "src/store", allowed: None, forbidden: &["api", "ledger", "server"] },

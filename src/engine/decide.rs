@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use tokio::time::Instant;
 
+use super::ports::outbox::{Message, MessageKind, Recipient, Requires};
 use super::ports::{BudgetError, HoldHandle};
 use super::Router;
 use crate::buyers::client::PingCall;
@@ -28,7 +29,6 @@ use crate::domain::payout::supplier_payout;
 use crate::domain::trace::{Outcome, Trace, TraceEntry};
 use crate::engine::EngineError;
 use crate::ids;
-use crate::store::outbox::{Message, MessageKind, Recipient, Requires};
 use crate::telemetry;
 
 /// Below this much time left, no new delivery starts: it could not finish in time.

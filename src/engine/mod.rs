@@ -9,6 +9,7 @@
 mod answers;
 mod configure;
 mod decide;
+pub mod memory;
 mod outbox;
 mod ping;
 pub mod ports;
@@ -42,14 +43,14 @@ use crate::domain::model::{BillingMode, FieldError};
 use crate::domain::money::Money;
 use crate::domain::rotation::Rotation;
 use crate::domain::trace::Trace;
-use crate::store::idempotency::Idempotency;
-use crate::store::idempotency::StoredAnswer;
-use crate::store::journal::{InternalRecord, JournalError, Location};
-use crate::store::outbox::Outbox;
-use crate::store::returns::Returns;
-use crate::store::sales::Sales;
-use crate::store::traces::Traces;
 use crate::telemetry;
+use memory::idempotency::Idempotency;
+use memory::outbox::Outbox;
+use memory::returns::Returns;
+use memory::sales::Sales;
+use memory::traces::Traces;
+use ports::idempotency::StoredAnswer;
+use ports::ledger::{InternalRecord, JournalError, Location};
 use ports::pings::PingContexts;
 use ports::{Budget, BudgetError, ChangeId, Claims, ConfigLog, DedupClaims, KeyClaim, Ledger, PullLog, Unavailable};
 
@@ -380,7 +381,7 @@ impl Router {
 
     /// `restore`, one record at a time (start-up streams them from disk).
     pub fn restoring(&self) -> Restoring<'_> {
-        let horizon = self.clock.now() - chrono::Duration::hours(crate::store::idempotency::IDEMPOTENCY_TTL_HOURS);
+        let horizon = self.clock.now() - chrono::Duration::hours(ports::idempotency::IDEMPOTENCY_TTL_HOURS);
         Restoring {
             router: self,
             horizon,

@@ -16,11 +16,11 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::memory::outbox::{Attempt, Delivery, Due, Message, MessageKind, OutboxState, Recipient, Requires, Status};
+use super::ports::ledger::InternalRecord;
 use super::{EngineError, Router};
 use crate::domain::retry::{AfterFailure, RetryPolicy};
 use crate::ids;
-use crate::store::journal::InternalRecord;
-use crate::store::outbox::{Attempt, Delivery, Due, Message, MessageKind, OutboxState, Recipient, Requires, Status};
 use crate::telemetry;
 
 /// Deliveries in flight at once: enough to drain a backlog after a buyer's outage quickly,

@@ -10,6 +10,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::memory::returns::{Claim, Stored};
+use super::ports::ledger::InternalRecord;
+use super::ports::outbox::{Message, MessageKind, Recipient, Requires};
 use super::{EngineError, Router};
 use crate::domain::ledger::SaleSettled as Sale;
 use crate::domain::ledger::{Event, ReturnResolved};
@@ -17,9 +20,6 @@ use crate::domain::model::DEFAULT_RETURN_REASONS;
 use crate::domain::money::Money;
 use crate::domain::returns::{self, LeadReturn, ResolveError, ReturnRefusal, ReturnStatus, ReturnTerms};
 use crate::ids;
-use crate::store::journal::InternalRecord;
-use crate::store::outbox::{Message, MessageKind, Recipient, Requires};
-use crate::store::returns::{Claim, Stored};
 use crate::telemetry;
 
 /// `POST /v1/returns` (and one row of the bulk CSV).

@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use super::ports::ledger::InternalRecord;
 use super::ports::{ChangeId, InternalFeed};
 use super::{EngineError, Router};
 use crate::domain::ledger::{Event, LedgerEvent};
 use crate::domain::returns::LeadReturn;
-use crate::store::journal::InternalRecord;
 
 /// How often the health of the shared store is probed, and how often the config log is
 /// read even without an announcement.

@@ -11,15 +11,15 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::memory::idempotency::{AnswerState, ExternalIdState};
+use super::memory::outbox::OutboxState;
+use super::ports::ledger::{InternalRecord, Location};
 use super::ports::pull::QueueState;
+use super::ports::returns::Stored;
 use super::{AccountsSaid, Router};
 use crate::domain::budget::BookState;
 use crate::domain::dedup::DedupKey;
 use crate::domain::ledger::SaleSettled as Sale;
-use crate::store::idempotency::{AnswerState, ExternalIdState};
-use crate::store::journal::{InternalRecord, Location};
-use crate::store::outbox::OutboxState;
-use crate::store::returns::Stored;
 
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct RouterState {

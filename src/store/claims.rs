@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::idempotency::StoredAnswer;
 use super::journal::InternalRecord;
 use super::{Claims, KeyClaim, Ledger, Unavailable};
 use crate::clock::Clock;
+use crate::engine::memory::idempotency::StoredAnswer;
 
 pub struct JournaledClaims {
     journal: Arc<dyn Ledger>,

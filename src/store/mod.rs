@@ -1,7 +1,7 @@
 //! Adapters for the engine's ports (`engine::ports`: the traits live with the engine that
 //! uses them and are re-exported here for the adapters): the embedded ones of one node
-//! (`embedded` builds them), the Redis ones of several (`redis_*`), and the in-memory
-//! stores of one process (sales, returns, traces, idempotency records, the outbox).
+//! (`embedded` builds them) and the Redis ones of several (`redis_*`); the journal, its
+//! checkpoints and backups. (What the engine keeps in memory is `engine::memory`.)
 //!
 //! `Budget` is the port that carries invariant 2 (no overspend): the embedded adapter keeps
 //! one `BuyerBook` per buyer behind its own lock; the Redis adapter (several nodes) runs
@@ -15,10 +15,8 @@ pub mod dedup;
 pub mod dedup_secret;
 pub mod event_mirror;
 pub mod files;
-pub mod idempotency;
 pub mod journal;
 pub mod memory;
-pub mod outbox;
 pub mod pings;
 pub mod pull;
 pub mod redis;
@@ -29,9 +27,6 @@ pub mod redis_dedup;
 pub mod redis_ledger;
 pub mod redis_pings;
 pub mod redis_pull;
-pub mod returns;
-pub mod sales;
-pub mod traces;
 
 use std::sync::Arc;
 

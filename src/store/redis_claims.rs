@@ -9,9 +9,9 @@ use async_trait::async_trait;
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 
-use super::idempotency::{StoredAnswer, IDEMPOTENCY_TTL_HOURS};
 use super::redis::RedisConnection;
 use super::{Claims, KeyClaim, Unavailable};
+use crate::engine::memory::idempotency::{StoredAnswer, IDEMPOTENCY_TTL_HOURS};
 
 /// Takes the key for this body, or tells what holds it: another body, a request still
 /// running, or its answer (status and body).

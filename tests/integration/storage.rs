@@ -604,7 +604,7 @@ async fn kill_9_around_checkpoints_under_load_loses_no_sale_answered_sold() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tail_longer_than_the_sales_kept_in_memory_restores_every_pull_lead() {
     let server = Arc::new(start(pull_market()).await);
-    let total = leadrouter::store::sales::RECENT_SALES_MAX as u32 + 500;
+    let total = leadrouter::engine::memory::sales::RECENT_SALES_MAX as u32 + 500;
     let workers: Vec<_> = (0..8u32)
         .map(|worker| {
             let server = Arc::clone(&server);
@@ -618,7 +618,11 @@ async fn a_tail_longer_than_the_sales_kept_in_memory_restores_every_pull_lead() 
     for worker in workers {
         worker.await.unwrap();
     }
-    assert_eq!(server.running.router.sales().len(), leadrouter::store::sales::RECENT_SALES_MAX, "memory is capped");
+    assert_eq!(
+        server.running.router.sales().len(),
+        leadrouter::engine::memory::sales::RECENT_SALES_MAX,
+        "memory is capped"
+    );
     let server = Arc::into_inner(server).unwrap();
     let data = server.stop().await;
     let server = start_in(pull_market(), Arc::new(SystemClock), data).await;

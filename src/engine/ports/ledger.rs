@@ -7,7 +7,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use serde::{Deserialize, Serialize};
+
+use super::outbox::Message;
 use super::Unavailable;
+use crate::domain::market::ConfigChange;
+use crate::domain::returns::LeadReturn;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LogError {
@@ -32,24 +37,15 @@ pub trait Ledger: EventLog {
         &self,
         event: crate::domain::ledger::Event,
         at: DateTime<Utc>,
-    ) -> Result<crate::domain::ledger::LedgerEvent, crate::store::journal::JournalError>;
-    async fn append_internal(
-        &self,
-        record: crate::store::journal::InternalRecord,
-    ) -> Result<(), crate::store::journal::JournalError>;
+    ) -> Result<crate::domain::ledger::LedgerEvent, JournalError>;
+    async fn append_internal(&self, record: InternalRecord) -> Result<(), JournalError>;
     /// `append_internal`, answering where the record was written (for records read back by
     /// location, as pull leads are).
-    async fn append_internal_at(
-        &self,
-        record: crate::store::journal::InternalRecord,
-    ) -> Result<crate::store::journal::Location, crate::store::journal::JournalError> {
-        self.append_internal(record).await.map(|()| crate::store::journal::Location::default())
+    async fn append_internal_at(&self, record: InternalRecord) -> Result<Location, JournalError> {
+        self.append_internal(record).await.map(|()| Location::default())
     }
     /// The internal records written together at `location`.
-    fn internal_at(
-        &self,
-        _location: crate::store::journal::Location,
-    ) -> Result<Vec<crate::store::journal::InternalRecord>, LogError> {
+    fn internal_at(&self, _location: Location) -> Result<Vec<InternalRecord>, LogError> {
         Ok(Vec::new())
     }
     /// Makes everything appended so far durable and refuses later appends.
@@ -104,5 +100,101 @@ pub trait InternalFeed: Send + Sync + 'static {
         &self,
         after: &str,
         max: usize,
-    ) -> Result<Vec<(String, String, crate::store::journal::InternalRecord)>, Unavailable>;
+    ) -> Result<Vec<(String, String, InternalRecord)>, Unavailable>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JournalError {
+    #[error("journal I/O: {0}")]
+    Io(String),
+    #[error("the journal writer has stopped")]
+    Closed,
+    /// A write or fsync failed: this process appends nothing more (see the module doc).
+    #[error("journal failed: {0}")]
+    Failed(String),
+    /// Acknowledged data is damaged: the start stops here, naming where.
+    #[error("journal corrupt: {0}")]
+    Corrupt(String),
+    /// A shared ledger (Redis) cannot be reached; nothing was acknowledged.
+    #[error("ledger unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A record the router needs after a restart that is not a ledger event (so it takes no
+/// ledger sequence, and ledger consumers never see it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum InternalRecord {
+    /// The first answer to a request with an `Idempotency-Key`, replayed to retries.
+    Idempotency {
+        supplier_id: String,
+        key: String,
+        body_hash: String,
+        status: u16,
+        body: String,
+        created_at: DateTime<Utc>,
+    },
+    /// A supplier's `external_id` taken by a lead.
+    ExternalId {
+        supplier_id: String,
+        external_id: String,
+        lead_id: String,
+        at: DateTime<Utc>,
+    },
+    /// A lead sold to a pull campaign, waiting for its buyer at `position`. Journaled before
+    /// the sale; restored only if its sale was journaled too.
+    PullLead {
+        buyer_id: String,
+        sale_id: String,
+        position: u64,
+        lead: serde_json::Value,
+    },
+    /// A pull buyer passed back cursor `through`: it has every lead up to there.
+    PullAcknowledged {
+        buyer_id: String,
+        through: u64,
+    },
+    /// A return waiting for an operator, at its revision (a resolved return is the ledger's
+    /// `ReturnResolved`).
+    ReturnRequested {
+        lead_return: Box<LeadReturn>,
+        revision: u64,
+    },
+    /// A message for the outbox, journaled before the fact it announces.
+    OutboxQueued {
+        message: Message,
+    },
+    /// A delivery attempt failed; `attempts` failed so far.
+    OutboxFailed {
+        id: String,
+        attempts: u32,
+        error: String,
+    },
+    OutboxDelivered {
+        id: String,
+        at: DateTime<Utc>,
+    },
+    OutboxDeadLettered {
+        id: String,
+        attempts: u32,
+        error: String,
+        at: DateTime<Utc>,
+    },
+    /// An operator asked for a dead letter to be tried again.
+    OutboxRevived {
+        id: String,
+        at: DateTime<Utc>,
+    },
+    /// An operator's change to the market, applied again over the config file at start.
+    ConfigChanged {
+        change: ConfigChange,
+        at: DateTime<Utc>,
+    },
+}
+
+/// Where a record is: the batch holding it (records written together share one).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Location {
+    pub segment: u64,
+    pub offset: u64,
 }

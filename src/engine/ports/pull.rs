@@ -3,8 +3,8 @@
 
 use async_trait::async_trait;
 
+use super::ledger::Location;
 use super::Unavailable;
-use crate::store::journal::Location;
 
 /// At most this many leads per fetch: a page a buyer's CRM can take in one request.
 pub const PULL_LIMIT_MAX: usize = 1_000;

@@ -38,15 +38,13 @@ use std::thread;
 
 use chrono::{DateTime, Utc};
 use parking_lot::RwLock;
-use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::files;
-use super::outbox::Message;
 use super::{EventLog, LogError};
 use crate::domain::ledger::{Event, LedgerEvent, SaleSettled};
 use crate::domain::market::ConfigChange;
-use crate::domain::returns::LeadReturn;
+pub use crate::engine::ports::ledger::{InternalRecord, JournalError, Location};
 use frame::{BatchBuilder, Decode, Record, Skim};
 use segments::{ReadError, Segment, SparseIndex};
 
@@ -81,23 +79,6 @@ impl Default for JournalOptions {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum JournalError {
-    #[error("journal I/O: {0}")]
-    Io(String),
-    #[error("the journal writer has stopped")]
-    Closed,
-    /// A write or fsync failed: this process appends nothing more (see the module doc).
-    #[error("journal failed: {0}")]
-    Failed(String),
-    /// Acknowledged data is damaged: the start stops here, naming where.
-    #[error("journal corrupt: {0}")]
-    Corrupt(String),
-    /// A shared ledger (Redis) cannot be reached; nothing was acknowledged.
-    #[error("ledger unavailable: {0}")]
-    Unavailable(String),
-}
-
 impl From<io::Error> for JournalError {
     fn from(error: io::Error) -> JournalError {
         JournalError::Io(error.to_string())
@@ -111,85 +92,6 @@ impl From<ReadError> for JournalError {
             damaged @ ReadError::Damaged { .. } => JournalError::Corrupt(damaged.to_string()),
         }
     }
-}
-
-/// A record the router needs after a restart that is not a ledger event (so it takes no
-/// ledger sequence, and ledger consumers never see it).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum InternalRecord {
-    /// The first answer to a request with an `Idempotency-Key`, replayed to retries.
-    Idempotency {
-        supplier_id: String,
-        key: String,
-        body_hash: String,
-        status: u16,
-        body: String,
-        created_at: DateTime<Utc>,
-    },
-    /// A supplier's `external_id` taken by a lead.
-    ExternalId {
-        supplier_id: String,
-        external_id: String,
-        lead_id: String,
-        at: DateTime<Utc>,
-    },
-    /// A lead sold to a pull campaign, waiting for its buyer at `position`. Journaled before
-    /// the sale; restored only if its sale was journaled too.
-    PullLead {
-        buyer_id: String,
-        sale_id: String,
-        position: u64,
-        lead: serde_json::Value,
-    },
-    /// A pull buyer passed back cursor `through`: it has every lead up to there.
-    PullAcknowledged {
-        buyer_id: String,
-        through: u64,
-    },
-    /// A return waiting for an operator, at its revision (a resolved return is the ledger's
-    /// `ReturnResolved`).
-    ReturnRequested {
-        lead_return: Box<LeadReturn>,
-        revision: u64,
-    },
-    /// A message for the outbox, journaled before the fact it announces.
-    OutboxQueued {
-        message: Message,
-    },
-    /// A delivery attempt failed; `attempts` failed so far.
-    OutboxFailed {
-        id: String,
-        attempts: u32,
-        error: String,
-    },
-    OutboxDelivered {
-        id: String,
-        at: DateTime<Utc>,
-    },
-    OutboxDeadLettered {
-        id: String,
-        attempts: u32,
-        error: String,
-        at: DateTime<Utc>,
-    },
-    /// An operator asked for a dead letter to be tried again.
-    OutboxRevived {
-        id: String,
-        at: DateTime<Utc>,
-    },
-    /// An operator's change to the market, applied again over the config file at start.
-    ConfigChanged {
-        change: ConfigChange,
-        at: DateTime<Utc>,
-    },
-}
-
-/// Where a record is: the batch holding it (records written together share one).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Location {
-    pub segment: u64,
-    pub offset: u64,
 }
 
 /// What the writer answers an appender: the event with its sequence, if it was one, and

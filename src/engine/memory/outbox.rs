@@ -15,58 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-/// Who a message is for: its signing secret is looked up when it is sent, so a rotated
-/// secret applies to retries too.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(tag = "kind", content = "id", rename_all = "snake_case")]
-pub enum Recipient {
-    Buyer(String),
-    Supplier(String),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MessageKind {
-    /// A lead sold to a `webhook_async` campaign.
-    Lead,
-    /// `return.requested` / `return.resolved`.
-    Notification,
-}
-
-impl MessageKind {
-    /// The `mode` label of `deliveries_total`.
-    pub fn mode(self) -> &'static str {
-        match self {
-            MessageKind::Lead => "webhook_async",
-            MessageKind::Notification => "notification",
-        }
-    }
-}
-
-/// What must be on the journal for a message to count: a message is journaled before the
-/// fact it announces, and restored only if that fact made it to disk too.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", content = "id", rename_all = "snake_case")]
-pub enum Requires {
-    Sale(String),
-    Return(String),
-    ResolvedReturn(String),
-}
-
-/// One message to deliver: its body is sent (and signed) exactly as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Message {
-    pub id: String,
-    pub kind: MessageKind,
-    pub recipient: Recipient,
-    pub url: String,
-    pub body: String,
-    pub timeout_ms: u64,
-    pub requires: Requires,
-    pub created_at: DateTime<Utc>,
-}
-
-pub use crate::engine::ports::outbox::Status;
+pub use crate::engine::ports::outbox::{Message, MessageKind, Recipient, Requires, Status};
 
 /// A message with its delivery history, as the admin API lists it (without the body: it
 /// may carry a lead's PII).
