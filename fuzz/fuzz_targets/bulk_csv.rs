@@ -10,7 +10,8 @@
 
 use std::collections::BTreeSet;
 
-use leadrouter::api::bulk::{self, BULK_ROWS_MAX, LEAD_COLUMNS};
+use leadrouter::api::bulk::{self, BULK_ROWS_MAX, CONSENT_COLUMNS};
+use leadrouter::domain::lead::LEAD_PROPERTIES;
 use leadrouter::domain::lead::LeadInput;
 use leadrouter::engine::ReturnInput;
 use libfuzzer_sys::fuzz_target;
@@ -54,7 +55,12 @@ fn write_leads(leads: &[&LeadInput]) -> Vec<u8> {
         leads.iter().flat_map(|lead| lead.fields.iter().flat_map(|fields| fields.keys())).map(String::as_str).collect();
     let mut writer = csv::Writer::from_writer(Vec::new());
     let header: Vec<String> =
-        LEAD_COLUMNS.iter().map(|c| c.to_string()).chain(custom.iter().map(|name| format!("fields.{name}"))).collect();
+        LEAD_PROPERTIES
+            .iter()
+            .chain(CONSENT_COLUMNS.iter())
+            .map(|c| c.to_string())
+            .chain(custom.iter().map(|name| format!("fields.{name}")))
+            .collect();
     writer.write_record(&header).unwrap();
     for lead in leads {
         let text = |value: &Option<String>| value.clone().unwrap_or_default();

@@ -6,7 +6,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::domain::lead::{Consent, LeadInput};
+use crate::domain::lead::{Consent, LeadInput, LEAD_PROPERTIES};
 use crate::domain::model::FieldError;
 use crate::engine::ReturnInput;
 
@@ -102,27 +102,14 @@ fn rows<C, T>(
     Ok(rows)
 }
 
-/// The columns a bulk CSV may have besides `fields.<name>` (DESIGN.md §4).
-pub const LEAD_COLUMNS: [&str; 15] = [
-    "vertical",
-    "first_name",
-    "last_name",
-    "email",
-    "phone",
-    "zip",
-    "country",
-    "state",
-    "city",
-    "street",
-    "external_id",
-    "consent.tcpa",
-    "consent.certificate_url",
-    "consent.ip",
-    "consent.captured_at",
-];
+/// The consent columns of a bulk CSV; the others are the lead's properties
+/// (`domain::lead::LEAD_PROPERTIES`) and `fields.<name>` (DESIGN.md §4).
+pub const CONSENT_COLUMNS: [&str; 4] = ["consent.tcpa", "consent.certificate_url", "consent.ip", "consent.captured_at"];
 
 fn known_column(name: &str) -> bool {
-    LEAD_COLUMNS.contains(&name) || name.strip_prefix("fields.").is_some_and(|f| !f.is_empty())
+    LEAD_PROPERTIES.contains(&name)
+        || CONSENT_COLUMNS.contains(&name)
+        || name.strip_prefix("fields.").is_some_and(|f| !f.is_empty())
 }
 
 fn to_lead<'a>(cells: impl Iterator<Item = (&'a str, &'a str)>) -> Result<LeadInput, Vec<FieldError>> {

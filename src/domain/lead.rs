@@ -93,8 +93,9 @@ const PII_KEYS: [&str; 34] = [
     "dateofbirth",
 ];
 
-/// Lead properties a vertical's `required_fields` may name besides custom fields.
-const TOP_LEVEL_FIELDS: [&str; 12] = [
+/// A lead's own properties (its consent and custom fields apart), named alike in JSON, in
+/// bulk CSV columns and in a vertical's `required_fields`.
+pub const LEAD_PROPERTIES: [&str; 11] = [
     "vertical",
     "first_name",
     "last_name",
@@ -106,8 +107,12 @@ const TOP_LEVEL_FIELDS: [&str; 12] = [
     "city",
     "street",
     "external_id",
-    "consent",
 ];
+
+/// Lead properties a vertical's `required_fields` may name besides custom fields.
+fn is_top_level_field(name: &str) -> bool {
+    name == "consent" || LEAD_PROPERTIES.contains(&name)
+}
 
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct LeadInput {
@@ -803,7 +808,7 @@ fn check_required(
         if name == "consent.tcpa" {
             continue;
         }
-        if TOP_LEVEL_FIELDS.contains(&name.as_str()) {
+        if is_top_level_field(name.as_str()) {
             let reported = errors.iter().any(|e| e.field == *name);
             if kind == Kind::Lead && !present(name) && !reported {
                 errors.push(FieldError::new(name.as_str(), MSG_REQUIRED));
