@@ -18,7 +18,7 @@ use leadrouter::domain::geo::PostalTable;
 use leadrouter::domain::lead::{validate_lead, LeadInput};
 use leadrouter::domain::market::{Market, MarketConfig};
 use leadrouter::domain::model::{Buyer, Campaign, Supplier, Vertical};
-use leadrouter::engine::Router;
+use leadrouter::engine::{Deployment, Router};
 use leadrouter::store::journal::Journal;
 use serde_json::json;
 
@@ -149,10 +149,10 @@ fn engine_direct(c: &mut Criterion) {
     let (journal, _) = Journal::open(data.path()).unwrap();
     let clock: Arc<dyn leadrouter::clock::Clock> = Arc::new(clock);
     let stores = leadrouter::store::embedded(Arc::new(journal), Arc::clone(&clock));
-    let router = Router::new(market(10_000), PostalTable::bundled(), clock, stores);
+    let router = Router::new(market(10_000), PostalTable::bundled(), clock, stores, Deployment::alone());
     runtime.block_on(async {
         for i in 0..100 {
-            router.top_up(&format!("b{i}"), "100000000.00".parse().unwrap(), "bench").await.unwrap();
+            router.accounts().top_up(&format!("b{i}"), "100000000.00".parse().unwrap(), "bench").await.unwrap();
         }
     });
     let mut n = 0u64;
@@ -160,7 +160,7 @@ fn engine_direct(c: &mut Criterion) {
         b.iter(|| {
             n += 1;
             let input: LeadInput = serde_json::from_str(&lead_json(n)).unwrap();
-            let answer = runtime.block_on(router.direct("s1", input)).unwrap();
+            let answer = runtime.block_on(router.auction().direct("s1", input)).unwrap();
             black_box(answer)
         })
     });

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use crate::clock::Clock;
 use crate::domain::geo::PostalTable;
 use crate::domain::market::{ConfigChange, Market};
-use crate::engine::{AccountsSaid, Router, RouterState};
+use crate::engine::{AccountsSaid, Deployment, Router, RouterState};
 use crate::retention::Retention;
 use crate::store;
 use crate::store::checkpoint::{self, CheckpointError};
@@ -219,8 +219,13 @@ pub async fn write_through(
     }
     let through = journal.segment_start(segment).ok_or(format!("segment {segment} is not in the journal"))? - 1;
     let market = Market::build(live.market().config().clone(), postal).map_err(|e| e.to_string())?;
-    let shadow =
-        Router::new(market, postal, Arc::clone(clock), store::embedded(Arc::clone(journal) as _, Arc::clone(clock)));
+    let shadow = Router::new(
+        market,
+        postal,
+        Arc::clone(clock),
+        store::embedded(Arc::clone(journal) as _, Arc::clone(clock)),
+        Deployment::alone(),
+    );
     let previous_times = previous.as_ref().map(|p| p.segment_times.clone()).unwrap_or_default();
     let previous_window = previous.as_ref().map_or(0, |p| p.longest_return_window_days);
     let (mut said, awaiting, mut changes, span) = match previous {

@@ -24,7 +24,7 @@ use crate::domain::geo::PostalTable;
 use crate::domain::market::{ConfigChange, Market, MarketConfig, MarketError};
 use crate::domain::money::Money;
 use crate::domain::retry::RetryPolicy;
-use crate::engine::{AccountsSaid, EngineError, OtherNodes, Router, Stores};
+use crate::engine::{AccountsSaid, Deployment, EngineError, OtherNodes, Router, Stores};
 use crate::ledger::{self, LedgerService};
 use crate::retention::Retention;
 use crate::store;
@@ -306,7 +306,7 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
         None => None,
     };
     for topup in &options.config.topups {
-        match router.top_up(&topup.buyer_id, topup.amount, &topup.reference).await {
+        match router.accounts().top_up(&topup.buyer_id, topup.amount, &topup.reference).await {
             Ok(_) => {}
             Err(EngineError::Conflict { .. }) => {}
             Err(error) => return Err(ServerError::Config(format!("topup for {}: {error}", topup.buyer_id))),
@@ -336,13 +336,19 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
                 tracing::error!(%error, "the ledger stream stopped");
             }
         }),
-        tokio::spawn(Arc::clone(&router).run_outbox(options.retry, stopped.clone())),
-        tokio::spawn(Arc::clone(&router).watch_store(stopped.clone())),
-        tokio::spawn(Arc::clone(&router).follow_config(stopped.clone())),
-        tokio::spawn(Arc::clone(&router).follow_ledger(stopped.clone())),
-        tokio::spawn(Arc::clone(&router).follow_internal(stopped.clone())),
+        tokio::spawn(Arc::clone(router.deliveries()).run_outbox(options.retry, stopped.clone())),
         tokio::spawn(sweep(Arc::clone(&router), stopped.clone())),
     ];
+    if options.redis.is_some() {
+        // What a node does beside the others: one node applies its own admin changes as
+        // it makes them and has no shared store to probe or follow.
+        tasks.extend([
+            tokio::spawn(Arc::clone(&router).watch_store(stopped.clone())),
+            tokio::spawn(Arc::clone(router.accounts()).follow_config(stopped.clone())),
+            tokio::spawn(Arc::clone(&router).follow_ledger(stopped.clone())),
+            tokio::spawn(Arc::clone(&router).follow_internal(stopped.clone())),
+        ]);
+    }
     if let (Some(journal), Some(retention)) = (journal, retention) {
         let clock = Arc::clone(&options.clock);
         let every = options.checkpoint_every;
@@ -382,8 +388,8 @@ async fn embedded_router(
     let keying = dedup_secret::load_or_create(&options.data_dir, options.dedup_secret.as_ref(), had_sales, clock.now())
         .map_err(|e| storage(&e))?;
     let stores = store::embedded(Arc::clone(&journal) as _, Arc::clone(&clock));
-    let router = Router::new(market, postal, clock, stores);
-    let router = Arc::new(router.with_dedup_keying(keying));
+    let deployment = Deployment { dedup_keying: keying, other_nodes: None };
+    let router = Arc::new(Router::new(market, postal, clock, stores, deployment));
     let (mut said, awaiting) = match checkpoint {
         Some(checkpoint) => router.import_state(checkpoint.state),
         None => (AccountsSaid::default(), Vec::new()),
@@ -406,7 +412,7 @@ async fn embedded_router(
     }
     // Replay held every sale of the tail; memory keeps those inside their return window.
     router.sweep_records();
-    router.journal_account_changes(&said).await.map_err(|e| storage(&e))?;
+    router.accounts().journal_account_changes(&said).await.map_err(|e| storage(&e))?;
     tracing::info!(
         checkpoint = resume.map_or(0, |r| r.last_sequence),
         replayed = recovery.events,
@@ -489,8 +495,8 @@ async fn shared_router(
         config_applied: changes.last().map(|(id, _)| *id).unwrap_or_default(),
     };
     let clock = Arc::clone(&options.clock);
-    let router = Router::new(market, postal, clock, stores);
-    let router = Arc::new(router.with_other_nodes(nodes).with_dedup_keying(keying));
+    let deployment = Deployment { dedup_keying: keying, other_nodes: Some(nodes) };
+    let router = Arc::new(Router::new(market, postal, clock, stores, deployment));
     let history = ledger.read_after(0, usize::MAX).map_err(|e| storage(&e))?;
     router.mirror_history(&history);
     // This node's outbox, pull leads and pending returns as it left them; the pending
@@ -506,7 +512,7 @@ async fn shared_router(
     router.internal_read_through(internal_read).await;
     let mut said = AccountsSaid::default();
     history.iter().for_each(|event| said.note(event));
-    router.journal_account_changes(&said).await.map_err(|e| storage(&e))?;
+    router.accounts().journal_account_changes(&said).await.map_err(|e| storage(&e))?;
     tracing::info!(node = %node, events = history.len(), records = restored, config_changes = changes.len(), redis = %redis.url, "shared state on Redis");
     Ok(router)
 }

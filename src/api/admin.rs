@@ -138,7 +138,7 @@ async fn delete_item(State(state): Shared, kind: Kind, id: String) -> Answer {
         Kind::Campaigns => ConfigChange::DeleteCampaign(id.clone()),
         Kind::Verticals => ConfigChange::DeleteVertical(id.clone()),
     };
-    state.router.configure(change).await?;
+    state.router.accounts().configure(change).await?;
     tracing::info!(kind = kind.path(), id, "deleted");
     Ok(http::empty(204))
 }
@@ -154,7 +154,7 @@ async fn put_item(State(state): Shared, kind: Kind, id: String, headers: HeaderM
         Kind::Campaigns => ConfigChange::PutCampaign(from_value(object)?),
         Kind::Verticals => ConfigChange::PutVertical(from_value(object)?),
     };
-    router.configure(change).await?;
+    router.accounts().configure(change).await?;
     tracing::info!(kind = kind.path(), id, created = !existed, "configured");
     let market = router.market();
     let mut response = found(&market, kind, &id).ok_or_else(ApiError::not_found)?;
@@ -215,7 +215,7 @@ struct TopUpAnswer {
 async fn top_up(State(state): Shared, Path(buyer_id): Path<String>, Buffered { headers, body }: Buffered) -> Answer {
     http::require_content_type(&headers, "application/json")?;
     let request: TopUp = http::parse_json(&body)?;
-    let view = state.router.top_up(&buyer_id, request.amount, &request.reference).await?;
+    let view = state.router.accounts().top_up(&buyer_id, request.amount, &request.reference).await?;
     tracing::info!(buyer = buyer_id, amount = %request.amount, "balance topped up");
     Ok(http::json(
         201,
@@ -292,7 +292,7 @@ async fn forget_consumer(State(state): Shared, Path(name): Path<String>) -> Answ
 }
 
 fn trace(State(state): Shared, kind: &str, id: String) -> Answer {
-    match state.router.trace(&id) {
+    match state.router.auction().trace(&id) {
         Some(trace) if trace.kind == kind => Ok(http::json(200, &*trace)),
         _ => Err(ApiError::not_found()),
     }
@@ -319,7 +319,7 @@ async fn resolve_return(
         http::require_content_type(&headers, "application/json")?;
         http::parse_json(&body)?
     };
-    let resolved = state.router.resolve_return(&return_id, approve, resolution.reason).await?;
+    let resolved = state.router.returns().resolve_return(&return_id, approve, resolution.reason).await?;
     tracing::info!(return_id, status = resolved.status.as_str(), "return resolved");
     Ok(http::json(200, &resolved))
 }
@@ -328,14 +328,14 @@ async fn list_returns(State(state): Shared, RawQuery(query): RawQuery) -> Answer
     let query = http::list_query(query.as_deref(), &["status"], 100, RETURNS_PAGE_MAX)?;
     let after = http::numeric_cursor(query.after.as_deref())?;
     let status = super::returns::status_filter(&query)?.unwrap_or(ReturnStatus::Pending);
-    let page = state.router.returns_with_status(status, after, query.limit);
+    let page = state.router.returns().returns_with_status(status, after, query.limit);
     let next = page.last().map_or(after, |stored| stored.created);
     let returns: Vec<_> = page.into_iter().map(|stored| stored.lead_return).collect();
     Ok(http::json(200, &json!({"returns": returns, "next": next.to_string()})))
 }
 
 async fn get_return(State(state): Shared, Path(return_id): Path<String>) -> Answer {
-    let found = state.router.any_return(&return_id).ok_or_else(ApiError::not_found)?;
+    let found = state.router.returns().any_return(&return_id).ok_or_else(ApiError::not_found)?;
     Ok(http::json(200, &found))
 }
 
@@ -348,18 +348,18 @@ async fn list_deliveries(State(state): Shared, RawQuery(query): RawQuery) -> Ans
         Some(value) => Status::parse(value)
             .ok_or_else(|| ApiError::invalid(vec![FieldError::new("status", "one of pending, dead_letter")]))?,
     };
-    let page = state.router.deliveries(status, query.after.as_deref(), query.limit);
+    let page = state.router.deliveries().list(status, query.after.as_deref(), query.limit);
     let next = page.last().map(|delivery| delivery.id.clone());
     Ok(http::json(200, &json!({"deliveries": page, "next": next})))
 }
 
 async fn get_delivery(State(state): Shared, Path(id): Path<String>) -> Answer {
-    let found = state.router.delivery(&id).ok_or_else(ApiError::not_found)?;
+    let found = state.router.deliveries().get(&id).ok_or_else(ApiError::not_found)?;
     Ok(http::json(200, &found))
 }
 
 async fn retry_delivery(State(state): Shared, Path(id): Path<String>) -> Answer {
-    let revived = state.router.retry_delivery(&id).await?;
+    let revived = state.router.deliveries().retry(&id).await?;
     tracing::info!(delivery = id, "dead letter retried by an operator");
     Ok(http::json(202, &revived))
 }

@@ -38,7 +38,7 @@ pub async fn ping(
     let body = json_body(&headers, body)?;
     let input: PingInput = http::parse_json(&body)?;
     let router = Arc::clone(&state.router);
-    let answer = detached(async move { router.ping(&supplier_id, input).await }).await?;
+    let answer = detached(async move { router.auction().ping(&supplier_id, input).await }).await?;
     Ok(http::json(200, &answer))
 }
 
@@ -50,7 +50,7 @@ pub async fn post(
     let body = json_body(&headers, body)?;
     once(&state, "/v1/post", 200, &supplier_id, &headers, body, |router, supplier_id, body| async move {
         let input: PostInput = http::parse_json(&body)?;
-        Ok(router.post(&supplier_id, input).await?)
+        Ok(router.auction().post(&supplier_id, input).await?)
     })
     .await
 }
@@ -63,7 +63,7 @@ pub async fn direct(
     let body = json_body(&headers, body)?;
     once(&state, "/v1/leads", 200, &supplier_id, &headers, body, |router, supplier_id, body| async move {
         let input: LeadInput = http::parse_json(&body)?;
-        Ok(router.direct(&supplier_id, input).await?)
+        Ok(router.auction().direct(&supplier_id, input).await?)
     })
     .await
 }
@@ -76,7 +76,8 @@ pub async fn bulk_leads(
     http::require_content_type(&headers, "text/csv")?;
     let rows = bulk::parse(&body).map_err(|e| ApiError::new(422, "invalid_csv", e.to_string()))?;
     let router = Arc::clone(&state.router);
-    let results = detached(async move { Ok::<_, EngineError>(router.bulk(&supplier_id, rows).await) }).await?;
+    let results =
+        detached(async move { Ok::<_, EngineError>(router.auction().bulk(&supplier_id, rows).await) }).await?;
     Ok(row_results(results.into_iter().map(|result| result.map_err(ApiError::from))))
 }
 
@@ -102,7 +103,7 @@ pub(super) fn row_results<T: Serialize>(results: impl Iterator<Item = Result<T, 
 }
 
 pub async fn balance(State(state): State<Arc<AppState>>, Buyer(buyer_id): Buyer) -> Result<ApiResponse, ApiError> {
-    let (view, currency) = state.router.balance(&buyer_id).await?;
+    let (view, currency) = state.router.accounts().balance(&buyer_id).await?;
     Ok(http::json(
         200,
         &json!({"balance": view.balance, "held": view.held, "available": view.available, "currency": currency}),
@@ -118,7 +119,7 @@ pub async fn pull_leads(
 ) -> Result<ApiResponse, ApiError> {
     let query = http::list_query(query.as_deref(), &[], 100, PULL_LIMIT_MAX)?;
     let (after, limit) = (http::numeric_cursor(query.after.as_deref())?, query.limit);
-    let leads = state.router.pull_leads(&buyer_id, after, limit).await?;
+    let leads = state.router.deliveries().pull_leads(&buyer_id, after, limit).await?;
     let next = leads.last().map_or(after, |(position, _)| *position);
     let leads: Vec<serde_json::Value> = leads
         .into_iter()

@@ -29,7 +29,7 @@ pub async fn request(
     let party = format!("buyer/{buyer_id}");
     once(&state, "/v1/returns", 201, &party, &headers, body, |router, _, body| async move {
         let input: ReturnInput = http::parse_json(&body)?;
-        let opened = router.request_return(&buyer_id, input).await?;
+        let opened = router.returns().request_return(&buyer_id, input).await?;
         Ok(ReturnView::for_buyer(&opened))
     })
     .await
@@ -48,7 +48,7 @@ pub async fn bulk(
         let mut results = Vec::with_capacity(rows.len());
         for row in rows {
             results.push(match row {
-                Ok(input) => router.request_return(&buyer_id, input).await.map(|r| ReturnView::for_buyer(&r)),
+                Ok(input) => router.returns().request_return(&buyer_id, input).await.map(|r| ReturnView::for_buyer(&r)),
                 Err(errors) => Err(EngineError::Invalid(errors)),
             });
         }
@@ -68,7 +68,7 @@ pub async fn get(
     Buyer(buyer_id): Buyer,
     Path(return_id): Path<String>,
 ) -> Result<ApiResponse, ApiError> {
-    let found = state.router.buyer_return(&buyer_id, &return_id)?;
+    let found = state.router.returns().buyer_return(&buyer_id, &return_id)?;
     Ok(http::json(200, &ReturnView::for_buyer(&found)))
 }
 
@@ -82,7 +82,7 @@ pub async fn list(
     let query = http::list_query(query.as_deref(), &["status"], PAGE_DEFAULT, RETURNS_PAGE_MAX)?;
     let after = http::numeric_cursor(query.after.as_deref())?;
     let status = status_filter(&query)?;
-    let page = state.router.buyer_returns(&buyer_id, status, after, query.limit);
+    let page = state.router.returns().buyer_returns(&buyer_id, status, after, query.limit);
     let next = page.last().map_or(after, |stored| stored.created);
     let returns: Vec<Value> =
         page.iter().map(|stored| with_cursor(&ReturnView::for_buyer(&stored.lead_return), stored.created)).collect();
@@ -98,7 +98,7 @@ pub async fn supplier_feed(
 ) -> Result<ApiResponse, ApiError> {
     let query = http::list_query(query.as_deref(), &[], PAGE_DEFAULT, RETURNS_PAGE_MAX)?;
     let after = http::numeric_cursor(query.after.as_deref())?;
-    let page: Vec<Stored> = state.router.supplier_returns(&supplier_id, after, query.limit);
+    let page: Vec<Stored> = state.router.returns().supplier_returns(&supplier_id, after, query.limit);
     let next = page.last().map_or(after, |stored| stored.revision);
     let returns: Vec<Value> = page
         .iter()

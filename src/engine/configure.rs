@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use tokio::sync::{watch, MutexGuard};
 
+use super::accounts::Accounts;
 use super::ports::Unavailable;
-use super::{EngineError, Router};
+use super::EngineError;
 use crate::domain::ledger::Event;
 use crate::domain::market::{ConfigChange, Market};
 use crate::telemetry;
@@ -15,7 +16,7 @@ use crate::telemetry;
 /// How often the config log is read even without an announcement.
 const CONFIG_POLL_EVERY: Duration = Duration::from_secs(1);
 
-impl Router {
+impl Accounts {
     /// Applies an operator's change: checked against the current market (a bad change is a
     /// 4xx and stored nowhere), written to the config log (journaled on one node, shared
     /// with every node on Redis), and applied before the answer, so the operator reads
@@ -23,13 +24,13 @@ impl Router {
     /// buyer's or supplier's new settings are also journaled as `BuyerUpdated` /
     /// `SupplierUpdated` for ledger consumers.
     pub async fn configure(&self, change: ConfigChange) -> Result<(), EngineError> {
-        self.ensure_store()?;
+        self.core.ensure_store()?;
         {
             // Held from the check to the swap: this node's changes are checked against the
             // market the change before them made.
             let writer = self.market_writer.lock().await;
-            self.market.load().apply(&change, self.postal)?;
-            self.config.publish(&change).await?;
+            self.core.market.load().apply(&change, self.core.postal)?;
+            self.core.config.publish(&change).await?;
             self.apply_config_changes(&writer).await?;
         }
         let account = match change {
@@ -39,14 +40,14 @@ impl Router {
         };
         // Should this fail, the next start journals the account again (it differs from what
         // the ledger last said): consumers see it late, never never.
-        self.journal.append(account, self.clock.now()).await?;
+        self.core.journal.append(account, self.core.clock.now()).await?;
         Ok(())
     }
 
     /// Applies every change of the config log as it is announced (or at least once a
     /// second): other nodes' changes, on several nodes.
     pub async fn follow_config(self: Arc<Self>, mut stopped: watch::Receiver<bool>) {
-        let mut announced = self.config.announcements();
+        let mut announced = self.core.config.announcements();
         let mut tick = tokio::time::interval(CONFIG_POLL_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -68,29 +69,26 @@ impl Router {
     /// all nodes keep the same market.
     async fn apply_config_changes(&self, _writer: &MutexGuard<'_, ()>) -> Result<(), Unavailable> {
         let after = *self.config_applied.borrow();
-        let changes = self.config.after(after).await?;
+        let changes = self.core.config.after(after).await?;
         let Some((last, _)) = changes.last() else { return Ok(()) };
         let last = *last;
-        let mut market: Arc<Market> = self.market.load_full();
+        let mut market: Arc<Market> = self.core.market.load_full();
         for (id, change) in &changes {
-            match market.apply(change, self.postal) {
+            match market.apply(change, self.core.postal) {
                 Ok(next) => market = Arc::new(next),
                 Err(error) => tracing::warn!(%error, change = %id, "a config change does not apply; skipped"),
             }
         }
-        self.market.store(market);
+        self.core.market.store(market);
         self.publish_market_gauges();
         self.config_applied.send_replace(last);
+        self.core.config.applied(last);
         Ok(())
     }
 
     pub(super) fn publish_market_gauges(&self) {
-        let active = self.market.load().active_campaign_count();
-        metrics::gauge!(telemetry::CAMPAIGNS_ACTIVE).set(active as f64);
-        let live = self.market.load();
-        self.rotations.retain(|vertical, rotation| {
-            rotation.lock().retain(|id| live.campaign(id).is_some_and(|c| &c.campaign.vertical == vertical));
-            live.vertical(vertical).is_some()
-        });
+        let live = self.core.market.load();
+        metrics::gauge!(telemetry::CAMPAIGNS_ACTIVE).set(live.active_campaign_count() as f64);
+        self.auction.forget_rotations(&live);
     }
 }

@@ -10,13 +10,14 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use tokio::time::Instant;
 
+use super::auction::Auction;
+use super::core::publish_available;
 use super::ports::outbox::{Message, MessageKind, Recipient, Requires};
 use super::ports::{BudgetError, HoldHandle};
-use super::Router;
 use crate::buyers::client::PingCall;
 use crate::buyers::{BidAnswer, PostAnswer};
 use crate::domain::auction::{order_offers, Bid, Offer};
-use crate::domain::budget::{Funding, HoldRefusal, HoldRequest};
+use crate::domain::budget::{HoldRefusal, HoldRequest};
 use crate::domain::dedup;
 use crate::domain::eligibility::{self, Subject, Verdict};
 use crate::domain::lead::{ValidLead, ValidPing};
@@ -78,7 +79,7 @@ pub(super) struct Lot<'a> {
     pub ping_id: &'a str,
 }
 
-impl Router {
+impl Auction {
     /// Runs every candidate through eligibility, collects standing bids and live bids (until
     /// `bid_deadline`), and orders them into offers for the vertical's model.
     pub(super) async fn gather_offers(
@@ -153,7 +154,7 @@ impl Router {
                 body: body.clone(),
             })
             .collect();
-        let answers = self.buyers.ping_all(calls, bid_deadline).await;
+        let answers = self.core.buyers.ping_all(calls, bid_deadline).await;
         let mut bids = Vec::new();
         for (campaign, (answer, latency)) in live.iter().zip(answers) {
             let outcome = match &answer {
@@ -217,7 +218,7 @@ impl Router {
                 tz: campaign.tz,
                 expires_at,
             };
-            match self.budget.try_hold(&campaign.buyer_id, now, request).await {
+            match self.core.budget.try_hold(&campaign.buyer_id, now, request).await {
                 Ok(held) => {
                     publish_available(&campaign.buyer_id, held.available);
                     return Ok(Some((index, held.handle)));
@@ -267,7 +268,7 @@ impl Router {
     /// Releases holds that will not be used (best effort: they also expire by themselves).
     pub(super) async fn release_all(&self, holds: impl IntoIterator<Item = HoldHandle>) {
         for hold in holds {
-            if let Err(error) = self.budget.release(&hold).await {
+            if let Err(error) = self.core.budget.release(&hold).await {
                 tracing::warn!(%error, "hold release failed; it will expire");
             }
         }
@@ -300,7 +301,7 @@ impl Router {
                     // Our storage failed, not the buyer: nothing of this batch sells, and the
                     // request fails as a whole (503), never as a rejection.
                     for attempt in attempts {
-                        self.dedup.release(&attempt.campaign.buyer_id, &attempt.dedup_keys).await;
+                        self.core.dedup.release(&attempt.campaign.buyer_id, &attempt.dedup_keys).await;
                         self.release_all([attempt.hold]).await;
                     }
                     return Err(error);
@@ -312,7 +313,7 @@ impl Router {
                     PostAnswer::Accepted => {
                         sales.push(self.settle(d, lot, &offers[attempt.index], attempt).await?);
                         // Journaled before the sale; due once the sale is journaled too.
-                        self.send_later(queued);
+                        self.deliveries.send_later(queued);
                     }
                     refusal => {
                         let reason = match refusal {
@@ -323,7 +324,7 @@ impl Router {
                             PostAnswer::Accepted => String::new(),
                         };
                         d.trace.push(&campaign.id, &campaign.buyer_id, Outcome::RejectedPost).reason(reason);
-                        self.dedup.release(&campaign.buyer_id, &attempt.dedup_keys).await;
+                        self.core.dedup.release(&campaign.buyer_id, &attempt.dedup_keys).await;
                         self.release_all([attempt.hold]).await;
                         misses.rejected = true;
                     }
@@ -336,7 +337,7 @@ impl Router {
                 misses.out_of_time = true;
                 break;
             }
-            let now = self.clock.now();
+            let now = self.core.clock.now();
             let wanted_more = wanted - sales.len();
             batch = self.hold_winners(d, offers, &mut cursor, &mut taken, wanted_more, now, hold_expires_at).await?;
             if batch.is_empty() {
@@ -355,7 +356,7 @@ impl Router {
         batch: Vec<(usize, HoldHandle)>,
         misses: &mut Misses,
     ) -> Result<Vec<Attempt>, EngineError> {
-        let now = self.clock.now();
+        let now = self.core.clock.now();
         let contacts = lot.lead.dedup_keys();
         let mut attempts: Vec<Attempt> = Vec::with_capacity(batch.len());
         let mut batch = batch.into_iter();
@@ -366,7 +367,7 @@ impl Router {
             let (keys, plain) = if days == 0 {
                 (Vec::new(), Vec::new())
             } else {
-                let keying = &self.dedup_keying;
+                let keying = &self.core.dedup_keying;
                 (
                     keying.keys_for(&campaign.buyer_id, &contacts),
                     keying.plain_keys_for(&campaign.buyer_id, &contacts, now, window),
@@ -375,7 +376,7 @@ impl Router {
             let claimed = if keys.is_empty() {
                 Ok(true)
             } else {
-                self.dedup.claim(&campaign.buyer_id, &keys, &plain, now, window).await
+                self.core.dedup.claim(&campaign.buyer_id, &keys, &plain, now, window).await
             };
             match claimed {
                 Ok(true) => {}
@@ -390,7 +391,7 @@ impl Router {
                     // holds and sell nothing.
                     self.release_all(std::iter::once(hold).chain(batch.map(|(_, hold)| hold))).await;
                     for attempt in attempts {
-                        self.dedup.release(&attempt.campaign.buyer_id, &attempt.dedup_keys).await;
+                        self.core.dedup.release(&attempt.campaign.buyer_id, &attempt.dedup_keys).await;
                         self.release_all([attempt.hold]).await;
                     }
                     return Err(error.into());
@@ -438,7 +439,7 @@ impl Router {
             None => d.deadline,
         };
         let (answer, latency) =
-            self.buyers.post(url, &campaign.webhook_secret, Bytes::from(body.to_string()), deadline).await;
+            self.core.buyers.post(url, &campaign.webhook_secret, Bytes::from(body.to_string()), deadline).await;
         let outcome = match &answer {
             PostAnswer::Accepted => "accepted",
             PostAnswer::Rejected(_) => "rejected",
@@ -462,8 +463,10 @@ impl Router {
         let timeout_ms = campaign.campaign.delivery.timeout_ms.unwrap_or(super::outbox::DELIVERY_TIMEOUT_DEFAULT_MS);
         let recipient = Recipient::Buyer(campaign.buyer_id.to_string());
         let requires = Requires::Sale(sale_id.to_string());
-        let message =
-            self.queue_message(MessageKind::Lead, recipient, url, body.to_string(), timeout_ms, requires).await?;
+        let message = self
+            .deliveries
+            .queue_message(MessageKind::Lead, recipient, url, body.to_string(), timeout_ms, requires)
+            .await?;
         metrics::counter!(telemetry::DELIVERIES_TOTAL, "mode" => "webhook_async", "outcome" => "queued").increment(1);
         Ok((PostAnswer::Accepted, Some(message)))
     }
@@ -476,7 +479,7 @@ impl Router {
         sale_id: &str,
         body: serde_json::Value,
     ) -> Result<PostAnswer, EngineError> {
-        self.pull.push(&campaign.buyer_id, sale_id, body).await?;
+        self.core.pull.push(&campaign.buyer_id, sale_id, body).await?;
         metrics::counter!(telemetry::DELIVERIES_TOTAL, "mode" => "pull", "outcome" => "queued").increment(1);
         Ok(PostAnswer::Accepted)
     }
@@ -491,13 +494,13 @@ impl Router {
         attempt: Attempt,
     ) -> Result<Sale, EngineError> {
         let campaign = &attempt.campaign;
-        let now = self.clock.now();
+        let now = self.core.clock.now();
         if let Err(error) = self.settle_hold(&attempt.hold).await {
             // The buyer accepted the lead: the sale stands. This cannot happen while holds
             // outlive their posts (HOLD_GRACE); if it does, an operator must see it.
             tracing::error!(%error, sale_id = %attempt.sale_id, buyer = %campaign.buyer_id, "sale settled without its hold");
         }
-        if let Err(error) = self.dedup.commit(&campaign.buyer_id, &attempt.dedup_keys, now).await {
+        if let Err(error) = self.core.dedup.commit(&campaign.buyer_id, &attempt.dedup_keys, now).await {
             // The buyer accepted the lead: the sale stands; its keys stay claimed (pending)
             // until they expire, which still blocks a copy of the lead meanwhile.
             tracing::error!(%error, sale_id = %attempt.sale_id, "dedup keys of a sale not marked sold");
@@ -522,7 +525,7 @@ impl Router {
             dedup_keys: attempt.dedup_keys.iter().map(dedup::to_hex).collect(),
             return_terms: Some(crate::domain::returns::ReturnTerms::of(&campaign.campaign)),
         };
-        match self.journal.append(Event::SaleSettled(sale.clone()), now).await {
+        match self.core.journal.append(Event::SaleSettled(sale.clone()), now).await {
             // Sequences start at 1: a sale the ledger acknowledged has its place in it.
             Ok(recorded) => debug_assert!(recorded.sequence > 0, "a settled sale without a ledger sequence"),
             Err(error) => {
@@ -535,7 +538,7 @@ impl Router {
         d.trace.push(&campaign.id, &campaign.buyer_id, Outcome::Sold).amount(offer.price);
         metrics::counter!(telemetry::SALES_TOTAL, "vertical" => d.vertical.name.clone()).increment(1);
         telemetry::record_revenue(&sale.currency, sale.price);
-        self.sales.record(sale.clone());
+        self.core.sales.record(sale.clone());
         Ok(sale)
     }
 
@@ -544,25 +547,14 @@ impl Router {
     async fn settle_hold(&self, hold: &HoldHandle) -> Result<(), BudgetError> {
         let mut pause = Duration::from_millis(5);
         for _ in 0..5 {
-            match self.budget.settle(hold).await {
+            match self.core.budget.settle(hold).await {
                 Err(BudgetError::Unavailable(_)) => tokio::time::sleep(pause).await,
                 other => return other.map(|_| ()),
             }
             pause *= 4;
         }
-        self.budget.settle(hold).await.map(|_| ())
+        self.core.budget.settle(hold).await.map(|_| ())
     }
-
-    pub(super) async fn publish_balance(&self, buyer_id: &str, funding: Funding) {
-        if let Ok(view) = self.budget.balance(buyer_id, self.clock.now(), funding).await {
-            publish_available(buyer_id, view.available);
-        }
-    }
-}
-
-fn publish_available(buyer_id: &str, available: Money) {
-    metrics::gauge!(telemetry::BUYER_AVAILABLE_BALANCE, "buyer" => buyer_id.to_string())
-        .set(available.as_f64_for_metrics());
 }
 
 /// One delivery about to happen: the held offer, its claimed dedup keys, its sale id.

@@ -1,13 +1,20 @@
-//! The router: one async function per use case (ping, post, direct post, bulk, balance,
-//! admin changes), each driving the pure `domain` through the `store` ports and the
-//! `buyers` client, and each owning its deadline.
+//! The engine: one async function per use case, each driving the pure `domain` through
+//! the ports (`ports`, chosen once at start as one `Stores` bundle) and the `buyers`
+//! client, and each owning its deadline. Use cases belong to services: `Auction` (ping,
+//! post, direct, bulk; `ping.rs`, `post.rs`, `decide.rs`), `ReturnDesk` (`returns.rs`),
+//! `Deliveries` (outbox and pull; `outbox.rs`) and `Accounts` (balances, top-ups, admin
+//! changes; `accounts.rs`, `configure.rs`). They share one `Core` (market, clock, stores);
+//! the `Router` wires them and rebuilds their state at start (`snapshot.rs`, `shared.rs`).
 //!
 //! Deadlines (DESIGN §8.4): a decision gets `tmax_ms` from the moment the request arrives.
 //! Buyer pings end at the bid deadline, deliveries at the decision deadline; nothing waits
 //! on a buyer past them, so an answer never waits past `tmax_ms` plus scheduling slack.
 
+mod accounts;
 mod answers;
+mod auction;
 mod configure;
+mod core;
 mod decide;
 pub mod memory;
 mod outbox;
@@ -18,41 +25,35 @@ mod returns;
 mod shared;
 mod snapshot;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use dashmap::DashMap;
-use parking_lot::Mutex;
 
+pub use accounts::Accounts;
 pub use answers::{LeadAnswer, PingAnswer};
+pub use auction::Auction;
+pub use outbox::Deliveries;
 pub use ports::Stores;
 pub use post::PostInput;
-pub use returns::{ReturnAmounts, ReturnInput, ReturnView};
+pub use returns::{ReturnAmounts, ReturnDesk, ReturnInput, ReturnView};
 pub use shared::OtherNodes;
 pub use snapshot::RouterState;
 
+use self::core::Core;
 use crate::buyers::BuyerClient;
 use crate::clock::Clock;
-use crate::domain::budget::{BalanceView, Funding, ReplayedSale};
+use crate::domain::budget::ReplayedSale;
 use crate::domain::dedup::{DedupKeying, DedupSecret};
 use crate::domain::geo::PostalTable;
-use crate::domain::ledger::{BalanceToppedUp, Event, LedgerEvent};
+use crate::domain::ledger::{Event, LedgerEvent};
 use crate::domain::market::{Market, MarketError};
-use crate::domain::model::{BillingMode, FieldError};
-use crate::domain::money::Money;
-use crate::domain::rotation::Rotation;
-use crate::domain::trace::Trace;
-use crate::telemetry;
+use crate::domain::model::FieldError;
 use memory::idempotency::Idempotency;
-use memory::outbox::Outbox;
 use memory::returns::Returns;
 use memory::sales::Sales;
-use memory::traces::Traces;
 use ports::idempotency::StoredAnswer;
 use ports::ledger::{InternalRecord, JournalError, Location};
-use ports::pings::PingContexts;
-use ports::{Budget, BudgetError, ChangeId, Claims, ConfigLog, DedupClaims, KeyClaim, Ledger, PullLog, Unavailable};
+use ports::{BudgetError, ChangeId, KeyClaim, Ledger, Unavailable};
 
 /// Whose fault an error is decides its HTTP status (mapped once, in `api::error`).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -111,231 +112,138 @@ impl From<MarketError> for EngineError {
 /// How long a request waits for another node's answer to the same `Idempotency-Key`.
 const IN_FLIGHT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Everything the router shares between requests.
+/// How this process is deployed: what `Router::new` needs besides the market and stores.
+pub struct Deployment {
+    /// How dedup keys are made: the deployment's secret (kept in the data dir or shared by
+    /// every node on a Redis), so that they match across restarts and nodes.
+    pub dedup_keying: DedupKeying,
+    /// The other nodes on one Redis; `None` on one node.
+    pub other_nodes: Option<OtherNodes>,
+}
+
+impl Deployment {
+    /// One process alone, with a dedup secret of its own (tools, tests, the checkpointer).
+    pub fn alone() -> Deployment {
+        Deployment { dedup_keying: DedupKeying::new(DedupSecret::from_bytes(rand::random())), other_nodes: None }
+    }
+}
+
+/// The engine's services over the state they share. Each use case belongs to one service:
+/// the auction (ping, post, direct, bulk), the return desk, deliveries (outbox and pull),
+/// and accounts (balances, top-ups, admin changes). The router itself only wires them, and
+/// rebuilds their state at start.
 pub struct Router {
-    market: ArcSwap<Market>,
-    /// Admin changes are rare and build a whole market; this lock orders them with each
-    /// other and with their journal records. The hot path never takes it.
-    market_writer: tokio::sync::Mutex<()>,
-    postal: &'static PostalTable,
-    clock: Arc<dyn Clock>,
-    budget: Arc<dyn Budget>,
-    buyers: BuyerClient,
-    pings: Arc<dyn PingContexts>,
-    dedup: Arc<dyn DedupClaims>,
-    /// How dedup keys are made: the deployment's secret (see `with_dedup_keying`).
-    dedup_keying: DedupKeying,
-    idempotency: Idempotency,
-    sales: Sales,
-    traces: Traces,
-    rotations: DashMap<String, Mutex<Rotation>>,
-    top_up_references: DashMap<(String, String), ()>,
-    /// Every sale, top-up and account change, on disk before it is acknowledged.
-    journal: Arc<dyn Ledger>,
-    pull: Arc<dyn PullLog>,
-    claims: Arc<dyn Claims>,
-    /// Admin changes in the order every node applies them, and how far this node has.
-    config: Arc<dyn ConfigLog>,
-    config_applied: tokio::sync::watch::Sender<ChangeId>,
-    returns: Returns,
-    /// Orders operators' return decisions with each other (never taken on the hot path).
-    resolving: tokio::sync::Mutex<()>,
-    outbox: Outbox,
-    tie_turn: AtomicU64,
-    /// Redis-backed claims and config on several nodes; `None` on one node.
-    shared: Option<shared::Shared>,
+    core: Arc<Core>,
+    auction: Arc<Auction>,
+    returns: ReturnDesk,
+    deliveries: Arc<Deliveries>,
+    accounts: Arc<Accounts>,
 }
 
 impl Router {
-    pub fn new(market: Market, postal: &'static PostalTable, clock: Arc<dyn Clock>, stores: Stores) -> Router {
+    pub fn new(
+        market: Market,
+        postal: &'static PostalTable,
+        clock: Arc<dyn Clock>,
+        stores: Stores,
+        deployment: Deployment,
+    ) -> Router {
         let Stores { budget, ledger: journal, pings, dedup, claims, config, pull } = stores;
-        let router = Router {
+        let (shared, config_applied) = match deployment.other_nodes {
+            Some(nodes) => (Some(shared::Shared::new(nodes.internal, nodes.node)), nodes.config_applied),
+            None => (None, ChangeId::default()),
+        };
+        let core = Arc::new(Core {
             market: ArcSwap::from_pointee(market),
-            market_writer: tokio::sync::Mutex::new(()),
             postal,
             clock,
             budget,
             buyers: BuyerClient::new(),
             pings,
             dedup,
-            // A secret of this process alone until the server gives the deployment's.
-            dedup_keying: DedupKeying::new(DedupSecret::from_bytes(rand::random())),
+            dedup_keying: deployment.dedup_keying,
             idempotency: Idempotency::default(),
             sales: if journal.finds_sales() { Sales::default() } else { Sales::keeping(usize::MAX) },
-            traces: Traces::default(),
-            rotations: DashMap::new(),
-            top_up_references: DashMap::new(),
-            tie_turn: AtomicU64::new(0),
+            returns: Returns::default(),
+            journal,
             pull,
             claims,
             config,
-            config_applied: tokio::sync::watch::channel(ChangeId::default()).0,
-            journal,
-            returns: Returns::default(),
-            resolving: tokio::sync::Mutex::new(()),
-            outbox: Outbox::default(),
-            shared: None,
-        };
-        router.publish_market_gauges();
-        router
+            shared,
+        });
+        let deliveries = Arc::new(Deliveries::new(Arc::clone(&core)));
+        let auction = Arc::new(Auction::new(Arc::clone(&core), Arc::clone(&deliveries)));
+        let returns = ReturnDesk::new(Arc::clone(&core), Arc::clone(&deliveries));
+        let accounts = Arc::new(Accounts::new(Arc::clone(&core), Arc::clone(&auction), config_applied));
+        accounts.publish_market_gauges();
+        Router { core, auction, returns, deliveries, accounts }
     }
 
-    /// Makes dedup keys under the deployment's secret (kept in the data dir or shared by
-    /// every node on a Redis), so that they match across restarts and nodes.
-    pub fn with_dedup_keying(mut self, keying: DedupKeying) -> Router {
-        self.dedup_keying = keying;
-        self
+    /// Pings, posts, direct and bulk posts.
+    pub fn auction(&self) -> &Auction {
+        &self.auction
+    }
+
+    /// Buyers' returns and operators' decisions on them.
+    pub fn returns(&self) -> &ReturnDesk {
+        &self.returns
+    }
+
+    /// The outbox and pull deliveries.
+    pub fn deliveries(&self) -> &Arc<Deliveries> {
+        &self.deliveries
+    }
+
+    /// Balances, top-ups and admin changes.
+    pub fn accounts(&self) -> &Arc<Accounts> {
+        &self.accounts
     }
 
     pub fn market(&self) -> Arc<Market> {
-        self.market.load_full()
+        self.core.market()
     }
 
     pub fn clock(&self) -> &Arc<dyn Clock> {
-        &self.clock
+        &self.core.clock
     }
 
     pub fn idempotency(&self) -> &Idempotency {
-        &self.idempotency
+        &self.core.idempotency
     }
 
     pub fn sales(&self) -> &Sales {
-        &self.sales
+        &self.core.sales
     }
 
-    pub fn trace(&self, id: &str) -> Option<Arc<Trace>> {
-        self.traces.get(id)
-    }
-
-    /// Adds money to a buyer's balance once per `reference` (a bank transfer id, say), so an
-    /// operator's retried call never credits twice.
-    pub async fn top_up(&self, buyer_id: &str, amount: Money, reference: &str) -> Result<BalanceView, EngineError> {
-        let market = self.market();
-        let buyer = market.buyer(buyer_id).ok_or(EngineError::NotFound("buyer"))?;
-        let mut errors = Vec::new();
-        if amount.is_negative() || amount.is_zero() {
-            errors.push(FieldError::new("amount", "must be positive"));
-        } else if !amount.is_input_range() {
-            errors.push(FieldError::new("amount", "at most 1000000000.00"));
-        }
-        if reference.trim().is_empty() || reference.len() > 128 {
-            errors.push(FieldError::new("reference", "1 to 128 characters"));
-        }
-        if !errors.is_empty() {
-            return Err(EngineError::Invalid(errors));
-        }
-        // Invoice buyers pay invoices and internal ones pay nothing: money topped up there
-        // would land on no billing document.
-        if buyer.billing.mode != BillingMode::Prepaid {
-            return Err(EngineError::Refused {
-                code: "buyer_not_prepaid",
-                message: format!("buyer {buyer_id} is not prepaid: only prepaid buyers are topped up"),
-            });
-        }
-        self.ensure_store()?;
-        let booked = (buyer_id.to_string(), reference.to_string());
-        let duplicate = || EngineError::Conflict {
-            code: "duplicate_reference",
-            message: "a top-up with this reference was already booked".into(),
-        };
-        if self.top_up_references.insert(booked.clone(), ()).is_some() {
-            return Err(duplicate());
-        }
-        if let Err(error) = self.claim_once(buyer_id, "topup", reference, duplicate).await {
-            self.top_up_references.remove(&booked);
-            return Err(error);
-        }
-        let balance_after = match self.budget.top_up(buyer_id, amount).await {
-            Ok(balance) => balance,
-            Err(error) => {
-                self.release_reference(&booked).await;
-                return Err(error.into());
-            }
-        };
-        let event = Event::BalanceToppedUp(BalanceToppedUp {
-            buyer_id: buyer_id.to_string(),
-            amount,
-            reference: reference.to_string(),
-            balance_after,
-            currency: buyer.currency.clone(),
-        });
-        if let Err(error) = self.journal.append(event, self.clock.now()).await {
-            // Not on disk, so not booked: take the money back out of memory too.
-            let _ = self.budget.top_up(buyer_id, -amount).await;
-            self.release_reference(&booked).await;
-            return Err(error.into());
-        }
-        let funding = Funding::of(buyer);
-        let view = self.budget.balance(buyer_id, self.clock.now(), funding).await?;
-        metrics::gauge!(telemetry::BUYER_AVAILABLE_BALANCE, "buyer" => buyer_id.to_string())
-            .set(view.available.as_f64_for_metrics());
-        Ok(view)
-    }
-
-    async fn release_reference(&self, booked: &(String, String)) {
-        self.top_up_references.remove(booked);
-        self.claims.release_once(&booked.0, "topup", &booked.1).await;
-    }
-
-    pub async fn balance(&self, buyer_id: &str) -> Result<(BalanceView, String), EngineError> {
-        let market = self.market();
-        let buyer = market.buyer(buyer_id).ok_or(EngineError::NotFound("buyer"))?;
-        let view = self.budget.balance(buyer_id, self.clock.now(), Funding::of(buyer)).await?;
-        Ok((view, buyer.currency.clone()))
+    pub fn journal(&self) -> &Arc<dyn Ledger> {
+        &self.core.journal
     }
 
     /// Releases the holds of expired pings and drops expired holds; run about once a second
     /// (holds are also purged lazily whenever their buyer's book is touched).
     pub async fn sweep_holds(&self) {
-        let now = self.clock.now();
-        for hold in self.pings.sweep(now) {
-            let _ = self.budget.release(&hold).await;
+        let now = self.core.clock.now();
+        for hold in self.core.pings.sweep(now) {
+            let _ = self.core.budget.release(&hold).await;
         }
-        let _ = self.budget.expire(now).await;
+        let _ = self.core.budget.expire(now).await;
     }
 
     /// Forgets dedup keys and idempotency records past their windows (days, hours): a walk
     /// over every record, so it runs about once a minute, not on the request path.
     pub fn sweep_records(&self) {
-        self.forget_closed_sales();
-        let now = self.clock.now();
+        self.returns.forget_closed_sales();
+        let now = self.core.clock.now();
         let longest_dedup = self.market().campaigns().map(|c| c.campaign.dedup_days).max().unwrap_or(0);
-        self.dedup.sweep(now, chrono::Duration::days(i64::from(longest_dedup)));
-        self.idempotency.sweep(now);
-    }
-
-    /// Leads of the buyer's pull campaigns after `after` (DESIGN §4, `GET /v1/buyer/leads`).
-    /// A cursor that acknowledges more than before is journaled first, so what a buyer
-    /// has taken is never handed out again, also after a restart.
-    pub async fn pull_leads(
-        &self,
-        buyer_id: &str,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<(u64, serde_json::Value)>, EngineError> {
-        // A cursor is a position this buyer was handed; one past the newest would
-        // acknowledge leads not sold yet, which then would never be handed out.
-        let beyond = || {
-            EngineError::Invalid(vec![FieldError::new(
-                "after",
-                "beyond the newest lead: pass back the `next` of an earlier answer",
-            )])
-        };
-        self.ensure_store()?;
-        if after > self.pull.last_position(buyer_id).await? {
-            return Err(beyond());
-        }
-        Ok(self.pull.fetch(buyer_id, after, limit).await?)
-    }
-
-    pub fn journal(&self) -> &Arc<dyn Ledger> {
-        &self.journal
+        self.core.dedup.sweep(now, chrono::Duration::days(i64::from(longest_dedup)));
+        self.core.idempotency.sweep(now);
     }
 
     /// Rebuilds state from the journal at start: balances and cap usage, sales, top-up
     /// references. Runs before the listeners open.
     pub async fn replay(&self, events: &[LedgerEvent]) -> Result<(), EngineError> {
         let market = self.market();
+        let core = &self.core;
         for event in events {
             match &event.event {
                 Event::SaleSettled(sale) => {
@@ -348,17 +256,14 @@ impl Router {
                         tz: campaign.map_or(chrono_tz::UTC, |c| c.tz),
                         sold_at: sale.sold_at,
                     };
-                    self.budget.replay_sale(&sale.buyer_id, replayed).await?;
+                    core.budget.replay_sale(&sale.buyer_id, replayed).await?;
                     let keys: Vec<_> =
                         sale.dedup_keys.iter().filter_map(|k| crate::domain::dedup::from_hex(k)).collect();
-                    self.dedup.commit(&sale.buyer_id, &keys, sale.sold_at).await?;
-                    self.sales.record(sale.clone());
+                    core.dedup.commit(&sale.buyer_id, &keys, sale.sold_at).await?;
+                    core.sales.record(sale.clone());
                 }
-                Event::BalanceToppedUp(top_up) => {
-                    self.budget.top_up(&top_up.buyer_id, top_up.amount).await?;
-                    self.top_up_references.insert((top_up.buyer_id.clone(), top_up.reference.clone()), ());
-                }
-                Event::ReturnResolved(resolved) => self.replay_return(resolved).await?,
+                Event::BalanceToppedUp(top_up) => self.accounts.replay_top_up(top_up).await?,
+                Event::ReturnResolved(resolved) => self.returns.replay_return(resolved).await?,
                 Event::BuyerUpdated(_) | Event::SupplierUpdated(_) => {}
             }
         }
@@ -381,11 +286,11 @@ impl Router {
 
     /// `restore`, one record at a time (start-up streams them from disk).
     pub fn restoring(&self) -> Restoring<'_> {
-        let horizon = self.clock.now() - chrono::Duration::hours(ports::idempotency::IDEMPOTENCY_TTL_HOURS);
+        let horizon = self.core.clock.now() - chrono::Duration::hours(ports::idempotency::IDEMPOTENCY_TTL_HOURS);
         Restoring {
             router: self,
             horizon,
-            outbox: outbox::OutboxReplay::starting_from(self.outbox.take_all()),
+            outbox: outbox::OutboxReplay::starting_from(self.deliveries.outbox.take_all()),
             awaiting: Vec::new(),
             replayed: std::collections::HashSet::new(),
         }
@@ -400,7 +305,7 @@ impl Router {
         body_hash: [u8; 32],
         answer: &StoredAnswer,
     ) -> Result<(), EngineError> {
-        Ok(self.claims.store_answer(supplier_id, key, body_hash, answer).await?)
+        Ok(self.core.claims.store_answer(supplier_id, key, body_hash, answer).await?)
     }
 
     /// The answer an `Idempotency-Key` already has elsewhere (on another node), if any.
@@ -411,10 +316,10 @@ impl Router {
         key: &str,
         body_hash: [u8; 32],
     ) -> Result<Option<StoredAnswer>, EngineError> {
-        self.ensure_store()?;
+        self.core.ensure_store()?;
         let started = tokio::time::Instant::now();
         loop {
-            match self.claims.begin_answer(party, key, body_hash).await? {
+            match self.core.claims.begin_answer(party, key, body_hash).await? {
                 KeyClaim::Fresh => return Ok(None),
                 KeyClaim::Answered(answer) => return Ok(Some(answer)),
                 KeyClaim::Conflict => {
@@ -433,56 +338,7 @@ impl Router {
 
     /// Gives back an `Idempotency-Key` whose answer must not be replayed.
     pub async fn release_answer(&self, party: &str, key: &str) {
-        self.claims.release_answer(party, key).await;
-    }
-
-    /// `Claims::claim_once`, `taken()` when it was taken before (on another node).
-    async fn claim_once(
-        &self,
-        buyer_id: &str,
-        what: &'static str,
-        id: &str,
-        taken: impl FnOnce() -> EngineError,
-    ) -> Result<(), EngineError> {
-        match self.claims.claim_once(buyer_id, what, id).await? {
-            true => Ok(()),
-            false => Err(taken()),
-        }
-    }
-
-    /// The next revision of a return (its place in the supplier feed): one counter for all
-    /// nodes.
-    async fn next_return_revision(&self) -> Result<u64, EngineError> {
-        match self.claims.next_number("return_revision").await? {
-            Some(number) => Ok(number),
-            None => Ok(self.returns.next_revision()),
-        }
-    }
-
-    /// Journals `BuyerUpdated` / `SupplierUpdated` for every account whose billing-relevant
-    /// settings differ from what the journal last said (or that it never saw), so a ledger
-    /// consumer needs no other source (DESIGN §7).
-    pub async fn journal_account_changes(&self, said: &AccountsSaid) -> Result<usize, EngineError> {
-        let market = self.market();
-        let now = self.clock.now();
-        let mut appended = 0;
-        for buyer in &market.config().buyers {
-            if said.buyers.get(&buyer.id) != Some(buyer) {
-                self.journal.append(Event::BuyerUpdated(buyer.clone()), now).await?;
-                appended += 1;
-            }
-        }
-        for supplier in &market.config().suppliers {
-            if said.suppliers.get(&supplier.id) != Some(supplier) {
-                self.journal.append(Event::SupplierUpdated(supplier.clone()), now).await?;
-                appended += 1;
-            }
-        }
-        Ok(appended)
-    }
-
-    fn next_tie_turn(&self) -> u64 {
-        self.tie_turn.fetch_add(1, Ordering::Relaxed)
+        self.core.claims.release_answer(party, key).await;
     }
 }
 
@@ -537,30 +393,32 @@ impl Restoring<'_> {
                 let mut hash = [0u8; 32];
                 if created_at > self.horizon && hex::decode_to_slice(&body_hash, &mut hash).is_ok() {
                     let answer = StoredAnswer { status, body: bytes::Bytes::from(body) };
-                    router.idempotency.restore(&supplier_id, &key, hash, answer, created_at);
+                    router.core.idempotency.restore(&supplier_id, &key, hash, answer, created_at);
                 }
             }
             InternalRecord::ExternalId { supplier_id, external_id, lead_id, at } if at > self.horizon => {
-                router.idempotency.restore_external_id(&supplier_id, &external_id, &lead_id, at);
+                router.core.idempotency.restore_external_id(&supplier_id, &external_id, &lead_id, at);
             }
             InternalRecord::ExternalId { .. } => {}
             InternalRecord::PullAcknowledged { buyer_id, through } => {
-                router.pull.restore_acknowledged(&buyer_id, through)
+                router.core.pull.restore_acknowledged(&buyer_id, through)
             }
             InternalRecord::PullLead { buyer_id, sale_id, position, .. }
-                if self.replayed.contains(&sale_id) || router.sales.contains(&sale_id) =>
+                if self.replayed.contains(&sale_id) || router.core.sales.contains(&sale_id) =>
             {
-                router.pull.restore_lead(&buyer_id, position, location);
+                router.core.pull.restore_lead(&buyer_id, position, location);
             }
             pull @ InternalRecord::PullLead { .. } => self.awaiting.push((location, pull)),
-            InternalRecord::ReturnRequested { lead_return, revision } => router.returns.put(*lead_return, revision),
+            InternalRecord::ReturnRequested { lead_return, revision } => {
+                router.core.returns.put(*lead_return, revision)
+            }
             InternalRecord::ConfigChanged { .. } => {}
             outbox @ (InternalRecord::OutboxQueued { .. }
             | InternalRecord::OutboxFailed { .. }
             | InternalRecord::OutboxDelivered { .. }
             | InternalRecord::OutboxDeadLettered { .. }
             | InternalRecord::OutboxRevived { .. }) => {
-                let waiting = router.replay_outbox_record(&mut self.outbox, outbox, &self.replayed);
+                let waiting = router.deliveries.replay_outbox_record(&mut self.outbox, outbox, &self.replayed);
                 self.awaiting.extend(waiting.map(|record| (location, record)));
             }
         }
@@ -570,7 +428,7 @@ impl Restoring<'_> {
     /// lead or a message announced just before its sale): a checkpoint carries them to
     /// the segments that follow, a start that has read everything drops them.
     pub fn finish(self) -> Vec<(Location, InternalRecord)> {
-        self.router.restore_outbox(self.outbox);
+        self.router.deliveries.restore_outbox(self.outbox);
         self.awaiting
     }
 }

@@ -16,9 +16,12 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::core::Core;
+use super::memory::outbox::Outbox;
 use super::memory::outbox::{Attempt, Delivery, Due, Message, MessageKind, OutboxState, Recipient, Requires, Status};
 use super::ports::ledger::InternalRecord;
-use super::{EngineError, Router};
+use super::EngineError;
+use crate::domain::model::FieldError;
 use crate::domain::retry::{AfterFailure, RetryPolicy};
 use crate::ids;
 use crate::telemetry;
@@ -34,7 +37,42 @@ const IDLE_RECHECK: Duration = Duration::from_secs(5);
 /// An attempt without a campaign `timeout_ms` gets this long.
 pub(super) const DELIVERY_TIMEOUT_DEFAULT_MS: u64 = 10_000;
 
-impl Router {
+/// Deliveries that outlive the request: the outbox (async leads, return notifications) and
+/// the leads waiting for their pull buyer.
+pub struct Deliveries {
+    pub(super) core: Arc<Core>,
+    pub(super) outbox: Outbox,
+}
+
+impl Deliveries {
+    pub(super) fn new(core: Arc<Core>) -> Deliveries {
+        Deliveries { core, outbox: Outbox::default() }
+    }
+
+    /// Leads of the buyer's pull campaigns after `after` (DESIGN §4, `GET /v1/buyer/leads`).
+    /// A cursor that acknowledges more than before is journaled first, so what a buyer
+    /// has taken is never handed out again, also after a restart.
+    pub async fn pull_leads(
+        &self,
+        buyer_id: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, serde_json::Value)>, EngineError> {
+        // A cursor is a position this buyer was handed; one past the newest would
+        // acknowledge leads not sold yet, which then would never be handed out.
+        let beyond = || {
+            EngineError::Invalid(vec![FieldError::new(
+                "after",
+                "beyond the newest lead: pass back the `next` of an earlier answer",
+            )])
+        };
+        self.core.ensure_store()?;
+        if after > self.core.pull.last_position(buyer_id).await? {
+            return Err(beyond());
+        }
+        Ok(self.core.pull.fetch(buyer_id, after, limit).await?)
+    }
+
     /// Journals a new message; the caller pushes it to the outbox once the fact it announces
     /// is journaled too (`Requires`).
     pub(super) async fn queue_message(
@@ -54,9 +92,9 @@ impl Router {
             body,
             timeout_ms,
             requires,
-            created_at: self.clock.now(),
+            created_at: self.core.clock.now(),
         };
-        self.journal.append_internal(InternalRecord::OutboxQueued { message: message.clone() }).await?;
+        self.core.journal.append_internal(InternalRecord::OutboxQueued { message: message.clone() }).await?;
         Ok(message)
     }
 
@@ -113,15 +151,15 @@ impl Router {
         let deadline = Instant::now() + Duration::from_millis(message.timeout_ms);
         let result = match self.signing_secret(&message.recipient) {
             Some(secret) => {
-                self.buyers.deliver(&message.url, &secret, Bytes::from(message.body.clone()), deadline).await
+                self.core.buyers.deliver(&message.url, &secret, Bytes::from(message.body.clone()), deadline).await
             }
             None => Err("recipient has no webhook secret (deleted?)".to_string()),
         };
         let mode = message.kind.mode();
         let error = match result {
             Ok(()) => {
-                let record = InternalRecord::OutboxDelivered { id: message.id.clone(), at: self.clock.now() };
-                if let Err(error) = self.journal.append_internal(record).await {
+                let record = InternalRecord::OutboxDelivered { id: message.id.clone(), at: self.core.clock.now() };
+                if let Err(error) = self.core.journal.append_internal(record).await {
                     // Only costs a second delivery after a restart (at least once).
                     tracing::warn!(%error, delivery = %message.id, "delivery not journaled as done");
                 }
@@ -140,21 +178,21 @@ impl Router {
                     attempts: attempt.number,
                     error: error.clone(),
                 };
-                if let Err(journal_error) = self.journal.append_internal(record).await {
+                if let Err(journal_error) = self.core.journal.append_internal(record).await {
                     tracing::warn!(error = %journal_error, delivery = %message.id, "failed attempt not journaled");
                 }
                 self.outbox.failed(&message.id, attempt.number, error, Instant::now() + delay);
                 metrics::counter!(telemetry::DELIVERIES_TOTAL, "mode" => mode, "outcome" => "failed").increment(1);
             }
             AfterFailure::DeadLetter => {
-                let at = self.clock.now();
+                let at = self.core.clock.now();
                 let record = InternalRecord::OutboxDeadLettered {
                     id: message.id.clone(),
                     attempts: attempt.number,
                     error: error.clone(),
                     at,
                 };
-                if let Err(journal_error) = self.journal.append_internal(record).await {
+                if let Err(journal_error) = self.core.journal.append_internal(record).await {
                     tracing::warn!(error = %journal_error, delivery = %message.id, "dead letter not journaled");
                 }
                 tracing::warn!(delivery = %message.id, mode, attempts = attempt.number, %error, "delivery dead-lettered");
@@ -166,7 +204,7 @@ impl Router {
     }
 
     fn signing_secret(&self, recipient: &Recipient) -> Option<String> {
-        let market = self.market();
+        let market = self.core.market();
         match recipient {
             Recipient::Buyer(id) => market.buyer(id).map(|buyer| buyer.webhook_secret.clone()),
             Recipient::Supplier(id) => market.supplier(id).and_then(|supplier| supplier.webhook_secret.clone()),
@@ -174,7 +212,7 @@ impl Router {
     }
 
     /// An operator retries a dead letter: due now with a fresh retry budget.
-    pub async fn retry_delivery(&self, id: &str) -> Result<Delivery, EngineError> {
+    pub async fn retry(&self, id: &str) -> Result<Delivery, EngineError> {
         if self.outbox.get(id).is_none() {
             return Err(EngineError::NotFound("delivery"));
         }
@@ -184,23 +222,23 @@ impl Router {
                 message: "only a dead-lettered delivery can be retried; this one is still being tried".into(),
             });
         }
-        let record = InternalRecord::OutboxRevived { id: id.to_string(), at: self.clock.now() };
-        self.journal.append_internal(record).await?;
+        let record = InternalRecord::OutboxRevived { id: id.to_string(), at: self.core.clock.now() };
+        self.core.journal.append_internal(record).await?;
         self.outbox.revive(id, Instant::now());
         self.publish_outbox_gauge();
         self.outbox.get(id).ok_or(EngineError::NotFound("delivery"))
     }
 
-    pub fn deliveries(&self, status: Status, after: Option<&str>, limit: usize) -> Vec<Delivery> {
+    pub fn list(&self, status: Status, after: Option<&str>, limit: usize) -> Vec<Delivery> {
         self.outbox.list(status, after, limit)
     }
 
     /// (pending, dead-lettered) messages in the outbox.
-    pub fn outbox_counts(&self) -> (usize, usize) {
+    pub fn counts(&self) -> (usize, usize) {
         (self.outbox.pending(), self.outbox.dead())
     }
 
-    pub fn delivery(&self, id: &str) -> Option<Delivery> {
+    pub fn get(&self, id: &str) -> Option<Delivery> {
         self.outbox.get(id)
     }
 
@@ -243,7 +281,7 @@ impl OutboxReplay {
     }
 }
 
-impl Router {
+impl Deliveries {
     /// Takes in one of the journal's records for the outbox (after sales and returns are
     /// back). A message whose fact is not journaled (yet) is handed back: the fact may
     /// follow in a later segment, or it never reached the disk.
@@ -304,9 +342,10 @@ impl Router {
     /// the replay in progress (memory keeps only the most recent sales).
     fn fact_journaled(&self, requires: &Requires, replayed: &HashSet<String>) -> bool {
         match requires {
-            Requires::Sale(sale_id) => replayed.contains(sale_id) || self.sales.contains(sale_id),
-            Requires::Return(return_id) => self.returns.get(return_id).is_some(),
+            Requires::Sale(sale_id) => replayed.contains(sale_id) || self.core.sales.contains(sale_id),
+            Requires::Return(return_id) => self.core.returns.get(return_id).is_some(),
             Requires::ResolvedReturn(return_id) => self
+                .core
                 .returns
                 .get(return_id)
                 .is_some_and(|stored| stored.lead_return.status != crate::domain::returns::ReturnStatus::Pending),

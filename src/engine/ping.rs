@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::auction::Auction;
 use super::decide::{Decision, Misses, HOLD_GRACE};
 use super::ports::pings::{NotStored, PingContext};
-use super::{count, EngineError, PingAnswer, Router};
+use super::{count, EngineError, PingAnswer};
 use crate::domain::eligibility::Subject;
 use crate::domain::lead::{validate_ping, PingInput};
 use crate::domain::market::Market;
@@ -22,18 +23,18 @@ use crate::telemetry;
 /// Time kept back from `tmax_ms` to write the answer after the last buyer's bid.
 const ANSWER_MARGIN: Duration = Duration::from_millis(5);
 
-impl Router {
+impl Auction {
     pub async fn ping(&self, supplier_id: &str, input: PingInput) -> Result<PingAnswer, EngineError> {
         let started = Instant::now();
-        let now = self.clock.now();
-        let market = self.market();
+        let now = self.core.clock.now();
+        let market = self.core.market();
         let supplier = Arc::clone(market.supplier(supplier_id).ok_or(EngineError::NotFound("supplier"))?);
         let vertical = vertical_of(&market, input.vertical.as_deref())?;
-        let ping = validate_ping(input, &vertical, self.postal).map_err(|errors| {
+        let ping = validate_ping(input, &vertical, self.core.postal).map_err(|errors| {
             count(telemetry::PINGS_TOTAL, &vertical, "invalid");
             EngineError::Invalid(errors)
         })?;
-        self.ensure_store()?;
+        self.core.ensure_store()?;
         let ping_id = ids::ping_id();
         let deadline = started + Duration::from_millis(vertical.tmax_ms);
         let mut d = Decision {
@@ -90,9 +91,9 @@ impl Router {
                 expires_at,
                 orphaned: Vec::new(),
             };
-            if let Err(NotStored { error, context }) = self.pings.put(context).await {
+            if let Err(NotStored { error, context }) = self.core.pings.put(context).await {
                 for (_, hold) in &context.held {
-                    let _ = self.budget.release(hold).await;
+                    let _ = self.core.budget.release(hold).await;
                 }
                 return Err(error.into());
             }

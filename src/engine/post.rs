@@ -9,10 +9,11 @@ use futures::StreamExt;
 use serde::Deserialize;
 use tokio::time::Instant;
 
+use super::auction::Auction;
 use super::decide::{Decision, Lot, Misses, HOLD_GRACE};
 use super::ping::vertical_of;
 use super::ports::pings::{PingContext, PingError};
-use super::{count, EngineError, LeadAnswer, Router};
+use super::{count, EngineError, LeadAnswer};
 use crate::domain::eligibility::Subject;
 use crate::domain::lead::{validate_lead, LeadInput, ValidLead};
 use crate::domain::ledger::SaleSettled as Sale;
@@ -33,20 +34,20 @@ pub struct PostInput {
     pub lead: Option<LeadInput>,
 }
 
-impl Router {
+impl Auction {
     pub async fn post(&self, supplier_id: &str, input: PostInput) -> Result<LeadAnswer, EngineError> {
         let started = Instant::now();
-        let now = self.clock.now();
+        let now = self.core.clock.now();
         let Some(ping_id) = input.ping_id.filter(|id| !id.is_empty()) else {
             return Err(EngineError::Invalid(vec![FieldError::new("ping_id", "required")]));
         };
         let Some(lead_input) = input.lead else {
             return Err(EngineError::Invalid(vec![FieldError::new("lead", "required")]));
         };
-        self.ensure_store()?;
-        let market = self.market();
+        self.core.ensure_store()?;
+        let market = self.core.market();
         let mut ctx =
-            self.pings.begin_post(&ping_id, supplier_id, now, &market).await?.map_err(|error| match error {
+            self.core.pings.begin_post(&ping_id, supplier_id, now, &market).await?.map_err(|error| match error {
                 PingError::NotFound => EngineError::NotFound("ping"),
                 PingError::Expired => EngineError::PingExpired,
                 PingError::AlreadyPosted => EngineError::Conflict {
@@ -55,14 +56,14 @@ impl Router {
                 },
             })?;
         for hold in std::mem::take(&mut ctx.orphaned) {
-            let _ = self.budget.release(&hold).await;
+            let _ = self.core.budget.release(&hold).await;
         }
         let prepared = self.prepare_post(&market, supplier_id, &ctx, lead_input, now).await;
         let (supplier, lead, lead_id) = match prepared {
             Ok(prepared) => prepared,
             Err(error) => {
                 // Bad input changes nothing: the ping can still be posted.
-                self.pings.reopen(&ping_id).await;
+                self.core.pings.reopen(&ping_id).await;
                 count(telemetry::POSTS_TOTAL, &ctx.vertical, "invalid");
                 count(telemetry::LEADS_TOTAL, &ctx.vertical, "invalid");
                 return Err(error);
@@ -87,7 +88,7 @@ impl Router {
         let hold_expires_at = now + chrono::Duration::milliseconds(ctx.vertical.tmax_ms as i64) + HOLD_GRACE;
         let mut misses = Misses { eligible: ctx.held.len(), ..Misses::default() };
         let sold = self.sell(&mut d, &lot, &ctx.offers, ctx.held, cursor, hold_expires_at, &mut misses).await;
-        self.pings.finish_post(&ping_id).await;
+        self.core.pings.finish_post(&ping_id).await;
         let answer = finish(&mut d, lead_id, sold?, &misses);
         // A post carries a whole lead: it counts as a lead too (`leads_total` is every
         // lead decided, however it came; `posts_total` the ones that came after a ping).
@@ -99,15 +100,15 @@ impl Router {
 
     pub async fn direct(&self, supplier_id: &str, input: LeadInput) -> Result<LeadAnswer, EngineError> {
         let started = Instant::now();
-        let now = self.clock.now();
-        let market = self.market();
+        let now = self.core.clock.now();
+        let market = self.core.market();
         let supplier = Arc::clone(market.supplier(supplier_id).ok_or(EngineError::NotFound("supplier"))?);
         let vertical = vertical_of(&market, input.vertical.as_deref())?;
-        let lead = validate_lead(input, &vertical, self.postal).map_err(|errors| {
+        let lead = validate_lead(input, &vertical, self.core.postal).map_err(|errors| {
             count(telemetry::LEADS_TOTAL, &vertical, "invalid");
             EngineError::Invalid(errors)
         })?;
-        self.ensure_store()?;
+        self.core.ensure_store()?;
         let lead_id = ids::lead_id();
         self.claim_external_id(supplier_id, &lead, &lead_id, now).await?;
         let ping_id = ids::ping_id();
@@ -171,7 +172,7 @@ impl Router {
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<(Arc<Supplier>, ValidLead, String), EngineError> {
         let supplier = Arc::clone(market.supplier(supplier_id).ok_or(EngineError::NotFound("supplier"))?);
-        let lead = validate_lead(input, &ctx.vertical, self.postal).map_err(EngineError::Invalid)?;
+        let lead = validate_lead(input, &ctx.vertical, self.core.postal).map_err(EngineError::Invalid)?;
         lead.matches_ping(&ctx.ping).map_err(EngineError::Invalid)?;
         let lead_id = ids::lead_id();
         self.claim_external_id(supplier_id, &lead, &lead_id, now).await?;
@@ -190,14 +191,14 @@ impl Router {
         let Some(external_id) = lead.external_id() else {
             return Ok(());
         };
-        self.idempotency.claim_external_id(supplier_id, external_id, lead_id, now).map_err(|existing| {
+        self.core.idempotency.claim_external_id(supplier_id, external_id, lead_id, now).map_err(|existing| {
             EngineError::Conflict {
                 code: "duplicate_external_id",
                 message: format!("external_id was already used for lead {existing}"),
             }
         })?;
         // Taken on every node at once, and kept for its 24 hours across restarts.
-        self.claims.claim_external_id(supplier_id, external_id, lead_id).await?.map_err(|existing| {
+        self.core.claims.claim_external_id(supplier_id, external_id, lead_id).await?.map_err(|existing| {
             EngineError::Conflict {
                 code: "duplicate_external_id",
                 message: format!("external_id was already used for lead {existing}"),

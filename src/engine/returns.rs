@@ -10,10 +10,12 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::core::Core;
 use super::memory::returns::{Claim, Stored};
+use super::outbox::Deliveries;
 use super::ports::ledger::InternalRecord;
 use super::ports::outbox::{Message, MessageKind, Recipient, Requires};
-use super::{EngineError, Router};
+use super::EngineError;
 use crate::domain::ledger::SaleSettled as Sale;
 use crate::domain::ledger::{Event, ReturnResolved};
 use crate::domain::model::DEFAULT_RETURN_REASONS;
@@ -107,29 +109,56 @@ impl From<ReturnRefusal> for EngineError {
     }
 }
 
-impl Router {
+/// Returns of sales, requested by buyers and decided by operators.
+pub struct ReturnDesk {
+    pub(super) core: Arc<Core>,
+    /// Where notifications are queued.
+    deliveries: Arc<Deliveries>,
+    /// Orders operators' return decisions with each other (never taken on the hot path).
+    resolving: tokio::sync::Mutex<()>,
+}
+
+impl ReturnDesk {
+    pub(super) fn new(core: Arc<Core>, deliveries: Arc<Deliveries>) -> ReturnDesk {
+        ReturnDesk { core, deliveries, resolving: tokio::sync::Mutex::new(()) }
+    }
+
+    /// A sale by id, wherever it is kept (the admin API and tests look sales up here).
+    pub async fn sale(&self, sale_id: &str) -> Result<Option<Sale>, EngineError> {
+        self.core.sale(sale_id).await
+    }
+
+    /// The next revision of a return (its place in the supplier feed): one counter for all
+    /// nodes.
+    async fn next_return_revision(&self) -> Result<u64, EngineError> {
+        match self.core.claims.next_number("return_revision").await? {
+            Some(number) => Ok(number),
+            None => Ok(self.core.returns.next_revision()),
+        }
+    }
+
     /// A buyer returns one of its sales: pending until an operator decides, or approved at
     /// once when the sale's terms say so.
     pub async fn request_return(&self, buyer_id: &str, input: ReturnInput) -> Result<LeadReturn, EngineError> {
         // Another buyer's sale is as unknown as one that never existed.
-        let sale = self.sale(&input.sale_id).await?.filter(|sale| sale.buyer_id == buyer_id);
+        let sale = self.core.sale(&input.sale_id).await?.filter(|sale| sale.buyer_id == buyer_id);
         let sale = sale.ok_or(EngineError::NotFound("sale"))?;
-        let market = self.market();
+        let market = self.core.market();
         let terms = self.return_terms(&market, &sale);
         let reasons = match market.vertical(&sale.vertical) {
             Some(vertical) => vertical.return_reasons(),
             None => DEFAULT_RETURN_REASONS.iter().map(|r| r.to_string()).collect(),
         };
-        let now = self.clock.now();
+        let now = self.core.clock.now();
         returns::check_request(&sale, terms, &reasons, &input.reason, input.note.as_deref(), now)?;
         let already =
             || EngineError::Conflict { code: "already_returned", message: "this sale already has a return".into() };
-        if self.returns.claim(&sale.sale_id) == Claim::Taken {
+        if self.core.returns.claim(&sale.sale_id) == Claim::Taken {
             return Err(already());
         }
         // On several nodes the claim must hold on all of them.
-        if let Err(error) = self.claim_once(buyer_id, "return", &sale.sale_id, already).await {
-            self.returns.unclaim(&sale.sale_id);
+        if let Err(error) = self.core.claim_once(buyer_id, "return", &sale.sale_id, already).await {
+            self.core.returns.unclaim(&sale.sale_id);
             return Err(error);
         }
         let opened = returns::open(ids::new_id("ret"), &sale, terms, input.reason, input.note, now);
@@ -138,8 +167,8 @@ impl Router {
             _ => self.record_resolution(&opened, true).await,
         };
         if recorded.is_err() {
-            self.returns.unclaim(&sale.sale_id);
-            self.claims.release_once(buyer_id, "return", &sale.sale_id).await;
+            self.core.returns.unclaim(&sale.sale_id);
+            self.core.claims.release_once(buyer_id, "return", &sale.sale_id).await;
         }
         recorded?;
         Ok(opened)
@@ -154,29 +183,31 @@ impl Router {
     ) -> Result<LeadReturn, EngineError> {
         // Decisions are rare; one at a time makes "approved twice" impossible.
         let _one_at_a_time = self.resolving.lock().await;
-        let pending = self.returns.get(return_id).ok_or(EngineError::NotFound("return"))?.lead_return;
-        let resolved = returns::resolve(&pending, approve, reason, self.clock.now()).map_err(|error| match error {
-            ResolveError::NotPending(status) => EngineError::Conflict {
-                code: "return_already_resolved",
-                message: format!("the return is already {status}"),
-            },
-            ResolveError::Invalid(errors) => EngineError::Invalid(errors),
-        })?;
+        let pending = self.core.returns.get(return_id).ok_or(EngineError::NotFound("return"))?.lead_return;
+        let resolved =
+            returns::resolve(&pending, approve, reason, self.core.clock.now()).map_err(|error| match error {
+                ResolveError::NotPending(status) => EngineError::Conflict {
+                    code: "return_already_resolved",
+                    message: format!("the return is already {status}"),
+                },
+                ResolveError::Invalid(errors) => EngineError::Invalid(errors),
+            })?;
         // On several nodes the same return may be decided on another node at this moment.
         let decided = || EngineError::Conflict {
             code: "return_already_resolved",
             message: "the return was already resolved on another node".into(),
         };
-        self.claim_once(&pending.buyer_id, "resolved", return_id, decided).await?;
+        self.core.claim_once(&pending.buyer_id, "resolved", return_id, decided).await?;
         if let Err(error) = self.record_resolution(&resolved, false).await {
-            self.claims.release_once(&pending.buyer_id, "resolved", return_id).await;
+            self.core.claims.release_once(&pending.buyer_id, "resolved", return_id).await;
             return Err(error);
         }
         Ok(resolved)
     }
 
     pub fn buyer_return(&self, buyer_id: &str, return_id: &str) -> Result<LeadReturn, EngineError> {
-        self.returns
+        self.core
+            .returns
             .get(return_id)
             .map(|stored| stored.lead_return)
             .filter(|r| r.buyer_id == buyer_id)
@@ -184,19 +215,19 @@ impl Router {
     }
 
     pub fn buyer_returns(&self, buyer_id: &str, status: Option<ReturnStatus>, after: u64, limit: usize) -> Vec<Stored> {
-        self.returns.of_buyer(buyer_id, status, after, limit)
+        self.core.returns.of_buyer(buyer_id, status, after, limit)
     }
 
     pub fn supplier_returns(&self, supplier_id: &str, after: u64, limit: usize) -> Vec<Stored> {
-        self.returns.of_supplier(supplier_id, after, limit)
+        self.core.returns.of_supplier(supplier_id, after, limit)
     }
 
     pub fn returns_with_status(&self, status: ReturnStatus, after: u64, limit: usize) -> Vec<Stored> {
-        self.returns.with_status(status, after, limit)
+        self.core.returns.with_status(status, after, limit)
     }
 
     pub fn any_return(&self, return_id: &str) -> Option<LeadReturn> {
-        self.returns.get(return_id).map(|stored| stored.lead_return)
+        self.core.returns.get(return_id).map(|stored| stored.lead_return)
     }
 
     /// Journals a pending return (and the supplier's `return.requested` before it).
@@ -204,10 +235,10 @@ impl Router {
         let messages = self.notify(pending, "return.requested", Requires::Return(pending.return_id.clone())).await?;
         let revision = self.next_return_revision().await?;
         let record = InternalRecord::ReturnRequested { lead_return: Box::new(pending.clone()), revision };
-        self.journal.append_internal(record).await?;
-        self.returns.put(pending.clone(), revision);
+        self.core.journal.append_internal(record).await?;
+        self.core.returns.put(pending.clone(), revision);
         metrics::counter!(telemetry::RETURNS_TOTAL, "status" => "pending").increment(1);
-        self.send_later(messages);
+        self.deliveries.send_later(messages);
         Ok(())
     }
 
@@ -224,37 +255,38 @@ impl Router {
         messages.extend(self.notify(resolved, "return.resolved", requires).await?);
         let credit = event.credit;
         if !credit.is_zero() {
-            self.budget.top_up(&resolved.buyer_id, credit).await?;
+            self.core.budget.top_up(&resolved.buyer_id, credit).await?;
         }
         event.revision = match self.next_return_revision().await {
             Ok(revision) => revision,
             Err(error) => {
                 if !credit.is_zero() {
-                    let _ = self.budget.top_up(&resolved.buyer_id, -credit).await;
+                    let _ = self.core.budget.top_up(&resolved.buyer_id, -credit).await;
                 }
                 return Err(error);
             }
         };
-        if let Err(error) = self.journal.append(Event::ReturnResolved(event.clone()), self.clock.now()).await {
+        if let Err(error) = self.core.journal.append(Event::ReturnResolved(event.clone()), self.core.clock.now()).await
+        {
             if !credit.is_zero() {
                 // Not on disk, so not booked: take the credit back out of memory too.
-                let _ = self.budget.top_up(&resolved.buyer_id, -credit).await;
+                let _ = self.core.budget.top_up(&resolved.buyer_id, -credit).await;
             }
             return Err(error.into());
         }
-        self.returns.put(resolved.clone(), event.revision);
-        if let Some(campaign) = self.market().campaign(&resolved.campaign_id) {
-            self.publish_balance(&resolved.buyer_id, campaign.funding).await;
+        self.core.returns.put(resolved.clone(), event.revision);
+        if let Some(campaign) = self.core.market().campaign(&resolved.campaign_id) {
+            self.core.publish_balance(&resolved.buyer_id, campaign.funding).await;
         }
         metrics::counter!(telemetry::RETURNS_TOTAL, "status" => resolved.status.as_str()).increment(1);
-        self.send_later(messages);
+        self.deliveries.send_later(messages);
         Ok(())
     }
 
     /// Journals the notifications of `event` (`return.requested` to the supplier;
     /// `return.resolved` to the supplier and the buyer) for whoever has a `notify_url`.
     async fn notify(&self, r: &LeadReturn, event: &str, requires: Requires) -> Result<Vec<Message>, EngineError> {
-        let market = self.market();
+        let market = self.core.market();
         let mut messages = Vec::new();
         if let Some(supplier) = market.supplier(&r.supplier_id) {
             if let (Some(url), Some(_)) = (&supplier.notify_url, &supplier.webhook_secret) {
@@ -281,20 +313,7 @@ impl Router {
         requires: Requires,
     ) -> Result<Message, EngineError> {
         let timeout_ms = super::outbox::DELIVERY_TIMEOUT_DEFAULT_MS;
-        self.queue_message(MessageKind::Notification, recipient, url, body, timeout_ms, requires).await
-    }
-
-    /// A sale by id: from memory while its return window is open, else from disk.
-    pub async fn sale(&self, sale_id: &str) -> Result<Option<Sale>, EngineError> {
-        if let Some(sale) = self.sales.get(sale_id) {
-            return Ok(Some(sale));
-        }
-        let journal = Arc::clone(&self.journal);
-        let sale_id = sale_id.to_string();
-        let found = tokio::task::spawn_blocking(move || journal.find_sale(&sale_id))
-            .await
-            .map_err(|e| EngineError::Unavailable(format!("sale lookup: {e}")))?;
-        found.map_err(|e| EngineError::Unavailable(e.to_string()))
+        self.deliveries.queue_message(MessageKind::Notification, recipient, url, body, timeout_ms, requires).await
     }
 
     /// The return terms a sale was made with (the campaign's today for sales journaled
@@ -308,31 +327,31 @@ impl Router {
     /// Forgets sales whose return window closed more than `SALE_KEPT_AFTER_WINDOW` ago (a
     /// late return still gets `return_window_closed`, from the sale on disk).
     pub(super) fn forget_closed_sales(&self) -> usize {
-        if !self.journal.finds_sales() {
+        if !self.core.journal.finds_sales() {
             // Then memory is where sales are looked up (several nodes: a mirror of the
             // shared ledger).
             return 0;
         }
-        let market = self.market();
-        let horizon = self.clock.now() - SALE_KEPT_AFTER_WINDOW;
-        self.sales.retain(|sale| self.return_terms(&market, sale).closes_at(sale.sold_at) > horizon)
+        let market = self.core.market();
+        let horizon = self.core.clock.now() - SALE_KEPT_AFTER_WINDOW;
+        self.core.sales.retain(|sale| self.return_terms(&market, sale).closes_at(sale.sold_at) > horizon)
     }
 
     /// Puts back a resolved return read from the ledger at start, with its credit.
     pub(super) async fn replay_return(&self, event: &ReturnResolved) -> Result<(), EngineError> {
         if !event.credit.is_zero() {
-            self.budget.top_up(&event.buyer_id, event.credit).await?;
+            self.core.budget.top_up(&event.buyer_id, event.credit).await?;
         }
-        let sale = match self.sales.get(&event.sale_id) {
+        let sale = match self.core.sales.get(&event.sale_id) {
             Some(sale) => Some(sale),
-            None => self.journal.find_sale(&event.sale_id).map_err(|e| EngineError::Unavailable(e.to_string()))?,
+            None => self.core.journal.find_sale(&event.sale_id).map_err(|e| EngineError::Unavailable(e.to_string()))?,
         };
         // A return pending for longer than retention kept its sale's segment still knows
         // the sale's terms itself.
-        let pending = || self.returns.get(&event.return_id).map(|stored| stored.lead_return.resolved_by(event));
+        let pending = || self.core.returns.get(&event.return_id).map(|stored| stored.lead_return.resolved_by(event));
         match sale {
-            Some(sale) => self.returns.put(LeadReturn::from_event(event, &sale), event.revision),
-            None if let Some(resolved) = pending() => self.returns.put(resolved, event.revision),
+            Some(sale) => self.core.returns.put(LeadReturn::from_event(event, &sale), event.revision),
+            None if let Some(resolved) = pending() => self.core.returns.put(resolved, event.revision),
             // Cannot happen (a return is only taken for a journaled sale); the credit stands.
             None => {
                 tracing::error!(return_id = %event.return_id, sale_id = %event.sale_id, "a return's sale is not in the journal")

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use super::core::Core;
 use super::ports::ledger::InternalRecord;
 use super::ports::{ChangeId, InternalFeed};
 use super::{EngineError, Router};
@@ -46,24 +47,10 @@ pub(super) struct Shared {
     mirrored: AtomicU64,
 }
 
-impl Router {
-    /// Makes the router one of several nodes (call before it serves).
-    pub fn with_other_nodes(mut self, nodes: OtherNodes) -> Router {
-        self.config_applied = watch::channel(nodes.config_applied).0;
-        self.shared = Some(Shared {
-            internal: nodes.internal,
-            internal_read: tokio::sync::Mutex::new(String::new()),
-            node: nodes.node,
-            healthy: AtomicBool::new(true),
-            mirrored: AtomicU64::new(0),
-        });
-        self
-    }
-
+impl Core {
     /// What keeps the node from selling, if anything: its journal failed for good
     /// (`storage_failed`) or the shared store does not answer (`redis_unavailable`).
-    /// `/readyz` reports it.
-    pub fn store_problem(&self) -> Option<&'static str> {
+    pub(super) fn store_problem(&self) -> Option<&'static str> {
         if self.journal.failure().is_some() {
             Some("storage_failed")
         } else if self.shared.as_ref().is_some_and(|shared| !shared.healthy.load(Ordering::Relaxed)) {
@@ -82,12 +69,33 @@ impl Router {
             Some(_) => Err(EngineError::Unavailable("shared store (Redis) unreachable".into())),
         }
     }
+}
+
+impl Shared {
+    pub(super) fn new(internal: Arc<dyn InternalFeed>, node: String) -> Shared {
+        Shared {
+            internal,
+            internal_read: tokio::sync::Mutex::new(String::new()),
+            node,
+            healthy: AtomicBool::new(true),
+            mirrored: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Router {
+    /// What keeps the node from selling, if anything: its journal failed for good
+    /// (`storage_failed`) or the shared store does not answer (`redis_unavailable`).
+    /// `/readyz` reports it.
+    pub fn store_problem(&self) -> Option<&'static str> {
+        self.core.store_problem()
+    }
 
     /// Probes the shared store until `stopped`; a node goes unready when two probes in a
     /// row fail (refused at once, or not answered within a second) and ready again when one
     /// succeeds.
     pub async fn watch_store(self: Arc<Self>, mut stopped: watch::Receiver<bool>) {
-        let Some(shared) = &self.shared else { return };
+        let Some(shared) = &self.core.shared else { return };
         let mut tick = tokio::time::interval(PROBE_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failures = 0;
@@ -96,7 +104,7 @@ impl Router {
                 _ = tick.tick() => {}
                 _ = stopped.changed() => return,
             }
-            let answered = matches!(tokio::time::timeout(PROBE_TIMEOUT, self.claims.probe()).await, Ok(Ok(())));
+            let answered = matches!(tokio::time::timeout(PROBE_TIMEOUT, self.core.claims.probe()).await, Ok(Ok(())));
             failures = if answered { 0 } else { failures + 1 };
             let healthy = failures < PROBE_FAILURES_MAX;
             let was = shared.healthy.swap(healthy, Ordering::Relaxed);
@@ -116,9 +124,9 @@ impl Router {
     /// from the shared ledger stream, whichever node wrote them, so a buyer may return a
     /// lead through any node.
     pub async fn follow_ledger(self: Arc<Self>, mut stopped: watch::Receiver<bool>) {
-        let Some(shared) = &self.shared else { return };
+        let Some(shared) = &self.core.shared else { return };
         const BATCH: usize = 4_096;
-        let log = Arc::clone(&self.journal).event_log();
+        let log = Arc::clone(&self.core.journal).event_log();
         let mut appended = log.watch();
         let mut seen = shared.mirrored.load(Ordering::Relaxed);
         loop {
@@ -147,17 +155,17 @@ impl Router {
         for event in events {
             self.mirror(event);
         }
-        if let (Some(shared), Some(last)) = (&self.shared, events.last()) {
+        if let (Some(shared), Some(last)) = (&self.core.shared, events.last()) {
             shared.mirrored.store(last.sequence, Ordering::Relaxed);
         }
     }
 
     fn mirror(&self, event: &LedgerEvent) {
         match &event.event {
-            Event::SaleSettled(sale) => self.sales.record(sale.clone()),
+            Event::SaleSettled(sale) => self.core.sales.record(sale.clone()),
             Event::ReturnResolved(resolved) => {
-                if let Some(sale) = self.sales.get(&resolved.sale_id) {
-                    self.returns.put(LeadReturn::from_event(resolved, &sale), resolved.revision);
+                if let Some(sale) = self.core.sales.get(&resolved.sale_id) {
+                    self.core.returns.put(LeadReturn::from_event(resolved, &sale), resolved.revision);
                 }
             }
             _ => {}
@@ -166,7 +174,7 @@ impl Router {
     /// On several nodes: takes in the pending returns other nodes record, so an operator
     /// may approve or reject a return through any node.
     pub async fn follow_internal(self: Arc<Self>, mut stopped: watch::Receiver<bool>) {
-        let Some(shared) = &self.shared else { return };
+        let Some(shared) = &self.core.shared else { return };
         let mut tick = tokio::time::interval(INTERNAL_POLL_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -191,7 +199,7 @@ impl Router {
 
     /// Where `follow_internal` goes on: after what the start has read.
     pub async fn internal_read_through(&self, position: String) {
-        if let Some(shared) = &self.shared {
+        if let Some(shared) = &self.core.shared {
             *shared.internal_read.lock().await = position;
         }
     }
@@ -200,7 +208,7 @@ impl Router {
     /// its outbox stays its own to send (and to restore after its restart).
     pub fn take_in(&self, record: &InternalRecord) {
         if let InternalRecord::ReturnRequested { lead_return, revision } = record {
-            self.returns.put((**lead_return).clone(), *revision);
+            self.core.returns.put((**lead_return).clone(), *revision);
         }
     }
 }

@@ -85,19 +85,19 @@ impl RouterState {
 impl Router {
     /// The state replay has built so far (the checkpointer's router, which serves nothing).
     pub fn export_state(&self, accounts: AccountsSaid, awaiting: Vec<(Location, InternalRecord)>) -> RouterState {
-        let (answers, external_ids) = self.idempotency.export();
-        let (returns, return_revision) = self.returns.export();
+        let (answers, external_ids) = self.core.idempotency.export();
+        let (returns, return_revision) = self.core.returns.export();
         RouterState {
-            books: self.budget.export(),
-            dedup: DedupKeys::pack(&self.dedup.export()),
-            sales: self.sales.all(),
-            top_up_references: self.top_up_references.iter().map(|entry| entry.key().clone()).collect(),
+            books: self.core.budget.export(),
+            dedup: DedupKeys::pack(&self.core.dedup.export()),
+            sales: self.core.sales.all(),
+            top_up_references: self.accounts.export_references(),
             returns,
             return_revision,
             answers,
             external_ids,
-            pull: self.pull.export(),
-            outbox: self.outbox.export(),
+            pull: self.core.pull.export(),
+            outbox: self.deliveries.outbox.export(),
             accounts,
             awaiting,
         }
@@ -106,18 +106,16 @@ impl Router {
     /// Loads a checkpoint's state into a router that has not served yet; answers what the
     /// ledger last said of each account and the records still waiting for their fact.
     pub fn import_state(&self, state: RouterState) -> (AccountsSaid, Vec<(Location, InternalRecord)>) {
-        self.budget.import(state.books);
-        self.dedup.import(state.dedup.unpack());
+        self.core.budget.import(state.books);
+        self.core.dedup.import(state.dedup.unpack());
         for sale in state.sales {
-            self.sales.record(sale);
+            self.core.sales.record(sale);
         }
-        for reference in state.top_up_references {
-            self.top_up_references.insert(reference, ());
-        }
-        self.returns.import(state.returns, state.return_revision);
-        self.idempotency.import(state.answers, state.external_ids);
-        self.pull.import(state.pull);
-        self.outbox.import(state.outbox, tokio::time::Instant::now());
+        self.accounts.import_references(state.top_up_references);
+        self.core.returns.import(state.returns, state.return_revision);
+        self.core.idempotency.import(state.answers, state.external_ids);
+        self.core.pull.import(state.pull);
+        self.deliveries.outbox.import(state.outbox, tokio::time::Instant::now());
         (state.accounts, state.awaiting)
     }
 }

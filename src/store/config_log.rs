@@ -16,7 +16,7 @@ use crate::domain::market::ConfigChange;
 pub struct JournaledConfig {
     journal: Arc<dyn Ledger>,
     clock: Arc<dyn Clock>,
-    /// Changes published and not yet read past: the router, the only reader, applies each
+    /// Changes published and not yet applied: the router, the only reader, applies each
     /// right after publishing it, so this holds one or two changes at most.
     unapplied: Mutex<Vec<(ChangeId, ConfigChange)>>,
     announce: watch::Sender<u64>,
@@ -44,11 +44,13 @@ impl ConfigLog for JournaledConfig {
         Ok(id)
     }
 
-    /// What follows `after`; what precedes it is forgotten (the router has applied it).
     async fn after(&self, after: ChangeId) -> Result<Vec<(ChangeId, ConfigChange)>, Unavailable> {
-        let mut unapplied = self.unapplied.lock();
-        unapplied.retain(|(id, _)| *id > after);
-        Ok(unapplied.clone())
+        Ok(self.unapplied.lock().iter().filter(|(id, _)| *id > after).cloned().collect())
+    }
+
+    /// What the router has applied is in its market (and in the journal): forgotten here.
+    fn applied(&self, through: ChangeId) {
+        self.unapplied.lock().retain(|(id, _)| *id > through);
     }
 
     fn announcements(&self) -> watch::Receiver<u64> {
@@ -82,7 +84,12 @@ mod tests {
         let read = log.after(ChangeId::default()).await.unwrap();
         assert_eq!(read, vec![(first, change("b1")), (second, change("b2"))]);
         assert_eq!(log.after(first).await.unwrap(), vec![(second, change("b2"))]);
-        assert!(log.after(second).await.unwrap().is_empty(), "applied changes are not held");
+        assert_eq!(log.after(ChangeId::default()).await.unwrap().len(), 2, "reading forgets nothing");
+        log.applied(first);
+        let held = log.after(ChangeId::default()).await.unwrap();
+        assert_eq!(held, vec![(second, change("b2"))], "applied changes are not held");
+        log.applied(second);
+        assert!(log.after(ChangeId::default()).await.unwrap().is_empty());
 
         journal.close().await;
         let mut journaled = Vec::new();

@@ -48,7 +48,7 @@ async fn a_buyer_that_fails_three_times_gets_the_lead_on_the_fourth() {
     assert_eq!(server.balance(&buyer_key("b1")).await["balance"], "270.00");
 
     eventually("the fourth attempt is accepted", || calls.load(Ordering::SeqCst) == 4).await;
-    eventually("the outbox is empty", || server.running.router.outbox_counts() == (0, 0)).await;
+    eventually("the outbox is empty", || server.running.router.deliveries().counts() == (0, 0)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(calls.load(Ordering::SeqCst), 4, "no attempt after the 2xx");
     let bodies = endpoint.bodies("/post");
@@ -73,7 +73,7 @@ async fn after_the_budget_a_delivery_is_dead_lettered_until_an_operator_retries_
     let server = start(market(&endpoint)).await;
     assert_eq!(server.direct(&lead("solar", 1)).await.json["status"], "sold");
 
-    eventually("the delivery is dead-lettered", || server.running.router.outbox_counts().1 == 1).await;
+    eventually("the delivery is dead-lettered", || server.running.router.deliveries().counts().1 == 1).await;
     let dead = deliveries(&server, "dead_letter").await;
     assert_eq!(dead.len(), 1);
     assert_eq!((dead[0]["attempts"].as_u64(), dead[0]["last_error"].as_str()), (Some(4), Some("http 503")));
@@ -87,7 +87,7 @@ async fn after_the_budget_a_delivery_is_dead_lettered_until_an_operator_retries_
     let retried = server.admin("POST", &format!("/admin/v1/deliveries/{id}/retry"), None).await;
     assert_eq!((retried.status, retried.json["status"].as_str()), (202, Some("pending")), "{}", retried.json);
     eventually("the retried delivery arrives", || endpoint.count("/post") == 5).await;
-    eventually("nothing is left", || server.running.router.outbox_counts() == (0, 0)).await;
+    eventually("nothing is left", || server.running.router.deliveries().counts() == (0, 0)).await;
     assert!(deliveries(&server, "dead_letter").await.is_empty());
     let again = server.admin("POST", &format!("/admin/v1/deliveries/{id}/retry"), None).await;
     assert_eq!(again.status, 404, "delivered and forgotten");
@@ -102,7 +102,7 @@ async fn pending_deliveries_and_dead_letters_survive_a_restart() {
         mock_buyer(move |_, _| if flag.load(Ordering::SeqCst) { Reply::Status(200) } else { Reply::Status(500) }).await;
     let server = start(market(&endpoint)).await;
     assert_eq!(server.direct(&lead("solar", 1)).await.json["status"], "sold");
-    eventually("the first is dead-lettered", || server.running.router.outbox_counts().1 == 1).await;
+    eventually("the first is dead-lettered", || server.running.router.deliveries().counts().1 == 1).await;
     for n in 2..5 {
         assert_eq!(server.direct(&lead("solar", n)).await.json["status"], "sold");
     }
@@ -123,7 +123,7 @@ async fn pending_deliveries_and_dead_letters_survive_a_restart() {
         (2..5).all(|n| delivered.contains(&format!("anna{n}@example.com")))
     })
     .await;
-    eventually("only the dead letter is left", || server.running.router.outbox_counts() == (0, 1)).await;
+    eventually("only the dead letter is left", || server.running.router.deliveries().counts() == (0, 1)).await;
     let dead = deliveries(&server, "dead_letter").await;
     assert_eq!(dead.len(), 1, "the dead letter is still one after the restart");
     assert_eq!(dead[0]["attempts"], 4);
@@ -142,5 +142,5 @@ async fn pending_deliveries_and_dead_letters_survive_a_restart() {
     let server = start_in(market(&endpoint), Arc::new(SystemClock), data).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(endpoint.count("/post"), sent);
-    assert_eq!(server.running.router.outbox_counts(), (0, 1));
+    assert_eq!(server.running.router.deliveries().counts(), (0, 1));
 }

@@ -30,6 +30,9 @@ pub trait ConfigLog: Send + Sync + 'static {
     /// Every change after `after`, in order.
     async fn after(&self, after: ChangeId)
         -> Result<Vec<(ChangeId, crate::domain::market::ConfigChange)>, Unavailable>;
+    /// This node has applied every change through `through`: a log that holds changes only
+    /// until they are applied (one node's) may forget them.
+    fn applied(&self, _through: ChangeId) {}
     /// Changes (counts up) whenever a change is announced or the subscription reconnects.
     fn announcements(&self) -> tokio::sync::watch::Receiver<u64>;
 }
