@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
+use leadrouter::buyers::BuyerClient;
 use leadrouter::clock::ManualClock;
 use leadrouter::domain::auction::order_offers;
 use leadrouter::domain::eligibility::{check, evaluate, Subject, Verdict};
@@ -149,7 +150,13 @@ fn engine_direct(c: &mut Criterion) {
     let (journal, _) = Journal::open(data.path()).unwrap();
     let clock: Arc<dyn leadrouter::clock::Clock> = Arc::new(clock);
     let stores = leadrouter::store::embedded(Arc::new(journal), Arc::clone(&clock));
-    let router = Router::new(market(10_000), PostalTable::bundled(), clock, stores, Deployment::alone());
+    let router = Router::new(
+        market(10_000),
+        PostalTable::bundled(),
+        clock,
+        stores,
+        Deployment::alone(Arc::new(BuyerClient::new())),
+    );
     runtime.block_on(async {
         for i in 0..100 {
             router.accounts().top_up(&format!("b{i}"), "100000000.00".parse().unwrap(), "bench").await.unwrap();

@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 
 use crate::api::limits::{AdmissionLimits, Connections, Crowded};
 use crate::api::{self, AppState, Listener};
+use crate::buyers::BuyerClient;
 use crate::checkpoints::{self, Checkpoint};
 use crate::clock::Clock;
 use crate::domain::dedup::{DedupKeying, DedupSecret};
@@ -388,7 +389,7 @@ async fn embedded_router(
     let keying = dedup_secret::load_or_create(&options.data_dir, options.dedup_secret.as_ref(), had_sales, clock.now())
         .map_err(|e| storage(&e))?;
     let stores = store::embedded(Arc::clone(&journal) as _, Arc::clone(&clock));
-    let deployment = Deployment { dedup_keying: keying, other_nodes: None };
+    let deployment = Deployment { buyers: Arc::new(BuyerClient::new()), dedup_keying: keying, other_nodes: None };
     let router = Arc::new(Router::new(market, postal, clock, stores, deployment));
     let (mut said, awaiting) = match checkpoint {
         Some(checkpoint) => router.import_state(checkpoint.state),
@@ -495,7 +496,8 @@ async fn shared_router(
         config_applied: changes.last().map(|(id, _)| *id).unwrap_or_default(),
     };
     let clock = Arc::clone(&options.clock);
-    let deployment = Deployment { dedup_keying: keying, other_nodes: Some(nodes) };
+    let deployment =
+        Deployment { buyers: Arc::new(BuyerClient::new()), dedup_keying: keying, other_nodes: Some(nodes) };
     let router = Arc::new(Router::new(market, postal, clock, stores, deployment));
     let history = ledger.read_after(0, usize::MAX).map_err(|e| storage(&e))?;
     router.mirror_history(&history);

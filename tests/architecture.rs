@@ -1,6 +1,6 @@
 //! The dependency rule of ARCHITECTURE.md, checked on the source: `domain` uses nothing of
-//! ours outside itself; `engine` knows no adapter at the edge (HTTP, gRPC, wiring) and no
-//! storage adapter (`store`: it names only its own ports); `api` reaches state only through
+//! ours outside itself; `engine` knows no adapter at the edge (HTTP in and out, gRPC,
+//! wiring) and no storage adapter (`store`): it names only its own ports; `api` reaches state only through
 //! the engine, never `store`. A `use` that breaks it fails here,
 //! naming the file and line.
 
@@ -19,7 +19,7 @@ const RULES: &[Rule] = &[
     Rule {
         tree: "src/engine",
         allowed: None,
-        forbidden: &["api", "ledger", "server", "retention", "checkpoints", "store"],
+        forbidden: &["api", "buyers", "ledger", "server", "retention", "checkpoints", "store"],
     },
     Rule { tree: "src/api", allowed: None, forbidden: &["store"] },
     Rule { tree: "src/buyers", allowed: None, forbidden: &["api", "store", "ledger", "server"] },

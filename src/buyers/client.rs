@@ -34,7 +34,7 @@ use tokio::time::Instant;
 use super::answer::{self, PostVerdict};
 use super::breaker::{BreakerConfig, Breakers};
 use super::signature::{self, SIGNATURE_HEADER};
-use crate::domain::money::Money;
+use crate::engine::ports::buyers::BuyerCalls;
 
 /// A ping answer is one small JSON object (`{"bid":"38.00"}`); 16 KiB leaves room for
 /// buyers that add tracking fields, and bounds what a broken buyer can make us buffer.
@@ -59,33 +59,7 @@ const POOL_IDLE_PER_HOST_MAX: usize = 32;
 
 const USER_AGENT_VALUE: &str = concat!("leadrouter/", env!("CARGO_PKG_VERSION"));
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BidAnswer {
-    Bid(Money),
-    NoBid,
-    Timeout,
-    /// The call failed or the answer made no sense; the text says why (never buyer data).
-    Error(String),
-    /// The endpoint's circuit breaker is open: no call was made.
-    CircuitOpen,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PostAnswer {
-    Accepted,
-    Rejected(String),
-    Timeout,
-    Error(String),
-    CircuitOpen,
-}
-
-/// One ping of a fan-out (`ping_all`).
-#[derive(Debug, Clone)]
-pub struct PingCall {
-    pub url: String,
-    pub secret: String,
-    pub body: Bytes,
-}
+pub use crate::engine::ports::buyers::{BidAnswer, PingCall, PostAnswer};
 
 /// Cheap to clone: clones share the connection pool and the breakers.
 #[derive(Clone)]
@@ -324,4 +298,19 @@ fn post_answer(status: StatusCode, body: &[u8]) -> (PostAnswer, bool) {
 
 fn rejected(reason: &str) -> PostAnswer {
     PostAnswer::Rejected(reason.to_string())
+}
+
+#[async_trait::async_trait]
+impl BuyerCalls for BuyerClient {
+    async fn ping_all(&self, calls: Vec<PingCall>, deadline: Instant) -> Vec<(BidAnswer, Duration)> {
+        BuyerClient::ping_all(self, calls, deadline).await
+    }
+
+    async fn post(&self, url: &str, secret: &str, body: Bytes, deadline: Instant) -> (PostAnswer, Duration) {
+        BuyerClient::post(self, url, secret, body, deadline).await
+    }
+
+    async fn deliver(&self, url: &str, secret: &str, body: Bytes, deadline: Instant) -> Result<(), String> {
+        BuyerClient::deliver(self, url, secret, body, deadline).await
+    }
 }

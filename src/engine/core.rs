@@ -11,10 +11,9 @@ use super::memory::idempotency::Idempotency;
 use super::memory::returns::Returns;
 use super::memory::sales::Sales;
 use super::ports::pings::PingContexts;
-use super::ports::{Budget, Claims, ConfigLog, DedupClaims, Ledger, PullLog};
+use super::ports::{Budget, BuyerCalls, Claims, ConfigLog, DedupClaims, Ledger, PullLog};
 use super::shared::Shared;
 use super::EngineError;
-use crate::buyers::BuyerClient;
 use crate::clock::Clock;
 use crate::domain::budget::Funding;
 use crate::domain::dedup::DedupKeying;
@@ -28,7 +27,8 @@ pub(super) struct Core {
     pub postal: &'static PostalTable,
     pub clock: Arc<dyn Clock>,
     pub budget: Arc<dyn Budget>,
-    pub buyers: BuyerClient,
+    /// Buyers' endpoints: pings, posts and outbox deliveries.
+    pub buyers: Arc<dyn BuyerCalls>,
     pub pings: Arc<dyn PingContexts>,
     pub dedup: Arc<dyn DedupClaims>,
     /// How dedup keys are made: the deployment's secret, so that they match across

@@ -12,10 +12,9 @@ use tokio::time::Instant;
 
 use super::auction::Auction;
 use super::core::publish_available;
+use super::ports::buyers::{BidAnswer, PingCall, PostAnswer};
 use super::ports::outbox::{Message, MessageKind, Recipient, Requires};
 use super::ports::{BudgetError, HoldHandle};
-use crate::buyers::client::PingCall;
-use crate::buyers::{BidAnswer, PostAnswer};
 use crate::domain::auction::{order_offers, Bid, Offer};
 use crate::domain::budget::{HoldRefusal, HoldRequest};
 use crate::domain::dedup;

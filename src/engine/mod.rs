@@ -40,7 +40,6 @@ pub use shared::OtherNodes;
 pub use snapshot::RouterState;
 
 use self::core::Core;
-use crate::buyers::BuyerClient;
 use crate::clock::Clock;
 use crate::domain::budget::ReplayedSale;
 use crate::domain::dedup::{DedupKeying, DedupSecret};
@@ -53,7 +52,7 @@ use memory::returns::Returns;
 use memory::sales::Sales;
 use ports::idempotency::StoredAnswer;
 use ports::ledger::{InternalRecord, JournalError, Location};
-use ports::{BudgetError, ChangeId, KeyClaim, Ledger, Unavailable};
+use ports::{BudgetError, BuyerCalls, ChangeId, KeyClaim, Ledger, Unavailable};
 
 /// Whose fault an error is decides its HTTP status (mapped once, in `api::error`).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -114,6 +113,8 @@ const IN_FLIGHT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How this process is deployed: what `Router::new` needs besides the market and stores.
 pub struct Deployment {
+    /// How buyers are called (`buyers::BuyerClient`).
+    pub buyers: Arc<dyn BuyerCalls>,
     /// How dedup keys are made: the deployment's secret (kept in the data dir or shared by
     /// every node on a Redis), so that they match across restarts and nodes.
     pub dedup_keying: DedupKeying,
@@ -122,9 +123,11 @@ pub struct Deployment {
 }
 
 impl Deployment {
-    /// One process alone, with a dedup secret of its own (tools, tests, the checkpointer).
-    pub fn alone() -> Deployment {
-        Deployment { dedup_keying: DedupKeying::new(DedupSecret::from_bytes(rand::random())), other_nodes: None }
+    /// One process alone, calling buyers through `buyers`, with a dedup secret of its own
+    /// (tools, tests, the checkpointer).
+    pub fn alone(buyers: Arc<dyn BuyerCalls>) -> Deployment {
+        let dedup_keying = DedupKeying::new(DedupSecret::from_bytes(rand::random()));
+        Deployment { buyers, dedup_keying, other_nodes: None }
     }
 }
 
@@ -158,7 +161,7 @@ impl Router {
             postal,
             clock,
             budget,
-            buyers: BuyerClient::new(),
+            buyers: deployment.buyers,
             pings,
             dedup,
             dedup_keying: deployment.dedup_keying,

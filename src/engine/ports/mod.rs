@@ -4,6 +4,7 @@
 //! `store` as each piece of state gets its port.
 
 pub mod budget;
+pub mod buyers;
 pub mod claims;
 pub mod config;
 pub mod idempotency;
@@ -14,6 +15,7 @@ pub mod pull;
 pub mod returns;
 
 pub use budget::{Budget, BudgetError, Held, HoldHandle};
+pub use buyers::BuyerCalls;
 pub use claims::{Claims, DedupClaims, KeyClaim};
 pub use config::{ChangeId, ConfigLog};
 pub use ledger::{EventLog, InternalFeed, Ledger, LogError};

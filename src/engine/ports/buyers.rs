@@ -1,0 +1,57 @@
+//! The buyers port: the engine's calls to buyers' endpoints (pings and posts of live
+//! auctions, deliveries of the outbox) and what each call can answer. `buyers::BuyerClient`
+//! is the adapter (signing, deadlines, answer parsing, circuit breakers).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use crate::domain::money::Money;
+
+/// What a buyer's ping answer came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BidAnswer {
+    Bid(Money),
+    NoBid,
+    Timeout,
+    /// The call failed or the answer made no sense; the text says why (never buyer data).
+    Error(String),
+    /// The endpoint's circuit breaker is open: no call was made.
+    CircuitOpen,
+}
+
+/// What a buyer's answer to a lead came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PostAnswer {
+    Accepted,
+    Rejected(String),
+    Timeout,
+    Error(String),
+    CircuitOpen,
+}
+
+/// One ping of a fan-out (`ping_all`).
+#[derive(Debug, Clone)]
+pub struct PingCall {
+    pub url: String,
+    pub secret: String,
+    pub body: Bytes,
+}
+
+/// Signed calls to buyers, each answered by its deadline at the latest.
+#[async_trait]
+pub trait BuyerCalls: Send + Sync + 'static {
+    /// Pings every call in parallel, all bounded by `deadline`; the answers (with each
+    /// call's latency, zero when none was made) come back in the order of `calls`.
+    async fn ping_all(&self, calls: Vec<PingCall>, deadline: Instant) -> Vec<(BidAnswer, Duration)>;
+
+    /// Posts a lead. A non-2xx status rejects; `Timeout` and `Error` leave it unknown
+    /// whether the buyer received the lead.
+    async fn post(&self, url: &str, secret: &str, body: Bytes, deadline: Instant) -> (PostAnswer, Duration);
+
+    /// Sends an outbox message: any 2xx delivers it; an error text for the retry log
+    /// otherwise (never a body).
+    async fn deliver(&self, url: &str, secret: &str, body: Bytes, deadline: Instant) -> Result<(), String>;
+}
