@@ -9,13 +9,11 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::request::Parts;
 use http::HeaderMap;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
-use super::http::bearer;
 use super::AppState;
 use crate::domain::market::Party;
+use leadrouter_http::auth::bearer;
 
 /// The party whose key a public request carries, put in the request's extensions by
 /// admission (`api::admission::admit`).
@@ -89,15 +87,10 @@ pub async fn operator(State(state): State<Arc<AppState>>, request: Request, next
     }
 }
 
-/// Compares digests in constant time, so neither the comparison's time nor the token's
-/// length tells how much of a guess matched.
+/// The token is compared in constant time (`leadrouter_http::auth`).
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let token = bearer(headers).ok_or_else(ApiError::unauthorized)?;
-    let given = Sha256::digest(token.as_bytes());
-    let expected = Sha256::digest(state.admin_token.as_bytes());
-    if bool::from(given.as_slice().ct_eq(expected.as_slice())) {
-        Ok(())
-    } else {
-        Err(ApiError::unauthorized())
+    match leadrouter_http::auth::holds_token(headers, &state.admin_token) {
+        true => Ok(()),
+        false => Err(ApiError::unauthorized()),
     }
 }

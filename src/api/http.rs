@@ -1,5 +1,5 @@
 //! Request and response plumbing shared by every route: bounded body reads, content types,
-//! bearer tokens, query strings, JSON answers.
+//! query strings, JSON answers.
 
 use std::time::Instant;
 
@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::extract::FromRequest;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
+use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use http::HeaderMap;
 pub use http::StatusCode;
 use http_body_util::{BodyExt, Limited};
@@ -80,12 +80,6 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(from_json_error)?;
     deserializer.end().map_err(|e| ApiError::new(400, "malformed_json", format!("malformed JSON: {e}")))?;
     Ok(value)
-}
-
-pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
 }
 
 pub fn json<T: Serialize>(status: u16, value: &T) -> ApiResponse {

@@ -13,18 +13,14 @@ pub mod limits;
 pub mod public;
 pub mod returns;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::routing::{get, post, MethodRouter};
-use tower::ServiceBuilder;
-use tower_http::compression::predicate::{DefaultPredicate, Predicate, SizeAbove};
-use tower_http::compression::CompressionLayer;
+use leadrouter_http::{with_common_layers, CommonLayers};
 use tower_http::normalize_path::NormalizePath;
-use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
-use tower_http::trace::{MakeSpan, TraceLayer};
 
 use self::admission::Reads;
 use self::error::ApiError;
@@ -133,21 +129,14 @@ pub fn ops_service(state: Arc<AppState>) -> ApiService {
 /// (method and path only: no query, no body, so no PII), gzip for answers over 1 KiB when
 /// the client asks for it, and the outer `guard`.
 fn service(routes: axum::Router<Arc<AppState>>, state: Arc<AppState>, listener: Listener) -> ApiService {
-    let compress = DefaultPredicate::new().and(SizeAbove::new(1024));
-    let router = routes
+    let routes = routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::disable())
-        .layer(
-            ServiceBuilder::new()
-                .layer(SetRequestIdLayer::x_request_id(RequestIds::default()))
-                .layer(PropagateRequestIdLayer::x_request_id())
-                .layer(TraceLayer::new_for_http().make_span_with(RequestSpan))
-                .layer(CompressionLayer::new().compress_when(compress))
-                .layer(middleware::from_fn_with_state((Arc::clone(&state), listener), admission::guard)),
-        )
-        .with_state(state);
-    NormalizePath::trim_trailing_slash(router)
+        .layer(middleware::from_fn_with_state((Arc::clone(&state), listener), admission::guard));
+    // Spans at DEBUG: the hot path pays nothing for them under the default filter.
+    let layers = CommonLayers { span_level: tracing::Level::DEBUG, compress_above: 1024 };
+    NormalizePath::trim_trailing_slash(with_common_layers(routes, layers).with_state(state))
 }
 
 async fn not_found() -> ApiError {
@@ -156,36 +145,4 @@ async fn not_found() -> ApiError {
 
 async fn method_not_allowed() -> ApiError {
     ApiError::method_not_allowed()
-}
-
-/// Request ids: a random prefix per process and a counter, unique without a syscall or a
-/// random draw per request.
-#[derive(Clone)]
-struct RequestIds {
-    prefix: Arc<str>,
-    next: Arc<AtomicU64>,
-}
-
-impl Default for RequestIds {
-    fn default() -> Self {
-        RequestIds { prefix: format!("{:08x}", rand::random::<u32>()).into(), next: Arc::default() }
-    }
-}
-
-impl MakeRequestId for RequestIds {
-    fn make_request_id<B>(&mut self, _request: &::http::Request<B>) -> Option<RequestId> {
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let id = bytes::Bytes::from(format!("{}-{n}", self.prefix));
-        ::http::HeaderValue::from_maybe_shared(id).ok().map(RequestId::new)
-    }
-}
-
-#[derive(Clone, Copy)]
-struct RequestSpan;
-
-impl<B> MakeSpan<B> for RequestSpan {
-    fn make_span(&mut self, request: &::http::Request<B>) -> tracing::Span {
-        let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
-        tracing::debug_span!("request", method = %request.method(), path = request.uri().path(), id)
-    }
 }

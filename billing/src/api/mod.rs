@@ -24,12 +24,9 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use leadrouter_http::{with_common_layers, CommonLayers};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tower::ServiceBuilder;
-use tower_http::compression::CompressionLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
 
 use crate::domain::dunning::DunningPolicy;
 use crate::store::Db;
@@ -57,22 +54,16 @@ pub struct AppState {
 /// around it all request ids, tracing and response compression.
 pub fn app(state: Arc<AppState>) -> Router {
     // Another method on an open path is a 404 there, not a 405: they always answered so.
-    Router::new()
+    let routes = Router::new()
         .route("/healthz", get(endpoints::healthz).fallback(endpoints::not_found))
         .route("/metrics", get(endpoints::metrics).fallback(endpoints::not_found))
         .merge(billing(Arc::clone(&state)))
         .fallback(endpoints::not_found)
-        .layer(DefaultBodyLimit::max(input::BODY_LIMIT))
-        .layer(
-            ServiceBuilder::new()
-                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-                .layer(TraceLayer::new_for_http().make_span_with(request_span))
-                .layer(PropagateRequestIdLayer::x_request_id())
-                // gzip only (the one encoding compiled in), and only for a client that
-                // asks for it with Accept-Encoding.
-                .layer(CompressionLayer::new()),
-        )
-        .with_state(state)
+        .layer(DefaultBodyLimit::max(input::BODY_LIMIT));
+    // Spans at INFO, so that whatever a handler logs (a failing store, at ERROR) names its
+    // request; answers of any size are gzipped for a client that asks.
+    let layers = CommonLayers { span_level: tracing::Level::INFO, compress_above: 0 };
+    with_common_layers(routes, layers).with_state(state)
 }
 
 /// The routes under `/billing/v1/`, each behind the admin token.
@@ -93,13 +84,6 @@ fn billing(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/billing/v1/{*unknown}", any(endpoints::not_found))
         .method_not_allowed_fallback(endpoints::method_not_allowed)
         .route_layer(axum::middleware::from_fn_with_state(state, auth::admin_only))
-}
-
-/// The span of one request: method, path (never the query string) and request id. At
-/// INFO, so that whatever a handler logs (a failing store, at ERROR) names its request.
-fn request_span(request: &axum::extract::Request) -> tracing::Span {
-    let id = request.extensions().get::<RequestId>().and_then(|id| id.header_value().to_str().ok()).unwrap_or("");
-    tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
 }
 
 /// Serves the API until `stopped` turns true, then drains open connections.
