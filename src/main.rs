@@ -174,8 +174,15 @@ enum LogFormat {
     Json,
 }
 
+/// The allocator: mimalloc, not the system's. Under glibc's malloc the node's resident
+/// memory under load kept growing with sales though its state did not (10 M webhook sales:
+/// 643 MB at 1 M, 1,095 MB at 10 M; 607 → 1,0xx MB with the arenas capped at two), all of it
+/// given back by a restart: fragmentation of the allocator's heaps, not live data
+/// (BENCHMARKS.md, "Running for months").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
-    limit_malloc_arenas();
     // Errors are printed as one chain of causes, never with a backtrace: an operator reads
     // "in market.toml: line 12: campaigns[3].buyer_id: ...", not a stack.
     if let Err(error) = try_main() {
@@ -183,27 +190,6 @@ fn main() {
         std::process::exit(1);
     }
 }
-
-/// glibc gives each thread that allocates under contention an arena of its own, up to 8 per
-/// core, and an arena's freed pages are rarely returned: measured over 10 million webhook
-/// sales, resident memory under load grew from 643 MB at 1 million to 1,095 MB at 10
-/// million with the default, and stayed at 631-647 MB through 4.9 million with two arenas
-/// (BENCHMARKS.md, "Ten million sales", with the throughput beside the default's). Small
-/// allocations come from glibc's per-thread caches either way. An operator's own
-/// `MALLOC_ARENA_MAX` wins. Called first in `main`, before any other thread exists.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn limit_malloc_arenas() {
-    const ARENAS: libc::c_int = 2;
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: mallopt only sets a tunable of the allocator; no other thread runs yet.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, ARENAS);
-        }
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn limit_malloc_arenas() {}
 
 fn try_main() -> anyhow::Result<()> {
     let cli = Cli::parse();

@@ -39,6 +39,14 @@ const LATENCY_BUCKETS: &[f64] =
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
+/// How often histogram samples are folded into their buckets. A recorder built without
+/// `install` keeps every sample until someone runs its upkeep (or scrapes `/metrics`), so a
+/// node nobody scrapes grew by ~40 bytes a sale: +300 MB over 9 million sales.
+const METRICS_UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The name of the thread that runs the recorder's upkeep.
+pub const METRICS_UPKEEP_THREAD: &str = "metrics-upkeep";
+
 /// Revenue per currency, summed exactly. Rationale: `metrics` counters are integers, and a
 /// float sum would drift; we keep the decimal sum ourselves and render it next to the
 /// exporter's output.
@@ -77,12 +85,25 @@ pub fn prometheus() -> PrometheusHandle {
                     // our handle renders only what we describe, which is still valid output.
                     let _ = metrics::set_global_recorder(recorder);
                     describe();
+                    spawn_upkeep(handle.clone());
                     handle
                 }
                 Err(_) => PrometheusBuilder::new().build_recorder().handle(),
             }
         })
         .clone()
+}
+
+/// Runs the recorder's upkeep for the life of the process, on a thread of its own so that
+/// it needs no runtime and outlives any one server started in-process.
+fn spawn_upkeep(handle: PrometheusHandle) {
+    let spawned = std::thread::Builder::new().name(METRICS_UPKEEP_THREAD.to_string()).spawn(move || loop {
+        std::thread::sleep(METRICS_UPKEEP_EVERY);
+        handle.run_upkeep();
+    });
+    if let Err(error) = spawned {
+        tracing::error!(%error, "metrics upkeep not started: histogram samples are kept until a scrape");
+    }
 }
 
 fn describe() {
@@ -116,4 +137,36 @@ fn describe() {
     metrics::gauge!(LEDGER_SEQUENCE).set(0.0);
     metrics::gauge!(LEDGER_SUBSCRIBERS).set(0.0);
     metrics::gauge!(OUTBOX_PENDING).set(0.0);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Without the upkeep, a node that is never scraped keeps every histogram sample.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_recorder_runs_its_upkeep_on_a_thread_of_its_own() {
+        let handle = prometheus();
+        let names: Vec<String> = std::fs::read_dir("/proc/self/task")
+            .expect("the process's threads")
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .map(|name| name.trim().to_string())
+            .collect();
+        assert!(names.iter().any(|name| name == METRICS_UPKEEP_THREAD), "threads: {names:?}");
+
+        // Upkeep folds samples into buckets and loses none.
+        for _ in 0..1_000 {
+            metrics::histogram!(DECISION_DURATION_SECONDS, "vertical" => "upkeep-test").record(0.002);
+        }
+        handle.run_upkeep();
+        let page = handle.render();
+        let count = page
+            .lines()
+            .find(|line| {
+                line.starts_with(DECISION_DURATION_SECONDS) && line.contains("upkeep-test") && line.contains("_count")
+            })
+            .and_then(|line| line.rsplit(' ').next()?.parse::<u64>().ok());
+        assert_eq!(count, Some(1_000), "{page}");
+    }
 }
