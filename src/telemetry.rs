@@ -148,11 +148,20 @@ mod tests {
     #[test]
     fn the_recorder_runs_its_upkeep_on_a_thread_of_its_own() {
         let handle = prometheus();
-        let names: Vec<String> = std::fs::read_dir("/proc/self/task")
-            .expect("the process's threads")
-            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
-            .map(|name| name.trim().to_string())
-            .collect();
+        let thread_names = || -> Vec<String> {
+            std::fs::read_dir("/proc/self/task")
+                .expect("the process's threads")
+                .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+                .map(|name| name.trim().to_string())
+                .collect()
+        };
+        // Listed again for a while: other tests' threads come and go while the list is read.
+        let started = std::time::Instant::now();
+        let mut names = thread_names();
+        while !names.iter().any(|name| name == METRICS_UPKEEP_THREAD) && started.elapsed().as_secs() < 10 {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            names = thread_names();
+        }
         assert!(names.iter().any(|name| name == METRICS_UPKEEP_THREAD), "threads: {names:?}");
 
         // Upkeep folds samples into buckets and loses none.
