@@ -1,6 +1,8 @@
 //! The one mapping from errors to HTTP status and the error JSON of DESIGN §4:
 //! `{"error":{"code","message","details":[{"field","message"}]}}`.
 
+use std::borrow::Cow;
+
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE, WWW_AUTHENTICATE};
@@ -8,12 +10,13 @@ use http::StatusCode;
 use serde::Serialize;
 
 use crate::domain::model::FieldError;
+use crate::engine::ports::idempotency::Refusal;
 use crate::engine::EngineError;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     pub status: u16,
-    pub code: &'static str,
+    pub code: Cow<'static, str>,
     pub message: String,
     pub details: Vec<FieldError>,
 }
@@ -32,7 +35,12 @@ struct Body<'a> {
 
 impl ApiError {
     pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), details: Vec::new() }
+        ApiError { status, code: Cow::Borrowed(code), message: message.into(), details: Vec::new() }
+    }
+
+    /// An error whose code was read back (a kept answer) rather than written here.
+    pub fn owning_code(status: u16, code: String, message: String) -> ApiError {
+        ApiError { status, code: Cow::Owned(code), message, details: Vec::new() }
     }
 
     pub fn with_details(mut self, details: Vec<FieldError>) -> ApiError {
@@ -81,7 +89,7 @@ impl ApiError {
     }
 
     pub fn to_json(&self) -> Bytes {
-        let envelope = Envelope { error: Body { code: self.code, message: &self.message, details: &self.details } };
+        let envelope = Envelope { error: Body { code: &self.code, message: &self.message, details: &self.details } };
         let mut json =
             serde_json::to_vec(&envelope).unwrap_or_else(|_| b"{\"error\":{\"code\":\"internal\"}}".to_vec());
         json.push(b'\n');
@@ -107,10 +115,10 @@ impl IntoResponse for ApiError {
 impl From<EngineError> for ApiError {
     fn from(error: EngineError) -> ApiError {
         match error {
-            EngineError::Invalid(details) => ApiError::invalid(details),
-            EngineError::NotFound(what) => ApiError::new(404, "not_found", format!("{what} not found")),
+            EngineError::Invalid(details) => Refusal::Invalid { details }.into(),
+            EngineError::NotFound(what) => Refusal::NotFound { what: what.to_string() }.into(),
             EngineError::Refused { code, message } => ApiError::new(422, code, message),
-            EngineError::PingExpired => ApiError::new(410, "ping_expired", "the ping expired; ping again"),
+            EngineError::PingExpired => Refusal::PingExpired.into(),
             EngineError::Conflict { code, message } => ApiError::new(409, code, message),
             EngineError::Unavailable(message) => {
                 tracing::error!(%message, "storage unavailable");
@@ -119,6 +127,21 @@ impl From<EngineError> for ApiError {
             EngineError::InProgress => {
                 ApiError::unavailable("request_in_progress", EngineError::InProgress.to_string())
             }
+            EngineError::Interrupted => ApiError::new(500, "internal", EngineError::Interrupted.to_string()),
+        }
+    }
+}
+
+/// A refusal kept under an `Idempotency-Key`, answered again as the engine's error it was
+/// made from is answered.
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> ApiError {
+        match refusal {
+            Refusal::Invalid { details } => ApiError::invalid(details),
+            Refusal::NotFound { what } => ApiError::new(404, "not_found", format!("{what} not found")),
+            Refusal::PingExpired => ApiError::new(410, "ping_expired", "the ping expired; ping again"),
+            Refusal::Refused { code, message } => ApiError::owning_code(422, code, message),
+            Refusal::Conflict { code, message } => ApiError::owning_code(409, code, message),
         }
     }
 }

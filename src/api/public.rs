@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use ::http::HeaderMap;
 use axum::extract::{RawQuery, State};
+use axum::response::IntoResponse;
 use bytes::Bytes;
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -17,9 +19,9 @@ use super::error::ApiError;
 use super::http::{self, ApiResponse, Buffered};
 use super::{bulk, AppState};
 use crate::domain::lead::{LeadInput, PingInput};
-use crate::engine::ports::idempotency::{Begin, StoredAnswer};
+use crate::engine::ports::idempotency::KeptAnswer;
 use crate::engine::ports::pull::PULL_LIMIT_MAX;
-use crate::engine::{EngineError, PostInput, Router};
+use crate::engine::{EngineError, KeyedRequest, PostInput, Router};
 
 /// Idempotency keys are opaque client strings; 255 printable characters is what the
 /// common client libraries generate at most.
@@ -48,9 +50,9 @@ pub async fn post(
     Buffered { headers, body }: Buffered,
 ) -> Result<ApiResponse, ApiError> {
     let body = json_body(&headers, body)?;
-    once(&state, "/v1/post", 200, &supplier_id, &headers, body, |router, supplier_id, body| async move {
-        let input: PostInput = http::parse_json(&body)?;
-        Ok(router.auction().post(&supplier_id, input).await?)
+    let request = Request { route: "/v1/post", party: &supplier_id, headers: &headers, body: &body };
+    once(&state, request, 200, |router, supplier_id, input: PostInput| async move {
+        router.auction().post(&supplier_id, input).await
     })
     .await
 }
@@ -61,9 +63,9 @@ pub async fn direct(
     Buffered { headers, body }: Buffered,
 ) -> Result<ApiResponse, ApiError> {
     let body = json_body(&headers, body)?;
-    once(&state, "/v1/leads", 200, &supplier_id, &headers, body, |router, supplier_id, body| async move {
-        let input: LeadInput = http::parse_json(&body)?;
-        Ok(router.auction().direct(&supplier_id, input).await?)
+    let request = Request { route: "/v1/leads", party: &supplier_id, headers: &headers, body: &body };
+    once(&state, request, 200, |router, supplier_id, input: LeadInput| async move {
+        router.auction().direct(&supplier_id, input).await
     })
     .await
 }
@@ -142,70 +144,52 @@ where
 {
     match tokio::spawn(work).await {
         Ok(result) => result.map_err(ApiError::from),
-        Err(_) => Err(incomplete()),
+        Err(_) => Err(EngineError::Interrupted.into()),
     }
 }
 
-/// `Idempotency-Key` handling: the first request with a key runs, later ones with the same
-/// body get its answer, ones with another body get 409. Keys are per party: a supplier id,
-/// or `buyer/<id>` (no id can contain `/`).
-pub(super) async fn once<F, Fut, T>(
-    state: &Arc<AppState>,
-    route: &str,
+/// Runs a request that may carry an `Idempotency-Key` (DESIGN §4 "Retries are safe"): its
+/// JSON body is read as `I`, then with a key the engine's `Retries` runs `work` (given the
+/// router, the party and the input) once and
+/// gives retries the first answer, and without one `work` runs detached. Either answer
+/// becomes HTTP here: a result with the `success` status, a refusal through `ApiError`.
+pub(super) async fn once<I, T, W>(
+    state: &AppState,
+    request: Request<'_>,
     success: u16,
-    party: &str,
-    headers: &HeaderMap,
-    body: Bytes,
-    work: F,
+    work: impl FnOnce(Arc<Router>, String, I) -> W,
 ) -> Result<ApiResponse, ApiError>
 where
-    F: FnOnce(Arc<Router>, String, Bytes) -> Fut + Send + 'static,
-    Fut: Future<Output = Result<T, ApiError>> + Send + 'static,
-    T: Serialize,
+    I: DeserializeOwned,
+    T: Serialize + Send + 'static,
+    W: Future<Output = Result<T, EngineError>> + Send + 'static,
 {
-    let router = Arc::clone(&state.router);
-    let run = move |router: Arc<Router>, party: String, body: Bytes| async move {
-        stored(success, work(router, party, body).await)
+    let Request { route, party, headers, body } = request;
+    let key = idempotency_key(headers)?;
+    let input: I = http::parse_json(body)?;
+    let work = work(Arc::clone(&state.router), party.to_string(), input);
+    let Some(key) = key else {
+        return Ok(http::json(success, &detached(work).await?));
     };
-    let Some(key) = idempotency_key(headers)? else {
-        let answer = tokio::spawn(run(router, party.to_string(), body)).await.map_err(|_| incomplete())?;
-        return Ok(http::bytes_response(answer.status, "application/json", answer.body));
+    let keyed = KeyedRequest { party: party.to_string(), key, request_hash: request_hash(route, body) };
+    let answered = state.router.retries().answer_once(keyed, work).await?;
+    let mut response = match answered.answer {
+        KeptAnswer::Done { result } => http::bytes_response(success, "application/json", result),
+        KeptAnswer::Refused { refusal } => ApiError::from(refusal).into_response(),
     };
-    let body_hash = body_hash(route, &body);
-    let (begin, record) = router.idempotency().begin(party, &key, body_hash, router.clock().now());
-    if begin == Begin::Conflict {
-        return Err(ApiError::new(
-            409,
-            "idempotency_key_reused",
-            "this Idempotency-Key was used with another request body",
-        ));
-    }
-    let replayed = record.answer.initialized();
-    let (owner, task_record, task_key) = (party.to_string(), Arc::clone(&record), key.clone());
-    let answer = tokio::spawn(async move {
-        let first = async move {
-            // On several nodes another node may have (or be giving) the answer already.
-            match router.prior_answer(&owner, &task_key, body_hash).await {
-                Ok(Some(answer)) => return answer,
-                Ok(None) => {}
-                Err(error) => return error_answer(ApiError::from(error)),
-            }
-            let answer = run(Arc::clone(&router), owner.clone(), body).await;
-            keep_or_release(&router, &owner, &task_key, body_hash, &answer).await;
-            answer
-        };
-        task_record.answer.get_or_init(|| first).await.clone()
-    })
-    .await
-    .map_err(|_| incomplete())?;
-    if !replayable(answer.status) {
-        state.router.idempotency().forget(party, &key, &record);
-    }
-    let mut response = http::bytes_response(answer.status, "application/json", answer.body);
-    if replayed {
+    if answered.replayed {
         response.headers_mut().insert("idempotent-replayed", ::http::HeaderValue::from_static("true"));
     }
     Ok(response)
+}
+
+/// A request `once` answers: its route, who sent it (a supplier id, or `buyer/<id>`: keys
+/// are per party), its headers and its JSON body.
+pub(super) struct Request<'a> {
+    pub route: &'static str,
+    pub party: &'a str,
+    pub headers: &'a HeaderMap,
+    pub body: &'a [u8],
 }
 
 /// The request's `Idempotency-Key`, if it has one: 1 to 255 visible ASCII characters.
@@ -217,50 +201,11 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     Ok(Some(key.to_string()))
 }
 
-/// What identifies a request's body under its key: the route and the bytes.
-fn body_hash(route: &str, body: &[u8]) -> [u8; 32] {
+/// What identifies a request under its key: the route and the body's bytes.
+fn request_hash(route: &str, body: &[u8]) -> [u8; 32] {
     let mut hasher = Sha256::new();
     hasher.update(route.as_bytes());
     hasher.update([0]);
     hasher.update(body);
     hasher.finalize().into()
-}
-
-/// The answer of a request's work, as it is kept for replays.
-fn stored<T: Serialize>(success: u16, result: Result<T, ApiError>) -> StoredAnswer {
-    match result {
-        Ok(answer) => match serde_json::to_vec(&answer) {
-            Ok(mut json) => {
-                json.push(b'\n');
-                StoredAnswer { status: success, body: Bytes::from(json) }
-            }
-            Err(_) => error_answer(ApiError::new(500, "internal", "could not encode the answer")),
-        },
-        Err(error) => error_answer(error),
-    }
-}
-
-fn error_answer(error: ApiError) -> StoredAnswer {
-    StoredAnswer { status: error.status, body: error.to_json() }
-}
-
-/// A replayable first answer is journaled (Redis on several nodes) so a retry after a
-/// restart gets it too; any other lets the key be used again.
-async fn keep_or_release(router: &Router, owner: &str, key: &str, body_hash: [u8; 32], answer: &StoredAnswer) {
-    if !replayable(answer.status) {
-        router.release_answer(owner, key).await;
-    } else if let Err(error) = router.keep_answer(owner, key, body_hash, answer).await {
-        // The sale itself is journaled; only a retry after a crash could miss this answer
-        // (and the external id still guards a resale).
-        tracing::warn!(%error, "idempotency record not journaled");
-    }
-}
-
-fn incomplete() -> ApiError {
-    ApiError::new(500, "internal", "the request could not be completed")
-}
-
-/// Answers a retry may be given again: not rate limiting, overload or our own failures.
-fn replayable(status: u16) -> bool {
-    status != 429 && status < 500
 }

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use super::caller::{Buyer, Supplier};
 use super::error::ApiError;
 use super::http::{self, ApiResponse, Buffered};
-use super::public::{detached, json_body, once, row_results};
+use super::public::{detached, json_body, once, row_results, Request};
 use super::{bulk, AppState};
 use crate::domain::model::FieldError;
 use crate::domain::returns::ReturnStatus;
@@ -27,8 +27,8 @@ pub async fn request(
 ) -> Result<ApiResponse, ApiError> {
     let body = json_body(&headers, body)?;
     let party = format!("buyer/{buyer_id}");
-    once(&state, "/v1/returns", 201, &party, &headers, body, |router, _, body| async move {
-        let input: ReturnInput = http::parse_json(&body)?;
+    let request = Request { route: "/v1/returns", party: &party, headers: &headers, body: &body };
+    once(&state, request, 201, |router, _, input: ReturnInput| async move {
         let opened = router.returns().request_return(&buyer_id, input).await?;
         Ok(ReturnView::for_buyer(&opened))
     })

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::money::Money;
 
 /// One problem with one input field: `field` is a dotted path (`filters.radius.km`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldError {
     pub field: String,
     pub message: String,

@@ -2,8 +2,9 @@
 //! the ports (`ports`, chosen once at start as one `Stores` bundle) and the `buyers`
 //! client, and each owning its deadline. Use cases belong to services: `Auction` (ping,
 //! post, direct, bulk; `ping.rs`, `post.rs`, `decide.rs`), `ReturnDesk` (`returns.rs`),
-//! `Deliveries` (outbox and pull; `outbox.rs`) and `Accounts` (balances, top-ups, admin
-//! changes; `accounts.rs`, `configure.rs`). They share one `Core` (market, clock, stores);
+//! `Deliveries` (outbox and pull; `outbox.rs`), `Accounts` (balances, top-ups, admin
+//! changes; `accounts.rs`, `configure.rs`) and `Retries` (requests with an
+//! `Idempotency-Key`, run once; `retries.rs`). They share one `Core` (market, clock, stores);
 //! the `Router` wires them and rebuilds their state at start (`snapshot.rs`, `shared.rs`).
 //!
 //! Deadlines (DESIGN §8.4): a decision gets `tmax_ms` from the moment the request arrives.
@@ -21,6 +22,7 @@ mod outbox;
 mod ping;
 pub mod ports;
 mod post;
+mod retries;
 mod returns;
 mod shared;
 mod snapshot;
@@ -35,6 +37,7 @@ pub use auction::Auction;
 pub use outbox::Deliveries;
 pub use ports::Stores;
 pub use post::PostInput;
+pub use retries::{Answered, KeyedRequest, Retries};
 pub use returns::{ReturnAmounts, ReturnDesk, ReturnInput, ReturnView};
 pub use shared::OtherNodes;
 pub use snapshot::RouterState;
@@ -50,9 +53,9 @@ use crate::domain::model::FieldError;
 use memory::idempotency::Idempotency;
 use memory::returns::Returns;
 use memory::sales::Sales;
-use ports::idempotency::StoredAnswer;
+use ports::idempotency::KeptAnswer;
 use ports::ledger::{InternalRecord, JournalError, Location};
-use ports::{BudgetError, BuyerCalls, ChangeId, KeyClaim, Ledger, Unavailable};
+use ports::{BudgetError, BuyerCalls, ChangeId, Ledger, Unavailable};
 
 /// Whose fault an error is decides its HTTP status (mapped once, in `api::error`).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -78,6 +81,9 @@ pub enum EngineError {
     /// The same request (same `Idempotency-Key`) is still running elsewhere: 503, retry.
     #[error("a request with this Idempotency-Key is still running; retry later")]
     InProgress,
+    /// The task running the request ended without an answer (a bug): 500.
+    #[error("the request could not be completed")]
+    Interrupted,
 }
 
 impl From<BudgetError> for EngineError {
@@ -107,9 +113,6 @@ impl From<MarketError> for EngineError {
         }
     }
 }
-
-/// How long a request waits for another node's answer to the same `Idempotency-Key`.
-const IN_FLIGHT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How this process is deployed: what `Router::new` needs besides the market and stores.
 pub struct Deployment {
@@ -141,6 +144,7 @@ pub struct Router {
     returns: ReturnDesk,
     deliveries: Arc<Deliveries>,
     accounts: Arc<Accounts>,
+    retries: Retries,
 }
 
 impl Router {
@@ -179,7 +183,8 @@ impl Router {
         let returns = ReturnDesk::new(Arc::clone(&core), Arc::clone(&deliveries));
         let accounts = Arc::new(Accounts::new(Arc::clone(&core), Arc::clone(&auction), config_applied));
         accounts.publish_market_gauges();
-        Router { core, auction, returns, deliveries, accounts }
+        let retries = Retries::new(Arc::clone(&core));
+        Router { core, auction, returns, deliveries, accounts, retries }
     }
 
     /// Pings, posts, direct and bulk posts.
@@ -202,16 +207,17 @@ impl Router {
         &self.accounts
     }
 
+    /// Requests with an `Idempotency-Key`, run once.
+    pub fn retries(&self) -> &Retries {
+        &self.retries
+    }
+
     pub fn market(&self) -> Arc<Market> {
         self.core.market()
     }
 
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.core.clock
-    }
-
-    pub fn idempotency(&self) -> &Idempotency {
-        &self.core.idempotency
     }
 
     pub fn sales(&self) -> &Sales {
@@ -298,51 +304,6 @@ impl Router {
             replayed: std::collections::HashSet::new(),
         }
     }
-
-    /// Makes the first answer to an `Idempotency-Key` durable before it is returned, so a
-    /// retry after a crash still gets it.
-    pub async fn keep_answer(
-        &self,
-        supplier_id: &str,
-        key: &str,
-        body_hash: [u8; 32],
-        answer: &StoredAnswer,
-    ) -> Result<(), EngineError> {
-        Ok(self.core.claims.store_answer(supplier_id, key, body_hash, answer).await?)
-    }
-
-    /// The answer an `Idempotency-Key` already has elsewhere (on another node), if any.
-    /// `Ok(None)` means this request runs (and `keep_answer` stores its answer).
-    pub async fn prior_answer(
-        &self,
-        party: &str,
-        key: &str,
-        body_hash: [u8; 32],
-    ) -> Result<Option<StoredAnswer>, EngineError> {
-        self.core.ensure_store()?;
-        let started = tokio::time::Instant::now();
-        loop {
-            match self.core.claims.begin_answer(party, key, body_hash).await? {
-                KeyClaim::Fresh => return Ok(None),
-                KeyClaim::Answered(answer) => return Ok(Some(answer)),
-                KeyClaim::Conflict => {
-                    return Err(EngineError::Conflict {
-                        code: "idempotency_key_reused",
-                        message: "this Idempotency-Key was used with another request body".into(),
-                    })
-                }
-                KeyClaim::InFlight if started.elapsed() < IN_FLIGHT_WAIT => {
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                }
-                KeyClaim::InFlight => return Err(EngineError::InProgress),
-            }
-        }
-    }
-
-    /// Gives back an `Idempotency-Key` whose answer must not be replayed.
-    pub async fn release_answer(&self, party: &str, key: &str) {
-        self.core.claims.release_answer(party, key).await;
-    }
 }
 
 /// What the ledger last said of each account, gathered while it is replayed.
@@ -383,6 +344,21 @@ impl Restoring<'_> {
         self
     }
 
+    /// Puts back a first answer journaled less than 24 hours ago.
+    fn restore_answer(
+        &self,
+        party: &str,
+        key: &str,
+        body_hash: &str,
+        answer: KeptAnswer,
+        created_at: chrono::DateTime<chrono::Utc>,
+    ) {
+        let mut hash = [0u8; 32];
+        if created_at > self.horizon && hex::decode_to_slice(body_hash, &mut hash).is_ok() {
+            self.router.core.idempotency.restore(party, key, hash, answer, created_at);
+        }
+    }
+
     /// Takes a record read back without its place (several nodes: no pull leads there).
     pub fn take(&mut self, record: InternalRecord) {
         self.take_at(Location::default(), record);
@@ -392,11 +368,12 @@ impl Restoring<'_> {
     pub fn take_at(&mut self, location: Location, record: InternalRecord) {
         let router = self.router;
         match record {
+            InternalRecord::Answer { party, key, body_hash, answer, created_at } => {
+                self.restore_answer(&party, &key, &body_hash, answer, created_at)
+            }
             InternalRecord::Idempotency { supplier_id, key, body_hash, status, body, created_at } => {
-                let mut hash = [0u8; 32];
-                if created_at > self.horizon && hex::decode_to_slice(&body_hash, &mut hash).is_ok() {
-                    let answer = StoredAnswer { status, body: bytes::Bytes::from(body) };
-                    router.core.idempotency.restore(&supplier_id, &key, hash, answer, created_at);
+                if let Some(answer) = KeptAnswer::from_http_form(status, body.as_bytes()) {
+                    self.restore_answer(&supplier_id, &key, &body_hash, answer, created_at)
                 }
             }
             InternalRecord::ExternalId { supplier_id, external_id, lead_id, at } if at > self.horizon => {

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use super::journal::InternalRecord;
 use super::{Claims, KeyClaim, Ledger, Unavailable};
 use crate::clock::Clock;
-use crate::engine::memory::idempotency::StoredAnswer;
+use crate::engine::ports::idempotency::KeptAnswer;
 
 pub struct JournaledClaims {
     journal: Arc<dyn Ledger>,
@@ -41,14 +41,13 @@ impl Claims for JournaledClaims {
         party: &str,
         key: &str,
         body_hash: [u8; 32],
-        answer: &StoredAnswer,
+        answer: &KeptAnswer,
     ) -> Result<(), Unavailable> {
-        self.append(InternalRecord::Idempotency {
-            supplier_id: party.to_string(),
+        self.append(InternalRecord::Answer {
+            party: party.to_string(),
             key: key.to_string(),
             body_hash: hex::encode(body_hash),
-            status: answer.status,
-            body: String::from_utf8_lossy(&answer.body).into_owned(),
+            answer: answer.clone(),
             created_at: self.clock.now(),
         })
         .await

@@ -11,20 +11,22 @@ use redis::{AsyncCommands, Script};
 
 use super::redis::RedisConnection;
 use super::{Claims, KeyClaim, Unavailable};
-use crate::engine::memory::idempotency::{StoredAnswer, IDEMPOTENCY_TTL_HOURS};
+use crate::engine::ports::idempotency::{KeptAnswer, IDEMPOTENCY_TTL_HOURS};
 
 /// Takes the key for this body, or tells what holds it: another body, a request still
-/// running, or its answer (status and body).
+/// running, or its answer: `a` (a `KeptAnswer` as JSON), or `s` and `b` (status and HTTP
+/// body) where a node from before typed answers kept it.
 const BEGIN: &str = r"
-local f = redis.call('HMGET', KEYS[1], 'h', 's', 'b')
+local f = redis.call('HMGET', KEYS[1], 'h', 'a', 's', 'b')
 if not f[1] then
   redis.call('HSET', KEYS[1], 'h', ARGV[1])
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return {'fresh'}
 end
 if f[1] ~= ARGV[1] then return {'conflict'} end
-if not f[2] then return {'in_flight'} end
-return {'answered', f[2], f[3]}
+if f[2] then return {'answered', f[2]} end
+if f[3] then return {'answered_http', f[3], f[4] or ''} end
+return {'in_flight'}
 ";
 
 const TTL_MS: u64 = IDEMPOTENCY_TTL_HOURS as u64 * 3_600_000;
@@ -67,10 +69,13 @@ impl Claims for RedisClaims {
         Ok(match reply.as_slice() {
             [what] if what == b"fresh" => KeyClaim::Fresh,
             [what] if what == b"conflict" => KeyClaim::Conflict,
-            [what, status, body] if what == b"answered" => {
+            [what, answer] if what == b"answered" => {
+                KeyClaim::Answered(serde_json::from_slice(answer).map_err(|_| undecodable())?)
+            }
+            [what, status, body] if what == b"answered_http" => {
                 let status = std::str::from_utf8(status).ok().and_then(|status| status.parse().ok());
-                let status = status.ok_or_else(|| Unavailable("an idempotency record does not decode".into()))?;
-                KeyClaim::Answered(StoredAnswer { status, body: bytes::Bytes::from(body.clone()) })
+                let answer = status.and_then(|status| KeptAnswer::from_http_form(status, body));
+                KeyClaim::Answered(answer.ok_or_else(undecodable)?)
             }
             _ => KeyClaim::InFlight,
         })
@@ -81,12 +86,11 @@ impl Claims for RedisClaims {
         party: &str,
         key: &str,
         _body_hash: [u8; 32],
-        answer: &StoredAnswer,
+        answer: &KeptAnswer,
     ) -> Result<(), Unavailable> {
         // The body's hash was kept when the key was claimed (`begin_answer`).
-        let fields = [("s", answer.status.to_string().into_bytes()), ("b", answer.body.to_vec())];
-        let _: () =
-            self.redis.clone().hset_multiple(self.answer_key(party, key), &fields).await.map_err(unavailable)?;
+        let answer = serde_json::to_vec(answer).map_err(|error| Unavailable(error.to_string()))?;
+        let _: () = self.redis.clone().hset(self.answer_key(party, key), "a", answer).await.map_err(unavailable)?;
         Ok(())
     }
 
@@ -147,4 +151,9 @@ impl Claims for RedisClaims {
 
 fn unavailable(error: redis::RedisError) -> Unavailable {
     Unavailable(error.to_string())
+}
+
+/// An answer record no node could have written: the request is not run on a guess.
+fn undecodable() -> Unavailable {
+    Unavailable("an idempotency record does not decode".into())
 }

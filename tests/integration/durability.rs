@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use leadrouter::clock::SystemClock;
 use leadrouter::domain::ledger::Event;
+use leadrouter::engine::ports::ledger::InternalRecord;
 use leadrouter::ledger::proto::{self, ledger_stream_client::LedgerStreamClient, SubscribeRequest};
 use leadrouter::store::journal::Journal;
 use leadrouter::store::EventLog;
@@ -237,11 +238,67 @@ async fn retries_after_a_restart_get_the_first_answer_and_never_a_second_sale() 
     assert_eq!(sink.count("/post"), 1, "one sale, whatever the retries");
 }
 
+#[tokio::test]
+async fn answers_journaled_with_their_http_status_are_still_replayed_after_an_upgrade() {
+    let sink = mock_buyer(|_, _| accept()).await;
+    let server = start(market(&sink)).await;
+    let data = server.stop().await;
+    // Journals written before answers were typed kept each as its HTTP status and body.
+    let (sold, refused) = (lead("solar", 1).to_string(), lead("solar", 2).to_string());
+    let sold_answer = "{\"lead_id\":\"lead_from_before\",\"status\":\"sold\",\"price\":\"10.00\"}\n";
+    let refused_answer =
+        "{\"error\":{\"code\":\"validation_failed\",\"message\":\"the request is not valid\",\"details\":[{\"field\":\"zip\",\"message\":\"unknown\"}]}}\n";
+    let (journal, _) = Journal::open(&data.path().join("journal")).unwrap();
+    for (key, body, status, answer) in
+        [("k-sold", &sold, 200, sold_answer), ("k-refused", &refused, 422, refused_answer)]
+    {
+        let record = InternalRecord::Idempotency {
+            supplier_id: "s1".into(),
+            key: key.into(),
+            body_hash: hex::encode(request_hash("/v1/leads", body.as_bytes())),
+            status,
+            body: answer.into(),
+            created_at: chrono::Utc::now(),
+        };
+        journal.append_internal(record).await.unwrap();
+    }
+    journal.close().await;
+    drop(journal);
+
+    let server = start_in(market(&sink), Arc::new(SystemClock), data).await;
+    let replay = keyed_as(&server, "k-sold", sold.clone()).await;
+    assert_eq!((replay.status, &replay.raw[..]), (200, sold_answer.as_bytes()), "the first answer, byte for byte");
+    assert_eq!(replay.headers.get("idempotent-replayed").unwrap(), "true");
+    let replay = keyed_as(&server, "k-refused", refused).await;
+    assert_eq!((replay.status, &replay.raw[..]), (422, refused_answer.as_bytes()));
+    assert_eq!(keyed_as(&server, "k-sold", lead("solar", 3).to_string()).await.status, 409, "same key, other body");
+    assert_eq!(sink.count("/post"), 0, "nothing was sold again");
+
+    // Kept again in the typed form, they survive the next restart as well.
+    let data = server.stop().await;
+    let server = start_in(market(&sink), Arc::new(SystemClock), data).await;
+    assert_eq!(keyed_as(&server, "k-sold", sold).await.raw, sold_answer.as_bytes());
+}
+
+/// What identifies a request under its `Idempotency-Key`: SHA-256 of its route, a NUL and its body.
+fn request_hash(route: &str, body: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(route.as_bytes());
+    hasher.update([0]);
+    hasher.update(body);
+    hasher.finalize().into()
+}
+
 async fn keyed(server: &TestServer, body: serde_json::Value) -> Answer {
+    keyed_as(server, "k-1", body.to_string()).await
+}
+
+async fn keyed_as(server: &TestServer, key: &str, body: String) -> Answer {
     let auth = format!("Bearer {SUPPLIER_KEY}");
     let url = format!("{}/v1/leads", server.base);
-    let headers = [("authorization", auth.as_str()), ("content-type", "application/json"), ("idempotency-key", "k-1")];
-    server.send("POST", &url, &headers, body.to_string()).await
+    let headers = [("authorization", auth.as_str()), ("content-type", "application/json"), ("idempotency-key", key)];
+    server.send("POST", &url, &headers, body).await
 }
 
 #[tokio::test]

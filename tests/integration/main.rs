@@ -16,6 +16,7 @@ mod models;
 mod outbox;
 mod overspend;
 mod redis_budget;
+mod redis_claims;
 mod redis_dedup;
 mod redis_ledger;
 mod retention;

@@ -51,6 +51,25 @@ async fn a_retried_request_gets_the_first_answer_and_never_a_second_sale() {
     assert_eq!(conflict.status, 409);
     assert_eq!(conflict.json["error"]["code"], "idempotency_key_reused");
     assert_eq!(sink.count("/post"), 1);
+
+    // A refusal is kept like a sale: the retry gets it again, marked as replayed.
+    let mut unknown_zip = lead("solar", 3);
+    unknown_zip["zip"] = json!("00000");
+    let refused = keyed(&server, "retry-2", &unknown_zip).await;
+    assert_eq!(refused.status, 422, "{}", refused.json);
+    let replay = keyed(&server, "retry-2", &unknown_zip).await;
+    assert_eq!((replay.status, &replay.raw), (422, &refused.raw));
+    assert_eq!(replay.headers.get("idempotent-replayed").unwrap(), "true");
+
+    // A body that cannot be read is refused before its key is looked at, and takes none:
+    // the corrected request runs under the same key.
+    let auth = format!("Bearer {SUPPLIER_KEY}");
+    let headers =
+        [("authorization", auth.as_str()), ("content-type", "application/json"), ("idempotency-key", "retry-3")];
+    let malformed = server.send("POST", &format!("{}/v1/leads", server.base), &headers, "{\"vertical\":").await;
+    assert_eq!(malformed.status, 400, "{}", malformed.json);
+    assert_eq!(keyed(&server, "retry-3", &lead("solar", 4)).await.json["status"], "sold");
+    assert_eq!(sink.count("/post"), 2);
 }
 
 #[tokio::test]

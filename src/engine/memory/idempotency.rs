@@ -10,23 +10,44 @@ use chrono::{DateTime, Duration, Utc};
 use dashmap::DashMap;
 use tokio::sync::OnceCell;
 
-pub use crate::engine::ports::idempotency::{Begin, StoredAnswer, IDEMPOTENCY_TTL_HOURS};
+pub use crate::engine::ports::idempotency::{Begin, KeptAnswer, IDEMPOTENCY_TTL_HOURS};
+use crate::engine::EngineError;
+
+/// What the first request with a key came to: its kept answer, or an error that is not
+/// kept (the record is forgotten and a retry runs again).
+pub type Settled = Result<KeptAnswer, EngineError>;
 
 pub struct Record {
     body_hash: [u8; 32],
     created_at: DateTime<Utc>,
-    pub answer: OnceCell<StoredAnswer>,
+    pub answer: OnceCell<Settled>,
 }
 
 /// An answered `Idempotency-Key` as a checkpoint keeps it.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AnswerState {
+    /// The party: a supplier id, or `buyer/<id>`.
     pub supplier_id: String,
     pub key: String,
     pub body_hash: String,
-    pub status: u16,
-    pub body: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<KeptAnswer>,
+    /// Status and body: how checkpoints kept an answer before answers were typed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
     pub created_at: DateTime<Utc>,
+}
+
+impl AnswerState {
+    fn kept(&self) -> Option<KeptAnswer> {
+        match (&self.answer, self.status, &self.body) {
+            (Some(answer), _, _) => Some(answer.clone()),
+            (None, Some(status), Some(body)) => KeptAnswer::from_http_form(status, body.as_bytes()),
+            _ => None,
+        }
+    }
 }
 
 /// An `external_id` claim as a checkpoint keeps it.
@@ -67,10 +88,10 @@ impl Idempotency {
         supplier_id: &str,
         key: &str,
         body_hash: [u8; 32],
-        answer: StoredAnswer,
+        answer: KeptAnswer,
         created_at: DateTime<Utc>,
     ) {
-        let record = Record { body_hash, created_at, answer: OnceCell::new_with(Some(answer)) };
+        let record = Record { body_hash, created_at, answer: OnceCell::new_with(Some(Ok(answer))) };
         self.records.insert((supplier_id.to_string(), key.to_string()), Arc::new(record));
     }
 
@@ -113,13 +134,14 @@ impl Idempotency {
             .records
             .iter()
             .filter_map(|entry| {
-                let answer = entry.answer.get()?;
+                let answer = entry.answer.get()?.as_ref().ok()?;
                 Some(AnswerState {
                     supplier_id: entry.key().0.clone(),
                     key: entry.key().1.clone(),
                     body_hash: hex::encode(entry.body_hash),
-                    status: answer.status,
-                    body: String::from_utf8_lossy(&answer.body).into_owned(),
+                    answer: Some(answer.clone()),
+                    status: None,
+                    body: None,
                     created_at: entry.created_at,
                 })
             })
@@ -140,9 +162,9 @@ impl Idempotency {
     pub fn import(&self, answers: Vec<AnswerState>, external_ids: Vec<ExternalIdState>) {
         for answer in answers {
             let mut hash = [0u8; 32];
+            let Some(kept) = answer.kept() else { continue };
             if hex::decode_to_slice(&answer.body_hash, &mut hash).is_ok() {
-                let stored = StoredAnswer { status: answer.status, body: bytes::Bytes::from(answer.body) };
-                self.restore(&answer.supplier_id, &answer.key, hash, stored, answer.created_at);
+                self.restore(&answer.supplier_id, &answer.key, hash, kept, answer.created_at);
             }
         }
         for claim in external_ids {
@@ -154,5 +176,44 @@ impl Idempotency {
         let ttl = Duration::hours(IDEMPOTENCY_TTL_HOURS);
         self.records.retain(|_, record| record.created_at + ttl > now);
         self.external_ids.retain(|_, (_, at)| *at + ttl > now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoints_of_either_form_restore_the_first_answer() {
+        let now = chrono::Utc::now();
+        let typed = KeptAnswer::Done { result: bytes::Bytes::from_static(b"{\"status\":\"sold\"}\n") };
+        let checkpoint = |key: &str, answer: Option<KeptAnswer>, status: Option<u16>, body: Option<&str>| AnswerState {
+            supplier_id: "s1".into(),
+            key: key.into(),
+            body_hash: hex::encode([3u8; 32]),
+            answer,
+            status,
+            body: body.map(str::to_string),
+            created_at: now,
+        };
+        let kept = Idempotency::default();
+        kept.import(
+            vec![
+                checkpoint("typed", Some(typed.clone()), None, None),
+                checkpoint("http", None, Some(200), Some("{\"status\":\"sold\"}\n")),
+                checkpoint("unreadable", None, Some(400), Some("{}")),
+            ],
+            Vec::new(),
+        );
+        for key in ["typed", "http"] {
+            let (begin, record) = kept.begin("s1", key, [3u8; 32], now);
+            assert_eq!(begin, Begin::Proceed);
+            assert_eq!(record.answer.get(), Some(&Ok(typed.clone())), "{key}");
+        }
+        let (_, record) = kept.begin("s1", "unreadable", [3u8; 32], now);
+        assert!(!record.answer.initialized(), "an answer that does not read is run again");
+        let (answers, _) = kept.export();
+        assert_eq!(answers.len(), 2);
+        assert!(answers.iter().all(|state| state.answer == Some(typed.clone()) && state.status.is_none()));
     }
 }

@@ -16,7 +16,7 @@ pub enum KeyClaim {
     /// A request with the same key and body is still running (on another node).
     InFlight,
     /// The first answer, to give again.
-    Answered(super::idempotency::StoredAnswer),
+    Answered(super::idempotency::KeptAnswer),
 }
 
 /// Claims that must hold on every node at once and outlive a restart: idempotency keys,
@@ -32,7 +32,7 @@ pub trait Claims: Send + Sync + 'static {
         party: &str,
         key: &str,
         body_hash: [u8; 32],
-        answer: &super::idempotency::StoredAnswer,
+        answer: &super::idempotency::KeptAnswer,
     ) -> Result<(), Unavailable>;
     /// Gives a key back after an answer that must not be replayed (overload, our failure).
     async fn release_answer(&self, party: &str, key: &str);

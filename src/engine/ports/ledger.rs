@@ -126,6 +126,16 @@ pub enum JournalError {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum InternalRecord {
     /// The first answer to a request with an `Idempotency-Key`, replayed to retries.
+    Answer {
+        /// Who sent it: a supplier id, or `buyer/<id>`.
+        party: String,
+        key: String,
+        body_hash: String,
+        answer: super::idempotency::KeptAnswer,
+        created_at: DateTime<Utc>,
+    },
+    /// A first answer as journals kept it before answers were typed (HTTP status and
+    /// body): read back, no longer written.
     Idempotency {
         supplier_id: String,
         key: String,
