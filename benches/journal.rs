@@ -31,7 +31,7 @@ fn sale(n: usize) -> Event {
         model: Model::PingPost,
         price: Money::cents(3800),
         payout: Money::cents(2280),
-        currency: "EUR".into(),
+        currency: leadrouter::domain::money::Currency::EUR,
         sold_at: Utc::now(),
         internal: false,
         dedup_keys: vec![hex_key(n, 1), hex_key(n, 2)],

@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use parking_lot::Mutex;
 use rust_decimal::Decimal;
 
-use crate::domain::money::Money;
+use crate::domain::money::{Currency, Money};
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -50,11 +50,11 @@ pub const METRICS_UPKEEP_THREAD: &str = "metrics-upkeep";
 /// Revenue per currency, summed exactly. Rationale: `metrics` counters are integers, and a
 /// float sum would drift; we keep the decimal sum ourselves and render it next to the
 /// exporter's output.
-static REVENUE: OnceLock<Mutex<BTreeMap<String, Decimal>>> = OnceLock::new();
+static REVENUE: OnceLock<Mutex<BTreeMap<Currency, Decimal>>> = OnceLock::new();
 
-pub fn record_revenue(currency: &str, amount: Money) {
+pub fn record_revenue(currency: Currency, amount: Money) {
     let mut revenue = REVENUE.get_or_init(Default::default).lock();
-    *revenue.entry(currency.to_string()).or_default() += amount.amount();
+    *revenue.entry(currency).or_default() += amount.amount();
 }
 
 /// The whole `/metrics` page: the exporter's metrics plus the exact revenue counter.

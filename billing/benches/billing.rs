@@ -42,10 +42,10 @@ fn entries() -> Vec<Entry> {
             _ => BillingMode::Invoice,
         };
         let buyer = Buyer {
-            buyer_id: format!("buy_{b}"),
+            buyer_id: format!("buy_{b}").into(),
             name: format!("Buyer {b}"),
             email: Some(format!("b{b}@example.com")),
-            currency: "EUR".into(),
+            currency: leadrouter_types::Currency::EUR,
             timezone: chrono_tz::Europe::Berlin,
             mode,
             interval: Interval::Monthly,
@@ -56,7 +56,7 @@ fn entries() -> Vec<Entry> {
     }
     for s in 0..SUPPLIERS {
         let supplier = Supplier {
-            supplier_id: format!("sup_{s}"),
+            supplier_id: format!("sup_{s}").into(),
             name: format!("Supplier {s}"),
             email: None,
             interval: Interval::Monthly,
@@ -66,18 +66,18 @@ fn entries() -> Vec<Entry> {
     }
     for n in 0..SALES {
         let sale = Sale {
-            sale_id: format!("sal_{n:08}"),
-            lead_id: format!("led_{n:08}"),
-            ping_id: String::new(),
-            supplier_id: format!("sup_{}", n % SUPPLIERS),
-            buyer_id: format!("buy_{}", n % BUYERS),
-            campaign_id: format!("cmp_{}", n % BUYERS),
+            sale_id: format!("sal_{n:08}").into(),
+            lead_id: format!("led_{n:08}").into(),
+            ping_id: None,
+            supplier_id: format!("sup_{}", n % SUPPLIERS).into(),
+            buyer_id: format!("buy_{}", n % BUYERS).into(),
+            campaign_id: format!("cmp_{}", n % BUYERS).into(),
             vertical: "solar".into(),
             country: "DE".into(),
             model: leadrouter_types::Model::Bidding,
             price: Decimal::new(3_850, 2),
             payout: Decimal::new(2_280, 2),
-            currency: "EUR".into(),
+            currency: leadrouter_types::Currency::EUR,
             sold_at: start + Duration::seconds((n * 25) as i64), // spread over November
             internal: (n % BUYERS).is_multiple_of(10),
         };
@@ -119,7 +119,7 @@ fn router_journal(runtime: &tokio::runtime::Runtime) -> tempfile::TempDir {
                             model: Model::Bidding,
                             price: Money::cents(3850),
                             payout: Money::cents(2280),
-                            currency: "EUR".into(),
+                            currency: leadrouter_types::Currency::EUR,
                             sold_at: Utc::now(),
                             internal: false,
                             dedup_keys: Vec::new(),

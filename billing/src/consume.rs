@@ -10,6 +10,8 @@ use rust_decimal::Decimal;
 use tokio::sync::watch;
 use tonic::transport::{Channel, Endpoint};
 
+use leadrouter_types::{Currency, PingId};
+
 use crate::domain::facts::{self, BillingMode, Entry, Fact, DEFAULT_PAYMENT_TERMS_DAYS};
 use crate::domain::money;
 use crate::store::{ledger, Db, StoreError};
@@ -165,22 +167,23 @@ pub fn entry(event: proto::LedgerEvent) -> Result<Entry, ConsumeError> {
     let instant = |text: &str, field| {
         DateTime::parse_from_rfc3339(text).map(|at| at.with_timezone(&Utc)).map_err(|_| malformed(field))
     };
+    let currency = |text: &str| text.parse::<Currency>().map_err(|_| malformed("currency"));
     let at = instant(&event.at, "at")?;
     let fact = match event.event.ok_or(malformed("event"))? {
         Event::SaleSettled(sale) => Fact::Sale(facts::Sale {
             price: amount(&sale.price, "price")?,
             payout: amount(&sale.payout, "payout")?,
             sold_at: instant(&sale.sold_at, "sold_at")?,
-            sale_id: sale.sale_id,
-            lead_id: sale.lead_id,
-            ping_id: sale.ping_id,
-            supplier_id: sale.supplier_id,
-            buyer_id: sale.buyer_id,
-            campaign_id: sale.campaign_id,
+            currency: currency(&sale.currency)?,
+            sale_id: sale.sale_id.into(),
+            lead_id: sale.lead_id.into(),
+            ping_id: Some(sale.ping_id).filter(|id| !id.is_empty()).map(PingId::from),
+            supplier_id: sale.supplier_id.into(),
+            buyer_id: sale.buyer_id.into(),
+            campaign_id: sale.campaign_id.into(),
             vertical: sale.vertical,
             country: sale.country,
             model: sale.model.parse().map_err(|_| malformed("model"))?,
-            currency: sale.currency,
             internal: sale.internal,
         }),
         Event::ReturnResolved(ret) => Fact::Return(facts::Return {
@@ -189,21 +192,21 @@ pub fn entry(event: proto::LedgerEvent) -> Result<Entry, ConsumeError> {
             requested_at: instant(&ret.requested_at, "requested_at")?,
             resolved_at: instant(&ret.resolved_at, "resolved_at")?,
             sold_at: instant(&ret.sold_at, "sold_at")?,
-            return_id: ret.return_id,
-            sale_id: ret.sale_id,
-            buyer_id: ret.buyer_id,
-            supplier_id: ret.supplier_id,
+            currency: currency(&ret.currency)?,
+            return_id: ret.return_id.into(),
+            sale_id: ret.sale_id.into(),
+            buyer_id: ret.buyer_id.into(),
+            supplier_id: ret.supplier_id.into(),
             approved: ret.approved,
-            currency: ret.currency,
             reason: ret.reason,
             note: ret.note,
         }),
         Event::BalanceToppedUp(topup) => Fact::TopUp(facts::TopUp {
             amount: amount(&topup.amount, "amount")?,
             balance_after: amount(&topup.balance_after, "balance_after")?,
-            buyer_id: topup.buyer_id,
+            currency: currency(&topup.currency)?,
+            buyer_id: topup.buyer_id.into(),
             reference: topup.reference,
-            currency: topup.currency,
         }),
         Event::BuyerUpdated(buyer) => Fact::Buyer(facts::Buyer {
             timezone: zone(&buyer.timezone).ok_or(malformed("timezone"))?,
@@ -215,15 +218,15 @@ pub fn entry(event: proto::LedgerEvent) -> Result<Entry, ConsumeError> {
             },
             credit_limit: optional_amount(&buyer.credit_limit).map_err(|_| malformed("credit_limit"))?,
             email: Some(buyer.email).filter(|email| !email.is_empty()),
-            buyer_id: buyer.buyer_id,
+            currency: currency(&buyer.currency)?,
+            buyer_id: buyer.buyer_id.into(),
             name: buyer.name,
-            currency: buyer.currency,
         }),
         Event::SupplierUpdated(supplier) => Fact::Supplier(facts::Supplier {
             timezone: zone(&supplier.billing_timezone).ok_or(malformed("billing_timezone"))?,
             interval: interval(&supplier.billing_interval).ok_or(malformed("billing_interval"))?,
             email: Some(supplier.email).filter(|email| !email.is_empty()),
-            supplier_id: supplier.supplier_id,
+            supplier_id: supplier.supplier_id.into(),
             name: supplier.name,
         }),
     };
@@ -283,7 +286,8 @@ mod tests {
     #[test]
     fn a_sale_reads_into_exact_types_and_a_field_that_does_not_is_named() {
         let Fact::Sale(read) = entry(sale("ping_tree", "38.50")).unwrap().fact else { panic!("a sale") };
-        assert_eq!((read.model, read.price), (Model::PingTree, Decimal::new(3850, 2)));
+        assert_eq!((read.model, read.price, read.currency), (Model::PingTree, Decimal::new(3850, 2), Currency::USD));
+        assert_eq!((read.sale_id.as_str(), read.buyer_id.as_str(), read.ping_id), ("sale_1", "b1", None));
         let refused = |model, price| match entry(sale(model, price)) {
             Err(ConsumeError::Malformed { sequence: 7, field }) => field,
             other => panic!("malformed, got {other:?}"),
@@ -291,5 +295,10 @@ mod tests {
         assert_eq!(refused("PingTree", "38.50"), "model");
         assert_eq!(refused("ping_tree", "38.5e1"), "price");
         assert_eq!(refused("ping_tree", "1_0.00"), "price");
+        let mut lowercase = sale("ping_tree", "38.50");
+        if let Some(Event::SaleSettled(sale)) = &mut lowercase.event {
+            sale.currency = "usd".into();
+        }
+        assert!(matches!(entry(lowercase), Err(ConsumeError::Malformed { field: "currency", .. })));
     }
 }

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::model::{Buyer, Model, Supplier};
-use super::money::Money;
+use super::money::{Currency, Money};
 
 /// One event with its place in the ledger.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -42,7 +42,7 @@ pub struct SaleSettled {
     pub model: Model,
     pub price: Money,
     pub payout: Money,
-    pub currency: String,
+    pub currency: Currency,
     pub sold_at: DateTime<Utc>,
     pub internal: bool,
     /// The lead's dedup keys for this buyer (hex HMAC-SHA-256 of buyer and normalized
@@ -72,7 +72,7 @@ impl SaleSettled {
             model: Model::Bidding,
             price: Money::cents(3800),
             payout: Money::cents(2280),
-            currency: "EUR".into(),
+            currency: crate::domain::money::Currency::EUR,
             sold_at,
             internal: false,
             dedup_keys: Vec::new(),
@@ -92,7 +92,7 @@ pub struct ReturnResolved {
     pub credit: Money,
     /// What the supplier gives back (its payout when approved, else zero).
     pub payout_reversed: Money,
-    pub currency: String,
+    pub currency: Currency,
     pub reason: String,
     pub note: Option<String>,
     pub requested_at: DateTime<Utc>,
@@ -115,5 +115,5 @@ pub struct BalanceToppedUp {
     pub amount: Money,
     pub reference: String,
     pub balance_after: Money,
-    pub currency: String,
+    pub currency: Currency,
 }

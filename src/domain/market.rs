@@ -21,7 +21,7 @@ use super::caps::{caps_of, Cap};
 use super::eligibility::Subject;
 use super::geo::{bounding_box, min_dot_within, BoundingBox, Point, PostalTable, UnitVector};
 use super::model::{Buyer, Campaign, FieldError, Supplier, Vertical};
-use super::money::Money;
+use super::money::{Currency, Money};
 use super::schedule::OpenHours;
 
 /// Grid cell edge for radius campaigns: 0.25° is ~28 km north–south, so a typical 25–50 km
@@ -108,7 +108,7 @@ pub struct CompiledCampaign {
     pub zips: ZipSet,
     pub exclude_zips: ZipSet,
     pub funding: Funding,
-    pub currency: Arc<str>,
+    pub currency: Currency,
     pub webhook_secret: Arc<str>,
 }
 
@@ -136,7 +136,7 @@ impl CompiledCampaign {
             zips: ZipSet::default(),
             exclude_zips: ZipSet::default(),
             funding: Funding { mode: super::model::BillingMode::Prepaid, credit_limit: None },
-            currency: "EUR".into(),
+            currency: crate::domain::money::Currency::EUR,
             webhook_secret: "secret".into(),
             campaign,
         })
@@ -184,6 +184,8 @@ pub struct Market {
     config: MarketConfig,
     suppliers: HashMap<String, Arc<Supplier>>,
     buyers: HashMap<String, Arc<Buyer>>,
+    /// Each buyer's currency, read once its settings are valid.
+    currencies: HashMap<String, Currency>,
     campaigns: HashMap<String, Arc<CompiledCampaign>>,
     verticals: HashMap<String, Arc<Vertical>>,
     api_keys: HashMap<String, Party>,
@@ -219,14 +221,20 @@ impl Market {
         for buyer in &config.buyers {
             buyer.validate().map_err(|errors| MarketError::Invalid { kind: "buyer", id: buyer.id.clone(), errors })?;
             market.add_key(&buyer.api_key, Party::Buyer(buyer.id.clone()))?;
+            let currency = buyer.currency.parse().map_err(|_| MarketError::Invalid {
+                kind: "buyer",
+                id: buyer.id.clone(),
+                errors: vec![FieldError::new("currency", "an ISO 4217 code such as EUR")],
+            })?;
+            market.currencies.insert(buyer.id.clone(), currency);
             market.buyers.insert(buyer.id.clone(), Arc::new(buyer.clone()));
         }
         // Every campaign of a vertical sells in one currency (its buyer's): an auction
         // compares prices as numbers, and USD 30.00 must never beat EUR 10.00 as 30 > 10.
-        let mut currencies: HashMap<&str, (&str, Arc<str>)> = HashMap::new();
+        let mut currencies: HashMap<&str, (&str, Currency)> = HashMap::new();
         for campaign in &config.campaigns {
             let compiled = market.compile(campaign, postal)?;
-            let currency = currencies.entry(&campaign.vertical).or_insert((&campaign.id, compiled.currency.clone()));
+            let currency = currencies.entry(&campaign.vertical).or_insert((&campaign.id, compiled.currency));
             if currency.1 != compiled.currency {
                 let message = format!(
                     "its buyer pays in {} but vertical {} sells in {} (campaign {}): every campaign of a vertical sells in one currency",
@@ -311,7 +319,9 @@ impl Market {
             zips: ZipSet::new(&campaign.filters.zips),
             exclude_zips: ZipSet::new(&campaign.filters.exclude_zips),
             funding: Funding::of(buyer),
-            currency: buyer.currency.as_str().into(),
+            currency: self
+                .currency_of(&buyer.id)
+                .ok_or_else(|| invalid(vec![FieldError::new("buyer_id", "unknown buyer")]))?,
             webhook_secret: buyer.webhook_secret.as_str().into(),
             campaign: campaign.clone(),
         })
@@ -339,6 +349,11 @@ impl Market {
 
     pub fn buyer(&self, id: &str) -> Option<&Arc<Buyer>> {
         self.buyers.get(id)
+    }
+
+    /// The currency buyer `id` pays in.
+    pub fn currency_of(&self, id: &str) -> Option<Currency> {
+        self.currencies.get(id).copied()
     }
 
     pub fn campaign(&self, id: &str) -> Option<&Arc<CompiledCampaign>> {

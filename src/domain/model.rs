@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
-use super::money::Money;
+use super::money::{Currency, Money};
 
 /// One problem with one input field: `field` is a dotted path (`filters.radius.km`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -498,7 +498,7 @@ impl Buyer {
         if let Some(url) = &self.notify_url {
             check_url(&mut errors, "notify_url", url);
         }
-        if self.currency.len() != 3 || !self.currency.bytes().all(|b| b.is_ascii_uppercase()) {
+        if self.currency.parse::<Currency>().is_err() {
             errors.push(FieldError::new("currency", "an ISO 4217 code such as EUR"));
         }
         check_timezone(&mut errors, "timezone", &self.timezone);

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ledger::{ReturnResolved, SaleSettled};
 use super::model::{Campaign, FieldError};
-use super::money::Money;
+use super::money::{Currency, Money};
 
 /// A buyer's note says what was wrong with the lead; a short paragraph at most.
 pub const NOTE_CHARS_MAX: usize = 1_000;
@@ -84,7 +84,7 @@ pub struct LeadReturn {
     /// The sale's price and payout: what an approval gives back.
     pub price: Money,
     pub payout: Money,
-    pub currency: String,
+    pub currency: Currency,
     pub internal: bool,
     pub sold_at: DateTime<Utc>,
 }
@@ -122,7 +122,7 @@ impl LeadReturn {
             approved: self.status == ReturnStatus::Approved,
             credit: self.credit(),
             payout_reversed: self.payout_reversed(),
-            currency: self.currency.clone(),
+            currency: self.currency,
             reason: self.reason.clone(),
             note: self.note.clone(),
             requested_at: self.requested_at,
@@ -164,7 +164,7 @@ impl LeadReturn {
             resolution_reason: event.resolution_reason.clone(),
             price: sale.price,
             payout: sale.payout,
-            currency: event.currency.clone(),
+            currency: event.currency,
             internal: sale.internal,
             sold_at: event.sold_at,
         }
@@ -235,7 +235,7 @@ pub fn open(
         resolution_reason: None,
         price: sale.price,
         payout: sale.payout,
-        currency: sale.currency.clone(),
+        currency: sale.currency,
         internal: sale.internal,
         sold_at: sale.sold_at,
     }

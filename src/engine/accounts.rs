@@ -12,7 +12,7 @@ use super::{AccountsSaid, EngineError};
 use crate::domain::budget::{BalanceView, Funding};
 use crate::domain::ledger::{BalanceToppedUp, Event};
 use crate::domain::model::{BillingMode, FieldError};
-use crate::domain::money::Money;
+use crate::domain::money::{Currency, Money};
 
 pub struct Accounts {
     pub(super) core: Arc<Core>,
@@ -43,6 +43,7 @@ impl Accounts {
     pub async fn top_up(&self, buyer_id: &str, amount: Money, reference: &str) -> Result<BalanceView, EngineError> {
         let market = self.core.market();
         let buyer = market.buyer(buyer_id).ok_or(EngineError::NotFound("buyer"))?;
+        let currency = market.currency_of(buyer_id).ok_or(EngineError::NotFound("buyer"))?;
         let mut errors = Vec::new();
         if amount.is_negative() || amount.is_zero() {
             errors.push(FieldError::new("amount", "must be positive"));
@@ -88,7 +89,7 @@ impl Accounts {
             amount,
             reference: reference.to_string(),
             balance_after,
-            currency: buyer.currency.clone(),
+            currency,
         });
         if let Err(error) = self.core.journal.append(event, self.core.clock.now()).await {
             // Not on disk, so not booked: take the money back out of memory too.
@@ -106,11 +107,12 @@ impl Accounts {
         self.core.claims.release_once(&booked.0, "topup", &booked.1).await;
     }
 
-    pub async fn balance(&self, buyer_id: &str) -> Result<(BalanceView, String), EngineError> {
+    pub async fn balance(&self, buyer_id: &str) -> Result<(BalanceView, Currency), EngineError> {
         let market = self.core.market();
         let buyer = market.buyer(buyer_id).ok_or(EngineError::NotFound("buyer"))?;
+        let currency = market.currency_of(buyer_id).ok_or(EngineError::NotFound("buyer"))?;
         let view = self.core.budget.balance(buyer_id, self.core.clock.now(), Funding::of(buyer)).await?;
-        Ok((view, buyer.currency.clone()))
+        Ok((view, currency))
     }
 
     /// Journals `BuyerUpdated` / `SupplierUpdated` for every account whose billing-relevant

@@ -3,7 +3,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Serialize, Serializer};
 
-use crate::domain::money::Money;
+use crate::domain::money::{Currency, Money};
 
 fn rfc3339<S: Serializer>(at: &Option<DateTime<Utc>>, serializer: S) -> Result<S::Ok, S::Error> {
     match at {
@@ -20,7 +20,7 @@ pub struct PingAnswer {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payout: Option<Money>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub currency: Option<String>,
+    pub currency: Option<Currency>,
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "rfc3339")]
     pub expires_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -35,7 +35,7 @@ pub struct LeadAnswer {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payout: Option<Money>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub currency: Option<String>,
+    pub currency: Option<Currency>,
     /// `buyer_rejected`, `duplicate`, `no_eligible_buyer` or `deadline`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,

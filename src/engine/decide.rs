@@ -420,7 +420,7 @@ impl Auction {
             "ping_id": lot.ping_id,
             "vertical": d.vertical.name,
             "price": offer.price,
-            "currency": &*campaign.currency,
+            "currency": campaign.currency,
             "lead": lot.lead,
         });
         let url = match (delivery.mode, &delivery.url) {
@@ -518,7 +518,7 @@ impl Auction {
             model: d.vertical.model,
             price: offer.price,
             payout: supplier_payout(&d.supplier.payout, offer.price),
-            currency: campaign.currency.to_string(),
+            currency: campaign.currency,
             sold_at: now,
             internal: campaign.funding.mode == crate::domain::model::BillingMode::Internal,
             dedup_keys: attempt.dedup_keys.iter().map(dedup::to_hex).collect(),
@@ -536,7 +536,7 @@ impl Auction {
         }
         d.trace.push(&campaign.id, &campaign.buyer_id, Outcome::Sold).amount(offer.price);
         metrics::counter!(telemetry::SALES_TOTAL, "vertical" => d.vertical.name.clone()).increment(1);
-        telemetry::record_revenue(&sale.currency, sale.price);
+        telemetry::record_revenue(sale.currency, sale.price);
         self.core.sales.record(sale.clone());
         Ok(sale)
     }

@@ -68,7 +68,7 @@ impl Auction {
             }
         } else {
             let payout: Money = held.iter().map(|(i, _)| supplier_payout(&d.supplier.payout, offers[*i].price)).sum();
-            let currency = held.first().map(|(i, _)| offers[*i].bid.campaign.currency.to_string());
+            let currency = held.first().map(|(i, _)| offers[*i].bid.campaign.currency);
             PingAnswer {
                 ping_id: ping_id.clone(),
                 status: "bid",

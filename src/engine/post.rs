@@ -213,7 +213,7 @@ fn finish(d: &mut Decision, lead_id: String, sales: Vec<Sale>, misses: &Misses) 
             lead_id,
             status: "sold",
             payout: Some(sales.iter().map(|s| s.payout).sum::<Money>()),
-            currency: Some(first.currency.clone()),
+            currency: Some(first.currency),
             reason: None,
         },
         None => LeadAnswer::rejected(lead_id, misses.reason()),

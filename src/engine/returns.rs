@@ -19,7 +19,7 @@ use super::EngineError;
 use crate::domain::ledger::SaleSettled as Sale;
 use crate::domain::ledger::{Event, ReturnResolved};
 use crate::domain::model::DEFAULT_RETURN_REASONS;
-use crate::domain::money::Money;
+use crate::domain::money::{Currency, Money};
 use crate::domain::returns::{self, LeadReturn, ResolveError, ReturnRefusal, ReturnStatus, ReturnTerms};
 use crate::ids;
 use crate::telemetry;
@@ -53,7 +53,7 @@ pub struct ReturnView {
     pub note: Option<String>,
     #[serde(flatten)]
     pub amounts: ReturnAmounts,
-    pub currency: String,
+    pub currency: Currency,
     pub sold_at: chrono::DateTime<chrono::Utc>,
     pub requested_at: chrono::DateTime<chrono::Utc>,
     pub resolved_at: Option<chrono::DateTime<chrono::Utc>>,
@@ -88,7 +88,7 @@ impl ReturnView {
             reason: r.reason.clone(),
             note: r.note.clone(),
             amounts,
-            currency: r.currency.clone(),
+            currency: r.currency,
             sold_at: r.sold_at,
             requested_at: r.requested_at,
             resolved_at: r.resolved_at,

@@ -29,7 +29,7 @@ fn sale(n: usize) -> Event {
         model: Model::Bidding,
         price: Money::cents(3800),
         payout: Money::cents(2280),
-        currency: "EUR".into(),
+        currency: leadrouter::domain::money::Currency::EUR,
         sold_at: Utc::now(),
         internal: false,
         dedup_keys: Vec::new(),

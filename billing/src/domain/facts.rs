@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use leadrouter_types::Model;
+use leadrouter_types::{BuyerId, CampaignId, Currency, LeadId, Model, PingId, ReturnId, SaleId, SupplierId};
 use rust_decimal::Decimal;
 
 use super::period::Interval;
@@ -26,32 +26,33 @@ pub enum Fact {
 
 #[derive(Debug, Clone)]
 pub struct Sale {
-    pub sale_id: String,
-    pub lead_id: String,
-    pub ping_id: String,
-    pub supplier_id: String,
-    pub buyer_id: String,
-    pub campaign_id: String,
+    pub sale_id: SaleId,
+    pub lead_id: LeadId,
+    /// The ping a ping-post sale was posted from; `None` for direct posts.
+    pub ping_id: Option<PingId>,
+    pub supplier_id: SupplierId,
+    pub buyer_id: BuyerId,
+    pub campaign_id: CampaignId,
     pub vertical: String,
     pub country: String,
     pub model: Model,
     pub price: Decimal,
     pub payout: Decimal,
-    pub currency: String,
+    pub currency: Currency,
     pub sold_at: DateTime<Utc>,
     pub internal: bool,
 }
 
 #[derive(Debug, Clone)]
 pub struct Return {
-    pub return_id: String,
-    pub sale_id: String,
-    pub buyer_id: String,
-    pub supplier_id: String,
+    pub return_id: ReturnId,
+    pub sale_id: SaleId,
+    pub buyer_id: BuyerId,
+    pub supplier_id: SupplierId,
     pub approved: bool,
     pub credit: Decimal,
     pub payout_reversed: Decimal,
-    pub currency: String,
+    pub currency: Currency,
     pub reason: String,
     pub note: String,
     pub requested_at: DateTime<Utc>,
@@ -61,11 +62,11 @@ pub struct Return {
 
 #[derive(Debug, Clone)]
 pub struct TopUp {
-    pub buyer_id: String,
+    pub buyer_id: BuyerId,
     pub amount: Decimal,
     pub reference: String,
     pub balance_after: Decimal,
-    pub currency: String,
+    pub currency: Currency,
 }
 
 /// How a buyer pays.
@@ -101,10 +102,10 @@ pub const DEFAULT_PAYMENT_TERMS_DAYS: u32 = 14;
 
 #[derive(Debug, Clone)]
 pub struct Buyer {
-    pub buyer_id: String,
+    pub buyer_id: BuyerId,
     pub name: String,
     pub email: Option<String>,
-    pub currency: String,
+    pub currency: Currency,
     pub timezone: Tz,
     pub mode: BillingMode,
     pub interval: Interval,
@@ -114,7 +115,7 @@ pub struct Buyer {
 
 #[derive(Debug, Clone)]
 pub struct Supplier {
-    pub supplier_id: String,
+    pub supplier_id: SupplierId,
     pub name: String,
     pub email: Option<String>,
     pub interval: Interval,

@@ -164,7 +164,7 @@ mod tests {
             resolution_reason: None,
             price: Money::cents(100),
             payout: Money::cents(50),
-            currency: "EUR".into(),
+            currency: crate::domain::money::Currency::EUR,
             internal: false,
             sold_at: Utc::now(),
         }

@@ -390,7 +390,7 @@ mod tests {
                 amount: Money::cents(100),
                 reference: format!("r{sequence}"),
                 balance_after: Money::cents(100 * sequence as i64),
-                currency: "EUR".into(),
+                currency: crate::domain::money::Currency::EUR,
             }),
         }
     }

@@ -933,7 +933,7 @@ mod tests {
             amount: Money::cents(n as i64 + 1),
             reference: format!("ref-{n}"),
             balance_after: Money::cents(1_000 + n as i64),
-            currency: "EUR".into(),
+            currency: crate::domain::money::Currency::EUR,
         })
     }
 
@@ -1148,7 +1148,7 @@ mod tests {
             amount: Money::cents(1),
             reference: "r".into(),
             balance_after: huge,
-            currency: "EUR".into(),
+            currency: crate::domain::money::Currency::EUR,
         });
         {
             let (journal, _) = Journal::open(dir.path()).unwrap();
