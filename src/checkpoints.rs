@@ -224,8 +224,8 @@ pub async fn write_through(
         postal,
         Arc::clone(clock),
         store::embedded(Arc::clone(journal) as _, Arc::clone(clock)),
-        // It only replays: it never calls a buyer.
-        Deployment::alone(Arc::new(crate::buyers::BuyerClient::new())),
+        // It only replays: it never calls a buyer (and builds no HTTP client every 10 s).
+        Deployment::alone(Arc::new(crate::engine::ports::buyers::NoBuyerCalls)),
     );
     let previous_times = previous.as_ref().map(|p| p.segment_times.clone()).unwrap_or_default();
     let previous_window = previous.as_ref().map_or(0, |p| p.longest_return_window_days);

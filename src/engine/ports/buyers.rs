@@ -55,3 +55,25 @@ pub trait BuyerCalls: Send + Sync + 'static {
     /// otherwise (never a body).
     async fn deliver(&self, url: &str, secret: &str, body: Bytes, deadline: Instant) -> Result<(), String>;
 }
+
+/// Buyer calls for a router that only replays the journal (the checkpointer, tools): it
+/// never sells, so it calls nobody, and a call made by mistake fails instead of reaching
+/// a buyer.
+pub struct NoBuyerCalls;
+
+const NOT_CALLED: &str = "this router replays only; it calls no buyer";
+
+#[async_trait]
+impl BuyerCalls for NoBuyerCalls {
+    async fn ping_all(&self, calls: Vec<PingCall>, _deadline: Instant) -> Vec<(BidAnswer, Duration)> {
+        calls.iter().map(|_| (BidAnswer::Error(NOT_CALLED.into()), Duration::ZERO)).collect()
+    }
+
+    async fn post(&self, _url: &str, _secret: &str, _body: Bytes, _deadline: Instant) -> (PostAnswer, Duration) {
+        (PostAnswer::Error(NOT_CALLED.into()), Duration::ZERO)
+    }
+
+    async fn deliver(&self, _url: &str, _secret: &str, _body: Bytes, _deadline: Instant) -> Result<(), String> {
+        Err(NOT_CALLED.into())
+    }
+}
