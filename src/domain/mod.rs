@@ -10,6 +10,7 @@ pub mod caps;
 pub mod dedup;
 pub mod eligibility;
 pub mod geo;
+pub mod integration;
 pub mod lead;
 pub mod ledger;
 pub mod market;
