@@ -34,7 +34,7 @@ use tokio::time::Instant;
 use super::answer::{self, PostVerdict};
 use super::breaker::{BreakerConfig, Breakers};
 use super::signature::{self, SIGNATURE_HEADER};
-use crate::engine::ports::buyers::BuyerCalls;
+use crate::engine::ports::buyers::{BuyerCalls, Outbound, Reply};
 
 /// A ping answer is one small JSON object (`{"bid":"38.00"}`); 16 KiB leaves room for
 /// buyers that add tracking fields, and bounds what a broken buyer can make us buffer.
@@ -57,32 +57,40 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// without holding hundreds of sockets per host.
 const POOL_IDLE_PER_HOST_MAX: usize = 32;
 
-const USER_AGENT_VALUE: &str = concat!("leadrouter/", env!("CARGO_PKG_VERSION"));
+pub(super) const USER_AGENT_VALUE: &str = concat!("leadrouter/", env!("CARGO_PKG_VERSION"));
 
 pub use crate::engine::ports::buyers::{BidAnswer, PingCall, PostAnswer};
 
 /// Cheap to clone: clones share the connection pool and the breakers.
 #[derive(Clone)]
 pub struct BuyerClient {
-    http: Client<HttpConnector, Full<Bytes>>,
+    pub(super) http: Client<HttpConnector, Full<Bytes>>,
     /// Shared by clones so that every auction sees the same endpoint health.
-    breakers: Arc<Breakers>,
+    pub(super) breakers: Arc<Breakers>,
+    /// Bearer tokens of `auth.type = token` buyers, shared by clones (`exchange`).
+    pub(super) tokens: Arc<super::exchange::Tokens>,
 }
 
 /// Why a call produced no HTTP answer we could read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Failure {
+pub(super) enum Failure {
     Connect,
     Transport,
     TooLarge,
+    /// A rendered header that HTTP cannot carry.
+    BadHeader,
+    /// The token endpoint did not give a token.
+    Token,
 }
 
 impl Failure {
-    fn reason(self) -> &'static str {
+    pub(super) fn reason(self) -> &'static str {
         match self {
             Failure::Connect => "connect",
             Failure::Transport => "transport",
             Failure::TooLarge => "answer too large",
+            Failure::BadHeader => "bad header",
+            Failure::Token => "token fetch failed",
         }
     }
 }
@@ -104,7 +112,7 @@ impl BuyerClient {
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .pool_max_idle_per_host(POOL_IDLE_PER_HOST_MAX)
             .build(connector);
-        BuyerClient { http, breakers: Arc::new(Breakers::new(config)) }
+        BuyerClient { http, breakers: Arc::new(Breakers::new(config)), tokens: Arc::default() }
     }
 
     /// The endpoints' breakers (keyed by URL), for traces and metrics.
@@ -127,7 +135,7 @@ impl BuyerClient {
         if !self.breakers.allow(url, started.into_std()) {
             return (BidAnswer::CircuitOpen, Duration::ZERO);
         }
-        let call = self.exchange(uri, secret, body, PING_ANSWER_BYTES_MAX);
+        let call = self.call_native(uri, secret, body, PING_ANSWER_BYTES_MAX);
         let answer = match tokio::time::timeout_at(deadline, call).await {
             Err(_elapsed) => BidAnswer::Timeout,
             Ok(Err(failure)) => BidAnswer::Error(failure.reason().to_string()),
@@ -154,7 +162,7 @@ impl BuyerClient {
         if !self.breakers.allow(url, started.into_std()) {
             return (PostAnswer::CircuitOpen, Duration::ZERO);
         }
-        let call = self.exchange(uri, secret, body, POST_ANSWER_BYTES_MAX);
+        let call = self.call_native(uri, secret, body, POST_ANSWER_BYTES_MAX);
         let (answer, healthy) = match tokio::time::timeout_at(deadline, call).await {
             Err(_elapsed) => (PostAnswer::Timeout, false),
             Ok(Err(Failure::TooLarge)) => (rejected(Failure::TooLarge.reason()), false),
@@ -172,7 +180,7 @@ impl BuyerClient {
     /// consulted nor fed: a buyer's slow CRM must not cost it its pings.
     pub async fn deliver(&self, url: &str, secret: &str, body: Bytes, deadline: Instant) -> Result<(), String> {
         let uri = checked_uri(url).map_err(str::to_string)?;
-        let call = self.exchange(uri, secret, body, POST_ANSWER_BYTES_MAX);
+        let call = self.call_native(uri, secret, body, POST_ANSWER_BYTES_MAX);
         match tokio::time::timeout_at(deadline, call).await {
             Err(_elapsed) => Err("timeout".to_string()),
             Ok(Err(Failure::TooLarge)) => Ok(()),
@@ -209,7 +217,7 @@ impl BuyerClient {
             .collect()
     }
 
-    fn record(&self, url: &str, healthy: bool, now: Instant) {
+    pub(super) fn record(&self, url: &str, healthy: bool, now: Instant) {
         if healthy {
             self.breakers.record_success(url);
         } else {
@@ -219,7 +227,7 @@ impl BuyerClient {
 
     /// Sends one signed POST and reads the answer within `answer_bytes_max`. Bodies of
     /// non-2xx and 204 answers are not read: they mean nothing under the contract.
-    async fn exchange(&self, uri: Uri, secret: &str, body: Bytes, answer_bytes_max: usize) -> Exchange {
+    async fn call_native(&self, uri: Uri, secret: &str, body: Bytes, answer_bytes_max: usize) -> Exchange {
         let request = signed_request(uri, secret, body).map_err(|_| Failure::Transport)?;
         let response = self.http.request(request).await.map_err(|error| {
             if error.is_connect() {
@@ -247,7 +255,7 @@ impl Default for BuyerClient {
     }
 }
 
-fn checked_uri(url: &str) -> Result<Uri, &'static str> {
+pub(super) fn checked_uri(url: &str) -> Result<Uri, &'static str> {
     let uri: Uri = url.parse().map_err(|_| "bad url")?;
     match uri.scheme_str() {
         Some("http") if uri.host().is_some() => Ok(uri),
@@ -312,5 +320,9 @@ impl BuyerCalls for BuyerClient {
 
     async fn deliver(&self, url: &str, secret: &str, body: Bytes, deadline: Instant) -> Result<(), String> {
         BuyerClient::deliver(self, url, secret, body, deadline).await
+    }
+
+    async fn exchange(&self, outbound: Outbound, deadline: Instant) -> (Reply, Duration) {
+        BuyerClient::exchange(self, outbound, deadline).await
     }
 }

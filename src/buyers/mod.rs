@@ -3,11 +3,13 @@
 //!
 //! Layers, each testable alone: `signature` (pure), `answer` (pure parsing of buyer
 //! bodies), `breaker` (pure state machine, time passed in), and `client`, the only part
-//! that does I/O, wiring them around one pooled HTTP client.
+//! that does I/O, wiring them around one pooled HTTP client; `exchange` sends requests in
+//! a buyer's own format (§5.1) through the same client, with the token flow's cache.
 
 pub mod answer;
 pub mod breaker;
 pub mod client;
+pub mod exchange;
 pub mod signature;
 
 #[cfg(test)]

@@ -20,7 +20,9 @@ use super::budget::Funding;
 use super::caps::{caps_of, Cap};
 use super::eligibility::Subject;
 use super::geo::{bounding_box, min_dot_within, BoundingBox, Point, PostalTable, UnitVector};
-use super::model::{Buyer, Campaign, FieldError, Supplier, Vertical};
+use super::integration::request::Stage;
+use super::integration::Integration;
+use super::model::{Buyer, Campaign, DeliveryMode, FieldError, Pricing, Supplier, Vertical};
 use super::money::{Currency, Money};
 use super::schedule::OpenHours;
 
@@ -110,6 +112,10 @@ pub struct CompiledCampaign {
     pub funding: Funding,
     pub currency: Currency,
     pub webhook_secret: Arc<str>,
+    /// How the dynamic price's ping speaks to the buyer (§5.1); `None`: natively.
+    pub ping_integration: Option<Integration>,
+    /// How the lead's delivery speaks to the buyer (§5.1); `None`: natively.
+    pub post_integration: Option<Integration>,
 }
 
 impl CompiledCampaign {
@@ -138,6 +144,8 @@ impl CompiledCampaign {
             funding: Funding { mode: super::model::BillingMode::Prepaid, credit_limit: None },
             currency: crate::domain::money::Currency::EUR,
             webhook_secret: "secret".into(),
+            ping_integration: None,
+            post_integration: None,
             campaign,
         })
     }
@@ -270,6 +278,7 @@ impl Market {
     fn compile(&self, campaign: &Campaign, postal: &PostalTable) -> Result<CompiledCampaign, MarketError> {
         let invalid = |errors| MarketError::Invalid { kind: "campaign", id: campaign.id.clone(), errors };
         campaign.validate().map_err(invalid)?;
+        let (ping_integration, post_integration) = integrations_of(campaign).map_err(invalid)?;
         let Some(buyer) = self.buyers.get(&campaign.buyer_id) else {
             return Err(invalid(vec![FieldError::new("buyer_id", "unknown buyer")]));
         };
@@ -323,6 +332,8 @@ impl Market {
                 .currency_of(&buyer.id)
                 .ok_or_else(|| invalid(vec![FieldError::new("buyer_id", "unknown buyer")]))?,
             webhook_secret: buyer.webhook_secret.as_str().into(),
+            ping_integration,
+            post_integration,
             campaign: campaign.clone(),
         })
     }
@@ -587,6 +598,49 @@ fn cells_covering(circle: &Circle) -> Option<Vec<(i32, i32)>> {
         }
     }
     Some(cells)
+}
+
+/// A campaign's ping and post integrations, compiled (every template, path and name
+/// checked) with every problem under its field path.
+fn integrations_of(campaign: &Campaign) -> Result<(Option<Integration>, Option<Integration>), Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let ping = match &campaign.pricing {
+        Pricing::Dynamic { request, answer, .. } => {
+            Integration::compile(request.as_deref(), answer.as_deref(), "pricing", Stage::Ping).unwrap_or_else(
+                |mut found| {
+                    errors.append(&mut found);
+                    None
+                },
+            )
+        }
+        Pricing::Fixed { .. } => None,
+    };
+    if ping.is_some() {
+        // Not wired into the ping fan-out yet: refused rather than stored and ignored.
+        errors.push(FieldError::new("pricing.request", "buyer-format pings are not supported yet"));
+    }
+    let delivery = &campaign.delivery;
+    let buyer_format = delivery.request.is_some() || delivery.answer.is_some();
+    match delivery.mode {
+        DeliveryMode::Pull if buyer_format => {
+            errors.push(FieldError::new("delivery.request", "pull delivery sends no request"));
+        }
+        DeliveryMode::WebhookAsync if buyer_format => {
+            // Not wired into the outbox yet: refused rather than stored and ignored.
+            errors.push(FieldError::new("delivery.request", "buyer-format async deliveries are not supported yet"));
+        }
+        _ => {}
+    }
+    let post = Integration::compile(delivery.request.as_ref(), delivery.answer.as_ref(), "delivery", Stage::Post)
+        .unwrap_or_else(|mut found| {
+            errors.append(&mut found);
+            None
+        });
+    if errors.is_empty() {
+        Ok((ping, post))
+    } else {
+        Err(errors)
+    }
 }
 
 #[cfg(test)]

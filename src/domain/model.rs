@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
+use super::integration::answer::AnswerSpec;
+use super::integration::request::RequestSpec;
 use super::money::{Currency, Money};
 
 /// One problem with one input field: `field` is a dotted path (`filters.radius.km`).
@@ -192,6 +194,13 @@ pub enum Pricing {
         ping_url: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         min_price: Option<Money>,
+        /// The buyer's own ping format (DESIGN §5.1); none: the native ping (§5). Boxed:
+        /// most campaigns have none, and a fixed price should not carry its size.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request: Option<Box<RequestSpec>>,
+        /// How the ping's reply is read (bid, no bid, token); none: the native answer.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        answer: Option<Box<AnswerSpec>>,
     },
 }
 
@@ -326,6 +335,12 @@ pub struct Delivery {
     pub url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
+    /// The buyer's own request format (DESIGN §5.1); none: the native protocol (§5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<RequestSpec>,
+    /// How the buyer's reply is read; none: the native answer, or 2xx with a `request`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<AnswerSpec>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -526,7 +541,7 @@ impl Campaign {
         }
         match &self.pricing {
             Pricing::Fixed { price } => check_amount(&mut errors, "pricing.price", *price),
-            Pricing::Dynamic { ping_url, min_price } => {
+            Pricing::Dynamic { ping_url, min_price, .. } => {
                 check_url(&mut errors, "pricing.ping_url", ping_url);
                 if let Some(min) = min_price {
                     check_amount(&mut errors, "pricing.min_price", *min);

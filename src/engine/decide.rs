@@ -11,6 +11,7 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use super::auction::Auction;
+use super::buyer_format;
 use super::core::publish_available;
 use super::ports::buyers::{BidAnswer, PingCall, PostAnswer};
 use super::ports::outbox::{Message, MessageKind, Recipient, Requires};
@@ -437,8 +438,29 @@ impl Auction {
             Some(ms) => d.deadline.min(Instant::now() + Duration::from_millis(ms)),
             None => d.deadline,
         };
-        let (answer, latency) =
-            self.core.buyers.post(url, &campaign.webhook_secret, Bytes::from(body.to_string()), deadline).await;
+        let (answer, latency) = match &campaign.post_integration {
+            Some(integration) => {
+                let facts = buyer_format::SaleFacts {
+                    lead: lot.lead,
+                    lead_id: lot.lead_id,
+                    ping_id: lot.ping_id,
+                    sale_id: &attempt.sale_id,
+                    supplier_id: &d.supplier.id,
+                    price: offer.price,
+                    now: self.core.clock.now(),
+                };
+                match buyer_format::post_request(integration, campaign, &facts, url, &body) {
+                    Ok(outbound) => {
+                        let (reply, latency) = self.core.buyers.exchange(outbound, deadline).await;
+                        // The buyer's reference joins the sale with issue 14's next step.
+                        let (answer, _reference) = buyer_format::post_answer(integration, reply);
+                        (answer, latency)
+                    }
+                    Err(reason) => (PostAnswer::Error(reason), Duration::ZERO),
+                }
+            }
+            None => self.core.buyers.post(url, &campaign.webhook_secret, Bytes::from(body.to_string()), deadline).await,
+        };
         let outcome = match &answer {
             PostAnswer::Accepted => "accepted",
             PostAnswer::Rejected(_) => "rejected",

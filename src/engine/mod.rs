@@ -14,6 +14,7 @@
 mod accounts;
 mod answers;
 mod auction;
+mod buyer_format;
 mod configure;
 mod core;
 mod decide;

@@ -6,6 +6,7 @@ mod harness;
 mod admin;
 mod billing;
 mod binary;
+mod buyer_formats;
 mod clock;
 mod cluster;
 mod durability;

@@ -16,3 +16,58 @@ pub mod answer;
 pub mod request;
 pub mod template;
 pub mod xpath;
+
+use crate::domain::model::FieldError;
+use answer::{AnswerSpec, CompiledAnswer, PingReading, PostReading};
+use request::{CompiledRequest, RequestSpec, Stage};
+
+/// A campaign's way of speaking to its buyer at one stage (ping or post), compiled when
+/// the campaign is stored. `None` on a campaign means the native protocol of §5.
+#[derive(Debug, Clone)]
+pub struct Integration {
+    /// The request to send; `None`: the native request (with `answer` rules read over it).
+    pub request: Option<CompiledRequest>,
+    /// How the reply is read; `None`: a 2xx accepts (a templated post) or the native reading.
+    pub answer: Option<CompiledAnswer>,
+}
+
+impl Integration {
+    /// Compiles a stage's `request` and `answer`, reporting every problem under `prefix`
+    /// (`delivery` or `pricing`); `Ok(None)` when neither is given.
+    pub fn compile(
+        request: Option<&RequestSpec>,
+        answer: Option<&AnswerSpec>,
+        prefix: &str,
+        stage: Stage,
+    ) -> Result<Option<Integration>, Vec<FieldError>> {
+        if request.is_none() && answer.is_none() {
+            return Ok(None);
+        }
+        let mut errors = Vec::new();
+        let request = request.and_then(|spec| {
+            spec.compile(&format!("{prefix}.request"), stage).map_err(|mut found| errors.append(&mut found)).ok()
+        });
+        let answer = answer.and_then(|spec| {
+            spec.compile(&format!("{prefix}.answer")).map_err(|mut found| errors.append(&mut found)).ok()
+        });
+        if errors.is_empty() {
+            Ok(Some(Integration { request, answer }))
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Reads a post's reply: the answer rules, or else any 2xx accepts.
+    pub fn read_post(&self, status: u16, body: &[u8]) -> PostReading {
+        match &self.answer {
+            Some(answer) => answer.read_post(status, body),
+            None => PostReading { accepted: (200..300).contains(&status), reason: None, reference: None },
+        }
+    }
+
+    /// Reads a ping's reply by the answer rules; `None` without rules (the native reading
+    /// applies).
+    pub fn read_ping(&self, status: u16, body: &[u8]) -> Option<PingReading> {
+        self.answer.as_ref().map(|answer| answer.read_ping(status, body))
+    }
+}

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::time::Instant;
 
+use crate::domain::integration::request::{Method, TokenFetch};
 use crate::domain::money::Money;
 
 /// What a buyer's ping answer came to.
@@ -40,6 +41,37 @@ pub struct PingCall {
     pub body: Bytes,
 }
 
+/// A request in the buyer's own format (DESIGN §5.1), rendered and ready to send.
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    pub method: Method,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+    /// Signed with this secret (§5's header) unless the campaign said `"sign": false`.
+    pub signing_secret: Option<String>,
+    /// `auth.type = token`: a bearer token fetched (or reused) first, fetched again once
+    /// after a 401.
+    pub token: Option<TokenFetch>,
+    /// The most of the reply that is read; the rest cuts the call as an error.
+    pub answer_bytes_max: usize,
+}
+
+/// What came back from an `Outbound` call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// The buyer answered: any status, with the body read within its bound.
+    Answered {
+        status: u16,
+        body: Bytes,
+    },
+    Timeout,
+    /// No answer could be read; the text says why (never buyer data).
+    Error(String),
+    /// The endpoint's circuit breaker is open: no call was made.
+    CircuitOpen,
+}
+
 /// Signed calls to buyers, each answered by its deadline at the latest.
 #[async_trait]
 pub trait BuyerCalls: Send + Sync + 'static {
@@ -54,6 +86,11 @@ pub trait BuyerCalls: Send + Sync + 'static {
     /// Sends an outbox message: any 2xx delivers it; an error text for the retry log
     /// otherwise (never a body).
     async fn deliver(&self, url: &str, secret: &str, body: Bytes, deadline: Instant) -> Result<(), String>;
+
+    /// Sends one request in the buyer's own format and hands back the reply as it came
+    /// (the campaign's answer rules read it). Live auctions' calls: the endpoint's breaker
+    /// is consulted and fed.
+    async fn exchange(&self, outbound: Outbound, deadline: Instant) -> (Reply, Duration);
 }
 
 /// Buyer calls for a router that only replays the journal (the checkpointer, tools): it
@@ -75,5 +112,9 @@ impl BuyerCalls for NoBuyerCalls {
 
     async fn deliver(&self, _url: &str, _secret: &str, _body: Bytes, _deadline: Instant) -> Result<(), String> {
         Err(NOT_CALLED.into())
+    }
+
+    async fn exchange(&self, _outbound: Outbound, _deadline: Instant) -> (Reply, Duration) {
+        (Reply::Error(NOT_CALLED.into()), Duration::ZERO)
     }
 }

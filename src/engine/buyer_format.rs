@@ -1,0 +1,101 @@
+//! Deliveries in a buyer's own format (DESIGN §5.1): what the auction sends when a
+//! campaign carries `delivery.request` / `delivery.answer`, and how the reply becomes a
+//! post answer. The request is rendered by `domain::integration` from the lead and the
+//! sale; the reply is read by the campaign's answer rules (any 2xx accepts without them).
+
+use bytes::Bytes;
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use super::ports::buyers::{Outbound, PostAnswer, Reply};
+use crate::domain::integration::request::{Method, RenderContext};
+use crate::domain::integration::Integration;
+use crate::domain::lead::ValidLead;
+use crate::domain::market::CompiledCampaign;
+use crate::domain::money::Money;
+
+/// The most of a buyer's reply to a lead that is read (as for native posts).
+const POST_REPLY_BYTES_MAX: usize = 64 * 1024;
+
+/// One lead's sale to one campaign, as a buyer-format request is rendered from it.
+pub(super) struct SaleFacts<'a> {
+    pub lead: &'a ValidLead,
+    pub lead_id: &'a str,
+    pub ping_id: &'a str,
+    pub sale_id: &'a str,
+    pub supplier_id: &'a str,
+    pub price: Money,
+    pub now: DateTime<Utc>,
+}
+
+/// The request for `facts` to `campaign`'s buyer at `url`: rendered from the campaign's
+/// `request`, or the native body (`native`) when only `answer` rules are given. `Err` names
+/// the template that failed (never a lead value).
+pub(super) fn post_request(
+    integration: &Integration,
+    campaign: &CompiledCampaign,
+    facts: &SaleFacts<'_>,
+    url: &str,
+    native: &serde_json::Value,
+) -> Result<Outbound, String> {
+    let secret = campaign.webhook_secret.to_string();
+    let Some(request) = &integration.request else {
+        return Ok(Outbound {
+            method: Method::Post,
+            url: url.to_string(),
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: Bytes::from(native.to_string()),
+            signing_secret: Some(secret),
+            token: None,
+            answer_bytes_max: POST_REPLY_BYTES_MAX,
+        });
+    };
+    let rendered = request.render(&context(campaign, facts, url)).map_err(|error| format!("render {}", error.field))?;
+    Ok(Outbound {
+        method: rendered.method,
+        url: rendered.url,
+        headers: rendered.headers,
+        body: Bytes::from(rendered.body),
+        signing_secret: rendered.sign.then_some(secret),
+        token: rendered.token_fetch,
+        answer_bytes_max: POST_REPLY_BYTES_MAX,
+    })
+}
+
+/// What the buyer's reply comes to, with the buyer's reference when it accepted. A
+/// rejection carries the reason the rules read (for the trace), or the status.
+pub(super) fn post_answer(integration: &Integration, reply: Reply) -> (PostAnswer, Option<String>) {
+    match reply {
+        Reply::Answered { status, body } => {
+            let reading = integration.read_post(status, &body);
+            if reading.accepted {
+                (PostAnswer::Accepted, reading.reference)
+            } else {
+                (PostAnswer::Rejected(reading.reason.unwrap_or_else(|| format!("http {status}"))), None)
+            }
+        }
+        Reply::Timeout => (PostAnswer::Timeout, None),
+        Reply::Error(reason) => (PostAnswer::Error(reason), None),
+        Reply::CircuitOpen => (PostAnswer::CircuitOpen, None),
+    }
+}
+
+fn context(campaign: &CompiledCampaign, facts: &SaleFacts<'_>, url: &str) -> RenderContext {
+    let mut lead = serde_json::to_value(facts.lead).unwrap_or_default();
+    if let Some(object) = lead.as_object_mut() {
+        object.insert("id".into(), facts.lead_id.into());
+    }
+    RenderContext {
+        lead,
+        sale_id: Some(facts.sale_id.to_string()),
+        ping_id: Some(facts.ping_id.to_string()).filter(|id| !id.is_empty()),
+        ping_token: None,
+        price: Some(facts.price.to_string()),
+        currency: Some(campaign.currency.to_string()),
+        campaign_id: campaign.id.to_string(),
+        buyer_id: campaign.buyer_id.to_string(),
+        supplier_id: facts.supplier_id.to_string(),
+        now: facts.now.to_rfc3339_opts(SecondsFormat::Secs, true),
+        test: false,
+        endpoint_url: Some(url.to_string()),
+    }
+}
