@@ -15,7 +15,7 @@ use super::error::ApiError;
 use super::http::{self, ApiResponse, Buffered};
 use super::AppState;
 use crate::domain::market::{ConfigChange, Market};
-use crate::domain::model::FieldError;
+use crate::domain::model::{Buyer, Campaign, FieldError};
 use crate::domain::money::Money;
 use crate::domain::returns::ReturnStatus;
 use crate::engine::ports::outbox::Status;
@@ -125,8 +125,14 @@ fn list(state: &AppState, kind: Kind) -> ApiResponse {
     let config = market.config();
     match kind {
         Kind::Suppliers => http::json(200, &json!({ "suppliers": config.suppliers })),
-        Kind::Buyers => http::json(200, &json!({ "buyers": config.buyers })),
-        Kind::Campaigns => http::json(200, &json!({ "campaigns": config.campaigns })),
+        Kind::Buyers => {
+            let buyers: Vec<_> = config.buyers.iter().map(Buyer::redacted).collect();
+            http::json(200, &json!({ "buyers": buyers }))
+        }
+        Kind::Campaigns => {
+            let campaigns: Vec<_> = config.campaigns.iter().map(Campaign::redacted).collect();
+            http::json(200, &json!({ "campaigns": campaigns }))
+        }
         Kind::Verticals => http::json(200, &json!({ "verticals": config.verticals })),
     }
 }
@@ -167,8 +173,8 @@ async fn put_item(State(state): Shared, kind: Kind, id: String, headers: HeaderM
 fn found(market: &Market, kind: Kind, id: &str) -> Option<ApiResponse> {
     match kind {
         Kind::Suppliers => market.supplier(id).map(|s| http::json(200, &**s)),
-        Kind::Buyers => market.buyer(id).map(|b| http::json(200, &**b)),
-        Kind::Campaigns => market.campaign(id).map(|c| http::json(200, &c.campaign)),
+        Kind::Buyers => market.buyer(id).map(|b| http::json(200, &b.redacted())),
+        Kind::Campaigns => market.campaign(id).map(|c| http::json(200, &c.campaign.redacted())),
         Kind::Verticals => market.vertical(id).map(|v| http::json(200, &**v)),
     }
 }

@@ -457,6 +457,27 @@ pub enum ConfigChange {
     DeleteVertical(String),
 }
 
+impl ConfigChange {
+    /// The change with every secret sent back as `***` replaced by the one `market`
+    /// holds for the same object (DESIGN §5.1: a GET then PUT keeps the stored secret).
+    pub fn keeping_secrets(mut self, market: &Market) -> ConfigChange {
+        match &mut self {
+            ConfigChange::PutBuyer(buyer) => {
+                if let Some(stored) = market.buyer(&buyer.id) {
+                    buyer.keep_secrets_of(stored);
+                }
+            }
+            ConfigChange::PutCampaign(campaign) => {
+                if let Some(stored) = market.campaign(&campaign.id) {
+                    campaign.keep_secrets_of(&stored.campaign);
+                }
+            }
+            _ => {}
+        }
+        self
+    }
+}
+
 impl MarketConfig {
     /// Applies a change to the objects (what refers to what is checked when the market is
     /// built from them).

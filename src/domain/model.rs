@@ -10,7 +10,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
 use super::integration::answer::AnswerSpec;
-use super::integration::request::RequestSpec;
+use super::integration::request::{RequestSpec, REDACTED};
 use super::money::{Currency, Money};
 
 /// One problem with one input field: `field` is a dotted path (`filters.radius.km`).
@@ -505,6 +505,18 @@ impl Supplier {
 }
 
 impl Buyer {
+    /// This buyer as admin answers show it: the webhook secret as `***` (DESIGN §5.1).
+    pub fn redacted(&self) -> Buyer {
+        Buyer { webhook_secret: REDACTED.to_string(), ..self.clone() }
+    }
+
+    /// Keeps `stored`'s webhook secret when this one is sent back as `***`.
+    pub fn keep_secrets_of(&mut self, stored: &Buyer) {
+        if self.webhook_secret == REDACTED {
+            self.webhook_secret.clone_from(&stored.webhook_secret);
+        }
+    }
+
     pub fn validate(&self) -> Result<(), Vec<FieldError>> {
         let mut errors = Vec::new();
         check_id(&mut errors, "id", &self.id);
@@ -528,6 +540,35 @@ impl Buyer {
 }
 
 impl Campaign {
+    /// This campaign as admin answers show it: every request secret as `***`.
+    pub fn redacted(&self) -> Campaign {
+        let mut shown = self.clone();
+        for request in shown.requests_mut() {
+            *request = request.redacted();
+        }
+        shown
+    }
+
+    /// Keeps `stored`'s request secrets where this campaign sends them back as `***`.
+    pub fn keep_secrets_of(&mut self, stored: &Campaign) {
+        let stored_requests: Vec<RequestSpec> = stored.clone().requests_mut().into_iter().map(|r| r.clone()).collect();
+        let mine = self.requests_mut();
+        if mine.len() == stored_requests.len() {
+            for (request, kept) in mine.into_iter().zip(&stored_requests) {
+                request.keep_secrets_of(kept);
+            }
+        }
+    }
+
+    /// The buyer-format requests this campaign sends: its ping's, then its delivery's.
+    fn requests_mut(&mut self) -> Vec<&mut RequestSpec> {
+        let ping = match &mut self.pricing {
+            Pricing::Dynamic { request: Some(request), .. } => Some(&mut **request),
+            _ => None,
+        };
+        ping.into_iter().chain(self.delivery.request.as_mut()).collect()
+    }
+
     pub fn validate(&self) -> Result<(), Vec<FieldError>> {
         let mut errors = Vec::new();
         check_id(&mut errors, "id", &self.id);

@@ -25,14 +25,16 @@ impl Accounts {
     /// `SupplierUpdated` for ledger consumers.
     pub async fn configure(&self, change: ConfigChange) -> Result<(), EngineError> {
         self.core.ensure_store()?;
-        {
+        let change = {
             // Held from the check to the swap: this node's changes are checked against the
             // market the change before them made.
             let writer = self.market_writer.lock().await;
+            let change = change.keeping_secrets(&self.core.market.load());
             self.core.market.load().apply(&change, self.core.postal)?;
             self.core.config.publish(&change).await?;
             self.apply_config_changes(&writer).await?;
-        }
+            change
+        };
         let account = match change {
             ConfigChange::PutBuyer(buyer) => Event::BuyerUpdated(*buyer),
             ConfigChange::PutSupplier(supplier) => Event::SupplierUpdated(*supplier),

@@ -204,6 +204,26 @@ async fn an_xml_api_behind_basic_auth_accepts_rejects_duplicates_and_names_its_r
     assert_eq!(text(&["price"]), "30.00");
     assert!(sent.headers.get("x-leadrouter-signature").is_some(), "templated requests are signed by default");
 
+    // Secrets are shown as *** and a PUT that sends them back keeps the stored ones.
+    let shown = server.admin("GET", "/admin/v1/campaigns/x", None).await.json;
+    assert_eq!(shown["delivery"]["request"]["auth"]["password"], "***", "{shown}");
+    assert!(!shown.to_string().contains("s3cr3t"));
+    assert_eq!(server.admin("PUT", "/admin/v1/campaigns/x", Some(&shown)).await.status, 200);
+    let account = server.admin("GET", "/admin/v1/buyers/b-x", None).await.json;
+    assert_eq!(account["webhook_secret"], "***", "{account}");
+    assert_eq!(server.admin("PUT", "/admin/v1/buyers/b-x", Some(&account)).await.status, 200);
+    let listed = server.admin("GET", "/admin/v1/campaigns", None).await.json;
+    assert!(!listed.to_string().contains("s3cr3t") && !listed.to_string().contains(WEBHOOK_SECRET));
+    let again = server.direct(&lead("solar", 3)).await;
+    assert_eq!(again.json["status"], "sold", "the stored password still authenticates: {}", again.json);
+    let signed = api.received().last().unwrap().clone();
+    let header = signed.headers["x-leadrouter-signature"].to_str().unwrap();
+    let now = chrono::Utc::now().timestamp();
+    assert!(
+        leadrouter::buyers::signature::verify(WEBHOOK_SECRET.as_bytes(), header, signed.body.as_bytes(), now, 300),
+        "signed with the stored webhook secret"
+    );
+
     let duplicate = server.direct(&lead("solar", 2)).await;
     assert_eq!(duplicate.json["status"], "rejected", "{}", duplicate.json);
     assert_eq!(duplicate.json["reason"], "buyer_rejected", "the buyer's words stay in the trace");

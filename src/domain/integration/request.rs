@@ -257,6 +257,22 @@ impl RequestSpec {
         copy.as_mut().map(|auth| auth.secret_slots_mut().into_iter().map(|s| s.clone()).collect()).unwrap_or_default()
     }
 
+    /// Puts back, from `stored`, every secret this config sends as [`REDACTED`] (an
+    /// operator who GETs a campaign and PUTs it back keeps its secrets). A slot with no
+    /// stored counterpart (another auth type) stays as sent, and validation refuses it.
+    pub fn keep_secrets_of(&mut self, stored: &RequestSpec) {
+        let (Some(auth), Some(stored)) = (self.auth.as_mut(), stored.auth.as_ref()) else { return };
+        let mut stored = stored.clone();
+        if std::mem::discriminant(auth) != std::mem::discriminant(&stored) {
+            return;
+        }
+        for (slot, kept) in auth.secret_slots_mut().into_iter().zip(stored.secret_slots_mut()) {
+            if slot == REDACTED {
+                slot.clone_from(kept);
+            }
+        }
+    }
+
     /// This config with every secret replaced by [`REDACTED`], for showing.
     pub fn redacted(&self) -> RequestSpec {
         let mut copy = self.clone();
