@@ -24,7 +24,7 @@ build="${FUZZ_BUILD:-dev}"
 if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
 
 all_targets=(money lead_json ping_json bulk_csv buyer_bid buyer_post journal_record checkpoint config_toml cursor
-  billing_query)
+  billing_query buyer_reply_rules)
 if [ "$#" -gt 0 ]; then targets=("$@"); else targets=("${all_targets[@]}"); fi
 
 # --- toolchain and tools -----------------------------------------------------------------
