@@ -209,7 +209,10 @@ async fn a_hanging_buyer_never_delays_the_answer_past_tmax() {
     let ping = server.ping(&ping_body("solar")).await;
     let elapsed = started.elapsed();
     assert_eq!(ping.json["status"], "bid", "{}", ping.json);
-    assert!(elapsed < Duration::from_millis(300 + 250), "ping took {elapsed:?}");
+    // The buyer hangs for an hour; a second of scheduling slack over tmax still proves the
+    // ping did not wait for it, on a 2-core machine busy with other builds (it took 554 ms
+    // once under such load with a 250 ms slack).
+    assert!(elapsed < Duration::from_millis(300 + 1_000), "ping took {elapsed:?}");
     let trace = server.trace("pings", ping.json["ping_id"].as_str().unwrap()).await;
     assert!(trace["entries"]
         .as_array()
