@@ -231,7 +231,8 @@ async fn a_hanging_buyer_never_delays_the_answer_past_tmax() {
     let started = Instant::now();
     let sold = server.direct(&lead("solar", 7)).await;
     let elapsed = started.elapsed();
-    assert!(elapsed < Duration::from_millis(300 + 250), "direct post took {elapsed:?}");
+    // As above: an hour-long hang against a second of slack.
+    assert!(elapsed < Duration::from_millis(300 + 1_000), "direct post took {elapsed:?}");
     assert!(sold.json["status"] == "sold" || sold.json["reason"] == "deadline", "{}", sold.json);
     assert_eq!(server.balance(&buyer_key("slow")).await["held"], "0.00", "a timed-out delivery releases its hold");
 }
