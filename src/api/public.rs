@@ -13,12 +13,14 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
 
 use super::caller::{Buyer, Supplier};
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::http::{self, ApiResponse, Buffered};
 use super::{bulk, AppState};
 use crate::domain::lead::{LeadInput, PingInput};
+use crate::domain::money::{Currency, Money};
 use crate::engine::ports::idempotency::KeptAnswer;
 use crate::engine::ports::pull::PULL_LIMIT_MAX;
 use crate::engine::{EngineError, KeyedRequest, PostInput, Router};
@@ -32,6 +34,9 @@ pub(super) fn json_body(headers: &HeaderMap, body: Bytes) -> Result<Bytes, ApiEr
     Ok(body)
 }
 
+/// Ping: offer a lead without personal data for a bid.
+///
+/// A bid holds the winning buyers' balance and caps until the post or `expires_at`.
 pub async fn ping(
     State(state): State<Arc<AppState>>,
     Supplier(supplier_id): Supplier,
@@ -44,6 +49,9 @@ pub async fn ping(
     Ok(http::json(200, &answer))
 }
 
+/// Post: the full lead for an earlier ping.
+///
+/// The lead must match its ping (vertical, postal code).
 pub async fn post(
     State(state): State<Arc<AppState>>,
     Supplier(supplier_id): Supplier,
@@ -57,6 +65,7 @@ pub async fn post(
     .await
 }
 
+/// Direct post: decide and deliver a lead in one call.
 pub async fn direct(
     State(state): State<Arc<AppState>>,
     Supplier(supplier_id): Supplier,
@@ -70,6 +79,10 @@ pub async fn direct(
     .await
 }
 
+/// Bulk post: up to 10,000 leads as CSV, one result per row in order.
+///
+/// The header row names lead properties, `consent.<name>` and `fields.<name>`; a bad row
+/// never blocks good rows.
 pub async fn bulk_leads(
     State(state): State<Arc<AppState>>,
     Supplier(supplier_id): Supplier,
@@ -83,37 +96,80 @@ pub async fn bulk_leads(
     Ok(row_results(results.into_iter().map(|result| result.map_err(ApiError::from))))
 }
 
-/// A bulk answer: one result per row, in order, numbered from 1; a failed row carries the
-/// error JSON a single request would have got and its `http_status`.
+/// A bulk answer: one result per row, in order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BulkAnswer<T> {
+    pub results: Vec<BulkRow<T>>,
+}
+
+/// One row's result, numbered from 1: what the single request would have answered, or its
+/// refusal.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BulkRow<T> {
+    #[serde(flatten)]
+    pub outcome: RowOutcome<T>,
+    pub row: usize,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum RowOutcome<T> {
+    Answered(T),
+    Refused(RowRefusal),
+}
+
+/// A refused row: the error JSON a single request would have got, and its HTTP status.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RowRefusal {
+    pub error: ErrorBody,
+    pub http_status: u16,
+}
+
 pub(super) fn row_results<T: Serialize>(results: impl Iterator<Item = Result<T, ApiError>>) -> ApiResponse {
-    let rows: Vec<serde_json::Value> = results
+    let results = results
         .enumerate()
         .map(|(i, result)| {
-            let mut row = match result {
-                Ok(answer) => serde_json::to_value(&answer).unwrap_or_default(),
-                Err(error) => {
-                    json!({"error": {"code": error.code, "message": error.message, "details": error.details}, "http_status": error.status})
-                }
+            let outcome = match result {
+                Ok(answer) => RowOutcome::Answered(answer),
+                Err(error) => RowOutcome::Refused(RowRefusal { error: error.body(), http_status: error.status }),
             };
-            if let Some(object) = row.as_object_mut() {
-                object.insert("row".into(), json!(i + 1));
-            }
-            row
+            BulkRow { outcome, row: i + 1 }
         })
         .collect();
-    http::json(200, &json!({ "results": rows }))
+    http::json(200, &BulkAnswer { results })
 }
 
+/// `GET /v1/buyer/balance`: what the buyer has, what its open bids hold, and the rest.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BalanceAnswer {
+    pub balance: Money,
+    pub held: Money,
+    pub available: Money,
+    pub currency: Currency,
+}
+
+/// `GET /v1/buyer/leads`: the leads after the cursor, oldest first; `next` is the cursor to
+/// pass back (the same one when there are none).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PullPage {
+    /// Each lead as a webhook delivery carries it (DESIGN §5: `sale_id`, `lead_id`,
+    /// `ping_id`, `vertical`, `price`, `currency`, `lead`), with its `cursor`.
+    #[schema(value_type = Vec<Object>)]
+    pub leads: Vec<serde_json::Value>,
+    #[schema(example = "42")]
+    pub next: String,
+}
+
+/// The buyer's balance, what its open bids hold, and what is available.
 pub async fn balance(State(state): State<Arc<AppState>>, Buyer(buyer_id): Buyer) -> Result<ApiResponse, ApiError> {
     let (view, currency) = state.router.accounts().balance(&buyer_id).await?;
-    Ok(http::json(
-        200,
-        &json!({"balance": view.balance, "held": view.held, "available": view.available, "currency": currency}),
-    ))
+    let answer = BalanceAnswer { balance: view.balance, held: view.held, available: view.available, currency };
+    Ok(http::json(200, &answer))
 }
 
-/// `GET /v1/buyer/leads?after=<cursor>&limit=<n>`: the leads of the buyer's pull
-/// campaigns after its cursor, oldest first; `next` is the cursor to pass back.
+/// The leads of the buyer's pull campaigns after its cursor, oldest first.
+///
+/// `next` is the cursor to pass back as `after`; passing it acknowledges what came before.
 pub async fn pull_leads(
     State(state): State<Arc<AppState>>,
     Buyer(buyer_id): Buyer,
@@ -132,7 +188,7 @@ pub async fn pull_leads(
             lead
         })
         .collect();
-    Ok(http::json(200, &json!({"leads": leads, "next": next.to_string()})))
+    Ok(http::json(200, &PullPage { leads, next: next.to_string() }))
 }
 
 /// Runs engine work in its own task: a client that hangs up must not cancel a sale

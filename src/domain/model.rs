@@ -12,9 +12,11 @@ use serde::{Deserialize, Serialize};
 use super::money::{Currency, Money};
 
 /// One problem with one input field: `field` is a dotted path (`filters.radius.km`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FieldError {
+    #[schema(example = "email")]
     pub field: String,
+    #[schema(example = "not a valid email address")]
     pub message: String,
 }
 

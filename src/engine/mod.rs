@@ -12,7 +12,7 @@
 //! on a buyer past them, so an answer never waits past `tmax_ms` plus scheduling slack.
 
 mod accounts;
-mod answers;
+pub mod answers;
 mod auction;
 mod configure;
 mod core;
