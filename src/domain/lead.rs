@@ -113,6 +113,9 @@ pub const LEAD_PROPERTIES: [&str; 11] = [
     "external_id",
 ];
 
+/// A lead's consent, as bulk CSV columns name its properties (`consent.<name>`).
+pub const CONSENT_COLUMNS: [&str; 4] = ["consent.tcpa", "consent.certificate_url", "consent.ip", "consent.captured_at"];
+
 /// Lead properties a vertical's `required_fields` may name besides custom fields.
 fn is_top_level_field(name: &str) -> bool {
     name == "consent" || LEAD_PROPERTIES.contains(&name)

@@ -260,6 +260,23 @@ pub enum RuleOp {
     Exists,
 }
 
+impl RuleOp {
+    /// The op as configured (`not_in`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleOp::Eq => "eq",
+            RuleOp::Ne => "ne",
+            RuleOp::In => "in",
+            RuleOp::NotIn => "not_in",
+            RuleOp::Gt => "gt",
+            RuleOp::Gte => "gte",
+            RuleOp::Lt => "lt",
+            RuleOp::Lte => "lte",
+            RuleOp::Exists => "exists",
+        }
+    }
+}
+
 /// Open hours per weekday (`mon` … `sun`), each a list of `"HH:MM-HH:MM"` ranges in the
 /// campaign's time zone; a day that is absent is closed. `"24:00"` may end a range.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
