@@ -16,14 +16,15 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use super::caller::{Buyer, Supplier};
-use super::error::{ApiError, ErrorBody};
+use super::docs::{BuyerRefusals, CsvRefusals, JsonRefusals, SupplierRefusals};
+use super::error::{ApiError, ErrorAnswer, ErrorBody};
 use super::http::{self, ApiResponse, Buffered};
 use super::{bulk, AppState};
 use crate::domain::lead::{LeadInput, PingInput};
 use crate::domain::money::{Currency, Money};
 use crate::engine::ports::idempotency::KeptAnswer;
 use crate::engine::ports::pull::PULL_LIMIT_MAX;
-use crate::engine::{EngineError, KeyedRequest, PostInput, Router};
+use crate::engine::{EngineError, KeyedRequest, LeadAnswer, PingAnswer, PostInput, Router};
 
 /// Idempotency keys are opaque client strings; 255 printable characters is what the
 /// common client libraries generate at most.
@@ -37,6 +38,18 @@ pub(super) fn json_body(headers: &HeaderMap, body: Bytes) -> Result<Bytes, ApiEr
 /// Ping: offer a lead without personal data for a bid.
 ///
 /// A bid holds the winning buyers' balance and caps until the post or `expires_at`.
+#[utoipa::path(
+    post,
+    path = "/v1/ping",
+    tag = "supplier",
+    request_body = PingInput,
+    responses(
+        (status = 200, description = "`bid` with the payout, or `no_bid` with its reason", body = PingAnswer),
+        JsonRefusals,
+        SupplierRefusals,
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn ping(
     State(state): State<Arc<AppState>>,
     Supplier(supplier_id): Supplier,
@@ -52,6 +65,22 @@ pub async fn ping(
 /// Post: the full lead for an earlier ping.
 ///
 /// The lead must match its ping (vertical, postal code).
+#[utoipa::path(
+    post,
+    path = "/v1/post",
+    tag = "supplier",
+    request_body = PostInput,
+    params(IdempotencyKey),
+    responses(
+        (status = 200, description = "`sold` with the payout, or `rejected` with its reason", body = LeadAnswer),
+        (status = 404, description = "No such ping of this supplier", body = ErrorAnswer),
+        (status = 409, description = "The ping was already posted, or the Idempotency-Key was used with another body", body = ErrorAnswer),
+        (status = 410, description = "The ping expired; ping again", body = ErrorAnswer),
+        JsonRefusals,
+        SupplierRefusals,
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn post(
     State(state): State<Arc<AppState>>,
     Supplier(supplier_id): Supplier,
@@ -66,6 +95,20 @@ pub async fn post(
 }
 
 /// Direct post: decide and deliver a lead in one call.
+#[utoipa::path(
+    post,
+    path = "/v1/leads",
+    tag = "supplier",
+    request_body = LeadInput,
+    params(IdempotencyKey),
+    responses(
+        (status = 200, description = "`sold` with the payout, or `rejected` with its reason", body = LeadAnswer),
+        (status = 409, description = "The Idempotency-Key was used with another body, or the `external_id` was used before", body = ErrorAnswer),
+        JsonRefusals,
+        SupplierRefusals,
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn direct(
     State(state): State<Arc<AppState>>,
     Supplier(supplier_id): Supplier,
@@ -83,6 +126,23 @@ pub async fn direct(
 ///
 /// The header row names lead properties, `consent.<name>` and `fields.<name>`; a bad row
 /// never blocks good rows.
+#[utoipa::path(
+    post,
+    path = "/v1/leads/bulk",
+    tag = "supplier",
+    request_body(
+        content = String,
+        content_type = "text/csv",
+        description = "A header row of lead field names, then one lead per row",
+        example = "vertical,first_name,last_name,email,phone,zip,country,fields.roof_type\nsolar,Anna,Muster,anna@example.com,+49 89 1234567,80331,DE,tile\n",
+    ),
+    responses(
+        (status = 200, description = "One result per row, as `POST /v1/leads` would answer it", body = BulkAnswer<LeadAnswer>),
+        CsvRefusals,
+        SupplierRefusals,
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn bulk_leads(
     State(state): State<Arc<AppState>>,
     Supplier(supplier_id): Supplier,
@@ -161,6 +221,13 @@ pub struct PullPage {
 }
 
 /// The buyer's balance, what its open bids hold, and what is available.
+#[utoipa::path(
+    get,
+    path = "/v1/buyer/balance",
+    tag = "buyer",
+    responses((status = 200, description = "The balance", body = BalanceAnswer), BuyerRefusals),
+    security(("api_key" = [])),
+)]
 pub async fn balance(State(state): State<Arc<AppState>>, Buyer(buyer_id): Buyer) -> Result<ApiResponse, ApiError> {
     let (view, currency) = state.router.accounts().balance(&buyer_id).await?;
     let answer = BalanceAnswer { balance: view.balance, held: view.held, available: view.available, currency };
@@ -170,6 +237,18 @@ pub async fn balance(State(state): State<Arc<AppState>>, Buyer(buyer_id): Buyer)
 /// The leads of the buyer's pull campaigns after its cursor, oldest first.
 ///
 /// `next` is the cursor to pass back as `after`; passing it acknowledges what came before.
+#[utoipa::path(
+    get,
+    path = "/v1/buyer/leads",
+    tag = "buyer",
+    params(Page),
+    responses(
+        (status = 200, description = "The leads after the cursor", body = PullPage),
+        (status = 422, description = "An unknown parameter, a limit out of range, or a cursor beyond the newest lead", body = ErrorAnswer),
+        BuyerRefusals,
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn pull_leads(
     State(state): State<Arc<AppState>>,
     Buyer(buyer_id): Buyer,
@@ -189,6 +268,25 @@ pub async fn pull_leads(
         })
         .collect();
     Ok(http::json(200, &PullPage { leads, next: next.to_string() }))
+}
+
+/// The `Idempotency-Key` header of the retry-safe posts.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct IdempotencyKey {
+    /// 1 to 255 visible ASCII characters: the same key and body within 24 h get the first
+    /// answer again, never a second sale.
+    #[param(rename = "Idempotency-Key")]
+    pub key: Option<String>,
+}
+
+/// A page of a list: `after` a cursor from an earlier answer's `next`, at most `limit`.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct Page {
+    pub after: Option<String>,
+    /// 1 to the endpoint's maximum; 100 when absent.
+    pub limit: Option<u32>,
 }
 
 /// Runs engine work in its own task: a client that hangs up must not cancel a sale

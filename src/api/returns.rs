@@ -8,9 +8,10 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::caller::{Buyer, Supplier};
-use super::error::ApiError;
+use super::docs::{BuyerRefusals, CsvRefusals, JsonRefusals, SupplierRefusals};
+use super::error::{ApiError, ErrorAnswer};
 use super::http::{self, ApiResponse, Buffered};
-use super::public::{detached, json_body, once, row_results, Request};
+use super::public::{detached, json_body, once, row_results, BulkAnswer, IdempotencyKey, Page, Request};
 use super::{bulk, AppState};
 use crate::domain::model::FieldError;
 use crate::domain::returns::ReturnStatus;
@@ -20,6 +21,21 @@ use crate::engine::{EngineError, ReturnInput, ReturnView};
 const PAGE_DEFAULT: usize = 100;
 
 /// Return a sale: 201 with the return, `pending` or (without operator approval) `approved`.
+#[utoipa::path(
+    post,
+    path = "/v1/returns",
+    tag = "buyer",
+    request_body = ReturnInput,
+    params(IdempotencyKey),
+    responses(
+        (status = 201, description = "The return", body = ReturnView),
+        (status = 404, description = "Not this buyer's sale", body = ErrorAnswer),
+        (status = 409, description = "The sale was already returned, or the Idempotency-Key was used with another body", body = ErrorAnswer),
+        JsonRefusals,
+        BuyerRefusals,
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn request(
     State(state): State<Arc<AppState>>,
     Buyer(buyer_id): Buyer,
@@ -36,6 +52,23 @@ pub async fn request(
 }
 
 /// Return sales in bulk: CSV `sale_id,reason,note`, one result per row in order.
+#[utoipa::path(
+    post,
+    path = "/v1/returns/bulk",
+    tag = "buyer",
+    request_body(
+        content = String,
+        content_type = "text/csv",
+        description = "Header `sale_id,reason,note` (`note` may be left out), one return per row",
+        example = "sale_id,reason,note\nsal_Example0000000000000,invalid_phone,dead number\n",
+    ),
+    responses(
+        (status = 200, description = "One result per row, as `POST /v1/returns` would answer it", body = BulkAnswer<ReturnRow>),
+        CsvRefusals,
+        BuyerRefusals,
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn bulk(
     State(state): State<Arc<AppState>>,
     Buyer(buyer_id): Buyer,
@@ -63,6 +96,18 @@ pub async fn bulk(
 }
 
 /// One of the buyer's returns; another buyer's is unknown (404).
+#[utoipa::path(
+    get,
+    path = "/v1/returns/{id}",
+    tag = "buyer",
+    params(("id" = String, Path, description = "The return's id (`ret_...`)")),
+    responses(
+        (status = 200, description = "The return", body = ReturnView),
+        (status = 404, description = "No such return of this buyer", body = ErrorAnswer),
+        BuyerRefusals,
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn get(
     State(state): State<Arc<AppState>>,
     Buyer(buyer_id): Buyer,
@@ -75,6 +120,18 @@ pub async fn get(
 /// The buyer's returns in the order they were requested.
 ///
 /// `next` is the cursor to pass back as `after`.
+#[utoipa::path(
+    get,
+    path = "/v1/returns",
+    tag = "buyer",
+    params(Page, ("status" = Option<ReturnStatus>, Query, description = "Only returns in this status")),
+    responses(
+        (status = 200, description = "A page of returns", body = ReturnPage),
+        (status = 422, description = "An unknown parameter, status or cursor, or a limit out of range", body = ErrorAnswer),
+        BuyerRefusals,
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     Buyer(buyer_id): Buyer,
@@ -95,6 +152,18 @@ pub async fn list(
 /// The returns of the supplier's leads in the order they last changed.
 ///
 /// A return shows again when it is resolved; `next` is the cursor to pass back as `after`.
+#[utoipa::path(
+    get,
+    path = "/v1/supplier/returns",
+    tag = "supplier",
+    params(Page),
+    responses(
+        (status = 200, description = "A page of returns", body = ReturnPage),
+        (status = 422, description = "An unknown parameter or cursor, or a limit out of range", body = ErrorAnswer),
+        SupplierRefusals,
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn supplier_feed(
     State(state): State<Arc<AppState>>,
     Supplier(supplier_id): Supplier,

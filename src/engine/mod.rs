@@ -220,6 +220,11 @@ impl Router {
         &self.core.clock
     }
 
+    /// The postal table leads are located with.
+    pub fn postal(&self) -> &'static PostalTable {
+        self.core.postal
+    }
+
     pub fn sales(&self) -> &Sales {
         &self.core.sales
     }

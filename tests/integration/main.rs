@@ -8,6 +8,7 @@ mod billing;
 mod binary;
 mod clock;
 mod cluster;
+mod docs;
 mod durability;
 mod errors;
 mod hardening;
