@@ -77,6 +77,14 @@ pub async fn label(matched: MatchedPath, request: Request, next: Next) -> Respon
     response
 }
 
+/// A public route that needs no key (the OpenAPI document): only named for the duration
+/// metric, as `admit` names the others.
+pub async fn open(State(route): State<&'static str>, request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    response.extensions_mut().insert(Answered::Named(route));
+    response
+}
+
 /// A request line or headers past our limits: 414 or 431 with the error JSON.
 fn too_large<B>(request: &http::Request<B>) -> Option<ApiError> {
     let target = request.uri().path_and_query().map_or(0, |p| p.as_str().len());

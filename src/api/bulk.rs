@@ -6,7 +6,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::domain::lead::{Consent, LeadInput, LEAD_PROPERTIES};
+use crate::domain::lead::{Consent, LeadInput, CONSENT_COLUMNS, LEAD_PROPERTIES};
 use crate::domain::model::FieldError;
 use crate::engine::ReturnInput;
 
@@ -102,10 +102,8 @@ fn rows<C, T>(
     Ok(rows)
 }
 
-/// The consent columns of a bulk CSV; the others are the lead's properties
-/// (`domain::lead::LEAD_PROPERTIES`) and `fields.<name>` (DESIGN.md §4).
-pub const CONSENT_COLUMNS: [&str; 4] = ["consent.tcpa", "consent.certificate_url", "consent.ip", "consent.captured_at"];
-
+/// A bulk CSV's columns: the lead's properties (`domain::lead::LEAD_PROPERTIES`), its
+/// consent (`CONSENT_COLUMNS`) and `fields.<name>` (DESIGN.md §4).
 fn known_column(name: &str) -> bool {
     LEAD_PROPERTIES.contains(&name)
         || CONSENT_COLUMNS.contains(&name)

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::StatusCode;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::domain::model::FieldError;
 use crate::engine::ports::idempotency::Refusal;
@@ -21,16 +22,22 @@ pub struct ApiError {
     pub details: Vec<FieldError>,
 }
 
-#[derive(Serialize)]
-struct Envelope<'a> {
-    error: Body<'a>,
+/// Every refusal's JSON (DESIGN §4), as the OpenAPI document describes it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorAnswer {
+    pub error: ErrorBody,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    code: &'a str,
-    message: &'a str,
-    details: &'a [FieldError],
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// A stable, machine-readable code (`validation_failed`, `unauthorized`, ...).
+    #[schema(value_type = String, example = "validation_failed")]
+    pub code: Cow<'static, str>,
+    #[schema(example = "the request is not valid")]
+    pub message: String,
+    /// The fields at fault, each with its path; empty when no field is.
+    pub details: Vec<FieldError>,
 }
 
 impl ApiError {
@@ -88,8 +95,13 @@ impl ApiError {
         ApiError::new(503, code, message)
     }
 
+    /// The error JSON's `error` object (also a failed bulk row's).
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody { code: self.code.clone(), message: self.message.clone(), details: self.details.clone() }
+    }
+
     pub fn to_json(&self) -> Bytes {
-        let envelope = Envelope { error: Body { code: &self.code, message: &self.message, details: &self.details } };
+        let envelope = ErrorAnswer { error: self.body() };
         let mut json =
             serde_json::to_vec(&envelope).unwrap_or_else(|_| b"{\"error\":{\"code\":\"internal\"}}".to_vec());
         json.push(b'\n');

@@ -7,6 +7,7 @@ pub mod admin;
 pub mod admission;
 pub mod bulk;
 pub mod caller;
+pub mod docs;
 pub mod error;
 pub mod http;
 pub mod limits;
@@ -84,7 +85,8 @@ impl Listener {
 /// A listener's whole HTTP service: trailing slashes trimmed, then its routes.
 pub type ApiService = NormalizePath<axum::Router>;
 
-/// The public listener: supplier and buyer endpoints (DESIGN §4).
+/// The public listener: supplier and buyer endpoints (DESIGN §4) and the integration docs
+/// (§5.2).
 pub fn public_service(state: Arc<AppState>) -> ApiService {
     // Each route is admitted knowing what it reads and its own name (the duration metric's
     // `route` label, with no lookup or allocation per request).
@@ -103,6 +105,12 @@ pub fn public_service(state: Arc<AppState>) -> ApiService {
         admitted("/v1/returns/bulk", Reads::Bulk, post(returns::bulk)),
         admitted("/v1/returns/{id}", Reads::Nothing, get(returns::get)),
         admitted("/v1/supplier/returns", Reads::Nothing, get(returns::supplier_feed)),
+        admitted("/v1/supplier/spec", Reads::Nothing, get(docs::supplier_spec)),
+        // The one public route without a key: integration docs for anyone.
+        (
+            "/v1/openapi.json",
+            get(docs::openapi_json).route_layer(middleware::from_fn_with_state("/v1/openapi.json", admission::open)),
+        ),
     ];
     let routes = routes.into_iter().fold(axum::Router::new(), |router, (path, handler)| router.route(path, handler));
     service(routes, state, Listener::Public)

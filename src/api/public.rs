@@ -13,15 +13,18 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
 
 use super::caller::{Buyer, Supplier};
-use super::error::ApiError;
+use super::docs::{BuyerRefusals, CsvRefusals, JsonRefusals, SupplierRefusals};
+use super::error::{ApiError, ErrorAnswer, ErrorBody};
 use super::http::{self, ApiResponse, Buffered};
 use super::{bulk, AppState};
 use crate::domain::lead::{LeadInput, PingInput};
+use crate::domain::money::{Currency, Money};
 use crate::engine::ports::idempotency::KeptAnswer;
 use crate::engine::ports::pull::PULL_LIMIT_MAX;
-use crate::engine::{EngineError, KeyedRequest, PostInput, Router};
+use crate::engine::{EngineError, KeyedRequest, LeadAnswer, PingAnswer, PostInput, Router};
 
 /// Idempotency keys are opaque client strings; 255 printable characters is what the
 /// common client libraries generate at most.
@@ -32,6 +35,21 @@ pub(super) fn json_body(headers: &HeaderMap, body: Bytes) -> Result<Bytes, ApiEr
     Ok(body)
 }
 
+/// Ping: offer a lead without personal data for a bid.
+///
+/// A bid holds the winning buyers' balance and caps until the post or `expires_at`.
+#[utoipa::path(
+    post,
+    path = "/v1/ping",
+    tag = "supplier",
+    request_body = PingInput,
+    responses(
+        (status = 200, description = "`bid` with the payout, or `no_bid` with its reason", body = PingAnswer),
+        JsonRefusals,
+        SupplierRefusals,
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn ping(
     State(state): State<Arc<AppState>>,
     Supplier(supplier_id): Supplier,
@@ -44,6 +62,25 @@ pub async fn ping(
     Ok(http::json(200, &answer))
 }
 
+/// Post: the full lead for an earlier ping.
+///
+/// The lead must match its ping (vertical, postal code).
+#[utoipa::path(
+    post,
+    path = "/v1/post",
+    tag = "supplier",
+    request_body = PostInput,
+    params(IdempotencyKey),
+    responses(
+        (status = 200, description = "`sold` with the payout, or `rejected` with its reason", body = LeadAnswer),
+        (status = 404, description = "No such ping of this supplier", body = ErrorAnswer),
+        (status = 409, description = "The ping was already posted, or the Idempotency-Key was used with another body", body = ErrorAnswer),
+        (status = 410, description = "The ping expired; ping again", body = ErrorAnswer),
+        JsonRefusals,
+        SupplierRefusals,
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn post(
     State(state): State<Arc<AppState>>,
     Supplier(supplier_id): Supplier,
@@ -57,6 +94,21 @@ pub async fn post(
     .await
 }
 
+/// Direct post: decide and deliver a lead in one call.
+#[utoipa::path(
+    post,
+    path = "/v1/leads",
+    tag = "supplier",
+    request_body = LeadInput,
+    params(IdempotencyKey),
+    responses(
+        (status = 200, description = "`sold` with the payout, or `rejected` with its reason", body = LeadAnswer),
+        (status = 409, description = "The Idempotency-Key was used with another body, or the `external_id` was used before", body = ErrorAnswer),
+        JsonRefusals,
+        SupplierRefusals,
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn direct(
     State(state): State<Arc<AppState>>,
     Supplier(supplier_id): Supplier,
@@ -70,6 +122,27 @@ pub async fn direct(
     .await
 }
 
+/// Bulk post: up to 10,000 leads as CSV, one result per row in order.
+///
+/// The header row names lead properties, `consent.<name>` and `fields.<name>`; a bad row
+/// never blocks good rows.
+#[utoipa::path(
+    post,
+    path = "/v1/leads/bulk",
+    tag = "supplier",
+    request_body(
+        content = String,
+        content_type = "text/csv",
+        description = "A header row of lead field names, then one lead per row",
+        example = "vertical,first_name,last_name,email,phone,zip,country,fields.roof_type\nsolar,Anna,Muster,anna@example.com,+49 89 1234567,80331,DE,tile\n",
+    ),
+    responses(
+        (status = 200, description = "One result per row, as `POST /v1/leads` would answer it", body = BulkAnswer<LeadAnswer>),
+        CsvRefusals,
+        SupplierRefusals,
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn bulk_leads(
     State(state): State<Arc<AppState>>,
     Supplier(supplier_id): Supplier,
@@ -83,37 +156,99 @@ pub async fn bulk_leads(
     Ok(row_results(results.into_iter().map(|result| result.map_err(ApiError::from))))
 }
 
-/// A bulk answer: one result per row, in order, numbered from 1; a failed row carries the
-/// error JSON a single request would have got and its `http_status`.
+/// A bulk answer: one result per row, in order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BulkAnswer<T> {
+    pub results: Vec<BulkRow<T>>,
+}
+
+/// One row's result, numbered from 1: what the single request would have answered, or its
+/// refusal.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BulkRow<T> {
+    #[serde(flatten)]
+    pub outcome: RowOutcome<T>,
+    pub row: usize,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum RowOutcome<T> {
+    Answered(T),
+    Refused(RowRefusal),
+}
+
+/// A refused row: the error JSON a single request would have got, and its HTTP status.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RowRefusal {
+    pub error: ErrorBody,
+    pub http_status: u16,
+}
+
 pub(super) fn row_results<T: Serialize>(results: impl Iterator<Item = Result<T, ApiError>>) -> ApiResponse {
-    let rows: Vec<serde_json::Value> = results
+    let results = results
         .enumerate()
         .map(|(i, result)| {
-            let mut row = match result {
-                Ok(answer) => serde_json::to_value(&answer).unwrap_or_default(),
-                Err(error) => {
-                    json!({"error": {"code": error.code, "message": error.message, "details": error.details}, "http_status": error.status})
-                }
+            let outcome = match result {
+                Ok(answer) => RowOutcome::Answered(answer),
+                Err(error) => RowOutcome::Refused(RowRefusal { error: error.body(), http_status: error.status }),
             };
-            if let Some(object) = row.as_object_mut() {
-                object.insert("row".into(), json!(i + 1));
-            }
-            row
+            BulkRow { outcome, row: i + 1 }
         })
         .collect();
-    http::json(200, &json!({ "results": rows }))
+    http::json(200, &BulkAnswer { results })
 }
 
+/// `GET /v1/buyer/balance`: what the buyer has, what its open bids hold, and the rest.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BalanceAnswer {
+    pub balance: Money,
+    pub held: Money,
+    pub available: Money,
+    pub currency: Currency,
+}
+
+/// `GET /v1/buyer/leads`: the leads after the cursor, oldest first; `next` is the cursor to
+/// pass back (the same one when there are none).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PullPage {
+    /// Each lead as a webhook delivery carries it (DESIGN §5: `sale_id`, `lead_id`,
+    /// `ping_id`, `vertical`, `price`, `currency`, `lead`), with its `cursor`.
+    #[schema(value_type = Vec<Object>)]
+    pub leads: Vec<serde_json::Value>,
+    #[schema(example = "42")]
+    pub next: String,
+}
+
+/// The buyer's balance, what its open bids hold, and what is available.
+#[utoipa::path(
+    get,
+    path = "/v1/buyer/balance",
+    tag = "buyer",
+    responses((status = 200, description = "The balance", body = BalanceAnswer), BuyerRefusals),
+    security(("api_key" = [])),
+)]
 pub async fn balance(State(state): State<Arc<AppState>>, Buyer(buyer_id): Buyer) -> Result<ApiResponse, ApiError> {
     let (view, currency) = state.router.accounts().balance(&buyer_id).await?;
-    Ok(http::json(
-        200,
-        &json!({"balance": view.balance, "held": view.held, "available": view.available, "currency": currency}),
-    ))
+    let answer = BalanceAnswer { balance: view.balance, held: view.held, available: view.available, currency };
+    Ok(http::json(200, &answer))
 }
 
-/// `GET /v1/buyer/leads?after=<cursor>&limit=<n>`: the leads of the buyer's pull
-/// campaigns after its cursor, oldest first; `next` is the cursor to pass back.
+/// The leads of the buyer's pull campaigns after its cursor, oldest first.
+///
+/// `next` is the cursor to pass back as `after`; passing it acknowledges what came before.
+#[utoipa::path(
+    get,
+    path = "/v1/buyer/leads",
+    tag = "buyer",
+    params(Page),
+    responses(
+        (status = 200, description = "The leads after the cursor", body = PullPage),
+        (status = 422, description = "An unknown parameter, a limit out of range, or a cursor beyond the newest lead", body = ErrorAnswer),
+        BuyerRefusals,
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn pull_leads(
     State(state): State<Arc<AppState>>,
     Buyer(buyer_id): Buyer,
@@ -132,7 +267,26 @@ pub async fn pull_leads(
             lead
         })
         .collect();
-    Ok(http::json(200, &json!({"leads": leads, "next": next.to_string()})))
+    Ok(http::json(200, &PullPage { leads, next: next.to_string() }))
+}
+
+/// The `Idempotency-Key` header of the retry-safe posts.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct IdempotencyKey {
+    /// 1 to 255 visible ASCII characters: the same key and body within 24 h get the first
+    /// answer again, never a second sale.
+    #[param(rename = "Idempotency-Key")]
+    pub key: Option<String>,
+}
+
+/// A page of a list: `after` a cursor from an earlier answer's `next`, at most `limit`.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct Page {
+    pub after: Option<String>,
+    /// 1 to the endpoint's maximum; 100 when absent.
+    pub limit: Option<u32>,
 }
 
 /// Runs engine work in its own task: a client that hangs up must not cancel a sale

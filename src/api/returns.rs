@@ -5,12 +5,13 @@ use std::sync::Arc;
 
 use axum::extract::{Path, RawQuery, State};
 use serde::Serialize;
-use serde_json::{json, Value};
+use utoipa::ToSchema;
 
 use super::caller::{Buyer, Supplier};
-use super::error::ApiError;
+use super::docs::{BuyerRefusals, CsvRefusals, JsonRefusals, SupplierRefusals};
+use super::error::{ApiError, ErrorAnswer};
 use super::http::{self, ApiResponse, Buffered};
-use super::public::{detached, json_body, once, row_results, Request};
+use super::public::{detached, json_body, once, row_results, BulkAnswer, IdempotencyKey, Page, Request};
 use super::{bulk, AppState};
 use crate::domain::model::FieldError;
 use crate::domain::returns::ReturnStatus;
@@ -19,7 +20,22 @@ use crate::engine::{EngineError, ReturnInput, ReturnView};
 
 const PAGE_DEFAULT: usize = 100;
 
-/// `POST /v1/returns` → 201 with the return (`pending` or `approved`).
+/// Return a sale: 201 with the return, `pending` or (without operator approval) `approved`.
+#[utoipa::path(
+    post,
+    path = "/v1/returns",
+    tag = "buyer",
+    request_body = ReturnInput,
+    params(IdempotencyKey),
+    responses(
+        (status = 201, description = "The return", body = ReturnView),
+        (status = 404, description = "Not this buyer's sale", body = ErrorAnswer),
+        (status = 409, description = "The sale was already returned, or the Idempotency-Key was used with another body", body = ErrorAnswer),
+        JsonRefusals,
+        BuyerRefusals,
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn request(
     State(state): State<Arc<AppState>>,
     Buyer(buyer_id): Buyer,
@@ -35,7 +51,24 @@ pub async fn request(
     .await
 }
 
-/// `POST /v1/returns/bulk` (text/csv `sale_id,reason,note`): one result per row, in order.
+/// Return sales in bulk: CSV `sale_id,reason,note`, one result per row in order.
+#[utoipa::path(
+    post,
+    path = "/v1/returns/bulk",
+    tag = "buyer",
+    request_body(
+        content = String,
+        content_type = "text/csv",
+        description = "Header `sale_id,reason,note` (`note` may be left out), one return per row",
+        example = "sale_id,reason,note\nsal_Example0000000000000,invalid_phone,dead number\n",
+    ),
+    responses(
+        (status = 200, description = "One result per row, as `POST /v1/returns` would answer it", body = BulkAnswer<ReturnRow>),
+        CsvRefusals,
+        BuyerRefusals,
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn bulk(
     State(state): State<Arc<AppState>>,
     Buyer(buyer_id): Buyer,
@@ -58,11 +91,23 @@ pub async fn bulk(
     Ok(row_results(
         results
             .into_iter()
-            .map(|result| result.map(|view| with_field(&view, "http_status", json!(201))).map_err(ApiError::from)),
+            .map(|result| result.map(|view| ReturnRow { view, http_status: 201 }).map_err(ApiError::from)),
     ))
 }
 
-/// `GET /v1/returns/{id}`: the buyer's own return; another buyer's is unknown (404).
+/// One of the buyer's returns; another buyer's is unknown (404).
+#[utoipa::path(
+    get,
+    path = "/v1/returns/{id}",
+    tag = "buyer",
+    params(("id" = String, Path, description = "The return's id (`ret_...`)")),
+    responses(
+        (status = 200, description = "The return", body = ReturnView),
+        (status = 404, description = "No such return of this buyer", body = ErrorAnswer),
+        BuyerRefusals,
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn get(
     State(state): State<Arc<AppState>>,
     Buyer(buyer_id): Buyer,
@@ -72,8 +117,21 @@ pub async fn get(
     Ok(http::json(200, &ReturnView::for_buyer(&found)))
 }
 
-/// `GET /v1/returns?status=&after=&limit=`: the buyer's returns in the order they were
-/// requested; `next` is the cursor to pass back as `after`.
+/// The buyer's returns in the order they were requested.
+///
+/// `next` is the cursor to pass back as `after`.
+#[utoipa::path(
+    get,
+    path = "/v1/returns",
+    tag = "buyer",
+    params(Page, ("status" = Option<ReturnStatus>, Query, description = "Only returns in this status")),
+    responses(
+        (status = 200, description = "A page of returns", body = ReturnPage),
+        (status = 422, description = "An unknown parameter, status or cursor, or a limit out of range", body = ErrorAnswer),
+        BuyerRefusals,
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn list(
     State(state): State<Arc<AppState>>,
     Buyer(buyer_id): Buyer,
@@ -84,13 +142,28 @@ pub async fn list(
     let status = status_filter(&query)?;
     let page = state.router.returns().buyer_returns(&buyer_id, status, after, query.limit);
     let next = page.last().map_or(after, |stored| stored.created);
-    let returns: Vec<Value> =
-        page.iter().map(|stored| with_cursor(&ReturnView::for_buyer(&stored.lead_return), stored.created)).collect();
-    Ok(http::json(200, &json!({"returns": returns, "next": next.to_string()})))
+    let returns = page
+        .iter()
+        .map(|stored| ReturnEntry::new(ReturnView::for_buyer(&stored.lead_return), stored.created))
+        .collect();
+    Ok(http::json(200, &ReturnPage { returns, next: next.to_string() }))
 }
 
-/// `GET /v1/supplier/returns?after=&limit=`: returns of the supplier's leads in the order
-/// they last changed, so a return shows again when it is resolved.
+/// The returns of the supplier's leads in the order they last changed.
+///
+/// A return shows again when it is resolved; `next` is the cursor to pass back as `after`.
+#[utoipa::path(
+    get,
+    path = "/v1/supplier/returns",
+    tag = "supplier",
+    params(Page),
+    responses(
+        (status = 200, description = "A page of returns", body = ReturnPage),
+        (status = 422, description = "An unknown parameter or cursor, or a limit out of range", body = ErrorAnswer),
+        SupplierRefusals,
+    ),
+    security(("api_key" = [])),
+)]
 pub async fn supplier_feed(
     State(state): State<Arc<AppState>>,
     Supplier(supplier_id): Supplier,
@@ -100,11 +173,11 @@ pub async fn supplier_feed(
     let after = http::numeric_cursor(query.after.as_deref())?;
     let page: Vec<Stored> = state.router.returns().supplier_returns(&supplier_id, after, query.limit);
     let next = page.last().map_or(after, |stored| stored.revision);
-    let returns: Vec<Value> = page
+    let returns = page
         .iter()
-        .map(|stored| with_cursor(&ReturnView::for_supplier(&stored.lead_return), stored.revision))
+        .map(|stored| ReturnEntry::new(ReturnView::for_supplier(&stored.lead_return), stored.revision))
         .collect();
-    Ok(http::json(200, &json!({"returns": returns, "next": next.to_string()})))
+    Ok(http::json(200, &ReturnPage { returns, next: next.to_string() }))
 }
 
 pub fn status_filter(query: &http::ListQuery) -> Result<Option<ReturnStatus>, ApiError> {
@@ -116,15 +189,32 @@ pub fn status_filter(query: &http::ListQuery) -> Result<Option<ReturnStatus>, Ap
     }
 }
 
-/// A view as JSON with one more field (`cursor`, `http_status`).
-fn with_field(view: &impl Serialize, name: &str, value: Value) -> Value {
-    let mut json = serde_json::to_value(view).unwrap_or_default();
-    if let Some(object) = json.as_object_mut() {
-        object.insert(name.into(), value);
-    }
-    json
+/// A page of returns; `next` is the cursor to pass back as `after`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReturnPage {
+    pub returns: Vec<ReturnEntry>,
+    #[schema(example = "42")]
+    pub next: String,
 }
 
-fn with_cursor(view: &impl Serialize, cursor: u64) -> Value {
-    with_field(view, "cursor", json!(cursor.to_string()))
+/// A return in a page, with the cursor that lists what comes after it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReturnEntry {
+    #[serde(flatten)]
+    pub view: ReturnView,
+    pub cursor: String,
+}
+
+impl ReturnEntry {
+    fn new(view: ReturnView, cursor: u64) -> ReturnEntry {
+        ReturnEntry { view, cursor: cursor.to_string() }
+    }
+}
+
+/// A bulk row's return, with the status its single request would have had.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReturnRow {
+    #[serde(flatten)]
+    pub view: ReturnView,
+    pub http_status: u16,
 }

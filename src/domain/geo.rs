@@ -159,6 +159,14 @@ impl PostalTable {
         self.len == 0
     }
 
+    /// The countries the table covers, sorted: a lead's postal code is only known in these.
+    pub fn countries(&self) -> Vec<String> {
+        let mut countries: Vec<String> =
+            self.by_country.keys().map(|key| String::from_utf8_lossy(key).into_owned()).collect();
+        countries.sort();
+        countries
+    }
+
     /// Rows for one country (0 for a country the table does not cover).
     pub fn count(&self, country: &str) -> usize {
         country_key(country).and_then(|k| self.by_country.get(&k)).map_or(0, HashMap::len)

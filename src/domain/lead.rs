@@ -16,6 +16,8 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use utoipa::openapi::schema::{AnyOfBuilder, ArrayBuilder, Object, ObjectBuilder, Schema, Type};
+use utoipa::ToSchema;
 
 use super::geo::{Point, PostalPlace, PostalTable};
 use super::model::{FieldError, Vertical};
@@ -40,6 +42,8 @@ const STATE_LEN_MAX: usize = 8;
 const FIELDS_MAX: usize = 50;
 /// Custom field names: identifiers, as field rules and CSV headers (`fields.<name>`) use them.
 const FIELD_KEY_LEN_MAX: usize = 64;
+/// `field_key_ok` as a pattern, for the OpenAPI document.
+const FIELD_KEY_PATTERN: &str = "^[A-Za-z0-9_]{1,64}$";
 /// A custom string value: room for a free-text comment, not for a document.
 const FIELD_STRING_LEN_MAX: usize = 1000;
 /// A custom array value (e.g. chosen products): a multiple choice, not a data set.
@@ -109,39 +113,93 @@ pub const LEAD_PROPERTIES: [&str; 11] = [
     "external_id",
 ];
 
+/// A lead's consent, as bulk CSV columns name its properties (`consent.<name>`).
+pub const CONSENT_COLUMNS: [&str; 4] = ["consent.tcpa", "consent.certificate_url", "consent.ip", "consent.captured_at"];
+
 /// Lead properties a vertical's `required_fields` may name besides custom fields.
 fn is_top_level_field(name: &str) -> bool {
     name == "consent" || LEAD_PROPERTIES.contains(&name)
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+/// A lead as a supplier sends it: `POST /v1/leads`, the `lead` of `POST /v1/post`, a row
+/// of `POST /v1/leads/bulk`. Every property is optional to serde so that `validate_lead`
+/// can name every missing one at once; the schema says what the contract requires.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[schema(as = Lead)]
 pub struct LeadInput {
+    /// The vertical's name.
+    #[schema(required, nullable = false, example = "solar")]
     pub vertical: Option<String>,
+    #[schema(required, nullable = false, max_length = 100, example = "Anna")]
     pub first_name: Option<String>,
+    #[schema(required, nullable = false, max_length = 100, example = "Muster")]
     pub last_name: Option<String>,
+    #[schema(required, nullable = false, format = Email, max_length = 254, example = "anna@example.com")]
     pub email: Option<String>,
+    /// Normalizable to E.164 for the lead's country.
+    #[schema(required, nullable = false, example = "+49 89 1234567")]
     pub phone: Option<String>,
+    /// A postal code known for the lead's country (US ZIP5 or ZIP+4, DE PLZ).
+    #[schema(required, nullable = false, example = "80331")]
     pub zip: Option<String>,
+    /// ISO 3166-1 alpha-2; may be left out when the vertical has a default country.
+    #[schema(nullable = false, pattern = "^[A-Za-z]{2}$", example = "DE")]
     pub country: Option<String>,
+    /// Must agree with the postal code's state; taken from it when absent.
+    #[schema(nullable = false, max_length = 8, example = "BY")]
     pub state: Option<String>,
+    #[schema(nullable = false, max_length = 200)]
     pub city: Option<String>,
+    #[schema(nullable = false, max_length = 200)]
     pub street: Option<String>,
     #[serde(default, deserialize_with = "unique_fields")]
+    #[schema(schema_with = custom_fields_schema)]
     pub fields: Option<Map<String, Value>>,
+    #[schema(nullable = false)]
     pub consent: Option<Consent>,
+    /// The supplier's own reference, unique per supplier.
+    #[schema(nullable = false, max_length = 128)]
     pub external_id: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Consent {
     pub tcpa: bool,
+    /// An absolute http(s) URL (TrustedForm, Jornaya).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, format = "uri", max_length = 2048)]
     pub certificate_url: Option<String>,
+    /// An IPv4 or IPv6 address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub ip: Option<String>,
+    /// An RFC 3339 timestamp.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false, format = DateTime)]
     pub captured_at: Option<String>,
+}
+
+/// `fields`: custom fields by name, each a string, number, boolean or array of those
+/// (`check_fields` enforces the bounds written here).
+pub fn custom_fields_schema() -> Object {
+    let text = || ObjectBuilder::new().schema_type(Type::String).max_length(Some(FIELD_STRING_LEN_MAX));
+    let scalar = || {
+        AnyOfBuilder::new()
+            .item(text())
+            .item(ObjectBuilder::new().schema_type(Type::Number))
+            .item(ObjectBuilder::new().schema_type(Type::Boolean))
+    };
+    let list = ArrayBuilder::new().items(scalar()).max_items(Some(FIELD_ARRAY_LEN_MAX));
+    let value = AnyOfBuilder::new().item(scalar()).item(list).build();
+    let names = ObjectBuilder::new().schema_type(Type::String).pattern(Some(FIELD_KEY_PATTERN)).build();
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some("Custom fields by name: strings, numbers, booleans or arrays of those."))
+        .property_names(Some(names))
+        .max_properties(Some(FIELDS_MAX))
+        .additional_properties(Some(Schema::from(value)))
+        .build()
 }
 
 /// A lead that passed `validate_lead`: strings trimmed, `email` lowercased, `phone` in
@@ -171,15 +229,26 @@ pub struct ValidLead {
     location: Point,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+/// A ping as a supplier sends it (`POST /v1/ping`): where and what, never who.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[schema(as = Ping)]
 pub struct PingInput {
+    #[schema(required, nullable = false, example = "solar")]
     pub vertical: Option<String>,
+    #[schema(required, nullable = false, example = "80331")]
     pub zip: Option<String>,
+    /// ISO 3166-1 alpha-2; may be left out when the vertical has a default country.
+    #[schema(nullable = false, pattern = "^[A-Za-z]{2}$", example = "DE")]
     pub country: Option<String>,
+    #[schema(nullable = false, max_length = 8)]
     pub state: Option<String>,
+    /// Custom fields; names and values that look like personal data are refused (422).
     #[serde(default, deserialize_with = "unique_fields")]
+    #[schema(schema_with = custom_fields_schema)]
     pub fields: Option<Map<String, Value>>,
+    /// Any other key: refused with 422 (personal data has no place in a ping).
     #[serde(flatten)]
+    #[schema(ignore)]
     pub extra: Map<String, Value>,
 }
 

@@ -22,4 +22,5 @@ pub mod retry;
 pub mod returns;
 pub mod rotation;
 pub mod schedule;
+pub mod supplier_spec;
 pub mod trace;

@@ -14,9 +14,11 @@ use super::integration::request::{RequestSpec, REDACTED};
 use super::money::{Currency, Money};
 
 /// One problem with one input field: `field` is a dotted path (`filters.radius.km`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FieldError {
+    #[schema(example = "email")]
     pub field: String,
+    #[schema(example = "not a valid email address")]
     pub message: String,
 }
 
@@ -265,6 +267,23 @@ pub enum RuleOp {
     Lt,
     Lte,
     Exists,
+}
+
+impl RuleOp {
+    /// The op as configured (`not_in`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleOp::Eq => "eq",
+            RuleOp::Ne => "ne",
+            RuleOp::In => "in",
+            RuleOp::NotIn => "not_in",
+            RuleOp::Gt => "gt",
+            RuleOp::Gte => "gte",
+            RuleOp::Lt => "lt",
+            RuleOp::Lte => "lte",
+            RuleOp::Exists => "exists",
+        }
+    }
 }
 
 /// Open hours per weekday (`mon` … `sun`), each a list of `"HH:MM-HH:MM"` ranges in the

@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use tokio::time::Instant;
 
+use super::answers;
 use super::auction::Auction;
 use super::buyer_format;
 use super::core::publish_available;
@@ -61,13 +62,13 @@ pub(super) struct Misses {
 impl Misses {
     pub fn reason(&self) -> &'static str {
         if self.out_of_time {
-            "deadline"
+            answers::DEADLINE
         } else if self.rejected {
-            "buyer_rejected"
+            answers::BUYER_REJECTED
         } else if self.duplicate {
-            "duplicate"
+            answers::DUPLICATE
         } else {
-            "no_eligible_buyer"
+            answers::NO_ELIGIBLE_BUYER
         }
     }
 }

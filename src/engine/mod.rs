@@ -12,7 +12,7 @@
 //! on a buyer past them, so an answer never waits past `tmax_ms` plus scheduling slack.
 
 mod accounts;
-mod answers;
+pub mod answers;
 mod auction;
 mod buyer_format;
 mod configure;
@@ -219,6 +219,11 @@ impl Router {
 
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.core.clock
+    }
+
+    /// The postal table leads are located with.
+    pub fn postal(&self) -> &'static PostalTable {
+        self.core.postal
     }
 
     pub fn sales(&self) -> &Sales {

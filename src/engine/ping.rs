@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::answers;
 use super::auction::Auction;
 use super::decide::{Decision, Misses, HOLD_GRACE};
 use super::ports::pings::{NotStored, PingContext};
@@ -57,10 +58,10 @@ impl Auction {
         let wanted = vertical.max_winners as usize;
         let held = self.hold_winners(&mut d, &offers, &mut cursor, &mut taken, wanted, now, hold_expires_at).await?;
         let answer = if held.is_empty() {
-            let reason = if misses.eligible == 0 { "no_eligible_buyer" } else { "no_bids" };
+            let reason = if misses.eligible == 0 { answers::NO_ELIGIBLE_BUYER } else { answers::NO_BIDS };
             PingAnswer {
                 ping_id: ping_id.clone(),
-                status: "no_bid",
+                status: answers::NO_BID,
                 payout: None,
                 currency: None,
                 expires_at: None,
@@ -71,7 +72,7 @@ impl Auction {
             let currency = held.first().map(|(i, _)| offers[*i].bid.campaign.currency);
             PingAnswer {
                 ping_id: ping_id.clone(),
-                status: "bid",
+                status: answers::BID,
                 payout: Some(payout),
                 currency,
                 expires_at: Some(expires_at),

@@ -9,6 +9,7 @@ use futures::StreamExt;
 use serde::Deserialize;
 use tokio::time::Instant;
 
+use super::answers;
 use super::auction::Auction;
 use super::decide::{Decision, Lot, Misses, HOLD_GRACE};
 use super::ping::vertical_of;
@@ -28,9 +29,13 @@ use crate::telemetry;
 /// one supplier's file cannot crowd out live traffic.
 pub const BULK_CONCURRENCY: usize = 16;
 
-#[derive(Debug, Default, Deserialize)]
+/// `POST /v1/post`: the full lead for an earlier ping.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[schema(as = Post)]
 pub struct PostInput {
+    #[schema(required, nullable = false, example = "png_Example0000000000000")]
     pub ping_id: Option<String>,
+    #[schema(required, nullable = false)]
     pub lead: Option<LeadInput>,
 }
 
@@ -211,7 +216,7 @@ fn finish(d: &mut Decision, lead_id: String, sales: Vec<Sale>, misses: &Misses) 
     let answer = match sales.first() {
         Some(first) => LeadAnswer {
             lead_id,
-            status: "sold",
+            status: answers::SOLD,
             payout: Some(sales.iter().map(|s| s.payout).sum::<Money>()),
             currency: Some(first.currency),
             reason: None,

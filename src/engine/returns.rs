@@ -25,12 +25,17 @@ use crate::ids;
 use crate::telemetry;
 
 /// `POST /v1/returns` (and one row of the bulk CSV).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = ReturnRequest)]
 pub struct ReturnInput {
+    #[schema(example = "sal_Example0000000000000")]
     pub sale_id: String,
+    /// A code from the vertical's `return_reasons`.
+    #[schema(example = "invalid_phone")]
     pub reason: String,
     #[serde(default)]
+    #[schema(nullable = false, max_length = 1000)]
     pub note: Option<String>,
 }
 
@@ -42,7 +47,8 @@ const SALE_KEPT_AFTER_WINDOW: chrono::Duration = chrono::Duration::hours(1);
 
 /// A return as one party sees it (API answers and notifications): the same facts, with
 /// the money of that party only.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = Return)]
 pub struct ReturnView {
     pub return_id: String,
     pub sale_id: String,
@@ -50,6 +56,7 @@ pub struct ReturnView {
     pub status: ReturnStatus,
     pub reason: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub note: Option<String>,
     #[serde(flatten)]
     pub amounts: ReturnAmounts,
@@ -58,10 +65,11 @@ pub struct ReturnView {
     pub requested_at: chrono::DateTime<chrono::Utc>,
     pub resolved_at: Option<chrono::DateTime<chrono::Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub resolution_reason: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum ReturnAmounts {
     /// What the buyer paid and gets back.

@@ -9,6 +9,7 @@ mod binary;
 mod buyer_formats;
 mod clock;
 mod cluster;
+mod docs;
 mod durability;
 mod errors;
 mod hardening;

@@ -7,6 +7,8 @@ pub mod currency;
 pub mod ids;
 pub mod model;
 pub mod money;
+#[cfg(feature = "openapi")]
+pub mod openapi;
 
 pub use currency::{Currency, InvalidCurrency};
 pub use ids::{BuyerId, CampaignId, LeadId, PingId, ReturnId, SaleId, SupplierId};
