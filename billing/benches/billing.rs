@@ -124,6 +124,7 @@ fn router_journal(runtime: &tokio::runtime::Runtime) -> tempfile::TempDir {
                             internal: false,
                             dedup_keys: Vec::new(),
                             return_terms: None,
+                            buyer_reference: None,
                         });
                         journal.append(sale, Utc::now()).await.expect("append");
                     }
