@@ -80,6 +80,7 @@ fn entries() -> Vec<Entry> {
             currency: leadrouter_types::Currency::EUR,
             sold_at: start + Duration::seconds((n * 25) as i64), // spread over November
             internal: (n % BUYERS).is_multiple_of(10),
+            buyer_reference: None,
         };
         push(Fact::Sale(sale), &mut entries);
     }
@@ -124,6 +125,7 @@ fn router_journal(runtime: &tokio::runtime::Runtime) -> tempfile::TempDir {
                             internal: false,
                             dedup_keys: Vec::new(),
                             return_terms: None,
+                            buyer_reference: None,
                         });
                         journal.append(sale, Utc::now()).await.expect("append");
                     }

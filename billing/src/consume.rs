@@ -185,6 +185,8 @@ pub fn entry(event: proto::LedgerEvent) -> Result<Entry, ConsumeError> {
             country: sale.country,
             model: sale.model.parse().map_err(|_| malformed("model"))?,
             internal: sale.internal,
+            // Empty is how the stream says "none" (and what routers before it send).
+            buyer_reference: Some(sale.buyer_reference).filter(|reference| !reference.is_empty()),
         }),
         Event::ReturnResolved(ret) => Fact::Return(facts::Return {
             credit: amount(&ret.credit, "credit")?,
@@ -300,5 +302,17 @@ mod tests {
             sale.currency = "usd".into();
         }
         assert!(matches!(entry(lowercase), Err(ConsumeError::Malformed { field: "currency", .. })));
+    }
+
+    #[test]
+    fn a_sale_reads_its_buyer_reference_and_an_empty_one_as_none() {
+        let Fact::Sale(without) = entry(sale("bidding", "38.50")).unwrap().fact else { panic!("a sale") };
+        assert_eq!(without.buyer_reference, None, "an empty field is no reference");
+        let mut referenced = sale("bidding", "38.50");
+        if let Some(Event::SaleSettled(sale)) = &mut referenced.event {
+            sale.buyer_reference = "CRM-0042".into();
+        }
+        let Fact::Sale(with) = entry(referenced).unwrap().fact else { panic!("a sale") };
+        assert_eq!(with.buyer_reference.as_deref(), Some("CRM-0042"));
     }
 }

@@ -298,7 +298,9 @@ fn post_answer(status: StatusCode, body: &[u8]) -> (PostAnswer, bool) {
         return (rejected(&format!("http {}", status.as_u16())), false);
     }
     match answer::parse_post(body) {
-        PostVerdict::Accepted => (PostAnswer::Accepted, true),
+        // The native protocol carries no buyer reference; answer rules (DESIGN §5.1) read one
+        // (`engine::buyer_format`).
+        PostVerdict::Accepted => (PostAnswer::Accepted { buyer_reference: None }, true),
         PostVerdict::Rejected(reason) => (PostAnswer::Rejected(reason), true),
         PostVerdict::Invalid => (rejected("invalid answer"), false),
     }

@@ -252,7 +252,7 @@ async fn post_answers_are_read_per_contract() {
         }
     };
     let rejected = |reason: &str| PostAnswer::Rejected(reason.to_string());
-    assert_eq!(post("accept").await, PostAnswer::Accepted);
+    assert_eq!(post("accept").await, PostAnswer::Accepted { buyer_reference: None });
     assert_eq!(post("reject").await, rejected("duplicatelead"));
     assert_eq!(post("server-error").await, rejected("http 500"));
     assert_eq!(post("bid-string").await, rejected("invalid answer"));

@@ -53,6 +53,11 @@ pub struct SaleSettled {
     /// The campaign's return terms when the lead was sold (journal only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub return_terms: Option<super::returns::ReturnTerms>,
+    /// The buyer's own lead id, when its answer rules read one (DESIGN §5.1 `reference`).
+    /// Absent from sales journaled before it existed, and left out when there is none, so
+    /// journals, checkpoints and Redis streams written either way read the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buyer_reference: Option<String>,
 }
 
 #[cfg(test)]
@@ -77,6 +82,7 @@ impl SaleSettled {
             internal: false,
             dedup_keys: Vec::new(),
             return_terms: None,
+            buyer_reference: None,
         }
     }
 }

@@ -1,7 +1,9 @@
 //! The decision trace: every campaign considered for a ping or lead, and what happened to it,
 //! in order (DESIGN §6, `GET /admin/v1/{pings,leads}/{id}/trace`).
 //!
-//! Entries carry ids, amounts, reason codes and latencies: never lead data.
+//! Entries carry ids, amounts, reason codes and latencies: never lead data. A `sold` entry
+//! also carries the buyer's own id for the lead when its answer named one
+//! (`buyer_reference`, DESIGN §5.1): the buyer's id, not the lead's contact data.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -42,6 +44,10 @@ pub struct TraceEntry {
     pub amount: Option<Money>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<u64>,
+    /// `sold` only: the buyer's reference for the lead. Boxed, not a `String`: every entry
+    /// of every kept trace pays for this slot, and only sales fill it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub buyer_reference: Option<Box<str>>,
 }
 
 fn one_decimal<S: Serializer>(value: &Option<f64>, serializer: S) -> Result<S::Ok, S::Error> {
@@ -99,6 +105,7 @@ impl Trace {
             distance_km: None,
             amount: None,
             latency_ms: None,
+            buyer_reference: None,
         });
         let last = self.entries.len() - 1;
         &mut self.entries[last]
@@ -129,5 +136,28 @@ impl TraceEntry {
     pub fn latency(&mut self, latency: std::time::Duration) -> &mut TraceEntry {
         self.latency_ms = Some(u64::try_from(latency.as_millis()).unwrap_or(u64::MAX));
         self
+    }
+
+    pub fn buyer_reference(&mut self, reference: Option<&str>) -> &mut TraceEntry {
+        self.buyer_reference = reference.map(Box::from);
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sold_entry_shows_the_buyer_reference_only_when_there_is_one() {
+        let (campaign, buyer): (Arc<str>, Arc<str>) = (Arc::from("c1"), Arc::from("b1"));
+        let mut trace = Trace::new("led_1".into(), "lead", "solar".into(), "bidding", DateTime::UNIX_EPOCH);
+        trace.push(&campaign, &buyer, Outcome::Sold).amount(Money::cents(3800)).buyer_reference(Some("CRM-42"));
+        trace.push(&campaign, &buyer, Outcome::Sold).amount(Money::cents(3800)).buyer_reference(None);
+        let json = serde_json::to_value(&trace).expect("a trace serializes");
+        assert_eq!(json["entries"][0]["buyer_reference"], "CRM-42");
+        assert_eq!(json["entries"][0]["amount"], "38.00");
+        let without = json["entries"][1].as_object().expect("an entry is an object");
+        assert!(!without.contains_key("buyer_reference"), "absent, not null: {without:?}");
     }
 }

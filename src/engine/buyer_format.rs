@@ -61,21 +61,22 @@ pub(super) fn post_request(
     })
 }
 
-/// What the buyer's reply comes to, with the buyer's reference when it accepted. A
-/// rejection carries the reason the rules read (for the trace), or the status.
-pub(super) fn post_answer(integration: &Integration, reply: Reply) -> (PostAnswer, Option<String>) {
+/// What the buyer's reply comes to: an acceptance with the buyer's reference when the
+/// rules read one (kept with the sale), or a rejection with the reason they read (for the
+/// trace), else the status.
+pub(super) fn post_answer(integration: &Integration, reply: Reply) -> PostAnswer {
     match reply {
         Reply::Answered { status, body } => {
             let reading = integration.read_post(status, &body);
             if reading.accepted {
-                (PostAnswer::Accepted, reading.reference)
+                PostAnswer::Accepted { buyer_reference: reading.reference }
             } else {
-                (PostAnswer::Rejected(reading.reason.unwrap_or_else(|| format!("http {status}"))), None)
+                PostAnswer::Rejected(reading.reason.unwrap_or_else(|| format!("http {status}")))
             }
         }
-        Reply::Timeout => (PostAnswer::Timeout, None),
-        Reply::Error(reason) => (PostAnswer::Error(reason), None),
-        Reply::CircuitOpen => (PostAnswer::CircuitOpen, None),
+        Reply::Timeout => PostAnswer::Timeout,
+        Reply::Error(reason) => PostAnswer::Error(reason),
+        Reply::CircuitOpen => PostAnswer::CircuitOpen,
     }
 }
 

@@ -311,8 +311,8 @@ impl Auction {
             for (attempt, (answer, queued)) in attempts.into_iter().zip(answers) {
                 let campaign = &attempt.campaign;
                 match answer {
-                    PostAnswer::Accepted => {
-                        sales.push(self.settle(d, lot, &offers[attempt.index], attempt).await?);
+                    PostAnswer::Accepted { buyer_reference } => {
+                        sales.push(self.settle(d, lot, &offers[attempt.index], attempt, buyer_reference).await?);
                         // Journaled before the sale; due once the sale is journaled too.
                         self.deliveries.send_later(queued);
                     }
@@ -322,7 +322,7 @@ impl Auction {
                             PostAnswer::Timeout => "timeout".to_string(),
                             PostAnswer::Error(reason) => reason,
                             PostAnswer::CircuitOpen => "circuit_open".to_string(),
-                            PostAnswer::Accepted => String::new(),
+                            PostAnswer::Accepted { .. } => String::new(),
                         };
                         d.trace.push(&campaign.id, &campaign.buyer_id, Outcome::RejectedPost).reason(reason);
                         self.core.dedup.release(&campaign.buyer_id, &attempt.dedup_keys).await;
@@ -453,9 +453,7 @@ impl Auction {
                 match buyer_format::post_request(integration, campaign, &facts, url, &body) {
                     Ok(outbound) => {
                         let (reply, latency) = self.core.buyers.exchange(outbound, deadline).await;
-                        // The buyer's reference joins the sale with issue 14's next step.
-                        let (answer, _reference) = buyer_format::post_answer(integration, reply);
-                        (answer, latency)
+                        (buyer_format::post_answer(integration, reply), latency)
                     }
                     Err(reason) => (PostAnswer::Error(reason), Duration::ZERO),
                 }
@@ -463,7 +461,7 @@ impl Auction {
             None => self.core.buyers.post(url, &campaign.webhook_secret, Bytes::from(body.to_string()), deadline).await,
         };
         let outcome = match &answer {
-            PostAnswer::Accepted => "accepted",
+            PostAnswer::Accepted { .. } => "accepted",
             PostAnswer::Rejected(_) => "rejected",
             PostAnswer::Timeout => "timeout",
             PostAnswer::Error(_) | PostAnswer::CircuitOpen => "error",
@@ -490,7 +488,8 @@ impl Auction {
             .queue_message(MessageKind::Lead, recipient, url, body.to_string(), timeout_ms, requires)
             .await?;
         metrics::counter!(telemetry::DELIVERIES_TOTAL, "mode" => "webhook_async", "outcome" => "queued").increment(1);
-        Ok((PostAnswer::Accepted, Some(message)))
+        // Sold before the buyer answers: no reference can be known at sale time.
+        Ok((PostAnswer::Accepted { buyer_reference: None }, Some(message)))
     }
 
     /// Sold on assignment: the lead waits for its buyer's next fetch. Journaled first, so
@@ -503,17 +502,21 @@ impl Auction {
     ) -> Result<PostAnswer, EngineError> {
         self.core.pull.push(&campaign.buyer_id, sale_id, body).await?;
         metrics::counter!(telemetry::DELIVERIES_TOTAL, "mode" => "pull", "outcome" => "queued").increment(1);
-        Ok(PostAnswer::Accepted)
+        // The buyer is never called, so there is no answer to read a reference from.
+        Ok(PostAnswer::Accepted { buyer_reference: None })
     }
 
     /// Settles an accepted delivery: the hold is paid, and the sale is journaled (on disk)
-    /// before anyone hears `sold` (DESIGN §8.3).
+    /// before anyone hears `sold` (DESIGN §8.3). `buyer_reference` is what the delivery's
+    /// answer said the buyer calls the lead (`PostAnswer::Accepted`); the sale, its ledger
+    /// event and the trace's `sold` entry keep it.
     async fn settle(
         &self,
         d: &mut Decision,
         lot: &Lot<'_>,
         offer: &Offer,
         attempt: Attempt,
+        buyer_reference: Option<String>,
     ) -> Result<Sale, EngineError> {
         let campaign = &attempt.campaign;
         let now = self.core.clock.now();
@@ -546,6 +549,7 @@ impl Auction {
             internal: campaign.funding.mode == crate::domain::model::BillingMode::Internal,
             dedup_keys: attempt.dedup_keys.iter().map(dedup::to_hex).collect(),
             return_terms: Some(crate::domain::returns::ReturnTerms::of(&campaign.campaign)),
+            buyer_reference,
         };
         match self.core.journal.append(Event::SaleSettled(sale.clone()), now).await {
             // Sequences start at 1: a sale the ledger acknowledged has its place in it.
@@ -557,7 +561,10 @@ impl Auction {
                 return Err(error.into());
             }
         }
-        d.trace.push(&campaign.id, &campaign.buyer_id, Outcome::Sold).amount(offer.price);
+        d.trace
+            .push(&campaign.id, &campaign.buyer_id, Outcome::Sold)
+            .amount(offer.price)
+            .buyer_reference(sale.buyer_reference.as_deref());
         metrics::counter!(telemetry::SALES_TOTAL, "vertical" => d.vertical.name.clone()).increment(1);
         telemetry::record_revenue(sale.currency, sale.price);
         self.core.sales.record(sale.clone());

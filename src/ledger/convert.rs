@@ -37,6 +37,7 @@ pub fn to_proto(event: &LedgerEvent) -> proto::LedgerEvent {
             currency: sale.currency.to_string(),
             sold_at: time(sale.sold_at),
             internal: sale.internal,
+            buyer_reference: sale.buyer_reference.clone().unwrap_or_default(),
         }),
         Event::ReturnResolved(resolved) => P::ReturnResolved(proto::ReturnResolved {
             return_id: resolved.return_id.clone(),
@@ -130,6 +131,7 @@ mod tests {
         let Some(proto::ledger_event::Event::SaleSettled(sold)) = proto.event else { panic!("a sale") };
         assert_eq!((sold.price.as_str(), sold.payout.as_str(), sold.model.as_str()), ("38.50", "23.10", "ping_tree"));
         assert_eq!(sold.ping_id, "");
+        assert_eq!(sold.buyer_reference, "", "no reference travels as the empty string");
 
         let top_up = to_proto(&LedgerEvent {
             sequence: 8,
@@ -144,5 +146,26 @@ mod tests {
         });
         let Some(proto::ledger_event::Event::BalanceToppedUp(top)) = top_up.event else { panic!("a top-up") };
         assert_eq!((top.amount.as_str(), top.balance_after.as_str()), ("1000.00", "1000.50"));
+    }
+
+    #[test]
+    fn a_sale_carries_the_buyer_reference_in_field_15() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap();
+        let sale = LedgerEvent {
+            sequence: 9,
+            at,
+            event: Event::SaleSettled(SaleSettled {
+                buyer_reference: Some("CRM-0042".into()),
+                ..SaleSettled::example(at)
+            }),
+        };
+        let proto = to_proto(&sale);
+        let Some(proto::ledger_event::Event::SaleSettled(sold)) = &proto.event else { panic!("a sale") };
+        assert_eq!(sold.buyer_reference, "CRM-0042");
+        // On the wire it is field 15 (tag 15 << 3 | length-delimited = 0x7a), after every
+        // field a consumer built before it knows: those consumers skip it.
+        let wire = prost::Message::encode_to_vec(sold);
+        let tail = [&[0x7a, 8][..], b"CRM-0042"].concat();
+        assert!(wire.ends_with(&tail), "{wire:02x?}");
     }
 }

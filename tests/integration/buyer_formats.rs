@@ -188,6 +188,10 @@ async fn an_xml_api_behind_basic_auth_accepts_rejects_duplicates_and_names_its_r
 
     let sold = server.direct(&lead("solar", 1)).await;
     assert_eq!(sold.json["status"], "sold", "{}", sold.json);
+    let trace = server.trace("leads", sold.json["lead_id"].as_str().unwrap()).await;
+    let entries = trace["entries"].as_array().unwrap();
+    let sale = entries.iter().find(|e| e["outcome"] == "sold").unwrap_or_else(|| panic!("{trace}"));
+    assert_eq!(sale["buyer_reference"], "A-991", "the buyer's lead id, read by //lead/@id: {trace}");
     let sent = &api.received()[0];
     let document = roxmltree::Document::parse(&sent.body).expect("well-formed XML");
     let text = |path: &[&str]| {
@@ -278,6 +282,8 @@ async fn a_get_endpoint_answering_ok_or_err_and_a_rejecting_winner_hands_the_lea
 
     let sold = server.direct(&lead("solar", 2)).await;
     assert_eq!((sold.json["status"].as_str(), sold.json["payout"].as_str()), (Some("sold"), Some("20.00")));
+    let trace = server.trace("leads", sold.json["lead_id"].as_str().unwrap()).await;
+    assert!(trace.to_string().contains("\"buyer_reference\":\"12345\""), "read by ^OK\\|(\\w+): {trace}");
 }
 
 #[tokio::test]

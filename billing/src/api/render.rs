@@ -67,6 +67,7 @@ fn line(line: &Line) -> Value {
         ("return_id", &line.return_id),
         ("vertical", &line.vertical),
         ("campaign_id", &line.campaign_id),
+        ("buyer_reference", &line.buyer_reference),
     ];
     for (name, value) in optional {
         if let Some(value) = value {
@@ -84,7 +85,8 @@ fn line(line: &Line) -> Value {
     Value::Object(out)
 }
 
-const CSV_HEADER: [&str; 11] = [
+/// New columns go last, so a reader that picks columns by position keeps working.
+const CSV_HEADER: [&str; 12] = [
     "number",
     "kind",
     "sale_id",
@@ -96,6 +98,7 @@ const CSV_HEADER: [&str; 11] = [
     "description",
     "amount",
     "refers_to",
+    "buyer_reference",
 ];
 
 pub fn csv(document: &Document) -> Result<Vec<u8>, csv::Error> {
@@ -115,6 +118,7 @@ pub fn csv(document: &Document) -> Result<Vec<u8>, csv::Error> {
             line.description.clone(),
             money::format(line.amount),
             text(&line.refers_to),
+            text(&line.buyer_reference),
         ])?;
     }
     writer.into_inner().map_err(|error| error.into_error().into())
@@ -123,7 +127,11 @@ pub fn csv(document: &Document) -> Result<Vec<u8>, csv::Error> {
 pub fn html(document: &Document) -> String {
     let currency = escape(&document.currency);
     let facts = html_facts(document);
-    let rows = html_lines(document);
+    // The buyer's reference gets a column only on documents that have one, so every
+    // document without (all of them before references existed) prints as it did.
+    let referenced = document.lines.iter().any(|line| line.buyer_reference.is_some());
+    let rows = html_lines(document, referenced);
+    let reference_heading = if referenced { "<th>Buyer reference</th>" } else { "" };
     let summary = html_summary(document, &currency);
     format!(
         r#"<!doctype html>
@@ -138,7 +146,7 @@ th, td {{ text-align: left; padding: 0.25em 0.75em; border-bottom: 1px solid #dd
 <body>
 <h1>{title} {number}</h1>
 <table class="facts">{facts}</table>
-<table class="lines"><thead><tr><th>Kind</th><th>Reference</th><th>Sold</th><th>Description</th><th class="amount">Amount ({currency})</th></tr></thead>
+<table class="lines"><thead><tr><th>Kind</th><th>Reference</th>{reference_heading}<th>Sold</th><th>Description</th><th class="amount">Amount ({currency})</th></tr></thead>
 <tbody>{rows}</tbody></table>
 <table class="summary">{summary}</table>
 </body></html>
@@ -167,14 +175,18 @@ fn html_facts(document: &Document) -> String {
     facts.iter().map(|(name, value)| format!("<tr><th>{}</th><td>{}</td></tr>", escape(name), escape(value))).collect()
 }
 
-/// One table row per line.
-fn html_lines(document: &Document) -> String {
+/// One table row per line; with the buyer's reference column when `referenced`.
+fn html_lines(document: &Document, referenced: bool) -> String {
     document
         .lines
         .iter()
         .map(|line| {
+            let reference = match (referenced, &line.buyer_reference) {
+                (true, reference) => format!("<td>{}</td>", escape(reference.as_deref().unwrap_or(""))),
+                (false, _) => String::new(),
+            };
             format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"amount\">{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td>{reference}<td>{}</td><td>{}</td><td class=\"amount\">{}</td></tr>",
                 escape(line.kind.as_str()),
                 escape(line.sale_id.as_deref().or(line.return_id.as_deref()).unwrap_or("")),
                 line.sold_at.map(|at| at.format("%Y-%m-%d %H:%M").to_string()).unwrap_or_default(),
@@ -218,4 +230,88 @@ fn html_summary(document: &Document, currency: &str) -> String {
 /// RFC 3339 in UTC with a `Z`, as everywhere on leadrouter's wire.
 fn utc(at: chrono::DateTime<chrono::Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{NaiveDate, Utc};
+    use leadrouter_types::{Currency, Model};
+    use rust_decimal_macros::dec;
+
+    use super::*;
+    use crate::domain::dunning::DunningPolicy;
+    use crate::domain::facts::{BillingMode, Buyer, Entry, Fact, Sale};
+    use crate::domain::period::Interval;
+    use crate::engine::run::run;
+    use crate::store::{documents, ledger, Db};
+
+    fn sale(n: u64, buyer_reference: Option<&str>) -> Entry {
+        let sold_at = format!("2026-11-0{}T09:00:00Z", n + 2).parse().expect("a time");
+        Entry {
+            sequence: n + 1,
+            at: sold_at,
+            fact: Fact::Sale(Sale {
+                sale_id: format!("sal_{n}").into(),
+                lead_id: format!("led_{n}").into(),
+                ping_id: None,
+                supplier_id: "sup".into(),
+                buyer_id: "inv".into(),
+                campaign_id: "c-solar".into(),
+                vertical: "solar".into(),
+                country: "DE".into(),
+                model: Model::Bidding,
+                price: dec!(40.00),
+                payout: dec!(20.00),
+                currency: Currency::EUR,
+                sold_at,
+                internal: false,
+                buyer_reference: buyer_reference.map(str::to_string),
+            }),
+        }
+    }
+
+    #[test]
+    fn an_invoice_line_shows_the_buyers_reference_in_json_csv_and_html_and_is_empty_without_one() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = Db::open(&dir.path().join("billing.db")).expect("database");
+        let buyer = Entry {
+            sequence: 1,
+            at: "2026-11-01T00:00:00Z".parse().expect("a time"),
+            fact: Fact::Buyer(Buyer {
+                buyer_id: "inv".into(),
+                name: "Invoice buyer".into(),
+                email: None,
+                currency: Currency::EUR,
+                timezone: chrono_tz::UTC,
+                mode: BillingMode::Invoice,
+                interval: Interval::Weekly,
+                payment_terms_days: 14,
+                credit_limit: None,
+            }),
+        };
+        let entries = [buyer, sale(1, Some("CRM-<7>")), sale(2, None)];
+        db.with(|connection| ledger::apply(connection, &entries)).expect("applied");
+        let as_of = NaiveDate::from_ymd_opt(2026, 11, 9).expect("a date");
+        let outcome = db.with(|connection| run(connection, as_of, DunningPolicy::default(), Utc::now())).expect("run");
+        assert_eq!(outcome.issued, ["INV-2026-000001"]);
+        let invoice =
+            db.with(|connection| documents::load(connection, "INV-2026-000001")).expect("loaded").expect("issued");
+
+        let lines = json(&invoice)["lines"].clone();
+        assert_eq!(
+            (lines[0]["sale_id"].as_str(), lines[0]["buyer_reference"].as_str()),
+            (Some("sal_1"), Some("CRM-<7>"))
+        );
+        assert_eq!(lines[1]["sale_id"], "sal_2");
+        assert!(lines[1].get("buyer_reference").is_none(), "left out, not null: {}", lines[1]);
+
+        let csv = String::from_utf8(csv(&invoice).expect("csv")).expect("utf-8");
+        let rows: Vec<&str> = csv.lines().collect();
+        assert!(rows[0].ends_with(",refers_to,buyer_reference"), "a new last column: {}", rows[0]);
+        assert!(rows[1].starts_with("INV-2026-000001,sale,sal_1,") && rows[1].ends_with(",CRM-<7>"), "{}", rows[1]);
+        assert!(rows[2].ends_with(','), "empty without a reference: {}", rows[2]);
+
+        let page = html(&invoice);
+        assert!(page.contains("<th>Buyer reference</th>") && page.contains("<td>CRM-&lt;7&gt;</td>"), "{page}");
+    }
 }

@@ -145,6 +145,9 @@ pub struct Line {
     pub description: String,
     pub amount: Decimal,
     pub refers_to: Option<String>,
+    /// The buyer's own id for the sold lead (DESIGN §5.1), on the buyer's documents only:
+    /// it is the buyer's, as its price is, so settlements never show it to the supplier.
+    pub buyer_reference: Option<String>,
 }
 
 /// A document before it has a number.
@@ -181,6 +184,8 @@ pub struct OpenSale {
     pub amount: Decimal,
     /// An approved return not yet on a document (buyers only).
     pub returned: Option<OpenReturn>,
+    /// The buyer's own id for the lead, if its answer named one.
+    pub buyer_reference: Option<String>,
 }
 
 /// An approved return not yet on a document of this account. `amount` is the credit for
@@ -196,6 +201,8 @@ pub struct OpenReturn {
     pub amount: Decimal,
     /// The document that holds the returned sale, with its period, if there is one yet.
     pub sale_document: Option<(String, Period)>,
+    /// The returned sale's buyer reference, so a credit note names the lead as the buyer does.
+    pub buyer_reference: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -360,6 +367,7 @@ fn credit_notes(book: &BuyerBook, credits: Vec<OpenReturn>) -> Vec<Draft> {
                     refers_to: Some(number.clone()),
                     sale_id: Some(credit.sale_id),
                     return_id: Some(credit.return_id),
+                    buyer_reference: credit.buyer_reference,
                     ..blank_line()
                 })
                 .collect();
@@ -409,6 +417,7 @@ fn buyer_sale_line(sale: OpenSale, late: bool, kind: DocumentKind) -> Line {
         sold_at: Some(sale.sold_at),
         description,
         amount,
+        buyer_reference: sale.buyer_reference,
         ..blank_line()
     }
 }
@@ -430,6 +439,7 @@ fn topup_line(topup: OpenTopUp) -> Line {
     }
 }
 
+/// A supplier's line for a sale; the buyer's reference stays off it (see `Line`).
 fn payout_line(sale: OpenSale, late: bool) -> Line {
     let sold_on = sale.sold_at.format("%Y-%m-%d %H:%M UTC");
     let (kind, description) = if late {
@@ -486,6 +496,7 @@ fn blank_line() -> Line {
         description: String::new(),
         amount: Decimal::ZERO,
         refers_to: None,
+        buyer_reference: None,
     }
 }
 

@@ -41,6 +41,9 @@ pub struct Sale {
     pub currency: Currency,
     pub sold_at: DateTime<Utc>,
     pub internal: bool,
+    /// The buyer's own id for the lead when its answer rules read one (DESIGN §5.1); shown
+    /// on the buyer's documents so its accounts can match our lines to its records.
+    pub buyer_reference: Option<String>,
 }
 
 #[derive(Debug, Clone)]

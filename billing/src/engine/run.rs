@@ -233,13 +233,13 @@ fn open_supplier_items(tx: &Transaction<'_>) -> Result<(ByAccount<OpenSale>, ByA
 fn open_sales(tx: &Transaction<'_>, side: &str, amount: &str, filter: &str) -> Result<ByAccount<OpenSale>, StoreError> {
     let account = if side == "buyer_doc" { "buyer_id" } else { "supplier_id" };
     let sql = format!(
-        "SELECT {account}, sale_id, lead_id, vertical, campaign_id, currency, sold_at, {amount}
+        "SELECT {account}, sale_id, lead_id, vertical, campaign_id, currency, sold_at, {amount}, buyer_reference
          FROM sales WHERE {side} IS NULL {filter} ORDER BY sequence"
     );
-    type Row = (String, String, String, String, String, String, String, String);
+    type Row = (String, String, String, String, String, String, String, String, Option<String>);
     let rows: Vec<Row> = rows(tx, &sql, [])?;
     let mut by_account: ByAccount<OpenSale> = BTreeMap::new();
-    for (account, sale_id, lead_id, vertical, campaign_id, currency, sold_at, amount) in rows {
+    for (account, sale_id, lead_id, vertical, campaign_id, currency, sold_at, amount, buyer_reference) in rows {
         by_account.entry(account).or_default().push(OpenSale {
             sale_id,
             lead_id,
@@ -249,6 +249,7 @@ fn open_sales(tx: &Transaction<'_>, side: &str, amount: &str, filter: &str) -> R
             sold_at: instant(&sold_at)?,
             amount: decimal(&amount)?,
             returned: None,
+            buyer_reference,
         });
     }
     Ok(by_account)
@@ -274,17 +275,32 @@ fn open_returns(
         Option<String>,
         Option<String>,
         Option<String>,
+        Option<String>,
     );
     let sql = format!(
         "SELECT r.{account}, r.return_id, r.sale_id, r.reason, r.currency, r.sold_at, r.resolved_at, r.{amount},
-                s.{side}, d.period_from, d.period_to
+                s.{side}, d.period_from, d.period_to, s.buyer_reference
          FROM returns r JOIN sales s ON s.sale_id = r.sale_id LEFT JOIN documents d ON d.number = s.{side}
          WHERE r.approved = 1 AND r.{side} IS NULL
          ORDER BY r.sequence"
     );
     let rows: Vec<Row> = rows(tx, &sql, [])?;
     let mut open = Vec::new();
-    for (account, return_id, sale_id, reason, currency, sold_at, resolved_at, amount, document, from, to) in rows {
+    for (
+        account,
+        return_id,
+        sale_id,
+        reason,
+        currency,
+        sold_at,
+        resolved_at,
+        amount,
+        document,
+        from,
+        to,
+        buyer_reference,
+    ) in rows
+    {
         let sale_document = match (document, from, to) {
             (Some(number), Some(from), Some(to)) => Some((number, Period { from: date(&from)?, to: date(&to)? })),
             _ => None,
@@ -304,6 +320,7 @@ fn open_returns(
                 resolved_at: instant(&resolved_at)?,
                 amount,
                 sale_document,
+                buyer_reference,
             },
         ));
     }

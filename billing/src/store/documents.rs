@@ -111,8 +111,8 @@ pub fn insert(
     };
     let mut insert_line = tx.prepare_cached(
         "INSERT INTO lines (number, position, kind, sale_id, lead_id, return_id, topup_sequence, vertical, campaign_id,
-            sold_at, description, amount, refers_to)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            sold_at, description, amount, refers_to, buyer_reference)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     )?;
     let mut bill_sale =
         tx.prepare_cached(&format!("UPDATE sales SET {side} = ?1 WHERE sale_id = ?2 AND {side} IS NULL"))?;
@@ -134,6 +134,7 @@ pub fn insert(
             line.description,
             money::format(line.amount),
             line.refers_to,
+            line.buyer_reference,
         ])?;
         let billed = match line.kind {
             LineKind::Return | LineKind::Excluded => bill_return.execute(params![number, line.return_id])?,
@@ -304,11 +305,12 @@ fn lines(connection: &Connection, number: &str) -> Result<Vec<Line>, StoreError>
         String,
         String,
         Option<String>,
+        Option<String>,
     );
     let rows: Vec<Row> = super::rows(
         connection,
         "SELECT kind, sale_id, lead_id, return_id, topup_sequence, vertical, campaign_id, sold_at, description, amount,
-            refers_to FROM lines WHERE number = ?1 ORDER BY position",
+            refers_to, buyer_reference FROM lines WHERE number = ?1 ORDER BY position",
         [number],
     )?;
     rows.into_iter()
@@ -325,6 +327,7 @@ fn lines(connection: &Connection, number: &str) -> Result<Vec<Line>, StoreError>
                 description,
                 amount,
                 refers_to,
+                buyer_reference,
             )| {
                 Ok(Line {
                     kind: LineKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("line kind {kind}")))?,
@@ -338,6 +341,7 @@ fn lines(connection: &Connection, number: &str) -> Result<Vec<Line>, StoreError>
                     description,
                     amount: decimal(&amount)?,
                     refers_to,
+                    buyer_reference,
                 })
             },
         )

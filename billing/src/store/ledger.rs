@@ -49,8 +49,8 @@ fn apply_one(tx: &Transaction<'_>, entry: &Entry) -> Result<(), StoreError> {
 fn insert_sale(tx: &Transaction<'_>, sequence: i64, sale: &Sale) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO sales (sale_id, sequence, lead_id, ping_id, supplier_id, buyer_id, campaign_id, vertical,
-            country, model, price, payout, currency, sold_at, internal)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+            country, model, price, payout, currency, sold_at, internal, buyer_reference)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
         params![
             sale.sale_id.as_str(),
             sequence,
@@ -67,6 +67,7 @@ fn insert_sale(tx: &Transaction<'_>, sequence: i64, sale: &Sale) -> Result<(), S
             sale.currency.as_str(),
             sale.sold_at.to_rfc3339(),
             sale.internal,
+            sale.buyer_reference,
         ],
     )?;
     Ok(())
@@ -185,8 +186,8 @@ mod tests {
     }
 
     fn memory() -> Connection {
-        let connection = Connection::open_in_memory().unwrap();
-        connection.execute_batch(super::super::SCHEMA).unwrap();
+        let mut connection = Connection::open_in_memory().unwrap();
+        super::super::prepare_schema(&mut connection).unwrap();
         connection
     }
 

@@ -3,6 +3,11 @@
 //!
 //! Issued documents and their lines are immutable: triggers refuse any update or delete,
 //! so not even a bug in this crate can edit an issued document.
+//!
+//! The schema is `SCHEMA` (the first form, created if missing, as every database before
+//! versioning has it) followed by `MIGRATIONS`, each applied once, in order, and counted in
+//! `PRAGMA user_version`. A new database takes the same steps as an old one, so both end
+//! with the same columns; a change is a new migration, never an edit of `SCHEMA`'s tables.
 
 pub mod documents;
 pub mod ledger;
@@ -22,6 +27,8 @@ pub enum StoreError {
     Gap { applied: u64, got: u64 },
     #[error("corrupt value in the database: {0}")]
     Corrupt(String),
+    #[error("the database has schema version {found}, newer than this worker's {known}: run a newer worker")]
+    Newer { found: i64, known: usize },
 }
 
 /// The database, shared by the consumer, the API and the notification sender. One
@@ -77,6 +84,7 @@ CREATE TABLE IF NOT EXISTS sales (
     internal INTEGER NOT NULL,
     buyer_doc TEXT,
     supplier_doc TEXT
+    -- buyer_reference: MIGRATIONS[0]
 );
 CREATE INDEX IF NOT EXISTS sales_buyer_open ON sales (buyer_id) WHERE buyer_doc IS NULL;
 CREATE INDEX IF NOT EXISTS sales_supplier_open ON sales (supplier_id) WHERE supplier_doc IS NULL;
@@ -145,6 +153,7 @@ CREATE TABLE IF NOT EXISTS lines (
     description TEXT NOT NULL,
     amount TEXT NOT NULL,
     refers_to TEXT,
+    -- buyer_reference: MIGRATIONS[0]
     PRIMARY KEY (number, position)
 );
 CREATE INDEX IF NOT EXISTS lines_sale ON lines (sale_id);
@@ -209,17 +218,53 @@ CREATE TABLE IF NOT EXISTS notifications (
 CREATE INDEX IF NOT EXISTS notifications_pending ON notifications (next_attempt_at) WHERE status = 'pending';
 "#;
 
+/// Changes after `SCHEMA`, oldest first; `PRAGMA user_version` is how many are applied.
+/// Only append: a database in the field has applied a prefix of this list.
+const MIGRATIONS: &[&str] = &[
+    // 1: the buyer's own lead id (DESIGN §5.1), on its sales and on the lines that bill
+    // them. NULL in rows from before: those sales had none. Adding a column rewrites no
+    // row, so the triggers that keep issued lines immutable do not fire.
+    "ALTER TABLE sales ADD COLUMN buyer_reference TEXT;
+     ALTER TABLE lines ADD COLUMN buyer_reference TEXT;",
+];
+
+/// Creates what is missing of the schema and applies the migrations not yet applied.
+pub(crate) fn prepare_schema(connection: &mut Connection) -> Result<(), StoreError> {
+    connection.execute_batch(SCHEMA)?;
+    migrate(connection)
+}
+
+/// Brings the schema up to date. IMMEDIATE, so a second process opening the same file (the
+/// CLI beside a serving worker) waits and then finds the steps applied, instead of applying
+/// them twice; a failing step leaves the database as it was.
+fn migrate(connection: &mut Connection) -> Result<(), StoreError> {
+    let tx = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let found: i64 = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    let applied = usize::try_from(found).map_err(|_| StoreError::Corrupt(format!("schema version {found}")))?;
+    if applied > MIGRATIONS.len() {
+        // Its columns mean something this worker does not know to fill; writing rows
+        // without them would lose data quietly.
+        return Err(StoreError::Newer { found, known: MIGRATIONS.len() });
+    }
+    for step in &MIGRATIONS[applied..] {
+        tx.execute_batch(step)?;
+    }
+    tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)?;
+    tx.commit()?;
+    Ok(())
+}
+
 impl Db {
     /// Opens (or creates) the database in WAL mode with full fsync on commit.
     pub fn open(path: &Path) -> Result<Db, StoreError> {
-        let connection = Connection::open(path)?;
+        let mut connection = Connection::open(path)?;
         connection.busy_timeout(Duration::from_secs(10))?;
         connection.pragma_update(None, "journal_mode", "WAL")?;
         // FULL: a committed transaction survives a power cut, not only a killed process;
         // issued document numbers and sent notices must never be issued twice.
         connection.pragma_update(None, "synchronous", "FULL")?;
         connection.pragma_update(None, "foreign_keys", "ON")?;
-        connection.execute_batch(SCHEMA)?;
+        prepare_schema(&mut connection)?;
         Ok(Db { connection: Arc::new(Mutex::new(connection)) })
     }
 
@@ -282,6 +327,106 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A database as workers before schema versioning left it: `SCHEMA` only, with an
+    /// applied sale and an issued invoice billing it.
+    fn database_before_buyer_references(path: &Path) {
+        let connection = Connection::open(path).unwrap();
+        connection.execute_batch(SCHEMA).unwrap();
+        connection
+            .execute_batch(
+                "UPDATE cursor SET applied = 1;
+                 INSERT INTO sales (sale_id, sequence, lead_id, ping_id, supplier_id, buyer_id, campaign_id, vertical,
+                    country, model, price, payout, currency, sold_at, internal, buyer_doc)
+                 VALUES ('sal_1', 1, 'led_1', '', 'sup', 'inv', 'c1', 'solar', 'DE', 'bidding', '40.00', '20.00',
+                    'EUR', '2026-11-03T09:00:00+00:00', 0, 'INV-2026-000001');
+                 INSERT INTO documents (number, kind, account_kind, account_id, currency, period_from, period_to,
+                    issue_date, due_date, total, run_id)
+                 VALUES ('INV-2026-000001', 'invoice', 'buyer', 'inv', 'EUR', '2026-11-02', '2026-11-08',
+                    '2026-11-09', '2026-11-23', '40.00', 1);
+                 INSERT INTO lines (number, position, kind, sale_id, lead_id, vertical, campaign_id, sold_at,
+                    description, amount)
+                 VALUES ('INV-2026-000001', 0, 'sale', 'sal_1', 'led_1', 'solar', 'c1', '2026-11-03T09:00:00+00:00',
+                    'Lead led_1 (solar)', '40.00');",
+            )
+            .unwrap();
+        let version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0)).unwrap();
+        assert_eq!(version, 0);
+    }
+
+    #[test]
+    fn an_existing_database_without_buyer_references_is_migrated_once_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("billing.db");
+        database_before_buyer_references(&path);
+
+        let db = Db::open(&path).unwrap();
+        assert_eq!(db.applied().unwrap(), 1, "the cursor is kept");
+        let (version, sale): (i64, (String, String, Option<String>, Option<String>)) = db.with(|connection| {
+            let version = connection.query_row("PRAGMA user_version", [], |row| row.get(0)).unwrap();
+            let sale = connection
+                .query_row("SELECT sale_id, price, buyer_doc, buyer_reference FROM sales", [], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                })
+                .unwrap();
+            (version, sale)
+        });
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        assert_eq!(sale, ("sal_1".into(), "40.00".into(), Some("INV-2026-000001".into()), None));
+        // The issued invoice reads back as it was issued, and stays immutable.
+        let invoice = db.with(|connection| documents::load(connection, "INV-2026-000001")).unwrap().unwrap();
+        assert_eq!(invoice.lines.len(), 1);
+        assert_eq!(
+            (invoice.lines[0].sale_id.as_deref(), invoice.lines[0].buyer_reference.as_deref()),
+            (Some("sal_1"), None)
+        );
+        let edit = db.with(|connection| connection.execute("UPDATE lines SET buyer_reference = 'x'", []));
+        assert!(edit.unwrap_err().to_string().contains("immutable"));
+
+        // New sales keep their reference; opening again applies nothing twice.
+        let sale = crate::domain::facts::Entry {
+            sequence: 2,
+            at: "2026-11-10T09:00:00Z".parse().unwrap(),
+            fact: crate::domain::facts::Fact::Sale(crate::domain::facts::Sale {
+                sale_id: "sal_2".into(),
+                lead_id: "led_2".into(),
+                ping_id: None,
+                supplier_id: "sup".into(),
+                buyer_id: "inv".into(),
+                campaign_id: "c1".into(),
+                vertical: "solar".into(),
+                country: "DE".into(),
+                model: leadrouter_types::Model::Bidding,
+                price: rust_decimal::Decimal::new(4000, 2),
+                payout: rust_decimal::Decimal::new(2000, 2),
+                currency: leadrouter_types::Currency::EUR,
+                sold_at: "2026-11-10T09:00:00Z".parse().unwrap(),
+                internal: false,
+                buyer_reference: Some("CRM-2".into()),
+            }),
+        };
+        assert_eq!(db.with(|connection| ledger::apply(connection, &[sale])).unwrap(), 2);
+        drop(db);
+        let db = Db::open(&path).unwrap();
+        let references: Vec<(String, Option<String>)> = db
+            .with(|connection| rows(connection, "SELECT sale_id, buyer_reference FROM sales ORDER BY sequence", []))
+            .unwrap();
+        assert_eq!(references, [("sal_1".into(), None), ("sal_2".into(), Some("CRM-2".into()))]);
+    }
+
+    #[test]
+    fn a_database_of_a_newer_worker_is_refused_rather_than_written_without_its_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("billing.db");
+        drop(Db::open(&path).unwrap());
+        let newer = MIGRATIONS.len() as i64 + 1;
+        Connection::open(&path).unwrap().pragma_update(None, "user_version", newer).unwrap();
+        match Db::open(&path) {
+            Err(StoreError::Newer { found, known }) => assert_eq!((found, known), (newer, MIGRATIONS.len())),
+            Err(other) => panic!("refused as newer, got {other}"),
+            Ok(_) => panic!("a newer database opened"),
+        }
+    }
 
     #[test]
     fn an_online_backup_is_a_consistent_private_copy_taken_while_the_database_is_written() {

@@ -26,7 +26,12 @@ pub enum BidAnswer {
 /// What a buyer's answer to a lead came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PostAnswer {
-    Accepted,
+    /// The buyer took the lead. `buyer_reference` is the buyer's own id for it, kept with
+    /// the sale (DESIGN §5.1 `reference`); `None` until answer rules read one (the native
+    /// protocol has none, and pull and async deliveries are sold before any answer).
+    Accepted {
+        buyer_reference: Option<String>,
+    },
     Rejected(String),
     Timeout,
     Error(String),

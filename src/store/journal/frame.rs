@@ -467,6 +467,45 @@ mod tests {
     }
 
     #[test]
+    fn a_sale_journaled_before_buyer_references_reads_as_none_and_one_with_a_reference_round_trips() {
+        // A sale record exactly as journals written before `buyer_reference` hold it.
+        let before = br#"{"sequence":5,"at":"2026-12-01T09:00:00Z","event":{"type":"sale_settled","sale_id":"sal_5","lead_id":"led_5","ping_id":null,"supplier_id":"s1","buyer_id":"b1","campaign_id":"c1","vertical":"solar","country":"DE","model":"bidding","price":"38.00","payout":"22.80","currency":"EUR","sold_at":"2026-12-01T09:00:00Z","internal":false,"dedup_keys":["ab"],"return_terms":{"window_days":7,"require_approval":false}}}"#;
+        let at = Utc.with_ymd_and_hms(2026, 12, 1, 9, 0, 0).unwrap();
+        let referenced = LedgerEvent {
+            sequence: 6,
+            at,
+            event: Event::SaleSettled(crate::domain::ledger::SaleSettled {
+                sale_id: "sal_6".into(),
+                buyer_reference: Some("CRM-0042".into()),
+                ..crate::domain::ledger::SaleSettled::example(at)
+            }),
+        };
+        let mut buffer = Vec::new();
+        let mut builder = BatchBuilder::new(&mut buffer);
+        builder
+            .push(KIND_LEDGER, |out| {
+                out.extend_from_slice(before);
+                Ok(())
+            })
+            .unwrap();
+        builder.push_ledger(&referenced).unwrap();
+        builder.finish();
+        let (body, _) = check_batch(&buffer).unwrap();
+        let decoded = decode_body(body, Decode::Ledger).unwrap();
+        let [Record::Ledger(old), Record::Ledger(new)] = decoded.as_slice() else { panic!("two events: {decoded:?}") };
+        let Event::SaleSettled(old) = &old.event else { panic!("a sale: {old:?}") };
+        assert_eq!((old.sale_id.as_str(), old.buyer_reference.as_deref()), ("sal_5", None));
+        assert_eq!(new, &referenced, "a reference reads back as written");
+        // The slow path (any record the fast one does not take) reads the old form too.
+        let whole: LedgerEvent = serde_json::from_slice(before).unwrap();
+        let Event::SaleSettled(whole) = whole.event else { panic!("a sale") };
+        assert_eq!(whole.buyer_reference, None);
+        // A sale without a reference is written as before: no key, not `null`.
+        let unreferenced = serde_json::to_string(&crate::domain::ledger::SaleSettled::example(at)).unwrap();
+        assert!(!unreferenced.contains("buyer_reference"), "{unreferenced}");
+    }
+
+    #[test]
     fn a_cut_batch_is_cut_short_and_a_flipped_bit_is_damage() {
         let bytes = batch(1..=3);
         assert_eq!(check_batch(&bytes[..bytes.len() - 1]).unwrap_err(), BatchError::CutShort);

@@ -33,6 +33,7 @@ fn sale(id: &str, sold_at: &str, amount: Decimal) -> OpenSale {
         sold_at: at(sold_at),
         amount,
         returned: None,
+        buyer_reference: None,
     }
 }
 
@@ -46,6 +47,7 @@ fn credit(return_id: &str, of: &OpenSale, resolved_at: &str, document: Option<(&
         resolved_at: at(resolved_at),
         amount: of.amount,
         sale_document: document.map(|(number, period)| (number.to_string(), period)),
+        buyer_reference: of.buyer_reference.clone(),
     }
 }
 
@@ -143,6 +145,34 @@ fn a_return_of_an_invoiced_sale_gets_a_credit_note_and_one_before_invoicing_excl
     assert_eq!(invoice.lines[0].kind, LineKind::Excluded);
     assert_eq!(invoice.lines[0].return_id.as_deref(), Some("r2"));
     assert_eq!(invoice.total(), dec!(0));
+}
+
+#[test]
+fn the_buyers_documents_show_its_reference_for_the_lead_and_the_suppliers_settlement_does_not() {
+    let referenced = |id: &str, sold_at: &str| OpenSale {
+        buyer_reference: Some(format!("CRM-{id}")),
+        ..sale(id, sold_at, dec!(38.50))
+    };
+    let (invoiced, returned) = (referenced("s1", "2026-10-27T09:00:00Z"), referenced("s3", "2026-11-03T09:00:00Z"));
+    let early = credit("r3", &returned, "2026-11-04T09:00:00Z", None);
+    let sales = vec![
+        referenced("s2", "2026-11-02T09:00:00Z"),
+        sale("s4", "2026-11-04T09:00:00Z", dec!(12.00)),
+        OpenSale { returned: Some(early), ..returned.clone() },
+    ];
+    let credits = vec![credit("r1", &invoiced, "2026-11-05T09:00:00Z", Some(("INV-2026-000001", week("2026-10-26"))))];
+    let mut billed = book(BillingMode::Invoice, Interval::Weekly);
+    billed.billed_through = Some(day("2026-11-01"));
+    let drafted = draft_buyer(&billed, sales.clone(), credits, vec![], day("2026-11-09"));
+    let [note, invoice] = drafted.drafts.as_slice() else { panic!("a credit note and an invoice: {drafted:?}") };
+    assert_eq!(note.lines[0].buyer_reference.as_deref(), Some("CRM-s1"), "a credit names the lead as the buyer does");
+    let shown: Vec<(LineKind, Option<&str>)> =
+        invoice.lines.iter().map(|line| (line.kind, line.buyer_reference.as_deref())).collect();
+    let expected = [(LineKind::Sale, Some("CRM-s2")), (LineKind::Excluded, Some("CRM-s3")), (LineKind::Sale, None)];
+    assert_eq!(shown, expected, "in order of sale; none where the buyer named none");
+
+    let settled = draft_supplier("sup_1", Interval::Weekly, chrono_tz::UTC, None, sales, vec![], day("2026-11-09"));
+    assert!(settled.drafts.iter().flat_map(|draft| &draft.lines).all(|line| line.buyer_reference.is_none()));
 }
 
 #[test]
