@@ -10,9 +10,8 @@
 
 use std::collections::BTreeSet;
 
-use leadrouter::api::bulk::{self, BULK_ROWS_MAX, CONSENT_COLUMNS};
-use leadrouter::domain::lead::LEAD_PROPERTIES;
-use leadrouter::domain::lead::LeadInput;
+use leadrouter::api::bulk::{self, BULK_ROWS_MAX};
+use leadrouter::domain::lead::{LeadInput, CONSENT_COLUMNS, LEAD_PROPERTIES};
 use leadrouter::engine::ReturnInput;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
