@@ -1,25 +1,4 @@
-//! HTML escaping for the printable documents and notification bodies.
+//! HTML escaping for the printable documents and notification bodies: the shared one of
+//! `leadrouter-http`, so the router's pages and the worker's escape alike.
 
-/// Escapes text for an HTML element or a quoted attribute.
-pub fn escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&#39;"),
-            c => escaped.push(c),
-        }
-    }
-    escaped
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn markup_is_escaped() {
-        assert_eq!(super::escape("<b>\"A&B\"</b> 'x'"), "&lt;b&gt;&quot;A&amp;B&quot;&lt;/b&gt; &#39;x&#39;");
-    }
-}
+pub use leadrouter_http::html::escape;

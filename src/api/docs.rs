@@ -417,21 +417,8 @@ fn render_example(page: &mut String, example: &Example) {
     );
 }
 
-/// Text as HTML: the five characters that could open markup or end an attribute.
-fn escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&#39;"),
-            c => escaped.push(c),
-        }
-    }
-    escaped
-}
+// Text as HTML: the escape both services share.
+use leadrouter_http::html::escape;
 
 #[cfg(test)]
 mod tests {
