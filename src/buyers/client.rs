@@ -229,29 +229,36 @@ impl BuyerClient {
     /// non-2xx and 204 answers are not read: they mean nothing under the contract.
     async fn call_native(&self, uri: Uri, secret: &str, body: Bytes, answer_bytes_max: usize) -> Exchange {
         let request = signed_request(uri, secret, body).map_err(|_| Failure::Transport)?;
-        let response = self.http.request(request).await.map_err(|error| {
-            if error.is_connect() {
-                Failure::Connect
-            } else {
-                Failure::Transport
-            }
-        })?;
+        let response = self.http.request(request).await.map_err(failure_of)?;
         let status = response.status();
         if !status.is_success() || status == StatusCode::NO_CONTENT {
             return Ok((status, Bytes::new()));
         }
-        let limited = Limited::new(response.into_body(), answer_bytes_max);
-        match limited.collect().await {
-            Ok(collected) => Ok((status, collected.to_bytes())),
-            Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => Err(Failure::TooLarge),
-            Err(_) => Err(Failure::Transport),
-        }
+        Ok((status, body_within(response.into_body(), answer_bytes_max).await?))
     }
 }
 
 impl Default for BuyerClient {
     fn default() -> Self {
         BuyerClient::new()
+    }
+}
+
+/// Why a call failed before any answer: the connection, or the exchange after it.
+pub(super) fn failure_of(error: hyper_util::client::legacy::Error) -> Failure {
+    if error.is_connect() {
+        Failure::Connect
+    } else {
+        Failure::Transport
+    }
+}
+
+/// An answer's body, read within `max` bytes (past it the call is cut as too large).
+pub(super) async fn body_within(body: hyper::body::Incoming, max: usize) -> Result<Bytes, Failure> {
+    match Limited::new(body, max).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => Err(Failure::TooLarge),
+        Err(_) => Err(Failure::Transport),
     }
 }
 

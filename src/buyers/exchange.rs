@@ -13,10 +13,10 @@ use bytes::Bytes;
 use dashmap::DashMap;
 use http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
 use http::{Method, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::Full;
 use tokio::time::Instant;
 
-use super::client::{checked_uri, BuyerClient, Failure, USER_AGENT_VALUE};
+use super::client::{body_within, checked_uri, failure_of, BuyerClient, Failure, USER_AGENT_VALUE};
 use super::signature::{self, SIGNATURE_HEADER};
 use crate::domain::integration::request::{Method as RequestMethod, TokenFetch};
 use crate::engine::ports::buyers::{Outbound, Reply};
@@ -135,19 +135,9 @@ impl BuyerClient {
 
     /// Sends `request` and reads the reply's body, whatever its status, within `max`.
     async fn read(&self, request: Request<Full<Bytes>>, max: usize) -> Result<(StatusCode, Bytes), Failure> {
-        let response = self.http.request(request).await.map_err(|error| {
-            if error.is_connect() {
-                Failure::Connect
-            } else {
-                Failure::Transport
-            }
-        })?;
+        let response = self.http.request(request).await.map_err(failure_of)?;
         let status = response.status();
-        match Limited::new(response.into_body(), max).collect().await {
-            Ok(collected) => Ok((status, collected.to_bytes())),
-            Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => Err(Failure::TooLarge),
-            Err(_) => Err(Failure::Transport),
-        }
+        Ok((status, body_within(response.into_body(), max).await?))
     }
 }
 

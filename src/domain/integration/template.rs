@@ -499,21 +499,11 @@ pub fn is_xml_char(c: char) -> bool {
 // ---------------------------------------------------------------------------
 // Variables
 
-/// Lead fields a template may name as `lead.<field>`.
-const LEAD_FIELDS: &[&str] = &[
-    "vertical",
-    "first_name",
-    "last_name",
-    "email",
-    "phone",
-    "zip",
-    "country",
-    "state",
-    "city",
-    "street",
-    "external_id",
-    "id",
-];
+/// Lead fields a template may name as `lead.<field>`: the lead's own properties
+/// (`domain::lead::LEAD_PROPERTIES`) and its `id`.
+fn is_lead_field(path: &str) -> bool {
+    path == "id" || crate::domain::lead::LEAD_PROPERTIES.contains(&path)
+}
 /// What a ping carries of the lead (besides `fields`).
 const PING_LEAD_FIELDS: &[&str] = &["vertical", "zip", "country", "state"];
 /// Named by the contract: a ping template naming these is refused.
@@ -541,8 +531,7 @@ fn lead_problem(path: &str, stage: Stage) -> Option<String> {
     if path == "fields" || path.starts_with("fields.") {
         return None;
     }
-    let known =
-        LEAD_FIELDS.contains(&path) || path.strip_prefix("consent.").is_some_and(|key| CONSENT_FIELDS.contains(&key));
+    let known = is_lead_field(path) || path.strip_prefix("consent.").is_some_and(|key| CONSENT_FIELDS.contains(&key));
     if !known {
         return Some(format!("unknown variable `lead.{path}`"));
     }
