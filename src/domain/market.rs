@@ -636,10 +636,6 @@ fn integrations_of(campaign: &Campaign) -> Result<(Option<Integration>, Option<I
         }
         Pricing::Fixed { .. } => None,
     };
-    if ping.is_some() {
-        // Not wired into the ping fan-out yet: refused rather than stored and ignored.
-        errors.push(FieldError::new("pricing.request", "buyer-format pings are not supported yet"));
-    }
     let delivery = &campaign.delivery;
     let buyer_format = delivery.request.is_some() || delivery.answer.is_some();
     match delivery.mode {

@@ -48,6 +48,16 @@ pub(super) struct Decision {
     pub trace: Trace,
     pub deadline: Instant,
     pub started: Instant,
+    /// What buyer-format pings' answers said to carry to the post (`ping.token`), by
+    /// campaign id.
+    pub ping_tokens: Vec<(Arc<str>, String)>,
+}
+
+impl Decision {
+    /// The token `campaign`'s ping answer carried, if any.
+    pub fn ping_token(&self, campaign: &str) -> Option<&str> {
+        self.ping_tokens.iter().find(|(id, _)| &**id == campaign).map(|(_, token)| token.as_str())
+    }
 }
 
 /// Why nothing sold, in order of precedence.
@@ -147,18 +157,13 @@ impl Auction {
             })
             .to_string(),
         );
-        let calls = live
-            .iter()
-            .map(|c| PingCall {
-                url: ping_url(c).to_string(),
-                secret: c.webhook_secret.to_string(),
-                body: body.clone(),
-            })
-            .collect();
-        let answers = self.core.buyers.ping_all(calls, bid_deadline).await;
+        let facts =
+            buyer_format::PingFacts { ping: valid, ping_id, supplier_id: &d.supplier.id, now: self.core.clock.now() };
+        let outcomes = self.ping_all(live, &facts, body, bid_deadline).await;
         let mut bids = Vec::new();
-        for (campaign, (answer, latency)) in live.iter().zip(answers) {
-            let outcome = match &answer {
+        for (campaign, (outcome, latency)) in live.iter().zip(outcomes) {
+            let buyer_format::PingOutcome { answer, token, reason } = outcome;
+            let label = match &answer {
                 BidAnswer::Bid(_) => "bid",
                 BidAnswer::NoBid => "no_bid",
                 BidAnswer::Timeout => "timeout",
@@ -168,7 +173,7 @@ impl Auction {
                     continue;
                 }
             };
-            record_buyer_request(&campaign.buyer_id, "ping", outcome, latency);
+            record_buyer_request(&campaign.buyer_id, "ping", label, latency);
             let entry = match answer {
                 BidAnswer::Bid(amount) => match min_price(campaign) {
                     Some(min) if amount < min => d
@@ -178,10 +183,19 @@ impl Auction {
                         .reason("below_min_price"),
                     _ => {
                         bids.push(campaign.bid(amount));
+                        if let Some(token) = token {
+                            d.ping_tokens.push((Arc::clone(&campaign.id), token));
+                        }
                         d.trace.push(&campaign.id, &campaign.buyer_id, Outcome::Bid).amount(amount)
                     }
                 },
-                BidAnswer::NoBid => d.trace.push(&campaign.id, &campaign.buyer_id, Outcome::NoBid),
+                BidAnswer::NoBid => {
+                    let entry = d.trace.push(&campaign.id, &campaign.buyer_id, Outcome::NoBid);
+                    match reason {
+                        Some(reason) => entry.reason(reason),
+                        None => entry,
+                    }
+                }
                 BidAnswer::Timeout => d.trace.push(&campaign.id, &campaign.buyer_id, Outcome::Timeout),
                 BidAnswer::Error(reason) => {
                     d.trace.push(&campaign.id, &campaign.buyer_id, Outcome::Error).reason(reason)
@@ -191,6 +205,53 @@ impl Auction {
             entry.latency(latency);
         }
         bids
+    }
+
+    /// Pings every live campaign at once, all by `bid_deadline`: native pings through the
+    /// port's fan-out, buyer-format ones (DESIGN §5.1) each rendered and exchanged beside
+    /// them. The outcomes come back in the order of `live`.
+    async fn ping_all(
+        &self,
+        live: &[Arc<CompiledCampaign>],
+        facts: &buyer_format::PingFacts<'_>,
+        native: Bytes,
+        bid_deadline: Instant,
+    ) -> Vec<(buyer_format::PingOutcome, Duration)> {
+        let mut calls = Vec::new();
+        let mut exchanges = Vec::new();
+        for campaign in live {
+            let url = ping_url(campaign);
+            match &campaign.ping_integration {
+                None => calls.push(PingCall {
+                    url: url.to_string(),
+                    secret: campaign.webhook_secret.to_string(),
+                    body: native.clone(),
+                }),
+                Some(integration) => {
+                    let request = buyer_format::ping_request(integration, campaign, facts, url, native.clone());
+                    let deadline = buyer_format::call_deadline(integration, bid_deadline);
+                    exchanges.push(async move {
+                        match request {
+                            Ok(outbound) => {
+                                let (reply, latency) = self.core.buyers.exchange(outbound, deadline).await;
+                                (buyer_format::ping_answer(integration, reply), latency)
+                            }
+                            Err(reason) => (native_outcome(BidAnswer::Error(reason)), Duration::ZERO),
+                        }
+                    });
+                }
+            }
+        }
+        let (native_answers, formatted) =
+            tokio::join!(self.core.buyers.ping_all(calls, bid_deadline), futures::future::join_all(exchanges));
+        let mut native_answers = native_answers.into_iter();
+        let mut formatted = formatted.into_iter();
+        live.iter()
+            .filter_map(|campaign| match campaign.ping_integration {
+                None => native_answers.next().map(|(answer, latency)| (native_outcome(answer), latency)),
+                Some(_) => formatted.next(),
+            })
+            .collect()
     }
 
     /// Holds the next offer, from `cursor` on, whose buyer has nothing yet for this lead.
@@ -445,13 +506,16 @@ impl Auction {
                     lead: lot.lead,
                     lead_id: lot.lead_id,
                     ping_id: lot.ping_id,
+                    ping_token: d.ping_token(&campaign.id),
                     sale_id: &attempt.sale_id,
                     supplier_id: &d.supplier.id,
                     price: offer.price,
                     now: self.core.clock.now(),
                 };
-                match buyer_format::post_request(integration, campaign, &facts, url, &body) {
+                let native = Bytes::from(body.to_string());
+                match buyer_format::post_request(integration, campaign, &facts, url, native) {
                     Ok(outbound) => {
+                        let deadline = buyer_format::call_deadline(integration, deadline);
                         let (reply, latency) = self.core.buyers.exchange(outbound, deadline).await;
                         (buyer_format::post_answer(integration, reply), latency)
                     }
@@ -593,6 +657,10 @@ pub(super) struct Attempt {
     campaign: Arc<CompiledCampaign>,
     dedup_keys: Vec<dedup::DedupKey>,
     sale_id: String,
+}
+
+fn native_outcome(answer: BidAnswer) -> buyer_format::PingOutcome {
+    buyer_format::PingOutcome { answer, token: None, reason: None }
 }
 
 fn ping_url(campaign: &CompiledCampaign) -> &str {

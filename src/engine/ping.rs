@@ -45,6 +45,7 @@ impl Auction {
             supplier,
             deadline,
             started,
+            ping_tokens: Vec::new(),
         };
         let subject = Subject::of_ping(supplier_id, &ping);
         let mut misses = Misses::default();
@@ -88,6 +89,7 @@ impl Auction {
                 ping,
                 offers,
                 held,
+                ping_tokens: std::mem::take(&mut d.ping_tokens),
                 created_at: now,
                 expires_at,
                 orphaned: Vec::new(),

@@ -87,6 +87,7 @@ impl Auction {
             trace,
             deadline: started + Duration::from_millis(ctx.vertical.tmax_ms),
             started,
+            ping_tokens: std::mem::take(&mut ctx.ping_tokens),
         };
         let lot = Lot { lead: &lead, lead_id: &lead_id, ping_id: &ping_id };
         let cursor = ctx.held.iter().map(|(i, _)| i + 1).max().unwrap_or(0);
@@ -125,6 +126,7 @@ impl Auction {
             supplier,
             deadline: started + tmax,
             started,
+            ping_tokens: Vec::new(),
         };
         // Live bids may take half the budget; delivery needs the rest.
         let bid_deadline = started + tmax / 2;

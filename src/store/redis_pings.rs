@@ -57,6 +57,10 @@ struct Stored<'a> {
     offers: Vec<StoredOffer<'a>>,
     /// (index into `offers`, buyer, hold)
     held: Vec<(usize, Cow<'a, str>, Cow<'a, str>)>,
+    /// (campaign, token) carried from buyer-format ping answers to the post; absent in
+    /// contexts written before tokens were carried.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    ping_tokens: Vec<(Cow<'a, str>, Cow<'a, str>)>,
     created_at: DateTime<Utc>,
     expires_at: DateTime<Utc>,
 }
@@ -128,6 +132,11 @@ impl RedisPings {
                 .held
                 .iter()
                 .map(|(index, hold)| (*index, Cow::Borrowed(&*hold.buyer_id), Cow::Borrowed(hold.hold_id.as_str())))
+                .collect(),
+            ping_tokens: context
+                .ping_tokens
+                .iter()
+                .map(|(campaign, token)| (Cow::Borrowed(&**campaign), Cow::Borrowed(token.as_str())))
                 .collect(),
             created_at: context.created_at,
             expires_at: context.expires_at,
@@ -259,6 +268,11 @@ fn resolve(stored: Stored, ping_id: &str, supplier_id: &str, market: &Market) ->
         ),
         offers,
         held,
+        ping_tokens: stored
+            .ping_tokens
+            .into_iter()
+            .map(|(campaign, token)| (Arc::from(&*campaign), token.into_owned()))
+            .collect(),
         created_at: stored.created_at,
         expires_at: stored.expires_at,
         orphaned,

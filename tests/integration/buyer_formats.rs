@@ -22,25 +22,27 @@ use crate::harness::*;
 
 /// One request as the buyer's server received it.
 #[derive(Debug, Clone)]
-struct Received {
-    method: String,
+pub(crate) struct Received {
+    pub method: String,
     /// Path and query.
-    target: String,
-    headers: hyper::HeaderMap,
-    body: String,
+    pub target: String,
+    pub headers: hyper::HeaderMap,
+    pub body: String,
 }
 
 type Answerer = dyn Fn(&Received) -> (u16, &'static str, String) + Send + Sync;
 
 /// A buyer endpoint that records every request and answers `(status, content type, body)`
 /// as its script says.
-struct FormatBuyer {
-    url: String,
+pub(crate) struct FormatBuyer {
+    pub url: String,
     received: Arc<Mutex<Vec<Received>>>,
 }
 
 impl FormatBuyer {
-    async fn start(script: impl Fn(&Received) -> (u16, &'static str, String) + Send + Sync + 'static) -> FormatBuyer {
+    pub async fn start(
+        script: impl Fn(&Received) -> (u16, &'static str, String) + Send + Sync + 'static,
+    ) -> FormatBuyer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
         let received: Arc<Mutex<Vec<Received>>> = Arc::default();
@@ -62,7 +64,7 @@ impl FormatBuyer {
         FormatBuyer { url: format!("http://{addr}"), received }
     }
 
-    fn received(&self) -> Vec<Received> {
+    pub fn received(&self) -> Vec<Received> {
         self.received.lock().clone()
     }
 }
@@ -86,7 +88,7 @@ async fn reply(
 }
 
 /// A market of one vertical whose campaigns are `campaigns`, each of its own buyer.
-fn market(campaigns: Vec<Value>) -> Value {
+pub(crate) fn market(campaigns: Vec<Value>) -> Value {
     let buyers: Vec<Value> = campaigns.iter().map(|c| buyer(c["buyer_id"].as_str().unwrap())).collect();
     let topups: Vec<Value> = campaigns.iter().map(|c| topup(c["buyer_id"].as_str().unwrap(), "100.00")).collect();
     json!({

@@ -310,6 +310,29 @@ async fn a_ping_on_one_node_is_posted_on_another_and_a_second_post_elsewhere_is_
 }
 
 #[tokio::test]
+async fn a_buyer_format_ping_on_one_node_carries_its_token_to_the_post_on_another() {
+    use crate::buyer_pings::{dynamic_of, quote_answer, quote_api, quote_request};
+    let carrier = quote_api("31.50", false).await;
+    let campaign = dynamic_of(
+        "q",
+        &format!("{}/quote", carrier.url),
+        quote_request(),
+        quote_answer(),
+        &format!("{}/lead", carrier.url),
+    );
+    let config = crate::buyer_pings::market(vec![campaign]);
+    let Cluster { _serial, dir: _dir, redis: _redis, nodes } = cluster(&config).await;
+
+    let ping = nodes[0].supplier("/v1/ping", &ping_body("solar")).await;
+    assert_eq!(ping.json["status"], "bid", "{}\n{}", ping.json, nodes[0].log());
+    let body = json!({"ping_id": ping.json["ping_id"], "lead": lead("solar", 1)});
+    let post = nodes[1].supplier("/v1/post", &body).await;
+    assert_eq!(post.json["status"], "sold", "the post named the quote: {}\n{}", post.json, nodes[1].log());
+    let lead_post: Value = serde_json::from_str(&carrier.received()[1].body).unwrap();
+    assert_eq!(lead_post["quote_id"], "Q-77", "the token kept in Redis with the ping");
+}
+
+#[tokio::test]
 async fn an_admin_change_on_one_node_is_applied_by_the_others_within_a_second_and_a_half() {
     let sink = mock_buyer(|_, _| accept()).await;
     let Cluster { _serial, dir, redis, nodes } = cluster(&market(&sink)).await;

@@ -18,7 +18,7 @@ pub mod template;
 pub mod xpath;
 
 use crate::domain::model::FieldError;
-use answer::{AnswerSpec, CompiledAnswer, PingReading, PostReading};
+use answer::{AnswerSpec, CompiledAnswer, Extract, PingReading, PostReading};
 use request::{CompiledRequest, RequestSpec, Stage};
 
 /// A campaign's way of speaking to its buyer at one stage (ping or post), compiled when
@@ -27,7 +27,8 @@ use request::{CompiledRequest, RequestSpec, Stage};
 pub struct Integration {
     /// The request to send; `None`: the native request (with `answer` rules read over it).
     pub request: Option<CompiledRequest>,
-    /// How the reply is read; `None`: a 2xx accepts (a templated post) or the native reading.
+    /// How the reply is read; `None`: a 2xx accepts (a post). A ping always has rules: its
+    /// `bid` defaults to the native protocol's `$.bid`.
     pub answer: Option<CompiledAnswer>,
 }
 
@@ -47,6 +48,10 @@ impl Integration {
         let request = request.and_then(|spec| {
             spec.compile(&format!("{prefix}.request"), stage).map_err(|mut found| errors.append(&mut found)).ok()
         });
+        let answer = match stage {
+            Stage::Ping => Some(ping_answer_spec(answer)),
+            Stage::Post => answer.cloned(),
+        };
         let answer = answer.and_then(|spec| {
             spec.compile(&format!("{prefix}.answer")).map_err(|mut found| errors.append(&mut found)).ok()
         });
@@ -65,9 +70,21 @@ impl Integration {
         }
     }
 
-    /// Reads a ping's reply by the answer rules; `None` without rules (the native reading
-    /// applies).
-    pub fn read_ping(&self, status: u16, body: &[u8]) -> Option<PingReading> {
-        self.answer.as_ref().map(|answer| answer.read_ping(status, body))
+    /// Reads a ping's reply by the answer rules (compiled for every ping integration).
+    pub fn read_ping(&self, status: u16, body: &[u8]) -> PingReading {
+        match &self.answer {
+            Some(answer) => answer.read_ping(status, body),
+            None => PingReading { bid: None, token: None, reason: None },
+        }
     }
+}
+
+/// A ping's answer rules with the native protocol's `bid` where the campaign names none:
+/// a buyer that takes our ping in its own format may still answer `{"bid": "12.50"}`.
+fn ping_answer_spec(answer: Option<&AnswerSpec>) -> AnswerSpec {
+    let mut spec = answer.cloned().unwrap_or_default();
+    if spec.bid.is_none() {
+        spec.bid = Some(Extract { json: Some("$.bid".into()), ..Extract::default() });
+    }
+    spec
 }

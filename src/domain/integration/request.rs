@@ -11,6 +11,7 @@ use percent_encoding::utf8_percent_encode;
 use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json_path::JsonPath;
 
 use super::template::{context_value, escape_json_string, Escape, TemplateSet, URL_COMPONENT};
 pub use super::template::{RenderContext, RenderError, Stage, ValueMaps};
@@ -473,6 +474,13 @@ fn compile_auth(auth: &Auth, c: &mut Compiler) -> CompiledAuth {
             if token_path.is_empty() {
                 c.error("auth.token_path", "must not be empty");
             }
+            for (field, path) in
+                [("auth.token_path", Some(token_path)), ("auth.expires_in_path", expires_in_path.as_ref())]
+            {
+                if let Some(Err(error)) = path.filter(|p| p.starts_with('$')).map(|p| JsonPath::parse(p)) {
+                    c.error(field, format!("not a JSONPath (RFC 9535): {error}"));
+                }
+            }
             CompiledAuth::Token {
                 url: c.url("auth.url", url),
                 fields: c.fields("auth.fields", fields),
@@ -806,8 +814,12 @@ impl TokenFetch {
     }
 }
 
-/// The value at a dotted path (`data.token`, `tokens.0`).
+/// The value at `path`: a JSONPath (`$.data.access_token`, RFC 9535) naming exactly one
+/// value, or the shorthand of a dotted path (`data.token`, `tokens.0`).
 fn json_at<'a>(value: &'a serde_json::Value, path: &str) -> Option<&'a serde_json::Value> {
+    if path.starts_with('$') {
+        return JsonPath::parse(path).ok()?.query(value).exactly_one().ok();
+    }
     path.split('.').try_fold(value, |value, key| match value {
         serde_json::Value::Object(map) => map.get(key),
         serde_json::Value::Array(items) => items.get(key.parse::<usize>().ok()?),

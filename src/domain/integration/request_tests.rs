@@ -254,6 +254,22 @@ fn token_auth_renders_the_fetch_for_the_caller() {
 }
 
 #[test]
+fn token_paths_are_json_paths_checked_when_stored() {
+    let mut config = token_config();
+    config["auth"]["token_path"] = json!("$.data.access_token");
+    config["auth"]["expires_in_path"] = json!("$['data']['expires_in']");
+    let fetch = render(config.clone(), Stage::Post, lead()).token_fetch.expect("token fetch");
+    let issued = fetch.read_token(br#"{"data":{"access_token":"eyJabc","expires_in":60}}"#).expect("token");
+    assert_eq!(issued, IssuedToken { token: "eyJabc".into(), expires_in_s: Some(60) });
+    let two = fetch.read_token(br#"{"data":[{"access_token":"a"}]}"#);
+    assert!(two.is_err(), "a path that names no single string gives no token");
+
+    config["auth"]["token_path"] = json!("$.data[");
+    let errors = spec(config).compile(PREFIX, Stage::Post).expect_err("refused");
+    assert_eq!(errors[0].field, "delivery.request.auth.token_path");
+}
+
+#[test]
 fn secrets_are_listed_and_redacted() {
     assert_eq!(spec(token_config()).secrets(), ["cs_9f/+="]);
     assert_eq!(spec(xml_api()).secrets(), ["s3cret:pw"]);

@@ -23,6 +23,9 @@ pub struct PingContext {
     /// Every offer in order; `held` points into it.
     pub offers: Vec<Offer>,
     pub held: Vec<(usize, HoldHandle)>,
+    /// What buyer-format pings' answers said to carry to the post (`ping.token`), by
+    /// campaign id.
+    pub ping_tokens: Vec<(Arc<str>, String)>,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     /// Holds whose campaign is gone from the market a post on another node sees: the
