@@ -1,4 +1,4 @@
-//! A buyer's answer to a ping: `buyers::answer::parse_bid`, the serde_json check plus the
+//! A buyer's answer to a ping: `domain::native_reply::parse_bid`, the serde_json check plus the
 //! hand-rolled scanner that reads a JSON number bid without passing through `f64`.
 //!
 //! Laws: never panics; the scanner agrees with serde_json about the body (no `bid` member
@@ -9,7 +9,7 @@
 
 #![no_main]
 
-use leadrouter::buyers::answer::parse_bid;
+use leadrouter::domain::native_reply::parse_bid;
 use leadrouter::domain::money::{Money, MoneyError};
 use leadrouter_fuzz::{members, top_level_members};
 use libfuzzer_sys::fuzz_target;

@@ -1,4 +1,4 @@
-//! A buyer's answer to a post: `buyers::answer::parse_post`.
+//! A buyer's answer to a post: `domain::native_reply::parse_post`.
 //!
 //! Laws: never panics; the scanner agrees with serde_json about the body (exactly one
 //! top-level `accepted`, `true` sells, `false` refuses with the sanitized `reason` or "no
@@ -8,7 +8,7 @@
 
 #![no_main]
 
-use leadrouter::buyers::answer::{parse_post, sanitize_reason, PostVerdict, REASON_CHARS_MAX};
+use leadrouter::domain::native_reply::{parse_post, sanitize_reason, PostVerdict, REASON_CHARS_MAX};
 use leadrouter_fuzz::{members, top_level_members};
 use libfuzzer_sys::fuzz_target;
 use serde::de::IgnoredAny;

@@ -20,6 +20,7 @@ use crate::domain::money::Money;
 use crate::domain::returns::ReturnStatus;
 use crate::engine::ports::outbox::Status;
 use crate::engine::ports::returns::RETURNS_PAGE_MAX;
+use crate::engine::test_send::{TestRequest, TestStage};
 use crate::telemetry;
 
 type Answer = Result<ApiResponse, ApiError>;
@@ -47,6 +48,7 @@ pub fn routes() -> axum::Router<Arc<AppState>> {
         .route("/deliveries/{id}", get(get_delivery))
         .route("/deliveries/{id}/retry", post(retry_delivery))
         .route("/journal/compact", post(compact))
+        .route("/campaigns/{id}/test", post(test_send))
         .route("/ledger/consumers", get(consumers))
         .route("/ledger/consumers/{name}", delete(forget_consumer))
         .route(
@@ -249,16 +251,46 @@ fn retention(state: &AppState) -> Result<Arc<crate::retention::Retention>, ApiEr
 /// `POST /admin/v1/journal/compact[?dry_run=true]`: retention now (DESIGN §14).
 async fn compact(State(state): Shared, RawQuery(query): RawQuery) -> Answer {
     let retention = retention(&state)?;
-    let pairs = http::query_pairs(query.as_deref())?;
-    let dry_run = match pairs.iter().find(|(name, _)| name == "dry_run").map(|(_, value)| value.as_str()) {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(_) => return Err(ApiError::invalid(vec![FieldError::new("dry_run", "must be true or false")])),
-    };
+    let dry_run = flag(query.as_deref(), "dry_run", false)?;
     let report = tokio::task::spawn_blocking(move || retention.compact(dry_run))
         .await
         .map_err(|e| ApiError::unavailable("storage_unavailable", e.to_string()))?
         .map_err(|e| ApiError::unavailable("storage_unavailable", e.to_string()))?;
+    Ok(http::json(200, &report))
+}
+
+/// A `true`/`false` query parameter, `default` when absent.
+fn flag(query: Option<&str>, name: &str, default: bool) -> Result<bool, ApiError> {
+    let pairs = http::query_pairs(query)?;
+    match pairs.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str()) {
+        None => Ok(default),
+        Some("true") => Ok(true),
+        Some("false") => Ok(false),
+        Some(_) => Err(ApiError::invalid(vec![FieldError::new(name, "must be true or false")])),
+    }
+}
+
+/// `POST /admin/v1/campaigns/{id}/test[?send=false]` (DESIGN §5.1): renders the
+/// campaign's ping or post with a sample (or the given) lead and, unless `send=false`,
+/// sends it and reads the answer. Nothing is held, sold, journaled or charged.
+async fn test_send(
+    State(state): Shared,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+    Buffered { headers, body }: Buffered,
+) -> Answer {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        stage: TestStage,
+        #[serde(default)]
+        lead: Option<Value>,
+    }
+    let send = flag(query.as_deref(), "send", true)?;
+    http::require_content_type(&headers, "application/json")?;
+    let Body { stage, lead } = http::parse_json(&body)?;
+    let report = state.router.test_sends().run(&id, TestRequest { stage, lead, send }).await?;
+    tracing::info!(campaign = id, ?stage, send, "campaign test send");
     Ok(http::json(200, &report))
 }
 

@@ -31,7 +31,6 @@ use std::sync::Arc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::answer::{self, PostVerdict};
 use super::breaker::{BreakerConfig, Breakers};
 use super::signature::{self, SIGNATURE_HEADER};
 use crate::engine::ports::buyers::{BuyerCalls, Outbound, Reply};
@@ -139,7 +138,7 @@ impl BuyerClient {
         let answer = match tokio::time::timeout_at(deadline, call).await {
             Err(_elapsed) => BidAnswer::Timeout,
             Ok(Err(failure)) => BidAnswer::Error(failure.reason().to_string()),
-            Ok(Ok((status, body))) => bid_answer(status, &body),
+            Ok(Ok((status, body))) => BidAnswer::of_native(status.as_u16(), &body),
         };
         let finished = Instant::now();
         let healthy = matches!(answer, BidAnswer::Bid(_) | BidAnswer::NoBid);
@@ -165,9 +164,9 @@ impl BuyerClient {
         let call = self.call_native(uri, secret, body, POST_ANSWER_BYTES_MAX);
         let (answer, healthy) = match tokio::time::timeout_at(deadline, call).await {
             Err(_elapsed) => (PostAnswer::Timeout, false),
-            Ok(Err(Failure::TooLarge)) => (rejected(Failure::TooLarge.reason()), false),
+            Ok(Err(Failure::TooLarge)) => (PostAnswer::Rejected(Failure::TooLarge.reason().to_string()), false),
             Ok(Err(failure)) => (PostAnswer::Error(failure.reason().to_string()), false),
-            Ok(Ok((status, body))) => post_answer(status, &body),
+            Ok(Ok((status, body))) => PostAnswer::of_native(status.as_u16(), &body),
         };
         let finished = Instant::now();
         self.record(url, healthy, finished);
@@ -283,38 +282,6 @@ fn signed_request(uri: Uri, secret: &str, body: Bytes) -> Result<Request<Full<By
         .header(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE))
         .header(SIGNATURE_HEADER, signature)
         .body(Full::new(body))
-}
-
-fn bid_answer(status: StatusCode, body: &[u8]) -> BidAnswer {
-    if status == StatusCode::NO_CONTENT {
-        return BidAnswer::NoBid;
-    }
-    if !status.is_success() {
-        return BidAnswer::Error(format!("http {}", status.as_u16()));
-    }
-    match answer::parse_bid(body) {
-        Ok(Some(bid)) => BidAnswer::Bid(bid),
-        Ok(None) => BidAnswer::NoBid,
-        Err(reason) => BidAnswer::Error(reason.to_string()),
-    }
-}
-
-/// The answer and whether it counts as a healthy endpoint for the breaker.
-fn post_answer(status: StatusCode, body: &[u8]) -> (PostAnswer, bool) {
-    if !status.is_success() {
-        return (rejected(&format!("http {}", status.as_u16())), false);
-    }
-    match answer::parse_post(body) {
-        // The native protocol carries no buyer reference; answer rules (DESIGN §5.1) read one
-        // (`engine::buyer_format`).
-        PostVerdict::Accepted => (PostAnswer::Accepted { buyer_reference: None }, true),
-        PostVerdict::Rejected(reason) => (PostAnswer::Rejected(reason), true),
-        PostVerdict::Invalid => (rejected("invalid answer"), false),
-    }
-}
-
-fn rejected(reason: &str) -> PostAnswer {
-    PostAnswer::Rejected(reason.to_string())
 }
 
 #[async_trait::async_trait]

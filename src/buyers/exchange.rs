@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use dashmap::DashMap;
 use http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
-use http::{Method, Request, StatusCode, Uri};
+use http::{HeaderMap, Method, Request, StatusCode, Uri};
 use http_body_util::Full;
 use tokio::time::Instant;
 
@@ -32,6 +32,13 @@ const TOKEN_REFRESH_MARGIN: Duration = Duration::from_secs(30);
 #[derive(Default)]
 pub struct Tokens {
     cached: DashMap<(String, String), Cached>,
+}
+
+/// A reply as it came, its body read within its bound.
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
 }
 
 #[derive(Clone)]
@@ -60,7 +67,7 @@ impl BuyerClient {
         let reply = match tokio::time::timeout_at(deadline, self.call_with_token(&outbound, uri)).await {
             Err(_elapsed) => Reply::Timeout,
             Ok(Err(failure)) => Reply::Error(failure.reason().to_string()),
-            Ok(Ok((status, body))) => Reply::Answered { status: status.as_u16(), body },
+            Ok(Ok(Answer { status, headers, body })) => Reply::Answered { status: status.as_u16(), headers, body },
         };
         let finished = Instant::now();
         let healthy = matches!(&reply, Reply::Answered { status, .. } if *status < 500);
@@ -68,14 +75,14 @@ impl BuyerClient {
         (reply, finished - started)
     }
 
-    async fn call_with_token(&self, outbound: &Outbound, uri: Uri) -> Result<(StatusCode, Bytes), Failure> {
+    async fn call_with_token(&self, outbound: &Outbound, uri: Uri) -> Result<Answer, Failure> {
         let Some(fetch) = &outbound.token else {
             return self.send(outbound, uri, None).await;
         };
         let token = self.token(fetch, false).await?;
-        let (status, body) = self.send(outbound, uri.clone(), Some(&token)).await?;
-        if status != StatusCode::UNAUTHORIZED {
-            return Ok((status, body));
+        let answer = self.send(outbound, uri.clone(), Some(&token)).await?;
+        if answer.status != StatusCode::UNAUTHORIZED {
+            return Ok(answer);
         }
         let token = self.token(fetch, true).await?;
         self.send(outbound, uri, Some(&token)).await
@@ -100,11 +107,11 @@ impl BuyerClient {
             .header(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE))
             .body(Full::new(Bytes::from(fetch.form_body.clone())))
             .map_err(|_| Failure::Token)?;
-        let (status, body) = self.read(request, TOKEN_ANSWER_BYTES_MAX).await?;
-        if !status.is_success() {
+        let answer = self.read(request, TOKEN_ANSWER_BYTES_MAX).await?;
+        if !answer.status.is_success() {
             return Err(Failure::Token);
         }
-        let issued = fetch.read_token(&body).map_err(|_| Failure::Token)?;
+        let issued = fetch.read_token(&answer.body).map_err(|_| Failure::Token)?;
         let refresh_at = issued.expires_in_s.map(|seconds| {
             let life = Duration::from_secs(seconds);
             now + life - TOKEN_REFRESH_MARGIN.min(life / 10)
@@ -113,7 +120,7 @@ impl BuyerClient {
         Ok(issued.token)
     }
 
-    async fn send(&self, outbound: &Outbound, uri: Uri, bearer: Option<&str>) -> Result<(StatusCode, Bytes), Failure> {
+    async fn send(&self, outbound: &Outbound, uri: Uri, bearer: Option<&str>) -> Result<Answer, Failure> {
         let mut request = Request::builder()
             .method(method_of(outbound.method))
             .uri(uri)
@@ -134,10 +141,10 @@ impl BuyerClient {
     }
 
     /// Sends `request` and reads the reply's body, whatever its status, within `max`.
-    async fn read(&self, request: Request<Full<Bytes>>, max: usize) -> Result<(StatusCode, Bytes), Failure> {
+    async fn read(&self, request: Request<Full<Bytes>>, max: usize) -> Result<Answer, Failure> {
         let response = self.http.request(request).await.map_err(failure_of)?;
-        let status = response.status();
-        Ok((status, body_within(response.into_body(), max).await?))
+        let (parts, body) = response.into_parts();
+        Ok(Answer { status: parts.status, headers: parts.headers, body: body_within(body, max).await? })
     }
 }
 

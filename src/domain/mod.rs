@@ -16,6 +16,7 @@ pub mod ledger;
 pub mod market;
 pub mod model;
 pub mod money;
+pub mod native_reply;
 pub mod payout;
 pub mod phone;
 pub mod retry;

@@ -135,6 +135,13 @@ pub fn supplier_spec(market: &Market, supplier_id: &str, postal: &PostalTable) -
     Some(SupplierSpec { supplier_id: supplier_id.to_string(), verticals })
 }
 
+/// An example lead of `vertical` that `campaign`'s filters and field rules let in, as far
+/// as the spec can say them (the test send's lead when the operator gives none).
+pub fn sample_lead(vertical: &Vertical, campaign: &CompiledCampaign, postal: &PostalTable) -> Option<Value> {
+    let spec = vertical_spec(vertical, &[campaign], postal)?;
+    Some(request_examples(&spec).lead)
+}
+
 /// The active campaigns of `vertical` that let `supplier_id` in, in id order.
 fn reachable_campaigns<'m>(market: &'m Market, supplier_id: &str, vertical: &str) -> Vec<&'m CompiledCampaign> {
     market

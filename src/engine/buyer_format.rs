@@ -35,6 +35,8 @@ pub(super) struct SaleFacts<'a> {
     pub supplier_id: &'a str,
     pub price: Money,
     pub now: DateTime<Utc>,
+    /// A test send (`test` in templates).
+    pub test: bool,
 }
 
 /// One ping to one campaign, as a buyer-format ping is rendered from it.
@@ -43,6 +45,8 @@ pub(super) struct PingFacts<'a> {
     pub ping_id: &'a str,
     pub supplier_id: &'a str,
     pub now: DateTime<Utc>,
+    /// A test send (`test` in templates).
+    pub test: bool,
 }
 
 /// What a buyer-format ping's reply came to: the bid (or why none), the token to carry to
@@ -71,6 +75,7 @@ pub(super) fn post_request(
         ping_token: facts.ping_token.map(str::to_string),
         price: Some(facts.price.to_string()),
         currency: Some(campaign.currency.to_string()),
+        test: facts.test,
         ..common_context(campaign, facts.supplier_id, facts.now, url)
     };
     outbound(integration, campaign, &context, native, POST_REPLY_BYTES_MAX)
@@ -89,6 +94,7 @@ pub(super) fn ping_request(
         // The template sees the anonymous fields only: the stage drops the rest.
         lead: serde_json::to_value(facts.ping).unwrap_or_default(),
         ping_id: Some(facts.ping_id.to_string()),
+        test: facts.test,
         ..common_context(campaign, facts.supplier_id, facts.now, url)
     };
     outbound(integration, campaign, &context, native, PING_REPLY_BYTES_MAX)
@@ -107,7 +113,7 @@ pub(super) fn call_deadline(integration: &Integration, deadline: Instant) -> Ins
 /// trace), else the status.
 pub(super) fn post_answer(integration: &Integration, reply: Reply) -> PostAnswer {
     match reply {
-        Reply::Answered { status, body } => {
+        Reply::Answered { status, body, .. } => {
             let reading = integration.read_post(status, &body);
             if reading.accepted {
                 PostAnswer::Accepted { buyer_reference: reading.reference }
@@ -125,7 +131,7 @@ pub(super) fn post_answer(integration: &Integration, reply: Reply) -> PostAnswer
 /// its token, or no bid with the buyer's words.
 pub(super) fn ping_answer(integration: &Integration, reply: Reply) -> PingOutcome {
     let answer = match reply {
-        Reply::Answered { status, body } => {
+        Reply::Answered { status, body, .. } => {
             let reading = integration.read_ping(status, &body);
             let bid = reading.bid.and_then(|price| Money::checked(price).ok());
             return match bid {

@@ -157,8 +157,13 @@ impl Auction {
             })
             .to_string(),
         );
-        let facts =
-            buyer_format::PingFacts { ping: valid, ping_id, supplier_id: &d.supplier.id, now: self.core.clock.now() };
+        let facts = buyer_format::PingFacts {
+            ping: valid,
+            ping_id,
+            supplier_id: &d.supplier.id,
+            now: self.core.clock.now(),
+            test: false,
+        };
         let outcomes = self.ping_all(live, &facts, body, bid_deadline).await;
         let mut bids = Vec::new();
         for (campaign, (outcome, latency)) in live.iter().zip(outcomes) {
@@ -511,6 +516,7 @@ impl Auction {
                     supplier_id: &d.supplier.id,
                     price: offer.price,
                     now: self.core.clock.now(),
+                    test: false,
                 };
                 let native = Bytes::from(body.to_string());
                 match buyer_format::post_request(integration, campaign, &facts, url, native) {

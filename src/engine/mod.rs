@@ -27,6 +27,7 @@ mod retries;
 mod returns;
 mod shared;
 mod snapshot;
+pub mod test_send;
 
 use std::sync::Arc;
 
@@ -42,6 +43,7 @@ pub use retries::{Answered, KeyedRequest, Retries};
 pub use returns::{ReturnAmounts, ReturnDesk, ReturnInput, ReturnView};
 pub use shared::OtherNodes;
 pub use snapshot::RouterState;
+pub use test_send::TestSends;
 
 use self::core::Core;
 use crate::clock::Clock;
@@ -146,6 +148,7 @@ pub struct Router {
     deliveries: Arc<Deliveries>,
     accounts: Arc<Accounts>,
     retries: Retries,
+    test_sends: TestSends,
 }
 
 impl Router {
@@ -185,7 +188,8 @@ impl Router {
         let accounts = Arc::new(Accounts::new(Arc::clone(&core), Arc::clone(&auction), config_applied));
         accounts.publish_market_gauges();
         let retries = Retries::new(Arc::clone(&core));
-        Router { core, auction, returns, deliveries, accounts, retries }
+        let test_sends = TestSends::new(Arc::clone(&core));
+        Router { core, auction, returns, deliveries, accounts, retries, test_sends }
     }
 
     /// Pings, posts, direct and bulk posts.
@@ -211,6 +215,11 @@ impl Router {
     /// Requests with an `Idempotency-Key`, run once.
     pub fn retries(&self) -> &Retries {
         &self.retries
+    }
+
+    /// Operators' test sends of campaigns' buyer calls.
+    pub fn test_sends(&self) -> &TestSends {
+        &self.test_sends
     }
 
     pub fn market(&self) -> Arc<Market> {

@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use crate::domain::integration::request::{Method, TokenFetch};
 use crate::domain::money::Money;
+use crate::domain::native_reply::{self, PostVerdict};
 
 /// What a buyer's ping answer came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +37,42 @@ pub enum PostAnswer {
     Timeout,
     Error(String),
     CircuitOpen,
+}
+
+impl BidAnswer {
+    /// A native ping answer (§5): 204 or `{"bid": null}` is no bid, a 2xx `{"bid": …}` a
+    /// bid, any other status an error.
+    pub fn of_native(status: u16, body: &[u8]) -> BidAnswer {
+        if status == 204 {
+            return BidAnswer::NoBid;
+        }
+        if !(200..300).contains(&status) {
+            return BidAnswer::Error(format!("http {status}"));
+        }
+        match native_reply::parse_bid(body) {
+            Ok(Some(bid)) => BidAnswer::Bid(bid),
+            Ok(None) => BidAnswer::NoBid,
+            Err(reason) => BidAnswer::Error(reason.to_string()),
+        }
+    }
+}
+
+impl PostAnswer {
+    /// A native post answer (§5): a 2xx `{"accepted": true}` sells, anything else
+    /// rejects. The flag says whether the endpoint counts as healthy for its breaker: a
+    /// well-formed rejection does, a 5xx or a body off the contract does not.
+    pub fn of_native(status: u16, body: &[u8]) -> (PostAnswer, bool) {
+        if !(200..300).contains(&status) {
+            return (PostAnswer::Rejected(format!("http {status}")), false);
+        }
+        match native_reply::parse_post(body) {
+            // The native protocol carries no buyer reference; answer rules (DESIGN §5.1)
+            // read one (`engine::buyer_format`).
+            PostVerdict::Accepted => (PostAnswer::Accepted { buyer_reference: None }, true),
+            PostVerdict::Rejected(reason) => (PostAnswer::Rejected(reason), true),
+            PostVerdict::Invalid => (PostAnswer::Rejected("invalid answer".into()), false),
+        }
+    }
 }
 
 /// One ping of a fan-out (`ping_all`).
@@ -65,9 +102,11 @@ pub struct Outbound {
 /// What came back from an `Outbound` call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
-    /// The buyer answered: any status, with the body read within its bound.
+    /// The buyer answered: any status, with its headers (for test sends) and the body read
+    /// within its bound.
     Answered {
         status: u16,
+        headers: http::HeaderMap,
         body: Bytes,
     },
     Timeout,
