@@ -7,6 +7,7 @@ mod admin;
 mod billing;
 mod binary;
 mod buyer_formats;
+mod buyer_tls;
 mod clock;
 mod cluster;
 mod docs;
