@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
 use leadrouter::api::limits::AdmissionLimits;
+use leadrouter::buyers::BuyerTrust;
 use leadrouter::clock::SystemClock;
 use leadrouter::domain::dedup::DedupSecret;
 use leadrouter::domain::retry::RetryPolicy;
@@ -114,6 +115,11 @@ struct Cli {
     /// (bulk CSV bodies get at least 60 s); past it the answer is 408.
     #[arg(long, env = "LEADROUTER_BODY_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..))]
     body_timeout_ms: u64,
+
+    /// PEM file of CA certificates that buyers' https certificates may chain to, besides the
+    /// public roots built in (for buyers behind a private CA).
+    #[arg(long, env = "LEADROUTER_BUYER_CA_FILE")]
+    buyer_ca_file: Option<PathBuf>,
 
     /// Log format: one line per event, human-readable or JSON.
     #[arg(long, env = "LEADROUTER_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
@@ -242,6 +248,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if demo && market.as_deref().is_some_and(|m| m != DEMO_MARKET) {
         bail!("{} holds another market: the demo runs on a data dir of its own", cli.data_dir.display());
     }
+    // Read before the token is written, like the configuration: a failed start writes none.
+    let buyer_trust = buyer_trust(cli.buyer_ca_file.as_deref())?;
     // Only once the configuration reads: a start that fails on it writes no token.
     let (admin_token, new_token) = match cli.admin_token.clone() {
         Some(token) if token.len() >= 16 => (token, false),
@@ -275,6 +283,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             body_timeout: Duration::from_millis(cli.body_timeout_ms),
         },
         dedup_secret: cli.dedup_secret,
+        buyer_trust,
     };
     // Two nodes writing one journal would corrupt it; the kernel drops the lock with the
     // process, however it ends.
@@ -362,6 +371,18 @@ fn mark_market_source(data_dir: &Path, source: &str) -> anyhow::Result<()> {
 /// another market still never gets the demo.
 fn no_flags_at_all() -> bool {
     std::env::args_os().len() == 1
+}
+
+/// The roots buyers' https certificates may chain to: the public ones, plus `--buyer-ca-file`.
+/// A file that cannot be used stops the start: every call to the buyers behind that CA would
+/// fail, one trace at a time.
+fn buyer_trust(ca_file: Option<&Path>) -> anyhow::Result<BuyerTrust> {
+    let Some(path) = ca_file else {
+        return Ok(BuyerTrust::public());
+    };
+    let trust = BuyerTrust::with_ca_file(path).with_context(|| format!("--buyer-ca-file {}", path.display()))?;
+    tracing::info!(path = %path.display(), certificates = trust.added(), "buyer CA file added to the roots");
+    Ok(trust)
 }
 
 fn retain(days: u32) -> Option<u32> {

@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 
 use crate::api::limits::{AdmissionLimits, Connections, Crowded};
 use crate::api::{self, AppState, Listener};
-use crate::buyers::BuyerClient;
+use crate::buyers::{BuyerClient, BuyerTrust};
 use crate::checkpoints::{self, Checkpoint};
 use crate::clock::Clock;
 use crate::domain::dedup::{DedupKeying, DedupSecret};
@@ -209,6 +209,9 @@ pub struct ServerOptions {
     /// The secret dedup keys are made under (`--dedup-secret`); None reads or makes
     /// `<data-dir>/dedup-secret`. Every node on one Redis needs the same one.
     pub dedup_secret: Option<DedupSecret>,
+    /// The roots buyers' https certificates are checked against: the public ones, plus a
+    /// private CA's (`--buyer-ca-file`, read by `main` before anything is written).
+    pub buyer_trust: BuyerTrust,
 }
 
 /// `--redis URL` and the key prefix that keeps deployments sharing one Redis apart.
@@ -243,6 +246,7 @@ impl ServerOptions {
             retain_days: Some(crate::retention::DEFAULT_RETAIN_DAYS),
             limits: AdmissionLimits::default(),
             dedup_secret: None,
+            buyer_trust: BuyerTrust::public(),
         }
     }
 }
@@ -278,6 +282,8 @@ struct LastCheckpoint {
 }
 
 pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError> {
+    // One client for every call to buyers, whichever stores the node runs on.
+    let buyers = Arc::new(BuyerClient::with_trust(&options.buyer_trust));
     // Listeners first: a start that cannot listen must not have written anything (the
     // opening top-ups, a journal) on its way to failing.
     let public = bind(options.listen).await?;
@@ -287,10 +293,10 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
     crate::domain::phone::warm_up();
     let (router, journal) = match &options.redis {
         None => {
-            let (router, journal, replay) = embedded_router(&options, postal).await?;
+            let (router, journal, replay) = embedded_router(&options, postal, buyers).await?;
             (router, Some((journal, replay)))
         }
-        Some(redis) => (shared_router(&options, redis, postal).await?, None),
+        Some(redis) => (shared_router(&options, redis, postal, buyers).await?, None),
     };
     let (journal, replay) = journal.unzip();
     let last_checkpoint = journal.as_ref().map(|journal| LastCheckpoint {
@@ -363,6 +369,7 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
 async fn embedded_router(
     options: &ServerOptions,
     postal: &'static PostalTable,
+    buyers: Arc<BuyerClient>,
 ) -> Result<(Arc<Router>, Arc<Journal>, Replay), ServerError> {
     let storage = |error: &dyn std::fmt::Display| ServerError::Storage(error.to_string());
     files::create_dir_all(&options.data_dir).map_err(|e| storage(&e))?;
@@ -389,7 +396,7 @@ async fn embedded_router(
     let keying = dedup_secret::load_or_create(&options.data_dir, options.dedup_secret.as_ref(), had_sales, clock.now())
         .map_err(|e| storage(&e))?;
     let stores = store::embedded(Arc::clone(&journal) as _, Arc::clone(&clock));
-    let deployment = Deployment { buyers: Arc::new(BuyerClient::new()), dedup_keying: keying, other_nodes: None };
+    let deployment = Deployment { buyers, dedup_keying: keying, other_nodes: None };
     let router = Arc::new(Router::new(market, postal, clock, stores, deployment));
     let (mut said, awaiting) = match checkpoint {
         Some(checkpoint) => router.import_state(checkpoint.state),
@@ -452,6 +459,7 @@ async fn shared_router(
     options: &ServerOptions,
     redis: &RedisOptions,
     postal: &'static PostalTable,
+    buyers: Arc<BuyerClient>,
 ) -> Result<Arc<Router>, ServerError> {
     let storage = |error: &dyn std::fmt::Display| ServerError::Storage(format!("redis {}: {error}", redis.url));
     let connection = RedisConnection::open(&redis.url).await.map_err(|e| storage(&e))?;
@@ -496,8 +504,7 @@ async fn shared_router(
         config_applied: changes.last().map(|(id, _)| *id).unwrap_or_default(),
     };
     let clock = Arc::clone(&options.clock);
-    let deployment =
-        Deployment { buyers: Arc::new(BuyerClient::new()), dedup_keying: keying, other_nodes: Some(nodes) };
+    let deployment = Deployment { buyers, dedup_keying: keying, other_nodes: Some(nodes) };
     let router = Arc::new(Router::new(market, postal, clock, stores, deployment));
     let history = ledger.read_after(0, usize::MAX).map_err(|e| storage(&e))?;
     router.mirror_history(&history);

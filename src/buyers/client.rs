@@ -14,9 +14,10 @@
 //! Nothing here logs a request or answer body: lead bodies carry PII, and answers may echo
 //! it. Error texts are fixed short strings.
 //!
-//! Only `http://` endpoints are supported: the crate has no TLS connector dependency
-//! (hyper-rustls or hyper-tls), so an `https://` URL answers `Error("https not supported")`
-//! without a call.
+//! Endpoints are `https://` (rustls, the roots of `tls::BuyerTrust`; h2 when the buyer
+//! offers it, else HTTP/1.1) or `http://`. A failed handshake answers a fixed reason
+//! (`tls: certificate not trusted`, ...) and counts against the endpoint like any failed
+//! connect; the TLS handshake runs under the same deadline as the rest of the call.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -24,6 +25,7 @@ use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE, USER_AGENT};
 use http::{Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -33,6 +35,7 @@ use tokio::time::Instant;
 
 use super::breaker::{BreakerConfig, Breakers};
 use super::signature::{self, SIGNATURE_HEADER};
+use super::tls::{self, BuyerTrust};
 use crate::engine::ports::buyers::{BuyerCalls, Outbound, Reply};
 
 /// A ping answer is one small JSON object (`{"bid":"38.00"}`); 16 KiB leaves room for
@@ -44,7 +47,8 @@ pub const PING_ANSWER_BYTES_MAX: usize = 16 * 1024;
 pub const POST_ANSWER_BYTES_MAX: usize = 64 * 1024;
 
 /// TCP connect bound, below any sane post deadline. Pings are bounded tighter by their own
-/// deadline; this only matters for a caller that passes a long one.
+/// deadline; this only matters for a caller that passes a long one. The TLS handshake after
+/// it has no bound of its own: the call's deadline covers it.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Idle keep-alive connections are closed after this: buyers are pinged many times a
@@ -63,7 +67,7 @@ pub use crate::engine::ports::buyers::{BidAnswer, PingCall, PostAnswer};
 /// Cheap to clone: clones share the connection pool and the breakers.
 #[derive(Clone)]
 pub struct BuyerClient {
-    pub(super) http: Client<HttpConnector, Full<Bytes>>,
+    pub(super) http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     /// Shared by clones so that every auction sees the same endpoint health.
     pub(super) breakers: Arc<Breakers>,
     /// Bearer tokens of `auth.type = token` buyers, shared by clones (`exchange`).
@@ -80,6 +84,13 @@ pub(super) enum Failure {
     BadHeader,
     /// The token endpoint did not give a token.
     Token,
+    /// The buyer's certificate chains to no root we trust (a private CA wants
+    /// `--buyer-ca-file`).
+    TlsUntrusted,
+    /// The certificate is trusted but unusable: expired, not yet valid, another name, ...
+    TlsCertificate,
+    /// Any other failed handshake: no TLS on the port, no common version or cipher, ...
+    Tls,
 }
 
 impl Failure {
@@ -90,6 +101,9 @@ impl Failure {
             Failure::TooLarge => "answer too large",
             Failure::BadHeader => "bad header",
             Failure::Token => "token fetch failed",
+            Failure::TlsUntrusted => "tls: certificate not trusted",
+            Failure::TlsCertificate => "tls: certificate invalid",
+            Failure::Tls => "tls handshake failed",
         }
     }
 }
@@ -103,14 +117,21 @@ impl BuyerClient {
     }
 
     pub fn with_breaker_config(config: BreakerConfig) -> BuyerClient {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        BuyerClient::with(config, &BuyerTrust::public())
+    }
+
+    /// A client whose https calls trust `trust`'s roots (the public ones, plus a private CA
+    /// of the operator's).
+    pub fn with_trust(trust: &BuyerTrust) -> BuyerClient {
+        BuyerClient::with(BreakerConfig::default(), trust)
+    }
+
+    fn with(config: BreakerConfig, trust: &BuyerTrust) -> BuyerClient {
         let http = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .pool_max_idle_per_host(POOL_IDLE_PER_HOST_MAX)
-            .build(connector);
+            .build(connector(trust));
         BuyerClient { http, breakers: Arc::new(Breakers::new(config)), tokens: Arc::default() }
     }
 
@@ -243,9 +264,26 @@ impl Default for BuyerClient {
     }
 }
 
-/// Why a call failed before any answer: the connection, or the exchange after it.
+/// TCP (nodelay, connect bound) under TLS for `https://`; `http://` goes straight to TCP.
+fn connector(trust: &BuyerTrust) -> HttpsConnector<HttpConnector> {
+    let mut tcp = HttpConnector::new();
+    // The TLS layer picks by scheme; left on, the TCP connector would refuse `https://`.
+    tcp.enforce_http(false);
+    tcp.set_nodelay(true);
+    tcp.set_connect_timeout(Some(CONNECT_TIMEOUT));
+    HttpsConnectorBuilder::new()
+        .with_tls_config(trust.client_config())
+        .https_or_http()
+        .enable_all_versions()
+        .wrap_connector(tcp)
+}
+
+/// Why a call failed before any answer: the handshake, the connection, or the exchange
+/// after it.
 pub(super) fn failure_of(error: hyper_util::client::legacy::Error) -> Failure {
-    if error.is_connect() {
+    if let Some(failure) = tls::tls_failure(&error) {
+        failure
+    } else if error.is_connect() {
         Failure::Connect
     } else {
         Failure::Transport
@@ -264,8 +302,7 @@ pub(super) async fn body_within(body: hyper::body::Incoming, max: usize) -> Resu
 pub(super) fn checked_uri(url: &str) -> Result<Uri, &'static str> {
     let uri: Uri = url.parse().map_err(|_| "bad url")?;
     match uri.scheme_str() {
-        Some("http") if uri.host().is_some() => Ok(uri),
-        Some("https") => Err("https not supported"),
+        Some("http" | "https") if uri.host().is_some() => Ok(uri),
         _ => Err("bad url"),
     }
 }

@@ -15,10 +15,27 @@ fn help_explains_every_flag_and_its_environment_variable() {
     let output = Command::new(BINARY).arg("--help").output().unwrap();
     assert!(output.status.success());
     let help = String::from_utf8(output.stdout).unwrap();
-    for flag in ["--config", "--listen", "--ops-listen", "--grpc-listen", "--data-dir", "--admin-token", "--redis"] {
+    let flags = [
+        "--config",
+        "--listen",
+        "--ops-listen",
+        "--grpc-listen",
+        "--data-dir",
+        "--admin-token",
+        "--redis",
+        "--buyer-ca-file",
+    ];
+    for flag in flags {
         assert!(help.contains(flag), "{flag} missing from --help");
     }
-    for env in ["LEADROUTER_LISTEN", "LEADROUTER_OPS_LISTEN", "LEADROUTER_DATA_DIR", "LEADROUTER_ADMIN_TOKEN"] {
+    let envs = [
+        "LEADROUTER_LISTEN",
+        "LEADROUTER_OPS_LISTEN",
+        "LEADROUTER_DATA_DIR",
+        "LEADROUTER_ADMIN_TOKEN",
+        "LEADROUTER_BUYER_CA_FILE",
+    ];
+    for env in envs {
         assert!(help.contains(env), "{env} missing from --help");
     }
 }

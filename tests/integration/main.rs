@@ -8,6 +8,7 @@ mod billing;
 mod binary;
 mod buyer_formats;
 mod buyer_pings;
+mod buyer_tls;
 mod clock;
 mod cluster;
 mod docs;
