@@ -18,6 +18,7 @@ use super::core::Core;
 use super::ports::buyers::{BidAnswer, Outbound, PostAnswer, Reply};
 use super::EngineError;
 use crate::domain::integration::request::{Method, REDACTED};
+use crate::domain::integration::template::URL_COMPONENT;
 use crate::domain::integration::Integration;
 use crate::domain::lead::{validate_lead, LeadInput, ValidLead};
 use crate::domain::market::CompiledCampaign;
@@ -290,7 +291,7 @@ fn secrets_of(campaign: &CompiledCampaign) -> Vec<String> {
 fn shown_request(outbound: &Outbound, secrets: &[String]) -> SentRequest {
     let hide = |text: &str| {
         secrets.iter().fold(text.to_string(), |text, secret| {
-            let encoded = percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC).to_string();
+            let encoded = percent_encoding::utf8_percent_encode(secret, URL_COMPONENT).to_string();
             text.replace(secret.as_str(), REDACTED).replace(&encoded, REDACTED)
         })
     };
@@ -298,6 +299,7 @@ fn shown_request(outbound: &Outbound, secrets: &[String]) -> SentRequest {
         .headers
         .iter()
         .map(|(name, value)| {
+            // Basic auth's header is the password in base64: no substring finds it.
             let secret = name.eq_ignore_ascii_case("authorization") || hide(value) != *value;
             (name.clone(), if secret { REDACTED.to_string() } else { value.clone() })
         })

@@ -28,3 +28,4 @@ mod retries;
 mod returns;
 mod storage;
 mod stream;
+mod test_sends;
