@@ -42,10 +42,10 @@ step() {
 step cargo fmt --all -- --check
 step cargo clippy --workspace --all-targets --quiet -- -D warnings
 step cargo test --workspace --no-fail-fast
-# A short run of every fuzz target (README "Fuzzing"): 15 s each, two at once, after an
+# A short run of every fuzz target (README "Fuzzing"): 10 s each, two at once, after an
 # unoptimized instrumented build (~5 min on two cores); FUZZ_SECONDS=0 skips it.
-if [ "${FUZZ_SECONDS:-15}" != 0 ]; then
-  FUZZ_SECONDS="${FUZZ_SECONDS:-15}" step scripts/fuzz.sh
+if [ "${FUZZ_SECONDS:-10}" != 0 ]; then
+  FUZZ_SECONDS="${FUZZ_SECONDS:-10}" step scripts/fuzz.sh
 fi
 
 if [ "${#failed[@]}" -gt 0 ]; then
