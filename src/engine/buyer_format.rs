@@ -2,12 +2,16 @@
 //! campaign carries `delivery.request` / `delivery.answer`, and how the reply becomes a
 //! post answer. The request is rendered by `domain::integration` from the lead and the
 //! sale; the reply is read by the campaign's answer rules (any 2xx accepts without them).
+//! An async delivery is rendered here too, once, when the lead is sold (`queued`): the
+//! outbox keeps the rendered request and sends it unchanged on every attempt.
 
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
 
+use super::outbox::Payload;
 use super::ports::buyers::{Outbound, PostAnswer, Reply};
-use crate::domain::integration::request::{Method, RenderContext};
+use super::ports::outbox::BuyerRequest;
+use crate::domain::integration::request::{Auth, Method, RenderContext, RequestSpec};
 use crate::domain::integration::Integration;
 use crate::domain::lead::ValidLead;
 use crate::domain::market::CompiledCampaign;
@@ -78,6 +82,39 @@ pub(super) fn post_answer(integration: &Integration, reply: Reply) -> PostAnswer
         Reply::Error(reason) => PostAnswer::Error(reason),
         Reply::CircuitOpen => PostAnswer::CircuitOpen,
     }
+}
+
+/// What the outbox keeps of a request rendered when the lead was sold (async delivery): it
+/// sends these bytes on every attempt and never renders again. The signing secret is not
+/// kept, only whether to sign: the attempt signs with the buyer's secret of its moment.
+pub(super) fn queued(campaign: &CompiledCampaign, outbound: Outbound) -> Result<Payload, String> {
+    // Templates render text; a body that is not would not survive the journal unchanged.
+    let body = String::from_utf8(outbound.body.to_vec()).map_err(|_| "render body: not UTF-8".to_string())?;
+    let request = BuyerRequest {
+        campaign_id: campaign.id.to_string(),
+        method: outbound.method,
+        headers: outbound.headers,
+        sign: outbound.signing_secret.is_some(),
+        token: outbound.token,
+        unshown_headers: unshown_headers(campaign.campaign.delivery.request.as_ref()),
+    };
+    Ok(Payload { url: outbound.url, body, request: Some(Box::new(request)) })
+}
+
+/// The headers of `spec` an operator is not shown rendered: those its auth sets (secrets)
+/// and those whose template has placeholders (they may carry the lead's data, which the
+/// admin views leave out). A literal header shows what the campaign's own view shows.
+fn unshown_headers(spec: Option<&RequestSpec>) -> Vec<String> {
+    let Some(spec) = spec else { return Vec::new() };
+    let templated = |template: &str| template.contains("{{") || template.contains("{%");
+    let mut names: Vec<String> =
+        spec.headers.0.iter().filter(|(_, template)| templated(template)).map(|(name, _)| name.clone()).collect();
+    match &spec.auth {
+        Some(Auth::Bearer { .. } | Auth::Basic { .. }) => names.push("Authorization".into()),
+        Some(Auth::Header { name, .. }) => names.push(name.clone()),
+        Some(Auth::Query { .. } | Auth::Token { .. }) | None => {}
+    }
+    names
 }
 
 fn context(campaign: &CompiledCampaign, facts: &SaleFacts<'_>, url: &str) -> RenderContext {
