@@ -338,4 +338,8 @@ impl BuyerCalls for BuyerClient {
     async fn exchange(&self, outbound: Outbound, deadline: Instant) -> (Reply, Duration) {
         BuyerClient::exchange(self, outbound, deadline).await
     }
+
+    async fn deliver_request(&self, outbound: Outbound, deadline: Instant) -> Reply {
+        BuyerClient::deliver_request(self, outbound, deadline).await
+    }
 }

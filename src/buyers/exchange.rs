@@ -64,15 +64,30 @@ impl BuyerClient {
         if !self.breakers.allow(&outbound.url, started.into_std()) {
             return (Reply::CircuitOpen, Duration::ZERO);
         }
-        let reply = match tokio::time::timeout_at(deadline, self.call_with_token(&outbound, uri)).await {
-            Err(_elapsed) => Reply::Timeout,
-            Ok(Err(failure)) => Reply::Error(failure.reason().to_string()),
-            Ok(Ok(Answer { status, headers, body })) => Reply::Answered { status: status.as_u16(), headers, body },
-        };
+        let reply = self.reply_by(&outbound, uri, deadline).await;
         let finished = Instant::now();
         let healthy = matches!(&reply, Reply::Answered { status, .. } if *status < 500);
         self.record(&outbound.url, healthy, finished);
         (reply, finished - started)
+    }
+
+    /// Sends an outbox message rendered in the buyer's format, as `exchange` does but
+    /// outside the breakers: the outbox has its own backoff, and a buyer's slow CRM must not
+    /// cost it its pings (as for native `deliver`).
+    pub async fn deliver_request(&self, outbound: Outbound, deadline: Instant) -> Reply {
+        match checked_uri(&outbound.url) {
+            Ok(uri) => self.reply_by(&outbound, uri, deadline).await,
+            Err(reason) => Reply::Error(reason.to_string()),
+        }
+    }
+
+    /// The call (with its token) under `deadline`: the reply, or why there is none.
+    async fn reply_by(&self, outbound: &Outbound, uri: Uri, deadline: Instant) -> Reply {
+        match tokio::time::timeout_at(deadline, self.call_with_token(outbound, uri)).await {
+            Err(_elapsed) => Reply::Timeout,
+            Ok(Err(failure)) => Reply::Error(failure.reason().to_string()),
+            Ok(Ok(Answer { status, headers, body })) => Reply::Answered { status: status.as_u16(), headers, body },
+        }
     }
 
     async fn call_with_token(&self, outbound: &Outbound, uri: Uri) -> Result<Answer, Failure> {

@@ -638,15 +638,8 @@ fn integrations_of(campaign: &Campaign) -> Result<(Option<Integration>, Option<I
     };
     let delivery = &campaign.delivery;
     let buyer_format = delivery.request.is_some() || delivery.answer.is_some();
-    match delivery.mode {
-        DeliveryMode::Pull if buyer_format => {
-            errors.push(FieldError::new("delivery.request", "pull delivery sends no request"));
-        }
-        DeliveryMode::WebhookAsync if buyer_format => {
-            // Not wired into the outbox yet: refused rather than stored and ignored.
-            errors.push(FieldError::new("delivery.request", "buyer-format async deliveries are not supported yet"));
-        }
-        _ => {}
+    if delivery.mode == DeliveryMode::Pull && buyer_format {
+        errors.push(FieldError::new("delivery.request", "pull delivery sends no request"));
     }
     let post = Integration::compile(delivery.request.as_ref(), delivery.answer.as_ref(), "delivery", Stage::Post)
         .unwrap_or_else(|mut found| {
@@ -676,6 +669,33 @@ mod tests {
             "campaigns": campaigns,
         });
         Market::build(serde_json::from_value(config).unwrap(), PostalTable::bundled()).unwrap()
+    }
+
+    fn built(campaigns: Vec<serde_json::Value>) -> Result<Market, MarketError> {
+        let config = json!({
+            "verticals": [{"name": "solar", "model": "ping_post"}],
+            "buyers": [{"id": "b1", "name": "B", "api_key": "buyer-key-b1-xxxxxxxx", "webhook_secret": "secret-secret-secret",
+                        "currency": "EUR", "billing": {"mode": "prepaid"}}],
+            "campaigns": campaigns,
+        });
+        Market::build(serde_json::from_value(config).unwrap(), PostalTable::bundled())
+    }
+
+    #[test]
+    fn an_async_delivery_takes_a_buyer_format_and_a_pull_delivery_still_refuses_one() {
+        let request = json!({"format": "form", "fields": [{"name": "email", "value": "{{ lead.email }}"}]});
+        let mut async_campaign = campaign(1, json!({}));
+        async_campaign["delivery"] =
+            json!({"mode": "webhook_async", "url": "http://127.0.0.1:9/in", "request": request});
+        let market = built(vec![async_campaign]).expect("stored");
+        assert!(market.campaign("c1").and_then(|c| c.post_integration.as_ref()).is_some(), "compiled for the outbox");
+
+        let mut pull = campaign(2, json!({}));
+        pull["delivery"] = json!({"mode": "pull", "request": request});
+        let Err(MarketError::Invalid { errors, .. }) = built(vec![pull]) else {
+            panic!("a pull delivery sends nothing")
+        };
+        assert_eq!(errors[0].field, "delivery.request");
     }
 
     fn campaign(i: usize, filters: serde_json::Value) -> serde_json::Value {

@@ -3,7 +3,9 @@
 //! and how the reply becomes a bid or a post answer. Requests are rendered by
 //! `domain::integration` from the lead (a ping sees only its anonymous fields); replies are
 //! read by the campaign's answer rules (without them: a 2xx accepts a post, and a ping is
-//! read as the native `{"bid": …}`).
+//! read as the native `{"bid": …}`). An async delivery is rendered here too, once, when
+//! the lead is sold (`queued`): the outbox keeps the rendered request and sends it
+//! unchanged on every attempt.
 
 use std::time::Duration;
 
@@ -11,8 +13,10 @@ use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
 use tokio::time::Instant;
 
+use super::outbox::Payload;
 use super::ports::buyers::{BidAnswer, Outbound, PostAnswer, Reply};
-use crate::domain::integration::request::{Format, Method, RenderContext, RenderedRequest};
+use super::ports::outbox::BuyerRequest;
+use crate::domain::integration::request::{Auth, Format, Method, RenderContext, RenderedRequest, RequestSpec};
 use crate::domain::integration::Integration;
 use crate::domain::lead::{ValidLead, ValidPing};
 use crate::domain::market::CompiledCampaign;
@@ -144,6 +148,39 @@ pub(super) fn ping_answer(integration: &Integration, reply: Reply) -> PingOutcom
         Reply::CircuitOpen => BidAnswer::CircuitOpen,
     };
     PingOutcome { answer, token: None, reason: None }
+}
+
+/// What the outbox keeps of a request rendered when the lead was sold (async delivery): it
+/// sends these bytes on every attempt and never renders again. The signing secret is not
+/// kept, only whether to sign: the attempt signs with the buyer's secret of its moment.
+pub(super) fn queued(campaign: &CompiledCampaign, outbound: Outbound) -> Result<Payload, String> {
+    // Templates render text; a body that is not would not survive the journal unchanged.
+    let body = String::from_utf8(outbound.body.to_vec()).map_err(|_| "render body: not UTF-8".to_string())?;
+    let request = BuyerRequest {
+        campaign_id: campaign.id.to_string(),
+        method: outbound.method,
+        headers: outbound.headers,
+        sign: outbound.signing_secret.is_some(),
+        token: outbound.token,
+        unshown_headers: unshown_headers(campaign.campaign.delivery.request.as_ref()),
+    };
+    Ok(Payload { url: outbound.url, body, request: Some(Box::new(request)) })
+}
+
+/// The headers of `spec` an operator is not shown rendered: those its auth sets (secrets)
+/// and those whose template has placeholders (they may carry the lead's data, which the
+/// admin views leave out). A literal header shows what the campaign's own view shows.
+fn unshown_headers(spec: Option<&RequestSpec>) -> Vec<String> {
+    let Some(spec) = spec else { return Vec::new() };
+    let templated = |template: &str| template.contains("{{") || template.contains("{%");
+    let mut names: Vec<String> =
+        spec.headers.0.iter().filter(|(_, template)| templated(template)).map(|(name, _)| name.clone()).collect();
+    match &spec.auth {
+        Some(Auth::Bearer { .. } | Auth::Basic { .. }) => names.push("Authorization".into()),
+        Some(Auth::Header { name, .. }) => names.push(name.clone()),
+        Some(Auth::Query { .. } | Auth::Token { .. }) | None => {}
+    }
+    names
 }
 
 /// A request rendered from `context` (or the native body, signed, when the campaign gives

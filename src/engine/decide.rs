@@ -14,6 +14,7 @@ use super::answers;
 use super::auction::Auction;
 use super::buyer_format;
 use super::core::publish_available;
+use super::outbox::Payload;
 use super::ports::buyers::{BidAnswer, PingCall, PostAnswer};
 use super::ports::outbox::{Message, MessageKind, Recipient, Requires};
 use super::ports::{BudgetError, HoldHandle};
@@ -495,7 +496,8 @@ impl Auction {
             (DeliveryMode::Webhook, Some(url)) => url,
             (DeliveryMode::Pull, _) => return Ok((self.queue_for_pull(campaign, &attempt.sale_id, body).await?, None)),
             (DeliveryMode::WebhookAsync, Some(url)) => {
-                return self.queue_async(campaign, url, &attempt.sale_id, body).await
+                let facts = self.sale_facts(d, lot, offer, attempt);
+                return self.queue_async(campaign, url, &facts, body).await;
             }
             (DeliveryMode::Webhook | DeliveryMode::WebhookAsync, None) => {
                 return Ok((PostAnswer::Error("no delivery url".into()), None))
@@ -507,17 +509,7 @@ impl Auction {
         };
         let (answer, latency) = match &campaign.post_integration {
             Some(integration) => {
-                let facts = buyer_format::SaleFacts {
-                    lead: lot.lead,
-                    lead_id: lot.lead_id,
-                    ping_id: lot.ping_id,
-                    ping_token: d.ping_token(&campaign.id),
-                    sale_id: &attempt.sale_id,
-                    supplier_id: &d.supplier.id,
-                    price: offer.price,
-                    now: self.core.clock.now(),
-                    test: false,
-                };
+                let facts = self.sale_facts(d, lot, offer, attempt);
                 let native = Bytes::from(body.to_string());
                 match buyer_format::post_request(integration, campaign, &facts, url, native) {
                     Ok(outbound) => {
@@ -541,22 +533,61 @@ impl Auction {
         Ok((answer, None))
     }
 
+    /// What a buyer-format request is rendered from: this lead sold in this attempt, now.
+    fn sale_facts<'a>(
+        &self,
+        d: &'a Decision,
+        lot: &Lot<'a>,
+        offer: &Offer,
+        attempt: &'a Attempt,
+    ) -> buyer_format::SaleFacts<'a> {
+        buyer_format::SaleFacts {
+            lead: lot.lead,
+            lead_id: lot.lead_id,
+            ping_id: lot.ping_id,
+            ping_token: d.ping_token(&attempt.campaign.id),
+            sale_id: &attempt.sale_id,
+            supplier_id: &d.supplier.id,
+            price: offer.price,
+            now: self.core.clock.now(),
+            test: false,
+        }
+    }
+
     /// Sold on assignment: the lead goes to the durable outbox, journaled before the sale
-    /// (and restored only if the sale made it to the journal too).
+    /// (and restored only if the sale made it to the journal too). A campaign with a
+    /// buyer format has its request rendered here, once: every attempt sends these bytes,
+    /// whatever the lead's campaign says by then. A request that does not render is not
+    /// sold to this campaign (as a sync post that does not render), and nothing is queued.
     async fn queue_async(
         &self,
         campaign: &CompiledCampaign,
         url: &str,
-        sale_id: &str,
+        facts: &buyer_format::SaleFacts<'_>,
         body: serde_json::Value,
     ) -> Result<(PostAnswer, Option<Message>), EngineError> {
-        let timeout_ms = campaign.campaign.delivery.timeout_ms.unwrap_or(super::outbox::DELIVERY_TIMEOUT_DEFAULT_MS);
+        let payload = match &campaign.post_integration {
+            None => Payload::native(url, body.to_string()),
+            Some(integration) => {
+                let rendered =
+                    buyer_format::post_request(integration, campaign, facts, url, Bytes::from(body.to_string()))
+                        .and_then(|outbound| buyer_format::queued(campaign, outbound));
+                match rendered {
+                    Ok(payload) => payload,
+                    Err(reason) => return Ok((PostAnswer::Error(reason), None)),
+                }
+            }
+        };
+        let timeout_ms = campaign
+            .post_integration
+            .as_ref()
+            .and_then(|integration| integration.request.as_ref()?.timeout_ms())
+            .or(campaign.campaign.delivery.timeout_ms)
+            .unwrap_or(super::outbox::DELIVERY_TIMEOUT_DEFAULT_MS);
         let recipient = Recipient::Buyer(campaign.buyer_id.to_string());
-        let requires = Requires::Sale(sale_id.to_string());
-        let message = self
-            .deliveries
-            .queue_message(MessageKind::Lead, recipient, url, body.to_string(), timeout_ms, requires)
-            .await?;
+        let requires = Requires::Sale(facts.sale_id.to_string());
+        let message =
+            self.deliveries.queue_message(MessageKind::Lead, recipient, payload, timeout_ms, requires).await?;
         metrics::counter!(telemetry::DELIVERIES_TOTAL, "mode" => "webhook_async", "outcome" => "queued").increment(1);
         // Sold before the buyer answers: no reference can be known at sale time.
         Ok((PostAnswer::Accepted { buyer_reference: None }, Some(message)))

@@ -1,5 +1,8 @@
 //! Sending the outbox (DESIGN §5): async leads and return notifications, retried with
-//! backoff until a 2xx, dead-lettered after the retry budget, revived by an operator.
+//! backoff until a 2xx, dead-lettered after the retry budget, revived by an operator. A
+//! lead rendered in its buyer's own format (§5.1) when it was sold goes out as rendered,
+//! the same bytes on every attempt, and is delivered when the campaign's answer rules
+//! accept the reply.
 //!
 //! Each change of a message's state is journaled before memory follows, so a restart
 //! resumes where the process stopped. Delivery is at least once: a message whose 2xx
@@ -19,8 +22,11 @@ use tokio::time::Instant;
 use super::core::Core;
 use super::memory::outbox::Outbox;
 use super::memory::outbox::{Attempt, Delivery, Due, Message, MessageKind, OutboxState, Recipient, Requires, Status};
+use super::ports::buyers::{Outbound, Reply};
 use super::ports::ledger::InternalRecord;
+use super::ports::outbox::BuyerRequest;
 use super::EngineError;
+use crate::domain::integration::answer::PostReading;
 use crate::domain::model::FieldError;
 use crate::domain::retry::{AfterFailure, RetryPolicy};
 use crate::ids;
@@ -36,6 +42,49 @@ const IDLE_RECHECK: Duration = Duration::from_secs(5);
 
 /// An attempt without a campaign `timeout_ms` gets this long.
 pub(super) const DELIVERY_TIMEOUT_DEFAULT_MS: u64 = 10_000;
+
+/// The most of a buyer's reply to an async lead that is read (as for its sync posts).
+const DELIVERY_REPLY_BYTES_MAX: usize = 64 * 1024;
+
+/// The error of a message whose recipient has no webhook secret to sign it with.
+const NO_SECRET: &str = "recipient has no webhook secret (deleted?)";
+
+/// What a new message sends: where, the body, and for a buyer's own format the rest of
+/// the request rendered at sale time (`None`: a native message).
+pub(super) struct Payload {
+    pub url: String,
+    pub body: String,
+    pub request: Option<Box<BuyerRequest>>,
+}
+
+impl Payload {
+    /// A native message: `body` POSTed as JSON to `url`, signed.
+    pub(super) fn native(url: &str, body: String) -> Payload {
+        Payload { url: url.to_string(), body, request: None }
+    }
+}
+
+/// Why an attempt failed: the text the journal and the admin views keep, and whether it
+/// quotes the buyer (a reason its answer rules read), which the log then leaves out.
+struct Failed {
+    error: String,
+    quotes_buyer: bool,
+}
+
+impl Failed {
+    fn ours(error: impl Into<String>) -> Failed {
+        Failed { error: error.into(), quotes_buyer: false }
+    }
+
+    /// What the log may say: never the buyer's words (they may echo the lead).
+    fn loggable(&self) -> &str {
+        if self.quotes_buyer {
+            "rejected by the answer rules"
+        } else {
+            &self.error
+        }
+    }
+}
 
 /// Deliveries that outlive the request: the outbox (async leads, return notifications) and
 /// the leads waiting for their pull buyer.
@@ -79,8 +128,7 @@ impl Deliveries {
         &self,
         kind: MessageKind,
         recipient: Recipient,
-        url: &str,
-        body: String,
+        payload: Payload,
         timeout_ms: u64,
         requires: Requires,
     ) -> Result<Message, EngineError> {
@@ -88,11 +136,12 @@ impl Deliveries {
             id: ids::new_id("dlv"),
             kind,
             recipient,
-            url: url.to_string(),
-            body,
+            url: payload.url,
+            body: payload.body,
             timeout_ms,
             requires,
             created_at: self.core.clock.now(),
+            request: payload.request,
         };
         self.core.journal.append_internal(InternalRecord::OutboxQueued { message: message.clone() }).await?;
         Ok(message)
@@ -149,27 +198,36 @@ impl Deliveries {
     async fn attempt(&self, attempt: Attempt, policy: RetryPolicy) {
         let message = &attempt.message;
         let deadline = Instant::now() + Duration::from_millis(message.timeout_ms);
-        let result = match self.signing_secret(&message.recipient) {
-            Some(secret) => {
-                self.core.buyers.deliver(&message.url, &secret, Bytes::from(message.body.clone()), deadline).await
-            }
-            None => Err("recipient has no webhook secret (deleted?)".to_string()),
+        let result = match &message.request {
+            None => self.send_native(message, deadline).await,
+            Some(request) => self.send_rendered(message, request, deadline).await,
         };
+        match result {
+            Ok(()) => self.delivered(message).await,
+            Err(failed) => self.after_failure(&attempt, failed, policy).await,
+        }
+    }
+
+    /// The recipient took the message: journaled as done, then forgotten.
+    async fn delivered(&self, message: &Message) {
+        let record = InternalRecord::OutboxDelivered { id: message.id.clone(), at: self.core.clock.now() };
+        if let Err(error) = self.core.journal.append_internal(record).await {
+            // Only costs a second delivery after a restart (at least once).
+            tracing::warn!(%error, delivery = %message.id, "delivery not journaled as done");
+        }
+        self.outbox.delivered(&message.id);
         let mode = message.kind.mode();
-        let error = match result {
-            Ok(()) => {
-                let record = InternalRecord::OutboxDelivered { id: message.id.clone(), at: self.core.clock.now() };
-                if let Err(error) = self.core.journal.append_internal(record).await {
-                    // Only costs a second delivery after a restart (at least once).
-                    tracing::warn!(%error, delivery = %message.id, "delivery not journaled as done");
-                }
-                self.outbox.delivered(&message.id);
-                metrics::counter!(telemetry::DELIVERIES_TOTAL, "mode" => mode, "outcome" => "delivered").increment(1);
-                self.publish_outbox_gauge();
-                return;
-            }
-            Err(error) => error,
-        };
+        metrics::counter!(telemetry::DELIVERIES_TOTAL, "mode" => mode, "outcome" => "delivered").increment(1);
+        self.publish_outbox_gauge();
+    }
+
+    /// Records a failed attempt: due again after its backoff, or dead-lettered once the
+    /// budget is spent.
+    async fn after_failure(&self, attempt: &Attempt, failed: Failed, policy: RetryPolicy) {
+        let message = &attempt.message;
+        let mode = message.kind.mode();
+        let logged = failed.loggable().to_string();
+        let error = failed.error;
         let jitter: f64 = rand::thread_rng().gen();
         match policy.after_failure(attempt.number, jitter) {
             AfterFailure::RetryIn(delay) => {
@@ -195,11 +253,62 @@ impl Deliveries {
                 if let Err(journal_error) = self.core.journal.append_internal(record).await {
                     tracing::warn!(error = %journal_error, delivery = %message.id, "dead letter not journaled");
                 }
-                tracing::warn!(delivery = %message.id, mode, attempts = attempt.number, %error, "delivery dead-lettered");
+                tracing::warn!(delivery = %message.id, mode, attempts = attempt.number, error = %logged, "delivery dead-lettered");
                 self.outbox.dead_letter(&message.id, attempt.number, error, at);
                 metrics::counter!(telemetry::DELIVERIES_TOTAL, "mode" => mode, "outcome" => "dead_letter").increment(1);
                 self.publish_outbox_gauge();
             }
+        }
+    }
+
+    /// A native message: signed JSON POST, any 2xx delivers (DESIGN §5).
+    async fn send_native(&self, message: &Message, deadline: Instant) -> Result<(), Failed> {
+        let Some(secret) = self.signing_secret(&message.recipient) else {
+            return Err(Failed::ours(NO_SECRET));
+        };
+        let body = Bytes::from(message.body.clone());
+        self.core.buyers.deliver(&message.url, &secret, body, deadline).await.map_err(Failed::ours)
+    }
+
+    /// A request rendered in the buyer's format at sale time: the same bytes as every
+    /// earlier attempt, delivered when the campaign's answer rules accept the reply.
+    async fn send_rendered(&self, message: &Message, request: &BuyerRequest, deadline: Instant) -> Result<(), Failed> {
+        // The buyer's secret of this moment, as for native messages: a rotation applies.
+        let signing_secret = if request.sign {
+            Some(self.signing_secret(&message.recipient).ok_or_else(|| Failed::ours(NO_SECRET))?)
+        } else {
+            None
+        };
+        let outbound = Outbound {
+            method: request.method,
+            url: message.url.clone(),
+            headers: request.headers.clone(),
+            body: Bytes::from(message.body.clone()),
+            signing_secret,
+            token: request.token.clone(),
+            answer_bytes_max: DELIVERY_REPLY_BYTES_MAX,
+        };
+        match self.core.buyers.deliver_request(outbound, deadline).await {
+            Reply::Answered { status, body, .. } => self.read_reply(&request.campaign_id, status, &body),
+            Reply::Timeout => Err(Failed::ours("timeout")),
+            Reply::Error(reason) => Err(Failed::ours(reason)),
+            Reply::CircuitOpen => Err(Failed::ours("circuit_open")),
+        }
+    }
+
+    /// Reads a reply by the campaign's answer rules as they are now (an operator may have
+    /// mended them since the sale); once the campaign is gone, any 2xx delivers.
+    fn read_reply(&self, campaign_id: &str, status: u16, body: &[u8]) -> Result<(), Failed> {
+        let market = self.core.market();
+        let reading = match market.campaign(campaign_id).and_then(|campaign| campaign.post_integration.as_ref()) {
+            Some(integration) => integration.read_post(status, body),
+            None => PostReading { accepted: (200..300).contains(&status), reason: None, reference: None },
+        };
+        match (reading.accepted, reading.reason) {
+            (true, _) => Ok(()),
+            (false, Some(reason)) => Err(Failed { error: format!("rejected: {reason}"), quotes_buyer: true }),
+            (false, None) if (200..300).contains(&status) => Err(Failed::ours(format!("rejected (http {status})"))),
+            (false, None) => Err(Failed::ours(format!("http {status}"))),
         }
     }
 

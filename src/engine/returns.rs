@@ -321,7 +321,8 @@ impl ReturnDesk {
         requires: Requires,
     ) -> Result<Message, EngineError> {
         let timeout_ms = super::outbox::DELIVERY_TIMEOUT_DEFAULT_MS;
-        self.deliveries.queue_message(MessageKind::Notification, recipient, url, body, timeout_ms, requires).await
+        let payload = super::outbox::Payload::native(url, body);
+        self.deliveries.queue_message(MessageKind::Notification, recipient, payload, timeout_ms, requires).await
     }
 
     /// The return terms a sale was made with (the campaign's today for sales journaled

@@ -12,6 +12,7 @@ use leadrouter::ledger::proto::{ledger_event, SubscribeRequest};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
+use crate::async_formats::FormatSink;
 use crate::durability::toml_of;
 
 /// Every node of one deployment makes dedup keys under the same secret.
@@ -439,6 +440,66 @@ async fn a_node_killed_with_async_deliveries_pending_sends_them_after_its_restar
         sold.iter().all(|lead| delivered.contains(lead.as_str()))
     })
     .await;
+    drop(nodes);
+}
+
+#[tokio::test]
+async fn a_node_killed_with_buyer_format_deliveries_pending_sends_the_bytes_of_the_sale_after_its_restart() {
+    let healthy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = std::sync::Arc::clone(&healthy);
+    let api = FormatSink::start(move |_, _| match flag.load(std::sync::atomic::Ordering::SeqCst) {
+        true => (200, "application/json", json!({"result": "accepted"}).to_string()),
+        false => (503, "text/plain", "down".into()),
+    })
+    .await;
+    let url = format!("{}/leads", api.url);
+    let mut campaign = fixed_campaign("c1", "b1", "solar", "12.00", &url);
+    campaign["delivery"] = json!({
+        "mode": "webhook_async", "url": url,
+        "request": {"format": "json", "headers": {"X-Campaign": "{{ campaign.id }}"}, "fields": [
+            {"name": "sale", "value": "{{ sale.id }}"},
+            {"name": "contact.email", "value": "{{ lead.email }}"},
+            {"name": "at", "value": "{{ now }}"},
+        ]},
+        "answer": {"accept": {"match": {"json": "$.result", "equals": "accepted"}}},
+    });
+    let config = json!({
+        "verticals": [vertical("solar", "ping_post")],
+        "suppliers": [supplier("s1", SUPPLIER_KEY)],
+        "buyers": [buyer("b1")],
+        "campaigns": [campaign],
+        "topups": [topup("b1", "1000.00")],
+    });
+    let Cluster { _serial, dir, redis, mut nodes } = cluster(&config).await;
+    for n in 0..6u32 {
+        let answer = nodes[n as usize % 3].supplier("/v1/leads", &lead("solar", n)).await;
+        assert_eq!(answer.json["status"], "sold", "{}", answer.json);
+    }
+    let sale_of =
+        |body: &Bytes| serde_json::from_slice::<Value>(body).ok().and_then(|v| v["sale"].as_str().map(String::from));
+    let offered = || api.received("/leads").iter().filter_map(|r| sale_of(&r.body)).collect::<HashSet<String>>();
+    eventually("every lead was offered and refused", || offered().len() == 6).await;
+    let victim = nodes.remove(0);
+    let data = victim.kill();
+    let before = api.received("/leads");
+    let sales = offered();
+    // `now` renders whole seconds: a render after the restart could not match the sale's.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    healthy.store(true, std::sync::atomic::Ordering::SeqCst);
+
+    let restarted = Node::spawn_in(&dir.path().join("leadrouter.toml"), &redis.url(), data);
+    restarted.until_ready().await;
+    eventually("every lead answered sold reaches the buyer, the killed node's too", || {
+        let after = api.received("/leads");
+        let delivered: HashSet<String> = after[before.len()..].iter().filter_map(|r| sale_of(&r.body)).collect();
+        sales.iter().all(|sale| delivered.contains(sale))
+    })
+    .await;
+    for attempt in &api.received("/leads")[before.len()..] {
+        let first = before.iter().find(|r| sale_of(&r.body) == sale_of(&attempt.body)).expect("offered before");
+        assert_eq!(attempt.body, first.body, "the bytes rendered at sale time, on whichever node");
+        assert_eq!(attempt.headers["x-campaign"], "c1");
+    }
     drop(nodes);
 }
 

@@ -4,6 +4,7 @@
 mod harness;
 
 mod admin;
+mod async_formats;
 mod billing;
 mod binary;
 mod buyer_formats;

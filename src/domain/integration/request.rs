@@ -764,8 +764,9 @@ pub struct RenderedRequest {
 }
 
 /// What the caller needs to get a token for `auth.type = token`: POST
-/// `form_body` to `url` as a form, then [`TokenFetch::read_token`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `form_body` to `url` as a form, then [`TokenFetch::read_token`]. Serialized
+/// with an async delivery rendered at sale time (the outbox journals it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenFetch {
     pub url: String,
     pub content_type: String,

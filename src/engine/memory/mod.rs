@@ -1,10 +1,12 @@
 //! What the router keeps in this process's memory between requests, beside the ports:
 //! idempotency records (24 h), recent sales, returns and their page orders, the outbox's
-//! live state, decision traces. Each is rebuilt at start from the journal (or the shared
+//! live state (and `outbox_view`, what operators are shown of a message in a buyer's
+//! format), decision traces. Each is rebuilt at start from the journal (or the shared
 //! ledger) and a checkpoint; none is an adapter of anything, so they live with the engine.
 
 pub mod idempotency;
 pub mod outbox;
+pub mod outbox_view;
 pub mod returns;
 pub mod sales;
 pub mod traces;

@@ -15,10 +15,12 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::outbox_view::{url_shown, RequestShown};
 pub use crate::engine::ports::outbox::{Message, MessageKind, Recipient, Requires, Status};
 
 /// A message with its delivery history, as the admin API lists it (without the body: it
-/// may carry a lead's PII).
+/// may carry a lead's PII). A message in a buyer's own format shows its URL without the
+/// query's values, and how it is sent with its secrets as `***` (`outbox_view`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Delivery {
     pub id: String,
@@ -30,6 +32,8 @@ pub struct Delivery {
     pub last_error: Option<String>,
     pub created_at: DateTime<Utc>,
     pub dead_lettered_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request: Option<RequestShown>,
 }
 
 /// A message not delivered, as a checkpoint keeps it.
@@ -284,16 +288,21 @@ fn delivery(id: &str, slot: &Slot) -> Delivery {
         SlotState::Dead(at) => (Status::DeadLetter, Some(at)),
         SlotState::Waiting(_) | SlotState::Sending => (Status::Pending, None),
     };
+    let (url, request) = match &slot.message.request {
+        None => (slot.message.url.clone(), None),
+        Some(request) => (url_shown(&slot.message.url), Some(RequestShown::of(request))),
+    };
     Delivery {
         id: id.to_string(),
         kind: slot.message.kind,
         recipient: slot.message.recipient.clone(),
-        url: slot.message.url.clone(),
+        url,
         status,
         attempts: slot.attempts,
         last_error: slot.last_error.clone(),
         created_at: slot.message.created_at,
         dead_lettered_at,
+        request,
     }
 }
 
@@ -312,6 +321,7 @@ mod tests {
             timeout_ms: 1_000,
             requires: Requires::Sale("sal_1".into()),
             created_at: Utc::now(),
+            request: None,
         }
     }
 

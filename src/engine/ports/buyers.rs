@@ -135,6 +135,11 @@ pub trait BuyerCalls: Send + Sync + 'static {
     /// (the campaign's answer rules read it). Live auctions' calls: the endpoint's breaker
     /// is consulted and fed.
     async fn exchange(&self, outbound: Outbound, deadline: Instant) -> (Reply, Duration);
+
+    /// Sends an outbox message rendered in the buyer's own format (an async lead) and hands
+    /// back the reply as it came, as `exchange` does; but as for `deliver`, the breakers of
+    /// live auctions are neither consulted nor fed (the outbox has its own backoff).
+    async fn deliver_request(&self, outbound: Outbound, deadline: Instant) -> Reply;
 }
 
 /// Buyer calls for a router that only replays the journal (the checkpointer, tools): it
@@ -160,5 +165,9 @@ impl BuyerCalls for NoBuyerCalls {
 
     async fn exchange(&self, _outbound: Outbound, _deadline: Instant) -> (Reply, Duration) {
         (Reply::Error(NOT_CALLED.into()), Duration::ZERO)
+    }
+
+    async fn deliver_request(&self, _outbound: Outbound, _deadline: Instant) -> Reply {
+        Reply::Error(NOT_CALLED.into())
     }
 }
