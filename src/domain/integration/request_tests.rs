@@ -530,7 +530,7 @@ fn query_pairs_join_existing_queries() {
     assert_eq!(append_query("https://x.example/p?b=2#f", &pairs), "https://x.example/p?b=2&a=1%202#f");
 }
 
-fn roundtrip_configs() -> [RequestSpec; 3] {
+fn roundtrip_configs() -> [RequestSpec; 5] {
     let fields = json!([
         {"name": "contact.first", "value": "{{ lead.first_name }}"},
         {"name": "contact.last", "value": "{{ lead.last_name }}"},
@@ -548,7 +548,14 @@ fn roundtrip_configs() -> [RequestSpec; 3] {
         spec(json!({"format": "xml", "fields": xml_fields})),
         spec(json!({"format": "template", "content_type": "application/json",
             "body": r#"{"first":"{{ lead.first_name }}","last":"{{ lead.last_name }}","city":"{{ lead.city }}","note":"{{ lead.fields.note }}"}"#})),
+        spec(json!({"format": "form", "fields": fields})),
+        spec(json!({"format": "query", "url": "https://buyer.example/in?src=lr", "fields": fields})),
     ]
+}
+
+/// The pairs a form body or a URL's query string decodes to.
+fn decoded_pairs(encoded: &str) -> Vec<(String, String)> {
+    form_urlencoded::parse(encoded.as_bytes()).into_owned().collect()
 }
 
 fn xml_expected(text: &str) -> String {
@@ -568,7 +575,20 @@ proptest! {
         odd["city"] = json!(city);
         odd["fields"]["note"] = json!(note);
         let ctx = context(odd);
-        let [json_spec, xml_spec, template_spec] = roundtrip_configs();
+        let [json_spec, xml_spec, template_spec, form_spec, query_spec] = roundtrip_configs();
+        let expected_pairs = |prefix: &[(&str, &str)]| -> Vec<(String, String)> {
+            let fields = [("contact.first", &first), ("contact.last", &last), ("city", &city), ("note", &note)];
+            prefix.iter().map(|(k, v)| (k.to_string(), v.to_string()))
+                .chain(fields.iter().map(|(k, v)| (k.to_string(), v.to_string()))).collect()
+        };
+
+        let rendered = form_spec.compile(PREFIX, Stage::Post).expect("compiles").render(&ctx).expect("renders");
+        prop_assert_eq!(decoded_pairs(std::str::from_utf8(&rendered.body).expect("ascii")), expected_pairs(&[]));
+
+        let rendered = query_spec.compile(PREFIX, Stage::Post).expect("compiles").render(&ctx).expect("renders");
+        let (_, query) = rendered.url.split_once('?').expect("a query");
+        prop_assert!(!query.contains(['#', ' ']), "one query, no fragment: {}", query);
+        prop_assert_eq!(decoded_pairs(query), expected_pairs(&[("src", "lr")]));
 
         let rendered = json_spec.compile(PREFIX, Stage::Post).expect("compiles").render(&ctx).expect("renders");
         let parsed: serde_json::Value = serde_json::from_slice(&rendered.body).expect("valid json");
