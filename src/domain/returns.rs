@@ -87,6 +87,11 @@ pub struct LeadReturn {
     pub currency: Currency,
     pub internal: bool,
     pub sold_at: DateTime<Utc>,
+    /// The buyer's own id of the lead, when its answer rules read one (DESIGN §5.1): what
+    /// the buyer and the operator find it by in the buyer's systems. Absent in returns
+    /// journaled before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buyer_reference: Option<String>,
 }
 
 impl LeadReturn {
@@ -167,6 +172,7 @@ impl LeadReturn {
             currency: event.currency,
             internal: sale.internal,
             sold_at: event.sold_at,
+            buyer_reference: sale.buyer_reference.clone(),
         }
     }
 }
@@ -238,6 +244,7 @@ pub fn open(
         currency: sale.currency,
         internal: sale.internal,
         sold_at: sale.sold_at,
+        buyer_reference: sale.buyer_reference.clone(),
     }
 }
 

@@ -67,6 +67,10 @@ pub struct ReturnView {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub resolution_reason: Option<String>,
+    /// The buyer's own id of the lead, when its answer rules read one (DESIGN §5.1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub buyer_reference: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
@@ -83,8 +87,11 @@ impl ReturnView {
         ReturnView::of(r, ReturnAmounts::Buyer { price: r.price, credit: r.credit() })
     }
 
+    /// A supplier sees neither the buyer's price nor the buyer's own id of the lead.
     pub fn for_supplier(r: &LeadReturn) -> ReturnView {
-        ReturnView::of(r, ReturnAmounts::Supplier { payout: r.payout, payout_reversed: r.payout_reversed() })
+        let view =
+            ReturnView::of(r, ReturnAmounts::Supplier { payout: r.payout, payout_reversed: r.payout_reversed() });
+        ReturnView { buyer_reference: None, ..view }
     }
 
     fn of(r: &LeadReturn, amounts: ReturnAmounts) -> ReturnView {
@@ -101,6 +108,7 @@ impl ReturnView {
             requested_at: r.requested_at,
             resolved_at: r.resolved_at,
             resolution_reason: r.resolution_reason.clone(),
+            buyer_reference: r.buyer_reference.clone(),
         }
     }
 }

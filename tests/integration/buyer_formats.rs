@@ -309,3 +309,37 @@ async fn a_campaign_whose_templates_or_paths_do_not_compile_is_refused_with_thei
     }
     assert_eq!(server.admin("GET", "/admin/v1/campaigns/bad", None).await.status, 404, "nothing stored");
 }
+
+#[tokio::test]
+async fn the_buyers_reference_follows_the_sale_into_its_return_for_the_buyer_and_the_operator_only() {
+    let api = FormatBuyer::start(|request| {
+        let body: Value = serde_json::from_str(&request.body).unwrap_or_default();
+        (
+            200,
+            "application/json",
+            json!({"id": format!("R-{}", body["email"].as_str().unwrap_or("?").len())}).to_string(),
+        )
+    })
+    .await;
+    let request = json!({"format": "json", "fields": [
+        {"name": "sale", "value": "{{ sale.id }}"}, {"name": "email", "value": "{{ lead.email }}"}]});
+    let answer = json!({"reference": {"json": "$.id"}});
+    let server = start(market(vec![campaign_of("r", "30.00", &format!("{}/in", api.url), request, answer)])).await;
+    let sold = server.direct(&lead("solar", 1)).await;
+    assert_eq!(sold.json["status"], "sold", "{}", sold.json);
+    let delivered: Value = serde_json::from_str(&api.received()[0].body).unwrap();
+    let sale_id = delivered["sale"].as_str().unwrap();
+
+    let key = buyer_key("b-r");
+    let body = json!({"sale_id": sale_id, "reason": "other"});
+    let opened = server.supplier("/v1/returns", &key, &body).await;
+    assert_eq!(opened.status, 201, "{}", opened.json);
+    assert_eq!(opened.json["buyer_reference"], "R-17", "the buyer's view: {}", opened.json);
+    let return_id = opened.json["return_id"].as_str().unwrap();
+    let operator = server.admin("GET", &format!("/admin/v1/returns/{return_id}"), None).await;
+    assert_eq!(operator.json["buyer_reference"], "R-17", "{}", operator.json);
+    let supplier = server.get("/v1/supplier/returns", SUPPLIER_KEY).await;
+    let entry = &supplier.json["returns"][0];
+    assert_eq!(entry["return_id"], return_id, "{}", supplier.json);
+    assert!(entry.get("buyer_reference").is_none(), "not the supplier's business: {entry}");
+}

@@ -167,6 +167,7 @@ mod tests {
             currency: crate::domain::money::Currency::EUR,
             internal: false,
             sold_at: Utc::now(),
+            buyer_reference: None,
         }
     }
 
