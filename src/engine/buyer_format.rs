@@ -23,10 +23,10 @@ use crate::domain::market::CompiledCampaign;
 use crate::domain::money::Money;
 
 /// The most of a buyer's reply to a lead that is read (as for native posts).
-const POST_REPLY_BYTES_MAX: usize = 64 * 1024;
+pub(super) const POST_REPLY_BYTES_MAX: usize = 64 * 1024;
 
 /// The most of a buyer's reply to a ping that is read (as for native pings).
-const PING_REPLY_BYTES_MAX: usize = 16 * 1024;
+pub(super) const PING_REPLY_BYTES_MAX: usize = 16 * 1024;
 
 /// One lead's sale to one campaign, as a buyer-format request is rendered from it.
 pub(super) struct SaleFacts<'a> {
@@ -194,18 +194,29 @@ fn outbound(
 ) -> Result<Outbound, String> {
     let secret = campaign.webhook_secret.to_string();
     let Some(request) = &integration.request else {
-        return Ok(Outbound {
-            method: Method::Post,
-            url: context.endpoint_url.clone().unwrap_or_default(),
-            headers: vec![("content-type".into(), "application/json".into())],
-            body: native,
-            signing_secret: Some(secret),
-            token: None,
-            answer_bytes_max,
-        });
+        let url = context.endpoint_url.as_deref().unwrap_or_default();
+        return Ok(native_outbound(campaign, url, native, answer_bytes_max));
     };
     let rendered = request.render(context).map_err(|error| format!("render {}", error.field))?;
     Ok(into_outbound(rendered, native, secret, answer_bytes_max))
+}
+
+/// A call in §5's own protocol: the JSON body, signed with the buyer's secret.
+pub(super) fn native_outbound(
+    campaign: &CompiledCampaign,
+    url: &str,
+    body: Bytes,
+    answer_bytes_max: usize,
+) -> Outbound {
+    Outbound {
+        method: Method::Post,
+        url: url.to_string(),
+        headers: vec![("content-type".into(), "application/json".into())],
+        body,
+        signing_secret: Some(campaign.webhook_secret.to_string()),
+        token: None,
+        answer_bytes_max,
+    }
 }
 
 fn into_outbound(rendered: RenderedRequest, native: Bytes, secret: String, answer_bytes_max: usize) -> Outbound {

@@ -17,7 +17,7 @@ use super::buyer_format::{self, PingFacts, SaleFacts};
 use super::core::Core;
 use super::ports::buyers::{BidAnswer, Outbound, PostAnswer, Reply};
 use super::EngineError;
-use crate::domain::integration::request::{Method, REDACTED};
+use crate::domain::integration::request::REDACTED;
 use crate::domain::integration::template::URL_COMPONENT;
 use crate::domain::integration::Integration;
 use crate::domain::lead::{validate_lead, LeadInput, ValidLead};
@@ -191,7 +191,7 @@ impl TestSends {
         };
         let outbound = match &campaign.ping_integration {
             Some(integration) => buyer_format::ping_request(integration, campaign, &facts, ping_url, native),
-            None => Ok(native_outbound(campaign, ping_url, native)),
+            None => Ok(buyer_format::native_outbound(campaign, ping_url, native, buyer_format::PING_REPLY_BYTES_MAX)),
         }
         .map_err(|reason| invalid("stage", &reason))?;
         Ok((marked(outbound), campaign.ping_integration.clone(), vertical.tmax_ms))
@@ -237,7 +237,7 @@ impl TestSends {
         };
         let outbound = match &campaign.post_integration {
             Some(integration) => buyer_format::post_request(integration, campaign, &facts, url, native),
-            None => Ok(native_outbound(campaign, url, native)),
+            None => Ok(buyer_format::native_outbound(campaign, url, native, buyer_format::POST_REPLY_BYTES_MAX)),
         }
         .map_err(|reason| invalid("stage", &reason))?;
         let timeout_ms = delivery.timeout_ms.unwrap_or(vertical.tmax_ms);
@@ -252,19 +252,6 @@ fn header_object<S: serde::Serializer>(headers: &[(String, String)], serializer:
 
 fn invalid(field: &str, message: &str) -> EngineError {
     EngineError::Invalid(vec![FieldError::new(field, message)])
-}
-
-/// A native call (§5): the JSON body, signed with the buyer's secret.
-fn native_outbound(campaign: &CompiledCampaign, url: &str, body: Bytes) -> Outbound {
-    Outbound {
-        method: Method::Post,
-        url: url.to_string(),
-        headers: vec![("content-type".into(), "application/json".into())],
-        body,
-        signing_secret: Some(campaign.webhook_secret.to_string()),
-        token: None,
-        answer_bytes_max: 64 * 1024,
-    }
 }
 
 fn marked(mut outbound: Outbound) -> Outbound {

@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::durability::{metrics_of, spawn_binary, toml_of};
+use crate::durability::{metrics_once_outbox_empty, spawn_binary, toml_of};
 use crate::harness::*;
 
 /// One request as the buyer's server received it.
@@ -406,14 +406,7 @@ async fn kill_9_with_templated_async_deliveries_pending_sends_the_same_bytes_aft
         api.received("/leads").iter().any(|r| element(&r.text(), "roof").as_deref() == Some("CHANGED_ROOF"))
     })
     .await;
-    let mut page = metrics_of(ops).await;
-    for _ in 0..100 {
-        if metric(&page, "leadrouter_outbox_pending", &[]) == 0.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        page = metrics_of(ops).await;
-    }
+    let page = metrics_once_outbox_empty(ops).await;
     assert_eq!(metric(&page, "leadrouter_outbox_pending", &[]), 0.0, "nothing left pending");
     child.kill().unwrap();
     child.wait().unwrap();

@@ -23,7 +23,7 @@ pub(crate) fn market(campaigns: Vec<Value>) -> Value {
 
 /// A dynamic campaign of buyer `b-<id>` whose ping goes to `ping_url` as `ping_request`
 /// read by `ping_answer`, and whose post goes to `post_url` as `post_request`.
-pub(crate) fn dynamic_of(id: &str, ping_url: &str, ping_request: Value, ping_answer: Value, post_url: &str) -> Value {
+fn dynamic_of(id: &str, ping_url: &str, ping_request: Value, ping_answer: Value, post_url: &str) -> Value {
     json!({
         "id": id, "buyer_id": format!("b-{id}"), "vertical": "solar",
         "pricing": {"type": "dynamic", "ping_url": ping_url, "request": ping_request, "answer": ping_answer},
@@ -38,20 +38,26 @@ pub(crate) fn dynamic_of(id: &str, ping_url: &str, ping_request: Value, ping_ans
 
 /// A carrier's quote API: an XML ping answered `<quote id="…"><price>…</price></quote>` (or
 /// `<status>DECLINED</status>`), and a JSON post that must name the quote.
-pub(crate) fn quote_request() -> Value {
+fn quote_request() -> Value {
     json!({"format": "xml", "root": "quote_request", "fields": [
         {"name": "zip", "value": "{{ lead.zip }}"}, {"name": "roof", "value": "{{ lead.fields.roof_type | upper }}"},
         {"name": "source/ping", "value": "{{ ping.id }}"},
     ]})
 }
 
-pub(crate) fn quote_answer() -> Value {
+fn quote_answer() -> Value {
     json!({
         "bid": {"xml": "//quote/price/text()"},
         "token": {"xml": "//quote/@id"},
         "no_bid": {"xml": "//status", "equals": "DECLINED"},
         "reason": {"xml": "//reason"},
     })
+}
+
+/// A dynamic campaign pinging `carrier`'s quote API and posting to it.
+pub(crate) fn quote_campaign(id: &str, carrier: &FormatBuyer) -> Value {
+    let url = &carrier.url;
+    dynamic_of(id, &format!("{url}/quote"), quote_request(), quote_answer(), &format!("{url}/lead"))
 }
 
 /// Answers pings with a quote (or a decline when `declines`), and posts with `{"ok":true}`
@@ -80,22 +86,7 @@ pub(crate) async fn quote_api(price: &'static str, declines: bool) -> FormatBuye
 async fn a_custom_format_ping_bids_by_its_rules_and_carries_its_token_to_the_post() {
     let carrier = quote_api("31.50", false).await;
     let declining = quote_api("99.00", true).await;
-    let campaigns = vec![
-        dynamic_of(
-            "q",
-            &format!("{}/quote", carrier.url),
-            quote_request(),
-            quote_answer(),
-            &format!("{}/lead", carrier.url),
-        ),
-        dynamic_of(
-            "d",
-            &format!("{}/quote", declining.url),
-            quote_request(),
-            quote_answer(),
-            &format!("{}/lead", declining.url),
-        ),
-    ];
+    let campaigns = vec![quote_campaign("q", &carrier), quote_campaign("d", &declining)];
     let server = start(market(campaigns)).await;
 
     let ping = server.ping(&ping_body("solar")).await;
@@ -297,13 +288,7 @@ async fn templated_buyers_that_hang_are_cut_at_the_deadline_like_native_ones() {
     let slack = Duration::from_secs(1);
     let mut campaigns = vec![
         dynamic_of("h", &format!("{hanging}/quote"), quote_request(), quote_answer(), &format!("{hanging}/lead")),
-        dynamic_of(
-            "r",
-            &format!("{}/quote", responsive.url),
-            quote_request(),
-            quote_answer(),
-            &format!("{}/lead", responsive.url),
-        ),
+        quote_campaign("r", &responsive),
     ];
     // A fixed campaign that posts in a format to the hanging endpoint, and pays most.
     let mut stuck = fixed_campaign("x", "b-x", "solar", "90.00", &format!("{hanging}/lead"));

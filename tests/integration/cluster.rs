@@ -312,15 +312,9 @@ async fn a_ping_on_one_node_is_posted_on_another_and_a_second_post_elsewhere_is_
 
 #[tokio::test]
 async fn a_buyer_format_ping_on_one_node_carries_its_token_to_the_post_on_another() {
-    use crate::buyer_pings::{dynamic_of, quote_answer, quote_api, quote_request};
+    use crate::buyer_pings::{quote_api, quote_campaign};
     let carrier = quote_api("31.50", false).await;
-    let campaign = dynamic_of(
-        "q",
-        &format!("{}/quote", carrier.url),
-        quote_request(),
-        quote_answer(),
-        &format!("{}/lead", carrier.url),
-    );
+    let campaign = quote_campaign("q", &carrier);
     let config = crate::buyer_pings::market(vec![campaign]);
     let Cluster { _serial, dir: _dir, redis: _redis, nodes } = cluster(&config).await;
 

@@ -200,6 +200,20 @@ fn post_until_killed(base: &str, workers: u32, sold: &Arc<parking_lot::Mutex<Vec
         .collect()
 }
 
+/// The metrics page once `leadrouter_outbox_pending` reads 0, or after 5 s (the caller
+/// asserts what it expects).
+pub(crate) async fn metrics_once_outbox_empty(ops: u16) -> String {
+    let mut page = metrics_of(ops).await;
+    for _ in 0..100 {
+        if metric(&page, "leadrouter_outbox_pending", &[]) == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        page = metrics_of(ops).await;
+    }
+    page
+}
+
 /// The `/metrics` page of a server on `ops`.
 pub(crate) async fn metrics_of(ops: u16) -> String {
     let request = hyper::Request::get(format!("http://127.0.0.1:{ops}/metrics"))
@@ -444,14 +458,7 @@ async fn kill_9_loses_no_async_delivery_of_a_lead_answered_sold() {
         answered_sold.iter().all(|lead_id| delivered.contains(lead_id))
     })
     .await;
-    let mut page = metrics_of(ops).await;
-    for _ in 0..100 {
-        if metric(&page, "leadrouter_outbox_pending", &[]) == 0.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        page = metrics_of(ops).await;
-    }
+    let page = metrics_once_outbox_empty(ops).await;
     assert_eq!(metric(&page, "leadrouter_outbox_pending", &[]), 0.0, "the gauge empties with the outbox");
     let delivered =
         metric(&page, "leadrouter_deliveries_total", &[("mode", "webhook_async"), ("outcome", "delivered")]);

@@ -5,7 +5,7 @@
 use serde_json::{json, Value};
 
 use crate::buyer_formats::FormatBuyer;
-use crate::buyer_pings::{dynamic_of, market, quote_answer, quote_api, quote_request};
+use crate::buyer_pings::{market, quote_api, quote_campaign};
 use crate::harness::*;
 
 /// An XML API behind basic auth with a query key: `<ok ref="…"/>` for leads marked test.
@@ -86,13 +86,7 @@ async fn send_false_renders_only_and_calls_nobody() {
 #[tokio::test]
 async fn a_test_ping_with_a_sample_lead_reads_the_bid_and_token() {
     let carrier = quote_api("18.25", false).await;
-    let campaign = dynamic_of(
-        "q",
-        &format!("{}/quote", carrier.url),
-        quote_request(),
-        quote_answer(),
-        &format!("{}/lead", carrier.url),
-    );
+    let campaign = quote_campaign("q", &carrier);
     let server = start(market(vec![campaign])).await;
     let tested = server.admin("POST", "/admin/v1/campaigns/q/test", Some(&json!({"stage": "ping"}))).await;
     assert_eq!(tested.status, 200, "{}", tested.json);
