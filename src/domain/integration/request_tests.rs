@@ -1,6 +1,7 @@
 //! Tests for request configs: real buyer shapes per format, compile errors
 //! with exact paths, hostile values, and round-trip properties.
 
+use super::render::{append_query, base64};
 use super::*;
 use proptest::prelude::*;
 use serde_json::json;
