@@ -118,10 +118,21 @@ pub fn csv(document: &Document) -> Result<Vec<u8>, csv::Error> {
             line.description.clone(),
             money::format(line.amount),
             text(&line.refers_to),
-            text(&line.buyer_reference),
+            inert_cell(text(&line.buyer_reference)),
         ])?;
     }
     writer.into_inner().map_err(|error| error.into_error().into())
+}
+
+/// A cell from outside (the buyer's reference is whatever its endpoint answered) that a
+/// spreadsheet must not run: one starting with `=`, `+`, `-`, `@`, a tab or a carriage
+/// return gets a leading `'` (OWASP's CSV injection advice).
+fn inert_cell(text: String) -> String {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
+    } else {
+        text
+    }
 }
 
 pub fn html(document: &Document) -> String {
@@ -289,7 +300,7 @@ mod tests {
                 credit_limit: None,
             }),
         };
-        let entries = [buyer, sale(1, Some("CRM-<7>")), sale(2, None)];
+        let entries = [buyer, sale(1, Some("CRM-<7>")), sale(2, None), sale(3, Some("=HYPERLINK(\"x\")"))];
         db.with(|connection| ledger::apply(connection, &entries)).expect("applied");
         let as_of = NaiveDate::from_ymd_opt(2026, 11, 9).expect("a date");
         let outcome = db.with(|connection| run(connection, as_of, DunningPolicy::default(), Utc::now())).expect("run");
@@ -310,6 +321,7 @@ mod tests {
         assert!(rows[0].ends_with(",refers_to,buyer_reference"), "a new last column: {}", rows[0]);
         assert!(rows[1].starts_with("INV-2026-000001,sale,sal_1,") && rows[1].ends_with(",CRM-<7>"), "{}", rows[1]);
         assert!(rows[2].ends_with(','), "empty without a reference: {}", rows[2]);
+        assert!(rows[3].ends_with(r#","'=HYPERLINK(""x"")""#), "a formula made inert: {}", rows[3]);
 
         let page = html(&invoice);
         assert!(page.contains("<th>Buyer reference</th>") && page.contains("<td>CRM-&lt;7&gt;</td>"), "{page}");
