@@ -10,7 +10,8 @@
 # leadrouter per format, each on a market whose campaigns speak that format (DESIGN §5.1;
 # lib.sh's direct_delivery: `native` is §5's protocol, `json`, `form`, `xml` and `template`
 # render the lead by a `delivery.request` and read the mock buyer's answer by JSONPath
-# rules, accept `$.accepted` and reference `$.id`). The first format listens where a
+# rules, accept `$.accepted` and reference `$.id`; `answer` sends the native body with
+# those rules only). The first format listens where a
 # single leadrouter always did (127.0.0.1:18080). When any format is templated the mock
 # buyer runs with `--reference` (every acceptance `{"accepted":true,"id":"mb-<n>"}`), so
 # native and templated buyers get the same answer bodies in that run.
@@ -20,7 +21,10 @@
 # measures the echo, then BASELINE, then this build in each format, one after another, so a
 # change is compared with what it replaces in the same run. ROUNDS (1) repeats that
 # sequence. The load average is printed before each measured run, and a summary table of
-# every run closes the output.
+# every run closes the output. Beside each leadrouter run stands the CPU time (user +
+# system, /proc/<pid>/stat) that leadrouter process used per sale, warm-up included
+# (sales counted by its leadrouter_sales_total): unlike sales/s, it does not move with
+# what else the machine is running, so it tells what a buyer format costs leadrouter.
 #
 # Exits non-zero when any leadrouter answered any 5xx or sold nothing (over all rounds).
 # Everything it starts is stopped on exit. Environment: CONCURRENCY (32), DURATION (15s),
@@ -65,6 +69,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 command -v jq >/dev/null || { echo "needs jq (apt-get install jq) to read the JSON report" >&2; exit 2; }
+command -v curl >/dev/null || { echo "needs curl (apt-get install curl) to read leadrouter's /metrics" >&2; exit 2; }
 
 # Markets first: an unknown format stops the script before anything is built.
 CONFIG="$WORK/leadrouter.toml"
@@ -105,24 +110,28 @@ PIDS+=($!)
 
 # One leadrouter per format: the first where a lone leadrouter always listened (18080,
 # ops 19090, gRPC on its default), the next ones on 18083.., ops 19092.., gRPC 50153...
-declare -A SERVER_ADDR
+declare -A SERVER_ADDR SERVER_OPS SERVER_PID
 SERVER_CMDS=()
 i=0
 for format in "${FORMAT_LIST[@]}"; do
     if [ "$i" = 0 ]; then
         addr="$LEADROUTER_ADDR"
-        extra=(--ops-listen "$OPS_ADDR")
+        ops="$OPS_ADDR"
+        extra=()
         data="$WORK/data"
     else
         addr="127.0.0.1:$((18083 + i - 1))"
-        extra=(--ops-listen "127.0.0.1:$((19092 + i - 1))" --grpc-listen "127.0.0.1:$((50153 + i - 1))")
+        ops="127.0.0.1:$((19092 + i - 1))"
+        extra=(--grpc-listen "127.0.0.1:$((50153 + i - 1))")
         data="$WORK/data-$format"
     fi
     SERVER_ADDR[$format]="$addr"
-    cmd=("$LEADROUTER" --config "${FORMAT_CONFIG[$format]}" --listen "$addr" "${extra[@]}"
+    SERVER_OPS[$format]="$ops"
+    cmd=("$LEADROUTER" --config "${FORMAT_CONFIG[$format]}" --listen "$addr" --ops-listen "$ops" "${extra[@]}"
         --data-dir "$data" --admin-token loadtest-admin-token-0001)
     SERVER_CMDS+=("$(printf '%q ' "${cmd[@]}")")
     "${cmd[@]}" >"$WORK/leadrouter-$format.log" 2>&1 &
+    SERVER_PID[$format]=$!
     PIDS+=($!)
     i=$((i + 1))
 done
@@ -132,6 +141,8 @@ if [ -n "$BASELINE" ]; then
         --grpc-listen 127.0.0.1:50152
         --data-dir "$WORK/baseline-data" --admin-token loadtest-admin-token-0001)
     "${BASELINE_CMD[@]}" >"$WORK/baseline.log" 2>&1 &
+    SERVER_PID[baseline]=$!
+    SERVER_OPS[baseline]="$BASELINE_OPS_ADDR"
     PIDS+=($!)
 fi
 
@@ -179,6 +190,29 @@ load() {
     echo "   (load average before the run: $(cut -d' ' -f1-3 /proc/loadavg))"
 }
 
+TICKS_PER_S="$(getconf CLK_TCK)"
+# CPU time (user + system) process $1 has used so far, in clock ticks.
+cpu_ticks() {
+    awk '{ print $14 + $15 }' "/proc/$1/stat"
+}
+# The sales the leadrouter whose ops listener is $1 has settled so far.
+sales_so_far() {
+    curl -sf "http://$1/metrics" | awk '/^leadrouter_sales_total/ { s += $NF } END { printf "%d\n", s }'
+}
+# Runs LR_RUN against the leadrouter named $1 (a format or `baseline`), then prints and
+# writes to file $2 the CPU time it used per sale over the run, warm-up included, in µs.
+measured_run() {
+    local pid="${SERVER_PID[$1]}" ops="${SERVER_OPS[$1]}" ticks sales cpu_us
+    ticks="$(cpu_ticks "$pid")"
+    sales="$(sales_so_far "$ops")"
+    "${LR_RUN[@]}" 2>/dev/null
+    ticks=$(($(cpu_ticks "$pid") - ticks))
+    sales=$(($(sales_so_far "$ops") - sales))
+    cpu_us="$(awk -v t="$ticks" -v hz="$TICKS_PER_S" -v n="$sales" 'BEGIN { if (n > 0) printf "%.1f", t * 1e6 / hz / n; else print "-" }')"
+    echo "leadrouter CPU (user + system): $(awk -v t="$ticks" -v hz="$TICKS_PER_S" 'BEGIN { printf "%.2f", t / hz }') s for $sales sales (warm-up included): $cpu_us µs per sale"
+    echo "$cpu_us" >"$2"
+}
+
 RUNS=()
 for round in $(seq 1 "$ROUNDS"); do
     echo
@@ -191,7 +225,7 @@ for round in $(seq 1 "$ROUNDS"); do
         echo "== round $round: BASELINE $BASELINE: direct posts, sync webhook delivery (native) to mock-buyer"
         load
         leadrouter_run "$BASELINE_ADDR" "$OUT/baseline-r$round.json"
-        "${LR_RUN[@]}" 2>/dev/null
+        measured_run baseline "$OUT/baseline-r$round.cpu"
         RUNS+=("$round baseline $OUT/baseline-r$round.json")
     fi
     for format in "${FORMAT_LIST[@]}"; do
@@ -199,20 +233,23 @@ for round in $(seq 1 "$ROUNDS"); do
         echo "== round $round: leadrouter: direct posts, sync webhook delivery to mock-buyer, buyers' format $format"
         load
         leadrouter_run "${SERVER_ADDR[$format]}" "$OUT/leadrouter-$format-r$round.json"
-        "${LR_RUN[@]}" 2>/dev/null
+        measured_run "$format" "$OUT/leadrouter-$format-r$round.cpu"
         RUNS+=("$round $format $OUT/leadrouter-$format-r$round.json")
     done
 done
 
 echo
 echo "== summary (closed loop, concurrency $CONCURRENCY, $DURATION after $WARMUP warm-up)"
-printf '%-5s %-10s %10s %10s %8s %8s %9s %8s %5s %10s\n' round target requests req/s p50_ms p99_ms p99.9_ms max_ms 5xx sold
+printf '%-5s %-10s %10s %10s %8s %8s %9s %8s %5s %10s %12s\n' \
+    round target requests req/s p50_ms p99_ms p99.9_ms max_ms 5xx sold cpu_us/sale
 for run in "${RUNS[@]}"; do
     read -r round target file <<<"$run"
-    jq -r --arg round "$round" --arg target "$target" \
+    cpu=-
+    [ -f "${file%.json}.cpu" ] && cpu="$(cat "${file%.json}.cpu")"
+    jq -r --arg round "$round" --arg target "$target" --arg cpu "$cpu" \
         '.phases[0] as $p | [$round, $target, $p.requests, $p.throughput_per_s, $p.latency.p50_ms, $p.latency.p99_ms,
-          $p.latency["p99.9_ms"], $p.latency.max_ms, $p.statuses["5xx"], $p.outcomes.sold] | @tsv' "$file" |
-        awk -F'\t' '{ printf "%-5s %-10s %10s %10s %8s %8s %9s %8s %5s %10s\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 }'
+          $p.latency["p99.9_ms"], $p.latency.max_ms, $p.statuses["5xx"], $p.outcomes.sold, $cpu] | @tsv' "$file" |
+        awk -F'\t' '{ printf "%-5s %-10s %10s %10s %8s %8s %9s %8s %5s %10s %12s\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 }'
 done
 
 echo

@@ -41,14 +41,14 @@ stop_all() {
 # (model bidding, tmax 1000 ms), one supplier with key $SUPPLIER_KEY, and $BUYERS prepaid
 # buyers with large balances, each with one fixed-price campaign within 50 km of 80331
 # that delivers synchronously to the mock buyer on $BUYER_ADDR. $3, the buyers' format
-# (default `native`: DESIGN §5's protocol), may be `json`, `form`, `xml` or `template`
-# (DESIGN §5.1): see direct_delivery.
+# (default `native`: DESIGN §5's protocol), may be `answer`, `json`, `form`, `xml` or
+# `template` (DESIGN §5.1): see direct_delivery.
 write_direct_market() {
     local i format="${3:-native}"
     case "$format" in
-        native | json | form | xml | template) ;;
+        native | answer | json | form | xml | template) ;;
         *)
-            echo "unknown buyer format '$format' (native, json, form, xml, template)" >&2
+            echo "unknown buyer format '$format' (native, answer, json, form, xml, template)" >&2
             return 2
             ;;
     esac
@@ -98,14 +98,16 @@ EOF
 }
 
 # The `delivery` of a direct-post campaign (TOML, under its `[[campaigns]]`) in buyer
-# format $1. `native`: a sync webhook to the mock buyer's /post, as before. Otherwise the
-# same webhook with a `request` (DESIGN §5.1) rendering the lead in that format (json: 8
-# fields, dotted names nesting, `digits` and `upper` filters; form: 7 flat fields; xml: 7
-# fields under nested elements; template: a HubSpot-style JSON array body looping over the
-# lead's custom fields) and an `answer` read by JSONPath: accepted when `$.accepted` is
-# true, the reference from `$.id`, the reason from `$.reason`. The mock buyer answers every
-# POST to /post in JSON whatever its body, so the same rules fit every format; run it
-# with `--reference` for the `id`.
+# format $1. `native`: a sync webhook to the mock buyer's /post, as before. The others add
+# an `answer` (DESIGN §5.1) read by JSONPath: accepted when `$.accepted` is true, the
+# reference from `$.id`, the reason from `$.reason`. `answer` has nothing else, so the
+# native body goes out through the buyer-format exchange and the reply is read by those
+# rules: a templated post but for the rendering. `json`, `form`, `xml` and `template` add
+# a `request` rendering the lead in that format (json: 8 fields, dotted names nesting,
+# `digits` and `upper` filters; form: 7 flat fields, Salesforce web-to-lead style; xml: 7
+# fields under nested elements; template: a HubSpot-style JSON array body looping over
+# the lead's custom fields). The mock buyer answers every POST to /post in JSON whatever
+# its body, so the same rules fit every format; run it with `--reference` for the `id`.
 direct_delivery() {
     if [ "$1" = native ]; then
         echo "delivery = { mode = \"webhook\", url = \"http://$BUYER_ADDR/post\" }"
@@ -116,9 +118,8 @@ direct_delivery() {
 [campaigns.delivery]
 mode = "webhook"
 url = "http://$BUYER_ADDR/post"
-
-[campaigns.delivery.request]
 EOF
+    [ "$1" = answer ] || printf '\n[campaigns.delivery.request]\n'
     case "$1" in
         json)
             cat <<'EOF'
