@@ -129,7 +129,7 @@ for format in "${FORMAT_LIST[@]}"; do
     SERVER_OPS[$format]="$ops"
     cmd=("$LEADROUTER" --config "${FORMAT_CONFIG[$format]}" --listen "$addr" --ops-listen "$ops" "${extra[@]}"
         --data-dir "$data" --admin-token loadtest-admin-token-0001)
-    SERVER_CMDS+=("$(printf '%q ' "${cmd[@]}")")
+    SERVER_CMDS+=("$(printf ' %q' "${cmd[@]}")")
     "${cmd[@]}" >"$WORK/leadrouter-$format.log" 2>&1 &
     SERVER_PID[$format]=$!
     PIDS+=($!)
@@ -162,7 +162,7 @@ show "${MOCK_CMD[@]}"
 i=0
 for format in "${FORMAT_LIST[@]}"; do
     echo "   # leadrouter, buyers' format $format"
-    echo "   ${SERVER_CMDS[$i]}"
+    echo "  ${SERVER_CMDS[$i]}"
     i=$((i + 1))
 done
 show "${ECHO_CMD[@]}"
