@@ -6,14 +6,31 @@
 # supplier, 10 prepaid buyers with large balances, 10 fixed-price campaigns around Munich
 # (DE, 50 km of 80331) that deliver synchronously to `loadtest mock-buyer` (latency 0).
 #
-# BASELINE, when set, is another leadrouter binary (an earlier commit's release build): it
-# runs beside this one on its own ports and data dir, and each round measures the echo,
-# then BASELINE, then this build, one after another, so a change is compared with what
-# it replaces in the same run. ROUNDS (1) repeats that sequence.
+# FORMATS (default `native`) names the buyers' formats to measure, e.g. "native json": one
+# leadrouter per format, each on a market whose campaigns speak that format (DESIGN §5.1;
+# lib.sh's direct_delivery: `native` is §5's protocol, `json`, `form`, `xml` and `template`
+# render the lead by a `delivery.request` and read the mock buyer's answer by JSONPath
+# rules, accept `$.accepted` and reference `$.id`; `answer` sends the native body with
+# those rules only). The first format listens where a
+# single leadrouter always did (127.0.0.1:18080). When any format is templated the mock
+# buyer runs with `--reference` (every acceptance `{"accepted":true,"id":"mb-<n>"}`), so
+# native and templated buyers get the same answer bodies in that run.
 #
-# Exits non-zero when leadrouter answered any 5xx or sold nothing. Everything it starts is
-# stopped on exit. Environment: CONCURRENCY (32), DURATION (15s), WARMUP (2s),
-# CARGO_TARGET_DIR (target), BASELINE, ROUNDS (1).
+# BASELINE, when set, is another leadrouter binary (an earlier commit's release build): it
+# runs beside this one on its own ports and data dir, on the native market, and each round
+# measures the echo, then BASELINE, then this build in each format, one after another, so a
+# change is compared with what it replaces in the same run. ROUNDS (1) repeats that
+# sequence. The load average is printed before each measured run, and a summary table of
+# every run closes the output. Beside each leadrouter run stands the CPU time (user +
+# system, /proc/<pid>/stat) that leadrouter process used per sale, warm-up included
+# (sales counted by its leadrouter_sales_total): unlike sales/s, it does not move with
+# what else the machine is running, so it tells what a buyer format costs leadrouter.
+#
+# Exits non-zero when any leadrouter answered any 5xx or sold nothing (over all rounds).
+# Everything it starts is stopped on exit. Environment: CONCURRENCY (32), DURATION (15s),
+# WARMUP (2s), CARGO_TARGET_DIR (target), BASELINE, ROUNDS (1), FORMATS (native),
+# OUT_DIR (keep the JSON reports there; default: a temporary directory), NO_BUILD=1 (use
+# the release binaries as they are).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,6 +41,7 @@ DURATION="${DURATION:-15s}"
 WARMUP="${WARMUP:-2s}"
 ROUNDS="${ROUNDS:-1}"
 BASELINE="${BASELINE:-}"
+FORMATS="${FORMATS:-native}"
 
 BUYER_ADDR=127.0.0.1:19200
 LEADROUTER_ADDR=127.0.0.1:18080
@@ -34,7 +52,13 @@ BASELINE_OPS_ADDR=127.0.0.1:19091
 SUPPLIER_KEY=loadtest-supplier-key-0001
 BUYERS=10
 
+read -r -a FORMAT_LIST <<<"$FORMATS"
+[ "${#FORMAT_LIST[@]}" -gt 0 ] || { echo "FORMATS is empty" >&2; exit 2; }
+[ "$(printf '%s\n' "${FORMAT_LIST[@]}" | sort | uniq -d)" = "" ] || { echo "FORMATS names a format twice: $FORMATS" >&2; exit 2; }
+
 WORK="$(mktemp -d -t leadrouter-loadtest.XXXXXX)"
+OUT="${OUT_DIR:-$WORK}"
+mkdir -p "$OUT"
 PIDS=()
 # shellcheck source=loadtest/lib.sh
 source "$ROOT/loadtest/lib.sh"
@@ -45,41 +69,87 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 command -v jq >/dev/null || { echo "needs jq (apt-get install jq) to read the JSON report" >&2; exit 2; }
+command -v curl >/dev/null || { echo "needs curl (apt-get install curl) to read leadrouter's /metrics" >&2; exit 2; }
+
+# Markets first: an unknown format stops the script before anything is built.
+CONFIG="$WORK/leadrouter.toml"
+write_direct_market "$CONFIG" "loadtest/direct-post.sh"
+TEMPLATED=0
+declare -A FORMAT_CONFIG
+for format in "${FORMAT_LIST[@]}"; do
+    if [ "$format" = native ]; then
+        FORMAT_CONFIG[$format]="$CONFIG"
+    else
+        FORMAT_CONFIG[$format]="$WORK/leadrouter-$format.toml"
+        write_direct_market "${FORMAT_CONFIG[$format]}" "loadtest/direct-post.sh (FORMATS: $format)" "$format"
+        TEMPLATED=1
+    fi
+done
 
 build_release
 
-
-CONFIG="$WORK/leadrouter.toml"
-write_direct_market "$CONFIG" "loadtest/direct-post.sh"
-
 MOCK_CMD=("$LOADTEST" mock-buyer --listen "$BUYER_ADDR" --latency-ms 0)
-SERVER_CMD=("$LEADROUTER" --config "$CONFIG" --listen "$LEADROUTER_ADDR" --ops-listen "$OPS_ADDR"
-    --data-dir "$WORK/data" --admin-token loadtest-admin-token-0001)
+if [ "$TEMPLATED" = 1 ]; then
+    MOCK_CMD+=(--reference)
+fi
 ECHO_CMD=("$LOADTEST" echo --listen "$ECHO_ADDR")
 RUN_ARGS=(--mode closed --concurrency "$CONCURRENCY" --duration "$DURATION" --warmup "$WARMUP")
-ECHO_RUN=("$LOADTEST" run --target "http://$ECHO_ADDR" --mix direct "${RUN_ARGS[@]}"
-    --json "$WORK/echo.json")
-LEADROUTER_RUN=("$LOADTEST" run --target "http://$LEADROUTER_ADDR" --key "$SUPPLIER_KEY" --mix direct
-    --vertical solar --zip 80331 --country DE "${RUN_ARGS[@]}" --json "$WORK/leadrouter.json")
+ECHO_RUN=("$LOADTEST" run --target "http://$ECHO_ADDR" --mix direct "${RUN_ARGS[@]}")
+# Sets LR_RUN to the `loadtest run` that posts leads to the leadrouter on $1, writing its
+# JSON report to $2.
+leadrouter_run() {
+    LR_RUN=("$LOADTEST" run --target "http://$1" --key "$SUPPLIER_KEY" --mix direct
+        --vertical solar --zip 80331 --country DE "${RUN_ARGS[@]}" --json "$2")
+}
+
+"${MOCK_CMD[@]}" 2>"$WORK/mock-buyer.log" &
+MOCK_PID=$!
+PIDS+=("$MOCK_PID")
+"${ECHO_CMD[@]}" 2>"$WORK/echo.log" &
+PIDS+=($!)
+
+# One leadrouter per format: the first where a lone leadrouter always listened (18080,
+# ops 19090, gRPC on its default), the next ones on 18083.., ops 19092.., gRPC 50153...
+declare -A SERVER_ADDR SERVER_OPS SERVER_PID
+SERVER_CMDS=()
+i=0
+for format in "${FORMAT_LIST[@]}"; do
+    if [ "$i" = 0 ]; then
+        addr="$LEADROUTER_ADDR"
+        ops="$OPS_ADDR"
+        extra=()
+        data="$WORK/data"
+    else
+        addr="127.0.0.1:$((18083 + i - 1))"
+        ops="127.0.0.1:$((19092 + i - 1))"
+        extra=(--grpc-listen "127.0.0.1:$((50153 + i - 1))")
+        data="$WORK/data-$format"
+    fi
+    SERVER_ADDR[$format]="$addr"
+    SERVER_OPS[$format]="$ops"
+    cmd=("$LEADROUTER" --config "${FORMAT_CONFIG[$format]}" --listen "$addr" --ops-listen "$ops" "${extra[@]}"
+        --data-dir "$data" --admin-token loadtest-admin-token-0001)
+    SERVER_CMDS+=("$(printf ' %q' "${cmd[@]}")")
+    "${cmd[@]}" >"$WORK/leadrouter-$format.log" 2>&1 &
+    SERVER_PID[$format]=$!
+    PIDS+=($!)
+    i=$((i + 1))
+done
 if [ -n "$BASELINE" ]; then
     [ -x "$BASELINE" ] || { echo "BASELINE=$BASELINE is not an executable" >&2; exit 2; }
     BASELINE_CMD=("$BASELINE" --config "$CONFIG" --listen "$BASELINE_ADDR" --ops-listen "$BASELINE_OPS_ADDR"
         --grpc-listen 127.0.0.1:50152
         --data-dir "$WORK/baseline-data" --admin-token loadtest-admin-token-0001)
-    BASELINE_RUN=("$LOADTEST" run --target "http://$BASELINE_ADDR" --key "$SUPPLIER_KEY" --mix direct
-        --vertical solar --zip 80331 --country DE "${RUN_ARGS[@]}" --json "$WORK/baseline.json")
     "${BASELINE_CMD[@]}" >"$WORK/baseline.log" 2>&1 &
+    SERVER_PID[baseline]=$!
+    SERVER_OPS[baseline]="$BASELINE_OPS_ADDR"
     PIDS+=($!)
 fi
 
-"${MOCK_CMD[@]}" 2>"$WORK/mock-buyer.log" &
-PIDS+=($!)
-"${SERVER_CMD[@]}" >"$WORK/leadrouter.log" 2>&1 &
-PIDS+=($!)
-"${ECHO_CMD[@]}" 2>"$WORK/echo.log" &
-PIDS+=($!)
 wait_for_port "$BUYER_ADDR"
-wait_for_port "$LEADROUTER_ADDR" || { cat "$WORK/leadrouter.log" >&2; exit 1; }
+for format in "${FORMAT_LIST[@]}"; do
+    wait_for_port "${SERVER_ADDR[$format]}" || { cat "$WORK/leadrouter-$format.log" >&2; exit 1; }
+done
 wait_for_port "$ECHO_ADDR"
 if [ -n "$BASELINE" ]; then
     wait_for_port "$BASELINE_ADDR" || { cat "$WORK/baseline.log" >&2; exit 1; }
@@ -89,47 +159,127 @@ echo
 machine
 echo "== commands"
 show "${MOCK_CMD[@]}"
-show "${SERVER_CMD[@]}"
+i=0
+for format in "${FORMAT_LIST[@]}"; do
+    echo "   # leadrouter, buyers' format $format"
+    echo "  ${SERVER_CMDS[$i]}"
+    i=$((i + 1))
+done
 show "${ECHO_CMD[@]}"
-show "${ECHO_RUN[@]}"
-show "${LEADROUTER_RUN[@]}"
+show "${ECHO_RUN[@]}" --json "$OUT/echo-r<round>.json"
+for format in "${FORMAT_LIST[@]}"; do
+    leadrouter_run "${SERVER_ADDR[$format]}" "$OUT/leadrouter-$format-r<round>.json"
+    show "${LR_RUN[@]}"
+done
 if [ -n "$BASELINE" ]; then
     show "${BASELINE_CMD[@]}"
-    show "${BASELINE_RUN[@]}"
+    leadrouter_run "$BASELINE_ADDR" "$OUT/baseline-r<round>.json"
+    show "${LR_RUN[@]}"
 fi
 echo "   (config: $CONFIG, shown below)"
 head -n 40 "$CONFIG" | sed 's/^/   | /'
 echo "   | ... ($BUYERS buyers, campaigns and topups in all)"
+for format in "${FORMAT_LIST[@]}"; do
+    [ "$format" = native ] && continue
+    echo "   (config for format $format: ${FORMAT_CONFIG[$format]}, the first campaign's delivery:)"
+    awk '/^\[\[topups\]\]/ && shown { exit } /^\[campaigns\.delivery\]/ { shown = 1 } shown { print "   | " $0 }' \
+        "${FORMAT_CONFIG[$format]}"
+done
 
+load() {
+    echo "   (load average before the run: $(cut -d' ' -f1-3 /proc/loadavg))"
+}
+
+TICKS_PER_S="$(getconf CLK_TCK)"
+# CPU time (user + system) process $1 has used so far, in clock ticks.
+cpu_ticks() {
+    awk '{ print $14 + $15 }' "/proc/$1/stat"
+}
+# The sales the leadrouter whose ops listener is $1 has settled so far.
+sales_so_far() {
+    curl -sf "http://$1/metrics" | awk '/^leadrouter_sales_total/ { s += $NF } END { printf "%d\n", s }'
+}
+# Runs LR_RUN against the leadrouter named $1 (a format or `baseline`), then prints and
+# writes to file $2 the CPU time it used per sale over the run, warm-up included, in µs.
+measured_run() {
+    local pid="${SERVER_PID[$1]}" ops="${SERVER_OPS[$1]}" ticks sales cpu_us
+    ticks="$(cpu_ticks "$pid")"
+    sales="$(sales_so_far "$ops")"
+    "${LR_RUN[@]}" 2>/dev/null
+    ticks=$(($(cpu_ticks "$pid") - ticks))
+    sales=$(($(sales_so_far "$ops") - sales))
+    cpu_us="$(awk -v t="$ticks" -v hz="$TICKS_PER_S" -v n="$sales" 'BEGIN { if (n > 0) printf "%.1f", t * 1e6 / hz / n; else print "-" }')"
+    echo "leadrouter CPU (user + system): $(awk -v t="$ticks" -v hz="$TICKS_PER_S" 'BEGIN { printf "%.2f", t / hz }') s for $sales sales (warm-up included): $cpu_us µs per sale"
+    echo "$cpu_us" >"$2"
+}
+
+RUNS=()
 for round in $(seq 1 "$ROUNDS"); do
     echo
     echo "== round $round: baseline: loadtest echo (HTTP alone)"
-    "${ECHO_RUN[@]}" 2>/dev/null
+    load
+    "${ECHO_RUN[@]}" --json "$OUT/echo-r$round.json" 2>/dev/null
+    RUNS+=("$round echo $OUT/echo-r$round.json")
     if [ -n "$BASELINE" ]; then
         echo
-        echo "== round $round: BASELINE $BASELINE: direct posts, sync webhook delivery to mock-buyer"
-        "${BASELINE_RUN[@]}" 2>/dev/null
+        echo "== round $round: BASELINE $BASELINE: direct posts, sync webhook delivery (native) to mock-buyer"
+        load
+        leadrouter_run "$BASELINE_ADDR" "$OUT/baseline-r$round.json"
+        measured_run baseline "$OUT/baseline-r$round.cpu"
+        RUNS+=("$round baseline $OUT/baseline-r$round.json")
     fi
-    echo
-    echo "== round $round: leadrouter: direct posts, sync webhook delivery to mock-buyer"
-    "${LEADROUTER_RUN[@]}" 2>/dev/null
+    for format in "${FORMAT_LIST[@]}"; do
+        echo
+        echo "== round $round: leadrouter: direct posts, sync webhook delivery to mock-buyer, buyers' format $format"
+        load
+        leadrouter_run "${SERVER_ADDR[$format]}" "$OUT/leadrouter-$format-r$round.json"
+        measured_run "$format" "$OUT/leadrouter-$format-r$round.cpu"
+        RUNS+=("$round $format $OUT/leadrouter-$format-r$round.json")
+    done
 done
 
-# Read the verdict from the JSON report: any 5xx, or nothing sold, is a failure.
-read -r FIVE_XX SOLD < <(jq -r '[(.phases | map(.statuses["5xx"]) | add), (.phases | map(.outcomes.sold) | add)] | @tsv' "$WORK/leadrouter.json")
+echo
+echo "== summary (closed loop, concurrency $CONCURRENCY, $DURATION after $WARMUP warm-up)"
+printf '%-5s %-10s %10s %10s %8s %8s %9s %8s %5s %10s %12s\n' \
+    round target requests req/s p50_ms p99_ms p99.9_ms max_ms 5xx sold cpu_us/sale
+for run in "${RUNS[@]}"; do
+    read -r round target file <<<"$run"
+    cpu=-
+    [ -f "${file%.json}.cpu" ] && cpu="$(cat "${file%.json}.cpu")"
+    jq -r --arg round "$round" --arg target "$target" --arg cpu "$cpu" \
+        '.phases[0] as $p | [$round, $target, $p.requests, $p.throughput_per_s, $p.latency.p50_ms, $p.latency.p99_ms,
+          $p.latency["p99.9_ms"], $p.latency.max_ms, $p.statuses["5xx"], $p.outcomes.sold, $cpu] | @tsv' "$file" |
+        awk -F'\t' '{ printf "%-5s %-10s %10s %10s %8s %8s %9s %8s %5s %10s %12s\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 }'
+done
+
 echo
 echo "== mock buyer"
-kill -TERM "${PIDS[0]}" 2>/dev/null || true
-wait "${PIDS[0]}" 2>/dev/null || true
+kill -TERM "$MOCK_PID" 2>/dev/null || true
+wait "$MOCK_PID" 2>/dev/null || true
 tail -n 1 "$WORK/mock-buyer.log"
+
+# The verdict, from the JSON reports of every round: any 5xx, or nothing sold, fails.
 STATUS=0
-if [ "$FIVE_XX" != "0" ]; then
-    echo "FAIL: leadrouter answered $FIVE_XX 5xx" >&2
-    STATUS=1
-fi
-if [ "$SOLD" = "0" ]; then
-    echo "FAIL: leadrouter sold nothing" >&2
-    STATUS=1
-fi
-[ "$STATUS" = 0 ] && echo "OK: no 5xx, $SOLD leads sold"
+for format in "${FORMAT_LIST[@]}"; do
+    reports=()
+    for round in $(seq 1 "$ROUNDS"); do
+        reports+=("$OUT/leadrouter-$format-r$round.json")
+    done
+    read -r FIVE_XX SOLD < <(jq -s -r '[(map(.phases | map(.statuses["5xx"]) | add) | add),
+        (map(.phases | map(.outcomes.sold) | add) | add)] | @tsv' "${reports[@]}")
+    failed=0
+    if [ "$FIVE_XX" != "0" ]; then
+        echo "FAIL: leadrouter ($format buyers) answered $FIVE_XX 5xx" >&2
+        failed=1
+    fi
+    if [ "$SOLD" = "0" ]; then
+        echo "FAIL: leadrouter ($format buyers) sold nothing" >&2
+        failed=1
+    fi
+    if [ "$failed" = 0 ]; then
+        echo "OK ($format buyers): no 5xx, $SOLD leads sold"
+    else
+        STATUS=1
+    fi
+done
 exit "$STATUS"

@@ -111,6 +111,9 @@ struct MockBuyerArgs {
     /// Seed of the random source (bids, failures, jitter).
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Accepted posts name a buyer reference: `{"accepted":true,"id":"mb-<n>"}`.
+    #[arg(long)]
+    reference: bool,
 }
 
 #[derive(Debug, Args)]
@@ -245,6 +248,7 @@ async fn mock_buyer(args: MockBuyerArgs) -> anyhow::Result<()> {
         bids: cents::BidRange::parse(&args.bid_min, &args.bid_max)?,
         failure_ppm: rng::probability_ppm("--failure-rate", args.failure_rate)?,
         reject_ppm: rng::probability_ppm("--reject-rate", args.reject_rate)?,
+        reference: args.reference,
     };
     mock_buyer::run(args.listen, behaviour, args.seed).await
 }

@@ -1,5 +1,8 @@
 //! `loadtest mock-buyer`: a buyer endpoint that answers leadrouter's pings with a random
-//! bid and its posts with accept or reject (DESIGN §5), after a configurable delay.
+//! bid and its posts with accept or reject (DESIGN §5), after a configurable delay. With
+//! `--reference` an acceptance also names the buyer's own lead id,
+//! `{"accepted":true,"id":"mb-<n>"}`, for campaigns whose answer rules read a reference
+//! (DESIGN §5.1); the native reading ignores the extra member.
 //!
 //! The delay runs from the moment the request arrived (its head was read) and ends on a
 //! precise timer (`crate::timer`), not on tokio's 1 ms tick: `--latency-ms 5` answers 5 ms
@@ -34,6 +37,8 @@ pub struct Behaviour {
     pub bids: BidRange,
     pub failure_ppm: u32,
     pub reject_ppm: u32,
+    /// Accepted posts carry `"id":"mb-<n>"` (n counts acceptances from 1).
+    pub reference: bool,
 }
 
 /// The answer to one ping, before it is written.
@@ -75,6 +80,15 @@ impl Behaviour {
         } else {
             PostAnswer::Accepted
         }
+    }
+}
+
+/// The body of an accepted post: `{"accepted":true}`, or with the buyer's reference
+/// `{"accepted":true,"id":"mb-7"}`.
+pub fn accepted_body(reference: Option<u64>) -> bytes::Bytes {
+    match reference {
+        None => bytes::Bytes::from_static(br#"{"accepted":true}"#),
+        Some(n) => bytes::Bytes::from(format!(r#"{{"accepted":true,"id":"mb-{n}"}}"#)),
     }
 }
 
@@ -154,8 +168,8 @@ async fn answer(buyer: Arc<Buyer>, request: hyper::Request<hyper::body::Incoming
             counts.posts.fetch_add(1, Ordering::Relaxed);
             match buyer.behaviour.post(&buyer.rng) {
                 PostAnswer::Accepted => {
-                    counts.accepted.fetch_add(1, Ordering::Relaxed);
-                    json(StatusCode::OK, r#"{"accepted":true}"#)
+                    let n = counts.accepted.fetch_add(1, Ordering::Relaxed) + 1;
+                    json(StatusCode::OK, accepted_body(buyer.behaviour.reference.then_some(n)))
                 }
                 PostAnswer::Rejected => {
                     counts.rejected.fetch_add(1, Ordering::Relaxed);
@@ -189,6 +203,7 @@ mod tests {
             bids: BidRange::parse("20.00", "60.00").expect("valid"),
             failure_ppm,
             reject_ppm,
+            reference: false,
         }
     }
 
@@ -204,6 +219,13 @@ mod tests {
             let text = value["bid"].as_str().expect("bid is a string");
             assert_eq!(parse_cents(text).ok(), Some(cents));
         }
+    }
+
+    #[test]
+    fn accepted_posts_name_a_reference_only_when_asked() {
+        assert_eq!(&accepted_body(None)[..], br#"{"accepted":true}"#);
+        let value: serde_json::Value = serde_json::from_slice(&accepted_body(Some(7))).expect("valid JSON");
+        assert_eq!(value, serde_json::json!({"accepted": true, "id": "mb-7"}));
     }
 
     #[test]
@@ -245,6 +267,7 @@ mod server_tests {
             bids: BidRange::parse("20.00", "60.00").expect("valid"),
             failure_ppm: 0,
             reject_ppm: 0,
+            reference: false,
         }
     }
 
@@ -281,6 +304,18 @@ mod server_tests {
         assert_eq!(other.status, 404);
         assert_eq!(buyer.counts.pings.load(Ordering::Relaxed), 1);
         assert_eq!(buyer.counts.accepted.load(Ordering::Relaxed), 1);
+        drop(stop);
+    }
+
+    #[tokio::test]
+    async fn with_reference_accepted_posts_count_their_ids() {
+        let (buyer, mut connection, stop) = start(Behaviour { reference: true, ..behaviour(0) }).await;
+        for n in 1..=2 {
+            let post = connection.post("/post", bytes::Bytes::from_static(b"{}")).await.expect("answered");
+            let expected = format!(r#"{{"accepted":true,"id":"mb-{n}"}}"#);
+            assert_eq!((post.status, &post.body[..]), (200, expected.as_bytes()));
+        }
+        assert_eq!(buyer.counts.accepted.load(Ordering::Relaxed), 2);
         drop(stop);
     }
 
