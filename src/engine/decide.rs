@@ -22,6 +22,7 @@ use crate::domain::auction::{order_offers, Bid, Offer};
 use crate::domain::budget::{HoldRefusal, HoldRequest};
 use crate::domain::dedup;
 use crate::domain::eligibility::{self, Subject, Verdict};
+use crate::domain::integration::Integration;
 use crate::domain::lead::{ValidLead, ValidPing};
 use crate::domain::ledger::Event;
 use crate::domain::ledger::SaleSettled as Sale;
@@ -510,7 +511,7 @@ impl Auction {
         let (answer, latency) = match &campaign.post_integration {
             Some(integration) => {
                 let facts = self.sale_facts(d, lot, offer, attempt);
-                let native = Bytes::from(body.to_string());
+                let native = native_body(integration, &body);
                 match buyer_format::post_request(integration, campaign, &facts, url, native) {
                     Ok(outbound) => {
                         let deadline = buyer_format::call_deadline(integration, deadline);
@@ -570,7 +571,7 @@ impl Auction {
             None => Payload::native(url, body.to_string()),
             Some(integration) => {
                 let rendered =
-                    buyer_format::post_request(integration, campaign, facts, url, Bytes::from(body.to_string()))
+                    buyer_format::post_request(integration, campaign, facts, url, native_body(integration, &body))
                         .and_then(|outbound| buyer_format::queued(campaign, outbound));
                 match rendered {
                     Ok(payload) => payload,
@@ -694,6 +695,16 @@ pub(super) struct Attempt {
     campaign: Arc<CompiledCampaign>,
     dedup_keys: Vec<dedup::DedupKey>,
     sale_id: String,
+}
+
+/// §5's post body, serialized only when the campaign's calls send it (a template renders
+/// its own).
+fn native_body(integration: &Integration, body: &serde_json::Value) -> Bytes {
+    if integration.sends_native_body() {
+        Bytes::from(body.to_string())
+    } else {
+        Bytes::new()
+    }
 }
 
 fn native_outcome(answer: BidAnswer) -> buyer_format::PingOutcome {

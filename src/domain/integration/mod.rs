@@ -62,6 +62,12 @@ impl Integration {
         }
     }
 
+    /// Whether calls send §5's native body (no `request`, or format `native`): only then
+    /// need the caller build it.
+    pub fn sends_native_body(&self) -> bool {
+        self.request.as_ref().is_none_or(|request| request.format() == request::Format::Native)
+    }
+
     /// Reads a post's reply: the answer rules, or else any 2xx accepts.
     pub fn read_post(&self, status: u16, body: &[u8]) -> PostReading {
         match &self.answer {
@@ -87,4 +93,25 @@ fn ping_answer_spec(answer: Option<&AnswerSpec>) -> AnswerSpec {
         spec.bid = Some(Extract { json: Some("$.bid".into()), ..Extract::default() });
     }
     spec
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn integration(request: Option<serde_json::Value>, answer: Option<serde_json::Value>) -> Integration {
+        let request: Option<RequestSpec> = request.map(|r| serde_json::from_value(r).expect("request"));
+        let answer: Option<AnswerSpec> = answer.map(|a| serde_json::from_value(a).expect("answer"));
+        Integration::compile(request.as_ref(), answer.as_ref(), "delivery", Stage::Post).expect("compiles").expect("some")
+    }
+
+    #[test]
+    fn only_native_requests_need_the_native_body() {
+        let reference = serde_json::json!({"reference": {"json": "$.id"}});
+        assert!(integration(None, Some(reference)).sends_native_body(), "answer rules over a native request");
+        let native = serde_json::json!({"format": "native", "headers": {"X-Key": "k"}});
+        assert!(integration(Some(native), None).sends_native_body());
+        let json = serde_json::json!({"format": "json", "fields": [{"name": "e", "value": "{{ lead.email }}"}]});
+        assert!(!integration(Some(json), None).sends_native_body());
+    }
 }
