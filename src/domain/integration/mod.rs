@@ -102,7 +102,9 @@ mod tests {
     fn integration(request: Option<serde_json::Value>, answer: Option<serde_json::Value>) -> Integration {
         let request: Option<RequestSpec> = request.map(|r| serde_json::from_value(r).expect("request"));
         let answer: Option<AnswerSpec> = answer.map(|a| serde_json::from_value(a).expect("answer"));
-        Integration::compile(request.as_ref(), answer.as_ref(), "delivery", Stage::Post).expect("compiles").expect("some")
+        Integration::compile(request.as_ref(), answer.as_ref(), "delivery", Stage::Post)
+            .expect("compiles")
+            .expect("some")
     }
 
     #[test]
