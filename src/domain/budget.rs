@@ -10,7 +10,7 @@
 //! in, and settles into those same windows, so a hold taken at 23:59 and posted at 00:01 can
 //! never push yesterday's count past its cap nor today's past its own.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -19,6 +19,10 @@ use serde::{Deserialize, Serialize};
 use super::caps::{window_start, Cap, Limit, Window};
 use super::model::{BillingMode, Buyer};
 use super::money::Money;
+
+pub mod lease;
+
+use lease::{Lease, LeaseState};
 
 /// How a buyer pays, as far as holding money is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +37,16 @@ impl Funding {
     }
 }
 
+/// Who ends a hold. A ping's hold waits for a post that may come minutes later to any
+/// node, so it lives in the buyer's shared book; a hold that the same request settles or
+/// releases (a direct post, or a post's fallback) may be taken from this node's lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HoldScope {
+    #[default]
+    Request,
+    Ping,
+}
+
 /// What a campaign asks the book to reserve for one lead.
 #[derive(Debug, Clone)]
 pub struct HoldRequest<'a> {
@@ -43,6 +57,7 @@ pub struct HoldRequest<'a> {
     pub caps: &'a [Cap],
     pub tz: Tz,
     pub expires_at: DateTime<Utc>,
+    pub scope: HoldScope,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -91,9 +106,9 @@ struct WindowKey {
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Usage {
-    count: u32,
-    spend: Money,
+pub struct Usage {
+    pub count: u32,
+    pub spend: Money,
 }
 
 /// A sale read back from the journal, as a buyer's book counts it: the price (charged
@@ -109,17 +124,23 @@ pub struct ReplayedSale<'a> {
 }
 
 /// The outcome of a settled hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settled {
     pub charged: Money,
     pub balance_after: Money,
+    /// Set when the hold was taken from a node's lease: what the sale draws from it, to be
+    /// counted with the sale where the ledger records it (`lease`).
+    pub lease: Option<lease::LeaseCharge>,
 }
 
-/// Balance as a buyer sees it (`GET /v1/buyer/balance`).
+/// Balance as a buyer sees it (`GET /v1/buyer/balance`): `held` counts holds and the
+/// unspent part of nodes' leases, of which `leased` is the latter; `available` is what no
+/// one holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BalanceView {
     pub balance: Money,
     pub held: Money,
+    pub leased: Money,
     pub available: Money,
 }
 
@@ -131,6 +152,9 @@ pub struct BuyerBook {
     holds: HashMap<String, Hold>,
     /// Settled usage per campaign and cap window; old windows are pruned.
     usage: HashMap<String, HashMap<WindowKey, Usage>>,
+    /// What nodes took in advance (several nodes on Redis), by lease id: counted in full
+    /// against the balance and caps until retired with what was sold from them.
+    leases: BTreeMap<String, Lease>,
 }
 
 impl BuyerBook {
@@ -150,17 +174,19 @@ impl BuyerBook {
         self.holds.len()
     }
 
+    /// The balance as one node sees it; leases count in full (their sales are not known
+    /// here: `view_with_usage` takes them into account).
     pub fn view(&mut self, now: DateTime<Utc>, funding: Funding) -> BalanceView {
-        self.expire(now);
-        let held = self.held();
-        BalanceView { balance: self.balance, held, available: self.available(funding, held) }
+        self.view_with_usage(now, funding, &BTreeMap::new())
+    }
+
+    /// What is held: the holds' charges and the leases' money.
+    fn reserved(&self) -> Money {
+        self.held() + self.leases.values().map(|lease| lease.money).sum::<Money>()
     }
 
     fn available(&self, funding: Funding, held: Money) -> Money {
-        match (funding.mode, funding.credit_limit) {
-            (BillingMode::Invoice, Some(limit)) => self.balance + limit - held,
-            _ => self.balance - held,
-        }
+        spendable(self.balance, funding, held)
     }
 
     pub fn top_up(&mut self, amount: Money) -> Money {
@@ -188,7 +214,7 @@ impl BuyerBook {
                 windows,
             },
         );
-        let available = self.available(request.funding, self.held());
+        let available = self.available(request.funding, self.reserved());
         // Invariant 2: a limited buyer never has more held than it may spend.
         debug_assert!(
             available >= Money::ZERO
@@ -200,7 +226,7 @@ impl BuyerBook {
     }
 
     fn check_money(&self, funding: Funding, charge: Money) -> Result<(), HoldRefusal> {
-        let held = self.held();
+        let held = self.reserved();
         match (funding.mode, funding.credit_limit) {
             (BillingMode::Internal, _) | (BillingMode::Invoice, None) => Ok(()),
             (BillingMode::Prepaid, _) if self.balance - held < charge => Err(HoldRefusal::InsufficientBalance),
@@ -230,7 +256,7 @@ impl BuyerBook {
         Ok(windows)
     }
 
-    /// Settled plus held usage of one campaign in one window.
+    /// Settled plus held plus leased usage of one campaign in one window.
     fn used(&self, campaign_id: &str, key: WindowKey) -> Usage {
         let mut used = self.usage.get(campaign_id).and_then(|w| w.get(&key)).copied().unwrap_or_default();
         for hold in self.holds.values() {
@@ -239,7 +265,20 @@ impl BuyerBook {
                 used.spend += hold.spend;
             }
         }
+        for lease in self.leases.values() {
+            for leased in lease.windows.iter().filter(|w| w.campaign_id == campaign_id && w.key == key) {
+                used.count = used.count.saturating_add(leased.count);
+                used.spend += leased.spend;
+            }
+        }
         used
+    }
+
+    /// Counts `usage` in a cap window of a campaign, as settled.
+    fn count_usage(&mut self, campaign_id: &str, key: WindowKey, usage: Usage) {
+        let used = self.usage.entry(campaign_id.to_string()).or_default().entry(key).or_default();
+        used.count = used.count.saturating_add(usage.count);
+        used.spend += usage.spend;
     }
 
     /// Turns a hold into a sale: the balance pays, the cap windows count it.
@@ -252,7 +291,7 @@ impl BuyerBook {
             used.count += 1;
             used.spend += hold.spend;
         }
-        Ok(Settled { charged: hold.charge, balance_after: self.balance })
+        Ok(Settled { charged: hold.charge, balance_after: self.balance, lease: None })
     }
 
     /// Books a sale read back from the journal: the balance pays and the cap windows of
@@ -291,6 +330,14 @@ impl BuyerBook {
     }
 }
 
+/// What a buyer with `balance` may still spend while `held` is held.
+fn spendable(balance: Money, funding: Funding, held: Money) -> Money {
+    match (funding.mode, funding.credit_limit) {
+        (BillingMode::Invoice, Some(limit)) => balance + limit - held,
+        _ => balance - held,
+    }
+}
+
 /// A book as stored outside the process: the Redis adapter keeps one per buyer key and
 /// replaces it atomically, so the rules above stay the only place money and caps are
 /// checked, on one node or many.
@@ -299,6 +346,9 @@ pub struct BookState {
     balance: Money,
     holds: Vec<HoldState>,
     usage: Vec<UsageState>,
+    /// Absent from books written before leases, and when there are none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    leases: Vec<LeaseState>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -380,7 +430,8 @@ impl From<&BuyerBook> for BookState {
             })
             .collect();
         usage.sort_by(|a, b| (&a.campaign, a.start, a.window as u8).cmp(&(&b.campaign, b.start, b.window as u8)));
-        BookState { balance: book.balance, holds, usage }
+        let leases = book.leases.iter().map(|(id, lease)| LeaseState::of(id, lease)).collect();
+        BookState { balance: book.balance, holds, usage, leases }
     }
 }
 
@@ -404,6 +455,7 @@ impl From<BookState> for BuyerBook {
             let key = WindowKey { window: used.window.into(), start: used.start };
             book.usage.entry(used.campaign).or_default().insert(key, Usage { count: used.count, spend: used.spend });
         }
+        book.leases = state.leases.into_iter().map(LeaseState::into_lease).collect();
         book
     }
 }
@@ -426,6 +478,7 @@ mod tests {
             caps,
             tz: chrono_tz::Europe::Berlin,
             expires_at,
+            scope: HoldScope::Request,
         }
     }
 
@@ -505,7 +558,7 @@ mod tests {
     mod properties {
         use super::*;
         use proptest::prelude::*;
-        use std::collections::HashMap;
+        use std::collections::{BTreeMap, HashMap};
 
         #[derive(Debug, Clone)]
         enum Op {
@@ -544,7 +597,7 @@ mod tests {
                     match op {
                         Op::Hold { cents } => {
                             let id = format!("h{n}");
-                            let req = HoldRequest { hold_id: id.clone(), campaign_id: "c1", price: Money::cents(cents), funding: prepaid(), caps: &caps, tz: chrono_tz::Europe::Berlin, expires_at: now + chrono::Duration::minutes(90) };
+                            let req = HoldRequest { hold_id: id.clone(), campaign_id: "c1", price: Money::cents(cents), funding: prepaid(), caps: &caps, tz: chrono_tz::Europe::Berlin, expires_at: now + chrono::Duration::minutes(90), scope: HoldScope::Request };
                             if book.try_hold(now, req).is_ok() {
                                 open.push((id, Money::cents(cents), now));
                             }

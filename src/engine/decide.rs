@@ -19,7 +19,7 @@ use super::ports::buyers::{BidAnswer, PingCall, PostAnswer};
 use super::ports::outbox::{Message, MessageKind, Recipient, Requires};
 use super::ports::{BudgetError, HoldHandle};
 use crate::domain::auction::{order_offers, Bid, Offer};
-use crate::domain::budget::{HoldRefusal, HoldRequest};
+use crate::domain::budget::{HoldRefusal, HoldRequest, HoldScope};
 use crate::domain::dedup;
 use crate::domain::eligibility::{self, Subject, Verdict};
 use crate::domain::integration::Integration;
@@ -270,6 +270,7 @@ impl Auction {
         taken: &HashSet<Arc<str>>,
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,
+        scope: HoldScope,
     ) -> Result<Option<(usize, HoldHandle)>, EngineError> {
         while let Some(offer) = offers.get(*cursor) {
             let index = *cursor;
@@ -286,6 +287,7 @@ impl Auction {
                 caps: &campaign.caps,
                 tz: campaign.tz,
                 expires_at,
+                scope,
             };
             match self.core.budget.try_hold(&campaign.buyer_id, now, request).await {
                 Ok(held) => {
@@ -316,10 +318,11 @@ impl Auction {
         wanted: usize,
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,
+        scope: HoldScope,
     ) -> Result<Vec<(usize, HoldHandle)>, EngineError> {
         let mut held = Vec::new();
         while held.len() < wanted {
-            match self.hold_next(d, offers, cursor, taken, now, expires_at).await {
+            match self.hold_next(d, offers, cursor, taken, now, expires_at, scope).await {
                 Ok(Some((index, hold))) => {
                     taken.insert(Arc::clone(&hold.buyer_id));
                     held.push((index, hold));
@@ -408,7 +411,9 @@ impl Auction {
             }
             let now = self.core.clock.now();
             let wanted_more = wanted - sales.len();
-            batch = self.hold_winners(d, offers, &mut cursor, &mut taken, wanted_more, now, hold_expires_at).await?;
+            let scope = HoldScope::Request;
+            batch =
+                self.hold_winners(d, offers, &mut cursor, &mut taken, wanted_more, now, hold_expires_at, scope).await?;
             if batch.is_empty() {
                 break;
             }

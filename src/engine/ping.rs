@@ -11,6 +11,7 @@ use super::auction::Auction;
 use super::decide::{Decision, Misses, HOLD_GRACE};
 use super::ports::pings::{NotStored, PingContext};
 use super::{count, EngineError, PingAnswer};
+use crate::domain::budget::HoldScope;
 use crate::domain::eligibility::Subject;
 use crate::domain::lead::{validate_ping, PingInput};
 use crate::domain::market::Market;
@@ -57,7 +58,9 @@ impl Auction {
         let mut taken = HashSet::new();
         let mut cursor = 0;
         let wanted = vertical.max_winners as usize;
-        let held = self.hold_winners(&mut d, &offers, &mut cursor, &mut taken, wanted, now, hold_expires_at).await?;
+        let held = self
+            .hold_winners(&mut d, &offers, &mut cursor, &mut taken, wanted, now, hold_expires_at, HoldScope::Ping)
+            .await?;
         let answer = if held.is_empty() {
             let reason = if misses.eligible == 0 { answers::NO_ELIGIBLE_BUYER } else { answers::NO_BIDS };
             PingAnswer {

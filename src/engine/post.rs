@@ -15,6 +15,7 @@ use super::decide::{Decision, Lot, Misses, HOLD_GRACE};
 use super::ping::vertical_of;
 use super::ports::pings::{PingContext, PingError};
 use super::{count, EngineError, LeadAnswer};
+use crate::domain::budget::HoldScope;
 use crate::domain::eligibility::Subject;
 use crate::domain::lead::{validate_lead, LeadInput, ValidLead};
 use crate::domain::ledger::SaleSettled as Sale;
@@ -139,7 +140,9 @@ impl Auction {
         let mut taken = HashSet::new();
         let mut cursor = 0;
         let wanted = vertical.max_winners as usize;
-        let batch = self.hold_winners(&mut d, &offers, &mut cursor, &mut taken, wanted, now, hold_expires_at).await?;
+        let scope = HoldScope::Request;
+        let batch =
+            self.hold_winners(&mut d, &offers, &mut cursor, &mut taken, wanted, now, hold_expires_at, scope).await?;
         let lot = Lot { lead: &lead, lead_id: &lead_id, ping_id: &ping_id };
         let sales = self.sell(&mut d, &lot, &offers, batch, cursor, hold_expires_at, &mut misses).await?;
         let answer = finish(&mut d, lead_id, sales, &misses);
