@@ -36,6 +36,7 @@ fn sale(n: usize) -> Event {
         internal: false,
         dedup_keys: vec![hex_key(n, 1), hex_key(n, 2)],
         return_terms: None,
+        lease: None,
         buyer_reference: None,
     })
 }

@@ -466,7 +466,7 @@ async fn shared_router(
     let prefix = redis.prefix.as_str();
     let node = node_id(&options.data_dir).map_err(|e| ServerError::Storage(format!("node id: {e}")))?;
     let ledger = Arc::new(RedisLedger::on(&connection, prefix).await.map_err(|e| storage(&e))?.for_node(&node));
-    let budget = Arc::new(RedisBudget::on(&connection, prefix));
+    let budget = Arc::new(RedisBudget::on(&connection, prefix, &node, Arc::clone(&options.clock)));
     let config = Arc::new(RedisConfig::on(&connection, prefix));
     let changes = config.after(ChangeId::default()).await.map_err(|e| storage(&e.0))?;
     let market =
@@ -599,6 +599,7 @@ impl RunningServer {
         if let Some(last) = self.last_checkpoint {
             last.write(&self.router).await;
         }
+        self.router.close_budget().await;
         self.router.journal().close().await;
     }
 }

@@ -125,6 +125,7 @@ fn router_journal(runtime: &tokio::runtime::Runtime) -> tempfile::TempDir {
                             internal: false,
                             dedup_keys: Vec::new(),
                             return_terms: None,
+                            lease: None,
                             buyer_reference: None,
                         });
                         journal.append(sale, Utc::now()).await.expect("append");

@@ -218,6 +218,7 @@ struct TopUpAnswer {
     balance: Money,
     held: Money,
     available: Money,
+    leased: Money,
 }
 
 async fn top_up(State(state): Shared, Path(buyer_id): Path<String>, Buffered { headers, body }: Buffered) -> Answer {
@@ -234,6 +235,7 @@ async fn top_up(State(state): Shared, Path(buyer_id): Path<String>, Buffered { h
             balance: view.balance,
             held: view.held,
             available: view.available,
+            leased: view.leased,
         },
     ))
 }

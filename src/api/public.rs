@@ -200,12 +200,15 @@ pub(super) fn row_results<T: Serialize>(results: impl Iterator<Item = Result<T, 
 }
 
 /// `GET /v1/buyer/balance`: what the buyer has, what its open bids hold, and the rest.
+/// On several nodes `held` also counts what nodes leased in advance and have not sold yet
+/// (DESIGN §9), which `leased` shows on its own (always 0.00 on one node).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BalanceAnswer {
     pub balance: Money,
     pub held: Money,
     pub available: Money,
     pub currency: Currency,
+    pub leased: Money,
 }
 
 /// `GET /v1/buyer/leads`: the leads after the cursor, oldest first; `next` is the cursor to
@@ -230,7 +233,13 @@ pub struct PullPage {
 )]
 pub async fn balance(State(state): State<Arc<AppState>>, Buyer(buyer_id): Buyer) -> Result<ApiResponse, ApiError> {
     let (view, currency) = state.router.accounts().balance(&buyer_id).await?;
-    let answer = BalanceAnswer { balance: view.balance, held: view.held, available: view.available, currency };
+    let answer = BalanceAnswer {
+        balance: view.balance,
+        held: view.held,
+        available: view.available,
+        currency,
+        leased: view.leased,
+    };
     Ok(http::json(200, &answer))
 }
 

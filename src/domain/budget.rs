@@ -558,7 +558,7 @@ mod tests {
     mod properties {
         use super::*;
         use proptest::prelude::*;
-        use std::collections::{BTreeMap, HashMap};
+        use std::collections::HashMap;
 
         #[derive(Debug, Clone)]
         enum Op {

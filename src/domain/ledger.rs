@@ -58,6 +58,11 @@ pub struct SaleSettled {
     /// journals, checkpoints and Redis streams written either way read the same.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub buyer_reference: Option<String>,
+    /// What the sale drew from its node's budget lease, when it was sold from one (several
+    /// nodes on Redis, DESIGN §9): the ledger counts it against the lease in the step that
+    /// records the sale. Not on the ledger stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<super::budget::lease::LeaseCharge>,
 }
 
 #[cfg(test)]
@@ -82,6 +87,7 @@ impl SaleSettled {
             internal: false,
             dedup_keys: Vec::new(),
             return_terms: None,
+            lease: None,
             buyer_reference: None,
         }
     }

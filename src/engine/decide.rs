@@ -19,6 +19,7 @@ use super::ports::buyers::{BidAnswer, PingCall, PostAnswer};
 use super::ports::outbox::{Message, MessageKind, Recipient, Requires};
 use super::ports::{BudgetError, HoldHandle};
 use crate::domain::auction::{order_offers, Bid, Offer};
+use crate::domain::budget::lease::LeaseCharge;
 use crate::domain::budget::{HoldRefusal, HoldRequest, HoldScope};
 use crate::domain::dedup;
 use crate::domain::eligibility::{self, Subject, Verdict};
@@ -262,6 +263,7 @@ impl Auction {
     }
 
     /// Holds the next offer, from `cursor` on, whose buyer has nothing yet for this lead.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn hold_next(
         &self,
         d: &mut Decision,
@@ -627,11 +629,15 @@ impl Auction {
     ) -> Result<Sale, EngineError> {
         let campaign = &attempt.campaign;
         let now = self.core.clock.now();
-        if let Err(error) = self.settle_hold(&attempt.hold).await {
-            // The buyer accepted the lead: the sale stands. This cannot happen while holds
-            // outlive their posts (HOLD_GRACE); if it does, an operator must see it.
-            tracing::error!(%error, sale_id = %attempt.sale_id, buyer = %campaign.buyer_id, "sale settled without its hold");
-        }
+        let lease = match self.settle_hold(&attempt.hold).await {
+            Ok(lease) => lease,
+            Err(error) => {
+                // The buyer accepted the lead: the sale stands. This cannot happen while holds
+                // outlive their posts (HOLD_GRACE); if it does, an operator must see it.
+                tracing::error!(%error, sale_id = %attempt.sale_id, buyer = %campaign.buyer_id, "sale settled without its hold");
+                None
+            }
+        };
         if let Err(error) = self.core.dedup.commit(&campaign.buyer_id, &attempt.dedup_keys, now).await {
             // The buyer accepted the lead: the sale stands; its keys stay claimed (pending)
             // until they expire, which still blocks a copy of the lead meanwhile.
@@ -657,6 +663,7 @@ impl Auction {
             dedup_keys: attempt.dedup_keys.iter().map(dedup::to_hex).collect(),
             return_terms: Some(crate::domain::returns::ReturnTerms::of(&campaign.campaign)),
             buyer_reference,
+            lease,
         };
         match self.core.journal.append(Event::SaleSettled(sale.clone()), now).await {
             // Sequences start at 1: a sale the ledger acknowledged has its place in it.
@@ -679,17 +686,18 @@ impl Auction {
     }
 
     /// Settles a hold, retrying a store that does not answer for a moment: the buyer has
-    /// the lead, so the charge must land.
-    async fn settle_hold(&self, hold: &HoldHandle) -> Result<(), BudgetError> {
+    /// the lead, so the charge must land. Answers what the sale draws from a node's lease,
+    /// when the hold came from one: the ledger counts it with the sale.
+    async fn settle_hold(&self, hold: &HoldHandle) -> Result<Option<LeaseCharge>, BudgetError> {
         let mut pause = Duration::from_millis(5);
         for _ in 0..5 {
             match self.core.budget.settle(hold).await {
                 Err(BudgetError::Unavailable(_)) => tokio::time::sleep(pause).await,
-                other => return other.map(|_| ()),
+                other => return other.map(|settled| settled.lease),
             }
             pause *= 4;
         }
-        self.core.budget.settle(hold).await.map(|_| ())
+        self.core.budget.settle(hold).await.map(|settled| settled.lease)
     }
 }
 

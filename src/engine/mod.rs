@@ -243,6 +243,11 @@ impl Router {
         &self.core.journal
     }
 
+    /// Gives back the budget this node took in advance (leases on Redis); at shutdown.
+    pub async fn close_budget(&self) {
+        self.core.budget.close().await;
+    }
+
     /// Releases the holds of expired pings and drops expired holds; run about once a second
     /// (holds are also purged lazily whenever their buyer's book is touched).
     pub async fn sweep_holds(&self) {

@@ -1,25 +1,36 @@
-//! The `Budget` of several nodes: each buyer's book lives in one Redis key, and every change
-//! is a compare-and-set by a Lua script, so invariant 2 holds across nodes.
+//! The `Budget` of several nodes: each buyer's book lives in one Redis key, changed by
+//! compare-and-set, and a node sells a buyer's direct posts from a lease it took from that
+//! book in advance, so invariant 2 holds across nodes without a round trip per sale.
 //!
-//! Rationale: the rules for money and caps (DST-aware cap windows, holds that settle into the
-//! windows they were counted in) live once, in `domain::budget`. Re-writing them in Lua
-//! would be a second implementation to keep equal. Instead a node reads the book, applies
-//! the domain rule, and writes the result only if nobody wrote in between (a version in the
-//! same hash); a lost race reads again. One key per buyer, with the buyer id as the hash tag,
-//! is Redis Cluster compatible, and two buyers never contend.
+//! Rationale: the rules for money, caps and leases (DST-aware cap windows, holds that
+//! settle into the windows they were counted in, leases counted in full until retired) live
+//! once, in `domain::budget`. Re-writing them in Lua would be a second implementation to
+//! keep equal. Instead a node reads the book, applies the domain rule, and writes the result
+//! only if nobody wrote in between (a version in the same hash); a lost race reads again.
+//! One key per buyer, with the buyer id as the hash tag, is Redis Cluster compatible, and
+//! two buyers never contend.
 //!
-//! Expired holds are dropped by the next operation on the book (every rule expires first),
-//! so `expire` has nothing to sweep.
+//! Leases (DESIGN §9, `domain::budget::lease`): a hold a request settles itself (a direct
+//! post, a post's fallback) comes from this node's lease of the buyer (`NodeLeases`, in
+//! memory). When the lease runs short, one grant (sized to about half a second of this
+//! node's recent sales to that buyer, at most a quarter of what is left) extends it, while
+//! the buyer's other requests on this node wait for it. A sale settled from a lease reaches
+//! Redis with the ledger entry that records it (`redis_ledger`), which counts it against the
+//! lease in the same step. A lease lives `LEASE_TTL` unless renewed; a node stops holding
+//! from it well before (`LEASE_USABLE`), returns it once quiet (`QUIET`: longer than any
+//! append can take), and on shutdown. Whoever finds an expired lease in a book (a dead
+//! node's) retires it: it fences the lease in the ledger, reads what was sold from it, and
+//! frees the rest. A ping's hold lives in the book itself: its post may come to any node.
+//!
+//! Expired holds are dropped by the next operation on the book (every rule expires first).
 //!
 //! Contention: a node runs one change of a buyer's book at a time (a local lock per
 //! buyer), so compare-and-set races happen only between nodes, and a lost race backs off
-//! for a random moment before it reads again. Without the lock, 32 concurrent sales to one
-//! buyer on one node lost most races (about 100 Redis commands per sale) and some changes
-//! gave up; a settle that gives up leaves a sale uncharged.
+//! for a random moment before it reads again.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -29,8 +40,13 @@ use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 
 use super::redis::RedisConnection;
+use super::redis_ledger::RedisLedger;
 use super::{Budget, BudgetError, Held, HoldHandle};
-use crate::domain::budget::{BalanceView, BookState, BuyerBook, Funding, HoldRequest, ReplayedSale, Settled};
+use crate::clock::Clock;
+use crate::domain::budget::lease::{LeaseRequest, LeaseUsage, NodeLeases};
+use crate::domain::budget::{
+    BalanceView, BookState, BuyerBook, Funding, HoldRequest, HoldScope, ReplayedSale, Settled,
+};
 use crate::domain::money::Money;
 
 /// Writes the new book only if the version is still the one that was read.
@@ -46,47 +62,143 @@ return 1
 /// Lost races in a row before an operation gives up (each retry re-reads the book).
 const ATTEMPTS_MAX: usize = 64;
 
+/// How long a lease lives in the book unless its node renews it.
+const LEASE_TTL: chrono::Duration = chrono::Duration::seconds(15);
+/// How long after a grant or renewal the node still holds from a lease: the rest of the
+/// TTL is margin for clocks that differ between nodes.
+const LEASE_USABLE: chrono::Duration = chrono::Duration::seconds(10);
+/// A lease in use is renewed when it would become unusable within this.
+const RENEW_WITHIN: chrono::Duration = chrono::Duration::seconds(5);
+/// A lease with no hold open and no sale for this long is returned. Longer than an append
+/// may take (Redis's 3 s response timeout), so no sale of it is still on its way.
+const QUIET: chrono::Duration = chrono::Duration::seconds(5);
+/// A lease is replaced by a new one after this long, so the counters of old cap windows
+/// do not pile up in one lease.
+const LEASE_ROTATE: chrono::Duration = chrono::Duration::minutes(10);
+/// The most sales one grant asks for.
+const UNITS_MAX: u32 = 1_024;
+
 pub struct RedisBudget {
     redis: ConnectionManager,
     prefix: String,
+    clock: Arc<dyn Clock>,
+    node: String,
+    /// Direct holds come from leases (the default); off, every hold is a change of the book.
+    leasing: AtomicBool,
     compare_and_set: Script,
     /// One change of a buyer's book at a time on this node.
     writers: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
+    leases: DashMap<Arc<str>, Arc<BuyerLeases>>,
+}
+
+/// This node's leases of one buyer, and how fast it sells to that buyer.
+#[derive(Default)]
+struct BuyerLeases {
+    leases: parking_lot::Mutex<NodeLeases>,
+    rate: parking_lot::Mutex<Rate>,
+    /// What the book had available, apart from leases, at the last grant (for the gauge).
+    shared_available: parking_lot::Mutex<Money>,
+}
+
+/// Holds taken per second, in whole seconds: this one and the one before.
+#[derive(Default)]
+struct Rate {
+    since: Option<Instant>,
+    this_second: u32,
+    last_second: u32,
+}
+
+impl Rate {
+    fn note(&mut self, now: Instant) {
+        match self.since {
+            Some(since) if now.duration_since(since) < Duration::from_secs(1) => {}
+            Some(since) => {
+                let recent = now.duration_since(since) < Duration::from_secs(2);
+                self.last_second = if recent { self.this_second } else { 0 };
+                self.this_second = 0;
+                self.since = Some(now);
+            }
+            None => self.since = Some(now),
+        }
+        self.this_second = self.this_second.saturating_add(1);
+    }
+
+    /// About half a second of sales.
+    fn units(&self) -> u32 {
+        (self.this_second.max(self.last_second) / 2).clamp(1, UNITS_MAX)
+    }
 }
 
 impl RedisBudget {
     /// Connects to `url`; `prefix` keeps deployments sharing a Redis apart (`lr:`).
-    /// Commands time out after a second, so a node with Redis gone answers quickly.
-    pub async fn connect(url: &str, prefix: &str) -> Result<RedisBudget, BudgetError> {
-        Ok(RedisBudget::on(&RedisConnection::open(url).await.map_err(unavailable)?, prefix))
+    pub async fn connect(
+        url: &str,
+        prefix: &str,
+        node: &str,
+        clock: Arc<dyn Clock>,
+    ) -> Result<RedisBudget, BudgetError> {
+        Ok(RedisBudget::on(&RedisConnection::open(url).await.map_err(unavailable)?, prefix, node, clock))
     }
 
-    pub fn on(connection: &RedisConnection, prefix: &str) -> RedisBudget {
-        let redis = connection.manager.clone();
+    /// The budget of node `node` (its leases carry the name) on `connection`.
+    pub fn on(connection: &RedisConnection, prefix: &str, node: &str, clock: Arc<dyn Clock>) -> RedisBudget {
         RedisBudget {
-            redis,
+            redis: connection.manager.clone(),
             prefix: prefix.to_string(),
+            clock,
+            node: node.to_string(),
+            leasing: AtomicBool::new(true),
             compare_and_set: Script::new(COMPARE_AND_SET),
             writers: DashMap::new(),
+            leases: DashMap::new(),
         }
+    }
+
+    /// Turns leases off (every hold a change of the shared book) or on.
+    pub fn with_leases(self, on: bool) -> RedisBudget {
+        self.leasing.store(on, Ordering::Relaxed);
+        self
     }
 
     fn key(&self, buyer_id: &str) -> String {
         format!("{}{{b:{buyer_id}}}:book", self.prefix)
     }
 
-    /// Applies `change` to the buyer's book atomically. `change` answers its outcome and
-    /// whether it changed the book; an unchanged book is not written.
+    fn writer(&self, buyer_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        match self.writers.get(buyer_id) {
+            Some(writer) => Arc::clone(&writer),
+            None => Arc::clone(&self.writers.entry(buyer_id.to_string()).or_default()),
+        }
+    }
+
+    fn buyer(&self, buyer_id: &Arc<str>) -> Arc<BuyerLeases> {
+        match self.leases.get(buyer_id) {
+            Some(leases) => Arc::clone(&leases),
+            None => Arc::clone(&self.leases.entry(Arc::clone(buyer_id)).or_default()),
+        }
+    }
+
+    /// Applies `change` to the buyer's book atomically, under this node's lock of it.
     async fn update<T>(
         &self,
         buyer_id: &str,
+        now: DateTime<Utc>,
+        change: impl FnMut(&mut BuyerBook) -> (T, bool),
+    ) -> Result<T, BudgetError> {
+        let writer = self.writer(buyer_id);
+        let _one_at_a_time = writer.lock().await;
+        self.update_locked(buyer_id, now, change).await
+    }
+
+    /// `update` for a caller that holds the buyer's lock. `change` answers its outcome and
+    /// whether it changed the book; an unchanged book is not written. Leases found expired
+    /// are retired first, in the same write.
+    async fn update_locked<T>(
+        &self,
+        buyer_id: &str,
+        now: DateTime<Utc>,
         mut change: impl FnMut(&mut BuyerBook) -> (T, bool),
     ) -> Result<T, BudgetError> {
-        let writer = match self.writers.get(buyer_id) {
-            Some(writer) => Arc::clone(&writer),
-            None => Arc::clone(&self.writers.entry(buyer_id.to_string()).or_default()),
-        };
-        let _one_at_a_time = writer.lock().await;
         let key = self.key(buyer_id);
         let mut redis = self.redis.clone();
         for attempt in 0..ATTEMPTS_MAX {
@@ -96,8 +208,13 @@ impl RedisBudget {
                 tokio::time::sleep(Duration::from_micros(pause)).await;
             }
             let (version, mut book) = self.read(&key, buyer_id).await?;
+            let mut retired = false;
+            for lease_id in book.expired_leases(now) {
+                let sold = self.revoke(&lease_id).await?;
+                retired |= book.retire_lease(&lease_id, &sold);
+            }
             let (outcome, changed) = change(&mut book);
-            if !changed {
+            if !changed && !retired {
                 return Ok(outcome);
             }
             let json = serde_json::to_string(&BookState::from(&book))
@@ -131,6 +248,147 @@ impl RedisBudget {
         };
         Ok((version.unwrap_or(0), book))
     }
+
+    /// Fences a lease in the ledger and answers what was sold from it.
+    async fn revoke(&self, lease_id: &str) -> Result<LeaseUsage, BudgetError> {
+        RedisLedger::revoke_lease(&self.redis, &self.prefix, lease_id)
+            .await
+            .map_err(|error| BudgetError::Unavailable(error.to_string()))
+    }
+
+    /// A hold in the shared book itself (a ping's, or any with leases off).
+    async fn hold_in_book(
+        &self,
+        buyer_id: &Arc<str>,
+        now: DateTime<Utc>,
+        request: HoldRequest<'_>,
+    ) -> Result<Held, BudgetError> {
+        let hold_id = request.hold_id.clone();
+        let available = self
+            .update(buyer_id, now, |book| {
+                let held = book.try_hold(now, request.clone());
+                let changed = held.is_ok();
+                (held, changed)
+            })
+            .await??;
+        Ok(Held { handle: HoldHandle { buyer_id: Arc::clone(buyer_id), hold_id }, available })
+    }
+
+    /// A hold from this node's lease, extending the lease first when it runs short.
+    async fn hold_from_lease(
+        &self,
+        buyer_id: &Arc<str>,
+        now: DateTime<Utc>,
+        request: HoldRequest<'_>,
+    ) -> Result<Held, BudgetError> {
+        let buyer = self.buyer(buyer_id);
+        buyer.rate.lock().note(Instant::now());
+        let handle = HoldHandle { buyer_id: Arc::clone(buyer_id), hold_id: request.hold_id.clone() };
+        if let Some(held) = self.hold_locally(&buyer, now, &request, &handle) {
+            return Ok(held);
+        }
+        // One grant at a time per buyer; whoever waited may find it already covered.
+        let writer = self.writer(buyer_id);
+        let _one_at_a_time = writer.lock().await;
+        for _ in 0..3 {
+            if let Some(held) = self.hold_locally(&buyer, now, &request, &handle) {
+                return Ok(held);
+            }
+            let (lease_id, extends) = match buyer.leases.lock().active(now) {
+                Some((lease_id, opened_at)) if now - opened_at < LEASE_ROTATE => (lease_id.to_string(), true),
+                _ => (crate::ids::new_id("lease"), false),
+            };
+            let ask = LeaseRequest {
+                lease_id: &lease_id,
+                node: &self.node,
+                campaign_id: request.campaign_id,
+                price: request.price,
+                funding: request.funding,
+                caps: request.caps,
+                tz: request.tz,
+                units: buyer.rate.lock().units(),
+                expires_at: now + LEASE_TTL,
+                extends,
+            };
+            let granted = self
+                .update_locked(buyer_id, now, |book| {
+                    let granted = book.grant_lease(now, &ask);
+                    let available = book.view(now, request.funding).available;
+                    let changed = matches!(granted, Ok(Some(_)));
+                    ((granted, available), changed)
+                })
+                .await?;
+            match granted {
+                (Ok(Some(lease)), available) => {
+                    *buyer.shared_available.lock() = available;
+                    buyer.leases.lock().adopt(&lease_id, lease, now, now + LEASE_USABLE);
+                }
+                (Ok(None), _) => buyer.leases.lock().close(&lease_id),
+                (Err(refusal), _) => return Err(refusal.into()),
+            }
+        }
+        self.hold_locally(&buyer, now, &request, &handle)
+            .ok_or_else(|| BudgetError::Unavailable(format!("the lease of {buyer_id} could not be extended")))
+    }
+
+    fn hold_locally(
+        &self,
+        buyer: &BuyerLeases,
+        now: DateTime<Utc>,
+        request: &HoldRequest<'_>,
+        handle: &HoldHandle,
+    ) -> Option<Held> {
+        let mut leases = buyer.leases.lock();
+        leases.try_hold(now, request).ok()?;
+        let available = *buyer.shared_available.lock() + leases.money_left();
+        Some(Held { handle: handle.clone(), available })
+    }
+
+    /// Retires this node's lease: what it sold is charged, the rest is free again.
+    async fn retire(&self, buyer_id: &str, lease_id: &str, now: DateTime<Utc>) -> Result<(), BudgetError> {
+        let sold = self.revoke(lease_id).await?;
+        self.update(buyer_id, now, |book| ((), book.retire_lease(lease_id, &sold))).await
+    }
+
+    /// Renews the leases in use, returns the quiet ones, and retires expired leases of
+    /// other nodes found in the books of this node's buyers.
+    async fn keep_leases(&self, now: DateTime<Utc>) -> usize {
+        let buyers: Vec<(Arc<str>, Arc<BuyerLeases>)> =
+            self.leases.iter().map(|entry| (Arc::clone(entry.key()), Arc::clone(entry.value()))).collect();
+        for (buyer_id, buyer) in &buyers {
+            let renew = buyer.leases.lock().to_renew(now, RENEW_WITHIN).map(str::to_string);
+            if let Some(lease_id) = renew {
+                let renewed = self.update(buyer_id, now, |book| {
+                    let lease = book.renew_lease(&lease_id, now + LEASE_TTL);
+                    let changed = lease.is_some();
+                    (lease, changed)
+                });
+                match renewed.await {
+                    Ok(Some(lease)) => buyer.leases.lock().adopt(&lease_id, lease, now, now + LEASE_USABLE),
+                    Ok(None) => buyer.leases.lock().close(&lease_id),
+                    Err(error) => tracing::warn!(%error, buyer = %buyer_id, "a lease was not renewed; it will expire"),
+                }
+            }
+            let quiet = buyer.leases.lock().close_quiet(now, QUIET);
+            for lease_id in quiet {
+                match self.retire(buyer_id, &lease_id, now).await {
+                    Ok(()) => buyer.leases.lock().forget(&lease_id),
+                    Err(error) => {
+                        tracing::warn!(%error, buyer = %buyer_id, "a quiet lease was not returned; it will expire")
+                    }
+                }
+            }
+            // A book with an expired lease in it (a dead node's) is retired on its next
+            // change; a buyer this node sells to is looked at here too.
+            let key = self.key(buyer_id);
+            if let Ok((_, book)) = self.read(&key, buyer_id).await {
+                if !book.expired_leases(now).is_empty() {
+                    let _ = self.update(buyer_id, now, |_| ((), false)).await;
+                }
+            }
+        }
+        buyers.len()
+    }
 }
 
 fn unavailable(error: redis::RedisError) -> BudgetError {
@@ -145,19 +403,24 @@ impl Budget for RedisBudget {
         now: DateTime<Utc>,
         request: HoldRequest<'_>,
     ) -> Result<Held, BudgetError> {
-        let hold_id = request.hold_id.clone();
-        let available = self
-            .update(buyer_id, |book| {
-                let held = book.try_hold(now, request.clone());
-                let changed = held.is_ok();
-                (held, changed)
-            })
-            .await??;
-        Ok(Held { handle: HoldHandle { buyer_id: Arc::clone(buyer_id), hold_id }, available })
+        if request.scope == HoldScope::Ping || !self.leasing.load(Ordering::Relaxed) {
+            return self.hold_in_book(buyer_id, now, request).await;
+        }
+        self.hold_from_lease(buyer_id, now, request).await
     }
 
+    /// A hold from a lease settles in memory: the ledger counts the sale against the
+    /// lease when it records it (`Settled::lease`). Others settle in the book.
     async fn settle(&self, hold: &HoldHandle) -> Result<Settled, BudgetError> {
-        self.update(&hold.buyer_id, |book| {
+        let now = self.clock.now();
+        if let Some(buyer) = self.leases.get(&hold.buyer_id).map(|entry| Arc::clone(&entry)) {
+            let mut leases = buyer.leases.lock();
+            if let Some(charge) = leases.settle(&hold.hold_id, now) {
+                let left = leases.money_left();
+                return Ok(Settled { charged: charge.charge, balance_after: left, lease: Some(charge) });
+            }
+        }
+        self.update(&hold.buyer_id, now, |book| {
             let settled = book.settle(&hold.hold_id);
             let changed = settled.is_ok();
             (settled, changed)
@@ -167,28 +430,72 @@ impl Budget for RedisBudget {
     }
 
     async fn release(&self, hold: &HoldHandle) -> Result<(), BudgetError> {
-        self.update(&hold.buyer_id, |book| ((), book.release(&hold.hold_id))).await
+        if let Some(buyer) = self.leases.get(&hold.buyer_id).map(|entry| Arc::clone(&entry)) {
+            if buyer.leases.lock().release(&hold.hold_id) {
+                return Ok(());
+            }
+        }
+        self.update(&hold.buyer_id, self.clock.now(), |book| ((), book.release(&hold.hold_id))).await
     }
 
+    /// Answers the balance after the top-up, with what live leases sold counted.
     async fn top_up(&self, buyer_id: &str, amount: Money) -> Result<Money, BudgetError> {
-        self.update(buyer_id, |book| (book.top_up(amount), true)).await
+        let now = self.clock.now();
+        let (balance, leases) = self
+            .update(buyer_id, now, |book| {
+                book.top_up(amount);
+                ((book.balance(), book.lease_ids()), true)
+            })
+            .await?;
+        let sold = RedisLedger::lease_usage(&self.redis, &self.prefix, &leases)
+            .await
+            .map_err(|error| BudgetError::Unavailable(error.to_string()))?;
+        Ok(balance - sold.iter().map(|usage| usage.charge).sum::<Money>())
     }
 
-    /// A read: no lock, no write (expired holds are left for the next change to drop).
+    /// The book with what live leases sold so far; expired leases are retired first.
     async fn balance(&self, buyer_id: &str, now: DateTime<Utc>, funding: Funding) -> Result<BalanceView, BudgetError> {
-        let (_, mut book) = self.read(&self.key(buyer_id), buyer_id).await?;
-        Ok(book.view(now, funding))
+        let key = self.key(buyer_id);
+        let (_, mut book) = self.read(&key, buyer_id).await?;
+        if !book.expired_leases(now).is_empty() {
+            self.update(buyer_id, now, |_| ((), false)).await?;
+            book = self.read(&key, buyer_id).await?.1;
+        }
+        let leases = book.lease_ids();
+        let sold = RedisLedger::lease_usage(&self.redis, &self.prefix, &leases)
+            .await
+            .map_err(|error| BudgetError::Unavailable(error.to_string()))?;
+        Ok(book.view_with_usage(now, funding, &leases.into_iter().zip(sold).collect()))
     }
 
     async fn replay_sale(&self, buyer_id: &str, sale: ReplayedSale<'_>) -> Result<(), BudgetError> {
-        self.update(buyer_id, |book| {
+        self.update(buyer_id, self.clock.now(), |book| {
             book.replay_sale(&sale);
             ((), true)
         })
         .await
     }
 
-    async fn expire(&self, _now: DateTime<Utc>) -> Result<usize, BudgetError> {
-        Ok(0)
+    /// Run about once a second: keeps this node's leases (see `keep_leases`).
+    async fn expire(&self, now: DateTime<Utc>) -> Result<usize, BudgetError> {
+        Ok(self.keep_leases(now).await)
+    }
+
+    /// Returns every lease of this node (called once no request runs any more).
+    async fn close(&self) {
+        let now = self.clock.now();
+        let buyers: Vec<(Arc<str>, Arc<BuyerLeases>)> =
+            self.leases.iter().map(|entry| (Arc::clone(entry.key()), Arc::clone(entry.value()))).collect();
+        for (buyer_id, buyer) in buyers {
+            let closing = buyer.leases.lock().close_all();
+            for lease_id in closing {
+                match self.retire(&buyer_id, &lease_id, now).await {
+                    Ok(()) => buyer.leases.lock().forget(&lease_id),
+                    Err(error) => {
+                        tracing::warn!(%error, buyer = %buyer_id, "a lease was not returned at shutdown; it will expire")
+                    }
+                }
+            }
+        }
     }
 }

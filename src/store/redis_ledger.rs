@@ -5,7 +5,19 @@
 //!
 //! Durability: the script's reply is the acknowledgement; with Redis's AOF at
 //! `appendfsync always` it is sent after the entry is on disk (deploy/README.md).
-//! Keys share the hash tag `{ledger}`, so the script's two keys sit in one Cluster slot.
+//! Keys share the hash tag `{ledger}`, so every key a script touches sits in one Cluster
+//! slot.
+//!
+//! Appends are batched: concurrent appends of a node wait while one script call appends
+//! everything that queued up behind it (as the journal shares one fsync among many
+//! appends), so a busy node makes one round trip for many sales.
+//!
+//! Budget leases (DESIGN §9, `domain::budget::lease`): a sale sold from a lease carries a
+//! `LeaseCharge`, which the same script adds to the lease's counters
+//! (`{ledger}:lease:<id>`) as it appends the sale, unless the lease is fenced
+//! (`{ledger}:lease:<id>:fence`): then that sale is refused and nothing is appended.
+//! `revoke_lease` sets the fence and reads the counters in one step, so what a retired
+//! lease sold is final, and a node that lost its lease cannot add to it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,20 +27,57 @@ use redis::aio::{ConnectionManager, MultiplexedConnection};
 use redis::streams::{StreamReadOptions, StreamReadReply};
 use redis::{AsyncCommands, Script, Value};
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::event_mirror::EventMirror;
 use super::journal::{InternalRecord, JournalError};
 use super::redis::RedisConnection;
 use super::{EventLog, LogError};
+use crate::domain::budget::lease::{LeaseCharge, LeaseUsage};
 use crate::domain::ledger::{Event, LedgerEvent};
 
-/// Takes the next sequence and appends the entry under it, atomically.
+/// Appends a batch of entries under the next sequences, atomically. KEYS: the sequence,
+/// the stream, then per lease named in the batch its fence and its counters. ARGV: the
+/// number of entries, then per entry its JSON, its lease's number (0: none), the number of
+/// counters, and the counters' names and increments. Answers each entry's sequence, or 0
+/// for a sale whose lease is fenced (nothing of it is written).
 const APPEND: &str = r"
-local sequence = redis.call('INCR', KEYS[1])
-redis.call('XADD', KEYS[2], sequence .. '-1', 'e', ARGV[1])
-return sequence
+local sequence = tonumber(redis.call('GET', KEYS[1]) or '0')
+local out = {}
+local a = 2
+for e = 1, tonumber(ARGV[1]) do
+  local entry, lease, counters = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  a = a + 3
+  if lease > 0 and redis.call('EXISTS', KEYS[1 + 2 * lease]) == 1 then
+    out[e] = 0
+  else
+    sequence = sequence + 1
+    redis.call('XADD', KEYS[2], sequence .. '-1', 'e', entry)
+    for c = 0, counters - 1 do
+      redis.call('HINCRBY', KEYS[2 + 2 * lease], ARGV[a + 2 * c], ARGV[a + 2 * c + 1])
+    end
+    out[e] = sequence
+  end
+  a = a + 2 * counters
+end
+redis.call('SET', KEYS[1], sequence)
+return out
 ";
+
+/// Fences a lease and answers its counters: after this, no sale is added to them. The
+/// fence and the counters are kept for `ARGV[1]` seconds, so a retirement may be repeated
+/// (by another node, after a failure) and reads the same counters.
+const REVOKE: &str = r"
+redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
+redis.call('EXPIRE', KEYS[2], ARGV[1])
+return redis.call('HGETALL', KEYS[2])
+";
+
+/// How long a retired lease's fence and counters are kept: far longer than any lease lives.
+const FENCE_TTL_SECONDS: u64 = 7 * 24 * 3_600;
+
+/// At most this many appends in one script call.
+const APPEND_BATCH_MAX: usize = 256;
 
 /// How many entries one mirror read takes.
 const READ_BATCH: usize = 1024;
@@ -42,8 +91,8 @@ struct Entry {
 
 pub struct RedisLedger {
     redis: ConnectionManager,
-    append: Script,
-    sequence_key: String,
+    /// To the task that appends in batches (`append_batches`).
+    appends: mpsc::Sender<Append>,
     stream_key: String,
     /// Internal records (idempotency answers, outbox messages, ...): no sequence, not on
     /// the ledger stream consumers read.
@@ -64,11 +113,13 @@ impl RedisLedger {
     /// Reads the stream so far into the mirror over `connection`, and starts following it.
     pub async fn on(connection: &RedisConnection, prefix: &str) -> Result<RedisLedger, LogError> {
         let client = connection.client.clone();
+        let keys = LedgerKeys::new(prefix);
+        let (appends, queue) = mpsc::channel(APPEND_BATCH_MAX * 4);
+        tokio::spawn(append_batches(connection.manager.clone(), keys.clone(), queue));
         let ledger = RedisLedger {
             redis: connection.manager.clone(),
-            append: Script::new(APPEND),
-            sequence_key: format!("{prefix}{{ledger}}:sequence"),
-            stream_key: format!("{prefix}{{ledger}}:stream"),
+            appends,
+            stream_key: keys.stream.clone(),
             internal_key: format!("{prefix}{{ledger}}:internal"),
             mirror: Arc::new(EventMirror::new(Vec::new())),
             node: String::new(),
@@ -81,22 +132,161 @@ impl RedisLedger {
         Ok(ledger)
     }
 
-    /// Appends an event; answers it with its sequence once Redis has acknowledged it.
+    /// Appends an event; answers it with its sequence once Redis has acknowledged it. A
+    /// sale sold from a budget lease is counted against it in the same step, or refused
+    /// when the lease was retired meanwhile (not sold: nothing is appended).
     pub async fn append(&self, event: Event, at: DateTime<Utc>) -> Result<LedgerEvent, LogError> {
-        let entry =
-            serde_json::to_string(&Entry { at, event }).map_err(|error| LogError::Unavailable(error.to_string()))?;
-        let mut redis = self.redis.clone();
-        let sequence: u64 = self
-            .append
-            .key(&self.sequence_key)
-            .key(&self.stream_key)
-            .arg(entry.as_str())
-            .invoke_async(&mut redis)
+        let lease = match &event {
+            Event::SaleSettled(sale) => sale.lease.clone(),
+            _ => None,
+        };
+        let entry = Entry { at, event };
+        let json = serde_json::to_string(&entry).map_err(|error| LogError::Unavailable(error.to_string()))?;
+        let (reply, answer) = oneshot::channel();
+        let gone = || LogError::Unavailable("the ledger's append task stopped".into());
+        self.appends.send(Append { json, lease, reply }).await.map_err(|_| gone())?;
+        let sequence = answer.await.map_err(|_| gone())??;
+        Ok(LedgerEvent { sequence, at: entry.at, event: entry.event })
+    }
+
+    /// Fences a budget lease and answers what was sold from it: final, since no sale can
+    /// be added to a fenced lease. Repeating it answers the same.
+    pub async fn revoke_lease(redis: &ConnectionManager, prefix: &str, lease_id: &str) -> Result<LeaseUsage, LogError> {
+        let keys = LedgerKeys::new(prefix);
+        let counters: Vec<(String, i64)> = Script::new(REVOKE)
+            .key(keys.fence(lease_id))
+            .key(keys.counters(lease_id))
+            .arg(FENCE_TTL_SECONDS)
+            .invoke_async(&mut redis.clone())
             .await
             .map_err(unavailable)?;
-        let Entry { at, event } =
-            serde_json::from_str(&entry).map_err(|error| LogError::Unavailable(error.to_string()))?;
-        Ok(LedgerEvent { sequence, at, event })
+        usage_of(lease_id, &counters)
+    }
+
+    /// What was sold from each of these live leases so far (no fence: a read).
+    pub async fn lease_usage(
+        redis: &ConnectionManager,
+        prefix: &str,
+        lease_ids: &[String],
+    ) -> Result<Vec<LeaseUsage>, LogError> {
+        if lease_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = LedgerKeys::new(prefix);
+        let mut pipe = redis::pipe();
+        for lease_id in lease_ids {
+            pipe.hgetall(keys.counters(lease_id));
+        }
+        let counters: Vec<Vec<(String, i64)>> = pipe.query_async(&mut redis.clone()).await.map_err(unavailable)?;
+        lease_ids.iter().zip(counters).map(|(lease_id, counters)| usage_of(lease_id, &counters)).collect()
+    }
+}
+
+fn usage_of(lease_id: &str, counters: &[(String, i64)]) -> Result<LeaseUsage, LogError> {
+    LeaseUsage::from_counters(counters.iter().map(|(name, value)| (name.as_str(), *value)))
+        .map_err(|message| LogError::Unavailable(format!("lease {lease_id}: {message}")))
+}
+
+/// The ledger's keys, all under the hash tag `{ledger}` (one Cluster slot).
+#[derive(Clone)]
+struct LedgerKeys {
+    prefix: String,
+    sequence: String,
+    stream: String,
+}
+
+impl LedgerKeys {
+    fn new(prefix: &str) -> LedgerKeys {
+        LedgerKeys {
+            prefix: prefix.to_string(),
+            sequence: format!("{prefix}{{ledger}}:sequence"),
+            stream: format!("{prefix}{{ledger}}:stream"),
+        }
+    }
+
+    fn counters(&self, lease_id: &str) -> String {
+        format!("{}{{ledger}}:lease:{lease_id}", self.prefix)
+    }
+
+    fn fence(&self, lease_id: &str) -> String {
+        format!("{}{{ledger}}:lease:{lease_id}:fence", self.prefix)
+    }
+}
+
+/// One append waiting for its batch.
+struct Append {
+    json: String,
+    lease: Option<LeaseCharge>,
+    reply: oneshot::Sender<Result<u64, LogError>>,
+}
+
+/// Appends whatever queued up while the previous batch was in Redis, in one script call,
+/// until the ledger is dropped.
+async fn append_batches(redis: ConnectionManager, keys: LedgerKeys, mut queue: mpsc::Receiver<Append>) {
+    let script = Script::new(APPEND);
+    while let Some(first) = queue.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < APPEND_BATCH_MAX {
+            match queue.try_recv() {
+                Ok(append) => batch.push(append),
+                Err(_) => break,
+            }
+        }
+        let mut invocation = script.key(&keys.sequence);
+        invocation.key(&keys.stream);
+        let mut leases: Vec<&str> = Vec::new();
+        invocation.arg(batch.len());
+        for append in &batch {
+            invocation.arg(append.json.as_str());
+            match &append.lease {
+                None => {
+                    invocation.arg(0).arg(0);
+                }
+                Some(charge) => {
+                    let number = match leases.iter().position(|id| *id == charge.lease_id) {
+                        Some(index) => index + 1,
+                        None => {
+                            leases.push(&charge.lease_id);
+                            invocation.key(keys.fence(&charge.lease_id)).key(keys.counters(&charge.lease_id));
+                            leases.len()
+                        }
+                    };
+                    let counters = charge.counters();
+                    invocation.arg(number).arg(counters.len());
+                    for (name, increment) in counters {
+                        invocation.arg(name).arg(increment);
+                    }
+                }
+            }
+        }
+        let answered: Result<Vec<u64>, _> = invocation.invoke_async(&mut redis.clone()).await;
+        match answered {
+            Ok(sequences) if sequences.len() == batch.len() => {
+                for (append, sequence) in batch.into_iter().zip(sequences) {
+                    let answer = match sequence {
+                        0 => Err(LogError::Unavailable(
+                            "the sale's budget lease was retired before it was recorded".into(),
+                        )),
+                        sequence => Ok(sequence),
+                    };
+                    let _ = append.reply.send(answer);
+                }
+            }
+            Ok(sequences) => {
+                let message = format!("{} sequences for {} appends", sequences.len(), batch.len());
+                for append in batch {
+                    let _ = append.reply.send(Err(LogError::Unavailable(message.clone())));
+                }
+            }
+            Err(error) => {
+                // Whether Redis ran the script is unknown (a timeout): the caller answers
+                // 503, never `sold`, as for a single append that failed.
+                let message = error.to_string();
+                for append in batch {
+                    let _ = append.reply.send(Err(LogError::Unavailable(message.clone())));
+                }
+            }
+        }
     }
 }
 

@@ -1,67 +1,140 @@
-//! The Redis budget with a real redis-server: two "nodes" (two connections, two adapters)
-//! holding and settling concurrently for one buyer never overspend its balance or exceed a
-//! cap; with Redis gone an operation fails fast and sells nothing.
+//! The Redis budget with a real redis-server: two "nodes" (two connections, two adapters,
+//! each with its ledger) holding, settling and recording sales concurrently for one buyer
+//! never overspend its balance or exceed a cap, with budget leases and without; a node that
+//! dies holding a lease gives it back when it expires, with exactly what it sold charged;
+//! with Redis gone an operation fails fast and sells nothing.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::{TimeZone, Utc};
-use leadrouter::domain::budget::{Funding, HoldRequest};
+use chrono::{DateTime, TimeZone, Utc};
+use leadrouter::clock::{Clock, ManualClock, SystemClock};
+use leadrouter::domain::budget::lease::LeaseCharge;
+use leadrouter::domain::budget::{Funding, HoldRequest, HoldScope};
 use leadrouter::domain::caps::{Cap, Limit, Window};
-use leadrouter::domain::model::BillingMode;
+use leadrouter::domain::ledger::{Event, SaleSettled};
+use leadrouter::domain::model::{BillingMode, Model};
 use leadrouter::domain::money::Money;
 use leadrouter::store::redis_budget::RedisBudget;
+use leadrouter::store::redis_ledger::RedisLedger;
 use leadrouter::store::{Budget, BudgetError};
 
 use crate::harness::RedisServer;
 
-fn request<'a>(n: usize, price: &str, caps: &'a [Cap]) -> HoldRequest<'a> {
+fn request<'a>(n: usize, price: &str, caps: &'a [Cap], now: DateTime<Utc>) -> HoldRequest<'a> {
     HoldRequest {
         hold_id: format!("hold-{n}"),
         campaign_id: "c1",
         price: Money::parse(price).unwrap(),
-        funding: Funding { mode: BillingMode::Prepaid, credit_limit: None },
+        funding: prepaid(),
         caps,
         tz: chrono_tz::Europe::Berlin,
-        expires_at: Utc.with_ymd_and_hms(2026, 11, 25, 13, 0, 0).unwrap(),
+        expires_at: now + chrono::Duration::seconds(60),
+        scope: HoldScope::Request,
     }
 }
 
-/// 64 concurrent hold-then-settle attempts spread over two nodes; answers how many settled.
-async fn race(nodes: &[Arc<RedisBudget>], price: &'static str, caps: &'static [Cap]) -> usize {
-    let now = Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap();
+fn prepaid() -> Funding {
+    Funding { mode: BillingMode::Prepaid, credit_limit: None }
+}
+
+/// One node: its budget and its ledger on one Redis.
+struct Node {
+    budget: Arc<RedisBudget>,
+    ledger: Arc<RedisLedger>,
+}
+
+async fn node(url: &str, prefix: &str, leases: bool, clock: Arc<dyn Clock>) -> Node {
+    let name = leadrouter::ids::new_id("node");
+    let budget = RedisBudget::connect(url, prefix, &name, clock).await.unwrap().with_leases(leases);
+    Node { budget: Arc::new(budget), ledger: Arc::new(RedisLedger::connect(url, prefix).await.unwrap()) }
+}
+
+/// Holds, settles and records one sale as the engine does: answers whether it sold.
+async fn sell(node: &Node, n: usize, price: &str, caps: &[Cap], now: DateTime<Utc>) -> bool {
     let buyer: Arc<str> = Arc::from("b1");
+    let held = match node.budget.try_hold(&buyer, now, request(n, price, caps, now)).await {
+        Ok(held) => held,
+        Err(BudgetError::Refused(_)) => return false,
+        Err(other) => panic!("unexpected: {other}"),
+    };
+    let settled = node.budget.settle(&held.handle).await.unwrap();
+    let sale = record(n, price, now, settled.lease);
+    node.ledger.append(Event::SaleSettled(sale), now).await.unwrap();
+    true
+}
+
+/// The sale the engine records (`lease`: what it drew from a lease).
+fn record(n: usize, price: &str, now: DateTime<Utc>, lease: Option<LeaseCharge>) -> SaleSettled {
+    SaleSettled {
+        sale_id: format!("sal_{n}"),
+        lead_id: format!("led_{n}"),
+        ping_id: None,
+        supplier_id: "s1".into(),
+        buyer_id: "b1".into(),
+        campaign_id: "c1".into(),
+        vertical: "solar".into(),
+        country: "DE".into(),
+        model: Model::Bidding,
+        price: Money::parse(price).unwrap(),
+        payout: Money::ZERO,
+        currency: leadrouter::domain::money::Currency::EUR,
+        sold_at: now,
+        internal: false,
+        dedup_keys: Vec::new(),
+        return_terms: None,
+        lease,
+        buyer_reference: None,
+    }
+}
+
+/// 64 concurrent sales spread over the nodes; answers how many sold.
+async fn race(nodes: &[Arc<Node>], price: &'static str, caps: &'static [Cap], now: DateTime<Utc>) -> usize {
     let tasks: Vec<_> = (0..64)
         .map(|n| {
-            let (node, buyer) = (Arc::clone(&nodes[n % nodes.len()]), Arc::clone(&buyer));
-            tokio::spawn(async move {
-                match node.try_hold(&buyer, now, request(n, price, caps)).await {
-                    Ok(held) => node.settle(&held.handle).await.is_ok(),
-                    Err(BudgetError::Refused(_)) => false,
-                    Err(other) => panic!("unexpected: {other}"),
-                }
-            })
+            let node = Arc::clone(&nodes[n % nodes.len()]);
+            tokio::spawn(async move { sell(&node, n, price, caps, now).await })
         })
         .collect();
-    let mut settled = 0;
+    let mut sold = 0;
     for task in tasks {
-        settled += usize::from(task.await.unwrap());
+        sold += usize::from(task.await.unwrap());
     }
-    settled
+    sold
+}
+
+fn noon() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap()
+}
+
+async fn never_overspend(prefix: &str, leases: bool) {
+    let redis = RedisServer::start().await;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let nodes = [
+        Arc::new(node(&redis.url(), prefix, leases, Arc::clone(&clock)).await),
+        Arc::new(node(&redis.url(), prefix, leases, Arc::clone(&clock)).await),
+    ];
+    let now = Utc::now();
+    let topped = nodes[0].budget.top_up("b1", Money::parse("100.00").unwrap()).await.unwrap();
+    assert_eq!(topped, Money::parse("100.00").unwrap());
+    assert_eq!(race(&nodes, "10.00", &[], now).await, 10, "exactly the balance's worth");
+    let view = nodes[1].budget.balance("b1", now, prepaid()).await.unwrap();
+    assert_eq!((view.balance, view.available), (Money::ZERO, Money::ZERO), "{view:?}");
+    for node in &nodes {
+        node.budget.close().await;
+    }
+    let view = nodes[1].budget.balance("b1", now, prepaid()).await.unwrap();
+    assert_eq!((view.balance, view.held, view.leased), (Money::ZERO, Money::ZERO, Money::ZERO), "{view:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn two_nodes_never_overspend_a_balance() {
-    let redis = RedisServer::start().await;
-    let nodes = [
-        Arc::new(RedisBudget::connect(&redis.url(), "t1:").await.unwrap()),
-        Arc::new(RedisBudget::connect(&redis.url(), "t1:").await.unwrap()),
-    ];
-    assert_eq!(nodes[0].top_up("b1", Money::parse("100.00").unwrap()).await.unwrap(), Money::parse("100.00").unwrap());
-    assert_eq!(race(&nodes, "10.00", &[]).await, 10, "exactly the balance's worth");
-    let funding = Funding { mode: BillingMode::Prepaid, credit_limit: None };
-    let view = nodes[1].balance("b1", Utc::now(), funding).await.unwrap();
-    assert_eq!((view.balance, view.held), (Money::ZERO, Money::ZERO));
+async fn two_nodes_never_overspend_a_balance_from_their_leases() {
+    never_overspend("t1:", true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_never_overspend_a_balance_without_leases() {
+    never_overspend("t1b:", false).await;
 }
 
 static DAILY_FIVE: [Cap; 1] = [Cap { name: "daily", window: Window::Day, limit: Limit::Count(5) }];
@@ -69,25 +142,67 @@ static DAILY_FIVE: [Cap; 1] = [Cap { name: "daily", window: Window::Day, limit: 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_nodes_never_exceed_a_cap() {
     let redis = RedisServer::start().await;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let nodes = [
-        Arc::new(RedisBudget::connect(&redis.url(), "t2:").await.unwrap()),
-        Arc::new(RedisBudget::connect(&redis.url(), "t2:").await.unwrap()),
+        Arc::new(node(&redis.url(), "t2:", true, Arc::clone(&clock)).await),
+        Arc::new(node(&redis.url(), "t2:", true, Arc::clone(&clock)).await),
     ];
-    nodes[0].top_up("b1", Money::parse("1000.00").unwrap()).await.unwrap();
-    assert_eq!(race(&nodes, "1.00", &DAILY_FIVE).await, 5);
-    let funding = Funding { mode: BillingMode::Prepaid, credit_limit: None };
-    assert_eq!(nodes[0].balance("b1", Utc::now(), funding).await.unwrap().balance, Money::parse("995.00").unwrap());
+    nodes[0].budget.top_up("b1", Money::parse("1000.00").unwrap()).await.unwrap();
+    let now = Utc::now();
+    assert_eq!(race(&nodes, "1.00", &DAILY_FIVE, now).await, 5);
+    for node in &nodes {
+        node.budget.close().await;
+    }
+    let view = nodes[0].budget.balance("b1", now, prepaid()).await.unwrap();
+    assert_eq!(view.balance, Money::parse("995.00").unwrap());
+    // The five are settled in today's window: a node that asks again is refused.
+    assert!(!sell(&nodes[1], 100, "1.00", &DAILY_FIVE, now).await);
+}
+
+/// A node dies (its memory gone) holding a lease it sold part of: the lease expires, the
+/// next node to touch the book retires it with exactly the sales recorded, the rest is sold
+/// by the other node, and a sale the dead node recorded after its lease was retired is
+/// refused by the ledger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dead_nodes_lease_returns_after_expiry_with_exactly_its_sales_charged() {
+    let redis = RedisServer::start().await;
+    let clock = Arc::new(ManualClock::new(noon()));
+    let shared: Arc<dyn Clock> = Arc::clone(&clock) as _;
+    let (dying, survivor) =
+        (node(&redis.url(), "t4:", true, Arc::clone(&shared)).await, node(&redis.url(), "t4:", true, shared).await);
+    survivor.budget.top_up("b1", Money::parse("100.00").unwrap()).await.unwrap();
+    assert!(sell(&dying, 1, "10.00", &[], noon()).await);
+    // A hold the dying node settled but never recorded: the ledger never counted it.
+    let held = dying.budget.try_hold(&Arc::from("b1"), noon(), request(2, "10.00", &[], noon())).await.unwrap();
+    let unrecorded = dying.budget.settle(&held.handle).await.unwrap();
+    let view = survivor.budget.balance("b1", noon(), prepaid()).await.unwrap();
+    assert_eq!(view.balance, Money::parse("90.00").unwrap(), "the recorded sale counts at once: {view:?}");
+    assert!(view.leased > Money::ZERO, "the dying node's lease shows: {view:?}");
+    drop(dying.budget);
+    // Past the lease's expiry, the survivor sells the rest: exactly nine more.
+    let later = noon() + chrono::Duration::seconds(20);
+    clock.set(later);
+    let mut sold = 0;
+    for n in 10..30 {
+        sold += usize::from(sell(&survivor, n, "10.00", &[], later).await);
+    }
+    assert_eq!(sold, 9);
+    assert!(unrecorded.lease.is_some(), "a hold from a lease");
+    let sale = record(999, "10.00", later, unrecorded.lease);
+    assert!(dying.ledger.append(Event::SaleSettled(sale), later).await.is_err(), "a retired lease takes no sale");
+    survivor.budget.close().await;
+    let view = survivor.budget.balance("b1", later, prepaid()).await.unwrap();
+    assert_eq!((view.balance, view.held), (Money::ZERO, Money::ZERO), "{view:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_redis_gone_an_operation_fails_within_about_a_second() {
     let redis = RedisServer::start().await;
-    let node = RedisBudget::connect(&redis.url(), "t3:").await.unwrap();
-    node.top_up("b1", Money::parse("50.00").unwrap()).await.unwrap();
+    let budget = RedisBudget::connect(&redis.url(), "t3:", "n1", Arc::new(SystemClock)).await.unwrap();
+    budget.top_up("b1", Money::parse("50.00").unwrap()).await.unwrap();
     let dir = redis.stop();
     let started = Instant::now();
-    let now = Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap();
-    let refused = node.try_hold(&Arc::from("b1"), now, request(1, "10.00", &[])).await;
+    let refused = budget.try_hold(&Arc::from("b1"), noon(), request(1, "10.00", &[], noon())).await;
     assert!(matches!(refused, Err(BudgetError::Unavailable(_))), "{refused:?}");
     assert!(started.elapsed() < Duration::from_millis(2500), "took {:?}", started.elapsed());
     drop(dir);

@@ -34,6 +34,7 @@ fn sale(n: usize) -> Event {
         internal: false,
         dedup_keys: Vec::new(),
         return_terms: None,
+        lease: None,
         buyer_reference: None,
     })
 }

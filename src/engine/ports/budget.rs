@@ -51,6 +51,8 @@ pub trait Budget: Send + Sync + 'static {
     async fn replay_sale(&self, buyer_id: &str, sale: ReplayedSale<'_>) -> Result<(), BudgetError>;
     /// Drops expired holds everywhere; answers how many buyers' books were swept.
     async fn expire(&self, now: DateTime<Utc>) -> Result<usize, BudgetError>;
+    /// Gives back what this node took in advance (budget leases), once no request runs.
+    async fn close(&self) {}
     /// Every book, for a checkpoint (embedded only: Redis keeps its own).
     fn export(&self) -> Vec<(String, crate::domain::budget::BookState)> {
         Vec::new()

@@ -1,3 +1,6 @@
+// Amounts in cents are grouped as euros_cents (`12_50` is 12.50).
+#![allow(clippy::inconsistent_digit_grouping)]
+
 use super::*;
 use crate::domain::budget::HoldScope;
 use chrono::TimeZone;
