@@ -16,7 +16,7 @@ use crate::async_formats::FormatSink;
 use crate::durability::toml_of;
 
 /// Every node of one deployment makes dedup keys under the same secret.
-const DEDUP_SECRET: &str = "5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed";
+pub(crate) const DEDUP_SECRET: &str = "5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed";
 use crate::harness::*;
 
 /// One cluster test at a time: each runs four processes that fsync on every write, and two
@@ -25,21 +25,21 @@ use crate::harness::*;
 static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// One router process on `--redis`.
-struct Node {
+pub(crate) struct Node {
     child: Child,
-    public: u16,
-    ops: u16,
-    grpc: u16,
+    pub(crate) public: u16,
+    pub(crate) ops: u16,
+    pub(crate) grpc: u16,
     data: Option<tempfile::TempDir>,
 }
 
 impl Node {
-    fn spawn(config: &std::path::Path, redis: &str) -> Node {
+    pub(crate) fn spawn(config: &std::path::Path, redis: &str) -> Node {
         Node::spawn_in(config, redis, tempfile::tempdir().expect("data dir"))
     }
 
     /// A node on `data`: a restart when an earlier node left its data there.
-    fn spawn_in(config: &std::path::Path, redis: &str, data: tempfile::TempDir) -> Node {
+    pub(crate) fn spawn_in(config: &std::path::Path, redis: &str, data: tempfile::TempDir) -> Node {
         let (public, ops, grpc) = (free_port(), free_port(), free_port());
         let child = Command::new(env!("CARGO_BIN_EXE_leadrouter"))
             .args(["--config", config.to_str().unwrap(), "--data-dir", data.path().to_str().unwrap()])
@@ -57,7 +57,7 @@ impl Node {
 
     /// Waits (at most 30 s) until the node answers `/readyz` with 200; a node that exits
     /// or stays unready fails the test with what it logged.
-    async fn until_ready(&self) {
+    pub(crate) async fn until_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.readiness().await != Some(200) {
             assert!(Instant::now() < deadline, "node {} did not become ready; its log:\n{}", self.ops, self.log());
@@ -72,19 +72,19 @@ impl Node {
     }
 
     /// What the node logged (warnings and errors), for failure messages.
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         let path = self.data.as_ref().map(|data| data.path().join("node.log"));
         path.and_then(|path| std::fs::read_to_string(path).ok()).unwrap_or_default()
     }
 
     /// `kill -9`; answers the data dir for a restart.
-    fn kill(mut self) -> tempfile::TempDir {
+    pub(crate) fn kill(mut self) -> tempfile::TempDir {
         let _ = self.child.kill();
         let _ = self.child.wait();
         self.data.take().expect("a data dir")
     }
 
-    async fn send(&self, method: &str, url: String, key: &str, body: Option<&Value>) -> Answer {
+    pub(crate) async fn send(&self, method: &str, url: String, key: &str, body: Option<&Value>) -> Answer {
         let mut request =
             hyper::Request::builder().method(method).uri(url).header("authorization", format!("Bearer {key}"));
         if body.is_some() {
@@ -99,15 +99,15 @@ impl Node {
         Answer { status, headers, json, raw }
     }
 
-    async fn supplier(&self, path: &str, body: &Value) -> Answer {
+    pub(crate) async fn supplier(&self, path: &str, body: &Value) -> Answer {
         self.send("POST", format!("http://127.0.0.1:{}{path}", self.public), SUPPLIER_KEY, Some(body)).await
     }
 
-    async fn admin(&self, method: &str, path: &str, body: Option<&Value>) -> Answer {
+    pub(crate) async fn admin(&self, method: &str, path: &str, body: Option<&Value>) -> Answer {
         self.send(method, format!("http://127.0.0.1:{}{path}", self.ops), ADMIN_TOKEN, body).await
     }
 
-    async fn balance(&self, buyer_id: &str) -> Value {
+    pub(crate) async fn balance(&self, buyer_id: &str) -> Value {
         let answer = self
             .send("GET", format!("http://127.0.0.1:{}/v1/buyer/balance", self.public), &buyer_key(buyer_id), None)
             .await;
@@ -115,13 +115,13 @@ impl Node {
         answer.json
     }
 
-    async fn ready(&self) -> u16 {
+    pub(crate) async fn ready(&self) -> u16 {
         self.send("GET", format!("http://127.0.0.1:{}/readyz", self.ops), "", None).await.status
     }
 
     /// Every sale on this node's gRPC stream from the start, until `count` arrived:
     /// (sequence, lead id).
-    async fn sales_on_stream(&self, count: usize) -> Vec<(u64, String)> {
+    pub(crate) async fn sales_on_stream(&self, count: usize) -> Vec<(u64, String)> {
         let mut client = LedgerStreamClient::connect(format!("http://127.0.0.1:{}", self.grpc)).await.unwrap();
         let mut stream =
             client.subscribe(SubscribeRequest { after_sequence: 0, ..Default::default() }).await.unwrap().into_inner();
@@ -151,17 +151,17 @@ impl Drop for Node {
 
 /// A cluster test's world. Bind it field by field in this order: locals drop in reverse,
 /// so the nodes stop first and the turn of the next test comes last.
-struct Cluster {
-    _serial: tokio::sync::MutexGuard<'static, ()>,
+pub(crate) struct Cluster {
+    pub(crate) _serial: tokio::sync::MutexGuard<'static, ()>,
     /// Holds `leadrouter.toml`, the config file every node starts from.
-    dir: tempfile::TempDir,
-    redis: RedisServer,
-    nodes: Vec<Node>,
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) redis: RedisServer,
+    pub(crate) nodes: Vec<Node>,
 }
 
 /// Waits for this test's turn, then starts a `redis-server` and three nodes on it from
 /// one config file, and waits until they are ready.
-async fn cluster(config: &Value) -> Cluster {
+pub(crate) async fn cluster(config: &Value) -> Cluster {
     let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
     let redis = RedisServer::start().await;
     let dir = tempfile::tempdir().unwrap();
@@ -174,7 +174,7 @@ async fn cluster(config: &Value) -> Cluster {
     Cluster { _serial, dir, redis, nodes }
 }
 
-fn money(value: &Value) -> Decimal {
+pub(crate) fn money(value: &Value) -> Decimal {
     value.as_str().and_then(|text| text.parse().ok()).unwrap_or_else(|| panic!("a decimal string, got {value}"))
 }
 

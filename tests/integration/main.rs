@@ -17,6 +17,7 @@ mod durability;
 mod errors;
 mod hardening;
 mod hostile;
+mod leases;
 mod models;
 mod outbox;
 mod overspend;
