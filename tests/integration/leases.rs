@@ -150,7 +150,7 @@ async fn three_nodes_under_sustained_load_sell_exactly_the_balance_and_exactly_t
     let to = |price: Decimal| bodies.iter().filter(|body| money(&body["price"]) == price).count();
     assert_eq!((to(Decimal::new(1000, 2)), to(Decimal::new(500, 2))), (120, 90), "delivered per buyer");
     until_settled(&cluster, 0, "b1", Decimal::ZERO).await;
-    until_settled(&cluster, 1, "b2", Decimal::new(100_000_00 - 90 * 500, 2)).await;
+    until_settled(&cluster, 1, "b2", Decimal::new(10_000_000 - 90 * 500, 2)).await;
     let on_stream = cluster.nodes[2].sales_on_stream(210).await;
     assert_eq!(on_stream.len(), 210);
 }
