@@ -25,10 +25,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 use rand::Rng;
-use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 
-use super::redis::RedisConnection;
+use super::redis::{RedisConnection, Shared};
 use super::{Budget, BudgetError, Held, HoldHandle};
 use crate::domain::budget::{BalanceView, BookState, BuyerBook, Funding, HoldRequest, ReplayedSale, Settled};
 use crate::domain::money::Money;
@@ -47,7 +46,7 @@ return 1
 const ATTEMPTS_MAX: usize = 64;
 
 pub struct RedisBudget {
-    redis: ConnectionManager,
+    redis: Shared,
     prefix: String,
     compare_and_set: Script,
     /// One change of a buyer's book at a time on this node.

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use redis::aio::{ConnectionManager, MultiplexedConnection};
 use redis::streams::{StreamReadOptions, StreamReadReply};
 use redis::{AsyncCommands, Script, Value};
 use serde::{Deserialize, Serialize};
@@ -19,7 +18,7 @@ use tokio::sync::watch;
 
 use super::event_mirror::EventMirror;
 use super::journal::{InternalRecord, JournalError};
-use super::redis::RedisConnection;
+use super::redis::{RedisClient, RedisConnection, Shared};
 use super::{EventLog, LogError};
 use crate::domain::ledger::{Event, LedgerEvent};
 
@@ -41,7 +40,7 @@ struct Entry {
 }
 
 pub struct RedisLedger {
-    redis: ConnectionManager,
+    redis: Shared,
     append: Script,
     sequence_key: String,
     stream_key: String,
@@ -75,7 +74,7 @@ impl RedisLedger {
         };
         // Blocking reads get their own connection: on the shared one they would stall
         // every other command for up to the block time.
-        let mut follower = client.get_multiplexed_async_connection().await.map_err(unavailable)?;
+        let mut follower = client.connect().await.map_err(unavailable)?;
         while read_into(&mut follower, &ledger.stream_key, &ledger.mirror, None).await? > 0 {}
         tokio::spawn(follow(client, ledger.stream_key.clone(), Arc::clone(&ledger.mirror)));
         Ok(ledger)
@@ -188,9 +187,9 @@ impl EventLog for RedisLedger {
 }
 
 /// Keeps the mirror up to date, reconnecting when Redis goes away.
-async fn follow(client: redis::Client, key: String, mirror: Arc<EventMirror>) {
+async fn follow(client: RedisClient, key: String, mirror: Arc<EventMirror>) {
     loop {
-        let mut connection = match client.get_multiplexed_async_connection().await {
+        let mut connection = match client.connect().await {
             Ok(connection) => connection,
             Err(error) => {
                 tracing::warn!(%error, "ledger stream: cannot reach Redis; retrying");
@@ -213,7 +212,7 @@ async fn follow(client: redis::Client, key: String, mirror: Arc<EventMirror>) {
 
 /// Reads the entries after the mirror's last into it; answers how many it took.
 async fn read_into(
-    connection: &mut MultiplexedConnection,
+    connection: &mut Shared,
     key: &str,
     mirror: &EventMirror,
     block_ms: Option<usize>,
