@@ -1,6 +1,7 @@
 //! The Redis budget with a real redis-server: two "nodes" (two connections, two adapters)
 //! holding and settling concurrently for one buyer never overspend its balance or exceed a
-//! cap; with Redis gone an operation fails fast and sells nothing.
+//! cap; with Redis gone an operation fails fast and sells nothing. The same on a Redis
+//! Cluster of three shards.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,7 +14,7 @@ use leadrouter::domain::money::Money;
 use leadrouter::store::redis_budget::RedisBudget;
 use leadrouter::store::{Budget, BudgetError};
 
-use crate::harness::RedisServer;
+use crate::harness::{RedisCluster, RedisServer};
 
 fn request<'a>(n: usize, price: &str, caps: &'a [Cap]) -> HoldRequest<'a> {
     HoldRequest {
@@ -53,9 +54,13 @@ async fn race(nodes: &[Arc<RedisBudget>], price: &'static str, caps: &'static [C
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_nodes_never_overspend_a_balance() {
     let redis = RedisServer::start().await;
+    two_nodes_never_overspend(&redis.url(), "t1:").await;
+}
+
+async fn two_nodes_never_overspend(url: &str, prefix: &str) {
     let nodes = [
-        Arc::new(RedisBudget::connect(&redis.url(), "t1:").await.unwrap()),
-        Arc::new(RedisBudget::connect(&redis.url(), "t1:").await.unwrap()),
+        Arc::new(RedisBudget::connect(url, prefix).await.unwrap()),
+        Arc::new(RedisBudget::connect(url, prefix).await.unwrap()),
     ];
     assert_eq!(nodes[0].top_up("b1", Money::parse("100.00").unwrap()).await.unwrap(), Money::parse("100.00").unwrap());
     assert_eq!(race(&nodes, "10.00", &[]).await, 10, "exactly the balance's worth");
@@ -69,9 +74,13 @@ static DAILY_FIVE: [Cap; 1] = [Cap { name: "daily", window: Window::Day, limit: 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_nodes_never_exceed_a_cap() {
     let redis = RedisServer::start().await;
+    two_nodes_never_exceed(&redis.url(), "t2:").await;
+}
+
+async fn two_nodes_never_exceed(url: &str, prefix: &str) {
     let nodes = [
-        Arc::new(RedisBudget::connect(&redis.url(), "t2:").await.unwrap()),
-        Arc::new(RedisBudget::connect(&redis.url(), "t2:").await.unwrap()),
+        Arc::new(RedisBudget::connect(url, prefix).await.unwrap()),
+        Arc::new(RedisBudget::connect(url, prefix).await.unwrap()),
     ];
     nodes[0].top_up("b1", Money::parse("1000.00").unwrap()).await.unwrap();
     assert_eq!(race(&nodes, "1.00", &DAILY_FIVE).await, 5);
@@ -91,4 +100,22 @@ async fn with_redis_gone_an_operation_fails_within_about_a_second() {
     assert!(matches!(refused, Err(BudgetError::Unavailable(_))), "{refused:?}");
     assert!(started.elapsed() < Duration::from_millis(2500), "took {:?}", started.elapsed());
     drop(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_a_redis_cluster_two_nodes_never_overspend_or_exceed_a_cap_and_fail_fast_without_it() {
+    let _turn = crate::cluster::ONE_CLUSTER_AT_A_TIME.lock().await;
+    let cluster = RedisCluster::start(3).await;
+    two_nodes_never_overspend(&cluster.url(), "t1:").await;
+    two_nodes_never_exceed(&cluster.url(), "t2:").await;
+
+    let node = RedisBudget::connect(&cluster.url(), "t3:").await.unwrap();
+    node.top_up("b1", Money::parse("50.00").unwrap()).await.unwrap();
+    let stopped = cluster.stop();
+    let started = Instant::now();
+    let now = Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap();
+    let refused = node.try_hold(&Arc::from("b1"), now, request(1, "10.00", &[])).await;
+    assert!(matches!(refused, Err(BudgetError::Unavailable(_))), "{refused:?}");
+    assert!(started.elapsed() < Duration::from_millis(2500), "took {:?}", started.elapsed());
+    drop(stopped);
 }
