@@ -496,8 +496,10 @@ fn write_admin_token(data_dir: &Path, token: &str) -> anyhow::Result<()> {
 }
 
 fn init_logging(format: LogFormat) {
+    // redis-rs's cluster client warns on every failed connection attempt to a shard (dozens
+    // a second while a cluster is away); the node's own warnings say it once.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,redis=error"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(ansi);
     match format {
