@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it (.ci/run calls exactly this).
 # Installs what the tests need when it is missing (promtool for the metrics lint,
-# redis-server for the Redis tests), then runs every step even when one fails: format
-# check, clippy with warnings as errors, every test of the workspace, and a short run of
-# every fuzz target (scripts/fuzz.sh, which installs cargo-fuzz); the failures are
-# listed at the end and the exit code is non-zero if there was any.
+# redis-server and redis-cli for the Redis and Redis Cluster tests), then runs every step
+# even when one fails: format check, clippy with warnings as errors, every test of the
+# workspace, and a short run of every fuzz target (scripts/fuzz.sh, which installs
+# cargo-fuzz); the failures are listed at the end and the exit code is non-zero if there
+# was any.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,6 +33,11 @@ fi
 if ! command -v redis-server >/dev/null 2>&1; then
   echo "installing redis-server (Debian package) for the Redis integration tests"
   install_quietly redis-server || { echo "could not install redis-server" >&2; exit 1; }
+fi
+
+if ! command -v redis-cli >/dev/null 2>&1; then
+  echo "installing redis-cli (Debian package redis-tools) to create the test Redis Clusters"
+  install_quietly redis-tools || { echo "could not install redis-tools" >&2; exit 1; }
 fi
 
 failed=()

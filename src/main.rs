@@ -59,9 +59,12 @@ struct Cli {
     #[arg(long, env = "LEADROUTER_DEDUP_SECRET", hide_env_values = true, value_parser = parse_dedup_secret)]
     dedup_secret: Option<DedupSecret>,
 
-    /// Redis URL to share state between several nodes (redis://host:6379). Every node
-    /// of a deployment names the same Redis and starts from the same --config.
-    #[arg(long, env = "LEADROUTER_REDIS")]
+    /// Redis to share state between several nodes: one Redis, redis://host:6379/, or
+    /// a Redis Cluster by its seed nodes, redis+cluster://host:7000[,host:7001...] (one
+    /// reachable seed is enough; the others are tried when it is down; a password goes
+    /// before the first seed: redis+cluster://:password@host:7000,host:7001). Every node of
+    /// a deployment names the same Redis and starts from the same --config.
+    #[arg(long, env = "LEADROUTER_REDIS", hide_env_values = true)]
     redis: Option<String>,
 
     /// Prefix of every Redis key, so several deployments can share one Redis.
@@ -218,6 +221,13 @@ fn try_main() -> anyhow::Result<()> {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    // Checked before anything is written; the problem is named without the URL, which may
+    // hold a password.
+    if let Some(url) = &cli.redis {
+        if let Err(problem) = leadrouter::store::redis::RedisTarget::parse(url) {
+            bail!("--redis: {problem}");
+        }
+    }
     leadrouter::store::files::create_dir_all(&cli.data_dir)
         .with_context(|| format!("creating {}", cli.data_dir.display()))?;
     let asked_for_demo = matches!(cli.command, Some(Command::Demo));
@@ -486,8 +496,10 @@ fn write_admin_token(data_dir: &Path, token: &str) -> anyhow::Result<()> {
 }
 
 fn init_logging(format: LogFormat) {
+    // redis-rs's cluster client warns on every failed connection attempt to a shard (dozens
+    // a second while a cluster is away); the node's own warnings say it once.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,redis=error"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(ansi);
     match format {

@@ -31,7 +31,7 @@ use crate::retention::Retention;
 use crate::store;
 use crate::store::journal::consumers::Consumers;
 use crate::store::journal::{verify, InternalRecord, Journal, JournalOptions};
-use crate::store::redis::RedisConnection;
+use crate::store::redis::{RedisConnection, RedisTarget};
 use crate::store::redis_budget::RedisBudget;
 use crate::store::redis_claims::RedisClaims;
 use crate::store::redis_config::RedisConfig;
@@ -214,7 +214,9 @@ pub struct ServerOptions {
     pub buyer_trust: BuyerTrust,
 }
 
-/// `--redis URL` and the key prefix that keeps deployments sharing one Redis apart.
+/// `--redis URL` (one Redis, `redis://host:port/`, or a cluster's seed nodes,
+/// `redis+cluster://host:port[,host:port...]`) and the key prefix that keeps deployments
+/// sharing one Redis apart.
 #[derive(Debug, Clone)]
 pub struct RedisOptions {
     pub url: String,
@@ -461,7 +463,10 @@ async fn shared_router(
     postal: &'static PostalTable,
     buyers: Arc<BuyerClient>,
 ) -> Result<Arc<Router>, ServerError> {
-    let storage = |error: &dyn std::fmt::Display| ServerError::Storage(format!("redis {}: {error}", redis.url));
+    let target =
+        RedisTarget::parse(&redis.url).map_err(|problem| ServerError::Config(format!("--redis: {problem}")))?;
+    let shown = target.redacted();
+    let storage = |error: &dyn std::fmt::Display| ServerError::Storage(format!("redis {shown}: {error}"));
     let connection = RedisConnection::open(&redis.url).await.map_err(|e| storage(&e))?;
     let prefix = redis.prefix.as_str();
     let node = node_id(&options.data_dir).map_err(|e| ServerError::Storage(format!("node id: {e}")))?;
@@ -522,7 +527,7 @@ async fn shared_router(
     let mut said = AccountsSaid::default();
     history.iter().for_each(|event| said.note(event));
     router.accounts().journal_account_changes(&said).await.map_err(|e| storage(&e))?;
-    tracing::info!(node = %node, events = history.len(), records = restored, config_changes = changes.len(), redis = %redis.url, "shared state on Redis");
+    tracing::info!(node = %node, events = history.len(), records = restored, config_changes = changes.len(), redis = %shown, "shared state on Redis");
     Ok(router)
 }
 

@@ -36,10 +36,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 use rand::Rng;
-use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 
-use super::redis::RedisConnection;
+use super::redis::{RedisConnection, Shared};
 use super::redis_ledger::RedisLedger;
 use super::{Budget, BudgetError, Held, HoldHandle};
 use crate::clock::Clock;
@@ -79,7 +78,7 @@ const LEASE_ROTATE: chrono::Duration = chrono::Duration::minutes(10);
 const UNITS_MAX: u32 = 1_024;
 
 pub struct RedisBudget {
-    redis: ConnectionManager,
+    redis: Shared,
     prefix: String,
     clock: Arc<dyn Clock>,
     node: String,

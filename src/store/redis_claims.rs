@@ -4,12 +4,16 @@
 //! reference (`{prefix}{b:<buyer>}:topup:<reference>`, kept) and the one return of a sale
 //! (`{prefix}{b:<buyer>}:return:<sale>`, kept). The node-local stores
 //! (`idempotency`) still order requests on one node; these make the claim global.
+//!
+//! Cluster slots: every command and the `BEGIN` script touch one key, so one slot: the
+//! calling party's (`{i:<party>}`), the buyer's (`{b:<buyer>}`, beside its book), or a
+//! counter's own (`{prefix}{n:<counter>}`, e.g. `{n:return_revision}`). The health probe
+//! pings every primary of a cluster (`Shared::probe`).
 
 use async_trait::async_trait;
-use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 
-use super::redis::RedisConnection;
+use super::redis::{RedisConnection, Shared};
 use super::{Claims, KeyClaim, Unavailable};
 use crate::engine::ports::idempotency::{KeptAnswer, IDEMPOTENCY_TTL_HOURS};
 
@@ -32,7 +36,7 @@ return {'in_flight'}
 const TTL_MS: u64 = IDEMPOTENCY_TTL_HOURS as u64 * 3_600_000;
 
 pub struct RedisClaims {
-    redis: ConnectionManager,
+    redis: Shared,
     prefix: String,
     begin: Script,
 }
@@ -139,13 +143,9 @@ impl Claims for RedisClaims {
         self.redis.clone().incr(key, 1).await.map(Some).map_err(unavailable)
     }
 
+    /// `PING` on one Redis; on a cluster, on every primary (`Shared::probe`).
     async fn probe(&self) -> Result<(), Unavailable> {
-        let pong: String = redis::cmd("PING").query_async(&mut self.redis.clone()).await.map_err(unavailable)?;
-        if pong == "PONG" {
-            Ok(())
-        } else {
-            Err(Unavailable(format!("PING answered {pong}")))
-        }
+        self.redis.probe().await.map_err(unavailable)
     }
 }
 

@@ -1,38 +1,41 @@
 //! Admin changes shared by several nodes: every change is appended to one Redis Stream,
-//! `{prefix}{config}:changes`, and announced on the pub/sub channel `{prefix}config`.
-//! Each node applies the stream in order over the same config file, so all nodes build
-//! the same market; the announcement wakes them within milliseconds, and a node that
-//! missed one (reconnecting) reads the stream on its next wake or tick, so no change is
+//! `{prefix}{config}:changes`. Each node applies the stream in order over the same config
+//! file, so all nodes build the same market. Every node waits on the stream on a dedicated
+//! connection of its own (`XREAD BLOCK` after the last entry it saw), which wakes it within
+//! milliseconds of a change, on one Redis as on a cluster; a node that missed a change
+//! (reconnecting) reads the stream on its next wake or tick (every second), so no change is
 //! lost.
+//!
+//! Cluster slot: one key, so one slot, `{config}`'s.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::StreamExt;
-use redis::aio::ConnectionManager;
-use redis::streams::StreamRangeReply;
+use redis::streams::{StreamRangeReply, StreamReadOptions, StreamReadReply};
 use redis::AsyncCommands;
 use tokio::sync::watch;
 
-use super::redis::RedisConnection;
+use super::redis::{RedisClient, RedisConnection, Shared};
 use super::{ChangeId, ConfigLog, Unavailable};
 use crate::domain::market::ConfigChange;
 
+/// How long one blocking read waits for a change before it asks again (well inside the
+/// connection's response timeout).
+const BLOCK_MS: usize = 1_000;
+
 pub struct RedisConfig {
-    redis: ConnectionManager,
+    redis: Shared,
     stream_key: String,
-    channel: String,
     announced: watch::Receiver<u64>,
 }
 
 impl RedisConfig {
-    /// Connects and starts listening for announcements.
+    /// Connects and starts listening for changes.
     pub fn on(connection: &RedisConnection, prefix: &str) -> RedisConfig {
-        let channel = format!("{prefix}config");
+        let stream_key = format!("{prefix}{{config}}:changes");
         let (announce, announced) = watch::channel(0);
-        tokio::spawn(listen(connection.client.clone(), channel.clone(), announce));
-        let redis = connection.manager.clone();
-        RedisConfig { redis, stream_key: format!("{prefix}{{config}}:changes"), channel, announced }
+        tokio::spawn(listen(connection.client.clone(), stream_key.clone(), announce));
+        RedisConfig { redis: connection.manager.clone(), stream_key, announced }
     }
 }
 
@@ -42,12 +45,8 @@ impl ConfigLog for RedisConfig {
         let json = serde_json::to_string(change).map_err(|error| Unavailable(error.to_string()))?;
         let mut redis = self.redis.clone();
         let id: String = redis.xadd(&self.stream_key, "*", &[("c", json.as_str())]).await.map_err(unavailable)?;
-        let id = ChangeId::parse(&id).ok_or_else(|| Unavailable(format!("odd stream id {id}")))?;
-        // Nodes that miss this still read the stream on their next tick.
-        if let Err(error) = redis.publish::<_, _, ()>(&self.channel, id.to_string()).await {
-            tracing::warn!(%error, "config change stored but not announced; nodes pick it up within a second");
-        }
-        Ok(id)
+        // Every node's listener wakes on the new entry.
+        ChangeId::parse(&id).ok_or_else(|| Unavailable(format!("odd stream id {id}")))
     }
 
     async fn after(&self, after: ChangeId) -> Result<Vec<(ChangeId, ConfigChange)>, Unavailable> {
@@ -71,31 +70,53 @@ impl ConfigLog for RedisConfig {
     }
 }
 
-/// Bumps `announce` on every message on the channel and on every (re)subscription, when a
-/// message may have been missed.
-async fn listen(client: redis::Client, channel: String, announce: watch::Sender<u64>) {
+/// Bumps `announce` on every new entry of the stream, and on every (re)connection, when
+/// an entry may have been missed.
+async fn listen(client: RedisClient, key: String, announce: watch::Sender<u64>) {
     loop {
         if announce.is_closed() {
             return;
         }
-        match client.get_async_pubsub().await {
-            Ok(mut pubsub) => {
-                if pubsub.subscribe(&channel).await.is_ok() {
+        match client.connect().await {
+            Ok(mut connection) => match last_entry(&mut connection, &key).await {
+                Ok(mut last) => {
                     announce.send_modify(|count| *count += 1);
-                    let mut messages = pubsub.on_message();
-                    while messages.next().await.is_some() {
-                        announce.send_modify(|count| *count += 1);
+                    loop {
+                        match next_entry(&mut connection, &key, &last).await {
+                            Ok(Some(id)) => {
+                                last = id;
+                                announce.send_modify(|count| *count += 1);
+                            }
+                            Ok(None) => {}
+                            Err(error) => {
+                                tracing::warn!(%error, "config changes: read failed; reconnecting");
+                                break;
+                            }
+                        }
                         if announce.is_closed() {
                             return;
                         }
                     }
                 }
-                tracing::warn!("config announcements: subscription lost; resubscribing");
-            }
-            Err(error) => tracing::warn!(%error, "config announcements: cannot reach Redis; retrying"),
+                Err(error) => tracing::warn!(%error, "config changes: cannot read the stream; retrying"),
+            },
+            Err(error) => tracing::warn!(%error, "config changes: cannot reach Redis; retrying"),
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// The id of the stream's last entry (`0-0` while it has none).
+async fn last_entry(connection: &mut Shared, key: &str) -> redis::RedisResult<String> {
+    let reply: StreamRangeReply = connection.xrevrange_count(key, "+", "-", 1).await?;
+    Ok(reply.ids.into_iter().next().map_or_else(|| "0-0".to_string(), |entry| entry.id))
+}
+
+/// Waits (at most `BLOCK_MS`) for entries after `after`; answers the last one's id.
+async fn next_entry(connection: &mut Shared, key: &str, after: &str) -> redis::RedisResult<Option<String>> {
+    let options = StreamReadOptions::default().count(128).block(BLOCK_MS);
+    let reply: Option<StreamReadReply> = connection.xread_options(&[key], &[after], &options).await?;
+    Ok(reply.and_then(|reply| reply.keys.into_iter().flat_map(|stream| stream.ids).next_back()).map(|entry| entry.id))
 }
 
 fn unavailable(error: redis::RedisError) -> Unavailable {

@@ -3,15 +3,18 @@
 //! while a delivery is in flight or the sale's time in milliseconds once sold. A claim
 //! checks and takes all of a lead's keys in one script, so two nodes delivering copies of
 //! one lead to one buyer cannot both sell it.
+//!
+//! Cluster slot: a claim, its commit (one pipeline) and its release only ever name keys of
+//! one buyer, so they touch the buyer's slot (`{b:<buyer>}`) only. The secret's fingerprint
+//! (`{prefix}dedup-secret`) is one key on its own.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use redis::aio::ConnectionManager;
 use redis::Script;
 
-use super::redis::RedisConnection;
+use super::redis::{RedisConnection, Shared};
 use super::{DedupClaims, Unavailable};
 use crate::domain::dedup::{to_hex, DedupKey, DedupKeying};
 
@@ -48,7 +51,7 @@ const PENDING_TTL: Duration = Duration::from_secs(120);
 const SOLD_TTL: Duration = Duration::from_secs(3_650 * 24 * 3_600);
 
 pub struct RedisDedup {
-    redis: ConnectionManager,
+    redis: Shared,
     prefix: String,
     claim: Script,
     release: Script,

@@ -23,7 +23,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use redis::aio::{ConnectionManager, MultiplexedConnection};
 use redis::streams::{StreamReadOptions, StreamReadReply};
 use redis::{AsyncCommands, Script, Value};
 use serde::{Deserialize, Serialize};
@@ -31,7 +30,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::event_mirror::EventMirror;
 use super::journal::{InternalRecord, JournalError};
-use super::redis::RedisConnection;
+use super::redis::{RedisClient, RedisConnection, Shared};
 use super::{EventLog, LogError};
 use crate::domain::budget::lease::{LeaseCharge, LeaseUsage};
 use crate::domain::ledger::{Event, LedgerEvent};
@@ -90,7 +89,7 @@ struct Entry {
 }
 
 pub struct RedisLedger {
-    redis: ConnectionManager,
+    redis: Shared,
     /// To the task that appends in batches (`append_batches`).
     appends: mpsc::Sender<Append>,
     stream_key: String,
@@ -126,7 +125,7 @@ impl RedisLedger {
         };
         // Blocking reads get their own connection: on the shared one they would stall
         // every other command for up to the block time.
-        let mut follower = client.get_multiplexed_async_connection().await.map_err(unavailable)?;
+        let mut follower = client.connect().await.map_err(unavailable)?;
         while read_into(&mut follower, &ledger.stream_key, &ledger.mirror, None).await? > 0 {}
         tokio::spawn(follow(client, ledger.stream_key.clone(), Arc::clone(&ledger.mirror)));
         Ok(ledger)
@@ -151,7 +150,7 @@ impl RedisLedger {
 
     /// Fences a budget lease and answers what was sold from it: final, since no sale can
     /// be added to a fenced lease. Repeating it answers the same.
-    pub async fn revoke_lease(redis: &ConnectionManager, prefix: &str, lease_id: &str) -> Result<LeaseUsage, LogError> {
+    pub async fn revoke_lease(redis: &Shared, prefix: &str, lease_id: &str) -> Result<LeaseUsage, LogError> {
         let keys = LedgerKeys::new(prefix);
         let counters: Vec<(String, i64)> = Script::new(REVOKE)
             .key(keys.fence(lease_id))
@@ -164,11 +163,7 @@ impl RedisLedger {
     }
 
     /// What was sold from each of these live leases so far (no fence: a read).
-    pub async fn lease_usage(
-        redis: &ConnectionManager,
-        prefix: &str,
-        lease_ids: &[String],
-    ) -> Result<Vec<LeaseUsage>, LogError> {
+    pub async fn lease_usage(redis: &Shared, prefix: &str, lease_ids: &[String]) -> Result<Vec<LeaseUsage>, LogError> {
         if lease_ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -222,7 +217,7 @@ struct Append {
 
 /// Appends whatever queued up while the previous batch was in Redis, in one script call,
 /// until the ledger is dropped.
-async fn append_batches(redis: ConnectionManager, keys: LedgerKeys, mut queue: mpsc::Receiver<Append>) {
+async fn append_batches(redis: Shared, keys: LedgerKeys, mut queue: mpsc::Receiver<Append>) {
     let script = Script::new(APPEND);
     while let Some(first) = queue.recv().await {
         let mut batch = vec![first];
@@ -378,9 +373,9 @@ impl EventLog for RedisLedger {
 }
 
 /// Keeps the mirror up to date, reconnecting when Redis goes away.
-async fn follow(client: redis::Client, key: String, mirror: Arc<EventMirror>) {
+async fn follow(client: RedisClient, key: String, mirror: Arc<EventMirror>) {
     loop {
-        let mut connection = match client.get_multiplexed_async_connection().await {
+        let mut connection = match client.connect().await {
             Ok(connection) => connection,
             Err(error) => {
                 tracing::warn!(%error, "ledger stream: cannot reach Redis; retrying");
@@ -403,7 +398,7 @@ async fn follow(client: redis::Client, key: String, mirror: Arc<EventMirror>) {
 
 /// Reads the entries after the mirror's last into it; answers how many it took.
 async fn read_into(
-    connection: &mut MultiplexedConnection,
+    connection: &mut Shared,
     key: &str,
     mirror: &EventMirror,
     block_ms: Option<usize>,

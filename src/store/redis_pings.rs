@@ -3,6 +3,9 @@
 //! supplier, state (`open`, `posting`, `posted`), expiry and the context as JSON; it
 //! lives until the ping's expiry plus the grace period for late posts.
 //!
+//! Cluster slot: every script and every (MULTI) pipeline names that one key only, so it
+//! touches the ping's slot (`{p:<ping>}`); pings spread over the shards.
+//!
 //! A ping is posted at most once (DESIGN §8.6): `begin_post` checks and moves the state
 //! from `open` to `posting` in one script, so of two posts on any nodes one proceeds.
 //!
@@ -16,12 +19,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
-use redis::aio::ConnectionManager;
 use redis::Script;
 use serde::{Deserialize, Serialize};
 
 use super::pings::{NotStored, PingContext, PingContexts, PingError, PING_GRACE_MINUTES};
-use super::redis::RedisConnection;
+use super::redis::{RedisConnection, Shared};
 use super::{HoldHandle, Unavailable};
 use crate::domain::auction::{Bid, Offer};
 use crate::domain::geo::Point;
@@ -84,7 +86,7 @@ struct StoredOffer<'a> {
 }
 
 pub struct RedisPings {
-    redis: ConnectionManager,
+    redis: Shared,
     prefix: String,
     begin_post: Script,
     reopen: Script,

@@ -4,15 +4,17 @@
 //! position is therefore visible exactly when all smaller ones are, so a buyer's cursor
 //! never skips a lead sold on another node. Fetching after a cursor trims everything up to
 //! it: what a buyer acknowledged is never handed out again, on any node.
+//!
+//! Cluster slot: the queue and its position counter share the buyer's hash tag, so the
+//! script's two keys sit in the buyer's slot (`{b:<buyer>}`), beside its book.
 
 use async_trait::async_trait;
-use redis::aio::ConnectionManager;
 use redis::streams::StreamRangeReply;
 use redis::{AsyncCommands, Script};
 use serde_json::Value;
 
 use super::pull::PULL_LIMIT_MAX;
-use super::redis::RedisConnection;
+use super::redis::{RedisConnection, Shared};
 use super::{PullLog, Unavailable};
 
 /// Takes the buyer's next position and appends the lead under it, atomically.
@@ -23,7 +25,7 @@ return position
 ";
 
 pub struct RedisPull {
-    redis: ConnectionManager,
+    redis: Shared,
     prefix: String,
     push: Script,
 }

@@ -1,5 +1,6 @@
 //! Several nodes on one Redis (DESIGN §8.2 "on one node or many", §9): three real router
-//! processes started with `--redis` on a real `redis-server`, spoken to over HTTP and gRPC.
+//! processes started with `--redis` on a real `redis-server`, or on a real Redis Cluster of
+//! three shards (`redis+cluster://`), spoken to over HTTP and gRPC.
 
 use std::collections::HashSet;
 use std::process::{Child, Command, Stdio};
@@ -19,10 +20,76 @@ use crate::durability::toml_of;
 pub(crate) const DEDUP_SECRET: &str = "5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed";
 use crate::harness::*;
 
-/// One cluster test at a time: each runs four processes that fsync on every write, and two
-/// cores shared with every other test make a Redis reply take longer than a node's 1 s
-/// timeout when several of them run at once.
-static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// One cluster test at a time: each runs four processes (six on a Redis Cluster) that fsync
+/// on every write, and two cores shared with every other test make a Redis reply take
+/// longer than a node's 1 s timeout when several of them run at once. The adapter tests on
+/// a Redis Cluster (`redis_*.rs`) take their turn here too.
+pub static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// What the nodes of a test share their state through.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Store {
+    /// One `redis-server` (`redis://`).
+    OneRedis,
+    /// A Redis Cluster of three shards (`redis+cluster://`).
+    ThreeShards,
+}
+
+/// The Redis of a test, one server or a cluster's shards.
+pub(crate) enum Backend {
+    One(RedisServer),
+    Sharded(RedisCluster),
+}
+
+/// A stopped `Backend`'s ports and data, for a restart.
+enum Stopped {
+    One(u16, tempfile::TempDir),
+    Sharded(StoppedCluster),
+}
+
+impl Backend {
+    async fn start(store: Store) -> Backend {
+        match store {
+            Store::OneRedis => Backend::One(RedisServer::start().await),
+            Store::ThreeShards => Backend::Sharded(RedisCluster::start(3).await),
+        }
+    }
+
+    /// What the nodes' `--redis` names.
+    pub(crate) fn url(&self) -> String {
+        match self {
+            Backend::One(redis) => redis.url(),
+            Backend::Sharded(cluster) => cluster.url(),
+        }
+    }
+
+    /// Signals the server, or every shard.
+    fn signal(&self, signal: &str) {
+        match self {
+            Backend::One(redis) => redis.signal(signal),
+            Backend::Sharded(cluster) => cluster.signal(signal),
+        }
+    }
+
+    /// Kills the server, or every shard.
+    fn stop(self) -> Stopped {
+        match self {
+            Backend::One(redis) => {
+                let port = redis.port;
+                Stopped::One(port, redis.stop())
+            }
+            Backend::Sharded(cluster) => Stopped::Sharded(cluster.stop()),
+        }
+    }
+
+    /// Starts again what `stop` stopped, on the same ports with the same data.
+    async fn restart(stopped: Stopped) -> Backend {
+        match stopped {
+            Stopped::One(port, dir) => Backend::One(RedisServer::start_on(port, dir).await),
+            Stopped::Sharded(cluster) => Backend::Sharded(RedisCluster::restart(cluster).await),
+        }
+    }
+}
 
 /// One router process on `--redis`.
 pub(crate) struct Node {
@@ -155,15 +222,16 @@ pub(crate) struct Cluster {
     pub(crate) _serial: tokio::sync::MutexGuard<'static, ()>,
     /// Holds `leadrouter.toml`, the config file every node starts from.
     pub(crate) dir: tempfile::TempDir,
-    pub(crate) redis: RedisServer,
+    pub(crate) redis: Backend,
     pub(crate) nodes: Vec<Node>,
 }
 
-/// Waits for this test's turn, then starts a `redis-server` and three nodes on it from
-/// one config file, and waits until they are ready.
-pub(crate) async fn cluster(config: &Value) -> Cluster {
+/// Waits for this test's turn, then starts a `redis-server` (or a Redis Cluster, as `store`
+/// says) and three nodes on it from one config file, and waits until they are ready.
+pub(crate) async fn cluster(config: &Value, store: Store) -> Cluster {
     let _serial = ONE_CLUSTER_AT_A_TIME.lock().await;
-    let redis = RedisServer::start().await;
+    let started = Instant::now();
+    let redis = Backend::start(store).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("leadrouter.toml");
     std::fs::write(&path, toml_of(config)).unwrap();
@@ -171,6 +239,7 @@ pub(crate) async fn cluster(config: &Value) -> Cluster {
     for node in &nodes {
         node.until_ready().await;
     }
+    eprintln!("{store:?} and three nodes ready in {:?}", started.elapsed());
     Cluster { _serial, dir, redis, nodes }
 }
 
@@ -194,8 +263,13 @@ fn market(sink: &MockBuyer) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sixty_four_concurrent_pings_posts_and_leads_over_three_nodes_never_overspend_or_exceed_a_cap() {
+    sixty_four_concurrent_pings_posts_and_leads_over_three_nodes_never_overspend_or_exceed_a_cap_on(Store::OneRedis)
+        .await;
+}
+
+async fn sixty_four_concurrent_pings_posts_and_leads_over_three_nodes_never_overspend_or_exceed_a_cap_on(store: Store) {
     let sink = mock_buyer(|_, _| accept()).await;
-    let Cluster { _serial, dir: _dir, redis: _redis, nodes } = cluster(&market(&sink)).await;
+    let Cluster { _serial, dir: _dir, redis: _redis, nodes } = cluster(&market(&sink), store).await;
     let nodes = std::sync::Arc::new(nodes);
 
     // Half ping on one node and post on the next; half post directly. Every lead differs.
@@ -260,8 +334,12 @@ async fn sixty_four_concurrent_pings_posts_and_leads_over_three_nodes_never_over
 
 #[tokio::test]
 async fn a_ping_on_one_node_is_posted_on_another_and_a_second_post_elsewhere_is_a_409() {
+    a_ping_on_one_node_is_posted_on_another_and_a_second_post_elsewhere_is_a_409_on(Store::OneRedis).await;
+}
+
+async fn a_ping_on_one_node_is_posted_on_another_and_a_second_post_elsewhere_is_a_409_on(store: Store) {
     let sink = mock_buyer(|_, _| accept()).await;
-    let Cluster { _serial, dir: _dir, redis: _redis, nodes } = cluster(&market(&sink)).await;
+    let Cluster { _serial, dir: _dir, redis: _redis, nodes } = cluster(&market(&sink), store).await;
     let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
 
     let ping = a.supplier("/v1/ping", &ping_body("solar")).await;
@@ -316,7 +394,7 @@ async fn a_buyer_format_ping_on_one_node_carries_its_token_to_the_post_on_anothe
     let carrier = quote_api("31.50", false).await;
     let campaign = quote_campaign("q", &carrier);
     let config = crate::buyer_pings::market(vec![campaign]);
-    let Cluster { _serial, dir: _dir, redis: _redis, nodes } = cluster(&config).await;
+    let Cluster { _serial, dir: _dir, redis: _redis, nodes } = cluster(&config, Store::OneRedis).await;
 
     let ping = nodes[0].supplier("/v1/ping", &ping_body("solar")).await;
     assert_eq!(ping.json["status"], "bid", "{}\n{}", ping.json, nodes[0].log());
@@ -329,8 +407,12 @@ async fn a_buyer_format_ping_on_one_node_carries_its_token_to_the_post_on_anothe
 
 #[tokio::test]
 async fn an_admin_change_on_one_node_is_applied_by_the_others_within_a_second_and_a_half() {
+    an_admin_change_on_one_node_is_applied_by_the_others_within_a_second_and_a_half_on(Store::OneRedis).await;
+}
+
+async fn an_admin_change_on_one_node_is_applied_by_the_others_within_a_second_and_a_half_on(store: Store) {
     let sink = mock_buyer(|_, _| accept()).await;
-    let Cluster { _serial, dir, redis, nodes } = cluster(&market(&sink)).await;
+    let Cluster { _serial, dir, redis, nodes } = cluster(&market(&sink), store).await;
 
     let mut repriced = fixed_campaign("c1", "b1", "solar", "14.00", &sink.post_url());
     repriced["active"] = json!(true);
@@ -368,9 +450,12 @@ async fn an_admin_change_on_one_node_is_applied_by_the_others_within_a_second_an
 
 #[tokio::test]
 async fn with_redis_gone_nodes_answer_503_fast_and_sell_nothing_then_resume_when_it_returns() {
+    with_redis_gone_nodes_answer_503_fast_and_sell_nothing_then_resume_when_it_returns_on(Store::OneRedis).await;
+}
+
+async fn with_redis_gone_nodes_answer_503_fast_and_sell_nothing_then_resume_when_it_returns_on(store: Store) {
     let sink = mock_buyer(|_, _| accept()).await;
-    let Cluster { _serial, dir: _dir, redis, nodes } = cluster(&market(&sink)).await;
-    let port = redis.port;
+    let Cluster { _serial, dir: _dir, redis, nodes } = cluster(&market(&sink), store).await;
     let before = nodes[0].supplier("/v1/leads", &lead("solar", 1)).await;
     assert_eq!(before.json["status"], "sold", "{}", before.json);
 
@@ -392,7 +477,7 @@ async fn with_redis_gone_nodes_answer_503_fast_and_sell_nothing_then_resume_when
     }
     assert_eq!(sink.count("/post"), 1, "nothing delivered while Redis is away");
 
-    let redis = RedisServer::start_on(port, data).await;
+    let redis = Backend::restart(data).await;
     for node in &nodes {
         node.until_ready().await;
     }
@@ -407,12 +492,16 @@ async fn with_redis_gone_nodes_answer_503_fast_and_sell_nothing_then_resume_when
 
 #[tokio::test]
 async fn a_node_killed_with_async_deliveries_pending_sends_them_after_its_restart() {
+    a_node_killed_with_async_deliveries_pending_sends_them_after_its_restart_on(Store::OneRedis).await;
+}
+
+async fn a_node_killed_with_async_deliveries_pending_sends_them_after_its_restart_on(store: Store) {
     let (endpoint, healthy) = buyer_down_until_healed().await;
     let mut config = market(&endpoint);
     config["campaigns"][0]["delivery"] = json!({"mode": "webhook_async", "url": endpoint.post_url()});
     config["campaigns"].as_array_mut().unwrap().truncate(1);
     config["topups"] = json!([topup("b1", "1000.00")]);
-    let Cluster { _serial, dir, redis, mut nodes } = cluster(&config).await;
+    let Cluster { _serial, dir, redis, mut nodes } = cluster(&config, store).await;
     let mut sold = Vec::new();
     for n in 0..6u32 {
         let answer = nodes[n as usize % 3].supplier("/v1/leads", &lead("solar", n)).await;
@@ -464,7 +553,7 @@ async fn a_node_killed_with_buyer_format_deliveries_pending_sends_the_bytes_of_t
         "campaigns": [campaign],
         "topups": [topup("b1", "1000.00")],
     });
-    let Cluster { _serial, dir, redis, mut nodes } = cluster(&config).await;
+    let Cluster { _serial, dir, redis, mut nodes } = cluster(&config, Store::OneRedis).await;
     for n in 0..6u32 {
         let answer = nodes[n as usize % 3].supplier("/v1/leads", &lead("solar", n)).await;
         assert_eq!(answer.json["status"], "sold", "{}", answer.json);
@@ -499,6 +588,10 @@ async fn a_node_killed_with_buyer_format_deliveries_pending_sends_the_bytes_of_t
 
 #[tokio::test]
 async fn a_pull_buyer_fetches_and_returns_through_any_node_and_an_operator_decides_on_any() {
+    a_pull_buyer_fetches_and_returns_through_any_node_and_an_operator_decides_on_any_on(Store::OneRedis).await;
+}
+
+async fn a_pull_buyer_fetches_and_returns_through_any_node_and_an_operator_decides_on_any_on(store: Store) {
     let mut pull = fixed_campaign("c1", "b1", "solar", "12.00", "http://127.0.0.1:9/unused");
     pull["delivery"] = json!({"mode": "pull"});
     pull["returns_require_approval"] = json!(true);
@@ -510,7 +603,7 @@ async fn a_pull_buyer_fetches_and_returns_through_any_node_and_an_operator_decid
         "campaigns": [pull],
         "topups": [topup("b1", "1000.00")],
     });
-    let Cluster { _serial, dir: _dir, redis: _redis, nodes } = cluster(&config).await;
+    let Cluster { _serial, dir: _dir, redis: _redis, nodes } = cluster(&config, store).await;
     let mut sold = Vec::new();
     for n in 0..9u32 {
         let answer = nodes[n as usize % 3].supplier("/v1/leads", &lead("solar", n)).await;
@@ -589,7 +682,7 @@ async fn concurrent_sales_to_one_buyer_are_all_answered_and_all_charged() {
         "campaigns": [fixed_campaign("c1", "b1", "solar", "1.00", &sink.post_url())],
         "topups": [topup("b1", "10000.00")],
     });
-    let Cluster { _serial, dir: _dir, redis: _redis, nodes } = cluster(&config).await;
+    let Cluster { _serial, dir: _dir, redis: _redis, nodes } = cluster(&config, Store::OneRedis).await;
     let nodes = std::sync::Arc::new(nodes);
     let workers: Vec<_> = (0..64u32)
         .map(|worker| {
@@ -631,8 +724,12 @@ async fn concurrent_sales_to_one_buyer_are_all_answered_and_all_charged() {
 
 #[tokio::test]
 async fn with_redis_hung_nodes_go_unready_and_refuse_at_once_then_resume_when_it_thaws() {
+    with_redis_hung_nodes_go_unready_and_refuse_at_once_then_resume_when_it_thaws_on(Store::OneRedis).await;
+}
+
+async fn with_redis_hung_nodes_go_unready_and_refuse_at_once_then_resume_when_it_thaws_on(store: Store) {
     let sink = mock_buyer(|_, _| accept()).await;
-    let Cluster { _serial, dir: _dir, redis, nodes } = cluster(&market(&sink)).await;
+    let Cluster { _serial, dir: _dir, redis, nodes } = cluster(&market(&sink), store).await;
     redis.signal("-STOP");
     let at = Instant::now();
     for node in &nodes {
@@ -664,7 +761,7 @@ async fn with_redis_hung_nodes_go_unready_and_refuse_at_once_then_resume_when_it
 #[tokio::test]
 async fn a_node_with_another_dedup_secret_refuses_to_join() {
     let sink = mock_buyer(|_, _| accept()).await;
-    let world = cluster(&market(&sink)).await;
+    let world = cluster(&market(&sink), Store::OneRedis).await;
     let config = world.dir.path().join("leadrouter.toml");
     for secret in [Some("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"), None] {
         let data = tempfile::tempdir().unwrap();
@@ -691,4 +788,128 @@ async fn a_node_with_another_dedup_secret_refuses_to_join() {
     // The nodes that share the secret are untouched.
     let sold = world.nodes[0].supplier("/v1/leads", &lead("solar", 1)).await;
     assert_eq!(sold.json["status"], "sold", "{}", sold.json);
+}
+
+/// `--redis` takes one Redis's URL or a cluster's seeds; anything else stops the start at
+/// once, saying what is wrong, without echoing a password and before anything is written.
+#[test]
+fn a_bad_redis_url_stops_the_start_with_a_clear_message() {
+    for (url, said) in [
+        ("redis+cluster://127.0.0.1", "is not host:port"),
+        ("redis+cluster://:hunter2@127.0.0.1:7000/2", "no path"),
+        ("http://127.0.0.1:6379", "redis+cluster://host:port"),
+    ] {
+        let data = tempfile::tempdir().unwrap();
+        let output = Command::new(env!("CARGO_BIN_EXE_leadrouter"))
+            .args(["--data-dir", data.path().to_str().unwrap(), "--redis", url])
+            .args(["--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0"])
+            .args(["--admin-token", ADMIN_TOKEN])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{url}: {stderr}");
+        assert!(stderr.contains("--redis") && stderr.contains(said), "{url}: {stderr}");
+        assert!(!stderr.contains("hunter2"), "{stderr}");
+        assert!(!data.path().join("node-id").exists(), "nothing written");
+    }
+}
+
+/// The tests above, on a Redis Cluster of three shards (`redis+cluster://`): every key of
+/// one buyer in one slot, nothing that needs a cross-slot transaction (DESIGN §9).
+mod three_shards {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn sixty_four_concurrent_pings_posts_and_leads_over_three_nodes_never_overspend_or_exceed_a_cap() {
+        super::sixty_four_concurrent_pings_posts_and_leads_over_three_nodes_never_overspend_or_exceed_a_cap_on(
+            Store::ThreeShards,
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_ping_on_one_node_is_posted_on_another_and_a_second_post_elsewhere_is_a_409() {
+        super::a_ping_on_one_node_is_posted_on_another_and_a_second_post_elsewhere_is_a_409_on(Store::ThreeShards)
+            .await;
+    }
+
+    #[tokio::test]
+    async fn an_admin_change_on_one_node_is_applied_by_the_others_within_a_second_and_a_half() {
+        super::an_admin_change_on_one_node_is_applied_by_the_others_within_a_second_and_a_half_on(Store::ThreeShards)
+            .await;
+    }
+
+    #[tokio::test]
+    async fn with_redis_gone_nodes_answer_503_fast_and_sell_nothing_then_resume_when_it_returns() {
+        super::with_redis_gone_nodes_answer_503_fast_and_sell_nothing_then_resume_when_it_returns_on(
+            Store::ThreeShards,
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_node_killed_with_async_deliveries_pending_sends_them_after_its_restart() {
+        super::a_node_killed_with_async_deliveries_pending_sends_them_after_its_restart_on(Store::ThreeShards).await;
+    }
+
+    #[tokio::test]
+    async fn a_pull_buyer_fetches_and_returns_through_any_node_and_an_operator_decides_on_any() {
+        super::a_pull_buyer_fetches_and_returns_through_any_node_and_an_operator_decides_on_any_on(Store::ThreeShards)
+            .await;
+    }
+
+    #[tokio::test]
+    async fn with_redis_hung_nodes_go_unready_and_refuse_at_once_then_resume_when_it_thaws() {
+        super::with_redis_hung_nodes_go_unready_and_refuse_at_once_then_resume_when_it_thaws_on(Store::ThreeShards)
+            .await;
+    }
+
+    /// Sales to six buyers through three nodes leave keys on every shard, and each buyer's
+    /// keys (book, dedup marks, top-up claim) on one shard: its slot's.
+    #[tokio::test]
+    async fn keys_spread_over_the_three_shards_and_each_buyer_keeps_to_one() {
+        let sink = mock_buyer(|_, _| accept()).await;
+        let buyers: Vec<String> = (1..=6).map(|n| format!("b{n}")).collect();
+        // c1 bids highest; each balance pays for one sale, so six leads go to six buyers.
+        let campaigns: Vec<Value> = (1..=6)
+            .map(|n| {
+                fixed_campaign(&format!("c{n}"), &format!("b{n}"), "solar", &format!("{}.00", 17 - n), &sink.post_url())
+            })
+            .collect();
+        let config = json!({
+            "verticals": [vertical("solar", "ping_post")],
+            "suppliers": [supplier("s1", SUPPLIER_KEY)],
+            "buyers": buyers.iter().map(|id| buyer(id)).collect::<Vec<_>>(),
+            "campaigns": campaigns,
+            "topups": (1..=6).map(|n| topup(&format!("b{n}"), &format!("{}.00", 17 - n))).collect::<Vec<_>>(),
+        });
+        let Cluster { _serial, dir: _dir, redis, nodes } = cluster(&config, Store::ThreeShards).await;
+        let mut sold = HashSet::new();
+        for n in 0..6u32 {
+            let answer = nodes[n as usize % 3].supplier("/v1/leads", &lead("solar", n)).await;
+            assert_eq!(answer.json["status"], "sold", "{}", answer.json);
+            sold.insert(sink.bodies("/post").last().map(|body| body["price"].clone()));
+        }
+        assert_eq!(sold.len(), 6, "six sales to six buyers");
+
+        let Backend::Sharded(shards) = &redis else { unreachable!("a cluster test") };
+        let keys = shards.keys_per_shard().await;
+        assert!(keys.iter().all(|count| *count > 0), "keys on every shard: {keys:?}");
+        let mut books = HashSet::new();
+        for id in &buyers {
+            let pattern = format!("lr:{{b:{id}}}:*");
+            let mut holders = Vec::new();
+            for (index, shard) in shards.shards.iter().enumerate() {
+                let found: Vec<String> = shard.query(redis::cmd("KEYS").arg(&pattern)).await.expect("KEYS answers");
+                if !found.is_empty() {
+                    holders.push((index, found));
+                }
+            }
+            assert_eq!(holders.len(), 1, "the keys of {id} on one shard: {holders:?}");
+            assert!(holders[0].1.iter().any(|key| key.ends_with(":book")), "{holders:?}");
+            books.insert(holders[0].0);
+        }
+        assert!(books.len() > 1, "six buyers' books on more than one shard: {books:?}; keys {keys:?}");
+        eprintln!("keys per shard {keys:?}, books on shards {books:?}");
+    }
 }

@@ -416,11 +416,17 @@ impl RedisServer {
 
     /// Starts on `port` with `dir` (a restart keeps the data of an earlier server there).
     pub async fn start_on(port: u16, dir: tempfile::TempDir) -> RedisServer {
+        RedisServer::start_with(port, dir, &[]).await
+    }
+
+    /// `start_on` with more arguments for `redis-server` (a cluster shard's).
+    async fn start_with(port: u16, dir: tempfile::TempDir, more: &[String]) -> RedisServer {
         let child = std::process::Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
             .args(["--appendonly", "yes", "--appendfsync", "always"])
             .arg("--dir")
             .arg(dir.path())
+            .args(more)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -473,5 +479,123 @@ async fn answers_ping(port: u16) -> bool {
     match tokio::time::timeout(Duration::from_secs(1), stream.read(&mut reply)).await {
         Ok(Ok(read)) => reply[..read].starts_with(b"+PONG"),
         _ => false,
+    }
+}
+
+/// A Redis Cluster of real `redis-server` shards (primaries only) on free loopback ports,
+/// each in its own temp dir with its `nodes.conf` and append-only file, created by
+/// `redis-cli --cluster create` (package redis-tools; scripts/test.sh installs it), killed
+/// on drop.
+pub struct RedisCluster {
+    pub shards: Vec<RedisServer>,
+}
+
+/// A cluster's shards after `RedisCluster::stop`: their ports and dirs, for a restart.
+pub struct StoppedCluster {
+    shards: Vec<(u16, tempfile::TempDir)>,
+}
+
+impl RedisCluster {
+    /// Starts `shards` shards, joins them into one cluster with every slot assigned, and
+    /// waits until every shard says `cluster_state:ok`.
+    pub async fn start(shards: usize) -> RedisCluster {
+        let mut started = Vec::with_capacity(shards);
+        for _ in 0..shards {
+            let dir = tempfile::tempdir().expect("redis dir");
+            let port = free_port();
+            let more = RedisCluster::shard_args(&dir);
+            started.push(RedisServer::start_with(port, dir, &more).await);
+        }
+        let cluster = RedisCluster { shards: started };
+        let addresses: Vec<String> = cluster.shards.iter().map(|shard| format!("127.0.0.1:{}", shard.port)).collect();
+        let created = std::process::Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("redis-cli runs (scripts/test.sh installs redis-tools)");
+        assert!(created.success(), "redis-cli --cluster create failed");
+        cluster.until_ok().await;
+        cluster
+    }
+
+    fn shard_args(dir: &tempfile::TempDir) -> Vec<String> {
+        let nodes = dir.path().join("nodes.conf");
+        vec![
+            "--cluster-enabled".into(),
+            "yes".into(),
+            "--cluster-config-file".into(),
+            nodes.to_str().expect("a UTF-8 temp dir").into(),
+            // Failures noticed (and a restarted shard let back in) within seconds.
+            "--cluster-node-timeout".into(),
+            "2000".into(),
+        ]
+    }
+
+    /// Waits (at most 30 s) until every shard says `cluster_state:ok`.
+    async fn until_ok(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        for shard in &self.shards {
+            loop {
+                let info = shard.query::<String>(&redis::cmd("CLUSTER").arg("INFO").clone()).await;
+                if info.is_some_and(|info| info.contains("cluster_state:ok")) {
+                    break;
+                }
+                assert!(std::time::Instant::now() < deadline, "the cluster did not become ok");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+
+    /// `redis+cluster://` and every shard as a seed.
+    pub fn url(&self) -> String {
+        let seeds: Vec<String> = self.shards.iter().map(|shard| format!("127.0.0.1:{}", shard.port)).collect();
+        format!("redis+cluster://{}", seeds.join(","))
+    }
+
+    /// Signals every shard (`-STOP`, `-CONT`): a cluster that hangs.
+    pub fn signal(&self, signal: &str) {
+        for shard in &self.shards {
+            shard.signal(signal);
+        }
+    }
+
+    /// Kills every shard and hands back their ports and dirs, for `restart`.
+    pub fn stop(self) -> StoppedCluster {
+        StoppedCluster { shards: self.shards.into_iter().map(|shard| (shard.port, shard.stop())).collect() }
+    }
+
+    /// Starts the shards of a stopped cluster again, each on its port with its data (its
+    /// `nodes.conf` and append-only file), and waits until the cluster is ok.
+    pub async fn restart(stopped: StoppedCluster) -> RedisCluster {
+        let mut shards = Vec::with_capacity(stopped.shards.len());
+        for (port, dir) in stopped.shards {
+            let more = RedisCluster::shard_args(&dir);
+            shards.push(RedisServer::start_with(port, dir, &more).await);
+        }
+        let cluster = RedisCluster { shards };
+        cluster.until_ok().await;
+        cluster
+    }
+
+    /// How many keys each shard holds (`DBSIZE`), in shard order.
+    pub async fn keys_per_shard(&self) -> Vec<u64> {
+        let mut counts = Vec::with_capacity(self.shards.len());
+        for shard in &self.shards {
+            counts.push(shard.query::<u64>(&redis::cmd("DBSIZE")).await.expect("DBSIZE answers"));
+        }
+        counts
+    }
+}
+
+impl RedisServer {
+    /// One command to this server alone (a cluster shard answers for itself); None when it
+    /// does not answer.
+    pub async fn query<T: redis::FromRedisValue>(&self, command: &redis::Cmd) -> Option<T> {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{}/", self.port)).ok()?;
+        let mut connection = client.get_multiplexed_async_connection().await.ok()?;
+        command.query_async(&mut connection).await.ok()
     }
 }

@@ -13,7 +13,7 @@ use http_body_util::{BodyExt, Full};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
-use crate::cluster::{cluster, money, Cluster};
+use crate::cluster::{cluster, money, Cluster, Store};
 use crate::harness::*;
 
 /// A direct post to the node on `port`; `None` when the node does not answer (killed).
@@ -123,6 +123,16 @@ async fn until_settled(cluster: &Cluster, node: usize, buyer_id: &str, balance: 
 /// then 30 more leads find nothing left. Both buyers were sold exactly their limit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_nodes_under_sustained_load_sell_exactly_the_balance_and_exactly_the_cap() {
+    sell_exactly_the_balance_and_the_cap(Store::OneRedis).await;
+}
+
+/// The same on a Redis Cluster of three shards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_three_shards_three_nodes_sell_exactly_the_balance_and_exactly_the_cap() {
+    sell_exactly_the_balance_and_the_cap(Store::ThreeShards).await;
+}
+
+async fn sell_exactly_the_balance_and_the_cap(store: Store) {
     let sink = mock_buyer(|_, _| accept()).await;
     let mut capped = fixed_campaign("c2", "b2", "solar", "5.00", &sink.post_url());
     capped["caps"] = json!({"daily": 90});
@@ -131,7 +141,7 @@ async fn three_nodes_under_sustained_load_sell_exactly_the_balance_and_exactly_t
         vec![fixed_campaign("c1", "b1", "solar", "10.00", &sink.post_url()), capped],
         vec![topup("b1", "1200.00"), topup("b2", "100000.00")],
     );
-    let cluster = cluster(&config).await;
+    let cluster = cluster(&config, store).await;
     let load = Load::new(cluster.nodes.iter().map(|node| node.public).collect());
     let workers = load.start(24);
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -167,7 +177,7 @@ async fn a_node_killed_holding_a_lease_gives_it_back_after_expiry_and_the_total_
         vec![fixed_campaign("c1", "b1", "solar", "10.00", &sink.post_url())],
         vec![topup("b1", "1000.00")],
     );
-    let mut cluster = cluster(&config).await;
+    let mut cluster = cluster(&config, Store::OneRedis).await;
     let load = Load::new(cluster.nodes.iter().map(|node| node.public).collect());
     let workers = load.start(12);
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -212,7 +222,7 @@ async fn a_sale_costs_redis_few_commands() {
         vec![fixed_campaign("c1", "b1", "solar", "1.00", &sink.post_url())],
         vec![topup("b1", "100000.00")],
     );
-    let cluster = cluster(&config).await;
+    let cluster = cluster(&config, Store::OneRedis).await;
     let commands = || async {
         let client = redis::Client::open(cluster.redis.url()).unwrap();
         let mut connection = client.get_multiplexed_async_connection().await.unwrap();

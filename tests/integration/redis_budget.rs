@@ -2,7 +2,8 @@
 //! each with its ledger) holding, settling and recording sales concurrently for one buyer
 //! never overspend its balance or exceed a cap, with budget leases and without; a node that
 //! dies holding a lease gives it back when it expires, with exactly what it sold charged;
-//! with Redis gone an operation fails fast and sells nothing.
+//! with Redis gone an operation fails fast and sells nothing. The same on a Redis
+//! Cluster of three shards.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,7 +20,7 @@ use leadrouter::store::redis_budget::RedisBudget;
 use leadrouter::store::redis_ledger::RedisLedger;
 use leadrouter::store::{Budget, BudgetError};
 
-use crate::harness::RedisServer;
+use crate::harness::{RedisCluster, RedisServer};
 
 fn request<'a>(n: usize, price: &str, caps: &'a [Cap], now: DateTime<Utc>) -> HoldRequest<'a> {
     HoldRequest {
@@ -107,12 +108,11 @@ fn noon() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap()
 }
 
-async fn never_overspend(prefix: &str, leases: bool) {
-    let redis = RedisServer::start().await;
+async fn never_overspend(url: &str, prefix: &str, leases: bool) {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let nodes = [
-        Arc::new(node(&redis.url(), prefix, leases, Arc::clone(&clock)).await),
-        Arc::new(node(&redis.url(), prefix, leases, Arc::clone(&clock)).await),
+        Arc::new(node(url, prefix, leases, Arc::clone(&clock)).await),
+        Arc::new(node(url, prefix, leases, Arc::clone(&clock)).await),
     ];
     let now = Utc::now();
     let topped = nodes[0].budget.top_up("b1", Money::parse("100.00").unwrap()).await.unwrap();
@@ -129,12 +129,14 @@ async fn never_overspend(prefix: &str, leases: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_nodes_never_overspend_a_balance_from_their_leases() {
-    never_overspend("t1:", true).await;
+    let redis = RedisServer::start().await;
+    never_overspend(&redis.url(), "t1:", true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_nodes_never_overspend_a_balance_without_leases() {
-    never_overspend("t1b:", false).await;
+    let redis = RedisServer::start().await;
+    never_overspend(&redis.url(), "t1b:", false).await;
 }
 
 static DAILY_FIVE: [Cap; 1] = [Cap { name: "daily", window: Window::Day, limit: Limit::Count(5) }];
@@ -142,10 +144,14 @@ static DAILY_FIVE: [Cap; 1] = [Cap { name: "daily", window: Window::Day, limit: 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_nodes_never_exceed_a_cap() {
     let redis = RedisServer::start().await;
+    never_exceed(&redis.url(), "t2:").await;
+}
+
+async fn never_exceed(url: &str, prefix: &str) {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let nodes = [
-        Arc::new(node(&redis.url(), "t2:", true, Arc::clone(&clock)).await),
-        Arc::new(node(&redis.url(), "t2:", true, Arc::clone(&clock)).await),
+        Arc::new(node(url, prefix, true, Arc::clone(&clock)).await),
+        Arc::new(node(url, prefix, true, Arc::clone(&clock)).await),
     ];
     nodes[0].budget.top_up("b1", Money::parse("1000.00").unwrap()).await.unwrap();
     let now = Utc::now();
@@ -206,4 +212,22 @@ async fn with_redis_gone_an_operation_fails_within_about_a_second() {
     assert!(matches!(refused, Err(BudgetError::Unavailable(_))), "{refused:?}");
     assert!(started.elapsed() < Duration::from_millis(2500), "took {:?}", started.elapsed());
     drop(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_a_redis_cluster_two_nodes_never_overspend_or_exceed_a_cap_and_fail_fast_without_it() {
+    let _turn = crate::cluster::ONE_CLUSTER_AT_A_TIME.lock().await;
+    let cluster = RedisCluster::start(3).await;
+    never_overspend(&cluster.url(), "t1:", true).await;
+    never_overspend(&cluster.url(), "t1b:", false).await;
+    never_exceed(&cluster.url(), "t2:").await;
+
+    let budget = RedisBudget::connect(&cluster.url(), "t3:", "n1", Arc::new(SystemClock)).await.unwrap();
+    budget.top_up("b1", Money::parse("50.00").unwrap()).await.unwrap();
+    let stopped = cluster.stop();
+    let started = Instant::now();
+    let refused = budget.try_hold(&Arc::from("b1"), noon(), request(1, "10.00", &[], noon())).await;
+    assert!(matches!(refused, Err(BudgetError::Unavailable(_))), "{refused:?}");
+    assert!(started.elapsed() < Duration::from_millis(2500), "took {:?}", started.elapsed());
+    drop(stopped);
 }

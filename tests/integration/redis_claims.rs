@@ -10,12 +10,31 @@ use leadrouter::store::redis::RedisConnection;
 use leadrouter::store::redis_claims::RedisClaims;
 use leadrouter::store::{Claims, KeyClaim};
 
-use crate::harness::RedisServer;
+use crate::harness::{RedisCluster, RedisServer};
 
 #[tokio::test]
 async fn a_key_is_answered_once_across_nodes_and_in_either_stored_form() {
     let redis = RedisServer::start().await;
-    let connection = RedisConnection::open(&redis.url()).await.unwrap();
+    answered_once(&redis.url()).await;
+}
+
+#[tokio::test]
+async fn on_a_redis_cluster_a_key_is_answered_once_and_the_probe_sees_every_shard() {
+    let _turn = crate::cluster::ONE_CLUSTER_AT_A_TIME.lock().await;
+    let cluster = RedisCluster::start(3).await;
+    answered_once(&cluster.url()).await;
+    let connection = RedisConnection::open(&cluster.url()).await.unwrap();
+    let claims = RedisClaims::on(&connection, "t2:");
+    claims.probe().await.unwrap();
+    let mut shards = cluster.shards;
+    let gone = shards.pop().unwrap();
+    drop(gone.stop());
+    assert!(claims.probe().await.is_err(), "one shard away fails the probe");
+    assert!(claims.probe().await.is_err(), "and keeps failing it");
+}
+
+async fn answered_once(url: &str) {
+    let connection = RedisConnection::open(url).await.unwrap();
     let nodes = [RedisClaims::on(&connection, "t1:"), RedisClaims::on(&connection, "t1:")];
     let (hash, other) = ([7u8; 32], [8u8; 32]);
 

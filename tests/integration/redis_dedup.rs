@@ -9,7 +9,7 @@ use leadrouter::domain::dedup::{DedupKey, DedupKeying, DedupSecret};
 use leadrouter::store::redis_dedup::{RedisDedup, SecretError};
 use leadrouter::store::DedupClaims;
 
-use crate::harness::RedisServer;
+use crate::harness::{RedisCluster, RedisServer};
 
 fn keying(byte: u8) -> DedupKeying {
     DedupKeying::new(DedupSecret::from_bytes([byte; 32]))
@@ -22,9 +22,13 @@ fn keys_for(buyer_id: &str, contacts: &[String]) -> Vec<DedupKey> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_lead_is_claimed_once_across_nodes_and_blocked_for_its_window() {
     let redis = RedisServer::start().await;
+    one_lead_is_claimed_once(&redis.url(), "d1:").await;
+}
+
+async fn one_lead_is_claimed_once(url: &str, prefix: &str) {
     let nodes = [
-        Arc::new(RedisDedup::connect(&redis.url(), "d1:").await.unwrap()),
-        Arc::new(RedisDedup::connect(&redis.url(), "d1:").await.unwrap()),
+        Arc::new(RedisDedup::connect(url, prefix).await.unwrap()),
+        Arc::new(RedisDedup::connect(url, prefix).await.unwrap()),
     ];
     let now = Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap();
     let keys = keys_for("b1", &["anna@example.com".to_string(), "+498912345678".to_string()]);
@@ -58,7 +62,11 @@ async fn one_lead_is_claimed_once_across_nodes_and_blocked_for_its_window() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_takes_all_keys_or_none() {
     let redis = RedisServer::start().await;
-    let node = RedisDedup::connect(&redis.url(), "d2:").await.unwrap();
+    all_keys_or_none(&redis.url(), "d2:").await;
+}
+
+async fn all_keys_or_none(url: &str, prefix: &str) {
+    let node = RedisDedup::connect(url, prefix).await.unwrap();
     let now = Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap();
     let phone = keys_for("b1", &["+498912345678".to_string()]);
     let both = keys_for("b1", &["anna@example.com".to_string(), "+498912345678".to_string()]);
@@ -81,7 +89,11 @@ async fn with_redis_gone_a_claim_is_an_error_not_a_yes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_keys_are_looked_up_and_left_alone() {
     let redis = RedisServer::start().await;
-    let node = RedisDedup::connect(&redis.url(), "d4:").await.unwrap();
+    plain_keys_are_left_alone(&redis.url(), "d4:").await;
+}
+
+async fn plain_keys_are_left_alone(url: &str, prefix: &str) {
+    let node = RedisDedup::connect(url, prefix).await.unwrap();
     let sold = Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap();
     let contacts = ["+498912345678".to_string()];
     let plain = keying(9).keys_for("b1", &contacts);
@@ -114,4 +126,19 @@ async fn nodes_agree_on_one_dedup_secret_and_redis_holds_no_secret() {
     assert!(!stored.contains(&keying(1).secret.to_hex()), "{stored}");
     let fresh = RedisDedup::connect(&redis.url(), "d6:").await.unwrap();
     assert_eq!(fresh.agree_on_secret(&keying(1), false, now).await.unwrap().plain_until_then, None);
+}
+
+/// A claim's keys, its commit (a pipeline) and its release name one buyer's keys only, so
+/// they run on a Redis Cluster as on one Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn on_a_redis_cluster_claims_commits_and_releases_work_as_on_one_redis() {
+    let _turn = crate::cluster::ONE_CLUSTER_AT_A_TIME.lock().await;
+    let cluster = RedisCluster::start(3).await;
+    one_lead_is_claimed_once(&cluster.url(), "d1:").await;
+    all_keys_or_none(&cluster.url(), "d2:").await;
+    plain_keys_are_left_alone(&cluster.url(), "d4:").await;
+    let node = RedisDedup::connect(&cluster.url(), "d5:").await.unwrap();
+    let now = Utc.with_ymd_and_hms(2026, 12, 3, 9, 0, 0).unwrap();
+    assert_eq!(node.agree_on_secret(&keying(1), false, now).await.unwrap().plain_until_then, None);
+    assert!(matches!(node.agree_on_secret(&keying(2), false, now).await, Err(SecretError::Differs)));
 }
