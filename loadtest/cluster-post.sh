@@ -80,10 +80,12 @@ SKIP_CLUSTER="${SKIP_CLUSTER:-0}"
 CLUSTER_REQUIRED="${CLUSTER_REQUIRED:-0}"
 
 BUYER_ADDR=127.0.0.1:19250
-# Node n (1..3): public 1828n, ops 1928n, gRPC 5025n.
+# Node n (1..3): public 1828n, ops 1928n, gRPC 2028n. All below 32768, Linux's ephemeral
+# range (32768-60999): a port in that range can be taken at any moment by an outgoing
+# connection's local end (gRPC on 5025n once failed with "Address already in use").
 NODE_PUBLIC=(127.0.0.1:18281 127.0.0.1:18282 127.0.0.1:18283)
 NODE_OPS=(127.0.0.1:19281 127.0.0.1:19282 127.0.0.1:19283)
-NODE_GRPC=(127.0.0.1:50251 127.0.0.1:50252 127.0.0.1:50253)
+NODE_GRPC=(127.0.0.1:20281 127.0.0.1:20282 127.0.0.1:20283)
 SUPPLIER_KEY=loadtest-supplier-key-0001
 ADMIN_TOKEN=loadtest-admin-token-0001
 # Every node of one Redis makes dedup keys under the same secret.
