@@ -143,6 +143,8 @@ struct RunArgs {
     mix: Mix,
     #[arg(long, default_value = "solar")]
     vertical: String,
+    /// A postal code, or several separated by commas (`80331,80333`): the arrivals take
+    /// them in turn.
     #[arg(long, default_value = "80331")]
     zip: String,
     #[arg(long, default_value = "DE")]
@@ -303,11 +305,12 @@ async fn run_load(args: RunArgs, threads: usize) -> anyhow::Result<()> {
         bail!("--max-requests must be at least 1");
     }
     let load = plan_load(&args)?;
+    let shape = LeadShape::new(&args.vertical, &args.zip, &args.country)?;
     let targets = run::display(&endpoints);
     let plan = Plan {
         endpoints,
         mix: args.mix,
-        shape: LeadShape { vertical: args.vertical.clone(), zip: args.zip.clone(), country: args.country.clone() },
+        shape,
         load,
         warmup,
         duration,

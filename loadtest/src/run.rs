@@ -69,8 +69,11 @@ struct Shared {
     /// How many targets share the load, and the counter that deals arrivals to them.
     targets: usize,
     next_target: AtomicU64,
-    /// The ping body is the same for every arrival: built once, cloned by reference count.
-    ping_body: Bytes,
+    /// The ping body is the same for every arrival in a postal code: built once per postal
+    /// code, cloned by reference count.
+    ping_bodies: Vec<Bytes>,
+    /// The counter that deals the postal codes to the arrivals in turn.
+    next_zip: AtomicU64,
     recorder: Mutex<Recorder>,
     next_id: AtomicU64,
     measured_started: AtomicU64,
@@ -112,6 +115,17 @@ impl Shared {
         self.stopped_at.get().is_some()
     }
 
+    /// The postal code turn of the next arrival (every mix takes one per arrival).
+    fn pick_zip(&self) -> u64 {
+        self.next_zip.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The ping body of postal code turn `zip`.
+    fn ping_body(&self, zip: u64) -> Bytes {
+        let index = usize::try_from(zip % self.ping_bodies.len() as u64).unwrap_or(0);
+        self.ping_bodies[index].clone()
+    }
+
     /// Takes the right to start one measured arrival; false once `--max-requests` is used.
     fn take_ticket(&self) -> bool {
         let Some(max) = self.max_requests else {
@@ -134,7 +148,8 @@ pub async fn run(plan: Plan) -> anyhow::Result<Summary> {
     let window_end = window_start + plan.duration;
     let shared = Arc::new(Shared {
         mix: plan.mix,
-        ping_body: plan.shape.ping_body(),
+        ping_bodies: plan.shape.ping_bodies(),
+        next_zip: AtomicU64::new(0),
         shape: plan.shape.clone(),
         targets: plan.endpoints.len(),
         next_target: AtomicU64::new(0),
@@ -277,24 +292,25 @@ async fn open_loop(
 /// when it was scheduled). Returns the transport failure, if any, so a worker can back off.
 async fn arrival(shared: &Shared, connection: &mut Connection, origin: Instant, measured: bool) -> Option<SendError> {
     let second = origin.saturating_duration_since(shared.window_start).as_secs();
+    let zip = shared.pick_zip();
     match shared.mix {
         Mix::Direct => {
             let n = shared.next_id.fetch_add(1, Ordering::Relaxed);
-            let (ending, _) = request(connection, PATH_LEADS, shared.shape.lead_body(n)).await;
+            let (ending, _) = request(connection, PATH_LEADS, shared.shape.lead_body(n, zip)).await;
             if measured {
                 shared.record(Phase::Lead, ending, origin, second);
             }
             failure(ending)
         }
         Mix::Ping => {
-            let (ending, _) = request(connection, PATH_PING, shared.ping_body.clone()).await;
+            let (ending, _) = request(connection, PATH_PING, shared.ping_body(zip)).await;
             if measured {
                 shared.record(Phase::Ping, ending, origin, second);
             }
             failure(ending)
         }
         Mix::PingPost => {
-            let (ending, ping_id) = request(connection, PATH_PING, shared.ping_body.clone()).await;
+            let (ending, ping_id) = request(connection, PATH_PING, shared.ping_body(zip)).await;
             if measured {
                 shared.record(Phase::Ping, ending, origin, second);
             }
@@ -303,7 +319,7 @@ async fn arrival(shared: &Shared, connection: &mut Connection, origin: Instant, 
             };
             let n = shared.next_id.fetch_add(1, Ordering::Relaxed);
             let post_start = Instant::now();
-            let (post_ending, _) = request(connection, PATH_POST, shared.shape.post_body(&ping_id, n)).await;
+            let (post_ending, _) = request(connection, PATH_POST, shared.shape.post_body(&ping_id, n, zip)).await;
             if measured {
                 shared.record(Phase::Post, post_ending, post_start, second);
                 shared.record(Phase::Pair, post_ending, origin, second);
@@ -382,7 +398,7 @@ mod tests {
         Plan {
             endpoints: vec![endpoint(target)],
             mix,
-            shape: LeadShape { vertical: "solar".into(), zip: "80331".into(), country: "DE".into() },
+            shape: LeadShape::new("solar", "80331", "DE").expect("shape"),
             load,
             warmup: Duration::ZERO,
             duration,

@@ -3,7 +3,9 @@
 //!
 //! Every lead is unique (email `lt{n}@example.com`, a Munich number built from the same
 //! counter), so leadrouter's duplicate check (same person, same buyer) never turns a load
-//! test into a test of the dedup path.
+//! test into a test of the dedup path. With several postal codes (`--zip a,b,c`) the
+//! arrivals take them in turn, so a market whose campaigns each take one postal code sees
+//! its leads spread evenly over those campaigns.
 
 use bytes::Bytes;
 use serde::Deserialize;
@@ -45,46 +47,79 @@ pub const PATH_LEADS: &str = "/v1/leads";
 pub const PATH_PING: &str = "/v1/ping";
 pub const PATH_POST: &str = "/v1/post";
 
-/// Where the generated leads are: one vertical, one postal code, one country.
+/// The most postal codes one run rotates over.
+pub const ZIPS_MAX: usize = 1_000;
+
+/// Where the generated leads are: one vertical, one or more postal codes (taken in turn),
+/// one country.
 #[derive(Debug, Clone)]
 pub struct LeadShape {
     pub vertical: String,
-    pub zip: String,
+    /// At least one; `zip` indexes below wrap around.
+    pub zips: Vec<String>,
     pub country: String,
 }
 
 impl LeadShape {
-    /// Lead number `n` as a JSON value (the direct post body, or the `lead` of a post).
-    pub fn lead(&self, n: u64) -> serde_json::Value {
+    /// The shape of `--vertical`, `--zip` (one postal code, or several separated by
+    /// commas) and `--country`.
+    pub fn new(vertical: &str, zips: &str, country: &str) -> anyhow::Result<LeadShape> {
+        let zips: Vec<String> = zips.split(',').map(|zip| zip.trim().to_string()).collect();
+        if zips.iter().any(String::is_empty) {
+            anyhow::bail!("--zip: a postal code, or several separated by commas, none empty");
+        }
+        if zips.len() > ZIPS_MAX {
+            anyhow::bail!("--zip: at most {ZIPS_MAX} postal codes");
+        }
+        Ok(LeadShape { vertical: vertical.to_string(), zips, country: country.to_string() })
+    }
+
+    /// The postal code of turn `zip` (any number: it wraps around the list).
+    fn zip(&self, zip: u64) -> &str {
+        // The remainder is below the list's length, a usize, so it converts back exactly.
+        let index = usize::try_from(zip % self.zips.len() as u64).unwrap_or(0);
+        &self.zips[index]
+    }
+
+    /// Lead number `n` in postal code turn `zip` as a JSON value (the direct post body, or
+    /// the `lead` of a post).
+    pub fn lead(&self, n: u64, zip: u64) -> serde_json::Value {
         json!({
             "vertical": self.vertical,
             "first_name": "Load",
             "last_name": "Test",
             "email": email(n),
             "phone": phone(n),
-            "zip": self.zip,
+            "zip": self.zip(zip),
             "country": self.country,
             "fields": {"roof_type": "tile"},
         })
     }
 
-    pub fn lead_body(&self, n: u64) -> Bytes {
-        Bytes::from(self.lead(n).to_string())
+    pub fn lead_body(&self, n: u64, zip: u64) -> Bytes {
+        Bytes::from(self.lead(n, zip).to_string())
     }
 
-    /// The anonymous ping: the same for every arrival, so built once.
-    pub fn ping_body(&self) -> Bytes {
-        let body = json!({
-            "vertical": self.vertical,
-            "zip": self.zip,
-            "country": self.country,
-            "fields": {"roof_type": "tile"},
-        });
-        Bytes::from(body.to_string())
+    /// The anonymous pings, one per postal code: the same for every arrival in that postal
+    /// code, so built once (index them like the list, `zip % zips.len()`).
+    pub fn ping_bodies(&self) -> Vec<Bytes> {
+        self.zips
+            .iter()
+            .map(|zip| {
+                let body = json!({
+                    "vertical": self.vertical,
+                    "zip": zip,
+                    "country": self.country,
+                    "fields": {"roof_type": "tile"},
+                });
+                Bytes::from(body.to_string())
+            })
+            .collect()
     }
 
-    pub fn post_body(&self, ping_id: &str, n: u64) -> Bytes {
-        Bytes::from(json!({"ping_id": ping_id, "lead": self.lead(n)}).to_string())
+    /// The post after a ping in postal code turn `zip`: the lead is in the same postal code.
+    pub fn post_body(&self, ping_id: &str, n: u64, zip: u64) -> Bytes {
+        Bytes::from(json!({"ping_id": ping_id, "lead": self.lead(n, zip)}).to_string())
     }
 }
 
@@ -138,13 +173,13 @@ mod tests {
     use super::*;
 
     fn shape() -> LeadShape {
-        LeadShape { vertical: "solar".into(), zip: "80331".into(), country: "DE".into() }
+        LeadShape::new("solar", "80331", "DE").expect("one postal code")
     }
 
     #[test]
     fn leads_are_unique_and_complete() {
-        let a = shape().lead(0);
-        let b = shape().lead(1);
+        let a = shape().lead(0, 0);
+        let b = shape().lead(1, 1);
         assert_ne!(a["email"], b["email"]);
         assert_ne!(a["phone"], b["phone"]);
         for field in ["vertical", "first_name", "last_name", "email", "phone", "zip", "country"] {
@@ -163,13 +198,33 @@ mod tests {
 
     #[test]
     fn pings_carry_no_personal_data() {
-        let ping: serde_json::Value = serde_json::from_slice(&shape().ping_body()).expect("JSON");
+        let pings = shape().ping_bodies();
+        assert_eq!(pings.len(), 1);
+        let ping: serde_json::Value = serde_json::from_slice(&pings[0]).expect("JSON");
         for pii in ["first_name", "last_name", "email", "phone", "street"] {
             assert!(ping.get(pii).is_none(), "{pii} in a ping");
         }
-        let post: serde_json::Value = serde_json::from_slice(&shape().post_body("png_1", 3)).expect("JSON");
+        let post: serde_json::Value = serde_json::from_slice(&shape().post_body("png_1", 3, 7)).expect("JSON");
         assert_eq!(post["ping_id"], "png_1");
         assert_eq!(post["lead"]["email"], "lt3@example.com");
+        assert_eq!(post["lead"]["zip"], "80331", "one postal code: every turn has it");
+    }
+
+    #[test]
+    fn several_postal_codes_take_turns() {
+        let shape = LeadShape::new("solar", "80331, 80333,80335", "DE").expect("three postal codes");
+        assert_eq!(shape.zips, ["80331", "80333", "80335"]);
+        let zips: Vec<_> = (0..7).map(|turn| shape.lead(100 + turn, turn)["zip"].clone()).collect();
+        assert_eq!(zips, ["80331", "80333", "80335", "80331", "80333", "80335", "80331"]);
+        let pings: Vec<serde_json::Value> =
+            shape.ping_bodies().iter().map(|b| serde_json::from_slice(b).expect("JSON")).collect();
+        assert_eq!(pings.iter().map(|p| p["zip"].as_str().expect("zip")).collect::<Vec<_>>(), shape.zips);
+        let post: serde_json::Value = serde_json::from_slice(&shape.post_body("png_2", 5, 4)).expect("JSON");
+        assert_eq!(post["lead"]["zip"], "80333", "the post is in its ping's postal code");
+        assert!(LeadShape::new("solar", "80331,", "DE").is_err(), "an empty postal code");
+        assert!(LeadShape::new("solar", "", "DE").is_err());
+        let too_many = vec!["80331"; ZIPS_MAX + 1].join(",");
+        assert!(LeadShape::new("solar", &too_many, "DE").is_err());
     }
 
     #[test]
