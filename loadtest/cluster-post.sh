@@ -497,6 +497,8 @@ run_config() {
     for port in "${REDIS_PORTS[@]}"; do
         redis-cli -p "$port" info persistence | tr -d '\r' | grep -E '^aof_(enabled|last_write_status):' | paste -sd' ' |
             sed "s/^/   redis 127.0.0.1:$port: /"
+        # Which commands the run cost (counted since the server started: this run's only).
+        redis-cli -p "$port" info commandstats | tr -d '\r' | grep '^cmdstat_' >"$OUT_DIR/$name-$port.commandstats.txt"
     done
     stop_run
 }

@@ -638,11 +638,6 @@ impl Auction {
                 None
             }
         };
-        if let Err(error) = self.core.dedup.commit(&campaign.buyer_id, &attempt.dedup_keys, now).await {
-            // The buyer accepted the lead: the sale stands; its keys stay claimed (pending)
-            // until they expire, which still blocks a copy of the lead meanwhile.
-            tracing::error!(%error, sale_id = %attempt.sale_id, "dedup keys of a sale not marked sold");
-        }
         // A settle moves the price from held to charged: what is available does not change,
         // so the gauge the hold set stays right.
         let sale = Sale {
@@ -665,7 +660,18 @@ impl Auction {
             buyer_reference,
             lease,
         };
-        match self.core.journal.append(Event::SaleSettled(sale.clone()), now).await {
+        // The dedup keys are marked sold while the sale is journaled: on a shared store
+        // that is two round trips at once instead of one after the other.
+        let (committed, appended) = tokio::join!(
+            self.core.dedup.commit(&campaign.buyer_id, &attempt.dedup_keys, now),
+            self.core.journal.append(Event::SaleSettled(sale.clone()), now)
+        );
+        if let Err(error) = committed {
+            // The buyer accepted the lead: the sale stands; its keys stay claimed (pending)
+            // until they expire, which still blocks a copy of the lead meanwhile.
+            tracing::error!(%error, sale_id = %sale.sale_id, "dedup keys of a sale not marked sold");
+        }
+        match appended {
             // Sequences start at 1: a sale the ledger acknowledged has its place in it.
             Ok(recorded) => debug_assert!(recorded.sequence > 0, "a settled sale without a ledger sequence"),
             Err(error) => {

@@ -39,25 +39,39 @@ use crate::domain::ledger::{Event, LedgerEvent};
 /// the stream, then per lease named in the batch its fence and its counters. ARGV: the
 /// number of entries, then per entry its JSON, its lease's number (0: none), the number of
 /// counters, and the counters' names and increments. Answers each entry's sequence, or 0
-/// for a sale whose lease is fenced (nothing of it is written).
+/// for a sale whose lease is fenced (nothing of it is written). Each lease's fence is read
+/// once and its counters incremented once per batch, by the batch's sums (integer cents,
+/// exact in Lua's doubles far beyond any balance).
 const APPEND: &str = r"
 local sequence = tonumber(redis.call('GET', KEYS[1]) or '0')
 local out = {}
+local fenced = {}
+local sums = {}
 local a = 2
 for e = 1, tonumber(ARGV[1]) do
   local entry, lease, counters = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
   a = a + 3
-  if lease > 0 and redis.call('EXISTS', KEYS[1 + 2 * lease]) == 1 then
+  if lease > 0 and fenced[lease] == nil then
+    fenced[lease] = redis.call('EXISTS', KEYS[1 + 2 * lease]) == 1
+    sums[lease] = {}
+  end
+  if lease > 0 and fenced[lease] then
     out[e] = 0
   else
     sequence = sequence + 1
     redis.call('XADD', KEYS[2], sequence .. '-1', 'e', entry)
     for c = 0, counters - 1 do
-      redis.call('HINCRBY', KEYS[2 + 2 * lease], ARGV[a + 2 * c], ARGV[a + 2 * c + 1])
+      local name = ARGV[a + 2 * c]
+      sums[lease][name] = (sums[lease][name] or 0) + tonumber(ARGV[a + 2 * c + 1])
     end
     out[e] = sequence
   end
   a = a + 2 * counters
+end
+for lease, counters in pairs(sums) do
+  for name, sum in pairs(counters) do
+    redis.call('HINCRBY', KEYS[2 + 2 * lease], name, string.format('%d', sum))
+  end
 end
 redis.call('SET', KEYS[1], sequence)
 return out
