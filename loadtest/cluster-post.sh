@@ -384,8 +384,11 @@ check_buyers() {
     : >"$file"
     for i in $(seq 1 "${MARKET_BUYERS[$market]}"); do
         id="$(printf '%02d' "$i")"
+        # `held` counts what nodes leased in advance (DESIGN §9; returned once quiet): what
+        # is still held is the rest.
         read -r balance held < <(curl -sf -H "Authorization: Bearer loadtest-buyer-key-00$id" \
-            "http://${NODE_PUBLIC[0]}/v1/buyer/balance" | jq -r '[.balance, .held] | @tsv')
+            "http://${NODE_PUBLIC[0]}/v1/buyer/balance" |
+            jq -r '[.balance, (((.held | tonumber) - ((.leased // "0") | tonumber)) * 100 | round / 100)] | @tsv')
         price="$(curl -sf -H "Authorization: Bearer $ADMIN_TOKEN" \
             "http://${NODE_OPS[0]}/admin/v1/campaigns/lt-campaign-$id" | jq -r '.pricing.price')"
         awk -v id="lt-buyer-$id" -v b="$balance" -v h="$held" -v p="$price" -v open="$OPENING_CENTS" 'BEGIN {
