@@ -320,7 +320,7 @@ impl RedisBudget {
             match granted {
                 (Ok(Some(lease)), available) => {
                     *buyer.shared_available.lock() = available;
-                    buyer.leases.lock().adopt(&lease_id, lease, now, now + LEASE_USABLE);
+                    buyer.leases.lock().adopt(&lease_id, lease, &ask, now, now + LEASE_USABLE);
                 }
                 (Ok(None), _) => buyer.leases.lock().close(&lease_id),
                 (Err(refusal), _) => return Err(refusal.into()),
@@ -363,7 +363,7 @@ impl RedisBudget {
                     (lease, changed)
                 });
                 match renewed.await {
-                    Ok(Some(lease)) => buyer.leases.lock().adopt(&lease_id, lease, now, now + LEASE_USABLE),
+                    Ok(Some(lease)) => buyer.leases.lock().renewed(&lease_id, lease, now + LEASE_USABLE),
                     Ok(None) => buyer.leases.lock().close(&lease_id),
                     Err(error) => tracing::warn!(%error, buyer = %buyer_id, "a lease was not renewed; it will expire"),
                 }

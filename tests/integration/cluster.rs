@@ -122,6 +122,18 @@ impl Node {
         Node { child, public, ops, grpc, data: Some(data) }
     }
 
+    /// Stops the node as an operator does (`SIGTERM`: it finishes its requests and shuts
+    /// down cleanly) and waits at most 30 s for it to exit.
+    pub(crate) fn terminate(mut self) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs").success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.child.try_wait().expect("the node's status").is_none() {
+            assert!(Instant::now() < deadline, "the node did not stop within 30 s:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Waits (at most 30 s) until the node answers `/readyz` with 200; a node that exits
     /// or stays unready fails the test with what it logged.
     pub(crate) async fn until_ready(&self) {

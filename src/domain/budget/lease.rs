@@ -366,6 +366,9 @@ pub struct NodeLeases {
 struct LocalLease {
     id: String,
     granted: Lease,
+    /// The funding and each campaign's caps the lease was granted under: a hold under
+    /// other terms (an admin changed them) needs a lease granted under those.
+    terms: Vec<Terms>,
     /// What the sales settled from it drew, window by window as `granted.windows`.
     used_charge: Money,
     used: Vec<Usage>,
@@ -374,6 +377,13 @@ struct LocalLease {
     usable_until: DateTime<Utc>,
     last_active: DateTime<Utc>,
     closing: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Terms {
+    campaign_id: String,
+    funding: Funding,
+    caps: Vec<Cap>,
 }
 
 #[derive(Debug)]
@@ -401,12 +411,25 @@ impl LocalLease {
 
 impl NodeLeases {
     /// Holds from the newest lease, or says what the shared book must grant first. Answers
-    /// the money left in the lease after the hold.
+    /// the money left in the lease after the hold. A lease granted under other funding or
+    /// other caps of the campaign closes: what it holds was counted under the old terms.
     pub fn try_hold(&mut self, now: DateTime<Utc>, request: &HoldRequest<'_>) -> Result<Money, Shortfall> {
         let lease = match self.leases.last_mut() {
             Some(lease) if !lease.closing && now < lease.usable_until => lease,
             _ => return Err(Shortfall::NoLease),
         };
+        match lease.terms.iter().find(|terms| terms.campaign_id == request.campaign_id) {
+            Some(terms) if terms.funding != request.funding || terms.caps != request.caps => {
+                lease.closing = true;
+                return Err(Shortfall::NoLease);
+            }
+            Some(_) => {}
+            None if lease.terms.iter().any(|terms| terms.funding != request.funding) => {
+                lease.closing = true;
+                return Err(Shortfall::NoLease);
+            }
+            None => return Err(Shortfall::Exhausted),
+        }
         let charge = charge_of(request.funding, request.price);
         let left = lease.money_left();
         if charge > left {
@@ -451,12 +474,26 @@ impl NodeLeases {
         self.leases.iter_mut().any(|lease| lease.holds.remove(hold_id).is_some())
     }
 
-    /// Takes what the shared book granted or renewed for `lease_id`. A new lease becomes
-    /// the one new holds come from; the one before it closes.
-    pub fn adopt(&mut self, lease_id: &str, granted: Lease, now: DateTime<Utc>, usable_until: DateTime<Utc>) {
+    /// Takes what the shared book granted for `request` under `lease_id`. A new lease
+    /// becomes the one new holds come from; the one before it closes.
+    pub fn adopt(
+        &mut self,
+        lease_id: &str,
+        granted: Lease,
+        request: &LeaseRequest<'_>,
+        now: DateTime<Utc>,
+        usable_until: DateTime<Utc>,
+    ) {
+        let terms = Terms {
+            campaign_id: request.campaign_id.to_string(),
+            funding: request.funding,
+            caps: request.caps.to_vec(),
+        };
         if let Some(lease) = self.leases.iter_mut().find(|lease| lease.id == lease_id) {
             lease.granted = granted;
             lease.usable_until = lease.usable_until.max(usable_until);
+            lease.terms.retain(|known| known.campaign_id != terms.campaign_id);
+            lease.terms.push(terms);
             return;
         }
         for lease in &mut self.leases {
@@ -465,6 +502,7 @@ impl NodeLeases {
         self.leases.push(LocalLease {
             id: lease_id.to_string(),
             granted,
+            terms: vec![terms],
             used_charge: Money::ZERO,
             used: Vec::new(),
             holds: HashMap::new(),
@@ -479,6 +517,14 @@ impl NodeLeases {
     pub fn active(&self, now: DateTime<Utc>) -> Option<(&str, DateTime<Utc>)> {
         let lease = self.leases.last().filter(|lease| !lease.closing && now < lease.usable_until)?;
         Some((lease.id.as_str(), lease.opened_at))
+    }
+
+    /// Takes a renewal of `lease_id` from the shared book (same grant, later expiry).
+    pub fn renewed(&mut self, lease_id: &str, granted: Lease, usable_until: DateTime<Utc>) {
+        if let Some(lease) = self.leases.iter_mut().find(|lease| lease.id == lease_id) {
+            lease.granted = granted;
+            lease.usable_until = lease.usable_until.max(usable_until);
+        }
     }
 
     /// Stops holding from `lease_id` (the shared book no longer has it).

@@ -79,13 +79,13 @@ fn caps_are_leased_per_window_and_a_full_cap_refuses() {
     let lease = book.grant_lease(now, &lease_request("l1", 1_00, &caps, 100, now)).unwrap().unwrap();
     assert_eq!(lease.windows[0].count, 2, "a quarter of the 8 left today");
     let mut leases = NodeLeases::default();
-    leases.adopt("l1", lease, now, now + chrono::Duration::seconds(10));
+    leases.adopt("l1", lease, &lease_request("l1", 1_00, &caps, 100, now), now, now + chrono::Duration::seconds(10));
     leases.try_hold(now, &hold("h1", 1_00, &caps, now)).unwrap();
     leases.try_hold(now, &hold("h2", 1_00, &caps, now)).unwrap();
     assert_eq!(leases.try_hold(now, &hold("h3", 1_00, &caps, now)), Err(Shortfall::Exhausted));
     // Tomorrow is another window: the lease has nothing for it.
     let tomorrow = now + chrono::Duration::days(1);
-    leases.adopt("l1", book.renew_lease("l1", tomorrow).unwrap(), now, tomorrow + chrono::Duration::seconds(10));
+    leases.renewed("l1", book.renew_lease("l1", tomorrow).unwrap(), tomorrow + chrono::Duration::seconds(10));
     assert_eq!(leases.try_hold(tomorrow, &hold("h4", 1_00, &caps, tomorrow)), Err(Shortfall::Exhausted));
     // Another node takes the rest of today's cap, a quarter at a time, then is refused.
     let mut granted = 0;
@@ -108,7 +108,7 @@ fn a_sale_settled_from_a_lease_carries_its_counters_and_they_read_back() {
     let lease = book.grant_lease(now, &lease_request("l1", 12_50, &caps, 4, now)).unwrap().unwrap();
     assert_eq!(lease.windows.len(), 2, "one window per distinct day and month");
     let mut leases = NodeLeases::default();
-    leases.adopt("l1", lease, now, now + chrono::Duration::seconds(10));
+    leases.adopt("l1", lease, &lease_request("l1", 12_50, &caps, 4, now), now, now + chrono::Duration::seconds(10));
     leases.try_hold(now, &hold("h1", 12_50, &caps, now)).unwrap();
     let charge = leases.settle("h1", now).unwrap();
     assert_eq!(charge.windows, vec![(0, Money::cents(12_50)), (1, Money::cents(12_50))]);
@@ -140,10 +140,11 @@ fn a_lease_past_its_use_holds_nothing_and_quiet_leases_close() {
     let now = at(10);
     let mut book = BuyerBook::new(Money::cents(100_00));
     let mut leases = NodeLeases::default();
-    leases.adopt("l1", book.grant_lease(now, &lease_request("l1", 1_00, &[], 4, now)).unwrap().unwrap(), now, now);
+    let ask = lease_request("l1", 1_00, &[], 4, now);
+    leases.adopt("l1", book.grant_lease(now, &ask).unwrap().unwrap(), &ask, now, now);
     assert_eq!(leases.try_hold(now, &hold("h1", 1_00, &[], now)), Err(Shortfall::NoLease));
     let until = now + chrono::Duration::seconds(10);
-    leases.adopt("l1", book.renew_lease("l1", until).unwrap(), now, until);
+    leases.renewed("l1", book.renew_lease("l1", until).unwrap(), until);
     leases.try_hold(now, &hold("h1", 1_00, &[], now)).unwrap();
     let later = now + chrono::Duration::seconds(6);
     assert!(leases.close_quiet(later, chrono::Duration::seconds(5)).is_empty(), "a hold is open");
@@ -151,6 +152,35 @@ fn a_lease_past_its_use_holds_nothing_and_quiet_leases_close() {
     assert_eq!(leases.close_quiet(later, chrono::Duration::seconds(5)), vec!["l1".to_string()]);
     assert_eq!(leases.try_hold(later, &hold("h2", 1_00, &[], later)), Err(Shortfall::NoLease));
     assert!(book.expired_leases(now + chrono::Duration::seconds(15)).contains(&"l1".to_string()));
+}
+
+#[test]
+fn a_lease_granted_under_other_caps_or_funding_closes_and_a_retired_one_is_not_reopened() {
+    let now = at(10);
+    let daily = [Cap { window: Window::Day, limit: Limit::Count(8), name: "daily" }];
+    let mut book = BuyerBook::new(Money::cents(100_00));
+    let mut leases = NodeLeases::default();
+    let ask = lease_request("l1", 1_00, &daily, 4, now);
+    leases.adopt("l1", book.grant_lease(now, &ask).unwrap().unwrap(), &ask, now, now + chrono::Duration::seconds(10));
+    leases.try_hold(now, &hold("h1", 1_00, &daily, now)).unwrap();
+    // An admin lowers the cap: the lease, granted under the old one, takes no more holds.
+    let lowered = [Cap { window: Window::Day, limit: Limit::Count(1), name: "daily" }];
+    assert_eq!(leases.try_hold(now, &hold("h2", 1_00, &lowered, now)), Err(Shortfall::NoLease));
+    assert!(leases.active(now).is_none());
+    // The shared book still counts the old lease, so the lowered cap is full already.
+    let ask = lease_request("l2", 1_00, &lowered, 4, now);
+    assert_eq!(book.grant_lease(now, &ask), Err(HoldRefusal::CapReached("daily")));
+    // A lease retired meanwhile is not extended under its old id.
+    assert!(book.retire_lease("l1", &LeaseUsage::default()));
+    let mut again = lease_request("l1", 1_00, &daily, 4, now);
+    again.extends = true;
+    assert_eq!(book.grant_lease(now, &again), Ok(None));
+    // Another funding closes a lease too.
+    let ask = lease_request("l3", 1_00, &[], 4, now);
+    leases.adopt("l3", book.grant_lease(now, &ask).unwrap().unwrap(), &ask, now, now + chrono::Duration::seconds(10));
+    let mut invoiced = hold("h3", 1_00, &[], now);
+    invoiced.funding = Funding { mode: BillingMode::Invoice, credit_limit: Some(Money::cents(50_00)) };
+    assert_eq!(leases.try_hold(now, &invoiced), Err(Shortfall::NoLease));
 }
 
 #[test]
@@ -251,7 +281,7 @@ impl World {
             ask.extends = extends;
             match self.book.grant_lease(now, &ask) {
                 Ok(Some(lease)) => {
-                    leases.adopt(&lease_id, lease, now, now + chrono::Duration::seconds(TTL - 5));
+                    leases.adopt(&lease_id, lease, &ask, now, now + chrono::Duration::seconds(TTL - 5));
                     if leases.try_hold(now, &request).is_ok() {
                         open.push(id);
                     }
