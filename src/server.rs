@@ -705,8 +705,13 @@ async fn sweep(router: Arc<Router>, mut stopped: watch::Receiver<bool>) {
     holds.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut records = tokio::time::interval(SWEEP_RECORDS_EVERY);
     records.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The dashboard's one sample a second, on a ticker of its own: a slow sweep of holds
+    // (Redis) must not leave gaps in its charts.
+    let mut samples = tokio::time::interval(std::time::Duration::from_secs(1));
+    samples.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
+            _ = samples.tick() => telemetry::activity::activity().sample(router.clock().now()),
             _ = holds.tick() => router.sweep_holds().await,
             _ = records.tick() => {
                 let router = Arc::clone(&router);

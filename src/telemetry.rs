@@ -14,6 +14,8 @@ use crate::domain::money::{Currency, Money};
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+pub mod activity;
+
 pub const PINGS_TOTAL: &str = "leadrouter_pings_total";
 pub const POSTS_TOTAL: &str = "leadrouter_posts_total";
 pub const LEADS_TOTAL: &str = "leadrouter_leads_total";
@@ -57,6 +59,11 @@ pub fn record_revenue(currency: Currency, amount: Money) {
     *revenue.entry(currency).or_default() += amount.amount();
 }
 
+/// Revenue so far, by currency (exact).
+pub fn revenue() -> BTreeMap<Currency, Decimal> {
+    REVENUE.get().map(|revenue| revenue.lock().clone()).unwrap_or_default()
+}
+
 /// The whole `/metrics` page: the exporter's metrics plus the exact revenue counter.
 pub fn render() -> String {
     let mut page = prometheus().render();
@@ -83,7 +90,8 @@ pub fn prometheus() -> PrometheusHandle {
                     let handle = recorder.handle();
                     // Another recorder may already be global (an embedding program's); then
                     // our handle renders only what we describe, which is still valid output.
-                    let _ = metrics::set_global_recorder(recorder);
+                    // The dashboard counts beside the exporter (`activity`).
+                    let _ = metrics::set_global_recorder(activity::Tee { inner: recorder });
                     describe();
                     spawn_upkeep(handle.clone());
                     handle
