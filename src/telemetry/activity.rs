@@ -19,7 +19,7 @@ use metrics::{
 use parking_lot::Mutex;
 use rust_decimal::Decimal;
 
-use super::{BUYER_REQUESTS_TOTAL, BUYER_REQUEST_DURATION_SECONDS, LEADS_TOTAL, PINGS_TOTAL};
+use super::{BUYER_REQUESTS_TOTAL, BUYER_REQUEST_DURATION_SECONDS, LEADS_TOTAL, PINGS_TOTAL, SALES_TOTAL};
 use crate::domain::money::Currency;
 
 /// How many one-second samples are kept: the last 15 minutes.
@@ -32,6 +32,8 @@ pub struct Totals {
     pub bids: u64,
     pub leads: u64,
     pub leads_sold: u64,
+    /// Sales settled (a lead sold to two buyers is two).
+    pub sales: u64,
     pub buyer_requests: u64,
     /// Buyer requests that ended in `error` or `timeout`.
     pub buyer_errors: u64,
@@ -48,6 +50,7 @@ impl Totals {
             bids: self.bids.saturating_sub(earlier.bids),
             leads: self.leads.saturating_sub(earlier.leads),
             leads_sold: self.leads_sold.saturating_sub(earlier.leads_sold),
+            sales: self.sales.saturating_sub(earlier.sales),
             buyer_requests: self.buyer_requests.saturating_sub(earlier.buyer_requests),
             buyer_errors: self.buyer_errors.saturating_sub(earlier.buyer_errors),
             buyer_latency_micros: self.buyer_latency_micros.saturating_sub(earlier.buyer_latency_micros),
@@ -80,6 +83,7 @@ struct Counters {
     bids: AtomicU64,
     leads: AtomicU64,
     leads_sold: AtomicU64,
+    sales: AtomicU64,
     buyer_requests: AtomicU64,
     buyer_errors: AtomicU64,
     buyer_latency_micros: AtomicU64,
@@ -108,6 +112,7 @@ impl Activity {
             bids: c.bids.load(Ordering::Relaxed),
             leads: c.leads.load(Ordering::Relaxed),
             leads_sold: c.leads_sold.load(Ordering::Relaxed),
+            sales: c.sales.load(Ordering::Relaxed),
             buyer_requests: c.buyer_requests.load(Ordering::Relaxed),
             buyer_errors: c.buyer_errors.load(Ordering::Relaxed),
             buyer_latency_micros: c.buyer_latency_micros.load(Ordering::Relaxed),
@@ -161,6 +166,7 @@ impl Activity {
         match key.name() {
             PINGS_TOTAL => Some(&c.pings),
             LEADS_TOTAL => Some(&c.leads),
+            SALES_TOTAL => Some(&c.sales),
             BUYER_REQUESTS_TOTAL => Some(&c.buyer_requests),
             _ => None,
         }
@@ -256,6 +262,7 @@ mod tests {
             metrics::counter!(PINGS_TOTAL, "vertical" => "solar", "outcome" => "no_bid").increment(1);
             metrics::counter!(LEADS_TOTAL, "vertical" => "solar", "outcome" => "sold").increment(2);
             metrics::counter!(LEADS_TOTAL, "vertical" => "solar", "outcome" => "rejected").increment(2);
+            metrics::counter!(SALES_TOTAL, "vertical" => "solar").increment(2);
             metrics::counter!(BUYER_REQUESTS_TOTAL, "buyer" => "b1", "kind" => "post", "outcome" => "timeout")
                 .increment(1);
             metrics::histogram!(BUYER_REQUEST_DURATION_SECONDS, "buyer" => "b1", "kind" => "post").record(0.25);
@@ -263,7 +270,7 @@ mod tests {
         let seen = activity().totals().since(&before);
         // Other tests of this process may count too: at least ours are there.
         assert!(seen.pings >= 4 && seen.bids >= 3, "{seen:?}");
-        assert!(seen.leads >= 4 && seen.leads_sold >= 2, "{seen:?}");
+        assert!(seen.leads >= 4 && seen.leads_sold >= 2 && seen.sales >= 2, "{seen:?}");
         assert!(seen.buyer_requests >= 1 && seen.buyer_errors >= 1, "{seen:?}");
         assert!(seen.buyer_latency_count >= 1 && seen.buyer_latency_micros >= 250_000, "{seen:?}");
         let page = handle.render();
