@@ -669,7 +669,13 @@ async fn serve(listener: TcpListener, which: Listener, state: Arc<AppState>, mut
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let service = TowerToHyperService::new(service.clone());
+                // Handlers that need the client's address (the console's sign-in limit)
+                // read it as axum's `ConnectInfo`.
+                let service = tower::ServiceExt::map_request(service.clone(), move |mut request: hyper::Request<_>| {
+                    request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                    request
+                });
+                let service = TowerToHyperService::new(service);
                 let connection = builder.serve_connection(TokioIo::new(stream), service);
                 let connection = graceful.watch(connection);
                 tokio::spawn(async move {

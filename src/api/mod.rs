@@ -7,12 +7,14 @@ pub mod admin;
 pub mod admission;
 pub mod bulk;
 pub mod caller;
+pub mod console;
 pub mod docs;
 pub mod error;
 pub mod http;
 pub mod limits;
 pub mod public;
 pub mod returns;
+pub mod session;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -35,6 +37,8 @@ pub struct AppState {
     /// The embedded journal's retention (None on nodes that keep their ledger on Redis).
     pub retention: Option<Arc<crate::retention::Retention>>,
     pub limits: AdmissionLimits,
+    /// Operators signed in to the console (DESIGN §15).
+    pub console_sessions: session::Sessions,
     in_flight: InFlight,
     shutting_down: AtomicBool,
 }
@@ -47,6 +51,7 @@ impl AppState {
             rate_limits: RateLimits::default(),
             retention: None,
             limits,
+            console_sessions: session::Sessions::new("lr_console"),
             in_flight: InFlight::new(&limits),
             shutting_down: AtomicBool::new(false),
         }
@@ -128,6 +133,7 @@ pub fn ops_service(state: Arc<AppState>) -> ApiService {
         .route("/healthz", get(admin::healthz))
         .route("/readyz", get(admin::readyz))
         .nest("/admin/v1", admin)
+        .merge(console::routes())
         .route_layer(middleware::from_fn(admission::label));
     service(routes, state, Listener::Ops)
 }

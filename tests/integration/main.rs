@@ -12,6 +12,7 @@ mod buyer_pings;
 mod buyer_tls;
 mod clock;
 mod cluster;
+mod console;
 mod docs;
 mod durability;
 mod errors;

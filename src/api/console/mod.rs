@@ -1,0 +1,187 @@
+//! The operator's console (DESIGN §15) at `/console/` on the ops listener: server-rendered
+//! pages (maud), a stylesheet and a few lines of JavaScript embedded in the binary, and
+//! sessions in `api::session`.
+//!
+//! Every page but sign-in needs a console session; every form post carries the session's
+//! CSRF token (the sign-in form a token bound to a short-lived cookie of its own). Nothing
+//! of a lead's PII goes into a URL or a log line.
+
+mod dashboard;
+mod page;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
+use axum::routing::{get, post};
+use maud::html;
+
+use super::session::{cookie_value, csrf_matches, Principal, Session};
+use super::AppState;
+use crate::telemetry::activity::activity;
+
+type Shared = State<Arc<AppState>>;
+
+/// The cookie that carries the sign-in form's token (before there is a session).
+const SIGN_IN_COOKIE: &str = "lr_console_sign_in";
+/// Forms are small: anything larger is refused unread.
+const FORM_MAX_BYTES: usize = 64 * 1024;
+
+pub fn routes() -> axum::Router<Arc<AppState>> {
+    axum::Router::new()
+        .route("/console", get(dashboard_page))
+        .route("/console/live/dashboard", get(dashboard_live))
+        .route("/console/sign-in", get(sign_in_page).post(sign_in))
+        .route("/console/sign-out", post(sign_out))
+        .route(
+            "/console/assets/console.css",
+            get(|| async { page::asset("text/css; charset=utf-8", page::STYLESHEET) }),
+        )
+        .route(
+            "/console/assets/console.js",
+            get(|| async { page::asset("text/javascript; charset=utf-8", page::SCRIPT) }),
+        )
+}
+
+/// The signed-in session of this request, if any.
+fn session_of(state: &AppState, headers: &HeaderMap) -> Option<(String, Session)> {
+    let id = state.console_sessions.id_in(headers)?;
+    let session = state.console_sessions.find(id, state.router.clock().now())?;
+    Some((id.to_string(), session))
+}
+
+/// Whether the browser reached us over TLS (through a proxy that says so).
+fn over_tls(headers: &HeaderMap) -> bool {
+    headers.get("x-forwarded-proto").and_then(|value| value.to_str().ok()).is_some_and(|proto| proto == "https")
+}
+
+fn client_address(request: &Request) -> IpAddr {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |ConnectInfo(address)| address.ip())
+}
+
+async fn dashboard_page(State(state): Shared, headers: HeaderMap) -> Response {
+    let Some((_, session)) = session_of(&state, &headers) else { return page::see_other("/console/sign-in") };
+    let live = live_dashboard();
+    page::answer(StatusCode::OK, page::layout("Dashboard", "/console", Some(&session), dashboard::body(live)))
+}
+
+async fn dashboard_live(State(state): Shared, headers: HeaderMap) -> Response {
+    if session_of(&state, &headers).is_none() {
+        return page::answer(StatusCode::UNAUTHORIZED, html! { p { "Signed out." } });
+    }
+    page::answer(StatusCode::OK, live_dashboard())
+}
+
+fn live_dashboard() -> maud::Markup {
+    let now = chrono::Utc::now();
+    let activity = activity();
+    let samples = activity.samples_since(now - chrono::Duration::minutes(11));
+    // The samples carry the router's clock; the tiles are as of the newest one.
+    let as_of = samples.last().map_or(now, |sample| sample.at);
+    dashboard::live(as_of, &samples, activity.totals())
+}
+
+async fn sign_in_page(headers: HeaderMap) -> Response {
+    sign_in_form(StatusCode::OK, None, over_tls(&headers))
+}
+
+/// The sign-in form with a fresh token, bound to a cookie that lives ten minutes.
+fn sign_in_form(status: StatusCode, error: Option<&str>, secure: bool) -> Response {
+    let token = hex::encode(rand::random::<[u8; 32]>());
+    let body = html! {
+        h1 { "Sign in" }
+        @if let Some(error) = error {
+            p.notice.bad role="alert" { (error) }
+        }
+        form.stacked method="post" action="/console/sign-in" {
+            input type="hidden" name="csrf" value=(token);
+            label for="token" { "Admin token" }
+            input id="token" name="token" type="password" autocomplete="current-password" required autofocus;
+            p { button type="submit" { "Sign in" } }
+        }
+    };
+    let mut response = page::answer(status, page::layout("Sign in", "", None, body));
+    let secure = if secure { "; Secure" } else { "" };
+    let cookie = format!("{SIGN_IN_COOKIE}={token}; Path=/console; Max-Age=600; HttpOnly; SameSite=Strict{secure}");
+    if let Ok(cookie) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+async fn sign_in(State(state): Shared, request: Request) -> Response {
+    let address = client_address(&request);
+    let headers = request.headers().clone();
+    let secure = over_tls(&headers);
+    let now = state.router.clock().now();
+    let sessions = &state.console_sessions;
+    if !sessions.may_try(address, now) {
+        return sign_in_form(StatusCode::TOO_MANY_REQUESTS, Some("Too many failed sign-ins: wait a minute."), secure);
+    }
+    let Some(form) = read_form(request).await else {
+        return sign_in_form(StatusCode::BAD_REQUEST, Some("The form could not be read."), secure);
+    };
+    let bound = cookie_value(&headers, SIGN_IN_COOKIE);
+    let token_ok = matches!((bound, field(&form, "csrf")), (Some(bound), Some(given))
+        if leadrouter_http::auth::token_matches(given, bound));
+    if !token_ok {
+        return sign_in_form(StatusCode::FORBIDDEN, Some("The form expired: sign in again."), secure);
+    }
+    let principal = match field(&form, "token") {
+        Some(token) if leadrouter_http::auth::token_matches(token, &state.admin_token) => Principal::AdminToken,
+        _ => {
+            sessions.failed(address, now);
+            tracing::info!(%address, "a console sign-in failed");
+            return sign_in_form(StatusCode::UNAUTHORIZED, Some("That did not match."), secure);
+        }
+    };
+    let (id, _) = sessions.start(principal, now);
+    let mut response = page::see_other("/console");
+    for cookie in [sessions.cookie(&id, "/console", secure), format!("{SIGN_IN_COOKIE}=; Path=/console; Max-Age=0")] {
+        if let Ok(cookie) = HeaderValue::from_str(&cookie) {
+            response.headers_mut().append(header::SET_COOKIE, cookie);
+        }
+    }
+    response
+}
+
+async fn sign_out(State(state): Shared, request: Request) -> Response {
+    let headers = request.headers().clone();
+    let Some((id, session)) = session_of(&state, &headers) else { return page::see_other("/console/sign-in") };
+    let form = read_form(request).await.unwrap_or_default();
+    if !field(&form, "csrf").is_some_and(|given| csrf_matches(&session, given)) {
+        return forbidden(&session);
+    }
+    state.console_sessions.end(&id);
+    let mut response = page::see_other("/console/sign-in");
+    if let Ok(cookie) = HeaderValue::from_str(&state.console_sessions.removal("/console", over_tls(&headers))) {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+/// A form post without its session's CSRF token: refused, nothing done.
+fn forbidden(session: &Session) -> Response {
+    let body = html! {
+        h1 { "Refused" }
+        p.notice.bad role="alert" { "This form was not sent from this console session. Nothing was changed." }
+    };
+    page::answer(StatusCode::FORBIDDEN, page::layout("Refused", "", Some(session), body))
+}
+
+/// A form body's fields, percent-decoded; `None` when it is too large or unreadable.
+async fn read_form(request: Request) -> Option<Vec<(String, String)>> {
+    let body: Body = request.into_body();
+    let bytes = axum::body::to_bytes(body, FORM_MAX_BYTES).await.ok()?;
+    serde_urlencoded::from_bytes(&bytes).ok()
+}
+
+fn field<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    form.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+}
