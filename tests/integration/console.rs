@@ -164,3 +164,106 @@ async fn the_dashboard_counts_sales_made_through_the_api() {
     assert_eq!(css.status, 200);
     assert!(css.headers["content-type"].to_str().unwrap().starts_with("text/css"));
 }
+
+/// Posts a console form as the signed-in `session`, with its CSRF token from `page_path`.
+async fn post_form(server: &TestServer, session: &str, page_path: &str, action: &str, fields: &str) -> Answer {
+    let csrf = csrf_in(&page(&get(server, page_path, session).await));
+    let headers = [("cookie", session), ("content-type", "application/x-www-form-urlencoded")];
+    let body = if fields.is_empty() { format!("csrf={csrf}") } else { format!("csrf={csrf}&{fields}") };
+    server.send("POST", &format!("{}{action}", server.ops), &headers, body).await
+}
+
+#[tokio::test]
+async fn a_top_up_in_the_console_validates_as_the_admin_api_and_a_refused_one_changes_nothing() {
+    let sink = mock_buyer(|_, _| accept()).await;
+    let server = start(market(&sink)).await;
+    let (_, session) = sign_in(&server, ADMIN_TOKEN, &[]).await;
+    let session = session.expect("a session");
+    let buyers = page(&get(&server, "/console/buyers", &session).await);
+    assert!(buyers.contains("1000.00 EUR"), "{buyers}");
+
+    let refused = post_form(
+        &server,
+        &session,
+        "/console/buyers",
+        "/console/top-ups",
+        "buyer_id=b1&amount=12.345&reference=wire-1",
+    )
+    .await;
+    assert_eq!(refused.status, 422);
+    let html = page(&refused);
+    assert!(html.contains("id=\"amount-top-up\"") && html.contains("aria-invalid=\"true\""), "{html}");
+    assert!(html.contains("class=\"field-error\" id=\"amount-top-up-error\""), "the error sits by its field: {html}");
+    assert!(html.contains("value=\"wire-1\""), "the form keeps what was typed");
+    let no_reference =
+        post_form(&server, &session, "/console/buyers", "/console/top-ups", "buyer_id=b1&amount=5.00&reference=").await;
+    assert_eq!(no_reference.status, 422);
+    assert!(page(&no_reference).contains("id=\"reference-top-up-error\""));
+    assert_eq!(server.balance(&buyer_key("b1")).await["balance"], "1000.00", "nothing half-applied");
+
+    let forged = server
+        .send(
+            "POST",
+            &format!("{}/console/top-ups", server.ops),
+            &[("cookie", session.as_str()), ("content-type", "application/x-www-form-urlencoded")],
+            "csrf=forged&buyer_id=b1&amount=5.00&reference=wire-2",
+        )
+        .await;
+    assert_eq!(forged.status, 403);
+    assert_eq!(server.balance(&buyer_key("b1")).await["balance"], "1000.00");
+
+    let done = post_form(
+        &server,
+        &session,
+        "/console/buyers",
+        "/console/top-ups",
+        "buyer_id=b1&amount=25.50&reference=wire-3",
+    )
+    .await;
+    assert_eq!(done.status, 200);
+    assert!(page(&done).contains("Topped up 25.50"), "{}", page(&done));
+    assert_eq!(server.balance(&buyer_key("b1")).await["balance"], "1025.50");
+}
+
+#[tokio::test]
+async fn the_returns_queue_approves_and_rejects_with_a_reason() {
+    let sink = mock_buyer(|_, _| accept()).await;
+    let mut config = market(&sink);
+    config["campaigns"][0]["returns_require_approval"] = json!(true);
+    config["campaigns"][0]["return_window_days"] = json!(3);
+    let server = start(config).await;
+    let (_, session) = sign_in(&server, ADMIN_TOKEN, &[]).await;
+    let session = session.expect("a session");
+    let mut returns = Vec::new();
+    for n in 0..2 {
+        let sold = server.direct(&lead("solar", n)).await;
+        assert_eq!(sold.json["status"], "sold");
+        let lead_id = sold.json["lead_id"].as_str().unwrap().to_string();
+        let sale = server.running.router.sales().all().into_iter().find(|s| s.lead_id == lead_id).expect("a sale");
+        let body = json!({"sale_id": sale.sale_id, "reason": "invalid_phone"});
+        let requested = server.supplier("/v1/returns", &buyer_key("b1"), &body).await;
+        assert_eq!(requested.status, 201, "{}", requested.json);
+        returns.push(requested.json["return_id"].as_str().unwrap().to_string());
+    }
+    let queue = page(&get(&server, "/console/returns", &session).await);
+    assert!(returns.iter().all(|id| queue.contains(id.as_str())), "{queue}");
+
+    let reject = format!("/console/returns/{}/reject", returns[0]);
+    let without_reason = post_form(&server, &session, "/console/returns", &reject, "reason=").await;
+    assert_eq!(without_reason.status, 422, "{}", page(&without_reason));
+    assert!(page(&without_reason).contains("aria-invalid=\"true\""));
+    let rejected = post_form(&server, &session, "/console/returns", &reject, "reason=the+phone+answers").await;
+    assert_eq!(rejected.status, 200, "{}", page(&rejected));
+    let approve = format!("/console/returns/{}/approve", returns[1]);
+    assert_eq!(post_form(&server, &session, "/console/returns", &approve, "").await.status, 200);
+
+    let first = server.admin("GET", &format!("/admin/v1/returns/{}", returns[0]), None).await;
+    assert_eq!(
+        (first.json["status"].as_str(), first.json["resolution_reason"].as_str()),
+        (Some("rejected"), Some("the phone answers"))
+    );
+    let second = server.admin("GET", &format!("/admin/v1/returns/{}", returns[1]), None).await;
+    assert_eq!(second.json["status"], "approved");
+    assert!(page(&get(&server, "/console/returns", &session).await).contains("No return is waiting"));
+    assert_eq!(server.balance(&buyer_key("b1")).await["balance"], "990.00", "the approved return is credited");
+}

@@ -7,13 +7,14 @@
 //! of a lead's PII goes into a URL or a log line.
 
 mod dashboard;
+mod money;
 mod page;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -29,6 +30,8 @@ type Shared = State<Arc<AppState>>;
 const SIGN_IN_COOKIE: &str = "lr_console_sign_in";
 /// Forms are small: anything larger is refused unread.
 const FORM_MAX_BYTES: usize = 64 * 1024;
+/// The returns queue shows this many, oldest first.
+const RETURNS_SHOWN: usize = 200;
 
 pub fn routes() -> axum::Router<Arc<AppState>> {
     axum::Router::new()
@@ -36,6 +39,10 @@ pub fn routes() -> axum::Router<Arc<AppState>> {
         .route("/console/live/dashboard", get(dashboard_live))
         .route("/console/sign-in", get(sign_in_page).post(sign_in))
         .route("/console/sign-out", post(sign_out))
+        .route("/console/buyers", get(buyers_page))
+        .route("/console/top-ups", post(top_up))
+        .route("/console/returns", get(returns_page))
+        .route("/console/returns/{id}/{decision}", post(resolve_return))
         .route(
             "/console/assets/console.css",
             get(|| async { page::asset("text/css; charset=utf-8", page::STYLESHEET) }),
@@ -85,6 +92,68 @@ fn live_dashboard() -> maud::Markup {
     // The samples carry the router's clock; the tiles are as of the newest one.
     let as_of = samples.last().map_or(now, |sample| sample.at);
     dashboard::live(as_of, &samples, activity.totals())
+}
+
+async fn buyers_page(State(state): Shared, headers: HeaderMap) -> Response {
+    let Some((_, session)) = session_of(&state, &headers) else { return page::see_other("/console/sign-in") };
+    let body = money::buyers_page(&state.router, &session, &money::Outcome::default()).await;
+    page::answer(StatusCode::OK, page::layout("Buyers and top-ups", "/console/buyers", Some(&session), body))
+}
+
+async fn top_up(State(state): Shared, request: Request) -> Response {
+    let Some((session, form)) = signed_form(&state, request).await else { return page::see_other("/console/sign-in") };
+    let Some(form) = form else { return forbidden(&session) };
+    let outcome = money::top_up(&state.router, &form).await;
+    let body = money::buyers_page(&state.router, &session, &outcome).await;
+    page::answer(outcome.status(), page::layout("Buyers and top-ups", "/console/buyers", Some(&session), body))
+}
+
+async fn returns_page(State(state): Shared, headers: HeaderMap) -> Response {
+    let Some((_, session)) = session_of(&state, &headers) else { return page::see_other("/console/sign-in") };
+    returns_answer(&state, &session, StatusCode::OK, &money::Outcome::default())
+}
+
+fn returns_answer(state: &AppState, session: &Session, status: StatusCode, outcome: &money::Outcome) -> Response {
+    let pending: Vec<_> = state
+        .router
+        .returns()
+        .returns_with_status(crate::domain::returns::ReturnStatus::Pending, 0, RETURNS_SHOWN)
+        .into_iter()
+        .map(|stored| stored.lead_return)
+        .collect();
+    let body = money::returns_page(&pending, session, outcome);
+    page::answer(status, page::layout("Returns", "/console/returns", Some(session), body))
+}
+
+async fn resolve_return(
+    State(state): Shared,
+    Path((return_id, decision)): Path<(String, String)>,
+    request: Request,
+) -> Response {
+    let Some((session, form)) = signed_form(&state, request).await else { return page::see_other("/console/sign-in") };
+    let Some(form) = form else { return forbidden(&session) };
+    let approve = match decision.as_str() {
+        "approve" => true,
+        "reject" => false,
+        _ => {
+            return page::answer(
+                StatusCode::NOT_FOUND,
+                page::layout("Not found", "", Some(&session), html! { h1 { "Not found" } }),
+            )
+        }
+    };
+    let reason = field(&form, "reason").map(str::trim).filter(|reason| !reason.is_empty()).map(str::to_string);
+    let outcome = money::resolve(&state.router, &return_id, approve, reason).await;
+    returns_answer(&state, &session, outcome.status(), &outcome)
+}
+
+/// A form post of a signed-in session: the session, and the form when its CSRF token is
+/// the session's (`None`: refuse it). `None` altogether: nobody is signed in.
+async fn signed_form(state: &AppState, request: Request) -> Option<(Session, Option<Vec<(String, String)>>)> {
+    let (_, session) = session_of(state, request.headers())?;
+    let form = read_form(request).await.unwrap_or_default();
+    let genuine = field(&form, "csrf").is_some_and(|given| csrf_matches(&session, given));
+    Some((session, genuine.then_some(form)))
 }
 
 async fn sign_in_page(headers: HeaderMap) -> Response {
@@ -152,15 +221,17 @@ async fn sign_in(State(state): Shared, request: Request) -> Response {
 }
 
 async fn sign_out(State(state): Shared, request: Request) -> Response {
-    let headers = request.headers().clone();
-    let Some((id, session)) = session_of(&state, &headers) else { return page::see_other("/console/sign-in") };
-    let form = read_form(request).await.unwrap_or_default();
-    if !field(&form, "csrf").is_some_and(|given| csrf_matches(&session, given)) {
+    let secure = over_tls(request.headers());
+    let id = state.console_sessions.id_in(request.headers()).map(str::to_string);
+    let Some((session, form)) = signed_form(&state, request).await else { return page::see_other("/console/sign-in") };
+    if form.is_none() {
         return forbidden(&session);
     }
-    state.console_sessions.end(&id);
+    if let Some(id) = id {
+        state.console_sessions.end(&id);
+    }
     let mut response = page::see_other("/console/sign-in");
-    if let Ok(cookie) = HeaderValue::from_str(&state.console_sessions.removal("/console", over_tls(&headers))) {
+    if let Ok(cookie) = HeaderValue::from_str(&state.console_sessions.removal("/console", secure)) {
         response.headers_mut().append(header::SET_COOKIE, cookie);
     }
     response
