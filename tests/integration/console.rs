@@ -267,3 +267,21 @@ async fn the_returns_queue_approves_and_rejects_with_a_reason() {
     assert!(page(&get(&server, "/console/returns", &session).await).contains("No return is waiting"));
     assert_eq!(server.balance(&buyer_key("b1")).await["balance"], "990.00", "the approved return is credited");
 }
+
+#[tokio::test]
+async fn a_leads_trace_is_found_by_its_id_and_an_unknown_one_is_a_404() {
+    let sink = mock_buyer(|_, _| accept()).await;
+    let server = start(market(&sink)).await;
+    let (_, session) = sign_in(&server, ADMIN_TOKEN, &[]).await;
+    let session = session.expect("a session");
+    let sold = server.direct(&lead("solar", 7)).await;
+    let lead_id = sold.json["lead_id"].as_str().expect("a lead id");
+    let found = get(&server, &format!("/console/trace?id={lead_id}"), &session).await;
+    assert_eq!(found.status, 200);
+    let html = page(&found);
+    assert!(html.contains(lead_id) && html.contains("<td>c1</td>") && html.contains("<td>sold</td>"), "{html}");
+    assert!(!html.contains("anna7@example.com") && !html.contains("Muster"), "no lead data on the page");
+    let unknown = get(&server, "/console/trace?id=led_unknown", &session).await;
+    assert_eq!(unknown.status, 404);
+    assert_eq!(get(&server, "/console/trace", &session).await.status, 200, "the lookup form");
+}

@@ -9,12 +9,13 @@
 mod dashboard;
 mod money;
 mod page;
+mod trace;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::extract::{ConnectInfo, Path, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -42,6 +43,7 @@ pub fn routes() -> axum::Router<Arc<AppState>> {
         .route("/console/buyers", get(buyers_page))
         .route("/console/top-ups", post(top_up))
         .route("/console/returns", get(returns_page))
+        .route("/console/trace", get(trace_page))
         .route("/console/returns/{id}/{decision}", post(resolve_return))
         .route(
             "/console/assets/console.css",
@@ -154,6 +156,18 @@ async fn signed_form(state: &AppState, request: Request) -> Option<(Session, Opt
     let form = read_form(request).await.unwrap_or_default();
     let genuine = field(&form, "csrf").is_some_and(|given| csrf_matches(&session, given));
     Some((session, genuine.then_some(form)))
+}
+
+async fn trace_page(State(state): Shared, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    let Some((_, session)) = session_of(&state, &headers) else { return page::see_other("/console/sign-in") };
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.as_deref().unwrap_or("")).unwrap_or_default();
+    let id = field(&pairs, "id").map(str::trim).unwrap_or_default();
+    let trace = if id.is_empty() { None } else { state.router.auction().trace(id) };
+    let status = if id.is_empty() || trace.is_some() { StatusCode::OK } else { StatusCode::NOT_FOUND };
+    page::answer(
+        status,
+        page::layout("Decision trace", "/console/trace", Some(&session), trace::page(id, trace.as_deref())),
+    )
 }
 
 async fn sign_in_page(headers: HeaderMap) -> Response {

@@ -12,8 +12,12 @@ pub const STYLESHEET: &str = include_str!("../../../assets/console/console.css")
 pub const SCRIPT: &str = include_str!("../../../assets/console/console.js");
 
 /// The pages of the operator's navigation: (path, label).
-const NAV: &[(&str, &str)] =
-    &[("/console", "Dashboard"), ("/console/returns", "Returns"), ("/console/buyers", "Buyers and top-ups")];
+const NAV: &[(&str, &str)] = &[
+    ("/console", "Dashboard"),
+    ("/console/returns", "Returns"),
+    ("/console/buyers", "Buyers and top-ups"),
+    ("/console/trace", "Decision traces"),
+];
 
 /// A whole page: `title` in the header and `<title>`, `current` the nav entry to mark,
 /// and the sign-out form when someone is signed in.
