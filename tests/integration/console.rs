@@ -285,3 +285,41 @@ async fn a_leads_trace_is_found_by_its_id_and_an_unknown_one_is_a_404() {
     assert_eq!(unknown.status, 404);
     assert_eq!(get(&server, "/console/trace", &session).await.status, 200, "the lookup form");
 }
+
+#[tokio::test]
+async fn a_dead_letter_is_listed_and_retried_from_the_console() {
+    let healthy = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = std::sync::Arc::clone(&healthy);
+    let endpoint = mock_buyer(move |_, _| {
+        if flag.load(std::sync::atomic::Ordering::SeqCst) {
+            Reply::Status(202)
+        } else {
+            Reply::Status(503)
+        }
+    })
+    .await;
+    let mut config = market(&endpoint);
+    config["campaigns"][0]["delivery"] =
+        json!({"mode": "webhook_async", "url": endpoint.post_url(), "timeout_ms": 500});
+    let server = start(config).await;
+    let (_, session) = sign_in(&server, ADMIN_TOKEN, &[]).await;
+    let session = session.expect("a session");
+    assert_eq!(server.direct(&lead("solar", 1)).await.json["status"], "sold");
+    eventually("the delivery is dead-lettered", || server.running.router.deliveries().counts().1 == 1).await;
+    let listed = page(&get(&server, "/console/deliveries", &session).await);
+    assert!(listed.contains("Dead letters (1)") && listed.contains("http 503"), "{listed}");
+    assert!(!listed.contains("anna1@example.com"), "no lead data");
+    let id = server.running.router.deliveries().list(leadrouter::engine::ports::outbox::Status::DeadLetter, None, 10)
+        [0]
+    .id
+    .clone();
+    healthy.store(true, std::sync::atomic::Ordering::SeqCst);
+    let retried =
+        post_form(&server, &session, "/console/deliveries", &format!("/console/deliveries/{id}/retry"), "").await;
+    assert_eq!(retried.status, 200, "{}", page(&retried));
+    assert!(page(&retried).contains("queued again"));
+    eventually("the retried delivery arrives", || endpoint.count("/post") == 5).await;
+    let again =
+        post_form(&server, &session, "/console/deliveries", &format!("/console/deliveries/{id}/retry"), "").await;
+    assert_eq!(again.status, 422, "no longer a dead letter: {}", page(&again));
+}

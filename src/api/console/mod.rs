@@ -7,6 +7,7 @@
 //! of a lead's PII goes into a URL or a log line.
 
 mod dashboard;
+mod deliveries;
 mod money;
 mod page;
 mod trace;
@@ -33,6 +34,8 @@ const SIGN_IN_COOKIE: &str = "lr_console_sign_in";
 const FORM_MAX_BYTES: usize = 64 * 1024;
 /// The returns queue shows this many, oldest first.
 const RETURNS_SHOWN: usize = 200;
+/// The deliveries page shows this many of each.
+const DELIVERIES_SHOWN: usize = 200;
 
 pub fn routes() -> axum::Router<Arc<AppState>> {
     axum::Router::new()
@@ -44,6 +47,8 @@ pub fn routes() -> axum::Router<Arc<AppState>> {
         .route("/console/top-ups", post(top_up))
         .route("/console/returns", get(returns_page))
         .route("/console/trace", get(trace_page))
+        .route("/console/deliveries", get(deliveries_page))
+        .route("/console/deliveries/{id}/retry", post(retry_delivery))
         .route("/console/returns/{id}/{decision}", post(resolve_return))
         .route(
             "/console/assets/console.css",
@@ -168,6 +173,31 @@ async fn trace_page(State(state): Shared, headers: HeaderMap, RawQuery(query): R
         status,
         page::layout("Decision trace", "/console/trace", Some(&session), trace::page(id, trace.as_deref())),
     )
+}
+
+async fn deliveries_page(State(state): Shared, headers: HeaderMap) -> Response {
+    let Some((_, session)) = session_of(&state, &headers) else { return page::see_other("/console/sign-in") };
+    deliveries_answer(&state, &session, &money::Outcome::default())
+}
+
+fn deliveries_answer(state: &AppState, session: &Session, outcome: &money::Outcome) -> Response {
+    use crate::engine::ports::outbox::Status;
+    let dead = state.router.deliveries().list(Status::DeadLetter, None, DELIVERIES_SHOWN);
+    let pending = state.router.deliveries().list(Status::Pending, None, DELIVERIES_SHOWN);
+    let body = deliveries::page(&dead, &pending, session, outcome);
+    page::answer(outcome.status(), page::layout("Deliveries", "/console/deliveries", Some(session), body))
+}
+
+async fn retry_delivery(State(state): Shared, Path(id): Path<String>, request: Request) -> Response {
+    let Some((session, form)) = signed_form(&state, request).await else { return page::see_other("/console/sign-in") };
+    if form.is_none() {
+        return forbidden(&session);
+    }
+    let outcome = match state.router.deliveries().retry(&id).await {
+        Ok(delivery) => money::Outcome::done(format!("Message {} is queued again.", delivery.id)),
+        Err(error) => money::Outcome::refused(super::error::ApiError::from(error), Vec::new()),
+    };
+    deliveries_answer(&state, &session, &outcome)
 }
 
 async fn sign_in_page(headers: HeaderMap) -> Response {
