@@ -323,3 +323,42 @@ async fn a_dead_letter_is_listed_and_retried_from_the_console() {
         post_form(&server, &session, "/console/deliveries", &format!("/console/deliveries/{id}/retry"), "").await;
     assert_eq!(again.status, 422, "no longer a dead letter: {}", page(&again));
 }
+
+#[tokio::test]
+async fn a_test_send_shows_the_rendered_request_and_the_answer_and_sells_nothing() {
+    let sink = mock_buyer(|_, _| accept()).await;
+    let server = start(market(&sink)).await;
+    let (_, session) = sign_in(&server, ADMIN_TOKEN, &[]).await;
+    let session = session.expect("a session");
+    let form = page(&get(&server, "/console/test-send", &session).await);
+    assert!(form.contains("<option value=\"c1\""), "{form}");
+    let sent = post_form(
+        &server,
+        &session,
+        "/console/test-send",
+        "/console/test-send",
+        "campaign=c1&stage=post&send=true&lead=",
+    )
+    .await;
+    assert_eq!(sent.status, 200, "{}", page(&sent));
+    let html = page(&sent);
+    assert!(html.contains("POST") && html.contains(&sink.post_url()), "the rendered request: {html}");
+    assert!(html.contains("&quot;accepted&quot;"), "what the answer rules read: {html}");
+    assert_eq!(sink.count("/post"), 1, "sent once");
+    assert_eq!(server.balance(&buyer_key("b1")).await["balance"], "1000.00", "nothing charged");
+    let bad_lead = post_form(
+        &server,
+        &session,
+        "/console/test-send",
+        "/console/test-send",
+        "campaign=c1&stage=post&send=false&lead=%7Bnot",
+    )
+    .await;
+    assert_eq!(bad_lead.status, 422);
+    assert!(page(&bad_lead).contains("id=\"lead-test-error\""));
+    let unknown =
+        post_form(&server, &session, "/console/test-send", "/console/test-send", "campaign=nope&stage=post&send=false")
+            .await;
+    assert_eq!(unknown.status, 422, "{}", page(&unknown));
+    assert_eq!(sink.count("/post"), 1, "nothing more sent");
+}

@@ -10,6 +10,7 @@ mod dashboard;
 mod deliveries;
 mod money;
 mod page;
+mod test_send;
 mod trace;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -47,6 +48,7 @@ pub fn routes() -> axum::Router<Arc<AppState>> {
         .route("/console/top-ups", post(top_up))
         .route("/console/returns", get(returns_page))
         .route("/console/trace", get(trace_page))
+        .route("/console/test-send", get(test_send_page).post(test_send))
         .route("/console/deliveries", get(deliveries_page))
         .route("/console/deliveries/{id}/retry", post(retry_delivery))
         .route("/console/returns/{id}/{decision}", post(resolve_return))
@@ -198,6 +200,24 @@ async fn retry_delivery(State(state): Shared, Path(id): Path<String>, request: R
         Err(error) => money::Outcome::refused(super::error::ApiError::from(error), Vec::new()),
     };
     deliveries_answer(&state, &session, &outcome)
+}
+
+fn campaign_ids(state: &AppState) -> Vec<String> {
+    state.router.market().config().campaigns.iter().map(|campaign| campaign.id.clone()).collect()
+}
+
+async fn test_send_page(State(state): Shared, headers: HeaderMap) -> Response {
+    let Some((_, session)) = session_of(&state, &headers) else { return page::see_other("/console/sign-in") };
+    let body = test_send::page(&campaign_ids(&state), &session, &money::Outcome::default(), None);
+    page::answer(StatusCode::OK, page::layout("Test send", "/console/test-send", Some(&session), body))
+}
+
+async fn test_send(State(state): Shared, request: Request) -> Response {
+    let Some((session, form)) = signed_form(&state, request).await else { return page::see_other("/console/sign-in") };
+    let Some(form) = form else { return forbidden(&session) };
+    let (outcome, report) = test_send::run(&state.router, &form).await;
+    let body = test_send::page(&campaign_ids(&state), &session, &outcome, report.as_ref());
+    page::answer(outcome.status(), page::layout("Test send", "/console/test-send", Some(&session), body))
 }
 
 async fn sign_in_page(headers: HeaderMap) -> Response {

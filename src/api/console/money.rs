@@ -41,11 +41,11 @@ impl Outcome {
         }
     }
 
-    fn error(&self, field: &str) -> Option<&str> {
+    pub(super) fn error(&self, field: &str) -> Option<&str> {
         self.errors.iter().find(|(name, _)| name == field).map(|(_, message)| message.as_str())
     }
 
-    fn value(&self, field: &str) -> &str {
+    pub(super) fn value(&self, field: &str) -> &str {
         self.values.iter().find(|(name, _)| name == field).map_or("", |(_, value)| value.as_str())
     }
 }
