@@ -93,7 +93,7 @@ pub async fn readyz(State(state): Shared) -> ApiResponse {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     Suppliers,
     Buyers,
     Campaigns,
@@ -101,10 +101,10 @@ enum Kind {
 }
 
 impl Kind {
-    const ALL: [Kind; 4] = [Kind::Suppliers, Kind::Buyers, Kind::Campaigns, Kind::Verticals];
+    pub(crate) const ALL: [Kind; 4] = [Kind::Suppliers, Kind::Buyers, Kind::Campaigns, Kind::Verticals];
 
     /// The collection's path under `/admin/v1`.
-    fn path(self) -> &'static str {
+    pub(crate) fn path(self) -> &'static str {
         match self {
             Kind::Suppliers => "/suppliers",
             Kind::Buyers => "/buyers",
@@ -114,7 +114,7 @@ impl Kind {
     }
 
     /// The field that holds an object's id.
-    fn id_field(self) -> &'static str {
+    pub(crate) fn id_field(self) -> &'static str {
         match self {
             Kind::Verticals => "name",
             _ => "id",
@@ -155,15 +155,7 @@ async fn put_item(State(state): Shared, kind: Kind, id: String, headers: HeaderM
     let router = &state.router;
     http::require_content_type(&headers, "application/json")?;
     let object = with_path_id(&body, kind.id_field(), &id)?;
-    let existed = found(&router.market(), kind, &id).is_some();
-    let change = match kind {
-        Kind::Suppliers => ConfigChange::PutSupplier(from_value(object)?),
-        Kind::Buyers => ConfigChange::PutBuyer(from_value(object)?),
-        Kind::Campaigns => ConfigChange::PutCampaign(from_value(object)?),
-        Kind::Verticals => ConfigChange::PutVertical(from_value(object)?),
-    };
-    router.accounts().configure(change).await?;
-    tracing::info!(kind = kind.path(), id, created = !existed, "configured");
+    let existed = put_object(router, kind, &id, object).await?;
     let market = router.market();
     let mut response = found(&market, kind, &id).ok_or_else(ApiError::not_found)?;
     if !existed {
@@ -172,6 +164,38 @@ async fn put_item(State(state): Shared, kind: Kind, id: String, headers: HeaderM
     Ok(response)
 }
 
+/// Stores `object` as the `kind` named `id`, validated as every admin change is; answers
+/// whether it existed before. (The admin API's PUT and the console's forms.)
+pub(crate) async fn put_object(
+    router: &crate::engine::Router,
+    kind: Kind,
+    id: &str,
+    object: Value,
+) -> Result<bool, ApiError> {
+    let existed = found(&router.market(), kind, id).is_some();
+    let change = match kind {
+        Kind::Suppliers => ConfigChange::PutSupplier(from_value(object)?),
+        Kind::Buyers => ConfigChange::PutBuyer(from_value(object)?),
+        Kind::Campaigns => ConfigChange::PutCampaign(from_value(object)?),
+        Kind::Verticals => ConfigChange::PutVertical(from_value(object)?),
+    };
+    router.accounts().configure(change).await?;
+    tracing::info!(kind = kind.path(), id, created = !existed, "configured");
+    Ok(existed)
+}
+
+/// The `kind` named `id` as the admin API shows it (secrets as `***`), as indented JSON in
+/// its fields' order: what the console's editor starts from.
+pub(crate) fn shown(market: &Market, kind: Kind, id: &str) -> Option<String> {
+    match kind {
+        Kind::Suppliers => market.supplier(id).and_then(|s| serde_json::to_string_pretty(&**s).ok()),
+        Kind::Buyers => market.buyer(id).and_then(|b| serde_json::to_string_pretty(&b.redacted()).ok()),
+        Kind::Campaigns => market.campaign(id).and_then(|c| serde_json::to_string_pretty(&c.campaign.redacted()).ok()),
+        Kind::Verticals => market.vertical(id).and_then(|v| serde_json::to_string_pretty(&**v).ok()),
+    }
+}
+
+/// The `kind` named `id` as the admin API answers it.
 fn found(market: &Market, kind: Kind, id: &str) -> Option<ApiResponse> {
     match kind {
         Kind::Suppliers => market.supplier(id).map(|s| http::json(200, &**s)),

@@ -362,3 +362,57 @@ async fn a_test_send_shows_the_rendered_request_and_the_answer_and_sells_nothing
     assert_eq!(unknown.status, 422, "{}", page(&unknown));
     assert_eq!(sink.count("/post"), 1, "nothing more sent");
 }
+
+/// A form field's value, percent-encoded.
+fn encoded(value: &str) -> String {
+    serde_urlencoded::to_string([("v", value)]).unwrap_or_default().trim_start_matches("v=").to_string()
+}
+
+#[tokio::test]
+async fn a_campaign_is_created_in_the_console_and_one_refused_with_its_field_errors_stores_nothing() {
+    let sink = mock_buyer(|_, _| accept()).await;
+    let server = start(market(&sink)).await;
+    let (_, session) = sign_in(&server, ADMIN_TOKEN, &[]).await;
+    let session = session.expect("a session");
+    let list = page(&get(&server, "/console/config/campaigns", &session).await);
+    assert!(list.contains("href=\"/console/config/campaigns/c1\""), "{list}");
+
+    let good = json!({"buyer_id": "b1", "vertical": "solar", "pricing": {"type": "fixed", "price": "12.00"},
+        "filters": {"countries": ["DE"]}, "delivery": {"mode": "webhook", "url": sink.post_url()}});
+    let fields = format!("id=c2&object={}", encoded(&good.to_string()));
+    let created =
+        post_form(&server, &session, "/console/config/campaigns/new", "/console/config/campaigns/new", &fields).await;
+    assert_eq!(created.status, 200, "{}", page(&created));
+    assert!(page(&created).contains("Created c2."));
+    assert_eq!(server.admin("GET", "/admin/v1/campaigns/c2", None).await.json["pricing"]["price"], "12.00");
+
+    let mut bad = good.clone();
+    bad["pricing"]["price"] = json!("-5.00");
+    bad["buyer_id"] = json!("nobody");
+    let fields = format!("id=c3&object={}", encoded(&bad.to_string()));
+    let refused =
+        post_form(&server, &session, "/console/config/campaigns/new", "/console/config/campaigns/new", &fields).await;
+    assert_eq!(refused.status, 422, "{}", page(&refused));
+    let html = page(&refused);
+    assert!(html.contains("id=\"object-errors\"") && html.contains("aria-invalid=\"true\""), "{html}");
+    let api = server.admin("PUT", "/admin/v1/campaigns/c3", Some(&bad)).await;
+    assert_eq!(api.status, 422);
+    for detail in api.json["error"]["details"].as_array().expect("field errors") {
+        let field = detail["field"].as_str().unwrap();
+        assert!(html.contains(&format!("<code>{field}</code>")), "the admin API's error on {field} is shown: {html}");
+    }
+    assert_eq!(server.admin("GET", "/admin/v1/campaigns/c3", None).await.status, 404, "nothing stored");
+
+    // Editing keeps the stored webhook secret of a buyer shown as ***.
+    let editor = page(&get(&server, "/console/config/buyers/b1", &session).await);
+    assert!(editor.contains("***") && !editor.contains(WEBHOOK_SECRET), "secrets are not shown");
+    let start = editor.find("<textarea").unwrap();
+    let text = editor[start..].split_once('>').unwrap().1.split("</textarea>").next().unwrap();
+    let mut object: serde_json::Value = serde_json::from_str(&text.replace("&quot;", "\"")).expect("the shown JSON");
+    object["name"] = json!("Buyer One");
+    let fields = format!("object={}", encoded(&object.to_string()));
+    let saved = post_form(&server, &session, "/console/config/buyers/b1", "/console/config/buyers/b1", &fields).await;
+    assert_eq!(saved.status, 200, "{}", page(&saved));
+    assert_eq!(server.running.router.market().buyer("b1").unwrap().webhook_secret, WEBHOOK_SECRET);
+    assert_eq!(server.running.router.market().buyer("b1").unwrap().name, "Buyer One");
+}

@@ -6,6 +6,7 @@
 //! CSRF token (the sign-in form a token bound to a short-lived cookie of its own). Nothing
 //! of a lead's PII goes into a URL or a log line.
 
+mod config;
 mod dashboard;
 mod deliveries;
 mod money;
@@ -49,6 +50,8 @@ pub fn routes() -> axum::Router<Arc<AppState>> {
         .route("/console/returns", get(returns_page))
         .route("/console/trace", get(trace_page))
         .route("/console/test-send", get(test_send_page).post(test_send))
+        .route("/console/config/{kind}", get(config_list))
+        .route("/console/config/{kind}/{id}", get(config_edit).post(config_save))
         .route("/console/deliveries", get(deliveries_page))
         .route("/console/deliveries/{id}/retry", post(retry_delivery))
         .route("/console/returns/{id}/{decision}", post(resolve_return))
@@ -200,6 +203,44 @@ async fn retry_delivery(State(state): Shared, Path(id): Path<String>, request: R
         Err(error) => money::Outcome::refused(super::error::ApiError::from(error), Vec::new()),
     };
     deliveries_answer(&state, &session, &outcome)
+}
+
+async fn config_list(State(state): Shared, Path(kind): Path<String>, headers: HeaderMap) -> Response {
+    let Some((_, session)) = session_of(&state, &headers) else { return page::see_other("/console/sign-in") };
+    let Some(kind) = config::kind_of(&kind) else { return not_found(&session) };
+    let current = format!("/console/config/{}", config::slug_of(kind));
+    let body = config::list_page(&state.router.market(), kind);
+    page::answer(StatusCode::OK, page::layout("Configuration", &current, Some(&session), body))
+}
+
+async fn config_edit(State(state): Shared, Path((kind, id)): Path<(String, String)>, headers: HeaderMap) -> Response {
+    let Some((_, session)) = session_of(&state, &headers) else { return page::see_other("/console/sign-in") };
+    let Some(kind) = config::kind_of(&kind) else { return not_found(&session) };
+    let id = if id == "new" { String::new() } else { id };
+    let Some(text) = config::text_of(&state.router.market(), kind, &id) else { return not_found(&session) };
+    let current = format!("/console/config/{}", config::slug_of(kind));
+    let body = config::edit_page(kind, &id, &text, &session, &money::Outcome::default());
+    page::answer(StatusCode::OK, page::layout("Configuration", &current, Some(&session), body))
+}
+
+async fn config_save(State(state): Shared, Path((kind, id)): Path<(String, String)>, request: Request) -> Response {
+    let Some((session, form)) = signed_form(&state, request).await else { return page::see_other("/console/sign-in") };
+    let Some(form) = form else { return forbidden(&session) };
+    let Some(kind) = config::kind_of(&kind) else { return not_found(&session) };
+    let id = if id == "new" { String::new() } else { id };
+    let (outcome, saved_id) = config::save(&state.router, kind, &id, &form).await;
+    let text = match outcome.notice {
+        Some((true, _)) => config::text_of(&state.router.market(), kind, &saved_id).unwrap_or_default(),
+        _ => outcome.value("object").to_string(),
+    };
+    let editing = if matches!(outcome.notice, Some((true, _))) { saved_id } else { id };
+    let current = format!("/console/config/{}", config::slug_of(kind));
+    let body = config::edit_page(kind, &editing, &text, &session, &outcome);
+    page::answer(outcome.status(), page::layout("Configuration", &current, Some(&session), body))
+}
+
+fn not_found(session: &Session) -> Response {
+    page::answer(StatusCode::NOT_FOUND, page::layout("Not found", "", Some(session), html! { h1 { "Not found" } }))
 }
 
 fn campaign_ids(state: &AppState) -> Vec<String> {
