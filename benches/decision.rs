@@ -70,7 +70,13 @@ fn market(campaigns: usize) -> Market {
         "id": "s1", "name": "Portal", "api_key": "bench-supplier-key-0000", "payout": {"type": "revshare", "percent": "60"}
     }))
     .unwrap();
-    let config = MarketConfig { verticals: vec![vertical], suppliers: vec![supplier], buyers, campaigns };
+    let config = MarketConfig {
+        verticals: vec![vertical],
+        suppliers: vec![supplier],
+        buyers,
+        campaigns,
+        ..MarketConfig::default()
+    };
     Market::build(config, PostalTable::bundled()).expect("bench market")
 }
 
@@ -159,7 +165,16 @@ fn engine_direct(c: &mut Criterion) {
     );
     runtime.block_on(async {
         for i in 0..100 {
-            router.accounts().top_up(&format!("b{i}"), "100000000.00".parse().unwrap(), "bench").await.unwrap();
+            router
+                .accounts()
+                .top_up(
+                    &format!("b{i}"),
+                    "100000000.00".parse().unwrap(),
+                    "bench",
+                    &leadrouter::domain::operator::Actor::AdminToken,
+                )
+                .await
+                .unwrap();
         }
     });
     let mut n = 0u64;

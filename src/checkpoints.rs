@@ -14,8 +14,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::clock::Clock;
+use crate::domain::changes::AdminChange;
 use crate::domain::geo::PostalTable;
-use crate::domain::market::{ConfigChange, Market};
+use crate::domain::market::Market;
 use crate::engine::{AccountsSaid, Deployment, Router, RouterState};
 use crate::retention::Retention;
 use crate::store;
@@ -35,8 +36,9 @@ pub struct Checkpoint {
     /// The last ledger sequence it covers.
     pub last_sequence: u64,
     pub written_at: DateTime<Utc>,
-    /// Every operator change to the market so far, oldest first.
-    pub config_changes: Vec<ConfigChange>,
+    /// Every admin change so far (to the market, and the acts recorded beside them),
+    /// oldest first, with who made it and when.
+    pub config_changes: Vec<AdminChange>,
     /// When the newest event of each covered segment still on disk was journaled (the
     /// checkpoint's time for a segment without events): what retention dates them by.
     #[serde(default)]
@@ -82,7 +84,7 @@ pub async fn replay_span(
     span: &Span,
     said: &mut AccountsSaid,
     awaiting: Vec<(Location, InternalRecord)>,
-    config_changes: &mut Vec<ConfigChange>,
+    config_changes: &mut Vec<AdminChange>,
 ) -> Result<Vec<(Location, InternalRecord)>, ReplayError> {
     let through = span.through_sequence.unwrap_or(u64::MAX);
     let mut after = span.after_sequence;
@@ -108,9 +110,7 @@ pub async fn replay_span(
     }
     journal.scan_segments(span.from_segment, span.to_segment, Decode::InternalLean, |location, record| {
         if let Record::Internal(record) = record {
-            if let InternalRecord::ConfigChanged { change, .. } = &record {
-                config_changes.push(change.clone());
-            }
+            config_changes.extend(record.admin_change());
             restoring.take_at(location, record);
         }
         Ok(())

@@ -1,5 +1,8 @@
 //! `leadrouter`: the command line (DESIGN §12). Flags with environment fallbacks, logging,
-//! the admin token, signals; everything else is `leadrouter::server`.
+//! the admin token, signals; everything else is `leadrouter::server`. `leadrouter operator`
+//! (`operator_cli`) is a client of a running node's admin API.
+
+mod operator_cli;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -37,7 +40,7 @@ struct Cli {
     listen: SocketAddr,
 
     /// Ops listener: admin API, /metrics, /healthz, /readyz.
-    #[arg(long, env = "LEADROUTER_OPS_LISTEN", default_value = "127.0.0.1:9090")]
+    #[arg(long, env = "LEADROUTER_OPS_LISTEN", default_value = "127.0.0.1:9090", global = true)]
     ops_listen: SocketAddr,
 
     /// gRPC listener for the ledger stream.
@@ -49,8 +52,9 @@ struct Cli {
     data_dir: PathBuf,
 
     /// Bearer token for the admin API. When absent, one is generated into
-    /// <data-dir>/admin-token (mode 0600) and reused on later starts.
-    #[arg(long, env = "LEADROUTER_ADMIN_TOKEN", hide_env_values = true)]
+    /// <data-dir>/admin-token (mode 0600) and reused on later starts (`leadrouter operator`
+    /// reads it from there too).
+    #[arg(long, env = "LEADROUTER_ADMIN_TOKEN", hide_env_values = true, global = true)]
     admin_token: Option<String>,
 
     /// The secret dedup keys are made under (64 hex digits, e.g. `openssl rand -hex 32`).
@@ -152,6 +156,33 @@ enum Command {
         #[arg(long)]
         to: PathBuf,
     },
+    /// Operator accounts (console sign-in) on a running node, through its admin API
+    /// (--ops-url; the admin token from --admin-token or <data-dir>/admin-token). Exit codes:
+    /// 64 no admin token or a bad URL, 65 a name or password refused (422 included), 67 no
+    /// such operator, 69 node unreachable, 75 node unavailable (503), 77 admin token
+    /// refused (401).
+    Operator {
+        #[command(subcommand)]
+        action: OperatorAction,
+        /// The node's ops listener, e.g. http://127.0.0.1:9090 (default: http:// and
+        /// --ops-listen).
+        #[arg(long, env = "LEADROUTER_OPS_URL", global = true)]
+        ops_url: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum OperatorAction {
+    /// Adds an operator, or sets a new password for one. The password (at least 12
+    /// characters) is read from the terminal without echo, or from the first line of
+    /// standard input when that is not a terminal; it is hashed here (Argon2id) and only
+    /// the hash is sent.
+    Add {
+        /// 1 to 64 of a-z, 0-9, '.', '_' and '-', beginning with a letter or a digit.
+        name: String,
+    },
+    /// Removes an operator.
+    Remove { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -214,6 +245,21 @@ fn try_main() -> anyhow::Result<()> {
                 serde_json::json!({"backup": to, "segments": copied.segments, "bytes": copied.bytes, "checkpoint": copied.checkpoint})
             );
             return Ok(());
+        }
+        Some(Command::Operator { action, ops_url }) => {
+            let (add, name) = match action {
+                OperatorAction::Add { name } => (true, name),
+                OperatorAction::Remove { name } => (false, name),
+            };
+            let command = operator_cli::OperatorCommand {
+                add,
+                name,
+                ops_url: ops_url.as_deref(),
+                ops_listen: cli.ops_listen,
+                admin_token: cli.admin_token.as_deref(),
+                data_dir: &cli.data_dir,
+            };
+            std::process::exit(operator_cli::run(&command));
         }
         Some(Command::Serve | Command::Demo) | None => {}
     }

@@ -20,10 +20,12 @@ use crate::api::{self, AppState, Listener};
 use crate::buyers::{BuyerClient, BuyerTrust};
 use crate::checkpoints::{self, Checkpoint};
 use crate::clock::Clock;
+use crate::domain::changes::AdminChange;
 use crate::domain::dedup::{DedupKeying, DedupSecret};
 use crate::domain::geo::PostalTable;
 use crate::domain::market::{ConfigChange, Market, MarketConfig, MarketError};
 use crate::domain::money::Money;
+use crate::domain::operator::Actor;
 use crate::domain::retry::RetryPolicy;
 use crate::engine::{AccountsSaid, Deployment, EngineError, OtherNodes, Router, Stores};
 use crate::ledger::{self, LedgerService};
@@ -315,7 +317,7 @@ pub async fn start(options: ServerOptions) -> Result<RunningServer, ServerError>
         None => None,
     };
     for topup in &options.config.topups {
-        match router.accounts().top_up(&topup.buyer_id, topup.amount, &topup.reference).await {
+        match router.accounts().top_up(&topup.buyer_id, topup.amount, &topup.reference, &Actor::ConfigFile).await {
             Ok(_) => {}
             Err(EngineError::Conflict { .. }) => {}
             Err(error) => return Err(ServerError::Config(format!("topup for {}: {error}", topup.buyer_id))),
@@ -389,15 +391,17 @@ async fn embedded_router(
     };
     let resume = checkpoint.as_ref().map(Checkpoint::resume);
     let (journal, recovery) = Journal::open_resuming(&journal_dir, options.journal, resume).map_err(|e| storage(&e))?;
-    let mut changes: Vec<ConfigChange> = checkpoint.as_ref().map(|c| c.config_changes.clone()).unwrap_or_default();
+    let mut changes: Vec<AdminChange> = checkpoint.as_ref().map(|c| c.config_changes.clone()).unwrap_or_default();
     changes.extend(recovery.config_changes.iter().cloned());
-    let market = with_admin_changes(&options.config.market, &changes.iter().collect::<Vec<_>>(), postal)?;
+    let market =
+        with_admin_changes(&options.config.market, &changes.iter().map(|c| &c.change).collect::<Vec<_>>(), postal)?;
     let journal = Arc::new(journal);
     let clock = Arc::clone(&options.clock);
     let had_sales = EventLog::last_sequence(journal.as_ref()) > 0;
     let keying = dedup_secret::load_or_create(&options.data_dir, options.dedup_secret.as_ref(), had_sales, clock.now())
         .map_err(|e| storage(&e))?;
-    let stores = store::embedded(Arc::clone(&journal) as _, Arc::clone(&clock));
+    let stores = store::embedded_after(Arc::clone(&journal) as _, Arc::clone(&clock), &changes);
+    drop(changes);
     let deployment = Deployment { buyers, dedup_keying: keying, other_nodes: None };
     let router = Arc::new(Router::new(market, postal, clock, stores, deployment));
     let (mut said, awaiting) = match checkpoint {
@@ -474,8 +478,11 @@ async fn shared_router(
     let budget = Arc::new(RedisBudget::on(&connection, prefix, &node, Arc::clone(&options.clock)));
     let config = Arc::new(RedisConfig::on(&connection, prefix));
     let changes = config.after(ChangeId::default()).await.map_err(|e| storage(&e.0))?;
-    let market =
-        with_admin_changes(&options.config.market, &changes.iter().map(|(_, c)| c).collect::<Vec<_>>(), postal)?;
+    let market = with_admin_changes(
+        &options.config.market,
+        &changes.iter().map(|(_, c)| &c.change).collect::<Vec<_>>(),
+        postal,
+    )?;
     let dedup = RedisDedup::on(&connection, prefix);
     // The data dir keeps this node's secret only once the other nodes agree with it: a node
     // refused for a wrong secret leaves nothing behind that would refuse the right one.
@@ -569,7 +576,7 @@ fn with_admin_changes(
     }
     // Some change no longer fits: find which, one build per change.
     let mut market = Market::build(config.clone(), postal)?;
-    for (position, change) in changes.iter().enumerate() {
+    for (position, change) in changes.iter().enumerate().filter(|(_, change)| change.changes_market()) {
         match market.apply(change, postal) {
             Ok(next) => market = next,
             Err(error) => tracing::warn!(%error, position, "an admin change no longer applies; skipped"),

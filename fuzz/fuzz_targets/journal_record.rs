@@ -108,7 +108,7 @@ fn body(body: &[u8]) {
                     _ => None,
                 },
             },
-            Record::Internal(InternalRecord::ConfigChanged { change, .. }) => Skim::Config(change.clone()),
+            Record::Internal(internal @ InternalRecord::ConfigChanged { .. }) => Skim::Config(internal.admin_change().expect("a config change")),
             Record::Internal(_) => Skim::Internal,
         })
         .collect();

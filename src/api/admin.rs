@@ -11,12 +11,14 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use super::caller::Acting;
 use super::error::ApiError;
 use super::http::{self, ApiResponse, Buffered};
 use super::AppState;
 use crate::domain::market::{ConfigChange, Market};
 use crate::domain::model::{Buyer, Campaign, FieldError};
 use crate::domain::money::Money;
+use crate::domain::operator::Actor;
 use crate::domain::returns::ReturnStatus;
 use crate::engine::ports::outbox::Status;
 use crate::engine::ports::returns::RETURNS_PAGE_MAX;
@@ -34,14 +36,14 @@ pub fn routes() -> axum::Router<Arc<AppState>> {
         .route("/returns/{id}", get(get_return))
         .route(
             "/returns/{id}/approve",
-            post(|state: Shared, Path(id): Path<String>, Buffered { headers, body }: Buffered| {
-                resolve_return(state, id, true, headers, body)
+            post(|state: Shared, Path(id): Path<String>, acting: Acting, Buffered { headers, body }: Buffered| {
+                resolve_return(state, id, true, acting, headers, body)
             }),
         )
         .route(
             "/returns/{id}/reject",
-            post(|state: Shared, Path(id): Path<String>, Buffered { headers, body }: Buffered| {
-                resolve_return(state, id, false, headers, body)
+            post(|state: Shared, Path(id): Path<String>, acting: Acting, Buffered { headers, body }: Buffered| {
+                resolve_return(state, id, false, acting, headers, body)
             }),
         )
         .route("/deliveries", get(list_deliveries))
@@ -51,6 +53,9 @@ pub fn routes() -> axum::Router<Arc<AppState>> {
         .route("/campaigns/{id}/test", post(test_send))
         .route("/ledger/consumers", get(consumers))
         .route("/ledger/consumers/{name}", delete(forget_consumer))
+        .route("/operators", get(list_operators))
+        .route("/operators/{name}", get(get_operator).put(put_operator).delete(delete_operator))
+        .route("/changes", get(list_changes))
         .route(
             "/pings/{id}/trace",
             get(|state: Shared, Path(id): Path<String>| async move { trace(state, "ping", id) }),
@@ -65,10 +70,10 @@ pub fn routes() -> axum::Router<Arc<AppState>> {
             get(move |State(state): Shared, Path(id): Path<String>| async move {
                 found(&state.router.market(), kind, &id).ok_or_else(ApiError::not_found)
             })
-            .put(move |state: Shared, Path(id): Path<String>, Buffered { headers, body }: Buffered| {
-                put_item(state, kind, id, headers, body)
+            .put(move |state: Shared, Path(id): Path<String>, acting: Acting, Buffered { headers, body }: Buffered| {
+                put_item(state, kind, id, acting, headers, body)
             })
-            .delete(move |state: Shared, Path(id): Path<String>| delete_item(state, kind, id)),
+            .delete(move |state: Shared, Path(id): Path<String>, acting: Acting| delete_item(state, kind, id, acting)),
         );
     }
     routes
@@ -139,23 +144,30 @@ fn list(state: &AppState, kind: Kind) -> ApiResponse {
     }
 }
 
-async fn delete_item(State(state): Shared, kind: Kind, id: String) -> Answer {
+async fn delete_item(State(state): Shared, kind: Kind, id: String, Acting(by): Acting) -> Answer {
     let change = match kind {
         Kind::Suppliers => ConfigChange::DeleteSupplier(id.clone()),
         Kind::Buyers => ConfigChange::DeleteBuyer(id.clone()),
         Kind::Campaigns => ConfigChange::DeleteCampaign(id.clone()),
         Kind::Verticals => ConfigChange::DeleteVertical(id.clone()),
     };
-    state.router.accounts().configure(change).await?;
-    tracing::info!(kind = kind.path(), id, "deleted");
+    state.router.accounts().configure(change, &by).await?;
+    tracing::info!(kind = kind.path(), id, %by, "deleted");
     Ok(http::empty(204))
 }
 
-async fn put_item(State(state): Shared, kind: Kind, id: String, headers: HeaderMap, body: Bytes) -> Answer {
+async fn put_item(
+    State(state): Shared,
+    kind: Kind,
+    id: String,
+    Acting(by): Acting,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
     let router = &state.router;
     http::require_content_type(&headers, "application/json")?;
     let object = with_path_id(&body, kind.id_field(), &id)?;
-    let existed = put_object(router, kind, &id, object).await?;
+    let existed = put_object(router, kind, &id, object, &by).await?;
     let market = router.market();
     let mut response = found(&market, kind, &id).ok_or_else(ApiError::not_found)?;
     if !existed {
@@ -164,13 +176,14 @@ async fn put_item(State(state): Shared, kind: Kind, id: String, headers: HeaderM
     Ok(response)
 }
 
-/// Stores `object` as the `kind` named `id`, validated as every admin change is; answers
-/// whether it existed before. (The admin API's PUT and the console's forms.)
+/// Stores `object` as the `kind` named `id`, validated as every admin change is, made by
+/// `by`; answers whether it existed before. (The admin API's PUT and the console's forms.)
 pub(crate) async fn put_object(
     router: &crate::engine::Router,
     kind: Kind,
     id: &str,
     object: Value,
+    by: &Actor,
 ) -> Result<bool, ApiError> {
     let existed = found(&router.market(), kind, id).is_some();
     let change = match kind {
@@ -179,8 +192,8 @@ pub(crate) async fn put_object(
         Kind::Campaigns => ConfigChange::PutCampaign(from_value(object)?),
         Kind::Verticals => ConfigChange::PutVertical(from_value(object)?),
     };
-    router.accounts().configure(change).await?;
-    tracing::info!(kind = kind.path(), id, created = !existed, "configured");
+    router.accounts().configure(change, by).await?;
+    tracing::info!(kind = kind.path(), id, created = !existed, %by, "configured");
     Ok(existed)
 }
 
@@ -245,11 +258,16 @@ struct TopUpAnswer {
     leased: Money,
 }
 
-async fn top_up(State(state): Shared, Path(buyer_id): Path<String>, Buffered { headers, body }: Buffered) -> Answer {
+async fn top_up(
+    State(state): Shared,
+    Path(buyer_id): Path<String>,
+    Acting(by): Acting,
+    Buffered { headers, body }: Buffered,
+) -> Answer {
     http::require_content_type(&headers, "application/json")?;
     let request: TopUp = http::parse_json(&body)?;
-    let view = state.router.accounts().top_up(&buyer_id, request.amount, &request.reference).await?;
-    tracing::info!(buyer = buyer_id, amount = %request.amount, "balance topped up");
+    let view = state.router.accounts().top_up(&buyer_id, request.amount, &request.reference, &by).await?;
+    tracing::info!(buyer = buyer_id, amount = %request.amount, %by, "balance topped up");
     Ok(http::json(
         201,
         &TopUpAnswer {
@@ -374,6 +392,7 @@ async fn resolve_return(
     State(state): Shared,
     return_id: String,
     approve: bool,
+    Acting(by): Acting,
     headers: HeaderMap,
     body: Bytes,
 ) -> Answer {
@@ -383,8 +402,8 @@ async fn resolve_return(
         http::require_content_type(&headers, "application/json")?;
         http::parse_json(&body)?
     };
-    let resolved = state.router.returns().resolve_return(&return_id, approve, resolution.reason).await?;
-    tracing::info!(return_id, status = resolved.status.as_str(), "return resolved");
+    let resolved = state.router.returns().resolve_return(&return_id, approve, resolution.reason, &by).await?;
+    tracing::info!(return_id, status = resolved.status.as_str(), %by, "return resolved");
     Ok(http::json(200, &resolved))
 }
 
@@ -426,4 +445,62 @@ async fn retry_delivery(State(state): Shared, Path(id): Path<String>) -> Answer 
     let revived = state.router.deliveries().retry(&id).await?;
     tracing::info!(delivery = id, "dead letter retried by an operator");
     Ok(http::json(202, &revived))
+}
+
+/// `GET /admin/v1/operators`: every operator account by name, with when it was added and
+/// when its password was last set; never a hash.
+async fn list_operators(State(state): Shared) -> ApiResponse {
+    http::json(200, &json!({ "operators": state.router.accounts().operators() }))
+}
+
+async fn get_operator(State(state): Shared, Path(name): Path<String>) -> Answer {
+    let found = state.router.accounts().operator(&name).ok_or_else(ApiError::not_found)?;
+    Ok(http::json(200, &found))
+}
+
+/// `PUT /admin/v1/operators/{name}` `{"password_hash": "$argon2id$..."}`: adds an operator
+/// (201) or replaces its password hash (200); the answer is the operator without its hash.
+/// The hash is made where the password is typed (`leadrouter operator add`): the server
+/// never sees a password.
+async fn put_operator(
+    State(state): Shared,
+    Path(name): Path<String>,
+    Acting(by): Acting,
+    Buffered { headers, body }: Buffered,
+) -> Answer {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        #[serde(default)]
+        name: Option<String>,
+        password_hash: String,
+    }
+    http::require_content_type(&headers, "application/json")?;
+    let request: Body = http::parse_json(&body)?;
+    if request.name.as_ref().is_some_and(|body_name| *body_name != name) {
+        return Err(ApiError::invalid(vec![FieldError::new("name", "must equal the name in the path")]));
+    }
+    let (operator, created) = state.router.accounts().put_operator(&name, &request.password_hash, &by).await?;
+    tracing::info!(operator = %operator.name, created, %by, "operator set");
+    Ok(http::json(if created { 201 } else { 200 }, &operator))
+}
+
+async fn delete_operator(State(state): Shared, Path(name): Path<String>, Acting(by): Acting) -> Answer {
+    state.router.accounts().remove_operator(&name, &by).await?;
+    tracing::info!(operator = name, %by, "operator removed");
+    Ok(http::empty(204))
+}
+
+/// `GET /admin/v1/changes?limit=&before=`: every admin change, newest first (`before`: the
+/// `next` of the page before), each with who made it and when, its kind, object and a
+/// summary without secrets. `next` is absent on the last page.
+async fn list_changes(State(state): Shared, RawQuery(query): RawQuery) -> Answer {
+    let query = http::list_query(query.as_deref(), &["before"], 50, 1_000)?;
+    if query.after.is_some() {
+        return Err(ApiError::invalid(vec![FieldError::new("after", "unknown parameter: pages go by before")]));
+    }
+    let before = query.filter("before").filter(|before| !before.is_empty());
+    let page = state.router.accounts().changes(before, query.limit).await?;
+    let next = page.last().filter(|_| page.len() == query.limit).map(|change| change.id.clone());
+    Ok(http::json(200, &json!({"changes": page, "next": next})))
 }

@@ -1,6 +1,7 @@
 //! Who is calling: the party behind a public request's API key, resolved once by admission
 //! and read by the handlers as `Supplier` or `Buyer` extractors; and the operator's admin
-//! token on the ops listener, compared in constant time.
+//! token on the ops listener, compared in constant time, which makes the request's admin
+//! changes `Actor::AdminToken`'s (`Acting`).
 
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ use http::HeaderMap;
 use super::error::ApiError;
 use super::AppState;
 use crate::domain::market::Party;
+use crate::domain::operator::Actor;
 use leadrouter_http::auth::bearer;
 
 /// The party whose key a public request carries, put in the request's extensions by
@@ -79,11 +81,28 @@ impl FromRequestParts<Arc<AppState>> for Buyer {
     }
 }
 
-/// The admin API's gate: the operator's token, or 401 before anything else is read.
-pub async fn operator(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+/// The admin API's gate: the operator's token, or 401 before anything else is read. A
+/// request let in by the token makes its changes as `Actor::AdminToken`.
+pub async fn operator(State(state): State<Arc<AppState>>, mut request: Request, next: Next) -> Response {
     match authorize(&state, request.headers()) {
-        Ok(()) => next.run(request).await,
+        Ok(()) => {
+            request.extensions_mut().insert(Actor::AdminToken);
+            next.run(request).await
+        }
         Err(error) => error.into_response(),
+    }
+}
+
+/// Who makes the admin changes of a request: the `Actor` whoever let the request in put in
+/// its extensions (the admin token's gate: `admin-token`; the console: the signed-in
+/// operator). A request nobody vouched for acts as `unknown`, never as the admin token.
+pub struct Acting(pub Actor);
+
+impl<S: Send + Sync> FromRequestParts<S> for Acting {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Acting, Self::Rejection> {
+        Ok(Acting(parts.extensions.get::<Actor>().cloned().unwrap_or_default()))
     }
 }
 

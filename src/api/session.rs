@@ -12,6 +12,8 @@ use std::net::IpAddr;
 use chrono::{DateTime, Duration, Utc};
 use dashmap::DashMap;
 
+use crate::domain::operator::Actor;
+
 /// Who a session speaks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
@@ -24,13 +26,13 @@ pub enum Principal {
 }
 
 impl Principal {
-    /// How the audit trail names whoever made a change.
-    pub fn actor(&self) -> String {
+    /// Who the audit trail says made a change in this session.
+    pub fn actor(&self) -> Actor {
         match self {
-            Principal::AdminToken => "admin-token".to_string(),
-            Principal::Operator(name) => format!("operator:{name}"),
-            Principal::Buyer(id) => format!("buyer:{id}"),
-            Principal::Supplier(id) => format!("supplier:{id}"),
+            Principal::AdminToken => Actor::AdminToken,
+            Principal::Operator(name) => Actor::parse(&format!("operator:{name}")),
+            // Buyers and suppliers change no admin state yet.
+            Principal::Buyer(_) | Principal::Supplier(_) => Actor::Unknown,
         }
     }
 }

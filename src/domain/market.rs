@@ -18,12 +18,14 @@ use serde::{Deserialize, Serialize};
 use super::auction::Bid;
 use super::budget::Funding;
 use super::caps::{caps_of, Cap};
+use super::changes::{ReturnDecisionNote, TopUpNote};
 use super::eligibility::Subject;
 use super::geo::{bounding_box, min_dot_within, BoundingBox, Point, PostalTable, UnitVector};
 use super::integration::request::Stage;
 use super::integration::Integration;
 use super::model::{Buyer, Campaign, DeliveryMode, FieldError, Pricing, Supplier, Vertical};
 use super::money::{Currency, Money};
+use super::operator::{Operator, OperatorName, OperatorPut};
 use super::schedule::OpenHours;
 
 /// Grid cell edge for radius campaigns: 0.25° is ~28 km north–south, so a typical 25–50 km
@@ -46,6 +48,10 @@ pub struct MarketConfig {
     pub buyers: Vec<Buyer>,
     #[serde(default)]
     pub campaigns: Vec<Campaign>,
+    /// Operator accounts (console sign-in): made only by admin changes, never by a config
+    /// file (a password hash has no place in one), so neither read from nor written to it.
+    #[serde(skip)]
+    pub operators: Vec<Operator>,
 }
 
 /// Who owns an API key.
@@ -379,6 +385,16 @@ impl Market {
         self.api_keys.get(api_key)
     }
 
+    /// An operator account by name.
+    pub fn operator(&self, name: &str) -> Option<&Operator> {
+        self.config.operators.iter().find(|operator| operator.name.as_str() == name)
+    }
+
+    /// Every operator account, by name.
+    pub fn operators(&self) -> &[Operator] {
+        &self.config.operators
+    }
+
     pub fn campaigns(&self) -> impl Iterator<Item = &Arc<CompiledCampaign>> {
         self.campaigns.values()
     }
@@ -442,8 +458,11 @@ impl Market {
     }
 }
 
-/// An operator's change to the market (admin API). Journaled, so that it outlives a
-/// restart: at start the journaled changes are applied again, in order, over the config file.
+/// An operator's change to the market (admin API), or an admin act recorded beside them
+/// (`TopUp`, `ReturnDecision`: their effect is the ledger's, so they change no
+/// configuration). Journaled, so that it outlives a restart: at start the journaled changes
+/// are applied again, in order, over the config file. The log carries each with who made it
+/// and when (`changes::AdminChange`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", content = "object", rename_all = "snake_case")]
 pub enum ConfigChange {
@@ -455,9 +474,22 @@ pub enum ConfigChange {
     DeleteBuyer(String),
     DeleteCampaign(String),
     DeleteVertical(String),
+    /// An operator account added, or its password hash replaced.
+    PutOperator(Box<OperatorPut>),
+    DeleteOperator(OperatorName),
+    /// A buyer's balance topped up (recorded only).
+    TopUp(Box<TopUpNote>),
+    /// A return approved or rejected by an operator (recorded only).
+    ReturnDecision(Box<ReturnDecisionNote>),
 }
 
 impl ConfigChange {
+    /// Whether applying it changes the market (top-ups and return decisions are recorded
+    /// only).
+    pub fn changes_market(&self) -> bool {
+        !matches!(self, ConfigChange::TopUp(_) | ConfigChange::ReturnDecision(_))
+    }
+
     /// The change with every secret sent back as `***` replaced by the one `market`
     /// holds for the same object (DESIGN §5.1: a GET then PUT keeps the stored secret).
     pub fn keeping_secrets(mut self, market: &Market) -> ConfigChange {
@@ -505,6 +537,23 @@ impl MarketConfig {
                 }
                 remove(&mut self.verticals, name, |v| &v.name).ok_or(MarketError::NotFound("vertical"))?;
             }
+            ConfigChange::PutOperator(put) => match self.operators.iter_mut().find(|o| o.name == put.name) {
+                Some(operator) => {
+                    operator.password_hash = put.password_hash.clone();
+                    operator.changed_at = put.at;
+                }
+                None => self.operators.push(Operator {
+                    name: put.name.clone(),
+                    password_hash: put.password_hash.clone(),
+                    added_at: put.at,
+                    changed_at: put.at,
+                }),
+            },
+            ConfigChange::DeleteOperator(name) => {
+                let position = self.operators.iter().position(|o| &o.name == name);
+                self.operators.remove(position.ok_or(MarketError::NotFound("operator"))?);
+            }
+            ConfigChange::TopUp(_) | ConfigChange::ReturnDecision(_) => {}
         }
         Ok(())
     }
@@ -515,6 +564,7 @@ fn sort_config(config: &mut MarketConfig) {
     config.suppliers.sort_by(|a, b| a.id.cmp(&b.id));
     config.buyers.sort_by(|a, b| a.id.cmp(&b.id));
     config.campaigns.sort_by(|a, b| a.id.cmp(&b.id));
+    config.operators.sort_by(|a, b| a.name.cmp(&b.name));
 }
 
 /// After sorting, a repeated id stands next to itself.

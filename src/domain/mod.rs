@@ -7,6 +7,7 @@
 pub mod auction;
 pub mod budget;
 pub mod caps;
+pub mod changes;
 pub mod dedup;
 pub mod eligibility;
 pub mod geo;
@@ -17,6 +18,7 @@ pub mod market;
 pub mod model;
 pub mod money;
 pub mod native_reply;
+pub mod operator;
 pub mod payout;
 pub mod phone;
 pub mod retry;

@@ -1,46 +1,53 @@
-//! Accounts and admin: buyers' balances and top-ups, operators' changes to the market
-//! (`configure.rs`), and the account facts the ledger carries for its consumers.
+//! Accounts and admin: buyers' balances and top-ups, operators' changes to the market and
+//! the list of changes (`configure.rs`), operator accounts and their sign-in
+//! (`operators.rs`), and the account facts the ledger carries for its consumers.
 
 use std::sync::Arc;
 
 use dashmap::DashMap;
 
-use super::auction::Auction;
+use super::configure::ChangeLog;
 use super::core::{publish_available, Core};
-use super::ports::ChangeId;
 use super::{AccountsSaid, EngineError};
 use crate::domain::budget::{BalanceView, Funding};
+use crate::domain::changes::TopUpNote;
 use crate::domain::ledger::{BalanceToppedUp, Event};
+use crate::domain::market::ConfigChange;
 use crate::domain::model::{BillingMode, FieldError};
 use crate::domain::money::{Currency, Money};
+use crate::domain::operator::Actor;
 
 pub struct Accounts {
     pub(super) core: Arc<Core>,
-    /// Whose rotations an admin change may leave with campaigns that are gone.
-    pub(super) auction: Arc<Auction>,
-    /// Admin changes are rare and build a whole market; this lock orders them with each
-    /// other and with their journal records. The hot path never takes it.
-    pub(super) market_writer: tokio::sync::Mutex<()>,
-    /// How far this node has applied the config log.
-    pub(super) config_applied: tokio::sync::watch::Sender<ChangeId>,
+    /// The admin change log: changes checked, logged and applied; acts recorded.
+    pub(super) changes: Arc<ChangeLog>,
     /// Top-up references booked, per buyer: a retried top-up never credits twice.
     top_up_references: DashMap<(String, String), ()>,
+    /// Operators' sign-ins verified at once (each costs ~19 MiB and tens of milliseconds):
+    /// a flood of them waits here rather than taking the machine's memory.
+    pub(super) verifying: tokio::sync::Semaphore,
 }
 
 impl Accounts {
-    pub(super) fn new(core: Arc<Core>, auction: Arc<Auction>, config_applied: ChangeId) -> Accounts {
+    pub(super) fn new(core: Arc<Core>, changes: Arc<ChangeLog>) -> Accounts {
         Accounts {
             core,
-            auction,
-            market_writer: tokio::sync::Mutex::new(()),
-            config_applied: tokio::sync::watch::channel(config_applied).0,
+            changes,
             top_up_references: DashMap::new(),
+            verifying: tokio::sync::Semaphore::new(super::operators::VERIFYING_AT_ONCE),
         }
     }
 
     /// Adds money to a buyer's balance once per `reference` (a bank transfer id, say), so an
-    /// operator's retried call never credits twice.
-    pub async fn top_up(&self, buyer_id: &str, amount: Money, reference: &str) -> Result<BalanceView, EngineError> {
+    /// operator's retried call never credits twice. Recorded in the change log as made by
+    /// `by`.
+    pub async fn top_up(
+        &self,
+        buyer_id: &str,
+        amount: Money,
+        reference: &str,
+        by: &Actor,
+    ) -> Result<BalanceView, EngineError> {
         let market = self.core.market();
         let buyer = market.buyer(buyer_id).ok_or(EngineError::NotFound("buyer"))?;
         let currency = market.currency_of(buyer_id).ok_or(EngineError::NotFound("buyer"))?;
@@ -97,6 +104,13 @@ impl Accounts {
             self.release_reference(&booked).await;
             return Err(error.into());
         }
+        let note = TopUpNote {
+            buyer_id: buyer_id.to_string(),
+            amount,
+            currency: currency.to_string(),
+            reference: reference.to_string(),
+        };
+        self.changes.note(ConfigChange::TopUp(Box::new(note)), by).await;
         let view = self.core.budget.balance(buyer_id, self.core.clock.now(), Funding::of(buyer)).await?;
         publish_available(buyer_id, view.available);
         Ok(view)

@@ -10,16 +10,20 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use super::configure::ChangeLog;
 use super::core::Core;
 use super::memory::returns::{Claim, Stored};
 use super::outbox::Deliveries;
 use super::ports::ledger::InternalRecord;
 use super::ports::outbox::{Message, MessageKind, Recipient, Requires};
 use super::EngineError;
+use crate::domain::changes::ReturnDecisionNote;
 use crate::domain::ledger::SaleSettled as Sale;
 use crate::domain::ledger::{Event, ReturnResolved};
+use crate::domain::market::ConfigChange;
 use crate::domain::model::DEFAULT_RETURN_REASONS;
 use crate::domain::money::{Currency, Money};
+use crate::domain::operator::Actor;
 use crate::domain::returns::{self, LeadReturn, ResolveError, ReturnRefusal, ReturnStatus, ReturnTerms};
 use crate::ids;
 use crate::telemetry;
@@ -132,11 +136,13 @@ pub struct ReturnDesk {
     deliveries: Arc<Deliveries>,
     /// Orders operators' return decisions with each other (never taken on the hot path).
     resolving: tokio::sync::Mutex<()>,
+    /// Where operators' decisions are recorded with who made them.
+    changes: Arc<ChangeLog>,
 }
 
 impl ReturnDesk {
-    pub(super) fn new(core: Arc<Core>, deliveries: Arc<Deliveries>) -> ReturnDesk {
-        ReturnDesk { core, deliveries, resolving: tokio::sync::Mutex::new(()) }
+    pub(super) fn new(core: Arc<Core>, deliveries: Arc<Deliveries>, changes: Arc<ChangeLog>) -> ReturnDesk {
+        ReturnDesk { core, deliveries, resolving: tokio::sync::Mutex::new(()), changes }
     }
 
     /// A sale by id, wherever it is kept (the admin API and tests look sales up here).
@@ -196,6 +202,7 @@ impl ReturnDesk {
         return_id: &str,
         approve: bool,
         reason: Option<String>,
+        by: &Actor,
     ) -> Result<LeadReturn, EngineError> {
         // Decisions are rare; one at a time makes "approved twice" impossible.
         let _one_at_a_time = self.resolving.lock().await;
@@ -218,6 +225,12 @@ impl ReturnDesk {
             self.core.claims.release_once(&pending.buyer_id, "resolved", return_id).await;
             return Err(error);
         }
+        let note = ReturnDecisionNote {
+            return_id: return_id.to_string(),
+            approved: approve,
+            reason: resolved.resolution_reason.clone(),
+        };
+        self.changes.note(ConfigChange::ReturnDecision(Box::new(note)), by).await;
         Ok(resolved)
     }
 

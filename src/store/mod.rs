@@ -36,12 +36,22 @@ use crate::engine::ports::Stores;
 /// One node's stores: balances, pings, dedup claims and pull places in memory, made
 /// durable by `journal` (the embedded default, no external service).
 pub fn embedded(journal: Arc<dyn Ledger>, clock: Arc<dyn Clock>) -> Stores {
+    embedded_after(journal, clock, &[])
+}
+
+/// `embedded`, on a journal that holds `changes`, the admin changes made before this start
+/// (already in the market the router starts with; listed by `ConfigLog::history`).
+pub fn embedded_after(
+    journal: Arc<dyn Ledger>,
+    clock: Arc<dyn Clock>,
+    changes: &[crate::domain::changes::AdminChange],
+) -> Stores {
     Stores {
         budget: Arc::new(memory::MemoryBudget::new()),
         pings: Arc::new(pings::Pings::default()),
         dedup: Arc::new(dedup::Dedup::default()),
         claims: Arc::new(claims::JournaledClaims::new(Arc::clone(&journal), Arc::clone(&clock))),
-        config: Arc::new(config_log::JournaledConfig::new(Arc::clone(&journal), clock)),
+        config: Arc::new(config_log::JournaledConfig::new(Arc::clone(&journal), clock).with_history(changes)),
         pull: Arc::new(pull::JournaledPull::new(Arc::clone(&journal))),
         ledger: journal,
     }

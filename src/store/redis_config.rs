@@ -6,6 +6,10 @@
 //! (reconnecting) reads the stream on its next wake or tick (every second), so no change is
 //! lost.
 //!
+//! An entry holds the change (`c`, JSON), who made it (`by`) and when (`at`, RFC 3339);
+//! entries written before actors were recorded have neither, and read as `unknown`, at
+//! their id's time. The stream is never trimmed: it is the whole list of changes.
+//!
 //! Cluster slot: one key, so one slot, `{config}`'s.
 
 use std::time::Duration;
@@ -17,7 +21,9 @@ use tokio::sync::watch;
 
 use super::redis::{RedisClient, RedisConnection, Shared};
 use super::{ChangeId, ConfigLog, Unavailable};
+use crate::domain::changes::{AdminChange, ChangeSummary};
 use crate::domain::market::ConfigChange;
+use crate::domain::operator::Actor;
 
 /// How long one blocking read waits for a change before it asks again (well inside the
 /// connection's response timeout).
@@ -41,33 +47,58 @@ impl RedisConfig {
 
 #[async_trait]
 impl ConfigLog for RedisConfig {
-    async fn publish(&self, change: &ConfigChange) -> Result<ChangeId, Unavailable> {
-        let json = serde_json::to_string(change).map_err(|error| Unavailable(error.to_string()))?;
+    async fn publish(&self, change: &AdminChange) -> Result<ChangeId, Unavailable> {
+        let json = serde_json::to_string(&change.change).map_err(|error| Unavailable(error.to_string()))?;
+        let by = change.by.to_string();
+        let mut fields = vec![("c", json), ("by", by)];
+        if let Some(at) = change.at {
+            fields.push(("at", at.to_rfc3339()));
+        }
         let mut redis = self.redis.clone();
-        let id: String = redis.xadd(&self.stream_key, "*", &[("c", json.as_str())]).await.map_err(unavailable)?;
+        let id: String = redis.xadd(&self.stream_key, "*", &fields).await.map_err(unavailable)?;
         // Every node's listener wakes on the new entry.
         ChangeId::parse(&id).ok_or_else(|| Unavailable(format!("odd stream id {id}")))
     }
 
-    async fn after(&self, after: ChangeId) -> Result<Vec<(ChangeId, ConfigChange)>, Unavailable> {
+    async fn after(&self, after: ChangeId) -> Result<Vec<(ChangeId, AdminChange)>, Unavailable> {
         let mut redis = self.redis.clone();
         let reply: StreamRangeReply =
             redis.xrange(&self.stream_key, format!("({after}"), "+").await.map_err(unavailable)?;
-        let mut changes = Vec::with_capacity(reply.ids.len());
-        for entry in reply.ids {
-            let id = ChangeId::parse(&entry.id).ok_or_else(|| Unavailable(format!("odd stream id {}", entry.id)))?;
-            let json: Option<String> = entry.get("c");
-            let change = json
-                .and_then(|json| serde_json::from_str::<ConfigChange>(&json).ok())
-                .ok_or_else(|| Unavailable(format!("config change {id} does not decode")))?;
-            changes.push((id, change));
-        }
-        Ok(changes)
+        reply.ids.iter().map(entry_of).collect()
+    }
+
+    async fn history(
+        &self,
+        before: Option<ChangeId>,
+        limit: usize,
+    ) -> Result<Vec<(ChangeId, ChangeSummary)>, Unavailable> {
+        let mut redis = self.redis.clone();
+        let end = before.map_or_else(|| "+".to_string(), |id| format!("({id}"));
+        let reply: StreamRangeReply =
+            redis.xrevrange_count(&self.stream_key, end, "-", limit).await.map_err(unavailable)?;
+        reply.ids.iter().map(|entry| entry_of(entry).map(|(id, change)| (id, change.summary()))).collect()
     }
 
     fn announcements(&self) -> watch::Receiver<u64> {
         self.announced.clone()
     }
+}
+
+/// One entry of the stream: its change, who made it, and when (the id's time for entries
+/// written before it was kept).
+fn entry_of(entry: &redis::streams::StreamId) -> Result<(ChangeId, AdminChange), Unavailable> {
+    let id = ChangeId::parse(&entry.id).ok_or_else(|| Unavailable(format!("odd stream id {}", entry.id)))?;
+    let json: Option<String> = entry.get("c");
+    let change = json
+        .and_then(|json| serde_json::from_str::<ConfigChange>(&json).ok())
+        .ok_or_else(|| Unavailable(format!("config change {id} does not decode")))?;
+    let by = entry.get::<String>("by").map_or(Actor::Unknown, |by| Actor::parse(&by));
+    let at = entry
+        .get::<String>("at")
+        .and_then(|at| chrono::DateTime::parse_from_rfc3339(&at).ok())
+        .map(|at| at.with_timezone(&chrono::Utc))
+        .or_else(|| i64::try_from(id.0).ok().and_then(chrono::DateTime::from_timestamp_millis));
+    Ok((id, AdminChange { change, by, at }))
 }
 
 /// Bumps `announce` on every new entry of the stream, and on every (re)connection, when

@@ -460,6 +460,54 @@ async fn an_admin_change_on_one_node_is_applied_by_the_others_within_a_second_an
     assert_eq!(money(&late.balance("b1").await["balance"]), Decimal::new(3500, 2), "the opening top-up booked once");
 }
 
+/// Operator accounts travel like every admin change; the list of changes is the same on
+/// every node, with who made each.
+#[tokio::test]
+async fn an_operator_added_on_one_node_is_seen_by_the_others_and_listed_on_each_with_who_added_it() {
+    let sink = mock_buyer(|_, _| accept()).await;
+    let Cluster { _serial, dir: _dir, redis: _redis, nodes } = cluster(&market(&sink), Store::OneRedis).await;
+    let hash =
+        leadrouter::domain::operator::PasswordHash::create("correct horse battery", *b"fixed-salt-16byt").unwrap();
+    let put = json!({"password_hash": hash.as_stored()});
+    let added = nodes[0].admin("PUT", "/admin/v1/operators/alice", Some(&put)).await;
+    assert_eq!(added.status, 201, "{}", added.json);
+    let at = Instant::now();
+    for node in &nodes[1..] {
+        loop {
+            let listed = node.admin("GET", "/admin/v1/operators", None).await;
+            if listed.json["operators"][0]["name"] == "alice" {
+                assert_eq!(listed.json["operators"][0], added.json, "the same account, never its hash");
+                break;
+            }
+            assert!(at.elapsed() < Duration::from_millis(1_500), "node {} still has {}", node.ops, listed.json);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let lists: Vec<Value> = futures::future::join_all(nodes.iter().map(|n| n.admin("GET", "/admin/v1/changes", None)))
+        .await
+        .into_iter()
+        .map(|answer| answer.json)
+        .collect();
+    assert!(lists.iter().all(|list| *list == lists[0]), "one list on every node: {lists:?}");
+    let kinds: Vec<(&str, &str, &str)> = lists[0]["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["kind"].as_str().unwrap(), c["object"].as_str().unwrap(), c["by"].as_str().unwrap()))
+        .collect();
+    assert_eq!(kinds[0], ("put_operator", "operator alice", "admin-token"), "{}", lists[0]);
+    let opening = kinds.iter().filter(|k| k.0 == "top_up" && k.2 == "config-file").count();
+    assert_eq!((kinds.len(), opening), (3, 2), "each opening top-up booked and listed once: {}", lists[0]);
+
+    // Removed on another node: gone everywhere.
+    assert_eq!(nodes[1].admin("DELETE", "/admin/v1/operators/alice", None).await.status, 204);
+    let at = Instant::now();
+    while nodes[0].admin("GET", "/admin/v1/operators/alice", None).await.status != 404 {
+        assert!(at.elapsed() < Duration::from_millis(1_500), "node 0 still has alice");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn with_redis_gone_nodes_answer_503_fast_and_sell_nothing_then_resume_when_it_returns() {
     with_redis_gone_nodes_answer_503_fast_and_sell_nothing_then_resume_when_it_returns_on(Store::OneRedis).await;

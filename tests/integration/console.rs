@@ -416,3 +416,48 @@ async fn a_campaign_is_created_in_the_console_and_one_refused_with_its_field_err
     assert_eq!(server.running.router.market().buyer("b1").unwrap().webhook_secret, WEBHOOK_SECRET);
     assert_eq!(server.running.router.market().buyer("b1").unwrap().name, "Buyer One");
 }
+
+#[tokio::test]
+async fn an_operator_signs_in_with_a_password_and_the_history_says_who_changed_what() {
+    let sink = mock_buyer(|_, _| accept()).await;
+    let server = start(market(&sink)).await;
+    let hash = leadrouter::domain::operator::PasswordHash::create("correct horse battery", [7; 16]).expect("a hash");
+    let added =
+        server.admin("PUT", "/admin/v1/operators/alice", Some(&json!({"password_hash": hash.as_stored()}))).await;
+    assert_eq!(added.status, 201, "{}", added.json);
+
+    let sign_in_as = |name: &'static str, password: &'static str| {
+        let server = &server;
+        async move {
+            let form = server.send("GET", &format!("{}/console/sign-in", server.ops), &[], Bytes::new()).await;
+            let bound = set_cookie(&form, "lr_console_sign_in").expect("the form's cookie");
+            let cookie = format!("lr_console_sign_in={}", value_of(&bound));
+            let body = format!("csrf={}&name={name}&token={}", csrf_in(&page(&form)), encoded(password));
+            let headers = [("cookie", cookie.as_str()), ("content-type", "application/x-www-form-urlencoded")];
+            let answer = server.send("POST", &format!("{}/console/sign-in", server.ops), &headers, body).await;
+            let session = set_cookie(&answer, "lr_console").map(|cookie| format!("lr_console={}", value_of(&cookie)));
+            (answer.status, session)
+        }
+    };
+    assert_eq!(sign_in_as("alice", "wrong password!").await, (401, None));
+    assert_eq!(sign_in_as("mallory", "correct horse battery").await, (401, None), "an unknown name");
+    let (status, session) = sign_in_as("alice", "correct horse battery").await;
+    assert_eq!(status, 303);
+    let session = session.expect("a session");
+    assert!(page(&get(&server, "/console", &session).await).contains("operator:alice"));
+
+    let topped = post_form(
+        &server,
+        &session,
+        "/console/buyers",
+        "/console/top-ups",
+        "buyer_id=b1&amount=10.00&reference=wire-9",
+    )
+    .await;
+    assert_eq!(topped.status, 200, "{}", page(&topped));
+    let history = page(&get(&server, "/console/changes", &session).await);
+    let row = history.split("<tr>").find(|row| row.contains("top_up")).expect("the top-up in the history");
+    assert!(row.contains("operator:alice"), "{row}");
+    let added_row = history.split("<tr>").find(|row| row.contains("put_operator")).expect("the operator's creation");
+    assert!(added_row.contains("admin-token") && !history.contains("argon2"), "{added_row}");
+}

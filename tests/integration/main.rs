@@ -20,6 +20,7 @@ mod hardening;
 mod hostile;
 mod leases;
 mod models;
+mod operators;
 mod outbox;
 mod overspend;
 mod redis_budget;

@@ -137,6 +137,23 @@ async fn returns_in_and_out_of_the_window_with_and_without_approval() {
     assert_eq!(approved_late.status, 200, "the window binds the buyer's request, not the operator");
     assert_eq!(server.balance(&b1).await["balance"], "935.00", "only the approved roofing return is credited");
     assert_eq!(server.admin("POST", "/admin/v1/returns/ret_nope/approve", None).await.status, 404);
+    // The operator's decisions are in the list of changes (returns approved at once are not
+    // an operator's).
+    let changes = server.admin("GET", "/admin/v1/changes?limit=2", None).await.json;
+    let decisions: Vec<(&str, &str, &str)> = changes["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["object"].as_str().unwrap(), c["summary"].as_str().unwrap(), c["by"].as_str().unwrap()))
+        .collect();
+    let (approved_object, rejected_object) = (format!("return {to_approve}"), format!("return {to_reject}"));
+    assert_eq!(
+        decisions,
+        [
+            (approved_object.as_str(), "approved", "admin-token"),
+            (rejected_object.as_str(), "rejected: \"roof inspected, leak confirmed\"", "admin-token"),
+        ]
+    );
 
     // The buyer's views.
     let own = server.get(&format!("/v1/returns/{to_reject}"), &b1).await;

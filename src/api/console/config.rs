@@ -13,6 +13,7 @@ use crate::api::error::ApiError;
 use crate::api::session::Session;
 use crate::domain::market::Market;
 use crate::domain::model::FieldError;
+use crate::domain::operator::Actor;
 use crate::engine::Router;
 
 /// The URL slug and the names of a kind.
@@ -116,7 +117,7 @@ pub fn text_of(market: &Market, kind: Kind, id: &str) -> Option<String> {
 
 /// Saves the form's object as the admin API's PUT would; answers the outcome and the
 /// object's id (for a new object, the one typed).
-pub async fn save(router: &Router, kind: Kind, id: &str, form: &[(String, String)]) -> (Outcome, String) {
+pub async fn save(router: &Router, kind: Kind, id: &str, form: &[(String, String)], by: &Actor) -> (Outcome, String) {
     let field = |name: &str| form.iter().find(|(key, _)| key == name).map_or("", |(_, value)| value.as_str());
     let id = if id.is_empty() { field("id").trim().to_string() } else { id.to_string() };
     let values = vec![("id".to_string(), id.clone()), ("object".to_string(), field("object").to_string())];
@@ -142,7 +143,7 @@ pub async fn save(router: &Router, kind: Kind, id: &str, form: &[(String, String
             return (Outcome::refused(error, values), id);
         }
     };
-    match admin::put_object(router, kind, &id, object).await {
+    match admin::put_object(router, kind, &id, object, by).await {
         Ok(existed) => (Outcome::done(if existed { format!("Saved {id}.") } else { format!("Created {id}.") }), id),
         Err(error) => (Outcome::refused(error, values), id),
     }

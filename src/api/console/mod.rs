@@ -6,6 +6,7 @@
 //! CSRF token (the sign-in form a token bound to a short-lived cookie of its own). Nothing
 //! of a lead's PII goes into a URL or a log line.
 
+mod changes;
 mod config;
 mod dashboard;
 mod deliveries;
@@ -49,6 +50,7 @@ pub fn routes() -> axum::Router<Arc<AppState>> {
         .route("/console/top-ups", post(top_up))
         .route("/console/returns", get(returns_page))
         .route("/console/trace", get(trace_page))
+        .route("/console/changes", get(changes_page))
         .route("/console/test-send", get(test_send_page).post(test_send))
         .route("/console/config/{kind}", get(config_list))
         .route("/console/config/{kind}/{id}", get(config_edit).post(config_save))
@@ -115,7 +117,7 @@ async fn buyers_page(State(state): Shared, headers: HeaderMap) -> Response {
 async fn top_up(State(state): Shared, request: Request) -> Response {
     let Some((session, form)) = signed_form(&state, request).await else { return page::see_other("/console/sign-in") };
     let Some(form) = form else { return forbidden(&session) };
-    let outcome = money::top_up(&state.router, &form).await;
+    let outcome = money::top_up(&state.router, &form, &session.principal.actor()).await;
     let body = money::buyers_page(&state.router, &session, &outcome).await;
     page::answer(outcome.status(), page::layout("Buyers and top-ups", "/console/buyers", Some(&session), body))
 }
@@ -155,7 +157,7 @@ async fn resolve_return(
         }
     };
     let reason = field(&form, "reason").map(str::trim).filter(|reason| !reason.is_empty()).map(str::to_string);
-    let outcome = money::resolve(&state.router, &return_id, approve, reason).await;
+    let outcome = money::resolve(&state.router, &return_id, approve, reason, &session.principal.actor()).await;
     returns_answer(&state, &session, outcome.status(), &outcome)
 }
 
@@ -166,6 +168,29 @@ async fn signed_form(state: &AppState, request: Request) -> Option<(Session, Opt
     let form = read_form(request).await.unwrap_or_default();
     let genuine = field(&form, "csrf").is_some_and(|given| csrf_matches(&session, given));
     Some((session, genuine.then_some(form)))
+}
+
+/// The history of admin changes shows this many a page.
+const CHANGES_SHOWN: usize = 100;
+
+async fn changes_page(State(state): Shared, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    let Some((_, session)) = session_of(&state, &headers) else { return page::see_other("/console/sign-in") };
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.as_deref().unwrap_or("")).unwrap_or_default();
+    let before = field(&pairs, "before").filter(|before| !before.is_empty());
+    let (status, body) = match state.router.accounts().changes(before, CHANGES_SHOWN).await {
+        Ok(changes) => {
+            let next = changes.last().filter(|_| changes.len() == CHANGES_SHOWN).map(|change| change.id.as_str());
+            (StatusCode::OK, changes::page(&changes, next))
+        }
+        Err(error) => {
+            let error = super::error::ApiError::from(error);
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                html! { h1 { "Admin changes" } p.notice.bad role="alert" { (error.message) } },
+            )
+        }
+    };
+    page::answer(status, page::layout("Admin changes", "/console/changes", Some(&session), body))
 }
 
 async fn trace_page(State(state): Shared, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
@@ -228,7 +253,7 @@ async fn config_save(State(state): Shared, Path((kind, id)): Path<(String, Strin
     let Some(form) = form else { return forbidden(&session) };
     let Some(kind) = config::kind_of(&kind) else { return not_found(&session) };
     let id = if id == "new" { String::new() } else { id };
-    let (outcome, saved_id) = config::save(&state.router, kind, &id, &form).await;
+    let (outcome, saved_id) = config::save(&state.router, kind, &id, &form, &session.principal.actor()).await;
     let text = match outcome.notice {
         Some((true, _)) => config::text_of(&state.router.market(), kind, &saved_id).unwrap_or_default(),
         _ => outcome.value("object").to_string(),
@@ -275,8 +300,10 @@ fn sign_in_form(status: StatusCode, error: Option<&str>, secure: bool) -> Respon
         }
         form.stacked method="post" action="/console/sign-in" {
             input type="hidden" name="csrf" value=(token);
-            label for="token" { "Admin token" }
-            input id="token" name="token" type="password" autocomplete="current-password" required autofocus;
+            label for="name" { "Operator name (leave empty to sign in with the admin token)" }
+            input id="name" name="name" type="text" autocomplete="username" autocapitalize="none" autofocus;
+            label for="token" { "Password or admin token" }
+            input id="token" name="token" type="password" autocomplete="current-password" required;
             p { button type="submit" { "Sign in" } }
         }
     };
@@ -307,9 +334,19 @@ async fn sign_in(State(state): Shared, request: Request) -> Response {
     if !token_ok {
         return sign_in_form(StatusCode::FORBIDDEN, Some("The form expired: sign in again."), secure);
     }
-    let principal = match field(&form, "token") {
-        Some(token) if leadrouter_http::auth::token_matches(token, &state.admin_token) => Principal::AdminToken,
-        _ => {
+    let secret = field(&form, "token").unwrap_or_default();
+    let principal = match field(&form, "name").map(str::trim).filter(|name| !name.is_empty()) {
+        Some(name) => state
+            .router
+            .accounts()
+            .verify_operator(name, secret)
+            .await
+            .map(|name| Principal::Operator(name.to_string())),
+        None => leadrouter_http::auth::token_matches(secret, &state.admin_token).then_some(Principal::AdminToken),
+    };
+    let principal = match principal {
+        Some(principal) => principal,
+        None => {
             sessions.failed(address, now);
             tracing::info!(%address, "a console sign-in failed");
             return sign_in_form(StatusCode::UNAUTHORIZED, Some("That did not match."), secure);

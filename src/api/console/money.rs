@@ -8,6 +8,7 @@ use maud::{html, Markup};
 use crate::api::error::ApiError;
 use crate::api::session::Session;
 use crate::domain::money::Money;
+use crate::domain::operator::Actor;
 use crate::domain::returns::LeadReturn;
 use crate::engine::Router;
 
@@ -125,7 +126,7 @@ pub async fn buyers_page(router: &Router, session: &Session, outcome: &Outcome) 
 }
 
 /// Tops up from the form's fields through the engine; answers what to show.
-pub async fn top_up(router: &Router, form: &[(String, String)]) -> Outcome {
+pub async fn top_up(router: &Router, form: &[(String, String)], by: &Actor) -> Outcome {
     let field = |name: &str| form.iter().find(|(key, _)| key == name).map_or("", |(_, value)| value.as_str());
     let values: Vec<(String, String)> =
         ["buyer_id", "amount", "reference"].iter().map(|name| (name.to_string(), field(name).to_string())).collect();
@@ -136,7 +137,7 @@ pub async fn top_up(router: &Router, form: &[(String, String)]) -> Outcome {
             return Outcome::refused(error, values);
         }
     };
-    match router.accounts().top_up(field("buyer_id"), amount, field("reference")).await {
+    match router.accounts().top_up(field("buyer_id"), amount, field("reference"), by).await {
         Ok(view) => Outcome::done(format!("Topped up {amount}: the balance is {}.", view.balance)),
         Err(error) => Outcome::refused(ApiError::from(error), values),
     }
@@ -177,12 +178,12 @@ pub fn returns_page(pending: &[LeadReturn], session: &Session, outcome: &Outcome
 }
 
 /// Approves or rejects a return through the engine; answers what to show.
-pub async fn resolve(router: &Router, return_id: &str, approve: bool, reason: Option<String>) -> Outcome {
+pub async fn resolve(router: &Router, return_id: &str, approve: bool, reason: Option<String>, by: &Actor) -> Outcome {
     let values = vec![
         ("reason".to_string(), reason.clone().unwrap_or_default()),
         ("return_id".to_string(), return_id.to_string()),
     ];
-    match router.returns().resolve_return(return_id, approve, reason).await {
+    match router.returns().resolve_return(return_id, approve, reason, by).await {
         Ok(resolved) => Outcome::done(format!("Return {} {}.", resolved.return_id, resolved.status.as_str())),
         Err(error) => Outcome::refused(ApiError::from(error), values),
     }

@@ -51,7 +51,7 @@ pub fn layout(title: &str, current: &str, session: Option<&Session>, body: Marku
                         }
                         form method="post" action="/console/sign-out" {
                             input type="hidden" name="csrf" value=(session.csrf);
-                            span.muted { (session.principal.actor()) " " }
+                            span.muted { (session.principal.actor().to_string()) " " }
                             button.quiet type="submit" { "Sign out" }
                         }
                     }

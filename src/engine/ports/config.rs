@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 
 use super::Unavailable;
+use crate::domain::changes::{AdminChange, ChangeSummary};
 
 /// A position in the shared log of admin changes (a Redis Stream id, `ms-n`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -21,15 +22,21 @@ impl std::fmt::Display for ChangeId {
     }
 }
 
-/// Admin changes in one order for every node: `redis_config` on several nodes,
-/// `config_log::JournaledConfig` on one.
+/// Admin changes in one order for every node, each with who made it and when:
+/// `redis_config` on several nodes, `config_log::JournaledConfig` on one.
 #[async_trait]
 pub trait ConfigLog: Send + Sync + 'static {
     /// Appends a change and announces it; answers its position.
-    async fn publish(&self, change: &crate::domain::market::ConfigChange) -> Result<ChangeId, Unavailable>;
+    async fn publish(&self, change: &AdminChange) -> Result<ChangeId, Unavailable>;
     /// Every change after `after`, in order.
-    async fn after(&self, after: ChangeId)
-        -> Result<Vec<(ChangeId, crate::domain::market::ConfigChange)>, Unavailable>;
+    async fn after(&self, after: ChangeId) -> Result<Vec<(ChangeId, AdminChange)>, Unavailable>;
+    /// At most `limit` changes before `before` (from the newest when `None`), newest
+    /// first, as the list of changes shows them: every change ever made, on any node.
+    async fn history(
+        &self,
+        before: Option<ChangeId>,
+        limit: usize,
+    ) -> Result<Vec<(ChangeId, ChangeSummary)>, Unavailable>;
     /// This node has applied every change through `through`: a log that holds changes only
     /// until they are applied (one node's) may forget them.
     fn applied(&self, _through: ChangeId) {}

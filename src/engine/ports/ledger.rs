@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use super::outbox::Message;
 use super::Unavailable;
+use crate::domain::changes::AdminChange;
 use crate::domain::market::ConfigChange;
+use crate::domain::operator::Actor;
 use crate::domain::returns::LeadReturn;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -195,11 +197,27 @@ pub enum InternalRecord {
         id: String,
         at: DateTime<Utc>,
     },
-    /// An operator's change to the market, applied again over the config file at start.
+    /// An operator's change to the market, applied again over the config file at start
+    /// (or an admin act recorded beside them), with who made it (`unknown` in records
+    /// journaled before actors were).
     ConfigChanged {
         change: ConfigChange,
         at: DateTime<Utc>,
+        #[serde(default)]
+        by: Actor,
     },
+}
+
+impl InternalRecord {
+    /// The admin change log's entry a `ConfigChanged` record holds.
+    pub fn admin_change(&self) -> Option<AdminChange> {
+        match self {
+            InternalRecord::ConfigChanged { change, at, by } => {
+                Some(AdminChange { change: change.clone(), by: by.clone(), at: Some(*at) })
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Where a record is: the batch holding it (records written together share one).

@@ -173,7 +173,7 @@ pub fn decode_body(body: &[u8], decode: Decode) -> Result<Vec<Record>, BatchErro
 #[derive(Debug, Clone, PartialEq)]
 pub enum Skim {
     Ledger { sequence: u64, sale_id: Option<String> },
-    Config(crate::domain::market::ConfigChange),
+    Config(crate::domain::changes::AdminChange),
     Internal,
 }
 
@@ -213,9 +213,9 @@ pub fn skim_body(body: &[u8]) -> Result<Vec<Skim>, BatchError> {
             KIND_INTERNAL => {
                 let skim: KindSkim = serde_json::from_slice(payload).map_err(|e| damaged("an internal record", e))?;
                 if skim.kind == "config_changed" {
-                    match internal(payload)? {
-                        InternalRecord::ConfigChanged { change, .. } => records.push(Skim::Config(change)),
-                        _ => return Err(BatchError::Damaged("a config change does not decode".into())),
+                    match internal(payload)?.admin_change() {
+                        Some(change) => records.push(Skim::Config(change)),
+                        None => return Err(BatchError::Damaged("a config change does not decode".into())),
                     }
                 } else {
                     records.push(Skim::Internal);
@@ -433,7 +433,9 @@ mod tests {
             lead: serde_json::json!({"email": "a@example.com"}),
         };
         let change = crate::domain::market::ConfigChange::DeleteBuyer("b9".into());
-        let config = InternalRecord::ConfigChanged { change: change.clone(), at: Utc::now() };
+        let at = Utc::now();
+        let by = crate::domain::operator::Actor::AdminToken;
+        let config = InternalRecord::ConfigChanged { change: change.clone(), at, by: by.clone() };
         let acknowledged = InternalRecord::PullAcknowledged { buyer_id: "b1".into(), through: 2 };
         let mut buffer = Vec::new();
         let mut builder = BatchBuilder::new(&mut buffer);
@@ -450,7 +452,7 @@ mod tests {
                 Skim::Internal,
                 Skim::Ledger { sequence: 7, sale_id: Some("sal_7".into()) },
                 Skim::Ledger { sequence: 8, sale_id: None },
-                Skim::Config(change),
+                Skim::Config(crate::domain::changes::AdminChange::new(change, by, at)),
                 Skim::Internal,
             ]
         );

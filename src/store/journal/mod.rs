@@ -42,8 +42,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::files;
 use super::{EventLog, LogError};
+use crate::domain::changes::AdminChange;
 use crate::domain::ledger::{Event, LedgerEvent, SaleSettled};
-use crate::domain::market::ConfigChange;
 pub use crate::engine::ports::ledger::{InternalRecord, JournalError, Location};
 use frame::{BatchBuilder, Decode, Record, Skim};
 use segments::{ReadError, Segment, SparseIndex};
@@ -119,7 +119,7 @@ pub struct Recovery {
     pub truncated: Option<Truncation>,
     /// Operators' changes to the market, oldest first (the market is built from them before
     /// anything else is replayed).
-    pub config_changes: Vec<ConfigChange>,
+    pub config_changes: Vec<AdminChange>,
     pub segments: usize,
 }
 
