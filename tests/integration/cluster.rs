@@ -3,7 +3,7 @@
 //! three shards (`redis+cluster://`), spoken to over HTTP and gRPC.
 
 use std::collections::HashSet;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -116,7 +116,7 @@ impl Node {
             // Outbox retries at test speed: 50 ms doubling to 400 ms.
             .args(["--outbox-retry-base-ms", "50", "--outbox-retry-max-ms", "400", "--outbox-attempts", "40"])
             .stdout(std::fs::File::create(data.path().join("node.log")).expect("a log file"))
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(data.path().join("node.err")).expect("an error file"))
             .spawn()
             .expect("the router binary starts");
         Node { child, public, ops, grpc, data: Some(data) }
@@ -144,16 +144,48 @@ impl Node {
         }
     }
 
+    /// `until_ready`, but a node that exited says so with its error instead of failing the
+    /// test: another process may have taken a port between `free_port` and the bind.
+    async fn ready_or_exited(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.readiness().await != Some(200) {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("node {} exited ({status}):\n{}", self.ops, self.log()));
+            }
+            assert!(Instant::now() < deadline, "node {} did not become ready; its log:\n{}", self.ops, self.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
+    /// A node on `config` and `redis`, ready; started again on other ports when a port it
+    /// was given was taken meanwhile.
+    async fn start_ready(config: &std::path::Path, redis: &str) -> Node {
+        let mut last = String::new();
+        for _ in 0..3 {
+            let mut node = Node::spawn(config, redis);
+            match node.ready_or_exited().await {
+                Ok(()) => return node,
+                Err(exited) if exited.contains("in use") => last = exited,
+                Err(exited) => panic!("{exited}"),
+            }
+        }
+        panic!("three nodes in a row found a port taken; the last:\n{last}")
+    }
+
     async fn readiness(&self) -> Option<u16> {
         let request =
             hyper::Request::get(format!("http://127.0.0.1:{}/readyz", self.ops)).body(Full::new(Bytes::new())).unwrap();
         client().request(request).await.ok().map(|response| response.status().as_u16())
     }
 
-    /// What the node logged (warnings and errors), for failure messages.
+    /// What the node logged (warnings and errors) and wrote to stderr, for failure messages.
     pub(crate) fn log(&self) -> String {
-        let path = self.data.as_ref().map(|data| data.path().join("node.log"));
-        path.and_then(|path| std::fs::read_to_string(path).ok()).unwrap_or_default()
+        let read = |name: &str| {
+            let path = self.data.as_ref().map(|data| data.path().join(name));
+            path.and_then(|path| std::fs::read_to_string(path).ok()).unwrap_or_default()
+        };
+        format!("{}{}", read("node.log"), read("node.err"))
     }
 
     /// `kill -9`; answers the data dir for a restart.
@@ -247,9 +279,9 @@ pub(crate) async fn cluster(config: &Value, store: Store) -> Cluster {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("leadrouter.toml");
     std::fs::write(&path, toml_of(config)).unwrap();
-    let nodes: Vec<Node> = (0..3).map(|_| Node::spawn(&path, &redis.url())).collect();
-    for node in &nodes {
-        node.until_ready().await;
+    let mut nodes = Vec::with_capacity(3);
+    for _ in 0..3 {
+        nodes.push(Node::start_ready(&path, &redis.url()).await);
     }
     eprintln!("{store:?} and three nodes ready in {:?}", started.elapsed());
     Cluster { _serial, dir, redis, nodes }
