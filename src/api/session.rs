@@ -46,6 +46,13 @@ pub struct Session {
     last_seen: DateTime<Utc>,
 }
 
+impl Session {
+    /// When its principal signed in.
+    pub fn started(&self) -> DateTime<Utc> {
+        self.started
+    }
+}
+
 /// A session ends after this long without a request...
 const IDLE: Duration = Duration::minutes(30);
 /// ...and this long after sign-in in any case.

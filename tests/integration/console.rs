@@ -460,4 +460,18 @@ async fn an_operator_signs_in_with_a_password_and_the_history_says_who_changed_w
     assert!(row.contains("operator:alice"), "{row}");
     let added_row = history.split("<tr>").find(|row| row.contains("put_operator")).expect("the operator's creation");
     assert!(added_row.contains("admin-token") && !history.contains("argon2"), "{added_row}");
+
+    // A new password ends the sessions signed in with the old one; removal ends them too.
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let rehash = leadrouter::domain::operator::PasswordHash::create("another horse battery", [8; 16]).expect("a hash");
+    let replaced =
+        server.admin("PUT", "/admin/v1/operators/alice", Some(&json!({"password_hash": rehash.as_stored()}))).await;
+    assert_eq!(replaced.status, 200, "{}", replaced.json);
+    assert_eq!(get(&server, "/console", &session).await.status, 303, "signed out by the new password");
+    let (status, session) = sign_in_as("alice", "another horse battery").await;
+    assert_eq!(status, 303);
+    let session = session.expect("a session");
+    assert_eq!(get(&server, "/console", &session).await.status, 200);
+    assert_eq!(server.admin("DELETE", "/admin/v1/operators/alice", None).await.status, 204);
+    assert_eq!(get(&server, "/console", &session).await.status, 303, "signed out by the removal");
 }

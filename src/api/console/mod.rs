@@ -67,10 +67,18 @@ pub fn routes() -> axum::Router<Arc<AppState>> {
         )
 }
 
-/// The signed-in session of this request, if any.
+/// The signed-in session of this request, if any. An operator's session ends when the
+/// operator is removed or its password is set again after it signed in.
 fn session_of(state: &AppState, headers: &HeaderMap) -> Option<(String, Session)> {
     let id = state.console_sessions.id_in(headers)?;
     let session = state.console_sessions.find(id, state.router.clock().now())?;
+    if let Principal::Operator(name) = &session.principal {
+        let current = state.router.accounts().operator(name);
+        if current.is_none_or(|operator| operator.changed_at > session.started()) {
+            state.console_sessions.end(id);
+            return None;
+        }
+    }
     Some((id.to_string(), session))
 }
 
