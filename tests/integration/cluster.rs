@@ -3,7 +3,7 @@
 //! three shards (`redis+cluster://`), spoken to over HTTP and gRPC.
 
 use std::collections::HashSet;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -19,6 +19,7 @@ use crate::durability::toml_of;
 /// Every node of one deployment makes dedup keys under the same secret.
 pub(crate) const DEDUP_SECRET: &str = "5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed";
 use crate::harness::*;
+use crate::router_process::RouterProcess;
 
 /// One cluster test at a time: each runs four processes (six on a Redis Cluster) that fsync
 /// on every write, and two cores shared with every other test make a Redis reply take
@@ -91,13 +92,14 @@ impl Backend {
     }
 }
 
-/// One router process on `--redis`.
-pub(crate) struct Node {
-    child: Child,
-    pub(crate) public: u16,
-    pub(crate) ops: u16,
-    pub(crate) grpc: u16,
-    data: Option<tempfile::TempDir>,
+/// One router process on `--redis` (`RouterProcess`'s fields and methods through `Deref`).
+pub(crate) struct Node(RouterProcess);
+
+impl std::ops::Deref for Node {
+    type Target = RouterProcess;
+    fn deref(&self) -> &RouterProcess {
+        &self.0
+    }
 }
 
 impl Node {
@@ -107,55 +109,18 @@ impl Node {
 
     /// A node on `data`: a restart when an earlier node left its data there.
     pub(crate) fn spawn_in(config: &std::path::Path, redis: &str, data: tempfile::TempDir) -> Node {
-        let (public, ops, grpc) = (free_port(), free_port(), free_port());
-        let child = Command::new(env!("CARGO_BIN_EXE_leadrouter"))
-            .args(["--config", config.to_str().unwrap(), "--data-dir", data.path().to_str().unwrap()])
-            .args(["--listen", &format!("127.0.0.1:{public}"), "--ops-listen", &format!("127.0.0.1:{ops}")])
-            .args(["--grpc-listen", &format!("127.0.0.1:{grpc}"), "--admin-token", ADMIN_TOKEN])
-            .args(["--redis", redis, "--dedup-secret", DEDUP_SECRET])
+        let more = [
+            ["--redis", redis, "--dedup-secret", DEDUP_SECRET].as_slice(),
             // Outbox retries at test speed: 50 ms doubling to 400 ms.
-            .args(["--outbox-retry-base-ms", "50", "--outbox-retry-max-ms", "400", "--outbox-attempts", "40"])
-            .stdout(std::fs::File::create(data.path().join("node.log")).expect("a log file"))
-            .stderr(std::fs::File::create(data.path().join("node.err")).expect("an error file"))
-            .spawn()
-            .expect("the router binary starts");
-        Node { child, public, ops, grpc, data: Some(data) }
+            &["--outbox-retry-base-ms", "50", "--outbox-retry-max-ms", "400", "--outbox-attempts", "40"],
+        ]
+        .concat();
+        Node(RouterProcess::spawn(config, data, ADMIN_TOKEN, &more))
     }
 
-    /// Stops the node as an operator does (`SIGTERM`: it finishes its requests and shuts
-    /// down cleanly) and waits at most 30 s for it to exit.
-    pub(crate) fn terminate(mut self) {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill runs").success());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.child.try_wait().expect("the node's status").is_none() {
-            assert!(Instant::now() < deadline, "the node did not stop within 30 s:\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Waits (at most 30 s) until the node answers `/readyz` with 200; a node that exits
-    /// or stays unready fails the test with what it logged.
-    pub(crate) async fn until_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.readiness().await != Some(200) {
-            assert!(Instant::now() < deadline, "node {} did not become ready; its log:\n{}", self.ops, self.log());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// `until_ready`, but a node that exited says so with its error instead of failing the
-    /// test (see `start_ready`).
-    async fn ready_or_exited(&mut self) -> Result<(), String> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.readiness().await != Some(200) {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(format!("node {} exited ({status}):\n{}", self.ops, self.log()));
-            }
-            assert!(Instant::now() < deadline, "node {} did not become ready; its log:\n{}", self.ops, self.log());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Ok(())
+    /// Stops the node as an operator does (`SIGTERM`) and waits at most 30 s for it to exit.
+    pub(crate) fn terminate(self) {
+        self.0.terminate()
     }
 
     /// A node on `config` and `redis`, ready; started again (on other ports) when it exits
@@ -166,7 +131,7 @@ impl Node {
         let mut last = String::new();
         for _ in 0..3 {
             let mut node = Node::spawn(config, redis);
-            match node.ready_or_exited().await {
+            match node.0.ready_or_exited().await {
                 Ok(()) => return node,
                 Err(exited) => {
                     eprintln!("a node exited before it was ready; starting another:\n{exited}");
@@ -177,26 +142,9 @@ impl Node {
         panic!("three nodes in a row exited before they were ready; the last:\n{last}")
     }
 
-    async fn readiness(&self) -> Option<u16> {
-        let request =
-            hyper::Request::get(format!("http://127.0.0.1:{}/readyz", self.ops)).body(Full::new(Bytes::new())).unwrap();
-        client().request(request).await.ok().map(|response| response.status().as_u16())
-    }
-
-    /// What the node logged (warnings and errors) and wrote to stderr, for failure messages.
-    pub(crate) fn log(&self) -> String {
-        let read = |name: &str| {
-            let path = self.data.as_ref().map(|data| data.path().join(name));
-            path.and_then(|path| std::fs::read_to_string(path).ok()).unwrap_or_default()
-        };
-        format!("{}{}", read("node.log"), read("node.err"))
-    }
-
     /// `kill -9`; answers the data dir for a restart.
-    pub(crate) fn kill(mut self) -> tempfile::TempDir {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        self.data.take().expect("a data dir")
+    pub(crate) fn kill(self) -> tempfile::TempDir {
+        self.0.kill()
     }
 
     pub(crate) async fn send(&self, method: &str, url: String, key: &str, body: Option<&Value>) -> Answer {
@@ -254,13 +202,6 @@ impl Node {
             }
         }
         sales
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

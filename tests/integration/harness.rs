@@ -175,10 +175,7 @@ pub fn metric(page: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
 
 // ------------------------------------------------------------------------ real binary
 
-/// A loopback port that was free a moment ago (for the real binary's listeners).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+pub use crate::router_process::free_port;
 
 /// Waits (at most 20 s) until a server's ops listener answers `/readyz` with 200.
 pub async fn wait_ready(ops_port: u16) {

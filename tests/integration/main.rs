@@ -2,6 +2,9 @@
 //! servers, real HTTP. One test binary, so CI links once.
 
 mod harness;
+/// The real binary as a child process (shared with the browser tests).
+#[path = "../support/router_process.rs"]
+mod router_process;
 
 mod admin;
 mod async_formats;
