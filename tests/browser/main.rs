@@ -9,5 +9,6 @@ mod harness;
 #[path = "../support/router_process.rs"]
 mod router_process;
 
+mod console;
 mod router_pages;
 mod test_site;

@@ -1,0 +1,118 @@
+//! The operator's console in a real browser (DESIGN §15), on the real binary: a wrong
+//! token refused, sign-in with the admin token, the session cookie's flags, the dashboard
+//! counting sales made through the API without a reload, and the dashboard at phone width.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use crate::harness::*;
+
+const ADMIN_TOKEN: &str = "browser-console-admin-token-0123456789";
+const SUPPLIER_KEY: &str = "browser-console-supplier-key-0123";
+
+/// One vertical, a supplier, and a prepaid buyer that takes every lead by pull.
+const MARKET: &str = r#"
+[[verticals]]
+name = "solar"
+model = "ping_post"
+tmax_ms = 1000
+default_country = "DE"
+
+[[suppliers]]
+id = "solarportal"
+name = "Solarportal"
+api_key = "browser-console-supplier-key-0123"
+payout = { type = "revshare", percent = "60" }
+
+[[buyers]]
+id = "installer"
+name = "Installer"
+api_key = "browser-console-buyer-key-0123456"
+webhook_secret = "browser-console-webhook-secret-0123"
+currency = "EUR"
+timezone = "Europe/Berlin"
+billing = { mode = "prepaid", interval = "monthly" }
+
+[[campaigns]]
+id = "installer-solar"
+buyer_id = "installer"
+vertical = "solar"
+pricing = { type = "fixed", price = "38.00" }
+filters = { countries = ["DE"] }
+delivery = { mode = "pull" }
+
+[[topups]]
+buyer_id = "installer"
+amount = "1000.00"
+reference = "opening"
+"#;
+
+/// Sells one lead through the public API; answers the lead's status.
+async fn sell(public_url: &str, n: u32) -> String {
+    let lead = serde_json::json!({
+        "vertical": "solar", "first_name": "Anna", "last_name": "Muster",
+        "email": format!("anna{n}@example.com"), "phone": format!("089 {:07}", 1_000_000 + n),
+        "zip": "80331", "country": "DE", "fields": {"roof_type": "tile"}
+    });
+    let request = hyper::Request::post(format!("{public_url}/v1/leads"))
+        .header("authorization", format!("Bearer {SUPPLIER_KEY}"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(lead.to_string())))
+        .expect("a request");
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let response = client.request(request).await.expect("the router answers");
+    let body = http_body_util::BodyExt::collect(response.into_body()).await.expect("a body").to_bytes();
+    let answer: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    answer["status"].as_str().unwrap_or_default().to_string()
+}
+
+/// The number in the dashboard's "Sales" tile of its first group (the last 5 minutes).
+const RECENT_SALES: &str = "\
+    const tiles = [...document.querySelectorAll('.tiles')][0].querySelectorAll('.tile');\
+    const sales = [...tiles].find(t => t.querySelector('.label').textContent === 'Sales');\
+    return sales ? Number(sales.querySelector('.value').textContent) : -1;";
+
+#[tokio::test]
+async fn an_operator_signs_in_and_the_dashboard_counts_api_sales_without_a_reload() {
+    let router = RouterProcess::start_with_config(MARKET, ADMIN_TOKEN, &[]);
+    router.until_ready().await;
+    let mut browser = Browser::start().await;
+
+    browser.goto(&format!("{}/console", router.ops_url())).await;
+    assert!(browser.url().await.ends_with("/console/sign-in"), "sent to sign in");
+    browser.fill("Password or admin token", "not the token").await;
+    browser.click_button("Sign in").await;
+    assert!(browser.wait_for_text("p.notice", "did not match").await.contains("did not match"));
+
+    browser.fill("Password or admin token", ADMIN_TOKEN).await;
+    browser.click_button("Sign in").await;
+    assert_eq!(browser.wait_for_text("h1", "Dashboard").await, "Dashboard");
+    let cookie = browser.cookie("lr_console").await;
+    assert!(cookie.http_only, "{cookie:?}");
+    assert_eq!(cookie.same_site.as_deref(), Some("Strict"), "{cookie:?}");
+    assert!(!cookie.secure, "plain http: {cookie:?}");
+    let visible = browser.script("return document.cookie;").await;
+    assert!(!visible.as_str().unwrap_or_default().contains("lr_console"), "not readable by scripts");
+
+    // A marker the page keeps unless it is reloaded.
+    browser.script("window.notReloaded = true; return null;").await;
+    assert_eq!(browser.script(RECENT_SALES).await, 0);
+    for n in 0..3 {
+        assert_eq!(sell(&router.public_url(), n).await, "sold");
+    }
+    browser
+        .until("the dashboard shows the three sales", || async {
+            (browser.script(RECENT_SALES).await.as_i64() == Some(3)).then_some(())
+        })
+        .await;
+    assert_eq!(browser.script("return window.notReloaded === true;").await, true, "updated without a reload");
+
+    browser.set_viewport(Viewport::PHONE).await;
+    browser.goto(&format!("{}/console", router.ops_url())).await;
+    browser.assert_fits_width().await;
+
+    browser.close().await;
+    router.terminate();
+}
