@@ -9,45 +9,12 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::harness::*;
 
-const ADMIN_TOKEN: &str = "browser-console-admin-token-0123456789";
-const SUPPLIER_KEY: &str = "browser-console-supplier-key-0123";
+use crate::router_pages::{ADMIN_TOKEN, MARKET, SUPPLIER_KEY};
 
-/// One vertical, a supplier, and a prepaid buyer that takes every lead by pull.
-const MARKET: &str = r#"
-[[verticals]]
-name = "solar"
-model = "ping_post"
-tmax_ms = 1000
-default_country = "DE"
-
-[[suppliers]]
-id = "solarportal"
-name = "Solarportal"
-api_key = "browser-console-supplier-key-0123"
-payout = { type = "revshare", percent = "60" }
-
-[[buyers]]
-id = "installer"
-name = "Installer"
-api_key = "browser-console-buyer-key-0123456"
-webhook_secret = "browser-console-webhook-secret-0123"
-currency = "EUR"
-timezone = "Europe/Berlin"
-billing = { mode = "prepaid", interval = "monthly" }
-
-[[campaigns]]
-id = "installer-solar"
-buyer_id = "installer"
-vertical = "solar"
-pricing = { type = "fixed", price = "38.00" }
-filters = { countries = ["DE"] }
-delivery = { mode = "pull" }
-
-[[topups]]
-buyer_id = "installer"
-amount = "1000.00"
-reference = "opening"
-"#;
+/// The router pages' market, with money for its buyer.
+fn market() -> String {
+    format!("{MARKET}\n[[topups]]\nbuyer_id = \"installer\"\namount = \"1000.00\"\nreference = \"opening\"\n")
+}
 
 /// Sells one lead through the public API; answers the lead's status.
 async fn sell(public_url: &str, n: u32) -> String {
@@ -76,7 +43,7 @@ const RECENT_SALES: &str = "\
 
 #[tokio::test]
 async fn an_operator_signs_in_and_the_dashboard_counts_api_sales_without_a_reload() {
-    let router = RouterProcess::start_with_config(MARKET, ADMIN_TOKEN, &[]);
+    let router = RouterProcess::start_with_config(&market(), ADMIN_TOKEN, &[]);
     router.until_ready().await;
     let mut browser = Browser::start().await;
 

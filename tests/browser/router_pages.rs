@@ -5,11 +5,12 @@ use serde_json::Value;
 
 use crate::harness::*;
 
-const ADMIN_TOKEN: &str = "browser-admin-token-0123456789";
-const SUPPLIER_KEY: &str = "browser-supplier-key-0123456789";
+pub(crate) const ADMIN_TOKEN: &str = "browser-admin-token-0123456789";
+pub(crate) const SUPPLIER_KEY: &str = "browser-supplier-key-0123456789";
 
-/// One vertical, a supplier and a buyer whose campaign takes the supplier's leads.
-const MARKET: &str = r#"
+/// One vertical, a supplier and a buyer whose campaign takes the supplier's leads (by
+/// pull). The console's tests add a top-up to it.
+pub(crate) const MARKET: &str = r#"
 [[verticals]]
 name = "solar"
 model = "ping_post"

@@ -7,7 +7,7 @@
 use maud::{html, Markup};
 use serde_json::Value;
 
-use super::money::Outcome;
+use super::money::{notice, Outcome};
 use crate::api::admin::{self, Kind};
 use crate::api::error::ApiError;
 use crate::api::session::Session;
@@ -80,9 +80,7 @@ pub fn edit_page(kind: Kind, id: &str, text: &str, session: &Session, outcome: &
     let errors = &outcome.errors;
     html! {
         h1 { @if new { "New: " (title_of(kind)) } @else { (title_of(kind)) ": " (id) } }
-        @if let Some((good, message)) = &outcome.notice {
-            p.notice.good[*good].bad[!*good] role=(if *good { "status" } else { "alert" }) { (message) }
-        }
+        (notice(outcome))
         form.stacked method="post" action=(format!("/console/config/{slug}/{}", if new { "new" } else { id })) {
             input type="hidden" name="csrf" value=(session.csrf);
             @if new {

@@ -4,7 +4,7 @@
 
 use maud::{html, Markup};
 
-use super::money::Outcome;
+use super::money::{notice, Outcome};
 use crate::api::session::Session;
 use crate::engine::memory::outbox::Delivery;
 use crate::engine::ports::outbox::{MessageKind, Recipient};
@@ -26,9 +26,7 @@ fn recipient(delivery: &Delivery) -> String {
 pub fn page(dead: &[Delivery], pending: &[Delivery], session: &Session, outcome: &Outcome) -> Markup {
     html! {
         h1 { "Deliveries" }
-        @if let Some((good, message)) = &outcome.notice {
-            p.notice.good[*good].bad[!*good] role=(if *good { "status" } else { "alert" }) { (message) }
-        }
+        (notice(outcome))
         h2 { "Dead letters (" (dead.len()) ")" }
         @if dead.is_empty() { p { "None: every message was delivered or is still being tried." } }
         @else {

@@ -96,7 +96,7 @@ fn client_address(request: &Request) -> IpAddr {
 
 async fn dashboard_page(State(state): Shared, headers: HeaderMap) -> Response {
     let Some((_, session)) = session_of(&state, &headers) else { return page::see_other("/console/sign-in") };
-    let live = live_dashboard();
+    let live = live_dashboard(&state);
     page::answer(StatusCode::OK, page::layout("Dashboard", "/console", Some(&session), dashboard::body(live)))
 }
 
@@ -104,11 +104,11 @@ async fn dashboard_live(State(state): Shared, headers: HeaderMap) -> Response {
     if session_of(&state, &headers).is_none() {
         return page::answer(StatusCode::UNAUTHORIZED, html! { p { "Signed out." } });
     }
-    page::answer(StatusCode::OK, live_dashboard())
+    page::answer(StatusCode::OK, live_dashboard(&state))
 }
 
-fn live_dashboard() -> maud::Markup {
-    let now = chrono::Utc::now();
+fn live_dashboard(state: &AppState) -> maud::Markup {
+    let now = state.router.clock().now();
     let activity = activity();
     let samples = activity.samples_since(now - chrono::Duration::minutes(11));
     // The samples carry the router's clock; the tiles are as of the newest one.
@@ -183,7 +183,8 @@ const CHANGES_SHOWN: usize = 100;
 
 async fn changes_page(State(state): Shared, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
     let Some((_, session)) = session_of(&state, &headers) else { return page::see_other("/console/sign-in") };
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.as_deref().unwrap_or("")).unwrap_or_default();
+    // An unreadable query string reads as none: the page shows its form.
+    let pairs = super::http::query_pairs(query.as_deref()).unwrap_or_default();
     let before = field(&pairs, "before").filter(|before| !before.is_empty());
     let (status, body) = match state.router.accounts().changes(before, CHANGES_SHOWN).await {
         Ok(changes) => {
@@ -203,7 +204,8 @@ async fn changes_page(State(state): Shared, headers: HeaderMap, RawQuery(query):
 
 async fn trace_page(State(state): Shared, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
     let Some((_, session)) = session_of(&state, &headers) else { return page::see_other("/console/sign-in") };
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query.as_deref().unwrap_or("")).unwrap_or_default();
+    // An unreadable query string reads as none: the page shows its form.
+    let pairs = super::http::query_pairs(query.as_deref()).unwrap_or_default();
     let id = field(&pairs, "id").map(str::trim).unwrap_or_default();
     let trace = if id.is_empty() { None } else { state.router.auction().trace(id) };
     let status = if id.is_empty() || trace.is_some() { StatusCode::OK } else { StatusCode::NOT_FOUND };

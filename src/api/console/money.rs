@@ -66,7 +66,8 @@ pub fn input(outcome: &Outcome, name: &str, label: &str, kind: &str, id_suffix: 
     }
 }
 
-fn notice(outcome: &Outcome) -> Markup {
+/// The outcome's sentence above a form: a status when it went through, an alert when not.
+pub fn notice(outcome: &Outcome) -> Markup {
     html! {
         @if let Some((good, message)) = &outcome.notice {
             p.notice.good[*good].bad[!*good] role=(if *good { "status" } else { "alert" }) { (message) }
