@@ -324,9 +324,25 @@ fn quality(parameter: &str) -> Option<u16> {
 fn render_html(answer: &SpecAnswer) -> String {
     let mut page = String::with_capacity(16 * 1024);
     page.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">");
+    page.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">");
     let _ = write!(page, "<title>Supplier spec: {}</title>", escape(&answer.supplier_id));
     page.push_str(STYLE);
-    let _ = write!(page, "</head><body><h1>What {} may send</h1>", escape(&answer.supplier_id));
+    page.push_str("</head><body>");
+    page.push_str(&render_body(answer));
+    page.push_str("</body></html>\n");
+    page
+}
+
+/// The supplier's spec as HTML to put in a page (the portal's spec page): escaped, tables
+/// in `table-box` wrappers that scroll on their own on a narrow screen.
+pub(crate) fn spec_html(state: &AppState, supplier_id: &str) -> Option<String> {
+    let spec = supplier_spec::supplier_spec(&state.router.market(), supplier_id, state.router.postal())?;
+    Some(render_body(&spec_answer(spec)))
+}
+
+fn render_body(answer: &SpecAnswer) -> String {
+    let mut page = String::with_capacity(16 * 1024);
+    let _ = write!(page, "<h1>What {} may send</h1>", escape(&answer.supplier_id));
     page.push_str("<p>Send <code>Authorization: Bearer &lt;api_key&gt;</code>. Money is a decimal string. ");
     page.push_str("The full API: <a href=\"/v1/openapi.json\">/v1/openapi.json</a>.</p>");
     if answer.verticals.is_empty() {
@@ -335,13 +351,13 @@ fn render_html(answer: &SpecAnswer) -> String {
     for vertical in &answer.verticals {
         render_vertical(&mut page, vertical);
     }
-    page.push_str("</body></html>\n");
     page
 }
 
 const STYLE: &str = "<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:70em}\
 table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:.3em .6em;\
-text-align:left;vertical-align:top}pre{background:#f5f5f5;padding:.6em;overflow-x:auto}</style>";
+text-align:left;vertical-align:top}pre{background:#f5f5f5;padding:.6em;overflow-x:auto}\
+.table-box{overflow-x:auto}</style>";
 
 fn render_vertical(page: &mut String, vertical: &VerticalAnswer) {
     let spec = &vertical.spec;
@@ -365,7 +381,8 @@ fn render_vertical(page: &mut String, vertical: &VerticalAnswer) {
 }
 
 fn render_fields(page: &mut String, title: &str, fields: &[FieldSpec]) {
-    let _ = write!(page, "<h3>{title}</h3><table><tr><th>field</th><th>type</th><th>in ping</th>");
+    let _ =
+        write!(page, "<h3>{title}</h3><div class=\"table-box\"><table><tr><th>field</th><th>type</th><th>in ping</th>");
     page.push_str("<th>allowed</th><th>buyer rules</th><th>example</th><th>note</th></tr>");
     for field in fields {
         let allowed = field.allowed.as_ref().map(|values| json_list(values)).unwrap_or_default();
@@ -389,7 +406,7 @@ fn render_fields(page: &mut String, title: &str, fields: &[FieldSpec]) {
             escape(field.note.as_deref().unwrap_or("")),
         );
     }
-    page.push_str("</table>");
+    page.push_str("</table></div>");
 }
 
 fn kind_name(field: &FieldSpec) -> String {

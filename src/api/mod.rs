@@ -12,9 +12,11 @@ pub mod docs;
 pub mod error;
 pub mod http;
 pub mod limits;
+pub mod portal;
 pub mod public;
 pub mod returns;
 pub mod session;
+pub mod web;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -39,6 +41,8 @@ pub struct AppState {
     pub limits: AdmissionLimits,
     /// Operators signed in to the console (DESIGN §15).
     pub console_sessions: session::Sessions,
+    /// Buyers and suppliers signed in to the portal (DESIGN §15).
+    pub portal_sessions: session::Sessions,
     in_flight: InFlight,
     shutting_down: AtomicBool,
 }
@@ -52,6 +56,7 @@ impl AppState {
             retention: None,
             limits,
             console_sessions: session::Sessions::new("lr_console"),
+            portal_sessions: session::Sessions::new("lr_portal"),
             in_flight: InFlight::new(&limits),
             shutting_down: AtomicBool::new(false),
         }
@@ -90,8 +95,8 @@ impl Listener {
 /// A listener's whole HTTP service: trailing slashes trimmed, then its routes.
 pub type ApiService = NormalizePath<axum::Router>;
 
-/// The public listener: supplier and buyer endpoints (DESIGN §4) and the integration docs
-/// (§5.2).
+/// The public listener: supplier and buyer endpoints (DESIGN §4), the integration docs
+/// (§5.2) and the buyer and supplier portal (§15).
 pub fn public_service(state: Arc<AppState>) -> ApiService {
     // Each route is admitted knowing what it reads and its own name (the duration metric's
     // `route` label, with no lookup or allocation per request).
@@ -118,6 +123,7 @@ pub fn public_service(state: Arc<AppState>) -> ApiService {
         ),
     ];
     let routes = routes.into_iter().fold(axum::Router::new(), |router, (path, handler)| router.route(path, handler));
+    let routes = routes.merge(portal::routes().route_layer(middleware::from_fn(admission::label)));
     service(routes, state, Listener::Public)
 }
 

@@ -31,8 +31,21 @@ impl Principal {
         match self {
             Principal::AdminToken => Actor::AdminToken,
             Principal::Operator(name) => Actor::parse(&format!("operator:{name}")),
-            // Buyers and suppliers change no admin state yet.
-            Principal::Buyer(_) | Principal::Supplier(_) => Actor::Unknown,
+            Principal::Buyer(id) => Actor::Buyer(id.clone()),
+            // Suppliers change no admin state.
+            Principal::Supplier(_) => Actor::Unknown,
+        }
+    }
+}
+
+/// Who is signed in, as the page header shows it.
+impl std::fmt::Display for Principal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Principal::AdminToken => f.write_str("admin-token"),
+            Principal::Operator(name) => write!(f, "operator:{name}"),
+            Principal::Buyer(id) => write!(f, "buyer:{id}"),
+            Principal::Supplier(id) => write!(f, "supplier:{id}"),
         }
     }
 }
@@ -42,6 +55,9 @@ pub struct Session {
     pub principal: Principal,
     /// The token every form of this session carries.
     pub csrf: String,
+    /// A fingerprint of the credential a buyer or supplier signed in with (its API key),
+    /// checked on each request: a rotated key ends the sessions it opened.
+    pub credential: Option<String>,
     started: DateTime<Utc>,
     last_seen: DateTime<Utc>,
 }
@@ -80,9 +96,19 @@ impl Sessions {
 
     /// Starts a session; answers its id (the cookie's value).
     pub fn start(&self, principal: Principal, now: DateTime<Utc>) -> (String, Session) {
+        self.start_with(principal, None, now)
+    }
+
+    /// Starts a session bound to a credential's fingerprint (see `Session::credential`).
+    pub fn start_with(
+        &self,
+        principal: Principal,
+        credential: Option<String>,
+        now: DateTime<Utc>,
+    ) -> (String, Session) {
         self.forget_expired(now);
         let id = random_token();
-        let session = Session { principal, csrf: random_token(), started: now, last_seen: now };
+        let session = Session { principal, csrf: random_token(), credential, started: now, last_seen: now };
         self.sessions.insert(id.clone(), session.clone());
         (id, session)
     }

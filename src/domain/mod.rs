@@ -11,6 +11,7 @@ pub mod changes;
 pub mod dedup;
 pub mod eligibility;
 pub mod geo;
+pub mod history;
 pub mod integration;
 pub mod lead;
 pub mod ledger;

@@ -225,12 +225,14 @@ pub struct OperatorPut {
 }
 
 /// Who made an admin change: `admin-token` (the admin API with the admin token), an
-/// operator signed in to the console (`operator:<name>`), the config file's opening top-ups
+/// operator signed in to the console (`operator:<name>`), a buyer pausing or resuming its
+/// campaign in the portal (`buyer:<id>`), the config file's opening top-ups
 /// (`config-file`), or `unknown` (changes journaled before actors were recorded).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub enum Actor {
     AdminToken,
     Operator(OperatorName),
+    Buyer(String),
     ConfigFile,
     #[default]
     Unknown,
@@ -241,6 +243,7 @@ impl fmt::Display for Actor {
         match self {
             Actor::AdminToken => f.write_str("admin-token"),
             Actor::Operator(name) => write!(f, "operator:{name}"),
+            Actor::Buyer(id) => write!(f, "buyer:{id}"),
             Actor::ConfigFile => f.write_str("config-file"),
             Actor::Unknown => f.write_str("unknown"),
         }
@@ -254,8 +257,9 @@ impl Actor {
         match text {
             "admin-token" => Actor::AdminToken,
             "config-file" => Actor::ConfigFile,
-            other => match other.strip_prefix("operator:").map(|name| OperatorName::parse(name, "by")) {
-                Some(Ok(name)) => Actor::Operator(name),
+            other => match (other.strip_prefix("operator:"), other.strip_prefix("buyer:")) {
+                (Some(name), _) => OperatorName::parse(name, "by").map_or(Actor::Unknown, Actor::Operator),
+                (_, Some(id)) if !id.is_empty() => Actor::Buyer(id.to_string()),
                 _ => Actor::Unknown,
             },
         }
@@ -370,12 +374,14 @@ mod tests {
     #[test]
     fn actors_read_back_as_written_and_anything_else_as_unknown() {
         let alice = Actor::Operator(OperatorName::parse("alice", "by").unwrap());
-        for actor in [Actor::AdminToken, alice.clone(), Actor::ConfigFile, Actor::Unknown] {
+        let buyer = Actor::Buyer("installer".into());
+        for actor in [Actor::AdminToken, alice.clone(), buyer, Actor::ConfigFile, Actor::Unknown] {
             let json = serde_json::to_string(&actor).unwrap();
             assert_eq!(serde_json::from_str::<Actor>(&json).unwrap(), actor, "{json}");
         }
         assert_eq!(serde_json::to_value(&alice).unwrap(), "operator:alice");
         assert_eq!(Actor::parse("operator:Not Valid"), Actor::Unknown);
         assert_eq!(Actor::parse("someone"), Actor::Unknown);
+        assert_eq!(Actor::parse("buyer:"), Actor::Unknown);
     }
 }

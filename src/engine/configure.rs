@@ -165,6 +165,26 @@ impl Accounts {
         Ok(())
     }
 
+    /// A buyer pauses (`active` false) or resumes one of its own campaigns: the same admin
+    /// change an operator would make, journaled as the buyer's. Another buyer's campaign is
+    /// not found.
+    pub async fn set_campaign_active(
+        &self,
+        buyer_id: &str,
+        campaign_id: &str,
+        active: bool,
+        by: &Actor,
+    ) -> Result<(), EngineError> {
+        let market = self.core.market();
+        let campaign = market.config().campaigns.iter().find(|c| c.id == campaign_id && c.buyer_id == buyer_id);
+        let mut campaign = campaign.cloned().ok_or(EngineError::NotFound("campaign"))?;
+        if campaign.active == active {
+            return Ok(());
+        }
+        campaign.active = active;
+        self.configure(ConfigChange::PutCampaign(Box::new(campaign)), by).await
+    }
+
     /// Applies every change of the config log as it is announced (or at least once a
     /// second): other nodes' changes, on several nodes.
     pub async fn follow_config(self: Arc<Self>, stopped: watch::Receiver<bool>) {

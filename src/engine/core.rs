@@ -8,6 +8,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use super::memory::idempotency::Idempotency;
+use super::memory::outcomes::LeadOutcomes;
 use super::memory::returns::Returns;
 use super::memory::sales::Sales;
 use super::ports::pings::PingContexts;
@@ -40,6 +41,8 @@ pub(super) struct Core {
     /// Returns by id, pending and resolved: the return desk writes them, the outbox reads
     /// whether the return a notification announces exists.
     pub returns: Returns,
+    /// Suppliers' recent leads and their outcomes (the supplier portal).
+    pub outcomes: LeadOutcomes,
     /// Every sale, top-up and account change, on disk before it is acknowledged.
     pub journal: Arc<dyn Ledger>,
     pub pull: Arc<dyn PullLog>,

@@ -18,6 +18,7 @@ mod buyer_format;
 mod configure;
 mod core;
 mod decide;
+pub mod history;
 pub mod memory;
 mod operators;
 mod outbox;
@@ -38,6 +39,7 @@ pub use accounts::Accounts;
 pub use answers::{LeadAnswer, PingAnswer};
 pub use auction::Auction;
 pub use configure::ChangeView;
+pub use history::History;
 pub use outbox::Deliveries;
 pub use ports::Stores;
 pub use post::PostInput;
@@ -56,6 +58,7 @@ use crate::domain::ledger::{Event, LedgerEvent};
 use crate::domain::market::{Market, MarketError};
 use crate::domain::model::FieldError;
 use memory::idempotency::Idempotency;
+use memory::outcomes::LeadOutcomes;
 use memory::returns::Returns;
 use memory::sales::Sales;
 use ports::idempotency::KeptAnswer;
@@ -151,6 +154,7 @@ pub struct Router {
     accounts: Arc<Accounts>,
     retries: Retries,
     test_sends: TestSends,
+    history: History,
 }
 
 impl Router {
@@ -178,6 +182,7 @@ impl Router {
             idempotency: Idempotency::default(),
             sales: if journal.finds_sales() { Sales::default() } else { Sales::keeping(usize::MAX) },
             returns: Returns::default(),
+            outcomes: LeadOutcomes::default(),
             journal,
             pull,
             claims,
@@ -192,7 +197,8 @@ impl Router {
         accounts.publish_market_gauges();
         let retries = Retries::new(Arc::clone(&core));
         let test_sends = TestSends::new(Arc::clone(&core));
-        Router { core, auction, returns, deliveries, accounts, retries, test_sends }
+        let history = History::new(Arc::clone(&core));
+        Router { core, auction, returns, deliveries, accounts, retries, test_sends, history }
     }
 
     /// Pings, posts, direct and bulk posts.
@@ -218,6 +224,11 @@ impl Router {
     /// Requests with an `Idempotency-Key`, run once.
     pub fn retries(&self) -> &Retries {
         &self.retries
+    }
+
+    /// Buyers' and suppliers' own history (the portal).
+    pub fn history(&self) -> &History {
+        &self.history
     }
 
     /// Operators' test sends of campaigns' buyer calls.

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use super::answers;
 use super::auction::Auction;
 use super::decide::{Decision, Lot, Misses, HOLD_GRACE};
+use super::memory::outcomes::LeadOutcome;
 use super::ping::vertical_of;
 use super::ports::pings::{PingContext, PingError};
 use super::{count, EngineError, LeadAnswer};
@@ -101,6 +102,7 @@ impl Auction {
         // lead decided, however it came; `posts_total` the ones that came after a ping).
         count(telemetry::POSTS_TOTAL, &d.vertical, answer.status);
         count(telemetry::LEADS_TOTAL, &d.vertical, answer.status);
+        self.record_outcome(supplier_id, &lead, &d.vertical.name, now, &answer);
         self.traces.put(d.trace);
         Ok(answer)
     }
@@ -147,10 +149,32 @@ impl Auction {
         let sales = self.sell(&mut d, &lot, &offers, batch, cursor, hold_expires_at, &mut misses).await?;
         let answer = finish(&mut d, lead_id, sales, &misses);
         count(telemetry::LEADS_TOTAL, &vertical, answer.status);
+        self.record_outcome(supplier_id, &lead, &vertical.name, now, &answer);
         metrics::histogram!(telemetry::DECISION_DURATION_SECONDS, "vertical" => vertical.name.clone(), "model" => vertical.model.as_str())
             .record(d.started.elapsed().as_secs_f64());
         self.traces.put(d.trace);
         Ok(answer)
+    }
+
+    /// Keeps what became of the lead for its supplier's portal.
+    fn record_outcome(
+        &self,
+        supplier_id: &str,
+        lead: &ValidLead,
+        vertical: &str,
+        at: chrono::DateTime<chrono::Utc>,
+        answer: &LeadAnswer,
+    ) {
+        let outcome = LeadOutcome {
+            lead_id: answer.lead_id.clone(),
+            external_id: lead.external_id().map(str::to_string),
+            vertical: vertical.to_string(),
+            at,
+            status: answer.status,
+            reason: answer.reason,
+            payout: answer.payout.zip(answer.currency),
+        };
+        self.core.outcomes.record(supplier_id, outcome);
     }
 
     /// Decides every row as `direct` would, in order; a bad row never blocks good ones.

@@ -255,6 +255,11 @@ impl ReturnDesk {
         self.core.returns.with_status(status, after, limit)
     }
 
+    /// The return of a sale, if it has one.
+    pub fn return_of_sale(&self, sale_id: &str) -> Option<LeadReturn> {
+        self.core.returns.of_sale(sale_id).map(|stored| stored.lead_return)
+    }
+
     pub fn any_return(&self, return_id: &str) -> Option<LeadReturn> {
         self.core.returns.get(return_id).map(|stored| stored.lead_return)
     }

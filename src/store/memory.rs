@@ -4,16 +4,20 @@
 //! money and caps, and nothing else; two buyers never wait for each other, and the lock is
 //! held for microseconds (no I/O, no await inside).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use dashmap::DashMap;
 use parking_lot::Mutex;
 
 use super::{Budget, BudgetError, Held, HoldHandle};
 
+use crate::domain::budget::lease::CapStanding;
 use crate::domain::budget::{BalanceView, BookState, BuyerBook, Funding, HoldRequest, ReplayedSale, Settled};
+use crate::domain::caps::Cap;
 use crate::domain::money::Money;
 
 #[derive(Default)]
@@ -62,6 +66,17 @@ impl Budget for MemoryBudget {
 
     async fn balance(&self, buyer_id: &str, now: DateTime<Utc>, funding: Funding) -> Result<BalanceView, BudgetError> {
         Ok(self.book(buyer_id).lock().view(now, funding))
+    }
+
+    async fn cap_standings(
+        &self,
+        buyer_id: &str,
+        campaign_id: &str,
+        caps: &[Cap],
+        tz: Tz,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<CapStanding>, BudgetError> {
+        Ok(self.book(buyer_id).lock().cap_standings(campaign_id, caps, tz, now, &BTreeMap::new()))
     }
 
     async fn replay_sale(&self, buyer_id: &str, sale: ReplayedSale<'_>) -> Result<(), BudgetError> {

@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use dashmap::DashMap;
 use rand::Rng;
 use redis::{AsyncCommands, Script};
@@ -42,10 +43,11 @@ use super::redis::{RedisConnection, Shared};
 use super::redis_ledger::RedisLedger;
 use super::{Budget, BudgetError, Held, HoldHandle};
 use crate::clock::Clock;
-use crate::domain::budget::lease::{LeaseRequest, LeaseUsage, NodeLeases};
+use crate::domain::budget::lease::{CapStanding, LeaseRequest, LeaseUsage, NodeLeases};
 use crate::domain::budget::{
     BalanceView, BookState, BuyerBook, Funding, HoldRequest, HoldScope, ReplayedSale, Settled,
 };
+use crate::domain::caps::Cap;
 use crate::domain::money::Money;
 
 /// Writes the new book only if the version is still the one that was read.
@@ -465,6 +467,22 @@ impl Budget for RedisBudget {
             .await
             .map_err(|error| BudgetError::Unavailable(error.to_string()))?;
         Ok(book.view_with_usage(now, funding, &leases.into_iter().zip(sold).collect()))
+    }
+
+    async fn cap_standings(
+        &self,
+        buyer_id: &str,
+        campaign_id: &str,
+        caps: &[Cap],
+        tz: Tz,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<CapStanding>, BudgetError> {
+        let (_, book) = self.read(&self.key(buyer_id), buyer_id).await?;
+        let leases = book.lease_ids();
+        let sold = RedisLedger::lease_usage(&self.redis, &self.prefix, &leases)
+            .await
+            .map_err(|error| BudgetError::Unavailable(error.to_string()))?;
+        Ok(book.cap_standings(campaign_id, caps, tz, now, &leases.into_iter().zip(sold).collect()))
     }
 
     async fn replay_sale(&self, buyer_id: &str, sale: ReplayedSale<'_>) -> Result<(), BudgetError> {

@@ -7,10 +7,10 @@
 use maud::{html, Markup};
 use serde_json::Value;
 
-use super::money::{notice, Outcome};
 use crate::api::admin::{self, Kind};
 use crate::api::error::ApiError;
 use crate::api::session::Session;
+use crate::api::web::form::{notice, Outcome};
 use crate::domain::market::Market;
 use crate::domain::model::FieldError;
 use crate::domain::operator::Actor;

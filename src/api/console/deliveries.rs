@@ -4,8 +4,8 @@
 
 use maud::{html, Markup};
 
-use super::money::{notice, Outcome};
 use crate::api::session::Session;
+use crate::api::web::form::{notice, Outcome};
 use crate::engine::memory::outbox::Delivery;
 use crate::engine::ports::outbox::{MessageKind, Recipient};
 

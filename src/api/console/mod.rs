@@ -11,21 +11,23 @@ mod config;
 mod dashboard;
 mod deliveries;
 mod money;
-mod page;
 mod test_send;
 mod trace;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, RawQuery, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::{get, post};
 use maud::html;
 
-use super::session::{cookie_value, csrf_matches, Principal, Session};
+use super::session::{csrf_matches, Principal, Session};
+use super::web::form::{
+    client_address, field, over_tls, read_form, set_cookies, sign_in_token, sign_in_token_matches, sign_in_token_spent,
+    Outcome,
+};
+use super::web::page;
 use super::AppState;
 use crate::telemetry::activity::activity;
 
@@ -33,12 +35,30 @@ type Shared = State<Arc<AppState>>;
 
 /// The cookie that carries the sign-in form's token (before there is a session).
 const SIGN_IN_COOKIE: &str = "lr_console_sign_in";
-/// Forms are small: anything larger is refused unread.
-const FORM_MAX_BYTES: usize = 64 * 1024;
 /// The returns queue shows this many, oldest first.
 const RETURNS_SHOWN: usize = 200;
 /// The deliveries page shows this many of each.
 const DELIVERIES_SHOWN: usize = 200;
+
+/// The operator's pages: the brand leads to the dashboard.
+const FRAME: page::Frame = page::Frame {
+    root: "/console",
+    name: "leadrouter console",
+    nav: &[
+        ("/console", "Dashboard"),
+        ("/console/returns", "Returns"),
+        ("/console/buyers", "Buyers and top-ups"),
+        ("/console/trace", "Decision traces"),
+        ("/console/deliveries", "Deliveries"),
+        ("/console/config/campaigns", "Configuration"),
+        ("/console/test-send", "Test send"),
+        ("/console/changes", "Admin changes"),
+    ],
+};
+
+fn layout(title: &str, current: &str, session: Option<&Session>, body: maud::Markup) -> maud::Markup {
+    page::layout(&FRAME, title, current, session, body)
+}
 
 pub fn routes() -> axum::Router<Arc<AppState>> {
     axum::Router::new()
@@ -82,22 +102,10 @@ fn session_of(state: &AppState, headers: &HeaderMap) -> Option<(String, Session)
     Some((id.to_string(), session))
 }
 
-/// Whether the browser reached us over TLS (through a proxy that says so).
-fn over_tls(headers: &HeaderMap) -> bool {
-    headers.get("x-forwarded-proto").and_then(|value| value.to_str().ok()).is_some_and(|proto| proto == "https")
-}
-
-fn client_address(request: &Request) -> IpAddr {
-    request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |ConnectInfo(address)| address.ip())
-}
-
 async fn dashboard_page(State(state): Shared, headers: HeaderMap) -> Response {
     let Some((_, session)) = session_of(&state, &headers) else { return page::see_other("/console/sign-in") };
     let live = live_dashboard(&state);
-    page::answer(StatusCode::OK, page::layout("Dashboard", "/console", Some(&session), dashboard::body(live)))
+    page::answer(StatusCode::OK, layout("Dashboard", "/console", Some(&session), dashboard::body(live)))
 }
 
 async fn dashboard_live(State(state): Shared, headers: HeaderMap) -> Response {
@@ -118,8 +126,8 @@ fn live_dashboard(state: &AppState) -> maud::Markup {
 
 async fn buyers_page(State(state): Shared, headers: HeaderMap) -> Response {
     let Some((_, session)) = session_of(&state, &headers) else { return page::see_other("/console/sign-in") };
-    let body = money::buyers_page(&state.router, &session, &money::Outcome::default()).await;
-    page::answer(StatusCode::OK, page::layout("Buyers and top-ups", "/console/buyers", Some(&session), body))
+    let body = money::buyers_page(&state.router, &session, &Outcome::default()).await;
+    page::answer(StatusCode::OK, layout("Buyers and top-ups", "/console/buyers", Some(&session), body))
 }
 
 async fn top_up(State(state): Shared, request: Request) -> Response {
@@ -127,15 +135,15 @@ async fn top_up(State(state): Shared, request: Request) -> Response {
     let Some(form) = form else { return forbidden(&session) };
     let outcome = money::top_up(&state.router, &form, &session.principal.actor()).await;
     let body = money::buyers_page(&state.router, &session, &outcome).await;
-    page::answer(outcome.status(), page::layout("Buyers and top-ups", "/console/buyers", Some(&session), body))
+    page::answer(outcome.status(), layout("Buyers and top-ups", "/console/buyers", Some(&session), body))
 }
 
 async fn returns_page(State(state): Shared, headers: HeaderMap) -> Response {
     let Some((_, session)) = session_of(&state, &headers) else { return page::see_other("/console/sign-in") };
-    returns_answer(&state, &session, StatusCode::OK, &money::Outcome::default())
+    returns_answer(&state, &session, StatusCode::OK, &Outcome::default())
 }
 
-fn returns_answer(state: &AppState, session: &Session, status: StatusCode, outcome: &money::Outcome) -> Response {
+fn returns_answer(state: &AppState, session: &Session, status: StatusCode, outcome: &Outcome) -> Response {
     let pending: Vec<_> = state
         .router
         .returns()
@@ -144,7 +152,7 @@ fn returns_answer(state: &AppState, session: &Session, status: StatusCode, outco
         .map(|stored| stored.lead_return)
         .collect();
     let body = money::returns_page(&pending, session, outcome);
-    page::answer(status, page::layout("Returns", "/console/returns", Some(session), body))
+    page::answer(status, layout("Returns", "/console/returns", Some(session), body))
 }
 
 async fn resolve_return(
@@ -160,7 +168,7 @@ async fn resolve_return(
         _ => {
             return page::answer(
                 StatusCode::NOT_FOUND,
-                page::layout("Not found", "", Some(&session), html! { h1 { "Not found" } }),
+                layout("Not found", "", Some(&session), html! { h1 { "Not found" } }),
             )
         }
     };
@@ -199,7 +207,7 @@ async fn changes_page(State(state): Shared, headers: HeaderMap, RawQuery(query):
             )
         }
     };
-    page::answer(status, page::layout("Admin changes", "/console/changes", Some(&session), body))
+    page::answer(status, layout("Admin changes", "/console/changes", Some(&session), body))
 }
 
 async fn trace_page(State(state): Shared, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
@@ -209,23 +217,20 @@ async fn trace_page(State(state): Shared, headers: HeaderMap, RawQuery(query): R
     let id = field(&pairs, "id").map(str::trim).unwrap_or_default();
     let trace = if id.is_empty() { None } else { state.router.auction().trace(id) };
     let status = if id.is_empty() || trace.is_some() { StatusCode::OK } else { StatusCode::NOT_FOUND };
-    page::answer(
-        status,
-        page::layout("Decision trace", "/console/trace", Some(&session), trace::page(id, trace.as_deref())),
-    )
+    page::answer(status, layout("Decision trace", "/console/trace", Some(&session), trace::page(id, trace.as_deref())))
 }
 
 async fn deliveries_page(State(state): Shared, headers: HeaderMap) -> Response {
     let Some((_, session)) = session_of(&state, &headers) else { return page::see_other("/console/sign-in") };
-    deliveries_answer(&state, &session, &money::Outcome::default())
+    deliveries_answer(&state, &session, &Outcome::default())
 }
 
-fn deliveries_answer(state: &AppState, session: &Session, outcome: &money::Outcome) -> Response {
+fn deliveries_answer(state: &AppState, session: &Session, outcome: &Outcome) -> Response {
     use crate::engine::ports::outbox::Status;
     let dead = state.router.deliveries().list(Status::DeadLetter, None, DELIVERIES_SHOWN);
     let pending = state.router.deliveries().list(Status::Pending, None, DELIVERIES_SHOWN);
     let body = deliveries::page(&dead, &pending, session, outcome);
-    page::answer(outcome.status(), page::layout("Deliveries", "/console/deliveries", Some(session), body))
+    page::answer(outcome.status(), layout("Deliveries", "/console/deliveries", Some(session), body))
 }
 
 async fn retry_delivery(State(state): Shared, Path(id): Path<String>, request: Request) -> Response {
@@ -234,8 +239,8 @@ async fn retry_delivery(State(state): Shared, Path(id): Path<String>, request: R
         return forbidden(&session);
     }
     let outcome = match state.router.deliveries().retry(&id).await {
-        Ok(delivery) => money::Outcome::done(format!("Message {} is queued again.", delivery.id)),
-        Err(error) => money::Outcome::refused(super::error::ApiError::from(error), Vec::new()),
+        Ok(delivery) => Outcome::done(format!("Message {} is queued again.", delivery.id)),
+        Err(error) => Outcome::refused(super::error::ApiError::from(error), Vec::new()),
     };
     deliveries_answer(&state, &session, &outcome)
 }
@@ -245,7 +250,7 @@ async fn config_list(State(state): Shared, Path(kind): Path<String>, headers: He
     let Some(kind) = config::kind_of(&kind) else { return not_found(&session) };
     let current = format!("/console/config/{}", config::slug_of(kind));
     let body = config::list_page(&state.router.market(), kind);
-    page::answer(StatusCode::OK, page::layout("Configuration", &current, Some(&session), body))
+    page::answer(StatusCode::OK, layout("Configuration", &current, Some(&session), body))
 }
 
 async fn config_edit(State(state): Shared, Path((kind, id)): Path<(String, String)>, headers: HeaderMap) -> Response {
@@ -254,8 +259,8 @@ async fn config_edit(State(state): Shared, Path((kind, id)): Path<(String, Strin
     let id = if id == "new" { String::new() } else { id };
     let Some(text) = config::text_of(&state.router.market(), kind, &id) else { return not_found(&session) };
     let current = format!("/console/config/{}", config::slug_of(kind));
-    let body = config::edit_page(kind, &id, &text, &session, &money::Outcome::default());
-    page::answer(StatusCode::OK, page::layout("Configuration", &current, Some(&session), body))
+    let body = config::edit_page(kind, &id, &text, &session, &Outcome::default());
+    page::answer(StatusCode::OK, layout("Configuration", &current, Some(&session), body))
 }
 
 async fn config_save(State(state): Shared, Path((kind, id)): Path<(String, String)>, request: Request) -> Response {
@@ -271,11 +276,11 @@ async fn config_save(State(state): Shared, Path((kind, id)): Path<(String, Strin
     let editing = if matches!(outcome.notice, Some((true, _))) { saved_id } else { id };
     let current = format!("/console/config/{}", config::slug_of(kind));
     let body = config::edit_page(kind, &editing, &text, &session, &outcome);
-    page::answer(outcome.status(), page::layout("Configuration", &current, Some(&session), body))
+    page::answer(outcome.status(), layout("Configuration", &current, Some(&session), body))
 }
 
 fn not_found(session: &Session) -> Response {
-    page::answer(StatusCode::NOT_FOUND, page::layout("Not found", "", Some(session), html! { h1 { "Not found" } }))
+    page::answer(StatusCode::NOT_FOUND, layout("Not found", "", Some(session), html! { h1 { "Not found" } }))
 }
 
 fn campaign_ids(state: &AppState) -> Vec<String> {
@@ -284,8 +289,8 @@ fn campaign_ids(state: &AppState) -> Vec<String> {
 
 async fn test_send_page(State(state): Shared, headers: HeaderMap) -> Response {
     let Some((_, session)) = session_of(&state, &headers) else { return page::see_other("/console/sign-in") };
-    let body = test_send::page(&campaign_ids(&state), &session, &money::Outcome::default(), None);
-    page::answer(StatusCode::OK, page::layout("Test send", "/console/test-send", Some(&session), body))
+    let body = test_send::page(&campaign_ids(&state), &session, &Outcome::default(), None);
+    page::answer(StatusCode::OK, layout("Test send", "/console/test-send", Some(&session), body))
 }
 
 async fn test_send(State(state): Shared, request: Request) -> Response {
@@ -293,7 +298,7 @@ async fn test_send(State(state): Shared, request: Request) -> Response {
     let Some(form) = form else { return forbidden(&session) };
     let (outcome, report) = test_send::run(&state.router, &form).await;
     let body = test_send::page(&campaign_ids(&state), &session, &outcome, report.as_ref());
-    page::answer(outcome.status(), page::layout("Test send", "/console/test-send", Some(&session), body))
+    page::answer(outcome.status(), layout("Test send", "/console/test-send", Some(&session), body))
 }
 
 async fn sign_in_page(headers: HeaderMap) -> Response {
@@ -302,7 +307,7 @@ async fn sign_in_page(headers: HeaderMap) -> Response {
 
 /// The sign-in form with a fresh token, bound to a cookie that lives ten minutes.
 fn sign_in_form(status: StatusCode, error: Option<&str>, secure: bool) -> Response {
-    let token = hex::encode(rand::random::<[u8; 32]>());
+    let (token, cookie) = sign_in_token(SIGN_IN_COOKIE, "/console", secure);
     let body = html! {
         h1 { "Sign in" }
         @if let Some(error) = error {
@@ -317,12 +322,8 @@ fn sign_in_form(status: StatusCode, error: Option<&str>, secure: bool) -> Respon
             p { button type="submit" { "Sign in" } }
         }
     };
-    let mut response = page::answer(status, page::layout("Sign in", "", None, body));
-    let secure = if secure { "; Secure" } else { "" };
-    let cookie = format!("{SIGN_IN_COOKIE}={token}; Path=/console; Max-Age=600; HttpOnly; SameSite=Strict{secure}");
-    if let Ok(cookie) = HeaderValue::from_str(&cookie) {
-        response.headers_mut().append(header::SET_COOKIE, cookie);
-    }
+    let mut response = page::answer(status, layout("Sign in", "", None, body));
+    set_cookies(&mut response, [cookie]);
     response
 }
 
@@ -338,10 +339,7 @@ async fn sign_in(State(state): Shared, request: Request) -> Response {
     let Some(form) = read_form(request).await else {
         return sign_in_form(StatusCode::BAD_REQUEST, Some("The form could not be read."), secure);
     };
-    let bound = cookie_value(&headers, SIGN_IN_COOKIE);
-    let token_ok = matches!((bound, field(&form, "csrf")), (Some(bound), Some(given))
-        if leadrouter_http::auth::token_matches(given, bound));
-    if !token_ok {
+    if !sign_in_token_matches(&headers, SIGN_IN_COOKIE, &form) {
         return sign_in_form(StatusCode::FORBIDDEN, Some("The form expired: sign in again."), secure);
     }
     let secret = field(&form, "token").unwrap_or_default();
@@ -364,11 +362,10 @@ async fn sign_in(State(state): Shared, request: Request) -> Response {
     };
     let (id, _) = sessions.start(principal, now);
     let mut response = page::see_other("/console");
-    for cookie in [sessions.cookie(&id, "/console", secure), format!("{SIGN_IN_COOKIE}=; Path=/console; Max-Age=0")] {
-        if let Ok(cookie) = HeaderValue::from_str(&cookie) {
-            response.headers_mut().append(header::SET_COOKIE, cookie);
-        }
-    }
+    set_cookies(
+        &mut response,
+        [sessions.cookie(&id, "/console", secure), sign_in_token_spent(SIGN_IN_COOKIE, "/console")],
+    );
     response
 }
 
@@ -383,9 +380,7 @@ async fn sign_out(State(state): Shared, request: Request) -> Response {
         state.console_sessions.end(&id);
     }
     let mut response = page::see_other("/console/sign-in");
-    if let Ok(cookie) = HeaderValue::from_str(&state.console_sessions.removal("/console", secure)) {
-        response.headers_mut().append(header::SET_COOKIE, cookie);
-    }
+    set_cookies(&mut response, [state.console_sessions.removal("/console", secure)]);
     response
 }
 
@@ -395,16 +390,5 @@ fn forbidden(session: &Session) -> Response {
         h1 { "Refused" }
         p.notice.bad role="alert" { "This form was not sent from this console session. Nothing was changed." }
     };
-    page::answer(StatusCode::FORBIDDEN, page::layout("Refused", "", Some(session), body))
-}
-
-/// A form body's fields, percent-decoded; `None` when it is too large or unreadable.
-async fn read_form(request: Request) -> Option<Vec<(String, String)>> {
-    let body: Body = request.into_body();
-    let bytes = axum::body::to_bytes(body, FORM_MAX_BYTES).await.ok()?;
-    serde_urlencoded::from_bytes(&bytes).ok()
-}
-
-fn field<'a>(form: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    form.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+    page::answer(StatusCode::FORBIDDEN, layout("Refused", "", Some(session), body))
 }

@@ -7,73 +7,11 @@ use maud::{html, Markup};
 
 use crate::api::error::ApiError;
 use crate::api::session::Session;
+use crate::api::web::form::{input, notice, Outcome};
 use crate::domain::money::Money;
 use crate::domain::operator::Actor;
 use crate::domain::returns::LeadReturn;
 use crate::engine::Router;
-
-/// What a form posted, and what the engine said of it, to show again.
-#[derive(Default)]
-pub struct Outcome {
-    /// A sentence for everyone (success or a refusal without a field).
-    pub notice: Option<(bool, String)>,
-    /// The refusal's field errors, by field.
-    pub errors: Vec<(String, String)>,
-    /// The form's values, to fill it in again.
-    pub values: Vec<(String, String)>,
-}
-
-impl Outcome {
-    pub fn done(message: impl Into<String>) -> Outcome {
-        Outcome { notice: Some((true, message.into())), ..Outcome::default() }
-    }
-
-    /// A refusal: its field errors next to the fields, its message above the form.
-    pub fn refused(error: ApiError, values: Vec<(String, String)>) -> Outcome {
-        let errors = error.details.iter().map(|detail| (detail.field.clone(), detail.message.clone())).collect();
-        Outcome { notice: Some((false, error.message)), errors, values }
-    }
-
-    /// 200 when it went through, 422 when it was refused.
-    pub fn status(&self) -> axum::http::StatusCode {
-        match &self.notice {
-            Some((true, _)) | None => axum::http::StatusCode::OK,
-            Some((false, _)) => axum::http::StatusCode::UNPROCESSABLE_ENTITY,
-        }
-    }
-
-    pub(super) fn error(&self, field: &str) -> Option<&str> {
-        self.errors.iter().find(|(name, _)| name == field).map(|(_, message)| message.as_str())
-    }
-
-    pub(super) fn value(&self, field: &str) -> &str {
-        self.values.iter().find(|(name, _)| name == field).map_or("", |(_, value)| value.as_str())
-    }
-}
-
-/// A labelled input with its error (if any) announced and tied to it.
-pub fn input(outcome: &Outcome, name: &str, label: &str, kind: &str, id_suffix: &str) -> Markup {
-    let id = format!("{name}-{id_suffix}");
-    let error_id = format!("{id}-error");
-    let error = outcome.error(name);
-    html! {
-        label for=(id) { (label) }
-        input id=(id) name=(name) type=(kind) value=(outcome.value(name))
-            aria-invalid=[error.map(|_| "true")] aria-describedby=[error.map(|_| error_id.as_str())];
-        @if let Some(error) = error {
-            p.field-error id=(error_id) { (error) }
-        }
-    }
-}
-
-/// The outcome's sentence above a form: a status when it went through, an alert when not.
-pub fn notice(outcome: &Outcome) -> Markup {
-    html! {
-        @if let Some((good, message)) = &outcome.notice {
-            p.notice.good[*good].bad[!*good] role=(if *good { "status" } else { "alert" }) { (message) }
-        }
-    }
-}
 
 /// Buyers with their balances, and a top-up form.
 pub async fn buyers_page(router: &Router, session: &Session, outcome: &Outcome) -> Markup {

@@ -5,9 +5,9 @@
 
 use maud::{html, Markup};
 
-use super::money::Outcome;
 use crate::api::error::ApiError;
 use crate::api::session::Session;
+use crate::api::web::form::Outcome;
 use crate::domain::model::FieldError;
 use crate::engine::test_send::{TestReport, TestRequest, TestStage};
 use crate::engine::Router;

@@ -287,6 +287,56 @@ impl BuyerBook {
         let held = self.held() + leased;
         BalanceView { balance, held, leased, available: spendable(balance, funding, held) }
     }
+
+    /// How `campaign_id` stands against each of `caps` in the window containing `now`:
+    /// what was sold (settled, and sold from live leases per `sold`) and what is reserved
+    /// but not sold yet (holds, and the leases' unsold rest). Their sum is what the next
+    /// hold is checked against.
+    pub fn cap_standings(
+        &self,
+        campaign_id: &str,
+        caps: &[Cap],
+        tz: Tz,
+        now: DateTime<Utc>,
+        sold: &BTreeMap<String, LeaseUsage>,
+    ) -> Vec<CapStanding> {
+        caps.iter()
+            .map(|cap| {
+                let key = WindowKey { window: cap.window, start: window_start(cap.window, now, tz) };
+                let mut standing = CapStanding {
+                    cap: *cap,
+                    sold: self.usage.get(campaign_id).and_then(|w| w.get(&key)).copied().unwrap_or_default(),
+                    reserved: Usage::default(),
+                };
+                for hold in self.holds.values().filter(|h| h.campaign_id == campaign_id && h.windows.contains(&key)) {
+                    standing.reserved.count += 1;
+                    standing.reserved.spend += hold.spend;
+                }
+                for (id, lease) in &self.leases {
+                    let windows = lease.windows.iter().enumerate();
+                    for (index, leased) in windows.filter(|(_, w)| w.campaign_id == campaign_id && w.key == key) {
+                        let used =
+                            sold.get(id).and_then(|usage| usage.windows.get(&index)).copied().unwrap_or_default();
+                        standing.sold.count = standing.sold.count.saturating_add(used.count);
+                        standing.sold.spend += used.spend;
+                        standing.reserved.count =
+                            standing.reserved.count.saturating_add(leased.count.saturating_sub(used.count));
+                        standing.reserved.spend += (leased.spend - used.spend).max(Money::ZERO);
+                    }
+                }
+                standing
+            })
+            .collect()
+    }
+}
+
+/// How a campaign stands against one of its caps in the current window (the buyer portal's
+/// "caps used today").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CapStanding {
+    pub cap: Cap,
+    pub sold: Usage,
+    pub reserved: Usage,
 }
 
 /// A lease as stored in a `BookState`.

@@ -103,6 +103,12 @@ impl Returns {
         }
     }
 
+    /// The return of a sale (none while a request for it is only claimed).
+    pub fn of_sale(&self, sale_id: &str) -> Option<Stored> {
+        let return_id = self.state.lock().by_sale.get(sale_id).filter(|id| !id.is_empty()).cloned()?;
+        self.get(&return_id)
+    }
+
     pub fn get(&self, return_id: &str) -> Option<Stored> {
         self.state.lock().by_id.get(return_id).cloned()
     }

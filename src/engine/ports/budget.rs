@@ -5,8 +5,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 
+use crate::domain::budget::lease::CapStanding;
 use crate::domain::budget::{BalanceView, Funding, HoldRefusal, HoldRequest, ReplayedSale, Settled};
+use crate::domain::caps::Cap;
 use crate::domain::money::Money;
 
 /// A hold placed in a `Budget`: which buyer's book, which hold.
@@ -47,6 +50,15 @@ pub trait Budget: Send + Sync + 'static {
     async fn release(&self, hold: &HoldHandle) -> Result<(), BudgetError>;
     async fn top_up(&self, buyer_id: &str, amount: Money) -> Result<Money, BudgetError>;
     async fn balance(&self, buyer_id: &str, now: DateTime<Utc>, funding: Funding) -> Result<BalanceView, BudgetError>;
+    /// How a campaign stands against its caps in the windows containing `now`.
+    async fn cap_standings(
+        &self,
+        buyer_id: &str,
+        campaign_id: &str,
+        caps: &[Cap],
+        tz: Tz,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<CapStanding>, BudgetError>;
     /// Books a sale read back from the journal at start (balance and cap windows).
     async fn replay_sale(&self, buyer_id: &str, sale: ReplayedSale<'_>) -> Result<(), BudgetError>;
     /// Drops expired holds everywhere; answers how many buyers' books were swept.

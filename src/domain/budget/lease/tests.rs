@@ -390,3 +390,44 @@ proptest! {
         prop_assert_eq!(world.book.view(world.now, prepaid()).balance, paid_in - spent);
     }
 }
+
+#[test]
+fn cap_standings_split_what_was_sold_from_what_is_reserved_across_settlements_holds_and_leases() {
+    let now = at(10);
+    let caps = [
+        Cap { window: Window::Day, limit: Limit::Count(100), name: "daily" },
+        Cap { window: Window::Month, limit: Limit::Spend(Money::cents(1_000_00)), name: "monthly_spend" },
+    ];
+    let mut book = BuyerBook::new(Money::cents(1_000_00));
+    // Two settled sales, one open hold.
+    for id in ["h1", "h2", "h3"] {
+        book.try_hold(now, hold(id, 10_00, &caps, now)).unwrap();
+    }
+    book.settle("h1").unwrap();
+    book.settle("h2").unwrap();
+    // A node's lease of 4 sales, one of them sold so far.
+    let lease = book.grant_lease(now, &lease_request("l1", 10_00, &caps, 4, now)).unwrap().unwrap();
+    let leased = lease.windows[0].count;
+    let sold = BTreeMap::from([(
+        "l1".to_string(),
+        LeaseUsage {
+            charge: Money::cents(10_00),
+            windows: BTreeMap::from([
+                (0, Usage { count: 1, spend: Money::cents(10_00) }),
+                (1, Usage { count: 1, spend: Money::cents(10_00) }),
+            ]),
+        },
+    )]);
+    let standings = book.cap_standings("c1", &caps, BERLIN, now, &sold);
+    assert_eq!(standings.len(), 2);
+    assert_eq!(standings[0].cap.name, "daily");
+    assert_eq!(standings[0].sold, Usage { count: 3, spend: Money::cents(30_00) });
+    assert_eq!(standings[0].reserved.count, 1 + leased - 1, "the hold and the lease's unsold rest");
+    assert_eq!(standings[1].sold.spend, Money::cents(30_00));
+    // Another campaign and tomorrow stand at nothing.
+    assert!(book.cap_standings("c2", &caps, BERLIN, now, &sold).iter().all(|s| s.sold == Usage::default()));
+    let tomorrow = now + chrono::Duration::days(1);
+    let standings = book.cap_standings("c1", &caps, BERLIN, tomorrow, &sold);
+    assert_eq!(standings[0].sold, Usage::default());
+    assert_eq!(standings[1].sold.spend, Money::cents(30_00), "the month goes on");
+}

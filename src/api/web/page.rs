@@ -1,6 +1,7 @@
-//! The console's page frame and the answers every page shares: the layout (header, nav,
-//! sign-out form with its CSRF token), the HTML answer with its security headers, and the
-//! embedded assets.
+//! The page frame of the console and the portal, and the answers their pages share: the
+//! layout (header, nav, sign-out form with its CSRF token), the HTML answer with its
+//! security headers, and the embedded assets (served by each surface under its own path,
+//! as the two listeners are two origins).
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -11,34 +12,38 @@ use crate::api::session::Session;
 pub const STYLESHEET: &str = include_str!("../../../assets/console/console.css");
 pub const SCRIPT: &str = include_str!("../../../assets/console/console.js");
 
-/// The pages of the operator's navigation: (path, label).
-const NAV: &[(&str, &str)] = &[
-    ("/console", "Dashboard"),
-    ("/console/returns", "Returns"),
-    ("/console/buyers", "Buyers and top-ups"),
-    ("/console/trace", "Decision traces"),
-];
+/// What frames the pages of one surface (the console, the buyer portal, the supplier
+/// portal).
+pub struct Frame {
+    /// The surface's root path: the brand links there, its assets and sign-out are below.
+    pub root: &'static str,
+    /// After each page title: "leadrouter console", ...
+    pub name: &'static str,
+    /// The navigation: (path, label).
+    pub nav: &'static [(&'static str, &'static str)],
+}
 
 /// A whole page: `title` in the header and `<title>`, `current` the nav entry to mark,
 /// and the sign-out form when someone is signed in.
-pub fn layout(title: &str, current: &str, session: Option<&Session>, body: Markup) -> Markup {
+pub fn layout(frame: &Frame, title: &str, current: &str, session: Option<&Session>, body: Markup) -> Markup {
+    let root = frame.root;
     html! {
         (DOCTYPE)
         html lang="en" {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · leadrouter console" }
-                link rel="stylesheet" href="/console/assets/console.css";
-                script src="/console/assets/console.js" defer {}
+                title { (title) " · " (frame.name) }
+                link rel="stylesheet" href=(format!("{root}/assets/console.css"));
+                script src=(format!("{root}/assets/console.js")) defer {}
             }
             body {
                 header {
-                    a.brand href="/console" { "leadrouter" }
+                    a.brand href=(root) { "leadrouter" }
                     @if let Some(session) = session {
-                        nav aria-label="Console" {
+                        nav aria-label=(frame.name) {
                             ul {
-                                @for (path, label) in NAV {
+                                @for (path, label) in frame.nav {
                                     li {
                                         @if *path == current {
                                             a href=(path) aria-current="page" { (label) }
@@ -49,9 +54,9 @@ pub fn layout(title: &str, current: &str, session: Option<&Session>, body: Marku
                                 }
                             }
                         }
-                        form method="post" action="/console/sign-out" {
+                        form method="post" action=(format!("{root}/sign-out")) {
                             input type="hidden" name="csrf" value=(session.csrf);
-                            span.muted { (session.principal.actor().to_string()) " " }
+                            span.muted { (session.principal.to_string()) " " }
                             button.quiet type="submit" { "Sign out" }
                         }
                     }
