@@ -19,7 +19,7 @@ fn market(sink: &MockBuyer) -> serde_json::Value {
 }
 
 /// The cookie `name` an answer sets, whole (`name=value; attributes`).
-fn set_cookie(answer: &Answer, name: &str) -> Option<String> {
+pub(crate) fn set_cookie(answer: &Answer, name: &str) -> Option<String> {
     answer
         .headers
         .get_all("set-cookie")
@@ -29,16 +29,16 @@ fn set_cookie(answer: &Answer, name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-fn value_of(cookie: &str) -> &str {
+pub(crate) fn value_of(cookie: &str) -> &str {
     cookie.split(';').next().and_then(|pair| pair.split_once('=')).map_or("", |(_, value)| value)
 }
 
-fn page(answer: &Answer) -> String {
+pub(crate) fn page(answer: &Answer) -> String {
     String::from_utf8_lossy(&answer.raw).into_owned()
 }
 
 /// The hidden `csrf` field of the first form of a page.
-fn csrf_in(html: &str) -> String {
+pub(crate) fn csrf_in(html: &str) -> String {
     let start = html.find("name=\"csrf\" value=\"").expect("a csrf field") + "name=\"csrf\" value=\"".len();
     html[start..].split('"').next().unwrap_or_default().to_string()
 }

@@ -26,6 +26,7 @@ mod models;
 mod operators;
 mod outbox;
 mod overspend;
+mod portal;
 mod redis_budget;
 mod redis_claims;
 mod redis_dedup;
