@@ -10,5 +10,6 @@ mod harness;
 mod router_process;
 
 mod console;
+mod console_operator;
 mod router_pages;
 mod test_site;
