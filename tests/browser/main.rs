@@ -12,4 +12,5 @@ mod router_process;
 mod console;
 mod console_operator;
 mod router_pages;
+mod screenshots;
 mod test_site;
