@@ -152,7 +152,7 @@ async fn changes_of(router: &RouterProcess, kind: &str) -> Vec<Value> {
     all.into_iter().filter(|change| change["kind"] == kind && change["by"] == "admin-token").collect()
 }
 
-/// A field's `name` attribute or property (`value` of an input: what it holds now).
+/// A property of the first element matching `css` (an input's `value`: what it holds now).
 async fn property(browser: &Browser, css: &str, name: &str) -> Option<String> {
     let element = browser.find(css).await;
     element.prop(name).await.unwrap_or_else(|error| panic!("{css}'s {name}: {error}"))
@@ -203,6 +203,7 @@ async fn a_campaign_made_in_the_config_editor_is_stored_and_one_refused_shows_it
     assert_eq!(admin_get(&router, &stored).await.status, 404, "nothing stored");
     let listed = admin_get(&router, "/admin/v1/campaigns").await;
     assert_eq!(listed.json["campaigns"].as_array().map(Vec::len), Some(1), "{listed:?}");
+    assert!(changes_of(&router, "put_campaign").await.is_empty(), "no change recorded");
 
     // Mended: created, and the editor now shows the campaign as stored.
     settings["pricing"]["price"] = json!("41.50");
@@ -220,6 +221,7 @@ async fn a_campaign_made_in_the_config_editor_is_stored_and_one_refused_shows_it
     );
     assert_eq!(campaign["pricing"], json!({"type": "fixed", "price": "41.50"}));
     assert_eq!(campaign["delivery"]["mode"], "pull");
+    assert_eq!(changes_of(&router, "put_campaign").await.len(), 1);
     let shown = property(&browser, "#object-json", "value").await.unwrap_or_default();
     assert_eq!(serde_json::from_str::<Value>(&shown).ok().as_ref(), Some(campaign), "the editor shows it as stored");
     // And the list of campaigns has it.
