@@ -2,41 +2,33 @@
 //! token refused, sign-in with the admin token, the session cookie's flags, the dashboard
 //! counting sales made through the API without a reload, and the dashboard at phone width.
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
 
 use crate::harness::*;
 
 use crate::router_pages::{ADMIN_TOKEN, MARKET, SUPPLIER_KEY};
 
-/// The router pages' market, with money for its buyer.
-fn market() -> String {
+/// The router pages' market, with money for its buyer (1000.00 EUR).
+pub(crate) fn market() -> String {
     format!("{MARKET}\n[[topups]]\nbuyer_id = \"installer\"\namount = \"1000.00\"\nreference = \"opening\"\n")
 }
 
-/// Sells one lead through the public API; answers the lead's status.
-async fn sell(public_url: &str, n: u32) -> String {
+/// Sells one lead (lead `n` of the test: its own email and phone) through the public API
+/// as the supplier; answers the router's answer (`lead_id`, `status`, ...).
+pub(crate) async fn sell(public_url: &str, n: u32) -> Value {
     let lead = serde_json::json!({
         "vertical": "solar", "first_name": "Anna", "last_name": "Muster",
         "email": format!("anna{n}@example.com"), "phone": format!("089 {:07}", 1_000_000 + n),
         "zip": "80331", "country": "DE", "fields": {"roof_type": "tile"}
     });
-    let request = hyper::Request::post(format!("{public_url}/v1/leads"))
-        .header("authorization", format!("Bearer {SUPPLIER_KEY}"))
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(lead.to_string())))
-        .expect("a request");
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let response = client.request(request).await.expect("the router answers");
-    let body = http_body_util::BodyExt::collect(response.into_body()).await.expect("a body").to_bytes();
-    let answer: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-    answer["status"].as_str().unwrap_or_default().to_string()
+    let headers = [("authorization", &*format!("Bearer {SUPPLIER_KEY}")), ("content-type", "application/json")];
+    let answer = http_request("POST", &format!("{public_url}/v1/leads"), &headers, &lead.to_string()).await;
+    assert_eq!(answer.status, 200, "a direct post: {answer:?}");
+    answer.json
 }
 
 /// The number in the dashboard's "Sales" tile of its first group (the last 5 minutes).
-const RECENT_SALES: &str = "\
+pub(crate) const RECENT_SALES: &str = "\
     const tiles = [...document.querySelectorAll('.tiles')][0].querySelectorAll('.tile');\
     const sales = [...tiles].find(t => t.querySelector('.label').textContent === 'Sales');\
     return sales ? Number(sales.querySelector('.value').textContent) : -1;";
@@ -67,7 +59,7 @@ async fn an_operator_signs_in_and_the_dashboard_counts_api_sales_without_a_reloa
     browser.script("window.notReloaded = true; return null;").await;
     assert_eq!(browser.script(RECENT_SALES).await, 0);
     for n in 0..3 {
-        assert_eq!(sell(&router.public_url(), n).await, "sold");
+        assert_eq!(sell(&router.public_url(), n).await["status"], "sold");
     }
     browser
         .until("the dashboard shows the three sales", || async {

@@ -238,6 +238,30 @@ impl Browser {
         self.client.current_url().await.expect("the current URL").to_string()
     }
 
+    /// The HTTP status the page shown was answered with (its navigation's
+    /// `responseStatus`, so a form post's too; 0 when the browser does not know it). Read
+    /// it after waiting for something of the page: a click may still be loading it.
+    pub async fn status(&self) -> u16 {
+        let read = "const [page] = performance.getEntriesByType('navigation'); \
+                    return page ? page.responseStatus : 0;";
+        self.script(read).await.as_u64().and_then(|status| u16::try_from(status).ok()).unwrap_or(0)
+    }
+
+    /// Does `action` (a click that loads a page: a link, a form's button) and waits (at most
+    /// `DEADLINE`) until the page it loads is shown. The page before is marked first, so a
+    /// page that looks alike (the same form shown again with an error) is not taken for the
+    /// next one: `browser.loads(browser.click_button("Save")).await`.
+    pub async fn loads(&self, action: impl Future<Output = ()>) {
+        self.script("window.harnessPageBefore = true; return null;").await;
+        action.await;
+        let probe = "return window.harnessPageBefore === undefined && document.readyState === 'complete';";
+        self.until("the next page has loaded", || async move {
+            // While the next page loads, a script may fail: then it has not loaded yet.
+            (self.client.execute(probe, Vec::new()).await.ok()? == Value::Bool(true)).then_some(())
+        })
+        .await;
+    }
+
     /// The page's title.
     pub async fn title(&self) -> String {
         self.client.title().await.expect("the title")
@@ -461,6 +485,36 @@ fn xpath_literal(text: &str) -> String {
         let parts: Vec<String> = text.split('\'').map(|part| format!("'{part}'")).collect();
         format!("concat({})", parts.join(", \"'\", "))
     }
+}
+
+// ------------------------------------------------------------------------ HTTP
+
+/// An answer to `http_request`, read whole.
+#[derive(Debug)]
+pub struct HttpAnswer {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    /// The body read as JSON (`Null` when it is not JSON).
+    pub json: Value,
+}
+
+/// Sends one request outside the browser, as an API client or a script does: `method` to
+/// `url` with `headers` and `body` (empty: none). For what a test checks behind the pages
+/// (the admin API, a buyer's or a supplier's calls) and for requests a browser would not
+/// send (an old cookie sent again).
+pub async fn http_request(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> HttpAnswer {
+    let mut request = hyper::Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let body = Full::new(Bytes::from(body.to_string()));
+    let request = request.body(body).unwrap_or_else(|error| panic!("{method} {url}: {error}"));
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let response = client.request(request).await.unwrap_or_else(|error| panic!("{method} {url}: {error}"));
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.unwrap_or_else(|error| panic!("{method} {url}'s body: {error}")).to_bytes();
+    let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    HttpAnswer { status: parts.status.as_u16(), headers: parts.headers, json }
 }
 
 // ------------------------------------------------------------------------ test pages

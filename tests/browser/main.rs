@@ -10,5 +10,7 @@ mod harness;
 mod router_process;
 
 mod console;
+mod console_operator;
 mod router_pages;
+mod screenshots;
 mod test_site;

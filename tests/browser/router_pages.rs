@@ -7,6 +7,8 @@ use crate::harness::*;
 
 pub(crate) const ADMIN_TOKEN: &str = "browser-admin-token-0123456789";
 pub(crate) const SUPPLIER_KEY: &str = "browser-supplier-key-0123456789";
+/// The buyer's key in `MARKET`.
+pub(crate) const BUYER_KEY: &str = "browser-buyer-key-0123456789";
 
 /// One vertical, a supplier and a buyer whose campaign takes the supplier's leads (by
 /// pull). The console's tests add a top-up to it.
