@@ -11,6 +11,7 @@ mod router_process;
 
 mod console;
 mod console_operator;
+mod portal;
 mod router_pages;
 mod screenshots;
 mod test_site;

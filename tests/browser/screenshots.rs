@@ -19,6 +19,8 @@ use serde_json::Value;
 use crate::console::{sell, RECENT_SALES};
 use crate::console_operator::{admin_get, returning_market, sell_and_return, signed_in};
 use crate::harness::*;
+use crate::portal::portal_sign_in;
+use crate::router_pages::{BUYER_KEY, SUPPLIER_KEY};
 
 /// A router with something on every page, and a browser signed in to its console.
 struct Scene {
@@ -88,6 +90,7 @@ async fn screenshots_of_the_console_when_leadrouter_screenshots_names_a_director
     };
     let mut scene = Scene::start().await;
     console(&mut scene, &dir).await;
+    portal(&mut scene, &dir).await;
     let Scene { router, browser, .. } = scene;
     browser.close().await;
     router.terminate();
@@ -136,5 +139,38 @@ async fn console(scene: &mut Scene, dir: &Path) {
     scene.browser.set_viewport(Viewport::PHONE).await;
     scene.open("/console", "Last 5 minutes").await;
     scene.shoot(dir, "console-dashboard-phone.png").await;
+    scene.browser.set_viewport(Viewport::DESKTOP).await;
+}
+
+/// The buyer and supplier portal: `portal-*.png`.
+async fn portal(scene: &mut Scene, dir: &Path) {
+    let public = scene.router.public_url();
+    let browser = &scene.browser;
+    portal_sign_in(browser, &scene.router, BUYER_KEY, "Balance").await;
+    scene.shoot(dir, "portal-buyer-balance.png").await;
+    for (path, shows, name) in [
+        ("/portal/leads", "Export these as CSV", "portal-buyer-leads.png"),
+        ("/portal/returns", "Your returns", "portal-buyer-returns.png"),
+        ("/portal/campaigns", "installer-solar", "portal-buyer-campaigns.png"),
+    ] {
+        scene.browser.goto(&format!("{public}{path}")).await;
+        scene.browser.wait_for_text("main", shows).await;
+        scene.shoot(dir, name).await;
+    }
+    scene.browser.loads(scene.browser.click_button("Sign out")).await;
+    portal_sign_in(&scene.browser, &scene.router, SUPPLIER_KEY, "Leads sent").await;
+    scene.shoot(dir, "portal-supplier-leads.png").await;
+    for (path, shows, name) in [
+        ("/portal/payouts", "Net", "portal-supplier-payouts.png"),
+        ("/portal/spec", "roof_type", "portal-supplier-spec.png"),
+    ] {
+        scene.browser.goto(&format!("{public}{path}")).await;
+        scene.browser.wait_for_text("main", shows).await;
+        scene.shoot(dir, name).await;
+    }
+    scene.browser.set_viewport(Viewport::PHONE).await;
+    scene.browser.goto(&format!("{public}/portal/payouts")).await;
+    scene.browser.wait_for_text("main", "Net").await;
+    scene.shoot(dir, "portal-supplier-payouts-phone.png").await;
     scene.browser.set_viewport(Viewport::DESKTOP).await;
 }

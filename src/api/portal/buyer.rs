@@ -169,8 +169,8 @@ pub async fn leads_page(state: &AppState, buyer_id: &str, session: &Session, que
         h1 { "Leads bought" }
         (notice(&outcome))
         form.stacked method="get" action="/portal/leads" role="search" {
-            (input(&outcome, "from", "From (day, YYYY-MM-DD)", "date", "search"))
-            (input(&outcome, "to", "To (day, YYYY-MM-DD)", "date", "search"))
+            (input(&outcome, "from", "From (first day)", "date", "search"))
+            (input(&outcome, "to", "To (last day)", "date", "search"))
             label for="campaign-search" { "Campaign" }
             select id="campaign-search" name="campaign" {
                 option value="" { "Any campaign" }
