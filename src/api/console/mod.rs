@@ -24,7 +24,7 @@ use maud::html;
 
 use super::session::{csrf_matches, Principal, Session};
 use super::web::form::{
-    client_address, field, over_tls, read_form, set_cookies, sign_in_token, sign_in_token_matches, sign_in_token_spent,
+    checked_sign_in, client_address, field, over_tls, read_form, set_cookies, sign_in_token, sign_in_token_spent,
     Outcome,
 };
 use super::web::page;
@@ -333,15 +333,10 @@ async fn sign_in(State(state): Shared, request: Request) -> Response {
     let secure = over_tls(&headers);
     let now = state.router.clock().now();
     let sessions = &state.console_sessions;
-    if !sessions.may_try(address, now) {
-        return sign_in_form(StatusCode::TOO_MANY_REQUESTS, Some("Too many failed sign-ins: wait a minute."), secure);
-    }
-    let Some(form) = read_form(request).await else {
-        return sign_in_form(StatusCode::BAD_REQUEST, Some("The form could not be read."), secure);
+    let form = match checked_sign_in(sessions, SIGN_IN_COOKIE, request, now).await {
+        Ok(form) => form,
+        Err(refusal) => return sign_in_form(refusal.status(), Some(refusal.message()), secure),
     };
-    if !sign_in_token_matches(&headers, SIGN_IN_COOKIE, &form) {
-        return sign_in_form(StatusCode::FORBIDDEN, Some("The form expired: sign in again."), secure);
-    }
     let secret = field(&form, "token").unwrap_or_default();
     let principal = match field(&form, "name").map(str::trim).filter(|name| !name.is_empty()) {
         Some(name) => state

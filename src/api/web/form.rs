@@ -7,12 +7,12 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use maud::{html, Markup};
 
 use crate::api::error::ApiError;
-use crate::api::session::cookie_value;
+use crate::api::session::{cookie_value, Sessions};
 
 /// Forms are small: anything larger is refused unread.
 const FORM_MAX_BYTES: usize = 64 * 1024;
@@ -133,5 +133,53 @@ pub fn set_cookies(response: &mut Response, cookies: impl IntoIterator<Item = St
         if let Ok(cookie) = HeaderValue::from_str(&cookie) {
             response.headers_mut().append(header::SET_COOKIE, cookie);
         }
+    }
+}
+
+/// Why a sign-in post is refused before its credential is looked at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignInRefusal {
+    /// Too many failed sign-ins from this address lately.
+    TooMany,
+    Unreadable,
+    /// The form's token is not the one its cookie bound (expired, or not our form).
+    Expired,
+}
+
+impl SignInRefusal {
+    pub fn status(self) -> StatusCode {
+        match self {
+            SignInRefusal::TooMany => StatusCode::TOO_MANY_REQUESTS,
+            SignInRefusal::Unreadable => StatusCode::BAD_REQUEST,
+            SignInRefusal::Expired => StatusCode::FORBIDDEN,
+        }
+    }
+
+    pub fn message(self) -> &'static str {
+        match self {
+            SignInRefusal::TooMany => "Too many failed sign-ins: wait a minute.",
+            SignInRefusal::Unreadable => "The form could not be read.",
+            SignInRefusal::Expired => "The form expired: sign in again.",
+        }
+    }
+}
+
+/// The checks a sign-in post passes before its credential is looked at: the address's
+/// failures, a readable form, the form's cookie-bound token (cookie `cookie`). Answers the
+/// form's fields.
+pub async fn checked_sign_in(
+    sessions: &Sessions,
+    cookie: &str,
+    request: Request,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<(String, String)>, SignInRefusal> {
+    if !sessions.may_try(client_address(&request), now) {
+        return Err(SignInRefusal::TooMany);
+    }
+    let headers = request.headers().clone();
+    let form = read_form(request).await.ok_or(SignInRefusal::Unreadable)?;
+    match sign_in_token_matches(&headers, cookie, &form) {
+        true => Ok(form),
+        false => Err(SignInRefusal::Expired),
     }
 }
