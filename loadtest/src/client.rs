@@ -14,8 +14,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::client::conn::http1::SendRequest;
-use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST};
-use hyper::{Method, Request, Uri};
+use hyper::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST};
+use hyper::{HeaderMap, Method, Request, Uri};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -37,11 +37,24 @@ pub enum SendError {
     Timeout,
 }
 
-/// An HTTP answer: its status and its (bounded) body.
+/// An HTTP answer: its status, its headers and its (bounded) body.
 #[derive(Debug)]
 pub struct Reply {
     pub status: u16,
+    pub headers: HeaderMap,
     pub body: Bytes,
+}
+
+/// A request beyond the JSON posts and plain GETs of a run (the console's sign-in form and
+/// pages): its method, path and query, headers of its own (a cookie), and a body with its
+/// content type.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub method: Method,
+    pub uri: Uri,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub body: Bytes,
+    pub content_type: Option<HeaderValue>,
 }
 
 /// What every request carries, built once per run.
@@ -76,17 +89,31 @@ impl Connection {
 
     /// POSTs `body` as JSON to `path` and reads the answer, within `REQUEST_TIMEOUT`.
     pub async fn post(&mut self, path: &'static str, body: Bytes) -> Result<Reply, SendError> {
-        self.send(Method::POST, Uri::from_static(path), body, ANSWER_BYTES_MAX).await
+        let call = Call {
+            method: Method::POST,
+            uri: Uri::from_static(path),
+            headers: Vec::new(),
+            body,
+            content_type: Some(HeaderValue::from_static("application/json")),
+        };
+        self.send(call, ANSWER_BYTES_MAX).await
     }
 
     /// GETs `uri` (path and query) and reads an answer of at most `answer_max` bytes (a
     /// larger one is a `Transport` error), within `REQUEST_TIMEOUT`.
     pub async fn get(&mut self, uri: Uri, answer_max: usize) -> Result<Reply, SendError> {
-        self.send(Method::GET, uri, Bytes::new(), answer_max).await
+        let call = Call { method: Method::GET, uri, headers: Vec::new(), body: Bytes::new(), content_type: None };
+        self.send(call, answer_max).await
     }
 
-    async fn send(&mut self, method: Method, uri: Uri, body: Bytes, answer_max: usize) -> Result<Reply, SendError> {
-        match tokio::time::timeout(REQUEST_TIMEOUT, self.send_unbounded(method, uri, body, answer_max)).await {
+    /// Sends `call` and reads an answer of at most `answer_max` bytes, within
+    /// `REQUEST_TIMEOUT`.
+    pub async fn call(&mut self, call: Call, answer_max: usize) -> Result<Reply, SendError> {
+        self.send(call, answer_max).await
+    }
+
+    async fn send(&mut self, call: Call, answer_max: usize) -> Result<Reply, SendError> {
+        match tokio::time::timeout(REQUEST_TIMEOUT, self.send_unbounded(call, answer_max)).await {
             Ok(Ok(reply)) => Ok(reply),
             Ok(Err(error)) => {
                 self.sender = None;
@@ -99,14 +126,8 @@ impl Connection {
         }
     }
 
-    async fn send_unbounded(
-        &mut self,
-        method: Method,
-        uri: Uri,
-        body: Bytes,
-        answer_max: usize,
-    ) -> Result<Reply, SendError> {
-        let json_body = method == Method::POST;
+    async fn send_unbounded(&mut self, call: Call, answer_max: usize) -> Result<Reply, SendError> {
+        let Call { method, uri, headers: own, body, content_type } = call;
         let mut request = Request::new(Full::new(body));
         *request.method_mut() = method;
         *request.uri_mut() = uri;
@@ -115,18 +136,17 @@ impl Connection {
         if let Some(authorization) = &self.headers.authorization {
             headers.insert(AUTHORIZATION, authorization.clone());
         }
-        if json_body {
-            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(content_type) = content_type {
+            headers.insert(CONTENT_TYPE, content_type);
+        }
+        for (name, value) in own {
+            headers.append(name, value);
         }
         let sender = self.ready_sender().await?;
         let response = sender.send_request(request).await.map_err(|_| SendError::Transport)?;
-        let status = response.status().as_u16();
-        let body = Limited::new(response.into_body(), answer_max)
-            .collect()
-            .await
-            .map_err(|_| SendError::Transport)?
-            .to_bytes();
-        Ok(Reply { status, body })
+        let (parts, body) = response.into_parts();
+        let body = Limited::new(body, answer_max).collect().await.map_err(|_| SendError::Transport)?.to_bytes();
+        Ok(Reply { status: parts.status.as_u16(), headers: parts.headers, body })
     }
 
     async fn ready_sender(&mut self) -> Result<&mut SendRequest<Full<Bytes>>, SendError> {

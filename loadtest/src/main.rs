@@ -6,6 +6,9 @@
 //!   latency quantiles, status and outcome counts, JSON and an SVG plot.
 //! - `pull`: pull buyers fetching their leads until SIGTERM/SIGINT, then one JSON line of
 //!   totals.
+//! - `dashboards`: operators with the console's dashboard open (signed in, the live part
+//!   fetched every 2 s), or one operator fetching its pages back to back; HDR latency of
+//!   the whole page and of the live part.
 //!
 //! Hard bounds: targets and listeners are loopback only, a run lasts at most
 //! `DURATION_MAX` plus a bounded drain, and every queue (workers, connections, outstanding
@@ -13,6 +16,7 @@
 
 mod cents;
 mod client;
+mod console;
 mod echo;
 mod mock_buyer;
 mod plot;
@@ -86,6 +90,10 @@ enum Command {
     /// Play pull buyers fetching their leads (`GET /v1/buyer/leads`) until SIGTERM or
     /// SIGINT, then print `{"buyers","fetched","pages","errors"}` as one JSON line.
     Pull(PullArgs),
+    /// Open the console's dashboard as operators do: sign in with the admin token, load
+    /// `/console`, fetch `/console/live/dashboard` every `--every-ms`; report the HDR
+    /// latency of both (`--sequential N`: one operator, each page N times back to back).
+    Dashboards(DashboardsArgs),
 }
 
 #[derive(Debug, Args)]
@@ -198,6 +206,32 @@ struct PullArgs {
     limit: usize,
 }
 
+#[derive(Debug, Args)]
+struct DashboardsArgs {
+    /// Base URL of the router's ops listener (where `/console` is); loopback only.
+    #[arg(long)]
+    target: String,
+    /// The router's admin token, to sign in to the console with.
+    #[arg(long, env = "LOADTEST_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: String,
+    /// Dashboards open at once (one sign-in, session and connection each).
+    #[arg(long, default_value_t = 10)]
+    dashboards: usize,
+    /// How often each dashboard fetches its live part (the page's script: every 2 s).
+    #[arg(long, default_value_t = 2_000)]
+    every_ms: u64,
+    /// How long the dashboards stay open (`17s`, `2m`), at most 600 s; SIGTERM or SIGINT
+    /// ends them sooner (the report is printed either way).
+    #[arg(long, default_value = "20s")]
+    duration: String,
+    /// Instead: one operator fetches `/console` N times back to back, then the live part N
+    /// times (the page time with nothing else asked of it).
+    #[arg(long, conflicts_with_all = ["dashboards", "every_ms", "duration"])]
+    sequential: Option<u64>,
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
 fn main() -> ExitCode {
     match run_cli(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
@@ -228,6 +262,7 @@ fn run_cli(cli: Cli) -> anyhow::Result<()> {
             }
             Command::Run(args) => run_load(args, threads).await,
             Command::Pull(args) => pull_leads(args).await,
+            Command::Dashboards(args) => open_dashboards(args).await,
         }
     })
 }
@@ -378,6 +413,55 @@ async fn pull_leads(args: PullArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn plan_dashboards(args: &DashboardsArgs) -> anyhow::Result<console::Mode> {
+    if let Some(count) = args.sequential {
+        if count == 0 || count > console::SEQUENTIAL_MAX {
+            bail!("--sequential must be between 1 and {}", console::SEQUENTIAL_MAX);
+        }
+        return Ok(console::Mode::Sequential { count });
+    }
+    if args.dashboards == 0 || args.dashboards > console::DASHBOARDS_MAX {
+        bail!("--dashboards must be between 1 and {}", console::DASHBOARDS_MAX);
+    }
+    if !(console::EVERY_MS_MIN..=console::EVERY_MS_MAX).contains(&args.every_ms) {
+        bail!("--every-ms must be between {} and {}", console::EVERY_MS_MIN, console::EVERY_MS_MAX);
+    }
+    let duration = target::parse_duration(&args.duration).context("--duration")?;
+    if duration.is_zero() || duration > DURATION_MAX {
+        bail!("--duration must be above 0 and at most {} s", DURATION_MAX.as_secs());
+    }
+    Ok(console::Mode::Dashboards { count: args.dashboards, every: Duration::from_millis(args.every_ms), duration })
+}
+
+async fn open_dashboards(args: DashboardsArgs) -> anyhow::Result<()> {
+    let stop = pull::stop_signal()?;
+    let mode = plan_dashboards(&args)?;
+    let target = Arc::new(target::resolve(&args.target).await?);
+    client::probe(&target).await?;
+    let plan = console::Plan { target, admin_token: args.admin_token.clone(), mode };
+    // Past the window, the fetches in flight end within the request timeout (a sign-in
+    // takes two); a sequence must end within the longest window.
+    let (bound, what) = match mode {
+        console::Mode::Dashboards { count, every, duration } => (
+            duration + client::REQUEST_TIMEOUT * 3,
+            format!("{count} dashboards, the live part every {} ms, for {duration:?}", every.as_millis()),
+        ),
+        console::Mode::Sequential { count } => (DURATION_MAX, format!("each page {count} times back to back")),
+    };
+    eprintln!("loadtest: console on {}: {what}", plan.target.display);
+    let report =
+        tokio::time::timeout(bound, console::run(plan, stop)).await.context("the run overran its own bound")??;
+    print!("{}", report.table());
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report)?;
+        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+    }
+    if report.errors() > 0 {
+        bail!("{} console errors (failed sign-ins, answers that were not the page)", report.errors());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -417,6 +501,30 @@ mod tests {
         assert!(plan(&with(&["--key", "k", "--limit", "1001"])).is_err());
         assert!(plan(&with(&["--key", "k", "--limit", "1", "--interval-ms", "0"])).is_ok());
         assert!(plan(&with(&["--key", "k", "--interval-ms", "60001"])).is_err());
+    }
+
+    fn dashboards(argv: &[&str]) -> anyhow::Result<console::Mode> {
+        let base = ["loadtest", "dashboards", "--target", "http://127.0.0.1:1", "--admin-token", "t"];
+        let cli = Cli::try_parse_from(base.iter().chain(argv))?;
+        match cli.command {
+            Command::Dashboards(args) => plan_dashboards(&args),
+            other => panic!("not dashboards: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn dashboards_poll_every_two_seconds_within_bounds_or_run_in_sequence() {
+        let ten =
+            console::Mode::Dashboards { count: 10, every: Duration::from_secs(2), duration: Duration::from_secs(20) };
+        assert_eq!(dashboards(&[]).ok(), Some(ten));
+        assert_eq!(dashboards(&["--sequential", "200"]).ok(), Some(console::Mode::Sequential { count: 200 }));
+        assert!(dashboards(&["--sequential", "200", "--dashboards", "3"]).is_err(), "one mode or the other");
+        assert!(dashboards(&["--sequential", "0"]).is_err());
+        assert!(dashboards(&["--dashboards", "0"]).is_err());
+        assert!(dashboards(&["--dashboards", "101"]).is_err());
+        assert!(dashboards(&["--every-ms", "99"]).is_err());
+        assert!(dashboards(&["--duration", "601s"]).is_err());
+        assert!(dashboards(&["--duration", "0s"]).is_err());
     }
 
     #[test]
