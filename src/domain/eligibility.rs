@@ -5,18 +5,21 @@
 //! atomically when a hold is taken (`budget`) or a dedup key is claimed (`store`).
 
 use std::cmp::Ordering;
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Utc, Weekday};
+use chrono_tz::Tz;
 use rust_decimal::Decimal;
 use serde_json::{Map, Value};
 
 use super::geo::{distance_km, Point, UnitVector};
 use super::lead::{ValidLead, ValidPing};
 use super::market::{CompiledCampaign, Market};
-use super::model::{FieldRule, Model, Pricing, RuleOp};
+use super::model::{FieldRule, Model, RuleOp};
 use super::money::Money;
+use super::schedule::local_minute;
 
 /// What eligibility sees of a lead or ping: never a name, email, phone or street.
 #[derive(Debug, Clone, Copy)]
@@ -120,27 +123,294 @@ pub enum Verdict<'m> {
     Live(&'m Arc<CompiledCampaign>),
 }
 
-/// Runs every candidate of the market's index through `check`, in index order, and sorts
-/// the survivors into standing and live bidders for `model`. Candidates come from the
-/// subject's vertical's own index, so `check` need not compare verticals.
+/// Runs every candidate of the market's index through the checks of `check`, in index
+/// order, and sorts the survivors into standing and live bidders for `model`. Candidates
+/// come from the subject's vertical's own index, so no vertical is compared; the verdicts
+/// are what `check` answers for each (the property tests hold them to it).
+///
+/// Rationale (issue 17): the checks read the vertical's `Screens` (flags, circles, bitsets
+/// laid out by slot when the market is built) instead of each campaign's configuration
+/// behind two pointers, and a schedule's zone is looked up once per zone per decision.
 pub fn evaluate<'m>(market: &'m Market, subject: &Subject<'_>, model: Model, now: DateTime<Utc>) -> Vec<Verdict<'m>> {
-    market
-        .candidates(subject)
-        .into_iter()
-        .map(|campaign| {
+    let Some(found) = market.candidate_slots(subject) else {
+        return Vec::new();
+    };
+    let screens = found.screens;
+    let lead = screens.lead(subject);
+    let mut clocks = Clocks { now, zones: Vec::new() };
+    found
+        .slots
+        .iter()
+        .map(|&slot| {
+            let slot = slot as usize;
+            let campaign = &found.campaigns[slot];
             debug_assert_eq!(campaign.campaign.vertical, subject.vertical);
-            if let Err(filtered) = check(campaign, subject, now) {
+            if let Err(filtered) = screens.check(slot, campaign, &lead, &mut clocks) {
                 return Verdict::Filtered(campaign, filtered);
             }
-            match &campaign.campaign.pricing {
-                Pricing::Fixed { price } => Verdict::Standing(campaign, *price),
-                Pricing::Dynamic { .. } if model == Model::Bidding => {
-                    Verdict::Filtered(campaign, Filtered::new("no_standing_bid"))
-                }
-                Pricing::Dynamic { .. } => Verdict::Live(campaign),
+            match screens.prices[slot] {
+                Some(price) => Verdict::Standing(campaign, price),
+                None if model == Model::Bidding => Verdict::Filtered(campaign, Filtered::new("no_standing_bid")),
+                None => Verdict::Live(campaign),
             }
         })
         .collect()
+}
+
+// Which of a campaign's static filters are set (`Screens::flags`).
+const ACTIVE: u16 = 1;
+const ALLOW: u16 = 1 << 1;
+const DENY: u16 = 1 << 2;
+const COUNTRIES: u16 = 1 << 3;
+const STATES: u16 = 1 << 4;
+/// A state filter naming a state beyond the bitset: checked on the configuration.
+const STATES_SLOW: u16 = 1 << 5;
+const ZIPS: u16 = 1 << 6;
+const EXCLUDE_ZIPS: u16 = 1 << 7;
+const CIRCLE: u16 = 1 << 8;
+const RULES: u16 = 1 << 9;
+const HOURS: u16 = 1 << 10;
+
+/// The filters of `check` of one vertical's campaigns, compiled when the market is built
+/// and laid out by index slot (struct of arrays): a decision's checks read a flag word, a
+/// 64-byte circle, a state bitset and supplier bitsets, and touch a campaign's own
+/// configuration only for what is rare (postal sets, field rules, schedules). Countries
+/// need nothing: the index finds a campaign only under a country it lists, or when it
+/// lists none.
+#[derive(Debug, Default)]
+pub struct Screens {
+    flags: Vec<u16>,
+    circles: Vec<CircleScreen>,
+    /// Bit `i`: the state of `state_ids` number `i` (upper case).
+    states: Vec<u64>,
+    state_ids: HashMap<Box<str>, u32>,
+    /// Offsets into `supplier_bits` of each slot's allow and deny sets (`NO_SET`: none).
+    allow: Vec<u32>,
+    deny: Vec<u32>,
+    supplier_bits: Vec<u64>,
+    supplier_words: usize,
+    supplier_ids: HashMap<Box<str>, u32>,
+    /// A fixed price; None for dynamic pricing.
+    prices: Vec<Option<Money>>,
+}
+
+const NO_SET: u32 = u32::MAX;
+
+/// A radius filter as the check reads it: the box test, then the dot product.
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(align(64))]
+struct CircleScreen {
+    lat_min: f64,
+    lat_max: f64,
+    lon_min: f64,
+    lon_max: f64,
+    center_unit: [f64; 3],
+    min_dot: f64,
+}
+
+/// What the screens need of one lead, looked up once per decision.
+pub(crate) struct LeadKeys<'s> {
+    subject: &'s Subject<'s>,
+    supplier: Option<u32>,
+    state: Option<u32>,
+    unit: [f64; 3],
+}
+
+/// The local time of the decision per time zone, looked up once per zone.
+struct Clocks {
+    now: DateTime<Utc>,
+    zones: Vec<(Tz, Option<(Weekday, u16)>)>,
+}
+
+impl Clocks {
+    fn local(&mut self, tz: Tz) -> Option<(Weekday, u16)> {
+        if let Some(&(_, local)) = self.zones.iter().find(|(zone, _)| *zone == tz) {
+            return local;
+        }
+        let local = local_minute(self.now, tz);
+        self.zones.push((tz, local));
+        local
+    }
+}
+
+impl Screens {
+    /// Compiles the filters of a vertical's campaigns, in slot order.
+    pub(crate) fn build(campaigns: &[Arc<CompiledCampaign>]) -> Screens {
+        let mut screens = Screens::default();
+        for compiled in campaigns {
+            let filters = &compiled.campaign.filters;
+            for name in filters.allow_suppliers.iter().chain(&filters.deny_suppliers) {
+                let next = screens.supplier_ids.len() as u32;
+                screens.supplier_ids.entry(name.as_str().into()).or_insert(next);
+            }
+            for state in &filters.states {
+                let next = screens.state_ids.len() as u32;
+                screens.state_ids.entry(state.to_ascii_uppercase().into()).or_insert(next);
+            }
+        }
+        screens.supplier_words = screens.supplier_ids.len().div_ceil(64);
+        for compiled in campaigns {
+            let config = &compiled.campaign;
+            let filters = &config.filters;
+            let mut flags = 0;
+            let mut set = |on: bool, flag: u16| {
+                if on {
+                    flags |= flag;
+                }
+            };
+            set(config.active, ACTIVE);
+            set(!filters.allow_suppliers.is_empty(), ALLOW);
+            set(!filters.deny_suppliers.is_empty(), DENY);
+            set(!filters.countries.is_empty(), COUNTRIES);
+            set(!filters.states.is_empty(), STATES);
+            set(!compiled.zips.is_empty(), ZIPS);
+            set(!compiled.exclude_zips.is_empty(), EXCLUDE_ZIPS);
+            set(compiled.circle.is_some(), CIRCLE);
+            set(!filters.rules.is_empty(), RULES);
+            set(compiled.open_hours.is_some(), HOURS);
+            let mut states = 0u64;
+            for state in &filters.states {
+                match screens.state_ids[state.to_ascii_uppercase().as_str()] {
+                    id @ 0..64 => states |= 1 << id,
+                    _ => flags |= STATES_SLOW,
+                }
+            }
+            let allow = screens.supplier_set(&filters.allow_suppliers);
+            let deny = screens.supplier_set(&filters.deny_suppliers);
+            screens.flags.push(flags);
+            screens.states.push(states);
+            screens.allow.push(allow);
+            screens.deny.push(deny);
+            screens.circles.push(compiled.circle.map_or_else(CircleScreen::default, |c| CircleScreen {
+                lat_min: c.bbox.lat_min,
+                lat_max: c.bbox.lat_max,
+                lon_min: c.bbox.lon_min,
+                lon_max: c.bbox.lon_max,
+                center_unit: c.center_unit.components(),
+                min_dot: c.min_dot,
+            }));
+            screens.prices.push(config.fixed_price());
+        }
+        screens
+    }
+
+    fn supplier_set(&mut self, names: &[String]) -> u32 {
+        if names.is_empty() {
+            return NO_SET;
+        }
+        let offset = self.supplier_bits.len();
+        self.supplier_bits.resize(offset + self.supplier_words, 0);
+        for name in names {
+            let id = self.supplier_ids[name.as_str()] as usize;
+            self.supplier_bits[offset + id / 64] |= 1 << (id % 64);
+        }
+        offset as u32
+    }
+
+    /// The lead's supplier and state as ids of this vertical's bitsets.
+    pub(crate) fn lead<'s>(&self, subject: &'s Subject<'s>) -> LeadKeys<'s> {
+        let state = subject.state.and_then(|state| {
+            let mut upper = [0u8; 16];
+            let bytes = state.as_bytes();
+            let upper = upper.get_mut(..bytes.len())?;
+            upper.copy_from_slice(bytes);
+            upper.make_ascii_uppercase();
+            self.state_ids.get(std::str::from_utf8(upper).ok()?).copied()
+        });
+        let state = state.or_else(|| {
+            // A state name longer than the buffer: the slow way.
+            let upper = subject.state.filter(|s| s.len() > 16)?.to_ascii_uppercase();
+            self.state_ids.get(upper.as_str()).copied()
+        });
+        LeadKeys {
+            subject,
+            supplier: self.supplier_ids.get(subject.supplier_id).copied(),
+            state,
+            unit: subject.unit.components(),
+        }
+    }
+
+    fn in_set(&self, set: u32, supplier: Option<u32>) -> bool {
+        match supplier {
+            Some(id) => self.supplier_bits[set as usize + id as usize / 64] >> (id % 64) & 1 == 1,
+            None => false,
+        }
+    }
+
+    /// `check` for the campaign in `slot`, on the compiled filters: the same checks in the
+    /// same order, so the same first failure.
+    fn check<'c>(
+        &self,
+        slot: usize,
+        campaign: &'c CompiledCampaign,
+        lead: &LeadKeys<'_>,
+        clocks: &mut Clocks,
+    ) -> Result<(), Filtered<'c>> {
+        let flags = self.flags[slot];
+        if flags & ACTIVE == 0 {
+            return Err(Filtered::new("inactive"));
+        }
+        if flags & ALLOW != 0 && !self.in_set(self.allow[slot], lead.supplier) {
+            return Err(Filtered::new("supplier_not_allowed"));
+        }
+        if flags & DENY != 0 && self.in_set(self.deny[slot], lead.supplier) {
+            return Err(Filtered::new("supplier_denied"));
+        }
+        debug_assert!(
+            flags & COUNTRIES == 0 || campaign.campaign.filters.countries.iter().any(|c| c == lead.subject.country),
+            "the index found a campaign outside its countries"
+        );
+        if flags & STATES != 0 {
+            let listed = match lead.state {
+                Some(id) if id < 64 => self.states[slot] >> id & 1 == 1,
+                _ => false,
+            };
+            let slow = || {
+                let states = &campaign.campaign.filters.states;
+                lead.subject.state.is_some_and(|s| states.iter().any(|f| f.eq_ignore_ascii_case(s)))
+            };
+            if !listed && (flags & STATES_SLOW == 0 || !slow()) {
+                return Err(Filtered::new("state"));
+            }
+        }
+        let subject = lead.subject;
+        if flags & ZIPS != 0 && !campaign.zips.contains(subject.zip) {
+            return Err(Filtered::new("zip"));
+        }
+        if flags & EXCLUDE_ZIPS != 0 && campaign.exclude_zips.contains(subject.zip) {
+            return Err(Filtered::new("zip_excluded"));
+        }
+        if flags & CIRCLE != 0 {
+            let c = &self.circles[slot];
+            let point = subject.location;
+            let lon_in = |lon: f64| c.lon_min <= lon && lon <= c.lon_max;
+            let in_box = c.lat_min <= point.lat
+                && point.lat <= c.lat_max
+                && (lon_in(point.lon) || lon_in(point.lon - 360.0) || lon_in(point.lon + 360.0));
+            let u = &lead.unit;
+            if !in_box || u[0] * c.center_unit[0] + u[1] * c.center_unit[1] + u[2] * c.center_unit[2] < c.min_dot {
+                let center = campaign.circle.map_or(point, |circle| circle.center);
+                return Err(Filtered { code: "radius", detail: Some(Detail::Radius { center, point }) });
+            }
+        }
+        if flags & RULES != 0 {
+            for rule in &campaign.campaign.filters.rules {
+                if !rule_holds(rule, subject) {
+                    return Err(Filtered { code: "field_rule", detail: Some(Detail::Field(&rule.field)) });
+                }
+            }
+        }
+        if flags & HOURS != 0 {
+            let open = match &campaign.open_hours {
+                Some(hours) => clocks.local(campaign.tz).is_some_and(|local| hours.is_open_at(local)),
+                None => true,
+            };
+            if !open {
+                return Err(Filtered::new("schedule_closed"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Every static check of §3 in a fixed order; the first failure is the reason. The caller

@@ -277,6 +277,11 @@ impl Point {
 }
 
 impl UnitVector {
+    /// The vector's (x, y, z).
+    pub fn components(self) -> [f64; 3] {
+        self.0
+    }
+
     pub fn dot(self, other: UnitVector) -> f64 {
         self.0[0] * other.0[0] + self.0[1] * other.0[1] + self.0[2] * other.0[2]
     }

@@ -19,7 +19,7 @@ use super::auction::Bid;
 use super::budget::Funding;
 use super::caps::{caps_of, Cap};
 use super::changes::{ReturnDecisionNote, TopUpNote};
-use super::eligibility::Subject;
+use super::eligibility::{Screens, Subject};
 use super::geo::{bounding_box, min_dot_within, BoundingBox, Point, PostalTable, UnitVector};
 use super::integration::request::Stage;
 use super::integration::Integration;
@@ -172,6 +172,14 @@ pub enum MarketError {
     NotFound(&'static str),
 }
 
+/// A lead's candidates: slots of its vertical's campaigns (every slot is in range), and the
+/// campaigns' compiled filters.
+pub(crate) struct Candidates<'m> {
+    pub campaigns: &'m [Arc<CompiledCampaign>],
+    pub screens: &'m Screens,
+    pub slots: Vec<u32>,
+}
+
 #[derive(Debug, Default)]
 struct CountryIndex {
     by_zip: HashMap<Box<str>, Vec<u32>>,
@@ -191,6 +199,8 @@ struct VerticalIndex {
     any_country_grid: HashMap<(i32, i32), Vec<u32>>,
     /// Campaigns no country, postal or radius filter narrows: candidates everywhere.
     anywhere: Vec<u32>,
+    /// The static filters of `campaigns`, by slot, laid out for the per-lead checks.
+    screens: Screens,
 }
 
 #[derive(Debug, Default)]
@@ -354,6 +364,9 @@ impl Market {
             index.campaigns.push(Arc::clone(compiled));
             index_campaign(index, slot, compiled);
         }
+        for index in self.index.values_mut() {
+            index.screens = Screens::build(&index.campaigns);
+        }
     }
 
     pub fn config(&self) -> &MarketConfig {
@@ -411,9 +424,18 @@ impl Market {
     /// The campaigns of the subject's vertical that its country and postal area could
     /// match, each once, in a stable order. Every one still has to pass `eligibility::check`.
     pub fn candidates(&self, subject: &Subject<'_>) -> Vec<&Arc<CompiledCampaign>> {
-        let Some(index) = self.index.get(subject.vertical) else {
-            return Vec::new();
-        };
+        match self.candidate_slots(subject) {
+            Some(found) => {
+                let campaigns = found.campaigns;
+                found.slots.iter().map(|&slot| &campaigns[slot as usize]).collect()
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// `candidates` as slots of the vertical's campaigns, with their compiled filters.
+    pub(crate) fn candidate_slots(&self, subject: &Subject<'_>) -> Option<Candidates<'_>> {
+        let index = self.index.get(subject.vertical)?;
         let mut slots: Vec<u32> = Vec::with_capacity(64);
         slots.extend_from_slice(&index.anywhere);
         if let Some(found) = index.any_country_grid.get(&cell_of(subject.location)) {
@@ -445,7 +467,7 @@ impl Market {
             }
             slots.extend_from_slice(&country.rest);
         }
-        slots.iter().filter_map(|&slot| index.campaigns.get(slot as usize)).collect()
+        Some(Candidates { campaigns: &index.campaigns, screens: &index.screens, slots })
     }
 
     // --- Admin changes: each returns a new market; the caller swaps it in. ---
@@ -807,6 +829,117 @@ mod tests {
                 for compiled in market.campaigns() {
                     if check(compiled, &subject, now).is_ok() {
                         prop_assert!(candidates.contains(&&*compiled.id), "{} eligible for {country} {zip} but not a candidate: {:?}", compiled.id, compiled.campaign.filters);
+                    }
+                }
+            }
+        }
+    }
+    /// Every other static filter, or none, over `filters()`'s area filters.
+    fn with_more_filters() -> impl Strategy<Value = serde_json::Value> {
+        let suppliers = proptest::sample::subsequence(vec!["s1", "s2", "s3"], 0..=2);
+        let states = proptest::sample::subsequence(vec!["BY", "by", "HH", "BE", "CA", "ny", "TX"], 0..=3);
+        let rule = prop_oneof![
+            Just(json!([])),
+            Just(json!([{"field": "roof", "op": "eq", "value": "tile"}])),
+            Just(json!([{"field": "roof", "op": "ne", "value": "flat"}])),
+            Just(json!([{"field": "area", "op": "gte", "value": 40}])),
+        ];
+        let exclude = proptest::option::of((0usize..60_000, 1usize..3));
+        (filters(), suppliers.clone(), suppliers, states, rule, exclude).prop_map(
+            |(mut filters, allow, deny, states, rules, exclude)| {
+                filters["allow_suppliers"] = json!(allow);
+                filters["deny_suppliers"] = json!(deny);
+                if filters.get("radius").is_none() || !states.is_empty() {
+                    filters["states"] = json!(states);
+                }
+                filters["rules"] = rules;
+                if let Some((z, len)) = exclude {
+                    filters["exclude_zips"] = json!([format!("{}*", &zip_at("DE", z)[..len])]);
+                }
+                filters
+            },
+        )
+    }
+
+    fn full_campaign() -> impl Strategy<Value = (serde_json::Value, bool, bool, Option<&'static str>, Option<u8>)> {
+        let zone =
+            proptest::option::of(prop_oneof![Just("Europe/Berlin"), Just("America/New_York"), Just("Asia/Tokyo")]);
+        (with_more_filters(), any::<bool>(), proptest::bool::weighted(0.9), zone, proptest::option::of(0u8..4))
+    }
+
+    fn schedule(pick: u8) -> serde_json::Value {
+        match pick {
+            0 => json!({"mon": ["08:00-18:00"], "tue": ["08:00-18:00"], "wed": ["09:30-11:15", "13:00-24:00"]}),
+            1 => json!({"sat": ["00:00-24:00"], "sun": ["10:00-12:00"]}),
+            2 => json!({"thu": ["00:00-06:00"], "fri": ["22:00-24:00"]}),
+            _ => json!({}),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        /// `evaluate` on the compiled screens answers, for every candidate, what `check` (the
+        /// campaign's own configuration) answers: the same verdict, reason and detail.
+        #[test]
+        fn screened_verdicts_are_the_checks_verdicts(
+            campaigns in proptest::collection::vec(full_campaign(), 1..30),
+            leads in proptest::collection::vec((
+                prop_oneof![Just("DE"), Just("US")], 0usize..60_000,
+                prop_oneof![Just("s1"), Just("s2"), Just("s4")],
+                proptest::option::of(prop_oneof![Just("tile"), Just("flat")]), proptest::option::of(0u32..80),
+                0i64..(14 * 24 * 60),
+            ), 1..12),
+            bidding in any::<bool>(),
+        ) {
+            let configs = campaigns.into_iter().enumerate().map(|(i, (filters, fixed, active, zone, hours))| {
+                let mut c = campaign(i, filters);
+                if !fixed {
+                    c["pricing"] = json!({"type": "dynamic", "ping_url": "http://127.0.0.1:9/ping"});
+                }
+                c["active"] = json!(active);
+                if let Some(zone) = zone {
+                    c["timezone"] = json!(zone);
+                }
+                if let Some(pick) = hours {
+                    c["schedule"] = schedule(pick);
+                }
+                c
+            }).collect();
+            let market = market(configs);
+            let model = if bidding { crate::domain::model::Model::Bidding } else { crate::domain::model::Model::PingPost };
+            for (country, z, supplier, roof, area, minutes) in leads {
+                let now = Utc.with_ymd_and_hms(2026, 11, 23, 0, 0, 0).unwrap() + chrono::Duration::minutes(minutes);
+                let mut fields = serde_json::Map::new();
+                if let Some(roof) = roof {
+                    fields.insert("roof".into(), json!(roof));
+                }
+                if let Some(area) = area {
+                    fields.insert("area".into(), json!(area));
+                }
+                let zip = zip_at(country, z);
+                let place = PostalTable::bundled().lookup(country, &zip).unwrap();
+                let subject = Subject { supplier_id: supplier, vertical: "solar", country, zip: &zip, state: place.state_code(), location: place.point, unit: place.point.unit(), fields: &fields };
+                let candidates = market.candidates(&subject);
+                let verdicts = crate::domain::eligibility::evaluate(&market, &subject, model, now);
+                prop_assert_eq!(verdicts.len(), candidates.len());
+                for (candidate, verdict) in candidates.into_iter().zip(verdicts) {
+                    use crate::domain::eligibility::Verdict;
+                    match (check(candidate, &subject, now), verdict) {
+                        (Err(expected), Verdict::Filtered(c, got)) => {
+                            prop_assert!(Arc::ptr_eq(c, candidate));
+                            prop_assert_eq!(got, expected);
+                        }
+                        (Ok(()), Verdict::Standing(c, price)) => {
+                            prop_assert!(Arc::ptr_eq(c, candidate));
+                            prop_assert_eq!(Some(price), candidate.campaign.fixed_price());
+                        }
+                        (Ok(()), Verdict::Live(c)) => {
+                            prop_assert!(Arc::ptr_eq(c, candidate) && !bidding && candidate.campaign.fixed_price().is_none());
+                        }
+                        (Ok(()), Verdict::Filtered(c, got)) => {
+                            prop_assert!(Arc::ptr_eq(c, candidate) && bidding && got.code == "no_standing_bid");
+                        }
+                        (expected, got) => prop_assert!(false, "{}: check {expected:?}, evaluate {got:?}", candidate.id),
                     }
                 }
             }

@@ -107,15 +107,25 @@ impl OpenHours {
     /// Whether the local wall-clock time of `now` in `tz` falls in an open range of its
     /// local weekday.
     pub fn is_open(&self, now: DateTime<Utc>, tz: Tz) -> bool {
-        let offset = tz.offset_from_utc_datetime(&now.naive_utc()).fix();
-        // Only an instant hundreds of millennia away has no local time; it is not open.
-        let Some(local) = now.naive_utc().checked_add_offset(offset) else {
-            return false;
-        };
-        // Both values are bounded by the clock (hour < 24, minute < 60): no overflow.
-        let minute_of_day = (local.hour() * 60 + local.minute()) as u16;
-        self.ranges(local.weekday()).iter().any(|&(start, end)| start <= minute_of_day && minute_of_day < end)
+        local_minute(now, tz).is_some_and(|local| self.is_open_at(local))
     }
+
+    /// Whether a local (weekday, minute of the day), from `local_minute`, is open.
+    pub fn is_open_at(&self, (weekday, minute_of_day): (chrono::Weekday, u16)) -> bool {
+        self.ranges(weekday).iter().any(|&(start, end)| start <= minute_of_day && minute_of_day < end)
+    }
+}
+
+/// The local weekday and minute of the day of `now` in `tz`; None only for an instant
+/// hundreds of millennia away, which has no local time (and is never open).
+///
+/// Rationale: the zone lookup is the costly part of a schedule check; a decision looks it
+/// up once per zone, not once per campaign (`eligibility::evaluate`).
+pub fn local_minute(now: DateTime<Utc>, tz: Tz) -> Option<(chrono::Weekday, u16)> {
+    let offset = tz.offset_from_utc_datetime(&now.naive_utc()).fix();
+    let local = now.naive_utc().checked_add_offset(offset)?;
+    // Both values are bounded by the clock (hour < 24, minute < 60): no overflow.
+    Some((local.weekday(), (local.hour() * 60 + local.minute()) as u16))
 }
 
 #[cfg(test)]
