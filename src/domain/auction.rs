@@ -1,13 +1,13 @@
 //! Auction models (DESIGN §2): the order in which bids are offered the lead, and the price
 //! each pays if it wins.
 //!
-//! Rationale for integer sort keys: a decision at 10,000 campaigns may sort hundreds of
+//! Rationale for integer sort keys: a decision at 10,000 campaigns may order hundreds of
 //! bids; comparing `Decimal`s and id strings dominated the decision time, so each bid's
-//! amount is turned into whole cents once (amounts are validated to cents) and the sort is
-//! stable over `(cents, tier)`, which keeps the deterministic index order among exact ties
-//! before the tie rotation.
+//! amount is turned into whole cents once (amounts are validated to cents) and packed with
+//! its tier and index into one `u128` (`Order`), which keeps the deterministic index order
+//! among exact ties before the tie rotation. A decision orders only the head it needs
+//! (`Ranking`, issue 17).
 
-use std::cmp::Reverse;
 use std::sync::Arc;
 
 use super::market::CompiledCampaign;
@@ -62,28 +62,215 @@ pub struct Offer {
 ///   each pays its own amount; bids below the reserve dropped.
 /// - ping_tree: tier asc; within a tier amount desc with rotation on ties; bids below the
 ///   tier's floor dropped; each pays its own amount.
+///
+/// Every bid is ordered; `Ranking` orders only as many as are asked for.
 pub fn order_offers(vertical: &Vertical, bids: Vec<Bid>, rr_order: Option<&[usize]>, tie_turn: u64) -> Vec<Offer> {
-    match vertical.model {
-        Model::RoundRobin => round_robin(vertical, bids, rr_order.unwrap_or(&[])),
-        Model::PingTree => {
-            let mut bids: Vec<Bid> = bids.into_iter().filter(|b| b.amount >= vertical.tier_floor(b.tier())).collect();
-            bids.sort_by_cached_key(|b| (b.tier(), Reverse(b.amount.to_cents())));
-            rotate_ties(&mut bids, tie_turn);
-            bids.into_iter().map(|bid| Offer { price: bid.amount, bid }).collect()
+    if vertical.model == Model::RoundRobin {
+        return round_robin(vertical, bids, rr_order.unwrap_or(&[]));
+    }
+    let mut order = Order::new(vertical, bids.iter().map(|b| (b.amount, b.tier())), tie_turn);
+    let ranked = order.rank_next(usize::MAX, |i| bids[i].amount);
+    let mut slots: Vec<Option<Bid>> = bids.into_iter().map(Some).collect();
+    ranked.into_iter().filter_map(|(i, price)| slots[i].take().map(|bid| Offer { bid, price })).collect()
+}
+
+/// A standing or live bid that borrows its campaign from the market snapshot: what
+/// eligibility hands the auction without touching a reference count.
+#[derive(Debug, Clone, Copy)]
+pub struct BidRef<'m> {
+    pub campaign: &'m Arc<CompiledCampaign>,
+    pub amount: Money,
+}
+
+/// Offers beyond `max_winners` ordered up front: enough for the usual fallbacks (a buyer
+/// already served, a budget or cap refusal, a rejected post) without ordering the rest.
+pub const FALLBACKS: usize = 8;
+
+/// The offers of one decision, ordered only as far as they are used: the first
+/// `max_winners + FALLBACKS` (or more, to finish a run of exact ties) by partial selection,
+/// the rest by `more` when a decision walks past them. Whatever is ordered is exactly the
+/// head of what `order_offers` answers for the same bids and turn.
+///
+/// Rationale: at 10,000 campaigns a lead has hundreds of bids and sells to one; sorting
+/// every bid and cloning every campaign's `Arc` into an offer cost more than eligibility.
+pub struct Ranking<'m> {
+    bids: Vec<BidRef<'m>>,
+    /// The round-robin order, or the bids' keys still to order.
+    order: Option<Order>,
+    offers: Vec<Offer>,
+}
+
+impl<'m> Ranking<'m> {
+    /// Orders the first `want` offers (at least one) of `bids` for `vertical.model`; see
+    /// `order_offers` for the rules.
+    pub fn new(
+        vertical: &Vertical,
+        bids: Vec<BidRef<'m>>,
+        rr_order: Option<&[usize]>,
+        tie_turn: u64,
+        want: usize,
+    ) -> Ranking<'m> {
+        if vertical.model == Model::RoundRobin {
+            let owned = bids.iter().map(|b| b.campaign.bid(b.amount)).collect();
+            let offers = round_robin(vertical, owned, rr_order.unwrap_or(&[]));
+            return Ranking { bids, order: None, offers };
         }
-        Model::PingPost | Model::Bidding => {
-            let mut bids: Vec<Bid> = bids.into_iter().filter(|b| b.amount >= vertical.reserve_price).collect();
-            bids.sort_by_cached_key(|b| (Reverse(b.amount.to_cents()), b.tier()));
-            rotate_ties(&mut bids, tie_turn);
-            let mut offers: Vec<Offer> = bids.into_iter().map(|bid| Offer { price: bid.amount, bid }).collect();
-            if vertical.price_rule == PriceRule::SecondPrice && vertical.max_winners == 1 {
-                for i in 0..offers.len() {
-                    let next = offers.get(i + 1).map(|o| o.bid.amount);
-                    offers[i].price = second_price_of(offers[i].bid.amount, next, vertical.reserve_price);
+        let order = Order::new(vertical, bids.iter().map(|b| (b.amount, b.campaign.campaign.tier)), tie_turn);
+        let mut ranking = Ranking { bids, order: Some(order), offers: Vec::new() };
+        ranking.rank(want.max(1));
+        ranking
+    }
+
+    /// The offers ordered so far, in order.
+    pub fn offers(&self) -> &[Offer] {
+        &self.offers
+    }
+
+    /// Whether bids remain to be ordered after `offers`.
+    pub fn has_more(&self) -> bool {
+        self.order.as_ref().is_some_and(|o| o.ranked < o.keys.len())
+    }
+
+    /// Orders the next offers (as many again as are ordered, at least `FALLBACKS`); false
+    /// when every offer was ordered already.
+    pub fn more(&mut self) -> bool {
+        if !self.has_more() {
+            return false;
+        }
+        self.rank(self.offers.len().max(FALLBACKS));
+        true
+    }
+
+    /// Every offer, in order.
+    pub fn into_offers(mut self) -> Vec<Offer> {
+        self.rank(usize::MAX);
+        self.offers
+    }
+
+    fn rank(&mut self, want: usize) {
+        let Some(order) = self.order.as_mut() else {
+            return;
+        };
+        let bids = &self.bids;
+        let ranked = order.rank_next(want, |i| bids[i].amount);
+        self.offers
+            .extend(ranked.into_iter().map(|(i, price)| Offer { bid: bids[i].campaign.bid(bids[i].amount), price }));
+    }
+}
+
+/// The price-ordered models' order over bid indexes, as integer keys: sorting them sorts by
+/// the model's `(amount, tier)` order with index order among exact ties, which is what the
+/// tie rotation starts from.
+///
+/// Rationale: one `u128` per bid (the model's primary key in the high 64 bits, the
+/// secondary in the next 32, the bid's index in the low 32) compares in one instruction
+/// pair, and `select_nth_unstable` on it picks the head of the order without sorting the
+/// tail. A run of exact ties is the same key without its index (`key >> 32`); a head is
+/// always extended to the end of its last run, so rotating runs inside a head gives what
+/// rotating them in the full order gives.
+struct Order {
+    /// `keys[..ranked]` in final order (ties rotated); `keys[ranked..]` not ordered yet.
+    keys: Vec<u128>,
+    ranked: usize,
+    turn: u64,
+    second_price: bool,
+    reserve: Money,
+}
+
+impl Order {
+    fn new(vertical: &Vertical, bids: impl Iterator<Item = (Money, u32)>, turn: u64) -> Order {
+        let tree = vertical.model == Model::PingTree;
+        let keys = bids
+            .enumerate()
+            .filter(|&(_, (amount, tier))| {
+                amount >= if tree { vertical.tier_floor(tier) } else { vertical.reserve_price }
+            })
+            .map(|(i, (amount, tier))| {
+                let index = u128::from(i as u32);
+                let down = u128::from(descending(amount.to_cents()));
+                if tree {
+                    u128::from(tier) << 96 | down << 32 | index
+                } else {
+                    down << 64 | u128::from(tier) << 32 | index
                 }
-            }
-            offers
+            })
+            .collect();
+        Order {
+            keys,
+            ranked: 0,
+            turn,
+            second_price: !tree && vertical.price_rule == PriceRule::SecondPrice && vertical.max_winners == 1,
+            reserve: vertical.reserve_price,
         }
+    }
+
+    /// Orders at least `want` more bids (fewer only when fewer are left), up to the end of
+    /// a run of ties, and answers them in order as (bid index, price).
+    fn rank_next(&mut self, want: usize, amount_of: impl Fn(usize) -> Money) -> Vec<(usize, Money)> {
+        let start = self.ranked;
+        let rest = &mut self.keys[start..];
+        let len = head_of(rest, want);
+        rotate_runs(&mut rest[..len], self.turn);
+        self.ranked = start + len;
+        let index = |key: u128| (key as u32) as usize;
+        let head = &self.keys[start..self.ranked];
+        let mut ranked: Vec<(usize, Money)> = head.iter().map(|&k| (index(k), amount_of(index(k)))).collect();
+        if self.second_price {
+            // The next bid after the head: the best of the rest, whatever its place in its run.
+            let after = self.keys[self.ranked..].iter().min().map(|&k| amount_of(index(k)));
+            for i in 0..ranked.len() {
+                let next = ranked.get(i + 1).map(|&(_, amount)| amount).or(after);
+                ranked[i].1 = second_price_of(ranked[i].1, next, self.reserve);
+            }
+        }
+        ranked
+    }
+}
+
+/// `cents` mapped to a `u64` that orders the other way round (highest amount first).
+fn descending(cents: i64) -> u64 {
+    !((cents as u64) ^ (1 << 63))
+}
+
+/// Puts the `want` smallest keys, and the rest of the last one's run of ties, sorted at the
+/// front of `keys`; answers how many that is.
+fn head_of(keys: &mut [u128], want: usize) -> usize {
+    if want >= keys.len() {
+        keys.sort_unstable();
+        return keys.len();
+    }
+    if want == 0 {
+        return 0;
+    }
+    keys.select_nth_unstable(want - 1);
+    let run = keys[want - 1] >> 32;
+    let mut end = want;
+    for i in want..keys.len() {
+        if keys[i] >> 32 == run {
+            keys.swap(i, end);
+            end += 1;
+        }
+    }
+    keys[..end].sort_unstable();
+    end
+}
+
+/// Rotates each run of exact ties (same key but the index) left by `turn`, so over
+/// successive leads every tied campaign goes first in turn (DESIGN §2: never always the
+/// same campaign).
+fn rotate_runs(keys: &mut [u128], turn: u64) {
+    let mut start = 0;
+    while start < keys.len() {
+        let run = keys[start] >> 32;
+        let mut end = start + 1;
+        while end < keys.len() && keys[end] >> 32 == run {
+            end += 1;
+        }
+        let len = end - start;
+        if len > 1 {
+            keys[start..end].rotate_left((turn % len as u64) as usize);
+        }
+        start = end;
     }
 }
 
@@ -104,24 +291,6 @@ fn round_robin(vertical: &Vertical, bids: Vec<Bid>, order: &[usize]) -> Vec<Offe
         .filter(|bid| bid.amount >= vertical.reserve_price)
         .map(|bid| Offer { price: bid.amount, bid })
         .collect()
-}
-
-/// Rotates each run of exact ties (same amount, same tier) left by `turn`, so over
-/// successive leads every tied campaign goes first in turn (DESIGN §2: never always the
-/// same campaign).
-fn rotate_ties(bids: &mut [Bid], turn: u64) {
-    let mut start = 0;
-    while start < bids.len() {
-        let mut end = start + 1;
-        while end < bids.len() && bids[end].amount == bids[start].amount && bids[end].tier() == bids[start].tier() {
-            end += 1;
-        }
-        let len = end - start;
-        if len > 1 {
-            bids[start..end].rotate_left((turn % len as u64) as usize);
-        }
-        start = end;
-    }
 }
 
 #[cfg(test)]
@@ -229,6 +398,73 @@ mod tests {
         })
     }
 
+    /// The auction as it was before `Order`: a stable sort of every bid, then the tie
+    /// rotation. The property tests hold `order_offers` and `Ranking` to it.
+    fn order_offers_by_sort(vertical: &Vertical, bids: Vec<Bid>, tie_turn: u64) -> Vec<Offer> {
+        use std::cmp::Reverse;
+        fn rotate_ties(bids: &mut [Bid], turn: u64) {
+            let mut start = 0;
+            while start < bids.len() {
+                let mut end = start + 1;
+                while end < bids.len()
+                    && bids[end].amount == bids[start].amount
+                    && bids[end].tier() == bids[start].tier()
+                {
+                    end += 1;
+                }
+                let len = end - start;
+                if len > 1 {
+                    bids[start..end].rotate_left((turn % len as u64) as usize);
+                }
+                start = end;
+            }
+        }
+        match vertical.model {
+            Model::RoundRobin => unreachable!("not ordered by price"),
+            Model::PingTree => {
+                let mut bids: Vec<Bid> =
+                    bids.into_iter().filter(|b| b.amount >= vertical.tier_floor(b.tier())).collect();
+                bids.sort_by_cached_key(|b| (b.tier(), Reverse(b.amount.to_cents())));
+                rotate_ties(&mut bids, tie_turn);
+                bids.into_iter().map(|bid| Offer { price: bid.amount, bid }).collect()
+            }
+            Model::PingPost | Model::Bidding => {
+                let mut bids: Vec<Bid> = bids.into_iter().filter(|b| b.amount >= vertical.reserve_price).collect();
+                bids.sort_by_cached_key(|b| (Reverse(b.amount.to_cents()), b.tier()));
+                rotate_ties(&mut bids, tie_turn);
+                let mut offers: Vec<Offer> = bids.into_iter().map(|bid| Offer { price: bid.amount, bid }).collect();
+                if vertical.price_rule == PriceRule::SecondPrice && vertical.max_winners == 1 {
+                    for i in 0..offers.len() {
+                        let next = offers.get(i + 1).map(|o| o.bid.amount);
+                        offers[i].price = second_price_of(offers[i].bid.amount, next, vertical.reserve_price);
+                    }
+                }
+                offers
+            }
+        }
+    }
+
+    /// Bids with few distinct amounts and tiers, so runs of exact ties are common.
+    fn tied_bids() -> impl Strategy<Value = Vec<Bid>> {
+        proptest::collection::vec((0i64..12, 1u32..4), 0..200).prop_map(|raw| {
+            raw.into_iter()
+                .enumerate()
+                .map(|(i, (step, tier))| Bid {
+                    campaign: CompiledCampaign::stub(&format!("c{i}"), tier),
+                    amount: Money::cents(1_000 + step * 250),
+                })
+                .collect()
+        })
+    }
+
+    fn model_of(pick: u8) -> Model {
+        match pick % 3 {
+            0 => Model::PingPost,
+            1 => Model::Bidding,
+            _ => Model::PingTree,
+        }
+    }
+
     proptest! {
         #[test]
         fn auctions_offer_only_real_bids_in_order_and_never_charge_above_a_bid(
@@ -262,6 +498,29 @@ mod tests {
                     || (pair[0].bid.tier() == pair[1].bid.tier() && pair[0].bid.amount >= pair[1].bid.amount));
             }
             prop_assert!(offers.iter().all(|o| o.price == o.bid.amount && o.price >= v.tier_floor(o.bid.tier())));
+        }
+
+        #[test]
+        fn partial_selection_is_the_head_of_a_full_sort(
+            bids in prop_oneof![bids(), tied_bids()], reserve in 0i64..3_000, second in any::<bool>(),
+            turn in any::<u64>(), pick in any::<u8>(), want in 1usize..60, steps in 0usize..4, winners in 1u32..3,
+        ) {
+            let rule = if second { PriceRule::SecondPrice } else { PriceRule::FirstPrice };
+            let v = vertical(model_of(pick), rule, &Money::cents(reserve).to_string(), winners);
+            let expected = order_offers_by_sort(&v, bids.clone(), turn);
+            prop_assert_eq!(&order_offers(&v, bids.clone(), None, turn), &expected);
+            let refs: Vec<BidRef<'_>> = bids.iter().map(|b| BidRef { campaign: &b.campaign, amount: b.amount }).collect();
+            let mut ranking = Ranking::new(&v, refs.clone(), None, turn, want);
+            prop_assert!(ranking.offers().len() >= want.min(expected.len()));
+            prop_assert_eq!(ranking.offers(), &expected[..ranking.offers().len()]);
+            for _ in 0..steps {
+                let before = ranking.offers().len();
+                let more = ranking.more();
+                prop_assert_eq!(more, before < expected.len());
+                prop_assert_eq!(ranking.offers(), &expected[..ranking.offers().len()]);
+            }
+            prop_assert_eq!(ranking.has_more(), ranking.offers().len() < expected.len());
+            prop_assert_eq!(Ranking::new(&v, refs, None, turn, want).into_offers(), expected);
         }
     }
 }

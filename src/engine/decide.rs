@@ -18,7 +18,7 @@ use super::outbox::Payload;
 use super::ports::buyers::{BidAnswer, PingCall, PostAnswer};
 use super::ports::outbox::{Message, MessageKind, Recipient, Requires};
 use super::ports::{BudgetError, HoldHandle};
-use crate::domain::auction::{order_offers, Bid, Offer};
+use crate::domain::auction::{BidRef, Offer, Ranking, FALLBACKS};
 use crate::domain::budget::lease::LeaseCharge;
 use crate::domain::budget::{HoldRefusal, HoldRequest, HoldScope};
 use crate::domain::dedup;
@@ -95,20 +95,25 @@ pub(super) struct Lot<'a> {
 
 impl Auction {
     /// Runs every candidate through eligibility, collects standing bids and live bids (until
-    /// `bid_deadline`), and orders them into offers for the vertical's model.
-    pub(super) async fn gather_offers(
+    /// `bid_deadline`), and ranks them for the vertical's model: the first
+    /// `max_winners + FALLBACKS` offers in order, the rest when a decision walks past them.
+    /// `market` is `d.market`, borrowed for the bids.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn gather_offers<'m>(
         &self,
         d: &mut Decision,
+        market: &'m Market,
         subject: &Subject<'_>,
         ping: (&str, &ValidPing),
         bid_deadline: Instant,
         now: DateTime<Utc>,
         misses: &mut Misses,
-    ) -> Vec<Offer> {
-        let mut bids = Vec::new();
-        let mut live: Vec<Arc<CompiledCampaign>> = Vec::new();
-        let verdicts = eligibility::evaluate(&d.market, subject, d.vertical.model, now);
-        d.trace.outside_area = d.market.campaign_count(&d.vertical.name).saturating_sub(verdicts.len());
+    ) -> Ranking<'m> {
+        let mut bids: Vec<BidRef<'m>> = Vec::new();
+        let mut live: Vec<&'m Arc<CompiledCampaign>> = Vec::new();
+        let verdicts = eligibility::evaluate(market, subject, d.vertical.model, now);
+        d.trace.outside_area = market.campaign_count(&d.vertical.name).saturating_sub(verdicts.len());
+        d.trace.entries.reserve(verdicts.len());
         for verdict in verdicts {
             match verdict {
                 Verdict::Filtered(campaign, filtered) => {
@@ -120,9 +125,9 @@ impl Auction {
                 }
                 Verdict::Standing(campaign, price) => {
                     d.trace.push(&campaign.id, &campaign.buyer_id, Outcome::Bid).amount(price);
-                    bids.push(campaign.bid(price));
+                    bids.push(BidRef { campaign, amount: price });
                 }
-                Verdict::Live(campaign) => live.push(Arc::clone(campaign)),
+                Verdict::Live(campaign) => live.push(campaign),
             }
         }
         misses.eligible = bids.len() + live.len();
@@ -136,16 +141,17 @@ impl Auction {
             let order = rotation.lock().next_order(&eligible);
             order
         });
-        order_offers(&d.vertical, bids, rr_order.as_deref(), self.next_tie_turn())
+        let want = d.vertical.max_winners as usize + FALLBACKS;
+        Ranking::new(&d.vertical, bids, rr_order.as_deref(), self.next_tie_turn(), want)
     }
 
-    async fn ping_buyers(
+    async fn ping_buyers<'m>(
         &self,
         d: &mut Decision,
-        live: &[Arc<CompiledCampaign>],
+        live: &[&'m Arc<CompiledCampaign>],
         ping: (&str, &ValidPing),
         bid_deadline: Instant,
-    ) -> Vec<Bid> {
+    ) -> Vec<BidRef<'m>> {
         let (ping_id, valid) = ping;
         let tmax_ms = bid_deadline.saturating_duration_since(Instant::now()).as_millis() as u64;
         let body = Bytes::from(
@@ -169,7 +175,7 @@ impl Auction {
         };
         let outcomes = self.ping_all(live, &facts, body, bid_deadline).await;
         let mut bids = Vec::new();
-        for (campaign, (outcome, latency)) in live.iter().zip(outcomes) {
+        for (&campaign, (outcome, latency)) in live.iter().zip(outcomes) {
             let buyer_format::PingOutcome { answer, token, reason } = outcome;
             let label = match &answer {
                 BidAnswer::Bid(_) => "bid",
@@ -190,7 +196,7 @@ impl Auction {
                         .amount(amount)
                         .reason("below_min_price"),
                     _ => {
-                        bids.push(campaign.bid(amount));
+                        bids.push(BidRef { campaign, amount });
                         if let Some(token) = token {
                             d.ping_tokens.push((Arc::clone(&campaign.id), token));
                         }
@@ -220,7 +226,7 @@ impl Auction {
     /// them. The outcomes come back in the order of `live`.
     async fn ping_all(
         &self,
-        live: &[Arc<CompiledCampaign>],
+        live: &[&Arc<CompiledCampaign>],
         facts: &buyer_format::PingFacts<'_>,
         native: Bytes,
         bid_deadline: Instant,
@@ -267,7 +273,7 @@ impl Auction {
     pub(super) async fn hold_next(
         &self,
         d: &mut Decision,
-        offers: &[Offer],
+        offers: &mut impl OfferList,
         cursor: &mut usize,
         taken: &HashSet<Arc<str>>,
         now: DateTime<Utc>,
@@ -314,7 +320,7 @@ impl Auction {
     pub(super) async fn hold_winners(
         &self,
         d: &mut Decision,
-        offers: &[Offer],
+        offers: &mut impl OfferList,
         cursor: &mut usize,
         taken: &mut HashSet<Arc<str>>,
         wanted: usize,
@@ -355,7 +361,7 @@ impl Auction {
         &self,
         d: &mut Decision,
         lot: &Lot<'_>,
-        offers: &[Offer],
+        offers: &mut impl OfferList,
         mut batch: Vec<(usize, HoldHandle)>,
         mut cursor: usize,
         hold_expires_at: DateTime<Utc>,
@@ -365,8 +371,9 @@ impl Auction {
         let mut sales: Vec<Sale> = Vec::new();
         let mut taken: HashSet<Arc<str>> = batch.iter().map(|(_, hold)| Arc::clone(&hold.buyer_id)).collect();
         loop {
-            let attempts = self.claim_dedup(d, lot, offers, batch, misses).await?;
-            let deliveries = attempts.iter().map(|attempt| self.deliver(d, lot, &offers[attempt.index], attempt));
+            let attempts = self.claim_dedup(d, lot, offers.ordered(), batch, misses).await?;
+            let ordered = offers.ordered();
+            let deliveries = attempts.iter().map(|attempt| self.deliver(d, lot, &ordered[attempt.index], attempt));
             let answers: Result<Vec<_>, EngineError> =
                 futures::future::join_all(deliveries).await.into_iter().collect();
             let answers = match answers {
@@ -385,7 +392,8 @@ impl Auction {
                 let campaign = &attempt.campaign;
                 match answer {
                     PostAnswer::Accepted { buyer_reference } => {
-                        sales.push(self.settle(d, lot, &offers[attempt.index], attempt, buyer_reference).await?);
+                        let offer = &offers.ordered()[attempt.index];
+                        sales.push(self.settle(d, lot, offer, attempt, buyer_reference).await?);
                         // Journaled before the sale; due once the sale is journaled too.
                         self.deliveries.send_later(queued);
                     }
@@ -404,7 +412,7 @@ impl Auction {
                     }
                 }
             }
-            if sales.len() >= wanted || cursor >= offers.len() {
+            if sales.len() >= wanted || offers.get(cursor).is_none() {
                 break;
             }
             if Instant::now() + DELIVERY_WINDOW_MIN >= d.deadline {
@@ -704,6 +712,36 @@ impl Auction {
             pause *= 4;
         }
         self.core.budget.settle(hold).await.map(|settled| settled.lease)
+    }
+}
+
+/// The offers a decision walks in order: all of them (a ping's post), or a `Ranking` that
+/// orders more when the walk reaches the end of what it ordered.
+pub(super) trait OfferList {
+    /// The offer at `index`, ordering more first if needed; None past the last.
+    fn get(&mut self, index: usize) -> Option<&Offer>;
+    /// The offers ordered so far: every index `get` answered is in it.
+    fn ordered(&self) -> &[Offer];
+}
+
+impl OfferList for Vec<Offer> {
+    fn get(&mut self, index: usize) -> Option<&Offer> {
+        self.as_slice().get(index)
+    }
+
+    fn ordered(&self) -> &[Offer] {
+        self
+    }
+}
+
+impl OfferList for Ranking<'_> {
+    fn get(&mut self, index: usize) -> Option<&Offer> {
+        while index >= self.offers().len() && self.more() {}
+        self.offers().get(index)
+    }
+
+    fn ordered(&self) -> &[Offer] {
+        self.offers()
     }
 }
 

@@ -51,7 +51,11 @@ impl Auction {
         let subject = Subject::of_ping(supplier_id, &ping);
         let mut misses = Misses::default();
         let bid_deadline = deadline.checked_sub(ANSWER_MARGIN).unwrap_or(deadline);
-        let offers = self.gather_offers(&mut d, &subject, (&ping_id, &ping), bid_deadline, now, &mut misses).await;
+        // Every offer, in order: a ping's context keeps them all for its post.
+        let mut offers = self
+            .gather_offers(&mut d, &market, &subject, (&ping_id, &ping), bid_deadline, now, &mut misses)
+            .await
+            .into_offers();
 
         let expires_at = now + chrono::Duration::seconds(vertical.ping_ttl_s as i64);
         let hold_expires_at = expires_at + chrono::Duration::milliseconds(vertical.tmax_ms as i64) + HOLD_GRACE;
@@ -59,7 +63,7 @@ impl Auction {
         let mut cursor = 0;
         let wanted = vertical.max_winners as usize;
         let held = self
-            .hold_winners(&mut d, &offers, &mut cursor, &mut taken, wanted, now, hold_expires_at, HoldScope::Ping)
+            .hold_winners(&mut d, &mut offers, &mut cursor, &mut taken, wanted, now, hold_expires_at, HoldScope::Ping)
             .await?;
         let answer = if held.is_empty() {
             let reason = if misses.eligible == 0 { answers::NO_ELIGIBLE_BUYER } else { answers::NO_BIDS };

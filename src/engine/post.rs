@@ -95,7 +95,7 @@ impl Auction {
         let cursor = ctx.held.iter().map(|(i, _)| i + 1).max().unwrap_or(0);
         let hold_expires_at = now + chrono::Duration::milliseconds(ctx.vertical.tmax_ms as i64) + HOLD_GRACE;
         let mut misses = Misses { eligible: ctx.held.len(), ..Misses::default() };
-        let sold = self.sell(&mut d, &lot, &ctx.offers, ctx.held, cursor, hold_expires_at, &mut misses).await;
+        let sold = self.sell(&mut d, &lot, &mut ctx.offers, ctx.held, cursor, hold_expires_at, &mut misses).await;
         self.core.pings.finish_post(&ping_id).await;
         let answer = finish(&mut d, lead_id, sold?, &misses);
         // A post carries a whole lead: it counts as a lead too (`leads_total` is every
@@ -136,17 +136,20 @@ impl Auction {
         let anonymous = lead.anonymized();
         let subject = Subject::of_lead(supplier_id, &lead);
         let mut misses = Misses::default();
-        let offers = self.gather_offers(&mut d, &subject, (&ping_id, &anonymous), bid_deadline, now, &mut misses).await;
+        let market = Arc::clone(&d.market);
+        let mut offers =
+            self.gather_offers(&mut d, &market, &subject, (&ping_id, &anonymous), bid_deadline, now, &mut misses).await;
 
         let hold_expires_at = now + chrono::Duration::milliseconds(vertical.tmax_ms as i64) + HOLD_GRACE;
         let mut taken = HashSet::new();
         let mut cursor = 0;
         let wanted = vertical.max_winners as usize;
         let scope = HoldScope::Request;
-        let batch =
-            self.hold_winners(&mut d, &offers, &mut cursor, &mut taken, wanted, now, hold_expires_at, scope).await?;
+        let batch = self
+            .hold_winners(&mut d, &mut offers, &mut cursor, &mut taken, wanted, now, hold_expires_at, scope)
+            .await?;
         let lot = Lot { lead: &lead, lead_id: &lead_id, ping_id: &ping_id };
-        let sales = self.sell(&mut d, &lot, &offers, batch, cursor, hold_expires_at, &mut misses).await?;
+        let sales = self.sell(&mut d, &lot, &mut offers, batch, cursor, hold_expires_at, &mut misses).await?;
         let answer = finish(&mut d, lead_id, sales, &misses);
         count(telemetry::LEADS_TOTAL, &vertical, answer.status);
         self.record_outcome(supplier_id, &lead, &vertical.name, now, &answer);
