@@ -1,8 +1,15 @@
 //! Decision benchmarks (BENCHMARKS.md):
 //! - `decision/{100,1000,10000}`: eligibility (index + every check) and the auction for one
 //!   Munich lead against N fixed-price campaigns spread over Germany;
+//! - `decision/per_campaign_10000`: the decision as it was before issue 17 (the index,
+//!   `check` on each candidate's configuration, an owned `Bid` per bid, every bid ordered);
 //! - `decision/full_scan_10000`: the same decision checking all 10,000 campaigns without
 //!   the index: the baseline the index is measured against;
+//! - `eligibility/candidates_10000`, `eligibility/evaluate_10000`: the index lookup alone,
+//!   then the lookup and every check (the verdicts), for the same lead at 10,000 campaigns;
+//! - `auction/select_323`: the 323 standing bids of that lead ranked as a decision ranks
+//!   them (the first `max_winners + FALLBACKS` by partial selection), beside
+//!   `auction/order_all_323`: every bid made an owned `Bid` and ordered (`order_offers`);
 //! - `lead_json/parse_validate`: a lead body from bytes to a `ValidLead`;
 //! - `engine/direct_10000`: a whole direct post in-process (validation, decision, hold,
 //!   settle, sale journaled with fsync) with pull delivery, so no network is measured.
@@ -13,7 +20,7 @@ use chrono::{TimeZone, Utc};
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 use leadrouter::buyers::BuyerClient;
 use leadrouter::clock::ManualClock;
-use leadrouter::domain::auction::order_offers;
+use leadrouter::domain::auction::{order_offers, BidRef, Ranking, FALLBACKS};
 use leadrouter::domain::eligibility::{check, evaluate, Subject, Verdict};
 use leadrouter::domain::geo::PostalTable;
 use leadrouter::domain::lead::{validate_lead, LeadInput};
@@ -105,20 +112,36 @@ fn decision(c: &mut Criterion) {
         let standing = verdicts.iter().filter(|v| matches!(v, Verdict::Standing(..))).count();
         eprintln!("decision/{size}: {} candidates of {size} campaigns, {standing} eligible bids", verdicts.len());
         let mut turn = 0u64;
+        let want = vertical.max_winners as usize + FALLBACKS;
         group.bench_with_input(BenchmarkId::from_parameter(size), &size, |b, _| {
             b.iter(|| {
                 turn += 1;
                 let bids = evaluate(&market, &subject, vertical.model, now)
                     .into_iter()
                     .filter_map(|v| match v {
-                        Verdict::Standing(campaign, price) => Some(campaign.bid(price)),
+                        Verdict::Standing(campaign, amount) => Some(BidRef { campaign, amount }),
                         _ => None,
                     })
                     .collect();
-                black_box(order_offers(&vertical, bids, None, turn))
+                black_box(Ranking::new(&vertical, bids, None, turn, want))
             })
         });
         if size == 10_000 {
+            // Baseline in the same run, the decision as it was before issue 17: the index,
+            // then `check` on each candidate's configuration, an owned `Bid` per standing
+            // bid, and every bid ordered.
+            group.bench_function("per_campaign_10000", |b| {
+                b.iter(|| {
+                    turn += 1;
+                    let bids = market
+                        .candidates(&subject)
+                        .into_iter()
+                        .filter(|c| check(c, &subject, now).is_ok())
+                        .filter_map(|c| c.campaign.fixed_price().map(|price| c.bid(price)))
+                        .collect();
+                    black_box(order_offers(&vertical, bids, None, turn))
+                })
+            });
             // Baseline in the same run: the same decision scanning every campaign (no index).
             group.bench_function("full_scan_10000", |b| {
                 b.iter(|| {
@@ -133,6 +156,48 @@ fn decision(c: &mut Criterion) {
             });
         }
     }
+    group.finish();
+}
+
+/// The parts of `decision/10000` on their own: the index lookup, the checks, the auction.
+fn decision_parts(c: &mut Criterion) {
+    let now = Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap();
+    let table = PostalTable::bundled();
+    let input: LeadInput = serde_json::from_str(&lead_json(1)).unwrap();
+    let market = market(10_000);
+    let vertical = Arc::clone(market.vertical("solar").unwrap());
+    let lead = validate_lead(input, &vertical, table).unwrap();
+    let subject = Subject::of_lead("s1", &lead);
+    let mut group = c.benchmark_group("eligibility");
+    group.bench_function("candidates_10000", |b| b.iter(|| black_box(market.candidates(black_box(&subject)))));
+    group.bench_function("evaluate_10000", |b| {
+        b.iter(|| black_box(evaluate(&market, black_box(&subject), vertical.model, now)))
+    });
+    group.finish();
+
+    let bids: Vec<BidRef<'_>> = evaluate(&market, &subject, vertical.model, now)
+        .into_iter()
+        .filter_map(|v| match v {
+            Verdict::Standing(campaign, amount) => Some(BidRef { campaign, amount }),
+            _ => None,
+        })
+        .collect();
+    let want = vertical.max_winners as usize + FALLBACKS;
+    let mut group = c.benchmark_group("auction");
+    let mut turn = 0u64;
+    group.bench_function(format!("select_{}", bids.len()), |b| {
+        b.iter(|| {
+            turn += 1;
+            black_box(Ranking::new(&vertical, bids.clone(), None, turn, want))
+        })
+    });
+    group.bench_function(format!("order_all_{}", bids.len()), |b| {
+        b.iter(|| {
+            turn += 1;
+            let owned = bids.iter().map(|b| b.campaign.bid(b.amount)).collect();
+            black_box(order_offers(&vertical, owned, None, turn))
+        })
+    });
     group.finish();
 }
 
@@ -188,5 +253,5 @@ fn engine_direct(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, decision, lead_json_parse, engine_direct);
+criterion_group!(benches, decision, decision_parts, lead_json_parse, engine_direct);
 criterion_main!(benches);
