@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use super::market::CompiledCampaign;
 use super::model::{Model, PriceRule, Vertical};
-use super::money::Money;
+use super::money::{Money, MONEY_SCALE};
 
 /// A campaign's standing or live bid for one lead.
 ///
@@ -180,19 +180,22 @@ struct Order {
 impl Order {
     fn new(vertical: &Vertical, bids: impl Iterator<Item = (Money, u32)>, turn: u64) -> Order {
         let tree = vertical.model == Model::PingTree;
+        let reserve = cents_of(vertical.reserve_price);
+        // Amounts are kept to cents, so comparing cents compares amounts.
         let keys = bids
             .enumerate()
-            .filter(|&(_, (amount, tier))| {
-                amount >= if tree { vertical.tier_floor(tier) } else { vertical.reserve_price }
-            })
-            .map(|(i, (amount, tier))| {
+            .filter_map(|(i, (amount, tier))| {
+                let cents = cents_of(amount);
+                if cents < if tree { cents_of(vertical.tier_floor(tier)) } else { reserve } {
+                    return None;
+                }
                 let index = u128::from(i as u32);
-                let down = u128::from(descending(amount.to_cents()));
-                if tree {
+                let down = u128::from(descending(cents));
+                Some(if tree {
                     u128::from(tier) << 96 | down << 32 | index
                 } else {
                     down << 64 | u128::from(tier) << 32 | index
-                }
+                })
             })
             .collect();
         Order {
@@ -225,6 +228,18 @@ impl Order {
         }
         ranked
     }
+}
+
+/// `money.to_cents()`, without the rescale when the amount is already kept to cents (as
+/// every parsed amount is): the rescale was a quarter of a decision's time (issue 17).
+fn cents_of(money: Money) -> i64 {
+    let amount = money.amount();
+    if amount.scale() == MONEY_SCALE {
+        if let Ok(cents) = i64::try_from(amount.mantissa()) {
+            return cents;
+        }
+    }
+    money.to_cents()
 }
 
 /// `cents` mapped to a `u64` that orders the other way round (highest amount first).
