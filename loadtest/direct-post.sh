@@ -16,11 +16,15 @@
 # buyer runs with `--reference` (every acceptance `{"accepted":true,"id":"mb-<n>"}`), so
 # native and templated buyers get the same answer bodies in that run.
 #
-# BASELINE, when set, is another leadrouter binary (an earlier commit's release build): it
-# runs beside this one on its own ports and data dir, on the native market, and each round
-# measures the echo, then BASELINE, then this build in each format, one after another, so a
-# change is compared with what it replaces in the same run. ROUNDS (1) repeats that
-# sequence. The load average is printed before each measured run, and a summary table of
+# `pull` in FORMATS is a market whose campaigns deliver by pull (sold on assignment and
+# journaled, no webhook): the sale without the outbound exchange.
+#
+# BASELINE (or BEFORE_BIN, the same), when set, is another leadrouter binary (an earlier
+# commit's release build): one runs beside each of this build's leadrouters, on the same
+# format's market, its own ports and data dir, and each round measures the echo, then per
+# format BASELINE and this build back to back (odd rounds BASELINE first, even rounds this
+# build first), so a change is compared with what it replaces in the same run. ROUNDS (1)
+# repeats that sequence. The load average is printed before each measured run, and a summary table of
 # every run closes the output. Beside each leadrouter run stands the CPU time (user +
 # system, /proc/<pid>/stat) that leadrouter process used per sale, warm-up included
 # (sales counted by its leadrouter_sales_total): unlike sales/s, it does not move with
@@ -40,7 +44,7 @@ CONCURRENCY="${CONCURRENCY:-32}"
 DURATION="${DURATION:-15s}"
 WARMUP="${WARMUP:-2s}"
 ROUNDS="${ROUNDS:-1}"
-BASELINE="${BASELINE:-}"
+BASELINE="${BASELINE:-${BEFORE_BIN:-}}"
 FORMATS="${FORMATS:-native}"
 
 BUYER_ADDR=127.0.0.1:19200
@@ -82,7 +86,7 @@ for format in "${FORMAT_LIST[@]}"; do
     else
         FORMAT_CONFIG[$format]="$WORK/leadrouter-$format.toml"
         write_direct_market "${FORMAT_CONFIG[$format]}" "loadtest/direct-post.sh (FORMATS: $format)" "$format"
-        TEMPLATED=1
+        [ "$format" = pull ] || TEMPLATED=1
     fi
 done
 
@@ -135,15 +139,32 @@ for format in "${FORMAT_LIST[@]}"; do
     PIDS+=($!)
     i=$((i + 1))
 done
+# BASELINE's leadrouters, one per format: the first on 18082 (ops 19091, gRPC 50152), the
+# next ones on 18090.., ops 19100.., gRPC 50160...
+BASELINE_CMDS=()
 if [ -n "$BASELINE" ]; then
     [ -x "$BASELINE" ] || { echo "BASELINE=$BASELINE is not an executable" >&2; exit 2; }
-    BASELINE_CMD=("$BASELINE" --config "$CONFIG" --listen "$BASELINE_ADDR" --ops-listen "$BASELINE_OPS_ADDR"
-        --grpc-listen 127.0.0.1:50152
-        --data-dir "$WORK/baseline-data" --admin-token loadtest-admin-token-0001)
-    "${BASELINE_CMD[@]}" >"$WORK/baseline.log" 2>&1 &
-    SERVER_PID[baseline]=$!
-    SERVER_OPS[baseline]="$BASELINE_OPS_ADDR"
-    PIDS+=($!)
+    i=0
+    for format in "${FORMAT_LIST[@]}"; do
+        if [ "$i" = 0 ]; then
+            addr="$BASELINE_ADDR"
+            ops="$BASELINE_OPS_ADDR"
+            grpc=127.0.0.1:50152
+        else
+            addr="127.0.0.1:$((18090 + i - 1))"
+            ops="127.0.0.1:$((19100 + i - 1))"
+            grpc="127.0.0.1:$((50160 + i - 1))"
+        fi
+        cmd=("$BASELINE" --config "${FORMAT_CONFIG[$format]}" --listen "$addr" --ops-listen "$ops"
+            --grpc-listen "$grpc" --data-dir "$WORK/baseline-data-$format" --admin-token loadtest-admin-token-0001)
+        BASELINE_CMDS+=("$(printf ' %q' "${cmd[@]}")")
+        "${cmd[@]}" >"$WORK/baseline-$format.log" 2>&1 &
+        SERVER_PID[baseline-$format]=$!
+        SERVER_ADDR[baseline-$format]="$addr"
+        SERVER_OPS[baseline-$format]="$ops"
+        PIDS+=($!)
+        i=$((i + 1))
+    done
 fi
 
 wait_for_port "$BUYER_ADDR"
@@ -152,7 +173,9 @@ for format in "${FORMAT_LIST[@]}"; do
 done
 wait_for_port "$ECHO_ADDR"
 if [ -n "$BASELINE" ]; then
-    wait_for_port "$BASELINE_ADDR" || { cat "$WORK/baseline.log" >&2; exit 1; }
+    for format in "${FORMAT_LIST[@]}"; do
+        wait_for_port "${SERVER_ADDR[baseline-$format]}" || { cat "$WORK/baseline-$format.log" >&2; exit 1; }
+    done
 fi
 
 echo
@@ -172,9 +195,14 @@ for format in "${FORMAT_LIST[@]}"; do
     show "${LR_RUN[@]}"
 done
 if [ -n "$BASELINE" ]; then
-    show "${BASELINE_CMD[@]}"
-    leadrouter_run "$BASELINE_ADDR" "$OUT/baseline-r<round>.json"
-    show "${LR_RUN[@]}"
+    i=0
+    for format in "${FORMAT_LIST[@]}"; do
+        echo "   # BASELINE leadrouter, buyers' format $format"
+        echo "  ${BASELINE_CMDS[$i]}"
+        leadrouter_run "${SERVER_ADDR[baseline-$format]}" "$OUT/baseline-$format-r<round>.json"
+        show "${LR_RUN[@]}"
+        i=$((i + 1))
+    done
 fi
 echo "   (config: $CONFIG, shown below)"
 head -n 40 "$CONFIG" | sed 's/^/   | /'
@@ -220,36 +248,44 @@ for round in $(seq 1 "$ROUNDS"); do
     load
     "${ECHO_RUN[@]}" --json "$OUT/echo-r$round.json" 2>/dev/null
     RUNS+=("$round echo $OUT/echo-r$round.json")
-    if [ -n "$BASELINE" ]; then
-        echo
-        echo "== round $round: BASELINE $BASELINE: direct posts, sync webhook delivery (native) to mock-buyer"
-        load
-        leadrouter_run "$BASELINE_ADDR" "$OUT/baseline-r$round.json"
-        measured_run baseline "$OUT/baseline-r$round.cpu"
-        RUNS+=("$round baseline $OUT/baseline-r$round.json")
-    fi
     for format in "${FORMAT_LIST[@]}"; do
-        echo
-        echo "== round $round: leadrouter: direct posts, sync webhook delivery to mock-buyer, buyers' format $format"
-        load
-        leadrouter_run "${SERVER_ADDR[$format]}" "$OUT/leadrouter-$format-r$round.json"
-        measured_run "$format" "$OUT/leadrouter-$format-r$round.cpu"
-        RUNS+=("$round $format $OUT/leadrouter-$format-r$round.json")
+        order=(this)
+        if [ -n "$BASELINE" ]; then
+            if [ $((round % 2)) = 1 ]; then order=(baseline this); else order=(this baseline); fi
+        fi
+        for which in "${order[@]}"; do
+            echo
+            if [ "$which" = baseline ]; then
+                echo "== round $round: BASELINE $BASELINE: direct posts, buyers' format $format"
+                name="baseline-$format"
+            else
+                echo "== round $round: leadrouter: direct posts, buyers' format $format"
+                name="$format"
+            fi
+            load
+            leadrouter_run "${SERVER_ADDR[$name]}" "$OUT/leadrouter-$name-r$round.json"
+            measured_run "$name" "$OUT/leadrouter-$name-r$round.cpu"
+            RUNS+=("$round $name $OUT/leadrouter-$name-r$round.json")
+        done
     done
 done
 
 echo
 echo "== summary (closed loop, concurrency $CONCURRENCY, $DURATION after $WARMUP warm-up)"
-printf '%-5s %-10s %10s %10s %8s %8s %9s %8s %5s %10s %12s\n' \
-    round target requests req/s p50_ms p99_ms p99.9_ms max_ms 5xx sold cpu_us/sale
+printf '%-5s %-16s %10s %10s %8s %8s %9s %8s %5s %10s %12s %7s\n' \
+    round target requests req/s p50_ms p99_ms p99.9_ms max_ms 5xx sold cpu_us/sale x_echo
+# x_echo: req/s over the same round's echo req/s.
+echo_rate=
 for run in "${RUNS[@]}"; do
     read -r round target file <<<"$run"
     cpu=-
     [ -f "${file%.json}.cpu" ] && cpu="$(cat "${file%.json}.cpu")"
+    [ "$target" = echo ] && echo_rate="$(jq -r '.phases[0].throughput_per_s' "$file")"
     jq -r --arg round "$round" --arg target "$target" --arg cpu "$cpu" \
         '.phases[0] as $p | [$round, $target, $p.requests, $p.throughput_per_s, $p.latency.p50_ms, $p.latency.p99_ms,
           $p.latency["p99.9_ms"], $p.latency.max_ms, $p.statuses["5xx"], $p.outcomes.sold, $cpu] | @tsv' "$file" |
-        awk -F'\t' '{ printf "%-5s %-10s %10s %10s %8s %8s %9s %8s %5s %10s %12s\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 }'
+        awk -F'\t' -v echo_rate="$echo_rate" '{ ratio = (echo_rate > 0) ? sprintf("%.3f", $4 / echo_rate) : "-"
+            printf "%-5s %-16s %10s %10s %8s %8s %9s %8s %5s %10s %12s %7s\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, ratio }'
 done
 
 echo

@@ -46,9 +46,9 @@ stop_all() {
 write_direct_market() {
     local i format="${3:-native}"
     case "$format" in
-        native | answer | json | form | xml | template) ;;
+        native | pull | answer | json | form | xml | template) ;;
         *)
-            echo "unknown buyer format '$format' (native, answer, json, form, xml, template)" >&2
+            echo "unknown buyer format '$format' (native, pull, answer, json, form, xml, template)" >&2
             return 2
             ;;
     esac
@@ -158,7 +158,8 @@ EOF
 }
 
 # The `delivery` of a direct-post campaign (TOML, under its `[[campaigns]]`) in buyer
-# format $1. `native`: a sync webhook to the mock buyer's /post, as before. The others add
+# format $1. `native`: a sync webhook to the mock buyer's /post, as before. `pull`: no
+# webhook, the lead waits for the buyer's fetch (sold on assignment, journaled). The others add
 # an `answer` (DESIGN §5.1) read by JSONPath: accepted when `$.accepted` is true, the
 # reference from `$.id`, the reason from `$.reason`. `answer` has nothing else, so the
 # native body goes out through the buyer-format exchange and the reply is read by those
@@ -171,6 +172,10 @@ EOF
 direct_delivery() {
     if [ "$1" = native ]; then
         echo "delivery = { mode = \"webhook\", url = \"http://$BUYER_ADDR/post\" }"
+        return
+    fi
+    if [ "$1" = pull ]; then
+        echo "delivery = { mode = \"pull\" }"
         return
     fi
     cat <<EOF

@@ -216,8 +216,16 @@ enum LogFormat {
 
 /// The allocator: mimalloc, not the system's. Measured on direct posts sold by a sync
 /// webhook, against glibc's malloc in the same run (BENCHMARKS.md, "Running for months").
+#[cfg(not(feature = "count-allocs"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The same allocator, counting its allocations for `/metrics` (feature `count-allocs`,
+/// for profiles only: see `telemetry::allocations`).
+#[cfg(feature = "count-allocs")]
+#[global_allocator]
+static ALLOCATOR: leadrouter::telemetry::allocations::Counting<mimalloc::MiMalloc> =
+    leadrouter::telemetry::allocations::Counting(mimalloc::MiMalloc);
 
 fn main() {
     // Errors are printed as one chain of causes, never with a backtrace: an operator reads

@@ -15,6 +15,8 @@ use crate::domain::money::{Currency, Money};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub mod activity;
+#[cfg(feature = "count-allocs")]
+pub mod allocations;
 
 pub const PINGS_TOTAL: &str = "leadrouter_pings_total";
 pub const POSTS_TOTAL: &str = "leadrouter_posts_total";
@@ -73,6 +75,11 @@ pub fn render() -> String {
         for (currency, total) in revenue.lock().iter() {
             page.push_str(&format!("{REVENUE_TOTAL}{{currency=\"{currency}\"}} {total}\n"));
         }
+    }
+    #[cfg(feature = "count-allocs")]
+    {
+        let name = allocations::ALLOCATIONS_TOTAL;
+        page.push_str(&format!("# TYPE {name} counter\n{name} {}\n", allocations::allocations()));
     }
     page
 }

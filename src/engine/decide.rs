@@ -14,6 +14,7 @@ use super::answers;
 use super::auction::Auction;
 use super::buyer_format;
 use super::core::publish_available;
+use super::native_body::PostBody;
 use super::outbox::Payload;
 use super::ports::buyers::{BidAnswer, PingCall, PostAnswer};
 use super::ports::outbox::{Message, MessageKind, Recipient, Requires};
@@ -366,9 +367,9 @@ impl Auction {
         mut cursor: usize,
         hold_expires_at: DateTime<Utc>,
         misses: &mut Misses,
-    ) -> Result<Vec<Sale>, EngineError> {
+    ) -> Result<Vec<Sold>, EngineError> {
         let wanted = d.vertical.max_winners as usize;
-        let mut sales: Vec<Sale> = Vec::new();
+        let mut sales: Vec<Sold> = Vec::new();
         let mut taken: HashSet<Arc<str>> = batch.iter().map(|(_, hold)| Arc::clone(&hold.buyer_id)).collect();
         loop {
             let attempts = self.claim_dedup(d, lot, offers.ordered(), batch, misses).await?;
@@ -499,21 +500,23 @@ impl Auction {
     ) -> Result<(PostAnswer, Option<Message>), EngineError> {
         let campaign = &attempt.campaign;
         let delivery = &campaign.campaign.delivery;
-        let body = json!({
-            "sale_id": attempt.sale_id,
-            "lead_id": lot.lead_id,
-            "ping_id": lot.ping_id,
-            "vertical": d.vertical.name,
-            "price": offer.price,
-            "currency": campaign.currency,
-            "lead": lot.lead,
-        });
+        let body = PostBody {
+            sale_id: &attempt.sale_id,
+            lead_id: lot.lead_id,
+            ping_id: lot.ping_id,
+            vertical: &d.vertical.name,
+            price: offer.price,
+            currency: campaign.currency,
+            lead: lot.lead,
+        };
         let url = match (delivery.mode, &delivery.url) {
             (DeliveryMode::Webhook, Some(url)) => url,
-            (DeliveryMode::Pull, _) => return Ok((self.queue_for_pull(campaign, &attempt.sale_id, body).await?, None)),
+            (DeliveryMode::Pull, _) => {
+                return Ok((self.queue_for_pull(campaign, &attempt.sale_id, body.to_value()).await?, None))
+            }
             (DeliveryMode::WebhookAsync, Some(url)) => {
                 let facts = self.sale_facts(d, lot, offer, attempt);
-                return self.queue_async(campaign, url, &facts, body).await;
+                return self.queue_async(campaign, url, &facts, &body).await;
             }
             (DeliveryMode::Webhook | DeliveryMode::WebhookAsync, None) => {
                 return Ok((PostAnswer::Error("no delivery url".into()), None))
@@ -536,7 +539,7 @@ impl Auction {
                     Err(reason) => (PostAnswer::Error(reason), Duration::ZERO),
                 }
             }
-            None => self.core.buyers.post(url, &campaign.webhook_secret, Bytes::from(body.to_string()), deadline).await,
+            None => self.core.buyers.post(url, &campaign.webhook_secret, body.to_bytes(), deadline).await,
         };
         let outcome = match &answer {
             PostAnswer::Accepted { .. } => "accepted",
@@ -580,13 +583,13 @@ impl Auction {
         campaign: &CompiledCampaign,
         url: &str,
         facts: &buyer_format::SaleFacts<'_>,
-        body: serde_json::Value,
+        body: &PostBody<'_>,
     ) -> Result<(PostAnswer, Option<Message>), EngineError> {
         let payload = match &campaign.post_integration {
-            None => Payload::native(url, body.to_string()),
+            None => Payload::native(url, body.to_text()),
             Some(integration) => {
                 let rendered =
-                    buyer_format::post_request(integration, campaign, facts, url, native_body(integration, &body))
+                    buyer_format::post_request(integration, campaign, facts, url, native_body(integration, body))
                         .and_then(|outbound| buyer_format::queued(campaign, outbound));
                 match rendered {
                     Ok(payload) => payload,
@@ -634,7 +637,7 @@ impl Auction {
         offer: &Offer,
         attempt: Attempt,
         buyer_reference: Option<String>,
-    ) -> Result<Sale, EngineError> {
+    ) -> Result<Sold, EngineError> {
         let campaign = &attempt.campaign;
         let now = self.core.clock.now();
         let lease = match self.settle_hold(&attempt.hold).await {
@@ -649,7 +652,7 @@ impl Auction {
         // A settle moves the price from held to charged: what is available does not change,
         // so the gauge the hold set stays right.
         let sale = Sale {
-            sale_id: attempt.sale_id,
+            sale_id: attempt.sale_id.clone(),
             lead_id: lot.lead_id.to_string(),
             ping_id: Some(lot.ping_id.to_string()),
             supplier_id: d.supplier.id.clone(),
@@ -670,33 +673,43 @@ impl Auction {
         };
         // The dedup keys are marked sold while the sale is journaled: on a shared store
         // that is two round trips at once instead of one after the other.
+        // The sale goes to the journal by value and comes back with its sequence: it is not
+        // copied on the way (issue 17).
         let (committed, appended) = tokio::join!(
             self.core.dedup.commit(&campaign.buyer_id, &attempt.dedup_keys, now),
-            self.core.journal.append(Event::SaleSettled(sale.clone()), now)
+            self.core.journal.append(Event::SaleSettled(sale), now)
         );
         if let Err(error) = committed {
             // The buyer accepted the lead: the sale stands; its keys stay claimed (pending)
             // until they expire, which still blocks a copy of the lead meanwhile.
-            tracing::error!(%error, sale_id = %sale.sale_id, "dedup keys of a sale not marked sold");
+            tracing::error!(%error, sale_id = %attempt.sale_id, "dedup keys of a sale not marked sold");
         }
-        match appended {
+        let sale = match appended {
             // Sequences start at 1: a sale the ledger acknowledged has its place in it.
-            Ok(recorded) => debug_assert!(recorded.sequence > 0, "a settled sale without a ledger sequence"),
+            Ok(recorded) => {
+                debug_assert!(recorded.sequence > 0, "a settled sale without a ledger sequence");
+                match recorded.event {
+                    Event::SaleSettled(sale) => sale,
+                    other => unreachable!("the ledger answered a sale with {other:?}"),
+                }
+            }
             Err(error) => {
                 // The buyer has the lead but we could not record the sale: never answer
                 // `sold` for what is not on disk. An operator must reconcile this one by hand.
-                tracing::error!(%error, sale_id = %sale.sale_id, buyer = %sale.buyer_id, "sale accepted by the buyer but not journaled");
+                tracing::error!(%error, sale_id = %attempt.sale_id, buyer = %campaign.buyer_id, "sale accepted by the buyer but not journaled");
                 return Err(error.into());
             }
-        }
+        };
         d.trace
             .push(&campaign.id, &campaign.buyer_id, Outcome::Sold)
             .amount(offer.price)
             .buyer_reference(sale.buyer_reference.as_deref());
         metrics::counter!(telemetry::SALES_TOTAL, "vertical" => d.vertical.name.clone()).increment(1);
         telemetry::record_revenue(sale.currency, sale.price);
-        self.core.sales.record(sale.clone());
-        Ok(sale)
+        let sold = Sold { payout: sale.payout, currency: sale.currency };
+        // The recent sales keep the sale itself: the answer needs only its payout.
+        self.core.sales.record(sale);
+        Ok(sold)
     }
 
     /// Settles a hold, retrying a store that does not answer for a moment: the buyer has
@@ -745,6 +758,14 @@ impl OfferList for Ranking<'_> {
     }
 }
 
+/// What the answer to a lead needs of each sale made (the sale itself goes to the journal
+/// and the recent sales).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Sold {
+    pub payout: Money,
+    pub currency: crate::domain::money::Currency,
+}
+
 /// One delivery about to happen: the held offer, its claimed dedup keys, its sale id.
 pub(super) struct Attempt {
     index: usize,
@@ -756,9 +777,9 @@ pub(super) struct Attempt {
 
 /// §5's post body, serialized only when the campaign's calls send it (a template renders
 /// its own).
-fn native_body(integration: &Integration, body: &serde_json::Value) -> Bytes {
+fn native_body(integration: &Integration, body: &PostBody<'_>) -> Bytes {
     if integration.sends_native_body() {
-        Bytes::from(body.to_string())
+        body.to_bytes()
     } else {
         Bytes::new()
     }

@@ -20,6 +20,7 @@ mod core;
 mod decide;
 pub mod history;
 pub mod memory;
+pub mod native_body;
 mod operators;
 mod outbox;
 mod ping;

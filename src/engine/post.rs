@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use super::answers;
 use super::auction::Auction;
-use super::decide::{Decision, Lot, Misses, HOLD_GRACE};
+use super::decide::{Decision, Lot, Misses, Sold, HOLD_GRACE};
 use super::memory::outcomes::LeadOutcome;
 use super::ping::vertical_of;
 use super::ports::pings::{PingContext, PingError};
@@ -19,7 +19,6 @@ use super::{count, EngineError, LeadAnswer};
 use crate::domain::budget::HoldScope;
 use crate::domain::eligibility::Subject;
 use crate::domain::lead::{validate_lead, LeadInput, ValidLead};
-use crate::domain::ledger::SaleSettled as Sale;
 use crate::domain::market::Market;
 use crate::domain::model::{FieldError, Supplier};
 use crate::domain::money::Money;
@@ -244,7 +243,7 @@ impl Auction {
     }
 }
 
-fn finish(d: &mut Decision, lead_id: String, sales: Vec<Sale>, misses: &Misses) -> LeadAnswer {
+fn finish(d: &mut Decision, lead_id: String, sales: Vec<Sold>, misses: &Misses) -> LeadAnswer {
     let answer = match sales.first() {
         Some(first) => LeadAnswer {
             lead_id,

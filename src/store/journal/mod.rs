@@ -810,22 +810,29 @@ impl Writer {
         let mut sequence = self.last_sequence;
         let mut builder = BatchBuilder::new(&mut self.buffer);
         let mut encoded = Ok(());
-        for append in &batch {
-            let (result, event) = match &append.pending {
+        // The events move out of their appends (no copy): each goes back to its appender.
+        let mut answers = Vec::with_capacity(batch.len());
+        for append in batch {
+            let Append { pending, done } = append;
+            answers.push(done);
+            if encoded.is_err() {
+                continue;
+            }
+            let (result, event) = match pending {
                 Pending::Ledger { event, at } => {
                     sequence += 1;
-                    let event = LedgerEvent { sequence, at: *at, event: event.clone() };
+                    let event = LedgerEvent { sequence, at, event };
                     if let Event::SaleSettled(sale) = &event.event {
                         sales.push(sale_index::hash(&sale.sale_id));
                     }
                     (builder.push_ledger(&event), Some(event))
                 }
-                Pending::Internal(record) => (builder.push_internal(record), None),
+                Pending::Internal(record) => (builder.push_internal(&record), None),
                 Pending::Seal | Pending::Close => unreachable!("a seal or a close ends its batch"),
             };
             if let Err(error) = result {
                 encoded = Err(format!("encoding a record: {error}"));
-                break;
+                continue;
             }
             written.push(event);
         }
@@ -840,8 +847,8 @@ impl Writer {
         if let Err(error) = outcome {
             // Unready before anyone hears of the failure.
             self.shared.failure.send_replace(Some(error.clone()));
-            for append in batch {
-                let _ = append.done.send(Err(JournalError::Failed(error.clone())));
+            for done in answers {
+                let _ = done.send(Err(JournalError::Failed(error.clone())));
             }
             return Err(error);
         }
@@ -852,8 +859,8 @@ impl Writer {
         self.shared.active_sales.lock().extend(sales.into_iter().map(|hash| (hash, offset)));
         self.publish(&written, indexed);
         let location = Location { segment: self.segment.number, offset };
-        for (append, event) in batch.into_iter().zip(written) {
-            let _ = append.done.send(Ok(Written { event, location }));
+        for (done, event) in answers.into_iter().zip(written) {
+            let _ = done.send(Ok(Written { event, location }));
         }
         if self.length >= self.options.segment_bytes {
             self.roll().map_err(|e| format!("starting the next segment: {e}"))?;

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Where a direct post's time goes (issue 17; BENCHMARKS.md, "Hot path (issue 17)"): one
+# leadrouter (LEADROUTER, default the release build) on direct-post.sh's market (FORMAT:
+# native = sync webhook to `loadtest mock-buyer --latency-ms 0`, or pull), loaded closed
+# loop (CONCURRENCY 32) from WARMUP (3 s) on, and during SPAN (8 s) one of (WHAT): `perf`
+# (perf record -F $FREQ (499) -g, CALLGRAPH=dwarf for whole stacks, on the router, then the
+# top symbols of
+# `perf report --no-children`, and folded stacks when inferno is installed), `strace`
+# (strace -c -f: syscalls by name, divided by the requests made meanwhile), `allocs` (the
+# counter of a `--features count-allocs` build on /metrics, per direct post), `cpu` (the
+# router's CPU time per sale). MIX=ping measures pings instead (ping-fanout.sh's market is
+# not needed: the pings go to the same fixed-price market and are answered from its
+# standing bids). Results go to OUT_DIR (default /tmp/hot-profile).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+LEADROUTER="${LEADROUTER:-$TARGET_DIR/release/leadrouter}"
+LOADTEST="${LOADTEST:-$TARGET_DIR/release/loadtest}"
+WHAT="${WHAT:-perf}"
+FORMAT="${FORMAT:-native}"
+MIX="${MIX:-direct}"
+CONCURRENCY="${CONCURRENCY:-32}"
+WARMUP="${WARMUP:-3}"
+SPAN="${SPAN:-8}"
+OUT="${OUT_DIR:-/tmp/hot-profile}"
+BUYER_ADDR=127.0.0.1:19200
+ADDR=127.0.0.1:18080
+OPS=127.0.0.1:19090
+SUPPLIER_KEY=loadtest-supplier-key-0001
+BUYERS=10
+mkdir -p "$OUT"
+WORK="$(mktemp -d -t hot-profile.XXXXXX)"
+PIDS=()
+# shellcheck source=loadtest/lib.sh
+source "$ROOT/loadtest/lib.sh"
+trap 'stop_all; rm -rf "$WORK"' EXIT INT TERM
+
+write_direct_market "$WORK/market.toml" "loadtest/hot-profile.sh" "$FORMAT"
+"$LOADTEST" mock-buyer --listen "$BUYER_ADDR" --latency-ms 0 2>"$WORK/mock.log" &
+PIDS+=($!)
+"$LEADROUTER" --config "$WORK/market.toml" --listen "$ADDR" --ops-listen "$OPS" --data-dir "$WORK/data" \
+    --admin-token loadtest-admin-token-0001 >"$WORK/leadrouter.log" 2>&1 &
+ROUTER=$!
+PIDS+=($!)
+wait_for_port "$BUYER_ADDR"
+wait_for_port "$ADDR" || { cat "$WORK/leadrouter.log" >&2; exit 1; }
+
+counter() { # the sum of metric $1 on /metrics
+    curl -sf "http://$OPS/metrics" | awk -v name="$1" '$1 ~ "^"name"([{]|$)" { s += $NF } END { printf "%d\n", s }'
+}
+requests() {
+    if [ "$MIX" = ping ]; then counter leadrouter_pings_total; else counter leadrouter_leads_total; fi
+}
+run_args=(run --target "http://$ADDR" --key "$SUPPLIER_KEY" --vertical solar --zip 80331 --country DE
+    --mode closed --concurrency "$CONCURRENCY" --duration "$((SPAN + 30))s" --warmup "${WARMUP}s"
+    --json "$OUT/run-$WHAT.json")
+if [ "$MIX" = ping ]; then run_args+=(--mix ping); else run_args+=(--mix direct); fi
+echo "== $(date -u +%FT%TZ) load: $(cut -d' ' -f1-3 /proc/loadavg); $LEADROUTER, format $FORMAT, mix $MIX, $WHAT"
+"$LOADTEST" "${run_args[@]}" 2>/dev/null >"$OUT/run-$WHAT.txt" &
+CLIENT=$!
+sleep "$WARMUP"
+before="$(requests)"
+sales_before="$(counter leadrouter_sales_total)"
+allocs_before="$(counter leadrouter_allocations_total)"
+ticks_before="$(awk '{ print $14 + $15 }' "/proc/$ROUTER/stat")"
+case "$WHAT" in
+    perf)
+        perf record -F "${FREQ:-499}" --call-graph "${CALLGRAPH:-fp}" -p "$ROUTER" -o "$OUT/perf.data" -- sleep "$SPAN" 2>"$OUT/perf-record.log" ;;
+    strace)
+        timeout -s INT "$SPAN" strace -c -f -p "$ROUTER" -o "$OUT/strace.txt" || true ;;
+    *)
+        sleep "$SPAN" ;;
+esac
+after="$(requests)"
+sales="$(($(counter leadrouter_sales_total) - sales_before))"
+allocs="$(($(counter leadrouter_allocations_total) - allocs_before))"
+ticks="$(($(awk '{ print $14 + $15 }' "/proc/$ROUTER/stat") - ticks_before))"
+kill -INT "$CLIENT" 2>/dev/null || true; wait "$CLIENT" || true
+n=$((after - before))
+echo "requests in the span: $n ($MIX), sales: $sales, load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" -v n="$n" 'BEGIN { if (n > 0) printf "router CPU: %.1f µs per request\n", t * 1e6 / hz / n }'
+case "$WHAT" in
+    perf)
+        perf report -i "$OUT/perf.data" --no-children --sort symbol --percent-limit 0.7 --stdio 2>/dev/null \
+            | grep -E '^ +[0-9]' | head -n 40 | tee "$OUT/perf-top.txt"
+        if command -v inferno-collapse-perf >/dev/null; then
+            perf script -i "$OUT/perf.data" 2>/dev/null | inferno-collapse-perf >"$OUT/perf.folded"
+            inferno-flamegraph <"$OUT/perf.folded" >"$OUT/flame.svg"
+            echo "flame graph: $OUT/flame.svg"
+        fi ;;
+    strace)
+        echo "syscalls per request (strace -c -f over the span; strace itself slows the router):"
+        awk -v n="$n" '$1 ~ /^[0-9.]+$/ && NF >= 5 { calls = $4; name = $NF; if (calls ~ /^[0-9]+$/) printf "  %-16s %10d %8.2f\n", name, calls, calls / n }' "$OUT/strace.txt" | sort -k2 -n -r | head -n 16 ;;
+    allocs)
+        awk -v a="$allocs" -v n="$n" 'BEGIN { if (n > 0) printf "allocations: %d for %d requests: %.1f per request\n", a, n, a / n }' ;;
+esac
