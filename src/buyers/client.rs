@@ -1,6 +1,6 @@
 //! The pooled HTTP client for buyer pings and posts (DESIGN §5, invariant §8.4).
 //!
-//! Owns every outbound byte to a buyer: one keep-alive connection pool shared by all
+//! Owns every outbound byte to a buyer: the keep-alive connection pools shared by all
 //! auctions, the signature header, the deadline, the bounded read of the answer, and the
 //! per-endpoint circuit breaker. Parsing lives in `answer` (pure), signing in `signature`,
 //! the breaker state machine in `breaker`; this module only wires them around one client.
@@ -15,7 +15,8 @@
 //! it. Error texts are fixed short strings.
 //!
 //! Endpoints are `https://` (rustls, the roots of `tls::BuyerTrust`; h2 when the buyer
-//! offers it, else HTTP/1.1) or `http://`. A failed handshake answers a fixed reason
+//! offers it, else HTTP/1.1), through hyper's pooled client, or `http://`, through `h1`
+//! (HTTP/1.1 connections the calls drive themselves, kept alive in a pool of their own). A failed handshake answers a fixed reason
 //! (`tls: certificate not trusted`, ...) and counts against the endpoint like any failed
 //! connect; the TLS handshake runs under the same deadline as the rest of the call.
 
@@ -34,6 +35,7 @@ use std::sync::Arc;
 use tokio::time::Instant;
 
 use super::breaker::{BreakerConfig, Breakers};
+use super::h1::{Bodies, H1Pool};
 use super::signature::{self, SIGNATURE_HEADER};
 use super::tls::{self, BuyerTrust};
 use crate::engine::ports::buyers::{BuyerCalls, Outbound, Reply};
@@ -72,6 +74,8 @@ pub struct BuyerClient {
     pub(super) breakers: Arc<Breakers>,
     /// Bearer tokens of `auth.type = token` buyers, shared by clones (`exchange`).
     pub(super) tokens: Arc<super::exchange::Tokens>,
+    /// Plain `http://` connections, driven by the calls themselves (`h1`).
+    pub(super) plain: Arc<H1Pool>,
 }
 
 /// Why a call produced no HTTP answer we could read.
@@ -132,7 +136,7 @@ impl BuyerClient {
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .pool_max_idle_per_host(POOL_IDLE_PER_HOST_MAX)
             .build(connector(trust));
-        BuyerClient { http, breakers: Arc::new(Breakers::new(config)), tokens: Arc::default() }
+        BuyerClient { http, breakers: Arc::new(Breakers::new(config)), tokens: Arc::default(), plain: Arc::default() }
     }
 
     /// The endpoints' breakers (keyed by URL), for traces and metrics.
@@ -290,6 +294,10 @@ impl BuyerClient {
     /// non-2xx and 204 answers are not read: they mean nothing under the contract.
     async fn call_native(&self, uri: Uri, secret: &str, body: Bytes, answer_bytes_max: usize) -> Exchange {
         let request = signed_request(uri, secret, body).map_err(|_| Failure::Transport)?;
+        if request.uri().scheme() == Some(&http::uri::Scheme::HTTP) {
+            let read = self.plain.send(request, answer_bytes_max, Bodies::Success).await?;
+            return Ok((read.status, read.body));
+        }
         let response = self.http.request(request).await.map_err(failure_of)?;
         let status = response.status();
         if !status.is_success() || status == StatusCode::NO_CONTENT {
