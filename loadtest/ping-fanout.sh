@@ -26,13 +26,18 @@
 # RATE=1000), which ten distinct buyers would not cause.
 #
 # Prints the three reports and one summary line: leadrouter's p99 minus the buyers'
-# LATENCY_MS, against the 2 ms floor. Exits non-zero when leadrouter answered any 5xx or
+# LATENCY_MS, against FLOOR_MS. Exits non-zero when leadrouter answered any 5xx or
 # no ping got a bid. Everything it starts is stopped on exit.
 # Environment: RATE (500 arrivals/s), DURATION (15s), WARMUP (2s), LATENCY_MS (5),
-# MOCK_BUYERS (10 or 1, default 10), FLOOR_MS (2), CARGO_TARGET_DIR (target),
+# MOCK_BUYERS (10 or 1, default 10), FLOOR_MS (1: issue 17's bound; issue 6 asked 2),
+# CARGO_TARGET_DIR (target),
 # OUT_DIR (keep the JSON reports and SVG plots there; default: a temporary directory),
 # NO_BUILD=1 (use the release binaries as they are: repeated runs on a tree others commit
-# to then measure the same binaries).
+# to then measure the same binaries),
+# BEFORE_BIN (another leadrouter binary, e.g. one built from main before a change: it runs
+# beside this tree's on its own ports and data dir with the same market, and is measured
+# right before it with the same buyers, generator and baselines, so one run of the script
+# gives a same-run before/after; its summary line says "before").
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -43,7 +48,7 @@ DURATION="${DURATION:-15s}"
 WARMUP="${WARMUP:-2s}"
 LATENCY_MS="${LATENCY_MS:-5}"
 MOCK_BUYERS="${MOCK_BUYERS:-10}"
-FLOOR_MS="${FLOOR_MS:-2}"
+FLOOR_MS="${FLOOR_MS:-1}"
 
 # Ports apart from direct-post.sh's, so the two scripts can run on one machine.
 BUYER_PORT_FIRST=19300
@@ -51,6 +56,10 @@ LEADROUTER_ADDR=127.0.0.1:18180
 OPS_ADDR=127.0.0.1:19190
 GRPC_ADDR=127.0.0.1:50151
 ECHO_ADDR=127.0.0.1:18181
+BEFORE_ADDR=127.0.0.1:18182
+BEFORE_OPS_ADDR=127.0.0.1:19191
+BEFORE_GRPC_ADDR=127.0.0.1:50152
+BEFORE_BIN="${BEFORE_BIN:-}"
 SUPPLIER_KEY=loadtest-supplier-key-0001
 BUYERS=10
 
@@ -75,6 +84,9 @@ trap cleanup EXIT INT TERM
 command -v jq >/dev/null || { echo "needs jq (apt-get install jq) to read the JSON report" >&2; exit 2; }
 
 build_release
+if [ -n "$BEFORE_BIN" ]; then
+    [ -x "$BEFORE_BIN" ] || { echo "BEFORE_BIN=$BEFORE_BIN is not an executable" >&2; exit 2; }
+fi
 
 
 # Campaign i (1-based) pings mock buyer ((i-1) mod MOCK_BUYERS).
@@ -153,10 +165,24 @@ BUYER_RUN=("$LOADTEST" run --target "http://${BUYER_ADDRS[0]}" "${RUN_ARGS[@]}"
 LEADROUTER_RUN=("$LOADTEST" run --target "http://$LEADROUTER_ADDR" --key "$SUPPLIER_KEY"
     --vertical solar --zip 80331 --country DE "${RUN_ARGS[@]}"
     --json "$OUT/leadrouter.json" --plot "$OUT/leadrouter.svg")
+BEFORE_CMD=()
+BEFORE_RUN=()
+if [ -n "$BEFORE_BIN" ]; then
+    BEFORE_CMD=("$BEFORE_BIN" --config "$CONFIG" --listen "$BEFORE_ADDR" --ops-listen "$BEFORE_OPS_ADDR"
+        --grpc-listen "$BEFORE_GRPC_ADDR" --data-dir "$WORK/data-before" --admin-token loadtest-admin-token-0001)
+    BEFORE_RUN=("$LOADTEST" run --target "http://$BEFORE_ADDR" --key "$SUPPLIER_KEY"
+        --vertical solar --zip 80331 --country DE "${RUN_ARGS[@]}"
+        --json "$OUT/before.json" --plot "$OUT/before.svg")
+fi
 
 for addr in "${BUYER_ADDRS[@]}" "$LEADROUTER_ADDR" "$OPS_ADDR" "$GRPC_ADDR" "$ECHO_ADDR"; do
     port_free "$addr"
 done
+if [ -n "$BEFORE_BIN" ]; then
+    for addr in "$BEFORE_ADDR" "$BEFORE_OPS_ADDR" "$BEFORE_GRPC_ADDR"; do
+        port_free "$addr"
+    done
+fi
 for b in "${!BUYER_ADDRS[@]}"; do
     mock_cmd "$b"
     "${MOCK_CMD[@]}" 2>"$WORK/mock-buyer-$b.log" &
@@ -166,11 +192,18 @@ done
 PIDS+=($!)
 "${ECHO_CMD[@]}" 2>"$WORK/echo.log" &
 PIDS+=($!)
+if [ -n "$BEFORE_BIN" ]; then
+    "${BEFORE_CMD[@]}" >"$WORK/before.log" 2>&1 &
+    PIDS+=($!)
+fi
 for addr in "${BUYER_ADDRS[@]}"; do
     wait_for_port "$addr"
 done
 wait_for_port "$LEADROUTER_ADDR" || { cat "$WORK/leadrouter.log" >&2; exit 1; }
 wait_for_port "$ECHO_ADDR"
+if [ -n "$BEFORE_BIN" ]; then
+    wait_for_port "$BEFORE_ADDR" || { cat "$WORK/before.log" >&2; exit 1; }
+fi
 
 echo
 machine
@@ -180,9 +213,11 @@ for b in "${!BUYER_ADDRS[@]}"; do
     show "${MOCK_CMD[@]}"
 done
 show "${SERVER_CMD[@]}"
+[ -n "$BEFORE_BIN" ] && show "${BEFORE_CMD[@]}"
 show "${ECHO_CMD[@]}"
 show "${ECHO_RUN[@]}"
 show "${BUYER_RUN[@]}"
+[ -n "$BEFORE_BIN" ] && show "${BEFORE_RUN[@]}"
 show "${LEADROUTER_RUN[@]}"
 echo "   (config: $CONFIG, shown below)"
 head -n 42 "$CONFIG" | sed 's/^/   | /'
@@ -194,19 +229,29 @@ echo "== baseline 1, HTTP floor: loadtest echo"
 echo
 echo "== baseline 2, buyer floor: mock-buyer ${BUYER_ADDRS[0]} (${LATENCY_MS} ms; its 404s to /v1/ping come after the same sleep as its bids)"
 "${BUYER_RUN[@]}" 2>/dev/null
+# leadrouter's own view (warmup included, no generator lag): its decision-time histogram
+# (buckets 5, 10, 25 ms) and the outcomes of its calls to the buyers.
+router_metrics() {
+    local metrics
+    if metrics="$(curl -fsS --max-time 5 "http://$1/metrics")"; then
+        echo "leadrouter /metrics (warmup included):"
+        awk '/^leadrouter_decision_duration_seconds_(bucket\{.*le="0\.(005|01|025)"|count)/ { print "  " $0 }
+             /^leadrouter_buyer_requests_total/ { split($0, a, "outcome=\""); split(a[2], b, "\""); calls[b[1]] += $NF }
+             END { for (o in calls) printf "  buyer calls %s: %d\n", o, calls[o] }' <<<"$metrics"
+    else
+        echo "(could not read http://$1/metrics)"
+    fi
+}
+if [ -n "$BEFORE_BIN" ]; then
+    echo
+    echo "== before ($BEFORE_BIN): pings fanned out to $BUYERS dynamic buyers answering in ${LATENCY_MS} ms"
+    "${BEFORE_RUN[@]}" 2>/dev/null
+    router_metrics "$BEFORE_OPS_ADDR"
+fi
 echo
 echo "== leadrouter: pings fanned out to $BUYERS dynamic buyers answering in ${LATENCY_MS} ms"
 "${LEADROUTER_RUN[@]}" 2>/dev/null
-# leadrouter's own view (warmup included, no generator lag): its decision-time histogram
-# (buckets 5, 10, 25 ms) and the outcomes of its calls to the buyers.
-if METRICS="$(curl -fsS --max-time 5 "http://$OPS_ADDR/metrics")"; then
-    echo "leadrouter /metrics (warmup included):"
-    awk '/^leadrouter_decision_duration_seconds_(bucket\{.*le="0\.(005|01|025)"|count)/ { print "  " $0 }
-         /^leadrouter_buyer_requests_total/ { split($0, a, "outcome=\""); split(a[2], b, "\""); calls[b[1]] += $NF }
-         END { for (o in calls) printf "  buyer calls %s: %d\n", o, calls[o] }' <<<"$METRICS"
-else
-    echo "(could not read http://$OPS_ADDR/metrics)"
-fi
+router_metrics "$OPS_ADDR"
 
 # The verdict from the JSON reports: any 5xx, or no bid at all, is a failure.
 read -r FIVE_XX BIDS NO_BIDS LR_P99 < <(jq -r '.phases[0] | [.statuses["5xx"], .outcomes.bid, .outcomes.no_bid, .latency.p99_ms] | @tsv' "$OUT/leadrouter.json")
@@ -224,6 +269,16 @@ for b in "${!BUYER_ADDRS[@]}"; do
     tail -n 1 "$WORK/mock-buyer-$b.log"
 done
 
+if [ -n "$BEFORE_BIN" ]; then
+    read -r BEFORE_5XX BEFORE_BIDS BEFORE_P99 < <(jq -r '.phases[0] | [.statuses["5xx"], .outcomes.bid, .latency.p99_ms] | @tsv' "$OUT/before.json")
+    echo
+    awk -v lr="$BEFORE_P99" -v lat="$LATENCY_MS" -v floor="$FLOOR_MS" -v buyer="$BUYER_P99" -v rate="$RATE" 'BEGIN {
+        above = lr - lat
+        printf "SUMMARY before rate %s/s: leadrouter p99 %.3f ms - %s ms buyer latency = %.3f ms above (floor <= %s ms: %s); leadrouter p99 - buyer p99 = %.3f ms\n",
+            rate, lr, lat, above, floor, (above <= floor ? "met" : "MISSED"), lr - buyer
+    }'
+    [ "$BEFORE_5XX" != "0" ] && echo "(before answered $BEFORE_5XX 5xx; $BEFORE_BIDS pings bid)"
+fi
 echo
 awk -v lr="$LR_P99" -v lat="$LATENCY_MS" -v floor="$FLOOR_MS" -v buyer="$BUYER_P99" -v echo_p99="$ECHO_P99" -v rate="$RATE" 'BEGIN {
     above = lr - lat

@@ -1,6 +1,6 @@
 //! The pooled HTTP client for buyer pings and posts (DESIGN §5, invariant §8.4).
 //!
-//! Owns every outbound byte to a buyer: one keep-alive connection pool shared by all
+//! Owns every outbound byte to a buyer: the keep-alive connection pools shared by all
 //! auctions, the signature header, the deadline, the bounded read of the answer, and the
 //! per-endpoint circuit breaker. Parsing lives in `answer` (pure), signing in `signature`,
 //! the breaker state machine in `breaker`; this module only wires them around one client.
@@ -15,13 +15,15 @@
 //! it. Error texts are fixed short strings.
 //!
 //! Endpoints are `https://` (rustls, the roots of `tls::BuyerTrust`; h2 when the buyer
-//! offers it, else HTTP/1.1) or `http://`. A failed handshake answers a fixed reason
+//! offers it, else HTTP/1.1), through hyper's pooled client, or `http://`, through `h1`
+//! (HTTP/1.1 connections the calls drive themselves, kept alive in a pool of their own). A failed handshake answers a fixed reason
 //! (`tls: certificate not trusted`, ...) and counts against the endpoint like any failed
 //! connect; the TLS handshake runs under the same deadline as the rest of the call.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use futures::stream::{FuturesUnordered, StreamExt};
 use http::header::{HeaderValue, CONTENT_TYPE, USER_AGENT};
 use http::{Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
@@ -30,10 +32,10 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use std::sync::Arc;
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::breaker::{BreakerConfig, Breakers};
+use super::h1::{Bodies, H1Pool};
 use super::signature::{self, SIGNATURE_HEADER};
 use super::tls::{self, BuyerTrust};
 use crate::engine::ports::buyers::{BuyerCalls, Outbound, Reply};
@@ -72,6 +74,8 @@ pub struct BuyerClient {
     pub(super) breakers: Arc<Breakers>,
     /// Bearer tokens of `auth.type = token` buyers, shared by clones (`exchange`).
     pub(super) tokens: Arc<super::exchange::Tokens>,
+    /// Plain `http://` connections, driven by the calls themselves (`h1`).
+    pub(super) plain: Arc<H1Pool>,
 }
 
 /// Why a call produced no HTTP answer we could read.
@@ -132,7 +136,7 @@ impl BuyerClient {
             .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .pool_max_idle_per_host(POOL_IDLE_PER_HOST_MAX)
             .build(connector(trust));
-        BuyerClient { http, breakers: Arc::new(Breakers::new(config)), tokens: Arc::default() }
+        BuyerClient { http, breakers: Arc::new(Breakers::new(config)), tokens: Arc::default(), plain: Arc::default() }
     }
 
     /// The endpoints' breakers (keyed by URL), for traces and metrics.
@@ -144,17 +148,10 @@ impl BuyerClient {
     /// is the measured latency (zero when no call was made).
     pub async fn ping(&self, url: &str, secret: &str, body: Bytes, deadline: Instant) -> (BidAnswer, Duration) {
         let started = Instant::now();
-        let uri = match checked_uri(url) {
+        let uri = match self.admit(url, started, deadline) {
             Ok(uri) => uri,
-            Err(reason) => return (BidAnswer::Error(reason.to_string()), Duration::ZERO),
+            Err(answer) => return (answer, Duration::ZERO),
         };
-        if deadline <= started {
-            // Our lateness, not the buyer's: no call, and nothing held against the endpoint.
-            return (BidAnswer::Timeout, Duration::ZERO);
-        }
-        if !self.breakers.allow(url, started.into_std()) {
-            return (BidAnswer::CircuitOpen, Duration::ZERO);
-        }
         let call = self.call_native(uri, secret, body, PING_ANSWER_BYTES_MAX);
         let answer = match tokio::time::timeout_at(deadline, call).await {
             Err(_elapsed) => BidAnswer::Timeout,
@@ -210,31 +207,79 @@ impl BuyerClient {
         }
     }
 
-    /// Pings every call in parallel (one task each), all bounded by `deadline`; the answers
-    /// come back in the order of `calls`.
+    /// Pings every call in parallel, all bounded by `deadline`; the answers come back in
+    /// the order of `calls`.
+    ///
+    /// The calls run as one `FuturesUnordered` inside the caller's task under one deadline
+    /// timer: no task per buyer and no timer per buyer, so a buyer's answer wakes the
+    /// auction directly instead of through a spawned task and its join handle. A call still
+    /// out at `deadline` is dropped (its late answer is never read) and answers `Timeout`,
+    /// counted against its endpoint as `ping` would count it; dropping this future (the
+    /// auction cancelled) drops every call still out.
     pub async fn ping_all(&self, calls: Vec<PingCall>, deadline: Instant) -> Vec<(BidAnswer, Duration)> {
+        let started = Instant::now();
         let mut answers: Vec<Option<(BidAnswer, Duration)>> = vec![None; calls.len()];
-        let mut tasks = JoinSet::new();
+        let mut urls: Vec<String> = Vec::with_capacity(calls.len());
+        let mut out = FuturesUnordered::new();
         for (index, call) in calls.into_iter().enumerate() {
-            let client = self.clone();
-            tasks.spawn(async move {
-                let answer = client.ping(&call.url, &call.secret, call.body, deadline).await;
-                (index, answer)
-            });
+            let PingCall { url, secret, body } = call;
+            match self.admit(&url, started, deadline) {
+                Err(answer) => answers[index] = Some((answer, Duration::ZERO)),
+                Ok(uri) => {
+                    out.push(async move { (index, self.call_native(uri, &secret, body, PING_ANSWER_BYTES_MAX).await) })
+                }
+            }
+            urls.push(url);
         }
-        // Dropping `tasks` (if this future is cancelled) aborts the pings still out.
-        while let Some(joined) = tasks.join_next().await {
-            if let Ok((index, answer)) = joined {
-                answers[index] = Some(answer);
+        if !out.is_empty() {
+            let timer = tokio::time::sleep_until(deadline);
+            tokio::pin!(timer);
+            loop {
+                tokio::select! {
+                    // Answers first: one that is ready when the timer fires still counts,
+                    // as `timeout_at` polls its future before its timer.
+                    biased;
+                    next = out.next() => {
+                        let Some((index, exchange)) = next else { break };
+                        let answer = match exchange {
+                            Err(failure) => BidAnswer::Error(failure.reason().to_string()),
+                            Ok((status, body)) => BidAnswer::of_native(status.as_u16(), &body),
+                        };
+                        let finished = Instant::now();
+                        self.record(&urls[index], matches!(answer, BidAnswer::Bid(_) | BidAnswer::NoBid), finished);
+                        answers[index] = Some((answer, finished - started));
+                    }
+                    () = &mut timer => break,
+                }
             }
         }
+        drop(out);
+        let finished = Instant::now();
         answers
             .into_iter()
-            .map(|answer| {
-                // Only a panicked task leaves a hole; `ping` does not panic by design.
-                answer.unwrap_or((BidAnswer::Error("internal".to_string()), Duration::ZERO))
+            .zip(&urls)
+            .map(|(answer, url)| {
+                answer.unwrap_or_else(|| {
+                    // Still out at the deadline: dropped above, a timeout of the buyer's.
+                    self.record(url, false, finished);
+                    (BidAnswer::Timeout, finished - started)
+                })
             })
             .collect()
+    }
+
+    /// Whether a ping to `url` goes out: the answer it gets instead when it does not (a bad
+    /// URL, a deadline already passed, an open breaker), else its parsed URI.
+    fn admit(&self, url: &str, now: Instant, deadline: Instant) -> Result<Uri, BidAnswer> {
+        let uri = checked_uri(url).map_err(|reason| BidAnswer::Error(reason.to_string()))?;
+        if deadline <= now {
+            // Our lateness, not the buyer's: no call, and nothing held against the endpoint.
+            return Err(BidAnswer::Timeout);
+        }
+        if !self.breakers.allow(url, now.into_std()) {
+            return Err(BidAnswer::CircuitOpen);
+        }
+        Ok(uri)
     }
 
     pub(super) fn record(&self, url: &str, healthy: bool, now: Instant) {
@@ -249,6 +294,10 @@ impl BuyerClient {
     /// non-2xx and 204 answers are not read: they mean nothing under the contract.
     async fn call_native(&self, uri: Uri, secret: &str, body: Bytes, answer_bytes_max: usize) -> Exchange {
         let request = signed_request(uri, secret, body).map_err(|_| Failure::Transport)?;
+        if request.uri().scheme() == Some(&http::uri::Scheme::HTTP) {
+            let read = self.plain.send(request, answer_bytes_max, Bodies::Success).await?;
+            return Ok((read.status, read.body));
+        }
         let response = self.http.request(request).await.map_err(failure_of)?;
         let status = response.status();
         if !status.is_success() || status == StatusCode::NO_CONTENT {

@@ -17,6 +17,7 @@ use http_body_util::Full;
 use tokio::time::Instant;
 
 use super::client::{body_within, checked_uri, failure_of, BuyerClient, Failure, USER_AGENT_VALUE};
+use super::h1::Bodies;
 use super::signature::{self, SIGNATURE_HEADER};
 use crate::domain::integration::request::{Method as RequestMethod, TokenFetch};
 use crate::engine::ports::buyers::{Outbound, Reply};
@@ -157,6 +158,10 @@ impl BuyerClient {
 
     /// Sends `request` and reads the reply's body, whatever its status, within `max`.
     async fn read(&self, request: Request<Full<Bytes>>, max: usize) -> Result<Answer, Failure> {
+        if request.uri().scheme() == Some(&http::uri::Scheme::HTTP) {
+            let read = self.plain.send(request, max, Bodies::All).await?;
+            return Ok(Answer { status: read.status, headers: read.headers, body: read.body });
+        }
         let response = self.http.request(request).await.map_err(failure_of)?;
         let (parts, body) = response.into_parts();
         Ok(Answer { status: parts.status, headers: parts.headers, body: body_within(body, max).await? })

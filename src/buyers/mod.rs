@@ -11,6 +11,7 @@
 pub mod breaker;
 pub mod client;
 pub mod exchange;
+mod h1;
 pub mod signature;
 pub mod tls;
 

@@ -41,6 +41,11 @@ struct TestServer {
 
 impl TestServer {
     async fn start() -> TestServer {
+        TestServer::start_with(true).await
+    }
+
+    /// `keep_alive: false`: the server closes every connection after one answer.
+    async fn start_with(keep_alive: bool) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let requests = Arc::new(AtomicUsize::new(0));
@@ -58,7 +63,10 @@ impl TestServer {
                     respond(request)
                 });
                 tokio::spawn(async move {
-                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                    let _ = http1::Builder::new()
+                        .keep_alive(keep_alive)
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
                 });
             }
         });
@@ -113,6 +121,10 @@ async fn respond(request: Request<Incoming>) -> Result<Response<TestBody>, Infal
         "/hang" => {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             ok("{}")
+        }
+        "/slow" => {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            ok(r#"{"bid":"38.00"}"#)
         }
         "/accept" => ok(r#"{"accepted":true}"#),
         "/reject" => ok(r#"{"accepted":false,"reason":"duplicate\r\nlead"}"#),
@@ -300,4 +312,46 @@ async fn ping_all_runs_in_parallel_and_keeps_order() {
         ]
     );
     assert!(client.ping_all(Vec::new(), deadline).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_connection_the_buyer_closed_is_not_used_again() {
+    let server = TestServer::start_with(false).await;
+    let client = BuyerClient::new();
+    for _ in 0..3 {
+        assert!(matches!(ping(&client, &server.url("bid-string")).await, BidAnswer::Bid(_)));
+        // Let the buyer's close arrive before the next call takes the idle connection.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(server.requests(), 3);
+    assert_eq!(server.connections.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn unread_and_cut_bodies_do_not_spoil_the_next_call() {
+    let server = TestServer::start().await;
+    let client = BuyerClient::new();
+    for path in ["server-error", "huge", "garbage", "bid-string"] {
+        let expected_bid = path == "bid-string";
+        let answer = ping(&client, &server.url(path)).await;
+        assert_eq!(matches!(answer, BidAnswer::Bid(_)), expected_bid, "{path}: {answer:?}");
+        assert!(matches!(ping(&client, &server.url("bid-string")).await, BidAnswer::Bid(_)), "after {path}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_to_one_busy_host_do_not_wait_for_each_other() {
+    let server = TestServer::start().await;
+    let client = BuyerClient::new();
+    // Warm one connection, so the fan-out finds a pool that is too small for it.
+    assert!(matches!(ping(&client, &server.url("bid-string")).await, BidAnswer::Bid(_)));
+    let calls: Vec<PingCall> = (0..6)
+        .map(|_| PingCall { url: server.url("slow"), secret: SECRET.to_string(), body: Bytes::from_static(BODY) })
+        .collect();
+    let started = Instant::now();
+    let answers = client.ping_all(calls, started + Duration::from_millis(1_000)).await;
+    assert!(answers.iter().all(|(answer, _)| matches!(answer, BidAnswer::Bid(_))), "{answers:?}");
+    // Six 100 ms answers in parallel, not one after another on the warm connection.
+    assert!(started.elapsed() < Duration::from_millis(400), "{:?}", started.elapsed());
+    assert!(server.connections.load(Ordering::SeqCst) >= 6);
 }
