@@ -20,8 +20,10 @@ use super::caps::{window_start, Cap, Limit, Window};
 use super::model::{BillingMode, Buyer};
 use super::money::Money;
 
+mod holds;
 pub mod lease;
 
+use holds::Holds;
 use lease::{Lease, LeaseState};
 
 /// How a buyer pays, as far as holding money is concerned.
@@ -149,12 +151,14 @@ pub struct BuyerBook {
     /// Prepaid: money paid in minus money spent. Invoice: payments minus sales, so it goes
     /// negative as the buyer runs up what it owes.
     balance: Money,
-    holds: HashMap<String, Hold>,
+    holds: Holds,
     /// Settled usage per campaign and cap window; old windows are pruned.
     usage: HashMap<String, HashMap<WindowKey, Usage>>,
     /// What nodes took in advance (several nodes on Redis), by lease id: counted in full
     /// against the balance and caps until retired with what was sold from them.
     leases: BTreeMap<String, Lease>,
+    /// When `usage` is next pruned of old windows: at most hourly, as a hold needs no more.
+    next_prune: Option<DateTime<Utc>>,
 }
 
 impl BuyerBook {
@@ -167,7 +171,7 @@ impl BuyerBook {
     }
 
     pub fn held(&self) -> Money {
-        self.holds.values().map(|h| h.charge).sum()
+        self.holds.charge()
     }
 
     pub fn hold_count(&self) -> usize {
@@ -259,12 +263,9 @@ impl BuyerBook {
     /// Settled plus held plus leased usage of one campaign in one window.
     fn used(&self, campaign_id: &str, key: WindowKey) -> Usage {
         let mut used = self.usage.get(campaign_id).and_then(|w| w.get(&key)).copied().unwrap_or_default();
-        for hold in self.holds.values() {
-            if hold.campaign_id == campaign_id && hold.windows.contains(&key) {
-                used.count += 1;
-                used.spend += hold.spend;
-            }
-        }
+        let held = self.holds.usage(campaign_id, &key);
+        used.count += held.count;
+        used.spend += held.spend;
         for lease in self.leases.values() {
             for leased in lease.windows.iter().filter(|w| w.campaign_id == campaign_id && w.key == key) {
                 used.count = used.count.saturating_add(leased.count);
@@ -320,7 +321,11 @@ impl BuyerBook {
 
     /// Drops expired holds and cap windows that ended long ago.
     pub fn expire(&mut self, now: DateTime<Utc>) {
-        self.holds.retain(|_, hold| hold.expires_at > now);
+        self.holds.expire(now);
+        if self.next_prune.is_some_and(|next| now < next) {
+            return;
+        }
+        self.next_prune = Some(now + chrono::Duration::hours(1));
         // A month window is at most 31 days plus a DST hour; keep 40 days of history.
         let horizon = now - chrono::Duration::days(40);
         for windows in self.usage.values_mut() {

@@ -308,10 +308,7 @@ impl BuyerBook {
                     sold: self.usage.get(campaign_id).and_then(|w| w.get(&key)).copied().unwrap_or_default(),
                     reserved: Usage::default(),
                 };
-                for hold in self.holds.values().filter(|h| h.campaign_id == campaign_id && h.windows.contains(&key)) {
-                    standing.reserved.count += 1;
-                    standing.reserved.spend += hold.spend;
-                }
+                standing.reserved = self.holds.usage(campaign_id, &key);
                 for (id, lease) in &self.leases {
                     let windows = lease.windows.iter().enumerate();
                     for (index, leased) in windows.filter(|(_, w)| w.campaign_id == campaign_id && w.key == key) {
