@@ -129,6 +129,40 @@ mod tests {
         assert_eq!(normalize_e164("089 1234567", "XX"), Err(PhoneError::InvalidForCountry("XX".to_owned())));
     }
 
+    /// The patterns are matched outside the regex cache's lock (vendor/regex-cache): threads
+    /// normalizing at once, across countries, get what one thread alone gets.
+    #[test]
+    fn threads_at_once_normalize_as_one_alone() {
+        let inputs: Vec<(String, &str)> = (0..400u32)
+            .map(|n| match n % 4 {
+                0 => (format!("089 {:07}", 1_000_000 + n), "DE"),
+                1 => (format!("(415) 555-{:04}", n), "US"),
+                2 => (format!("020 7946 {:04}", n), "GB"),
+                _ => (format!("+49 151 {:08}", 20_000_000 + n), "FR"),
+            })
+            .collect();
+        let alone: Vec<_> = inputs.iter().map(|(raw, country)| normalize_e164(raw, country)).collect();
+        assert!(alone.iter().filter(|answer| answer.is_ok()).count() >= 300, "{alone:?}");
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..4)
+                .map(|offset| {
+                    let (inputs, alone) = (&inputs, &alone);
+                    scope.spawn(move || {
+                        for round in 0..3 {
+                            for i in (0..inputs.len()).map(|i| (i + offset * 97 + round * 13) % inputs.len()) {
+                                let (raw, country) = &inputs[i];
+                                assert_eq!(normalize_e164(raw, country), alone[i], "{raw} {country}");
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for worker in workers {
+                assert!(worker.join().is_ok(), "a thread panicked");
+            }
+        });
+    }
+
     proptest! {
         #[test]
         fn arbitrary_strings_never_panic(raw in ".{0,40}", country in "[A-Za-z]{0,3}") {
