@@ -11,7 +11,13 @@
 #      expected (reported as errors by the load tester, not a failure here): the figure is
 #      what "a buyer answering in LATENCY_MS" costs as seen over HTTP on this machine
 #      (the mock buyer times its delay from the request's arrival on a precise timer).
-#   3. leadrouter --mix ping: each ping pings the 10 campaigns' ping_url, waits for every
+#   3. Fan-out floor: `loadtest run --mix fanout` calls the ten buyers' /ping directly,
+#      one call to each at once per arrival (the body leadrouter sends, keep-alive
+#      connections, all from one task), and records the arrival when the last one answered.
+#      A fan-out waits for the slowest of ten, so this, not one buyer's latency, is the
+#      honest floor under "what leadrouter adds". With MOCK_BUYERS=1 it makes the ten calls
+#      to the one mock buyer, as leadrouter's ten campaigns then do.
+#   4. leadrouter --mix ping: each ping pings the 10 campaigns' ping_url, waits for every
 #      bid (or the deadline), holds the winner, answers.
 #
 # leadrouter runs a generated market: vertical `solar` (model ping_post, tmax 1000 ms,
@@ -25,8 +31,8 @@
 # connections per host (32), so it opens and closes connections all along (~500/s at
 # RATE=1000), which ten distinct buyers would not cause.
 #
-# Prints the three reports and one summary line: leadrouter's p99 minus the buyers'
-# LATENCY_MS, against FLOOR_MS. Exits non-zero when leadrouter answered any 5xx or
+# Prints the reports and the summary lines: leadrouter's p99 minus the buyers' LATENCY_MS,
+# against FLOOR_MS; the fan-out floor's own line; leadrouter's p99 minus the fan-out floor's. Exits non-zero when leadrouter answered any 5xx or
 # no ping got a bid. Everything it starts is stopped on exit.
 # Environment: RATE (500 arrivals/s), DURATION (15s), WARMUP (2s), LATENCY_MS (5),
 # MOCK_BUYERS (10 or 1, default 10), FLOOR_MS (1: issue 17's bound; issue 6 asked 2),
@@ -157,11 +163,20 @@ mock_cmd() {
 SERVER_CMD=("$LEADROUTER" --config "$CONFIG" --listen "$LEADROUTER_ADDR" --ops-listen "$OPS_ADDR"
     --grpc-listen "$GRPC_ADDR" --data-dir "$WORK/data" --admin-token loadtest-admin-token-0001)
 ECHO_CMD=("$LOADTEST" echo --listen "$ECHO_ADDR")
-RUN_ARGS=(--mix ping --mode open --rate "$RATE" --duration "$DURATION" --warmup "$WARMUP")
+LOAD_ARGS=(--mode open --rate "$RATE" --duration "$DURATION" --warmup "$WARMUP")
+RUN_ARGS=(--mix ping "${LOAD_ARGS[@]}")
 ECHO_RUN=("$LOADTEST" run --target "http://$ECHO_ADDR" "${RUN_ARGS[@]}"
     --json "$OUT/echo.json" --plot "$OUT/echo.svg")
 BUYER_RUN=("$LOADTEST" run --target "http://${BUYER_ADDRS[0]}" "${RUN_ARGS[@]}"
     --json "$OUT/mock-buyer.json" --plot "$OUT/mock-buyer.svg")
+# The fan-out floor calls the buyer of every campaign (ten targets; with MOCK_BUYERS=1 the
+# same one ten times, on ten connections per arrival as leadrouter's ten campaigns).
+FANOUT_TARGETS=()
+for i in $(seq -w 1 "$BUYERS"); do
+    FANOUT_TARGETS+=(--target "http://$(buyer_addr "$i")")
+done
+FANOUT_RUN=("$LOADTEST" run "${FANOUT_TARGETS[@]}" --mix fanout "${LOAD_ARGS[@]}"
+    --json "$OUT/fanout-floor.json" --plot "$OUT/fanout-floor.svg")
 LEADROUTER_RUN=("$LOADTEST" run --target "http://$LEADROUTER_ADDR" --key "$SUPPLIER_KEY"
     --vertical solar --zip 80331 --country DE "${RUN_ARGS[@]}"
     --json "$OUT/leadrouter.json" --plot "$OUT/leadrouter.svg")
@@ -217,6 +232,7 @@ show "${SERVER_CMD[@]}"
 show "${ECHO_CMD[@]}"
 show "${ECHO_RUN[@]}"
 show "${BUYER_RUN[@]}"
+show "${FANOUT_RUN[@]}"
 [ -n "$BEFORE_BIN" ] && show "${BEFORE_RUN[@]}"
 show "${LEADROUTER_RUN[@]}"
 echo "   (config: $CONFIG, shown below)"
@@ -229,6 +245,9 @@ echo "== baseline 1, HTTP floor: loadtest echo"
 echo
 echo "== baseline 2, buyer floor: mock-buyer ${BUYER_ADDRS[0]} (${LATENCY_MS} ms; its 404s to /v1/ping come after the same sleep as its bids)"
 "${BUYER_RUN[@]}" 2>/dev/null
+echo
+echo "== baseline 3, fan-out floor: ten ${LATENCY_MS} ms buyers called directly, waiting for all (one /ping to each at once per arrival)"
+"${FANOUT_RUN[@]}" 2>/dev/null
 # leadrouter's own view (warmup included, no generator lag): its decision-time histogram
 # (buckets 5, 10, 25 ms) and the outcomes of its calls to the buyers.
 router_metrics() {
@@ -257,6 +276,7 @@ router_metrics "$OPS_ADDR"
 read -r FIVE_XX BIDS NO_BIDS LR_P99 < <(jq -r '.phases[0] | [.statuses["5xx"], .outcomes.bid, .outcomes.no_bid, .latency.p99_ms] | @tsv' "$OUT/leadrouter.json")
 read -r BUYER_P99 < <(jq -r '.phases[0].latency.p99_ms' "$OUT/mock-buyer.json")
 read -r ECHO_P99 < <(jq -r '.phases[0].latency.p99_ms' "$OUT/echo.json")
+read -r FANOUT_P50 FANOUT_P99 FANOUT_ERRORS CALL_P99 < <(jq -r '[(.phases[] | select(.name == "fanout") | .latency.p50_ms, .latency.p99_ms, .errors), (.phases[] | select(.name == "call") | .latency.p99_ms)] | @tsv' "$OUT/fanout-floor.json")
 
 echo
 echo "== mock buyer(s)"
@@ -277,6 +297,9 @@ if [ -n "$BEFORE_BIN" ]; then
         printf "SUMMARY before rate %s/s: leadrouter p99 %.3f ms - %s ms buyer latency = %.3f ms above (floor <= %s ms: %s); leadrouter p99 - buyer p99 = %.3f ms\n",
             rate, lr, lat, above, floor, (above <= floor ? "met" : "MISSED"), lr - buyer
     }'
+    awk -v lr="$BEFORE_P99" -v fanout="$FANOUT_P99" -v rate="$RATE" 'BEGIN {
+        printf "SUMMARY before rate %s/s: leadrouter p99 - fan-out floor p99 = %.3f ms\n", rate, lr - fanout
+    }'
     [ "$BEFORE_5XX" != "0" ] && echo "(before answered $BEFORE_5XX 5xx; $BEFORE_BIDS pings bid)"
 fi
 echo
@@ -284,6 +307,14 @@ awk -v lr="$LR_P99" -v lat="$LATENCY_MS" -v floor="$FLOOR_MS" -v buyer="$BUYER_P
     above = lr - lat
     printf "SUMMARY rate %s/s: leadrouter p99 %.3f ms - %s ms buyer latency = %.3f ms above (floor <= %s ms: %s); buyer floor p99 %.3f ms (leadrouter p99 - buyer p99 = %.3f ms), echo p99 %.3f ms\n",
         rate, lr, lat, above, floor, (above <= floor ? "met" : "MISSED"), buyer, lr - buyer, echo_p99
+}'
+awk -v lr="$LR_P99" -v lat="$LATENCY_MS" -v fanout="$FANOUT_P99" -v rate="$RATE" 'BEGIN {
+    printf "SUMMARY rate %s/s: leadrouter p99 - fan-out floor p99 = %.3f ms (leadrouter p99 - %s ms = %.3f ms)\n",
+        rate, lr - fanout, lat, lr - lat
+}'
+awk -v p50="$FANOUT_P50" -v p99="$FANOUT_P99" -v call="$CALL_P99" -v errors="$FANOUT_ERRORS" -v lat="$LATENCY_MS" -v rate="$RATE" 'BEGIN {
+    printf "SUMMARY fan-out floor rate %s/s: ten %s ms buyers called directly, waiting for all: p50 %.3f ms, p99 %.3f ms (each call p99 %.3f ms), %s errors\n",
+        rate, lat, p50, p99, call, errors
 }'
 [ "$OUT" != "$WORK" ] && echo "(JSON reports and SVG plots in $OUT)"
 

@@ -3,7 +3,9 @@
 //! - `mock-buyer`: a buyer endpoint (pings bid, posts accept) with configurable latency.
 //! - `echo`: bare hyper answering every POST, the "HTTP alone" baseline.
 //! - `run`: closed- or open-loop load against leadrouter (or the echo server), with HDR
-//!   latency quantiles, status and outcome counts, JSON and an SVG plot.
+//!   latency quantiles, status and outcome counts, JSON and an SVG plot. `--mix fanout`
+//!   pings every `--target` (mock buyers) at once per arrival and times the slowest: the
+//!   fan-out floor under leadrouter's pings.
 //! - `pull`: pull buyers fetching their leads until SIGTERM/SIGINT, then one JSON line of
 //!   totals.
 //! - `dashboards`: operators with the console's dashboard open (signed in, the live part
@@ -142,6 +144,7 @@ enum Mode {
 struct RunArgs {
     /// Base URL; loopback only. Repeat it to spread the load over several targets (the
     /// nodes of a cluster): round-robin per arrival, a ping and its post on one target.
+    /// With `--mix fanout` every arrival goes to all of them (the buyers of a fan-out).
     #[arg(long, default_value = "http://127.0.0.1:8080", action = clap::ArgAction::Append)]
     target: Vec<String>,
     /// Supplier API key (sent as `Authorization: Bearer`). Not needed for the echo server.

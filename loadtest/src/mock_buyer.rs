@@ -141,6 +141,20 @@ pub async fn run(listen: SocketAddr, behaviour: Behaviour, seed: u64) -> anyhow:
     Ok(())
 }
 
+/// Serves as `run` does, on `listener` until `stop` resolves (tests: an ephemeral port).
+#[cfg(test)]
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    behaviour: Behaviour,
+    seed: u64,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let timer = Timer::start().context("starting the timer thread")?;
+    let buyer = Arc::new(Buyer { behaviour, rng: Rng::new(seed), counts: Counts::default(), timer });
+    serve::serve_on(listener, move |request| answer(Arc::clone(&buyer), request), stop).await;
+    Ok(())
+}
+
 async fn answer(buyer: Arc<Buyer>, request: hyper::Request<hyper::body::Incoming>) -> Answer {
     let arrived = Instant::now();
     let counts = &buyer.counts;

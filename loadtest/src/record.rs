@@ -31,6 +31,10 @@ pub enum Phase {
     Post,
     /// A ping that bid and its post, from the ping's start to the post's answer.
     Pair,
+    /// A fan-out: one ping to every buyer at once, until the last one answered.
+    Fanout,
+    /// One buyer's ping within a fan-out, from the same start (the arrival's).
+    Call,
 }
 
 impl Phase {
@@ -40,15 +44,29 @@ impl Phase {
             Phase::Ping => "ping",
             Phase::Post => "post",
             Phase::Pair => "ping+post",
+            Phase::Fanout => "fanout",
+            Phase::Call => "call",
         }
     }
 
-    /// The phases a mix records, the last being the one plotted over time.
+    /// The phases a mix records. The first is the arrival as a whole but for ping+post,
+    /// whose ping comes first (scripts read `phases[0]`).
     pub fn of(mix: Mix) -> &'static [Phase] {
         match mix {
             Mix::Direct => &[Phase::Lead],
             Mix::Ping => &[Phase::Ping],
             Mix::PingPost => &[Phase::Ping, Phase::Post, Phase::Pair],
+            Mix::Fanout => &[Phase::Fanout, Phase::Call],
+        }
+    }
+
+    /// The phase plotted over time: the arrival as a whole.
+    pub fn plotted(mix: Mix) -> Phase {
+        match mix {
+            Mix::Direct => Phase::Lead,
+            Mix::Ping => Phase::Ping,
+            Mix::PingPost => Phase::Pair,
+            Mix::Fanout => Phase::Fanout,
         }
     }
 }
@@ -103,6 +121,8 @@ pub struct PhaseStats {
 
 pub struct Recorder {
     pub phases: Vec<PhaseStats>,
+    /// The phase whose latency `timeline` follows.
+    plotted: Phase,
     /// Per second of the measured window, the latency of the plotted phase.
     pub timeline: Vec<Histogram<u64>>,
     /// Open loop only: how late each arrival left against its schedule (the generator's
@@ -131,14 +151,20 @@ impl Recorder {
                 outcomes: OutcomeCounts::default(),
             })
             .collect();
-        Recorder { phases, timeline: Vec::new(), send_lag_us: latency_histogram(SIGNIFICANT_FIGURES), dropped: 0 }
+        Recorder {
+            phases,
+            plotted: Phase::plotted(mix),
+            timeline: Vec::new(),
+            send_lag_us: latency_histogram(SIGNIFICANT_FIGURES),
+            dropped: 0,
+        }
     }
 
     /// Records one request. `latency_us` is ignored for transport errors (there was no
     /// answer to time); a timeout is recorded at the time waited, so it shows in the tail.
     /// `second` is the measured-window second the arrival belongs to, for the plot.
     pub fn record(&mut self, phase: Phase, ending: Ending, latency_us: u64, second: u64) {
-        let plotted = self.phases.last().map(|p| p.phase) == Some(phase);
+        let plotted = self.plotted == phase;
         let Some(stats) = self.phases.iter_mut().find(|p| p.phase == phase) else {
             debug_assert!(false, "phase {phase:?} not recorded by this mix");
             return;
@@ -223,6 +249,18 @@ mod tests {
         assert_eq!(post.latency_us.len(), 3, "the transport error has no latency");
         assert_eq!(r.timeline.len(), 1, "only the pair is plotted");
         assert_eq!(r.timeline[0].len(), 1);
+    }
+
+    #[test]
+    fn a_fanout_reports_itself_first_and_plots_itself() {
+        let mut r = Recorder::new(Mix::Fanout);
+        assert_eq!(r.phases.iter().map(|p| p.phase.name()).collect::<Vec<_>>(), ["fanout", "call"]);
+        r.record(Phase::Call, http(200, Outcome::Bid), 5_100, 0);
+        r.record(Phase::Call, http(200, Outcome::Bid), 5_300, 0);
+        assert!(r.timeline.is_empty(), "the calls are not plotted");
+        r.record(Phase::Fanout, http(200, Outcome::Bid), 5_300, 0);
+        assert_eq!((r.phases[0].latency_us.len(), r.phases[1].latency_us.len()), (1, 2));
+        assert_eq!(r.timeline.len(), 1);
     }
 
     #[test]

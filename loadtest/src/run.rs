@@ -8,20 +8,34 @@
 //! arrival, so every target gets the same number of arrivals (±1) whatever its latency.
 //! A closed-loop worker keeps one connection per target; open-loop arrivals take a
 //! connection from their target's pool. A ping and its post stay on one target.
+//!
+//! `--mix fanout` is the exception: every arrival goes to every target at once, as
+//! leadrouter fans a ping out to its buyers. The arrival takes a keep-alive connection to
+//! each target (closed loop: its worker's; open loop: one from each target's pool), sends
+//! the ten (or N) pings from its own task, polled together (`join_all`, no task per call),
+//! and is done when the last one answered: the floor under what a router adds, which must
+//! wait for the slowest buyer too.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::{Method, Uri};
 use tokio::sync::Semaphore;
 
-use crate::client::{Connection, Headers, Pool, SendError, REQUEST_TIMEOUT};
+use crate::client::{Call, Connection, Headers, Pool, SendError, REQUEST_TIMEOUT};
 use crate::record::{Ending, Phase, Recorder};
 use crate::report::{RunInfo, Summary};
 use crate::schedule;
 use crate::target::Target;
-use crate::workload::{read_answer, LeadShape, Mix, Outcome, PATH_LEADS, PATH_PING, PATH_POST};
+use crate::workload::{
+    read_answer, read_bid, LeadShape, Mix, Outcome, PATH_BUYER_PING, PATH_LEADS, PATH_PING, PATH_POST,
+};
 
 /// After a connection fails, a closed-loop worker waits this long before reconnecting, so
 /// a dead target costs a few hundred attempts a second, not a spinning core.
@@ -29,6 +43,13 @@ const TRANSPORT_BACKOFF: Duration = Duration::from_millis(10);
 /// Tasks still running this long after the window (two request timeouts: a ping and its
 /// post, plus slack) are abandoned; the run reports what it has.
 const DRAIN_MAX: Duration = Duration::from_secs(25);
+/// The signature header leadrouter puts on every buyer call (DESIGN §5), here with a value
+/// of the same length that nobody checks (the mock buyer does not): the fan-out floor sends
+/// the bytes leadrouter sends, not the HMAC it computes.
+const SIGNATURE_HEADER: &str = "x-leadrouter-signature";
+const SIGNATURE_VALUE: &str = "t=1700000000,v1=0000000000000000000000000000000000000000000000000000000000000000";
+/// A buyer's answer to a ping is a small JSON; this bounds what one call reads.
+const ANSWER_BYTES_MAX: usize = 64 * 1024;
 
 #[derive(Debug, Clone, Copy)]
 pub enum Load {
@@ -99,6 +120,18 @@ impl Shared {
         let latency_us = micros(now.saturating_duration_since(origin));
         self.last_done_us.fetch_max(micros(now.saturating_duration_since(self.window_start)), Ordering::Relaxed);
         self.recorder().record(phase, ending, latency_us, second);
+    }
+
+    /// Records a fan-out: each call at the time it ended, then the arrival at the last of
+    /// those times, all from `origin`, under one lock.
+    fn record_fanout(&self, arrival: Ending, calls: &[(Ending, Instant)], origin: Instant, second: u64) {
+        let done = calls.iter().map(|&(_, at)| at).max().unwrap_or(origin);
+        self.last_done_us.fetch_max(micros(done.saturating_duration_since(self.window_start)), Ordering::Relaxed);
+        let mut recorder = self.recorder();
+        for &(ending, at) in calls {
+            recorder.record(Phase::Call, ending, micros(at.saturating_duration_since(origin)), second);
+        }
+        recorder.record(Phase::Fanout, arrival, micros(done.saturating_duration_since(origin)), second);
     }
 
     /// The index of the target the next arrival goes to: round-robin over the run.
@@ -219,8 +252,13 @@ async fn closed_worker(shared: Arc<Shared>, mut connections: Vec<Connection>) {
         if measured && !shared.take_ticket() {
             break;
         }
-        let connection = &mut connections[shared.pick_target()];
-        if arrival(&shared, connection, now, measured).await == Some(SendError::Transport) {
+        let failed = if shared.mix == Mix::Fanout {
+            fanout(&shared, connections.iter_mut().collect(), now, measured).await
+        } else {
+            let connection = &mut connections[shared.pick_target()];
+            arrival(&shared, connection, now, measured).await
+        };
+        if failed == Some(SendError::Transport) {
             tokio::time::sleep(TRANSPORT_BACKOFF).await;
         }
     }
@@ -235,11 +273,9 @@ async fn open_loop(
     outstanding_max: usize,
 ) {
     // `connections` per target: each pool serves its target's share of the arrivals.
-    let pools: Vec<Arc<Pool>> = plan
-        .endpoints
-        .iter()
-        .map(|e| Arc::new(Pool::new(Arc::clone(&e.target), Arc::clone(&e.headers), connections)))
-        .collect();
+    let pools: Arc<Vec<Pool>> = Arc::new(
+        plan.endpoints.iter().map(|e| Pool::new(Arc::clone(&e.target), Arc::clone(&e.headers), connections)).collect(),
+    );
     let outstanding = Arc::new(Semaphore::new(outstanding_max));
     let arrivals = schedule::arrivals_within(shared.window_end - start, rate_per_s);
     // The arrivals are paced by a thread of their own (the OS's high-resolution sleep,
@@ -264,7 +300,9 @@ async fn open_loop(
                     }
                     return true;
                 };
-                let pool = Arc::clone(&pools[shared.pick_target()]);
+                // A fan-out goes to every target; any other arrival to the next in turn.
+                let target = (shared.mix != Mix::Fanout).then(|| shared.pick_target());
+                let pools = Arc::clone(&pools);
                 let shared = Arc::clone(&shared);
                 runtime.spawn(async move {
                     // The send lag: from the scheduled time to this task starting its
@@ -272,9 +310,27 @@ async fn open_loop(
                     if measured {
                         shared.recorder().send_lag_us.saturating_record(micros(scheduled.elapsed()).max(1));
                     }
-                    let mut lease = pool.take().await;
-                    arrival(&shared, &mut lease.connection, scheduled, measured).await;
-                    pool.give_back(lease);
+                    match target {
+                        Some(index) => {
+                            let pool = &pools[index];
+                            let mut lease = pool.take().await;
+                            arrival(&shared, &mut lease.connection, scheduled, measured).await;
+                            pool.give_back(lease);
+                        }
+                        None => {
+                            // Every arrival takes its connections in the pools' order, so
+                            // two arrivals never wait on each other's.
+                            let mut leases = Vec::with_capacity(pools.len());
+                            for pool in pools.iter() {
+                                leases.push(pool.take().await);
+                            }
+                            let connections = leases.iter_mut().map(|lease| &mut lease.connection).collect();
+                            fanout(&shared, connections, scheduled, measured).await;
+                            for (pool, lease) in pools.iter().zip(leases) {
+                                pool.give_back(lease);
+                            }
+                        }
+                    }
                     drop(permit);
                 });
                 true
@@ -326,7 +382,115 @@ async fn arrival(shared: &Shared, connection: &mut Connection, origin: Instant, 
             }
             failure(post_ending)
         }
+        // One connection cannot fan out: the workers and the open loop call `fanout`.
+        Mix::Fanout => {
+            debug_assert!(false, "a fan-out arrival needs every target's connection");
+            None
+        }
     }
+}
+
+/// One fan-out arrival, timed from `origin`: the buyer ping to every connection's target at
+/// once, polled together in this task; recorded when the last answered (each call beside
+/// it). Returns a transport failure, if any call had one, so a worker can back off.
+async fn fanout(
+    shared: &Shared,
+    connections: Vec<&mut Connection>,
+    origin: Instant,
+    measured: bool,
+) -> Option<SendError> {
+    let second = origin.saturating_duration_since(shared.window_start).as_secs();
+    let zip = shared.pick_zip();
+    let n = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    let body = shared.shape.buyer_ping_body(&format!("png_lt{n}"), zip);
+    let calls = join_all(connections.into_iter().map(|connection| buyer_ping(connection, body.clone()))).await;
+    let arrival = fanout_ending(calls.iter().map(|&(ending, _)| ending));
+    if measured {
+        shared.record_fanout(arrival, &calls, origin, second);
+    }
+    calls
+        .iter()
+        .find_map(|&(ending, _)| (failure(ending) == Some(SendError::Transport)).then_some(SendError::Transport))
+}
+
+/// A buyer ping as leadrouter sends it (`POST /ping`, JSON, signed), and when it ended.
+async fn buyer_ping(connection: &mut Connection, body: Bytes) -> (Ending, Instant) {
+    let call = Call {
+        method: Method::POST,
+        uri: Uri::from_static(PATH_BUYER_PING),
+        headers: vec![(HeaderName::from_static(SIGNATURE_HEADER), HeaderValue::from_static(SIGNATURE_VALUE))],
+        body,
+        content_type: Some(HeaderValue::from_static("application/json")),
+    };
+    let ending = match connection.call(call, ANSWER_BYTES_MAX).await {
+        Ok(reply) => Ending::Http { status: reply.status, outcome: read_bid(reply.status, &reply.body) },
+        Err(error) => Ending::Failed(error),
+    };
+    (ending, Instant::now())
+}
+
+/// How a fan-out ended, from its calls' endings: a timeout if any call timed out (timed, so
+/// it shows in the tail), else a transport error if any call had one, else the highest
+/// status when any call was not 2xx (its outcome none), else 200, with a bid when any buyer
+/// bid, else no bid when any said so (as leadrouter answers a ping).
+fn fanout_ending(calls: impl IntoIterator<Item = Ending>) -> Ending {
+    let (mut timeout, mut transport, mut worst_status, mut bid, mut no_bid) = (false, false, None, false, false);
+    for ending in calls {
+        match ending {
+            Ending::Failed(SendError::Timeout) => timeout = true,
+            Ending::Failed(SendError::Transport) => transport = true,
+            Ending::Http { status, outcome } => {
+                if !(200..=299).contains(&status) {
+                    worst_status = worst_status.max(Some(status));
+                }
+                bid |= outcome == Outcome::Bid;
+                no_bid |= outcome == Outcome::NoBid;
+            }
+        }
+    }
+    if timeout {
+        return Ending::Failed(SendError::Timeout);
+    }
+    if transport {
+        return Ending::Failed(SendError::Transport);
+    }
+    if let Some(status) = worst_status {
+        return Ending::Http { status, outcome: Outcome::None };
+    }
+    let outcome = if bid {
+        Outcome::Bid
+    } else if no_bid {
+        Outcome::NoBid
+    } else {
+        Outcome::None
+    };
+    Ending::Http { status: 200, outcome }
+}
+
+/// Polls `futures` together in the calling task until all are done; their outputs in
+/// order. (The `futures` crate's `join_all` without the dependency: a fan-out is ten.)
+async fn join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let mut pending: Vec<Option<Pin<Box<F>>>> = futures.into_iter().map(|f| Some(Box::pin(f))).collect();
+    let mut outputs: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
+    let mut left = pending.len();
+    std::future::poll_fn(|cx| {
+        for (slot, output) in pending.iter_mut().zip(outputs.iter_mut()) {
+            if let Some(future) = slot {
+                if let Poll::Ready(value) = future.as_mut().poll(cx) {
+                    *output = Some(value);
+                    *slot = None;
+                    left -= 1;
+                }
+            }
+        }
+        if left == 0 {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
 }
 
 async fn request(connection: &mut Connection, path: &'static str, body: Bytes) -> (Ending, Option<String>) {
@@ -482,5 +646,86 @@ mod tests {
         for (_, counts, _) in &servers {
             assert_eq!(counts.answered.load(Ordering::Relaxed), 150, "and a third of the open-loop arrivals");
         }
+    }
+
+    /// A mock buyer answering its pings after `latency_ms`, on an ephemeral port; stopped
+    /// when the sender is dropped.
+    async fn mock_buyer(latency_ms: u64) -> (Arc<Target>, oneshot::Sender<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let behaviour = crate::mock_buyer::Behaviour {
+            latency_ms,
+            jitter_ms: 0,
+            bids: crate::cents::BidRange::parse("20.00", "60.00").expect("bids"),
+            failure_ppm: 0,
+            reject_ppm: 0,
+            reference: false,
+        };
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(crate::mock_buyer::serve_on(listener, behaviour, 1, async {
+            let _ = stopped.await;
+        }));
+        let target =
+            Target { addr, authority: format!("127.0.0.1:{}", addr.port()), display: format!("http://{addr}") };
+        (Arc::new(target), stop)
+    }
+
+    /// Two buyers answer in 1 ms, one in 20 ms: each fan-out is recorded when the slow one
+    /// answered, while most of its calls were fast.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_fanout_waits_for_the_slowest_buyer() {
+        let buyers = [mock_buyer(1).await, mock_buyer(1).await, mock_buyer(20).await];
+        let endpoints: Vec<Endpoint> = buyers.iter().map(|(target, _)| endpoint(Arc::clone(target))).collect();
+        let slowest_ms = 20.0;
+        for load in
+            [Load::Closed { concurrency: 2 }, Load::Open { rate_per_s: 100, connections: 4, outstanding_max: 1_000 }]
+        {
+            let mut fanout = plan(Arc::clone(&buyers[0].0), Mix::Fanout, load, Duration::from_secs(10), Some(30));
+            fanout.endpoints = endpoints.clone();
+            let summary = run(fanout).await.expect("run");
+            assert_eq!(summary.run.mix, "fanout");
+            let (arrivals, calls) = (&summary.phases[0], &summary.phases[1]);
+            assert_eq!((arrivals.name, calls.name), ("fanout", "call"));
+            assert_eq!(arrivals.requests + summary.dropped.unwrap_or(0), 30, "{load:?}");
+            assert_eq!(calls.requests, 3 * arrivals.requests, "one call per buyer and arrival");
+            assert_eq!((arrivals.errors, calls.errors), (0, 0));
+            assert_eq!((arrivals.outcomes.bid, calls.outcomes.bid), (arrivals.requests, calls.requests));
+            assert!(arrivals.latency.p50_ms >= slowest_ms, "{load:?}: fan-out p50 {} ms", arrivals.latency.p50_ms);
+            // Two calls in three go to a 1 ms buyer: their median is the fast one's, below
+            // the fan-out's (how far below depends on the machine's load, not asserted).
+            let (call_p50, fanout_p50) = (calls.latency.p50_ms, arrivals.latency.p50_ms);
+            assert!(call_p50 < fanout_p50, "{load:?}: call p50 {call_p50} ms, fan-out p50 {fanout_p50} ms");
+            assert!(calls.latency.max_ms >= slowest_ms);
+        }
+    }
+
+    #[test]
+    fn a_fanout_ends_as_its_worst_call() {
+        let ok = |outcome| Ending::Http { status: 200, outcome };
+        let bid = ok(Outcome::Bid);
+        let no_bid = ok(Outcome::NoBid);
+        let timeout = Ending::Failed(SendError::Timeout);
+        let transport = Ending::Failed(SendError::Transport);
+        let failed = Ending::Http { status: 500, outcome: Outcome::None };
+        assert_eq!(fanout_ending([bid, no_bid]), bid, "any bid: the ping bid");
+        assert_eq!(fanout_ending([no_bid, no_bid]), no_bid);
+        assert_eq!(fanout_ending([bid, failed, Ending::Http { status: 404, outcome: Outcome::None }]), failed);
+        assert_eq!(fanout_ending([bid, transport, failed]), transport);
+        assert_eq!(fanout_ending([transport, timeout, bid]), timeout, "a timeout is timed: it shows in the tail");
+        assert_eq!(fanout_ending([]), ok(Outcome::None));
+    }
+
+    #[tokio::test]
+    async fn join_all_waits_for_every_future_and_keeps_their_order() {
+        let sleeps = [30u64, 1, 10];
+        let started = Instant::now();
+        let done = join_all(sleeps.map(|ms| async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            ms
+        }))
+        .await;
+        assert_eq!(done, sleeps);
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(30) && took < Duration::from_millis(40 + 1_000), "{took:?}");
     }
 }

@@ -31,6 +31,11 @@ pub enum Mix {
     #[value(name = "ping+post")]
     #[serde(rename = "ping+post")]
     PingPost,
+    /// `POST /ping` to every target at once (mock buyers, with the body leadrouter sends
+    /// them), the arrival done when all have answered: the fan-out floor.
+    #[value(name = "fanout")]
+    #[serde(rename = "fanout")]
+    Fanout,
 }
 
 impl Mix {
@@ -39,6 +44,7 @@ impl Mix {
             Mix::Direct => "direct",
             Mix::Ping => "ping",
             Mix::PingPost => "ping+post",
+            Mix::Fanout => "fanout",
         }
     }
 }
@@ -46,6 +52,12 @@ impl Mix {
 pub const PATH_LEADS: &str = "/v1/leads";
 pub const PATH_PING: &str = "/v1/ping";
 pub const PATH_POST: &str = "/v1/post";
+/// A buyer's ping endpoint as the mock buyer serves it (leadrouter calls `ping_url`).
+pub const PATH_BUYER_PING: &str = "/ping";
+
+/// The `tmax_ms` a fan-out ping tells the buyers: ping-fanout.sh's vertical allows 1000 ms,
+/// and leadrouter sends what is left of it (a few ms less), the same number of digits.
+pub const BUYER_TMAX_MS: u64 = 1_000;
 
 /// The most postal codes one run rotates over.
 pub const ZIPS_MAX: usize = 1_000;
@@ -117,6 +129,21 @@ impl LeadShape {
             .collect()
     }
 
+    /// The ping leadrouter sends a buyer (DESIGN §5) for ping `ping_id` in postal code turn
+    /// `zip`: `{"ping_id","vertical","zip","country","state","fields","tmax_ms"}`.
+    pub fn buyer_ping_body(&self, ping_id: &str, zip: u64) -> Bytes {
+        let body = json!({
+            "ping_id": ping_id,
+            "vertical": self.vertical,
+            "zip": self.zip(zip),
+            "country": self.country,
+            "state": null,
+            "fields": {"roof_type": "tile"},
+            "tmax_ms": BUYER_TMAX_MS,
+        });
+        Bytes::from(body.to_string())
+    }
+
     /// The post after a ping in postal code turn `zip`: the lead is in the same postal code.
     pub fn post_body(&self, ping_id: &str, n: u64, zip: u64) -> Bytes {
         Bytes::from(json!({"ping_id": ping_id, "lead": self.lead(n, zip)}).to_string())
@@ -166,6 +193,22 @@ pub fn read_answer(body: &[u8]) -> (Outcome, Option<String>) {
         None => Outcome::None,
     };
     (outcome, fields.ping_id)
+}
+
+/// Reads a buyer's answer to a ping (DESIGN §5): `{"bid":"38.00"}` is a bid, `{"bid":null}`
+/// or an empty 204 no bid; anything else (an error body) `Outcome::None`.
+pub fn read_bid(status: u16, body: &[u8]) -> Outcome {
+    if status == 204 && body.is_empty() {
+        return Outcome::NoBid;
+    }
+    let Ok(answer) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Outcome::None;
+    };
+    match answer.get("bid") {
+        Some(serde_json::Value::String(_)) => Outcome::Bid,
+        Some(serde_json::Value::Null) => Outcome::NoBid,
+        _ => Outcome::None,
+    }
 }
 
 #[cfg(test)]
@@ -237,5 +280,19 @@ mod tests {
         assert_eq!(read_answer(br#"{"error":{"code":"x"}}"#).0, Outcome::None);
         assert_eq!(read_answer(b"not json").0, Outcome::None);
         assert_eq!(read_answer(br#"{"status":7}"#).0, Outcome::None);
+    }
+
+    #[test]
+    fn buyer_pings_carry_the_router_fields_and_bids_are_read() {
+        let ping: serde_json::Value = serde_json::from_slice(&shape().buyer_ping_body("png_lt4", 0)).expect("JSON");
+        let mut fields: Vec<&str> = ping.as_object().expect("object").keys().map(String::as_str).collect();
+        fields.sort_unstable();
+        assert_eq!(fields, ["country", "fields", "ping_id", "state", "tmax_ms", "vertical", "zip"]);
+        assert_eq!((ping["ping_id"].as_str(), ping["tmax_ms"].as_u64()), (Some("png_lt4"), Some(1_000)));
+        assert_eq!(read_bid(200, br#"{"bid":"38.07"}"#), Outcome::Bid);
+        assert_eq!(read_bid(200, br#"{"bid":null}"#), Outcome::NoBid);
+        assert_eq!(read_bid(204, b""), Outcome::NoBid);
+        assert_eq!(read_bid(500, br#"{"error":"mock failure"}"#), Outcome::None, "no bid member");
+        assert_eq!(read_bid(404, b"not json"), Outcome::None);
     }
 }
