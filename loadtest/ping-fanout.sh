@@ -204,11 +204,13 @@ for b in "${!BUYER_ADDRS[@]}"; do
     MOCK_PIDS+=($!)
 done
 "${SERVER_CMD[@]}" >"$WORK/leadrouter.log" 2>&1 &
+ROUTER_PID=$!
 PIDS+=($!)
 "${ECHO_CMD[@]}" 2>"$WORK/echo.log" &
 PIDS+=($!)
 if [ -n "$BEFORE_BIN" ]; then
     "${BEFORE_CMD[@]}" >"$WORK/before.log" 2>&1 &
+    BEFORE_PID=$!
     PIDS+=($!)
 fi
 for addr in "${BUYER_ADDRS[@]}"; do
@@ -249,14 +251,30 @@ echo
 echo "== baseline 3, fan-out floor: ten ${LATENCY_MS} ms buyers called directly, waiting for all (one /ping to each at once per arrival)"
 "${FANOUT_RUN[@]}" 2>/dev/null
 # leadrouter's own view (warmup included, no generator lag): its decision-time histogram
-# (buckets 5, 10, 25 ms) and the outcomes of its calls to the buyers.
-router_metrics() {
-    local metrics
+# (buckets 5, 10, 25 ms) and the outcomes of its calls to the buyers; over its phase (the
+# difference from `router_counts` taken right before it), its CPU time per ping and, from a
+# `--features count-allocs` build, its allocations per ping.
+router_counts() { # "<allocations> <pings> <cpu ticks>" of the router at ops address $1, pid $2
+    local ticks
+    ticks="$(awk '{ print $14 + $15 }' "/proc/$2/stat" 2>/dev/null || echo 0)"
+    curl -fsS --max-time 5 "http://$1/metrics" 2>/dev/null | awk -v ticks="$ticks" '
+        /^leadrouter_allocations_total/ { allocs = $NF } /^leadrouter_pings_total/ { pings += $NF }
+        END { printf "%d %d %d\n", allocs, pings, ticks }'
+}
+router_metrics() { # $1 ops address, $2 pid, $3 router_counts before the phase
+    local metrics after
+    after="$(router_counts "$1" "$2")"
     if metrics="$(curl -fsS --max-time 5 "http://$1/metrics")"; then
         echo "leadrouter /metrics (warmup included):"
         awk '/^leadrouter_decision_duration_seconds_(bucket\{.*le="0\.(005|01|025)"|count)/ { print "  " $0 }
              /^leadrouter_buyer_requests_total/ { split($0, a, "outcome=\""); split(a[2], b, "\""); calls[b[1]] += $NF }
              END { for (o in calls) printf "  buyer calls %s: %d\n", o, calls[o] }' <<<"$metrics"
+        awk -v before="$3" -v after="$after" -v hz="$(getconf CLK_TCK)" 'BEGIN {
+            split(before, b, " "); split(after, a, " "); pings = a[2] - b[2]
+            if (pings <= 0) exit
+            printf "  over the phase: %d pings, router CPU per ping %.3f ms", pings, (a[3] - b[3]) * 1000 / hz / pings
+            if (a[1] > 0) printf ", allocations per ping %.1f", (a[1] - b[1]) / pings
+            printf "\n" }'
     else
         echo "(could not read http://$1/metrics)"
     fi
@@ -264,13 +282,15 @@ router_metrics() {
 if [ -n "$BEFORE_BIN" ]; then
     echo
     echo "== before ($BEFORE_BIN): pings fanned out to $BUYERS dynamic buyers answering in ${LATENCY_MS} ms"
+    counts="$(router_counts "$BEFORE_OPS_ADDR" "$BEFORE_PID")"
     "${BEFORE_RUN[@]}" 2>/dev/null
-    router_metrics "$BEFORE_OPS_ADDR"
+    router_metrics "$BEFORE_OPS_ADDR" "$BEFORE_PID" "$counts"
 fi
 echo
 echo "== leadrouter: pings fanned out to $BUYERS dynamic buyers answering in ${LATENCY_MS} ms"
+counts="$(router_counts "$OPS_ADDR" "$ROUTER_PID")"
 "${LEADROUTER_RUN[@]}" 2>/dev/null
-router_metrics "$OPS_ADDR"
+router_metrics "$OPS_ADDR" "$ROUTER_PID" "$counts"
 
 # The verdict from the JSON reports: any 5xx, or no bid at all, is a failure.
 read -r FIVE_XX BIDS NO_BIDS LR_P99 < <(jq -r '.phases[0] | [.statuses["5xx"], .outcomes.bid, .outcomes.no_bid, .latency.p99_ms] | @tsv' "$OUT/leadrouter.json")
