@@ -290,7 +290,11 @@ fn head_of(keys: &mut [u128], want: usize) -> usize {
     if want == 0 {
         return 0;
     }
-    keys.select_nth_unstable(want - 1);
+    if want <= SMALL_HEAD {
+        smallest_first(keys, want);
+    } else {
+        keys.select_nth_unstable(want - 1);
+    }
     let run = keys[want - 1] >> 32;
     let mut end = want;
     for i in want..keys.len() {
@@ -301,6 +305,32 @@ fn head_of(keys: &mut [u128], want: usize) -> usize {
     }
     keys[..end].sort_unstable();
     end
+}
+
+/// Up to this many keys, `head_of` keeps the smallest in one pass instead of
+/// `select_nth_unstable`.
+const SMALL_HEAD: usize = 32;
+
+/// Puts the `want` smallest keys sorted at the front of `keys` in one pass: after the first
+/// few, a key rarely beats the largest kept, so the pass is one predictable compare per key.
+///
+/// Rationale (issue 17): a decision wants `max_winners + FALLBACKS` (usually 9) of hundreds
+/// of bids; introselect partitioned the whole slice several times for them.
+fn smallest_first(keys: &mut [u128], want: usize) {
+    let (head, rest) = keys.split_at_mut(want);
+    head.sort_unstable();
+    let last = want - 1;
+    for key in rest.iter_mut() {
+        if *key < head[last] {
+            let new = std::mem::replace(key, head[last]);
+            let mut i = last;
+            while i > 0 && head[i - 1] > new {
+                head[i] = head[i - 1];
+                i -= 1;
+            }
+            head[i] = new;
+        }
+    }
 }
 
 /// Rotates each run of exact ties (same key but the index) left by `turn`, so over
@@ -546,6 +576,25 @@ mod tests {
                     || (pair[0].bid.tier() == pair[1].bid.tier() && pair[0].bid.amount >= pair[1].bid.amount));
             }
             prop_assert!(offers.iter().all(|o| o.price == o.bid.amount && o.price >= v.tier_floor(o.bid.tier())));
+        }
+
+        #[test]
+        fn a_head_is_the_smallest_keys_sorted_with_their_last_run(
+            runs in proptest::collection::vec(0u128..6, 0..300), want in 0usize..80,
+        ) {
+            // Keys as `Order` makes them: a few distinct runs, a unique index in the low bits.
+            let mut keys: Vec<u128> = runs.iter().enumerate().map(|(i, run)| run << 32 | i as u128).collect();
+            let mut sorted = keys.clone();
+            sorted.sort_unstable();
+            let len = head_of(&mut keys, want);
+            prop_assert!(len >= want.min(sorted.len()));
+            prop_assert_eq!(&keys[..len], &sorted[..len]);
+            if len > 0 && len < sorted.len() {
+                prop_assert!(sorted[len] >> 32 != sorted[len - 1] >> 32, "a run of ties cut short");
+            }
+            let mut all = keys.clone();
+            all.sort_unstable();
+            prop_assert_eq!(all, sorted);
         }
 
         #[test]
