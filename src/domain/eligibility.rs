@@ -214,7 +214,7 @@ pub struct Screens {
 }
 
 /// A campaign's fixed price, its whole cents (`auction::cents_of`) and the campaign's tier,
-/// side by side: a standing bid reads one 32-byte record and no campaign (issue 17).
+/// side by side: a standing bid reads one record and no campaign (issue 17).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Price {
     pub amount: Money,
@@ -406,7 +406,10 @@ impl Screens {
             & (lon_in(point.lon) | lon_in(point.lon - 360.0) | lon_in(point.lon + 360.0));
         let u = &lead.unit;
         let dot = u[0] * c.center_unit[0] + u[1] * c.center_unit[1] + u[2] * c.center_unit[2];
-        in_box & !(dot < c.min_dot)
+        // `check` filters on `dot < min_dot`: negated here, so a NaN answers as it does there.
+        #[allow(clippy::neg_cmp_op_on_partial_ord)]
+        let in_circle = in_box & !(dot < c.min_dot);
+        in_circle
     }
 
     /// `check` for any campaign: every compiled filter in `check`'s order.
