@@ -5,8 +5,11 @@
 //!   `check` on each candidate's configuration, an owned `Bid` per bid, every bid ordered);
 //! - `decision/full_scan_10000`: the same decision checking all 10,000 campaigns without
 //!   the index: the baseline the index is measured against;
-//! - `eligibility/candidates_10000`, `eligibility/evaluate_10000`: the index lookup alone,
-//!   then the lookup and every check (the verdicts), for the same lead at 10,000 campaigns;
+//! - `eligibility/candidates_10000`, `eligibility/screen_10000`,
+//!   `eligibility/evaluate_10000`: the index lookup alone, then the lookup and every check
+//!   (the standing bids and a compact verdict per candidate, what a decision runs), then
+//!   the same with every verdict spelled out as a trace needs it, for the same lead at
+//!   10,000 campaigns;
 //! - `auction/select_323`: the 323 standing bids of that lead ranked as a decision ranks
 //!   them (the first `max_winners + FALLBACKS` by partial selection), beside
 //!   `auction/order_all_323`: every bid made an owned `Bid` and ordered (`order_offers`);
@@ -21,7 +24,7 @@ use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criteri
 use leadrouter::buyers::BuyerClient;
 use leadrouter::clock::ManualClock;
 use leadrouter::domain::auction::{order_offers, BidRef, Ranking, FALLBACKS};
-use leadrouter::domain::eligibility::{check, evaluate, Subject, Verdict};
+use leadrouter::domain::eligibility::{check, evaluate, screen, Subject};
 use leadrouter::domain::geo::PostalTable;
 use leadrouter::domain::lead::{validate_lead, LeadInput};
 use leadrouter::domain::market::{Market, MarketConfig};
@@ -108,21 +111,15 @@ fn decision(c: &mut Criterion) {
         let vertical = Arc::clone(market.vertical("solar").unwrap());
         let lead = validate_lead(input.clone(), &vertical, table).unwrap();
         let subject = Subject::of_lead("s1", &lead);
-        let verdicts = evaluate(&market, &subject, vertical.model, now);
-        let standing = verdicts.iter().filter(|v| matches!(v, Verdict::Standing(..))).count();
-        eprintln!("decision/{size}: {} candidates of {size} campaigns, {standing} eligible bids", verdicts.len());
+        let evaluation = screen(&market, &subject, vertical.model, now);
+        let standing = evaluation.bids().len();
+        eprintln!("decision/{size}: {} candidates of {size} campaigns, {standing} eligible bids", evaluation.len());
         let mut turn = 0u64;
         let want = vertical.max_winners as usize + FALLBACKS;
         group.bench_with_input(BenchmarkId::from_parameter(size), &size, |b, _| {
             b.iter(|| {
                 turn += 1;
-                let bids = evaluate(&market, &subject, vertical.model, now)
-                    .into_iter()
-                    .filter_map(|v| match v {
-                        Verdict::Standing(campaign, amount) => Some(BidRef { campaign, amount }),
-                        _ => None,
-                    })
-                    .collect();
+                let bids = screen(&market, &subject, vertical.model, now).take_bids();
                 black_box(Ranking::new(&vertical, bids, None, turn, want))
             })
         });
@@ -170,18 +167,15 @@ fn decision_parts(c: &mut Criterion) {
     let subject = Subject::of_lead("s1", &lead);
     let mut group = c.benchmark_group("eligibility");
     group.bench_function("candidates_10000", |b| b.iter(|| black_box(market.candidates(black_box(&subject)))));
+    group.bench_function("screen_10000", |b| {
+        b.iter(|| black_box(screen(&market, black_box(&subject), vertical.model, now)))
+    });
     group.bench_function("evaluate_10000", |b| {
         b.iter(|| black_box(evaluate(&market, black_box(&subject), vertical.model, now)))
     });
     group.finish();
 
-    let bids: Vec<BidRef<'_>> = evaluate(&market, &subject, vertical.model, now)
-        .into_iter()
-        .filter_map(|v| match v {
-            Verdict::Standing(campaign, amount) => Some(BidRef { campaign, amount }),
-            _ => None,
-        })
-        .collect();
+    let bids: Vec<BidRef<'_>> = screen(&market, &subject, vertical.model, now).take_bids();
     let want = vertical.max_winners as usize + FALLBACKS;
     let mut group = c.benchmark_group("auction");
     let mut turn = 0u64;

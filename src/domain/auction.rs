@@ -68,7 +68,7 @@ pub fn order_offers(vertical: &Vertical, bids: Vec<Bid>, rr_order: Option<&[usiz
     if vertical.model == Model::RoundRobin {
         return round_robin(vertical, bids, rr_order.unwrap_or(&[]));
     }
-    let mut order = Order::new(vertical, bids.iter().map(|b| (b.amount, b.tier())), tie_turn);
+    let mut order = Order::new(vertical, bids.iter().map(|b| (cents_of(b.amount), b.tier())), tie_turn);
     let ranked = order.rank_next(usize::MAX, |i| bids[i].amount);
     let mut slots: Vec<Option<Bid>> = bids.into_iter().map(Some).collect();
     ranked.into_iter().filter_map(|(i, price)| slots[i].take().map(|bid| Offer { bid, price })).collect()
@@ -76,10 +76,40 @@ pub fn order_offers(vertical: &Vertical, bids: Vec<Bid>, rr_order: Option<&[usiz
 
 /// A standing or live bid that borrows its campaign from the market snapshot: what
 /// eligibility hands the auction without touching a reference count.
+///
+/// Rationale (issue 17): the bid carries its sort inputs (whole cents, tier) so the
+/// auction orders hundreds of bids without reading a campaign behind its `Arc`; a standing
+/// bid's are compiled with the market (`Screens`), a live bid's are read once here.
 #[derive(Debug, Clone, Copy)]
 pub struct BidRef<'m> {
     pub campaign: &'m Arc<CompiledCampaign>,
     pub amount: Money,
+    cents: i64,
+    tier: u32,
+}
+
+impl<'m> BidRef<'m> {
+    /// `campaign`'s bid of `amount`.
+    pub fn new(campaign: &'m Arc<CompiledCampaign>, amount: Money) -> BidRef<'m> {
+        BidRef { campaign, amount, cents: cents_of(amount), tier: campaign.campaign.tier }
+    }
+
+    /// A bid whose cents and tier are already known: `cents` must be `cents_of(amount)` and
+    /// `tier` the campaign's (eligibility's screens keep both by slot).
+    pub(crate) fn known(campaign: &'m Arc<CompiledCampaign>, amount: Money, cents: i64, tier: u32) -> BidRef<'m> {
+        debug_assert_eq!(cents, cents_of(amount));
+        debug_assert_eq!(tier, campaign.campaign.tier);
+        BidRef { campaign, amount, cents, tier }
+    }
+
+    pub fn tier(&self) -> u32 {
+        self.tier
+    }
+
+    /// The amount in whole cents, as the auction orders it.
+    pub(crate) fn cents(&self) -> i64 {
+        self.cents
+    }
 }
 
 /// Offers beyond `max_winners` ordered up front: enough for the usual fallbacks (a buyer
@@ -115,7 +145,7 @@ impl<'m> Ranking<'m> {
             let offers = round_robin(vertical, owned, rr_order.unwrap_or(&[]));
             return Ranking { bids, order: None, offers };
         }
-        let order = Order::new(vertical, bids.iter().map(|b| (b.amount, b.campaign.campaign.tier)), tie_turn);
+        let order = Order::new(vertical, bids.iter().map(|b| (b.cents(), b.tier())), tie_turn);
         let mut ranking = Ranking { bids, order: Some(order), offers: Vec::new() };
         ranking.rank(want.max(1));
         ranking
@@ -178,26 +208,29 @@ struct Order {
 }
 
 impl Order {
-    fn new(vertical: &Vertical, bids: impl Iterator<Item = (Money, u32)>, turn: u64) -> Order {
+    /// `bids`: each bid's amount in cents (`cents_of`) and tier, in bid index order.
+    fn new(vertical: &Vertical, bids: impl ExactSizeIterator<Item = (i64, u32)>, turn: u64) -> Order {
         let tree = vertical.model == Model::PingTree;
-        let reserve = cents_of(vertical.reserve_price);
+        // One allocation and a plain loop per model: the keys of hundreds of bids were an
+        // eighth of a decision as a `filter_map` collected into a growing `Vec` (issue 17).
+        let mut keys: Vec<u128> = Vec::with_capacity(bids.len());
         // Amounts are kept to cents, so comparing cents compares amounts.
-        let keys = bids
-            .enumerate()
-            .filter_map(|(i, (amount, tier))| {
-                let cents = cents_of(amount);
-                if cents < if tree { cents_of(vertical.tier_floor(tier)) } else { reserve } {
-                    return None;
+        if tree {
+            for (i, (cents, tier)) in bids.enumerate() {
+                if cents >= cents_of(vertical.tier_floor(tier)) {
+                    let down = u128::from(descending(cents));
+                    keys.push(u128::from(tier) << 96 | down << 32 | u128::from(i as u32));
                 }
-                let index = u128::from(i as u32);
-                let down = u128::from(descending(cents));
-                Some(if tree {
-                    u128::from(tier) << 96 | down << 32 | index
-                } else {
-                    down << 64 | u128::from(tier) << 32 | index
-                })
-            })
-            .collect();
+            }
+        } else {
+            let reserve = cents_of(vertical.reserve_price);
+            for (i, (cents, tier)) in bids.enumerate() {
+                if cents >= reserve {
+                    let down = u128::from(descending(cents));
+                    keys.push(down << 64 | u128::from(tier) << 32 | u128::from(i as u32));
+                }
+            }
+        }
         Order {
             keys,
             ranked: 0,
@@ -232,7 +265,7 @@ impl Order {
 
 /// `money.to_cents()`, without the rescale when the amount is already kept to cents (as
 /// every parsed amount is): the rescale was a quarter of a decision's time (issue 17).
-fn cents_of(money: Money) -> i64 {
+pub(crate) fn cents_of(money: Money) -> i64 {
     let amount = money.amount();
     if amount.scale() == MONEY_SCALE {
         if let Ok(cents) = i64::try_from(amount.mantissa()) {
@@ -257,7 +290,11 @@ fn head_of(keys: &mut [u128], want: usize) -> usize {
     if want == 0 {
         return 0;
     }
-    keys.select_nth_unstable(want - 1);
+    if want <= SMALL_HEAD {
+        smallest_first(keys, want);
+    } else {
+        keys.select_nth_unstable(want - 1);
+    }
     let run = keys[want - 1] >> 32;
     let mut end = want;
     for i in want..keys.len() {
@@ -268,6 +305,32 @@ fn head_of(keys: &mut [u128], want: usize) -> usize {
     }
     keys[..end].sort_unstable();
     end
+}
+
+/// Up to this many keys, `head_of` keeps the smallest in one pass instead of
+/// `select_nth_unstable`.
+const SMALL_HEAD: usize = 32;
+
+/// Puts the `want` smallest keys sorted at the front of `keys` in one pass: after the first
+/// few, a key rarely beats the largest kept, so the pass is one predictable compare per key.
+///
+/// Rationale (issue 17): a decision wants `max_winners + FALLBACKS` (usually 9) of hundreds
+/// of bids; introselect partitioned the whole slice several times for them.
+fn smallest_first(keys: &mut [u128], want: usize) {
+    let (head, rest) = keys.split_at_mut(want);
+    head.sort_unstable();
+    let last = want - 1;
+    for key in rest.iter_mut() {
+        if *key < head[last] {
+            let new = std::mem::replace(key, head[last]);
+            let mut i = last;
+            while i > 0 && head[i - 1] > new {
+                head[i] = head[i - 1];
+                i -= 1;
+            }
+            head[i] = new;
+        }
+    }
 }
 
 /// Rotates each run of exact ties (same key but the index) left by `turn`, so over
@@ -516,6 +579,25 @@ mod tests {
         }
 
         #[test]
+        fn a_head_is_the_smallest_keys_sorted_with_their_last_run(
+            runs in proptest::collection::vec(0u128..6, 0..300), want in 0usize..80,
+        ) {
+            // Keys as `Order` makes them: a few distinct runs, a unique index in the low bits.
+            let mut keys: Vec<u128> = runs.iter().enumerate().map(|(i, run)| run << 32 | i as u128).collect();
+            let mut sorted = keys.clone();
+            sorted.sort_unstable();
+            let len = head_of(&mut keys, want);
+            prop_assert!(len >= want.min(sorted.len()));
+            prop_assert_eq!(&keys[..len], &sorted[..len]);
+            if len > 0 && len < sorted.len() {
+                prop_assert!(sorted[len] >> 32 != sorted[len - 1] >> 32, "a run of ties cut short");
+            }
+            let mut all = keys.clone();
+            all.sort_unstable();
+            prop_assert_eq!(all, sorted);
+        }
+
+        #[test]
         fn partial_selection_is_the_head_of_a_full_sort(
             bids in prop_oneof![bids(), tied_bids()], reserve in 0i64..3_000, second in any::<bool>(),
             turn in any::<u64>(), pick in any::<u8>(), want in 1usize..60, steps in 0usize..4, winners in 1u32..3,
@@ -524,7 +606,7 @@ mod tests {
             let v = vertical(model_of(pick), rule, &Money::cents(reserve).to_string(), winners);
             let expected = order_offers_by_sort(&v, bids.clone(), turn);
             prop_assert_eq!(&order_offers(&v, bids.clone(), None, turn), &expected);
-            let refs: Vec<BidRef<'_>> = bids.iter().map(|b| BidRef { campaign: &b.campaign, amount: b.amount }).collect();
+            let refs: Vec<BidRef<'_>> = bids.iter().map(|b| BidRef::new(&b.campaign, b.amount)).collect();
             let mut ranking = Ranking::new(&v, refs.clone(), None, turn, want);
             prop_assert!(ranking.offers().len() >= want.min(expected.len()));
             prop_assert_eq!(ranking.offers(), &expected[..ranking.offers().len()]);

@@ -14,12 +14,17 @@ use chrono_tz::Tz;
 use rust_decimal::Decimal;
 use serde_json::{Map, Value};
 
+use super::auction::cents_of;
 use super::geo::{distance_km, Point, UnitVector};
 use super::lead::{ValidLead, ValidPing};
 use super::market::{CompiledCampaign, Market};
 use super::model::{FieldRule, Model, RuleOp};
 use super::money::Money;
 use super::schedule::local_minute;
+
+mod evaluation;
+
+pub use evaluation::{screen, Evaluation};
 
 /// What eligibility sees of a lead or ping: never a name, email, phone or street.
 #[derive(Debug, Clone, Copy)]
@@ -113,7 +118,7 @@ impl Filtered<'_> {
     }
 }
 
-/// What eligibility made of one candidate campaign.
+/// What eligibility made of one candidate campaign, as a trace shows it.
 #[derive(Debug)]
 pub enum Verdict<'m> {
     Filtered(&'m Arc<CompiledCampaign>, Filtered<'m>),
@@ -123,38 +128,52 @@ pub enum Verdict<'m> {
     Live(&'m Arc<CompiledCampaign>),
 }
 
-/// Runs every candidate of the market's index through the checks of `check`, in index
-/// order, and sorts the survivors into standing and live bidders for `model`. Candidates
-/// come from the subject's vertical's own index, so no vertical is compared; the verdicts
-/// are what `check` answers for each (the property tests hold them to it).
-///
-/// Rationale (issue 17): the checks read the vertical's `Screens` (flags, circles, bitsets
-/// laid out by slot when the market is built) instead of each campaign's configuration
-/// behind two pointers, and a schedule's zone is looked up once per zone per decision.
+/// Every candidate's verdict, in index order: `screen` with each verdict spelled out, for
+/// traces and tests. A decision uses `screen` and asks its `Evaluation` for what it needs.
 pub fn evaluate<'m>(market: &'m Market, subject: &Subject<'_>, model: Model, now: DateTime<Utc>) -> Vec<Verdict<'m>> {
-    let Some(found) = market.candidate_slots(subject) else {
-        return Vec::new();
-    };
-    let screens = found.screens;
-    let lead = screens.lead(subject);
-    let mut clocks = Clocks { now, zones: Vec::new() };
-    found
-        .slots
-        .iter()
-        .map(|&slot| {
-            let slot = slot as usize;
-            let campaign = &found.campaigns[slot];
-            debug_assert_eq!(campaign.campaign.vertical, subject.vertical);
-            if let Err(filtered) = screens.check(slot, campaign, &lead, &mut clocks) {
-                return Verdict::Filtered(campaign, filtered);
+    screen(market, subject, model, now).verdicts().collect()
+}
+
+/// Why the screens filtered a campaign: `Filtered` without its borrowed detail, 8 bytes,
+/// so a decision keeps one per candidate and spells out only what a trace shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reason {
+    Inactive,
+    SupplierNotAllowed,
+    SupplierDenied,
+    State,
+    Zip,
+    ZipExcluded,
+    Radius,
+    /// The campaign's field rule number `n` failed.
+    FieldRule(u32),
+    ScheduleClosed,
+    NoStandingBid,
+}
+
+impl Reason {
+    /// The `Filtered` that `check` answers for `campaign` and a subject at `point`.
+    fn filtered(self, campaign: &CompiledCampaign, point: Point) -> Filtered<'_> {
+        let code = match self {
+            Reason::Inactive => "inactive",
+            Reason::SupplierNotAllowed => "supplier_not_allowed",
+            Reason::SupplierDenied => "supplier_denied",
+            Reason::State => "state",
+            Reason::Zip => "zip",
+            Reason::ZipExcluded => "zip_excluded",
+            Reason::Radius => {
+                let center = campaign.circle.map_or(point, |circle| circle.center);
+                return Filtered { code: "radius", detail: Some(Detail::Radius { center, point }) };
             }
-            match screens.prices[slot] {
-                Some(price) => Verdict::Standing(campaign, price),
-                None if model == Model::Bidding => Verdict::Filtered(campaign, Filtered::new("no_standing_bid")),
-                None => Verdict::Live(campaign),
+            Reason::FieldRule(n) => {
+                let rule = campaign.campaign.filters.rules.get(n as usize);
+                return Filtered { code: "field_rule", detail: rule.map(|rule| Detail::Field(rule.field.as_str())) };
             }
-        })
-        .collect()
+            Reason::ScheduleClosed => "schedule_closed",
+            Reason::NoStandingBid => "no_standing_bid",
+        };
+        Filtered::new(code)
+    }
 }
 
 // Which of a campaign's static filters are set (`Screens::flags`).
@@ -190,8 +209,17 @@ pub struct Screens {
     supplier_bits: Vec<u64>,
     supplier_words: usize,
     supplier_ids: HashMap<Box<str>, u32>,
-    /// A fixed price; None for dynamic pricing.
-    prices: Vec<Option<Money>>,
+    /// A fixed price with what the auction orders it by; None for dynamic pricing.
+    prices: Vec<Option<Price>>,
+}
+
+/// A campaign's fixed price, its whole cents (`auction::cents_of`) and the campaign's tier,
+/// side by side: a standing bid reads one record and no campaign (issue 17).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Price {
+    pub amount: Money,
+    pub cents: i64,
+    pub tier: u32,
 }
 
 const NO_SET: u32 = u32::MAX;
@@ -289,7 +317,11 @@ impl Screens {
                 center_unit: c.center_unit.components(),
                 min_dot: c.min_dot,
             }));
-            screens.prices.push(config.fixed_price());
+            screens.prices.push(config.fixed_price().map(|amount| Price {
+                amount,
+                cents: cents_of(amount),
+                tier: config.tier,
+            }));
         }
         screens
     }
@@ -338,23 +370,66 @@ impl Screens {
     }
 
     /// `check` for the campaign in `slot`, on the compiled filters: the same checks in the
-    /// same order, so the same first failure.
-    fn check<'c>(
+    /// same order, so the same first failure (`Reason::filtered` spells it out).
+    ///
+    /// Rationale (issue 17): most campaigns of a dense market are an active circle and
+    /// nothing else, so that case is decided here, inlined into the caller's loop: a flag
+    /// compare and the circle. Every other campaign takes `check_all`, the whole list.
+    #[inline(always)]
+    fn check(
         &self,
         slot: usize,
-        campaign: &'c CompiledCampaign,
+        campaign: &CompiledCampaign,
         lead: &LeadKeys<'_>,
         clocks: &mut Clocks,
-    ) -> Result<(), Filtered<'c>> {
+    ) -> Result<(), Reason> {
+        // A country filter needs no check (see `Screens`): ACTIVE and CIRCLE are the only
+        // checks such a campaign has, in that order.
+        if self.flags[slot] & !COUNTRIES == (ACTIVE | CIRCLE) {
+            return if self.in_circle(slot, lead) { Ok(()) } else { Err(Reason::Radius) };
+        }
+        self.check_all(slot, campaign, lead, clocks)
+    }
+
+    /// Whether the lead lies in the circle of the campaign in `slot`: `check`'s box test,
+    /// then its dot product.
+    #[inline(always)]
+    fn in_circle(&self, slot: usize, lead: &LeadKeys<'_>) -> bool {
+        // Every comparison is made and combined without short-circuits: whether a lead is
+        // in a circle is a coin toss per candidate, and one mispredicted branch costs more
+        // than the dot product it would skip (issue 17). Same tests, same result.
+        let c = &self.circles[slot];
+        let point = lead.subject.location;
+        let lon_in = |lon: f64| (c.lon_min <= lon) & (lon <= c.lon_max);
+        let in_box = (c.lat_min <= point.lat)
+            & (point.lat <= c.lat_max)
+            & (lon_in(point.lon) | lon_in(point.lon - 360.0) | lon_in(point.lon + 360.0));
+        let u = &lead.unit;
+        let dot = u[0] * c.center_unit[0] + u[1] * c.center_unit[1] + u[2] * c.center_unit[2];
+        // `check` filters on `dot < min_dot`: negated here, so a NaN answers as it does there.
+        #[allow(clippy::neg_cmp_op_on_partial_ord)]
+        let in_circle = in_box & !(dot < c.min_dot);
+        in_circle
+    }
+
+    /// `check` for any campaign: every compiled filter in `check`'s order.
+    #[inline(never)]
+    fn check_all(
+        &self,
+        slot: usize,
+        campaign: &CompiledCampaign,
+        lead: &LeadKeys<'_>,
+        clocks: &mut Clocks,
+    ) -> Result<(), Reason> {
         let flags = self.flags[slot];
         if flags & ACTIVE == 0 {
-            return Err(Filtered::new("inactive"));
+            return Err(Reason::Inactive);
         }
         if flags & ALLOW != 0 && !self.in_set(self.allow[slot], lead.supplier) {
-            return Err(Filtered::new("supplier_not_allowed"));
+            return Err(Reason::SupplierNotAllowed);
         }
         if flags & DENY != 0 && self.in_set(self.deny[slot], lead.supplier) {
-            return Err(Filtered::new("supplier_denied"));
+            return Err(Reason::SupplierDenied);
         }
         debug_assert!(
             flags & COUNTRIES == 0 || campaign.campaign.filters.countries.iter().any(|c| c == lead.subject.country),
@@ -370,33 +445,23 @@ impl Screens {
                 lead.subject.state.is_some_and(|s| states.iter().any(|f| f.eq_ignore_ascii_case(s)))
             };
             if !listed && (flags & STATES_SLOW == 0 || !slow()) {
-                return Err(Filtered::new("state"));
+                return Err(Reason::State);
             }
         }
         let subject = lead.subject;
         if flags & ZIPS != 0 && !campaign.zips.contains(subject.zip) {
-            return Err(Filtered::new("zip"));
+            return Err(Reason::Zip);
         }
         if flags & EXCLUDE_ZIPS != 0 && campaign.exclude_zips.contains(subject.zip) {
-            return Err(Filtered::new("zip_excluded"));
+            return Err(Reason::ZipExcluded);
         }
-        if flags & CIRCLE != 0 {
-            let c = &self.circles[slot];
-            let point = subject.location;
-            let lon_in = |lon: f64| c.lon_min <= lon && lon <= c.lon_max;
-            let in_box = c.lat_min <= point.lat
-                && point.lat <= c.lat_max
-                && (lon_in(point.lon) || lon_in(point.lon - 360.0) || lon_in(point.lon + 360.0));
-            let u = &lead.unit;
-            if !in_box || u[0] * c.center_unit[0] + u[1] * c.center_unit[1] + u[2] * c.center_unit[2] < c.min_dot {
-                let center = campaign.circle.map_or(point, |circle| circle.center);
-                return Err(Filtered { code: "radius", detail: Some(Detail::Radius { center, point }) });
-            }
+        if flags & CIRCLE != 0 && !self.in_circle(slot, lead) {
+            return Err(Reason::Radius);
         }
         if flags & RULES != 0 {
-            for rule in &campaign.campaign.filters.rules {
+            for (n, rule) in campaign.campaign.filters.rules.iter().enumerate() {
                 if !rule_holds(rule, subject) {
-                    return Err(Filtered { code: "field_rule", detail: Some(Detail::Field(&rule.field)) });
+                    return Err(Reason::FieldRule(n as u32));
                 }
             }
         }
@@ -406,7 +471,7 @@ impl Screens {
                 None => true,
             };
             if !open {
-                return Err(Filtered::new("schedule_closed"));
+                return Err(Reason::ScheduleClosed);
             }
         }
         Ok(())

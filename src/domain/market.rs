@@ -436,12 +436,28 @@ impl Market {
     /// `candidates` as slots of the vertical's campaigns, with their compiled filters.
     pub(crate) fn candidate_slots(&self, subject: &Subject<'_>) -> Option<Candidates<'_>> {
         let index = self.index.get(subject.vertical)?;
-        let mut slots: Vec<u32> = Vec::with_capacity(64);
-        slots.extend_from_slice(&index.anywhere);
-        if let Some(found) = index.any_country_grid.get(&cell_of(subject.location)) {
-            slots.extend_from_slice(found);
+        let cell = cell_of(subject.location);
+        fn bucket(found: Option<&Vec<u32>>) -> &[u32] {
+            found.map_or(&[], Vec::as_slice)
         }
-        if let Some(country) = index.by_country.get(subject.country) {
+        let any_country_grid = bucket(index.any_country_grid.get(&cell));
+        let country = index.by_country.get(subject.country);
+        let (grid, by_state, rest) = match country {
+            Some(country) => (
+                bucket(country.grid.get(&cell)),
+                bucket(subject.state.and_then(|s| country.by_state.get(s))),
+                country.rest.as_slice(),
+            ),
+            None => (&[][..], &[][..], &[][..]),
+        };
+        // Sized for every bucket but the postal ones (a few, usually small): at 10,000
+        // campaigns a lead has hundreds of candidates, and growing from a guess copied them
+        // three times (issue 17).
+        let known = index.anywhere.len() + any_country_grid.len() + grid.len() + by_state.len() + rest.len();
+        let mut slots: Vec<u32> = Vec::with_capacity(known + POSTAL_ROOM);
+        slots.extend_from_slice(&index.anywhere);
+        slots.extend_from_slice(any_country_grid);
+        if let Some(country) = country {
             // Only a campaign with overlapping postal patterns ("80*" and "803*") can turn up
             // twice, and only among the postal buckets: deduplicate just those.
             let postal_from = slots.len();
@@ -454,18 +470,20 @@ impl Market {
                 }
             }
             if slots.len() - postal_from > 1 && !country.prefix_lens.is_empty() {
-                let mut postal = slots.split_off(postal_from);
+                let postal = &mut slots[postal_from..];
                 postal.sort_unstable();
-                postal.dedup();
-                slots.append(&mut postal);
+                let mut kept = postal_from;
+                for i in postal_from..slots.len() {
+                    if kept == postal_from || slots[i] != slots[kept - 1] {
+                        slots[kept] = slots[i];
+                        kept += 1;
+                    }
+                }
+                slots.truncate(kept);
             }
-            if let Some(found) = country.grid.get(&cell_of(subject.location)) {
-                slots.extend_from_slice(found);
-            }
-            if let Some(found) = subject.state.and_then(|s| country.by_state.get(s)) {
-                slots.extend_from_slice(found);
-            }
-            slots.extend_from_slice(&country.rest);
+            slots.extend_from_slice(grid);
+            slots.extend_from_slice(by_state);
+            slots.extend_from_slice(rest);
         }
         Some(Candidates { campaigns: &index.campaigns, screens: &index.screens, slots })
     }
@@ -612,6 +630,9 @@ fn remove<T>(items: &mut Vec<T>, key: &str, id: impl Fn(&T) -> &String) -> Optio
     let position = items.iter().position(|existing| id(existing) == key)?;
     Some(items.remove(position))
 }
+
+/// Room for the postal buckets' candidates in `candidate_slots`' first allocation.
+const POSTAL_ROOM: usize = 64;
 
 fn cell_of(point: Point) -> (i32, i32) {
     let lat = (point.lat / GRID_DEGREES).floor() as i32;
@@ -922,6 +943,26 @@ mod tests {
                 let candidates = market.candidates(&subject);
                 let verdicts = crate::domain::eligibility::evaluate(&market, &subject, model, now);
                 prop_assert_eq!(verdicts.len(), candidates.len());
+                // What a decision reads: the standing bids, bid by bid, and the live bidders
+                // are those of the campaigns `check` passes, in candidate order.
+                let evaluation = crate::domain::eligibility::screen(&market, &subject, model, now);
+                prop_assert_eq!(evaluation.len(), candidates.len());
+                let passed: Vec<&Arc<CompiledCampaign>> =
+                    candidates.iter().copied().filter(|c| check(c, &subject, now).is_ok()).collect();
+                let standing: Vec<_> =
+                    passed.iter().filter_map(|c| c.campaign.fixed_price().map(|price| (*c, price))).collect();
+                prop_assert_eq!(evaluation.bids().len(), standing.len());
+                for (bid, (campaign, price)) in evaluation.bids().iter().zip(&standing) {
+                    prop_assert!(Arc::ptr_eq(bid.campaign, campaign));
+                    prop_assert_eq!(bid.amount, *price);
+                    prop_assert_eq!(bid.tier(), campaign.campaign.tier);
+                    prop_assert_eq!(bid.cents(), crate::domain::auction::BidRef::new(campaign, *price).cents());
+                }
+                let live: Vec<_> = evaluation.live().collect();
+                let expected_live: Vec<_> =
+                    passed.iter().copied().filter(|c| !bidding && c.campaign.fixed_price().is_none()).collect();
+                prop_assert_eq!(live.len(), expected_live.len());
+                prop_assert!(live.iter().zip(&expected_live).all(|(a, b)| Arc::ptr_eq(a, b)));
                 for (candidate, verdict) in candidates.into_iter().zip(verdicts) {
                     use crate::domain::eligibility::Verdict;
                     match (check(candidate, &subject, now), verdict) {

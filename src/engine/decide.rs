@@ -110,12 +110,12 @@ impl Auction {
         now: DateTime<Utc>,
         misses: &mut Misses,
     ) -> Ranking<'m> {
-        let mut bids: Vec<BidRef<'m>> = Vec::new();
-        let mut live: Vec<&'m Arc<CompiledCampaign>> = Vec::new();
-        let verdicts = eligibility::evaluate(market, subject, d.vertical.model, now);
-        d.trace.outside_area = market.campaign_count(&d.vertical.name).saturating_sub(verdicts.len());
-        d.trace.entries.reserve(verdicts.len());
-        for verdict in verdicts {
+        let mut evaluation = eligibility::screen(market, subject, d.vertical.model, now);
+        d.trace.outside_area = market.campaign_count(&d.vertical.name).saturating_sub(evaluation.len());
+        d.trace.entries.reserve(evaluation.len());
+        // Every candidate with its verdict, in index order; live bidders get theirs when
+        // they answer their ping.
+        for verdict in evaluation.verdicts() {
             match verdict {
                 Verdict::Filtered(campaign, filtered) => {
                     let entry = filter(&mut d.trace, campaign, filtered.code);
@@ -126,11 +126,12 @@ impl Auction {
                 }
                 Verdict::Standing(campaign, price) => {
                     d.trace.push(&campaign.id, &campaign.buyer_id, Outcome::Bid).amount(price);
-                    bids.push(BidRef { campaign, amount: price });
                 }
-                Verdict::Live(campaign) => live.push(campaign),
+                Verdict::Live(_) => {}
             }
         }
+        let live: Vec<&'m Arc<CompiledCampaign>> = evaluation.live().collect();
+        let mut bids = evaluation.take_bids();
         misses.eligible = bids.len() + live.len();
         if !live.is_empty() {
             bids.extend(self.ping_buyers(d, &live, ping, bid_deadline).await);
@@ -197,7 +198,7 @@ impl Auction {
                         .amount(amount)
                         .reason("below_min_price"),
                     _ => {
-                        bids.push(BidRef { campaign, amount });
+                        bids.push(BidRef::new(campaign, amount));
                         if let Some(token) = token {
                             d.ping_tokens.push((Arc::clone(&campaign.id), token));
                         }
