@@ -17,6 +17,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 pub mod activity;
 #[cfg(feature = "count-allocs")]
 pub mod allocations;
+pub mod buyer_meters;
 
 pub const PINGS_TOTAL: &str = "leadrouter_pings_total";
 pub const POSTS_TOTAL: &str = "leadrouter_posts_total";

@@ -95,6 +95,5 @@ impl Core {
 }
 
 pub(super) fn publish_available(buyer_id: &str, available: crate::domain::money::Money) {
-    metrics::gauge!(telemetry::BUYER_AVAILABLE_BALANCE, "buyer" => buyer_id.to_string())
-        .set(available.as_f64_for_metrics());
+    telemetry::buyer_meters::buyer_available(buyer_id, available.as_f64_for_metrics());
 }

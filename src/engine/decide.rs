@@ -810,7 +810,5 @@ fn filter<'t>(trace: &'t mut Trace, campaign: &CompiledCampaign, code: &'static 
 }
 
 fn record_buyer_request(buyer_id: &str, kind: &'static str, outcome: &'static str, latency: Duration) {
-    metrics::counter!(telemetry::BUYER_REQUESTS_TOTAL, "buyer" => buyer_id.to_string(), "kind" => kind, "outcome" => outcome).increment(1);
-    metrics::histogram!(telemetry::BUYER_REQUEST_DURATION_SECONDS, "buyer" => buyer_id.to_string(), "kind" => kind)
-        .record(latency.as_secs_f64());
+    telemetry::buyer_meters::buyer_request(buyer_id, kind, outcome, latency);
 }
