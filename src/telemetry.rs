@@ -17,7 +17,8 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 pub mod activity;
 #[cfg(feature = "count-allocs")]
 pub mod allocations;
-pub mod buyer_meters;
+mod kept;
+pub mod meters;
 
 pub const PINGS_TOTAL: &str = "leadrouter_pings_total";
 pub const POSTS_TOTAL: &str = "leadrouter_posts_total";

@@ -95,5 +95,5 @@ impl Core {
 }
 
 pub(super) fn publish_available(buyer_id: &str, available: crate::domain::money::Money) {
-    telemetry::buyer_meters::buyer_available(buyer_id, available.as_f64_for_metrics());
+    telemetry::meters::buyer_available(buyer_id, available.as_f64_for_metrics());
 }

@@ -705,7 +705,7 @@ impl Auction {
             .push(&campaign.id, &campaign.buyer_id, Outcome::Sold)
             .amount(offer.price)
             .buyer_reference(sale.buyer_reference.as_deref());
-        metrics::counter!(telemetry::SALES_TOTAL, "vertical" => d.vertical.name.clone()).increment(1);
+        telemetry::meters::sale(&d.vertical.name);
         telemetry::record_revenue(sale.currency, sale.price);
         let sold = Sold { payout: sale.payout, currency: sale.currency };
         // The recent sales keep the sale itself: the answer needs only its payout.
@@ -810,5 +810,5 @@ fn filter<'t>(trace: &'t mut Trace, campaign: &CompiledCampaign, code: &'static 
 }
 
 fn record_buyer_request(buyer_id: &str, kind: &'static str, outcome: &'static str, latency: Duration) {
-    telemetry::buyer_meters::buyer_request(buyer_id, kind, outcome, latency);
+    telemetry::meters::buyer_request(buyer_id, kind, outcome, latency);
 }

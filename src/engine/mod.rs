@@ -450,5 +450,5 @@ impl Restoring<'_> {
 
 /// Counts one ping, post or lead (`*_total{vertical,outcome}`).
 fn count(name: &'static str, vertical: &crate::domain::model::Vertical, outcome: &'static str) {
-    metrics::counter!(name, "vertical" => vertical.name.clone(), "outcome" => outcome).increment(1);
+    crate::telemetry::meters::decided(name, &vertical.name, outcome);
 }

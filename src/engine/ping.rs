@@ -109,8 +109,7 @@ impl Auction {
             }
         }
         count(telemetry::PINGS_TOTAL, &vertical, answer.status);
-        metrics::histogram!(telemetry::DECISION_DURATION_SECONDS, "vertical" => vertical.name.clone(), "model" => vertical.model.as_str())
-            .record(d.started.elapsed().as_secs_f64());
+        telemetry::meters::decision_time(&vertical.name, vertical.model.as_str(), d.started.elapsed().as_secs_f64());
         d.trace.status = answer.status.to_string();
         d.trace.reason = answer.reason.map(str::to_string);
         self.traces.put(d.trace);

@@ -152,8 +152,7 @@ impl Auction {
         let answer = finish(&mut d, lead_id, sales, &misses);
         count(telemetry::LEADS_TOTAL, &vertical, answer.status);
         self.record_outcome(supplier_id, &lead, &vertical.name, now, &answer);
-        metrics::histogram!(telemetry::DECISION_DURATION_SECONDS, "vertical" => vertical.name.clone(), "model" => vertical.model.as_str())
-            .record(d.started.elapsed().as_secs_f64());
+        telemetry::meters::decision_time(&vertical.name, vertical.model.as_str(), d.started.elapsed().as_secs_f64());
         self.traces.put(d.trace);
         Ok(answer)
     }
