@@ -16,6 +16,9 @@ use libfuzzer_sys::fuzz_target;
 use serde::de::IgnoredAny;
 use serde_json::Value;
 
+/// The prefix of serde_json's private map keys.
+const PRIVATE_MARKER: &[u8] = b"$serde_json::private::";
+
 fuzz_target!(|data: &[u8]| {
     let verdict = parse_bid(data);
 
@@ -28,6 +31,12 @@ fuzz_target!(|data: &[u8]| {
 
     if serde_json::from_slice::<IgnoredAny>(data).is_err() {
         assert_eq!(verdict, Err("invalid json"));
+        return;
+    }
+    // serde_json reads an object whose key is one of its private markers (`raw_value`
+    // builds: "$serde_json::private::RawValue") as something else than an object; the
+    // answer is an object to every JSON reader, so serde_json is no oracle for it.
+    if data.windows(PRIVATE_MARKER.len()).any(|w| w == PRIVATE_MARKER) {
         return;
     }
     let Ok(value) = serde_json::from_slice::<Value>(data) else {
