@@ -16,14 +16,12 @@
 //! and is done when the last one answered: the floor under what a router adds, which must
 //! wait for the slowest buyer too.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::future::join_all;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Method, Uri};
 use tokio::sync::Semaphore;
@@ -467,32 +465,6 @@ fn fanout_ending(calls: impl IntoIterator<Item = Ending>) -> Ending {
     Ending::Http { status: 200, outcome }
 }
 
-/// Polls `futures` together in the calling task until all are done; their outputs in
-/// order. (The `futures` crate's `join_all` without the dependency: a fan-out is ten.)
-async fn join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
-    let mut pending: Vec<Option<Pin<Box<F>>>> = futures.into_iter().map(|f| Some(Box::pin(f))).collect();
-    let mut outputs: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
-    let mut left = pending.len();
-    std::future::poll_fn(|cx| {
-        for (slot, output) in pending.iter_mut().zip(outputs.iter_mut()) {
-            if let Some(future) = slot {
-                if let Poll::Ready(value) = future.as_mut().poll(cx) {
-                    *output = Some(value);
-                    *slot = None;
-                    left -= 1;
-                }
-            }
-        }
-        if left == 0 {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
-        }
-    })
-    .await;
-    outputs.into_iter().flatten().collect()
-}
-
 async fn request(connection: &mut Connection, path: &'static str, body: Bytes) -> (Ending, Option<String>) {
     match connection.post(path, body).await {
         Ok(reply) => {
@@ -713,19 +685,5 @@ mod tests {
         assert_eq!(fanout_ending([bid, transport, failed]), transport);
         assert_eq!(fanout_ending([transport, timeout, bid]), timeout, "a timeout is timed: it shows in the tail");
         assert_eq!(fanout_ending([]), ok(Outcome::None));
-    }
-
-    #[tokio::test]
-    async fn join_all_waits_for_every_future_and_keeps_their_order() {
-        let sleeps = [30u64, 1, 10];
-        let started = Instant::now();
-        let done = join_all(sleeps.map(|ms| async move {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-            ms
-        }))
-        .await;
-        assert_eq!(done, sleeps);
-        let took = started.elapsed();
-        assert!(took >= Duration::from_millis(30) && took < Duration::from_millis(40 + 1_000), "{took:?}");
     }
 }

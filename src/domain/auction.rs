@@ -211,25 +211,21 @@ impl Order {
     /// `bids`: each bid's amount in cents (`cents_of`) and tier, in bid index order.
     fn new(vertical: &Vertical, bids: impl ExactSizeIterator<Item = (i64, u32)>, turn: u64) -> Order {
         let tree = vertical.model == Model::PingTree;
-        // One allocation and a plain loop per model: the keys of hundreds of bids were an
-        // eighth of a decision as a `filter_map` collected into a growing `Vec` (issue 17).
+        // One allocation and a plain loop: the keys of hundreds of bids were an eighth of a
+        // decision as a `filter_map` collected into a growing `Vec` (issue 17).
         let mut keys: Vec<u128> = Vec::with_capacity(bids.len());
+        let reserve = cents_of(vertical.reserve_price);
         // Amounts are kept to cents, so comparing cents compares amounts.
-        if tree {
-            for (i, (cents, tier)) in bids.enumerate() {
-                if cents >= cents_of(vertical.tier_floor(tier)) {
-                    let down = u128::from(descending(cents));
-                    keys.push(u128::from(tier) << 96 | down << 32 | u128::from(i as u32));
-                }
+        for (i, (cents, tier)) in bids.enumerate() {
+            if cents < if tree { cents_of(vertical.tier_floor(tier)) } else { reserve } {
+                continue;
             }
-        } else {
-            let reserve = cents_of(vertical.reserve_price);
-            for (i, (cents, tier)) in bids.enumerate() {
-                if cents >= reserve {
-                    let down = u128::from(descending(cents));
-                    keys.push(down << 64 | u128::from(tier) << 32 | u128::from(i as u32));
-                }
-            }
+            let (index, down) = (u128::from(i as u32), u128::from(descending(cents)));
+            keys.push(if tree {
+                u128::from(tier) << 96 | down << 32 | index
+            } else {
+                down << 64 | u128::from(tier) << 32 | index
+            });
         }
         Order {
             keys,

@@ -189,7 +189,7 @@ impl Auction {
                     continue;
                 }
             };
-            record_buyer_request(&campaign.buyer_id, "ping", label, latency);
+            telemetry::meters::buyer_request(&campaign.buyer_id, "ping", label, latency);
             let entry = match answer {
                 BidAnswer::Bid(amount) => match min_price(campaign) {
                     Some(min) if amount < min => d
@@ -548,7 +548,7 @@ impl Auction {
             PostAnswer::Timeout => "timeout",
             PostAnswer::Error(_) | PostAnswer::CircuitOpen => "error",
         };
-        record_buyer_request(&campaign.buyer_id, "post", outcome, latency);
+        telemetry::meters::buyer_request(&campaign.buyer_id, "post", outcome, latency);
         metrics::counter!(telemetry::DELIVERIES_TOTAL, "mode" => "webhook", "outcome" => outcome).increment(1);
         Ok((answer, None))
     }
@@ -807,8 +807,4 @@ fn min_price(campaign: &CompiledCampaign) -> Option<Money> {
 fn filter<'t>(trace: &'t mut Trace, campaign: &CompiledCampaign, code: &'static str) -> &'t mut TraceEntry {
     metrics::counter!(telemetry::FILTERED_TOTAL, "reason" => code).increment(1);
     trace.push(&campaign.id, &campaign.buyer_id, Outcome::Filtered).reason(code)
-}
-
-fn record_buyer_request(buyer_id: &str, kind: &'static str, outcome: &'static str, latency: Duration) {
-    telemetry::meters::buyer_request(buyer_id, kind, outcome, latency);
 }

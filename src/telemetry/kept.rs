@@ -42,21 +42,21 @@ impl Kept {
     pub fn counter(&self, owner: &str, key: Key, register: impl FnOnce() -> Counter) -> Counter {
         match self.handle(owner, key, || Handle::Counter(register())) {
             Handle::Counter(counter) => counter,
-            _ => Counter::noop(),
+            _ => mismatched(key, Counter::noop()),
         }
     }
 
     pub fn histogram(&self, owner: &str, key: Key, register: impl FnOnce() -> Histogram) -> Histogram {
         match self.handle(owner, key, || Handle::Histogram(register())) {
             Handle::Histogram(histogram) => histogram,
-            _ => Histogram::noop(),
+            _ => mismatched(key, Histogram::noop()),
         }
     }
 
     pub fn gauge(&self, owner: &str, key: Key, register: impl FnOnce() -> Gauge) -> Gauge {
         match self.handle(owner, key, || Handle::Gauge(register())) {
             Handle::Gauge(gauge) => gauge,
-            _ => Gauge::noop(),
+            _ => mismatched(key, Gauge::noop()),
         }
     }
 
@@ -79,4 +79,11 @@ impl Kept {
         handles.push((key, handle.clone()));
         handle
     }
+}
+
+/// A key kept as another kind of metric: metric names are unique across kinds, so this is
+/// a caller's mistake; it must not take the process down, and it counts nothing.
+fn mismatched<T>(key: Key, noop: T) -> T {
+    debug_assert!(false, "metric {key:?} kept as another kind");
+    noop
 }
