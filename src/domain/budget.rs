@@ -14,7 +14,6 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use serde::{Deserialize, Serialize};
 
 use super::caps::{window_start, Cap, Limit, Window};
 use super::model::{BillingMode, Buyer};
@@ -22,9 +21,11 @@ use super::money::Money;
 
 mod holds;
 pub mod lease;
+mod stored;
 
 use holds::Holds;
-use lease::{Lease, LeaseState};
+use lease::Lease;
+pub use stored::{BookState, HoldState};
 
 /// How a buyer pays, as far as holding money is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -343,128 +344,6 @@ fn spendable(balance: Money, funding: Funding, held: Money) -> Money {
     }
 }
 
-/// A book as stored outside the process: the Redis adapter keeps one per buyer key and
-/// replaces it atomically, so the rules above stay the only place money and caps are
-/// checked, on one node or many.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BookState {
-    balance: Money,
-    holds: Vec<HoldState>,
-    usage: Vec<UsageState>,
-    /// Absent from books written before leases, and when there are none.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    leases: Vec<LeaseState>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct HoldState {
-    id: String,
-    campaign: String,
-    charge: Money,
-    spend: Money,
-    expires_at: DateTime<Utc>,
-    windows: Vec<(WindowCode, DateTime<Utc>)>,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct UsageState {
-    campaign: String,
-    window: WindowCode,
-    start: DateTime<Utc>,
-    count: u32,
-    spend: Money,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum WindowCode {
-    Hour,
-    Day,
-    Week,
-    Month,
-}
-
-impl From<Window> for WindowCode {
-    fn from(window: Window) -> WindowCode {
-        match window {
-            Window::Hour => WindowCode::Hour,
-            Window::Day => WindowCode::Day,
-            Window::Week => WindowCode::Week,
-            Window::Month => WindowCode::Month,
-        }
-    }
-}
-
-impl From<WindowCode> for Window {
-    fn from(code: WindowCode) -> Window {
-        match code {
-            WindowCode::Hour => Window::Hour,
-            WindowCode::Day => Window::Day,
-            WindowCode::Week => Window::Week,
-            WindowCode::Month => Window::Month,
-        }
-    }
-}
-
-impl From<&BuyerBook> for BookState {
-    fn from(book: &BuyerBook) -> BookState {
-        let mut holds: Vec<HoldState> = book
-            .holds
-            .iter()
-            .map(|(id, hold)| HoldState {
-                id: id.clone(),
-                campaign: hold.campaign_id.clone(),
-                charge: hold.charge,
-                spend: hold.spend,
-                expires_at: hold.expires_at,
-                windows: hold.windows.iter().map(|key| (key.window.into(), key.start)).collect(),
-            })
-            .collect();
-        holds.sort_by(|a, b| a.id.cmp(&b.id));
-        let mut usage: Vec<UsageState> = book
-            .usage
-            .iter()
-            .flat_map(|(campaign, windows)| {
-                windows.iter().map(move |(key, used)| UsageState {
-                    campaign: campaign.clone(),
-                    window: key.window.into(),
-                    start: key.start,
-                    count: used.count,
-                    spend: used.spend,
-                })
-            })
-            .collect();
-        usage.sort_by(|a, b| (&a.campaign, a.start, a.window as u8).cmp(&(&b.campaign, b.start, b.window as u8)));
-        let leases = book.leases.iter().map(|(id, lease)| LeaseState::of(id, lease)).collect();
-        BookState { balance: book.balance, holds, usage, leases }
-    }
-}
-
-impl From<BookState> for BuyerBook {
-    fn from(state: BookState) -> BuyerBook {
-        let mut book = BuyerBook::new(state.balance);
-        for hold in state.holds {
-            let windows = hold.windows.into_iter().map(|(window, start)| WindowKey { window: window.into(), start });
-            book.holds.insert(
-                hold.id,
-                Hold {
-                    campaign_id: hold.campaign,
-                    charge: hold.charge,
-                    spend: hold.spend,
-                    expires_at: hold.expires_at,
-                    windows: windows.collect(),
-                },
-            );
-        }
-        for used in state.usage {
-            let key = WindowKey { window: used.window.into(), start: used.start };
-            book.usage.entry(used.campaign).or_default().insert(key, Usage { count: used.count, spend: used.spend });
-        }
-        book.leases = state.leases.into_iter().map(LeaseState::into_lease).collect();
-        book
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -632,22 +511,5 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn a_book_survives_its_stored_form_with_holds_and_cap_windows() {
-        let caps = [Cap { name: "daily", window: Window::Day, limit: Limit::Count(2) }];
-        let now = Utc.with_ymd_and_hms(2026, 11, 25, 12, 0, 0).unwrap();
-        let later = now + chrono::Duration::minutes(5);
-        let mut book = BuyerBook::new(Money::parse("100.00").unwrap());
-        book.try_hold(now, request("h1", "10.00", &caps, later)).unwrap();
-        book.settle("h1").unwrap();
-        book.try_hold(now, request("h2", "10.00", &caps, later)).unwrap();
-        let json = serde_json::to_string(&BookState::from(&book)).unwrap();
-        let mut restored = BuyerBook::from(serde_json::from_str::<BookState>(&json).unwrap());
-        assert_eq!(BookState::from(&restored), BookState::from(&book));
-        // The settled sale and the open hold both count against the daily cap of 2.
-        assert_eq!(restored.try_hold(now, request("h3", "1.00", &caps, later)), Err(HoldRefusal::CapReached("daily")));
-        assert_eq!(restored.settle("h2").unwrap().balance_after, Money::parse("80.00").unwrap());
     }
 }

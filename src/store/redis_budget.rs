@@ -22,12 +22,22 @@
 //! node's) retires it: it fences the lease in the ledger, reads what was sold from it, and
 //! frees the rest. A ping's hold lives in the book itself: its post may come to any node.
 //!
+//! The book is kept in parts (`domain::budget::stored`): the hash `{b:<buyer>}:book` has
+//! its version (`v`), its summary (`book`: balance, usage, leases, and what the open holds
+//! add up to) and one field per open hold (`h:<hold id>`), and the sorted set
+//! `{b:<buyer>}:expiry` orders the holds by when they expire (ms). A change reads the
+//! summary, the holds due to expire and the holds it names, in one script, and writes the
+//! summary and the hold fields that came or went in another. So a ping costs the same with
+//! thousands of holds open as with none. A book written whole by an older version is read
+//! whole and written back in parts.
+//!
 //! Expired holds are dropped by the next operation on the book (every rule expires first).
 //!
 //! Contention: a node runs one change of a buyer's book at a time (a local lock per
 //! buyer), so compare-and-set races happen only between nodes, and a lost race backs off
 //! for a random moment before it reads again.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,7 +47,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use dashmap::DashMap;
 use rand::Rng;
-use redis::{AsyncCommands, Script};
+use redis::Script;
 
 use super::redis::{RedisConnection, Shared};
 use super::redis_ledger::RedisLedger;
@@ -45,20 +55,55 @@ use super::{Budget, BudgetError, Held, HoldHandle};
 use crate::clock::Clock;
 use crate::domain::budget::lease::{CapStanding, LeaseRequest, LeaseUsage, NodeLeases};
 use crate::domain::budget::{
-    BalanceView, BookState, BuyerBook, Funding, HoldRequest, HoldScope, ReplayedSale, Settled,
+    BalanceView, BookState, BuyerBook, Funding, HoldRequest, HoldScope, HoldState, ReplayedSale, Settled,
 };
 use crate::domain::caps::Cap;
 use crate::domain::money::Money;
 
-/// Writes the new book only if the version is still the one that was read.
+/// Reads the book's version and summary, and the holds due to expire by ARGV[1] (ms, at
+/// most ARGV[2] of them) and those named in ARGV[3..]. KEYS: the book, its expiry index.
+const READ_BOOK: &str = r"
+local head = redis.call('HMGET', KEYS[1], 'v', 'book')
+local ids = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+for i = 3, #ARGV do
+  ids[#ids + 1] = ARGV[i]
+end
+local holds = {}
+if #ids > 0 then
+  local fields = {}
+  for i, id in ipairs(ids) do
+    fields[i] = 'h:' .. id
+  end
+  holds = redis.call('HMGET', KEYS[1], unpack(fields))
+end
+return {head[1], head[2], holds}
+";
+
+/// Writes the new summary only if the version is still the one that was read, with the
+/// holds that came (ARGV[4] of them, each as id, expiry in ms, record) and without those
+/// that went (the rest of ARGV). KEYS: the book, its expiry index.
 const COMPARE_AND_SET: &str = r"
 local version = redis.call('HGET', KEYS[1], 'v')
 if (version or '0') ~= ARGV[1] then
   return 0
 end
 redis.call('HSET', KEYS[1], 'v', ARGV[2], 'book', ARGV[3])
+local next = 5
+for _ = 1, tonumber(ARGV[4]) do
+  redis.call('HSET', KEYS[1], 'h:' .. ARGV[next], ARGV[next + 2])
+  redis.call('ZADD', KEYS[2], ARGV[next + 1], ARGV[next])
+  next = next + 3
+end
+for i = next, #ARGV do
+  redis.call('HDEL', KEYS[1], 'h:' .. ARGV[i])
+  redis.call('ZREM', KEYS[2], ARGV[i])
+end
 return 1
 ";
+
+/// The most holds due to expire one change reads (and drops). Any left over still count
+/// against the balance and caps until a later change drops them.
+const DUE_MAX: usize = 2_000;
 
 /// Lost races in a row before an operation gives up (each retry re-reads the book).
 const ATTEMPTS_MAX: usize = 64;
@@ -86,10 +131,24 @@ pub struct RedisBudget {
     node: String,
     /// Direct holds come from leases (the default); off, every hold is a change of the book.
     leasing: AtomicBool,
+    read_book: Script,
     compare_and_set: Script,
     /// One change of a buyer's book at a time on this node.
     writers: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
     leases: DashMap<Arc<str>, Arc<BuyerLeases>>,
+}
+
+/// A buyer's book in Redis: its hash and its expiry index (see the module's doc).
+struct BookKeys {
+    book: String,
+    expiry: String,
+}
+
+/// A book as read, with its version and the holds it had at hand as stored.
+struct ReadBook {
+    version: u64,
+    book: BuyerBook,
+    holds: HashMap<String, HoldState>,
 }
 
 /// This node's leases of one buyer, and how fast it sells to that buyer.
@@ -149,6 +208,7 @@ impl RedisBudget {
             clock,
             node: node.to_string(),
             leasing: AtomicBool::new(true),
+            read_book: Script::new(READ_BOOK),
             compare_and_set: Script::new(COMPARE_AND_SET),
             writers: DashMap::new(),
             leases: DashMap::new(),
@@ -161,8 +221,12 @@ impl RedisBudget {
         self
     }
 
-    fn key(&self, buyer_id: &str) -> String {
-        format!("{}{{b:{buyer_id}}}:book", self.prefix)
+    /// The book's hash and its expiry index, in the buyer's slot.
+    fn keys(&self, buyer_id: &str) -> BookKeys {
+        BookKeys {
+            book: format!("{}{{b:{buyer_id}}}:book", self.prefix),
+            expiry: format!("{}{{b:{buyer_id}}}:expiry", self.prefix),
+        }
     }
 
     fn writer(&self, buyer_id: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -179,16 +243,18 @@ impl RedisBudget {
         }
     }
 
-    /// Applies `change` to the buyer's book atomically, under this node's lock of it.
+    /// Applies `change` to the buyer's book atomically, under this node's lock of it, with
+    /// the holds `named` at hand (the ones it settles or releases).
     async fn update<T>(
         &self,
         buyer_id: &str,
         now: DateTime<Utc>,
+        named: &[&str],
         change: impl FnMut(&mut BuyerBook) -> (T, bool),
     ) -> Result<T, BudgetError> {
         let writer = self.writer(buyer_id);
         let _one_at_a_time = writer.lock().await;
-        self.update_locked(buyer_id, now, change).await
+        self.update_locked(buyer_id, now, named, change).await
     }
 
     /// `update` for a caller that holds the buyer's lock. `change` answers its outcome and
@@ -198,17 +264,17 @@ impl RedisBudget {
         &self,
         buyer_id: &str,
         now: DateTime<Utc>,
+        named: &[&str],
         mut change: impl FnMut(&mut BuyerBook) -> (T, bool),
     ) -> Result<T, BudgetError> {
-        let key = self.key(buyer_id);
-        let mut redis = self.redis.clone();
+        let keys = self.keys(buyer_id);
         for attempt in 0..ATTEMPTS_MAX {
             if attempt > 0 {
                 // Another node wrote in between: let it finish before reading again.
                 let pause = rand::thread_rng().gen_range(0..=(attempt as u64 * 200).min(5_000));
                 tokio::time::sleep(Duration::from_micros(pause)).await;
             }
-            let (version, mut book) = self.read(&key, buyer_id).await?;
+            let ReadBook { version, mut book, holds } = self.read(&keys, buyer_id, now, named).await?;
             let mut retired = false;
             for lease_id in book.expired_leases(now) {
                 let sold = self.revoke(&lease_id).await?;
@@ -218,36 +284,77 @@ impl RedisBudget {
             if !changed && !retired {
                 return Ok(outcome);
             }
-            let json = serde_json::to_string(&BookState::from(&book))
-                .map_err(|error| BudgetError::Unavailable(error.to_string()))?;
-            let written: i32 = self
-                .compare_and_set
-                .key(&key)
-                .arg(version.to_string())
-                .arg(version + 1)
-                .arg(json)
-                .invoke_async(&mut redis)
-                .await
-                .map_err(unavailable)?;
-            if written == 1 {
+            if self.write(&keys, version, &book, &holds).await? {
                 return Ok(outcome);
             }
         }
         Err(BudgetError::Unavailable(format!("the book of {buyer_id} kept changing under {ATTEMPTS_MAX} attempts")))
     }
 
-    /// The book as stored, with its version (0 and an empty book when there is none).
-    async fn read(&self, key: &str, buyer_id: &str) -> Result<(u64, BuyerBook), BudgetError> {
-        let (version, stored): (Option<u64>, Option<String>) =
-            self.redis.clone().hget(key, &["v", "book"]).await.map_err(unavailable)?;
-        let book = match stored {
-            Some(json) => BuyerBook::from(
-                serde_json::from_str::<BookState>(&json)
-                    .map_err(|error| BudgetError::Unavailable(format!("corrupt book of {buyer_id}: {error}")))?,
-            ),
+    /// The book as stored, with its version (0 and an empty book when there is none), and
+    /// with at hand the holds due to expire by `now` and those `named`.
+    async fn read(
+        &self,
+        keys: &BookKeys,
+        buyer_id: &str,
+        now: DateTime<Utc>,
+        named: &[&str],
+    ) -> Result<ReadBook, BudgetError> {
+        let mut read = self.read_book.key(&keys.book);
+        read.key(&keys.expiry).arg(now.timestamp_millis()).arg(DUE_MAX);
+        for id in named {
+            read.arg(*id);
+        }
+        let (version, summary, records): (Option<u64>, Option<String>, Vec<Option<String>>) =
+            read.invoke_async(&mut self.redis.clone()).await.map_err(unavailable)?;
+        let corrupt =
+            |error: serde_json::Error| BudgetError::Unavailable(format!("corrupt book of {buyer_id}: {error}"));
+        let mut holds = HashMap::with_capacity(records.len());
+        for json in records.into_iter().flatten() {
+            let record: HoldState = serde_json::from_str(&json).map_err(corrupt)?;
+            holds.insert(record.id().to_string(), record);
+        }
+        let book = match summary {
+            Some(json) => {
+                BuyerBook::with_some_holds(serde_json::from_str(&json).map_err(corrupt)?, holds.values().cloned())
+            }
             None => BuyerBook::default(),
         };
-        Ok((version.unwrap_or(0), book))
+        Ok(ReadBook { version: version.unwrap_or(0), book, holds })
+    }
+
+    /// Writes `book` over version `version` of the stored one, which had `read` at hand:
+    /// its summary, the holds that came or changed, and not those that went. Answers false
+    /// when another node wrote in between.
+    async fn write(
+        &self,
+        keys: &BookKeys,
+        version: u64,
+        book: &BuyerBook,
+        read: &HashMap<String, HoldState>,
+    ) -> Result<bool, BudgetError> {
+        let encode = |error: serde_json::Error| BudgetError::Unavailable(error.to_string());
+        let at_hand = book.hold_records();
+        let came: Vec<&HoldState> = at_hand.iter().filter(|record| read.get(record.id()) != Some(*record)).collect();
+        let kept: HashSet<&str> = at_hand.iter().map(HoldState::id).collect();
+        let mut write = self.compare_and_set.key(&keys.book);
+        write
+            .key(&keys.expiry)
+            .arg(version.to_string())
+            .arg(version + 1)
+            .arg(serde_json::to_string(&BookState::without_holds(book)).map_err(encode)?)
+            .arg(came.len());
+        for record in came {
+            write
+                .arg(record.id())
+                .arg(record.expires_at().timestamp_millis())
+                .arg(serde_json::to_string(record).map_err(encode)?);
+        }
+        for id in read.keys().filter(|id| !kept.contains(id.as_str())) {
+            write.arg(id.as_str());
+        }
+        let written: i32 = write.invoke_async(&mut self.redis.clone()).await.map_err(unavailable)?;
+        Ok(written == 1)
     }
 
     /// Fences a lease in the ledger and answers what was sold from it.
@@ -266,7 +373,7 @@ impl RedisBudget {
     ) -> Result<Held, BudgetError> {
         let hold_id = request.hold_id.clone();
         let available = self
-            .update(buyer_id, now, |book| {
+            .update(buyer_id, now, &[&hold_id], |book| {
                 let held = book.try_hold(now, request.clone());
                 let changed = held.is_ok();
                 (held, changed)
@@ -312,7 +419,7 @@ impl RedisBudget {
                 extends,
             };
             let granted = self
-                .update_locked(buyer_id, now, |book| {
+                .update_locked(buyer_id, now, &[], |book| {
                     let granted = book.grant_lease(now, &ask);
                     let available = book.view(now, request.funding).available;
                     let changed = matches!(granted, Ok(Some(_)));
@@ -348,7 +455,7 @@ impl RedisBudget {
     /// Retires this node's lease: what it sold is charged, the rest is free again.
     async fn retire(&self, buyer_id: &str, lease_id: &str, now: DateTime<Utc>) -> Result<(), BudgetError> {
         let sold = self.revoke(lease_id).await?;
-        self.update(buyer_id, now, |book| ((), book.retire_lease(lease_id, &sold))).await
+        self.update(buyer_id, now, &[], |book| ((), book.retire_lease(lease_id, &sold))).await
     }
 
     /// Renews the leases in use, returns the quiet ones, and retires expired leases of
@@ -359,7 +466,7 @@ impl RedisBudget {
         for (buyer_id, buyer) in &buyers {
             let renew = buyer.leases.lock().to_renew(now, RENEW_WITHIN).map(str::to_string);
             if let Some(lease_id) = renew {
-                let renewed = self.update(buyer_id, now, |book| {
+                let renewed = self.update(buyer_id, now, &[], |book| {
                     let lease = book.renew_lease(&lease_id, now + LEASE_TTL);
                     let changed = lease.is_some();
                     (lease, changed)
@@ -381,10 +488,9 @@ impl RedisBudget {
             }
             // A book with an expired lease in it (a dead node's) is retired on its next
             // change; a buyer this node sells to is looked at here too.
-            let key = self.key(buyer_id);
-            if let Ok((_, book)) = self.read(&key, buyer_id).await {
-                if !book.expired_leases(now).is_empty() {
-                    let _ = self.update(buyer_id, now, |_| ((), false)).await;
+            if let Ok(read) = self.read(&self.keys(buyer_id), buyer_id, now, &[]).await {
+                if !read.book.expired_leases(now).is_empty() {
+                    let _ = self.update(buyer_id, now, &[], |_| ((), false)).await;
                 }
             }
         }
@@ -421,7 +527,7 @@ impl Budget for RedisBudget {
                 return Ok(Settled { charged: charge.charge, balance_after: left, lease: Some(charge) });
             }
         }
-        self.update(&hold.buyer_id, now, |book| {
+        self.update(&hold.buyer_id, now, &[&hold.hold_id], |book| {
             let settled = book.settle(&hold.hold_id);
             let changed = settled.is_ok();
             (settled, changed)
@@ -436,14 +542,14 @@ impl Budget for RedisBudget {
                 return Ok(());
             }
         }
-        self.update(&hold.buyer_id, self.clock.now(), |book| ((), book.release(&hold.hold_id))).await
+        self.update(&hold.buyer_id, self.clock.now(), &[&hold.hold_id], |book| ((), book.release(&hold.hold_id))).await
     }
 
     /// Answers the balance after the top-up, with what live leases sold counted.
     async fn top_up(&self, buyer_id: &str, amount: Money) -> Result<Money, BudgetError> {
         let now = self.clock.now();
         let (balance, leases) = self
-            .update(buyer_id, now, |book| {
+            .update(buyer_id, now, &[], |book| {
                 book.top_up(amount);
                 ((book.balance(), book.lease_ids()), true)
             })
@@ -456,11 +562,11 @@ impl Budget for RedisBudget {
 
     /// The book with what live leases sold so far; expired leases are retired first.
     async fn balance(&self, buyer_id: &str, now: DateTime<Utc>, funding: Funding) -> Result<BalanceView, BudgetError> {
-        let key = self.key(buyer_id);
-        let (_, mut book) = self.read(&key, buyer_id).await?;
+        let keys = self.keys(buyer_id);
+        let mut book = self.read(&keys, buyer_id, now, &[]).await?.book;
         if !book.expired_leases(now).is_empty() {
-            self.update(buyer_id, now, |_| ((), false)).await?;
-            book = self.read(&key, buyer_id).await?.1;
+            self.update(buyer_id, now, &[], |_| ((), false)).await?;
+            book = self.read(&keys, buyer_id, now, &[]).await?.book;
         }
         let leases = book.lease_ids();
         let sold = RedisLedger::lease_usage(&self.redis, &self.prefix, &leases)
@@ -477,7 +583,7 @@ impl Budget for RedisBudget {
         tz: Tz,
         now: DateTime<Utc>,
     ) -> Result<Vec<CapStanding>, BudgetError> {
-        let (_, book) = self.read(&self.key(buyer_id), buyer_id).await?;
+        let book = self.read(&self.keys(buyer_id), buyer_id, now, &[]).await?.book;
         let leases = book.lease_ids();
         let sold = RedisLedger::lease_usage(&self.redis, &self.prefix, &leases)
             .await
@@ -486,7 +592,7 @@ impl Budget for RedisBudget {
     }
 
     async fn replay_sale(&self, buyer_id: &str, sale: ReplayedSale<'_>) -> Result<(), BudgetError> {
-        self.update(buyer_id, self.clock.now(), |book| {
+        self.update(buyer_id, self.clock.now(), &[], |book| {
             book.replay_sale(&sale);
             ((), true)
         })

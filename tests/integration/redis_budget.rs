@@ -18,7 +18,7 @@ use leadrouter::domain::model::{BillingMode, Model};
 use leadrouter::domain::money::Money;
 use leadrouter::store::redis_budget::RedisBudget;
 use leadrouter::store::redis_ledger::RedisLedger;
-use leadrouter::store::{Budget, BudgetError};
+use leadrouter::store::{Budget, BudgetError, HoldHandle};
 
 use crate::harness::{RedisCluster, RedisServer};
 
@@ -230,4 +230,119 @@ async fn on_a_redis_cluster_two_nodes_never_overspend_or_exceed_a_cap_and_fail_f
     assert!(matches!(refused, Err(BudgetError::Unavailable(_))), "{refused:?}");
     assert!(started.elapsed() < Duration::from_millis(2500), "took {:?}", started.elapsed());
     drop(stopped);
+}
+
+async fn connect(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url).unwrap().get_multiplexed_async_connection().await.unwrap()
+}
+
+fn ping(n: usize, now: DateTime<Utc>) -> HoldRequest<'static> {
+    HoldRequest { scope: HoldScope::Ping, ..request(n, "1.00", &DAILY_MANY, now) }
+}
+
+static DAILY_MANY: [Cap; 1] = [Cap { name: "daily", window: Window::Day, limit: Limit::Count(100_000) }];
+
+/// Ping holds live in the shared book, one field each beside a summary that does not grow
+/// with them: a ping's change reads and writes the summary and its own hold, however many
+/// are open. A settle on another node finds its hold; expired holds leave with the next
+/// changes, at most `DUE_MAX` (2,000) a change, and count until then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn thousands_of_ping_holds_are_kept_apart_from_a_summary_that_does_not_grow() {
+    let redis = RedisServer::start().await;
+    let clock = Arc::new(ManualClock::new(noon()));
+    let shared: Arc<dyn Clock> = Arc::clone(&clock) as _;
+    let nodes = [
+        Arc::new(node(&redis.url(), "t5:", true, Arc::clone(&shared)).await),
+        Arc::new(node(&redis.url(), "t5:", true, shared).await),
+    ];
+    let mut redis_cli = connect(&redis.url()).await;
+    let summary_len = |mut redis_cli: redis::aio::MultiplexedConnection| async move {
+        redis::cmd("HSTRLEN").arg("t5:{b:b1}:book").arg("book").query_async::<usize>(&mut redis_cli).await.unwrap()
+    };
+    let buyer: Arc<str> = Arc::from("b1");
+    nodes[0].budget.top_up("b1", Money::parse("10000.00").unwrap()).await.unwrap();
+    nodes[0].budget.try_hold(&buyer, noon(), ping(0, noon())).await.unwrap();
+    let with_one = summary_len(redis_cli.clone()).await;
+
+    let tasks: Vec<_> = (0..8)
+        .map(|task| {
+            let (node, buyer) = (Arc::clone(&nodes[task % 2]), Arc::clone(&buyer));
+            tokio::spawn(async move {
+                for n in (1..3_000).filter(|n| n % 8 == task) {
+                    node.budget.try_hold(&buyer, noon(), ping(n, noon())).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let with_3000 = summary_len(redis_cli.clone()).await;
+    assert!(with_3000 <= with_one + 16, "the summary grew from {with_one} to {with_3000} bytes");
+    let fields: usize = redis::cmd("HLEN").arg("t5:{b:b1}:book").query_async(&mut redis_cli).await.unwrap();
+    let indexed: usize = redis::cmd("ZCARD").arg("t5:{b:b1}:expiry").query_async(&mut redis_cli).await.unwrap();
+    assert_eq!((fields, indexed), (3_000 + 2, 3_000), "a field per hold, beside the version and the summary");
+    let view = nodes[1].budget.balance("b1", noon(), prepaid()).await.unwrap();
+    assert_eq!((view.held, view.available), (Money::parse("3000.00").unwrap(), Money::parse("7000.00").unwrap()));
+
+    let posted = HoldHandle { buyer_id: Arc::clone(&buyer), hold_id: "hold-17".into() };
+    let settled = nodes[1].budget.settle(&posted).await.unwrap();
+    assert_eq!(settled.balance_after, Money::parse("9999.00").unwrap());
+    assert!(matches!(nodes[0].budget.settle(&posted).await, Err(BudgetError::UnknownHold)), "settled once");
+    let kept: bool =
+        redis::cmd("HEXISTS").arg("t5:{b:b1}:book").arg("h:hold-17").query_async(&mut redis_cli).await.unwrap();
+    assert!(!kept, "a settled hold's field goes");
+
+    // A minute on, all 2,999 have expired: the next hold drops 2,000 of them, the one after
+    // the rest; a view counts none of them meanwhile.
+    let later = noon() + chrono::Duration::seconds(61);
+    clock.set(later);
+    nodes[0].budget.try_hold(&buyer, later, ping(5_000, later)).await.unwrap();
+    let indexed: usize = redis::cmd("ZCARD").arg("t5:{b:b1}:expiry").query_async(&mut redis_cli).await.unwrap();
+    assert_eq!(indexed, 999 + 1);
+    let view = nodes[1].budget.balance("b1", later, prepaid()).await.unwrap();
+    assert_eq!((view.balance, view.held), (Money::parse("9999.00").unwrap(), Money::parse("1.00").unwrap()));
+    nodes[1].budget.try_hold(&buyer, later, ping(5_001, later)).await.unwrap();
+    let fields: usize = redis::cmd("HLEN").arg("t5:{b:b1}:book").query_async(&mut redis_cli).await.unwrap();
+    assert_eq!(fields, 2 + 2, "only the two open holds are left");
+}
+
+/// A book an older version wrote whole (its holds inside the summary) is read whole, and
+/// the first change writes it back in parts, with every open hold in its own field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_book_an_older_version_wrote_whole_is_read_whole_and_written_back_in_parts() {
+    let redis = RedisServer::start().await;
+    let mut redis_cli = connect(&redis.url()).await;
+    let whole = r#"{"balance":"100.00","usage":[],"holds":[
+        {"id":"hold-1","campaign":"c1","charge":"30.00","spend":"30.00","expires_at":"2026-11-25T12:01:00Z","windows":[["day","2026-11-24T23:00:00Z"]]},
+        {"id":"hold-2","campaign":"c1","charge":"20.00","spend":"20.00","expires_at":"2026-11-25T12:01:00Z","windows":[["day","2026-11-24T23:00:00Z"]]}]}"#;
+    let _: () = redis::cmd("HSET")
+        .arg("t6:{b:b1}:book")
+        .arg("v")
+        .arg("7")
+        .arg("book")
+        .arg(whole)
+        .query_async(&mut redis_cli)
+        .await
+        .unwrap();
+    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(noon()));
+    let budget = node(&redis.url(), "t6:", true, clock).await.budget;
+    assert_eq!(budget.balance("b1", noon(), prepaid()).await.unwrap().available, Money::parse("50.00").unwrap());
+
+    let handle = |id: &str| HoldHandle { buyer_id: Arc::from("b1"), hold_id: id.to_string() };
+    assert_eq!(budget.settle(&handle("hold-1")).await.unwrap().balance_after, Money::parse("70.00").unwrap());
+    let (version, summary): (String, String) =
+        redis::cmd("HMGET").arg("t6:{b:b1}:book").arg("v").arg("book").query_async(&mut redis_cli).await.unwrap();
+    let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();
+    assert_eq!(version, "8");
+    assert!(summary.get("holds").is_none(), "written back in parts: {summary}");
+    assert_eq!((summary["held"]["count"].as_u64(), summary["held"]["charge"].as_str()), (Some(1), Some("20.00")));
+    let expires: Option<i64> =
+        redis::cmd("ZSCORE").arg("t6:{b:b1}:expiry").arg("hold-2").query_async(&mut redis_cli).await.unwrap();
+    assert_eq!(expires, Some((noon() + chrono::Duration::minutes(1)).timestamp_millis()));
+
+    budget.release(&handle("hold-2")).await.unwrap();
+    assert_eq!(budget.balance("b1", noon(), prepaid()).await.unwrap().available, Money::parse("70.00").unwrap());
+    let fields: usize = redis::cmd("HLEN").arg("t6:{b:b1}:book").query_async(&mut redis_cli).await.unwrap();
+    assert_eq!(fields, 2, "the version and the summary");
 }

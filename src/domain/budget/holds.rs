@@ -7,6 +7,10 @@
 //! grow with their number (68.8 µs at 3,000 holds against 139 ns with none). The sums are
 //! kept here instead, and expiry walks holds in the order they expire, so a hold costs the
 //! same however many are open.
+//!
+//! A book stored in parts (`stored`) is read with only some of its holds at hand: the sums
+//! then come from the summary (`with_totals`), and the holds read are `load`ed without
+//! being counted again.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -22,6 +26,8 @@ pub(super) struct Holds {
     /// Every hold's id by when it expires, so expiry takes only the ones due.
     by_expiry: BTreeMap<(DateTime<Utc>, u64), String>,
     next_sequence: u64,
+    /// How many holds are open: more than `by_id` has at hand in a book read in parts.
+    open: usize,
     /// The sum of the holds' charges.
     charge: Money,
     /// Per campaign and cap window, the holds counted in it and their spend.
@@ -29,10 +35,32 @@ pub(super) struct Holds {
 }
 
 impl Holds {
-    pub(super) fn len(&self) -> usize {
-        self.by_id.len()
+    /// Holds whose sums are known and none of which is at hand yet (see `load`).
+    pub(super) fn with_totals(open: usize, charge: Money, usage: HashMap<String, HashMap<WindowKey, Usage>>) -> Holds {
+        Holds { open, charge, usage, ..Holds::default() }
     }
 
+    /// Puts at hand a hold the sums already count.
+    pub(super) fn load(&mut self, id: String, hold: Hold) {
+        if self.by_id.contains_key(&id) {
+            return;
+        }
+        let sequence = self.next_sequence;
+        self.next_sequence += 1;
+        self.by_expiry.insert((hold.expires_at, sequence), id.clone());
+        self.by_id.insert(id, (hold, sequence));
+    }
+
+    /// How many holds are open, what they charge, and their usage per campaign and window.
+    pub(super) fn totals(&self) -> (usize, Money, &HashMap<String, HashMap<WindowKey, Usage>>) {
+        (self.open, self.charge, &self.usage)
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.open
+    }
+
+    /// The holds at hand.
     pub(super) fn iter(&self) -> impl Iterator<Item = (&String, &Hold)> {
         self.by_id.iter().map(|(id, (hold, _))| (id, hold))
     }
@@ -50,6 +78,7 @@ impl Holds {
     /// Adds a hold; a hold with the same id is replaced.
     pub(super) fn insert(&mut self, id: String, hold: Hold) {
         self.remove(&id);
+        self.open += 1;
         self.charge += hold.charge;
         if !hold.windows.is_empty() {
             let windows = self.usage.entry(hold.campaign_id.clone()).or_default();
@@ -86,6 +115,7 @@ impl Holds {
     }
 
     fn uncount(&mut self, hold: &Hold) {
+        self.open = self.open.saturating_sub(1);
         self.charge -= hold.charge;
         let Some(windows) = self.usage.get_mut(&hold.campaign_id) else { return };
         for key in &hold.windows {

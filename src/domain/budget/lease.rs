@@ -21,8 +21,9 @@ use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use super::stored::WindowCode;
+use super::Window;
 use super::{spendable, BalanceView, BillingMode, BuyerBook, Funding, HoldRefusal, HoldRequest, Usage, WindowKey};
-use super::{Window, WindowCode};
 use crate::domain::caps::{window_start, Cap, Limit};
 use crate::domain::money::Money;
 
