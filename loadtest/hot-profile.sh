@@ -10,7 +10,9 @@
 # counter of a `--features count-allocs` build on /metrics, per direct post), `cpu` (the
 # router's CPU time per sale). MIX=ping measures pings instead (ping-fanout.sh's market is
 # not needed: the pings go to the same fixed-price market and are answered from its
-# standing bids). Results go to OUT_DIR (default /tmp/hot-profile).
+# standing bids). ROUTER_ARGS are more arguments for the router, e.g.
+# "--redis redis://127.0.0.1:6379/" to measure it on Redis. Results go to OUT_DIR (default
+# /tmp/hot-profile).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -24,6 +26,7 @@ CONCURRENCY="${CONCURRENCY:-32}"
 WARMUP="${WARMUP:-3}"
 SPAN="${SPAN:-8}"
 OUT="${OUT_DIR:-/tmp/hot-profile}"
+read -r -a ROUTER_EXTRA <<<"${ROUTER_ARGS:-}"
 BUYER_ADDR=127.0.0.1:19200
 ADDR=127.0.0.1:18080
 OPS=127.0.0.1:19090
@@ -40,7 +43,7 @@ write_direct_market "$WORK/market.toml" "loadtest/hot-profile.sh" "$FORMAT"
 "$LOADTEST" mock-buyer --listen "$BUYER_ADDR" --latency-ms 0 2>"$WORK/mock.log" &
 PIDS+=($!)
 "$LEADROUTER" --config "$WORK/market.toml" --listen "$ADDR" --ops-listen "$OPS" --data-dir "$WORK/data" \
-    --admin-token loadtest-admin-token-0001 >"$WORK/leadrouter.log" 2>&1 &
+    --admin-token loadtest-admin-token-0001 "${ROUTER_EXTRA[@]}" >"$WORK/leadrouter.log" 2>&1 &
 ROUTER=$!
 PIDS+=($!)
 wait_for_port "$BUYER_ADDR"

@@ -112,7 +112,9 @@ impl Auction {
     ) -> Ranking<'m> {
         let mut evaluation = eligibility::screen(market, subject, d.vertical.model, now);
         d.trace.outside_area = market.campaign_count(&d.vertical.name).saturating_sub(evaluation.len());
-        d.trace.entries.reserve(evaluation.len());
+        // Room too for what a sale adds after the verdicts (won, sold, a rejected post), so
+        // that the trace is not moved to a larger allocation on the way.
+        d.trace.entries.reserve(evaluation.len() + 3);
         // Every candidate with its verdict, in index order; live bidders get theirs when
         // they answer their ping.
         for verdict in evaluation.verdicts() {
