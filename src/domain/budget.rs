@@ -349,11 +349,11 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
-    fn prepaid() -> Funding {
+    pub(super) fn prepaid() -> Funding {
         Funding { mode: BillingMode::Prepaid, credit_limit: None }
     }
 
-    fn request<'a>(id: &str, price: &str, caps: &'a [Cap], expires_at: DateTime<Utc>) -> HoldRequest<'a> {
+    pub(super) fn request<'a>(id: &str, price: &str, caps: &'a [Cap], expires_at: DateTime<Utc>) -> HoldRequest<'a> {
         HoldRequest {
             hold_id: id.to_string(),
             campaign_id: "c1",

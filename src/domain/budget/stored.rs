@@ -235,28 +235,11 @@ impl BuyerBook {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::budget::{Funding, HoldRefusal, HoldRequest, HoldScope};
+    use crate::domain::budget::tests::{prepaid, request};
+    use crate::domain::budget::HoldRefusal;
     use crate::domain::caps::{Cap, Limit};
-    use crate::domain::model::BillingMode;
     use chrono::TimeZone;
     use proptest::prelude::*;
-
-    fn prepaid() -> Funding {
-        Funding { mode: BillingMode::Prepaid, credit_limit: None }
-    }
-
-    fn request<'a>(id: &str, price: &str, caps: &'a [Cap], expires_at: DateTime<Utc>) -> HoldRequest<'a> {
-        HoldRequest {
-            hold_id: id.to_string(),
-            campaign_id: "c1",
-            price: Money::parse(price).unwrap(),
-            funding: prepaid(),
-            caps,
-            tz: chrono_tz::Europe::Berlin,
-            expires_at,
-            scope: HoldScope::Ping,
-        }
-    }
 
     #[test]
     fn a_book_survives_its_stored_form_with_holds_and_cap_windows() {
