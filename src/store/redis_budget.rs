@@ -49,6 +49,8 @@ use dashmap::DashMap;
 use rand::Rng;
 use redis::Script;
 
+use tokio::sync::oneshot;
+
 use super::redis::{RedisConnection, Shared};
 use super::redis_ledger::RedisLedger;
 use super::{Budget, BudgetError, Held, HoldHandle};
@@ -59,6 +61,10 @@ use crate::domain::budget::{
 };
 use crate::domain::caps::Cap;
 use crate::domain::money::Money;
+
+mod queued;
+
+use queued::{OwnedHold, Queue, Queued};
 
 /// Reads the book's version and summary, and the holds due to expire by ARGV[1] (ms, at
 /// most ARGV[2] of them) and those named in ARGV[3..]. KEYS: the book, its expiry index.
@@ -135,6 +141,8 @@ pub struct RedisBudget {
     compare_and_set: Script,
     /// One change of a buyer's book at a time on this node.
     writers: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
+    /// Holds in the book waiting for the buyer's next change (`queued`).
+    queues: DashMap<String, Arc<Queue>>,
     leases: DashMap<Arc<str>, Arc<BuyerLeases>>,
 }
 
@@ -211,6 +219,7 @@ impl RedisBudget {
             read_book: Script::new(READ_BOOK),
             compare_and_set: Script::new(COMPARE_AND_SET),
             writers: DashMap::new(),
+            queues: DashMap::new(),
             leases: DashMap::new(),
         }
     }
@@ -233,6 +242,13 @@ impl RedisBudget {
         match self.writers.get(buyer_id) {
             Some(writer) => Arc::clone(&writer),
             None => Arc::clone(&self.writers.entry(buyer_id.to_string()).or_default()),
+        }
+    }
+
+    fn queue(&self, buyer_id: &str) -> Arc<Queue> {
+        match self.queues.get(buyer_id) {
+            Some(queue) => Arc::clone(&queue),
+            None => Arc::clone(&self.queues.entry(buyer_id.to_string()).or_default()),
         }
     }
 
@@ -364,22 +380,110 @@ impl RedisBudget {
             .map_err(|error| BudgetError::Unavailable(error.to_string()))
     }
 
-    /// A hold in the shared book itself (a ping's, or any with leases off).
+    /// A hold in the shared book itself (a ping's, or any with leases off). It is queued,
+    /// and whoever has the buyer's lock next applies everything queued in one change
+    /// (`queued`); a change another request ran may already have answered it.
     async fn hold_in_book(
         &self,
         buyer_id: &Arc<str>,
         now: DateTime<Utc>,
         request: HoldRequest<'_>,
     ) -> Result<Held, BudgetError> {
-        let hold_id = request.hold_id.clone();
+        let handle = HoldHandle { buyer_id: Arc::clone(buyer_id), hold_id: request.hold_id.clone() };
+        let (answer, mut answered) = oneshot::channel();
+        let queue = self.queue(buyer_id);
+        queue.lock().push(Queued { hold: OwnedHold::of(&request), now, answer });
+        let answered_early = {
+            let writer = self.writer(buyer_id);
+            let _one_at_a_time = writer.lock().await;
+            match answered.try_recv() {
+                Ok(outcome) => Some(Some(outcome)),
+                Err(oneshot::error::TryRecvError::Empty) => {
+                    self.apply_queued(buyer_id, &queue).await;
+                    None
+                }
+                Err(oneshot::error::TryRecvError::Closed) => Some(None),
+            }
+        };
+        let outcome = match answered_early {
+            Some(outcome) => outcome,
+            None => answered.await.ok(),
+        };
+        match outcome {
+            Some(outcome) => Ok(Held { handle, available: outcome?? }),
+            // The change that took it was dropped on the way (its request cancelled).
+            None => self.hold_again(buyer_id, now, request, handle).await,
+        }
+    }
+
+    /// Applies every hold queued for the buyer, in the order they came, in one change of
+    /// its book, and answers each. The caller holds the buyer's lock. A hold whose request
+    /// has gone is not applied; one that went while the change ran is released again.
+    async fn apply_queued(&self, buyer_id: &str, queue: &Queue) {
+        let mut batch = std::mem::take(&mut *queue.lock());
+        batch.retain(|queued| !queued.answer.is_closed());
+        let Some(now) = batch.iter().map(|queued| queued.now).max() else { return };
+        let named: Vec<&str> = batch.iter().map(|queued| queued.hold.hold_id.as_str()).collect();
+        let outcomes = self
+            .update_locked(buyer_id, now, &named, |book| {
+                let outcomes: Vec<_> =
+                    batch.iter().map(|queued| book.try_hold(queued.now, queued.hold.request())).collect();
+                let changed = outcomes.iter().any(Result::is_ok);
+                (outcomes, changed)
+            })
+            .await;
+        let mut unclaimed = Vec::new();
+        match outcomes {
+            Ok(outcomes) => {
+                for (queued, outcome) in batch.into_iter().zip(outcomes) {
+                    let held = outcome.is_ok();
+                    if queued.answer.send(Ok(outcome)).is_err() && held {
+                        unclaimed.push(queued.hold.hold_id);
+                    }
+                }
+            }
+            Err(error) => {
+                for queued in batch {
+                    let _ = queued.answer.send(Err(error.clone()));
+                }
+            }
+        }
+        if unclaimed.is_empty() {
+            return;
+        }
+        let ids: Vec<&str> = unclaimed.iter().map(String::as_str).collect();
+        let released = self
+            .update_locked(buyer_id, now, &ids, |book| {
+                let released = ids.iter().filter(|id| book.release(id)).count();
+                ((), released > 0)
+            })
+            .await;
+        if let Err(error) = released {
+            tracing::warn!(%error, buyer = %buyer_id, "holds of requests that went were not released; they will expire");
+        }
+    }
+
+    /// A hold whose queued change was dropped on the way: if that change wrote it, it
+    /// stands; if not, it is taken now, on its own.
+    async fn hold_again(
+        &self,
+        buyer_id: &Arc<str>,
+        now: DateTime<Utc>,
+        request: HoldRequest<'_>,
+        handle: HoldHandle,
+    ) -> Result<Held, BudgetError> {
+        let hold_id = handle.hold_id.clone();
         let available = self
             .update(buyer_id, now, &[&hold_id], |book| {
+                if book.hold_records().iter().any(|record| record.id() == hold_id) {
+                    return (Ok(book.view(now, request.funding).available), false);
+                }
                 let held = book.try_hold(now, request.clone());
                 let changed = held.is_ok();
                 (held, changed)
             })
             .await??;
-        Ok(Held { handle: HoldHandle { buyer_id: Arc::clone(buyer_id), hold_id }, available })
+        Ok(Held { handle, available })
     }
 
     /// A hold from this node's lease, extending the lease first when it runs short.

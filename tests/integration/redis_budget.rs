@@ -346,3 +346,86 @@ async fn a_book_an_older_version_wrote_whole_is_read_whole_and_written_back_in_p
     let fields: usize = redis::cmd("HLEN").arg("t6:{b:b1}:book").query_async(&mut redis_cli).await.unwrap();
     assert_eq!(fields, 2, "the version and the summary");
 }
+
+/// Pings for one buyer that arrive together on one node are held a batch per change of the
+/// book: exactly the balance's worth is held, each ping gets its own answer, and the book
+/// was written fewer times than holds were taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pings_queued_for_one_buyer_are_held_in_batches_without_overspending() {
+    let redis = RedisServer::start().await;
+    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(noon()));
+    let node = Arc::new(node(&redis.url(), "t7:", true, clock).await);
+    node.budget.top_up("b1", Money::parse("50.00").unwrap()).await.unwrap();
+    let tasks: Vec<_> = (0..200)
+        .map(|n| {
+            let node = Arc::clone(&node);
+            tokio::spawn(async move { node.budget.try_hold(&Arc::from("b1"), noon(), ping(n, noon())).await })
+        })
+        .collect();
+    let (mut held, mut refused) = (0, 0);
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(_) => held += 1,
+            Err(BudgetError::Refused(_)) => refused += 1,
+            Err(other) => panic!("unexpected: {other}"),
+        }
+    }
+    assert_eq!((held, refused), (50, 150));
+    let view = node.budget.balance("b1", noon(), prepaid()).await.unwrap();
+    assert_eq!((view.held, view.available), (Money::parse("50.00").unwrap(), Money::ZERO));
+    let mut redis_cli = connect(&redis.url()).await;
+    let (version, fields): (u64, usize) = redis::pipe()
+        .cmd("HGET")
+        .arg("t7:{b:b1}:book")
+        .arg("v")
+        .cmd("HLEN")
+        .arg("t7:{b:b1}:book")
+        .query_async(&mut redis_cli)
+        .await
+        .unwrap();
+    assert_eq!(fields, 2 + 50, "a field for each hold answered yes");
+    assert!(version < 1 + 50, "one write for the top-up and fewer than one per hold, got version {version}");
+}
+
+/// Pings whose requests are dropped while queued or while their batch is written never
+/// leave the book above its balance, every ping still waiting gets its answer, and every
+/// hold answered yes is in the book.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pings_cancelled_in_the_queue_never_overspend_and_the_rest_are_answered() {
+    let redis = RedisServer::start().await;
+    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(noon()));
+    let node = Arc::new(node(&redis.url(), "t8:", true, clock).await);
+    node.budget.top_up("b1", Money::parse("30.00").unwrap()).await.unwrap();
+    let tasks: Vec<_> = (0..120)
+        .map(|n| {
+            let node = Arc::clone(&node);
+            tokio::spawn(async move { (n, node.budget.try_hold(&Arc::from("b1"), noon(), ping(n, noon())).await) })
+        })
+        .collect();
+    // Every third request goes away at once, wherever it is.
+    for task in tasks.iter().step_by(3) {
+        task.abort();
+    }
+    let mut answered_yes = Vec::new();
+    for task in tasks {
+        match tokio::time::timeout(Duration::from_secs(30), task).await.expect("every ping is answered") {
+            Ok((n, Ok(_))) => answered_yes.push(n),
+            Ok((_, Err(BudgetError::Refused(_)))) => {}
+            Ok((_, Err(other))) => panic!("unexpected: {other}"),
+            Err(aborted) => assert!(aborted.is_cancelled()),
+        }
+    }
+    let view = node.budget.balance("b1", noon(), prepaid()).await.unwrap();
+    assert!(view.available >= Money::ZERO && view.held <= Money::parse("30.00").unwrap(), "{view:?}");
+    assert!(view.held >= Money::cents(100 * answered_yes.len() as i64), "{view:?} {answered_yes:?}");
+    let mut redis_cli = connect(&redis.url()).await;
+    for n in answered_yes {
+        let kept: bool = redis::cmd("HEXISTS")
+            .arg("t8:{b:b1}:book")
+            .arg(format!("h:hold-{n}"))
+            .query_async(&mut redis_cli)
+            .await
+            .unwrap();
+        assert!(kept, "hold-{n} was answered yes");
+    }
+}
