@@ -111,6 +111,10 @@ return 1
 /// against the balance and caps until a later change drops them.
 const DUE_MAX: usize = 2_000;
 
+/// The most queued holds one change applies: the read script unpacks one argument per
+/// hold, and Lua's stack takes about 8,000.
+const BATCH_MAX: usize = 256;
+
 /// Lost races in a row before an operation gives up (each retry re-reads the book).
 const ATTEMPTS_MAX: usize = 64;
 
@@ -393,21 +397,18 @@ impl RedisBudget {
         let (answer, mut answered) = oneshot::channel();
         let queue = self.queue(buyer_id);
         queue.lock().push(Queued { hold: OwnedHold::of(&request), now, answer });
-        let answered_early = {
+        let outcome = {
             let writer = self.writer(buyer_id);
             let _one_at_a_time = writer.lock().await;
-            match answered.try_recv() {
-                Ok(outcome) => Some(Some(outcome)),
-                Err(oneshot::error::TryRecvError::Empty) => {
-                    self.apply_queued(buyer_id, &queue).await;
-                    None
+            // Batches from the front of the queue until this hold's has been applied: a
+            // caller leaves the lock only once its own hold is answered.
+            loop {
+                match answered.try_recv() {
+                    Ok(outcome) => break Some(outcome),
+                    Err(oneshot::error::TryRecvError::Empty) => self.apply_queued(buyer_id, &queue).await,
+                    Err(oneshot::error::TryRecvError::Closed) => break None,
                 }
-                Err(oneshot::error::TryRecvError::Closed) => Some(None),
             }
-        };
-        let outcome = match answered_early {
-            Some(outcome) => outcome,
-            None => answered.await.ok(),
         };
         match outcome {
             Some(outcome) => Ok(Held { handle, available: outcome?? }),
@@ -416,11 +417,16 @@ impl RedisBudget {
         }
     }
 
-    /// Applies every hold queued for the buyer, in the order they came, in one change of
-    /// its book, and answers each. The caller holds the buyer's lock. A hold whose request
-    /// has gone is not applied; one that went while the change ran is released again.
+    /// Applies the holds queued for the buyer (at most `BATCH_MAX`, from the front), in
+    /// the order they came, in one change of its book, and answers each. The caller holds
+    /// the buyer's lock. A hold whose request has gone is not applied; one that went while
+    /// the change ran is released again.
     async fn apply_queued(&self, buyer_id: &str, queue: &Queue) {
-        let mut batch = std::mem::take(&mut *queue.lock());
+        let mut batch: Vec<Queued> = {
+            let mut queue = queue.lock();
+            let take = queue.len().min(BATCH_MAX);
+            queue.drain(..take).collect()
+        };
         batch.retain(|queued| !queued.answer.is_closed());
         let Some(now) = batch.iter().map(|queued| queued.now).max() else { return };
         let named: Vec<&str> = batch.iter().map(|queued| queued.hold.hold_id.as_str()).collect();
