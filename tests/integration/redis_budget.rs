@@ -429,3 +429,38 @@ async fn pings_cancelled_in_the_queue_never_overspend_and_the_rest_are_answered(
         assert!(kept, "hold-{n} was answered yes");
     }
 }
+
+/// The request whose change was applying a batch goes away while Redis is paused: the
+/// pings in that batch are not left without an answer. One whose hold was not written
+/// takes it on its own once Redis answers again, and only the holds answered yes are held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_ping_whose_batch_was_dropped_takes_its_hold_on_its_own() {
+    let redis = RedisServer::start().await;
+    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(noon()));
+    let node = Arc::new(node(&redis.url(), "t9:", true, clock).await);
+    node.budget.top_up("b1", Money::parse("10.00").unwrap()).await.unwrap();
+    let hold = |n: usize| {
+        let node = Arc::clone(&node);
+        tokio::spawn(async move { node.budget.try_hold(&Arc::from("b1"), noon(), ping(n, noon())).await })
+    };
+    let mut redis_cli = connect(&redis.url()).await;
+    let settle = Duration::from_millis(200);
+    let _: () = redis::cmd("CLIENT").arg("PAUSE").arg(1_500).arg("ALL").query_async(&mut redis_cli).await.unwrap();
+    // First applies a batch of its own and waits on Redis; second and third queue behind
+    // it, then second takes both of theirs in a batch and waits too.
+    let first = hold(1);
+    tokio::time::sleep(settle).await;
+    let (second, third) = (hold(2), hold(3));
+    tokio::time::sleep(settle).await;
+    first.abort();
+    tokio::time::sleep(settle).await;
+    second.abort();
+    let third = tokio::time::timeout(Duration::from_secs(30), third).await.expect("answered").unwrap();
+    assert!(third.is_ok(), "{third:?}");
+    assert!(first.await.unwrap_err().is_cancelled() && second.await.unwrap_err().is_cancelled());
+    let view = node.budget.balance("b1", noon(), prepaid()).await.unwrap();
+    assert_eq!(view.held, Money::parse("1.00").unwrap(), "only the third's hold: {view:?}");
+    let kept: bool =
+        redis::cmd("HEXISTS").arg("t9:{b:b1}:book").arg("h:hold-3").query_async(&mut redis_cli).await.unwrap();
+    assert!(kept);
+}
