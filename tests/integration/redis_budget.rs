@@ -18,7 +18,8 @@ use leadrouter::domain::model::{BillingMode, Model};
 use leadrouter::domain::money::Money;
 use leadrouter::store::redis_budget::RedisBudget;
 use leadrouter::store::redis_ledger::RedisLedger;
-use leadrouter::store::{Budget, BudgetError, HoldHandle};
+use leadrouter::store::{Budget, BudgetError, Held, HoldHandle};
+use tokio::task::JoinHandle;
 
 use crate::harness::{RedisCluster, RedisServer};
 
@@ -242,6 +243,20 @@ fn ping(n: usize, now: DateTime<Utc>) -> HoldRequest<'static> {
 
 static DAILY_MANY: [Cap; 1] = [Cap { name: "daily", window: Window::Day, limit: Limit::Count(100_000) }];
 
+/// One node on a clock stopped at noon, with buyer b1 topped up with `balance`.
+async fn ping_node(url: &str, prefix: &str, balance: &str) -> Arc<Node> {
+    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(noon()));
+    let node = Arc::new(node(url, prefix, true, clock).await);
+    node.budget.top_up("b1", Money::parse(balance).unwrap()).await.unwrap();
+    node
+}
+
+/// Ping `n`'s hold for b1 on `node`, in a task of its own, answering `n` and the outcome.
+fn spawn_ping(node: &Arc<Node>, n: usize) -> JoinHandle<(usize, Result<Held, BudgetError>)> {
+    let node = Arc::clone(node);
+    tokio::spawn(async move { (n, node.budget.try_hold(&Arc::from("b1"), noon(), ping(n, noon())).await) })
+}
+
 /// Ping holds live in the shared book, one field each beside a summary that does not grow
 /// with them: a ping's change reads and writes the summary and its own hold, however many
 /// are open. A settle on another node finds its hold; expired holds leave with the next
@@ -353,18 +368,11 @@ async fn a_book_an_older_version_wrote_whole_is_read_whole_and_written_back_in_p
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pings_queued_for_one_buyer_are_held_in_batches_without_overspending() {
     let redis = RedisServer::start().await;
-    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(noon()));
-    let node = Arc::new(node(&redis.url(), "t7:", true, clock).await);
-    node.budget.top_up("b1", Money::parse("500.00").unwrap()).await.unwrap();
-    let tasks: Vec<_> = (0..800)
-        .map(|n| {
-            let node = Arc::clone(&node);
-            tokio::spawn(async move { node.budget.try_hold(&Arc::from("b1"), noon(), ping(n, noon())).await })
-        })
-        .collect();
+    let node = ping_node(&redis.url(), "t7:", "500.00").await;
+    let tasks: Vec<_> = (0..800).map(|n| spawn_ping(&node, n)).collect();
     let (mut held, mut refused) = (0, 0);
     for task in tasks {
-        match tokio::time::timeout(Duration::from_secs(30), task).await.expect("every ping is answered").unwrap() {
+        match tokio::time::timeout(Duration::from_secs(30), task).await.expect("every ping is answered").unwrap().1 {
             Ok(_) => held += 1,
             Err(BudgetError::Refused(_)) => refused += 1,
             Err(other) => panic!("unexpected: {other}"),
@@ -393,15 +401,8 @@ async fn pings_queued_for_one_buyer_are_held_in_batches_without_overspending() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pings_cancelled_in_the_queue_never_overspend_and_the_rest_are_answered() {
     let redis = RedisServer::start().await;
-    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(noon()));
-    let node = Arc::new(node(&redis.url(), "t8:", true, clock).await);
-    node.budget.top_up("b1", Money::parse("30.00").unwrap()).await.unwrap();
-    let tasks: Vec<_> = (0..120)
-        .map(|n| {
-            let node = Arc::clone(&node);
-            tokio::spawn(async move { (n, node.budget.try_hold(&Arc::from("b1"), noon(), ping(n, noon())).await) })
-        })
-        .collect();
+    let node = ping_node(&redis.url(), "t8:", "30.00").await;
+    let tasks: Vec<_> = (0..120).map(|n| spawn_ping(&node, n)).collect();
     // Every third request goes away at once, wherever it is.
     for task in tasks.iter().step_by(3) {
         task.abort();
@@ -436,13 +437,8 @@ async fn pings_cancelled_in_the_queue_never_overspend_and_the_rest_are_answered(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_ping_whose_batch_was_dropped_takes_its_hold_on_its_own() {
     let redis = RedisServer::start().await;
-    let clock: Arc<dyn Clock> = Arc::new(ManualClock::new(noon()));
-    let node = Arc::new(node(&redis.url(), "t9:", true, clock).await);
-    node.budget.top_up("b1", Money::parse("10.00").unwrap()).await.unwrap();
-    let hold = |n: usize| {
-        let node = Arc::clone(&node);
-        tokio::spawn(async move { node.budget.try_hold(&Arc::from("b1"), noon(), ping(n, noon())).await })
-    };
+    let node = ping_node(&redis.url(), "t9:", "10.00").await;
+    let hold = |n: usize| spawn_ping(&node, n);
     let mut redis_cli = connect(&redis.url()).await;
     let settle = Duration::from_millis(200);
     let _: () = redis::cmd("CLIENT").arg("PAUSE").arg(1_500).arg("ALL").query_async(&mut redis_cli).await.unwrap();
@@ -455,7 +451,7 @@ async fn a_ping_whose_batch_was_dropped_takes_its_hold_on_its_own() {
     first.abort();
     tokio::time::sleep(settle).await;
     second.abort();
-    let third = tokio::time::timeout(Duration::from_secs(30), third).await.expect("answered").unwrap();
+    let (_, third) = tokio::time::timeout(Duration::from_secs(30), third).await.expect("answered").unwrap();
     assert!(third.is_ok(), "{third:?}");
     assert!(first.await.unwrap_err().is_cancelled() && second.await.unwrap_err().is_cancelled());
     let view = node.budget.balance("b1", noon(), prepaid()).await.unwrap();
