@@ -35,8 +35,7 @@ pub(crate) const RECENT_SALES: &str = "\
 
 #[tokio::test]
 async fn an_operator_signs_in_and_the_dashboard_counts_api_sales_without_a_reload() {
-    let router = RouterProcess::start_with_config(&market(), ADMIN_TOKEN, &[]);
-    router.until_ready().await;
+    let router = RouterProcess::start_ready_with_config(&market(), ADMIN_TOKEN, &[]).await;
     let mut browser = Browser::start().await;
 
     browser.goto(&format!("{}/console", router.ops_url())).await;

@@ -42,8 +42,8 @@ pub(crate) async fn sign_in(browser: &Browser, router: &RouterProcess) {
 /// A router on `config` (with `more` flags), ready, and a browser signed in to its console
 /// with the admin token (both start at once).
 pub(crate) async fn signed_in(config: &str, more: &[&str]) -> (RouterProcess, Browser) {
-    let router = RouterProcess::start_with_config(config, ADMIN_TOKEN, more);
-    let ((), browser) = tokio::join!(router.until_ready(), Browser::start());
+    let (router, browser) =
+        tokio::join!(RouterProcess::start_ready_with_config(config, ADMIN_TOKEN, more), Browser::start());
     sign_in(&browser, &router).await;
     (router, browser)
 }

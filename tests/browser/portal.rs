@@ -62,8 +62,9 @@ async fn rows(browser: &Browser) -> Vec<String> {
 
 #[tokio::test]
 async fn a_buyer_uses_the_portal_and_another_buyer_reaches_none_of_it() {
-    let router = RouterProcess::start_with_config(&market(), ADMIN_TOKEN, &[]);
-    let ((), mut browser) = tokio::join!(router.until_ready(), Browser::start());
+    let market = market();
+    let (router, mut browser) =
+        tokio::join!(RouterProcess::start_ready_with_config(&market, ADMIN_TOKEN, &[]), Browser::start());
     let mut lead_ids = Vec::new();
     for n in 1..=3 {
         let sold = sell(&router.public_url(), n).await;
@@ -183,8 +184,9 @@ async fn a_buyer_uses_the_portal_and_another_buyer_reaches_none_of_it() {
 
 #[tokio::test]
 async fn a_supplier_sees_its_leads_payouts_returns_and_spec_in_the_portal() {
-    let router = RouterProcess::start_with_config(&market(), ADMIN_TOKEN, &[]);
-    let ((), mut browser) = tokio::join!(router.until_ready(), Browser::start());
+    let market = market();
+    let (router, mut browser) =
+        tokio::join!(RouterProcess::start_ready_with_config(&market, ADMIN_TOKEN, &[]), Browser::start());
     let (sale, return_id) = crate::console_operator::sell_and_return(&router, 1).await;
     for n in 2..=3 {
         assert_eq!(sell(&router.public_url(), n).await["status"], "sold");

@@ -46,8 +46,7 @@ delivery = { mode = "pull" }
 
 #[tokio::test]
 async fn the_router_serves_its_pages_to_a_real_browser() {
-    let router = RouterProcess::start_with_config(MARKET, ADMIN_TOKEN, &[]);
-    router.until_ready().await;
+    let router = RouterProcess::start_ready_with_config(MARKET, ADMIN_TOKEN, &[]).await;
     let browser = Browser::start().await;
 
     // JSON pages: Chromium shows them as text, read back as JSON.

@@ -103,10 +103,6 @@ impl std::ops::Deref for Node {
 }
 
 impl Node {
-    pub(crate) fn spawn(config: &std::path::Path, redis: &str) -> Node {
-        Node::spawn_in(config, redis, tempfile::tempdir().expect("data dir"))
-    }
-
     /// A node on `data`: a restart when an earlier node left its data there.
     pub(crate) fn spawn_in(config: &std::path::Path, redis: &str, data: tempfile::TempDir) -> Node {
         let more = [
@@ -128,14 +124,20 @@ impl Node {
     /// not answer its first connection within a second on a machine busy with other builds.
     /// Three exits in a row fail the test with the last node's error.
     async fn start_ready(config: &std::path::Path, redis: &str) -> Node {
+        Node::start_ready_in(config, redis, tempfile::tempdir().expect("data dir")).await
+    }
+
+    /// `start_ready` on `data`: a restart when an earlier node left its data there.
+    async fn start_ready_in(config: &std::path::Path, redis: &str, mut data: tempfile::TempDir) -> Node {
         let mut last = String::new();
         for _ in 0..3 {
-            let mut node = Node::spawn(config, redis);
+            let mut node = Node::spawn_in(config, redis, data);
             match node.0.ready_or_exited().await {
                 Ok(()) => return node,
                 Err(exited) => {
                     eprintln!("a node exited before it was ready; starting another:\n{exited}");
                     last = exited;
+                    data = node.kill();
                 }
             }
         }
@@ -431,8 +433,7 @@ async fn an_admin_change_on_one_node_is_applied_by_the_others_within_a_second_an
     }
 
     // A node started later builds the same market from the file and the shared changes.
-    let late = Node::spawn(&dir.path().join("leadrouter.toml"), &redis.url());
-    late.until_ready().await;
+    let late = Node::start_ready(&dir.path().join("leadrouter.toml"), &redis.url()).await;
     assert_eq!(late.admin("GET", "/admin/v1/campaigns/c1", None).await.json["pricing"]["price"], "14.00");
     assert_eq!(money(&late.balance("b1").await["balance"]), Decimal::new(3500, 2), "the opening top-up booked once");
 }
@@ -551,8 +552,7 @@ async fn a_node_killed_with_async_deliveries_pending_sends_them_after_its_restar
     let refused = endpoint.requests.lock().len();
     healthy.store(true, std::sync::atomic::Ordering::SeqCst);
 
-    let restarted = Node::spawn_in(&dir.path().join("leadrouter.toml"), &redis.url(), data);
-    restarted.until_ready().await;
+    let _restarted = Node::start_ready_in(&dir.path().join("leadrouter.toml"), &redis.url(), data).await;
     eventually("every lead answered sold reaches the buyer, the killed node's too", || {
         let requests = endpoint.requests.lock();
         let delivered: HashSet<&str> =
@@ -607,8 +607,7 @@ async fn a_node_killed_with_buyer_format_deliveries_pending_sends_the_bytes_of_t
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     healthy.store(true, std::sync::atomic::Ordering::SeqCst);
 
-    let restarted = Node::spawn_in(&dir.path().join("leadrouter.toml"), &redis.url(), data);
-    restarted.until_ready().await;
+    let _restarted = Node::start_ready_in(&dir.path().join("leadrouter.toml"), &redis.url(), data).await;
     eventually("every lead answered sold reaches the buyer, the killed node's too", || {
         let after = api.received("/leads");
         let delivered: HashSet<String> = after[before.len()..].iter().filter_map(|r| sale_of(&r.body)).collect();
@@ -818,8 +817,7 @@ async fn a_node_with_another_dedup_secret_refuses_to_join() {
         assert!(!data.path().join("dedup-secret").exists(), "a refused secret is not kept");
         if secret.is_none() {
             // Given the right secret, the same data dir joins.
-            let joined = Node::spawn_in(&config, &world.redis.url(), data);
-            joined.until_ready().await;
+            let _joined = Node::start_ready_in(&config, &world.redis.url(), data).await;
         }
     }
     // The nodes that share the secret are untouched.

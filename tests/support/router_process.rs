@@ -62,6 +62,24 @@ impl RouterProcess {
         process
     }
 
+    /// `start_with_config`, ready; started again (on other ports) when it exits before it
+    /// is ready, as it does when another process took one of its ports between
+    /// `free_port` and its bind. Three exits in a row fail the test with the last log.
+    pub async fn start_ready_with_config(toml: &str, admin_token: &str, more: &[&str]) -> RouterProcess {
+        let mut last = String::new();
+        for _ in 0..3 {
+            let mut process = RouterProcess::start_with_config(toml, admin_token, more);
+            match process.ready_or_exited().await {
+                Ok(()) => return process,
+                Err(exited) => {
+                    eprintln!("a router exited before it was ready; starting another:\n{exited}");
+                    last = exited;
+                }
+            }
+        }
+        panic!("three routers in a row exited before they were ready; the last:\n{last}")
+    }
+
     /// `http://127.0.0.1:<public port>`, the public API's base URL.
     pub fn public_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.public)
