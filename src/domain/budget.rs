@@ -179,6 +179,11 @@ impl BuyerBook {
         self.holds.len()
     }
 
+    /// Whether hold `hold_id` is open and at hand.
+    pub fn has_hold(&self, hold_id: &str) -> bool {
+        self.holds.contains(hold_id)
+    }
+
     /// The balance as one node sees it; leases count in full (their sales are not known
     /// here: `view_with_usage` takes them into account).
     pub fn view(&mut self, now: DateTime<Utc>, funding: Funding) -> BalanceView {

@@ -64,7 +64,7 @@ use crate::domain::money::Money;
 
 mod queued;
 
-use queued::{OwnedHold, Queue, Queued};
+use queued::{OwnedHold, Queued, Turn};
 
 /// Reads the book's version and summary, and the holds due to expire by ARGV[1] (ms, at
 /// most ARGV[2] of them) and those named in ARGV[3..]. KEYS: the book, its expiry index.
@@ -143,10 +143,9 @@ pub struct RedisBudget {
     leasing: AtomicBool,
     read_book: Script,
     compare_and_set: Script,
-    /// One change of a buyer's book at a time on this node.
-    writers: DashMap<String, Arc<tokio::sync::Mutex<()>>>,
-    /// Holds in the book waiting for the buyer's next change (`queued`).
-    queues: DashMap<String, Arc<Queue>>,
+    /// One change of a buyer's book at a time on this node, and the holds waiting for the
+    /// next (`queued`).
+    turns: DashMap<String, Arc<Turn>>,
     leases: DashMap<Arc<str>, Arc<BuyerLeases>>,
 }
 
@@ -222,8 +221,7 @@ impl RedisBudget {
             leasing: AtomicBool::new(true),
             read_book: Script::new(READ_BOOK),
             compare_and_set: Script::new(COMPARE_AND_SET),
-            writers: DashMap::new(),
-            queues: DashMap::new(),
+            turns: DashMap::new(),
             leases: DashMap::new(),
         }
     }
@@ -242,17 +240,10 @@ impl RedisBudget {
         }
     }
 
-    fn writer(&self, buyer_id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        match self.writers.get(buyer_id) {
-            Some(writer) => Arc::clone(&writer),
-            None => Arc::clone(&self.writers.entry(buyer_id.to_string()).or_default()),
-        }
-    }
-
-    fn queue(&self, buyer_id: &str) -> Arc<Queue> {
-        match self.queues.get(buyer_id) {
-            Some(queue) => Arc::clone(&queue),
-            None => Arc::clone(&self.queues.entry(buyer_id.to_string()).or_default()),
+    fn turn(&self, buyer_id: &str) -> Arc<Turn> {
+        match self.turns.get(buyer_id) {
+            Some(turn) => Arc::clone(&turn),
+            None => Arc::clone(&self.turns.entry(buyer_id.to_string()).or_default()),
         }
     }
 
@@ -272,8 +263,8 @@ impl RedisBudget {
         named: &[&str],
         change: impl FnMut(&mut BuyerBook) -> (T, bool),
     ) -> Result<T, BudgetError> {
-        let writer = self.writer(buyer_id);
-        let _one_at_a_time = writer.lock().await;
+        let turn = self.turn(buyer_id);
+        let _one_at_a_time = turn.changing.lock().await;
         self.update_locked(buyer_id, now, named, change).await
     }
 
@@ -395,17 +386,16 @@ impl RedisBudget {
     ) -> Result<Held, BudgetError> {
         let handle = HoldHandle { buyer_id: Arc::clone(buyer_id), hold_id: request.hold_id.clone() };
         let (answer, mut answered) = oneshot::channel();
-        let queue = self.queue(buyer_id);
-        queue.lock().push(Queued { hold: OwnedHold::of(&request), now, answer });
+        let turn = self.turn(buyer_id);
+        turn.queued.lock().push(Queued { hold: OwnedHold::of(&request), now, answer });
         let outcome = {
-            let writer = self.writer(buyer_id);
-            let _one_at_a_time = writer.lock().await;
+            let _one_at_a_time = turn.changing.lock().await;
             // Batches from the front of the queue until this hold's has been applied: a
             // caller leaves the lock only once its own hold is answered.
             loop {
                 match answered.try_recv() {
                     Ok(outcome) => break Some(outcome),
-                    Err(oneshot::error::TryRecvError::Empty) => self.apply_queued(buyer_id, &queue).await,
+                    Err(oneshot::error::TryRecvError::Empty) => self.apply_queued(buyer_id, &turn).await,
                     Err(oneshot::error::TryRecvError::Closed) => break None,
                 }
             }
@@ -421,17 +411,17 @@ impl RedisBudget {
     /// the order they came, in one change of its book, and answers each. The caller holds
     /// the buyer's lock. A hold whose request has gone is not applied; one that went while
     /// the change ran is released again.
-    async fn apply_queued(&self, buyer_id: &str, queue: &Queue) {
+    async fn apply_queued(&self, buyer_id: &str, turn: &Turn) {
         let mut batch: Vec<Queued> = {
-            let mut queue = queue.lock();
+            let mut queue = turn.queued.lock();
             let take = queue.len().min(BATCH_MAX);
             queue.drain(..take).collect()
         };
         batch.retain(|queued| !queued.answer.is_closed());
         let Some(now) = batch.iter().map(|queued| queued.now).max() else { return };
-        let named: Vec<&str> = batch.iter().map(|queued| queued.hold.hold_id.as_str()).collect();
+        // A new hold's id is fresh (`ids::hold_id`): the book has no hold of that id to read.
         let outcomes = self
-            .update_locked(buyer_id, now, &named, |book| {
+            .update_locked(buyer_id, now, &[], |book| {
                 let outcomes: Vec<_> =
                     batch.iter().map(|queued| book.try_hold(queued.now, queued.hold.request())).collect();
                 let changed = outcomes.iter().any(Result::is_ok);
@@ -481,7 +471,7 @@ impl RedisBudget {
         let hold_id = handle.hold_id.clone();
         let available = self
             .update(buyer_id, now, &[&hold_id], |book| {
-                if book.hold_records().iter().any(|record| record.id() == hold_id) {
+                if book.has_hold(&hold_id) {
                     return (Ok(book.view(now, request.funding).available), false);
                 }
                 let held = book.try_hold(now, request.clone());
@@ -506,8 +496,8 @@ impl RedisBudget {
             return Ok(held);
         }
         // One grant at a time per buyer; whoever waited may find it already covered.
-        let writer = self.writer(buyer_id);
-        let _one_at_a_time = writer.lock().await;
+        let turn = self.turn(buyer_id);
+        let _one_at_a_time = turn.changing.lock().await;
         for _ in 0..3 {
             if let Some(held) = self.hold_locally(&buyer, now, &request, &handle) {
                 return Ok(held);

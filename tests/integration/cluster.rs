@@ -120,28 +120,16 @@ impl Node {
     }
 
     /// A node on `config` and `redis`, ready; started again (on other ports) when it exits
-    /// before it is ready: a port taken meanwhile by another process, or a Redis that did
-    /// not answer its first connection within a second on a machine busy with other builds.
-    /// Three exits in a row fail the test with the last node's error.
+    /// before it is ready (`RouterProcess::start_ready`): a port taken meanwhile by another
+    /// process, or a Redis that did not answer its first connection within a second on a
+    /// machine busy with other builds.
     async fn start_ready(config: &std::path::Path, redis: &str) -> Node {
         Node::start_ready_in(config, redis, tempfile::tempdir().expect("data dir")).await
     }
 
     /// `start_ready` on `data`: a restart when an earlier node left its data there.
-    async fn start_ready_in(config: &std::path::Path, redis: &str, mut data: tempfile::TempDir) -> Node {
-        let mut last = String::new();
-        for _ in 0..3 {
-            let mut node = Node::spawn_in(config, redis, data);
-            match node.0.ready_or_exited().await {
-                Ok(()) => return node,
-                Err(exited) => {
-                    eprintln!("a node exited before it was ready; starting another:\n{exited}");
-                    last = exited;
-                    data = node.kill();
-                }
-            }
-        }
-        panic!("three nodes in a row exited before they were ready; the last:\n{last}")
+    async fn start_ready_in(config: &std::path::Path, redis: &str, data: tempfile::TempDir) -> Node {
+        Node(RouterProcess::start_ready(data, |data| Node::spawn_in(config, redis, data).0).await)
     }
 
     /// `kill -9`; answers the data dir for a restart.

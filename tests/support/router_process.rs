@@ -53,27 +53,39 @@ impl RouterProcess {
     /// Writes `toml` as the config file (into a temp dir the process keeps) and starts on
     /// it in a fresh data dir.
     pub fn start_with_config(toml: &str, admin_token: &str, more: &[&str]) -> RouterProcess {
-        let dir = tempfile::tempdir().expect("a config dir");
-        let config = dir.path().join("leadrouter.toml");
-        std::fs::write(&config, toml).expect("the config file");
-        let data = tempfile::tempdir().expect("a data dir");
-        let mut process = RouterProcess::spawn(&config, data, admin_token, more);
+        let (dir, config) = write_config(toml);
+        let mut process = RouterProcess::spawn(&config, tempfile::tempdir().expect("a data dir"), admin_token, more);
         process._config = Some(dir);
         process
     }
 
-    /// `start_with_config`, ready; started again (on other ports) when it exits before it
-    /// is ready, as it does when another process took one of its ports between
-    /// `free_port` and its bind. Three exits in a row fail the test with the last log.
+    /// `start_with_config`, ready (see `start_ready`).
     pub async fn start_ready_with_config(toml: &str, admin_token: &str, more: &[&str]) -> RouterProcess {
+        let (dir, config) = write_config(toml);
+        let data = tempfile::tempdir().expect("a data dir");
+        let mut process =
+            RouterProcess::start_ready(data, |data| RouterProcess::spawn(&config, data, admin_token, more)).await;
+        process._config = Some(dir);
+        process
+    }
+
+    /// The process `start` starts on `data`, ready; started again (on other ports, on the
+    /// same data) when it exits before it is ready, as it does when another process took
+    /// one of its ports between `free_port` and its bind. Three exits in a row fail the
+    /// test with the last one's log.
+    pub async fn start_ready(
+        mut data: tempfile::TempDir,
+        mut start: impl FnMut(tempfile::TempDir) -> RouterProcess,
+    ) -> RouterProcess {
         let mut last = String::new();
         for _ in 0..3 {
-            let mut process = RouterProcess::start_with_config(toml, admin_token, more);
+            let mut process = start(data);
             match process.ready_or_exited().await {
                 Ok(()) => return process,
                 Err(exited) => {
                     eprintln!("a router exited before it was ready; starting another:\n{exited}");
                     last = exited;
+                    data = process.kill();
                 }
             }
         }
@@ -145,6 +157,14 @@ impl RouterProcess {
         let _ = self.child.wait();
         self.data.take().expect("a data dir")
     }
+}
+
+/// `toml` written as `leadrouter.toml` in a new temp dir: the dir and the file's path.
+fn write_config(toml: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().expect("a config dir");
+    let config = dir.path().join("leadrouter.toml");
+    std::fs::write(&config, toml).expect("the config file");
+    (dir, config)
 }
 
 impl Drop for RouterProcess {

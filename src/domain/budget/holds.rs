@@ -60,6 +60,11 @@ impl Holds {
         self.open
     }
 
+    /// Whether hold `id` is at hand.
+    pub(super) fn contains(&self, id: &str) -> bool {
+        self.by_id.contains_key(id)
+    }
+
     /// The holds at hand.
     pub(super) fn iter(&self) -> impl Iterator<Item = (&String, &Hold)> {
         self.by_id.iter().map(|(id, (hold, _))| (id, hold))

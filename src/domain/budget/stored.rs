@@ -171,7 +171,7 @@ impl From<&BuyerBook> for BookState {
     fn from(book: &BuyerBook) -> BookState {
         let mut holds = book.hold_records();
         holds.sort_by(|a, b| a.id.cmp(&b.id));
-        BookState { holds: Some(holds), held: None, ..BookState::without_holds(book) }
+        BookState { holds: Some(holds), ..BookState::bare(book) }
     }
 }
 
@@ -180,12 +180,17 @@ impl BookState {
     /// (`BuyerBook::hold_records`), and what they add up to.
     pub fn without_holds(book: &BuyerBook) -> BookState {
         let (count, charge, usage) = book.holds.totals();
+        BookState { held: Some(HeldState { count, charge, usage: usage_states(usage) }), ..BookState::bare(book) }
+    }
+
+    /// The book without its holds and without their sums.
+    fn bare(book: &BuyerBook) -> BookState {
         BookState {
             balance: book.balance,
             holds: None,
             usage: usage_states(&book.usage),
             leases: book.leases.iter().map(|(id, lease)| LeaseState::of(id, lease)).collect(),
-            held: Some(HeldState { count, charge, usage: usage_states(usage) }),
+            held: None,
         }
     }
 }
@@ -277,6 +282,17 @@ mod tests {
         book.try_hold(now, request("h1", "10.00", &[], now + chrono::Duration::minutes(1))).unwrap();
         let json = serde_json::to_value(BookState::without_holds(&book)).unwrap();
         assert!(json.get("holds").is_none(), "{json}");
+        /// `BookState` as binaries before summaries read it: `holds` is required.
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct BeforeSummaries {
+            balance: Money,
+            holds: Vec<serde_json::Value>,
+            usage: Vec<serde_json::Value>,
+        }
+        let whole = serde_json::to_value(BookState::from(&book)).unwrap();
+        assert!(serde_json::from_value::<BeforeSummaries>(whole).is_ok(), "an older binary reads a whole book");
+        assert!(serde_json::from_value::<BeforeSummaries>(json.clone()).is_err(), "an older binary refuses a summary");
         assert_eq!(json["held"]["count"], 1);
         assert_eq!(json["held"]["charge"], "10.00");
     }

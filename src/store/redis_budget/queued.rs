@@ -18,8 +18,13 @@ use crate::engine::ports::BudgetError;
 /// What a queued hold is answered: what is available after it, or why not.
 pub(super) type Answer = Result<Result<Money, HoldRefusal>, BudgetError>;
 
-/// The holds queued for one buyer.
-pub(super) type Queue = parking_lot::Mutex<Vec<Queued>>;
+/// A buyer's turn at its book on this node: one change at a time, and the holds waiting
+/// for the next.
+#[derive(Default)]
+pub(super) struct Turn {
+    pub(super) changing: tokio::sync::Mutex<()>,
+    pub(super) queued: parking_lot::Mutex<Vec<Queued>>,
+}
 
 /// One hold waiting for the change that applies it, and where its answer goes.
 pub(super) struct Queued {
