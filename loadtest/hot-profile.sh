@@ -39,8 +39,18 @@ PIDS=()
 source "$ROOT/loadtest/lib.sh"
 trap 'stop_all; rm -rf "$WORK"' EXIT INT TERM
 
+if [ "$WHAT" = allocsites ]; then
+    # Uprobes on mimalloc's entry points (every Rust allocation goes through one of them).
+    ALLOC_EVENTS=""
+    for fn in mi_malloc_aligned mi_zalloc_aligned mi_realloc_aligned; do
+        perf probe -q -x "$LEADROUTER" --add "$fn" 2>/dev/null || true
+        ALLOC_EVENTS="${ALLOC_EVENTS:+$ALLOC_EVENTS,}probe_leadrouter:$fn"
+    done
+    trap 'stop_all; rm -rf "$WORK"; perf probe -q -d "probe_leadrouter:*" 2>/dev/null || true' EXIT INT TERM
+fi
 write_direct_market "$WORK/market.toml" "loadtest/hot-profile.sh" "$FORMAT"
 "$LOADTEST" mock-buyer --listen "$BUYER_ADDR" --latency-ms 0 2>"$WORK/mock.log" &
+MOCK=$!
 PIDS+=($!)
 "$LEADROUTER" --config "$WORK/market.toml" --listen "$ADDR" --ops-listen "$OPS" --data-dir "$WORK/data" \
     --admin-token loadtest-admin-token-0001 "${ROUTER_EXTRA[@]}" >"$WORK/leadrouter.log" 2>&1 &
@@ -66,10 +76,15 @@ sleep "$WARMUP"
 before="$(requests)"
 sales_before="$(counter leadrouter_sales_total)"
 allocs_before="$(counter leadrouter_allocations_total)"
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+others_before="$(($(cpu_ticks "$MOCK") + $(cpu_ticks "$CLIENT")))"
+user_before="$(awk '{ print $14 }' "/proc/$ROUTER/stat")"
 ticks_before="$(awk '{ print $14 + $15 }' "/proc/$ROUTER/stat")"
 case "$WHAT" in
     perf)
         perf record -F "${FREQ:-499}" --call-graph "${CALLGRAPH:-fp}" -p "$ROUTER" -o "$OUT/perf.data" -- sleep "$SPAN" 2>"$OUT/perf-record.log" ;;
+    allocsites)
+        perf record -e "$ALLOC_EVENTS" -c "${ALLOC_PERIOD:-97}" --call-graph dwarf,16384 -p "$ROUTER" -o "$OUT/allocsites.data" -- sleep "$SPAN" 2>"$OUT/perf-record.log" ;;
     strace)
         timeout -s INT "$SPAN" strace -c -f -p "$ROUTER" -o "$OUT/strace.txt" || true ;;
     *)
@@ -78,11 +93,17 @@ esac
 after="$(requests)"
 sales="$(($(counter leadrouter_sales_total) - sales_before))"
 allocs="$(($(counter leadrouter_allocations_total) - allocs_before))"
+others="$(($(cpu_ticks "$MOCK") + $(cpu_ticks "$CLIENT") - others_before))"
+user="$(($(awk '{ print $14 }' "/proc/$ROUTER/stat") - user_before))"
 ticks="$(($(awk '{ print $14 + $15 }' "/proc/$ROUTER/stat") - ticks_before))"
 kill -INT "$CLIENT" 2>/dev/null || true; wait "$CLIENT" || true
 n=$((after - before))
 echo "requests in the span: $n ($MIX), sales: $sales, load after: $(cut -d' ' -f1-3 /proc/loadavg)"
-awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" -v n="$n" 'BEGIN { if (n > 0) printf "router CPU: %.1f µs per request\n", t * 1e6 / hz / n }'
+awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" -v n="$n" -v u="$user" \
+    'BEGIN { if (n > 0) printf "router CPU: %.1f µs per request (user %.1f, system %.1f)\n", t * 1e6 / hz / n, u * 1e6 / hz / n, (t - u) * 1e6 / hz / n }'
+# What the load generator and the mock buyer spend on the same two cores bounds what any
+# router could reach (issue 17's ratio to the echo server).
+awk -v o="$others" -v hz="$(getconf CLK_TCK)" -v n="$n" 'BEGIN { if (n > 0) printf "generator and mock buyer CPU: %.1f µs per request\n", o * 1e6 / hz / n }'
 case "$WHAT" in
     perf)
         perf report -i "$OUT/perf.data" --no-children --sort symbol --percent-limit 0.7 --stdio 2>/dev/null \
