@@ -166,7 +166,7 @@ fn sale_record(c: &mut Criterion) {
     let sale = sale();
     allocations_of("hot/sale_clone", || sale.clone());
     c.bench_function("hot/sale_clone", |b| b.iter(|| black_box(black_box(&sale).clone())));
-    let event = LedgerEvent { sequence: 1, at: sale.sold_at, event: Event::SaleSettled(sale.clone()) };
+    let event = LedgerEvent { sequence: 1, at: sale.sold_at, event: Event::from(sale.clone()) };
     let mut buffer = Vec::with_capacity(1 << 16);
     c.bench_function("hot/journal_encode_sale", |b| {
         b.iter(|| {

@@ -19,7 +19,7 @@ use leadrouter::store::journal::Journal;
 const APPENDS: usize = 20_000;
 
 fn sale(n: usize) -> Event {
-    Event::SaleSettled(SaleSettled {
+    Event::from(SaleSettled {
         sale_id: format!("sal_{n:020}"),
         lead_id: format!("led_{n:020}"),
         ping_id: Some(format!("png_{n:020}")),

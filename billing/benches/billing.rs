@@ -108,7 +108,7 @@ fn router_journal(runtime: &tokio::runtime::Runtime) -> tempfile::TempDir {
                         if n >= SALES as usize {
                             break;
                         }
-                        let sale = Event::SaleSettled(SaleSettled {
+                        let sale = Event::from(SaleSettled {
                             sale_id: format!("sal_{n:020}"),
                             lead_id: format!("led_{n:020}"),
                             ping_id: None,

@@ -273,12 +273,12 @@ mod tests {
         let example = sale(at("2026-12-03T23:30:00Z"));
         let supplier = example.supplier_id.clone();
         let mut payouts = Payouts::new(&supplier, berlin(), at("2026-12-01T00:00:00Z"));
-        payouts.take(&Event::SaleSettled(example.clone()));
-        payouts.take(&Event::SaleSettled(sale(at("2026-12-04T10:00:00Z"))));
-        payouts.take(&Event::SaleSettled(sale(at("2026-11-30T10:00:00Z"))));
+        payouts.take(&Event::from(example.clone()));
+        payouts.take(&Event::from(sale(at("2026-12-04T10:00:00Z"))));
+        payouts.take(&Event::from(sale(at("2026-11-30T10:00:00Z"))));
         let mut others = sale(at("2026-12-04T10:00:00Z"));
         others.supplier_id = "someone-else".into();
-        payouts.take(&Event::SaleSettled(others));
+        payouts.take(&Event::from(others));
         payouts.take(&approved_return(&supplier, at("2026-12-04T12:00:00Z"), Money::cents(2280)));
         payouts.take(&approved_return("someone-else", at("2026-12-04T12:00:00Z"), Money::cents(2280)));
 
@@ -300,7 +300,7 @@ mod tests {
         fn payouts_sum_in_any_order(minutes in proptest::collection::vec(0i64..60 * 24 * 20, 1..40), seed in any::<u64>()) {
             let since = at("2026-12-01T00:00:00Z");
             let base = at("2026-11-25T00:00:00Z");
-            let mut events: Vec<Event> = minutes.iter().map(|m| Event::SaleSettled(sale(base + Duration::minutes(*m)))).collect();
+            let mut events: Vec<Event> = minutes.iter().map(|m| Event::from(sale(base + Duration::minutes(*m)))).collect();
             let supplier = sale(base).supplier_id;
             let expected: Money = minutes.iter().filter(|m| base + Duration::minutes(**m) >= since).map(|_| sale(base).payout).sum();
             let mut rotated = events.clone();

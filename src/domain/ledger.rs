@@ -4,6 +4,8 @@
 //! These are plain data; the journal stores them and the gRPC stream sends them. Money
 //! stays `Money` (decimal strings on every wire).
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -22,11 +24,19 @@ pub struct LedgerEvent {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
-    SaleSettled(SaleSettled),
+    /// Shared: the journal's tail in memory, the recent sales and the answer to the sale's
+    /// own request all hold the one record (a sale is a dozen strings).
+    SaleSettled(Arc<SaleSettled>),
     ReturnResolved(ReturnResolved),
     BalanceToppedUp(BalanceToppedUp),
     BuyerUpdated(Buyer),
     SupplierUpdated(Supplier),
+}
+
+impl From<SaleSettled> for Event {
+    fn from(sale: SaleSettled) -> Event {
+        Event::SaleSettled(Arc::new(sale))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

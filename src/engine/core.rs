@@ -83,7 +83,7 @@ impl Core {
     /// A sale by id: from memory while its return window is open, else from disk.
     pub async fn sale(&self, sale_id: &str) -> Result<Option<Sale>, EngineError> {
         if let Some(sale) = self.sales.get(sale_id) {
-            return Ok(Some(sale));
+            return Ok(Some(Sale::clone(&sale)));
         }
         let journal = Arc::clone(&self.journal);
         let sale_id = sale_id.to_string();

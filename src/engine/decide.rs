@@ -676,11 +676,11 @@ impl Auction {
         };
         // The dedup keys are marked sold while the sale is journaled: on a shared store
         // that is two round trips at once instead of one after the other.
-        // The sale goes to the journal by value and comes back with its sequence: it is not
-        // copied on the way (issue 17).
+        // The sale goes to the journal shared and comes back with its sequence: the journal's
+        // tail in memory and the recent sales keep the same record, not copies (issue 17).
         let (committed, appended) = tokio::join!(
             self.core.dedup.commit(&campaign.buyer_id, &attempt.dedup_keys, now),
-            self.core.journal.append(Event::SaleSettled(sale), now)
+            self.core.journal.append(Event::SaleSettled(Arc::new(sale)), now)
         );
         if let Err(error) = committed {
             // The buyer accepted the lead: the sale stands; its keys stay claimed (pending)

@@ -82,7 +82,7 @@ impl History {
                             page.next = Some(event.sequence + 1);
                             return Step::Stop;
                         }
-                        page.sales.push(sale.clone());
+                        page.sales.push(SaleSettled::clone(sale));
                         Step::Go
                     }
                     _ => Step::Go,

@@ -304,7 +304,7 @@ impl Router {
                     let keys: Vec<_> =
                         sale.dedup_keys.iter().filter_map(|k| crate::domain::dedup::from_hex(k)).collect();
                     core.dedup.commit(&sale.buyer_id, &keys, sale.sold_at).await?;
-                    core.sales.record(sale.clone());
+                    core.sales.record(Arc::clone(sale));
                 }
                 Event::BalanceToppedUp(top_up) => self.accounts.replay_top_up(top_up).await?,
                 Event::ReturnResolved(resolved) => self.returns.replay_return(resolved).await?,

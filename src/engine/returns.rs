@@ -379,7 +379,12 @@ impl ReturnDesk {
         }
         let sale = match self.core.sales.get(&event.sale_id) {
             Some(sale) => Some(sale),
-            None => self.core.journal.find_sale(&event.sale_id).map_err(|e| EngineError::Unavailable(e.to_string()))?,
+            None => self
+                .core
+                .journal
+                .find_sale(&event.sale_id)
+                .map_err(|e| EngineError::Unavailable(e.to_string()))?
+                .map(Arc::new),
         };
         // A return pending for longer than retention kept its sale's segment still knows
         // the sale's terms itself.

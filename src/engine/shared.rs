@@ -162,7 +162,7 @@ impl Router {
 
     fn mirror(&self, event: &LedgerEvent) {
         match &event.event {
-            Event::SaleSettled(sale) => self.core.sales.record(sale.clone()),
+            Event::SaleSettled(sale) => self.core.sales.record(Arc::clone(sale)),
             Event::ReturnResolved(resolved) => {
                 if let Some(sale) = self.core.sales.get(&resolved.sale_id) {
                     self.core.returns.put(LeadReturn::from_event(resolved, &sale), resolved.revision);

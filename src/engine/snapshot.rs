@@ -8,6 +8,8 @@
 //! last said of each account, and the records whose fact comes later in the journal.
 //! Holds, open pings and traces are not durable and are not here.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -26,7 +28,7 @@ pub struct RouterState {
     pub books: Vec<(String, BookState)>,
     /// Dedup keys and when they were sold, packed (millions of them in a busy window).
     pub dedup: DedupKeys,
-    pub sales: Vec<Sale>,
+    pub sales: Vec<Arc<Sale>>,
     pub top_up_references: Vec<(String, String)>,
     pub returns: Vec<Stored>,
     pub return_revision: u64,

@@ -117,7 +117,7 @@ mod tests {
         let sale = LedgerEvent {
             sequence: 7,
             at,
-            event: Event::SaleSettled(SaleSettled {
+            event: Event::from(SaleSettled {
                 model: Model::PingTree,
                 price: Money::cents(3850),
                 payout: Money::cents(2310),
@@ -154,10 +154,7 @@ mod tests {
         let sale = LedgerEvent {
             sequence: 9,
             at,
-            event: Event::SaleSettled(SaleSettled {
-                buyer_reference: Some("CRM-0042".into()),
-                ..SaleSettled::example(at)
-            }),
+            event: Event::from(SaleSettled { buyer_reference: Some("CRM-0042".into()), ..SaleSettled::example(at) }),
         };
         let proto = to_proto(&sale);
         let Some(proto::ledger_event::Event::SaleSettled(sold)) = &proto.event else { panic!("a sale") };

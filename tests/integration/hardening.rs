@@ -518,14 +518,16 @@ async fn dedup_keys_are_made_under_the_data_dirs_secret_and_an_upgraded_store_ke
     let mut old = events
         .into_iter()
         .find_map(|e| match e.event {
-            leadrouter::domain::ledger::Event::SaleSettled(sale) if sale.lead_id == sold["lead_id"] => Some(sale),
+            leadrouter::domain::ledger::Event::SaleSettled(sale) if sale.lead_id == sold["lead_id"] => {
+                Some(std::sync::Arc::unwrap_or_clone(sale))
+            }
             _ => None,
         })
         .expect("the sale is journaled");
     old.sale_id = "sal_from_before_the_secret".into();
     old.dedup_keys =
         plain_keying.plain_keys_for("b1", &contacts(5), now, chrono::Duration::days(1)).iter().map(to_hex).collect();
-    journal.append(leadrouter::domain::ledger::Event::SaleSettled(old), now).await.unwrap();
+    journal.append(leadrouter::domain::ledger::Event::from(old), now).await.unwrap();
     journal.close().await;
     drop(journal);
     std::fs::remove_file(data.path().join("dedup-secret")).unwrap();

@@ -81,7 +81,8 @@ async fn send_lead(server: &TestServer, supplier_key: &str, n: u32, roof: &str) 
 }
 
 fn sale_of(server: &TestServer, lead_id: &str) -> leadrouter::domain::ledger::SaleSettled {
-    server.running.router.sales().all().into_iter().find(|sale| sale.lead_id == lead_id).expect("a sale")
+    let sale = server.running.router.sales().all().into_iter().find(|sale| sale.lead_id == lead_id).expect("a sale");
+    leadrouter::domain::ledger::SaleSettled::clone(&sale)
 }
 
 #[tokio::test]

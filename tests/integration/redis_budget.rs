@@ -62,7 +62,7 @@ async fn sell(node: &Node, n: usize, price: &str, caps: &[Cap], now: DateTime<Ut
     };
     let settled = node.budget.settle(&held.handle).await.unwrap();
     let sale = record(n, price, now, settled.lease);
-    node.ledger.append(Event::SaleSettled(sale), now).await.unwrap();
+    node.ledger.append(Event::from(sale), now).await.unwrap();
     true
 }
 
@@ -196,7 +196,7 @@ async fn a_dead_nodes_lease_returns_after_expiry_with_exactly_its_sales_charged(
     assert_eq!(sold, 9);
     assert!(unrecorded.lease.is_some(), "a hold from a lease");
     let sale = record(999, "10.00", later, unrecorded.lease);
-    assert!(dying.ledger.append(Event::SaleSettled(sale), later).await.is_err(), "a retired lease takes no sale");
+    assert!(dying.ledger.append(Event::from(sale), later).await.is_err(), "a retired lease takes no sale");
     survivor.budget.close().await;
     let view = survivor.budget.balance("b1", later, prepaid()).await.unwrap();
     assert_eq!((view.balance, view.held), (Money::ZERO, Money::ZERO), "{view:?}");

@@ -21,7 +21,7 @@ use redis::AsyncCommands;
 use crate::harness::{RedisCluster, RedisServer};
 
 fn sale(n: usize) -> Event {
-    Event::SaleSettled(SaleSettled {
+    Event::from(SaleSettled {
         sale_id: format!("sal_{n:08}"),
         lead_id: format!("led_{n:08}"),
         ping_id: None,

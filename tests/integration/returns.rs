@@ -43,7 +43,7 @@ async fn sell(server: &TestServer, vertical: &str, n: u32) -> String {
     let sold = server.direct(&lead(vertical, n)).await;
     assert_eq!(sold.json["status"], "sold", "{}", sold.json);
     let sale = server.running.router.sales().all().into_iter().find(|s| s.lead_id == sold.json["lead_id"]);
-    sale.expect("the sale is recorded").sale_id
+    sale.expect("the sale is recorded").sale_id.clone()
 }
 
 async fn request_return(server: &TestServer, key: &str, body: &Value) -> Answer {

@@ -464,7 +464,7 @@ async fn a_restart_from_a_checkpoint_rebuilds_everything_without_the_segments_it
     }
     let roofing = server.direct(&lead("roofing", 500)).await;
     assert_eq!(roofing.json["status"], "sold");
-    let sale_id = server.running.router.sales().all().into_iter().find(|s| s.buyer_id == "b2").unwrap().sale_id;
+    let sale_id = server.running.router.sales().all().into_iter().find(|s| s.buyer_id == "b2").unwrap().sale_id.clone();
     let returned =
         server.supplier("/v1/returns", &buyer_key("b2"), &json!({"sale_id": sale_id, "reason": "other"})).await;
     assert_eq!(returned.status, 201, "{}", returned.json);

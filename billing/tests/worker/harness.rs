@@ -161,7 +161,7 @@ impl Router {
     /// The sale id of a sold lead, from the router's sales.
     async fn sale_of(&self, lead_id: &str) -> String {
         let sale = self.running.router.sales().all().into_iter().find(|sale| sale.lead_id == lead_id);
-        sale.unwrap_or_else(|| panic!("lead {lead_id} has no sale")).sale_id
+        sale.unwrap_or_else(|| panic!("lead {lead_id} has no sale")).sale_id.clone()
     }
 
     /// A buyer returns a sale at `now` (approved at once by the test market).

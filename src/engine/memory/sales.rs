@@ -3,6 +3,7 @@
 //! from disk when asked for (`Ledger::find_sale`), so memory does not grow with sales.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use dashmap::DashMap;
 use parking_lot::Mutex;
@@ -16,10 +17,11 @@ pub const RECENT_SALES_MAX: usize = 16_384;
 pub struct Sales {
     /// How many sales memory keeps.
     kept: usize,
-    by_id: DashMap<String, Sale>,
+    /// The ledger's own record of each sale, shared with the journal's tail.
+    by_id: DashMap<Arc<str>, Arc<Sale>>,
     /// Ids in the order they were recorded, oldest first, to forget the oldest beyond the
     /// cap (held for a push and a pop).
-    order: Mutex<VecDeque<String>>,
+    order: Mutex<VecDeque<Arc<str>>>,
 }
 
 impl Default for Sales {
@@ -35,9 +37,9 @@ impl Sales {
         Sales { kept, by_id: DashMap::new(), order: Mutex::new(VecDeque::new()) }
     }
 
-    pub fn record(&self, sale: Sale) {
-        let id = sale.sale_id.clone();
-        self.by_id.insert(id.clone(), sale);
+    pub fn record(&self, sale: Arc<Sale>) {
+        let id: Arc<str> = Arc::from(sale.sale_id.as_str());
+        self.by_id.insert(Arc::clone(&id), sale);
         if self.kept == usize::MAX {
             return;
         }
@@ -55,8 +57,8 @@ impl Sales {
         }
     }
 
-    pub fn get(&self, sale_id: &str) -> Option<Sale> {
-        self.by_id.get(sale_id).map(|s| s.clone())
+    pub fn get(&self, sale_id: &str) -> Option<Arc<Sale>> {
+        self.by_id.get(sale_id).map(|s| Arc::clone(&s))
     }
 
     pub fn contains(&self, sale_id: &str) -> bool {
@@ -80,8 +82,8 @@ impl Sales {
         before - self.by_id.len()
     }
 
-    pub fn all(&self) -> Vec<Sale> {
-        self.by_id.iter().map(|s| s.clone()).collect()
+    pub fn all(&self) -> Vec<Arc<Sale>> {
+        self.by_id.iter().map(|s| Arc::clone(&s)).collect()
     }
 }
 
@@ -95,7 +97,7 @@ mod tests {
         for n in 0..RECENT_SALES_MAX + 10 {
             let mut sale = Sale::example(chrono::Utc::now());
             sale.sale_id = format!("sal_{n}");
-            sales.record(sale);
+            sales.record(Arc::new(sale));
         }
         assert_eq!(sales.len(), RECENT_SALES_MAX);
         assert!(!sales.contains("sal_9") && sales.contains("sal_10"));

@@ -421,7 +421,7 @@ mod tests {
         let sale = LedgerEvent {
             sequence: 7,
             at: Utc.with_ymd_and_hms(2026, 12, 1, 9, 0, 0).unwrap(),
-            event: Event::SaleSettled(crate::domain::ledger::SaleSettled {
+            event: Event::from(crate::domain::ledger::SaleSettled {
                 sale_id: "sal_7".into(),
                 ..crate::domain::ledger::SaleSettled::example(Utc::now())
             }),
@@ -476,7 +476,7 @@ mod tests {
         let referenced = LedgerEvent {
             sequence: 6,
             at,
-            event: Event::SaleSettled(crate::domain::ledger::SaleSettled {
+            event: Event::from(crate::domain::ledger::SaleSettled {
                 sale_id: "sal_6".into(),
                 buyer_reference: Some("CRM-0042".into()),
                 ..crate::domain::ledger::SaleSettled::example(at)

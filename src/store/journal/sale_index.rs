@@ -9,6 +9,7 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::frame::Record;
 use super::segments::{BatchReader, ReadError};
@@ -111,7 +112,7 @@ pub fn sale_in_batch(segment: &Path, offset: u64, end: u64, sale_id: &str) -> Re
     let Some((_, records)) = reader.next_batch(super::frame::Decode::Ledger)? else { return Ok(None) };
     Ok(records.into_iter().find_map(|record| match record {
         Record::Ledger(event) => match event.event {
-            Event::SaleSettled(sale) if sale.sale_id == sale_id => Some(sale),
+            Event::SaleSettled(sale) if sale.sale_id == sale_id => Some(Arc::unwrap_or_clone(sale)),
             _ => None,
         },
         Record::Internal(_) => None,

@@ -158,7 +158,7 @@ mod tests {
         {
             let (journal, _) = Journal::open_with(dir.path(), options).unwrap();
             for n in 0..200u64 {
-                let event = crate::domain::ledger::Event::SaleSettled(crate::domain::ledger::SaleSettled {
+                let event = crate::domain::ledger::Event::from(crate::domain::ledger::SaleSettled {
                     sale_id: format!("sal_{n}"),
                     ..crate::domain::ledger::SaleSettled::example(chrono::Utc::now())
                 });
