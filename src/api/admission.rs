@@ -58,33 +58,13 @@ pub async fn guard(
     } else {
         next.run(request).await
     };
-    let route: metrics::SharedString = match response.extensions().get::<Answered>() {
-        None => "unmatched".into(),
-        Some(Answered::Named(route)) => (*route).into(),
-        Some(Answered::Matched(matched)) => matched.as_str().to_string().into(),
+    let route = match response.extensions().get::<Answered>() {
+        None => "unmatched",
+        Some(Answered::Named(route)) => route,
+        Some(Answered::Matched(matched)) => matched.as_str(),
     };
-    let status = status_label(response.status());
-    metrics::histogram!(telemetry::HTTP_REQUEST_DURATION_SECONDS, "route" => route, "status" => status)
-        .record(started.elapsed().as_secs_f64());
+    telemetry::meters::http_request(route, response.status(), started.elapsed().as_secs_f64());
     response
-}
-
-/// The duration metric's `status` label: the common answers without an allocation.
-fn status_label(status: http::StatusCode) -> metrics::SharedString {
-    match status.as_u16() {
-        200 => "200".into(),
-        201 => "201".into(),
-        202 => "202".into(),
-        204 => "204".into(),
-        400 => "400".into(),
-        401 => "401".into(),
-        404 => "404".into(),
-        409 => "409".into(),
-        422 => "422".into(),
-        429 => "429".into(),
-        503 => "503".into(),
-        _ => status.as_str().to_string().into(),
-    }
 }
 
 /// Marks the response with the route that answered it (a route layer of the ops listener,

@@ -1,17 +1,54 @@
-//! The per-buyer and per-vertical metrics of the hot paths, through handles kept per buyer
-//! and per vertical (`kept`): buyer requests, their latency and the available balance;
-//! leads, pings and posts by outcome, sales and decision time.
+//! The per-buyer, per-vertical and per-route metrics of the hot paths, through handles kept
+//! per owner (`kept`): buyer requests, their latency and the available balance; leads,
+//! pings and posts by outcome, sales and decision time; HTTP request durations.
 
 use std::time::Duration;
 
 use super::kept::Kept;
 use super::{
     BUYER_AVAILABLE_BALANCE, BUYER_REQUESTS_TOTAL, BUYER_REQUEST_DURATION_SECONDS, DECISION_DURATION_SECONDS,
-    SALES_TOTAL,
+    HTTP_REQUEST_DURATION_SECONDS, SALES_TOTAL,
 };
 
 static BY_BUYER: Kept = Kept::new();
 static BY_VERTICAL: Kept = Kept::new();
+static BY_ROUTE: Kept = Kept::new();
+
+/// Records one HTTP request's duration by the route that answered it and its status.
+pub fn http_request(route: &str, status: http::StatusCode, seconds: f64) {
+    let histogram = match common_status(status) {
+        Some(label) => BY_ROUTE.histogram(
+            route,
+            (HTTP_REQUEST_DURATION_SECONDS, label, ""),
+            || metrics::histogram!(HTTP_REQUEST_DURATION_SECONDS, "route" => route.to_string(), "status" => label),
+        ),
+        // Rare statuses are not kept: a client cannot grow the handles this way.
+        None => metrics::histogram!(
+            HTTP_REQUEST_DURATION_SECONDS,
+            "route" => route.to_string(),
+            "status" => status.as_str().to_string()
+        ),
+    };
+    histogram.record(seconds);
+}
+
+/// The `status` label of the answers a route commonly gives, as a static string.
+fn common_status(status: http::StatusCode) -> Option<&'static str> {
+    Some(match status.as_u16() {
+        200 => "200",
+        201 => "201",
+        202 => "202",
+        204 => "204",
+        400 => "400",
+        401 => "401",
+        404 => "404",
+        409 => "409",
+        422 => "422",
+        429 => "429",
+        503 => "503",
+        _ => return None,
+    })
+}
 
 /// Counts one call to a buyer's endpoint of `kind` (`ping`, `post`) and its latency.
 pub fn buyer_request(buyer_id: &str, kind: &'static str, outcome: &'static str, latency: Duration) {
@@ -93,6 +130,9 @@ mod tests {
         sale("meters-v1");
         sale("meters-v1");
         decision_time("meters-v1", "bidding", 0.002);
+        http_request("/meters/route", http::StatusCode::OK, 0.001);
+        http_request("/meters/route", http::StatusCode::OK, 0.002);
+        http_request("/meters/route", http::StatusCode::IM_A_TEAPOT, 0.003);
         let page = handle.render();
         let requests = |buyer: &str, kind: &str, outcome: &str| {
             let prefix = format!("{BUYER_REQUESTS_TOTAL}{{buyer=\"{buyer}\",kind=\"{kind}\",outcome=\"{outcome}\"}} ");
@@ -118,5 +158,12 @@ mod tests {
         assert_eq!(series(&page, &format!("{SALES_TOTAL}{{vertical=\"meters-v1\"}} ")), Some(2.0));
         let decisions = format!("{DECISION_DURATION_SECONDS}_count{{vertical=\"meters-v1\",model=\"bidding\"}} ");
         assert_eq!(series(&page, &decisions), Some(1.0), "{page}");
+        let route = |status: &str| {
+            series(
+                &page,
+                &format!("{HTTP_REQUEST_DURATION_SECONDS}_count{{route=\"/meters/route\",status=\"{status}\"}} "),
+            )
+        };
+        assert_eq!((route("200"), route("418")), (Some(2.0), Some(1.0)), "{page}");
     }
 }
