@@ -551,7 +551,7 @@ impl Auction {
             PostAnswer::Error(_) | PostAnswer::CircuitOpen => "error",
         };
         telemetry::meters::buyer_request(&campaign.buyer_id, "post", outcome, latency);
-        metrics::counter!(telemetry::DELIVERIES_TOTAL, "mode" => "webhook", "outcome" => outcome).increment(1);
+        telemetry::meters::delivery("webhook", outcome);
         Ok((answer, None))
     }
 
@@ -610,7 +610,7 @@ impl Auction {
         let requires = Requires::Sale(facts.sale_id.to_string());
         let message =
             self.deliveries.queue_message(MessageKind::Lead, recipient, payload, timeout_ms, requires).await?;
-        metrics::counter!(telemetry::DELIVERIES_TOTAL, "mode" => "webhook_async", "outcome" => "queued").increment(1);
+        telemetry::meters::delivery("webhook_async", "queued");
         // Sold before the buyer answers: no reference can be known at sale time.
         Ok((PostAnswer::Accepted { buyer_reference: None }, Some(message)))
     }
@@ -624,7 +624,7 @@ impl Auction {
         body: serde_json::Value,
     ) -> Result<PostAnswer, EngineError> {
         self.core.pull.push(&campaign.buyer_id, sale_id, body).await?;
-        metrics::counter!(telemetry::DELIVERIES_TOTAL, "mode" => "pull", "outcome" => "queued").increment(1);
+        telemetry::meters::delivery("pull", "queued");
         // The buyer is never called, so there is no answer to read a reference from.
         Ok(PostAnswer::Accepted { buyer_reference: None })
     }

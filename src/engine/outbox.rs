@@ -217,7 +217,7 @@ impl Deliveries {
         }
         self.outbox.delivered(&message.id);
         let mode = message.kind.mode();
-        metrics::counter!(telemetry::DELIVERIES_TOTAL, "mode" => mode, "outcome" => "delivered").increment(1);
+        telemetry::meters::delivery(mode, "delivered");
         self.publish_outbox_gauge();
     }
 
@@ -240,7 +240,7 @@ impl Deliveries {
                     tracing::warn!(error = %journal_error, delivery = %message.id, "failed attempt not journaled");
                 }
                 self.outbox.failed(&message.id, attempt.number, error, Instant::now() + delay);
-                metrics::counter!(telemetry::DELIVERIES_TOTAL, "mode" => mode, "outcome" => "failed").increment(1);
+                telemetry::meters::delivery(mode, "failed");
             }
             AfterFailure::DeadLetter => {
                 let at = self.core.clock.now();
@@ -255,7 +255,7 @@ impl Deliveries {
                 }
                 tracing::warn!(delivery = %message.id, mode, attempts = attempt.number, error = %logged, "delivery dead-lettered");
                 self.outbox.dead_letter(&message.id, attempt.number, error, at);
-                metrics::counter!(telemetry::DELIVERIES_TOTAL, "mode" => mode, "outcome" => "dead_letter").increment(1);
+                telemetry::meters::delivery(mode, "dead_letter");
                 self.publish_outbox_gauge();
             }
         }

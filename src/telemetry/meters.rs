@@ -1,18 +1,29 @@
 //! The per-buyer, per-vertical and per-route metrics of the hot paths, through handles kept
 //! per owner (`kept`): buyer requests, their latency and the available balance; leads,
-//! pings and posts by outcome, sales and decision time; HTTP request durations.
+//! pings and posts by outcome, sales and decision time; deliveries; HTTP request durations.
 
 use std::time::Duration;
 
 use super::kept::Kept;
 use super::{
     BUYER_AVAILABLE_BALANCE, BUYER_REQUESTS_TOTAL, BUYER_REQUEST_DURATION_SECONDS, DECISION_DURATION_SECONDS,
-    HTTP_REQUEST_DURATION_SECONDS, SALES_TOTAL,
+    DELIVERIES_TOTAL, HTTP_REQUEST_DURATION_SECONDS, SALES_TOTAL,
 };
 
 static BY_BUYER: Kept = Kept::new();
 static BY_VERTICAL: Kept = Kept::new();
 static BY_ROUTE: Kept = Kept::new();
+static BY_DELIVERY_MODE: Kept = Kept::new();
+
+/// Counts one delivery of `mode` (`webhook`, `webhook_async`, `pull`) by its outcome.
+pub fn delivery(mode: &'static str, outcome: &'static str) {
+    let counter = BY_DELIVERY_MODE.counter(
+        mode,
+        (DELIVERIES_TOTAL, outcome, ""),
+        || metrics::counter!(DELIVERIES_TOTAL, "mode" => mode, "outcome" => outcome),
+    );
+    counter.increment(1);
+}
 
 /// Records one HTTP request's duration by the route that answered it and its status.
 pub fn http_request(route: &str, status: http::StatusCode, seconds: f64) {
@@ -130,6 +141,9 @@ mod tests {
         sale("meters-v1");
         sale("meters-v1");
         decision_time("meters-v1", "bidding", 0.002);
+        delivery("meters_mode", "accepted");
+        delivery("meters_mode", "accepted");
+        delivery("meters_mode", "timeout");
         http_request("/meters/route", http::StatusCode::OK, 0.001);
         http_request("/meters/route", http::StatusCode::OK, 0.002);
         http_request("/meters/route", http::StatusCode::IM_A_TEAPOT, 0.003);
@@ -165,5 +179,9 @@ mod tests {
             )
         };
         assert_eq!((route("200"), route("418")), (Some(2.0), Some(1.0)), "{page}");
+        let deliveries = |outcome: &str| {
+            series(&page, &format!("{DELIVERIES_TOTAL}{{mode=\"meters_mode\",outcome=\"{outcome}\"}} "))
+        };
+        assert_eq!((deliveries("accepted"), deliveries("timeout")), (Some(2.0), Some(1.0)), "{page}");
     }
 }
