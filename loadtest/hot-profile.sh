@@ -8,7 +8,10 @@
 # `perf report --no-children`, and folded stacks when inferno is installed), `strace`
 # (strace -c -f: syscalls by name, divided by the requests made meanwhile), `allocs` (the
 # counter of a `--features count-allocs` build on /metrics, per direct post), `cpu` (the
-# router's CPU time per sale). MIX=ping measures pings instead (ping-fanout.sh's market is
+# router's CPU time per sale), `allocsites` (uprobes on mimalloc's entry points, recorded with
+# DWARF stacks; one second of them sorted by where they were made, by loadtest/allocsites.py,
+# which needs python3; ALLOCS_PER_REQUEST, from a `WHAT=allocs` run, turns shares into
+# counts). MIX=ping measures pings instead (ping-fanout.sh's market is
 # not needed: the pings go to the same fixed-price market and are answered from its
 # standing bids). ROUTER_ARGS are more arguments for the router, e.g.
 # "--redis redis://127.0.0.1:6379/" to measure it on Redis. Results go to OUT_DIR (default
@@ -116,6 +119,12 @@ case "$WHAT" in
     strace)
         echo "syscalls per request (strace -c -f over the span; strace itself slows the router):"
         awk -v n="$n" '$1 ~ /^[0-9.]+$/ && NF >= 5 { calls = $4; name = $NF; if (calls ~ /^[0-9]+$/) printf "  %-16s %10d %8.2f\n", name, calls, calls / n }' "$OUT/strace.txt" | sort -k2 -n -r | head -n 16 ;;
+    allocsites)
+        # One second from the middle of the span is plenty of samples and keeps perf script quick.
+        first="$(perf report -i "$OUT/allocsites.data" --header-only 2>/dev/null | awk '/time of first sample/ { print $NF }')"
+        slice="$(awk -v t="$first" 'BEGIN { printf "%.6f,%.6f", t + 0.5, t + 1.5 }')"
+        perf script -i "$OUT/allocsites.data" -F comm,event,ip,sym --no-inline --time "$slice" 2>/dev/null >"$OUT/allocsites.txt"
+        python3 "$ROOT/loadtest/allocsites.py" "$OUT/allocsites.txt" ${ALLOCS_PER_REQUEST:+"$ALLOCS_PER_REQUEST"} | tee "$OUT/allocsites.md" ;;
     allocs)
         awk -v a="$allocs" -v n="$n" 'BEGIN { if (n > 0) printf "allocations: %d for %d requests: %.1f per request\n", a, n, a / n }' ;;
 esac
