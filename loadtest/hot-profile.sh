@@ -11,7 +11,9 @@
 # router's CPU time per sale), `allocsites` (uprobes on mimalloc's entry points, recorded with
 # DWARF stacks; one second of them sorted by where they were made, by loadtest/allocsites.py,
 # which needs python3; ALLOCS_PER_REQUEST, from a `WHAT=allocs` run, turns shares into
-# counts). MIX=ping measures pings instead (ping-fanout.sh's market is
+# counts), `locks` (uprobes on the slow paths of std's, parking_lot's and dashmap's locks,
+# entered only under contention: how many per request, and under which of our functions).
+# MIX=ping measures pings instead (ping-fanout.sh's market is
 # not needed: the pings go to the same fixed-price market and are answered from its
 # standing bids). ROUTER_ARGS are more arguments for the router, e.g.
 # "--redis redis://127.0.0.1:6379/" to measure it on Redis. Results go to OUT_DIR (default
@@ -42,13 +44,33 @@ PIDS=()
 source "$ROOT/loadtest/lib.sh"
 trap 'stop_all; rm -rf "$WORK"' EXIT INT TERM
 
-if [ "$WHAT" = allocsites ]; then
-    # Uprobes on mimalloc's entry points (every Rust allocation goes through one of them).
-    ALLOC_EVENTS=""
-    for fn in mi_malloc_aligned mi_zalloc_aligned mi_realloc_aligned; do
-        perf probe -q -x "$LEADROUTER" --add "$fn" 2>/dev/null || true
-        ALLOC_EVENTS="${ALLOC_EVENTS:+$ALLOC_EVENTS,}probe_leadrouter:$fn"
-    done
+# Uprobes on the router's binary, named $1, at the first symbol matching $2 (nm); their events
+# go to PROBES. Removed again on exit.
+PROBES=""
+probe() {
+    local symbol
+    symbol="$(nm "$LEADROUTER" | awk -v pattern="$2" '!found && $3 ~ pattern { print $3; found = 1 }')"
+    [ -n "$symbol" ] || { echo "no symbol like $2 in $LEADROUTER" >&2; return; }
+    perf probe -q -x "$LEADROUTER" --add "$1=$symbol" 2>/dev/null || true
+    PROBES="${PROBES:+$PROBES,}probe_leadrouter:$1"
+}
+case "$WHAT" in
+    allocsites)
+        # mimalloc's entry points: every Rust allocation goes through one of them.
+        for fn in mi_malloc_aligned mi_zalloc_aligned mi_realloc_aligned; do probe "$fn" "^$fn\$"; done ;;
+    locks)
+        # The slow paths of the locks in the binary: entered only when a lock was taken
+        # (or, for parking_lot and dashmap, about to be waited for after spinning).
+        probe std_mutex '5Mutex14lock_contended'
+        probe std_rwlock_read '6RwLock14read_contended'
+        probe std_rwlock_write '6RwLock15write_contended'
+        probe parking_lot_mutex '9raw_mutex8RawMutex9lock_slow'
+        probe parking_lot_read '11parking_lot10raw_rwlock9RawRwLock16lock_shared_slow'
+        probe parking_lot_write '11parking_lot10raw_rwlock9RawRwLock19lock_exclusive_slow'
+        probe dashmap_read '7dashmap4lock9RawRwLock16lock_shared_slow'
+        probe dashmap_write '7dashmap4lock9RawRwLock19lock_exclusive_slow' ;;
+esac
+if [ -n "$PROBES" ]; then
     trap 'stop_all; rm -rf "$WORK"; perf probe -q -d "probe_leadrouter:*" 2>/dev/null || true' EXIT INT TERM
 fi
 write_direct_market "$WORK/market.toml" "loadtest/hot-profile.sh" "$FORMAT"
@@ -87,7 +109,9 @@ case "$WHAT" in
     perf)
         perf record -F "${FREQ:-499}" --call-graph "${CALLGRAPH:-fp}" -p "$ROUTER" -o "$OUT/perf.data" -- sleep "$SPAN" 2>"$OUT/perf-record.log" ;;
     allocsites)
-        perf record -e "$ALLOC_EVENTS" -c "${ALLOC_PERIOD:-97}" --call-graph dwarf,16384 -p "$ROUTER" -o "$OUT/allocsites.data" -- sleep "$SPAN" 2>"$OUT/perf-record.log" ;;
+        perf record -e "$PROBES" --call-graph dwarf,16384 -p "$ROUTER" -o "$OUT/allocsites.data" -- sleep "$SPAN" 2>"$OUT/perf-record.log" ;;
+    locks)
+        perf record -e "$PROBES" --call-graph dwarf,16384 -p "$ROUTER" -o "$OUT/locks.data" -- sleep "$SPAN" 2>"$OUT/perf-record.log" ;;
     strace)
         timeout -s INT "$SPAN" strace -c -f -p "$ROUTER" -o "$OUT/strace.txt" || true ;;
     *)
@@ -125,6 +149,16 @@ case "$WHAT" in
         slice="$(awk -v t="$first" 'BEGIN { printf "%.6f,%.6f", t + 0.5, t + 1.5 }')"
         perf script -i "$OUT/allocsites.data" -F comm,event,ip,sym --no-inline --time "$slice" 2>/dev/null >"$OUT/allocsites.txt"
         python3 "$ROOT/loadtest/allocsites.py" "$OUT/allocsites.txt" ${ALLOCS_PER_REQUEST:+"$ALLOCS_PER_REQUEST"} | tee "$OUT/allocsites.md" ;;
+    locks)
+        perf script -i "$OUT/locks.data" -F comm,event,ip,sym --no-inline 2>/dev/null >"$OUT/locks.txt"
+        echo "contended lock acquisitions per request, by lock kind and by the first frame of ours above it:"
+        awk -v n="$n" '
+            !/^\t/ && NF { if (kind != "") { count[kind]++; by[kind " <- " (ours == "" ? "(not ours)" : ours)]++ }
+                            kind = $2; sub(/^probe_leadrouter:/, "", kind); sub(/:$/, "", kind); ours = "" }
+            /^\t/ && ours == "" && /leadrouter::/ { $1 = ""; ours = substr($0, 2, 110) }
+            END { if (kind != "") { count[kind]++; by[kind " <- " (ours == "" ? "(not ours)" : ours)]++ }
+                  for (k in count) printf "  %-20s %8d %8.4f\n", k, count[k], count[k] / n
+                  for (k in by) printf "    %8d %8.4f  %s\n", by[k], by[k] / n, k }' "$OUT/locks.txt" | sort -k2 -n -r | tee "$OUT/locks-top.txt" ;;
     allocs)
         awk -v a="$allocs" -v n="$n" 'BEGIN { if (n > 0) printf "allocations: %d for %d requests: %.1f per request\n", a, n, a / n }' ;;
 esac
