@@ -177,18 +177,19 @@ pub fn metric(page: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
 
 pub use crate::router_process::free_port;
 
-/// Waits (at most 20 s) until a server's ops listener answers `/readyz` with 200.
+/// Waits (at most 30 s) until a server's ops listener answers `/readyz` with 200.
 pub async fn wait_ready(ops_port: u16) {
-    let client = client();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let ready = Request::get(format!("http://127.0.0.1:{ops_port}/readyz")).body(Full::new(Bytes::new())).unwrap();
-        if matches!(client.request(ready).await, Ok(r) if r.status() == 200) {
-            return;
-        }
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !is_ready(ops_port).await {
         assert!(std::time::Instant::now() < deadline, "the server did not become ready");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Whether a server's ops listener answers `/readyz` with 200 now.
+pub async fn is_ready(ops_port: u16) -> bool {
+    let ready = Request::get(format!("http://127.0.0.1:{ops_port}/readyz")).body(Full::new(Bytes::new())).unwrap();
+    matches!(client().request(ready).await, Ok(r) if r.status() == 200)
 }
 
 // ------------------------------------------------------------------------ mock buyers

@@ -110,6 +110,32 @@ fn ports() -> (u16, u16, u16) {
     (free_port(), free_port(), free_port())
 }
 
+/// `spawn` on fresh ports, ready (at most 30 s). A binary that exits before it is ready, as
+/// it does when another process took one of its ports between `free_port` and its bind, is
+/// started again on other ports; three exits in a row fail the test with the last log.
+async fn spawn_ready(config: &Path, data: &Path, extra: &[&str]) -> (Child, (u16, u16, u16)) {
+    let log = || std::fs::read_to_string(config.with_extension("log")).unwrap_or_default();
+    let mut last = String::new();
+    for _ in 0..3 {
+        let ports = ports();
+        let mut child = spawn(config, data, ports, extra);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if is_ready(ports.1).await {
+                return (child, ports);
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                last = format!("exited ({status}):\n{}", log());
+                eprintln!("the binary exited before it was ready; starting it again: {last}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "the server did not become ready; its log:\n{}", log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    panic!("the binary exited before it was ready three times in a row; the last: {last}")
+}
+
 /// Waits for the child spawned with `config` to exit by itself; its exit code and output.
 fn exited(mut child: Child, config: &Path, within: Duration) -> (Option<i32>, String) {
     let deadline = Instant::now() + within;
@@ -171,9 +197,7 @@ async fn a_disk_that_fills_mid_load_gets_503s_never_a_false_answer_and_loses_not
     let config_dir = tempfile::tempdir().unwrap();
     let config = config_dir.path().join("config.toml");
     std::fs::write(&config, toml_of(&pull_market())).unwrap();
-    let first = ports();
-    let child = spawn(&config, disk.path(), first, &["--admin-token", ADMIN_TOKEN]);
-    wait_ready(first.1).await;
+    let (child, first) = spawn_ready(&config, disk.path(), &["--admin-token", ADMIN_TOKEN]).await;
 
     // Eight clients post distinct leads, each with its own Idempotency-Key, until the node
     // refuses or goes away.
@@ -227,9 +251,7 @@ async fn a_disk_that_fills_mid_load_gets_503s_never_a_false_answer_and_loses_not
 
     // Room again: the restarted node has every sale it answered, once, and charged.
     disk.grow(65_536);
-    let second = ports();
-    let child = spawn(&config, disk.path(), second, &["--admin-token", ADMIN_TOKEN]);
-    wait_ready(second.1).await;
+    let (child, second) = spawn_ready(&config, disk.path(), &["--admin-token", ADMIN_TOKEN]).await;
     let on_stream = sales_on_stream(second.2, 1).await;
     let unique: HashSet<&String> = on_stream.iter().collect();
     assert_eq!(unique.len(), on_stream.len(), "no sale twice");
@@ -291,14 +313,8 @@ async fn after_a_failed_write_the_node_is_unready_and_refuses_everything_with_50
 
 /// The binary sells `count` leads with 4 KiB segments, then stops cleanly.
 async fn sell_and_stop(config: &Path, data: &Path, count: u32) {
-    let (public, ops, grpc) = ports();
-    let mut child = spawn(
-        config,
-        data,
-        (public, ops, grpc),
-        &["--admin-token", ADMIN_TOKEN, "--journal-segment-bytes", "4096", "--checkpoint-every-ms", "0"],
-    );
-    wait_ready(ops).await;
+    let extra = ["--admin-token", ADMIN_TOKEN, "--journal-segment-bytes", "4096", "--checkpoint-every-ms", "0"];
+    let (mut child, (public, _, _)) = spawn_ready(config, data, &extra).await;
     let base = format!("http://127.0.0.1:{public}");
     for n in 0..count {
         let (status, answer) = post_keyed(&base, &format!("s-{n}"), &lead("solar", n)).await;
@@ -345,9 +361,7 @@ async fn a_torn_tail_is_cut_and_a_flipped_bit_is_never_silent() {
     let (code, out) = verify(&data);
     assert_eq!(code, Some(0), "a torn tail is no damage: {out}");
     assert!(out.contains("torn tail"), "{out}");
-    let (public, ops, grpc) = ports();
-    let mut child = spawn(&config, &data, (public, ops, grpc), &["--admin-token", ADMIN_TOKEN]);
-    wait_ready(ops).await;
+    let (mut child, (_, _, grpc)) = spawn_ready(&config, &data, &["--admin-token", ADMIN_TOKEN]).await;
     assert_eq!(std::fs::metadata(newest).unwrap().len(), length, "the torn write was cut");
     assert_eq!(sales_on_stream(grpc, 40).await.len(), 40, "every sale is still there");
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
@@ -364,9 +378,7 @@ async fn a_torn_tail_is_cut_and_a_flipped_bit_is_never_silent() {
     let (code, out) = verify(&data);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains(&format!("DAMAGE: {name} at offset")), "{out}");
-    let (public, ops, grpc) = ports();
-    let mut child = spawn(&config, &data, (public, ops, grpc), &["--admin-token", ADMIN_TOKEN]);
-    wait_ready(ops).await;
+    let (mut child, (public, _, _)) = spawn_ready(&config, &data, &["--admin-token", ADMIN_TOKEN]).await;
     let balance = get(public, "/v1/buyer/balance", &buyer_key("b1")).await;
     assert_eq!(balance["balance"], "999600.00", "all 40 sales, from the checkpoint");
     let log = config.with_extension("log");
@@ -411,9 +423,7 @@ async fn data_files_are_private_and_loose_ones_are_narrowed_at_start() {
     use std::os::unix::fs::PermissionsExt;
     let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
     let (_dir, config, data) = pull_node_dir();
-    let (public, ops, grpc) = ports();
-    let mut child = spawn(&config, &data, (public, ops, grpc), &[]);
-    wait_ready(ops).await;
+    let (mut child, (public, _, _)) = spawn_ready(&config, &data, &[]).await;
     let (status, _) = post_keyed(&format!("http://127.0.0.1:{public}"), "m-1", &lead("solar", 1)).await;
     assert_eq!(status, 200);
     Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
@@ -426,9 +436,7 @@ async fn data_files_are_private_and_loose_ones_are_narrowed_at_start() {
 
     std::fs::set_permissions(&segment, std::fs::Permissions::from_mode(0o644)).unwrap();
     std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let (public, ops, grpc) = ports();
-    let mut child = spawn(&config, &data, (public, ops, grpc), &[]);
-    wait_ready(ops).await;
+    let (mut child, _) = spawn_ready(&config, &data, &[]).await;
     assert_eq!((mode(&segment), mode(&data)), (0o600, 0o700), "narrowed at start");
     child.kill().unwrap();
     child.wait().unwrap();
@@ -549,9 +557,7 @@ async fn kill_9_around_checkpoints_under_load_loses_no_sale_answered_sold() {
     // after writing one.
     let extra = ["--admin-token", ADMIN_TOKEN, "--journal-segment-bytes", "16384", "--checkpoint-every-ms", "0"];
     for round in 0..4u32 {
-        let (public, ops, grpc) = ports();
-        let mut child = spawn(&config, &data, (public, ops, grpc), &extra);
-        wait_ready(ops).await;
+        let (mut child, (public, _, _)) = spawn_ready(&config, &data, &extra).await;
         let sold: Arc<parking_lot::Mutex<Vec<String>>> = Arc::default();
         let base = format!("http://127.0.0.1:{public}");
         let workers: Vec<_> = (0..6u32)
@@ -580,9 +586,7 @@ async fn kill_9_around_checkpoints_under_load_loses_no_sale_answered_sold() {
         }
         answered_sold.extend(sold.lock().iter().cloned());
     }
-    let (public, ops, grpc) = ports();
-    let mut child = spawn(&config, &data, (public, ops, grpc), &extra);
-    wait_ready(ops).await;
+    let (mut child, (public, _, grpc)) = spawn_ready(&config, &data, &extra).await;
     let on_stream = sales_on_stream(grpc, 1).await;
     let unique: HashSet<&String> = on_stream.iter().collect();
     assert_eq!(unique.len(), on_stream.len(), "no sale twice");
@@ -645,9 +649,7 @@ async fn a_tail_longer_than_the_sales_kept_in_memory_restores_every_pull_lead() 
 async fn a_backup_taken_while_serving_starts_and_holds_every_sale_it_copied() {
     let (dir, config, data) = pull_node_dir();
     let extra = ["--admin-token", ADMIN_TOKEN, "--journal-segment-bytes", "16384", "--checkpoint-every-ms", "0"];
-    let (public, ops, grpc) = ports();
-    let mut child = spawn(&config, &data, (public, ops, grpc), &extra);
-    wait_ready(ops).await;
+    let (mut child, (public, _, _)) = spawn_ready(&config, &data, &extra).await;
     let sold: Arc<parking_lot::Mutex<Vec<String>>> = Arc::default();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let base = format!("http://127.0.0.1:{public}");
@@ -690,9 +692,7 @@ async fn a_backup_taken_while_serving_starts_and_holds_every_sale_it_copied() {
 
     let (code, out) = verify(&copy);
     assert_eq!(code, Some(0), "the copy verifies: {out}");
-    let (public, ops, grpc) = ports();
-    let mut child = spawn(&config, &copy, (public, ops, grpc), &extra);
-    wait_ready(ops).await;
+    let (mut child, (public, _, grpc)) = spawn_ready(&config, &copy, &extra).await;
     let in_copy = sales_on_stream(grpc, 1).await;
     let all_sold: HashSet<String> = sold.lock().iter().cloned().collect();
     let copied: HashSet<&String> = in_copy.iter().collect();
