@@ -11,8 +11,10 @@
 # router's CPU time per sale), `allocsites` (uprobes on mimalloc's entry points, recorded with
 # DWARF stacks; one second of them sorted by where they were made, by loadtest/allocsites.py,
 # which needs python3; ALLOCS_PER_REQUEST, from a `WHAT=allocs` run, turns shares into
-# counts), `locks` (uprobes on the slow paths of std's, parking_lot's and dashmap's locks,
-# entered only under contention: how many per request, and under which of our functions).
+# counts), `locks` (uprobes where the slow paths of std's, parking_lot's and dashmap's locks
+# enter and return, entered only under contention: how many per request and the time
+# between; LOCK_STACKS=1 records stacks too, to name the function of ours each was taken
+# under, which slows every hit and so stretches the waits).
 # MIX=ping measures pings instead (ping-fanout.sh's market is
 # not needed: the pings go to the same fixed-price market and are answered from its
 # standing bids). ROUTER_ARGS are more arguments for the router, e.g.
@@ -53,22 +55,27 @@ probe() {
     [ -n "$symbol" ] || { echo "no symbol like $2 in $LEADROUTER" >&2; return; }
     perf probe -q -x "$LEADROUTER" --add "$1=$symbol" 2>/dev/null || true
     PROBES="${PROBES:+$PROBES,}probe_leadrouter:$1"
+    if [ "${3:-}" = timed ]; then
+        # And where it returns (perf names it $1__return): the time between is the wait.
+        perf probe -q -x "$LEADROUTER" --no-demangle --add "$1=$symbol%return" 2>/dev/null || true
+        PROBES="$PROBES,probe_leadrouter:$1__return"
+    fi
 }
 case "$WHAT" in
     allocsites)
         # mimalloc's entry points: every Rust allocation goes through one of them.
         for fn in mi_malloc_aligned mi_zalloc_aligned mi_realloc_aligned; do probe "$fn" "^$fn\$"; done ;;
     locks)
-        # The slow paths of the locks in the binary: entered only when a lock was taken
-        # (or, for parking_lot and dashmap, about to be waited for after spinning).
-        probe std_mutex '5Mutex14lock_contended'
-        probe std_rwlock_read '6RwLock14read_contended'
-        probe std_rwlock_write '6RwLock15write_contended'
-        probe parking_lot_mutex '9raw_mutex8RawMutex9lock_slow'
-        probe parking_lot_read '11parking_lot10raw_rwlock9RawRwLock16lock_shared_slow'
-        probe parking_lot_write '11parking_lot10raw_rwlock9RawRwLock19lock_exclusive_slow'
-        probe dashmap_read '7dashmap4lock9RawRwLock16lock_shared_slow'
-        probe dashmap_write '7dashmap4lock9RawRwLock19lock_exclusive_slow' ;;
+        # The slow paths of the locks in the binary, where they enter and return: entered
+        # only when a lock was taken (parking_lot and dashmap then spin, then park).
+        probe std_mutex '5Mutex14lock_contended' timed
+        probe std_rwlock_read '6RwLock14read_contended' timed
+        probe std_rwlock_write '6RwLock15write_contended' timed
+        probe parking_lot_mutex '9raw_mutex8RawMutex9lock_slow' timed
+        probe parking_lot_read '11parking_lot10raw_rwlock9RawRwLock16lock_shared_slow' timed
+        probe parking_lot_write '11parking_lot10raw_rwlock9RawRwLock19lock_exclusive_slow' timed
+        probe dashmap_read '7dashmap4lock9RawRwLock16lock_shared_slow' timed
+        probe dashmap_write '7dashmap4lock9RawRwLock19lock_exclusive_slow' timed ;;
 esac
 if [ -n "$PROBES" ]; then
     trap 'stop_all; rm -rf "$WORK"; perf probe -q -d "probe_leadrouter:*" 2>/dev/null || true' EXIT INT TERM
@@ -111,7 +118,10 @@ case "$WHAT" in
     allocsites)
         perf record -e "$PROBES" --call-graph dwarf,16384 -p "$ROUTER" -o "$OUT/allocsites.data" -- sleep "$SPAN" 2>"$OUT/perf-record.log" ;;
     locks)
-        perf record -e "$PROBES" --call-graph dwarf,16384 -p "$ROUTER" -o "$OUT/locks.data" -- sleep "$SPAN" 2>"$OUT/perf-record.log" ;;
+        # Stacks name the functions but slow every probe hit, which stretches the waits.
+        stacks=()
+        [ "${LOCK_STACKS:-0}" = 1 ] && stacks=(--call-graph dwarf,16384)
+        perf record -e "$PROBES" "${stacks[@]}" -p "$ROUTER" -o "$OUT/locks.data" -- sleep "$SPAN" 2>"$OUT/perf-record.log" ;;
     strace)
         timeout -s INT "$SPAN" strace -c -f -p "$ROUTER" -o "$OUT/strace.txt" || true ;;
     *)
@@ -150,7 +160,17 @@ case "$WHAT" in
         perf script -i "$OUT/allocsites.data" -F comm,event,ip,sym --no-inline --time "$slice" 2>/dev/null >"$OUT/allocsites.txt"
         python3 "$ROOT/loadtest/allocsites.py" "$OUT/allocsites.txt" ${ALLOCS_PER_REQUEST:+"$ALLOCS_PER_REQUEST"} | tee "$OUT/allocsites.md" ;;
     locks)
-        perf script -i "$OUT/locks.data" -F comm,event,ip,sym --no-inline 2>/dev/null >"$OUT/locks.txt"
+        echo "time in the locks' slow paths (entry to return, per thread), per request:"
+        perf script -i "$OUT/locks.data" -F tid,time,event 2>/dev/null | awk -v n="$n" '
+            { kind = $3; sub(/^probe_leadrouter:/, "", kind); sub(/:$/, "", kind); at = $2 + 0 }
+            kind ~ /__return$/ { sub(/__return$/, "", kind); if (($1, kind) in entered) {
+                waited[kind] += at - entered[$1, kind]; delete entered[$1, kind] } ; next }
+            { entered[$1, kind] = at; count[kind]++ }
+            END { for (k in count) printf "  %-20s %8d entries, %8.3f µs per request, %8.2f µs each\n",
+                      k, count[k], waited[k] * 1e6 / n, waited[k] * 1e6 / count[k] }' | sort -k4 -n -r | tee "$OUT/locks-time.txt"
+        [ "${LOCK_STACKS:-0}" = 1 ] || { echo "(LOCK_STACKS=1 names the functions each was taken under)"; exit 0; }
+        perf script -i "$OUT/locks.data" -F comm,event,ip,sym --no-inline 2>/dev/null | awk '
+            !/^\t/ && NF { skip = ($2 ~ /__return:?$/) } !skip' >"$OUT/locks.txt"
         echo "contended lock acquisitions per request, by lock kind and by the first frame of ours above it:"
         awk -v n="$n" '
             !/^\t/ && NF { if (kind != "") { count[kind]++; by[kind " <- " (ours == "" ? "(not ours)" : ours)]++ }
