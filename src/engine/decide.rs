@@ -680,7 +680,7 @@ impl Auction {
         // tail in memory and the recent sales keep the same record, not copies (issue 17).
         let (committed, appended) = tokio::join!(
             self.core.dedup.commit(&campaign.buyer_id, &attempt.dedup_keys, now),
-            self.core.journal.append(Event::SaleSettled(Arc::new(sale)), now)
+            self.core.journal.append(Event::from(sale), now)
         );
         if let Err(error) = committed {
             // The buyer accepted the lead: the sale stands; its keys stay claimed (pending)

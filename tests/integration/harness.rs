@@ -175,7 +175,7 @@ pub fn metric(page: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
 
 // ------------------------------------------------------------------------ real binary
 
-pub use crate::router_process::free_port;
+pub use crate::router_process::{free_port, ready_or_exited, started_ready};
 
 /// Waits (at most 30 s) until a server's ops listener answers `/readyz` with 200.
 pub async fn wait_ready(ops_port: u16) {
@@ -188,8 +188,7 @@ pub async fn wait_ready(ops_port: u16) {
 
 /// Whether a server's ops listener answers `/readyz` with 200 now.
 pub async fn is_ready(ops_port: u16) -> bool {
-    let ready = Request::get(format!("http://127.0.0.1:{ops_port}/readyz")).body(Full::new(Bytes::new())).unwrap();
-    matches!(client().request(ready).await, Ok(r) if r.status() == 200)
+    crate::router_process::readiness(ops_port).await == Some(200)
 }
 
 // ------------------------------------------------------------------------ mock buyers

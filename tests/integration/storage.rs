@@ -110,30 +110,21 @@ fn ports() -> (u16, u16, u16) {
     (free_port(), free_port(), free_port())
 }
 
-/// `spawn` on fresh ports, ready (at most 30 s). A binary that exits before it is ready, as
-/// it does when another process took one of its ports between `free_port` and its bind, is
-/// started again on other ports; three exits in a row fail the test with the last log.
+/// `spawn` on fresh ports, ready (at most 30 s); started again on other ports when it exits
+/// first (`started_ready`).
 async fn spawn_ready(config: &Path, data: &Path, extra: &[&str]) -> (Child, (u16, u16, u16)) {
-    let log = || std::fs::read_to_string(config.with_extension("log")).unwrap_or_default();
-    let mut last = String::new();
-    for _ in 0..3 {
+    started_ready((), |()| {
         let ports = ports();
         let mut child = spawn(config, data, ports, extra);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if is_ready(ports.1).await {
-                return (child, ports);
+        async move {
+            let log = || std::fs::read_to_string(config.with_extension("log")).unwrap_or_default();
+            match ready_or_exited(&mut child, ports.1, log).await {
+                Ok(()) => Ok((child, ports)),
+                Err(exited) => Err(((), exited)),
             }
-            if let Ok(Some(status)) = child.try_wait() {
-                last = format!("exited ({status}):\n{}", log());
-                eprintln!("the binary exited before it was ready; starting it again: {last}");
-                break;
-            }
-            assert!(Instant::now() < deadline, "the server did not become ready; its log:\n{}", log());
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-    }
-    panic!("the binary exited before it was ready three times in a row; the last: {last}")
+    })
+    .await
 }
 
 /// Waits for the child spawned with `config` to exit by itself; its exit code and output.

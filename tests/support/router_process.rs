@@ -74,22 +74,19 @@ impl RouterProcess {
     /// one of its ports between `free_port` and its bind. Three exits in a row fail the
     /// test with the last one's log.
     pub async fn start_ready(
-        mut data: tempfile::TempDir,
+        data: tempfile::TempDir,
         mut start: impl FnMut(tempfile::TempDir) -> RouterProcess,
     ) -> RouterProcess {
-        let mut last = String::new();
-        for _ in 0..3 {
+        started_ready(data, |data| {
             let mut process = start(data);
-            match process.ready_or_exited().await {
-                Ok(()) => return process,
-                Err(exited) => {
-                    eprintln!("a router exited before it was ready; starting another:\n{exited}");
-                    last = exited;
-                    data = process.kill();
+            async move {
+                match process.ready_or_exited().await {
+                    Ok(()) => Ok(process),
+                    Err(exited) => Err((process.kill(), exited)),
                 }
             }
-        }
-        panic!("three routers in a row exited before they were ready; the last:\n{last}")
+        })
+        .await
     }
 
     /// `http://127.0.0.1:<public port>`, the public API's base URL.
@@ -115,28 +112,18 @@ impl RouterProcess {
     /// `until_ready`, but a process that exited says so with what it logged instead of
     /// failing the test, so the caller may start another.
     pub async fn ready_or_exited(&mut self) -> Result<(), String> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.readiness().await != Some(200) {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(format!("node {} exited ({status}):\n{}", self.ops, self.log()));
-            }
-            assert!(Instant::now() < deadline, "node {} did not become ready; its log:\n{}", self.ops, self.log());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Ok(())
+        let log = self.data.as_ref().map(|data| data.path().join("node.log"));
+        ready_or_exited(&mut self.child, self.ops, || read_log(log.as_deref())).await
     }
 
     /// The status of `/readyz`, or `None` while nothing answers.
     pub async fn readiness(&self) -> Option<u16> {
-        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-        let request = hyper::Request::get(format!("{}/readyz", self.ops_url())).body(Full::new(Bytes::new())).unwrap();
-        client.request(request).await.ok().map(|response| response.status().as_u16())
+        readiness(self.ops).await
     }
 
     /// What the process logged, for failure messages.
     pub fn log(&self) -> String {
-        let path = self.data.as_ref().map(|data| data.path().join("node.log"));
-        path.and_then(|path| std::fs::read_to_string(path).ok()).unwrap_or_default()
+        read_log(self.data.as_ref().map(|data| data.path().join("node.log")).as_deref())
     }
 
     /// Stops the process as an operator does (`SIGTERM`: it finishes its requests and
@@ -157,6 +144,55 @@ impl RouterProcess {
         let _ = self.child.wait();
         self.data.take().expect("a data dir")
     }
+}
+
+/// The status of `/readyz` on `ops_port`, or `None` while nothing answers.
+pub async fn readiness(ops_port: u16) -> Option<u16> {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let request =
+        hyper::Request::get(format!("http://127.0.0.1:{ops_port}/readyz")).body(Full::new(Bytes::new())).unwrap();
+    client.request(request).await.ok().map(|response| response.status().as_u16())
+}
+
+/// Waits (at most 30 s) until the binary `child` answers `/readyz` on `ops_port` with 200;
+/// one that exits first says so with what it logged (`log`) instead of failing the test,
+/// so the caller may start another. One that stays unready fails the test.
+pub async fn ready_or_exited(child: &mut Child, ops_port: u16, log: impl Fn() -> String) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while readiness(ops_port).await != Some(200) {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(format!("node {ops_port} exited ({status}):\n{}", log()));
+        }
+        assert!(Instant::now() < deadline, "node {ops_port} did not become ready; its log:\n{}", log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+/// Starts a binary from `state` until one is ready: `start` answers it ready, or gives
+/// `state` back with what the one that exited logged (as a binary does when another process
+/// took one of its ports between `free_port` and its bind), and is called again, on other
+/// ports. Three exits in a row fail the test with the last log.
+pub async fn started_ready<S, P, Ready>(mut state: S, mut start: impl FnMut(S) -> Ready) -> P
+where
+    Ready: std::future::Future<Output = Result<P, (S, String)>>,
+{
+    let mut last = String::new();
+    for _ in 0..3 {
+        match start(state).await {
+            Ok(started) => return started,
+            Err((back, exited)) => {
+                eprintln!("a router exited before it was ready; starting another:\n{exited}");
+                last = exited;
+                state = back;
+            }
+        }
+    }
+    panic!("three routers in a row exited before they were ready; the last:\n{last}")
+}
+
+fn read_log(path: Option<&Path>) -> String {
+    path.and_then(|path| std::fs::read_to_string(path).ok()).unwrap_or_default()
 }
 
 /// `toml` written as `leadrouter.toml` in a new temp dir: the dir and the file's path.
